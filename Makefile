@@ -1,0 +1,32 @@
+# The two commands README.md promises: `make run` and `make test`.
+GO ?= go
+export CGO_ENABLED ?= 1
+
+.PHONY: run test build vet fmt-check staticcheck unit clean
+
+## run: build and start the all-in-one development deployment on https://localhost:8443
+run:
+	$(GO) run ./cmd/signal -dev
+
+## build: build the three binaries into ./bin
+build:
+	$(GO) build -trimpath -o bin/ ./cmd/...
+
+## test: formatting, go vet, staticcheck (version pinned in go.mod) and the race-enabled tests
+test: fmt-check vet staticcheck unit
+
+fmt-check:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+
+vet:
+	$(GO) vet ./...
+
+staticcheck:
+	$(GO) tool staticcheck ./...
+
+unit:
+	$(GO) test -race -count=1 -timeout 20m ./...
+
+clean:
+	rm -rf bin

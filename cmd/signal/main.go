@@ -1,0 +1,44 @@
+// Command signal is the platform's web server: the HTTPS site, JSON API and
+// WebSocket signaling that clinicians and patients use. With -dev it runs the
+// whole platform on one machine for evaluation and development.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/openconsult/openconsult/internal/config"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
+	stop()
+	switch {
+	case errors.Is(err, config.ErrHelp):
+	case err != nil:
+		fmt.Fprintln(os.Stderr, "signal:", err)
+		os.Exit(1)
+	}
+}
+
+// run is the whole program; main only binds it to the process so tests can
+// start the server on random ports and read what an operator would see.
+// Operator-facing instructions (the URL to open, the setup link) go to
+// stdout; structured logs go to stderr.
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	s := newSettings(stderr)
+	if err := s.load(args, getenv); err != nil {
+		return err
+	}
+	srv, err := start(ctx, s, stdout, stderr)
+	if err != nil {
+		return err
+	}
+	return srv.serve(ctx)
+}

@@ -1,0 +1,178 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/openconsult/openconsult/auth"
+	"github.com/openconsult/openconsult/internal/obs"
+	"github.com/openconsult/openconsult/internal/serve"
+	"github.com/openconsult/openconsult/internal/tlsconf"
+	"github.com/openconsult/openconsult/site"
+	"github.com/openconsult/openconsult/store"
+)
+
+// server is a started signal process: database open, listeners bound.
+type server struct {
+	log     *slog.Logger
+	db      *store.DB
+	grace   time.Duration
+	servers []serve.Server
+}
+
+// start wires the process together. Anything that can fail (database,
+// certificates, ports) fails here, before a URL is announced.
+func start(ctx context.Context, s *settings, stdout, stderr io.Writer) (_ *server, err error) {
+	log, err := obs.NewLogger(stderr, s.logLevel.Value, s.logFormat.Value)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(s.dataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("data directory: %w", err)
+	}
+	db, err := store.Open(ctx, s.database)
+	if err != nil {
+		return nil, err
+	}
+	var listeners []net.Listener
+	defer func() {
+		if err != nil {
+			for _, ln := range listeners {
+				ln.Close()
+			}
+			db.Close()
+		}
+	}()
+	applied, err := db.Migrate(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("database migrations: %w", err)
+	}
+	version, _ := db.SchemaVersion(ctx)
+	log.Info("database ready", "dialect", db.Dialect(), "schema_version", version, "migrations_applied", applied)
+
+	tlsConfig, acme, err := serverTLS(s)
+	if err != nil {
+		return nil, err
+	}
+	listen := func(name, addr string) (net.Listener, error) {
+		ln, err := serve.Listen(name, addr)
+		if err == nil {
+			listeners = append(listeners, ln)
+		}
+		return ln, err
+	}
+	httpsLn, err := listen("HTTPS", s.listen.Value)
+	if err != nil {
+		return nil, err
+	}
+	public := publicURL(s, httpsLn.Addr())
+
+	reg := obs.NewRegistry()
+	health := obs.NewHealth(log, 2*time.Second)
+	health.AddCheck("database", db.Ping)
+	setup := &auth.Setup{Store: db, TTL: s.setupLinkTTL, Hash: auth.DefaultHashParams, Policy: auth.DefaultPasswordPolicy, Now: time.Now}
+	web, err := site.New(site.Options{
+		Log: log, Health: health, Metrics: obs.NewHTTPMetrics(reg, "site"), Setup: setup,
+		PasswordLo: auth.DefaultPasswordPolicy.MinLength, PasswordHi: auth.DefaultPasswordPolicy.MaxLength,
+		HSTSMaxAge: s.hstsMaxAge,
+	})
+	if err != nil {
+		return nil, err
+	}
+	srv := &server{log: log, db: db, grace: s.shutdownTimeout}
+	srv.servers = append(srv.servers, serve.Server{Name: "https", Listener: httpsLn, Handler: web.Handler(), TLS: tlsConfig})
+
+	if s.httpListen.Value != "" {
+		ln, err := listen("HTTP redirect", s.httpListen.Value)
+		if err != nil {
+			return nil, err
+		}
+		var h http.Handler = site.RedirectHandler(public)
+		if acme != nil {
+			h = acme.HTTPHandler(h)
+		}
+		srv.servers = append(srv.servers, serve.Server{Name: "http-redirect", Listener: ln, Handler: h})
+	}
+	if s.adminListen.Value != "" {
+		ln, err := listen("admin", s.adminListen.Value)
+		if err != nil {
+			return nil, err
+		}
+		srv.servers = append(srv.servers, serve.Server{Name: "admin", Listener: ln, Handler: obs.AdminHandler(reg, health)})
+	}
+
+	token, expires, issued, err := setup.IssueIfNeeded(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("setup link: %w", err)
+	}
+	if issued {
+		// The link goes to the operator's terminal, never into the log
+		// stream, which may be shipped elsewhere.
+		fmt.Fprintf(stdout, "No account exists yet. Create the first administrator with this one-time link\n(valid until %s):\n\n    %s/setup/%s\n\n",
+			expires.UTC().Format(time.RFC3339), public, token)
+		log.Info("setup link issued", "expires", expires.UTC())
+	}
+	fmt.Fprintf(stdout, "OpenConsult is running. Open %s\n", public)
+	return srv, nil
+}
+
+// serve runs until ctx is cancelled, then shuts down and closes the database.
+func (srv *server) serve(ctx context.Context) error {
+	err := serve.Run(ctx, srv.log, srv.grace, srv.servers...)
+	if cerr := srv.db.Close(); cerr != nil && err == nil {
+		err = fmt.Errorf("close database: %w", cerr)
+	}
+	srv.log.Info("stopped")
+	return err
+}
+
+// serverTLS picks the certificate source: development self-signed, files, or
+// ACME (which also answers challenges on the HTTP listener).
+func serverTLS(s *settings) (*tls.Config, *tlsconf.ACME, error) {
+	switch {
+	case s.tlsCert != "":
+		src, err := tlsconf.NewFileSource(s.tlsCert, s.tlsKey)
+		if err != nil {
+			return nil, nil, err
+		}
+		return tlsconf.Server(src.GetCertificate), nil, nil
+	case len(s.acmeDomains.Values) > 0:
+		acme := tlsconf.NewACME(s.acmeDomains.Values, s.acmeEmail, filepath.Join(s.dataDir, "acme"), s.acmeDirectory)
+		cfg := tlsconf.Server(nil)
+		acme.Configure(cfg)
+		return cfg, acme, nil
+	default: // -dev; validate refuses the rest
+		cert, err := tlsconf.DevCertificate(filepath.Join(s.dataDir, "tls"), tlsconf.DevHosts, time.Now())
+		if err != nil {
+			return nil, nil, fmt.Errorf("development certificate: %w", err)
+		}
+		return tlsconf.Server(func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return &cert, nil }), nil, nil
+	}
+}
+
+// publicURL is the configured public address, the first ACME domain, or in
+// development https://localhost with the port actually bound.
+func publicURL(s *settings, bound net.Addr) *url.URL {
+	switch {
+	case s.publicURL.Value != nil:
+		return s.publicURL.Value
+	case len(s.acmeDomains.Values) > 0:
+		return &url.URL{Scheme: "https", Host: s.acmeDomains.Values[0]}
+	default:
+		host := "localhost"
+		if port := bound.(*net.TCPAddr).Port; port != 443 {
+			host = net.JoinHostPort(host, strconv.Itoa(port))
+		}
+		return &url.URL{Scheme: "https", Host: host}
+	}
+}

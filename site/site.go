@@ -1,0 +1,144 @@
+// Package site owns the HTTPS web site of the signal server: its routes, the
+// security headers and cross-origin protection every response gets, page
+// rendering, and the plain-HTTP listener that only redirects to HTTPS.
+package site
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"html/template"
+	"io/fs"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"time"
+
+	"github.com/openconsult/openconsult/internal/obs"
+	"github.com/openconsult/openconsult/store"
+	"github.com/openconsult/openconsult/web"
+)
+
+// SetupFlow is what the first-administrator pages need from auth.
+type SetupFlow interface {
+	Usable(ctx context.Context, token string) (bool, error)
+	Complete(ctx context.Context, token, username, password string) (store.User, error)
+}
+
+// Options are the site's dependencies.
+type Options struct {
+	Log        *slog.Logger
+	Health     *obs.Health
+	Metrics    *obs.HTTPMetrics
+	Setup      SetupFlow
+	PasswordLo int // password length bounds shown in forms
+	PasswordHi int
+	HSTSMaxAge time.Duration
+}
+
+// Site is the HTTPS site.
+type Site struct {
+	opt    Options
+	pages  map[string]*template.Template
+	static fs.FS
+}
+
+// New parses the templates and returns the site.
+func New(opt Options) (*Site, error) {
+	pages, err := web.Templates()
+	if err != nil {
+		return nil, fmt.Errorf("parse templates: %w", err)
+	}
+	return &Site{opt: opt, pages: pages, static: web.Static()}, nil
+}
+
+// Handler returns the site with its middleware: security headers on every
+// response, request metrics by route, and refusal of cross-origin
+// state-changing requests (CSRF) before any handler runs.
+func (s *Site) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /{$}", s.index)
+	mux.HandleFunc("GET /healthz", s.opt.Health.Live)
+	mux.HandleFunc("GET /readyz", s.opt.Health.Ready)
+	mux.Handle("GET /static/", http.StripPrefix("/static/", staticHandler(s.static)))
+	mux.HandleFunc("GET /setup/{token}", s.setupForm)
+	mux.HandleFunc("POST /setup/{token}", s.setupSubmit)
+	mux.HandleFunc("/", s.notFound)
+
+	csrf := http.NewCrossOriginProtection()
+	csrf.SetDenyHandler(http.HandlerFunc(s.crossOrigin))
+	return securityHeaders(s.opt.HSTSMaxAge, s.opt.Metrics.Wrap(csrf.Handler(mux)))
+}
+
+// securityHeaders sets what every HTTPS response carries. The content policy
+// allows no inline script or style and no framing; the referrer policy keeps
+// link tokens in URLs from leaking to other sites.
+func securityHeaders(hsts time.Duration, next http.Handler) http.Handler {
+	hstsValue := fmt.Sprintf("max-age=%d; includeSubDomains", int64(hsts.Seconds()))
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := w.Header()
+		if hsts > 0 {
+			h.Set("Strict-Transport-Security", hstsValue)
+		}
+		h.Set("Content-Security-Policy", "default-src 'self'; script-src 'self'; style-src 'self'; "+
+			"img-src 'self' data: blob:; media-src 'self' blob:; connect-src 'self'; "+
+			"object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
+		h.Set("X-Content-Type-Options", "nosniff")
+		h.Set("X-Frame-Options", "DENY")
+		h.Set("Referrer-Policy", "no-referrer")
+		h.Set("Cross-Origin-Opener-Policy", "same-origin")
+		h.Set("Permissions-Policy", "camera=(self), microphone=(self), display-capture=(self), geolocation=()")
+		next.ServeHTTP(w, r)
+	})
+}
+
+func staticHandler(files fs.FS) http.Handler {
+	fileServer := http.FileServerFS(files)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "public, max-age=300")
+		fileServer.ServeHTTP(w, r)
+	})
+}
+
+func (s *Site) index(w http.ResponseWriter, r *http.Request) {
+	s.render(w, r, http.StatusOK, "index", nil)
+}
+
+func (s *Site) notFound(w http.ResponseWriter, r *http.Request) {
+	s.render(w, r, http.StatusNotFound, "error", errorPage{"Page not found", "There is no page at this address."})
+}
+
+func (s *Site) crossOrigin(w http.ResponseWriter, r *http.Request) {
+	s.opt.Log.Info("cross-origin request refused", "method", r.Method)
+	s.render(w, r, http.StatusForbidden, "error", errorPage{"Request refused", "The request came from another site and was not carried out."})
+}
+
+type errorPage struct{ Title, Message string }
+
+// render executes a page into a buffer first, so a template error becomes a
+// clean 500 rather than half a page.
+func (s *Site) render(w http.ResponseWriter, r *http.Request, code int, page string, data any) {
+	var buf bytes.Buffer
+	if err := s.pages[page].ExecuteTemplate(&buf, "layout", data); err != nil {
+		s.opt.Log.Error("render page", "page", page, "err", err)
+		http.Error(w, "internal error", http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.WriteHeader(code)
+	if r.Method != http.MethodHead {
+		_, _ = w.Write(buf.Bytes())
+	}
+}
+
+// RedirectHandler answers every plain-HTTP request with a permanent redirect
+// to the same path on the public HTTPS address. It never redirects to the
+// Host the client sent, which would make it an open redirect.
+func RedirectHandler(public *url.URL) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		target := *public
+		target.Path, target.RawPath, target.RawQuery = r.URL.Path, r.URL.RawPath, r.URL.RawQuery
+		w.Header().Set("Connection", "close")
+		http.Redirect(w, r, target.String(), http.StatusMovedPermanently)
+	})
+}

@@ -1,0 +1,122 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// User is an account row.
+type User struct {
+	ID           string
+	Username     string
+	Role         string
+	PasswordHash string
+	CreatedAt    time.Time
+	DisabledAt   time.Time // zero while the account is enabled
+}
+
+// ErrSetupClosed is returned when a setup token is unknown, expired, already
+// used, or an account already exists: the caller cannot tell which, and
+// neither can anyone probing the link.
+var ErrSetupClosed = errors.New("setup link is not valid")
+
+// CountUsers returns the number of accounts.
+func (db *DB) CountUsers(ctx context.Context) (int, error) {
+	var n int
+	if err := db.sql.QueryRowContext(ctx, `SELECT COUNT(*) FROM users`).Scan(&n); err != nil {
+		return 0, fmt.Errorf("count users: %w", err)
+	}
+	return n, nil
+}
+
+// UserByUsername returns the account with that username.
+func (db *DB) UserByUsername(ctx context.Context, username string) (User, error) {
+	var u User
+	var created int64
+	var disabled sql.NullInt64
+	err := db.sql.QueryRowContext(ctx, db.rebind(
+		`SELECT id, username, role, password_hash, created_at, disabled_at FROM users WHERE username = ?`), username).
+		Scan(&u.ID, &u.Username, &u.Role, &u.PasswordHash, &created, &disabled)
+	if errors.Is(err, sql.ErrNoRows) {
+		return User{}, ErrNotFound
+	}
+	if err != nil {
+		return User{}, fmt.Errorf("read user: %w", err)
+	}
+	u.CreatedAt = time.UnixMilli(created).UTC()
+	if disabled.Valid {
+		u.DisabledAt = time.UnixMilli(disabled.Int64).UTC()
+	}
+	return u, nil
+}
+
+// ReplaceSetupToken forgets every unused setup token and stores the hash of
+// a new one, so only the most recently printed link works.
+func (db *DB) ReplaceSetupToken(ctx context.Context, hash []byte, created, expires time.Time) error {
+	return db.tx(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, `DELETE FROM setup_tokens WHERE used_at IS NULL`); err != nil {
+			return fmt.Errorf("drop old setup tokens: %w", err)
+		}
+		if _, err := tx.ExecContext(ctx, db.rebind(
+			`INSERT INTO setup_tokens (token_hash, created_at, expires_at) VALUES (?, ?, ?)`),
+			hash, created.UnixMilli(), expires.UnixMilli()); err != nil {
+			return fmt.Errorf("store setup token: %w", err)
+		}
+		return nil
+	})
+}
+
+// SetupTokenUsable reports whether the token can still create the first
+// account: known, unused, unexpired, and no account exists yet.
+func (db *DB) SetupTokenUsable(ctx context.Context, hash []byte, now time.Time) (bool, error) {
+	var n int
+	err := db.sql.QueryRowContext(ctx, db.rebind(`SELECT COUNT(*) FROM setup_tokens
+		WHERE token_hash = ? AND used_at IS NULL AND expires_at > ?
+		AND NOT EXISTS (SELECT 1 FROM users)`), hash, now.UnixMilli()).Scan(&n)
+	if err != nil {
+		return false, fmt.Errorf("check setup token: %w", err)
+	}
+	return n == 1, nil
+}
+
+// CompleteSetup spends the token and creates the first account in one
+// transaction: of two concurrent submissions exactly one succeeds, and a
+// token can never create a second account.
+func (db *DB) CompleteSetup(ctx context.Context, hash []byte, now time.Time, u User) error {
+	return db.tx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, db.rebind(`UPDATE setup_tokens SET used_at = ?
+			WHERE token_hash = ? AND used_at IS NULL AND expires_at > ?
+			AND NOT EXISTS (SELECT 1 FROM users)`), now.UnixMilli(), hash, now.UnixMilli())
+		if err != nil {
+			return fmt.Errorf("spend setup token: %w", err)
+		}
+		if n, err := res.RowsAffected(); err != nil || n != 1 {
+			return ErrSetupClosed
+		}
+		return insertUser(ctx, db, tx, u)
+	})
+}
+
+func insertUser(ctx context.Context, db *DB, tx *sql.Tx, u User) error {
+	_, err := tx.ExecContext(ctx, db.rebind(
+		`INSERT INTO users (id, username, role, password_hash, created_at) VALUES (?, ?, ?, ?, ?)`),
+		u.ID, u.Username, u.Role, u.PasswordHash, u.CreatedAt.UnixMilli())
+	if err != nil {
+		if isUniqueViolation(err) {
+			return fmt.Errorf("user %s: %w", u.ID, ErrConflict)
+		}
+		return fmt.Errorf("insert user: %w", err)
+	}
+	return nil
+}
+
+// isUniqueViolation recognises a unique-constraint failure by the message
+// both SQLite and PostgreSQL use, without importing driver error types.
+func isUniqueViolation(err error) bool {
+	msg := strings.ToLower(err.Error())
+	return strings.Contains(msg, "unique constraint") || strings.Contains(msg, "duplicate key")
+}
