@@ -35,7 +35,9 @@ func TestStartsServesHealthAndStopsCleanly(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	logs := &lockedBuffer{}
 	done := make(chan error, 1)
-	go func() { done <- run(ctx, []string{"-admin-listen", "127.0.0.1:0"}, func(string) string { return "" }, logs) }()
+	go func() {
+		done <- run(ctx, []string{"-admin-listen", "127.0.0.1:0"}, func(string) string { return "" }, logs)
+	}()
 
 	var addr string
 	for deadline := time.Now().Add(10 * time.Second); addr == "" && time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
