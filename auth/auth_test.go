@@ -64,12 +64,23 @@ func TestPasswordPolicy(t *testing.T) {
 		{"🔒🔒🔒🔒🔒🔒🔒🔒🔒🔒🔒🔒", "", true},
 		{strings.Repeat("a", 257), "", false},
 		{"my name is dr.house!!", "dr.house", false},
+		{"qwerty123456", "", false},
+		{"1Qaz2Wsx3Edc", "", false},
 	}
 	for _, tt := range tests {
 		err := DefaultPasswordPolicy.Check(NormalizePassword(tt.password), tt.username)
 		var pe *PolicyError
 		if tt.ok != (err == nil) || (err != nil && !errors.As(err, &pe)) {
 			t.Errorf("Check(%q) = %v, want ok=%v", tt.password, err, tt.ok)
+		}
+	}
+}
+
+func TestCompositionRulesAreAnOption(t *testing.T) {
+	p := PasswordPolicy{MinLength: 10, MaxLength: 64, RequireMixed: true}
+	for pw, ok := range map[string]bool{"all lower case words": false, "Mixed Case Words": false, "Mixed Case W0rds": true, "SHORT1a": false} {
+		if err := p.Check(pw, ""); (err == nil) != ok {
+			t.Errorf("Check(%q) = %v, want ok=%v", pw, err, ok)
 		}
 	}
 }

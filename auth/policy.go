@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
+	"unicode"
 	"unicode/utf8"
 
 	"golang.org/x/text/unicode/norm"
@@ -14,6 +15,9 @@ import (
 type PasswordPolicy struct {
 	MinLength int // in characters (Unicode code points after NFKC)
 	MaxLength int
+	// RequireMixed demands an upper-case letter, a lower-case letter and a
+	// digit, for institutions whose policy still asks for composition rules.
+	RequireMixed bool
 }
 
 // DefaultPasswordPolicy is 12 to 256 characters. NIST asks for a maximum of
@@ -41,8 +45,22 @@ func (p PasswordPolicy) Check(password, username string) error {
 		return &PolicyError{fmt.Sprintf("Use at most %d characters.", p.MaxLength)}
 	case username != "" && strings.Contains(strings.ToLower(password), strings.ToLower(username)):
 		return &PolicyError{"The password must not contain the username."}
+	case p.RequireMixed && !mixed(password):
+		return &PolicyError{"Use at least one upper-case letter, one lower-case letter and one digit."}
+	case commonPasswords[strings.ToLower(password)]:
+		return &PolicyError{"This password appears in lists of breached passwords. Choose another."}
 	}
 	return nil
+}
+
+func mixed(pw string) bool {
+	var upper, lower, digit bool
+	for _, r := range pw {
+		upper = upper || unicode.IsUpper(r)
+		lower = lower || unicode.IsLower(r)
+		digit = digit || unicode.IsDigit(r)
+	}
+	return upper && lower && digit
 }
 
 var usernamePattern = regexp.MustCompile(`^[a-z0-9][a-z0-9._@-]{1,62}[a-z0-9]$`)

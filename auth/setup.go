@@ -90,7 +90,7 @@ func (s *Setup) Complete(ctx context.Context, token, username, password string) 
 		return store.User{}, err
 	}
 	now := s.Now()
-	u := store.User{ID: id, Username: name, Role: "admin", PasswordHash: hash, CreatedAt: now}
+	u := store.User{ID: id, Username: name, Role: "admin", PasswordHash: hash, CreatedAt: now, ActivatedAt: now, PasswordChangedAt: now}
 	if err := s.Store.CompleteSetup(ctx, tokenHash(token), now, u); err != nil {
 		if errors.Is(err, store.ErrSetupClosed) {
 			return store.User{}, ErrSetupClosed

@@ -11,12 +11,19 @@ import (
 
 // User is an account row.
 type User struct {
-	ID           string
-	Username     string
-	Role         string
-	PasswordHash string
-	CreatedAt    time.Time
-	DisabledAt   time.Time // zero while the account is enabled
+	ID                 string
+	Username           string
+	Role               string
+	PasswordHash       string
+	CreatedAt          time.Time
+	DisabledAt         time.Time // zero while the account is enabled
+	ActivatedAt        time.Time // zero until the owner chose a password
+	PasswordChangedAt  time.Time
+	MustChangePassword bool
+	EmailEnc           []byte // sealed recovery e-mail address
+	TOTPSecretEnc      []byte // sealed TOTP secret, pending until TOTPEnabledAt
+	TOTPEnabledAt      time.Time
+	TOTPLastStep       int64
 }
 
 // ErrSetupClosed is returned when a setup token is unknown, expired, already
@@ -35,23 +42,78 @@ func (db *DB) CountUsers(ctx context.Context) (int, error) {
 
 // UserByUsername returns the account with that username.
 func (db *DB) UserByUsername(ctx context.Context, username string) (User, error) {
-	var u User
-	var created int64
-	var disabled sql.NullInt64
-	err := db.sql.QueryRowContext(ctx, db.rebind(
-		`SELECT id, username, role, password_hash, created_at, disabled_at FROM users WHERE username = ?`), username).
-		Scan(&u.ID, &u.Username, &u.Role, &u.PasswordHash, &created, &disabled)
+	return db.userWhere(ctx, "username = ?", username)
+}
+
+// UserByID returns the account with that id.
+func (db *DB) UserByID(ctx context.Context, id string) (User, error) {
+	return db.userWhere(ctx, "id = ?", id)
+}
+
+const userColumns = `id, username, role, password_hash, created_at, disabled_at, activated_at,
+	password_changed_at, must_change_password, email_enc, totp_secret_enc, totp_enabled_at, totp_last_step`
+
+func (db *DB) userWhere(ctx context.Context, where string, arg any) (User, error) {
+	row := db.sql.QueryRowContext(ctx, db.rebind(`SELECT `+userColumns+` FROM users WHERE `+where), arg)
+	u, err := scanUser(row)
 	if errors.Is(err, sql.ErrNoRows) {
 		return User{}, ErrNotFound
 	}
 	if err != nil {
 		return User{}, fmt.Errorf("read user: %w", err)
 	}
-	u.CreatedAt = time.UnixMilli(created).UTC()
-	if disabled.Valid {
-		u.DisabledAt = time.UnixMilli(disabled.Int64).UTC()
-	}
 	return u, nil
+}
+
+// Users lists every account ordered by username.
+func (db *DB) Users(ctx context.Context) ([]User, error) {
+	rows, err := db.sql.QueryContext(ctx, `SELECT `+userColumns+` FROM users ORDER BY username`)
+	if err != nil {
+		return nil, fmt.Errorf("list users: %w", err)
+	}
+	defer rows.Close()
+	var out []User
+	for rows.Next() {
+		u, err := scanUser(rows)
+		if err != nil {
+			return nil, fmt.Errorf("list users: %w", err)
+		}
+		out = append(out, u)
+	}
+	return out, rows.Err()
+}
+
+func scanUser(row interface{ Scan(...any) error }) (User, error) {
+	var u User
+	var created int64
+	var disabled, activated, changed, totpOn sql.NullInt64
+	var mustChange int
+	err := row.Scan(&u.ID, &u.Username, &u.Role, &u.PasswordHash, &created, &disabled, &activated,
+		&changed, &mustChange, &u.EmailEnc, &u.TOTPSecretEnc, &totpOn, &u.TOTPLastStep)
+	if err != nil {
+		return User{}, err
+	}
+	u.CreatedAt = time.UnixMilli(created).UTC()
+	u.DisabledAt = fromMillis(disabled)
+	u.ActivatedAt = fromMillis(activated)
+	u.PasswordChangedAt = fromMillis(changed)
+	u.TOTPEnabledAt = fromMillis(totpOn)
+	u.MustChangePassword = mustChange != 0
+	return u, nil
+}
+
+func fromMillis(v sql.NullInt64) time.Time {
+	if !v.Valid {
+		return time.Time{}
+	}
+	return time.UnixMilli(v.Int64).UTC()
+}
+
+func nullMillis(t time.Time) any {
+	if t.IsZero() {
+		return nil
+	}
+	return t.UnixMilli()
 }
 
 // ReplaceSetupToken forgets every unused setup token and stores the hash of
@@ -102,16 +164,28 @@ func (db *DB) CompleteSetup(ctx context.Context, hash []byte, now time.Time, u U
 }
 
 func insertUser(ctx context.Context, db *DB, tx *sql.Tx, u User) error {
-	_, err := tx.ExecContext(ctx, db.rebind(
-		`INSERT INTO users (id, username, role, password_hash, created_at) VALUES (?, ?, ?, ?, ?)`),
-		u.ID, u.Username, u.Role, u.PasswordHash, u.CreatedAt.UnixMilli())
+	_, err := tx.ExecContext(ctx, db.rebind(`INSERT INTO users
+		(id, username, role, password_hash, created_at, activated_at, password_changed_at, must_change_password, email_enc)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+		u.ID, u.Username, u.Role, u.PasswordHash, u.CreatedAt.UnixMilli(), nullMillis(u.ActivatedAt),
+		nullMillis(u.PasswordChangedAt), boolInt(u.MustChangePassword), u.EmailEnc)
 	if err != nil {
 		if isUniqueViolation(err) {
 			return fmt.Errorf("user %s: %w", u.ID, ErrConflict)
 		}
 		return fmt.Errorf("insert user: %w", err)
 	}
+	if u.PasswordHash != "" && !u.ActivatedAt.IsZero() {
+		return addPasswordHistory(ctx, db, tx, u.ID, u.PasswordHash, u.CreatedAt)
+	}
 	return nil
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // isUniqueViolation recognises a unique-constraint failure by the message

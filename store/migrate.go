@@ -45,6 +45,11 @@ func Migrations(dialect string) ([]Migration, error) {
 		ms = append(ms, Migration{Version: v, Name: name, SQL: string(body)})
 	}
 	sort.Slice(ms, func(i, j int) bool { return ms[i].Version < ms[j].Version })
+	for i := 1; i < len(ms); i++ {
+		if ms[i].Version == ms[i-1].Version {
+			return nil, fmt.Errorf("migrations %s and %s share version %d: renumber the newer one", ms[i-1].Name, ms[i].Name, ms[i].Version)
+		}
+	}
 	for i, m := range ms {
 		if m.Version != i+1 {
 			return nil, fmt.Errorf("migration %d (%s): versions must run 1, 2, 3... without gaps", m.Version, m.Name)

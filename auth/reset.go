@@ -1,0 +1,101 @@
+package auth
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/openconsult/openconsult/store"
+)
+
+// Purposes of mailed single-use links.
+const (
+	PurposeReset    = "reset"
+	PurposeActivate = "activate"
+)
+
+// RequestReset mails a password-reset link when username names an active
+// account with an e-mail address. It returns nil in every other case too, so
+// the page cannot be used to find usernames.
+func (s *Service) RequestReset(ctx context.Context, username string, c Client) error {
+	name, err := NormalizeUsername(username)
+	if err != nil {
+		return nil
+	}
+	u, err := s.store.UserByUsername(ctx, name)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if !u.DisabledAt.IsZero() || u.ActivatedAt.IsZero() || len(u.EmailEnc) == 0 {
+		return nil
+	}
+	addr, err := s.sealer.UnsealString(u.EmailEnc, emailAAD(u.ID))
+	if err != nil {
+		return fmt.Errorf("unseal e-mail of %s: %w", u.ID, err)
+	}
+	token, hash, err := newToken()
+	if err != nil {
+		return err
+	}
+	now := s.now()
+	if err := s.store.CreateUserToken(ctx, hash, u.ID, PurposeReset, now, now.Add(s.policy.ResetTTL)); err != nil {
+		return err
+	}
+	if err := s.record(ctx, Event{Type: EventPasswordReset, Success: true, Requester: u.ID, Message: "reset link sent", Client: c}); err != nil {
+		return err
+	}
+	body := fmt.Sprintf("Someone asked to reset the password of %s on %s.\n\nChoose a new password here within %s:\n\n%s\n\nIf it was not you, ignore this message; your password stays as it is.\n",
+		u.Username, s.issuer, humanDuration(s.policy.ResetTTL), s.link("/reset/"+token))
+	return s.mail.Send(ctx, addr, "Reset your "+s.issuer+" password", body)
+}
+
+// LinkUsable reports whether a mailed link can still be used.
+func (s *Service) LinkUsable(ctx context.Context, token, purpose string) (bool, error) {
+	if !plausibleToken(token) {
+		return false, nil
+	}
+	_, err := s.store.UserTokenOwner(ctx, tokenHash(token), purpose, s.now())
+	if errors.Is(err, store.ErrTokenInvalid) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
+// SetPasswordWithLink redeems a reset or activation link. Every session of
+// the account ends.
+func (s *Service) SetPasswordWithLink(ctx context.Context, token, purpose, password string, c Client) error {
+	if !plausibleToken(token) {
+		return ErrLinkInvalid
+	}
+	hash := tokenHash(token)
+	userID, err := s.store.UserTokenOwner(ctx, hash, purpose, s.now())
+	if errors.Is(err, store.ErrTokenInvalid) {
+		return ErrLinkInvalid
+	}
+	if err != nil {
+		return err
+	}
+	u, err := s.store.UserByID(ctx, userID)
+	if err != nil {
+		return err
+	}
+	pwHash, err := s.newPasswordHash(ctx, u, password)
+	if err != nil {
+		return err
+	}
+	if err := s.store.SetPasswordWithToken(ctx, hash, purpose, userID, pwHash, s.now()); err != nil {
+		if errors.Is(err, store.ErrTokenInvalid) {
+			return ErrLinkInvalid
+		}
+		return err
+	}
+	msg := "password reset with a mailed link"
+	if purpose == PurposeActivate {
+		msg = "account activated"
+	}
+	return s.record(ctx, Event{Type: EventPasswordReset, Success: true, Requester: userID, Message: msg, Client: c,
+		Fields: map[string]string{"purpose": purpose}})
+}

@@ -1,0 +1,173 @@
+package auth
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestPasswordResetLinkWorksOnceAndEndsSessions(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	f.createUser(t, "dr.who", "the first passphrase")
+	token, _, err := f.svc.SignIn(ctx, "dr.who", "the first passphrase", testClient)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.svc.RequestReset(ctx, "dr.who", testClient); err != nil {
+		t.Fatal(err)
+	}
+	link := f.lastLink(t, "/reset/")
+	tests := []struct {
+		name     string
+		password string
+		advance  time.Duration
+		want     string
+	}{
+		{"history refuses the current password", "the first passphrase", 0, "not used"},
+		{"policy refuses a short one", "short", 0, "at least 12"},
+		{"a new password works", "the second passphrase", 0, ""},
+		{"the link is spent", "the third passphrase", 0, ErrLinkInvalid.Error()},
+	}
+	for _, tt := range tests {
+		f.advance(tt.advance)
+		err := f.svc.SetPasswordWithLink(ctx, link, PurposeReset, tt.password, testClient)
+		if tt.want == "" && err != nil || tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)) {
+			t.Fatalf("%s: %v, want %q", tt.name, err, tt.want)
+		}
+	}
+	if _, err := f.svc.Session(ctx, token); !errors.Is(err, ErrNoSession) {
+		t.Fatal("a session survived the password reset")
+	}
+	if _, _, err := f.svc.SignIn(ctx, "dr.who", "the second passphrase", testClient); err != nil {
+		t.Fatalf("sign in with the new password: %v", err)
+	}
+}
+
+func TestPasswordResetLinkExpiresAfter30Minutes(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	f.createUser(t, "dr.who", "the first passphrase")
+	if err := f.svc.RequestReset(ctx, "dr.who", testClient); err != nil {
+		t.Fatal(err)
+	}
+	link := f.lastLink(t, "/reset/")
+	f.advance(31 * time.Minute)
+	if err := f.svc.SetPasswordWithLink(ctx, link, PurposeReset, "the second passphrase", testClient); !errors.Is(err, ErrLinkInvalid) {
+		t.Fatalf("expired link: %v", err)
+	}
+}
+
+func TestResetRequestSaysNothingAboutUnknownUsers(t *testing.T) {
+	f := newFixture(t)
+	before := len(f.audit.types())
+	for _, name := range []string{"nobody.here", "!!bad name!!", ""} {
+		if err := f.svc.RequestReset(context.Background(), name, testClient); err != nil {
+			t.Errorf("RequestReset(%q) = %v", name, err)
+		}
+	}
+	if len(f.audit.types()) != before {
+		t.Fatal("a reset for an unknown user was recorded as sent")
+	}
+}
+
+func TestAdminActions(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	f.createUser(t, "dr.who", "the first passphrase")
+	users, err := f.svc.Users(ctx, f.admin)
+	if err != nil || len(users) != 2 {
+		t.Fatalf("Users = %v, %v", users, err)
+	}
+	var who UserSummary
+	for _, u := range users {
+		if u.Username == "dr.who" {
+			who = u
+		}
+	}
+	session := func() string {
+		tok, _, err := f.svc.SignIn(ctx, "dr.who", "the first passphrase", testClient)
+		if err != nil {
+			t.Fatalf("SignIn: %v", err)
+		}
+		return tok
+	}
+
+	tok := session()
+	if err := f.svc.Apply(ctx, f.admin, who.ID, ActionRevokeSessions, testClient); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.svc.Session(ctx, tok); !errors.Is(err, ErrNoSession) {
+		t.Fatal("session survived revocation")
+	}
+
+	if err := f.svc.Apply(ctx, f.admin, who.ID, ActionForcePassword, testClient); err != nil {
+		t.Fatal(err)
+	}
+	u, _ := f.db.UserByID(ctx, who.ID)
+	if !u.MustChangePassword {
+		t.Fatal("force password change not recorded")
+	}
+
+	// A clinician is not an administrator.
+	clin := f.session(t, session())
+	if err := f.svc.Apply(ctx, clin, f.admin.User.ID, ActionDisable, testClient); !errors.Is(err, ErrForbidden) {
+		t.Fatalf("clinician action: %v", err)
+	}
+	if err := f.svc.Apply(ctx, f.admin, f.admin.User.ID, ActionDisable, testClient); err == nil {
+		t.Fatal("an admin disabled their own account")
+	}
+
+	tok = session()
+	if err := f.svc.Apply(ctx, f.admin, who.ID, ActionDisable, testClient); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.svc.Session(ctx, tok); !errors.Is(err, ErrNoSession) {
+		t.Fatal("session of a disabled account works")
+	}
+	if _, _, err := f.svc.SignIn(ctx, "dr.who", "the first passphrase", testClient); !errors.Is(err, ErrBadCredentials) {
+		t.Fatalf("disabled account signs in: %v", err)
+	}
+	got := strings.Join(f.audit.types(), " ")
+	for _, want := range []string{"user.created+", "sessions.revoked+", "user.disabled+", "totp.enrolled+", "signin-"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("audit lacks %s: %s", want, got)
+		}
+	}
+}
+
+func TestResetTOTPMakesTheUserEnrollAgain(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	f.createUser(t, "dr.who", "the first passphrase")
+	id, _, _ := f.signInFully(t, "dr.who", "the first passphrase")
+	if err := f.svc.Apply(ctx, f.admin, id.User.ID, ActionResetTOTP, testClient); err != nil {
+		t.Fatal(err)
+	}
+	_, stage, err := f.svc.SignIn(ctx, "dr.who", "the first passphrase", testClient)
+	if err != nil || stage != StageEnroll {
+		t.Fatalf("after reset: stage %s, %v; want enroll", stage, err)
+	}
+}
+
+func TestStagesGateWhatASessionMayDo(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	f.createUser(t, "dr.who", "the first passphrase")
+	tok, stage, _ := f.svc.SignIn(ctx, "dr.who", "the first passphrase", testClient)
+	id := f.session(t, tok)
+	if stage != StageEnroll || id.Full() {
+		t.Fatalf("stage %s full=%v", stage, id.Full())
+	}
+	if _, err := f.svc.ChangePassword(ctx, id, "the first passphrase", "another passphrase", testClient); !errors.Is(err, ErrForbidden) {
+		t.Fatalf("password change before enrollment: %v", err)
+	}
+	if _, _, err := f.svc.VerifySecondFactor(ctx, id, "123456", testClient); !errors.Is(err, ErrForbidden) {
+		t.Fatalf("code at enroll stage: %v", err)
+	}
+	if _, err := f.svc.Users(ctx, id); !errors.Is(err, ErrForbidden) {
+		t.Fatalf("users list: %v", err)
+	}
+}
