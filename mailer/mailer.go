@@ -88,6 +88,12 @@ type SMTP struct {
 	TLS *tls.Config
 }
 
+// clearTextAllowed: only a relay on this machine may skip STARTTLS.
+func clearTextAllowed(host string) bool {
+	ip := net.ParseIP(host)
+	return host == "localhost" || ip != nil && ip.IsLoopback()
+}
+
 // Send delivers the message.
 func (s *SMTP) Send(ctx context.Context, to, subject, body string) error {
 	msg, err := message(s.From, to, subject, body, s.Now())
@@ -122,7 +128,7 @@ func (s *SMTP) Send(ctx context.Context, to, subject, body string) error {
 		if err := c.StartTLS(cfg); err != nil {
 			return fmt.Errorf("smtp starttls: %w", err)
 		}
-	} else if ip := net.ParseIP(host); !(host == "localhost" || ip != nil && ip.IsLoopback()) {
+	} else if !clearTextAllowed(host) {
 		return errors.New("smtp relay offers no STARTTLS; refusing to send in clear text")
 	}
 	if s.Username != "" {
