@@ -1,0 +1,183 @@
+package signaling
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"golang.org/x/time/rate"
+	"sync"
+)
+
+// Participant is who is joining, as the HTTP layer authenticated them: a
+// signed-in clinician (Host) or a guest holding a consult-scoped session.
+type Participant struct {
+	ID   string
+	Name string
+	Kind string // "clinician" or "guest"
+	Host bool
+}
+
+// ErrEnded is returned when joining a consult that has ended.
+var ErrEnded = errors.New("the consult has ended")
+
+// Hub holds the live rooms of this server.
+type Hub struct {
+	deps RoomDeps
+
+	mu    sync.Mutex
+	rooms map[string]*Room
+}
+
+// NewHub returns a hub; Run must be called to expire members that left.
+func NewHub(deps RoomDeps) *Hub {
+	if deps.Now == nil {
+		deps.Now = time.Now
+	}
+	return &Hub{deps: deps, rooms: map[string]*Room{}}
+}
+
+func (h *Hub) room(id string) *Room {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	r, ok := h.rooms[id]
+	if !ok {
+		r = newRoom(id, &h.deps)
+		h.rooms[id] = r
+	}
+	return r
+}
+
+// Join connects a participant's tab to the consult's room. A participant
+// already in the room (a reload, a network change, a second tab) takes over
+// their place, with the rights they had: nobody goes back to the lobby and
+// nobody is admitted by reconnecting. A new guest waits in the lobby; the
+// host is admitted at once.
+func (h *Hub) Join(consultID string, p Participant, c Conn) (*Room, *Member, error) {
+	r := h.room(consultID)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for r.discarded {
+		// The sweeper dropped this empty room between lookup and lock.
+		r.mu.Unlock()
+		r = h.room(consultID)
+		r.mu.Lock()
+	}
+	if r.ended {
+		return nil, nil, ErrEnded
+	}
+	if m, ok := r.members[p.ID]; ok {
+		if m.conn != nil && m.conn != c {
+			m.conn.Close()
+		}
+		m.conn, m.goneSince = c, time.Time{}
+		h.deps.Log.Info("member resumed", "consult", consultID, "member", m.ID)
+		r.welcome(m)
+		return r, m, nil
+	}
+	m := &Member{ID: p.ID, Name: p.Name, Kind: p.Kind, Host: p.Host, conn: c,
+		// Bursts of ICE candidates are normal; a sustained flood is not.
+		limiter: rate.NewLimiter(50, 200)}
+	if !p.Host {
+		if err := r.audit(EventRequest, m.ID, "waiting in the lobby", nil); err != nil {
+			return nil, nil, err
+		}
+	}
+	r.members[m.ID] = m
+	r.welcome(m)
+	if p.Host {
+		r.admitLocked(m)
+	} else {
+		h.deps.Log.Info("member waiting", "consult", consultID, "member", m.ID)
+		r.broadcastLobby()
+	}
+	return r, m, nil
+}
+
+// welcome tells a (re)connected tab who it is and, when admitted,
+// everything it may see.
+func (r *Room) welcome(m *Member) {
+	state := "lobby"
+	if m.admitted {
+		state = "admitted"
+	}
+	m.send(encode(welcomeMsg{Type: "welcome", Member: m.ID, State: state, Host: m.Host}))
+	if m.admitted {
+		r.sendAdmitted(m)
+		if m.rights&RightHost != 0 {
+			r.broadcastLobby()
+		}
+	}
+}
+
+// Disconnected records that c, a connection of m, closed. The member keeps
+// its place for the grace period.
+func (h *Hub) Disconnected(r *Room, m *Member, c Conn) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if m.conn == c {
+		m.conn, m.goneSince = nil, h.deps.Now()
+	}
+}
+
+// End ends a consult from outside the room (the dashboard's End button):
+// every member is told and disconnected.
+func (h *Hub) End(consultID, by string) error {
+	r := h.room(consultID)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.endLocked(by, "ended by the host")
+}
+
+// Run expires members whose connection has been gone longer than the grace
+// period, and forgets empty rooms, until ctx is done.
+func (h *Hub) Run(ctx context.Context) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			h.sweep()
+		}
+	}
+}
+
+func (h *Hub) sweep() {
+	h.mu.Lock()
+	rooms := make([]*Room, 0, len(h.rooms))
+	for _, r := range h.rooms {
+		rooms = append(rooms, r)
+	}
+	h.mu.Unlock()
+	now := h.deps.Now()
+	for _, r := range rooms {
+		r.mu.Lock()
+		for id, m := range r.members {
+			if m.conn == nil && !m.goneSince.IsZero() && now.Sub(m.goneSince) >= h.deps.Grace {
+				if err := r.audit(EventAborted, id, "connection lost", map[string]string{"reason": "timed out"}); err != nil {
+					h.deps.Log.Error("audit", "consult", r.ID, "err", err)
+					continue // keep the member until the record can be written
+				}
+				delete(r.members, id)
+				h.deps.Log.Info("member timed out", "consult", r.ID, "member", id)
+				r.broadcastRoster()
+				r.broadcastLobby()
+			}
+		}
+		r.mu.Unlock()
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for id, r := range h.rooms {
+		r.mu.Lock()
+		// The HTTP layer refuses to join consults that ended, so an ended
+		// room need not outlive its members.
+		if len(r.members) == 0 {
+			r.discarded = true
+			delete(h.rooms, id)
+		}
+		r.mu.Unlock()
+	}
+}

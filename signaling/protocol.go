@@ -1,0 +1,159 @@
+package signaling
+
+import (
+	"encoding/json"
+	"fmt"
+	"time"
+)
+
+// Limits on what a client may send.
+const (
+	// MaxMessageBytes bounds one inbound WebSocket message; an SDP offer with
+	// simulcast and several transceivers stays well under it.
+	MaxMessageBytes = 64 << 10
+	// MaxChatBytes bounds one chat message's text.
+	MaxChatBytes = 4 << 10
+	// MaxSDPBytes bounds an offer or answer.
+	MaxSDPBytes = 48 << 10
+	// MaxCandidateBytes bounds one ICE candidate line.
+	MaxCandidateBytes = 1 << 10
+	// MaxNameBytes bounds a display name.
+	MaxNameBytes = 80
+)
+
+// envelope is the part of every client message the dispatcher reads first.
+type envelope struct {
+	Type string `json:"type"`
+	ID   string `json:"id,omitempty"`
+}
+
+// ProtoError is an error a client can act on: a stable code and a message.
+type ProtoError struct {
+	Code string `json:"code"`
+	Msg  string `json:"message"`
+}
+
+func (e *ProtoError) Error() string { return e.Code + ": " + e.Msg }
+
+// The stable error codes of the protocol.
+var (
+	ErrMalformed   = &ProtoError{"malformed", "the message is not valid JSON of the expected shape"}
+	ErrTooLarge    = &ProtoError{"too-large", "the message exceeds the size limit"}
+	ErrUnknownType = &ProtoError{"unknown-type", "unknown message type"}
+	ErrLobby       = &ProtoError{"lobby", "waiting to be admitted"}
+	ErrForbidden   = &ProtoError{"forbidden", "this requires a right you do not have"}
+	ErrNoMember    = &ProtoError{"no-member", "no such member in this consult"}
+	ErrBadSDP      = &ProtoError{"bad-sdp", "the session description is missing, too large or has no DTLS fingerprint"}
+	ErrBadField    = &ProtoError{"bad-field", "a field is missing or invalid"}
+	ErrRateLimited = &ProtoError{"rate-limited", "too many messages; slow down"}
+	ErrInternal    = &ProtoError{"internal", "the server could not handle the message"}
+)
+
+// errorMsg is the reply to a bad message; Ref is the id of the message that
+// caused it.
+type errorMsg struct {
+	Type string `json:"type"`
+	Ref  string `json:"ref,omitempty"`
+	ProtoError
+}
+
+// ICEServer is one entry of RTCConfiguration.iceServers.
+type ICEServer struct {
+	URLs       []string `json:"urls"`
+	Username   string   `json:"username,omitempty"`
+	Credential string   `json:"credential,omitempty"`
+}
+
+// MemberInfo is how a member appears in the roster and the lobby list.
+type MemberInfo struct {
+	ID    string `json:"id"`
+	Name  string `json:"name"`
+	Kind  string `json:"kind"` // "clinician" or "guest"
+	Host  bool   `json:"host,omitempty"`
+	Audio bool   `json:"audio"`
+	Video bool   `json:"video"`
+}
+
+// ChatMessage is one chat line as members see it.
+type ChatMessage struct {
+	Seq  int64     `json:"seq"`
+	From string    `json:"from"`
+	Name string    `json:"name"`
+	Text string    `json:"text"`
+	At   time.Time `json:"at"`
+}
+
+// Server-to-client messages.
+type (
+	welcomeMsg struct {
+		Type   string `json:"type"` // "welcome"
+		Member string `json:"member"`
+		State  string `json:"state"` // "lobby" or "admitted"
+		Host   bool   `json:"host"`
+		Resume string `json:"resume"`
+	}
+	admittedMsg struct {
+		Type       string        `json:"type"` // "admitted"
+		ICEServers []ICEServer   `json:"iceServers"`
+		Policy     string        `json:"iceTransportPolicy"`
+		Roster     []MemberInfo  `json:"roster"`
+		Chat       []ChatMessage `json:"chat"`
+	}
+	rosterMsg struct {
+		Type    string       `json:"type"` // "roster"
+		Members []MemberInfo `json:"members"`
+	}
+	lobbyMsg struct {
+		Type    string       `json:"type"` // "lobby"
+		Waiting []MemberInfo `json:"waiting"`
+	}
+	chatOut struct {
+		Type string `json:"type"` // "chat"
+		ChatMessage
+	}
+	relayedMsg struct {
+		Type      string          `json:"type"` // "offer", "answer", "candidate"
+		From      string          `json:"from"`
+		SDP       string          `json:"sdp,omitempty"`
+		Candidate json.RawMessage `json:"candidate,omitempty"`
+	}
+	closingMsg struct {
+		Type   string `json:"type"` // "denied", "removed", "ended"
+		Reason string `json:"reason,omitempty"`
+	}
+	pongMsg struct {
+		Type string `json:"type"`
+		Ref  string `json:"ref,omitempty"`
+	}
+)
+
+// Client-to-server message bodies.
+type (
+	sdpIn struct {
+		To  string `json:"to"`
+		SDP string `json:"sdp"`
+	}
+	candidateIn struct {
+		To        string          `json:"to"`
+		Candidate json.RawMessage `json:"candidate"`
+	}
+	chatIn struct {
+		Text string `json:"text"`
+	}
+	memberIn struct {
+		Member string `json:"member"`
+	}
+	mediaStateIn struct {
+		Audio bool `json:"audio"`
+		Video bool `json:"video"`
+	}
+)
+
+func encode(v any) []byte {
+	b, err := json.Marshal(v)
+	if err != nil {
+		// Every type above marshals; a failure is a programming error.
+		panic(fmt.Sprintf("signaling: encode %T: %v", v, err))
+	}
+	return b
+}

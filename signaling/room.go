@@ -1,0 +1,464 @@
+package signaling
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+	"unicode/utf8"
+
+	"golang.org/x/time/rate"
+)
+
+// Right is a permission a member holds in a room.
+type Right uint8
+
+// The rights. A member in the lobby holds none.
+const (
+	RightSignal Right = 1 << iota // offer, answer, candidate, media state
+	RightChat                     // send and read chat
+	RightHost                     // admit, deny, remove, end
+)
+
+const (
+	guestRights = RightSignal | RightChat
+	hostRights  = RightSignal | RightChat | RightHost
+)
+
+// Conn is one browser tab's connection as the room sees it. Send must not
+// block: it queues or reports false when the tab cannot keep up.
+type Conn interface {
+	Send(msg []byte) bool
+	Close()
+}
+
+// ChatLog keeps a consult's chat; Append assigns the sequence number and
+// time, and stores the message before it is shown to anyone.
+type ChatLog interface {
+	AppendChat(ctx context.Context, consultID string, m ChatMessage) (ChatMessage, error)
+	ChatHistory(ctx context.Context, consultID string) ([]ChatMessage, error)
+}
+
+// Recorder writes session events to the audit log.
+type Recorder interface {
+	RecordSession(ctx context.Context, event, consultID, memberID, message string, fields map[string]string) error
+}
+
+// Session audit events.
+const (
+	EventRequest  = "session.request"
+	EventAccepted = "session.accepted"
+	EventAborted  = "session.aborted"
+	EventEnded    = "session.ended"
+)
+
+// Member is one participant of a room.
+type Member struct {
+	ID   string
+	Name string // PHI: shown to members, never logged
+	Kind string // "clinician" or "guest"
+	Host bool
+
+	rights    Right
+	admitted  bool
+	audio     bool
+	video     bool
+	conn      Conn
+	goneSince time.Time // when the last connection dropped; zero while connected
+	limiter   *rate.Limiter
+}
+
+func (m *Member) info() MemberInfo {
+	return MemberInfo{ID: m.ID, Name: m.Name, Kind: m.Kind, Host: m.Host, Audio: m.audio, Video: m.video}
+}
+
+func (m *Member) send(b []byte) {
+	if m.conn != nil && !m.conn.Send(b) {
+		// A tab that cannot keep up is dropped rather than slowing the
+		// room; it can resume within the grace period.
+		m.conn.Close()
+	}
+}
+
+func (m *Member) sendError(ref string, e *ProtoError) {
+	m.send(encode(errorMsg{Type: "error", Ref: ref, ProtoError: *e}))
+}
+
+// RoomDeps are a room's collaborators, shared by every room of a hub.
+type RoomDeps struct {
+	Chat      ChatLog
+	Audit     Recorder
+	Log       *slog.Logger
+	Now       func() time.Time
+	Grace     time.Duration                                // how long a dropped member keeps its place
+	ICE       func(consultID, memberID string) []ICEServer // servers and credentials given at admission
+	RelayOnly func(consultID string) bool                  // hide members' addresses behind the relay
+}
+
+// Room is one consult's live state. All state changes happen under mu, and
+// sends never block, so a handler finishes in bounded time.
+type Room struct {
+	ID   string
+	deps *RoomDeps
+
+	mu        sync.Mutex
+	members   map[string]*Member
+	ended     bool
+	discarded bool // removed from the hub; a Join that raced must look again
+}
+
+func newRoom(id string, deps *RoomDeps) *Room {
+	return &Room{ID: id, deps: deps, members: map[string]*Member{}}
+}
+
+// handlers maps each client message type to the right it needs and its
+// handler. The table is fixed at init; the dispatcher checks size, type and
+// right, so no handler re-checks them.
+var handlers = map[string]struct {
+	need  Right
+	apply func(*Room, *Member, json.RawMessage) error
+}{
+	"offer":       {RightSignal, relaySDP("offer")},
+	"answer":      {RightSignal, relaySDP("answer")},
+	"candidate":   {RightSignal, (*Room).relayCandidate},
+	"media-state": {RightSignal, (*Room).mediaState},
+	"chat":        {RightChat, (*Room).postChat},
+	"admit":       {RightHost, (*Room).admit},
+	"deny":        {RightHost, (*Room).deny},
+	"remove":      {RightHost, (*Room).remove},
+	"end":         {RightHost, (*Room).end},
+	"ping":        {0, (*Room).ping},
+	"leave":       {0, (*Room).leave},
+}
+
+// Handle dispatches one inbound message from m.
+func (r *Room) Handle(m *Member, raw []byte) {
+	if len(raw) > MaxMessageBytes {
+		m.sendError("", ErrTooLarge)
+		return
+	}
+	var env envelope
+	if err := json.Unmarshal(raw, &env); err != nil || env.Type == "" {
+		m.sendError("", ErrMalformed)
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.members[m.ID] != m || r.ended {
+		return // removed or ended while the message was in flight
+	}
+	if !m.limiter.Allow() {
+		m.sendError(env.ID, ErrRateLimited)
+		return
+	}
+	h, ok := handlers[env.Type]
+	if !ok {
+		m.sendError(env.ID, ErrUnknownType)
+		return
+	}
+	if h.need != 0 && m.rights&h.need != h.need {
+		if !m.admitted {
+			m.sendError(env.ID, ErrLobby)
+		} else {
+			m.sendError(env.ID, ErrForbidden)
+		}
+		return
+	}
+	if err := h.apply(r, m, raw); err != nil {
+		var pe *ProtoError
+		if !errors.As(err, &pe) {
+			r.deps.Log.Error("handle message", "consult", r.ID, "member", m.ID, "type", env.Type, "err", err)
+			pe = ErrInternal
+		}
+		m.sendError(env.ID, pe)
+		return
+	}
+	if env.Type != "ping" && env.ID != "" {
+		m.send(encode(pongMsg{Type: "ack", Ref: env.ID}))
+	}
+}
+
+func decode(raw json.RawMessage, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	if err := dec.Decode(v); err != nil {
+		return ErrMalformed
+	}
+	return nil
+}
+
+// peer returns the admitted, connected-or-resumable member to, other than m.
+func (r *Room) peer(m *Member, to string) (*Member, error) {
+	p, ok := r.members[to]
+	if !ok || !p.admitted || p == m {
+		return nil, ErrNoMember
+	}
+	return p, nil
+}
+
+func relaySDP(kind string) func(*Room, *Member, json.RawMessage) error {
+	return func(r *Room, m *Member, raw json.RawMessage) error {
+		var in sdpIn
+		if err := decode(raw, &in); err != nil {
+			return err
+		}
+		if in.SDP == "" || len(in.SDP) > MaxSDPBytes || !strings.Contains(in.SDP, "a=fingerprint:") || !strings.HasPrefix(in.SDP, "v=0") {
+			return ErrBadSDP
+		}
+		p, err := r.peer(m, in.To)
+		if err != nil {
+			return err
+		}
+		p.send(encode(relayedMsg{Type: kind, From: m.ID, SDP: in.SDP}))
+		return nil
+	}
+}
+
+func (r *Room) relayCandidate(m *Member, raw json.RawMessage) error {
+	var in candidateIn
+	if err := decode(raw, &in); err != nil {
+		return err
+	}
+	if len(in.Candidate) == 0 || len(in.Candidate) > MaxCandidateBytes || in.Candidate[0] != '{' {
+		return ErrBadField
+	}
+	p, err := r.peer(m, in.To)
+	if err != nil {
+		return err
+	}
+	p.send(encode(relayedMsg{Type: "candidate", From: m.ID, Candidate: in.Candidate}))
+	return nil
+}
+
+func (r *Room) mediaState(m *Member, raw json.RawMessage) error {
+	var in mediaStateIn
+	if err := decode(raw, &in); err != nil {
+		return err
+	}
+	m.audio, m.video = in.Audio, in.Video
+	r.broadcastRoster()
+	return nil
+}
+
+func (r *Room) postChat(m *Member, raw json.RawMessage) error {
+	var in chatIn
+	if err := decode(raw, &in); err != nil {
+		return err
+	}
+	text := strings.TrimSpace(in.Text)
+	if text == "" || len(text) > MaxChatBytes || !utf8.ValidString(text) {
+		return ErrBadField
+	}
+	msg, err := r.deps.Chat.AppendChat(context.Background(), r.ID, ChatMessage{From: m.ID, Name: m.Name, Text: text})
+	if err != nil {
+		return err
+	}
+	out := encode(chatOut{Type: "chat", ChatMessage: msg})
+	for _, p := range r.members {
+		if p.admitted {
+			p.send(out)
+		}
+	}
+	return nil
+}
+
+func (r *Room) ping(m *Member, raw json.RawMessage) error {
+	var env envelope
+	_ = json.Unmarshal(raw, &env)
+	m.send(encode(pongMsg{Type: "pong", Ref: env.ID}))
+	return nil
+}
+
+// waiting returns the target of a host action that must be in the lobby.
+func (r *Room) target(raw json.RawMessage) (*Member, error) {
+	var in memberIn
+	if err := decode(raw, &in); err != nil {
+		return nil, err
+	}
+	p, ok := r.members[in.Member]
+	if !ok {
+		return nil, ErrNoMember
+	}
+	return p, nil
+}
+
+func (r *Room) admit(host *Member, raw json.RawMessage) error {
+	p, err := r.target(raw)
+	if err != nil {
+		return err
+	}
+	if p.admitted {
+		return nil // a second click from another host is harmless
+	}
+	if err := r.audit(EventAccepted, p.ID, "admitted from the lobby", map[string]string{"by": host.ID}); err != nil {
+		return err
+	}
+	r.admitLocked(p)
+	return nil
+}
+
+// admitLocked grants rights and sends the admitted member everything the
+// lobby withheld.
+func (r *Room) admitLocked(p *Member) {
+	p.admitted = true
+	p.rights = guestRights
+	if p.Host {
+		p.rights = hostRights
+	}
+	r.deps.Log.Info("member admitted", "consult", r.ID, "member", p.ID)
+	r.sendAdmitted(p)
+	r.broadcastRoster()
+	r.broadcastLobby()
+}
+
+func (r *Room) sendAdmitted(p *Member) {
+	history, err := r.deps.Chat.ChatHistory(context.Background(), r.ID)
+	if err != nil {
+		r.deps.Log.Error("chat history", "consult", r.ID, "err", err)
+		history = nil
+	}
+	policy := "all"
+	if r.deps.RelayOnly != nil && r.deps.RelayOnly(r.ID) {
+		policy = "relay"
+	}
+	var ice []ICEServer
+	if r.deps.ICE != nil {
+		ice = r.deps.ICE(r.ID, p.ID)
+	}
+	if history == nil {
+		history = []ChatMessage{}
+	}
+	p.send(encode(admittedMsg{Type: "admitted", ICEServers: ice, Policy: policy, Roster: r.rosterLocked(), Chat: history}))
+}
+
+func (r *Room) deny(host *Member, raw json.RawMessage) error {
+	p, err := r.target(raw)
+	if err != nil {
+		return err
+	}
+	if p.admitted {
+		return ErrBadField
+	}
+	return r.expel(p, host, "denied", "denied admission")
+}
+
+func (r *Room) remove(host *Member, raw json.RawMessage) error {
+	p, err := r.target(raw)
+	if err != nil {
+		return err
+	}
+	if p == host {
+		return ErrBadField
+	}
+	return r.expel(p, host, "removed", "removed by the host")
+}
+
+// expel takes p out of the room for good and tells it why.
+func (r *Room) expel(p, by *Member, kind, message string) error {
+	if err := r.audit(EventAborted, p.ID, message, map[string]string{"by": by.ID, "reason": kind}); err != nil {
+		return err
+	}
+	p.send(encode(closingMsg{Type: kind}))
+	if p.conn != nil {
+		p.conn.Close()
+	}
+	delete(r.members, p.ID)
+	r.broadcastRoster()
+	r.broadcastLobby()
+	return nil
+}
+
+func (r *Room) leave(m *Member, _ json.RawMessage) error {
+	if err := r.audit(EventAborted, m.ID, "left", map[string]string{"reason": "left"}); err != nil {
+		return err
+	}
+	if m.conn != nil {
+		m.conn.Close()
+	}
+	delete(r.members, m.ID)
+	r.broadcastRoster()
+	r.broadcastLobby()
+	return nil
+}
+
+func (r *Room) end(host *Member, _ json.RawMessage) error {
+	return r.endLocked(host.ID, "ended by the host")
+}
+
+func (r *Room) endLocked(by, message string) error {
+	if r.ended {
+		return nil
+	}
+	ids := make([]string, 0, len(r.members))
+	for id := range r.members {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	if err := r.audit(EventEnded, by, message, map[string]string{"participants": strings.Join(ids, ",")}); err != nil {
+		return err
+	}
+	r.ended = true
+	out := encode(closingMsg{Type: "ended"})
+	for _, p := range r.members {
+		p.send(out)
+		if p.conn != nil {
+			p.conn.Close()
+		}
+	}
+	r.members = map[string]*Member{}
+	return nil
+}
+
+func (r *Room) audit(event, memberID, message string, fields map[string]string) error {
+	return r.deps.Audit.RecordSession(context.Background(), event, r.ID, memberID, message, fields)
+}
+
+// rosterLocked lists admitted members, hosts first, then by id.
+func (r *Room) rosterLocked() []MemberInfo {
+	var out []MemberInfo
+	for _, p := range r.members {
+		if p.admitted {
+			out = append(out, p.info())
+		}
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Host != out[j].Host {
+			return out[i].Host
+		}
+		return out[i].ID < out[j].ID
+	})
+	return out
+}
+
+func (r *Room) broadcastRoster() {
+	msg := encode(rosterMsg{Type: "roster", Members: r.rosterLocked()})
+	for _, p := range r.members {
+		if p.admitted {
+			p.send(msg)
+		}
+	}
+}
+
+// broadcastLobby tells hosts, and only hosts, who is waiting.
+func (r *Room) broadcastLobby() {
+	var waiting []MemberInfo
+	for _, p := range r.members {
+		if !p.admitted {
+			waiting = append(waiting, p.info())
+		}
+	}
+	sort.Slice(waiting, func(i, j int) bool { return waiting[i].ID < waiting[j].ID })
+	if waiting == nil {
+		waiting = []MemberInfo{}
+	}
+	msg := encode(lobbyMsg{Type: "lobby", Waiting: waiting})
+	for _, p := range r.members {
+		if p.admitted && p.rights&RightHost != 0 {
+			p.send(msg)
+		}
+	}
+}
