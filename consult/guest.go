@@ -1,0 +1,170 @@
+package consult
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/openconsult/openconsult/signaling"
+	"github.com/openconsult/openconsult/store"
+)
+
+// GuestSessionMaxAge bounds a guest session even when its link lives longer.
+const GuestSessionMaxAge = 12 * time.Hour
+
+// link returns the usable link behind token.
+func (s *Service) link(ctx context.Context, token string) (store.ConsultLink, error) {
+	if len(token) < 22 || len(token) > 64 {
+		return store.ConsultLink{}, ErrLinkInvalid
+	}
+	l, err := s.Store.LinkByTokenHash(ctx, hashToken(token))
+	if errors.Is(err, store.ErrNotFound) {
+		return store.ConsultLink{}, ErrLinkInvalid
+	}
+	if err != nil {
+		return store.ConsultLink{}, err
+	}
+	if !l.RevokedAt.IsZero() || !s.Now().Before(l.ExpiresAt) {
+		return store.ConsultLink{}, ErrLinkInvalid
+	}
+	if _, err := s.Active(ctx, l.ConsultID); err != nil {
+		if errors.Is(err, ErrEnded) {
+			return store.ConsultLink{}, ErrLinkInvalid
+		}
+		return store.ConsultLink{}, err
+	}
+	return l, nil
+}
+
+// CheckLink reports whether a guest link can be used now.
+func (s *Service) CheckLink(ctx context.Context, token string) error {
+	_, err := s.link(ctx, token)
+	return err
+}
+
+// CleanName validates a display name typed by a guest.
+func CleanName(name string) (string, error) {
+	name = strings.TrimSpace(name)
+	if name == "" || len(name) > signaling.MaxNameBytes || !utf8.ValidString(name) {
+		return "", fmt.Errorf("%w: enter a name of 1 to %d characters", ErrBadInput, signaling.MaxNameBytes)
+	}
+	for _, r := range name {
+		if unicode.IsControl(r) {
+			return "", fmt.Errorf("%w: the name contains control characters", ErrBadInput)
+		}
+	}
+	return name, nil
+}
+
+// JoinAsGuest redeems a link with a display name: it records the guest and
+// returns a session token scoped to that one consult. A link stays usable
+// until it expires or is revoked, so a patient can rejoin from another
+// device; each join is a separate guest the clinician admits.
+func (s *Service) JoinAsGuest(ctx context.Context, token, name string) (sessionToken string, g Guest, err error) {
+	l, err := s.link(ctx, token)
+	if err != nil {
+		return "", Guest{}, err
+	}
+	if name, err = CleanName(name); err != nil {
+		return "", Guest{}, err
+	}
+	id, err := newID("g")
+	if err != nil {
+		return "", Guest{}, err
+	}
+	nameEnc, err := s.Sealer.SealString(name, guestAAD(id))
+	if err != nil {
+		return "", Guest{}, fmt.Errorf("seal name: %w", err)
+	}
+	sessionToken, hash, err := newToken()
+	if err != nil {
+		return "", Guest{}, err
+	}
+	now := s.Now()
+	expires := l.ExpiresAt
+	if max := now.Add(GuestSessionMaxAge); max.Before(expires) {
+		expires = max
+	}
+	sess := store.Session{IDHash: hash, GuestID: id, ConsultID: l.ConsultID, Stage: "guest", CreatedAt: now, LastSeenAt: now, ExpiresAt: expires}
+	if err := s.Store.AddGuest(ctx, store.Guest{ID: id, ConsultID: l.ConsultID, LinkID: l.ID, NameEnc: nameEnc, CreatedAt: now}, sess); err != nil {
+		return "", Guest{}, err
+	}
+	s.Log.Info("guest joined through a link", "consult", l.ConsultID, "guest", id, "link", l.ID)
+	return sessionToken, Guest{ID: id, ConsultID: l.ConsultID, Name: name}, nil
+}
+
+// GuestSession returns the guest behind a session token, if the session is
+// live and its consult has not ended.
+func (s *Service) GuestSession(ctx context.Context, token string) (Guest, error) {
+	if token == "" {
+		return Guest{}, ErrLinkInvalid
+	}
+	sess, err := s.Store.SessionByHash(ctx, hashToken(token))
+	if errors.Is(err, store.ErrNotFound) || err == nil && (sess.GuestID == "" || !s.Now().Before(sess.ExpiresAt)) {
+		return Guest{}, ErrLinkInvalid
+	}
+	if err != nil {
+		return Guest{}, err
+	}
+	if _, err := s.Active(ctx, sess.ConsultID); err != nil {
+		return Guest{}, err
+	}
+	g, err := s.Store.GuestByID(ctx, sess.GuestID)
+	if err != nil {
+		return Guest{}, err
+	}
+	name, err := s.Sealer.UnsealString(g.NameEnc, guestAAD(g.ID))
+	if err != nil {
+		return Guest{}, fmt.Errorf("unseal guest name: %w", err)
+	}
+	return Guest{ID: g.ID, ConsultID: g.ConsultID, Name: name}, nil
+}
+
+// AppendChat seals and stores a chat message (signaling.ChatLog). The
+// sequence number is part of the sealing context, so a message cannot be
+// moved to another place in the log; the room's lock orders appends.
+func (s *Service) AppendChat(ctx context.Context, consultID string, m signaling.ChatMessage) (signaling.ChatMessage, error) {
+	seq, err := s.Store.NextChatSeq(ctx, consultID)
+	if err != nil {
+		return signaling.ChatMessage{}, err
+	}
+	nameEnc, err := s.Sealer.SealString(m.Name, chatAAD(consultID, seq))
+	if err != nil {
+		return signaling.ChatMessage{}, err
+	}
+	textEnc, err := s.Sealer.SealString(m.Text, chatAAD(consultID, seq))
+	if err != nil {
+		return signaling.ChatMessage{}, err
+	}
+	now := s.Now().UTC().Truncate(time.Millisecond)
+	if err := s.Store.AppendChat(ctx, store.ChatRow{ConsultID: consultID, Seq: seq, MemberID: m.From, NameEnc: nameEnc, TextEnc: textEnc, CreatedAt: now}); err != nil {
+		return signaling.ChatMessage{}, err
+	}
+	m.Seq, m.At = seq, now
+	return m, nil
+}
+
+// ChatHistory unseals a consult's chat (signaling.ChatLog).
+func (s *Service) ChatHistory(ctx context.Context, consultID string) ([]signaling.ChatMessage, error) {
+	rows, err := s.Store.ChatRows(ctx, consultID)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]signaling.ChatMessage, 0, len(rows))
+	for _, r := range rows {
+		name, err := s.Sealer.UnsealString(r.NameEnc, chatAAD(consultID, r.Seq))
+		if err != nil {
+			return nil, fmt.Errorf("unseal chat %s/%d: %w", consultID, r.Seq, err)
+		}
+		text, err := s.Sealer.UnsealString(r.TextEnc, chatAAD(consultID, r.Seq))
+		if err != nil {
+			return nil, fmt.Errorf("unseal chat %s/%d: %w", consultID, r.Seq, err)
+		}
+		out = append(out, signaling.ChatMessage{Seq: r.Seq, From: r.MemberID, Name: name, Text: text, At: r.CreatedAt})
+	}
+	return out, nil
+}
