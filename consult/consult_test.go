@@ -150,8 +150,9 @@ func TestOnlyTheOwnerManagesAConsult(t *testing.T) {
 
 func TestMoreGuestsGetTheirOwnLinks(t *testing.T) {
 	ctx := context.Background()
-	s, _, _ := newService(t)
+	s, _, now := newService(t)
 	v, _ := s.Create(ctx, "u_doc", "", false)
+	*now = now.Add(time.Minute)
 	if err := s.AddLink(ctx, "u_doc", v.ID, "interpreter"); err != nil {
 		t.Fatal(err)
 	}
