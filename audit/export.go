@@ -193,4 +193,3 @@ func safeCell(s string) string {
 	}
 	return s
 }
-

@@ -14,7 +14,11 @@ import (
 	"net/url"
 	"time"
 
+	"github.com/gorilla/websocket"
+
+	"github.com/openconsult/openconsult/auth"
 	"github.com/openconsult/openconsult/internal/obs"
+	"github.com/openconsult/openconsult/signaling"
 	"github.com/openconsult/openconsult/store"
 	"github.com/openconsult/openconsult/web"
 )
@@ -27,10 +31,18 @@ type SetupFlow interface {
 
 // Options are the site's dependencies.
 type Options struct {
-	Log        *slog.Logger
-	Health     *obs.Health
-	Metrics    *obs.HTTPMetrics
-	Setup      SetupFlow
+	Log       *slog.Logger
+	Health    *obs.Health
+	Metrics   *obs.HTTPMetrics
+	Setup     SetupFlow
+	Accounts  Accounts
+	Consults  Consults
+	Signaling Signaling
+	Upgrader  *websocket.Upgrader
+	RelayOnly bool // every consult hides participants' addresses behind the relay
+	// ICE returns STUN and TURN servers with credentials for subject.
+	ICE        func(subject string, ttl time.Duration) []signaling.ICEServer
+	Now        func() time.Time
 	PasswordLo int // password length bounds shown in forms
 	PasswordHi int
 	HSTSMaxAge time.Duration
@@ -38,9 +50,10 @@ type Options struct {
 
 // Site is the HTTPS site.
 type Site struct {
-	opt    Options
-	pages  map[string]*template.Template
-	static fs.FS
+	opt         Options
+	pages       map[string]*template.Template
+	static      fs.FS
+	signinLimit *ipLimiter
 }
 
 // New parses the templates and returns the site.
@@ -49,7 +62,9 @@ func New(opt Options) (*Site, error) {
 	if err != nil {
 		return nil, fmt.Errorf("parse templates: %w", err)
 	}
-	return &Site{opt: opt, pages: pages, static: web.Static()}, nil
+	// Ten attempts a minute per address on the sign-in, code and reset
+	// forms: ample for people, useless for guessing.
+	return &Site{opt: opt, pages: pages, static: web.Static(), signinLimit: newIPLimiter(6*time.Second, 10)}, nil
 }
 
 // Handler returns the site with its middleware: security headers on every
@@ -63,6 +78,40 @@ func (s *Site) Handler() http.Handler {
 	mux.Handle("GET /static/", http.StripPrefix("/static/", staticHandler(s.static)))
 	mux.HandleFunc("GET /setup/{token}", s.setupForm)
 	mux.HandleFunc("POST /setup/{token}", s.setupSubmit)
+
+	mux.HandleFunc("GET /signin", s.signinForm)
+	mux.HandleFunc("POST /signin", s.signinSubmit)
+	mux.HandleFunc("GET /signin/code", s.requireStage(s.codeForm, auth.StageSecondFactor))
+	mux.HandleFunc("POST /signin/code", s.requireStage(s.codeSubmit, auth.StageSecondFactor))
+	mux.HandleFunc("POST /signout", s.signout)
+	mux.HandleFunc("POST /signout/everywhere", s.requireStage(s.signoutEverywhere, auth.StageFull))
+	mux.HandleFunc("GET /home", s.requireStage(s.home, auth.StageFull))
+	mux.HandleFunc("GET /account", s.requireStage(s.account, auth.StageFull))
+	mux.HandleFunc("GET /account/totp", s.requireStage(s.enrollForm, auth.StageEnroll, auth.StageFull))
+	mux.HandleFunc("POST /account/totp", s.requireStage(s.enrollSubmit, auth.StageEnroll, auth.StageFull))
+	mux.HandleFunc("GET /account/password", s.requireStage(s.passwordForm, auth.StageChange, auth.StageFull))
+	mux.HandleFunc("POST /account/password", s.requireStage(s.passwordSubmit, auth.StageChange, auth.StageFull))
+	mux.HandleFunc("GET /reset", s.resetRequestForm)
+	mux.HandleFunc("POST /reset", s.resetRequestSubmit)
+	mux.HandleFunc("GET /reset/{token}", s.linkForm(auth.PurposeReset))
+	mux.HandleFunc("POST /reset/{token}", s.linkSubmit(auth.PurposeReset))
+	mux.HandleFunc("GET /activate/{token}", s.linkForm(auth.PurposeActivate))
+	mux.HandleFunc("POST /activate/{token}", s.linkSubmit(auth.PurposeActivate))
+	mux.HandleFunc("GET /admin/users", s.requireAdmin(s.usersList))
+	mux.HandleFunc("POST /admin/users", s.requireAdmin(s.userCreate))
+	mux.HandleFunc("POST /admin/users/{id}/{action}", s.requireAdmin(s.userAction))
+
+	mux.HandleFunc("GET /consults", s.clinician(s.dashboard))
+	mux.HandleFunc("POST /consults", s.clinician(s.consultCreate))
+	mux.HandleFunc("GET /consults/{id}", s.clinician(s.consultCall))
+	mux.HandleFunc("POST /consults/{id}/links", s.clinician(s.consultAddLink))
+	mux.HandleFunc("POST /consults/{id}/links/{link}/revoke", s.clinician(s.consultRevokeLink))
+	mux.HandleFunc("POST /consults/{id}/end", s.clinician(s.consultEnd))
+	mux.HandleFunc("GET /j/{token}", s.joinPage)
+	mux.HandleFunc("POST /j/{token}", s.joinSubmit)
+	mux.HandleFunc("GET /j/{token}/connectivity", s.connectivity)
+	mux.HandleFunc("GET /call", s.guestCall)
+	mux.HandleFunc("GET /ws/consults/{id}", s.websocket)
 	mux.HandleFunc("/", s.notFound)
 
 	csrf := http.NewCrossOriginProtection()

@@ -24,10 +24,10 @@ func Templates() (map[string]*template.Template, error) {
 	}
 	out := map[string]*template.Template{}
 	for _, p := range pages {
-		if p == "templates/layout.html" {
+		if p == "templates/layout.html" || p == "templates/links.html" {
 			continue
 		}
-		t, err := template.ParseFS(templateFiles, "templates/layout.html", p)
+		t, err := template.ParseFS(templateFiles, "templates/layout.html", "templates/links.html", p)
 		if err != nil {
 			return nil, err
 		}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"io"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/openconsult/openconsult/internal/config"
@@ -31,6 +32,36 @@ type settings struct {
 	shutdownTimeout time.Duration
 	logLevel        config.Enum
 	logFormat       config.Enum
+
+	institution       string
+	requireTOTP       bool
+	passwordMinLength int
+	passwordMixed     bool
+	lockoutAttempts   int
+	lockoutDuration   time.Duration
+	sessionIdle       time.Duration
+	sessionMaxAge     time.Duration
+
+	smtpAddr     string
+	smtpFrom     string
+	smtpUsername string
+	smtpPassword string
+	outboxDir    string
+
+	masterKey           string
+	keyFile             string
+	keyPassphrase       string
+	keyPassphraseFile   string
+	auditKeyFile        string
+	auditCheckpointEach time.Duration
+
+	linkTTL     time.Duration
+	resumeGrace time.Duration
+	relayOnly   bool
+	stunURLs    config.StringList
+	turnURLs    config.StringList
+	turnSecret  string
+	turnTTL     time.Duration
 }
 
 // Defaults that -dev changes, applied only to settings nobody set.
@@ -67,6 +98,36 @@ func newSettings(stderr io.Writer) *settings {
 	fs.DurationVar(&s.shutdownTimeout, "shutdown-timeout", 15*time.Second, "time in-flight requests get to finish on shutdown")
 	fs.Var(&s.logLevel, "log-level", "log `level`: debug, info, warn or error")
 	fs.Var(&s.logFormat, "log-format", "log `format`: json or text")
+
+	fs.StringVar(&s.institution, "institution", "OpenConsult", "`name` shown in authenticator apps and e-mail")
+	fs.BoolVar(&s.requireTOTP, "require-totp", true, "require a second factor (TOTP) for every account; false lets users choose")
+	fs.IntVar(&s.passwordMinLength, "password-min-length", 12, "minimum password length in characters (8 to 64)")
+	fs.BoolVar(&s.passwordMixed, "password-composition", false, "also require an upper-case letter, a lower-case letter and a digit")
+	fs.IntVar(&s.lockoutAttempts, "lockout-attempts", 5, "failed sign-ins that lock a username (3 to 20)")
+	fs.DurationVar(&s.lockoutDuration, "lockout-duration", 15*time.Minute, "how long a locked username stays locked (1m to 24h)")
+	fs.DurationVar(&s.sessionIdle, "session-idle-timeout", 30*time.Minute, "a session without activity ends after this (1m to 12h)")
+	fs.DurationVar(&s.sessionMaxAge, "session-max-age", 12*time.Hour, "a session ends this long after sign-in, whatever the activity (1h to 7 days)")
+
+	fs.StringVar(&s.smtpAddr, "smtp-addr", "", "`host:port` of the institution's SMTP relay (STARTTLS required off loopback); empty writes mail to -outbox-dir")
+	fs.StringVar(&s.smtpFrom, "smtp-from", "", "sender `address` of the platform's e-mail (required with -smtp-addr)")
+	fs.StringVar(&s.smtpUsername, "smtp-username", "", "SMTP user name, when the relay asks for one")
+	fs.StringVar(&s.smtpPassword, "smtp-password", "", "SMTP password (prefer the environment variable to the command line)")
+	fs.StringVar(&s.outboxDir, "outbox-dir", "", "`directory` for outgoing mail when no SMTP relay is set (default <data-dir>/outbox)")
+
+	fs.StringVar(&s.masterKey, "master-key", "", "base64 master key that protects encrypted fields (prefer SIGNAL_MASTER_KEY); alternative to -key-file")
+	fs.StringVar(&s.keyFile, "key-file", "", "passphrase-protected master key `file` (create with: signal keys init); alternative to -master-key")
+	fs.StringVar(&s.keyPassphrase, "key-passphrase", "", "passphrase of -key-file (prefer SIGNAL_KEY_PASSPHRASE or -key-passphrase-file to the command line)")
+	fs.StringVar(&s.keyPassphraseFile, "key-passphrase-file", "", "`file` holding the passphrase of -key-file")
+	fs.StringVar(&s.auditKeyFile, "audit-key-file", "", "Ed25519 signing key `file` of audit checkpoints (default <data-dir>/audit-signing.key, created at first start)")
+	fs.DurationVar(&s.auditCheckpointEach, "audit-checkpoint-interval", 5*time.Minute, "how often a signed audit checkpoint is issued when the log grew (1m to 24h)")
+
+	fs.DurationVar(&s.linkTTL, "link-ttl", 24*time.Hour, "how long a patient or guest link works (10m to 7 days)")
+	fs.DurationVar(&s.resumeGrace, "resume-grace", time.Minute, "how long a participant whose connection dropped keeps their place (10s to 10m)")
+	fs.BoolVar(&s.relayOnly, "relay-only", false, "route every consult's media through the TURN relay, hiding participants' addresses from each other")
+	fs.Var(&s.stunURLs, "stun-url", "STUN server `URL` given to browsers, such as stun:turn.example-hospital.org:3478; repeatable")
+	fs.Var(&s.turnURLs, "turn-url", "TURN server `URL` given to browsers with per-participant credentials, such as turn:turn.example-hospital.org:3478?transport=udp or turns:turn.example-hospital.org:443?transport=tcp; repeatable")
+	fs.StringVar(&s.turnSecret, "turn-secret", "", "shared secret of the TURN relay's REST credentials (turnd -auth-secret, coturn static-auth-secret); prefer SIGNAL_TURN_SECRET")
+	fs.DurationVar(&s.turnTTL, "turn-credential-ttl", 12*time.Hour, "lifetime of the TURN credentials given at admission (10m to 48h)")
 	return s
 }
 
@@ -92,6 +153,12 @@ func (s *settings) load(args []string, getenv func(string) string) error {
 	}
 	if s.database == "" {
 		s.database = "sqlite:" + filepath.Join(s.dataDir, "signal.db")
+	}
+	if s.outboxDir == "" {
+		s.outboxDir = filepath.Join(s.dataDir, "outbox")
+	}
+	if s.auditKeyFile == "" {
+		s.auditKeyFile = filepath.Join(s.dataDir, "audit-signing.key")
 	}
 	return s.validate()
 }
@@ -125,6 +192,44 @@ func (s *settings) validate() error {
 	}
 	if s.shutdownTimeout <= 0 || s.shutdownTimeout > 10*time.Minute {
 		bad("shutdown-timeout", "%s is outside (0, 10m]", s.shutdownTimeout)
+	}
+	within := func(name string, v, lo, hi time.Duration) {
+		if v < lo || v > hi {
+			bad(name, "%s is outside %s to %s", v, lo, hi)
+		}
+	}
+	within("lockout-duration", s.lockoutDuration, time.Minute, 24*time.Hour)
+	within("session-idle-timeout", s.sessionIdle, time.Minute, 12*time.Hour)
+	within("session-max-age", s.sessionMaxAge, time.Hour, 7*24*time.Hour)
+	within("audit-checkpoint-interval", s.auditCheckpointEach, time.Minute, 24*time.Hour)
+	within("link-ttl", s.linkTTL, 10*time.Minute, 7*24*time.Hour)
+	within("resume-grace", s.resumeGrace, 10*time.Second, 10*time.Minute)
+	within("turn-credential-ttl", s.turnTTL, 10*time.Minute, 48*time.Hour)
+	if len(s.turnURLs.Values) > 0 && s.turnSecret == "" {
+		bad("turn-secret", "required with -turn-url")
+	}
+	for _, u := range append(append([]string{}, s.stunURLs.Values...), s.turnURLs.Values...) {
+		if !strings.HasPrefix(u, "stun:") && !strings.HasPrefix(u, "turn:") && !strings.HasPrefix(u, "turns:") {
+			bad("turn-url", "%q must start with stun:, turn: or turns:", u)
+		}
+	}
+	if s.keyFile != "" && s.keyPassphrase == "" && s.keyPassphraseFile == "" {
+		bad("key-passphrase", "-key-file needs its passphrase: SIGNAL_KEY_PASSPHRASE or -key-passphrase-file")
+	}
+	if s.passwordMinLength < 8 || s.passwordMinLength > 64 {
+		bad("password-min-length", "%d is outside 8 to 64", s.passwordMinLength)
+	}
+	if s.lockoutAttempts < 3 || s.lockoutAttempts > 20 {
+		bad("lockout-attempts", "%d is outside 3 to 20", s.lockoutAttempts)
+	}
+	if s.smtpAddr != "" && s.smtpFrom == "" {
+		bad("smtp-from", "required with -smtp-addr")
+	}
+	if s.masterKey != "" && s.keyFile != "" {
+		bad("key-file", "choose either -master-key or -key-file, not both")
+	}
+	if !s.dev && s.masterKey == "" && s.keyFile == "" {
+		bad("key-file", "production needs a master key: -key-file (created with: signal keys init) or SIGNAL_MASTER_KEY; -dev keeps one under -data-dir")
 	}
 	return errors.Join(errs...)
 }

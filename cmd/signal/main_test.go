@@ -78,15 +78,22 @@ func startDev(t *testing.T, dataDir string) *devServer {
 		time.Sleep(20 * time.Millisecond)
 	}
 	d.public = regexp.MustCompile(`Open (https://\S+)`).FindStringSubmatch(d.stdout.String())[1]
-	for _, line := range logLines(t, d.stderr.String()) {
-		if line["msg"] == "listening" {
-			switch line["server"] {
-			case "http-redirect":
-				d.redirect = "http://" + line["addr"].(string)
-			case "admin":
-				d.admin = "http://" + line["addr"].(string)
+	// The listeners announce themselves as they start serving.
+	for d.redirect == "" || d.admin == "" {
+		for _, line := range logLines(t, d.stderr.String()) {
+			if line["msg"] == "listening" {
+				switch line["server"] {
+				case "http-redirect":
+					d.redirect = "http://" + line["addr"].(string)
+				case "admin":
+					d.admin = "http://" + line["addr"].(string)
+				}
 			}
 		}
+		if time.Now().After(deadline) {
+			t.Fatalf("listeners not announced:\n%s", d.stderr.String())
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 	// Trust exactly the development certificate the server wrote, as an
 	// operator would after importing it.
@@ -336,7 +343,7 @@ func TestBadConfigurationNamesTheSetting(t *testing.T) {
 		{"listen off", []string{"-dev", "-listen", "off"}, nil, []string{"-listen", "cannot be off"}},
 		{"bad duration", []string{"-dev", "-shutdown-timeout", "soon"}, nil, []string{"-shutdown-timeout"}},
 		{"unknown database", []string{"-dev", "-data-dir", dir, "-database", "mysql://x"}, nil, []string{"unsupported database"}},
-		{"missing cert file", []string{"-tls-cert", filepath.Join(dir, "none.pem"), "-tls-key", filepath.Join(dir, "none.key"), "-public-url", "https://c.example.org", "-data-dir", dir}, nil, []string{"certificate file"}},
+		{"missing cert file", []string{"-tls-cert", filepath.Join(dir, "none.pem"), "-tls-key", filepath.Join(dir, "none.key"), "-public-url", "https://c.example.org", "-data-dir", dir, "-master-key", "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="}, nil, []string{"certificate file"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -375,7 +382,8 @@ func TestHelpListsEveryFlagWithDefault(t *testing.T) {
 
 func TestExampleConfigLoads(t *testing.T) {
 	s := newSettings(io.Discard)
-	if err := s.load([]string{"-config", "../../deploy/signal.toml"}, func(string) string { return "" }); err != nil {
+	env := map[string]string{"SIGNAL_TURN_SECRET": "from the secret store"}
+	if err := s.load([]string{"-config", "../../deploy/signal.toml"}, func(k string) string { return env[k] }); err != nil {
 		t.Fatalf("deploy/signal.toml: %v", err)
 	}
 	if s.publicURL.String() != "https://consult.example-hospital.org" || s.listen.Value != ":443" {

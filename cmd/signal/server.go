@@ -12,22 +12,29 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"time"
 
+	"github.com/openconsult/openconsult/audit"
 	"github.com/openconsult/openconsult/auth"
+	"github.com/openconsult/openconsult/consult"
 	"github.com/openconsult/openconsult/internal/obs"
 	"github.com/openconsult/openconsult/internal/serve"
 	"github.com/openconsult/openconsult/internal/tlsconf"
+	"github.com/openconsult/openconsult/keyring"
+	"github.com/openconsult/openconsult/mailer"
+	"github.com/openconsult/openconsult/signaling"
 	"github.com/openconsult/openconsult/site"
 	"github.com/openconsult/openconsult/store"
 )
 
 // server is a started signal process: database open, listeners bound.
 type server struct {
-	log     *slog.Logger
-	db      *store.DB
-	grace   time.Duration
-	servers []serve.Server
+	log        *slog.Logger
+	db         *store.DB
+	grace      time.Duration
+	servers    []serve.Server
+	background []func(context.Context) // owned loops, stopped with the servers
 }
 
 // start wires the process together. Anything that can fail (database,
@@ -80,16 +87,66 @@ func start(ctx context.Context, s *settings, stdout, stderr io.Writer) (_ *serve
 	reg := obs.NewRegistry()
 	health := obs.NewHealth(log, 2*time.Second)
 	health.AddCheck("database", db.Ping)
-	setup := &auth.Setup{Store: db, TTL: s.setupLinkTTL, Hash: auth.DefaultHashParams, Policy: auth.DefaultPasswordPolicy, Now: time.Now}
+
+	master, err := masterKey(s, log)
+	if err != nil {
+		return nil, err
+	}
+	keys, err := keyring.Open(ctx, db, master)
+	if err != nil {
+		return nil, fmt.Errorf("keyring: %w", err)
+	}
+	signer, err := audit.LoadOrCreateSigner(s.auditKeyFile, public.Hostname()+"/audit")
+	if err != nil {
+		return nil, err
+	}
+	auditLog := audit.New(db, signer, time.Now)
+	recorder := auditRecorder{log: auditLog}
+
+	var mail auth.Mailer = &mailer.Outbox{Dir: s.outboxDir, From: "noreply@" + public.Hostname(), Log: log, Now: time.Now}
+	if s.smtpAddr != "" {
+		mail = &mailer.SMTP{Addr: s.smtpAddr, From: s.smtpFrom, Username: s.smtpUsername, Password: s.smtpPassword, Now: time.Now}
+	}
+	policy := auth.DefaultPolicy
+	policy.RequireTOTP = s.requireTOTP
+	policy.Password.MinLength = s.passwordMinLength
+	policy.Password.RequireMixed = s.passwordMixed
+	policy.MaxFailures, policy.LockoutFor = s.lockoutAttempts, s.lockoutDuration
+	policy.IdleTimeout, policy.AbsoluteTimeout = s.sessionIdle, s.sessionMaxAge
+	accounts, err := auth.NewService(auth.Deps{Store: db, Sealer: keys, Audit: recorder, Mail: mail, Log: log, PublicURL: public,
+		Issuer: s.institution, Hash: auth.DefaultHashParams, Policy: policy, Now: time.Now})
+	if err != nil {
+		return nil, err
+	}
+	setup := &auth.Setup{Store: db, TTL: s.setupLinkTTL, Hash: auth.DefaultHashParams, Policy: policy.Password, Now: time.Now}
+
+	consults := &consult.Service{Store: db, Sealer: keys, Log: log, Public: public, LinkTTL: s.linkTTL, Now: time.Now}
+	ice := iceServers(s.stunURLs.Values, s.turnURLs.Values, []byte(s.turnSecret), s.turnTTL)
+	hub := signaling.NewHub(signaling.RoomDeps{
+		Chat: consults, Audit: recorder, Log: log, Now: time.Now, Grace: s.resumeGrace,
+		ICE: func(_, member string) []signaling.ICEServer { return ice(member, 0) },
+		RelayOnly: func(consultID string) bool {
+			if s.relayOnly {
+				return true
+			}
+			c, err := db.ConsultByID(context.Background(), consultID)
+			return err == nil && c.RelayOnly
+		},
+	})
+
 	web, err := site.New(site.Options{
-		Log: log, Health: health, Metrics: obs.NewHTTPMetrics(reg, "site"), Setup: setup,
-		PasswordLo: auth.DefaultPasswordPolicy.MinLength, PasswordHi: auth.DefaultPasswordPolicy.MaxLength,
+		Log: log, Health: health, Metrics: obs.NewHTTPMetrics(reg, "site"), Setup: setup, Accounts: accounts,
+		Consults: consults, Signaling: hub, Upgrader: signaling.Upgrader(public), RelayOnly: s.relayOnly, ICE: ice, Now: time.Now,
+		PasswordLo: policy.Password.MinLength, PasswordHi: policy.Password.MaxLength,
 		HSTSMaxAge: s.hstsMaxAge,
 	})
 	if err != nil {
 		return nil, err
 	}
-	srv := &server{log: log, db: db, grace: s.shutdownTimeout}
+	srv := &server{log: log, db: db, grace: s.shutdownTimeout, background: []func(context.Context){
+		hub.Run,
+		func(ctx context.Context) { auditLog.Run(ctx, s.auditCheckpointEach) },
+	}}
 	srv.servers = append(srv.servers, serve.Server{Name: "https", Listener: httpsLn, Handler: web.Handler(), TLS: tlsConfig})
 
 	if s.httpListen.Value != "" {
@@ -128,7 +185,14 @@ func start(ctx context.Context, s *settings, stdout, stderr io.Writer) (_ *serve
 
 // serve runs until ctx is cancelled, then shuts down and closes the database.
 func (srv *server) serve(ctx context.Context) error {
+	bg, stop := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	for _, loop := range srv.background {
+		wg.Go(func() { loop(bg) })
+	}
 	err := serve.Run(ctx, srv.log, srv.grace, srv.servers...)
+	stop()
+	wg.Wait()
 	if cerr := srv.db.Close(); cerr != nil && err == nil {
 		err = fmt.Errorf("close database: %w", cerr)
 	}

@@ -1,0 +1,98 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/openconsult/openconsult/audit"
+	"github.com/openconsult/openconsult/auth"
+	"github.com/openconsult/openconsult/keyring"
+	"github.com/openconsult/openconsult/signaling"
+)
+
+// masterKey loads the master key from the environment/flag, from the
+// passphrase-protected key file, or in -dev from a development key file
+// under the data directory.
+func masterKey(s *settings, log *slog.Logger) (keyring.MasterKey, error) {
+	switch {
+	case s.masterKey != "":
+		return keyring.MasterKeyFromBase64(s.masterKey)
+	case s.keyFile != "":
+		pass := s.keyPassphrase
+		if s.keyPassphraseFile != "" {
+			b, err := os.ReadFile(s.keyPassphraseFile)
+			if err != nil {
+				return keyring.MasterKey{}, fmt.Errorf("key passphrase file: %w", err)
+			}
+			pass = strings.TrimRight(string(b), "\r\n")
+		}
+		return keyring.ReadKeyFile(s.keyFile, pass)
+	default: // -dev only; validate refuses the rest
+		path := filepath.Join(s.dataDir, "dev-master.key")
+		b, err := os.ReadFile(path)
+		if errors.Is(err, os.ErrNotExist) {
+			m, err := keyring.NewMasterKey()
+			if err != nil {
+				return keyring.MasterKey{}, err
+			}
+			if err := os.WriteFile(path, []byte(m.Base64()+"\n"), 0o600); err != nil {
+				return keyring.MasterKey{}, fmt.Errorf("development master key: %w", err)
+			}
+			b = []byte(m.Base64())
+		} else if err != nil {
+			return keyring.MasterKey{}, fmt.Errorf("development master key: %w", err)
+		}
+		log.Warn("development master key kept beside the database; never use -dev for patient data", "path", path)
+		return keyring.MasterKeyFromBase64(string(b))
+	}
+}
+
+// auditRecorder adapts the audit log to what auth and signaling record.
+type auditRecorder struct {
+	log *audit.Log
+}
+
+func outcome(ok bool) string {
+	if ok {
+		return audit.Success
+	}
+	return audit.Failure
+}
+
+// Record implements auth.Recorder.
+func (a auditRecorder) Record(ctx context.Context, ev auth.Event) error {
+	_, err := a.log.Append(ctx, audit.Entry{Type: ev.Type, Outcome: outcome(ev.Success), Requester: ev.Requester, Message: ev.Message,
+		SourceIP: ev.Client.IP, UserAgent: ev.Client.UserAgent, Fields: ev.Fields})
+	return err
+}
+
+// RecordSession implements signaling.Recorder.
+func (a auditRecorder) RecordSession(ctx context.Context, event, consultID, memberID, message string, fields map[string]string) error {
+	_, err := a.log.Append(ctx, audit.Entry{Type: event, Outcome: audit.Success, Requester: memberID, Room: consultID, Message: message, Fields: fields})
+	return err
+}
+
+// iceServers builds the RTCConfiguration servers with credentials for one
+// participant.
+func iceServers(stun, turn []string, secret []byte, ttl time.Duration) func(subject string, ttl time.Duration) []signaling.ICEServer {
+	return func(subject string, want time.Duration) []signaling.ICEServer {
+		if want <= 0 {
+			want = ttl
+		}
+		var out []signaling.ICEServer
+		if len(stun) > 0 {
+			out = append(out, signaling.ICEServer{URLs: stun})
+		}
+		if len(turn) > 0 {
+			user, pass := auth.TURNCredential(secret, subject, want, time.Now())
+			out = append(out, signaling.ICEServer{URLs: turn, Username: user, Credential: pass})
+		}
+		return out
+	}
+}

@@ -1,0 +1,328 @@
+package site
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"html/template"
+	"image/png"
+	"net/http"
+	"time"
+
+	"github.com/boombuler/barcode"
+	"github.com/boombuler/barcode/qr"
+	"github.com/gorilla/websocket"
+
+	"github.com/openconsult/openconsult/auth"
+	"github.com/openconsult/openconsult/consult"
+	"github.com/openconsult/openconsult/signaling"
+	"github.com/openconsult/openconsult/store"
+)
+
+// guestCookie carries a guest's consult-scoped session.
+const guestCookie = "__Host-oc_guest"
+
+// Consults is what the site needs from consult records.
+type Consults interface {
+	Create(ctx context.Context, ownerID, title string, relayOnly bool) (consult.View, error)
+	View(ctx context.Context, ownerID, id string) (consult.View, error)
+	List(ctx context.Context, ownerID string, since time.Time) ([]consult.View, error)
+	AddLink(ctx context.Context, ownerID, consultID, label string) error
+	RevokeLink(ctx context.Context, ownerID, consultID, linkID string) error
+	End(ctx context.Context, ownerID, consultID string) error
+	Active(ctx context.Context, id string) (store.Consult, error)
+	CheckLink(ctx context.Context, token string) error
+	JoinAsGuest(ctx context.Context, token, name string) (string, consult.Guest, error)
+	GuestSession(ctx context.Context, token string) (consult.Guest, error)
+}
+
+// Signaling is what the site needs from the live rooms.
+type Signaling interface {
+	Serve(ctx context.Context, ws *websocket.Conn, consultID string, p signaling.Participant)
+	End(consultID, by string) error
+}
+
+type dashboardPage struct {
+	Consults []consultCard
+	Labels   []string
+}
+
+type consultCard struct {
+	consult.View
+	QR map[string]template.URL // link id -> PNG data URI made by the server
+}
+
+func qrDataURI(text string) (string, error) {
+	code, err := qr.Encode(text, qr.M, qr.Auto)
+	if err != nil {
+		return "", err
+	}
+	code, err = barcode.Scale(code, 200, 200)
+	if err != nil {
+		return "", err
+	}
+	var buf bytes.Buffer
+	if err := png.Encode(&buf, code); err != nil {
+		return "", err
+	}
+	return "data:image/png;base64," + base64.StdEncoding.EncodeToString(buf.Bytes()), nil
+}
+
+func (s *Site) card(v consult.View) (consultCard, error) {
+	c := consultCard{View: v, QR: map[string]template.URL{}}
+	for _, l := range v.Links {
+		if !l.Usable {
+			continue
+		}
+		uri, err := qrDataURI(l.URL)
+		if err != nil {
+			return consultCard{}, err
+		}
+		c.QR[l.ID] = template.URL(uri)
+	}
+	return c, nil
+}
+
+// clinician wraps handlers for fully signed-in clinicians.
+func (s *Site) clinician(h func(http.ResponseWriter, *http.Request, auth.Identity)) http.HandlerFunc {
+	return s.requireStage(func(w http.ResponseWriter, r *http.Request, id auth.Identity) {
+		if id.User.Role != "clinician" {
+			s.render(w, r, http.StatusForbidden, "error", errorPage{"Not allowed", "Consults are run by clinicians' accounts."})
+			return
+		}
+		h(w, r, id)
+	}, auth.StageFull)
+}
+
+func (s *Site) dashboard(w http.ResponseWriter, r *http.Request, id auth.Identity) {
+	now := s.opt.Now()
+	since := time.Date(now.Year(), now.Month(), now.Day(), 0, 0, 0, 0, now.Location())
+	views, err := s.opt.Consults.List(r.Context(), id.User.ID, since)
+	if err != nil {
+		s.internalError(w, r, "list consults", err)
+		return
+	}
+	page := dashboardPage{Labels: consult.Labels[1:]}
+	for _, v := range views {
+		c, err := s.card(v)
+		if err != nil {
+			s.internalError(w, r, "qr code", err)
+			return
+		}
+		page.Consults = append(page.Consults, c)
+	}
+	s.render(w, r, http.StatusOK, "dashboard", formPage{Data: page})
+}
+
+func (s *Site) consultCreate(w http.ResponseWriter, r *http.Request, id auth.Identity) {
+	if !s.readForm(w, r) {
+		return
+	}
+	relay := s.opt.RelayOnly || r.PostForm.Get("relay_only") == "on"
+	v, err := s.opt.Consults.Create(r.Context(), id.User.ID, r.PostForm.Get("title"), relay)
+	if errors.Is(err, consult.ErrBadInput) {
+		s.render(w, r, http.StatusUnprocessableEntity, "error", errorPage{"Consult not created", err.Error()})
+		return
+	}
+	if err != nil {
+		s.internalError(w, r, "create consult", err)
+		return
+	}
+	http.Redirect(w, r, "/consults/"+v.ID, http.StatusSeeOther)
+}
+
+// consultError maps consult errors to pages.
+func (s *Site) consultError(w http.ResponseWriter, r *http.Request, err error) {
+	switch {
+	case errors.Is(err, store.ErrNotFound), errors.Is(err, consult.ErrNotOwner):
+		s.notFound(w, r)
+	case errors.Is(err, consult.ErrEnded):
+		s.render(w, r, http.StatusGone, "error", errorPage{"Consult ended", "This consult has ended."})
+	case errors.Is(err, consult.ErrBadInput):
+		s.render(w, r, http.StatusUnprocessableEntity, "error", errorPage{"Not possible", err.Error()})
+	default:
+		s.internalError(w, r, "consult", err)
+	}
+}
+
+type callPage struct {
+	ConsultID string
+	Host      bool
+	Card      consultCard
+	Labels    []string
+}
+
+func (s *Site) consultCall(w http.ResponseWriter, r *http.Request, id auth.Identity) {
+	v, err := s.opt.Consults.View(r.Context(), id.User.ID, r.PathValue("id"))
+	if err != nil {
+		s.consultError(w, r, err)
+		return
+	}
+	if v.Ended {
+		s.consultError(w, r, consult.ErrEnded)
+		return
+	}
+	c, err := s.card(v)
+	if err != nil {
+		s.internalError(w, r, "qr code", err)
+		return
+	}
+	s.render(w, r, http.StatusOK, "call", formPage{Data: callPage{ConsultID: v.ID, Host: true, Card: c, Labels: consult.Labels[1:]}})
+}
+
+func (s *Site) consultAddLink(w http.ResponseWriter, r *http.Request, id auth.Identity) {
+	if !s.readForm(w, r) {
+		return
+	}
+	if err := s.opt.Consults.AddLink(r.Context(), id.User.ID, r.PathValue("id"), r.PostForm.Get("label")); err != nil {
+		s.consultError(w, r, err)
+		return
+	}
+	http.Redirect(w, r, "/consults/"+r.PathValue("id"), http.StatusSeeOther)
+}
+
+func (s *Site) consultRevokeLink(w http.ResponseWriter, r *http.Request, id auth.Identity) {
+	if err := s.opt.Consults.RevokeLink(r.Context(), id.User.ID, r.PathValue("id"), r.PathValue("link")); err != nil {
+		s.consultError(w, r, err)
+		return
+	}
+	http.Redirect(w, r, "/consults/"+r.PathValue("id"), http.StatusSeeOther)
+}
+
+func (s *Site) consultEnd(w http.ResponseWriter, r *http.Request, id auth.Identity) {
+	consultID := r.PathValue("id")
+	if err := s.opt.Consults.End(r.Context(), id.User.ID, consultID); err != nil {
+		s.consultError(w, r, err)
+		return
+	}
+	if err := s.opt.Signaling.End(consultID, id.User.ID); err != nil {
+		s.internalError(w, r, "end consult", err)
+		return
+	}
+	http.Redirect(w, r, "/consults", http.StatusSeeOther)
+}
+
+func (s *Site) joinPage(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Cache-Control", "no-store")
+	err := s.opt.Consults.CheckLink(r.Context(), r.PathValue("token"))
+	if errors.Is(err, consult.ErrLinkInvalid) {
+		s.render(w, r, http.StatusGone, "error", errorPage{"This link no longer works", "It expired, was withdrawn, or the consultation has ended. Ask your clinic for a new link."})
+		return
+	}
+	if err != nil {
+		s.internalError(w, r, "check link", err)
+		return
+	}
+	s.render(w, r, http.StatusOK, "join", formPage{Data: struct{ Action string }{"/j/" + r.PathValue("token")}})
+}
+
+// connectivity gives the join page short-lived relay credentials for its
+// network check, so a patient learns before joining whether the call can
+// connect. The credentials expire in two minutes and name no one.
+func (s *Site) connectivity(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Cache-Control", "no-store")
+	if err := s.opt.Consults.CheckLink(r.Context(), r.PathValue("token")); err != nil {
+		http.Error(w, "link not valid", http.StatusGone)
+		return
+	}
+	var servers []signaling.ICEServer
+	if s.opt.ICE != nil {
+		servers = s.opt.ICE("check", 2*time.Minute)
+	}
+	if servers == nil {
+		servers = []signaling.ICEServer{}
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(map[string]any{"iceServers": servers})
+}
+
+func (s *Site) joinSubmit(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Cache-Control", "no-store")
+	if s.limited(w, r) || !s.readForm(w, r) {
+		return
+	}
+	token, _, err := s.opt.Consults.JoinAsGuest(r.Context(), r.PathValue("token"), r.PostForm.Get("name"))
+	switch {
+	case errors.Is(err, consult.ErrLinkInvalid):
+		s.render(w, r, http.StatusGone, "error", errorPage{"This link no longer works", "It expired, was withdrawn, or the consultation has ended. Ask your clinic for a new link."})
+	case errors.Is(err, consult.ErrBadInput):
+		s.render(w, r, http.StatusUnprocessableEntity, "join", formPage{Error: "Please enter your name (up to 80 characters).", Data: struct{ Action string }{"/j/" + r.PathValue("token")}})
+	case err != nil:
+		s.internalError(w, r, "join", err)
+	default:
+		http.SetCookie(w, &http.Cookie{Name: guestCookie, Value: token, Path: "/", Secure: true, HttpOnly: true, SameSite: http.SameSiteStrictMode})
+		mode := ""
+		if r.PostForm.Get("audio_only") == "on" {
+			mode = "?audio=only"
+		}
+		http.Redirect(w, r, "/call"+mode, http.StatusSeeOther)
+	}
+}
+
+func (s *Site) guestCall(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Cache-Control", "no-store")
+	c, err := r.Cookie(guestCookie)
+	if err != nil {
+		s.render(w, r, http.StatusUnauthorized, "error", errorPage{"Open your link again", "Open the link your clinic sent you to join the consultation."})
+		return
+	}
+	g, err := s.opt.Consults.GuestSession(r.Context(), c.Value)
+	if errors.Is(err, consult.ErrLinkInvalid) || errors.Is(err, consult.ErrEnded) {
+		s.render(w, r, http.StatusGone, "error", errorPage{"The consultation has ended", "You can close this page."})
+		return
+	}
+	if err != nil {
+		s.internalError(w, r, "guest session", err)
+		return
+	}
+	s.render(w, r, http.StatusOK, "call", formPage{Data: callPage{ConsultID: g.ConsultID}})
+}
+
+// websocket upgrades a tab of the consult's owner (as host) or of a guest
+// of that consult; anyone else is refused before the upgrade.
+func (s *Site) websocket(w http.ResponseWriter, r *http.Request) {
+	consultID := r.PathValue("id")
+	p, ok, err := s.participant(r, consultID)
+	if err != nil {
+		s.opt.Log.Error("websocket identity", "consult", consultID, "err", err)
+		http.Error(w, "internal error", http.StatusInternalServerError)
+		return
+	}
+	if !ok {
+		http.Error(w, "not a participant of this consult", http.StatusForbidden)
+		return
+	}
+	ws, err := s.opt.Upgrader.Upgrade(w, r, nil)
+	if err != nil {
+		return // the upgrader has answered (bad origin, not a WebSocket)
+	}
+	s.opt.Signaling.Serve(r.Context(), ws, consultID, p)
+}
+
+func (s *Site) participant(r *http.Request, consultID string) (signaling.Participant, bool, error) {
+	if c, err := r.Cookie(guestCookie); err == nil {
+		g, err := s.opt.Consults.GuestSession(r.Context(), c.Value)
+		if err == nil && g.ConsultID == consultID {
+			return signaling.Participant{ID: g.ID, Name: g.Name, Kind: "guest"}, true, nil
+		}
+		if err != nil && !errors.Is(err, consult.ErrLinkInvalid) && !errors.Is(err, consult.ErrEnded) {
+			return signaling.Participant{}, false, err
+		}
+	}
+	id, ok, err := s.identity(r)
+	if err != nil || !ok || !id.Full() || id.User.Role != "clinician" {
+		return signaling.Participant{}, false, err
+	}
+	if _, err := s.opt.Consults.View(r.Context(), id.User.ID, consultID); err != nil {
+		if errors.Is(err, store.ErrNotFound) || errors.Is(err, consult.ErrNotOwner) {
+			return signaling.Participant{}, false, nil
+		}
+		return signaling.Participant{}, false, err
+	}
+	if _, err := s.opt.Consults.Active(r.Context(), consultID); err != nil {
+		return signaling.Participant{}, false, nil
+	}
+	return signaling.Participant{ID: id.User.ID, Name: id.User.Username, Kind: "clinician", Host: true}, true, nil
+}

@@ -1,0 +1,179 @@
+package site
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"golang.org/x/time/rate"
+
+	"github.com/openconsult/openconsult/auth"
+	"github.com/openconsult/openconsult/store"
+)
+
+// sessionCookie carries the session id. The __Host- prefix makes browsers
+// refuse it unless it is Secure, host-only and for path /.
+const sessionCookie = "__Host-oc_session"
+
+func setSession(w http.ResponseWriter, token string) {
+	http.SetCookie(w, &http.Cookie{Name: sessionCookie, Value: token, Path: "/", Secure: true, HttpOnly: true, SameSite: http.SameSiteStrictMode})
+}
+
+func clearSession(w http.ResponseWriter) {
+	http.SetCookie(w, &http.Cookie{Name: sessionCookie, Value: "", Path: "/", Secure: true, HttpOnly: true, SameSite: http.SameSiteStrictMode, MaxAge: -1})
+}
+
+func sessionToken(r *http.Request) string {
+	c, err := r.Cookie(sessionCookie)
+	if err != nil {
+		return ""
+	}
+	return c.Value
+}
+
+// client is the request's origin for the audit log.
+func client(r *http.Request) auth.Client {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		host = r.RemoteAddr
+	}
+	return auth.Client{IP: host, UserAgent: truncate(r.UserAgent(), 256)}
+}
+
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n]
+	}
+	return s
+}
+
+// identity returns the session's identity, or ok=false when there is none.
+func (s *Site) identity(r *http.Request) (auth.Identity, bool, error) {
+	id, err := s.opt.Accounts.Session(r.Context(), sessionToken(r))
+	if errors.Is(err, auth.ErrNoSession) {
+		return auth.Identity{}, false, nil
+	}
+	return id, err == nil, err
+}
+
+// stagePath is where a session at each stage belongs.
+var stagePath = map[string]string{
+	auth.StageSecondFactor: "/signin/code",
+	auth.StageEnroll:       "/account/totp",
+	auth.StageChange:       "/account/password",
+	auth.StageFull:         "/home",
+}
+
+// requireStage wraps a handler that needs a session at one of stages; other
+// sessions are sent where they belong, visitors to the sign-in page.
+func (s *Site) requireStage(h func(http.ResponseWriter, *http.Request, auth.Identity), stages ...string) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "no-store")
+		id, ok, err := s.identity(r)
+		if err != nil {
+			s.internalError(w, r, "read session", err)
+			return
+		}
+		if !ok {
+			clearSession(w)
+			http.Redirect(w, r, "/signin", http.StatusSeeOther)
+			return
+		}
+		for _, st := range stages {
+			if id.Stage == st {
+				h(w, r, id)
+				return
+			}
+		}
+		http.Redirect(w, r, stagePath[id.Stage], http.StatusSeeOther)
+	}
+}
+
+// requireAdmin wraps a handler for fully signed-in administrators.
+func (s *Site) requireAdmin(h func(http.ResponseWriter, *http.Request, auth.Identity)) http.HandlerFunc {
+	return s.requireStage(func(w http.ResponseWriter, r *http.Request, id auth.Identity) {
+		if !id.IsAdmin() {
+			s.render(w, r, http.StatusForbidden, "error", errorPage{"Not allowed", "This page is for administrators."})
+			return
+		}
+		h(w, r, id)
+	}, auth.StageFull)
+}
+
+// ipLimiter rate-limits requests per client address. Idle entries are
+// dropped as the map grows, so memory stays bounded without a goroutine.
+type ipLimiter struct {
+	every time.Duration
+	burst int
+	now   func() time.Time
+
+	mu      sync.Mutex
+	clients map[string]*ipEntry
+}
+
+type ipEntry struct {
+	lim  *rate.Limiter
+	seen time.Time
+}
+
+const ipLimiterMaxEntries = 10000
+
+func newIPLimiter(every time.Duration, burst int) *ipLimiter {
+	return &ipLimiter{every: every, burst: burst, now: time.Now, clients: map[string]*ipEntry{}}
+}
+
+func (l *ipLimiter) allow(ip string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	now := l.now()
+	if len(l.clients) >= ipLimiterMaxEntries {
+		for k, e := range l.clients {
+			if now.Sub(e.seen) > time.Duration(l.burst)*l.every {
+				delete(l.clients, k)
+			}
+		}
+	}
+	e, ok := l.clients[ip]
+	if !ok {
+		if len(l.clients) >= ipLimiterMaxEntries {
+			return false // a flood of addresses: refuse until entries age out
+		}
+		e = &ipEntry{lim: rate.NewLimiter(rate.Every(l.every), l.burst)}
+		l.clients[ip] = e
+	}
+	e.seen = now
+	return e.lim.AllowN(now, 1)
+}
+
+// limited answers 429 when the client exceeded its rate.
+func (s *Site) limited(w http.ResponseWriter, r *http.Request) bool {
+	if s.signinLimit.allow(client(r).IP) {
+		return false
+	}
+	w.Header().Set("Retry-After", "60")
+	s.render(w, r, http.StatusTooManyRequests, "error", errorPage{"Too many attempts", "Please wait a minute before trying again."})
+	return true
+}
+
+// Accounts is what the site needs from the account service.
+type Accounts interface {
+	Session(ctx context.Context, token string) (auth.Identity, error)
+	SignIn(ctx context.Context, username, password string, c auth.Client) (token, stage string, err error)
+	VerifySecondFactor(ctx context.Context, id auth.Identity, code string, c auth.Client) (token, stage string, err error)
+	BeginEnrollment(ctx context.Context, id auth.Identity) (auth.Enrollment, error)
+	ConfirmEnrollment(ctx context.Context, id auth.Identity, code string, c auth.Client) (codes []string, token, stage string, err error)
+	ChangePassword(ctx context.Context, id auth.Identity, current, next string, c auth.Client) (string, error)
+	RecoveryCodesLeft(ctx context.Context, id auth.Identity) (int, error)
+	SignOut(ctx context.Context, token string) error
+	SignOutEverywhere(ctx context.Context, id auth.Identity, c auth.Client) error
+	RequestReset(ctx context.Context, username string, c auth.Client) error
+	LinkUsable(ctx context.Context, token, purpose string) (bool, error)
+	SetPasswordWithLink(ctx context.Context, token, purpose, password string, c auth.Client) error
+	Users(ctx context.Context, admin auth.Identity) ([]auth.UserSummary, error)
+	CreateUser(ctx context.Context, admin auth.Identity, username, role, email string, c auth.Client) (store.User, error)
+	Apply(ctx context.Context, admin auth.Identity, userID string, action auth.AdminAction, c auth.Client) error
+	Policy() auth.Policy
+}

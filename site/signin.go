@@ -1,0 +1,208 @@
+package site
+
+import (
+	"errors"
+	"html/template"
+	"net/http"
+
+	"github.com/openconsult/openconsult/auth"
+)
+
+type formPage struct {
+	Error    string
+	Notice   string
+	Username string
+	Data     any
+}
+
+// readForm bounds and parses a posted form; false means the reply is sent.
+func (s *Site) readForm(w http.ResponseWriter, r *http.Request) bool {
+	r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
+	if err := r.ParseForm(); err != nil {
+		s.render(w, r, http.StatusRequestEntityTooLarge, "error", errorPage{"Form too large", "The form could not be read. Please try again."})
+		return false
+	}
+	return true
+}
+
+func (s *Site) signinForm(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Cache-Control", "no-store")
+	if id, ok, _ := s.identity(r); ok {
+		http.Redirect(w, r, stagePath[id.Stage], http.StatusSeeOther)
+		return
+	}
+	s.render(w, r, http.StatusOK, "signin", formPage{})
+}
+
+func (s *Site) signinSubmit(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Cache-Control", "no-store")
+	if s.limited(w, r) || !s.readForm(w, r) {
+		return
+	}
+	username := r.PostForm.Get("username")
+	token, stage, err := s.opt.Accounts.SignIn(r.Context(), username, r.PostForm.Get("password"), client(r))
+	switch {
+	case errors.Is(err, auth.ErrBadCredentials), errors.Is(err, auth.ErrLocked):
+		msg := "The username or password is wrong."
+		if errors.Is(err, auth.ErrLocked) {
+			msg = "Too many failed attempts. Wait 15 minutes and try again, or reset your password."
+		}
+		s.render(w, r, http.StatusUnauthorized, "signin", formPage{Error: msg, Username: username})
+	case err != nil:
+		s.internalError(w, r, "sign in", err)
+	default:
+		setSession(w, token)
+		http.Redirect(w, r, stagePath[stage], http.StatusSeeOther)
+	}
+}
+
+func (s *Site) codeForm(w http.ResponseWriter, r *http.Request, _ auth.Identity) {
+	s.render(w, r, http.StatusOK, "signin_code", formPage{})
+}
+
+func (s *Site) codeSubmit(w http.ResponseWriter, r *http.Request, id auth.Identity) {
+	if s.limited(w, r) || !s.readForm(w, r) {
+		return
+	}
+	token, stage, err := s.opt.Accounts.VerifySecondFactor(r.Context(), id, r.PostForm.Get("code"), client(r))
+	switch {
+	case errors.Is(err, auth.ErrBadCode):
+		s.render(w, r, http.StatusUnauthorized, "signin_code", formPage{Error: "The code is wrong or was already used. Wait for the next code and try again."})
+	case errors.Is(err, auth.ErrLocked):
+		clearSession(w)
+		s.render(w, r, http.StatusUnauthorized, "signin", formPage{Error: "Too many failed attempts. Wait 15 minutes and try again."})
+	case err != nil:
+		s.internalError(w, r, "second factor", err)
+	default:
+		setSession(w, token)
+		http.Redirect(w, r, stagePath[stage], http.StatusSeeOther)
+	}
+}
+
+type enrollPage struct {
+	Secret string
+	// QR is a data: URI the server made itself; html/template would
+	// otherwise refuse it as an unsafe URL.
+	QR template.URL
+}
+
+func enrollData(en auth.Enrollment) enrollPage {
+	return enrollPage{Secret: en.Secret, QR: template.URL(en.QRData)}
+}
+
+func (s *Site) enrollForm(w http.ResponseWriter, r *http.Request, id auth.Identity) {
+	en, err := s.opt.Accounts.BeginEnrollment(r.Context(), id)
+	if errors.Is(err, auth.ErrForbidden) {
+		http.Redirect(w, r, "/account", http.StatusSeeOther)
+		return
+	}
+	if err != nil {
+		s.internalError(w, r, "begin enrollment", err)
+		return
+	}
+	s.render(w, r, http.StatusOK, "enroll", formPage{Data: enrollData(en)})
+}
+
+func (s *Site) enrollSubmit(w http.ResponseWriter, r *http.Request, id auth.Identity) {
+	if !s.readForm(w, r) {
+		return
+	}
+	codes, token, stage, err := s.opt.Accounts.ConfirmEnrollment(r.Context(), id, r.PostForm.Get("code"), client(r))
+	switch {
+	case errors.Is(err, auth.ErrBadCode):
+		en, err := s.opt.Accounts.BeginEnrollment(r.Context(), id)
+		if err != nil {
+			s.internalError(w, r, "begin enrollment", err)
+			return
+		}
+		s.render(w, r, http.StatusUnprocessableEntity, "enroll", formPage{Error: "That code does not match. Check the time on your phone and enter the current code.", Data: enrollData(en)})
+	case errors.Is(err, auth.ErrForbidden):
+		http.Redirect(w, r, "/account", http.StatusSeeOther)
+	case err != nil:
+		s.internalError(w, r, "confirm enrollment", err)
+	default:
+		setSession(w, token)
+		s.render(w, r, http.StatusOK, "recovery_codes", formPage{Data: struct {
+			Codes []string
+			Next  string
+		}{codes, stagePath[stage]}})
+	}
+}
+
+func (s *Site) passwordForm(w http.ResponseWriter, r *http.Request, id auth.Identity) {
+	s.render(w, r, http.StatusOK, "password", s.passwordPage(id, ""))
+}
+
+func (s *Site) passwordPage(id auth.Identity, msg string) formPage {
+	p := s.opt.Accounts.Policy().Password
+	return formPage{Error: msg, Data: struct {
+		Forced               bool
+		MinLength, MaxLength int
+	}{id.Stage == auth.StageChange, p.MinLength, p.MaxLength}}
+}
+
+func (s *Site) passwordSubmit(w http.ResponseWriter, r *http.Request, id auth.Identity) {
+	if !s.readForm(w, r) {
+		return
+	}
+	next := r.PostForm.Get("password")
+	if next != r.PostForm.Get("confirm") {
+		s.render(w, r, http.StatusUnprocessableEntity, "password", s.passwordPage(id, "The two new passwords differ."))
+		return
+	}
+	token, err := s.opt.Accounts.ChangePassword(r.Context(), id, r.PostForm.Get("current"), next, client(r))
+	var policy *auth.PolicyError
+	switch {
+	case errors.As(err, &policy):
+		s.render(w, r, http.StatusUnprocessableEntity, "password", s.passwordPage(id, policy.Reason))
+	case err != nil:
+		s.internalError(w, r, "change password", err)
+	default:
+		setSession(w, token)
+		http.Redirect(w, r, "/account?changed=password", http.StatusSeeOther)
+	}
+}
+
+func (s *Site) account(w http.ResponseWriter, r *http.Request, id auth.Identity) {
+	left, err := s.opt.Accounts.RecoveryCodesLeft(r.Context(), id)
+	if err != nil {
+		s.internalError(w, r, "recovery codes", err)
+		return
+	}
+	notice := ""
+	if r.URL.Query().Get("changed") == "password" {
+		notice = "Your password was changed."
+	}
+	s.render(w, r, http.StatusOK, "account", formPage{Notice: notice, Data: struct {
+		Username, Role         string
+		TOTP, Admin, Clinician bool
+		CodesLeft              int
+	}{id.User.Username, id.User.Role, !id.User.TOTPEnabledAt.IsZero(), id.IsAdmin(), id.User.Role == "clinician", left}})
+}
+
+func (s *Site) signout(w http.ResponseWriter, r *http.Request) {
+	if err := s.opt.Accounts.SignOut(r.Context(), sessionToken(r)); err != nil {
+		s.internalError(w, r, "sign out", err)
+		return
+	}
+	clearSession(w)
+	http.Redirect(w, r, "/signin", http.StatusSeeOther)
+}
+
+func (s *Site) signoutEverywhere(w http.ResponseWriter, r *http.Request, id auth.Identity) {
+	if err := s.opt.Accounts.SignOutEverywhere(r.Context(), id, client(r)); err != nil {
+		s.internalError(w, r, "sign out everywhere", err)
+		return
+	}
+	clearSession(w)
+	http.Redirect(w, r, "/signin", http.StatusSeeOther)
+}
+
+// home sends a signed-in user to where their work is.
+func (s *Site) home(w http.ResponseWriter, r *http.Request, id auth.Identity) {
+	if id.User.Role == "clinician" {
+		http.Redirect(w, r, "/consults", http.StatusSeeOther)
+		return
+	}
+	http.Redirect(w, r, "/account", http.StatusSeeOther)
+}

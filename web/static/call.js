@@ -1,0 +1,427 @@
+// The call page of clinicians and guests: one WebSocket to the signaling
+// server, one RTCPeerConnection per other member (perfect negotiation, so
+// glare and renegotiation such as screen sharing just work), the lobby for
+// the host, chat, device controls and a connection indicator.
+import { connectionStats } from "./stats.js";
+
+const root = document.getElementById("call");
+const consultId = root.dataset.consult;
+const isHost = root.dataset.host === "true";
+const audioOnly = new URLSearchParams(location.search).get("audio") === "only";
+
+const $ = (id) => document.getElementById(id);
+const statusLine = $("status");
+
+const state = {
+  me: null,
+  admitted: false,
+  over: false,
+  iceServers: [],
+  policy: "all",
+  roster: new Map(), // member id -> info
+  peers: new Map(), // member id -> peer
+  local: null, // MediaStream
+  screen: null, // MediaStreamTrack while sharing
+  ws: null,
+  retry: 0,
+  seq: 0,
+};
+
+// Tests and support staff read the peer connections through this handle.
+window.openConsult = { peers: () => [...state.peers.values()].map((p) => p.pc), state };
+
+function setStatus(text) {
+  statusLine.textContent = text;
+}
+
+function send(msg) {
+  if (state.ws && state.ws.readyState === WebSocket.OPEN) {
+    msg.id = String(++state.seq);
+    state.ws.send(JSON.stringify(msg));
+  }
+}
+
+// ---- local media ----
+
+async function startMedia() {
+  const wantVideo = !audioOnly;
+  try {
+    state.local = await navigator.mediaDevices.getUserMedia({ audio: true, video: wantVideo });
+  } catch (err) {
+    try {
+      state.local = await navigator.mediaDevices.getUserMedia({ audio: true });
+      setStatus("Camera unavailable: continuing with sound only.");
+    } catch {
+      state.local = new MediaStream();
+      setStatus("Camera and microphone unavailable: you can see and hear the others, and chat.");
+    }
+  }
+  tile(state.me || "me", "You", state.local, true);
+  await fillDeviceLists();
+}
+
+async function fillDeviceLists() {
+  const devices = await navigator.mediaDevices.enumerateDevices();
+  for (const [kind, select] of [["videoinput", $("camera-select")], ["audioinput", $("mic-select")]]) {
+    select.replaceChildren();
+    const current = state.local.getTracks().find((t) => t.kind === (kind === "videoinput" ? "video" : "audio"));
+    for (const d of devices.filter((d) => d.kind === kind)) {
+      const opt = new Option(d.label || (kind === "videoinput" ? "Camera" : "Microphone"), d.deviceId);
+      if (current && current.getSettings().deviceId === d.deviceId) opt.selected = true;
+      select.add(opt);
+    }
+    select.hidden = select.options.length < 2;
+  }
+}
+
+async function switchDevice(kind, deviceId) {
+  const constraints = kind === "video" ? { video: { deviceId: { exact: deviceId } } } : { audio: { deviceId: { exact: deviceId } } };
+  const fresh = await navigator.mediaDevices.getUserMedia(constraints);
+  const track = fresh.getTracks()[0];
+  const old = state.local.getTracks().find((t) => t.kind === kind);
+  if (old) {
+    track.enabled = old.enabled;
+    state.local.removeTrack(old);
+    old.stop();
+  }
+  state.local.addTrack(track);
+  for (const p of state.peers.values()) replaceOrAdd(p, kind, kind === "video" && state.screen ? state.screen : track);
+}
+
+function replaceOrAdd(peer, kind, track) {
+  const sender = peer.pc.getSenders().find((s) => s.track && s.track.kind === kind) ||
+    peer.pc.getTransceivers().find((t) => t.receiver.track.kind === kind && !t.sender.track)?.sender;
+  if (sender) {
+    sender.replaceTrack(track);
+    const tr = peer.pc.getTransceivers().find((t) => t.sender === sender);
+    if (tr && tr.direction === "recvonly") tr.direction = "sendrecv"; // renegotiates
+  } else {
+    peer.pc.addTrack(track, state.local);
+  }
+}
+
+function sendMediaState() {
+  const a = state.local.getAudioTracks()[0];
+  const v = state.local.getVideoTracks()[0];
+  send({ type: "media-state", audio: !!a && a.enabled, video: (!!v && v.enabled) || !!state.screen });
+}
+
+$("mute").addEventListener("click", (e) => {
+  const tracks = state.local.getAudioTracks();
+  const muted = tracks.length > 0 && tracks[0].enabled;
+  tracks.forEach((t) => { t.enabled = !muted; });
+  e.target.setAttribute("aria-pressed", String(muted));
+  e.target.textContent = muted ? "Unmute" : "Mute";
+  sendMediaState();
+});
+
+$("camera").addEventListener("click", (e) => {
+  const tracks = state.local.getVideoTracks();
+  const off = tracks.length > 0 && tracks[0].enabled;
+  tracks.forEach((t) => { t.enabled = !off; });
+  e.target.setAttribute("aria-pressed", String(off));
+  e.target.textContent = off ? "Camera on" : "Camera off";
+  sendMediaState();
+});
+
+$("share").addEventListener("click", async (e) => {
+  if (state.screen) return stopSharing();
+  try {
+    const display = await navigator.mediaDevices.getDisplayMedia({ video: true });
+    state.screen = display.getVideoTracks()[0];
+  } catch {
+    return; // the user cancelled the picker
+  }
+  state.screen.addEventListener("ended", stopSharing);
+  for (const p of state.peers.values()) replaceOrAdd(p, "video", state.screen);
+  e.target.setAttribute("aria-pressed", "true");
+  e.target.textContent = "Stop sharing";
+  sendMediaState();
+});
+
+function stopSharing() {
+  if (!state.screen) return;
+  state.screen.stop();
+  state.screen = null;
+  const cam = state.local.getVideoTracks()[0] || null;
+  for (const p of state.peers.values()) {
+    const sender = p.pc.getSenders().find((s) => s.track && s.track.kind === "video");
+    if (sender) sender.replaceTrack(cam);
+  }
+  $("share").setAttribute("aria-pressed", "false");
+  $("share").textContent = "Share screen";
+  sendMediaState();
+}
+
+$("camera-select").addEventListener("change", (e) => switchDevice("video", e.target.value));
+$("mic-select").addEventListener("change", (e) => switchDevice("audio", e.target.value));
+$("leave")?.addEventListener("click", () => {
+  send({ type: "leave" });
+  finish("You left the consultation. You can close this page.");
+});
+$("end-form")?.addEventListener("submit", (e) => {
+  if (!confirm("End the consult for everyone?")) e.preventDefault();
+});
+
+// ---- tiles ----
+
+function tile(id, name, stream, self) {
+  let fig = document.querySelector(`figure[data-member="${CSS.escape(id)}"]`);
+  if (!fig) {
+    fig = document.createElement("figure");
+    fig.className = "tile" + (self ? " self" : "");
+    fig.dataset.member = id;
+    const video = document.createElement("video");
+    video.autoplay = true;
+    video.playsInline = true;
+    video.muted = !!self;
+    const cap = document.createElement("figcaption");
+    fig.append(video, cap);
+    $("tiles").append(fig);
+  }
+  fig.querySelector("figcaption").textContent = name;
+  const video = fig.querySelector("video");
+  if (stream && video.srcObject !== stream) video.srcObject = stream;
+  return fig;
+}
+
+function removeTile(id) {
+  document.querySelector(`figure[data-member="${CSS.escape(id)}"]`)?.remove();
+}
+
+// ---- peers (perfect negotiation) ----
+
+function peer(id) {
+  let p = state.peers.get(id);
+  if (p) return p;
+  const pc = new RTCPeerConnection({ iceServers: state.iceServers, iceTransportPolicy: state.policy });
+  // The member with the smaller id yields on glare.
+  p = { id, pc, polite: state.me < id, makingOffer: false, ignoreOffer: false };
+  state.peers.set(id, p);
+  for (const t of state.local.getTracks()) pc.addTrack(t.kind === "video" && state.screen ? state.screen : t, state.local);
+  if (state.local.getAudioTracks().length === 0) pc.addTransceiver("audio", { direction: "recvonly" });
+  if (state.local.getVideoTracks().length === 0) pc.addTransceiver("video", { direction: "recvonly" });
+
+  pc.onnegotiationneeded = async () => {
+    try {
+      p.makingOffer = true;
+      await pc.setLocalDescription();
+      send({ type: "offer", to: id, sdp: pc.localDescription.sdp });
+    } catch (err) {
+      console.warn("negotiation", err);
+    } finally {
+      p.makingOffer = false;
+    }
+  };
+  pc.onicecandidate = ({ candidate }) => {
+    if (candidate) send({ type: "candidate", to: id, candidate: candidate.toJSON() });
+  };
+  pc.ontrack = ({ streams }) => {
+    const info = state.roster.get(id);
+    tile(id, info ? info.name : "", streams[0] || new MediaStream(), false);
+  };
+  pc.oniceconnectionstatechange = () => {
+    // A network change (Wi-Fi to mobile data) fails the old path; an ICE
+    // restart finds a new one without hanging up.
+    if (pc.iceConnectionState === "failed") pc.restartIce();
+  };
+  return p;
+}
+
+async function onDescription(from, description) {
+  const p = peer(from);
+  const pc = p.pc;
+  const collision = description.type === "offer" && (p.makingOffer || pc.signalingState !== "stable");
+  p.ignoreOffer = !p.polite && collision;
+  if (p.ignoreOffer) return;
+  await pc.setRemoteDescription(description);
+  if (description.type === "offer") {
+    await pc.setLocalDescription();
+    send({ type: "answer", to: from, sdp: pc.localDescription.sdp });
+  }
+}
+
+async function onCandidate(from, candidate) {
+  const p = peer(from);
+  try {
+    await p.pc.addIceCandidate(candidate);
+  } catch (err) {
+    if (!p.ignoreOffer) console.warn("candidate", err);
+  }
+}
+
+function dropPeer(id) {
+  const p = state.peers.get(id);
+  if (p) {
+    p.pc.close();
+    state.peers.delete(id);
+  }
+  removeTile(id);
+}
+
+window.addEventListener("online", () => {
+  for (const p of state.peers.values()) p.pc.restartIce();
+});
+
+// ---- roster, lobby, chat ----
+
+function renderRoster(members) {
+  state.roster = new Map(members.map((m) => [m.id, m]));
+  const list = $("roster");
+  list.replaceChildren();
+  for (const m of members) {
+    const li = document.createElement("li");
+    li.textContent = `${m.name}${m.id === state.me ? " (you)" : ""}${m.host ? " · clinician" : ""}${m.audio === false ? " · muted" : ""}`;
+    if (isHost && m.id !== state.me) {
+      li.append(" ", button("Remove", () => send({ type: "remove", member: m.id }), "small secondary"));
+    }
+    list.append(li);
+    if (m.id !== state.me) {
+      peer(m.id);
+      tile(m.id, m.name, null, false);
+    }
+  }
+  for (const id of [...state.peers.keys()]) if (!state.roster.has(id)) dropPeer(id);
+}
+
+function renderLobby(waiting) {
+  const list = $("lobby");
+  if (!list) return;
+  list.replaceChildren();
+  if (waiting.length === 0) {
+    const li = document.createElement("li");
+    li.className = "help";
+    li.textContent = "Nobody is waiting.";
+    list.append(li);
+    return;
+  }
+  for (const w of waiting) {
+    const li = document.createElement("li");
+    li.className = "waiting";
+    li.dataset.member = w.id;
+    const name = document.createElement("span");
+    name.textContent = w.name;
+    li.append(name, " ", button("Admit", () => send({ type: "admit", member: w.id }), "small admit"), " ",
+      button("Deny", () => send({ type: "deny", member: w.id }), "small secondary"));
+    list.append(li);
+  }
+  setStatus(`${waiting.length} waiting to be admitted.`);
+}
+
+function button(label, onClick, cls) {
+  const b = document.createElement("button");
+  b.type = "button";
+  b.className = cls;
+  b.textContent = label;
+  b.addEventListener("click", onClick);
+  return b;
+}
+
+function addChat(m) {
+  if (document.querySelector(`#chat-log li[data-seq="${m.seq}"]`)) return;
+  const li = document.createElement("li");
+  li.dataset.seq = m.seq;
+  const who = document.createElement("strong");
+  who.textContent = m.from === state.me ? "You" : m.name;
+  const time = document.createElement("time");
+  time.dateTime = m.at;
+  time.textContent = new Date(m.at).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+  const text = document.createElement("p");
+  text.textContent = m.text;
+  li.append(who, " ", time, text);
+  $("chat-log").append(li);
+  li.scrollIntoView({ block: "nearest" });
+}
+
+$("chat-form").addEventListener("submit", (e) => {
+  e.preventDefault();
+  const input = $("chat-text");
+  const text = input.value.trim();
+  if (!text) return;
+  send({ type: "chat", text });
+  input.value = "";
+});
+
+// ---- connection indicator ----
+
+setInterval(async () => {
+  const parts = [];
+  for (const p of state.peers.values()) {
+    const s = await connectionStats(p.pc).catch(() => null);
+    if (!s) continue;
+    const name = state.roster.get(p.id)?.name || "peer";
+    const rtt = s.rttMs !== null ? ` · ${s.rttMs} ms` : "";
+    parts.push(`${name}: ${s.path}${rtt} · loss ${(s.loss * 100).toFixed(1)}%`);
+  }
+  $("path").textContent = parts.join(" — ");
+}, 2000);
+
+// ---- signaling ----
+
+const handlers = {
+  welcome(m) {
+    state.me = m.member;
+    const self = document.querySelector("figure.self");
+    if (self) self.dataset.member = m.member;
+    if (m.state === "lobby") {
+      $("lobby-wait").hidden = false;
+      setStatus("Waiting to be admitted.");
+    }
+  },
+  admitted(m) {
+    state.admitted = true;
+    state.iceServers = m.iceServers || [];
+    state.policy = m.iceTransportPolicy || "all";
+    for (const p of state.peers.values()) p.pc.setConfiguration({ iceServers: state.iceServers, iceTransportPolicy: state.policy });
+    $("lobby-wait").hidden = true;
+    for (const id of ["stage", "controls", "side"]) $(id).hidden = false;
+    setStatus(isHost ? "You are in the consult." : "You are in the consultation.");
+    m.chat.forEach(addChat);
+    renderRoster(m.roster);
+  },
+  roster(m) { if (state.admitted) renderRoster(m.members); },
+  lobby(m) { renderLobby(m.waiting); },
+  offer(m) { onDescription(m.from, { type: "offer", sdp: m.sdp }); },
+  answer(m) { onDescription(m.from, { type: "answer", sdp: m.sdp }); },
+  candidate(m) { onCandidate(m.from, m.candidate); },
+  chat(m) { addChat(m); },
+  error(m) { setStatus(`The server refused a message (${m.code}).`); },
+  denied() { finish("The clinician could not let you in. You can close this page."); },
+  removed() { finish("You were removed from the consultation."); },
+  ended() { finish("The consultation has ended. You can close this page."); },
+  ack() {},
+  pong() {},
+};
+
+function connect() {
+  const ws = new WebSocket(`wss://${location.host}/ws/consults/${encodeURIComponent(consultId)}`);
+  state.ws = ws;
+  ws.onopen = () => { state.retry = 0; };
+  ws.onmessage = (e) => {
+    let m;
+    try { m = JSON.parse(e.data); } catch { return; }
+    const h = handlers[m.type];
+    if (h) h(m);
+  };
+  ws.onclose = () => {
+    if (state.over) return;
+    // Media keeps flowing peer to peer; the server keeps our place for a
+    // grace period while we reconnect.
+    setStatus("Connection to the server lost. Reconnecting…");
+    const delay = Math.min(10000, 1000 * 2 ** state.retry++);
+    setTimeout(connect, delay);
+  };
+}
+
+function finish(text) {
+  state.over = true;
+  setStatus(text);
+  for (const id of [...state.peers.keys()]) dropPeer(id);
+  state.local?.getTracks().forEach((t) => t.stop());
+  state.screen?.stop();
+  for (const id of ["stage", "controls", "side", "lobby-wait"]) $(id).hidden = true;
+  state.ws?.close();
+}
+
+await startMedia();
+connect();
