@@ -1,6 +1,8 @@
 package obs
 
 import (
+	"bufio"
+	"net"
 	"net/http"
 	"strconv"
 	"time"
@@ -102,5 +104,16 @@ func (w *statusWriter) Write(b []byte) (int, error) {
 }
 
 // Unwrap lets http.ResponseController reach the underlying writer (flush,
-// hijack for WebSockets, deadlines).
+// deadlines).
 func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// Hijack hands the connection to a WebSocket library, which asserts the
+// interface directly rather than through http.ResponseController. A
+// hijacked request counts as status 101.
+func (w *statusWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	conn, rw, err := http.NewResponseController(w.ResponseWriter).Hijack()
+	if err == nil {
+		w.code, w.wroteHeader = http.StatusSwitchingProtocols, true
+	}
+	return conn, rw, err
+}

@@ -293,6 +293,7 @@ function renderLobby(waiting) {
     li.className = "help";
     li.textContent = "Nobody is waiting.";
     list.append(li);
+    if (state.admitted) setStatus("You are in the consult.");
     return;
   }
   for (const w of waiting) {

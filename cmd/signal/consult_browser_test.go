@@ -1,0 +1,210 @@
+package main
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"net/http/cookiejar"
+	"net/url"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+
+	"github.com/openconsult/openconsult/internal/browsertest"
+)
+
+// staffClient is a cookie-keeping HTTP client for the development server.
+func (d *devServer) staffClient(t *testing.T) *http.Client {
+	t.Helper()
+	jar, _ := cookiejar.New(nil)
+	c := *d.client
+	c.Jar = jar
+	return &c
+}
+
+func postForm(t *testing.T, c *http.Client, u string, form url.Values) (*http.Response, string) {
+	t.Helper()
+	resp, err := c.PostForm(u, form)
+	if err != nil {
+		t.Fatalf("POST %s: %v", u, err)
+	}
+	defer resp.Body.Close()
+	b := new(strings.Builder)
+	_, _ = io.Copy(b, resp.Body)
+	return resp, b.String()
+}
+
+var secretPattern = regexp.MustCompile(`id="totp-secret"[^>]*>([A-Z2-7]+)<`)
+
+// signInHTTP signs a user in over HTTP, enrolling TOTP on the way when
+// asked, and returns the client holding the full session.
+func signInHTTP(t *testing.T, d *devServer, username, password string) *http.Client {
+	t.Helper()
+	c := d.staffClient(t)
+	c.CheckRedirect = nil // follow redirects to the next step
+	_, body := postForm(t, c, d.public+"/signin", url.Values{"username": {username}, "password": {password}})
+	m := secretPattern.FindStringSubmatch(body)
+	if m == nil {
+		t.Fatalf("no enrollment after sign-in:\n%s", body)
+	}
+	resp, body := postForm(t, c, d.public+"/account/totp", url.Values{"code": {totpCode(t, m[1], time.Now())}})
+	if resp.StatusCode != 200 || !strings.Contains(body, "recovery-codes") {
+		t.Fatalf("enrollment = %d", resp.StatusCode)
+	}
+	return c
+}
+
+// createClinician has the administrator create an account, then activates
+// it with the link from the outbox, as the clinician would from e-mail.
+func createClinician(t *testing.T, d *devServer, dataDir string, admin *http.Client, username, password string) {
+	t.Helper()
+	resp, body := postForm(t, admin, d.public+"/admin/users", url.Values{"username": {username}, "email": {username + "@example-hospital.org"}, "role": {"clinician"}})
+	if resp.StatusCode != 200 || !strings.Contains(body, "created") {
+		t.Fatalf("create clinician = %d:\n%s", resp.StatusCode, body)
+	}
+	entries, _ := os.ReadDir(filepath.Join(dataDir, "outbox"))
+	var token string
+	for _, e := range entries {
+		b, _ := os.ReadFile(filepath.Join(dataDir, "outbox", e.Name()))
+		if m := regexp.MustCompile(`/activate/([A-Za-z0-9_-]+)`).FindStringSubmatch(string(b)); m != nil && strings.Contains(string(b), username) {
+			token = m[1]
+		}
+	}
+	if token == "" {
+		t.Fatal("no activation message in the outbox")
+	}
+	c := d.staffClient(t)
+	if resp, body := postForm(t, c, d.public+"/activate/"+token, url.Values{"password": {password}, "confirm": {password}}); resp.StatusCode != 200 {
+		t.Fatalf("activation = %d:\n%s", resp.StatusCode, body)
+	}
+}
+
+// browserSignIn signs in through the pages, enrolling TOTP when asked.
+func browserSignIn(t *testing.T, ctx context.Context, d *devServer, username, password string) {
+	t.Helper()
+	do(t, ctx, "sign in",
+		chromedp.Navigate(d.public+"/signin"),
+		chromedp.WaitVisible(chromedp.CSS("#username")),
+		chromedp.SendKeys(chromedp.CSS("#username"), username),
+		chromedp.SendKeys(chromedp.CSS("#password"), password),
+		chromedp.Click(chromedp.CSS(`button[type="submit"]`)),
+		chromedp.WaitVisible(chromedp.CSS("#totp-secret")),
+	)
+	secret, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS("#totp-secret")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = chromedp.Do(ctx,
+		chromedp.SendKeys(chromedp.CSS("#code"), totpCode(t, strings.TrimSpace(secret), time.Now())),
+		chromedp.Click(chromedp.CSS(`button[type="submit"]`)),
+		chromedp.WaitVisible(chromedp.CSS("#recovery-codes")),
+		chromedp.Click(chromedp.CSS("a.button")),
+	)
+	if err != nil {
+		t.Fatalf("enroll: %v", err)
+	}
+}
+
+// do runs browser actions with a deadline, so a page that never shows an
+// element fails the test instead of hanging it.
+func do(t *testing.T, ctx context.Context, what string, actions ...chromedp.Action[chromedp.Void]) {
+	t.Helper()
+	c, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := chromedp.Do(c, actions...); err != nil {
+		status, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`location.pathname + ": " + (document.querySelector("#status, .error, h1")?.textContent || "")`))
+		t.Fatalf("%s: %v (page: %q)", what, err, status)
+	}
+}
+
+// waitTrue polls a JavaScript condition in the page.
+func waitTrue(t *testing.T, ctx context.Context, what, js string, within time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		ok, err := chromedp.Run(ctx, chromedp.Evaluate[bool](js, chromedp.EvalAwaitPromise))
+		if err == nil && ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			status, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`document.getElementById("status")?.textContent || document.title`))
+			t.Fatalf("%s: not within %s (err %v, page says %q)", what, within, err, status)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// remoteVideoDecoding is true when a remote tile shows video and the
+// peer connection has decoded frames.
+const remoteVideoDecoding = `(async () => {
+  const v = document.querySelector("figure.tile:not(.self) video");
+  if (!v || v.videoWidth === 0) return false;
+  for (const pc of window.openConsult.peers()) {
+    const stats = await pc.getStats();
+    for (const s of stats.values()) if (s.type === "inbound-rtp" && s.kind === "video" && s.framesDecoded > 10) return true;
+  }
+  return false;
+})()`
+
+func TestBrowserConsultLobbyVideoAndChat(t *testing.T) {
+	dir := t.TempDir()
+	d := startDev(t, dir)
+	defer d.stop()
+	createFirstAdmin(t, d, "chief.admin", "a long admin passphrase")
+	admin := signInHTTP(t, d, "chief.admin", "a long admin passphrase")
+	createClinician(t, d, dir, admin, "dr.house", "a long clinician passphrase")
+
+	doc := browsertest.New(t)
+	browserSignIn(t, doc, d, "dr.house", "a long clinician passphrase")
+	do(t, doc, "start consult",
+		chromedp.WaitVisible(chromedp.CSS("#new-consult-button")),
+		chromedp.Click(chromedp.CSS("#new-consult-button")),
+		chromedp.WaitVisible(chromedp.CSS("#links-title")),
+	)
+	link, err := chromedp.Run(doc, chromedp.Evaluate[string](`document.querySelector(".link-url").value`))
+	if err != nil || !strings.Contains(link, "/j/") {
+		t.Fatalf("patient link %q: %v", link, err)
+	}
+
+	patient := browsertest.New(t)
+	err = chromedp.Do(patient,
+		chromedp.Navigate(link),
+		chromedp.WaitVisible(chromedp.CSS("#name")),
+		chromedp.SendKeys(chromedp.CSS("#name"), "Pat Example"),
+		chromedp.Click(chromedp.CSS("#join-button")),
+		chromedp.WaitVisible(chromedp.CSS("#lobby-wait")),
+	)
+	if err != nil {
+		t.Fatalf("patient join: %v", err)
+	}
+	// In the lobby the patient sees nobody and no chat.
+	waitTrue(t, patient, "lobby holds the patient", `document.getElementById("stage").hidden && document.querySelectorAll("#roster li").length === 0`, 5*time.Second)
+
+	waitTrue(t, doc, "clinician sees the waiting patient", `[...document.querySelectorAll("#lobby li.waiting")].some(li => li.textContent.includes("Pat Example"))`, 15*time.Second)
+	do(t, doc, "admit", chromedp.Click(chromedp.CSS("#lobby li.waiting button.admit")))
+	waitTrue(t, patient, "patient admitted", `!document.getElementById("stage").hidden`, 15*time.Second)
+
+	waitTrue(t, doc, "clinician decodes the patient's video", remoteVideoDecoding, 30*time.Second)
+	waitTrue(t, patient, "patient decodes the clinician's video", remoteVideoDecoding, 30*time.Second)
+
+	say := func(ctx context.Context, text string) {
+		t.Helper()
+		do(t, ctx, "chat", chromedp.SendKeys(chromedp.CSS("#chat-text"), text), chromedp.Click(chromedp.CSS("#chat-form button")))
+	}
+	say(patient, "Hello doctor, can you hear me?")
+	waitTrue(t, doc, "clinician reads the patient's chat", `document.getElementById("chat-log").textContent.includes("can you hear me?")`, 10*time.Second)
+	say(doc, "Yes, loud and clear.")
+	waitTrue(t, patient, "patient reads the clinician's chat", `document.getElementById("chat-log").textContent.includes("loud and clear")`, 10*time.Second)
+
+	// The indicator names the path media takes.
+	waitTrue(t, doc, "connection indicator", `/direct (UDP|TCP)|relay (UDP|TCP|TLS)/.test(document.getElementById("path").textContent)`, 10*time.Second)
+
+	// A reload keeps the patient's place and chat, without a new admission.
+	do(t, patient, "reload", chromedp.Reload())
+	waitTrue(t, patient, "patient resumes after reload", `!document.getElementById("stage").hidden && document.getElementById("chat-log").textContent.includes("loud and clear")`, 15*time.Second)
+}
