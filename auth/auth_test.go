@@ -174,15 +174,3 @@ func TestSetupRejectsImplausibleTokens(t *testing.T) {
 		}
 	}
 }
-
-func TestTURNCredentialMatchesTheRESTFormat(t *testing.T) {
-	// The same computation coturn documents for static-auth-secret:
-	// echo -n "1700003600:g_1" | openssl dgst -binary -sha1 -hmac secret | base64
-	user, pass := TURNCredential([]byte("secret"), "g_1", time.Hour, time.Unix(1700000000, 0))
-	if user != "1700003600:g_1" {
-		t.Fatalf("username %q", user)
-	}
-	if pass != "ihwc9gSCxNnEz+Asj51MJmW5u+Q=" {
-		t.Fatalf("password %q", pass)
-	}
-}

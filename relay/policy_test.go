@@ -2,6 +2,7 @@ package relay
 
 import (
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 )
@@ -70,7 +71,9 @@ func FuzzParseRESTUsername(f *testing.F) {
 	})
 }
 
-func stringsHasSuffix(s, suffix string) bool { return len(s) >= len(suffix) && s[len(s)-len(suffix):] == suffix }
+func stringsHasSuffix(s, suffix string) bool {
+	return len(s) >= len(suffix) && s[len(s)-len(suffix):] == suffix
+}
 
 func BenchmarkPeerCheck(b *testing.B) {
 	p := PeerPolicy{Allow: []netip.Prefix{netip.MustParsePrefix("10.20.0.0/16")}}
@@ -87,4 +90,30 @@ func BenchmarkBandwidthBucket(b *testing.B) {
 	for b.Loop() {
 		bk.take(1200)
 	}
+}
+
+func TestParseUsersFile(t *testing.T) {
+	users, err := ParseUsersFile(strings.NewReader("# staff relay users\n\nalice:a-long-password\n bob:another-long-one \n"))
+	if err != nil || len(users) != 2 || users["bob"] != "another-long-one" {
+		t.Fatalf("ParseUsersFile = %v, %v", users, err)
+	}
+	for _, bad := range []string{"alice", "alice:short", ":password-long", "al ice:password-long", "a:password-long\na:password-long"} {
+		if _, err := ParseUsersFile(strings.NewReader(bad)); err == nil || strings.Contains(err.Error(), "password-long") {
+			t.Errorf("ParseUsersFile(%q) = %v", bad, err)
+		}
+	}
+}
+
+func FuzzParseUsersFile(f *testing.F) {
+	f.Add("alice:a-long-password\n# c\n")
+	f.Fuzz(func(t *testing.T, s string) {
+		users, err := ParseUsersFile(strings.NewReader(s))
+		if err == nil {
+			for u, p := range users {
+				if u == "" || len(p) < 12 {
+					t.Fatalf("accepted %q:%q", u, p)
+				}
+			}
+		}
+	})
 }

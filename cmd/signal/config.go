@@ -62,6 +62,9 @@ type settings struct {
 	turnURLs    config.StringList
 	turnSecret  string
 	turnTTL     time.Duration
+
+	relayListen    config.Addr
+	relayTLSListen config.Addr
 }
 
 // Defaults that -dev changes, applied only to settings nobody set.
@@ -69,6 +72,8 @@ const (
 	devListen      = "localhost:8443"
 	devHTTPListen  = "localhost:8080"
 	devAdminListen = "localhost:9090"
+	devRelay       = "127.0.0.1:3478"
+	devRelayTLS    = "127.0.0.1:5349"
 )
 
 func newSettings(stderr io.Writer) *settings {
@@ -76,6 +81,7 @@ func newSettings(stderr io.Writer) *settings {
 		listen:      config.Addr{Value: ":443"},
 		httpListen:  config.Addr{Value: ":80"},
 		adminListen: config.Addr{Value: "127.0.0.1:9090"},
+		relayListen: config.Addr{},
 		logLevel:    config.Enum{Value: "info", Allowed: obs.LogLevels},
 		logFormat:   config.Enum{Value: "json", Allowed: obs.LogFormats},
 	}
@@ -128,6 +134,8 @@ func newSettings(stderr io.Writer) *settings {
 	fs.Var(&s.turnURLs, "turn-url", "TURN server `URL` given to browsers with per-participant credentials, such as turn:turn.example-hospital.org:3478?transport=udp or turns:turn.example-hospital.org:443?transport=tcp; repeatable")
 	fs.StringVar(&s.turnSecret, "turn-secret", "", "shared secret of the TURN relay's REST credentials (turnd -auth-secret, coturn static-auth-secret); prefer SIGNAL_TURN_SECRET")
 	fs.DurationVar(&s.turnTTL, "turn-credential-ttl", 12*time.Hour, "lifetime of the TURN credentials given at admission (10m to 48h)")
+	fs.Var(&s.relayListen, "relay-listen", "UDP and TCP `address` of a TURN relay embedded in this process, for small sites and development; browsers are pointed at it unless -turn-url is set (default off; dev: "+devRelay+")")
+	fs.Var(&s.relayTLSListen, "relay-tls-listen", "TURN over TLS `address` of the embedded relay, with the site's certificate (default off; dev: "+devRelayTLS+")")
 	return s
 }
 
@@ -145,6 +153,8 @@ func (s *settings) load(args []string, getenv func(string) string) error {
 			{"listen", &s.listen, devListen},
 			{"http-listen", &s.httpListen, devHTTPListen},
 			{"admin-listen", &s.adminListen, devAdminListen},
+			{"relay-listen", &s.relayListen, devRelay},
+			{"relay-tls-listen", &s.relayTLSListen, devRelayTLS},
 		} {
 			if !s.set.IsSet(d.name) {
 				d.addr.Value = d.value

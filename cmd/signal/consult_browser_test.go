@@ -132,7 +132,14 @@ func waitTrue(t *testing.T, ctx context.Context, what, js string, within time.Du
 			return
 		}
 		if time.Now().After(deadline) {
-			status, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`document.getElementById("status")?.textContent || document.title`))
+			status, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`(async () => {
+  let out = (document.getElementById("status")?.textContent || document.title) + " | policy " + (window.openConsult?.state.policy || "");
+  for (const pc of window.openConsult?.peers() || []) {
+    const stats = await pc.getStats();
+    for (const s of stats.values()) if (s.type === "candidate-pair" && s.nominated) out += " | pair " + s.state + " " + stats.get(s.localCandidateId)?.candidateType + "/" + stats.get(s.remoteCandidateId)?.candidateType;
+  }
+  return out;
+})()`, chromedp.EvalAwaitPromise))
 			t.Fatalf("%s: not within %s (err %v, page says %q)", what, within, err, status)
 		}
 		time.Sleep(200 * time.Millisecond)
@@ -151,7 +158,29 @@ const remoteVideoDecoding = `(async () => {
   return false;
 })()`
 
-func TestBrowserConsultLobbyVideoAndChat(t *testing.T) {
+// selectedPairIsRelay is true when every peer connection's selected
+// candidate pair uses a relayed local candidate.
+const selectedPairIsRelay = `(async () => {
+  const pcs = window.openConsult.peers();
+  if (pcs.length === 0) return false;
+  for (const pc of pcs) {
+    const stats = await pc.getStats();
+    let pair = null;
+    for (const s of stats.values()) if (s.type === "transport" && s.selectedCandidatePairId) pair = stats.get(s.selectedCandidatePairId);
+    if (!pair) return false;
+    const local = stats.get(pair.localCandidateId);
+    if (!local || local.candidateType !== "relay") return false;
+  }
+  return true;
+})()`
+
+func TestBrowserConsultLobbyVideoAndChat(t *testing.T) { browserConsult(t, false) }
+
+// TestBrowserConsultRelayOnly runs the consult with media forced through
+// the embedded TURN relay, and proves the selected path is a relay one.
+func TestBrowserConsultRelayOnly(t *testing.T) { browserConsult(t, true) }
+
+func browserConsult(t *testing.T, relayOnly bool) {
 	dir := t.TempDir()
 	d := startDev(t, dir)
 	defer d.stop()
@@ -161,6 +190,10 @@ func TestBrowserConsultLobbyVideoAndChat(t *testing.T) {
 
 	doc := browsertest.New(t)
 	browserSignIn(t, doc, d, "dr.house", "a long clinician passphrase")
+	if relayOnly {
+		do(t, doc, "relay option", chromedp.WaitVisible(chromedp.CSS(`input[name="relay_only"]`)), chromedp.Click(chromedp.CSS(`input[name="relay_only"]`)))
+		waitTrue(t, doc, "relay option ticked", `document.querySelector('input[name="relay_only"]').checked`, 5*time.Second)
+	}
 	do(t, doc, "start consult",
 		chromedp.WaitVisible(chromedp.CSS("#new-consult-button")),
 		chromedp.Click(chromedp.CSS("#new-consult-button")),
@@ -203,6 +236,12 @@ func TestBrowserConsultLobbyVideoAndChat(t *testing.T) {
 
 	// The indicator names the path media takes.
 	waitTrue(t, doc, "connection indicator", `/direct (UDP|TCP)|relay (UDP|TCP|TLS)/.test(document.getElementById("path").textContent)`, 10*time.Second)
+	if relayOnly {
+		for name, ctx := range map[string]context.Context{"clinician": doc, "patient": patient} {
+			waitTrue(t, ctx, name+" media through the relay", selectedPairIsRelay, 10*time.Second)
+		}
+		waitTrue(t, doc, "indicator says relay", `document.getElementById("path").textContent.includes("relay UDP")`, 10*time.Second)
+	}
 
 	// A reload keeps the patient's place and chat, without a new admission.
 	do(t, patient, "reload", chromedp.Reload())

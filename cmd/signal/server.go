@@ -23,6 +23,7 @@ import (
 	"github.com/openconsult/openconsult/internal/tlsconf"
 	"github.com/openconsult/openconsult/keyring"
 	"github.com/openconsult/openconsult/mailer"
+	"github.com/openconsult/openconsult/relay"
 	"github.com/openconsult/openconsult/signaling"
 	"github.com/openconsult/openconsult/site"
 	"github.com/openconsult/openconsult/store"
@@ -35,6 +36,7 @@ type server struct {
 	grace      time.Duration
 	servers    []serve.Server
 	background []func(context.Context) // owned loops, stopped with the servers
+	closers    []func() error          // closed after the servers stopped
 }
 
 // start wires the process together. Anything that can fail (database,
@@ -120,8 +122,20 @@ func start(ctx context.Context, s *settings, stdout, stderr io.Writer) (_ *serve
 	}
 	setup := &auth.Setup{Store: db, TTL: s.setupLinkTTL, Hash: auth.DefaultHashParams, Policy: policy.Password, Now: time.Now}
 
+	stun, turnURLs, turnSecret := s.stunURLs.Values, s.turnURLs.Values, []byte(s.turnSecret)
+	var embedded *relay.Server
+	if s.relayListen.Value != "" {
+		if embedded, stun, turnURLs, turnSecret, err = startRelay(s, tlsConfig, public, reg, log); err != nil {
+			return nil, err
+		}
+		defer func() {
+			if err != nil {
+				embedded.Close()
+			}
+		}()
+	}
 	consults := &consult.Service{Store: db, Sealer: keys, Log: log, Public: public, LinkTTL: s.linkTTL, Now: time.Now}
-	ice := iceServers(s.stunURLs.Values, s.turnURLs.Values, []byte(s.turnSecret), s.turnTTL)
+	ice := iceServers(stun, turnURLs, turnSecret, s.turnTTL)
 	hub := signaling.NewHub(signaling.RoomDeps{
 		Chat: consults, Audit: recorder, Log: log, Now: time.Now, Grace: s.resumeGrace,
 		ICE: func(_, member string) []signaling.ICEServer { return ice(member, 0) },
@@ -147,6 +161,9 @@ func start(ctx context.Context, s *settings, stdout, stderr io.Writer) (_ *serve
 		hub.Run,
 		func(ctx context.Context) { auditLog.Run(ctx, s.auditCheckpointEach) },
 	}}
+	if embedded != nil {
+		srv.closers = append(srv.closers, embedded.Close)
+	}
 	srv.servers = append(srv.servers, serve.Server{Name: "https", Listener: httpsLn, Handler: web.Handler(), TLS: tlsConfig})
 
 	if s.httpListen.Value != "" {
@@ -193,6 +210,11 @@ func (srv *server) serve(ctx context.Context) error {
 	err := serve.Run(ctx, srv.log, srv.grace, srv.servers...)
 	stop()
 	wg.Wait()
+	for _, c := range srv.closers {
+		if cerr := c(); cerr != nil {
+			srv.log.Warn("close", "err", cerr)
+		}
+	}
 	if cerr := srv.db.Close(); cerr != nil && err == nil {
 		err = fmt.Errorf("close database: %w", cerr)
 	}

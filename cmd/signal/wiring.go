@@ -2,8 +2,15 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"net"
+	"net/netip"
+	"net/url"
+
 	"errors"
 	"fmt"
+	"github.com/prometheus/client_golang/prometheus"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -13,6 +20,7 @@ import (
 	"github.com/openconsult/openconsult/audit"
 	"github.com/openconsult/openconsult/auth"
 	"github.com/openconsult/openconsult/keyring"
+	"github.com/openconsult/openconsult/relay"
 	"github.com/openconsult/openconsult/signaling"
 )
 
@@ -90,9 +98,56 @@ func iceServers(stun, turn []string, secret []byte, ttl time.Duration) func(subj
 			out = append(out, signaling.ICEServer{URLs: stun})
 		}
 		if len(turn) > 0 {
-			user, pass := auth.TURNCredential(secret, subject, want, time.Now())
+			user, pass := relay.MintCredential(secret, subject, want, time.Now())
 			out = append(out, signaling.ICEServer{URLs: turn, Username: user, Credential: pass})
 		}
 		return out
 	}
+}
+
+// startRelay runs the embedded TURN relay and returns the ICE server URLs
+// and secret that point browsers at it (unless -turn-url names others).
+// In -dev the browsers are on this machine or its local network, so
+// loopback and private peers are allowed; otherwise the default peer policy
+// applies.
+func startRelay(s *settings, site *tls.Config, public *url.URL, reg prometheus.Registerer, log *slog.Logger) (
+	_ *relay.Server, stun, turn []string, secret []byte, err error) {
+	secret = []byte(s.turnSecret)
+	if len(secret) == 0 {
+		secret = make([]byte, 32)
+		if _, err := rand.Read(secret); err != nil {
+			return nil, nil, nil, nil, err
+		}
+	}
+	host, _, _ := net.SplitHostPort(s.relayListen.Value)
+	bind, err := netip.ParseAddr(host)
+	if err != nil || bind.IsUnspecified() {
+		return nil, nil, nil, nil, s.set.Invalid("relay-listen", "give the relay's own IP address, such as 127.0.0.1:3478 or 198.51.100.7:3478")
+	}
+	cfg := relay.Config{Realm: public.Hostname(), Listen: s.relayListen.Value, RelayBindIP: bind, PortMin: 49152, PortMax: 65535,
+		Secrets: [][]byte{secret}, UserQuota: 10, TotalQuota: 1000, Log: log, Metrics: reg}
+	if s.dev {
+		for _, p := range []string{"127.0.0.0/8", "::1/128", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7"} {
+			cfg.Policy.Allow = append(cfg.Policy.Allow, netip.MustParsePrefix(p))
+		}
+	}
+	if s.relayTLSListen.Value != "" {
+		cfg.TLSListen, cfg.TLS = s.relayTLSListen.Value, site.Clone()
+		cfg.TLS.NextProtos = nil
+	}
+	r, err := relay.New(cfg)
+	if err != nil {
+		return nil, nil, nil, nil, err
+	}
+	if len(s.turnURLs.Values) > 0 {
+		return r, s.stunURLs.Values, s.turnURLs.Values, []byte(s.turnSecret), nil
+	}
+	addr := r.Addr().String()
+	stun = []string{"stun:" + addr}
+	turn = []string{"turn:" + addr + "?transport=udp", "turn:" + addr + "?transport=tcp"}
+	if t := r.TLSAddr(); t != nil {
+		_, port, _ := net.SplitHostPort(t.String())
+		turn = append(turn, "turns:"+net.JoinHostPort(public.Hostname(), port)+"?transport=tcp")
+	}
+	return r, stun, turn, secret, nil
 }

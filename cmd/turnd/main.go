@@ -1,0 +1,233 @@
+// Command turnd is the TURN relay an institution runs inside its own
+// firewall so that patients on restrictive networks can still reach a
+// consult. It accepts the time-limited credentials the signal server hands
+// out (the TURN REST format, compatible with coturn's static-auth-secret).
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/openconsult/openconsult/internal/config"
+	"github.com/openconsult/openconsult/internal/obs"
+	"github.com/openconsult/openconsult/internal/serve"
+	"github.com/openconsult/openconsult/internal/tlsconf"
+	"github.com/openconsult/openconsult/relay"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
+	stop()
+	switch {
+	case errors.Is(err, config.ErrHelp):
+	case err != nil:
+		fmt.Fprintln(os.Stderr, "turnd:", err)
+		os.Exit(1)
+	}
+}
+
+type settings struct {
+	set             *config.Set
+	listen          config.Addr
+	tlsListen       config.Addr
+	tlsCert         string
+	tlsKey          string
+	realm           string
+	authSecrets     config.StringList
+	usersFile       string
+	publicIP        string
+	relayIP         string
+	relayPorts      string
+	allowPeers      config.PrefixList
+	denyPeers       config.PrefixList
+	userQuota       int
+	totalQuota      int
+	maxBPS          int64
+	metrics         config.Addr
+	check           bool
+	shutdownTimeout time.Duration
+	logLevel        config.Enum
+	logFormat       config.Enum
+
+	portMin, portMax uint16
+	public, bind     netip.Addr
+}
+
+func newSettings(stderr io.Writer) *settings {
+	s := &settings{
+		listen:    config.Addr{Value: ":3478"},
+		tlsListen: config.Addr{Value: ":5349"},
+		metrics:   config.Addr{Value: "127.0.0.1:9092"},
+		logLevel:  config.Enum{Value: "info", Allowed: obs.LogLevels},
+		logFormat: config.Enum{Value: "json", Allowed: obs.LogFormats},
+	}
+	s.set = config.New("turnd", "TURND", stderr)
+	fs := s.set.Flags()
+	fs.Var(&s.listen, "listen", "UDP and TCP `address` of the relay")
+	fs.Var(&s.tlsListen, "tls-listen", "TURN over TLS `address` (443 gets through most hospital and hotel firewalls); off to disable")
+	fs.StringVar(&s.tlsCert, "tls-cert", "", "PEM certificate chain `file` for -tls-listen (re-read when it changes)")
+	fs.StringVar(&s.tlsKey, "tls-key", "", "PEM private key `file` of -tls-cert")
+	fs.StringVar(&s.realm, "realm", "openconsult", "TURN realm")
+	fs.Var(&s.authSecrets, "auth-secret", "shared secret of REST credentials (signal -turn-secret, coturn static-auth-secret); repeat to rotate: the first is current, the others stay accepted; prefer TURND_AUTH_SECRET")
+	fs.StringVar(&s.usersFile, "users-file", "", "`file` of static long-term users, one username:password per line (# comments)")
+	fs.StringVar(&s.publicIP, "public-ip", "", "relayed `address` told to clients when the relay sits behind 1:1 NAT (default: -relay-ip)")
+	fs.StringVar(&s.relayIP, "relay-ip", "", "local `address` relay sockets bind to (default: the address of -listen, or the host's outbound address)")
+	fs.StringVar(&s.relayPorts, "relay-ports", "49152-65535", "`MIN-MAX` port range of relay sockets; open it in the firewall")
+	fs.Var(&s.allowPeers, "allow-peer", "`CIDR` of internal destinations the relay may reach, such as the SFU's subnet; repeatable")
+	fs.Var(&s.denyPeers, "deny-peer", "`CIDR` the relay must never reach, on top of the built-in internal ranges; repeatable")
+	fs.IntVar(&s.userQuota, "user-quota", 10, "allocations per username (a participant needs 1 to 3)")
+	fs.IntVar(&s.totalQuota, "total-quota", 2000, "allocations in all")
+	fs.Int64Var(&s.maxBPS, "max-bps", 0, "bandwidth cap per allocation and direction in bits per second; 0 for none")
+	fs.Var(&s.metrics, "metrics", "plain HTTP `address` of /metrics, /healthz and /readyz; keep it private; off to disable")
+	fs.BoolVar(&s.check, "check", false, "validate the configuration, print a summary and exit")
+	fs.DurationVar(&s.shutdownTimeout, "shutdown-timeout", 10*time.Second, "grace period on shutdown")
+	fs.Var(&s.logLevel, "log-level", "log `level`: debug, info, warn or error")
+	fs.Var(&s.logFormat, "log-format", "log `format`: json or text")
+	return s
+}
+
+func (s *settings) load(args []string, getenv func(string) string) error {
+	if err := s.set.Load(args, getenv); err != nil {
+		return err
+	}
+	var errs []error
+	bad := func(name, format string, args ...any) { errs = append(errs, s.set.Invalid(name, format, args...)) }
+	if s.listen.Value == "" {
+		bad("listen", "the relay needs an address")
+	}
+	if len(s.authSecrets.Values) == 0 && s.usersFile == "" {
+		bad("auth-secret", "give a shared secret (or -users-file)")
+	}
+	for _, sec := range s.authSecrets.Values {
+		if len(sec) < 16 {
+			bad("auth-secret", "a secret of %d characters is too short: use at least 16", len(sec))
+		}
+	}
+	if s.tlsListen.Value != "" && (s.tlsCert == "" || s.tlsKey == "") {
+		bad("tls-cert", "-tls-listen needs -tls-cert and -tls-key (or -tls-listen off)")
+	}
+	lo, hi, ok := strings.Cut(s.relayPorts, "-")
+	a, errA := strconv.ParseUint(lo, 10, 16)
+	b, errB := strconv.ParseUint(hi, 10, 16)
+	if !ok || errA != nil || errB != nil || a < 1024 || a > b {
+		bad("relay-ports", "%q is not MIN-MAX with 1024 <= MIN <= MAX <= 65535", s.relayPorts)
+	}
+	s.portMin, s.portMax = uint16(a), uint16(b)
+	if s.userQuota < 1 || s.totalQuota < 1 {
+		bad("user-quota", "quotas must be at least 1")
+	}
+	if s.maxBPS < 0 {
+		bad("max-bps", "must not be negative")
+	}
+	var err error
+	if s.bind, err = relayIP(s.relayIP, s.listen.Value); err != nil {
+		bad("relay-ip", "%v", err)
+	}
+	s.public = s.bind
+	if s.publicIP != "" {
+		if s.public, err = netip.ParseAddr(s.publicIP); err != nil {
+			bad("public-ip", "%q is not an IP address", s.publicIP)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// relayIP picks the relay bind address: the flag, the listen host, or the
+// address the host uses to reach the internet.
+func relayIP(flag, listen string) (netip.Addr, error) {
+	if flag != "" {
+		return netip.ParseAddr(flag)
+	}
+	host, _, _ := net.SplitHostPort(listen)
+	if a, err := netip.ParseAddr(host); err == nil && !a.IsUnspecified() {
+		return a, nil
+	}
+	// A UDP "connection" sends nothing; it only asks the routing table.
+	c, err := net.Dial("udp4", "192.0.2.1:9")
+	if err != nil {
+		return netip.Addr{}, fmt.Errorf("cannot find the host's address; set -relay-ip: %w", err)
+	}
+	defer c.Close()
+	return c.LocalAddr().(*net.UDPAddr).AddrPort().Addr(), nil
+}
+
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	s := newSettings(stderr)
+	if err := s.load(args, getenv); err != nil {
+		return err
+	}
+	log, err := obs.NewLogger(stderr, s.logLevel.Value, s.logFormat.Value)
+	if err != nil {
+		return err
+	}
+	users := map[string]string{}
+	if s.usersFile != "" {
+		f, err := os.Open(s.usersFile)
+		if err != nil {
+			return s.set.Invalid("users-file", "%v", err)
+		}
+		users, err = relay.ParseUsersFile(f)
+		f.Close()
+		if err != nil {
+			return s.set.Invalid("users-file", "%v", err)
+		}
+	}
+	cfg := relay.Config{Realm: s.realm, Listen: s.listen.Value, PublicIP: s.public, RelayBindIP: s.bind,
+		PortMin: s.portMin, PortMax: s.portMax, StaticUsers: users,
+		Policy:    relay.PeerPolicy{Allow: s.allowPeers.Values, Deny: s.denyPeers.Values},
+		UserQuota: s.userQuota, TotalQuota: s.totalQuota, MaxBPS: s.maxBPS, Log: log}
+	for _, sec := range s.authSecrets.Values {
+		cfg.Secrets = append(cfg.Secrets, []byte(sec))
+	}
+	if s.tlsListen.Value != "" {
+		src, err := tlsconf.NewFileSource(s.tlsCert, s.tlsKey)
+		if err != nil {
+			return s.set.Invalid("tls-cert", "%v", err)
+		}
+		cfg.TLSListen, cfg.TLS = s.tlsListen.Value, tlsconf.Server(src.GetCertificate)
+		cfg.TLS.NextProtos = nil // TURN, not HTTP
+	}
+	if s.check {
+		fmt.Fprintf(stdout, "configuration valid: listen %s, tls %s, relay %s (public %s) ports %d-%d, %d secrets, %d static users, allow %v, deny %v\n",
+			s.listen.Value, orOff(s.tlsListen.Value), s.bind, s.public, s.portMin, s.portMax, len(cfg.Secrets), len(users), s.allowPeers.String(), s.denyPeers.String())
+		return nil
+	}
+	reg := obs.NewRegistry()
+	cfg.Metrics = reg
+	srv, err := relay.New(cfg)
+	if err != nil {
+		return err
+	}
+	defer srv.Close()
+	if s.metrics.Value == "" {
+		<-ctx.Done()
+		log.Info("stopped")
+		return nil
+	}
+	ln, err := serve.Listen("metrics", s.metrics.Value)
+	if err != nil {
+		return err
+	}
+	health := obs.NewHealth(log, time.Second)
+	err = serve.Run(ctx, log, s.shutdownTimeout, serve.Server{Name: "metrics", Listener: ln, Handler: obs.AdminHandler(reg, health)})
+	log.Info("stopped")
+	return err
+}
+
+func orOff(s string) string {
+	if s == "" {
+		return "off"
+	}
+	return s
+}

@@ -1,0 +1,156 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/pion/turn/v4"
+
+	"github.com/openconsult/openconsult/internal/config"
+	"github.com/openconsult/openconsult/relay"
+)
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	sb strings.Builder
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.sb.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.sb.String()
+}
+
+const testSecret = "a-shared-secret-of-some-length"
+
+func TestRelaysWithSignalCredentialsAndStopsCleanly(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	logs := &lockedBuffer{}
+	done := make(chan error, 1)
+	args := []string{"-listen", "127.0.0.1:0", "-tls-listen", "off", "-metrics", "127.0.0.1:0", "-relay-ports", "40000-40100", "-allow-peer", "127.0.0.1"}
+	env := map[string]string{"TURND_AUTH_SECRET": testSecret}
+	go func() { done <- run(ctx, args, func(k string) string { return env[k] }, io.Discard, logs) }()
+
+	var relayAddr, metricsAddr string
+	for deadline := time.Now().Add(10 * time.Second); (relayAddr == "" || metricsAddr == "") && time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		for line := range strings.Lines(logs.String()) {
+			var m map[string]any
+			if json.Unmarshal([]byte(line), &m) != nil {
+				continue
+			}
+			if m["msg"] == "relay listening" {
+				relayAddr = m["udp_tcp"].(string)
+			}
+			if m["msg"] == "listening" {
+				metricsAddr = m["addr"].(string)
+			}
+		}
+	}
+	if relayAddr == "" || metricsAddr == "" {
+		t.Fatalf("relay did not start:\n%s", logs.String())
+	}
+
+	user, pass := relay.MintCredential([]byte(testSecret), "g_1", time.Hour, time.Now())
+	conn, _ := net.ListenPacket("udp4", "127.0.0.1:0")
+	defer conn.Close()
+	cl, err := turn.NewClient(&turn.ClientConfig{TURNServerAddr: relayAddr, STUNServerAddr: relayAddr, Conn: conn, Username: user, Password: pass, Realm: "openconsult"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	if err := cl.Listen(); err != nil {
+		t.Fatal(err)
+	}
+	relayed, err := cl.Allocate()
+	if err != nil {
+		t.Fatalf("allocate with a signal credential: %v", err)
+	}
+	relayed.Close()
+
+	resp, err := http.Get("http://" + metricsAddr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(body), "turn_allocations") {
+		t.Fatal("metrics lack turn_allocations")
+	}
+	if strings.Contains(logs.String(), "g_1") || strings.Contains(logs.String(), testSecret) {
+		t.Fatal("the log names a participant or the secret")
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("stop: %v", err)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("did not stop")
+	}
+}
+
+func TestCheckModeAndBadConfiguration(t *testing.T) {
+	var out strings.Builder
+	env := map[string]string{"TURND_AUTH_SECRET": testSecret}
+	if err := run(context.Background(), []string{"-check", "-tls-listen", "off", "-relay-ip", "192.0.2.10", "-public-ip", "198.51.100.4"}, func(k string) string { return env[k] }, &out, io.Discard); err != nil {
+		t.Fatalf("-check: %v", err)
+	}
+	if !strings.Contains(out.String(), "configuration valid") || !strings.Contains(out.String(), "public 198.51.100.4") {
+		t.Fatalf("-check printed %q", out.String())
+	}
+	users := filepath.Join(t.TempDir(), "users")
+	os.WriteFile(users, []byte("# staff\nalice:short\n"), 0o600)
+	tests := []struct {
+		args []string
+		env  map[string]string
+		want string
+	}{
+		{[]string{"-tls-listen", "off"}, nil, "-auth-secret"},
+		{[]string{"-tls-listen", "off"}, map[string]string{"TURND_AUTH_SECRET": "short"}, "too short"},
+		{[]string{"-relay-ports", "10-5"}, env, "-relay-ports"},
+		{[]string{"-tls-listen", ":5349"}, env, "-tls-cert"},
+		{[]string{"-tls-listen", "off", "-allow-peer", "10.0.0.0/33"}, env, "-allow-peer"},
+		{[]string{"-tls-listen", "off", "-public-ip", "nowhere"}, env, "-public-ip"},
+		{[]string{"-tls-listen", "off", "-users-file", users, "-check"}, env, "line 2"},
+	}
+	for _, tt := range tests {
+		err := run(context.Background(), tt.args, func(k string) string { return tt.env[k] }, io.Discard, io.Discard)
+		if err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("run(%v) = %v, want mention of %q", tt.args, err, tt.want)
+		}
+	}
+}
+
+func TestHelpAndExampleConfig(t *testing.T) {
+	var out strings.Builder
+	if err := run(context.Background(), []string{"-h"}, func(string) string { return "" }, io.Discard, &out); !errors.Is(err, config.ErrHelp) {
+		t.Fatalf("-h = %v", err)
+	}
+	for _, flag := range []string{"-listen", "-tls-listen", "-tls-cert", "-tls-key", "-realm", "-auth-secret", "-public-ip", "-relay-ports", "-allow-peer", "-deny-peer", "-user-quota", "-total-quota", "-max-bps", "-metrics", "-check", `(default "49152-65535")`, "TURND_<FLAG>"} {
+		if !strings.Contains(out.String(), flag) {
+			t.Errorf("help lacks %s", flag)
+		}
+	}
+	s := newSettings(io.Discard)
+	env := map[string]string{"TURND_AUTH_SECRET": testSecret}
+	if err := s.load([]string{"-config", "../../deploy/turnd.toml"}, func(k string) string { return env[k] }); err != nil {
+		t.Fatalf("deploy/turnd.toml: %v", err)
+	}
+}
