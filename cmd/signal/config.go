@@ -13,7 +13,8 @@ import (
 
 // settings are every knob of the signal server.
 type settings struct {
-	set *config.Set
+	set  *config.Set
+	tool bool // an operator subcommand: no listeners, so no certificate needed
 
 	dev             bool
 	listen          config.Addr
@@ -188,10 +189,10 @@ func (s *settings) validate() error {
 	if s.tlsCert != "" && len(s.acmeDomains.Values) > 0 {
 		bad("acme-domain", "choose either -tls-cert/-tls-key or -acme-domain, not both")
 	}
-	if !s.dev && s.tlsCert == "" && len(s.acmeDomains.Values) == 0 {
+	if !s.dev && !s.tool && s.tlsCert == "" && len(s.acmeDomains.Values) == 0 {
 		bad("tls-cert", "production needs a certificate: -tls-cert/-tls-key, or -acme-domain; use -dev for a local self-signed one")
 	}
-	if !s.dev && len(s.acmeDomains.Values) == 0 && s.publicURL.Value == nil {
+	if !s.dev && !s.tool && len(s.acmeDomains.Values) == 0 && s.publicURL.Value == nil {
 		bad("public-url", "required outside -dev (unless -acme-domain names the host)")
 	}
 	if s.hstsMaxAge < 0 {
@@ -238,7 +239,7 @@ func (s *settings) validate() error {
 	if s.masterKey != "" && s.keyFile != "" {
 		bad("key-file", "choose either -master-key or -key-file, not both")
 	}
-	if !s.dev && s.masterKey == "" && s.keyFile == "" {
+	if !s.dev && !s.tool && s.masterKey == "" && s.keyFile == "" {
 		bad("key-file", "production needs a master key: -key-file (created with: signal keys init) or SIGNAL_MASTER_KEY; -dev keeps one under -data-dir")
 	}
 	return errors.Join(errs...)

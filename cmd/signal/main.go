@@ -32,6 +32,11 @@ func main() {
 // Operator-facing instructions (the URL to open, the setup link) go to
 // stdout; structured logs go to stderr.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	if len(args) > 0 {
+		if cmd, ok := commands[args[0]]; ok {
+			return cmd(ctx, args[1:], getenv, stdout, stderr)
+		}
+	}
 	s := newSettings(stderr)
 	if err := s.load(args, getenv); err != nil {
 		return err

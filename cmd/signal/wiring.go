@@ -151,3 +151,5 @@ func startRelay(s *settings, site *tls.Config, public *url.URL, reg prometheus.R
 	}
 	return r, stun, turn, secret, nil
 }
+
+func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
