@@ -220,3 +220,36 @@ func (l *Log) tree(ctx context.Context) (uint64, []byte, error) {
 	}
 	return t.size(), t.root(), nil
 }
+
+// Entries returns the newest entries matching f, newest first, at most
+// limit of them.
+func (l *Log) Entries(ctx context.Context, f Filter, limit int) ([]Entry, error) {
+	ring := make([]Entry, 0, limit)
+	err := l.storage.AuditRows(ctx, 1, func(r Row) error {
+		var e Entry
+		if err := json.Unmarshal(r.Canonical, &e); err != nil {
+			return fmt.Errorf("audit entry %d: %w", r.Seq, err)
+		}
+		if !f.match(e) {
+			return nil
+		}
+		if len(ring) == limit {
+			copy(ring, ring[1:])
+			ring = ring[:limit-1]
+		}
+		ring = append(ring, e)
+		return nil
+	})
+	for i, j := 0, len(ring)-1; i < j; i, j = i+1, j-1 {
+		ring[i], ring[j] = ring[j], ring[i]
+	}
+	return ring, err
+}
+
+// Verify checks the log with the signer's own key.
+func (l *Log) Verify(ctx context.Context) (Report, error) {
+	return Verify(ctx, l.storage, l.signer.VerifierKey())
+}
+
+// VerifierKey is the public key auditors verify checkpoints with.
+func (l *Log) VerifierKey() string { return l.signer.VerifierKey() }

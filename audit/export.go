@@ -15,14 +15,22 @@ import (
 	"github.com/transparency-dev/merkle/proof"
 )
 
-// Filter selects entries for an export.
+// Filter selects entries for an export or a listing.
 type Filter struct {
 	Since, Until time.Time // zero means unbounded
 	User         string    // requester, or the subject of an admin action
+	Type         string    // entry type, or its prefix ending in "." ("session.")
+	Room         string    // consult id
 }
 
 func (f Filter) match(e Entry) bool {
 	if !f.Since.IsZero() && e.Time.Before(f.Since) || !f.Until.IsZero() && !e.Time.Before(f.Until) {
+		return false
+	}
+	if f.Type != "" && e.Type != f.Type && !(strings.HasSuffix(f.Type, ".") && strings.HasPrefix(e.Type, f.Type)) {
+		return false
+	}
+	if f.Room != "" && e.Room != f.Room {
 		return false
 	}
 	return f.User == "" || e.Requester == f.User || e.Fields["user"] == f.User
@@ -59,6 +67,12 @@ func (l *Log) Export(ctx context.Context, w io.Writer, f Filter, format, request
 	}
 	if !f.Until.IsZero() {
 		fields["until"] = f.Until.UTC().Format(time.RFC3339)
+	}
+	if f.Type != "" {
+		fields["type"] = f.Type
+	}
+	if f.Room != "" {
+		fields["room"] = f.Room
 	}
 	if _, err := l.Append(ctx, Entry{Type: TypeAuditExported, Outcome: Success, Requester: requester, Message: "audit log exported", Fields: fields}); err != nil {
 		return err

@@ -37,6 +37,7 @@ type Options struct {
 	Setup     SetupFlow
 	Accounts  Accounts
 	Consults  Consults
+	Audit     AuditLog
 	Signaling Signaling
 	Upgrader  *websocket.Upgrader
 	RelayOnly bool // every consult hides participants' addresses behind the relay
@@ -100,6 +101,8 @@ func (s *Site) Handler() http.Handler {
 	mux.HandleFunc("GET /admin/users", s.requireAdmin(s.usersList))
 	mux.HandleFunc("POST /admin/users", s.requireAdmin(s.userCreate))
 	mux.HandleFunc("POST /admin/users/{id}/{action}", s.requireAdmin(s.userAction))
+	mux.HandleFunc("GET /admin/audit", s.requireAdmin(s.auditList))
+	mux.HandleFunc("POST /admin/audit/export", s.requireAdmin(s.auditExport))
 
 	mux.HandleFunc("GET /consults", s.clinician(s.dashboard))
 	mux.HandleFunc("POST /consults", s.clinician(s.consultCreate))

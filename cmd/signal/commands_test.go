@@ -3,6 +3,10 @@ package main
 import (
 	"context"
 	"database/sql"
+	"html"
+	"regexp"
+
+	"github.com/openconsult/openconsult/audit"
 	"io"
 	"os"
 	"path/filepath"
@@ -21,7 +25,28 @@ func TestAuditVerifyAndExportCommands(t *testing.T) {
 	dir := t.TempDir()
 	d := startDev(t, dir)
 	createFirstAdmin(t, d, "chief.admin", "a long admin passphrase")
-	signInHTTP(t, d, "chief.admin", "a long admin passphrase") // audited sign-in and enrollment
+	admin := signInHTTP(t, d, "chief.admin", "a long admin passphrase") // audited sign-in and enrollment
+
+	// The administrators' page shows the log, filters it and exports it.
+	resp, err := admin.Get(d.public + "/admin/audit?type=totp.")
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.Contains(string(page), "audit log intact") || !strings.Contains(string(page), "totp.enrolled") || strings.Contains(string(page), ">signin<") {
+		t.Fatalf("audit page = %d:\n%s", resp.StatusCode, page)
+	}
+	resp, err = admin.PostForm(d.public+"/admin/audit/export", map[string][]string{"format": {"json"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pageKey := regexp.MustCompile(`id="audit-key">([^<]+)<`).FindStringSubmatch(string(page))[1]
+	rep, err := audit.VerifyExport(resp.Body, html.UnescapeString(pageKey))
+	resp.Body.Close()
+	if err != nil || !rep.OK || rep.Entries < 3 {
+		t.Fatalf("downloaded export: %+v, %v", rep, err)
+	}
 	if err := d.stop(); err != nil {
 		t.Fatal(err)
 	}
