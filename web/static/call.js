@@ -379,6 +379,7 @@ const handlers = {
     setStatus(isHost ? "You are in the consult." : "You are in the consultation.");
     m.chat.forEach(addChat);
     renderRoster(m.roster);
+    sendMediaState(); // others see whether we are muted or camera-off
   },
   roster(m) { if (state.admitted) renderRoster(m.members); },
   lobby(m) { renderLobby(m.waiting); },
