@@ -36,6 +36,7 @@ type Consults interface {
 	CheckLink(ctx context.Context, token string) error
 	JoinAsGuest(ctx context.Context, token, name string) (string, consult.Guest, error)
 	GuestSession(ctx context.Context, token string) (consult.Guest, error)
+	ChatHistory(ctx context.Context, consultID string) ([]signaling.ChatMessage, error)
 }
 
 // Signaling is what the site needs from the live rooms.
@@ -170,6 +171,25 @@ func (s *Site) consultCall(w http.ResponseWriter, r *http.Request, id auth.Ident
 		return
 	}
 	s.render(w, r, http.StatusOK, "call", formPage{Data: callPage{ConsultID: v.ID, Host: true, Card: c, Labels: consult.Labels[1:]}})
+}
+
+// consultRecord shows the owner a consult's record, also after it ended:
+// when, who was invited, and the chat.
+func (s *Site) consultRecord(w http.ResponseWriter, r *http.Request, id auth.Identity) {
+	v, err := s.opt.Consults.View(r.Context(), id.User.ID, r.PathValue("id"))
+	if err != nil {
+		s.consultError(w, r, err)
+		return
+	}
+	chat, err := s.opt.Consults.ChatHistory(r.Context(), v.ID)
+	if err != nil {
+		s.internalError(w, r, "chat history", err)
+		return
+	}
+	s.render(w, r, http.StatusOK, "record", formPage{Data: struct {
+		Consult consult.View
+		Chat    []signaling.ChatMessage
+	}{v, chat}})
 }
 
 func (s *Site) consultAddLink(w http.ResponseWriter, r *http.Request, id auth.Identity) {

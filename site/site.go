@@ -107,6 +107,7 @@ func (s *Site) Handler() http.Handler {
 	mux.HandleFunc("GET /consults", s.clinician(s.dashboard))
 	mux.HandleFunc("POST /consults", s.clinician(s.consultCreate))
 	mux.HandleFunc("GET /consults/{id}", s.clinician(s.consultCall))
+	mux.HandleFunc("GET /consults/{id}/record", s.clinician(s.consultRecord))
 	mux.HandleFunc("POST /consults/{id}/links", s.clinician(s.consultAddLink))
 	mux.HandleFunc("POST /consults/{id}/links/{link}/revoke", s.clinician(s.consultRevokeLink))
 	mux.HandleFunc("POST /consults/{id}/end", s.clinician(s.consultEnd))

@@ -142,9 +142,12 @@ func parseWhen(s string) (time.Time, error) {
 }
 
 func keysCommand(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	usage := errors.New("usage: signal keys init -key-file PATH | rotate-master -new-key-file PATH | rotate-data | status")
+	usage := errors.New("usage: signal keys init -key-file PATH | rotate -new-key-file PATH | rotate-data | status")
 	if len(args) == 0 {
 		return usage
+	}
+	if args[0] == "rotate" {
+		args[0] = "rotate-master" // rotating "the keys" means the master key
 	}
 	s, fs := toolFlags("signal keys "+args[0], stderr)
 	newKeyFile := fs.String("new-key-file", "", "rotate-master: write the new master key to this passphrase-protected file")

@@ -243,7 +243,21 @@ func browserConsult(t *testing.T, relayOnly bool) {
 		waitTrue(t, doc, "indicator says relay", `document.getElementById("path").textContent.includes("relay UDP")`, 10*time.Second)
 	}
 
+	// The clinician reads the chat in the consult's record.
+	consultID, err := chromedp.Run(doc, chromedp.Evaluate[string](`document.getElementById("call").dataset.consult`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	record, _ := d.client.Get(d.public + "/consults/" + consultID + "/record")
+	if record.StatusCode != http.StatusSeeOther { // not signed in on this client: sent to sign-in
+		t.Fatalf("record page without a session = %d", record.StatusCode)
+	}
+	record.Body.Close()
+
 	// A reload keeps the patient's place and chat, without a new admission.
 	do(t, patient, "reload", chromedp.Reload())
 	waitTrue(t, patient, "patient resumes after reload", `!document.getElementById("stage").hidden && document.getElementById("chat-log").textContent.includes("loud and clear")`, 15*time.Second)
+
+	do(t, doc, "record page", chromedp.Navigate(d.public+"/consults/"+consultID+"/record"), chromedp.WaitVisible(chromedp.CSS("#transcript")))
+	waitTrue(t, doc, "chat in the record", `document.getElementById("transcript").textContent.includes("can you hear me?") && document.getElementById("transcript").textContent.includes("loud and clear")`, 5*time.Second)
 }
