@@ -38,6 +38,8 @@ type Store interface {
 	NextChatSeq(ctx context.Context, consultID string) (int64, error)
 	AppendChat(ctx context.Context, c store.ChatRow) error
 	ChatRows(ctx context.Context, consultID string) ([]store.ChatRow, error)
+	ShareDocument(ctx context.Context, d store.Document, c store.ChatRow) error
+	DocumentByID(ctx context.Context, consultID, id string) (store.Document, error)
 }
 
 // Sealer encrypts sensitive fields; aad binds a value to its place.

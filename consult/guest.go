@@ -164,7 +164,15 @@ func (s *Service) ChatHistory(ctx context.Context, consultID string) ([]signalin
 		if err != nil {
 			return nil, fmt.Errorf("unseal chat %s/%d: %w", consultID, r.Seq, err)
 		}
-		out = append(out, signaling.ChatMessage{Seq: r.Seq, From: r.MemberID, Name: name, Text: text, At: r.CreatedAt})
+		m := signaling.ChatMessage{Seq: r.Seq, From: r.MemberID, Name: name, Text: text, At: r.CreatedAt}
+		if r.DocumentID != "" {
+			docName, err := s.Sealer.UnsealString(r.DocNameEnc, docNameAAD(r.DocumentID))
+			if err != nil {
+				return nil, fmt.Errorf("unseal document name %s: %w", r.DocumentID, err)
+			}
+			m.File = &signaling.FileInfo{ID: r.DocumentID, Name: docName, Type: r.DocType, Size: r.DocSize}
+		}
+		out = append(out, m)
 	}
 	return out, nil
 }

@@ -181,3 +181,40 @@ func (h *Hub) sweep() {
 		r.mu.Unlock()
 	}
 }
+
+// existing returns the room of a consult if it is live.
+func (h *Hub) existing(id string) *Room {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.rooms[id]
+}
+
+// Admitted reports whether memberID is an admitted member of the consult's
+// live room: the right to share and download documents follows admission.
+func (h *Hub) Admitted(consultID, memberID string) bool {
+	r := h.existing(consultID)
+	if r == nil {
+		return false
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	m, ok := r.members[memberID]
+	return ok && m.admitted
+}
+
+// Announce sends a chat message that was stored outside the room (a shared
+// document) to the admitted members.
+func (h *Hub) Announce(consultID string, msg ChatMessage) {
+	r := h.existing(consultID)
+	if r == nil {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := encode(chatOut{Type: "chat", ChatMessage: msg})
+	for _, p := range r.members {
+		if p.admitted {
+			p.send(out)
+		}
+	}
+}

@@ -81,6 +81,16 @@ type ChatMessage struct {
 	Name string    `json:"name"`
 	Text string    `json:"text"`
 	At   time.Time `json:"at"`
+	File *FileInfo `json:"file,omitempty"`
+}
+
+// FileInfo describes a document shared in the chat; members download it
+// from the site by id.
+type FileInfo struct {
+	ID   string `json:"id"`
+	Name string `json:"name"`
+	Type string `json:"type"`
+	Size int64  `json:"size"`
 }
 
 // Server-to-client messages.

@@ -38,6 +38,9 @@ type Options struct {
 	Accounts  Accounts
 	Consults  Consults
 	Audit     AuditLog
+	Documents Documents
+	Rooms     Rooms
+	DocAudit  DocumentRecorder
 	Signaling Signaling
 	Upgrader  *websocket.Upgrader
 	RelayOnly bool // every consult hides participants' addresses behind the relay
@@ -116,6 +119,8 @@ func (s *Site) Handler() http.Handler {
 	mux.HandleFunc("GET /j/{token}/connectivity", s.connectivity)
 	mux.HandleFunc("GET /call", s.guestCall)
 	mux.HandleFunc("GET /ws/consults/{id}", s.websocket)
+	mux.HandleFunc("POST /consults/{id}/files", s.shareDocument)
+	mux.HandleFunc("GET /consults/{id}/files/{doc}", s.downloadDocument)
 	mux.HandleFunc("/", s.notFound)
 
 	csrf := http.NewCrossOriginProtection()

@@ -39,14 +39,31 @@ type Guest struct {
 	CreatedAt time.Time
 }
 
-// ChatRow is a sealed chat message.
+// ChatRow is a sealed chat message, optionally announcing a document.
 type ChatRow struct {
-	ConsultID string
-	Seq       int64
-	MemberID  string
-	NameEnc   []byte
-	TextEnc   []byte
-	CreatedAt time.Time
+	ConsultID  string
+	Seq        int64
+	MemberID   string
+	NameEnc    []byte
+	TextEnc    []byte
+	CreatedAt  time.Time
+	DocumentID string
+	// Of the announced document, read with the chat:
+	DocNameEnc []byte
+	DocType    string
+	DocSize    int64
+}
+
+// Document is a sealed shared file.
+type Document struct {
+	ID          string
+	ConsultID   string
+	MemberID    string
+	NameEnc     []byte
+	ContentType string
+	Size        int64
+	DataEnc     []byte
+	CreatedAt   time.Time
 }
 
 // CreateConsult stores a consult and its first link.
@@ -227,8 +244,12 @@ func (db *DB) NextChatSeq(ctx context.Context, consultID string) (int64, error) 
 // AppendChat stores a message under its sequence number; a number already
 // taken is ErrConflict.
 func (db *DB) AppendChat(ctx context.Context, c ChatRow) error {
-	_, err := db.sql.ExecContext(ctx, db.rebind(`INSERT INTO chat_messages (consult_id, seq, member_id, name_enc, text_enc, created_at) VALUES (?, ?, ?, ?, ?, ?)`),
-		c.ConsultID, c.Seq, c.MemberID, c.NameEnc, c.TextEnc, c.CreatedAt.UnixMilli())
+	return db.tx(ctx, func(tx *sql.Tx) error { return insertChat(ctx, db, tx, c) })
+}
+
+func insertChat(ctx context.Context, db *DB, tx *sql.Tx, c ChatRow) error {
+	_, err := tx.ExecContext(ctx, db.rebind(`INSERT INTO chat_messages (consult_id, seq, member_id, name_enc, text_enc, created_at, document_id) VALUES (?, ?, ?, ?, ?, ?, ?)`),
+		c.ConsultID, c.Seq, c.MemberID, c.NameEnc, c.TextEnc, c.CreatedAt.UnixMilli(), nullString(c.DocumentID))
 	if err != nil {
 		if isUniqueViolation(err) {
 			return fmt.Errorf("chat %s/%d: %w", c.ConsultID, c.Seq, ErrConflict)
@@ -238,9 +259,39 @@ func (db *DB) AppendChat(ctx context.Context, c ChatRow) error {
 	return nil
 }
 
+// ShareDocument stores a document and the chat message announcing it in
+// one transaction.
+func (db *DB) ShareDocument(ctx context.Context, d Document, c ChatRow) error {
+	return db.tx(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, db.rebind(`INSERT INTO documents (id, consult_id, member_id, name_enc, content_type, size, data_enc, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`),
+			d.ID, d.ConsultID, d.MemberID, d.NameEnc, d.ContentType, d.Size, d.DataEnc, d.CreatedAt.UnixMilli()); err != nil {
+			return fmt.Errorf("insert document: %w", err)
+		}
+		return insertChat(ctx, db, tx, c)
+	})
+}
+
+// DocumentByID returns a document of a consult.
+func (db *DB) DocumentByID(ctx context.Context, consultID, id string) (Document, error) {
+	var d Document
+	var created int64
+	err := db.sql.QueryRowContext(ctx, db.rebind(`SELECT id, consult_id, member_id, name_enc, content_type, size, data_enc, created_at FROM documents WHERE id = ? AND consult_id = ?`), id, consultID).
+		Scan(&d.ID, &d.ConsultID, &d.MemberID, &d.NameEnc, &d.ContentType, &d.Size, &d.DataEnc, &created)
+	if errors.Is(err, sql.ErrNoRows) {
+		return Document{}, ErrNotFound
+	}
+	if err != nil {
+		return Document{}, fmt.Errorf("read document: %w", err)
+	}
+	d.CreatedAt = time.UnixMilli(created).UTC()
+	return d, nil
+}
+
 // ChatRows returns a consult's chat in order.
 func (db *DB) ChatRows(ctx context.Context, consultID string) ([]ChatRow, error) {
-	rows, err := db.sql.QueryContext(ctx, db.rebind(`SELECT consult_id, seq, member_id, name_enc, text_enc, created_at FROM chat_messages WHERE consult_id = ? ORDER BY seq`), consultID)
+	rows, err := db.sql.QueryContext(ctx, db.rebind(`SELECT c.consult_id, c.seq, c.member_id, c.name_enc, c.text_enc, c.created_at,
+		COALESCE(c.document_id, ''), d.name_enc, COALESCE(d.content_type, ''), COALESCE(d.size, 0)
+		FROM chat_messages c LEFT JOIN documents d ON d.id = c.document_id WHERE c.consult_id = ? ORDER BY c.seq`), consultID)
 	if err != nil {
 		return nil, fmt.Errorf("read chat: %w", err)
 	}
@@ -249,7 +300,7 @@ func (db *DB) ChatRows(ctx context.Context, consultID string) ([]ChatRow, error)
 	for rows.Next() {
 		var c ChatRow
 		var created int64
-		if err := rows.Scan(&c.ConsultID, &c.Seq, &c.MemberID, &c.NameEnc, &c.TextEnc, &created); err != nil {
+		if err := rows.Scan(&c.ConsultID, &c.Seq, &c.MemberID, &c.NameEnc, &c.TextEnc, &created, &c.DocumentID, &c.DocNameEnc, &c.DocType, &c.DocSize); err != nil {
 			return nil, fmt.Errorf("read chat: %w", err)
 		}
 		c.CreatedAt = time.UnixMilli(created).UTC()

@@ -234,6 +234,31 @@ func browserConsult(t *testing.T, relayOnly bool) {
 	say(doc, "Yes, loud and clear.")
 	waitTrue(t, patient, "patient reads the clinician's chat", `document.getElementById("chat-log").textContent.includes("loud and clear")`, 10*time.Second)
 
+	// The patient shares a photo; a file of another type is refused.
+	upload := `(async (b64, type, name) => {
+  const bytes = Uint8Array.from(atob(b64), c => c.charCodeAt(0));
+  const body = new FormData();
+  body.append("file", new Blob([bytes], { type }), name);
+  const res = await fetch("/consults/" + document.getElementById("call").dataset.consult + "/files", { method: "POST", body });
+  return res.status;
+})`
+	png := "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
+	status, err := chromedp.Run(patient, chromedp.Evaluate[int](upload+`("`+png+`", "image/png", "rash.png")`, chromedp.EvalAwaitPromise))
+	if err != nil || status != 201 {
+		t.Fatalf("photo upload = %d, %v", status, err)
+	}
+	status, err = chromedp.Run(patient, chromedp.Evaluate[int](upload+`("`+"PGh0bWw+PHNjcmlwdD5hbGVydCgxKTwvc2NyaXB0Pg=="+`", "image/png", "evil.png")`, chromedp.EvalAwaitPromise))
+	if err != nil || status != 415 {
+		t.Fatalf("HTML disguised as PNG = %d, %v; want 415", status, err)
+	}
+	waitTrue(t, doc, "clinician sees the shared photo", `[...document.querySelectorAll("#chat-log a.file-link")].some(a => a.textContent.startsWith("rash.png"))`, 10*time.Second)
+	waitTrue(t, doc, "clinician downloads the photo", `(async () => {
+  const a = document.querySelector("#chat-log a.file-link");
+  const res = await fetch(a.href);
+  const bytes = new Uint8Array(await res.arrayBuffer());
+  return res.ok && res.headers.get("content-type") === "image/png" && /attachment/.test(res.headers.get("content-disposition")) && bytes.length === 70 && bytes[1] === 0x50;
+})()`, 10*time.Second)
+
 	// The indicator names the path media takes.
 	waitTrue(t, doc, "connection indicator", `/direct (UDP|TCP)|relay (UDP|TCP|TLS)/.test(document.getElementById("path").textContent)`, 10*time.Second)
 	if relayOnly {

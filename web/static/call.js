@@ -328,11 +328,40 @@ function addChat(m) {
   time.dateTime = m.at;
   time.textContent = new Date(m.at).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
   const text = document.createElement("p");
-  text.textContent = m.text;
+  if (m.file) {
+    const a = document.createElement("a");
+    a.href = `/consults/${encodeURIComponent(consultId)}/files/${encodeURIComponent(m.file.id)}`;
+    a.textContent = `${m.file.name} (${formatSize(m.file.size)})`;
+    a.className = "file-link";
+    text.append("Shared ", a);
+  } else {
+    text.textContent = m.text;
+  }
   li.append(who, " ", time, text);
   $("chat-log").append(li);
   li.scrollIntoView({ block: "nearest" });
 }
+
+function formatSize(bytes) {
+  return bytes >= 1 << 20 ? `${(bytes / (1 << 20)).toFixed(1)} MB` : `${Math.max(1, Math.round(bytes / 1024))} kB`;
+}
+
+$("chat-file").addEventListener("change", async (e) => {
+  const file = e.target.files[0];
+  if (!file) return;
+  const status = $("file-status");
+  status.textContent = `Sending ${file.name}…`;
+  const body = new FormData();
+  body.append("file", file);
+  try {
+    const res = await fetch(`/consults/${encodeURIComponent(consultId)}/files`, { method: "POST", body, credentials: "same-origin" });
+    const reply = await res.json().catch(() => ({}));
+    status.textContent = res.ok ? "" : reply.error || "The document could not be shared.";
+  } catch {
+    status.textContent = "The document could not be sent. Check the connection and try again.";
+  }
+  e.target.value = "";
+});
 
 $("chat-form").addEventListener("submit", (e) => {
   e.preventDefault();

@@ -1,0 +1,146 @@
+package site
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"strconv"
+
+	"github.com/openconsult/openconsult/consult"
+	"github.com/openconsult/openconsult/signaling"
+	"github.com/openconsult/openconsult/store"
+)
+
+// Documents is what document sharing needs.
+type Documents interface {
+	ShareDocument(ctx context.Context, consultID, fromID, fromName, fileName string, data []byte) (signaling.ChatMessage, error)
+	OpenDocument(ctx context.Context, consultID, id string) (name, ctype string, data []byte, err error)
+}
+
+// Rooms is what document sharing needs from the live consult.
+type Rooms interface {
+	Admitted(consultID, memberID string) bool
+	Announce(consultID string, msg signaling.ChatMessage)
+}
+
+// DocumentRecorder writes the "document shared" audit entry.
+type DocumentRecorder interface {
+	RecordSession(ctx context.Context, event, consultID, memberID, message string, fields map[string]string) error
+}
+
+func jsonError(w http.ResponseWriter, code int, msg string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	fmt.Fprintf(w, "{\"error\":%q}\n", msg)
+}
+
+// shareDocument accepts one file from an admitted member of the consult,
+// checks its size and type, stores it sealed, records it, and announces it
+// in the chat.
+func (s *Site) shareDocument(w http.ResponseWriter, r *http.Request) {
+	consultID := r.PathValue("id")
+	p, ok, err := s.participant(r, consultID)
+	if err != nil {
+		s.opt.Log.Error("document identity", "consult", consultID, "err", err)
+		jsonError(w, http.StatusInternalServerError, "internal error")
+		return
+	}
+	if !ok || !s.opt.Rooms.Admitted(consultID, p.ID) {
+		jsonError(w, http.StatusForbidden, "only admitted members of this consult can share documents")
+		return
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, consult.MaxDocumentBytes+64<<10)
+	file, header, err := r.FormFile("file")
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			jsonError(w, http.StatusRequestEntityTooLarge, consult.ErrDocumentSize.Error())
+			return
+		}
+		jsonError(w, http.StatusBadRequest, "send one file in the form field \"file\"")
+		return
+	}
+	defer file.Close()
+	data, err := io.ReadAll(io.LimitReader(file, consult.MaxDocumentBytes+1))
+	if err != nil {
+		jsonError(w, http.StatusBadRequest, "the upload was interrupted")
+		return
+	}
+	msg, err := s.opt.Documents.ShareDocument(r.Context(), consultID, p.ID, p.Name, header.Filename, data)
+	switch {
+	case errors.Is(err, consult.ErrDocumentSize):
+		jsonError(w, http.StatusRequestEntityTooLarge, err.Error())
+		return
+	case errors.Is(err, consult.ErrDocumentType), errors.Is(err, consult.ErrDocumentEmpty):
+		jsonError(w, http.StatusUnsupportedMediaType, err.Error())
+		return
+	case errors.Is(err, consult.ErrEnded):
+		jsonError(w, http.StatusGone, err.Error())
+		return
+	case err != nil:
+		s.opt.Log.Error("share document", "consult", consultID, "member", p.ID, "err", err)
+		jsonError(w, http.StatusInternalServerError, "the document could not be stored")
+		return
+	}
+	if err := s.opt.DocAudit.RecordSession(r.Context(), "document.shared", consultID, p.ID, "document shared in the chat",
+		map[string]string{"document": msg.File.ID, "type": msg.File.Type, "bytes": strconv.FormatInt(msg.File.Size, 10)}); err != nil {
+		s.opt.Log.Error("audit document", "consult", consultID, "err", err)
+		jsonError(w, http.StatusInternalServerError, "the document could not be recorded")
+		return
+	}
+	s.opt.Rooms.Announce(consultID, msg)
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusCreated)
+	fmt.Fprintf(w, "{\"id\":%q}\n", msg.File.ID)
+}
+
+// downloadDocument serves a document to the consult's owner or an admitted
+// member, as an attachment that the browser never runs as part of the site.
+func (s *Site) downloadDocument(w http.ResponseWriter, r *http.Request) {
+	consultID := r.PathValue("id")
+	allowed, err := s.mayRead(r, consultID)
+	if err != nil {
+		s.internalError(w, r, "document identity", err)
+		return
+	}
+	if !allowed {
+		s.render(w, r, http.StatusForbidden, "error", errorPage{"Not allowed", "Only members of the consultation can open its documents."})
+		return
+	}
+	name, ctype, data, err := s.opt.Documents.OpenDocument(r.Context(), consultID, r.PathValue("doc"))
+	if errors.Is(err, store.ErrNotFound) {
+		s.notFound(w, r)
+		return
+	}
+	if err != nil {
+		s.internalError(w, r, "open document", err)
+		return
+	}
+	h := w.Header()
+	h.Set("Content-Type", ctype)
+	h.Set("Content-Disposition", mime.FormatMediaType("attachment", map[string]string{"filename": name}))
+	h.Set("Content-Security-Policy", "sandbox; default-src 'none'")
+	h.Set("Cache-Control", "private, no-store")
+	h.Set("Content-Length", strconv.Itoa(len(data)))
+	_, _ = w.Write(data)
+}
+
+// mayRead: the consult's owner, also after it ended (it is part of the
+// record), or a member admitted to the live consult.
+func (s *Site) mayRead(r *http.Request, consultID string) (bool, error) {
+	if id, ok, err := s.identity(r); err != nil {
+		return false, err
+	} else if ok && id.Full() {
+		if _, err := s.opt.Consults.View(r.Context(), id.User.ID, consultID); err == nil {
+			return true, nil
+		}
+	}
+	p, ok, err := s.participant(r, consultID)
+	if err != nil || !ok {
+		return false, err
+	}
+	return s.opt.Rooms.Admitted(consultID, p.ID), nil
+}
