@@ -2,8 +2,15 @@ package relay
 
 import (
 	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"io"
 	"log/slog"
+	"math/big"
 	"net"
 	"net/netip"
 	"strings"
@@ -50,6 +57,12 @@ func client(t *testing.T, s *Server, network, user, pass string) *turn.Client {
 		conn = c
 	case "tcp":
 		c, err := net.Dial("tcp", s.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		conn = turn.NewSTUNConn(c)
+	case "tls":
+		c, err := tls.Dial("tcp", s.TLSAddr().String(), &tls.Config{InsecureSkipVerify: true}) // a self-signed test certificate
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -107,10 +120,12 @@ func roundTrip(t *testing.T, relayConn net.PacketConn, p net.PacketConn) {
 	}
 }
 
-func TestRelaysUDPBothWaysOverUDPAndTCP(t *testing.T) {
-	for _, network := range []string{"udp", "tcp"} {
+func TestRelaysUDPBothWaysOverUDPTCPAndTLS(t *testing.T) {
+	for _, network := range []string{"udp", "tcp", "tls"} {
 		t.Run(network, func(t *testing.T) {
-			s, reg := startRelay(t, nil)
+			s, reg := startRelay(t, func(c *Config) {
+				c.TLSListen, c.TLS = "127.0.0.1:0", testTLS(t)
+			})
 			user, pass := mint(t, secret, time.Hour)
 			cl := client(t, s, network, user, pass)
 			relayConn, err := cl.Allocate()
@@ -181,8 +196,10 @@ func TestDeniedPeersAreRefusedUntilAllowed(t *testing.T) {
 	defer relayConn.Close()
 	for _, addr := range []string{"127.0.0.1:9", "[::1]:9", "[::ffff:127.0.0.1]:9", "0.0.0.0:9", "169.254.169.254:80", "10.1.2.3:9", "192.168.1.1:9"} {
 		ua, _ := net.ResolveUDPAddr("udp", addr)
-		if _, err := relayConn.WriteTo([]byte("x"), ua); err == nil {
-			t.Errorf("relaying to %s was allowed", addr)
+		// pion/turn answers a refused CreatePermission with an error
+		// response that carries no ERROR-CODE; the client sees the refusal.
+		if _, err := relayConn.WriteTo([]byte("x"), ua); err == nil || !strings.Contains(err.Error(), "CreatePermission error") {
+			t.Errorf("relaying to %s: %v, want a refused permission", addr, err)
 		}
 	}
 	if got := testutil.ToFloat64(s.metrics.peerRefusals.WithLabelValues("loopback")); got < 1 {
@@ -240,4 +257,16 @@ func TestBandwidthCapDropsExcess(t *testing.T) {
 	if testutil.ToFloat64(s.metrics.dropped) == 0 {
 		t.Fatal("nothing dropped over the cap")
 	}
+}
+
+func testTLS(t *testing.T) *tls.Config {
+	t.Helper()
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "turn.test"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), DNSNames: []string{"turn.test"}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}, MinVersion: tls.VersionTLS12}
 }
