@@ -81,19 +81,19 @@ func (s *Service) CreateUser(ctx context.Context, admin Identity, username, role
 		Fields: map[string]string{"user": id, "role": role}}); err != nil {
 		return store.User{}, err
 	}
-	if err := s.mailActivation(ctx, addr.Address, name, token); err != nil {
-		return u, err
+	subject, body := s.activationMessage(name)(s.link("/" + PurposeActivate + "/" + token))
+	if err := s.mail.Send(ctx, addr.Address, subject, body); err != nil {
+		return u, fmt.Errorf("send activation message: %w", err)
 	}
 	return u, nil
 }
 
-func (s *Service) mailActivation(ctx context.Context, addr, username, token string) error {
-	body := fmt.Sprintf("An account on %s was created for you (username %s).\n\nChoose your password here within %s:\n\n%s\n\nIf you did not expect this message, ignore it.\n",
-		s.issuer, username, humanDuration(s.policy.ActivationTTL), s.link("/activate/"+token))
-	if err := s.mail.Send(ctx, addr, "Activate your "+s.issuer+" account", body); err != nil {
-		return fmt.Errorf("send activation message: %w", err)
+func (s *Service) activationMessage(username string) func(link string) (string, string) {
+	return func(link string) (string, string) {
+		return "Activate your " + s.issuer + " account",
+			fmt.Sprintf("An account on %s was created for you (username %s).\n\nChoose your password here within %s:\n\n%s\n\nIf you did not expect this message, ignore it.\n",
+				s.issuer, username, humanDuration(s.policy.ActivationTTL), link)
 	}
-	return nil
 }
 
 // sendActivation mails a fresh activation link to an account not yet
@@ -106,19 +106,7 @@ func (s *Service) sendActivation(ctx context.Context, userID string) error {
 	if !u.ActivatedAt.IsZero() {
 		return &PolicyError{"The account is already active."}
 	}
-	addr, err := s.sealer.UnsealString(u.EmailEnc, emailAAD(u.ID))
-	if err != nil {
-		return fmt.Errorf("unseal e-mail of %s: %w", u.ID, err)
-	}
-	token, hash, err := newToken()
-	if err != nil {
-		return err
-	}
-	now := s.now()
-	if err := s.store.CreateUserToken(ctx, hash, u.ID, PurposeActivate, now, now.Add(s.policy.ActivationTTL)); err != nil {
-		return err
-	}
-	return s.mailActivation(ctx, addr, u.Username, token)
+	return s.mailLink(ctx, u, PurposeActivate, s.policy.ActivationTTL, s.activationMessage(u.Username))
 }
 
 // AdminAction is one thing an administrator does to an account.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/openconsult/openconsult/store"
 )
@@ -32,6 +33,19 @@ func (s *Service) RequestReset(ctx context.Context, username string, c Client) e
 	if !u.DisabledAt.IsZero() || u.ActivatedAt.IsZero() || len(u.EmailEnc) == 0 {
 		return nil
 	}
+	if err := s.record(ctx, Event{Type: EventPasswordReset, Success: true, Requester: u.ID, Message: "reset link sent", Client: c}); err != nil {
+		return err
+	}
+	return s.mailLink(ctx, u, PurposeReset, s.policy.ResetTTL, func(link string) (string, string) {
+		return "Reset your " + s.issuer + " password",
+			fmt.Sprintf("Someone asked to reset the password of %s on %s.\n\nChoose a new password here within %s:\n\n%s\n\nIf it was not you, ignore this message; your password stays as it is.\n",
+				u.Username, s.issuer, humanDuration(s.policy.ResetTTL), link)
+	})
+}
+
+// mailLink issues a single-use link of purpose for u, replacing the user's
+// unused links of that purpose, and mails it to the user's address.
+func (s *Service) mailLink(ctx context.Context, u store.User, purpose string, ttl time.Duration, compose func(link string) (subject, body string)) error {
 	addr, err := s.sealer.UnsealString(u.EmailEnc, emailAAD(u.ID))
 	if err != nil {
 		return fmt.Errorf("unseal e-mail of %s: %w", u.ID, err)
@@ -41,15 +55,14 @@ func (s *Service) RequestReset(ctx context.Context, username string, c Client) e
 		return err
 	}
 	now := s.now()
-	if err := s.store.CreateUserToken(ctx, hash, u.ID, PurposeReset, now, now.Add(s.policy.ResetTTL)); err != nil {
+	if err := s.store.CreateUserToken(ctx, hash, u.ID, purpose, now, now.Add(ttl)); err != nil {
 		return err
 	}
-	if err := s.record(ctx, Event{Type: EventPasswordReset, Success: true, Requester: u.ID, Message: "reset link sent", Client: c}); err != nil {
-		return err
+	subject, body := compose(s.link("/" + purpose + "/" + token))
+	if err := s.mail.Send(ctx, addr, subject, body); err != nil {
+		return fmt.Errorf("send %s message: %w", purpose, err)
 	}
-	body := fmt.Sprintf("Someone asked to reset the password of %s on %s.\n\nChoose a new password here within %s:\n\n%s\n\nIf it was not you, ignore this message; your password stays as it is.\n",
-		u.Username, s.issuer, humanDuration(s.policy.ResetTTL), s.link("/reset/"+token))
-	return s.mail.Send(ctx, addr, "Reset your "+s.issuer+" password", body)
+	return nil
 }
 
 // LinkUsable reports whether a mailed link can still be used.

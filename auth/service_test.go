@@ -2,9 +2,6 @@ package auth
 
 import (
 	"context"
-	"crypto/aes"
-	"crypto/cipher"
-	"crypto/rand"
 	"errors"
 	"io"
 	"log/slog"
@@ -20,39 +17,10 @@ import (
 	"github.com/pquerna/otp"
 	"github.com/pquerna/otp/totp"
 
+	"github.com/openconsult/openconsult/keyring"
 	"github.com/openconsult/openconsult/mailer"
 	"github.com/openconsult/openconsult/store"
 )
-
-// gcmSealer is AES-256-GCM with the caller's AAD, the contract Sealer
-// implementations keep.
-type gcmSealer struct{ aead cipher.AEAD }
-
-func newGCMSealer(t *testing.T) *gcmSealer {
-	key := make([]byte, 32)
-	rand.Read(key)
-	block, _ := aes.NewCipher(key)
-	aead, err := cipher.NewGCM(block)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &gcmSealer{aead}
-}
-
-func (g *gcmSealer) SealString(plain string, aad []byte) ([]byte, error) {
-	nonce := make([]byte, g.aead.NonceSize())
-	rand.Read(nonce)
-	return g.aead.Seal(nonce, nonce, []byte(plain), aad), nil
-}
-
-func (g *gcmSealer) UnsealString(sealed []byte, aad []byte) (string, error) {
-	n := g.aead.NonceSize()
-	if len(sealed) < n {
-		return "", errors.New("short")
-	}
-	p, err := g.aead.Open(nil, sealed[:n], sealed[n:], aad)
-	return string(p), err
-}
 
 // events keeps what the service recorded, in order.
 type events struct {
@@ -90,6 +58,20 @@ type fixture struct {
 
 var testClient = Client{IP: "192.0.2.10", UserAgent: "test"}
 
+// sealer is the real keyring over the test's database.
+func sealer(t *testing.T, db *store.DB) *keyring.Keyring {
+	t.Helper()
+	m, err := keyring.NewMasterKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, err := keyring.Open(context.Background(), db, m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
 	ctx := context.Background()
@@ -107,7 +89,7 @@ func newFixture(t *testing.T) *fixture {
 	clock := func() time.Time { return *f.clock }
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	f.svc, err = NewService(Deps{
-		Store: db, Sealer: newGCMSealer(t), Audit: f.audit, Log: log,
+		Store: db, Sealer: sealer(t, db), Audit: f.audit, Log: log,
 		Mail:      &mailer.Outbox{Dir: f.outbox, From: "noreply@example.org", Log: log, Now: clock},
 		PublicURL: &url.URL{Scheme: "https", Host: "consult.example.org"}, Issuer: "OpenConsult Test",
 		Hash: testHash, Policy: DefaultPolicy, Now: clock,

@@ -3,9 +3,6 @@ package consult
 import (
 	"bytes"
 	"context"
-	"crypto/aes"
-	"crypto/cipher"
-	"crypto/rand"
 	"errors"
 	"io"
 	"log/slog"
@@ -15,26 +12,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/openconsult/openconsult/keyring"
 	"github.com/openconsult/openconsult/signaling"
 	"github.com/openconsult/openconsult/store"
 )
-
-type gcmSealer struct{ aead cipher.AEAD }
-
-func (g gcmSealer) SealString(plain string, aad []byte) ([]byte, error) {
-	nonce := make([]byte, g.aead.NonceSize())
-	rand.Read(nonce)
-	return g.aead.Seal(nonce, nonce, []byte(plain), aad), nil
-}
-
-func (g gcmSealer) UnsealString(sealed []byte, aad []byte) (string, error) {
-	n := g.aead.NonceSize()
-	if len(sealed) < n {
-		return "", errors.New("short")
-	}
-	p, err := g.aead.Open(nil, sealed[:n], sealed[n:], aad)
-	return string(p), err
-}
 
 func newService(t *testing.T) (*Service, *store.DB, *time.Time) {
 	t.Helper()
@@ -53,11 +34,12 @@ func newService(t *testing.T) (*Service, *store.DB, *time.Time) {
 			t.Fatal(err)
 		}
 	}
-	key := make([]byte, 32)
-	rand.Read(key)
-	block, _ := aes.NewCipher(key)
-	aead, _ := cipher.NewGCM(block)
-	s := &Service{Store: db, Sealer: gcmSealer{aead}, Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
+	master, _ := keyring.NewMasterKey()
+	keys, err := keyring.Open(ctx, db, master)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &Service{Store: db, Sealer: keys, Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
 		Public: &url.URL{Scheme: "https", Host: "consult.example"}, LinkTTL: 24 * time.Hour, Now: func() time.Time { return now }}
 	return s, db, &now
 }
