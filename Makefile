@@ -2,7 +2,7 @@
 GO ?= go
 export CGO_ENABLED ?= 1
 
-.PHONY: run test build vet fmt-check staticcheck unit clean
+.PHONY: run test build vet fmt-check staticcheck unit clean bench-turn
 
 ## run: build and start the all-in-one development deployment on https://localhost:8443
 run:
@@ -27,6 +27,11 @@ staticcheck:
 
 unit:
 	$(GO) test -race -count=1 -timeout 20m ./...
+
+## bench-turn: load turnd (and coturn's turnserver when installed) with the same traffic and print the figures
+bench-turn: build
+	$(GO) run ./tools/turnload -turnd ./bin/turnd -coturn turnserver -allocations 200 -rate 50 -size 200 -duration 15s
+	$(GO) run ./tools/turnload -turnd ./bin/turnd -coturn turnserver -allocations 60 -rate 100 -size 1100 -duration 15s
 
 clean:
 	rm -rf bin

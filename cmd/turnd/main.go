@@ -13,6 +13,7 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"syscall"
@@ -56,6 +57,7 @@ type settings struct {
 	maxBPS          int64
 	metrics         config.Addr
 	check           bool
+	cpuProfile      string
 	shutdownTimeout time.Duration
 	logLevel        config.Enum
 	logFormat       config.Enum
@@ -91,6 +93,7 @@ func newSettings(stderr io.Writer) *settings {
 	fs.Int64Var(&s.maxBPS, "max-bps", 0, "bandwidth cap per allocation and direction in bits per second; 0 for none")
 	fs.Var(&s.metrics, "metrics", "plain HTTP `address` of /metrics, /healthz and /readyz; keep it private; off to disable")
 	fs.BoolVar(&s.check, "check", false, "validate the configuration, print a summary and exit")
+	fs.StringVar(&s.cpuProfile, "cpuprofile", "", "write a Go CPU profile of the relay to this `file` until shutdown (for performance work)")
 	fs.DurationVar(&s.shutdownTimeout, "shutdown-timeout", 10*time.Second, "grace period on shutdown")
 	fs.Var(&s.logLevel, "log-level", "log `level`: debug, info, warn or error")
 	fs.Var(&s.logFormat, "log-format", "log `format`: json or text")
@@ -202,6 +205,20 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		fmt.Fprintf(stdout, "configuration valid: listen %s, tls %s, relay %s (public %s) ports %d-%d, %d secrets, %d static users, allow %v, deny %v\n",
 			s.listen.Value, orOff(s.tlsListen.Value), s.bind, s.public, s.portMin, s.portMax, len(cfg.Secrets), len(users), s.allowPeers.String(), s.denyPeers.String())
 		return nil
+	}
+	if s.cpuProfile != "" {
+		f, err := os.Create(s.cpuProfile)
+		if err != nil {
+			return s.set.Invalid("cpuprofile", "%v", err)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			f.Close()
+			return s.set.Invalid("cpuprofile", "%v", err)
+		}
+		defer func() {
+			pprof.StopCPUProfile()
+			f.Close()
+		}()
 	}
 	reg := obs.NewRegistry()
 	cfg.Metrics = reg

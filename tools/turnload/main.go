@@ -1,0 +1,299 @@
+// Command turnload measures a TURN relay under load: it opens N allocations
+// on loopback, relays UDP packets of a set size at a set rate from each
+// allocation to a peer, and prints relayed packets/s, Mbit/s, loss,
+// added latency percentiles and the relay's CPU seconds per million
+// packets. Given -turnd it runs turnd; given -coturn (when installed) it
+// runs coturn's turnserver with the same load, and prints the ratios.
+//
+//	go run ./tools/turnload -turnd ./bin/turnd -coturn turnserver -allocations 200 -rate 50 -size 200 -duration 20s
+package main
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/pion/turn/v4"
+
+	"github.com/openconsult/openconsult/relay"
+)
+
+type options struct {
+	allocations int
+	rate        int // packets per second per allocation
+	size        int
+	duration    time.Duration
+	secret      string
+}
+
+// Result is one run's figures.
+type Result struct {
+	Server          string  `json:"server"`
+	Allocations     int     `json:"allocations"`
+	PacketsSent     int64   `json:"packets_sent"`
+	PacketsReceived int64   `json:"packets_received"`
+	LossPercent     float64 `json:"loss_percent"`
+	PacketsPerSec   float64 `json:"packets_per_second"`
+	Mbps            float64 `json:"mbit_per_second"`
+	P50ms           float64 `json:"latency_p50_ms"`
+	P99ms           float64 `json:"latency_p99_ms"`
+	CPUSeconds      float64 `json:"relay_cpu_seconds"`
+	CPUPerMillion   float64 `json:"relay_cpu_seconds_per_million_packets"`
+}
+
+func main() {
+	var o options
+	turnd := flag.String("turnd", "", "path of a turnd binary to start and measure")
+	coturn := flag.String("coturn", "", "path of coturn's turnserver to start and measure with the same load (skipped when absent)")
+	jsonOut := flag.Bool("json", false, "print JSON instead of a table")
+	flag.IntVar(&o.allocations, "allocations", 100, "concurrent allocations")
+	flag.IntVar(&o.rate, "rate", 50, "packets per second per allocation (audio is 50)")
+	flag.IntVar(&o.size, "size", 200, "payload bytes per packet")
+	flag.DurationVar(&o.duration, "duration", 10*time.Second, "measured time")
+	flag.StringVar(&o.secret, "secret", "turnload-shared-secret-0123456789", "shared REST secret given to the servers")
+	flag.Parse()
+	if *turnd == "" {
+		fmt.Fprintln(os.Stderr, "turnload: -turnd is required")
+		os.Exit(2)
+	}
+	if o.size < 16 || o.allocations < 1 || o.rate < 1 || o.duration < time.Second || o.duration > 10*time.Minute {
+		fmt.Fprintln(os.Stderr, "turnload: -size >= 16, -allocations >= 1, -rate >= 1, 1s <= -duration <= 10m")
+		os.Exit(2)
+	}
+	var results []Result
+	r, err := measure("turnd", []string{*turnd, "-listen", "127.0.0.1:34781", "-tls-listen", "off", "-metrics", "off",
+		"-relay-ports", "40000-49999", "-allow-peer", "127.0.0.1", "-user-quota", "100000", "-total-quota", "100000", "-log-level", "error"},
+		[]string{"TURND_AUTH_SECRET=" + o.secret}, "127.0.0.1:34781", o)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "turnload: turnd:", err)
+		os.Exit(1)
+	}
+	results = append(results, r)
+	if path, err := exec.LookPath(*coturn); *coturn != "" && err == nil {
+		r, err := measure("coturn", []string{path, "-n", "-L", "127.0.0.1", "-E", "127.0.0.1", "-p", "34782", "--min-port", "50000", "--max-port", "59999",
+			"--use-auth-secret", "--static-auth-secret", o.secret, "--realm", "turnload", "--allow-loopback-peers", "--no-cli", "--no-tls", "--no-dtls",
+			"--log-file", "stdout", "--simple-log", "--no-stun-backward-compatibility"}, nil, "127.0.0.1:34782", o)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "turnload: coturn:", err)
+		} else {
+			results = append(results, r)
+		}
+	}
+	if *jsonOut {
+		enc := json.NewEncoder(os.Stdout)
+		enc.SetIndent("", "  ")
+		_ = enc.Encode(results)
+		return
+	}
+	printTable(os.Stdout, results, o)
+}
+
+func printTable(w io.Writer, rs []Result, o options) {
+	fmt.Fprintf(w, "load: %d allocations x %d packets/s x %d bytes for %s\n\n", o.allocations, o.rate, o.size, o.duration)
+	fmt.Fprintf(w, "%-8s %12s %10s %8s %9s %9s %10s %14s\n", "server", "packets/s", "Mbit/s", "loss %", "p50 ms", "p99 ms", "CPU s", "CPU s/Mpkt")
+	for _, r := range rs {
+		fmt.Fprintf(w, "%-8s %12.0f %10.2f %8.3f %9.3f %9.3f %10.2f %14.2f\n", r.Server, r.PacketsPerSec, r.Mbps, r.LossPercent, r.P50ms, r.P99ms, r.CPUSeconds, r.CPUPerMillion)
+	}
+	if len(rs) == 2 && rs[1].CPUPerMillion > 0 {
+		fmt.Fprintf(w, "\nturnd/coturn CPU per packet: %.2f (below 1 means turnd needs less CPU)\n", rs[0].CPUPerMillion/rs[1].CPUPerMillion)
+	}
+}
+
+// measure starts a relay process, loads it and reads its CPU time.
+func measure(name string, argv, env []string, addr string, o options) (Result, error) {
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Env = append(os.Environ(), env...)
+	if err := cmd.Start(); err != nil {
+		return Result{}, err
+	}
+	defer func() {
+		_ = cmd.Process.Signal(os.Interrupt)
+		done := make(chan struct{})
+		go func() { _ = cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			_ = cmd.Process.Kill()
+			<-done
+		}
+	}()
+	if err := waitListening(addr); err != nil {
+		return Result{}, err
+	}
+	r, err := load(addr, o, func() (float64, error) { return cpuSeconds(cmd.Process.Pid) })
+	r.Server = name
+	return r, err
+}
+
+func waitListening(addr string) error {
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		if c, err := net.Dial("tcp", addr); err == nil {
+			c.Close()
+			return nil
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return fmt.Errorf("%s not listening", addr)
+}
+
+// cpuSeconds reads user+system time of a process from /proc.
+func cpuSeconds(pid int) (float64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	// Fields after the parenthesised command name; utime and stime are the
+	// 14th and 15th fields of the whole line.
+	s := string(b)
+	fields := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
+	if len(fields) < 13 {
+		return 0, errors.New("unexpected /proc stat format")
+	}
+	utime, _ := strconv.ParseFloat(fields[11], 64)
+	stime, _ := strconv.ParseFloat(fields[12], 64)
+	const ticks = 100 // USER_HZ on Linux
+	return (utime + stime) / ticks, nil
+}
+
+type allocation struct {
+	client *turn.Client
+	relay  net.PacketConn
+	conn   net.PacketConn
+}
+
+// load runs the traffic and computes the figures.
+func load(addr string, o options, cpu func() (float64, error)) (Result, error) {
+	peer, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		return Result{}, err
+	}
+	defer peer.Close()
+	allocs := make([]allocation, 0, o.allocations)
+	defer func() {
+		for _, a := range allocs {
+			a.relay.Close()
+			a.client.Close()
+			a.conn.Close()
+		}
+	}()
+	for i := range o.allocations {
+		conn, err := net.ListenPacket("udp4", "127.0.0.1:0")
+		if err != nil {
+			return Result{}, err
+		}
+		user, pass := relay.MintCredential([]byte(o.secret), fmt.Sprintf("load%d", i), time.Hour, time.Now())
+		cl, err := turn.NewClient(&turn.ClientConfig{TURNServerAddr: addr, STUNServerAddr: addr, Conn: conn, Username: user, Password: pass})
+		if err == nil {
+			err = cl.Listen()
+		}
+		var rc net.PacketConn
+		if err == nil {
+			rc, err = cl.Allocate()
+		}
+		if err != nil {
+			conn.Close()
+			return Result{}, fmt.Errorf("allocation %d: %w", i, err)
+		}
+		allocs = append(allocs, allocation{client: cl, relay: rc, conn: conn})
+		// Prime the permission and channel before measuring.
+		if _, err := rc.WriteTo(make([]byte, o.size), peer.LocalAddr()); err != nil {
+			return Result{}, fmt.Errorf("allocation %d: %w", i, err)
+		}
+	}
+	var received atomic.Int64
+	var mu sync.Mutex
+	latencies := make([]time.Duration, 0, o.allocations*o.rate*int(o.duration/time.Second))
+	ctx, cancel := context.WithTimeout(context.Background(), o.duration+2*time.Second)
+	defer cancel()
+	var readers sync.WaitGroup
+	readers.Go(func() {
+		buf := make([]byte, 2048)
+		for ctx.Err() == nil {
+			_ = peer.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+			n, _, err := peer.ReadFrom(buf)
+			if err != nil || n < 16 || binary.BigEndian.Uint64(buf[8:16]) != 0x7475726e6c6f6164 {
+				continue
+			}
+			sent := time.Unix(0, int64(binary.BigEndian.Uint64(buf[:8])))
+			received.Add(1)
+			mu.Lock()
+			latencies = append(latencies, time.Since(sent))
+			mu.Unlock()
+		}
+	})
+	time.Sleep(500 * time.Millisecond) // let priming packets drain
+	received.Store(0)
+	mu.Lock()
+	latencies = latencies[:0]
+	mu.Unlock()
+
+	cpu0, err := cpu()
+	if err != nil {
+		return Result{}, err
+	}
+	start := time.Now()
+	var sent atomic.Int64
+	var senders sync.WaitGroup
+	interval := time.Second / time.Duration(o.rate)
+	for i, a := range allocs {
+		senders.Go(func() {
+			payload := make([]byte, o.size)
+			binary.BigEndian.PutUint64(payload[8:16], 0x7475726e6c6f6164) // "turnload"
+			// Spread the allocations over the interval, like real streams.
+			time.Sleep(interval * time.Duration(i) / time.Duration(len(allocs)))
+			t := time.NewTicker(interval)
+			defer t.Stop()
+			for time.Since(start) < o.duration {
+				binary.BigEndian.PutUint64(payload[:8], uint64(time.Now().UnixNano()))
+				if _, err := a.relay.WriteTo(payload, peer.LocalAddr()); err == nil {
+					sent.Add(1)
+				}
+				<-t.C
+			}
+		})
+	}
+	senders.Wait()
+	elapsed := time.Since(start)
+	time.Sleep(time.Second) // packets in flight
+	cpu1, err := cpu()
+	if err != nil {
+		return Result{}, err
+	}
+	cancel()
+	readers.Wait()
+
+	mu.Lock()
+	defer mu.Unlock()
+	slices.Sort(latencies)
+	pct := func(p float64) float64 {
+		if len(latencies) == 0 {
+			return 0
+		}
+		return float64(latencies[int(p*float64(len(latencies)-1))].Microseconds()) / 1000
+	}
+	r := Result{Allocations: o.allocations, PacketsSent: sent.Load(), PacketsReceived: received.Load(),
+		PacketsPerSec: float64(received.Load()) / elapsed.Seconds(),
+		P50ms:         pct(0.50), P99ms: pct(0.99), CPUSeconds: cpu1 - cpu0}
+	r.Mbps = r.PacketsPerSec * float64(o.size) * 8 / 1e6
+	if r.PacketsSent > 0 {
+		r.LossPercent = 100 * float64(r.PacketsSent-r.PacketsReceived) / float64(r.PacketsSent)
+	}
+	if r.PacketsReceived > 0 {
+		r.CPUPerMillion = r.CPUSeconds / float64(r.PacketsReceived) * 1e6
+	}
+	return r, nil
+}
