@@ -2,6 +2,7 @@ package config
 
 import (
 	"errors"
+	"flag"
 	"io"
 	"os"
 	"path/filepath"
@@ -217,4 +218,29 @@ func TestURLValue(t *testing.T) {
 			t.Errorf("Set(%q) = %q, %v; want %q", tt.in, u.String(), err, tt.want)
 		}
 	}
+}
+
+// FuzzConfigFile feeds arbitrary files to the loader: it must return an
+// error or settings taken from the file, never panic.
+func FuzzConfigFile(f *testing.F) {
+	for _, seed := range []string{"listen = \":1\"\n", "allow-peer = [\"10.0.0.0/8\"]\n", "[x]\ny=1", "log-level = 3", "dev = true\nshutdown-timeout = \"1s\""} {
+		f.Add(seed)
+	}
+	dir := f.TempDir()
+	f.Fuzz(func(t *testing.T, body string) {
+		path := filepath.Join(dir, "fuzz.toml")
+		if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
+			t.Skip()
+		}
+		s := newTestSettings()
+		err := s.set.Load([]string{"-config", path}, func(string) string { return "" })
+		if err != nil {
+			return
+		}
+		s.set.Flags().VisitAll(func(fl *flag.Flag) {
+			if src := s.set.Source(fl.Name); src != FromDefault && src != FromFile {
+				t.Fatalf("-%s came from %v with only a file given", fl.Name, src)
+			}
+		})
+	})
 }
