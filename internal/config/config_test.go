@@ -238,7 +238,7 @@ func FuzzConfigFile(f *testing.F) {
 			return
 		}
 		s.set.Flags().VisitAll(func(fl *flag.Flag) {
-			if src := s.set.Source(fl.Name); src != FromDefault && src != FromFile {
+			if src := s.set.Source(fl.Name); fl.Name != ConfigFlag && src != FromDefault && src != FromFile {
 				t.Fatalf("-%s came from %v with only a file given", fl.Name, src)
 			}
 		})
