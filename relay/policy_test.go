@@ -117,3 +117,15 @@ func FuzzParseUsersFile(f *testing.F) {
 		}
 	})
 }
+
+func BenchmarkGateChannelData(b *testing.B) {
+	g := &permissionGate{}
+	pkt := make([]byte, 204)
+	pkt[0], pkt[1] = 0x40, 0x00 // ChannelData on channel 0x4000
+	b.ReportAllocs()
+	for b.Loop() {
+		if g.refused(pkt, nil) {
+			b.Fatal("channel data refused")
+		}
+	}
+}

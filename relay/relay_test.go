@@ -196,10 +196,8 @@ func TestDeniedPeersAreRefusedUntilAllowed(t *testing.T) {
 	defer relayConn.Close()
 	for _, addr := range []string{"127.0.0.1:9", "[::1]:9", "[::ffff:127.0.0.1]:9", "0.0.0.0:9", "169.254.169.254:80", "10.1.2.3:9", "192.168.1.1:9"} {
 		ua, _ := net.ResolveUDPAddr("udp", addr)
-		// pion/turn answers a refused CreatePermission with an error
-		// response that carries no ERROR-CODE; the client sees the refusal.
-		if _, err := relayConn.WriteTo([]byte("x"), ua); err == nil || !strings.Contains(err.Error(), "CreatePermission error") {
-			t.Errorf("relaying to %s: %v, want a refused permission", addr, err)
+		if _, err := relayConn.WriteTo([]byte("x"), ua); err == nil || !strings.Contains(err.Error(), "403") {
+			t.Errorf("relaying to %s: %v, want 403 Forbidden", addr, err)
 		}
 	}
 	if got := testutil.ToFloat64(s.metrics.peerRefusals.WithLabelValues("loopback")); got < 1 {

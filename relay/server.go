@@ -101,7 +101,7 @@ func New(cfg Config) (*Server, error) {
 		Realm:             cfg.Realm,
 		AuthHandler:       s.authenticate,
 		QuotaHandler:      s.quota,
-		PacketConnConfigs: []turn.PacketConnConfig{{PacketConn: s.udp, RelayAddressGenerator: gen(), PermissionHandler: permit}},
+		PacketConnConfigs: []turn.PacketConnConfig{{PacketConn: &permissionGate{PacketConn: s.udp, s: s}, RelayAddressGenerator: gen(), PermissionHandler: permit}},
 		ListenerConfigs:   listeners,
 		LoggerFactory:     quietLogger{},
 		EventHandler: turn.EventHandler{
