@@ -1,182 +1,95 @@
 package keyring
 
 import (
-	"crypto/aes"
-	"crypto/cipher"
 	"crypto/rand"
 	"crypto/sha256"
+	"crypto/subtle"
 	"encoding/base64"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
+	"io"
+	"log/slog"
 	"strings"
-
-	"golang.org/x/crypto/argon2"
 )
 
-// MasterKey protects the data keys. It lives in memory only.
+// MasterKey wraps the data keys. It lives in memory only: it is read from
+// the environment or from a passphrase-protected key file at start, and no
+// function of this package writes it anywhere in clear except Base64, which
+// exists for handing it to a secret store.
+//
+// A MasterKey formats as its fingerprint under every fmt verb and in slog,
+// so a stray log line or %+v cannot leak it.
 type MasterKey struct {
 	key [32]byte
-}
-
-// Fingerprint identifies a master key without revealing it: which master
-// key wraps a data key is visible to an operator.
-func (m MasterKey) Fingerprint() string {
-	h := sha256.Sum256(append([]byte("openconsult master key fingerprint:"), m.key[:]...))
-	return hex.EncodeToString(h[:8])
 }
 
 // NewMasterKey returns a random master key.
 func NewMasterKey() (MasterKey, error) {
 	var m MasterKey
 	if _, err := rand.Read(m.key[:]); err != nil {
-		return MasterKey{}, fmt.Errorf("master key: %w", err)
+		return MasterKey{}, fmt.Errorf("new master key: %w", err)
 	}
 	return m, nil
 }
 
-// MasterKeyFromBase64 reads a master key given as base64 (32 bytes), as in
-// the SIGNAL_MASTER_KEY environment variable.
+// MasterKeyFromBase64 reads a master key given as standard base64 of 32
+// bytes, as in the SIGNAL_MASTER_KEY environment variable. Surrounding
+// white space (a trailing newline from a secret file) is ignored. The error
+// never repeats the input.
 func MasterKeyFromBase64(s string) (MasterKey, error) {
 	b, err := base64.StdEncoding.DecodeString(strings.TrimSpace(s))
-	if err != nil || len(b) != 32 {
+	defer clear(b)
+	if err != nil || len(b) != len(MasterKey{}.key) {
 		return MasterKey{}, errors.New("master key: want 32 bytes in standard base64 (44 characters)")
 	}
 	var m MasterKey
 	copy(m.key[:], b)
-	clear(b)
+	if m.isZero() {
+		return MasterKey{}, errors.New("master key: all zero bytes is not a key")
+	}
 	return m, nil
 }
 
 // Base64 encodes the key for an environment variable or a secret store.
+// It is the only way key material leaves this package.
 func (m MasterKey) Base64() string { return base64.StdEncoding.EncodeToString(m.key[:]) }
 
-// KDFParams are the argon2id costs of a key file, recorded in the file so
-// they can be raised later.
-type KDFParams struct {
-	MemoryKiB uint32 `json:"memory_kib"`
-	Time      uint32 `json:"time"`
-	Threads   uint8  `json:"threads"`
+// Fingerprint identifies a master key without revealing it (64 bits of a
+// domain-separated SHA-256), so an operator can tell which master key wraps
+// the data keys and which one a key file holds.
+func (m MasterKey) Fingerprint() string {
+	h := sha256.New()
+	h.Write([]byte("openconsult master key fingerprint:"))
+	h.Write(m.key[:])
+	return hex.EncodeToString(h.Sum(nil)[:8])
 }
 
-// DefaultKDFParams: opening the key file happens once per start, so it can
-// afford more than a sign-in.
-var DefaultKDFParams = KDFParams{MemoryKiB: 128 * 1024, Time: 4, Threads: 2}
-
-// keyFile is the on-disk form of a passphrase-protected master key.
-type keyFile struct {
-	Format      string    `json:"format"`
-	KDF         string    `json:"kdf"`
-	Params      KDFParams `json:"params"`
-	Salt        []byte    `json:"salt"`
-	Nonce       []byte    `json:"nonce"`
-	Sealed      []byte    `json:"sealed_key"`
-	Fingerprint string    `json:"fingerprint"`
+// Equal reports whether two master keys are the same, in constant time.
+func (m MasterKey) Equal(o MasterKey) bool {
+	return subtle.ConstantTimeCompare(m.key[:], o.key[:]) == 1
 }
 
-const keyFileFormat = "openconsult-master-key-v1"
+// Wipe zeroes this copy of the key. Copies made earlier by assignment are
+// not affected; call it on each one that is no longer needed.
+func (m *MasterKey) Wipe() { clear(m.key[:]) }
 
-// WriteKeyFile seals m under passphrase and writes it to path, mode 0600,
-// atomically (a crash leaves the old file or the new one, never half).
-func WriteKeyFile(path, passphrase string, m MasterKey, p KDFParams) error {
-	if len(passphrase) < 12 {
-		return errors.New("key file passphrase: use at least 12 characters")
-	}
-	kf := keyFile{Format: keyFileFormat, KDF: "argon2id", Params: p, Salt: make([]byte, 16), Fingerprint: m.Fingerprint()}
-	if _, err := rand.Read(kf.Salt); err != nil {
-		return err
-	}
-	aead, err := kf.aead(passphrase)
-	if err != nil {
-		return err
-	}
-	kf.Nonce = make([]byte, aead.NonceSize())
-	if _, err := rand.Read(kf.Nonce); err != nil {
-		return err
-	}
-	kf.Sealed = aead.Seal(nil, kf.Nonce, m.key[:], []byte(keyFileFormat))
-	b, err := json.MarshalIndent(kf, "", "  ")
-	if err != nil {
-		return err
-	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".keyfile-*")
-	if err != nil {
-		return fmt.Errorf("key file: %w", err)
-	}
-	defer os.Remove(tmp.Name())
-	if err := tmp.Chmod(0o600); err != nil {
-		tmp.Close()
-		return fmt.Errorf("key file: %w", err)
-	}
-	if _, err := tmp.Write(append(b, '\n')); err != nil {
-		tmp.Close()
-		return fmt.Errorf("key file: %w", err)
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return fmt.Errorf("key file: %w", err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("key file: %w", err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return fmt.Errorf("key file: %w", err)
-	}
-	return nil
+// String names the key by its fingerprint.
+func (m MasterKey) String() string { return "master key " + m.Fingerprint() }
+
+// Format makes every verb (%x and %#v included) print the fingerprint:
+// without it, %x or %+v would print the key bytes.
+func (m MasterKey) Format(f fmt.State, _ rune) { _, _ = io.WriteString(f, m.String()) }
+
+// LogValue keeps the key out of structured logs.
+func (m MasterKey) LogValue() slog.Value { return slog.StringValue(m.String()) }
+
+// isZero catches a MasterKey{} that slipped past an ignored error: data
+// keys wrapped by it would be protected by nothing.
+func (m MasterKey) isZero() bool {
+	var zero [32]byte
+	return subtle.ConstantTimeCompare(m.key[:], zero[:]) == 1
 }
 
-// ErrWrongPassphrase is returned when a key file does not open.
-var ErrWrongPassphrase = errors.New("the key file does not open with this passphrase")
-
-// ReadKeyFile opens a key file with its passphrase.
-func ReadKeyFile(path, passphrase string) (MasterKey, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return MasterKey{}, fmt.Errorf("key file: %w", err)
-	}
-	return parseKeyFile(b, passphrase)
-}
-
-func parseKeyFile(b []byte, passphrase string) (MasterKey, error) {
-	var kf keyFile
-	if err := json.Unmarshal(b, &kf); err != nil {
-		return MasterKey{}, fmt.Errorf("key file: not a key file: %w", err)
-	}
-	if kf.Format != keyFileFormat || kf.KDF != "argon2id" {
-		return MasterKey{}, fmt.Errorf("key file: unknown format %q", kf.Format)
-	}
-	// Bounds keep a hostile file from turning a start into a memory bomb.
-	if kf.Params.MemoryKiB < 8*1024 || kf.Params.MemoryKiB > 4*1024*1024 || kf.Params.Time < 1 || kf.Params.Time > 64 || kf.Params.Threads < 1 ||
-		len(kf.Salt) < 16 || len(kf.Nonce) != 12 || len(kf.Sealed) != 32+16 {
-		return MasterKey{}, errors.New("key file: parameters out of range")
-	}
-	aead, err := kf.aead(passphrase)
-	if err != nil {
-		return MasterKey{}, err
-	}
-	plain, err := aead.Open(nil, kf.Nonce, kf.Sealed, []byte(keyFileFormat))
-	if err != nil {
-		return MasterKey{}, ErrWrongPassphrase
-	}
-	var m MasterKey
-	copy(m.key[:], plain)
-	clear(plain)
-	return m, nil
-}
-
-func (kf *keyFile) aead(passphrase string) (cipher.AEAD, error) {
-	k := argon2.IDKey([]byte(passphrase), kf.Salt, kf.Params.Time, kf.Params.MemoryKiB, kf.Params.Threads, 32)
-	defer clear(k)
-	return newAEAD(k)
-}
-
-func newAEAD(key []byte) (cipher.AEAD, error) {
-	block, err := aes.NewCipher(key)
-	if err != nil {
-		return nil, err
-	}
-	return cipher.NewGCM(block)
-}
+// errZeroMaster is returned wherever a zero master key would wrap or unwrap.
+var errZeroMaster = errors.New("master key is empty (all zero): refusing to use it")
