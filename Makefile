@@ -25,8 +25,10 @@ vet:
 staticcheck:
 	$(GO) tool staticcheck ./...
 
+# One package at a time: the browser tests run two Chromiums with video,
+# which must not share the two cores of a CI machine with other packages.
 unit:
-	$(GO) test -race -count=1 -timeout 20m ./...
+	$(GO) test -race -count=1 -p 1 -timeout 30m ./...
 
 ## bench-turn: load turnd (and coturn's turnserver when installed) with the same traffic and print the figures
 bench-turn: build

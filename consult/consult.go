@@ -118,10 +118,15 @@ func hashToken(t string) []byte {
 	return h[:]
 }
 
-func titleAAD(id string) []byte          { return []byte("consults.title:" + id) }
-func linkAAD(id string) []byte           { return []byte("consult_links.token:" + id) }
-func guestAAD(id string) []byte          { return []byte("guests.name:" + id) }
-func chatAAD(c string, seq int64) []byte { return fmt.Appendf(nil, "chat:%s:%d", c, seq) }
+func titleAAD(id string) []byte { return []byte("consults.title:" + id) }
+func linkAAD(id string) []byte  { return []byte("consult_links.token:" + id) }
+func guestAAD(id string) []byte { return []byte("guests.name:" + id) }
+
+// chatAAD binds a chat column's value to its consult, position and column,
+// so neither moving a message nor swapping its name and text opens.
+func chatAAD(column, c string, seq int64) []byte {
+	return fmt.Appendf(nil, "chat_messages.%s:%s:%d", column, c, seq)
+}
 
 // Create opens a consult owned by ownerID with its patient link.
 func (s *Service) Create(ctx context.Context, ownerID, title string, relayOnly bool) (View, error) {

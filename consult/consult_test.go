@@ -232,3 +232,19 @@ func TestDocumentsAreCheckedSealedAndListed(t *testing.T) {
 		t.Fatalf("history %+v", h)
 	}
 }
+
+func TestSwappedChatColumnsDoNotOpen(t *testing.T) {
+	ctx := context.Background()
+	s, db, _ := newService(t)
+	v, _ := s.Create(ctx, "u_doc", "", false)
+	if _, err := s.AppendChat(ctx, v.ID, signaling.ChatMessage{From: "u_doc", Name: "Dr Who", Text: "take two a day"}); err != nil {
+		t.Fatal(err)
+	}
+	rows, _ := db.ChatRows(ctx, v.ID)
+	swapped := rows[0]
+	swapped.Seq, swapped.NameEnc, swapped.TextEnc = 2, rows[0].TextEnc, rows[0].NameEnc
+	_ = db.AppendChat(ctx, swapped)
+	if _, err := s.ChatHistory(ctx, v.ID); err == nil {
+		t.Fatal("a message with name and text swapped opened")
+	}
+}

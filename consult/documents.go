@@ -95,11 +95,11 @@ func (s *Service) ShareDocument(ctx context.Context, consultID, fromID, fromName
 		return signaling.ChatMessage{}, err
 	}
 	text := "shared " + name
-	chatName, err := s.Sealer.SealString(fromName, chatAAD(consultID, seq))
+	chatName, err := s.Sealer.SealString(fromName, chatAAD("name", consultID, seq))
 	if err != nil {
 		return signaling.ChatMessage{}, err
 	}
-	chatText, err := s.Sealer.SealString(text, chatAAD(consultID, seq))
+	chatText, err := s.Sealer.SealString(text, chatAAD("text", consultID, seq))
 	if err != nil {
 		return signaling.ChatMessage{}, err
 	}

@@ -132,11 +132,11 @@ func (s *Service) AppendChat(ctx context.Context, consultID string, m signaling.
 	if err != nil {
 		return signaling.ChatMessage{}, err
 	}
-	nameEnc, err := s.Sealer.SealString(m.Name, chatAAD(consultID, seq))
+	nameEnc, err := s.Sealer.SealString(m.Name, chatAAD("name", consultID, seq))
 	if err != nil {
 		return signaling.ChatMessage{}, err
 	}
-	textEnc, err := s.Sealer.SealString(m.Text, chatAAD(consultID, seq))
+	textEnc, err := s.Sealer.SealString(m.Text, chatAAD("text", consultID, seq))
 	if err != nil {
 		return signaling.ChatMessage{}, err
 	}
@@ -156,11 +156,11 @@ func (s *Service) ChatHistory(ctx context.Context, consultID string) ([]signalin
 	}
 	out := make([]signaling.ChatMessage, 0, len(rows))
 	for _, r := range rows {
-		name, err := s.Sealer.UnsealString(r.NameEnc, chatAAD(consultID, r.Seq))
+		name, err := s.Sealer.UnsealString(r.NameEnc, chatAAD("name", consultID, r.Seq))
 		if err != nil {
 			return nil, fmt.Errorf("unseal chat %s/%d: %w", consultID, r.Seq, err)
 		}
-		text, err := s.Sealer.UnsealString(r.TextEnc, chatAAD(consultID, r.Seq))
+		text, err := s.Sealer.UnsealString(r.TextEnc, chatAAD("text", consultID, r.Seq))
 		if err != nil {
 			return nil, fmt.Errorf("unseal chat %s/%d: %w", consultID, r.Seq, err)
 		}

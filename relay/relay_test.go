@@ -136,6 +136,12 @@ func TestRelaysUDPBothWaysOverUDPTCPAndTLS(t *testing.T) {
 			p := peer(t)
 			roundTrip(t, relayConn, p)
 			roundTrip(t, relayConn, p) // the second time over the bound channel
+			// The relay counts after its write returns, which may be after
+			// the peer already read the packet.
+			deadline := time.Now().Add(2 * time.Second)
+			for testutil.ToFloat64(s.metrics.packets.WithLabelValues("to_peer")) < 2 && time.Now().Before(deadline) {
+				time.Sleep(10 * time.Millisecond)
+			}
 			if got := testutil.ToFloat64(s.metrics.packets.WithLabelValues("to_peer")); got < 2 {
 				t.Fatalf("to_peer packets = %v", got)
 			}

@@ -230,16 +230,10 @@ func keysCommand(ctx context.Context, args []string, getenv func(string) string,
 		if err != nil {
 			return err
 		}
-		next, err := keyring.NewMasterKey()
+		// The library removes the new file only when it can prove the data
+		// keys are still under the old key, never after a commit.
+		next, n, err := keyring.RotateMasterToKeyFile(ctx, db, master, *newKeyFile, pass)
 		if err != nil {
-			return err
-		}
-		if err := keyring.WriteKeyFile(*newKeyFile, pass, next, keyring.DefaultKDFParams); err != nil {
-			return err
-		}
-		n, err := keyring.RotateMaster(ctx, db, master, next)
-		if err != nil {
-			os.Remove(*newKeyFile)
 			return err
 		}
 		fmt.Fprintf(stdout, "%d data keys re-wrapped under master key %s (file %s).\nRunning servers keep working; point -key-file at the new file before their next start, then destroy the old file.\n",

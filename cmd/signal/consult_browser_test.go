@@ -135,6 +135,7 @@ func waitTrue(t *testing.T, ctx context.Context, what, js string, within time.Du
 			status, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`(async () => {
   let out = (document.getElementById("status")?.textContent || document.title) + " | policy " + (window.openConsult?.state.policy || "");
   for (const pc of window.openConsult?.peers() || []) {
+    out += " | pc " + pc.signalingState + "/" + pc.iceConnectionState + "/" + pc.connectionState;
     const stats = await pc.getStats();
     for (const s of stats.values()) if (s.type === "candidate-pair" && s.nominated) out += " | pair " + s.state + " " + stats.get(s.localCandidateId)?.candidateType + "/" + stats.get(s.remoteCandidateId)?.candidateType;
   }
@@ -222,8 +223,8 @@ func browserConsult(t *testing.T, relayOnly bool) {
 	do(t, doc, "admit", chromedp.Click(chromedp.CSS("#lobby li.waiting button.admit")))
 	waitTrue(t, patient, "patient admitted", `!document.getElementById("stage").hidden`, 15*time.Second)
 
-	waitTrue(t, doc, "clinician decodes the patient's video", remoteVideoDecoding, 30*time.Second)
-	waitTrue(t, patient, "patient decodes the clinician's video", remoteVideoDecoding, 30*time.Second)
+	waitTrue(t, doc, "clinician decodes the patient's video", remoteVideoDecoding, 90*time.Second)
+	waitTrue(t, patient, "patient decodes the clinician's video", remoteVideoDecoding, 90*time.Second)
 
 	say := func(ctx context.Context, text string) {
 		t.Helper()

@@ -250,6 +250,18 @@ async function onCandidate(from, candidate) {
   }
 }
 
+// watch restarts a negotiation that has produced no answer after a few
+// seconds (a lost message, a race in the browser), instead of leaving the
+// tile black.
+function watch(p) {
+  setTimeout(() => {
+    if (state.peers.get(p.id) === p && !p.pc.remoteDescription && !p.makingOffer && p.pc.signalingState !== "closed") {
+      p.pc.restartIce();
+      watch(p);
+    }
+  }, 4000);
+}
+
 function dropPeer(id) {
   const p = state.peers.get(id);
   if (p) {
@@ -277,7 +289,10 @@ function renderRoster(members) {
     }
     list.append(li);
     if (m.id !== state.me) {
-      peer(m.id);
+      // One side of each pair opens the connection, so the first offers
+      // never cross; the other side answers when the offer arrives.
+      // Later renegotiation (screen sharing) may start from either side.
+      if (state.me < m.id) watch(peer(m.id));
       tile(m.id, m.name, null, false);
     }
   }
