@@ -7,6 +7,7 @@ import (
 	"net/mail"
 	"strings"
 
+	"github.com/openconsult/openconsult/internal/ids"
 	"github.com/openconsult/openconsult/store"
 )
 
@@ -55,7 +56,7 @@ func (s *Service) CreateUser(ctx context.Context, admin Identity, username, role
 	if err != nil || addr.Name != "" {
 		return store.User{}, &PolicyError{"Enter one e-mail address, like name@example-hospital.org."}
 	}
-	id, err := NewID("u")
+	id, err := ids.New("u")
 	if err != nil {
 		return store.User{}, err
 	}

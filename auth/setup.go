@@ -5,11 +5,11 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"time"
 
+	"github.com/openconsult/openconsult/internal/ids"
 	"github.com/openconsult/openconsult/store"
 )
 
@@ -85,7 +85,7 @@ func (s *Setup) Complete(ctx context.Context, token, username, password string) 
 	if err != nil {
 		return store.User{}, err
 	}
-	id, err := NewID("u")
+	id, err := ids.New("u")
 	if err != nil {
 		return store.User{}, err
 	}
@@ -98,16 +98,6 @@ func (s *Setup) Complete(ctx context.Context, token, username, password string) 
 		return store.User{}, fmt.Errorf("complete setup: %w", err)
 	}
 	return u, nil
-}
-
-// NewID returns a random identifier with a type prefix ("u_3f9c..."), safe
-// to log: it says nothing about the person.
-func NewID(prefix string) (string, error) {
-	b := make([]byte, 12)
-	if _, err := rand.Read(b); err != nil {
-		return "", fmt.Errorf("new id: %w", err)
-	}
-	return prefix + "_" + hex.EncodeToString(b), nil
 }
 
 func tokenHash(token string) []byte {

@@ -9,7 +9,6 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -19,6 +18,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/openconsult/openconsult/internal/ids"
 	"github.com/openconsult/openconsult/store"
 )
 
@@ -95,14 +95,6 @@ type Guest struct {
 	Name      string
 }
 
-func newID(prefix string) (string, error) {
-	b := make([]byte, 12)
-	if _, err := rand.Read(b); err != nil {
-		return "", fmt.Errorf("new id: %w", err)
-	}
-	return prefix + "_" + hex.EncodeToString(b), nil
-}
-
 // newToken returns a 256-bit link or session token and its hash.
 func newToken() (string, []byte, error) {
 	b := make([]byte, 32)
@@ -134,7 +126,7 @@ func (s *Service) Create(ctx context.Context, ownerID, title string, relayOnly b
 	if len(title) > 200 || !utf8.ValidString(title) {
 		return View{}, fmt.Errorf("%w: the title is limited to 200 characters", ErrBadInput)
 	}
-	id, err := newID("c")
+	id, err := ids.New("c")
 	if err != nil {
 		return View{}, err
 	}
@@ -160,7 +152,7 @@ func (s *Service) newLink(consultID, label string, now time.Time) (store.Consult
 	if !slices.Contains(Labels, label) {
 		return store.ConsultLink{}, fmt.Errorf("%w: unknown link label", ErrBadInput)
 	}
-	id, err := newID("l")
+	id, err := ids.New("l")
 	if err != nil {
 		return store.ConsultLink{}, err
 	}

@@ -10,6 +10,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/openconsult/openconsult/internal/ids"
 	"github.com/openconsult/openconsult/signaling"
 	"github.com/openconsult/openconsult/store"
 )
@@ -77,7 +78,7 @@ func (s *Service) ShareDocument(ctx context.Context, consultID, fromID, fromName
 	if _, err := s.Active(ctx, consultID); err != nil {
 		return signaling.ChatMessage{}, err
 	}
-	id, err := newID("d")
+	id, err := ids.New("d")
 	if err != nil {
 		return signaling.ChatMessage{}, err
 	}

@@ -9,6 +9,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/openconsult/openconsult/internal/ids"
 	"github.com/openconsult/openconsult/signaling"
 	"github.com/openconsult/openconsult/store"
 )
@@ -72,7 +73,7 @@ func (s *Service) JoinAsGuest(ctx context.Context, token, name string) (sessionT
 	if name, err = CleanName(name); err != nil {
 		return "", Guest{}, err
 	}
-	id, err := newID("g")
+	id, err := ids.New("g")
 	if err != nil {
 		return "", Guest{}, err
 	}

@@ -9,29 +9,16 @@ package main
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io"
-	"os"
-	"os/signal"
-	"syscall"
 	"time"
 
+	"github.com/openconsult/openconsult/internal/cli"
 	"github.com/openconsult/openconsult/internal/config"
 	"github.com/openconsult/openconsult/internal/obs"
 	"github.com/openconsult/openconsult/internal/serve"
 )
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx, os.Args[1:], os.Getenv, os.Stderr)
-	stop()
-	switch {
-	case errors.Is(err, config.ErrHelp):
-	case err != nil:
-		fmt.Fprintln(os.Stderr, "sfu:", err)
-		os.Exit(1)
-	}
-}
+func main() { cli.Main("sfu", run) }
 
 type settings struct {
 	set             *config.Set
@@ -70,7 +57,7 @@ func (s *settings) load(args []string, getenv func(string) string) error {
 	return errors.Join(errs...)
 }
 
-func run(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
+func run(ctx context.Context, args []string, getenv func(string) string, _, stderr io.Writer) error {
 	s := newSettings(stderr)
 	if err := s.load(args, getenv); err != nil {
 		return err

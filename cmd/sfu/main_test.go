@@ -36,7 +36,7 @@ func TestStartsServesHealthAndStopsCleanly(t *testing.T) {
 	logs := &lockedBuffer{}
 	done := make(chan error, 1)
 	go func() {
-		done <- run(ctx, []string{"-admin-listen", "127.0.0.1:0"}, func(string) string { return "" }, logs)
+		done <- run(ctx, []string{"-admin-listen", "127.0.0.1:0"}, func(string) string { return "" }, io.Discard, logs)
 	}()
 
 	var addr string
@@ -86,7 +86,7 @@ func TestBadConfiguration(t *testing.T) {
 		{[]string{"-shutdown-timeout", "0s"}, nil, "-shutdown-timeout"},
 	}
 	for _, tt := range tests {
-		err := run(context.Background(), tt.args, func(k string) string { return tt.env[k] }, io.Discard)
+		err := run(context.Background(), tt.args, func(k string) string { return tt.env[k] }, io.Discard, io.Discard)
 		if err == nil || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("run(%v, %v) = %v, want mention of %s", tt.args, tt.env, err, tt.want)
 		}
@@ -95,7 +95,7 @@ func TestBadConfiguration(t *testing.T) {
 
 func TestHelp(t *testing.T) {
 	var out strings.Builder
-	if err := run(context.Background(), []string{"-h"}, func(string) string { return "" }, &out); !errors.Is(err, config.ErrHelp) {
+	if err := run(context.Background(), []string{"-h"}, func(string) string { return "" }, io.Discard, &out); !errors.Is(err, config.ErrHelp) {
 		t.Fatalf("-h = %v", err)
 	}
 	for _, w := range []string{"-admin-listen", "(default 127.0.0.1:9091)", "-shutdown-timeout", "(default 15s)", "SFU_<FLAG>"} {

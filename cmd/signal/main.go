@@ -5,27 +5,12 @@ package main
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"io"
-	"os"
-	"os/signal"
-	"syscall"
 
-	"github.com/openconsult/openconsult/internal/config"
+	"github.com/openconsult/openconsult/internal/cli"
 )
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
-	stop()
-	switch {
-	case errors.Is(err, config.ErrHelp):
-	case err != nil:
-		fmt.Fprintln(os.Stderr, "signal:", err)
-		os.Exit(1)
-	}
-}
+func main() { cli.Main("signal", run) }
 
 // run is the whole program; main only binds it to the process so tests can
 // start the server on random ports and read what an operator would see.

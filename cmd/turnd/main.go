@@ -12,13 +12,12 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"os/signal"
 	"runtime/pprof"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
+	"github.com/openconsult/openconsult/internal/cli"
 	"github.com/openconsult/openconsult/internal/config"
 	"github.com/openconsult/openconsult/internal/obs"
 	"github.com/openconsult/openconsult/internal/serve"
@@ -26,17 +25,7 @@ import (
 	"github.com/openconsult/openconsult/relay"
 )
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
-	stop()
-	switch {
-	case errors.Is(err, config.ErrHelp):
-	case err != nil:
-		fmt.Fprintln(os.Stderr, "turnd:", err)
-		os.Exit(1)
-	}
-}
+func main() { cli.Main("turnd", run) }
 
 type settings struct {
 	set             *config.Set
