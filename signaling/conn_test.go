@@ -146,4 +146,3 @@ func TestVanishedTabKeepsItsPlaceUntilGrace(t *testing.T) {
 		t.Fatalf("resume: %v", w)
 	}
 }
-
