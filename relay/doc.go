@@ -1,10 +1,63 @@
-// Package relay owns the TURN relay an institution runs inside its own
-// firewall, built on pion/turn: UDP and TCP on one address and TURN over
-// TLS on another, time-limited credentials in the TURN REST format shared
-// with the signal server (and coturn's static-auth-secret), a peer policy
-// that refuses internal destinations unless an operator opens them, quotas,
-// an optional per-allocation bandwidth cap, and Prometheus metrics.
+// Package relay is the TURN relay an institution runs inside its own
+// firewall so that patients on restrictive networks still reach a consult.
+// It is built on pion/turn v4 and owns everything around it: the UDP, TCP
+// and TLS listeners, time-limited credentials in the TURN REST format, the
+// peer policy that keeps the relay out of the institution's own network,
+// allocation quotas, a per-allocation bandwidth cap, and Prometheus
+// metrics.
 //
-// Logs and metrics name no one: a credential's participant id is kept out
-// of both, and refused peers are counted by class, not by address.
+// # Running a relay
+//
+//	cfg := relay.DefaultConfig()
+//	cfg.RelayBindIP = netip.MustParseAddr("192.0.2.10")
+//	cfg.Secrets = [][]byte{secret}
+//	srv, err := relay.New(cfg)
+//	if err != nil {
+//		return err
+//	}
+//	defer srv.Close()
+//
+// The signal server hands each participant a credential made by
+// [MintCredential] with the same secret. coturn with use-auth-secret and
+// static-auth-secret accepts the same credentials, and this relay accepts
+// coturn's. Every configured secret is accepted, and
+// [Server.SetCredentials] replaces them without a restart, so a rotation
+// drops no consult. [Config.Validate] checks a configuration without
+// opening anything; [ParseUsersFile] reads static long-term users.
+//
+// # Peer policy
+//
+// An allocation may reach only addresses [PeerPolicy.Check] allows:
+// loopback, private, CGNAT, link-local (cloud metadata included),
+// multicast, broadcast, reserved and unspecified addresses, IPv6
+// unique-local ones, and their IPv4-mapped and NAT64, 6to4 or Teredo forms
+// are refused unless the operator allows a range. A CreatePermission or
+// ChannelBind naming a refused peer gets 403 Forbidden, and the relay
+// sockets themselves refuse to send to one, so a Send indication or
+// ChannelData never reaches it either.
+//
+// # What clients see
+//
+//   - A malformed, expired or unknown username gets 400 Bad Request and a
+//     wrong password 400 as well (pion/turn's answers; RFC 8656 would give
+//     401).
+//   - A quota refusal is 486 Allocation Quota Reached, sent by pion/turn
+//     without MESSAGE-INTEGRITY; pion's client and libwebrtc act on error
+//     responses without it.
+//   - Datagrams over the bandwidth cap are dropped without notice, as a
+//     congested link would.
+//
+// # Privacy
+//
+// Logs and metrics name no one: no username (whose id part names a
+// participant), no password or secret, no client or peer address. Refusals
+// are logged by reason or class, at most once a second per kind.
+//
+// # Limits of pion/turn v4
+//
+// Relayed addresses are IPv4 (there is no REQUESTED-ADDRESS-FAMILY), and
+// TCP relaying (RFC 6062) is not offered. Clients may reach the listeners
+// over IPv6. Over TCP and TLS, pion's framing holds a ChannelData message
+// of at most four payload bytes until the next frame arrives; media
+// packets are never that short.
 package relay

@@ -1,82 +1,127 @@
 package relay
 
 import (
+	"errors"
 	"net"
 	"net/netip"
+	"sync"
 
 	"github.com/pion/stun/v3"
 )
 
-// permissionGate wraps the relay's UDP socket. A CreatePermission or
-// ChannelBind request naming a peer the policy refuses is answered here
-// with 403 Forbidden, as RFC 8656 asks, and never reaches pion/turn, whose
-// own refusal is an error response without an error code. Everything else,
-// ChannelData included, passes after a two-byte check.
-type permissionGate struct {
-	net.PacketConn
-	s *Server
-}
-
-func (g *permissionGate) ReadFrom(p []byte) (int, net.Addr, error) {
-	for {
-		n, addr, err := g.PacketConn.ReadFrom(p)
-		if err != nil || !g.refused(p[:n], addr) {
-			return n, addr, err
-		}
-	}
-}
+// The gate reads every frame before pion/turn does, on the UDP socket and on
+// each TCP or TLS connection, for two things pion/turn cannot do:
+//
+//   - Refuse a CreatePermission or ChannelBind to a peer the policy forbids
+//     with 403 Forbidden (RFC 8656, 9.3 and 12.2). pion/turn's own refusal,
+//     through its PermissionHandler, is an error response without an error
+//     code for CreatePermission and a 401 for ChannelBind, which clients
+//     take for a credential problem. The gate answers only authenticated
+//     requests; anything else goes on to pion, which challenges it.
+//   - Accept a REST credential signed by any configured secret. pion/turn's
+//     AuthHandler returns one key for a username without seeing the
+//     message, so with several secrets the gate finds the one under which
+//     MESSAGE-INTEGRITY verifies and leaves it for the AuthHandler.
+//
+// ChannelData and Send indications, the relayed media, pass after a
+// two-byte test.
 
 var (
-	createPermission = stun.NewType(stun.MethodCreatePermission, stun.ClassRequest)
-	channelBind      = stun.NewType(stun.MethodChannelBind, stun.ClassRequest)
+	errStop              = errors.New("stop")
+	typeCreatePermission = stun.NewType(stun.MethodCreatePermission, stun.ClassRequest)
+	typeChannelBind      = stun.NewType(stun.MethodChannelBind, stun.ClassRequest)
 )
 
-// refused answers and reports true when b is an authenticated permission
-// request for a refused peer.
-func (g *permissionGate) refused(b []byte, from net.Addr) bool {
-	// A STUN header starts with two zero bits; ChannelData does not.
-	if len(b) < 20 || b[0] != 0 || (b[1] != 0x08 && b[1] != 0x09) || !stun.IsMessage(b) {
-		return false
+// authenticatedRequest reports whether b may be a request that carries
+// credentials: Allocate, Refresh, CreatePermission or ChannelBind.
+func authenticatedRequest(b []byte) bool {
+	return len(b) >= 20 && b[0] == 0 && (b[1] == 0x03 || b[1] == 0x04 || b[1] == 0x08 || b[1] == 0x09)
+}
+
+// inspector is the gate of one read loop; its scratch message is reused
+// from request to request, so it must not be shared between loops.
+type inspector struct {
+	s   *Server
+	msg stun.Message
+}
+
+// inspect returns the response to send when the gate answers b itself, and
+// nil when b goes on to pion.
+func (in *inspector) inspect(b []byte) []byte {
+	if !authenticatedRequest(b) {
+		return nil
 	}
-	m := &stun.Message{Raw: append([]byte(nil), b...)}
-	if err := m.Decode(); err != nil || (m.Type != createPermission && m.Type != channelBind) {
-		return false
+	creds := in.s.creds.Load()
+	m := &in.msg
+	m.Raw = append(m.Raw[:0], b...)
+	if m.Decode() != nil || !m.Contains(stun.AttrMessageIntegrity) {
+		return nil
 	}
+	class := ""
+	if m.Type == typeCreatePermission || m.Type == typeChannelBind {
+		class = in.refusedPeer(m)
+	}
+	if class == "" && len(creds.secrets) < 2 {
+		return nil
+	}
+	key, ok := creds.verify(m, in.s.now())
+	if !ok || class == "" {
+		return nil // pion refuses a bad credential and counts it
+	}
+	resp, err := stun.Build(stun.NewTransactionIDSetter(m.TransactionID),
+		stun.NewType(m.Type.Method, stun.ClassErrorResponse),
+		stun.ErrorCodeAttribute{Code: stun.CodeForbidden, Reason: []byte("Forbidden")},
+		stun.MessageIntegrity(key), stun.Fingerprint)
+	if err != nil {
+		return nil
+	}
+	in.s.peerRefused(class, true)
+	return resp.Raw
+}
+
+// refusedPeer returns the class of the first XOR-PEER-ADDRESS the policy
+// refuses, or "". One refused address refuses the whole request, as RFC
+// 8656 asks; pion would otherwise install the addresses before it.
+func (in *inspector) refusedPeer(m *stun.Message) string {
 	class := ""
 	_ = m.ForEach(stun.AttrXORPeerAddress, func(m *stun.Message) error {
 		var peer stun.XORMappedAddress
 		if err := peer.GetFromAs(m, stun.AttrXORPeerAddress); err != nil {
-			return nil
+			return nil // malformed: pion answers it
 		}
 		ip, ok := netip.AddrFromSlice(peer.IP)
 		if !ok {
-			class = "invalid"
-			return nil
+			class = ClassInvalid
+			return errStop
 		}
-		if allowed, c := g.s.cfg.Policy.Check(ip); !allowed && class == "" {
+		if allowed, c := in.s.policy.Check(ip); !allowed {
 			class = c
+			return errStop
 		}
 		return nil
 	})
-	if class == "" {
-		return false
+	return class
+}
+
+// gatedPacketConn is the UDP socket of the TURN port as pion/turn sees it.
+type gatedPacketConn struct {
+	net.PacketConn
+	in      inspector
+	stopped func() // the read loop has ended
+	once    sync.Once
+}
+
+func (c *gatedPacketConn) ReadFrom(p []byte) (int, net.Addr, error) {
+	for {
+		n, addr, err := c.PacketConn.ReadFrom(p)
+		if err != nil {
+			c.once.Do(c.stopped)
+			return n, addr, err
+		}
+		if resp := c.in.inspect(p[:n]); resp != nil {
+			_, _ = c.PacketConn.WriteTo(resp, addr) // lost like any UDP reply; the client retransmits
+			continue
+		}
+		return n, addr, nil
 	}
-	var user stun.Username
-	var realm stun.Realm
-	if user.GetFrom(m) != nil || realm.GetFrom(m) != nil {
-		return false // unauthenticated: pion answers 401
-	}
-	key, ok := g.s.authenticate(user.String(), realm.String(), from)
-	if !ok || stun.MessageIntegrity(key).Check(m) != nil {
-		return false // pion refuses the credential
-	}
-	resp, err := stun.Build(stun.NewTransactionIDSetter(m.TransactionID), stun.NewType(m.Type.Method, stun.ClassErrorResponse),
-		stun.ErrorCodeAttribute{Code: stun.CodeForbidden, Reason: []byte("Forbidden")}, stun.MessageIntegrity(key), stun.Fingerprint)
-	if err != nil {
-		return false
-	}
-	g.s.metrics.peerRefusals.WithLabelValues(class).Inc()
-	g.s.cfg.Log.Info("relay peer refused", "class", class)
-	_, _ = g.PacketConn.WriteTo(resp.Raw, from)
-	return true
 }

@@ -24,7 +24,7 @@ func TestCoturnClientInterop(t *testing.T) {
 	for _, tcp := range []bool{false, true} {
 		name := map[bool]string{false: "udp", true: "tcp"}[tcp]
 		t.Run(name, func(t *testing.T) {
-			s, _ := startRelay(t, func(c *Config) { c.Secrets = [][]byte{[]byte("an-interop-secret-value")} })
+			s := startRelay(t, func(c *Config) { c.Secrets = [][]byte{[]byte("an-interop-secret-value")} })
 			_, port, _ := strings.Cut(s.Addr().String(), ":")
 			args := []string{"-y", "-c", "-n", "20", "-u", "g_interop", "-W", "an-interop-secret-value", "-p", port, "-X"}
 			if tcp {

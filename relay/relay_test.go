@@ -1,276 +1,247 @@
 package relay
 
 import (
-	"bytes"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"io"
-	"log/slog"
-	"math/big"
+	"fmt"
 	"net"
 	"net/netip"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/pion/turn/v4"
-	"github.com/prometheus/client_golang/prometheus"
+	"github.com/pion/stun/v3"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
-var secret = []byte("current-secret")
-
-func startRelay(t *testing.T, mutate func(*Config)) (*Server, *prometheus.Registry) {
-	t.Helper()
-	reg := prometheus.NewRegistry()
-	cfg := Config{
-		Realm: "consult.example", Listen: "127.0.0.1:0", RelayBindIP: netip.MustParseAddr("127.0.0.1"),
-		PortMin: 40000, PortMax: 49999, Secrets: [][]byte{secret},
-		Policy:    PeerPolicy{Allow: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}},
-		UserQuota: 10, TotalQuota: 100, Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Metrics: reg,
-	}
-	if mutate != nil {
-		mutate(&cfg)
-	}
-	s, err := New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
-	return s, reg
-}
-
-// client opens a pion TURN client over UDP or TCP to the relay.
-func client(t *testing.T, s *Server, network, user, pass string) *turn.Client {
-	t.Helper()
-	var conn net.PacketConn
-	switch network {
-	case "udp":
-		c, err := net.ListenPacket("udp4", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		conn = c
-	case "tcp":
-		c, err := net.Dial("tcp", s.Addr().String())
-		if err != nil {
-			t.Fatal(err)
-		}
-		conn = turn.NewSTUNConn(c)
-	case "tls":
-		c, err := tls.Dial("tcp", s.TLSAddr().String(), &tls.Config{InsecureSkipVerify: true}) // a self-signed test certificate
-		if err != nil {
-			t.Fatal(err)
-		}
-		conn = turn.NewSTUNConn(c)
-	}
-	cl, err := turn.NewClient(&turn.ClientConfig{TURNServerAddr: s.Addr().String(), STUNServerAddr: s.Addr().String(),
-		Conn: conn, Username: user, Password: pass, Realm: "consult.example", RTO: 200 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cl.Listen(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cl.Close(); conn.Close() })
-	return cl
-}
-
-func mint(t *testing.T, sec []byte, ttl time.Duration) (string, string) {
-	t.Helper()
-	return MintCredential(sec, "g_test", ttl, time.Now())
-}
-
-func peer(t *testing.T) net.PacketConn {
-	t.Helper()
-	p, err := net.ListenPacket("udp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { p.Close() })
-	return p
-}
-
-// roundTrip relays a datagram to the peer and the peer's reply back.
-func roundTrip(t *testing.T, relayConn net.PacketConn, p net.PacketConn) {
-	t.Helper()
-	if _, err := relayConn.WriteTo([]byte("ping from client"), p.LocalAddr()); err != nil {
-		t.Fatalf("relay to peer: %v", err)
-	}
-	buf := make([]byte, 1500)
-	p.SetReadDeadline(time.Now().Add(5 * time.Second))
-	n, from, err := p.ReadFrom(buf)
-	if err != nil || string(buf[:n]) != "ping from client" {
-		t.Fatalf("peer received %q, %v", buf[:n], err)
-	}
-	if from.String() != relayConn.LocalAddr().String() {
-		t.Fatalf("peer saw %s, relayed address is %s", from, relayConn.LocalAddr())
-	}
-	if _, err := p.WriteTo([]byte("pong from peer"), from); err != nil {
-		t.Fatal(err)
-	}
-	relayConn.SetReadDeadline(time.Now().Add(5 * time.Second))
-	n, _, err = relayConn.ReadFrom(buf)
-	if err != nil || string(buf[:n]) != "pong from peer" {
-		t.Fatalf("client received %q, %v", buf[:n], err)
-	}
-}
-
-func TestRelaysUDPBothWaysOverUDPTCPAndTLS(t *testing.T) {
+func TestRelaysBothWaysOverUDPTCPAndTLS(t *testing.T) {
 	for _, network := range []string{"udp", "tcp", "tls"} {
 		t.Run(network, func(t *testing.T) {
-			s, reg := startRelay(t, func(c *Config) {
-				c.TLSListen, c.TLS = "127.0.0.1:0", testTLS(t)
-			})
-			user, pass := mint(t, secret, time.Hour)
-			cl := client(t, s, network, user, pass)
-			relayConn, err := cl.Allocate()
+			tr := startRelay(t, func(c *Config) { c.TLSListen, c.TLS = "127.0.0.1:0", selfSigned(t) })
+			user, pass := mint(testSecret, "g_transport")
+			cl := dial(t, tr, network, user, pass)
+			relayed := cl.allocate(t)
+			got := relayed.LocalAddr().(*net.UDPAddr)
+			if !got.IP.Equal(net.IPv4(127, 0, 0, 1)) || got.Port < 20000 || got.Port > 59999 {
+				t.Fatalf("relayed address %s is not 127.0.0.1 in the port range", got)
+			}
+			if tr.Allocations() != 1 || testutil.ToFloat64(tr.metrics.allocations) != 1 {
+				t.Fatalf("allocations: %d, gauge %v; want 1", tr.Allocations(), testutil.ToFloat64(tr.metrics.allocations))
+			}
+
+			// The first datagrams travel in Send and Data indications while
+			// the client binds a channel; go on until ChannelData has
+			// carried datagrams both ways.
+			peer := newPeer(t)
+			sent, received, n := 0, 0, 0
+			for ; cl.conn.sentChannelData.Load() == 0 || cl.conn.readChannelData.Load() == 0; n++ {
+				if n == 300 {
+					t.Fatal("no ChannelData either way after 300 exchanges")
+				}
+				msg, reply := fmt.Appendf(nil, "datagram %d from the client", n), fmt.Appendf(nil, "reply %d from the peer", n)
+				exchange(t, relayed, peer, msg, reply)
+				sent, received = sent+len(msg), received+len(reply)
+				time.Sleep(2 * time.Millisecond)
+			}
+			m := tr.metrics
+			for _, c := range []struct {
+				name      string
+				got, want float64
+			}{
+				{"bytes to peer", testutil.ToFloat64(m.toPeerBytes), float64(sent)},
+				{"bytes from peer", testutil.ToFloat64(m.fromPeerBytes), float64(received)},
+				{"packets to peer", testutil.ToFloat64(m.toPeerPackets), float64(n)},
+				{"packets from peer", testutil.ToFloat64(m.fromPeerPackets), float64(n)},
+			} {
+				if c.got != c.want {
+					t.Errorf("%s = %v, want %v", c.name, c.got, c.want)
+				}
+			}
+
+			if err := relayed.Close(); err != nil {
+				t.Fatal(err)
+			}
+			waitFor(t, "the allocation to be released", func() bool { return tr.Allocations() == 0 })
+			if g := testutil.ToFloat64(tr.metrics.allocations); g != 0 {
+				t.Fatalf("allocations gauge %v after release", g)
+			}
+		})
+	}
+}
+
+func TestRelayedAddressIsThePublicIP(t *testing.T) {
+	tr := startRelay(t, func(c *Config) { c.PublicIP = netip.MustParseAddr("198.51.100.7") })
+	user, pass := mint(testSecret, "g_nat")
+	relayed := dial(t, tr, "udp", user, pass).allocate(t)
+	if got := relayed.LocalAddr().(*net.UDPAddr); !got.IP.Equal(net.IPv4(198, 51, 100, 7)) {
+		t.Fatalf("relayed address %s, want the public 198.51.100.7", got)
+	}
+}
+
+func TestListensOnIPv6AndIPv4WithOnePort(t *testing.T) {
+	probe, err := net.ListenPacket("udp6", "[::1]:0")
+	if err != nil {
+		t.Skipf("no IPv6 loopback here: %v", err)
+	}
+	probe.Close()
+	tr := startRelay(t, func(c *Config) { c.Listen = "[::]:0" })
+	port := tr.Addr().(*net.UDPAddr).Port
+	user, pass := mint(testSecret, "g_v6")
+	for _, client := range []string{"[::1]:0", "127.0.0.1:0"} {
+		t.Run(client, func(t *testing.T) {
+			conn, err := net.ListenPacket("udp", client)
 			if err != nil {
-				t.Fatalf("allocate: %v", err)
+				t.Fatal(err)
 			}
-			defer relayConn.Close()
-			p := peer(t)
-			roundTrip(t, relayConn, p)
-			roundTrip(t, relayConn, p) // the second time over the bound channel
-			// The relay counts after its write returns, which may be after
-			// the peer already read the packet.
-			deadline := time.Now().Add(2 * time.Second)
-			for testutil.ToFloat64(s.metrics.packets.WithLabelValues("to_peer")) < 2 && time.Now().Before(deadline) {
-				time.Sleep(10 * time.Millisecond)
+			host, _, _ := net.SplitHostPort(client)
+			server := &net.UDPAddr{IP: net.ParseIP(host), Port: port}
+			raw := newRawClient(t, conn, server, user, pass)
+			resp := raw.request(stun.MethodAllocate, requestedUDP)
+			if code := errorCode(resp); code != 0 {
+				t.Fatalf("allocate over %s: error %d", client, code)
 			}
-			if got := testutil.ToFloat64(s.metrics.packets.WithLabelValues("to_peer")); got < 2 {
-				t.Fatalf("to_peer packets = %v", got)
+			var relayed stun.XORMappedAddress
+			if err := relayed.GetFromAs(resp, stun.AttrXORRelayedAddress); err != nil || relayed.IP.To4() == nil {
+				t.Fatalf("relayed address %v (%v), want IPv4", relayed, err)
 			}
-			if n, _ := testutil.GatherAndCount(reg, "turn_allocations"); n != 1 {
-				t.Fatalf("allocations metric missing")
+			tcp, err := net.Dial("tcp", net.JoinHostPort(host, fmt.Sprint(port)))
+			if err != nil {
+				t.Fatalf("TCP on the same port: %v", err)
 			}
+			tcp.Close()
 		})
 	}
 }
 
 func TestCredentialsRefused(t *testing.T) {
-	s, _ := startRelay(t, nil)
-	expiredUser, expiredPass := MintCredential(secret, "g_old", time.Hour, time.Now().Add(-2*time.Hour))
-	goodUser, _ := mint(t, secret, time.Hour)
-	tests := []struct{ name, user, pass string }{
-		{"expired", expiredUser, expiredPass},
-		{"wrong password", goodUser, "d3JvbmcgcGFzc3dvcmQ="},
-		{"other secret", func() string { u, _ := mint(t, []byte("unknown-secret"), time.Hour); return u }(), func() string { _, p := mint(t, []byte("unknown-secret"), time.Hour); return p }()},
-		{"malformed username", "alice", "password"},
+	clock := newFakeClock()
+	tr := startRelay(t, func(c *Config) {
+		c.Now = clock.Now
+		c.StaticUsers = map[string]string{"kiosk-3": "a-long-kiosk-password"}
+	})
+	now := clock.Now()
+	good, _ := MintCredential(testSecret, "patient-7f3a", time.Hour, now)
+	otherUser, otherPass := MintCredential([]byte("a-secret-the-relay-lacks"), "patient-7f3a", time.Hour, now)
+	expiredUser, expiredPass := MintCredential(testSecret, "patient-7f3a", time.Hour, now.Add(-61*time.Minute))
+	edgeUser, edgePass := MintCredential(testSecret, "patient-7f3a", 0, now)
+	tests := []struct {
+		name, user, pass, reason string
+	}{
+		{"expired an hour ago", expiredUser, expiredPass, reasonExpired},
+		{"expiring this second", edgeUser, edgePass, reasonExpired},
+		{"wrong password", good, "d3JvbmcgcGFzc3dvcmQ=", reasonIntegrity},
+		{"signed by an unknown secret", otherUser, otherPass, reasonIntegrity},
+		{"not a REST username", "alice", "a-long-password-1", reasonMalformed},
+		{"static user, wrong password", "kiosk-3", "not-the-kiosk-password", reasonIntegrity},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			cl := client(t, s, "udp", tt.user, tt.pass)
-			if conn, err := cl.Allocate(); err == nil {
-				conn.Close()
-				t.Fatal("allocation with a bad credential succeeded")
+			before := tr.counter(tr.metrics.authFailures, tt.reason)
+			_, err := dial(t, tr, "udp", tt.user, tt.pass).Allocate()
+			if code := turnCode(err); code != 400 {
+				t.Fatalf("Allocate: %v (code %d), want 400", err, code)
+			}
+			if got := tr.counter(tr.metrics.authFailures, tt.reason) - before; got != 1 {
+				t.Fatalf("%s refusals counted %v times, want 1", tt.reason, got)
 			}
 		})
 	}
-	if got := testutil.ToFloat64(s.metrics.authFailures.WithLabelValues("expired")); got < 1 {
-		t.Fatalf("expired refusals counted %v", got)
+	t.Run("static user", func(t *testing.T) {
+		dial(t, tr, "udp", "kiosk-3", "a-long-kiosk-password").allocate(t)
+	})
+
+	logs := tr.log.String()
+	for _, leak := range []string{"patient-7f3a", "kiosk-3", string(testSecret), "d3JvbmcgcGFzc3dvcmQ="} {
+		if strings.Contains(logs, leak) {
+			t.Errorf("the log contains %q:\n%s", leak, logs)
+		}
+	}
+	for line := range strings.Lines(logs) {
+		if !strings.Contains(line, `"msg":"relay listening"`) && strings.Contains(line, "127.0.0.1") {
+			t.Errorf("a log line names a client address: %s", line)
+		}
+	}
+	if !strings.Contains(logs, `"reason":"expired"`) {
+		t.Errorf("the log lacks the refusal reason:\n%s", logs)
 	}
 }
 
 func TestSecretRotation(t *testing.T) {
-	old := []byte("old-secret")
-	s, _ := startRelay(t, func(c *Config) { c.Secrets = [][]byte{secret, old} })
-	user, pass := mint(t, old, time.Hour)
-	relayConn, err := client(t, s, "udp", user, pass).Allocate()
-	if err != nil {
-		t.Fatalf("credential of the previous secret refused during rotation: %v", err)
+	oldSecret, newSecret := []byte("the-old-secret-being-retired"), []byte("the-new-secret-taking-over")
+	oldUser, oldPass := mint(oldSecret, "g_rotation")
+	newUser, newPass := mint(newSecret, "g_rotation")
+	tr := startRelay(t, func(c *Config) { c.Secrets = [][]byte{newSecret, oldSecret} })
+
+	for _, cred := range []struct{ name, user, pass string }{{"old", oldUser, oldPass}, {"new", newUser, newPass}} {
+		relayed := dial(t, tr, "udp", cred.user, cred.pass).allocate(t)
+		exchange(t, relayed, newPeer(t), []byte("during rotation"), []byte("still relayed")) // refreshes and permissions use the same secret
 	}
-	relayConn.Close()
-	s2, _ := startRelay(t, nil) // the old secret removed
-	if conn, err := client(t, s2, "udp", user, pass).Allocate(); err == nil {
-		conn.Close()
-		t.Fatal("credential of a removed secret accepted")
+
+	if err := tr.SetCredentials([][]byte{newSecret}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := dial(t, tr, "udp", oldUser, oldPass).Allocate(); turnCode(err) != 400 {
+		t.Fatalf("credential of a dropped secret: %v, want 400", err)
+	}
+	dial(t, tr, "udp", newUser, newPass).allocate(t)
+
+	fresh := startRelay(t, func(c *Config) { c.Secrets = [][]byte{newSecret} })
+	if _, err := dial(t, fresh, "udp", oldUser, oldPass).Allocate(); turnCode(err) != 400 {
+		t.Fatalf("a relay started without the old secret accepted its credential: %v", err)
 	}
 }
 
-func TestDeniedPeersAreRefusedUntilAllowed(t *testing.T) {
-	s, _ := startRelay(t, func(c *Config) { c.Policy = PeerPolicy{} })
-	user, pass := mint(t, secret, time.Hour)
-	relayConn, err := client(t, s, "udp", user, pass).Allocate()
-	if err != nil {
-		t.Fatal(err)
+func TestNewRejectsInvalidConfig(t *testing.T) {
+	valid := func() Config {
+		c := DefaultConfig()
+		c.Listen = "127.0.0.1:0"
+		c.RelayBindIP = netip.MustParseAddr("127.0.0.1")
+		c.Secrets = [][]byte{testSecret}
+		return c
 	}
-	defer relayConn.Close()
-	for _, addr := range []string{"127.0.0.1:9", "[::1]:9", "[::ffff:127.0.0.1]:9", "0.0.0.0:9", "169.254.169.254:80", "10.1.2.3:9", "192.168.1.1:9"} {
-		ua, _ := net.ResolveUDPAddr("udp", addr)
-		if _, err := relayConn.WriteTo([]byte("x"), ua); err == nil || !strings.Contains(err.Error(), "403") {
-			t.Errorf("relaying to %s: %v, want 403 Forbidden", addr, err)
-		}
-	}
-	if got := testutil.ToFloat64(s.metrics.peerRefusals.WithLabelValues("loopback")); got < 1 {
-		t.Fatalf("loopback refusals counted %v", got)
-	}
-	// The same peer works once the operator opens its address.
-	s2, _ := startRelay(t, nil)
-	relay2, err := client(t, s2, "udp", user, pass).Allocate()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer relay2.Close()
-	roundTrip(t, relay2, peer(t))
-}
-
-func TestQuotas(t *testing.T) {
 	tests := []struct {
-		name        string
-		user, total int
-	}{{"per user", 1, 10}, {"in total", 10, 1}}
+		name   string
+		mutate func(*Config)
+		want   string
+	}{
+		{"no credentials", func(c *Config) { c.Secrets = nil }, "no credentials"},
+		{"empty secret", func(c *Config) { c.Secrets = [][]byte{{}} }, "empty"},
+		{"no relay address", func(c *Config) { c.RelayBindIP = netip.Addr{} }, "no relay bind address"},
+		{"IPv6 relay address", func(c *Config) { c.RelayBindIP = netip.MustParseAddr("::1") }, "not IPv4"},
+		{"wildcard relay address alone", func(c *Config) { c.RelayBindIP = netip.MustParseAddr("0.0.0.0") }, "needs a public address"},
+		{"IPv6 public address", func(c *Config) { c.PublicIP = netip.MustParseAddr("2001:db8::1") }, "public address"},
+		{"empty port range", func(c *Config) { c.PortMin, c.PortMax = 50000, 40000 }, "port range"},
+		{"no total quota", func(c *Config) { c.TotalQuota = 0 }, "total quota"},
+		{"negative user quota", func(c *Config) { c.UserQuota = -1 }, "user quota"},
+		{"negative cap", func(c *Config) { c.MaxBPS = -1 }, "bandwidth"},
+		{"TLS without certificate", func(c *Config) { c.TLSListen = "127.0.0.1:0" }, "without a certificate"},
+		{"invalid peer prefix", func(c *Config) { c.Policy.Allow = []netip.Prefix{{}} }, "invalid peer prefix"},
+		{"no realm", func(c *Config) { c.Realm = "" }, "no realm"},
+		{"bad listen address", func(c *Config) { c.Listen = "no-port" }, "listen address"},
+	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			s, _ := startRelay(t, func(c *Config) { c.UserQuota, c.TotalQuota = tt.user, tt.total })
-			user, pass := mint(t, secret, time.Hour)
-			first, err := client(t, s, "udp", user, pass).Allocate()
-			if err != nil {
-				t.Fatal(err)
+			c := valid()
+			tt.mutate(&c)
+			if err := c.Validate(); err == nil {
+				t.Errorf("Validate accepted it")
 			}
-			defer first.Close()
-			_, err = client(t, s, "udp", user, pass).Allocate()
-			if err == nil || !strings.Contains(err.Error(), "486") {
-				t.Fatalf("second allocation: %v, want 486", err)
+			s, err := New(c)
+			if err == nil {
+				s.Close()
+				t.Fatal("New accepted it")
+			}
+			if !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("error %q does not mention %q", err, tt.want)
 			}
 		})
 	}
-}
-
-func TestBandwidthCapDropsExcess(t *testing.T) {
-	s, _ := startRelay(t, func(c *Config) { c.MaxBPS = 80_000 }) // 10 kB/s
-	user, pass := mint(t, secret, time.Hour)
-	relayConn, err := client(t, s, "udp", user, pass).Allocate()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer relayConn.Close()
-	p := peer(t)
-	payload := bytes.Repeat([]byte("x"), 1000)
-	for range 50 { // 50 kB at once: five times the one-second burst
-		relayConn.WriteTo(payload, p.LocalAddr())
-	}
-	deadline := time.Now().Add(3 * time.Second)
-	for testutil.ToFloat64(s.metrics.dropped) == 0 && time.Now().Before(deadline) {
-		time.Sleep(50 * time.Millisecond)
-	}
-	if testutil.ToFloat64(s.metrics.dropped) == 0 {
-		t.Fatal("nothing dropped over the cap")
-	}
-}
-
-func testTLS(t *testing.T) *tls.Config {
-	t.Helper()
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "turn.test"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), DNSNames: []string{"turn.test"}}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}, MinVersion: tls.VersionTLS12}
+	t.Run("valid", func(t *testing.T) {
+		if err := valid().Validate(); err != nil {
+			t.Fatal(err)
+		}
+		s, err := New(valid())
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.Close()
+	})
 }

@@ -6,122 +6,186 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/netip"
+	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/pion/logging"
 	"github.com/pion/turn/v4"
-	"github.com/prometheus/client_golang/prometheus"
 )
 
-// Config is a relay's configuration.
-type Config struct {
-	Realm       string
-	Listen      string      // host:port for UDP and TCP
-	TLSListen   string      // host:port for TURN over TLS; empty for none
-	TLS         *tls.Config // certificate for TLSListen
-	PublicIP    netip.Addr  // relayed address told to clients (1:1 NAT); zero: RelayBindIP
-	RelayBindIP netip.Addr  // where relay sockets bind
-	PortMin     uint16
-	PortMax     uint16
-	Secrets     [][]byte          // REST secrets; the first is current
-	StaticUsers map[string]string // long-term users, username -> password
-	Policy      PeerPolicy
-	UserQuota   int   // allocations per username
-	TotalQuota  int   // allocations in all
-	MaxBPS      int64 // per allocation, each direction; 0 = no cap
-	Log         *slog.Logger
-	Metrics     prometheus.Registerer
-	Now         func() time.Time
-}
+// closeTimeout bounds how long Close waits for pion/turn's goroutines.
+const closeTimeout = 10 * time.Second
 
-// Server is a running relay.
+// Server is a running TURN relay. Its methods are safe for concurrent use.
 type Server struct {
 	cfg     Config
-	turn    *turn.Server
-	udp     net.PacketConn
-	tcp     net.Listener
-	tls     net.Listener
+	policy  *PeerPolicy
+	now     func() time.Time
+	log     *slog.Logger
+	creds   atomic.Pointer[credentials]
 	metrics *metrics
+	ledger  *ledger
+	logs    logLimiter
 
-	mu      sync.Mutex
-	perUser map[string]int
-	total   int
-	closed  bool
+	turn    *turn.Server
+	udp     *gatedPacketConn
+	tcp     *gatedListener
+	tls     *gatedListener
+	sockets []*relaySockets
+
+	// loops counts what pion/turn runs on our sockets: the UDP read loop,
+	// each accept loop and each accepted connection's loop.
+	loops sync.WaitGroup
+
+	closeOnce sync.Once
+	closeErr  error
 }
 
-// New starts a relay.
+// New validates cfg, opens the listeners and starts relaying. The relay
+// runs until Close.
 func New(cfg Config) (*Server, error) {
-	if len(cfg.Secrets) == 0 && len(cfg.StaticUsers) == 0 {
-		return nil, errors.New("relay: no credentials: give an auth secret or static users")
+	cfg, err := cfg.normalize()
+	if err != nil {
+		return nil, err
 	}
-	if cfg.Now == nil {
-		cfg.Now = time.Now
+	creds, err := newCredentials(cfg.Realm, cfg.Secrets, cfg.StaticUsers)
+	if err != nil {
+		return nil, err
 	}
-	if !cfg.RelayBindIP.IsValid() {
-		return nil, errors.New("relay: no relay bind address")
+	s := &Server{cfg: cfg, now: cfg.Now, log: cfg.Log, metrics: newMetrics()}
+	s.policy = &s.cfg.Policy
+	s.creds.Store(creds)
+	s.ledger = newLedger(cfg.UserQuota, cfg.TotalQuota, s.quotaRefused)
+	if err := s.metrics.register(cfg.Metrics); err != nil {
+		return nil, err
 	}
-	if !cfg.PublicIP.IsValid() {
-		cfg.PublicIP = cfg.RelayBindIP
+	if err := s.listen(); err != nil {
+		s.metrics.unregister()
+		return nil, err
 	}
-	s := &Server{cfg: cfg, perUser: map[string]int{}, metrics: newMetrics(cfg.Metrics)}
-	var err error
-	if s.udp, err = net.ListenPacket("udp", cfg.Listen); err != nil {
-		return nil, fmt.Errorf("relay UDP listener %s: %w", cfg.Listen, err)
+	// pion/turn runs one loop on the UDP socket and one on each listener.
+	pcs := []turn.PacketConnConfig{{PacketConn: s.udp, RelayAddressGenerator: s.newSockets(), PermissionHandler: s.permit}}
+	lcs := []turn.ListenerConfig{{Listener: s.tcp, RelayAddressGenerator: s.newSockets(), PermissionHandler: s.permit}}
+	if s.tls != nil {
+		lcs = append(lcs, turn.ListenerConfig{Listener: s.tls, RelayAddressGenerator: s.newSockets(), PermissionHandler: s.permit})
 	}
-	// With port 0 the TCP listener takes the port UDP got, so one address
-	// serves both as the protocol expects.
-	host, _, _ := net.SplitHostPort(cfg.Listen)
-	tcpAddr := net.JoinHostPort(host, fmt.Sprint(s.udp.LocalAddr().(*net.UDPAddr).Port))
-	if s.tcp, err = net.Listen("tcp", tcpAddr); err != nil {
-		s.udp.Close()
-		return nil, fmt.Errorf("relay TCP listener %s: %w", cfg.Listen, err)
-	}
-	gen := func() turn.RelayAddressGenerator {
-		return &meteredGenerator{inner: &turn.RelayAddressGeneratorPortRange{
-			RelayAddress: net.IP(cfg.PublicIP.AsSlice()), Address: cfg.RelayBindIP.String(),
-			MinPort: cfg.PortMin, MaxPort: cfg.PortMax, MaxRetries: 20,
-		}, metrics: s.metrics, maxBPS: cfg.MaxBPS}
-	}
-	permit := s.permit
-	listeners := []turn.ListenerConfig{{Listener: s.tcp, RelayAddressGenerator: gen(), PermissionHandler: permit}}
-	if cfg.TLSListen != "" {
-		if cfg.TLS == nil {
-			s.closeListeners()
-			return nil, errors.New("relay: TLS listener without a certificate")
-		}
-		if s.tls, err = tls.Listen("tcp", cfg.TLSListen, cfg.TLS); err != nil {
-			s.closeListeners()
-			return nil, fmt.Errorf("relay TLS listener %s: %w", cfg.TLSListen, err)
-		}
-		listeners = append(listeners, turn.ListenerConfig{Listener: s.tls, RelayAddressGenerator: gen(), PermissionHandler: permit})
-	}
+	s.loops.Add(len(pcs) + len(lcs))
 	s.turn, err = turn.NewServer(turn.ServerConfig{
 		Realm:             cfg.Realm,
 		AuthHandler:       s.authenticate,
-		QuotaHandler:      s.quota,
-		PacketConnConfigs: []turn.PacketConnConfig{{PacketConn: &permissionGate{PacketConn: s.udp, s: s}, RelayAddressGenerator: gen(), PermissionHandler: permit}},
-		ListenerConfigs:   listeners,
-		LoggerFactory:     quietLogger{},
+		QuotaHandler:      s.ledger.reserve,
+		PacketConnConfigs: pcs,
+		ListenerConfigs:   lcs,
+		LoggerFactory:     quietLoggers{},
+		InboundMTU:        inboundMTU,
 		EventHandler: turn.EventHandler{
-			OnAllocationCreated: func(_, _ net.Addr, _, _, _ string, _ net.Addr, _ int) { s.metrics.allocations.Inc() },
-			OnAllocationDeleted: func(_, _ net.Addr, _, username, _ string) { s.released(username) },
+			OnAuth: func(_, _ net.Addr, _, _, _, _ string, ok bool) {
+				if !ok {
+					s.authFailed(reasonIntegrity)
+				}
+			},
+			OnAllocationCreated: func(src, _ net.Addr, _, username, _ string, _ net.Addr, _ int) {
+				s.ledger.created(src, username)
+				s.metrics.allocations.Inc()
+			},
+			OnAllocationDeleted: func(_, _ net.Addr, _, username, _ string) {
+				s.ledger.deleted(username)
+				s.metrics.allocations.Dec()
+			},
+			OnAllocationError: func(src, _ net.Addr, _, _ string) { s.ledger.failed(src) },
+			OnPermissionCreated: func(_, _ net.Addr, _, _, _ string, relayAddr net.Addr, peer net.IP) {
+				s.permissionChanged(relayAddr, peer, true)
+			},
+			OnPermissionDeleted: func(_, _ net.Addr, _, _, _ string, relayAddr net.Addr, peer net.IP) {
+				s.permissionChanged(relayAddr, peer, false)
+			},
 		},
 	})
 	if err != nil {
-		s.closeListeners()
-		return nil, fmt.Errorf("relay: %w", err)
+		// pion/turn fails in validation, before it starts a loop.
+		s.closeSockets()
+		s.metrics.unregister()
+		return nil, fmt.Errorf("relay: start pion/turn: %w", err)
 	}
-	cfg.Log.Info("relay listening", "udp_tcp", s.udp.LocalAddr().String(), "tls", cfg.TLSListen, "public_ip", cfg.PublicIP.String(),
-		"ports", fmt.Sprintf("%d-%d", cfg.PortMin, cfg.PortMax))
+	tlsAddr := ""
+	if s.tls != nil {
+		tlsAddr = s.tls.Addr().String()
+	}
+	s.log.Info("relay listening", "udp_tcp", s.Addr().String(), "tls", tlsAddr, "relay_ip", cfg.RelayBindIP.String(),
+		"public_ip", cfg.PublicIP.String(), "ports", fmt.Sprintf("%d-%d", cfg.PortMin, cfg.PortMax),
+		"secrets", len(cfg.Secrets), "static_users", len(cfg.StaticUsers))
 	return s, nil
 }
 
-// Addr is the bound UDP/TCP address.
+// listen opens the UDP and TCP listeners on one port, and the TLS one.
+func (s *Server) listen() error {
+	host, port, err := net.SplitHostPort(s.cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("relay listen address %q: %w", s.cfg.Listen, err)
+	}
+	// With port 0 the TCP listener takes the port UDP got, which may be
+	// taken for TCP; a few tries find a port free for both.
+	tries := 1
+	if port == "0" {
+		tries = 8
+	}
+	var udp net.PacketConn
+	var tcp net.Listener
+	for range tries {
+		if udp, err = net.ListenPacket("udp", s.cfg.Listen); err != nil {
+			return fmt.Errorf("relay UDP listener %s: %w", s.cfg.Listen, err)
+		}
+		got := strconv.Itoa(udp.LocalAddr().(*net.UDPAddr).Port)
+		if tcp, err = net.Listen("tcp", net.JoinHostPort(host, got)); err == nil {
+			break
+		}
+		_ = udp.Close()
+	}
+	if err != nil {
+		return fmt.Errorf("relay TCP listener %s: %w", s.cfg.Listen, err)
+	}
+	s.udp = &gatedPacketConn{PacketConn: udp, in: inspector{s: s}, stopped: s.loops.Done}
+	s.tcp = newGatedListener(tcp, s, s.loops.Done)
+	if s.cfg.TLSListen != "" {
+		l, err := tls.Listen("tcp", s.cfg.TLSListen, s.cfg.TLS)
+		if err != nil {
+			_ = udp.Close()
+			_ = tcp.Close()
+			return fmt.Errorf("relay TLS listener %s: %w", s.cfg.TLSListen, err)
+		}
+		s.tls = newGatedListener(l, s, s.loops.Done)
+	}
+	return nil
+}
+
+func (s *Server) closeSockets() {
+	_ = s.udp.PacketConn.Close()
+	_ = s.tcp.Listener.Close()
+	if s.tls != nil {
+		_ = s.tls.Listener.Close()
+	}
+}
+
+func (s *Server) newSockets() *relaySockets {
+	r := &relaySockets{
+		inner: &turn.RelayAddressGeneratorPortRange{
+			RelayAddress: net.IP(s.cfg.PublicIP.AsSlice()), Address: s.cfg.RelayBindIP.String(),
+			MinPort: s.cfg.PortMin, MaxPort: s.cfg.PortMax, MaxRetries: 32,
+		},
+		policy: s.policy, metrics: s.metrics, maxBPS: s.cfg.MaxBPS, now: s.now,
+		refused: func(class string) { s.peerRefused(class, false) },
+		byAddr:  map[net.Addr]*relayConn{},
+	}
+	s.sockets = append(s.sockets, r)
+	return r
+}
+
+// Addr returns the address of the UDP and TCP listeners.
 func (s *Server) Addr() net.Addr { return s.udp.LocalAddr() }
 
-// TLSAddr is the bound TLS address, or nil.
+// TLSAddr returns the address of the TLS listener, or nil without one.
 func (s *Server) TLSAddr() net.Addr {
 	if s.tls == nil {
 		return nil
@@ -129,109 +193,114 @@ func (s *Server) TLSAddr() net.Addr {
 	return s.tls.Addr()
 }
 
-// Close stops the relay and its allocations.
-func (s *Server) Close() error {
-	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
-		return nil
-	}
-	s.closed = true
-	s.mu.Unlock()
-	return s.turn.Close()
-}
+// Allocations returns the number of allocations open now.
+func (s *Server) Allocations() int { return s.ledger.allocations() }
 
-func (s *Server) closeListeners() {
-	for _, c := range []interface{ Close() error }{s.udp, s.tcp, s.tls} {
-		if c != nil {
-			c.Close()
-		}
-	}
-}
-
-// authenticate returns the long-term key of username, refusing expired or
-// malformed REST usernames.
-func (s *Server) authenticate(username, realm string, _ net.Addr) ([]byte, bool) {
-	if pw, ok := s.cfg.StaticUsers[username]; ok {
-		return turn.GenerateAuthKey(username, realm, pw), true
-	}
-	if len(s.cfg.Secrets) == 0 {
-		s.authFailed("unknown user")
-		return nil, false
-	}
-	expiry, id, err := ParseRESTUsername(username)
+// SetCredentials replaces the accepted secrets and static users without a
+// restart, for a rotation or a reloaded users file. Allocations keep
+// running; each one's next request (a refresh, a permission) must carry a
+// credential still accepted, so one signed by a dropped secret ends within
+// minutes.
+func (s *Server) SetCredentials(secrets [][]byte, staticUsers map[string]string) error {
+	c, err := newCredentials(s.cfg.Realm, secrets, staticUsers)
 	if err != nil {
-		s.authFailed("malformed username")
+		return err
+	}
+	s.creds.Store(c)
+	s.log.Info("relay credentials replaced", "secrets", len(secrets), "static_users", len(staticUsers))
+	return nil
+}
+
+// Close stops the relay: it closes the listeners, every client connection
+// and every allocation, and returns once pion/turn's goroutines for them
+// have ended (or after ten seconds, with an error). It unregisters the
+// metrics. Calling Close again returns the first call's result.
+func (s *Server) Close() error {
+	s.closeOnce.Do(func() { s.closeErr = s.close() })
+	return s.closeErr
+}
+
+func (s *Server) close() error {
+	var errs []error
+	if err := s.turn.Close(); err != nil {
+		errs = append(errs, fmt.Errorf("relay: close listeners: %w", err))
+	}
+	deadline := time.NewTimer(closeTimeout)
+	defer deadline.Stop()
+	loops := make(chan struct{})
+	go func() { s.loops.Wait(); close(loops) }()
+	select {
+	case <-loops:
+		// Every read loop has returned, so pion has closed its allocation
+		// managers; the allocations' own goroutines end as their sockets
+		// close. Timers pion armed for EVEN-PORT reservations may still fire
+		// and touch only pion's own table.
+		select {
+		case <-s.ledger.drain():
+		case <-deadline.C:
+			errs = append(errs, fmt.Errorf("relay: close: %d allocations still open after %s", s.ledger.allocations(), closeTimeout))
+		}
+	case <-deadline.C:
+		errs = append(errs, fmt.Errorf("relay: close: connections still open after %s", closeTimeout))
+	}
+	s.metrics.unregister()
+	s.log.Info("relay stopped")
+	return errors.Join(errs...)
+}
+
+// authenticate is pion/turn's AuthHandler: the long-term key of username,
+// or a refusal of a malformed, expired or unknown one.
+func (s *Server) authenticate(username, realm string, _ net.Addr) ([]byte, bool) {
+	c := s.creds.Load()
+	if reason := c.check(username, realm, s.now()); reason != "" {
+		s.authFailed(reason)
 		return nil, false
 	}
-	if !s.cfg.Now().Before(expiry) {
-		s.authFailed("expired")
-		return nil, false
-	}
-	secret := secretFor(s.cfg.Secrets, id)
-	return turn.GenerateAuthKey(username, realm, restPassword(secret, username)), true
+	return c.key(username, realm), true
 }
 
-func (s *Server) authFailed(reason string) {
-	s.metrics.authFailures.WithLabelValues(reason).Inc()
-	s.cfg.Log.Info("relay credential refused", "reason", reason)
-}
-
-// quota admits an allocation when the user and the relay have room; a
-// refusal reaches the client as 486 Allocation Quota Reached.
-func (s *Server) quota(username, _ string, _ net.Addr) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.cfg.TotalQuota > 0 && s.total >= s.cfg.TotalQuota {
-		s.metrics.quotaRefusals.WithLabelValues("total").Inc()
-		return false
-	}
-	if s.cfg.UserQuota > 0 && s.perUser[username] >= s.cfg.UserQuota {
-		s.metrics.quotaRefusals.WithLabelValues("user").Inc()
-		return false
-	}
-	s.perUser[username]++
-	s.total++
-	return true
-}
-
-// released frees the quota an allocation held. The quota handler counts an
-// allocation before pion creates it; a creation that then fails is freed
-// when pion reports the deletion, or never counted if pion reports nothing,
-// so counts never go negative.
-func (s *Server) released(username string) {
-	s.metrics.allocations.Dec()
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.perUser[username] > 0 {
-		s.perUser[username]--
-		s.total--
-	}
-	if s.perUser[username] == 0 {
-		delete(s.perUser, username)
-	}
-}
-
-// permit applies the peer policy to CreatePermission and ChannelBind; a
-// refusal reaches the client as 403 Forbidden.
+// permit is pion/turn's PermissionHandler, behind the gate: it refuses
+// what the gate let through only if the gate could not read the request.
 func (s *Server) permit(_ net.Addr, peer net.IP) bool {
-	ip, ok := netip.AddrFromSlice(peer)
+	ip, ok := netipFromIP(peer)
 	if !ok {
-		s.metrics.peerRefusals.WithLabelValues("invalid").Inc()
+		s.peerRefused(ClassInvalid, true)
 		return false
 	}
-	allowed, class := s.cfg.Policy.Check(ip)
+	allowed, class := s.policy.Check(ip)
 	if !allowed {
-		s.metrics.peerRefusals.WithLabelValues(class).Inc()
-		s.cfg.Log.Info("relay peer refused", "class", class)
+		s.peerRefused(class, true)
 	}
 	return allowed
 }
 
-// quietLogger drops pion's internal logging; the relay logs what an
-// operator needs through slog, without client addresses.
-type quietLogger struct{}
+func (s *Server) permissionChanged(relayAddr net.Addr, peer net.IP, granted bool) {
+	for _, r := range s.sockets {
+		r.permission(relayAddr, peer, granted)
+	}
+}
 
-func (quietLogger) NewLogger(string) logging.LeveledLogger {
+func (s *Server) authFailed(reason string) {
+	s.metrics.authFailures.WithLabelValues(reason).Inc()
+	s.logs.log(s.log, "relay credential refused", "reason", reason)
+}
+
+func (s *Server) peerRefused(class string, logIt bool) {
+	s.metrics.peerRefusals.WithLabelValues(class).Inc()
+	if logIt {
+		s.logs.log(s.log, "relay peer refused", "class", class)
+	}
+}
+
+func (s *Server) quotaRefused(quota string) {
+	s.metrics.quotaRefusals.WithLabelValues(quota).Inc()
+	s.logs.log(s.log, "relay allocation refused by quota", "quota", quota)
+}
+
+// quietLoggers silences pion/turn, whose messages carry client and peer
+// addresses; the relay logs what an operator needs through slog instead.
+type quietLoggers struct{}
+
+func (quietLoggers) NewLogger(string) logging.LeveledLogger {
 	return logging.NewDefaultLeveledLoggerForScope("", logging.LogLevelDisabled, nil)
 }

@@ -9,12 +9,15 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/netip"
 	"os"
+	"os/signal"
 	"runtime/pprof"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/openconsult/openconsult/internal/cli"
@@ -163,25 +166,15 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return err
 	}
-	users := map[string]string{}
-	if s.usersFile != "" {
-		f, err := os.Open(s.usersFile)
-		if err != nil {
-			return s.set.Invalid("users-file", "%v", err)
-		}
-		users, err = relay.ParseUsersFile(f)
-		f.Close()
-		if err != nil {
-			return s.set.Invalid("users-file", "%v", err)
-		}
+	users, err := s.staticUsers()
+	if err != nil {
+		return err
 	}
 	cfg := relay.Config{Realm: s.realm, Listen: s.listen.Value, PublicIP: s.public, RelayBindIP: s.bind,
 		PortMin: s.portMin, PortMax: s.portMax, StaticUsers: users,
 		Policy:    relay.PeerPolicy{Allow: s.allowPeers.Values, Deny: s.denyPeers.Values},
 		UserQuota: s.userQuota, TotalQuota: s.totalQuota, MaxBPS: s.maxBPS, Log: log}
-	for _, sec := range s.authSecrets.Values {
-		cfg.Secrets = append(cfg.Secrets, []byte(sec))
-	}
+	cfg.Secrets = s.secrets()
 	if s.tlsListen.Value != "" {
 		src, err := tlsconf.NewFileSource(s.tlsCert, s.tlsKey)
 		if err != nil {
@@ -189,6 +182,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		}
 		cfg.TLSListen, cfg.TLS = s.tlsListen.Value, tlsconf.Server(src.GetCertificate)
 		cfg.TLS.NextProtos = nil // TURN, not HTTP
+	}
+	if err := cfg.Validate(); err != nil {
+		return fmt.Errorf("turnd: %w", err)
 	}
 	if s.check {
 		fmt.Fprintf(stdout, "configuration valid: listen %s, tls %s, relay %s (public %s) ports %d-%d, %d secrets, %d static users, allow %v, deny %v\n",
@@ -211,11 +207,18 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	reg := obs.NewRegistry()
 	cfg.Metrics = reg
+	// Installed before the relay starts, so that a SIGHUP from the moment
+	// it is up reloads rather than kills it.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	srv, err := relay.New(cfg)
 	if err != nil {
 		return err
 	}
 	defer srv.Close()
+	stopReload := reloadOnHangup(ctx, log, hup, srv, args, getenv)
+	defer stopReload()
 	if s.metrics.Value == "" {
 		<-ctx.Done()
 		log.Info("stopped")
@@ -229,6 +232,78 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	err = serve.Run(ctx, log, s.shutdownTimeout, serve.Server{Name: "metrics", Listener: ln, Handler: obs.AdminHandler(reg, health)})
 	log.Info("stopped")
 	return err
+}
+
+// staticUsers reads -users-file, or returns no users without one.
+func (s *settings) staticUsers() (map[string]string, error) {
+	users := map[string]string{}
+	if s.usersFile == "" {
+		return users, nil
+	}
+	f, err := os.Open(s.usersFile)
+	if err != nil {
+		return nil, s.set.Invalid("users-file", "%v", err)
+	}
+	defer f.Close()
+	users, err = relay.ParseUsersFile(f)
+	if err != nil {
+		return nil, s.set.Invalid("users-file", "%v", err)
+	}
+	return users, nil
+}
+
+func (s *settings) secrets() [][]byte {
+	out := make([][]byte, 0, len(s.authSecrets.Values))
+	for _, sec := range s.authSecrets.Values {
+		out = append(out, []byte(sec))
+	}
+	return out
+}
+
+// credentialSetter is the part of the relay a reload touches.
+type credentialSetter interface {
+	SetCredentials(secrets [][]byte, staticUsers map[string]string) error
+}
+
+// reloadCredentials reads the configuration again (flags, environment and
+// config file) and hands the relay its secrets and static users, so an
+// operator rotates the shared secret or edits the users file without
+// dropping the allocations of running calls. Other settings need a restart.
+func reloadCredentials(relaySrv credentialSetter, args []string, getenv func(string) string) error {
+	s := newSettings(io.Discard)
+	if err := s.load(args, getenv); err != nil {
+		return err
+	}
+	users, err := s.staticUsers()
+	if err != nil {
+		return err
+	}
+	return relaySrv.SetCredentials(s.secrets(), users)
+}
+
+// reloadOnHangup calls reloadCredentials on every signal from hup until ctx
+// ends or the returned stop function is called; a failed reload keeps the
+// running credentials and is logged.
+func reloadOnHangup(ctx context.Context, log *slog.Logger, hup <-chan os.Signal, relaySrv credentialSetter, args []string, getenv func(string) string) (stop func()) {
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+				if err := reloadCredentials(relaySrv, args, getenv); err != nil {
+					log.Error("credential reload refused; the previous credentials stay in force", "err", err)
+				}
+			}
+		}
+	}()
+	return func() {
+		cancel()
+		<-done
+	}
 }
 
 func orOff(s string) string {

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -152,5 +153,98 @@ func TestHelpAndExampleConfig(t *testing.T) {
 	env := map[string]string{"TURND_AUTH_SECRET": testSecret}
 	if err := s.load([]string{"-config", "../../deploy/turnd.toml"}, func(k string) string { return env[k] }); err != nil {
 		t.Fatalf("deploy/turnd.toml: %v", err)
+	}
+}
+
+// allocate opens one allocation on the relay with a REST credential signed by
+// secret and returns the client (closed at the end of the test) or the error.
+func allocate(t *testing.T, relayAddr, secret string) error {
+	t.Helper()
+	user, pass := relay.MintCredential([]byte(secret), "g_2", time.Hour, time.Now())
+	conn, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	cl, err := turn.NewClient(&turn.ClientConfig{TURNServerAddr: relayAddr, STUNServerAddr: relayAddr, Conn: conn, Username: user, Password: pass, Realm: "openconsult"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cl.Close)
+	if err := cl.Listen(); err != nil {
+		t.Fatal(err)
+	}
+	relayed, err := cl.Allocate()
+	if err == nil {
+		t.Cleanup(func() { relayed.Close() })
+	}
+	return err
+}
+
+func TestHangupReloadsCredentialsWithoutDroppingAllocations(t *testing.T) {
+	const oldSecret, newSecret = "the-old-shared-secret-0001", "the-new-shared-secret-0002"
+	file := filepath.Join(t.TempDir(), "turnd.toml")
+	writeConfig := func(body string) {
+		if err := os.WriteFile(file, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	writeConfig(`auth-secret = "` + oldSecret + `"` + "\n")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	logs := &lockedBuffer{}
+	done := make(chan error, 1)
+	args := []string{"-config", file, "-listen", "127.0.0.1:0", "-tls-listen", "off", "-metrics", "off", "-relay-ports", "40200-40300"}
+	go func() { done <- run(ctx, args, func(string) string { return "" }, io.Discard, logs) }()
+	waitLog := func(msg string, count int) map[string]any {
+		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+			seen := 0
+			for line := range strings.Lines(logs.String()) {
+				var m map[string]any
+				if json.Unmarshal([]byte(line), &m) == nil && m["msg"] == msg {
+					if seen++; seen == count {
+						return m
+					}
+				}
+			}
+		}
+		t.Fatalf("no log %q (%d):\n%s", msg, count, logs.String())
+		return nil
+	}
+	relayAddr := waitLog("relay listening", 1)["udp_tcp"].(string)
+	if err := allocate(t, relayAddr, oldSecret); err != nil {
+		t.Fatalf("allocate with the configured secret: %v", err)
+	}
+
+	writeConfig(`auth-secret = ["` + newSecret + `", "` + oldSecret + `"]` + "\n")
+	if err := syscall.Kill(os.Getpid(), syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	waitLog("relay credentials replaced", 1)
+	for _, secret := range []string{newSecret, oldSecret} {
+		if err := allocate(t, relayAddr, secret); err != nil {
+			t.Fatalf("during the rotation a credential signed by %q was refused: %v", secret[:13], err)
+		}
+	}
+
+	writeConfig(`auth-secret = "short"` + "\n")
+	syscall.Kill(os.Getpid(), syscall.SIGHUP)
+	waitLog("credential reload refused; the previous credentials stay in force", 1)
+	if err := allocate(t, relayAddr, oldSecret); err != nil {
+		t.Fatalf("a refused reload changed the credentials: %v", err)
+	}
+
+	writeConfig(`auth-secret = "` + newSecret + `"` + "\n")
+	syscall.Kill(os.Getpid(), syscall.SIGHUP)
+	waitLog("relay credentials replaced", 2)
+	if err := allocate(t, relayAddr, oldSecret); err == nil {
+		t.Fatal("a retired secret still opens allocations")
+	}
+	if strings.Contains(logs.String(), oldSecret) || strings.Contains(logs.String(), newSecret) {
+		t.Fatal("the log names a secret")
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("stop: %v", err)
 	}
 }

@@ -1,0 +1,116 @@
+package relay
+
+import (
+	"errors"
+	"io"
+	"net"
+	"os"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+)
+
+// serverGoroutines returns the stacks of goroutines running the relay's
+// side of pion/turn or the relay's own socket wrappers.
+func serverGoroutines() []string {
+	buf := make([]byte, 1<<22)
+	buf = buf[:runtime.Stack(buf, true)]
+	var found []string
+	for _, g := range strings.Split(string(buf), "\n\n") {
+		for _, frame := range []string{"turn/v4.(*Server)", "turn/v4.NewServer", "internal/allocation.", "internal/server.",
+			"relay.(*gatedConn)", "relay.(*gatedListener)", "relay.(*gatedPacketConn)", "relay.(*relayConn)"} {
+			if strings.Contains(g, frame) {
+				found = append(found, g)
+				break
+			}
+		}
+	}
+	return found
+}
+
+func TestCloseEndsConnectionsAllocationsAndGoroutines(t *testing.T) {
+	tr := startRelay(t, func(c *Config) { c.TLSListen, c.TLS = "127.0.0.1:0", selfSigned(t) })
+	user, pass := mint(testSecret, "g_close")
+	clients := map[string]*testClient{}
+	for _, network := range []string{"udp", "tcp", "tls"} {
+		clients[network] = dial(t, tr, network, user, pass)
+		exchange(t, clients[network].allocate(t), newPeer(t), []byte("before close"), []byte("relayed before close"))
+	}
+	// A connection that never says anything is closed too.
+	idle, err := net.Dial("tcp", tr.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer idle.Close()
+	if tr.Allocations() != 3 {
+		t.Fatalf("%d allocations, want 3", tr.Allocations())
+	}
+
+	if err := tr.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	if err := tr.Close(); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+	if n := tr.Allocations(); n != 0 {
+		t.Fatalf("%d allocations after Close", n)
+	}
+	if g := serverGoroutines(); len(g) > 0 {
+		t.Fatalf("%d relay goroutines after Close:\n%s", len(g), strings.Join(g, "\n\n"))
+	}
+	_ = idle.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := idle.Read(make([]byte, 1)); !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) && !isReset(err) {
+		t.Fatalf("idle connection after Close: %v, want it closed", err)
+	}
+	if mfs, err := tr.reg.Gather(); err != nil || len(mfs) != 0 {
+		t.Fatalf("%d metric families still registered after Close (%v)", len(mfs), err)
+	}
+
+	// The same registry takes a new relay.
+	again := startRelay(t, func(c *Config) { c.Metrics = tr.reg })
+	dial(t, again, "udp", user, pass).allocate(t)
+}
+
+func isReset(err error) bool {
+	return err != nil && strings.Contains(err.Error(), "connection reset")
+}
+
+func TestSecondRelayOnOneRegistryIsRefused(t *testing.T) {
+	tr := startRelay(t, nil)
+	cfg := DefaultConfig()
+	cfg.Listen, cfg.RelayBindIP, cfg.Secrets, cfg.Metrics = "127.0.0.1:0", tr.cfg.RelayBindIP, [][]byte{testSecret}, tr.reg
+	if s, err := New(cfg); err == nil {
+		s.Close()
+		t.Fatal("a second relay registered the same metrics")
+	}
+	if mfs, _ := tr.reg.Gather(); len(mfs) == 0 {
+		t.Fatal("the failed New unregistered the first relay's metrics")
+	}
+}
+
+func TestSilentConnectionsAreClosed(t *testing.T) {
+	tr := startRelay(t, func(c *Config) {
+		c.TLSListen, c.TLS = "127.0.0.1:0", selfSigned(t)
+		c.firstFrameTimeout = 200 * time.Millisecond
+	})
+	for _, addr := range []net.Addr{tr.Addr(), tr.TLSAddr()} {
+		conn, err := net.Dial("tcp", addr.String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		start := time.Now()
+		_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+		_, err = conn.Read(make([]byte, 1))
+		if err == nil || errors.Is(err, os.ErrDeadlineExceeded) || time.Since(start) > 4*time.Second {
+			t.Fatalf("silent connection to %s: %v after %v, want it closed by the relay", addr, err, time.Since(start))
+		}
+	}
+	// A connection that speaks in time stays open past the deadline.
+	user, pass := mint(testSecret, "g_slow")
+	cl := dial(t, tr, "tls", user, pass)
+	relayed := cl.allocate(t)
+	time.Sleep(400 * time.Millisecond)
+	exchange(t, relayed, newPeer(t), []byte("still here"), []byte("still relayed"))
+}

@@ -1,0 +1,210 @@
+package relay
+
+import (
+	"errors"
+	"net"
+	"net/netip"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/pion/turn/v4"
+)
+
+var (
+	errPeerRefused = errors.New("relay: peer refused by policy")
+	errNotUDPAddr  = errors.New("relay: peer is not a UDP address")
+	errTCPRelay    = errors.New("relay: TCP relaying (RFC 6062) is not offered")
+)
+
+// relaySockets is the RelayAddressGenerator given to pion/turn. It wraps
+// the port-range generator so that every allocation's relay socket
+// enforces the peer policy on what it sends, only lets in datagrams from
+// peers holding a permission, applies the bandwidth cap and counts
+// traffic. pion/turn offers no per-packet hook; the socket is the one place
+// every relayed datagram passes.
+type relaySockets struct {
+	inner   *turn.RelayAddressGeneratorPortRange
+	policy  *PeerPolicy
+	metrics *metrics
+	refused func(class string)
+	maxBPS  int64
+	now     func() time.Time
+
+	// byAddr finds a socket from the relayed address pion reports in its
+	// permission events: the very value AllocatePacketConn returned.
+	mu     sync.Mutex
+	byAddr map[net.Addr]*relayConn
+}
+
+func (r *relaySockets) Validate() error { return r.inner.Validate() }
+
+func (r *relaySockets) AllocatePacketConn(network string, port int) (net.PacketConn, net.Addr, error) {
+	conn, addr, err := r.inner.AllocatePacketConn(network, port)
+	if err != nil {
+		return nil, nil, err
+	}
+	c := &relayConn{PacketConn: conn, owner: r, addr: addr, policy: r.policy, m: r.metrics, refused: r.refused}
+	c.permitted.Store(&[]netip.Addr{})
+	if r.maxBPS > 0 {
+		c.in, c.out = newBucket(r.maxBPS, r.now), newBucket(r.maxBPS, r.now)
+	}
+	r.mu.Lock()
+	r.byAddr[addr] = c
+	r.mu.Unlock()
+	return c, addr, nil
+}
+
+func (r *relaySockets) AllocateConn(string, int) (net.Conn, net.Addr, error) {
+	return nil, nil, errTCPRelay
+}
+
+// permission applies pion's OnPermissionCreated and OnPermissionDeleted.
+func (r *relaySockets) permission(relayAddr net.Addr, peer net.IP, granted bool) {
+	r.mu.Lock()
+	c := r.byAddr[relayAddr]
+	r.mu.Unlock()
+	ip, ok := netip.AddrFromSlice(peer)
+	if c == nil || !ok {
+		return
+	}
+	c.setPermitted(ip.Unmap(), granted)
+}
+
+func (r *relaySockets) forget(addr net.Addr) {
+	r.mu.Lock()
+	delete(r.byAddr, addr)
+	r.mu.Unlock()
+}
+
+// relayConn is one allocation's relay socket. The per-packet path takes no
+// lock shared with other allocations or the control plane and allocates
+// nothing.
+type relayConn struct {
+	net.PacketConn
+	owner   *relaySockets
+	addr    net.Addr
+	policy  *PeerPolicy
+	m       *metrics
+	refused func(class string)
+	in, out *bucket // nil without a cap
+
+	// permitted is copied on write: permissions change every few minutes,
+	// datagrams arrive thousands of times a second.
+	permMu    sync.Mutex
+	permitted atomic.Pointer[[]netip.Addr]
+	closeOnce sync.Once
+}
+
+func (c *relayConn) setPermitted(ip netip.Addr, granted bool) {
+	c.permMu.Lock()
+	defer c.permMu.Unlock()
+	cur := *c.permitted.Load()
+	has := slices.Contains(cur, ip)
+	switch {
+	case granted && !has:
+		next := append(slices.Clip(cur), ip)
+		c.permitted.Store(&next)
+	case !granted && has:
+		next := slices.DeleteFunc(slices.Clone(cur), func(a netip.Addr) bool { return a == ip })
+		c.permitted.Store(&next)
+	}
+}
+
+// WriteTo sends a client's datagram to a peer. pion only calls it for a
+// peer holding a permission, which the gate and the PermissionHandler
+// granted under the policy; checking again here keeps the policy true
+// even if a future pion path skipped them.
+func (c *relayConn) WriteTo(p []byte, addr net.Addr) (int, error) {
+	ua, ok := addr.(*net.UDPAddr)
+	if !ok {
+		return 0, errNotUDPAddr
+	}
+	ip, _ := netip.AddrFromSlice(ua.IP)
+	if allowed, class := c.policy.Check(ip); !allowed {
+		c.refused(class)
+		return 0, errPeerRefused
+	}
+	if c.out != nil && !c.out.allow(len(p)) {
+		c.m.toPeerDrops.Inc()
+		return len(p), nil // lost, as on a congested link
+	}
+	n, err := c.PacketConn.WriteTo(p, addr)
+	if err == nil {
+		c.m.toPeerBytes.Add(float64(n))
+		c.m.toPeerPackets.Inc()
+	}
+	return n, err
+}
+
+// ReadFrom returns the next datagram from a permitted peer. Datagrams from
+// anyone else are dropped here, as pion would drop them, before they can
+// use up the allocation's bandwidth or count as relayed.
+func (c *relayConn) ReadFrom(p []byte) (int, net.Addr, error) {
+	for {
+		n, addr, err := c.PacketConn.ReadFrom(p)
+		if err != nil {
+			return n, addr, err
+		}
+		ua, ok := addr.(*net.UDPAddr)
+		if !ok {
+			continue
+		}
+		ip, _ := netip.AddrFromSlice(ua.IP)
+		if !slices.Contains(*c.permitted.Load(), ip.Unmap()) {
+			continue
+		}
+		if c.in != nil && !c.in.allow(n) {
+			c.m.fromPeerDrops.Inc()
+			continue
+		}
+		c.m.fromPeerBytes.Add(float64(n))
+		c.m.fromPeerPackets.Inc()
+		return n, addr, nil
+	}
+}
+
+func (c *relayConn) Close() error {
+	c.closeOnce.Do(func() { c.owner.forget(c.addr) })
+	return c.PacketConn.Close()
+}
+
+// minBurst lets a full-size datagram through however low the cap.
+const minBurst = 1600
+
+// bucket is a token bucket in bytes: rate bytes per second, with a burst
+// of one second's worth. Each direction of each allocation has its own,
+// used by one pion goroutine, so its lock is not contended.
+type bucket struct {
+	now   func() time.Time
+	rate  float64
+	burst float64
+
+	mu     sync.Mutex
+	tokens float64
+	last   time.Time
+}
+
+func newBucket(bitsPerSecond int64, now func() time.Time) *bucket {
+	rate := float64(bitsPerSecond) / 8
+	burst := max(rate, minBurst)
+	return &bucket{now: now, rate: rate, burst: burst, tokens: burst, last: now()}
+}
+
+// allow takes n bytes' worth of tokens, or reports that the datagram is
+// over the cap.
+func (b *bucket) allow(n int) bool {
+	now := b.now()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if d := now.Sub(b.last); d > 0 {
+		b.tokens = min(b.burst, b.tokens+d.Seconds()*b.rate)
+		b.last = now
+	}
+	if b.tokens < float64(n) {
+		return false
+	}
+	b.tokens -= float64(n)
+	return true
+}
