@@ -1,152 +1,151 @@
-// Package audit owns the tamper-evident audit log: every security-relevant
-// event as a canonical JSON entry with a sequence number, chained to the
-// previous entry by its hash, written durably before the action it records
-// is acknowledged, and leaves of an RFC 6962 Merkle tree whose root is
-// signed (Ed25519, C2SP tlog-checkpoint note format) periodically and at
-// every export.
+// Package audit owns the platform's tamper-evident audit log: every
+// security-relevant event (sign-ins, lockouts, second-factor and password
+// changes, account administration, consult sessions, shared documents,
+// recordings, exports of the log itself) as an Entry that is written
+// durably before the action it records is acknowledged.
 //
-// Verification recomputes every entry's hash, its link to the previous
-// entry and the tree, and checks the signed checkpoints, so an edited,
-// inserted, removed or reordered entry is found and named, also offline on
-// an export with only the public key.
+// Each entry is stored as canonical JSON carrying the hash of the entry
+// before it, and is a leaf of an RFC 6962 Merkle tree whose root is signed
+// with Ed25519 in the C2SP tlog-checkpoint note format, periodically and at
+// every export. Verify recomputes all of it from storage and names the
+// first entry that was altered, inserted, removed or reordered; a JSON
+// export carries a signed checkpoint and inclusion proofs, so VerifyExport
+// checks it offline with only the public key.
+//
+// The package owns the format, the hashing, the signing and the checks;
+// persistence is behind Storage, which package store implements.
 package audit
 
 import (
 	"context"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"sync"
 	"time"
-
-	"github.com/transparency-dev/merkle/rfc6962"
 )
 
-// Types of entries. Callers may add others; these are the ones the
-// platform writes.
-const (
-	TypeSignIn              = "signin"
-	TypeLockout             = "lockout"
-	TypeTOTPEnrolled        = "totp.enrolled"
-	TypeTOTPReset           = "totp.reset"
-	TypePasswordChanged     = "password.changed"
-	TypePasswordReset       = "password.reset"
-	TypeUserCreated         = "user.created"
-	TypeUserDisabled        = "user.disabled"
-	TypeSessionsRevoked     = "sessions.revoked"
-	TypeSessionRequest      = "session.request"
-	TypeSessionAccepted     = "session.accepted"
-	TypeSessionAborted      = "session.aborted"
-	TypeSessionEnded        = "session.ended"
-	TypeDocumentShared      = "document.shared"
-	TypeRecordingStarted    = "recording.started"
-	TypeRecordingStopped    = "recording.stopped"
-	TypeRecordingDownloaded = "recording.downloaded"
-	TypeAuditExported       = "audit.exported"
-)
-
-// Outcomes.
-const (
-	Success = "success"
-	Failure = "failure"
-)
-
-// Entry is one audit record. Its canonical form is the JSON encoding of
-// this struct: fixed field order, map keys sorted, UTC times.
-type Entry struct {
-	Seq       uint64            `json:"seq"`
-	Time      time.Time         `json:"time"`
-	Type      string            `json:"type"`
-	Outcome   string            `json:"outcome"`
-	Requester string            `json:"requester"`
-	Room      string            `json:"room,omitempty"`
-	Message   string            `json:"message"`
-	SourceIP  string            `json:"source_ip,omitempty"`
-	UserAgent string            `json:"user_agent,omitempty"`
-	Fields    map[string]string `json:"fields,omitempty"`
-	// Prev is the leaf hash of the previous entry (hex), so removing or
-	// reordering entries breaks the chain at a nameable place.
-	Prev string `json:"prev"`
-}
-
-// Canonical returns the entry's canonical JSON.
-func (e Entry) Canonical() []byte {
-	e.Time = e.Time.UTC()
-	b, err := json.Marshal(e)
-	if err != nil {
-		panic(fmt.Sprintf("audit: encode entry: %v", err)) // only strings and a time
-	}
-	return b
-}
-
-// LeafHash is the RFC 6962 leaf hash of canonical entry bytes.
-func LeafHash(canonical []byte) []byte { return rfc6962.DefaultHasher.HashLeaf(canonical) }
-
-// Row is an entry as stored.
+// Row is an entry as stored: its sequence number, its canonical JSON and
+// the RFC 6962 leaf hash of that JSON.
 type Row struct {
 	Seq       uint64
 	Canonical []byte
 	LeafHash  []byte
 }
 
-// Storage keeps the log. Append runs build inside one write transaction
-// with the last stored row (zero Row when empty), so sequence numbers stay
-// gapless across processes.
-type Storage interface {
-	AuditAppend(ctx context.Context, build func(last Row) (Row, error)) error
-	AuditRows(ctx context.Context, from uint64, fn func(Row) error) error
-	AuditCheckpoints(ctx context.Context) ([]StoredCheckpoint, error)
-	AddAuditCheckpoint(ctx context.Context, c StoredCheckpoint) error
-}
-
 // StoredCheckpoint is a signed checkpoint note as stored.
 type StoredCheckpoint struct {
-	Size      uint64
-	Note      []byte
+	Size      uint64 // tree size the note states
+	Note      []byte // the signed note, exactly as signed
 	CreatedAt time.Time
 }
 
-// Log appends entries.
-type Log struct {
-	storage Storage
-	now     func() time.Time
-	mu      sync.Mutex
-	signer  *Signer
+// Source is what verification reads.
+type Source interface {
+	// AuditRows calls fn for every stored row with Seq >= from in
+	// ascending order, stopping at and returning fn's first error.
+	AuditRows(ctx context.Context, from uint64, fn func(Row) error) error
+	// AuditCheckpoints returns at most limit stored checkpoints with a
+	// size greater than after, by ascending size.
+	AuditCheckpoints(ctx context.Context, after uint64, limit int) ([]StoredCheckpoint, error)
 }
 
-// New returns a log over storage that signs checkpoints with signer.
-func New(storage Storage, signer *Signer, now func() time.Time) *Log {
+// Storage keeps the log.
+type Storage interface {
+	Source
+	// AuditAppend calls build with the stored row of the highest Seq (the
+	// zero Row when there is none) inside one write transaction that
+	// excludes every other AuditAppend, also from other processes, stores
+	// the row build returns, and returns once it is durably committed. An
+	// error from build rolls back and is returned.
+	AuditAppend(ctx context.Context, build func(last Row) (Row, error)) error
+	// AddAuditCheckpoint stores a signed checkpoint; one already stored for
+	// the same size is kept.
+	AddAuditCheckpoint(ctx context.Context, c StoredCheckpoint) error
+	// LatestAuditCheckpoint returns the stored checkpoint of the greatest
+	// size, and false when there is none.
+	LatestAuditCheckpoint(ctx context.Context) (StoredCheckpoint, bool, error)
+}
+
+// ErrInconsistent reports stored entries that do not form a valid log; no
+// checkpoint is signed over them. Verify names the entry at fault.
+var ErrInconsistent = errors.New("audit log inconsistent")
+
+// Log appends entries and signs checkpoints. It is safe for concurrent use.
+type Log struct {
+	storage Storage
+	signer  *Signer
+	now     func() time.Time
+	logger  *slog.Logger
+
+	// appendMu queues this process's appends before the storage's write
+	// lock, which serialises them across processes.
+	appendMu sync.Mutex
+
+	// treeMu guards the running tree of the entries read so far, which
+	// checkpoints extend with the rows stored since (by any process).
+	treeMu sync.Mutex
+	tree   *runningTree
+	tip    []byte // leaf hash of the tree's last entry
+}
+
+// Option adjusts a Log.
+type Option func(*Log)
+
+// WithLogger sets where the checkpoint loop reports failures (default
+// slog.Default()). Messages carry sequence numbers and sizes, never entry
+// contents.
+func WithLogger(l *slog.Logger) Option { return func(lg *Log) { lg.logger = l } }
+
+// New returns a log kept in storage that signs checkpoints with signer and
+// dates entries with now (time.Now when nil).
+func New(storage Storage, signer *Signer, now func() time.Time, opts ...Option) *Log {
 	if now == nil {
 		now = time.Now
 	}
-	return &Log{storage: storage, signer: signer, now: now}
+	l := &Log{storage: storage, signer: signer, now: now, logger: slog.Default(), tree: newRunningTree()}
+	for _, o := range opts {
+		o(l)
+	}
+	return l
 }
 
-// Append completes e (sequence number, time never earlier than the previous
-// entry's, link to the previous entry), stores it durably and returns it.
+// Append completes e with its sequence number, its time (now, but never
+// earlier than the previous entry's, so a clock stepping back keeps the
+// order) and its link to the previous entry, stores it durably and
+// returns it as stored. Text that is not valid UTF-8 is stored with
+// U+FFFD in place of the invalid bytes rather than lost.
 func (l *Log) Append(ctx context.Context, e Entry) (Entry, error) {
-	if e.Type == "" || (e.Outcome != Success && e.Outcome != Failure) {
-		return Entry{}, errors.New("audit: entry needs a type and an outcome")
+	if e.Type == "" {
+		return Entry{}, errors.New("audit append: entry has no type")
 	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
+	if e.Outcome != Success && e.Outcome != Failure {
+		return Entry{}, fmt.Errorf("audit append %s: outcome %q, want %q or %q", e.Type, e.Outcome, Success, Failure)
+	}
+	e = sanitize(e)
+	l.appendMu.Lock()
+	defer l.appendMu.Unlock()
 	var out Entry
 	err := l.storage.AuditAppend(ctx, func(last Row) (Row, error) {
 		e.Seq = last.Seq + 1
 		e.Time = l.now().UTC()
 		e.Prev = ""
 		if last.Seq > 0 {
-			var prev Entry
-			if err := json.Unmarshal(last.Canonical, &prev); err != nil {
-				return Row{}, fmt.Errorf("audit: previous entry %d unreadable: %w", last.Seq, err)
-			}
-			if e.Time.Before(prev.Time) {
-				e.Time = prev.Time // a clock stepping back keeps the order
-			}
+			// Chain to the stored hash. An unreadable previous entry does
+			// not stop the recording of new actions (that would let one
+			// edited row halt sign-ins); Verify reports it.
 			e.Prev = hex.EncodeToString(last.LeafHash)
+			if prev, err := ParseEntry(last.Canonical); err == nil && prev.Time.After(e.Time) {
+				e.Time = prev.Time
+			} else if err != nil {
+				l.logger.Error("audit: previous entry unreadable, appending anyway; run audit verify", "seq", last.Seq)
+			}
 		}
-		c := e.Canonical()
+		c, err := e.Canonical()
+		if err != nil {
+			return Row{}, err
+		}
 		out = e
 		return Row{Seq: e.Seq, Canonical: c, LeafHash: LeafHash(c)}, nil
 	})
@@ -156,81 +155,119 @@ func (l *Log) Append(ctx context.Context, e Entry) (Entry, error) {
 	return out, nil
 }
 
-// Run issues a signed checkpoint every interval when the log grew, until
-// ctx is done.
+// Checkpoint signs and stores a checkpoint of the whole log as it is now.
+func (l *Log) Checkpoint(ctx context.Context) (Checkpoint, error) {
+	l.treeMu.Lock()
+	defer l.treeMu.Unlock()
+	cp, _, err := l.checkpointLocked(ctx)
+	return cp, err
+}
+
+// CheckpointIfGrown signs and stores a checkpoint when the log has grown
+// beyond the largest stored one, and reports whether it did.
+func (l *Log) CheckpointIfGrown(ctx context.Context) (bool, error) {
+	l.treeMu.Lock()
+	defer l.treeMu.Unlock()
+	if err := l.catchUp(ctx); err != nil {
+		return false, fmt.Errorf("audit checkpoint: %w", err)
+	}
+	latest, ok, err := l.storage.LatestAuditCheckpoint(ctx)
+	if err != nil {
+		return false, fmt.Errorf("audit checkpoint: %w", err)
+	}
+	if l.tree.size() == 0 || ok && latest.Size >= l.tree.size() {
+		return false, nil
+	}
+	_, _, err = l.checkpointLocked(ctx)
+	return err == nil, err
+}
+
+// Run issues a checkpoint at once and then every interval, each time the
+// log has grown, until ctx is done. Its caller owns the goroutine it runs
+// in; Run returns when ctx is cancelled.
 func (l *Log) Run(ctx context.Context, every time.Duration) {
+	if every <= 0 {
+		l.logger.Warn("audit: periodic checkpoints disabled", "interval", every)
+		return
+	}
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
+		if _, err := l.CheckpointIfGrown(ctx); err != nil && ctx.Err() == nil {
+			l.logger.Error("audit: checkpoint not issued", "err", err)
+		}
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			_, _ = l.CheckpointIfGrown(ctx)
 		}
 	}
 }
 
-// CheckpointIfGrown signs a checkpoint when entries were added since the
-// last one.
-func (l *Log) CheckpointIfGrown(ctx context.Context) (bool, error) {
-	cps, err := l.storage.AuditCheckpoints(ctx)
+// checkpointLocked signs the tree after reading the rows stored since the
+// last call. The caller holds treeMu.
+func (l *Log) checkpointLocked(ctx context.Context) (Checkpoint, []byte, error) {
+	if l.signer == nil {
+		return Checkpoint{}, nil, errors.New("audit checkpoint: no signing key")
+	}
+	if err := l.catchUp(ctx); err != nil {
+		return Checkpoint{}, nil, fmt.Errorf("audit checkpoint: %w", err)
+	}
+	if l.tree.size() == 0 {
+		return Checkpoint{}, nil, errors.New("audit checkpoint: the log is empty")
+	}
+	cp := Checkpoint{Origin: l.signer.Origin(), Size: l.tree.size(), Root: l.tree.root()}
+	signed, err := l.signer.Sign(cp)
 	if err != nil {
-		return false, err
+		return Checkpoint{}, nil, err
 	}
-	size, _, err := l.tree(ctx)
-	if err != nil {
-		return false, err
+	if err := l.storage.AddAuditCheckpoint(ctx, StoredCheckpoint{Size: cp.Size, Note: signed, CreatedAt: l.now().UTC()}); err != nil {
+		return Checkpoint{}, nil, fmt.Errorf("audit checkpoint of %d entries: %w", cp.Size, err)
 	}
-	if size == 0 || len(cps) > 0 && cps[len(cps)-1].Size >= size {
-		return false, nil
-	}
-	_, err = l.Checkpoint(ctx)
-	return err == nil, err
+	return cp, signed, nil
 }
 
-// Checkpoint signs and stores the current tree head.
-func (l *Log) Checkpoint(ctx context.Context) (Checkpoint, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	size, root, err := l.tree(ctx)
-	if err != nil {
-		return Checkpoint{}, err
-	}
-	cp := Checkpoint{Origin: l.signer.Origin(), Size: size, Root: root}
-	note, err := l.signer.Sign(cp)
-	if err != nil {
-		return Checkpoint{}, err
-	}
-	if err := l.storage.AddAuditCheckpoint(ctx, StoredCheckpoint{Size: size, Note: note, CreatedAt: l.now().UTC()}); err != nil {
-		return Checkpoint{}, fmt.Errorf("store checkpoint: %w", err)
-	}
-	return cp, nil
-}
-
-// tree computes the size and root of the whole log.
-func (l *Log) tree(ctx context.Context) (uint64, []byte, error) {
-	t := newTree()
-	err := l.storage.AuditRows(ctx, 1, func(r Row) error {
-		t.append(r.LeafHash)
+// catchUp extends the running tree with the rows stored since it was last
+// extended, checking each as Verify does, so that a checkpoint never puts
+// a signature on a broken log. Leaves are recomputed from the entries, not
+// taken from storage. The caller holds treeMu.
+func (l *Log) catchUp(ctx context.Context) error {
+	err := l.storage.AuditRows(ctx, l.tree.size()+1, func(r Row) error {
+		want := l.tree.size() + 1
+		if r.Seq != want {
+			return fmt.Errorf("%w: entry %d missing, found %d", ErrInconsistent, want, r.Seq)
+		}
+		e, err := ParseEntry(r.Canonical)
+		if err != nil {
+			return fmt.Errorf("%w: entry %d: %v", ErrInconsistent, r.Seq, err)
+		}
+		leaf := LeafHash(r.Canonical)
+		if e.Seq != r.Seq || string(leaf) != string(r.LeafHash) || e.Prev != hex.EncodeToString(l.tip) {
+			return fmt.Errorf("%w: entry %d does not match its number, hash or predecessor", ErrInconsistent, r.Seq)
+		}
+		l.tree.append(leaf)
+		l.tip = leaf
 		return nil
 	})
 	if err != nil {
-		return 0, nil, err
+		return fmt.Errorf("read audit entries: %w", err)
 	}
-	return t.size(), t.root(), nil
+	return nil
 }
 
 // Entries returns the newest entries matching f, newest first, at most
-// limit of them.
+// limit of them. An entry that no longer decodes is listed with its number
+// and a note instead of hiding it, whatever the filter.
 func (l *Log) Entries(ctx context.Context, f Filter, limit int) ([]Entry, error) {
+	if limit <= 0 {
+		return nil, nil
+	}
 	ring := make([]Entry, 0, limit)
-	err := l.storage.AuditRows(ctx, 1, func(r Row) error {
-		var e Entry
-		if err := json.Unmarshal(r.Canonical, &e); err != nil {
-			return fmt.Errorf("audit entry %d: %w", r.Seq, err)
-		}
-		if !f.match(e) {
+	err := l.storage.AuditRows(ctx, 0, func(r Row) error {
+		e, err := ParseEntry(r.Canonical)
+		if err != nil {
+			e = Entry{Seq: r.Seq, Message: "(this entry is unreadable: it was altered; see the verification)"}
+		} else if !f.match(e) {
 			return nil
 		}
 		if len(ring) == limit {
@@ -240,16 +277,29 @@ func (l *Log) Entries(ctx context.Context, f Filter, limit int) ([]Entry, error)
 		ring = append(ring, e)
 		return nil
 	})
+	if err != nil {
+		return nil, fmt.Errorf("audit entries: %w", err)
+	}
 	for i, j := 0, len(ring)-1; i < j; i, j = i+1, j-1 {
 		ring[i], ring[j] = ring[j], ring[i]
 	}
-	return ring, err
+	return ring, nil
 }
 
-// Verify checks the log with the signer's own key.
+// Verify checks the stored log with the log's own verifier key. An
+// auditor should use the package-level Verify with the key they hold.
 func (l *Log) Verify(ctx context.Context) (Report, error) {
+	if l.signer == nil {
+		return Report{}, errors.New("audit verify: no signing key")
+	}
 	return Verify(ctx, l.storage, l.signer.VerifierKey())
 }
 
-// VerifierKey is the public key auditors verify checkpoints with.
-func (l *Log) VerifierKey() string { return l.signer.VerifierKey() }
+// VerifierKey is the public key auditors verify checkpoints and exports
+// with.
+func (l *Log) VerifierKey() string {
+	if l.signer == nil {
+		return ""
+	}
+	return l.signer.VerifierKey()
+}

@@ -1,25 +1,27 @@
 package audit
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/csv"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
-	"sort"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
-
-	"github.com/transparency-dev/merkle/proof"
 )
 
-// Filter selects entries for an export or a listing.
+// Filter selects entries for an export or a listing. Zero fields select
+// everything.
 type Filter struct {
-	Since, Until time.Time // zero means unbounded
-	User         string    // requester, or the subject of an admin action
-	Type         string    // entry type, or its prefix ending in "." ("session.")
+	Since, Until time.Time // from Since (inclusive) to Until (exclusive)
+	User         string    // requester, or the subject of an admin action (field "user")
+	Type         string    // entry type, or a prefix ending in "." ("session.")
 	Room         string    // consult id
 }
 
@@ -36,173 +38,234 @@ func (f Filter) match(e Entry) bool {
 	return f.User == "" || e.Requester == f.User || e.Fields["user"] == f.User
 }
 
-const exportFormat = "openconsult-audit-export-v1"
-
-// exportDoc is a self-contained export: a signed checkpoint, and each
-// selected entry with its inclusion proof against it.
-type exportDoc struct {
-	Format     string        `json:"format"`
-	Checkpoint string        `json:"checkpoint"`
-	Entries    []exportEntry `json:"entries"`
-}
-
-type exportEntry struct {
-	Entry json.RawMessage `json:"entry"`
-	Proof []string        `json:"inclusion_proof"`
-}
-
-// Export writes the entries matching f as "json" (verifiable offline) or
-// "csv" (for people). The export itself is recorded first, by requester, so
-// the export contains its own record and a fresh checkpoint covers both.
-func (l *Log) Export(ctx context.Context, w io.Writer, f Filter, format, requester string) error {
-	if format != "json" && format != "csv" {
-		return fmt.Errorf("export format %q: want json or csv", format)
-	}
-	fields := map[string]string{"format": format}
-	if f.User != "" {
-		fields["user"] = f.User
+// fields records the filter in the export's own audit entry.
+func (f Filter) fields(format string) map[string]string {
+	m := map[string]string{"format": format}
+	for k, v := range map[string]string{"user": f.User, "type": f.Type, "room": f.Room} {
+		if v != "" {
+			m[k] = v
+		}
 	}
 	if !f.Since.IsZero() {
-		fields["since"] = f.Since.UTC().Format(time.RFC3339)
+		m["since"] = f.Since.UTC().Format(time.RFC3339Nano)
 	}
 	if !f.Until.IsZero() {
-		fields["until"] = f.Until.UTC().Format(time.RFC3339)
+		m["until"] = f.Until.UTC().Format(time.RFC3339Nano)
 	}
-	if f.Type != "" {
-		fields["type"] = f.Type
+	return m
+}
+
+// exportFormat names the JSON export layout; VerifyExport reads only it.
+const exportFormat = "openconsult-audit-export/2"
+
+// Export writes the entries matching f, as "json" (a self-contained
+// document an auditor verifies offline with VerifyExport) or "csv" (for
+// people and spreadsheets). The export is first recorded in the log as an
+// audit.exported entry by requester, with the filter in its fields, and
+// nothing is written unless that succeeds.
+//
+// The JSON document holds a freshly signed checkpoint, the export's own
+// entry, and each selected entry exactly as stored with its inclusion
+// proof; an entry whose predecessor is not in the document also carries
+// the proof that its link names a leaf of the log. The selection covers
+// the log up to the export's own entry (CSV) or the checkpoint (JSON).
+func (l *Log) Export(ctx context.Context, w io.Writer, f Filter, format, requester string) error {
+	if format != "json" && format != "csv" {
+		return fmt.Errorf("audit export: format %q, want json or csv", format)
 	}
-	if f.Room != "" {
-		fields["room"] = f.Room
+	if requester == "" {
+		return errors.New("audit export: no requester to record")
 	}
-	if _, err := l.Append(ctx, Entry{Type: TypeAuditExported, Outcome: Success, Requester: requester, Message: "audit log exported", Fields: fields}); err != nil {
-		return err
+	rec, err := l.Append(ctx, Entry{Type: TypeAuditExported, Outcome: Success, Requester: requester,
+		Message: "audit log exported", Fields: f.fields(format)})
+	if err != nil {
+		return fmt.Errorf("audit export: %w", err)
 	}
-	if _, err := l.Checkpoint(ctx); err != nil {
-		return err
+	if format == "csv" {
+		return l.writeCSV(ctx, w, f, rec.Seq)
 	}
-	stored, err := l.storage.AuditCheckpoints(ctx)
-	if err != nil || len(stored) == 0 {
-		return fmt.Errorf("export checkpoint: %w", err)
+	return l.writeJSON(ctx, w, f, rec)
+}
+
+func (l *Log) writeJSON(ctx context.Context, w io.Writer, f Filter, rec Entry) error {
+	l.treeMu.Lock()
+	cp, signed, err := l.checkpointLocked(ctx)
+	l.treeMu.Unlock()
+	if err != nil {
+		return fmt.Errorf("audit export: %w", err)
 	}
-	cp := stored[len(stored)-1]
-	var leaves [][]byte
-	var picked []Row
+	// First pass: the leaves, to build the proofs. Leaves are recomputed;
+	// the root must be the one just signed.
+	leaves := make([][32]byte, 0, cp.Size)
 	err = l.storage.AuditRows(ctx, 1, func(r Row) error {
 		if r.Seq > cp.Size {
 			return errStop
 		}
-		leaves = append(leaves, r.LeafHash)
-		var e Entry
-		if err := json.Unmarshal(r.Canonical, &e); err != nil {
-			return err
+		if r.Seq != uint64(len(leaves))+1 {
+			return fmt.Errorf("%w: entry %d missing", ErrInconsistent, len(leaves)+1)
 		}
-		if f.match(e) {
-			picked = append(picked, r)
-		}
+		leaves = append(leaves, [32]byte(LeafHash(r.Canonical)))
 		return nil
 	})
-	if err != nil && err != errStop {
+	if err != nil && !errors.Is(err, errStop) {
+		return fmt.Errorf("audit export: read entries: %w", err)
+	}
+	tree := newDenseTree(leaves)
+	if tree.size() != cp.Size || !bytes.Equal(tree.root(), cp.Root) {
+		return fmt.Errorf("audit export: %w: the stored entries changed while exporting", ErrInconsistent)
+	}
+	recCanon, err := rec.Canonical()
+	if err != nil {
+		return fmt.Errorf("audit export: %w", err)
+	}
+
+	bw := bufio.NewWriter(w)
+	note, err := json.Marshal(string(signed))
+	if err != nil {
+		return fmt.Errorf("audit export: %w", err)
+	}
+	bw.WriteString(`{"format":"` + exportFormat + `","checkpoint":`)
+	bw.Write(note)
+	bw.WriteString(`,"record":`)
+	if err := writeItem(bw, tree, rec.Seq, recCanon, false); err != nil {
 		return err
 	}
-	if format == "csv" {
-		return writeCSV(w, picked)
-	}
-	doc := exportDoc{Format: exportFormat, Checkpoint: string(cp.Note), Entries: make([]exportEntry, 0, len(picked))}
-	for _, r := range picked {
-		path := inclusionPath(int(r.Seq-1), leaves)
-		p := make([]string, len(path))
-		for i, h := range path {
-			p[i] = base64.StdEncoding.EncodeToString(h)
-		}
-		doc.Entries = append(doc.Entries, exportEntry{Entry: r.Canonical, Proof: p})
-	}
-	// No indentation: it would re-format the canonical entries.
-	return json.NewEncoder(w).Encode(doc)
-}
-
-// MaxExportBytes bounds what VerifyExport reads.
-const MaxExportBytes = 1 << 30
-
-// VerifyExport checks an export offline: the checkpoint's signature with
-// vkey, that every entry is canonical, and its inclusion proof against the
-// checkpoint's root.
-func VerifyExport(r io.Reader, vkey string) (Report, error) {
-	var doc exportDoc
-	dec := json.NewDecoder(io.LimitReader(r, MaxExportBytes))
-	if err := dec.Decode(&doc); err != nil {
-		return Report{}, fmt.Errorf("export: not an export document: %w", err)
-	}
-	if doc.Format != exportFormat {
-		return Report{}, fmt.Errorf("export: unknown format %q", doc.Format)
-	}
-	cp, err := OpenCheckpoint([]byte(doc.Checkpoint), vkey)
-	if err != nil {
-		return Report{Problem: "the export's checkpoint does not verify: " + err.Error()}, nil
-	}
-	rep := Report{Checkpoints: 1, Verified: cp.Size}
+	bw.WriteString(`,"entries":[`)
+	// Second pass: the selected entries, streamed.
 	var last uint64
-	for _, x := range doc.Entries {
-		var e Entry
-		if err := json.Unmarshal(x.Entry, &e); err != nil || !bytes.Equal(e.Canonical(), x.Entry) {
-			rep.FirstBad, rep.Problem = e.Seq, fmt.Sprintf("entry %d is not canonical (altered)", e.Seq)
-			return rep, nil
+	err = l.storage.AuditRows(ctx, 1, func(r Row) error {
+		if r.Seq > cp.Size {
+			return errStop
 		}
-		if e.Seq == 0 || e.Seq > cp.Size || e.Seq <= last {
-			rep.FirstBad, rep.Problem = e.Seq, fmt.Sprintf("entry %d is outside the checkpoint or out of order", e.Seq)
-			return rep, nil
+		if !bytes.Equal(LeafHash(r.Canonical), leaves[r.Seq-1][:]) {
+			return fmt.Errorf("%w: entry %d changed while exporting", ErrInconsistent, r.Seq)
 		}
-		last = e.Seq
-		path := make([][]byte, len(x.Proof))
-		for i, p := range x.Proof {
-			if path[i], err = base64.StdEncoding.DecodeString(p); err != nil {
-				rep.FirstBad, rep.Problem = e.Seq, fmt.Sprintf("entry %d has a malformed proof", e.Seq)
-				return rep, nil
-			}
+		e, err := ParseEntry(r.Canonical)
+		if err != nil {
+			return fmt.Errorf("%w: entry %d: %v", ErrInconsistent, r.Seq, err)
 		}
-		if err := proof.VerifyInclusion(hasher, e.Seq-1, cp.Size, LeafHash(x.Entry), path, cp.Root); err != nil {
-			rep.FirstBad, rep.Problem = e.Seq, fmt.Sprintf("entry %d is not in the signed log (altered): %v", e.Seq, err)
-			return rep, nil
+		if !f.match(e) {
+			return nil
 		}
-		rep.Entries++
+		if last > 0 {
+			bw.WriteByte(',')
+		}
+		err = writeItem(bw, tree, r.Seq, r.Canonical, last > 0 && last == r.Seq-1)
+		last = r.Seq
+		return err
+	})
+	if err != nil && !errors.Is(err, errStop) {
+		return fmt.Errorf("audit export: %w", err)
 	}
-	rep.OK = true
-	return rep, nil
+	bw.WriteString("]}\n")
+	if err := bw.Flush(); err != nil {
+		return fmt.Errorf("audit export: write: %w", err)
+	}
+	return nil
 }
 
-// writeCSV writes entries for spreadsheets, neutralising cells that a
-// spreadsheet would run as a formula.
-func writeCSV(w io.Writer, rows []Row) error {
+// writeItem writes {"entry":<canonical>,"proof":[...],"prev_proof":[...]}.
+// The canonical bytes go out untouched: encoding/json would escape <, >
+// and & in them and so change what was hashed.
+func writeItem(w *bufio.Writer, tree *denseTree, seq uint64, canonical []byte, prevInDoc bool) error {
+	path, err := tree.inclusion(seq - 1)
+	if err != nil {
+		return fmt.Errorf("audit export: proof of entry %d: %w", seq, err)
+	}
+	w.WriteString(`{"entry":`)
+	w.Write(canonical)
+	w.WriteString(`,"proof":`)
+	writeHashes(w, path)
+	if seq > 1 && !prevInDoc {
+		prev, err := tree.inclusion(seq - 2)
+		if err != nil {
+			return fmt.Errorf("audit export: proof of entry %d: %w", seq-1, err)
+		}
+		w.WriteString(`,"prev_proof":`)
+		writeHashes(w, prev)
+	}
+	// bufio.Writer keeps its first write error and returns it from every
+	// later call, so this reports a reader that went away mid-export.
+	if err := w.WriteByte('}'); err != nil {
+		return fmt.Errorf("audit export: write: %w", err)
+	}
+	return nil
+}
+
+func writeHashes(w *bufio.Writer, hashes [][]byte) {
+	w.WriteByte('[')
+	for i, h := range hashes {
+		if i > 0 {
+			w.WriteByte(',')
+		}
+		w.WriteString(`"` + base64.StdEncoding.EncodeToString(h) + `"`)
+	}
+	w.WriteByte(']')
+}
+
+// csvHeader names the CSV columns.
+var csvHeader = []string{"seq", "time", "type", "outcome", "requester", "room", "message", "source_ip", "user_agent", "fields", "prev_hash"}
+
+// writeCSV writes the entries up to seq matching f for spreadsheets.
+func (l *Log) writeCSV(ctx context.Context, w io.Writer, f Filter, upTo uint64) error {
 	cw := csv.NewWriter(w)
-	_ = cw.Write([]string{"seq", "time", "type", "outcome", "requester", "room", "message", "source_ip", "user_agent", "fields"})
-	for _, r := range rows {
-		var e Entry
-		if err := json.Unmarshal(r.Canonical, &e); err != nil {
-			return err
+	if err := cw.Write(csvHeader); err != nil {
+		return fmt.Errorf("audit export: write: %w", err)
+	}
+	err := l.storage.AuditRows(ctx, 1, func(r Row) error {
+		if r.Seq > upTo {
+			return errStop
 		}
-		keys := make([]string, 0, len(e.Fields))
-		for k := range e.Fields {
-			keys = append(keys, k)
+		e, err := ParseEntry(r.Canonical)
+		if err != nil {
+			return fmt.Errorf("%w: entry %d: %v", ErrInconsistent, r.Seq, err)
 		}
-		sort.Strings(keys)
-		var fields []string
-		for _, k := range keys {
-			fields = append(fields, k+"="+e.Fields[k])
+		if !f.match(e) {
+			return nil
 		}
-		rec := []string{fmt.Sprint(e.Seq), e.Time.UTC().Format(time.RFC3339Nano), e.Type, e.Outcome, e.Requester, e.Room,
-			e.Message, e.SourceIP, e.UserAgent, strings.Join(fields, "; ")}
-		for i := range rec {
-			rec[i] = safeCell(rec[i])
-		}
-		if err := cw.Write(rec); err != nil {
-			return err
-		}
+		return cw.Write(csvRecord(e))
+	})
+	if err != nil && !errors.Is(err, errStop) {
+		return fmt.Errorf("audit export: %w", err)
 	}
 	cw.Flush()
-	return cw.Error()
+	if err := cw.Error(); err != nil {
+		return fmt.Errorf("audit export: write: %w", err)
+	}
+	return nil
 }
 
+func csvRecord(e Entry) []string {
+	var fields bytes.Buffer
+	fields.WriteByte('{')
+	keys := make([]string, 0, len(e.Fields))
+	for k := range e.Fields {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for i, k := range keys {
+		if i > 0 {
+			fields.WriteByte(',')
+		}
+		// Parsed entries hold valid UTF-8 only, so these cannot fail.
+		_ = writeString(&fields, k)
+		fields.WriteByte(':')
+		_ = writeString(&fields, e.Fields[k])
+	}
+	fields.WriteByte('}')
+	rec := []string{strconv.FormatUint(e.Seq, 10), e.Time.UTC().Format(timeLayout), e.Type, e.Outcome, e.Requester, e.Room,
+		e.Message, e.SourceIP, e.UserAgent, fields.String(), e.Prev}
+	for i := range rec {
+		rec[i] = safeCell(rec[i])
+	}
+	return rec
+}
+
+// safeCell neutralises a cell a spreadsheet would run as a formula (OWASP
+// CSV injection): a leading =, +, -, @, tab or carriage return gets a
+// single quote in front, which spreadsheets show as text.
 func safeCell(s string) string {
-	if s != "" && strings.ContainsRune("=+-@\t\r", rune(s[0])) {
+	if s != "" && strings.IndexByte("=+-@\t\r", s[0]) >= 0 {
 		return "'" + s
 	}
 	return s

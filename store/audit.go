@@ -10,8 +10,25 @@ import (
 	"github.com/openconsult/openconsult/audit"
 )
 
-// AuditAppend stores the row build makes from the last row, in one write
-// transaction (audit.Storage).
+// The audit log's tables (migration 0005_audit.sql):
+//
+//	audit_entries     (seq INTEGER PRIMARY KEY, canonical BLOB, leaf_hash BLOB)
+//	audit_checkpoints (size INTEGER PRIMARY KEY, note BLOB, created_at BIGINT)
+//
+// Rows are only ever inserted. The database cannot stop someone with
+// write access from changing them; audit.Verify finds out when they do.
+
+var _ audit.Storage = (*DB)(nil)
+
+// auditBatch is how many rows AuditRows reads per query, so that a long
+// log never sits in memory whole and no read transaction stays open while
+// the caller works.
+const auditBatch = 1000
+
+// AuditAppend stores the row build makes from the last stored row, in one
+// write transaction (audit.Storage). SQLite transactions here take the
+// write lock at BEGIN, so appends from several processes queue and each
+// sees the row the previous one committed.
 func (db *DB) AuditAppend(ctx context.Context, build func(last audit.Row) (audit.Row, error)) error {
 	return db.tx(ctx, func(tx *sql.Tx) error {
 		var last audit.Row
@@ -26,32 +43,17 @@ func (db *DB) AuditAppend(ctx context.Context, build func(last audit.Row) (audit
 		}
 		if _, err := tx.ExecContext(ctx, db.rebind(`INSERT INTO audit_entries (seq, canonical, leaf_hash) VALUES (?, ?, ?)`),
 			row.Seq, row.Canonical, row.LeafHash); err != nil {
-			return fmt.Errorf("insert audit entry: %w", err)
+			return fmt.Errorf("insert audit entry %d: %w", row.Seq, err)
 		}
 		return nil
 	})
 }
 
-// AuditRows calls fn for every entry from seq on, in order, reading in
-// batches so a long log never sits in memory whole.
+// AuditRows calls fn for every entry from seq on, in order (audit.Source).
 func (db *DB) AuditRows(ctx context.Context, from uint64, fn func(audit.Row) error) error {
-	const batch = 1000
 	for {
-		rows, err := db.sql.QueryContext(ctx, db.rebind(`SELECT seq, canonical, leaf_hash FROM audit_entries WHERE seq >= ? ORDER BY seq LIMIT ?`), from, batch)
+		got, err := db.auditRowBatch(ctx, from)
 		if err != nil {
-			return fmt.Errorf("read audit entries: %w", err)
-		}
-		var got []audit.Row
-		for rows.Next() {
-			var r audit.Row
-			if err := rows.Scan(&r.Seq, &r.Canonical, &r.LeafHash); err != nil {
-				rows.Close()
-				return err
-			}
-			got = append(got, r)
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
 			return err
 		}
 		for _, r := range got {
@@ -59,40 +61,91 @@ func (db *DB) AuditRows(ctx context.Context, from uint64, fn func(audit.Row) err
 				return err
 			}
 		}
-		if len(got) < batch {
+		if len(got) < auditBatch {
 			return nil
 		}
 		from = got[len(got)-1].Seq + 1
 	}
 }
 
-// AuditCheckpoints returns the stored checkpoints by size.
-func (db *DB) AuditCheckpoints(ctx context.Context) ([]audit.StoredCheckpoint, error) {
-	rows, err := db.sql.QueryContext(ctx, `SELECT size, note, created_at FROM audit_checkpoints ORDER BY size`)
+func (db *DB) auditRowBatch(ctx context.Context, from uint64) ([]audit.Row, error) {
+	rows, err := db.sql.QueryContext(ctx, db.rebind(`SELECT seq, canonical, leaf_hash FROM audit_entries WHERE seq >= ? ORDER BY seq LIMIT ?`),
+		int64(min(from, 1<<63-1)), auditBatch)
 	if err != nil {
-		return nil, fmt.Errorf("read checkpoints: %w", err)
+		return nil, fmt.Errorf("read audit entries from %d: %w", from, err)
+	}
+	defer rows.Close()
+	got := make([]audit.Row, 0, 64)
+	for rows.Next() {
+		var r audit.Row
+		if err := rows.Scan(&r.Seq, &r.Canonical, &r.LeafHash); err != nil {
+			return nil, fmt.Errorf("read audit entry: %w", err)
+		}
+		got = append(got, r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read audit entries from %d: %w", from, err)
+	}
+	return got, nil
+}
+
+// AuditCheckpoints returns up to limit checkpoints larger than after, by
+// size (audit.Source).
+func (db *DB) AuditCheckpoints(ctx context.Context, after uint64, limit int) ([]audit.StoredCheckpoint, error) {
+	rows, err := db.sql.QueryContext(ctx, db.rebind(`SELECT size, note, created_at FROM audit_checkpoints WHERE size > ? ORDER BY size LIMIT ?`),
+		int64(min(after, 1<<63-1)), limit)
+	if err != nil {
+		return nil, fmt.Errorf("read audit checkpoints: %w", err)
 	}
 	defer rows.Close()
 	var out []audit.StoredCheckpoint
 	for rows.Next() {
-		var c audit.StoredCheckpoint
-		var created int64
-		if err := rows.Scan(&c.Size, &c.Note, &created); err != nil {
+		c, err := scanCheckpoint(rows)
+		if err != nil {
 			return nil, err
 		}
-		c.CreatedAt = time.UnixMilli(created).UTC()
 		out = append(out, c)
 	}
-	return out, rows.Err()
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read audit checkpoints: %w", err)
+	}
+	return out, nil
 }
 
-// AddAuditCheckpoint stores a checkpoint; a second one at the same size
-// replaces nothing and is not an error.
+// LatestAuditCheckpoint returns the largest stored checkpoint
+// (audit.Storage).
+func (db *DB) LatestAuditCheckpoint(ctx context.Context) (audit.StoredCheckpoint, bool, error) {
+	c, err := scanCheckpoint(db.sql.QueryRowContext(ctx, `SELECT size, note, created_at FROM audit_checkpoints ORDER BY size DESC LIMIT 1`))
+	if errors.Is(err, sql.ErrNoRows) {
+		return audit.StoredCheckpoint{}, false, nil
+	}
+	if err != nil {
+		return audit.StoredCheckpoint{}, false, err
+	}
+	return c, true, nil
+}
+
+func scanCheckpoint(s interface{ Scan(...any) error }) (audit.StoredCheckpoint, error) {
+	var c audit.StoredCheckpoint
+	var created int64
+	if err := s.Scan(&c.Size, &c.Note, &created); err != nil {
+		if errors.Is(err, sql.ErrNoRows) {
+			return c, err
+		}
+		return c, fmt.Errorf("read audit checkpoint: %w", err)
+	}
+	c.CreatedAt = time.UnixMilli(created).UTC()
+	return c, nil
+}
+
+// AddAuditCheckpoint stores a checkpoint; when one of the same size is
+// stored already (signed by another node a moment earlier) that one is
+// kept (audit.Storage).
 func (db *DB) AddAuditCheckpoint(ctx context.Context, c audit.StoredCheckpoint) error {
 	_, err := db.sql.ExecContext(ctx, db.rebind(`INSERT INTO audit_checkpoints (size, note, created_at) VALUES (?, ?, ?) ON CONFLICT (size) DO NOTHING`),
 		c.Size, c.Note, c.CreatedAt.UnixMilli())
 	if err != nil {
-		return fmt.Errorf("store checkpoint: %w", err)
+		return fmt.Errorf("store audit checkpoint of %d entries: %w", c.Size, err)
 	}
 	return nil
 }
