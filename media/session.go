@@ -16,7 +16,7 @@ type Session struct {
 	room   *room
 	member string
 	pc     *webrtc.PeerConnection
-	out    Signaler
+	out    Events
 
 	// Guarded by sfu.mu, like the room.
 	senders map[string]*webrtc.RTPSender
@@ -30,15 +30,14 @@ type Session struct {
 func (s *Session) wire() {
 	s.pc.OnTrack(s.publish)
 	s.pc.OnConnectionStateChange(func(st webrtc.PeerConnectionState) {
-		if st == webrtc.PeerConnectionStateFailed || st == webrtc.PeerConnectionStateClosed {
-			s.Close()
+		if st == webrtc.PeerConnectionStateFailed {
+			s.end(errTransportFailed)
 		}
 	})
 }
 
-// HandleOffer applies the browser's offer and sends the answer through the
-// Signaler before any offer of the SFU can follow.
-func (s *Session) HandleOffer(sdp string) error {
+// Offer implements Participant.
+func (s *Session) Offer(sdp string) error {
 	s.negMu.Lock()
 	defer s.negMu.Unlock()
 	if err := s.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: sdp}); err != nil {
@@ -70,8 +69,8 @@ func (s *Session) applyEarlyCandidates() {
 	s.early = nil
 }
 
-// HandleAnswer applies the browser's answer to an offer of the SFU.
-func (s *Session) HandleAnswer(sdp string) error {
+// Answer implements Participant.
+func (s *Session) Answer(sdp string) error {
 	s.negMu.Lock()
 	err := s.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: sdp})
 	s.negMu.Unlock()
@@ -82,9 +81,9 @@ func (s *Session) HandleAnswer(sdp string) error {
 	return nil
 }
 
-// AddCandidate applies a trickled ICE candidate from the browser, keeping
-// it until the offer it belongs to has arrived.
-func (s *Session) AddCandidate(c webrtc.ICECandidateInit) error {
+// Candidate implements Participant; a candidate that arrives before the
+// offer it belongs to is kept until then.
+func (s *Session) Candidate(c webrtc.ICECandidateInit) error {
 	s.negMu.Lock()
 	defer s.negMu.Unlock()
 	if s.pc.RemoteDescription() == nil {
@@ -218,8 +217,15 @@ func (s *Session) unpublish(key string) {
 	}
 }
 
-// Close ends the session; the participant's tracks leave the room.
-func (s *Session) Close() {
+// Close implements Participant.
+func (s *Session) Close() { s.end(nil) }
+
+// errTransportFailed ends a session whose ICE or DTLS transport failed.
+var errTransportFailed = errors.New("media transport failed")
+
+// end closes the session and, when it ends for reason rather than at the
+// caller's request, reports reason through Events.Closed.
+func (s *Session) end(reason error) {
 	s.sfu.mu.Lock()
 	if s.closed {
 		s.sfu.mu.Unlock()
@@ -235,5 +241,15 @@ func (s *Session) Close() {
 	}
 	s.sfu.mu.Unlock()
 	_ = s.pc.Close() // ends the publish loops, which unpublish
-	s.sfu.cfg.Log.Info("sfu session closed", "room", s.room.id, "member", s.member)
+	s.sfu.cfg.Log.Info("sfu session closed", "room", s.room.id, "member", s.member, "reason", reasonText(reason))
+	if reason != nil {
+		s.out.Closed(reason)
+	}
+}
+
+func reasonText(err error) string {
+	if err == nil {
+		return "closed by signal"
+	}
+	return err.Error()
 }

@@ -3,12 +3,13 @@
 // to every other participant of the same room, and the server side of the
 // renegotiation that adding and removing tracks needs.
 //
-// The SFU speaks SDP and ICE candidates through the Signaler each session
+// The SFU speaks SDP and ICE candidates through the Events each session
 // is given; it knows nothing of WebSockets, accounts or lobbies, which stay
 // in signaling.
 package media
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -18,16 +19,6 @@ import (
 	"github.com/pion/webrtc/v4"
 )
 
-// Signaler carries what the SFU says to one participant's browser, in
-// order: an answer is always handed over before the next offer, so the
-// browser never meets an offer while its own is unanswered. The SFU's
-// descriptions carry all its candidates (a server gathers its few addresses
-// at once), so nothing trickles from this side.
-type Signaler interface {
-	Answer(sdp string)
-	Offer(sdp string)
-}
-
 // Config configures an SFU.
 type Config struct {
 	Log             *slog.Logger
@@ -35,10 +26,6 @@ type Config struct {
 	ICEServers      []webrtc.ICEServer
 	MaxParticipants int // per node; 0 for no limit
 }
-
-// ErrFull is returned when the node has no room for another participant,
-// so the caller can pick another node.
-var ErrFull = errors.New("media node full")
 
 // SFU is an in-process media node.
 type SFU struct {
@@ -78,13 +65,15 @@ type forwarded struct {
 	pc    *webrtc.PeerConnection // the publisher's, for keyframe requests
 }
 
-// Join opens a session for member in room. The browser then sends its
-// offer through HandleOffer; the answer comes back through the Signaler.
-func (s *SFU) Join(roomID, memberID string, out Signaler) (*Session, error) {
+// Join implements Node.
+func (s *SFU) Join(ctx context.Context, roomID, memberID string, out Events) (Participant, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.cfg.MaxParticipants > 0 && s.participants >= s.cfg.MaxParticipants {
-		return nil, ErrFull
+		return nil, fmt.Errorf("%d participants: %w", s.participants, ErrFull)
 	}
 	r, ok := s.rooms[roomID]
 	if !ok {
@@ -112,15 +101,21 @@ func (s *SFU) Join(roomID, memberID string, out Signaler) (*Session, error) {
 	return sess, nil
 }
 
-// Load reports how many rooms and participants the node serves, so signal
-// can choose the least-loaded node.
-func (s *SFU) Load() (rooms, participants int) {
+// Load implements Node.
+func (s *SFU) Load() Load {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return len(s.rooms), s.participants
+	tracks := 0
+	for _, r := range s.rooms {
+		tracks += len(r.tracks)
+	}
+	return Load{Rooms: len(s.rooms), Participants: s.participants, Tracks: tracks, MaxParticipants: s.cfg.MaxParticipants}
 }
 
-// Close ends every session.
+// ErrShutdown ends the sessions of a node that is shutting down.
+var ErrShutdown = errors.New("media node shutting down")
+
+// Close ends every session, reporting ErrShutdown to each participant.
 func (s *SFU) Close() {
 	s.mu.Lock()
 	var all []*Session
@@ -131,7 +126,7 @@ func (s *SFU) Close() {
 	}
 	s.mu.Unlock()
 	for _, sess := range all {
-		sess.Close()
+		sess.end(ErrShutdown)
 	}
 }
 
