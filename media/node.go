@@ -49,6 +49,10 @@ type Participant interface {
 	Answer(sdp string) error
 	// Candidate applies a trickled ICE candidate of the browser.
 	Candidate(c webrtc.ICECandidateInit) error
+	// View tells the node at what size, in CSS pixels, the browser shows
+	// publisherID's camera (0, 0 when it is hidden), so the node forwards
+	// the simulcast layer that fits instead of the largest one.
+	View(publisherID string, width, height int) error
 	// Close ends the session; the member's tracks leave the room. It does
 	// not call Events.Closed.
 	Close()

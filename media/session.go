@@ -20,6 +20,7 @@ type Session struct {
 
 	// Guarded by sfu.mu, like the room.
 	senders map[string]*webrtc.RTPSender
+	views   map[string][2]int // display size by publisher, for layer choice
 	closed  bool
 
 	negMu   sync.Mutex // one negotiation at a time
@@ -215,6 +216,20 @@ func (s *Session) unpublish(key string) {
 	for _, o := range changed {
 		go o.negotiate()
 	}
+}
+
+// View implements Participant.
+func (s *Session) View(publisherID string, width, height int) error {
+	if width < 0 || height < 0 {
+		return fmt.Errorf("view of %s: negative size", publisherID)
+	}
+	s.sfu.mu.Lock()
+	defer s.sfu.mu.Unlock()
+	if s.views == nil {
+		s.views = map[string][2]int{}
+	}
+	s.views[publisherID] = [2]int{width, height}
+	return nil
 }
 
 // Close implements Participant.
