@@ -27,14 +27,20 @@ type Hub struct {
 
 	mu    sync.Mutex
 	rooms map[string]*Room
+	links sync.WaitGroup // media link goroutines
 }
 
 // NewHub returns a hub; Run must be called to expire members that left.
 func NewHub(deps RoomDeps) *Hub {
-	if deps.Now == nil {
-		deps.Now = time.Now
+	h := &Hub{deps: deps, rooms: map[string]*Room{}}
+	h.deps.links = &h.links
+	if h.deps.Now == nil {
+		h.deps.Now = time.Now
 	}
-	return &Hub{deps: deps, rooms: map[string]*Room{}}
+	if h.deps.SFUMinParticipants <= 0 {
+		h.deps.SFUMinParticipants = 3
+	}
+	return h
 }
 
 func (h *Hub) room(id string) *Room {
@@ -137,6 +143,7 @@ func (h *Hub) Run(ctx context.Context) {
 	for {
 		select {
 		case <-ctx.Done():
+			h.stopMedia()
 			return
 		case <-t.C:
 			h.sweep()
@@ -160,6 +167,7 @@ func (h *Hub) sweep() {
 					h.deps.Log.Error("audit", "consult", r.ID, "err", err)
 					continue // keep the member until the record can be written
 				}
+				m.dropMediaLocked()
 				delete(r.members, id)
 				h.deps.Log.Info("member timed out", "consult", r.ID, "member", id)
 				r.broadcastRoster()
@@ -217,4 +225,19 @@ func (h *Hub) Announce(consultID string, msg ChatMessage) {
 			p.send(out)
 		}
 	}
+}
+
+// stopMedia ends every member's media node session and waits for the
+// links' goroutines, when the server shuts down.
+func (h *Hub) stopMedia() {
+	h.mu.Lock()
+	for _, r := range h.rooms {
+		r.mu.Lock()
+		for _, m := range r.members {
+			m.dropMediaLocked()
+		}
+		r.mu.Unlock()
+	}
+	h.mu.Unlock()
+	h.links.Wait()
 }

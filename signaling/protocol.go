@@ -108,6 +108,16 @@ type (
 		Policy     string        `json:"iceTransportPolicy"`
 		Roster     []MemberInfo  `json:"roster"`
 		Chat       []ChatMessage `json:"chat"`
+		Route      string        `json:"route"` // RouteP2P or RouteSFU
+	}
+	routeMsg struct {
+		Type    string `json:"type"` // "route"
+		Route   string `json:"route"`
+		Restart bool   `json:"restart,omitempty"`
+	}
+	speakerMsg struct {
+		Type   string `json:"type"` // "speaker"
+		Member string `json:"member"`
 	}
 	rosterMsg struct {
 		Type    string       `json:"type"` // "roster"
@@ -152,6 +162,11 @@ type (
 	}
 	memberIn struct {
 		Member string `json:"member"`
+	}
+	viewIn struct {
+		Member string `json:"member"`
+		Width  int    `json:"width"`
+		Height int    `json:"height"`
 	}
 	mediaStateIn struct {
 		Audio bool `json:"audio"`

@@ -71,6 +71,7 @@ type Member struct {
 	conn      Conn
 	goneSince time.Time // when the last connection dropped; zero while connected
 	limiter   *rate.Limiter
+	media     *mediaLink // the member's media node session, once it joined one
 }
 
 func (m *Member) info() MemberInfo {
@@ -98,6 +99,14 @@ type RoomDeps struct {
 	Grace     time.Duration                                // how long a dropped member keeps its place
 	ICE       func(consultID, memberID string) []ICEServer // servers and credentials given at admission
 	RelayOnly func(consultID string) bool                  // hide members' addresses behind the relay
+	// Media is the media node consults move to; nil keeps every consult
+	// peer to peer.
+	Media MediaNode
+	// SFUMinParticipants is how many admitted members move a consult to
+	// Media; 0 means 3.
+	SFUMinParticipants int
+
+	links *sync.WaitGroup // the hub's media link goroutines, waited for at shutdown
 }
 
 // Room is one consult's live state. All state changes happen under mu, and
@@ -108,12 +117,14 @@ type Room struct {
 
 	mu        sync.Mutex
 	members   map[string]*Member
+	route     string // RouteP2P or RouteSFU
+	speaker   string // the member last reported loudest
 	ended     bool
 	discarded bool // removed from the hub; a Join that raced must look again
 }
 
 func newRoom(id string, deps *RoomDeps) *Room {
-	return &Room{ID: id, deps: deps, members: map[string]*Member{}}
+	return &Room{ID: id, deps: deps, members: map[string]*Member{}, route: RouteP2P}
 }
 
 // handlers maps each client message type to the right it needs and its
@@ -132,6 +143,8 @@ var handlers = map[string]struct {
 	"deny":        {RightHost, (*Room).deny},
 	"remove":      {RightHost, (*Room).remove},
 	"end":         {RightHost, (*Room).end},
+	"sfu-join":    {RightSignal, (*Room).sfuJoin},
+	"view":        {RightSignal, (*Room).view},
 	"ping":        {0, (*Room).ping},
 	"leave":       {0, (*Room).leave},
 }
@@ -209,6 +222,9 @@ func relaySDP(kind string) func(*Room, *Member, json.RawMessage) error {
 		if in.SDP == "" || len(in.SDP) > MaxSDPBytes || !strings.Contains(in.SDP, "a=fingerprint:") || !strings.HasPrefix(in.SDP, "v=0") {
 			return ErrBadSDP
 		}
+		if in.To == SFUPeer {
+			return r.toNode(m, raw, kind, in.SDP, nil)
+		}
 		p, err := r.peer(m, in.To)
 		if err != nil {
 			return err
@@ -225,6 +241,9 @@ func (r *Room) relayCandidate(m *Member, raw json.RawMessage) error {
 	}
 	if len(in.Candidate) == 0 || len(in.Candidate) > MaxCandidateBytes || in.Candidate[0] != '{' {
 		return ErrBadField
+	}
+	if in.To == SFUPeer {
+		return r.toNode(m, raw, "candidate", "", in.Candidate)
 	}
 	p, err := r.peer(m, in.To)
 	if err != nil {
@@ -310,6 +329,7 @@ func (r *Room) admitLocked(p *Member) {
 		p.rights = hostRights
 	}
 	r.deps.Log.Info("member admitted", "consult", r.ID, "member", p.ID)
+	r.moveToNodeLocked()
 	r.sendAdmitted(p)
 	r.broadcastRoster()
 	r.broadcastLobby()
@@ -332,7 +352,7 @@ func (r *Room) sendAdmitted(p *Member) {
 	if history == nil {
 		history = []ChatMessage{}
 	}
-	p.send(encode(admittedMsg{Type: "admitted", ICEServers: ice, Policy: policy, Roster: r.rosterLocked(), Chat: history}))
+	p.send(encode(admittedMsg{Type: "admitted", ICEServers: ice, Policy: policy, Roster: r.rosterLocked(), Chat: history, Route: r.route}))
 }
 
 func (r *Room) deny(host *Member, raw json.RawMessage) error {
@@ -366,6 +386,7 @@ func (r *Room) expel(p, by *Member, kind, message string) error {
 	if p.conn != nil {
 		p.conn.Close()
 	}
+	p.dropMediaLocked()
 	delete(r.members, p.ID)
 	r.broadcastRoster()
 	r.broadcastLobby()
@@ -379,6 +400,7 @@ func (r *Room) leave(m *Member, _ json.RawMessage) error {
 	if m.conn != nil {
 		m.conn.Close()
 	}
+	m.dropMediaLocked()
 	delete(r.members, m.ID)
 	r.broadcastRoster()
 	r.broadcastLobby()
@@ -408,6 +430,7 @@ func (r *Room) endLocked(by, message string) error {
 		if p.conn != nil {
 			p.conn.Close()
 		}
+		p.dropMediaLocked()
 	}
 	r.members = map[string]*Member{}
 	return nil

@@ -66,6 +66,10 @@ type settings struct {
 
 	relayListen    config.Addr
 	relayTLSListen config.Addr
+
+	sfuEmbedded        bool
+	sfuMinParticipants int
+	sfuMaxParticipants int
 }
 
 // Defaults that -dev changes, applied only to settings nobody set.
@@ -137,6 +141,9 @@ func newSettings(stderr io.Writer) *settings {
 	fs.DurationVar(&s.turnTTL, "turn-credential-ttl", 12*time.Hour, "lifetime of the TURN credentials given at admission (10m to 48h)")
 	fs.Var(&s.relayListen, "relay-listen", "UDP and TCP `address` of a TURN relay embedded in this process, for small sites and development; browsers are pointed at it unless -turn-url is set (default off; dev: "+devRelay+")")
 	fs.Var(&s.relayTLSListen, "relay-tls-listen", "TURN over TLS `address` of the embedded relay, with the site's certificate (default off; dev: "+devRelayTLS+")")
+	fs.BoolVar(&s.sfuEmbedded, "sfu-embedded", false, "run a media node (SFU) inside this process for consults of three or more, for small sites and development (default off; dev: on)")
+	fs.IntVar(&s.sfuMinParticipants, "sfu-min-participants", 3, "admitted members that move a consult from peer to peer onto the media node (2 to 50)")
+	fs.IntVar(&s.sfuMaxParticipants, "sfu-max-participants", 200, "participants the embedded media node takes before it refuses more")
 	return s
 }
 
@@ -160,6 +167,9 @@ func (s *settings) load(args []string, getenv func(string) string) error {
 			if !s.set.IsSet(d.name) {
 				d.addr.Value = d.value
 			}
+		}
+		if !s.set.IsSet("sfu-embedded") {
+			s.sfuEmbedded = true
 		}
 	}
 	if s.database == "" {
@@ -223,6 +233,12 @@ func (s *settings) validate() error {
 		if !strings.HasPrefix(u, "stun:") && !strings.HasPrefix(u, "turn:") && !strings.HasPrefix(u, "turns:") {
 			bad("turn-url", "%q must start with stun:, turn: or turns:", u)
 		}
+	}
+	if s.sfuMinParticipants < 2 || s.sfuMinParticipants > 50 {
+		bad("sfu-min-participants", "%d is outside 2 to 50", s.sfuMinParticipants)
+	}
+	if s.sfuMaxParticipants < 1 {
+		bad("sfu-max-participants", "must be at least 1")
 	}
 	if s.keyFile != "" && s.keyPassphrase == "" && s.keyPassphraseFile == "" {
 		bad("key-passphrase", "-key-file needs its passphrase: SIGNAL_KEY_PASSPHRASE or -key-passphrase-file")

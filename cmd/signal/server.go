@@ -23,6 +23,7 @@ import (
 	"github.com/openconsult/openconsult/internal/tlsconf"
 	"github.com/openconsult/openconsult/keyring"
 	"github.com/openconsult/openconsult/mailer"
+	"github.com/openconsult/openconsult/media"
 	"github.com/openconsult/openconsult/relay"
 	"github.com/openconsult/openconsult/signaling"
 	"github.com/openconsult/openconsult/site"
@@ -134,6 +135,19 @@ func start(ctx context.Context, s *settings, stdout, stderr io.Writer) (_ *serve
 			}
 		}()
 	}
+	var mediaNode signaling.MediaNode
+	var sfu *media.SFU
+	if s.sfuEmbedded {
+		if sfu, err = startSFU(s, log); err != nil {
+			return nil, err
+		}
+		mediaNode = sfu
+		defer func() {
+			if err != nil {
+				sfu.Close()
+			}
+		}()
+	}
 	consults := &consult.Service{Store: db, Sealer: keys, Log: log, Public: public, LinkTTL: s.linkTTL, Now: time.Now}
 	ice := iceServers(stun, turnURLs, turnSecret, s.turnTTL)
 	hub := signaling.NewHub(signaling.RoomDeps{
@@ -146,6 +160,7 @@ func start(ctx context.Context, s *settings, stdout, stderr io.Writer) (_ *serve
 			c, err := db.ConsultByID(context.Background(), consultID)
 			return err == nil && c.RelayOnly
 		},
+		Media: mediaNode, SFUMinParticipants: s.sfuMinParticipants,
 	})
 
 	web, err := site.New(site.Options{
@@ -163,6 +178,9 @@ func start(ctx context.Context, s *settings, stdout, stderr io.Writer) (_ *serve
 	}}
 	if embedded != nil {
 		srv.closers = append(srv.closers, embedded.Close)
+	}
+	if sfu != nil {
+		srv.closers = append(srv.closers, func() error { sfu.Close(); return nil })
 	}
 	srv.servers = append(srv.servers, serve.Server{Name: "https", Listener: httpsLn, Handler: web.Handler(), TLS: tlsConfig})
 

@@ -10,6 +10,7 @@ import (
 
 	"errors"
 	"fmt"
+	"github.com/pion/webrtc/v4"
 	"github.com/prometheus/client_golang/prometheus"
 	"log/slog"
 	"os"
@@ -20,6 +21,7 @@ import (
 	"github.com/openconsult/openconsult/audit"
 	"github.com/openconsult/openconsult/auth"
 	"github.com/openconsult/openconsult/keyring"
+	"github.com/openconsult/openconsult/media"
 	"github.com/openconsult/openconsult/relay"
 	"github.com/openconsult/openconsult/signaling"
 )
@@ -150,6 +152,21 @@ func startRelay(s *settings, site *tls.Config, public *url.URL, reg prometheus.R
 		turn = append(turn, "turns:"+net.JoinHostPort(public.Hostname(), port)+"?transport=tcp")
 	}
 	return r, stun, turn, secret, nil
+}
+
+// startSFU starts the embedded media node. In -dev browsers run on this
+// machine, so the node also offers its loopback address.
+func startSFU(s *settings, log *slog.Logger) (*media.SFU, error) {
+	var se webrtc.SettingEngine
+	if s.dev {
+		se.SetIncludeLoopbackCandidate(true)
+	}
+	sfu, err := media.New(media.Config{Log: log, Settings: se, MaxParticipants: s.sfuMaxParticipants})
+	if err != nil {
+		return nil, fmt.Errorf("media node: %w", err)
+	}
+	log.Info("embedded media node started", "max_participants", s.sfuMaxParticipants, "min_participants", s.sfuMinParticipants)
+	return sfu, nil
 }
 
 func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }

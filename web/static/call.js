@@ -1,8 +1,10 @@
 // The call page of clinicians and guests: one WebSocket to the signaling
 // server, one RTCPeerConnection per other member (perfect negotiation, so
-// glare and renegotiation such as screen sharing just work), the lobby for
+// glare and renegotiation such as screen sharing just work) or, once the
+// consult is on the media server, one to the server (sfu.js); the lobby for
 // the host, chat, device controls and a connection indicator.
 import { connectionStats } from "./stats.js";
+import { MediaServerLink } from "./sfu.js";
 
 const root = document.getElementById("call");
 const consultId = root.dataset.consult;
@@ -20,6 +22,8 @@ const state = {
   policy: "all",
   roster: new Map(), // member id -> info
   peers: new Map(), // member id -> peer
+  route: "p2p", // "p2p" or "sfu": where media goes
+  sfu: null, // MediaServerLink while on the media server
   local: null, // MediaStream
   screen: null, // MediaStreamTrack while sharing
   ws: null,
@@ -28,7 +32,11 @@ const state = {
 };
 
 // Tests and support staff read the peer connections through this handle.
-window.openConsult = { peers: () => [...state.peers.values()].map((p) => p.pc), state };
+window.openConsult = {
+  peers: () => [...state.peers.values()].map((p) => p.pc),
+  mediaServer: () => (state.sfu ? state.sfu.pc : null),
+  state,
+};
 
 function setStatus(text) {
   statusLine.textContent = text;
@@ -85,7 +93,9 @@ async function switchDevice(kind, deviceId) {
     old.stop();
   }
   state.local.addTrack(track);
-  for (const p of state.peers.values()) replaceOrAdd(p, kind, kind === "video" && state.screen ? state.screen : track);
+  const outgoing = kind === "video" && state.screen ? state.screen : track;
+  for (const p of state.peers.values()) replaceOrAdd(p, kind, outgoing);
+  state.sfu?.replaceTrack(kind, outgoing);
 }
 
 function replaceOrAdd(peer, kind, track) {
@@ -134,6 +144,7 @@ $("share").addEventListener("click", async (e) => {
   }
   state.screen.addEventListener("ended", stopSharing);
   for (const p of state.peers.values()) replaceOrAdd(p, "video", state.screen);
+  state.sfu?.replaceTrack("video", state.screen);
   e.target.setAttribute("aria-pressed", "true");
   e.target.textContent = "Stop sharing";
   sendMediaState();
@@ -148,6 +159,7 @@ function stopSharing() {
     const sender = p.pc.getSenders().find((s) => s.track && s.track.kind === "video");
     if (sender) sender.replaceTrack(cam);
   }
+  state.sfu?.replaceTrack("video", cam);
   $("share").setAttribute("aria-pressed", "false");
   $("share").textContent = "Share screen";
   sendMediaState();
@@ -178,12 +190,21 @@ function tile(id, name, stream, self) {
     const cap = document.createElement("figcaption");
     fig.append(video, cap);
     $("tiles").append(fig);
+    if (!self) tileSizes.observe(video);
   }
   fig.querySelector("figcaption").textContent = name;
   const video = fig.querySelector("video");
   if (stream && video.srcObject !== stream) video.srcObject = stream;
   return fig;
 }
+
+// The media server forwards each camera at the size its tile shows.
+const tileSizes = new ResizeObserver((entries) => {
+  for (const e of entries) {
+    const id = e.target.closest("figure")?.dataset.member;
+    if (id) state.sfu?.view(id, e.contentRect.width, e.contentRect.height);
+  }
+});
 
 function removeTile(id) {
   document.querySelector(`figure[data-member="${CSS.escape(id)}"]`)?.remove();
@@ -223,12 +244,17 @@ function peer(id) {
   pc.oniceconnectionstatechange = () => {
     // A network change (Wi-Fi to mobile data) fails the old path; an ICE
     // restart finds a new one without hanging up.
-    if (pc.iceConnectionState === "failed") pc.restartIce();
+    if (pc.iceConnectionState !== "failed") return;
+    if (state.route === "sfu" && state.sfu?.receiving(id)) dropPeerConnection(id);
+    else pc.restartIce();
   };
   return p;
 }
 
 async function onDescription(from, description) {
+  // On the media server, a member whose media already arrives from it has
+  // closed the direct connection; a late offer must not reopen it.
+  if (state.route === "sfu" && !state.peers.has(from) && state.sfu?.receiving(from)) return;
   const p = peer(from);
   const pc = p.pc;
   const collision = description.type === "offer" && (p.makingOffer || pc.signalingState !== "stable");
@@ -242,6 +268,7 @@ async function onDescription(from, description) {
 }
 
 async function onCandidate(from, candidate) {
+  if (!state.peers.has(from) && state.route === "sfu") return;
   const p = peer(from);
   try {
     await p.pc.addIceCandidate(candidate);
@@ -263,16 +290,53 @@ function watch(p) {
 }
 
 function dropPeer(id) {
+  dropPeerConnection(id);
+  removeTile(id);
+}
+
+function dropPeerConnection(id) {
   const p = state.peers.get(id);
   if (p) {
     p.pc.close();
     state.peers.delete(id);
   }
-  removeTile(id);
+}
+
+// ---- the media server ----
+
+// toMediaServer opens (or reopens) the connection to the media server. The
+// direct connections stay until each member's media arrives through it.
+function toMediaServer() {
+  state.route = "sfu";
+  state.sfu?.close();
+  state.sfu = new MediaServerLink({
+    config: { iceServers: state.iceServers, iceTransportPolicy: state.policy },
+    local: state.local,
+    screen: state.screen,
+    send,
+    onMedia(member, stream) {
+      const info = state.roster.get(member);
+      if (!info || member === state.me) return;
+      tile(member, info.name, stream, false);
+      dropPeerConnection(member);
+      const video = document.querySelector(`figure[data-member="${CSS.escape(member)}"] video`);
+      if (video) state.sfu.view(member, video.clientWidth, video.clientHeight);
+    },
+  });
+}
+
+// backToPeers keeps a member whom no media server could take on direct
+// connections with everyone.
+function backToPeers() {
+  state.route = "p2p";
+  state.sfu?.close();
+  state.sfu = null;
+  renderRoster([...state.roster.values()]);
 }
 
 window.addEventListener("online", () => {
   for (const p of state.peers.values()) p.pc.restartIce();
+  state.sfu?.pc.restartIce();
 });
 
 // ---- roster, lobby, chat ----
@@ -292,11 +356,15 @@ function renderRoster(members) {
       // One side of each pair opens the connection, so the first offers
       // never cross; the other side answers when the offer arrives.
       // Later renegotiation (screen sharing) may start from either side.
-      if (state.me < m.id) watch(peer(m.id));
+      if (state.me < m.id && state.route === "p2p") watch(peer(m.id));
       tile(m.id, m.name, null, false);
     }
   }
   for (const id of [...state.peers.keys()]) if (!state.roster.has(id)) dropPeer(id);
+  // On the media server a member who left has a tile but no connection.
+  for (const fig of document.querySelectorAll("figure.tile:not(.self)")) {
+    if (!state.roster.has(fig.dataset.member)) fig.remove();
+  }
 }
 
 function renderLobby(waiting) {
@@ -398,6 +466,13 @@ setInterval(async () => {
     const rtt = s.rttMs !== null ? ` · ${s.rttMs} ms` : "";
     parts.push(`${name}: ${s.path}${rtt} · loss ${(s.loss * 100).toFixed(1)}%`);
   }
+  if (state.sfu) {
+    const s = await connectionStats(state.sfu.pc).catch(() => null);
+    if (s) {
+      const rtt = s.rttMs !== null ? ` · ${s.rttMs} ms` : "";
+      parts.push(`Media server: ${s.path}${rtt} · loss ${(s.loss * 100).toFixed(1)}%`);
+    }
+  }
   $("path").textContent = parts.join(" — ");
 }, 2000);
 
@@ -422,16 +497,37 @@ const handlers = {
     for (const id of ["stage", "controls", "side"]) $(id).hidden = false;
     setStatus(isHost ? "You are in the consult." : "You are in the consultation.");
     m.chat.forEach(addChat);
+    if (m.route === "sfu") state.route = "sfu";
     renderRoster(m.roster);
+    // A reconnected tab keeps a working media server connection.
+    if (state.route === "sfu" && (!state.sfu || state.sfu.failed())) toMediaServer();
     sendMediaState(); // others see whether we are muted or camera-off
+  },
+  route(m) {
+    if (!state.admitted || m.route !== "sfu") return;
+    if (m.restart || !state.sfu) toMediaServer();
+  },
+  speaker(m) {
+    for (const fig of document.querySelectorAll("figure.tile")) {
+      fig.classList.toggle("speaking", !!m.member && fig.dataset.member === m.member);
+    }
   },
   roster(m) { if (state.admitted) renderRoster(m.members); },
   lobby(m) { renderLobby(m.waiting); },
-  offer(m) { onDescription(m.from, { type: "offer", sdp: m.sdp }); },
-  answer(m) { onDescription(m.from, { type: "answer", sdp: m.sdp }); },
+  offer(m) {
+    if (m.from === "sfu") state.sfu?.description({ type: "offer", sdp: m.sdp });
+    else onDescription(m.from, { type: "offer", sdp: m.sdp });
+  },
+  answer(m) {
+    if (m.from === "sfu") state.sfu?.description({ type: "answer", sdp: m.sdp });
+    else onDescription(m.from, { type: "answer", sdp: m.sdp });
+  },
   candidate(m) { onCandidate(m.from, m.candidate); },
   chat(m) { addChat(m); },
-  error(m) { setStatus(`The server refused a message (${m.code}).`); },
+  error(m) {
+    if (m.code === "media-unavailable") return backToPeers();
+    setStatus(`The server refused a message (${m.code}).`);
+  },
   denied() { finish("The clinician could not let you in. You can close this page."); },
   removed() { finish("You were removed from the consultation."); },
   ended() { finish("The consultation has ended. You can close this page."); },
@@ -463,6 +559,8 @@ function finish(text) {
   state.over = true;
   setStatus(text);
   for (const id of [...state.peers.keys()]) dropPeer(id);
+  state.sfu?.close();
+  state.sfu = null;
   state.local?.getTracks().forEach((t) => t.stop());
   state.screen?.stop();
   for (const id of ["stage", "controls", "side", "lobby-wait"]) $(id).hidden = true;

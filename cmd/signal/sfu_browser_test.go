@@ -1,0 +1,127 @@
+package main
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+
+	"github.com/openconsult/openconsult/internal/browsertest"
+)
+
+// decodingFromEveryoneViaServer is true when the tab's media server
+// connection decodes video from n other members, each shown in its tile,
+// and no direct connection is left.
+const decodingFromEveryoneViaServer = `((n) => (async () => {
+  const pc = window.openConsult.mediaServer();
+  if (!pc || window.openConsult.peers().length !== 0) return false;
+  const stats = await pc.getStats();
+  let decoding = 0;
+  for (const s of stats.values()) if (s.type === "inbound-rtp" && s.kind === "video" && s.framesDecoded > 10) decoding++;
+  const tiles = [...document.querySelectorAll("figure.tile:not(.self) video")].filter(v => v.videoWidth > 0 && v.srcObject && v.srcObject.id.includes("/"));
+  return decoding >= n && tiles.length >= n;
+})())`
+
+// joinAsGuest opens link in a new browser, gives a name and waits in the lobby.
+func joinAsGuest(t *testing.T, link, name string) context.Context {
+	t.Helper()
+	ctx := browsertest.New(t)
+	do(t, ctx, name+" joins",
+		chromedp.Navigate(link),
+		chromedp.WaitVisible(chromedp.CSS("#name")),
+		chromedp.SendKeys(chromedp.CSS("#name"), name),
+		chromedp.Click(chromedp.CSS("#join-button")),
+		chromedp.WaitVisible(chromedp.CSS("#lobby-wait")),
+	)
+	return ctx
+}
+
+func admit(t *testing.T, host context.Context, name string) {
+	t.Helper()
+	waitTrue(t, host, "the host sees "+name+" waiting", `[...document.querySelectorAll("#lobby li.waiting")].some(li => li.textContent.includes("`+name+`"))`, 15*time.Second)
+	admitJS := `(() => { const li = [...document.querySelectorAll("#lobby li.waiting")].find(li => li.textContent.includes("` + name + `")); li.querySelector("button.admit").click(); return true; })()`
+	if _, err := chromedp.Run(host, chromedp.Evaluate[bool](admitJS)); err != nil {
+		t.Fatalf("admit %s: %v", name, err)
+	}
+}
+
+// TestBrowserThirdParticipantMovesTheConsultToTheMediaServer runs a consult
+// of a clinician and a patient peer to peer, admits an interpreter, and
+// checks that all three then decode each other's video through the
+// embedded media server with the direct connections closed.
+func TestBrowserThirdParticipantMovesTheConsultToTheMediaServer(t *testing.T) {
+	dir := t.TempDir()
+	d := startDev(t, dir)
+	defer d.stop()
+	createFirstAdmin(t, d, "chief.admin", "a long admin passphrase")
+	admin := signInHTTP(t, d, "chief.admin", "a long admin passphrase")
+	createClinician(t, d, dir, admin, "dr.grey", "a long clinician passphrase")
+
+	doc := browsertest.New(t)
+	browserSignIn(t, doc, d, "dr.grey", "a long clinician passphrase")
+	do(t, doc, "start consult",
+		chromedp.WaitVisible(chromedp.CSS("#new-consult-button")),
+		chromedp.Click(chromedp.CSS("#new-consult-button")),
+		chromedp.WaitVisible(chromedp.CSS("#links-title")),
+	)
+	// A second link, for the interpreter, before anyone joins.
+	do(t, doc, "interpreter link",
+		chromedp.SetValue(chromedp.CSS("#label"), "interpreter"),
+		chromedp.Click(chromedp.CSS(`form[action$="/links"] button`)),
+	)
+	waitTrue(t, doc, "two links", `document.querySelectorAll(".link-url").length === 2`, 15*time.Second)
+	links, err := chromedp.Run(doc, chromedp.Evaluate[[]string](`[...document.querySelectorAll(".link-url")].map(i => i.value)`))
+	if err != nil || len(links) != 2 || !strings.Contains(links[1], "/j/") {
+		t.Fatalf("links %q: %v", links, err)
+	}
+
+	patient := joinAsGuest(t, links[0], "Pat Example")
+	admit(t, doc, "Pat Example")
+	waitTrue(t, doc, "clinician decodes the patient peer to peer", remoteVideoDecoding, 90*time.Second)
+	waitTrue(t, patient, "patient decodes the clinician peer to peer", remoteVideoDecoding, 90*time.Second)
+	if onServer, _ := chromedp.Run(doc, chromedp.Evaluate[bool](`window.openConsult.mediaServer() !== null`)); onServer {
+		t.Fatal("a consult of two is on the media server")
+	}
+
+	// Watch the patient's tile through the move: the longest stretch in
+	// which it had no picture to show.
+	watchTile := `(() => {
+  window.__longestGap = 0;
+  let since = null;
+  setInterval(() => {
+    const v = [...document.querySelectorAll("figure.tile:not(.self) video")][0];
+    const showing = v && v.readyState >= 2 && v.videoWidth > 0;
+    if (showing) since = null;
+    else if (since === null) since = performance.now();
+    else window.__longestGap = Math.max(window.__longestGap, performance.now() - since);
+  }, 50);
+  return true;
+})()`
+	if _, err := chromedp.Run(doc, chromedp.Evaluate[bool](watchTile)); err != nil {
+		t.Fatal(err)
+	}
+	interpreter := joinAsGuest(t, links[1], "Ines Interpreter")
+	admit(t, doc, "Ines Interpreter")
+	for name, ctx := range map[string]context.Context{"clinician": doc, "patient": patient, "interpreter": interpreter} {
+		waitTrue(t, ctx, name+" decodes both others through the media server", decodingFromEveryoneViaServer+`(2)`, 90*time.Second)
+	}
+	// While the consult moved, the patient's tile on the clinician's
+	// screen never went without a picture for more than a moment.
+	gap, err := chromedp.Run(doc, chromedp.Evaluate[float64](`window.__longestGap`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if gap > 1500 {
+		t.Errorf("the patient's tile showed no picture for %.0f ms during the move", gap)
+	}
+	t.Logf("longest time without a picture during the move: %.0f ms", gap)
+	// The indicator shows the media server's path like a direct one.
+	waitTrue(t, patient, "connection indicator", `/Media server: (direct|relay) (UDP|TCP|TLS)/.test(document.getElementById("path").textContent)`, 10*time.Second)
+
+	// The interpreter leaves; the others keep seeing each other.
+	do(t, interpreter, "interpreter leaves", chromedp.Click(chromedp.CSS("#leave")))
+	waitTrue(t, doc, "the interpreter's tile goes", `document.querySelectorAll("figure.tile:not(.self)").length === 1`, 30*time.Second)
+	waitTrue(t, patient, "patient still decodes the clinician", decodingFromEveryoneViaServer+`(1)`, 30*time.Second)
+}
