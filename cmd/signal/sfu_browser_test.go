@@ -52,6 +52,26 @@ func admit(t *testing.T, host context.Context, name string) {
 // checks that all three then decode each other's video through the
 // embedded media server with the direct connections closed.
 func TestBrowserThirdParticipantMovesTheConsultToTheMediaServer(t *testing.T) {
+	browserMoveToMediaServer(t, false)
+}
+
+// TestBrowserMediaServerThroughTheRelay does the same in a relay-only
+// consult: browsers reach the media server through the TURN relay.
+func TestBrowserMediaServerThroughTheRelay(t *testing.T) { browserMoveToMediaServer(t, true) }
+
+// mediaServerPairIsRelay is true when the media server connection's
+// selected candidate pair uses a relayed local candidate.
+const mediaServerPairIsRelay = `(async () => {
+  const pc = window.openConsult.mediaServer();
+  if (!pc) return false;
+  const stats = await pc.getStats();
+  let pair = null;
+  for (const s of stats.values()) if (s.type === "transport" && s.selectedCandidatePairId) pair = stats.get(s.selectedCandidatePairId);
+  const local = pair && stats.get(pair.localCandidateId);
+  return !!local && local.candidateType === "relay";
+})()`
+
+func browserMoveToMediaServer(t *testing.T, relayOnly bool) {
 	dir := t.TempDir()
 	d := startDev(t, dir)
 	defer d.stop()
@@ -61,6 +81,10 @@ func TestBrowserThirdParticipantMovesTheConsultToTheMediaServer(t *testing.T) {
 
 	doc := browsertest.New(t)
 	browserSignIn(t, doc, d, "dr.grey", "a long clinician passphrase")
+	if relayOnly {
+		do(t, doc, "relay option", chromedp.WaitVisible(chromedp.CSS(`input[name="relay_only"]`)), chromedp.Click(chromedp.CSS(`input[name="relay_only"]`)))
+		waitTrue(t, doc, "relay option ticked", `document.querySelector('input[name="relay_only"]').checked`, 5*time.Second)
+	}
 	do(t, doc, "start consult",
 		chromedp.WaitVisible(chromedp.CSS("#new-consult-button")),
 		chromedp.Click(chromedp.CSS("#new-consult-button")),
@@ -119,6 +143,11 @@ func TestBrowserThirdParticipantMovesTheConsultToTheMediaServer(t *testing.T) {
 	t.Logf("longest time without a picture during the move: %.0f ms", gap)
 	// The indicator shows the media server's path like a direct one.
 	waitTrue(t, patient, "connection indicator", `/Media server: (direct|relay) (UDP|TCP|TLS)/.test(document.getElementById("path").textContent)`, 10*time.Second)
+	if relayOnly {
+		for name, ctx := range map[string]context.Context{"clinician": doc, "patient": patient, "interpreter": interpreter} {
+			waitTrue(t, ctx, name+" reaches the media server through the relay", mediaServerPairIsRelay, 10*time.Second)
+		}
+	}
 
 	// The interpreter leaves; the others keep seeing each other.
 	do(t, interpreter, "interpreter leaves", chromedp.Click(chromedp.CSS("#leave")))
