@@ -1,0 +1,276 @@
+package sfulink
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"sync/atomic"
+
+	"github.com/pion/webrtc/v4"
+
+	"github.com/openconsult/openconsult/media"
+)
+
+// clientLink is one established link of a Client; a reconnection makes a
+// new one.
+type clientLink struct {
+	c       *Client
+	ep      *endpoint
+	nextID  atomic.Uint64
+	nextSID atomic.Uint64
+
+	mu       sync.Mutex
+	ended    error                   // why the link ended; nil while up
+	pending  map[uint64]chan message // requests waiting for their result
+	sessions map[string]*remoteParticipant
+}
+
+// handle dispatches one message of the node from the read loop; user
+// callbacks run on each session's own goroutine, never here.
+func (l *clientLink) handle(data []byte) {
+	var m message
+	if err := json.Unmarshal(data, &m); err != nil {
+		l.c.log.Warn("sfulink malformed message from node", "node", l.c.url, "err", err)
+		return
+	}
+	if m.Load != nil {
+		l.c.setLoad(*m.Load)
+	}
+	switch m.Type {
+	case typeResult:
+		l.mu.Lock()
+		ch := l.pending[m.ID]
+		delete(l.pending, m.ID)
+		l.mu.Unlock()
+		if ch != nil {
+			ch <- m // buffered: one result per request
+		}
+	case typeAnswer, typeOffer, typeSpeaker:
+		if rp := l.session(m.SID); rp != nil {
+			rp.push(m)
+		}
+	case typeClosed:
+		if rp := l.take(m.SID); rp != nil {
+			rp.finish(fmt.Errorf("sfulink: node %s closed the session: %w", l.c.url, remoteError(m)))
+		}
+	case typeReplaced:
+		// The node has already closed the session: what is still queued
+		// for it is stale.
+		if rp := l.take(m.SID); rp != nil {
+			rp.discard()
+		}
+	case typeError:
+		l.c.log.Warn("sfulink node refused a message", "node", l.c.url, "code", m.Code, "err", m.Error)
+	}
+}
+
+// end fails what waits on the link and reports reason to every session.
+func (l *clientLink) end(reason error) {
+	l.mu.Lock()
+	l.ended = reason
+	sessions := l.sessions
+	l.sessions, l.pending = nil, nil
+	l.mu.Unlock()
+	for _, rp := range sessions {
+		rp.finish(reason)
+	}
+}
+
+func (l *clientLink) session(sid string) *remoteParticipant {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.sessions[sid]
+}
+
+func (l *clientLink) take(sid string) *remoteParticipant {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	rp := l.sessions[sid]
+	delete(l.sessions, sid)
+	return rp
+}
+
+func (l *clientLink) newSession(events media.Events) (*remoteParticipant, error) {
+	rp := &remoteParticipant{link: l, sid: "s" + strconv.FormatUint(l.nextSID.Add(1), 10), events: events, wake: make(chan struct{}, 1)}
+	l.mu.Lock()
+	if l.ended != nil {
+		l.mu.Unlock()
+		return nil, l.ended
+	}
+	l.sessions[rp.sid] = rp
+	l.c.events.Add(1)
+	l.mu.Unlock()
+	go rp.deliver()
+	return rp, nil
+}
+
+// call sends a request and waits for its result.
+func (l *clientLink) call(ctx context.Context, m message) (message, error) {
+	m.ID = l.nextID.Add(1)
+	ch := make(chan message, 1)
+	l.mu.Lock()
+	if l.ended != nil {
+		l.mu.Unlock()
+		return message{}, l.ended
+	}
+	l.pending[m.ID] = ch
+	l.mu.Unlock()
+	forget := func() {
+		l.mu.Lock()
+		delete(l.pending, m.ID)
+		l.mu.Unlock()
+	}
+	if !l.ep.send(m) {
+		forget()
+		return message{}, fmt.Errorf("sfulink: link to %s is closing or congested: %w", l.c.url, media.ErrUnavailable)
+	}
+	select {
+	case r := <-ch:
+		if err := remoteError(r); err != nil {
+			return r, err
+		}
+		return r, nil
+	case <-l.ep.done:
+		return message{}, fmt.Errorf("sfulink: link to %s lost: %w", l.c.url, media.ErrUnavailable)
+	case <-ctx.Done():
+		forget()
+		return message{}, ctx.Err()
+	}
+}
+
+// remoteParticipant is a session on the remote node. The node's events
+// for it are delivered in order on a goroutine of its own, so that a slow
+// callback holds up neither the link nor other sessions.
+type remoteParticipant struct {
+	link   *clientLink
+	sid    string
+	events media.Events
+	wake   chan struct{}
+
+	mu       sync.Mutex
+	queue    []message
+	finished bool  // no more events: closed, replaced or lost
+	final    error // reported through Events.Closed after the queue
+}
+
+func (rp *remoteParticipant) push(m message) {
+	rp.mu.Lock()
+	if !rp.finished {
+		rp.queue = append(rp.queue, m)
+	}
+	rp.mu.Unlock()
+	rp.signal()
+}
+
+func (rp *remoteParticipant) signal() {
+	select {
+	case rp.wake <- struct{}{}:
+	default:
+	}
+}
+
+// finish ends the session after the queued events; reason nil ends it
+// silently.
+func (rp *remoteParticipant) finish(reason error) {
+	rp.mu.Lock()
+	if !rp.finished {
+		rp.finished, rp.final = true, reason
+	}
+	rp.mu.Unlock()
+	rp.signal()
+}
+
+// discard ends a session silently and at once, dropping queued events.
+func (rp *remoteParticipant) discard() {
+	rp.link.take(rp.sid)
+	rp.mu.Lock()
+	rp.finished, rp.final, rp.queue = true, nil, nil
+	rp.mu.Unlock()
+	rp.signal()
+}
+
+func (rp *remoteParticipant) deliver() {
+	defer rp.link.c.events.Done()
+	for {
+		rp.mu.Lock()
+		if len(rp.queue) == 0 {
+			finished, final := rp.finished, rp.final
+			rp.mu.Unlock()
+			if finished {
+				if final != nil {
+					rp.events.Closed(final)
+				}
+				return
+			}
+			<-rp.wake
+			continue
+		}
+		m := rp.queue[0]
+		rp.queue = rp.queue[1:]
+		rp.mu.Unlock()
+		switch m.Type {
+		case typeAnswer:
+			rp.events.Answer(m.SDP)
+		case typeOffer:
+			rp.events.Offer(m.SDP)
+		case typeSpeaker:
+			rp.events.Speaker(m.Member)
+		}
+	}
+}
+
+func (rp *remoteParticipant) call(m message) error {
+	rp.mu.Lock()
+	finished := rp.finished
+	rp.mu.Unlock()
+	if finished {
+		return fmt.Errorf("sfulink: %s on a session that ended: %w", m.Type, errSessionEnded)
+	}
+	m.SID = rp.sid
+	ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
+	defer cancel()
+	if _, err := rp.link.call(ctx, m); err != nil {
+		return fmt.Errorf("sfulink %s: %w", m.Type, err)
+	}
+	return nil
+}
+
+var errSessionEnded = errors.New("session ended")
+
+// Offer implements media.Participant.
+func (rp *remoteParticipant) Offer(sdp string) error {
+	return rp.call(message{Type: typeOffer, SDP: sdp})
+}
+
+// Answer implements media.Participant.
+func (rp *remoteParticipant) Answer(sdp string) error {
+	return rp.call(message{Type: typeAnswer, SDP: sdp})
+}
+
+// Candidate implements media.Participant.
+func (rp *remoteParticipant) Candidate(c webrtc.ICECandidateInit) error {
+	return rp.call(message{Type: typeCandidate, Candidate: &c})
+}
+
+// View implements media.Participant.
+func (rp *remoteParticipant) View(publisherID string, width, height int) error {
+	return rp.call(message{Type: typeView, Publisher: publisherID, Width: width, Height: height})
+}
+
+// Close implements media.Participant: the node closes the session, and no
+// event of it is delivered any more.
+func (rp *remoteParticipant) Close() {
+	rp.mu.Lock()
+	already := rp.finished
+	rp.finished, rp.final, rp.queue = true, nil, nil
+	rp.mu.Unlock()
+	rp.signal()
+	if already {
+		return
+	}
+	rp.link.take(rp.sid)
+	rp.link.ep.send(message{Type: typeClose, SID: rp.sid})
+}

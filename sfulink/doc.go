@@ -1,0 +1,49 @@
+// Package sfulink is the authenticated internal link between signal
+// processes and remote media nodes (the sfu binary). It owns three things:
+//
+//   - Server, the http.Handler an sfu process runs on its link listener,
+//     which exposes a local media.Node (the *media.SFU) to signal processes;
+//   - Client, a media.Node backed by one remote node over the link, which
+//     reconnects by itself and reports a lost link to every session as
+//     Events.Closed(err wrapping media.ErrUnavailable);
+//   - Pool, a media.Node over several Clients that keeps every room on one
+//     node, places new rooms on the least-loaded reachable node, and moves
+//     a room to another node once its node is lost.
+//
+// # Authentication
+//
+// Both ends authenticate with certificates of an internal CA (mutual TLS,
+// TLS 1.3 only): the node's listener requires and verifies a client
+// certificate (ServerTLS), and signal verifies the node's certificate
+// (ClientTLS). There is no other credential: whoever holds a client
+// certificate of the link CA may open sessions on the node, so that CA
+// must sign nothing else.
+//
+// # Wire protocol
+//
+// One WebSocket per signal→node link carries JSON text messages of at most
+// MaxMessage bytes, each an object with a "type":
+//
+//	from signal: join {id, sid, room, member}
+//	             offer {id, sid, sdp}, answer {id, sid, sdp}
+//	             candidate {id, sid, candidate}
+//	             view {id, sid, publisher, width, height}
+//	             close {sid}
+//	from node:   result {id, load?, code?, error?}   one per request id
+//	             answer {sid, sdp}, offer {sid, sdp}, speaker {sid, member}
+//	             closed {sid, code, error}   the node ended the session
+//	             replaced {sid}   the member joined again; ends silently
+//	             load {load}   every second and when it changes
+//	             error {id?, code, error}   a message the node cannot read
+//
+// The client chooses session ids ("sid"), unique on its link, and request
+// ids ("id"); every request gets exactly one result. Operations of one
+// session are applied in the order they were sent, each session on its own
+// goroutine so that a slow SDP exchange does not hold up other sessions.
+// Error codes are stable: "full" (errors.Is media.ErrFull on the client),
+// "unavailable" and "shutdown" (media.ErrUnavailable), "bad_request",
+// "unknown_session", "busy", "failed". Both ends ping every Heartbeat and
+// give up on a peer silent for three heartbeats, so a dead node or a dead
+// signal process is noticed within seconds; a node ends every session of a
+// link that is gone.
+package sfulink
