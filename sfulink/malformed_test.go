@@ -1,0 +1,120 @@
+package sfulink
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+)
+
+// readReply reads the node's next message other than a load report.
+func readReply(t *testing.T, ws *websocket.Conn) message {
+	t.Helper()
+	for {
+		_ = ws.SetReadDeadline(time.Now().Add(5 * time.Second))
+		_, data, err := ws.ReadMessage()
+		if err != nil {
+			t.Fatalf("no reply: %v", err)
+		}
+		var m message
+		if err := json.Unmarshal(data, &m); err != nil {
+			t.Fatalf("node sent %q: %v", data, err)
+		}
+		if m.Type != typeLoad {
+			return m
+		}
+	}
+}
+
+func TestBadMessagesGetClearErrors(t *testing.T) {
+	p := newPKI(t)
+	n := startNode(t, p, 0)
+	ws, err := dialRaw(t, n.url, p.clientTLS(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.Close()
+
+	tests := []struct {
+		name     string
+		send     string
+		wantType string
+		wantID   uint64
+		wantCode string
+	}{
+		{"not JSON", `{"type":`, typeError, 0, codeBadRequest},
+		{"unknown type", `{"type":"reboot","id":5}`, typeResult, 5, codeBadRequest},
+		{"join without ids", `{"type":"join","id":6}`, typeResult, 6, codeBadRequest},
+		{"join without request id", `{"type":"join","sid":"s1","room":"c_1","member":"m_1"}`, typeError, 0, codeBadRequest},
+		{"join with a huge room id", `{"type":"join","id":7,"sid":"s1","room":"` + strings.Repeat("r", 300) + `","member":"m_1"}`, typeResult, 7, codeBadRequest},
+		{"offer on an unknown session", `{"type":"offer","id":8,"sid":"nope","sdp":"v=0"}`, typeResult, 8, codeUnknownSession},
+		{"join", `{"type":"join","id":9,"sid":"s1","room":"c_1","member":"m_1"}`, typeResult, 9, ""},
+		{"same session id again", `{"type":"join","id":10,"sid":"s1","room":"c_1","member":"m_2"}`, typeResult, 10, codeBadRequest},
+		{"candidate missing", `{"type":"candidate","id":11,"sid":"s1"}`, typeResult, 11, codeBadRequest},
+		{"offer that is no SDP", `{"type":"offer","id":12,"sid":"s1","sdp":"hello"}`, typeResult, 12, codeFailed},
+		{"negative view", `{"type":"view","id":13,"sid":"s1","publisher":"m_2","width":-1,"height":5}`, typeResult, 13, codeFailed},
+		{"view", `{"type":"view","id":14,"sid":"s1","publisher":"m_2","width":320,"height":180}`, typeResult, 14, ""},
+	}
+	for _, tt := range tests {
+		if err := ws.WriteMessage(websocket.TextMessage, []byte(tt.send)); err != nil {
+			t.Fatalf("%s: %v", tt.name, err)
+		}
+		m := readReply(t, ws)
+		if m.Type != tt.wantType || m.ID != tt.wantID || m.Code != tt.wantCode {
+			t.Errorf("%s: reply %+v, want %s id %d code %q", tt.name, m, tt.wantType, tt.wantID, tt.wantCode)
+		}
+		if tt.wantCode != "" && m.Error == "" {
+			t.Errorf("%s: error without an explanation", tt.name)
+		}
+	}
+	if l := n.sfu.Load(); l.Participants != 1 {
+		t.Fatalf("node load %+v, want the one good join", l)
+	}
+}
+
+func TestOversizedMessageClosesOnlyThatLink(t *testing.T) {
+	p := newPKI(t)
+	n := startNode(t, p, 0)
+	c := newTestClient(t, n.url, p.clientTLS(t))
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	r := newRecorder()
+	if _, err := c.Join(ctx, "c_1", "m_1", r); err != nil {
+		t.Fatal(err)
+	}
+
+	ws, err := dialRaw(t, n.url, p.clientTLS(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.Close()
+	big := `{"type":"offer","id":1,"sid":"s1","sdp":"` + strings.Repeat("a", MaxMessage) + `"}`
+	if err := ws.WriteMessage(websocket.TextMessage, []byte(big)); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		_ = ws.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if _, _, err = ws.ReadMessage(); err != nil {
+			break
+		}
+	}
+	if !websocket.IsCloseError(err, websocket.CloseMessageTooBig) {
+		t.Fatalf("oversized message: %v, want close 1009 (message too big)", err)
+	}
+
+	// The node and the other link carry on.
+	if _, err := c.Join(ctx, "c_1", "m_2", newRecorder()); err != nil {
+		t.Fatalf("join after another link's oversized message: %v", err)
+	}
+	select {
+	case err := <-r.closed:
+		t.Fatalf("a session of another link got Closed(%v)", err)
+	default:
+	}
+	if l := n.sfu.Load(); l.Participants != 2 {
+		t.Fatalf("node load %+v", l)
+	}
+}
