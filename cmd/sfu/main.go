@@ -1,21 +1,26 @@
 // Command sfu is a media node: it receives and forwards the RTP of consults
-// with three or more participants, and of recorded consults. The signal
-// server reaches it over an authenticated internal link.
-//
-// This release runs the node's lifecycle and monitoring endpoints (/metrics,
-// /healthz, /readyz); media listeners are added with the forwarding engine.
+// with three or more participants, and of recorded consults. Signal
+// processes reach it over an internal link authenticated with mutual TLS
+// (package sfulink), on -link-listen; monitoring (/metrics, /healthz,
+// /readyz) is on -admin-listen.
 package main
 
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
+	"sync/atomic"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/openconsult/openconsult/internal/cli"
 	"github.com/openconsult/openconsult/internal/config"
 	"github.com/openconsult/openconsult/internal/obs"
 	"github.com/openconsult/openconsult/internal/serve"
+	"github.com/openconsult/openconsult/media"
+	"github.com/openconsult/openconsult/sfulink"
 )
 
 func main() { cli.Main("sfu", run) }
@@ -23,6 +28,11 @@ func main() { cli.Main("sfu", run) }
 type settings struct {
 	set             *config.Set
 	adminListen     config.Addr
+	linkListen      config.Addr
+	linkCert        string
+	linkKey         string
+	linkClientCA    string
+	maxParticipants int
 	shutdownTimeout time.Duration
 	logLevel        config.Enum
 	logFormat       config.Enum
@@ -31,12 +41,18 @@ type settings struct {
 func newSettings(stderr io.Writer) *settings {
 	s := &settings{
 		adminListen: config.Addr{Value: "127.0.0.1:9091"},
+		linkListen:  config.Addr{Value: ":7443"},
 		logLevel:    config.Enum{Value: "info", Allowed: obs.LogLevels},
 		logFormat:   config.Enum{Value: "json", Allowed: obs.LogFormats},
 	}
 	s.set = config.New("sfu", "SFU", stderr)
 	fs := s.set.Flags()
 	fs.Var(&s.adminListen, "admin-listen", "plain HTTP `address` of /metrics, /healthz and /readyz; keep it on a private interface")
+	fs.Var(&s.linkListen, "link-listen", "`address` of the internal link signal servers connect to (mutual TLS); keep it on a private interface")
+	fs.StringVar(&s.linkCert, "link-cert", "", "PEM certificate chain `file` of the node on the link (re-read when it changes)")
+	fs.StringVar(&s.linkKey, "link-key", "", "PEM private key `file` of -link-cert")
+	fs.StringVar(&s.linkClientCA, "link-client-ca", "", "PEM `file` of the CA that signs signal servers' link client certificates; required: only its certificates may open sessions")
+	fs.IntVar(&s.maxParticipants, "max-participants", 0, "participants the node takes at most before it answers full and signal picks another node; 0 for no limit")
 	fs.DurationVar(&s.shutdownTimeout, "shutdown-timeout", 15*time.Second, "time in-flight work gets to finish on shutdown")
 	fs.Var(&s.logLevel, "log-level", "log `level`: debug, info, warn or error")
 	fs.Var(&s.logFormat, "log-format", "log `format`: json or text")
@@ -50,6 +66,18 @@ func (s *settings) load(args []string, getenv func(string) string) error {
 	var errs []error
 	if s.adminListen.Value == "" {
 		errs = append(errs, s.set.Invalid("admin-listen", "the node must be observable: give an address"))
+	}
+	if s.linkListen.Value == "" {
+		errs = append(errs, s.set.Invalid("link-listen", "signal servers reach the node only through the link: give an address"))
+	}
+	if s.linkCert == "" || s.linkKey == "" {
+		errs = append(errs, s.set.Invalid("link-cert", "the link needs the node's certificate and key: give -link-cert and -link-key"))
+	}
+	if s.linkClientCA == "" {
+		errs = append(errs, s.set.Invalid("link-client-ca", "without the CA of signal's client certificates anyone could open sessions: give its PEM file"))
+	}
+	if s.maxParticipants < 0 {
+		errs = append(errs, s.set.Invalid("max-participants", "%d is negative (0 for no limit)", s.maxParticipants))
 	}
 	if s.shutdownTimeout <= 0 || s.shutdownTimeout > 10*time.Minute {
 		errs = append(errs, s.set.Invalid("shutdown-timeout", "%s is outside (0, 10m]", s.shutdownTimeout))
@@ -66,14 +94,66 @@ func run(ctx context.Context, args []string, getenv func(string) string, _, stde
 	if err != nil {
 		return err
 	}
-	ln, err := serve.Listen("admin", s.adminListen.Value)
+	linkTLS, err := sfulink.ServerTLS(s.linkCert, s.linkKey, s.linkClientCA)
+	if err != nil {
+		return fmt.Errorf("-link-cert, -link-key, -link-client-ca: %w", err)
+	}
+	node, err := media.New(media.Config{Log: log, MaxParticipants: s.maxParticipants})
+	if err != nil {
+		return fmt.Errorf("media node: %w", err)
+	}
+	adminLn, err := serve.Listen("admin", s.adminListen.Value)
 	if err != nil {
 		return err
 	}
+	linkLn, err := serve.Listen("link", s.linkListen.Value)
+	if err != nil {
+		adminLn.Close()
+		return err
+	}
+	link := sfulink.NewServer(sfulink.ServerConfig{Node: node, Log: log})
+
 	reg := obs.NewRegistry()
+	registerMetrics(reg, node, link)
 	health := obs.NewHealth(log, 2*time.Second)
-	log.Info("sfu node started")
-	err = serve.Run(ctx, log, s.shutdownTimeout, serve.Server{Name: "admin", Listener: ln, Handler: obs.AdminHandler(reg, health)})
+	// Ready from the moment the link listener is open until shutdown
+	// begins, so that signal's health checks stop choosing a leaving node.
+	var ready atomic.Bool
+	ready.Store(true)
+	stop := context.AfterFunc(ctx, func() { ready.Store(false) })
+	defer stop()
+	health.AddCheck("link", func(context.Context) error {
+		if !ready.Load() {
+			return errors.New("link listener closed")
+		}
+		return nil
+	})
+
+	log.Info("sfu node started", "max_participants", s.maxParticipants)
+	err = serve.Run(ctx, log, s.shutdownTimeout,
+		serve.Server{Name: "admin", Listener: adminLn, Handler: obs.AdminHandler(reg, health)},
+		serve.Server{Name: "link", Listener: linkLn, Handler: link, TLS: linkTLS})
+	// The listeners are closed; the links are WebSockets the HTTP server
+	// no longer tracks. Every session hears that the node shuts down, so
+	// signal moves its consult, before the links close.
+	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.shutdownTimeout)
+	defer cancel()
+	if serr := link.Shutdown(shutdownCtx); serr != nil {
+		log.Warn("links closed before their messages were out", "err", serr)
+	}
+	node.Close()
 	log.Info("stopped")
 	return err
+}
+
+// registerMetrics exposes the node's load; rooms and participants are
+// counts, never identifiers.
+func registerMetrics(reg *prometheus.Registry, node *media.SFU, link *sfulink.Server) {
+	gauge := func(name, help string, f func() float64) {
+		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, f))
+	}
+	gauge("sfu_rooms", "Rooms on the node.", func() float64 { return float64(node.Load().Rooms) })
+	gauge("sfu_participants", "Participant sessions on the node.", func() float64 { return float64(node.Load().Participants) })
+	gauge("sfu_tracks", "Tracks the node forwards.", func() float64 { return float64(node.Load().Tracks) })
+	gauge("sfu_links", "Signal servers connected over the link.", func() float64 { return float64(link.Links()) })
 }

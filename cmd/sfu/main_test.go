@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/openconsult/openconsult/internal/config"
+	"github.com/openconsult/openconsult/media"
+	"github.com/openconsult/openconsult/sfulink"
 )
 
 type lockedBuffer struct {
@@ -31,26 +33,58 @@ func (b *lockedBuffer) String() string {
 	return b.sb.String()
 }
 
-func TestStartsServesHealthAndStopsCleanly(t *testing.T) {
+// startRun runs the binary's run with generated link certificates and
+// returns the admin and link addresses, the link's PKI, and a function
+// that stops it and returns run's result.
+func startRun(t *testing.T, extra ...string) (admin, link string, p *testPKI, logs *lockedBuffer, stop func() error) {
+	t.Helper()
+	p = newTestPKI(t)
 	ctx, cancel := context.WithCancel(context.Background())
-	logs := &lockedBuffer{}
+	logs = &lockedBuffer{}
 	done := make(chan error, 1)
+	args := append([]string{"-admin-listen", "127.0.0.1:0", "-link-listen", "127.0.0.1:0",
+		"-link-cert", p.nodeCert, "-link-key", p.nodeKey, "-link-client-ca", p.caFile}, extra...)
 	go func() {
-		done <- run(ctx, []string{"-admin-listen", "127.0.0.1:0"}, func(string) string { return "" }, io.Discard, logs)
+		done <- run(ctx, args, func(string) string { return "" }, io.Discard, logs)
 	}()
-
-	var addr string
-	for deadline := time.Now().Add(10 * time.Second); addr == "" && time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+	for deadline := time.Now().Add(10 * time.Second); (admin == "" || link == "") && time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
 		for line := range strings.Lines(logs.String()) {
 			var m map[string]any
 			if json.Unmarshal([]byte(line), &m) == nil && m["msg"] == "listening" {
-				addr = m["addr"].(string)
+				switch m["server"] {
+				case "admin":
+					admin = m["addr"].(string)
+				case "link":
+					link = m["addr"].(string)
+				}
 			}
 		}
 	}
-	if addr == "" {
-		t.Fatalf("no listening line:\n%s", logs.String())
+	if admin == "" || link == "" {
+		cancel()
+		t.Fatalf("no listening lines:\n%s", logs.String())
 	}
+	stopped := false
+	stop = func() error {
+		if stopped {
+			return nil
+		}
+		stopped = true
+		cancel()
+		select {
+		case err := <-done:
+			return err
+		case <-time.After(20 * time.Second):
+			t.Fatal("did not stop")
+			return nil
+		}
+	}
+	t.Cleanup(func() { _ = stop() })
+	return admin, link, p, logs, stop
+}
+
+func TestStartsServesHealthAndStopsCleanly(t *testing.T) {
+	addr, _, _, logs, stop := startRun(t)
 	for _, path := range []string{"/healthz", "/readyz", "/metrics"} {
 		resp, err := http.Get("http://" + addr + path)
 		if err != nil {
@@ -61,17 +95,93 @@ func TestStartsServesHealthAndStopsCleanly(t *testing.T) {
 			t.Errorf("%s = %d", path, resp.StatusCode)
 		}
 	}
-	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("run = %v", err)
-		}
-	case <-time.After(20 * time.Second):
-		t.Fatal("did not stop")
+	if err := stop(); err != nil {
+		t.Fatalf("run = %v", err)
 	}
 	if !strings.Contains(logs.String(), `"msg":"stopped"`) {
 		t.Fatal("no stopped line")
+	}
+}
+
+// TestSignalJoinsThroughTheLink: a signal-side client with a certificate
+// of the link CA joins a room on the node; the node's load shows in the
+// metrics; on shutdown the session hears that the node is going away.
+func TestSignalJoinsThroughTheLink(t *testing.T) {
+	admin, link, p, _, stop := startRun(t, "-max-participants", "1")
+	tlsCfg, err := sfulink.ClientTLS(p.signalCert, p.signalKey, p.caFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := sfulink.NewClient(t.Context(), sfulink.ClientConfig{URL: "wss://" + link + "/", TLS: tlsCfg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	ev := &events{closed: make(chan error, 1)}
+	if _, err := c.Join(ctx, "c_1", "m_1", ev); err != nil {
+		t.Fatal(err)
+	}
+	if l := c.Load(); l.Participants != 1 || l.MaxParticipants != 1 {
+		t.Fatalf("Load = %+v", l)
+	}
+	if _, err := c.Join(ctx, "c_2", "m_2", &events{closed: make(chan error, 1)}); !errors.Is(err, media.ErrFull) {
+		t.Fatalf("second join on a node of one = %v, want ErrFull", err)
+	}
+	resp, err := http.Get("http://" + admin + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{"sfu_participants 1", "sfu_links 1", "sfu_rooms 1"} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("metrics lack %q", want)
+		}
+	}
+
+	if err := stop(); err != nil {
+		t.Fatalf("run = %v", err)
+	}
+	select {
+	case err := <-ev.closed:
+		if !errors.Is(err, media.ErrUnavailable) || !strings.Contains(err.Error(), "shutdown") {
+			t.Fatalf("Closed(%v), want the node's shutdown", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the session did not hear of the shutdown")
+	}
+}
+
+func TestLinkRefusesClientOfAnotherCA(t *testing.T) {
+	_, link, p, _, _ := startRun(t)
+	other := newTestPKI(t)
+	tlsCfg, err := sfulink.ClientTLS(other.signalCert, other.signalKey, p.caFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := sfulink.NewClient(t.Context(), sfulink.ClientConfig{URL: "wss://" + link + "/", TLS: tlsCfg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	if _, err := c.Join(ctx, "c_1", "m_1", &events{closed: make(chan error, 1)}); !errors.Is(err, media.ErrUnavailable) {
+		t.Fatalf("join with a certificate of another CA = %v, want ErrUnavailable", err)
+	}
+}
+
+type events struct{ closed chan error }
+
+func (e *events) Answer(string)  {}
+func (e *events) Offer(string)   {}
+func (e *events) Speaker(string) {}
+func (e *events) Closed(err error) {
+	select {
+	case e.closed <- err:
+	default:
 	}
 }
 
@@ -84,6 +194,11 @@ func TestBadConfiguration(t *testing.T) {
 		{[]string{"-admin-listen", "off"}, nil, "-admin-listen"},
 		{nil, map[string]string{"SFU_LOG_FORMAT": "xml"}, "SFU_LOG_FORMAT"},
 		{[]string{"-shutdown-timeout", "0s"}, nil, "-shutdown-timeout"},
+		{[]string{"-link-cert", "c.pem", "-link-key", "k.pem"}, nil, "-link-client-ca"},
+		{[]string{"-link-client-ca", "ca.pem"}, nil, "-link-cert"},
+		{[]string{"-link-listen", "off", "-link-cert", "c.pem", "-link-key", "k.pem", "-link-client-ca", "ca.pem"}, nil, "-link-listen"},
+		{nil, map[string]string{"SFU_MAX_PARTICIPANTS": "-3"}, "SFU_MAX_PARTICIPANTS"},
+		{[]string{"-link-cert", "/nonexistent.pem", "-link-key", "/nonexistent-key.pem", "-link-client-ca", "ca.pem"}, nil, "-link-cert"},
 	}
 	for _, tt := range tests {
 		err := run(context.Background(), tt.args, func(k string) string { return tt.env[k] }, io.Discard, io.Discard)
@@ -98,7 +213,7 @@ func TestHelp(t *testing.T) {
 	if err := run(context.Background(), []string{"-h"}, func(string) string { return "" }, io.Discard, &out); !errors.Is(err, config.ErrHelp) {
 		t.Fatalf("-h = %v", err)
 	}
-	for _, w := range []string{"-admin-listen", "(default 127.0.0.1:9091)", "-shutdown-timeout", "(default 15s)", "SFU_<FLAG>"} {
+	for _, w := range []string{"-admin-listen", "(default 127.0.0.1:9091)", "-link-listen", "(default :7443)", "-link-cert", "-link-key", "-link-client-ca", "-max-participants", "-shutdown-timeout", "(default 15s)", "SFU_<FLAG>"} {
 		if !strings.Contains(out.String(), w) {
 			t.Errorf("help lacks %q", w)
 		}
