@@ -131,7 +131,9 @@ func (c *Client) stopLink() {
 	l := c.link
 	c.mu.Unlock()
 	if l != nil {
-		l.ep.stop()
+		// A close frame tells the node the link ends on purpose; it
+		// closes the link's sessions either way.
+		l.ep.drain(time.Second)
 	}
 }
 
