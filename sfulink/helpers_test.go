@@ -143,6 +143,7 @@ type testNode struct {
 	http *http.Server
 	ln   net.Listener
 	url  string
+	stop func() // the node dies: links drop, nothing listens
 }
 
 const testHeartbeat = 200 * time.Millisecond
@@ -158,11 +159,16 @@ func startNode(t *testing.T, p *pki, maxParticipants int) *testNode {
 
 func startNodeTLS(t *testing.T, cfg *tls.Config, maxParticipants int) *testNode {
 	t.Helper()
+	return startNodeAt(t, cfg, maxParticipants, "127.0.0.1:0")
+}
+
+func startNodeAt(t *testing.T, cfg *tls.Config, maxParticipants int, addr string) *testNode {
+	t.Helper()
 	sfu, err := media.New(media.Config{Log: quietLog(), Settings: nodetest.LoopbackSettings(), MaxParticipants: maxParticipants})
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -175,12 +181,13 @@ func startNodeTLS(t *testing.T, cfg *tls.Config, maxParticipants int) *testNode 
 			t.Errorf("serve: %v", err)
 		}
 	})
-	t.Cleanup(func() {
+	n.stop = func() {
 		n.http.Close()
 		n.srv.Close()
 		sfu.Close()
 		wg.Wait()
-	})
+	}
+	t.Cleanup(n.stop)
 	return n
 }
 

@@ -267,3 +267,85 @@ func TestJoinAgainOverAnotherLinkReplacesSilently(t *testing.T) {
 		t.Fatalf("node load %+v, want 1 participant", l)
 	}
 }
+
+// TestClientReconnectsToARestartedNode: sessions of the lost link get
+// Closed, and once the node is back on its address the client reconnects
+// by itself and joins work again.
+func TestClientReconnectsToARestartedNode(t *testing.T) {
+	p := newPKI(t)
+	n := startNode(t, p, 0)
+	c := newTestClient(t, n.url, p.clientTLS(t))
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	r := newRecorder()
+	if _, err := c.Join(ctx, "c_1", "m_1", r); err != nil {
+		t.Fatal(err)
+	}
+	addr := n.ln.Addr().String()
+	n.stop()
+	if err := r.waitClosed(t, 5*time.Second); !errors.Is(err, media.ErrUnavailable) {
+		t.Fatalf("Closed(%v), want ErrUnavailable", err)
+	}
+	if c.Up() {
+		t.Fatal("client up after its node died")
+	}
+	if _, err := c.Join(ctx, "c_1", "m_1", newRecorder()); !errors.Is(err, media.ErrUnavailable) {
+		t.Fatalf("join while the node is down = %v, want ErrUnavailable", err)
+	}
+
+	cfg, err := ServerTLS(p.nodeCert, p.nodeKey, p.ca.file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	back := startNodeAt(t, cfg, 0, addr)
+	for deadline := time.Now().Add(5 * time.Second); !c.Up(); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("client did not reconnect")
+		}
+	}
+	if _, err := c.Join(ctx, "c_1", "m_1", newRecorder()); err != nil {
+		t.Fatalf("join after reconnection: %v", err)
+	}
+	if l := back.sfu.Load(); l.Participants != 1 {
+		t.Fatalf("restarted node load %+v", l)
+	}
+}
+
+// TestPoolFallsBackWhenANodeIsFull: another signal process fills the first
+// node; this pool's view of it may still be stale, the node answers full
+// and the room goes to the next node.
+func TestPoolFallsBackWhenANodeIsFull(t *testing.T) {
+	p := newPKI(t)
+	a, b := startNode(t, p, 1), startNode(t, p, 1)
+	pool, err := NewPool(t.Context(), PoolConfig{Nodes: []string{a.url, b.url}, TLS: p.clientTLS(t), Log: quietLog()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	for deadline := time.Now().Add(5 * time.Second); pool.Load().MaxParticipants != 2; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("pool load %+v", pool.Load())
+		}
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	elsewhere := newTestClient(t, a.url, p.clientTLS(t))
+	if _, err := elsewhere.Join(ctx, "c_other", "m_0", newRecorder()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pool.Join(ctx, "c_1", "m_1", newRecorder()); err != nil {
+		t.Fatalf("join with one node full: %v", err)
+	}
+	if got := pool.NodeOf("c_1"); got != b.url {
+		t.Fatalf("room on %q, want %q", got, b.url)
+	}
+	// Both full now: the pool says so.
+	_, err = pool.Join(ctx, "c_2", "m_2", newRecorder())
+	if !errors.Is(err, media.ErrFull) || !errors.Is(err, media.ErrUnavailable) {
+		t.Fatalf("join with every node full = %v, want ErrFull and ErrUnavailable", err)
+	}
+	// A room that is placed stays on its node even when that node is full.
+	if _, err := pool.Join(ctx, "c_1", "m_3", newRecorder()); !errors.Is(err, media.ErrFull) || pool.NodeOf("c_1") != b.url {
+		t.Fatalf("join of a full node's room = %v (room on %q), want ErrFull and the room kept", err, pool.NodeOf("c_1"))
+	}
+}
