@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -120,12 +121,11 @@ func (p *Pool) Join(ctx context.Context, roomID, memberID string, events media.E
 			r.joining--
 			close(r.placing)
 			r.placing = nil
+			p.releaseLocked(roomID, r) // nobody in it after a failure or a quick end
+			p.mu.Unlock()
 			if err != nil {
-				p.releaseLocked(roomID, r)
-				p.mu.Unlock()
 				return nil, err
 			}
-			p.mu.Unlock()
 			return pp, nil
 		case r.placing != nil:
 			ch := r.placing
@@ -144,6 +144,7 @@ func (p *Pool) Join(ctx context.Context, roomID, memberID string, events media.E
 		p.mu.Lock()
 		r.joining--
 		if err == nil {
+			p.releaseLocked(roomID, r)
 			p.mu.Unlock()
 			return pp, nil
 		}
@@ -184,8 +185,21 @@ func (p *Pool) place(ctx context.Context, r *poolRoom, roomID, memberID string, 
 		}
 		errs = append(errs, err)
 	}
-	return nil, fmt.Errorf("sfulink: no media node can take room %s: %w", roomID, errors.Join(append([]error{media.ErrUnavailable}, errs...)...))
+	return nil, fmt.Errorf("sfulink: no media node can take room %s: %w (%w)", roomID, media.ErrUnavailable, causes(errs))
 }
+
+// causes is why each node could not take a room, on one line for the log.
+type causes []error
+
+func (c causes) Error() string {
+	s := make([]string, len(c))
+	for i, err := range c {
+		s[i] = err.Error()
+	}
+	return strings.Join(s, "; ")
+}
+
+func (c causes) Unwrap() []error { return c }
 
 // candidates are the reachable nodes with room for one more participant,
 // least loaded first, and why the others are not.
@@ -227,13 +241,12 @@ func (p *Pool) joinOn(ctx context.Context, node *Client, r *poolRoom, roomID, me
 	pp.Participant = inner
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if pp.gone {
-		// Closed before Join returned: the caller hears of it through
-		// events; the room must not count the member.
-		return pp, nil
-	}
 	r.node = node
-	r.members[memberID] = pp // a member that joins again replaces itself
+	// A session Closed before Join returned is not counted: its owner
+	// hears of the end through events.
+	if !pp.gone {
+		r.members[memberID] = pp // a member that joins again replaces itself
+	}
 	return pp, nil
 }
 

@@ -201,9 +201,12 @@ type serverSession struct {
 	conn              *serverConn
 	sid, room, member string
 	ops               chan message
-	gone              chan struct{} // closed when the session ends
-	endOnce           sync.Once
+	gone              chan struct{}     // closed when the session ends
 	participant       media.Participant // the worker's own
+
+	mu     sync.Mutex
+	joined bool // the node has the session, so its end is news to signal
+	over   bool
 }
 
 func (ss *serverSession) run() {
@@ -238,6 +241,19 @@ func (ss *serverSession) apply(m message) {
 		ctx, cancel := context.WithTimeout(c.ctx, callTimeout)
 		p, err := c.srv.node.Join(ctx, ss.room, ss.member, sessionEvents{ss})
 		cancel()
+		if err == nil {
+			ss.mu.Lock()
+			if ss.over {
+				// The link or the node's shutdown ended the session while
+				// it joined: the result says so, no closed message.
+				err = &Error{Code: codeUnavailable, Msg: "session ended while joining"}
+			}
+			ss.joined = err == nil
+			ss.mu.Unlock()
+			if err != nil {
+				p.Close()
+			}
+		}
 		if err != nil {
 			c.result(m.ID, err, nil)
 			ss.end(nil)
@@ -272,21 +288,29 @@ func (ss *serverSession) apply(m message) {
 }
 
 // end ends the session once: it leaves the link and the member index,
-// sends msg if not nil, and lets the worker close the node's session.
+// sends msg if not nil and the session had joined (a join under way gets
+// its answer from its result), and lets the worker close the node's
+// session.
 func (ss *serverSession) end(msg *message) {
-	ss.endOnce.Do(func() {
-		c := ss.conn
-		c.mu.Lock()
-		if c.sessions[ss.sid] == ss {
-			delete(c.sessions, ss.sid)
-		}
-		c.mu.Unlock()
-		c.srv.release(ss)
-		if msg != nil {
-			c.send(*msg)
-		}
-		close(ss.gone)
-	})
+	ss.mu.Lock()
+	if ss.over {
+		ss.mu.Unlock()
+		return
+	}
+	ss.over = true
+	joined := ss.joined
+	ss.mu.Unlock()
+	c := ss.conn
+	c.mu.Lock()
+	if c.sessions[ss.sid] == ss {
+		delete(c.sessions, ss.sid)
+	}
+	c.mu.Unlock()
+	c.srv.release(ss)
+	if msg != nil && joined {
+		c.send(*msg)
+	}
+	close(ss.gone)
 }
 
 func (ss *serverSession) ended() bool {
