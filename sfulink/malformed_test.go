@@ -118,3 +118,46 @@ func TestOversizedMessageClosesOnlyThatLink(t *testing.T) {
 		t.Fatalf("node load %+v", l)
 	}
 }
+
+// FuzzLinkMessage sends arbitrary messages over an authenticated link: the
+// node must answer or ignore each and keep the link, never crash. The node
+// takes 4 participants, so joins in the corpus stay cheap.
+func FuzzLinkMessage(f *testing.F) {
+	for _, s := range []string{
+		`{"type":"join","id":1,"sid":"s","room":"r","member":"m"}`,
+		`{"type":"offer","id":2,"sid":"s","sdp":"v=0"}`,
+		`{"type":"candidate","id":3,"sid":"s","candidate":{"candidate":"candidate:1 1 udp 1 127.0.0.1 9 typ host"}}`,
+		`{"type":"view","id":4,"sid":"s","publisher":"m","width":1e99}`,
+		`{"type":"close","sid":"s"}`, `[]`, `null`, `{"id":-1}`, "\xff",
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if len(data) > 4096 {
+			return
+		}
+		p := newPKI(t)
+		n := startNode(t, p, 4)
+		ws, err := dialRaw(t, n.url, p.clientTLS(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ws.Close()
+		if err := ws.WriteMessage(websocket.TextMessage, data); err != nil {
+			t.Fatalf("write: %v", err)
+		}
+		// A probe after the input shows that the link and the node serve.
+		if err := ws.WriteMessage(websocket.TextMessage, []byte(`{"type":"view","id":987654321987,"sid":"nope"}`)); err != nil {
+			t.Fatalf("write: %v", err)
+		}
+		for {
+			m := readReply(t, ws)
+			if m.ID == 987654321987 {
+				if m.Code != codeUnknownSession {
+					t.Fatalf("reply %+v", m)
+				}
+				return
+			}
+		}
+	})
+}

@@ -348,4 +348,10 @@ func TestPoolFallsBackWhenANodeIsFull(t *testing.T) {
 	if _, err := pool.Join(ctx, "c_1", "m_3", newRecorder()); !errors.Is(err, media.ErrFull) || pool.NodeOf("c_1") != b.url {
 		t.Fatalf("join of a full node's room = %v (room on %q), want ErrFull and the room kept", err, pool.NodeOf("c_1"))
 	}
+	// The first node pushed its new load, joined through another link.
+	for deadline := time.Now().Add(3 * time.Second); pool.Load().Participants != 2; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("pool load %+v, want both nodes' participants", pool.Load())
+		}
+	}
 }
