@@ -190,7 +190,7 @@ func (c *Client) dial(ctx context.Context) (*clientLink, error) {
 		c.mu.Unlock()
 		return nil, err
 	}
-	l := &clientLink{c: c, pending: map[uint64]chan message{}, sessions: map[string]*remoteParticipant{}}
+	l := &clientLink{c: c, over: make(chan struct{}), pending: map[uint64]pendingCall{}, sessions: map[string]*remoteParticipant{}}
 	l.ep = newEndpoint(ws, c.heartbeat, nil)
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -244,7 +244,7 @@ func (c *Client) Join(ctx context.Context, roomID, memberID string, events media
 	if err != nil {
 		return nil, err
 	}
-	_, err = l.call(ctx, message{Type: typeJoin, SID: rp.sid, Room: roomID, Member: memberID})
+	_, err = l.call(ctx, message{Type: typeJoin, SID: rp.sid, Room: roomID, Member: memberID}, rp)
 	if err != nil {
 		rp.discard()
 		if ctx.Err() != nil {

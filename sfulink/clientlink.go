@@ -22,10 +22,19 @@ type clientLink struct {
 	nextID  atomic.Uint64
 	nextSID atomic.Uint64
 
+	over chan struct{} // closed by end, after the last message was handled
+
 	mu       sync.Mutex
-	ended    error                   // why the link ended; nil while up
-	pending  map[uint64]chan message // requests waiting for their result
+	ended    error                  // why the link ended; nil while up
+	pending  map[uint64]pendingCall // requests waiting for their result
 	sessions map[string]*remoteParticipant
+}
+
+// pendingCall is a request waiting for its result; join is the session a
+// join request opens.
+type pendingCall struct {
+	ch   chan message
+	join *remoteParticipant
 }
 
 // handle dispatches one message of the node from the read loop; user
@@ -42,12 +51,18 @@ func (l *clientLink) handle(data []byte) {
 	switch m.Type {
 	case typeResult:
 		l.mu.Lock()
-		ch := l.pending[m.ID]
+		pc, ok := l.pending[m.ID]
 		delete(l.pending, m.ID)
 		l.mu.Unlock()
-		if ch != nil {
-			ch <- m // buffered: one result per request
+		if !ok {
+			break
 		}
+		if pc.join != nil && m.Code == "" {
+			// Marked here, on the read loop, so that a link lost from now
+			// on reports Closed to this session.
+			pc.join.markJoined()
+		}
+		pc.ch <- m // buffered: one result per request
 	case typeAnswer, typeOffer, typeSpeaker:
 		if rp := l.session(m.SID); rp != nil {
 			rp.push(m)
@@ -74,6 +89,7 @@ func (l *clientLink) end(reason error) {
 	sessions := l.sessions
 	l.sessions, l.pending = nil, nil
 	l.mu.Unlock()
+	close(l.over)
 	for _, rp := range sessions {
 		rp.finish(reason)
 	}
@@ -107,8 +123,9 @@ func (l *clientLink) newSession(events media.Events) (*remoteParticipant, error)
 	return rp, nil
 }
 
-// call sends a request and waits for its result.
-func (l *clientLink) call(ctx context.Context, m message) (message, error) {
+// call sends a request and waits for its result; join is the session a
+// join request opens, nil for other requests.
+func (l *clientLink) call(ctx context.Context, m message, join *remoteParticipant) (message, error) {
 	m.ID = l.nextID.Add(1)
 	ch := make(chan message, 1)
 	l.mu.Lock()
@@ -116,7 +133,7 @@ func (l *clientLink) call(ctx context.Context, m message) (message, error) {
 		l.mu.Unlock()
 		return message{}, l.ended
 	}
-	l.pending[m.ID] = ch
+	l.pending[m.ID] = pendingCall{ch, join}
 	l.mu.Unlock()
 	forget := func() {
 		l.mu.Lock()
@@ -127,18 +144,24 @@ func (l *clientLink) call(ctx context.Context, m message) (message, error) {
 		forget()
 		return message{}, fmt.Errorf("sfulink: link to %s is closing or congested: %w", l.c.url, media.ErrUnavailable)
 	}
+	var r message
 	select {
-	case r := <-ch:
-		if err := remoteError(r); err != nil {
-			return r, err
+	case r = <-ch:
+	case <-l.over:
+		// A result handled before the link ended still counts.
+		select {
+		case r = <-ch:
+		default:
+			return message{}, fmt.Errorf("sfulink: link to %s lost: %w", l.c.url, media.ErrUnavailable)
 		}
-		return r, nil
-	case <-l.ep.done:
-		return message{}, fmt.Errorf("sfulink: link to %s lost: %w", l.c.url, media.ErrUnavailable)
 	case <-ctx.Done():
 		forget()
 		return message{}, ctx.Err()
 	}
+	if err := remoteError(r); err != nil {
+		return r, err
+	}
+	return r, nil
 }
 
 // remoteParticipant is a session on the remote node. The node's events
@@ -152,8 +175,15 @@ type remoteParticipant struct {
 
 	mu       sync.Mutex
 	queue    []message
+	joined   bool  // the node confirmed the join
 	finished bool  // no more events: closed, replaced or lost
 	final    error // reported through Events.Closed after the queue
+}
+
+func (rp *remoteParticipant) markJoined() {
+	rp.mu.Lock()
+	rp.joined = true
+	rp.mu.Unlock()
 }
 
 func (rp *remoteParticipant) push(m message) {
@@ -173,11 +203,15 @@ func (rp *remoteParticipant) signal() {
 }
 
 // finish ends the session after the queued events; reason nil ends it
-// silently.
+// silently, and so does a session whose join was not confirmed: its Join
+// call fails instead.
 func (rp *remoteParticipant) finish(reason error) {
 	rp.mu.Lock()
 	if !rp.finished {
 		rp.finished, rp.final = true, reason
+		if !rp.joined {
+			rp.final = nil
+		}
 	}
 	rp.mu.Unlock()
 	rp.signal()
@@ -232,7 +266,7 @@ func (rp *remoteParticipant) call(m message) error {
 	m.SID = rp.sid
 	ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
 	defer cancel()
-	if _, err := rp.link.call(ctx, m); err != nil {
+	if _, err := rp.link.call(ctx, m, nil); err != nil {
 		return fmt.Errorf("sfulink %s: %w", m.Type, err)
 	}
 	return nil

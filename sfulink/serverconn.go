@@ -188,9 +188,22 @@ func (c *serverConn) op(m message) {
 		c.fail(m, codeUnknownSession, "no such session")
 		return
 	}
-	select {
-	case ss.ops <- m:
-	default:
+	// Queued under ss.mu, which end takes too: every request queued
+	// before the session ends is answered by the worker's last drain.
+	ss.mu.Lock()
+	over, queued := ss.over, false
+	if !over {
+		select {
+		case ss.ops <- m:
+			queued = true
+		default:
+		}
+	}
+	ss.mu.Unlock()
+	switch {
+	case over:
+		c.fail(m, codeUnknownSession, "session ended")
+	case !queued:
 		c.fail(m, codeBusy, "too many operations waiting on this session")
 	}
 }
@@ -201,12 +214,12 @@ type serverSession struct {
 	conn              *serverConn
 	sid, room, member string
 	ops               chan message
-	gone              chan struct{}     // closed when the session ends
-	participant       media.Participant // the worker's own
+	gone              chan struct{} // closed when the session ends
 
-	mu     sync.Mutex
-	joined bool // the node has the session, so its end is news to signal
-	over   bool
+	mu          sync.Mutex
+	participant media.Participant // set once joined; used by the worker only
+	joined      bool              // the node has the session, so its end is news to signal
+	over        bool
 }
 
 func (ss *serverSession) run() {
@@ -241,28 +254,27 @@ func (ss *serverSession) apply(m message) {
 		ctx, cancel := context.WithTimeout(c.ctx, callTimeout)
 		p, err := c.srv.node.Join(ctx, ss.room, ss.member, sessionEvents{ss})
 		cancel()
-		if err == nil {
-			ss.mu.Lock()
-			if ss.over {
-				// The link or the node's shutdown ended the session while
-				// it joined: the result says so, no closed message.
-				err = &Error{Code: codeUnavailable, Msg: "session ended while joining"}
-			}
-			ss.joined = err == nil
-			ss.mu.Unlock()
-			if err != nil {
-				p.Close()
-			}
-		}
 		if err != nil {
 			c.result(m.ID, err, nil)
 			ss.end(nil)
 			return
 		}
-		ss.participant = p
-		c.srv.claim(ss)
 		l := c.srv.node.Load()
+		// The result goes out under ss.mu, as end's message does, so that
+		// signal hears of the join before it hears of its end.
+		ss.mu.Lock()
+		if ss.over {
+			// The link or the node's shutdown ended the session while it
+			// joined: the result says so, and no closed message follows.
+			ss.mu.Unlock()
+			p.Close()
+			c.result(m.ID, &Error{Code: codeUnavailable, Msg: "session ended while joining"}, nil)
+			return
+		}
+		ss.joined, ss.participant = true, p
 		c.result(m.ID, nil, &l)
+		ss.mu.Unlock()
+		c.srv.claim(ss)
 		return
 	}
 	if ss.participant == nil {
@@ -292,24 +304,23 @@ func (ss *serverSession) apply(m message) {
 // its answer from its result), and lets the worker close the node's
 // session.
 func (ss *serverSession) end(msg *message) {
+	c := ss.conn
 	ss.mu.Lock()
 	if ss.over {
 		ss.mu.Unlock()
 		return
 	}
 	ss.over = true
-	joined := ss.joined
+	if msg != nil && ss.joined {
+		c.send(*msg)
+	}
 	ss.mu.Unlock()
-	c := ss.conn
 	c.mu.Lock()
 	if c.sessions[ss.sid] == ss {
 		delete(c.sessions, ss.sid)
 	}
 	c.mu.Unlock()
 	c.srv.release(ss)
-	if msg != nil && joined {
-		c.send(*msg)
-	}
 	close(ss.gone)
 }
 
