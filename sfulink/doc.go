@@ -40,6 +40,10 @@
 // ids ("id"); every request gets exactly one result. Operations of one
 // session are applied in the order they were sent, each session on its own
 // goroutine so that a slow SDP exchange does not hold up other sessions.
+// A join's result precedes any closed or replaced message of its session;
+// a session whose join did not succeed ends without Closed (Join returns
+// the error instead). The node's events reach media.Events in order, on a
+// goroutine per session, never on the link's reader.
 // Error codes are stable: "full" (errors.Is media.ErrFull on the client),
 // "unavailable" and "shutdown" (media.ErrUnavailable), "bad_request",
 // "unknown_session", "busy", "failed". Both ends ping every Heartbeat and

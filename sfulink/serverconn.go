@@ -259,6 +259,9 @@ func (ss *serverSession) apply(m message) {
 			ss.end(nil)
 			return
 		}
+		// Claimed before the result goes out, so that the member index
+		// follows the order in which signal saw the joins succeed.
+		c.srv.claim(ss)
 		l := c.srv.node.Load()
 		// The result goes out under ss.mu, as end's message does, so that
 		// signal hears of the join before it hears of its end.
@@ -267,6 +270,7 @@ func (ss *serverSession) apply(m message) {
 			// The link or the node's shutdown ended the session while it
 			// joined: the result says so, and no closed message follows.
 			ss.mu.Unlock()
+			c.srv.release(ss)
 			p.Close()
 			c.result(m.ID, &Error{Code: codeUnavailable, Msg: "session ended while joining"}, nil)
 			return
@@ -274,7 +278,6 @@ func (ss *serverSession) apply(m message) {
 		ss.joined, ss.participant = true, p
 		c.result(m.ID, nil, &l)
 		ss.mu.Unlock()
-		c.srv.claim(ss)
 		return
 	}
 	if ss.participant == nil {

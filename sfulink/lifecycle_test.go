@@ -1,0 +1,45 @@
+package sfulink
+
+import (
+	"context"
+	"runtime"
+	"testing"
+	"time"
+)
+
+// TestCloseStopsEveryGoroutine: a node, a pool of clients and sessions on
+// them leave no goroutine behind once closed.
+func TestCloseStopsEveryGoroutine(t *testing.T) {
+	before := runtime.NumGoroutine()
+	func() {
+		p := newPKI(t)
+		cfg, err := ServerTLS(p.nodeCert, p.nodeKey, p.ca.file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := startNodeTLS(t, cfg, 0)
+		defer n.stop()
+		pool, err := NewPool(context.Background(), PoolConfig{Nodes: []string{n.url, "wss://127.0.0.1:1/"}, TLS: p.clientTLS(t), Log: quietLog(), Heartbeat: testHeartbeat})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer pool.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		for _, m := range []string{"a", "b"} {
+			if _, err := pool.Join(ctx, "c_1", m, newRecorder()); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}()
+	var now int
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if now = runtime.NumGoroutine(); now <= before {
+			return
+		}
+		if time.Now().After(deadline) {
+			buf := make([]byte, 1<<20)
+			t.Fatalf("%d goroutines before, %d after closing:\n%s", before, now, buf[:runtime.Stack(buf, true)])
+		}
+	}
+}
