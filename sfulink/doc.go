@@ -51,3 +51,21 @@
 // signal process is noticed within seconds; a node ends every session of a
 // link that is gone.
 package sfulink
+
+import (
+	"net/http"
+
+	"github.com/openconsult/openconsult/media"
+)
+
+// The link's types are what the signal server and the sfu binary take them
+// for.
+var (
+	_ media.Node        = (*Client)(nil)
+	_ media.Node        = (*Pool)(nil)
+	_ media.Participant = (*remoteParticipant)(nil)
+	_ media.Participant = (*poolParticipant)(nil)
+	_ media.Events      = sessionEvents{}
+	_ media.Events      = poolEvents{}
+	_ http.Handler      = (*Server)(nil)
+)
