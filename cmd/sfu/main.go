@@ -52,7 +52,7 @@ func newSettings(stderr io.Writer) *settings {
 	fs.StringVar(&s.linkCert, "link-cert", "", "PEM certificate chain `file` of the node on the link (re-read when it changes)")
 	fs.StringVar(&s.linkKey, "link-key", "", "PEM private key `file` of -link-cert")
 	fs.StringVar(&s.linkClientCA, "link-client-ca", "", "PEM `file` of the CA that signs signal servers' link client certificates; required: only its certificates may open sessions")
-	fs.IntVar(&s.maxParticipants, "max-participants", 0, "participants the node takes at most before it answers full and signal picks another node; 0 for no limit")
+	fs.IntVar(&s.maxParticipants, "max-participants", 200, "participants the node takes at most before it answers full and signal picks another node (the embedded node's default too); 0 for no limit")
 	fs.DurationVar(&s.shutdownTimeout, "shutdown-timeout", 15*time.Second, "time in-flight work gets to finish on shutdown")
 	fs.Var(&s.logLevel, "log-level", "log `level`: debug, info, warn or error")
 	fs.Var(&s.logFormat, "log-format", "log `format`: json or text")

@@ -213,7 +213,7 @@ func TestHelp(t *testing.T) {
 	if err := run(context.Background(), []string{"-h"}, func(string) string { return "" }, io.Discard, &out); !errors.Is(err, config.ErrHelp) {
 		t.Fatalf("-h = %v", err)
 	}
-	for _, w := range []string{"-admin-listen", "(default 127.0.0.1:9091)", "-link-listen", "(default :7443)", "-link-cert", "-link-key", "-link-client-ca", "-max-participants", "-shutdown-timeout", "(default 15s)", "SFU_<FLAG>"} {
+	for _, w := range []string{"-admin-listen", "(default 127.0.0.1:9091)", "-link-listen", "(default :7443)", "-link-cert", "-link-key", "-link-client-ca", "-max-participants", "(default 200)", "-shutdown-timeout", "(default 15s)", "SFU_<FLAG>"} {
 		if !strings.Contains(out.String(), w) {
 			t.Errorf("help lacks %q", w)
 		}
