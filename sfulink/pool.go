@@ -240,6 +240,17 @@ func (p *Pool) joinOn(ctx context.Context, node *Client, r *poolRoom, roomID, me
 	}
 	pp.Participant = inner
 	p.mu.Lock()
+	if cur := p.rooms[roomID]; cur != r {
+		if cur != nil {
+			// The room's node was lost while this join ran and the room
+			// went elsewhere: a session here would split it.
+			p.mu.Unlock()
+			inner.Close()
+			return nil, fmt.Errorf("sfulink: room %s moved while joining %s: %w", roomID, node.URL(), media.ErrUnavailable)
+		}
+		// The room was forgotten while this join ran; it lives on here.
+		p.rooms[roomID] = r
+	}
 	defer p.mu.Unlock()
 	r.node = node
 	// A session Closed before Join returned is not counted: its owner
