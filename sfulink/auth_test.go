@@ -11,6 +11,7 @@ import (
 
 	"github.com/gorilla/websocket"
 
+	"github.com/openconsult/openconsult/internal/testpki"
 	"github.com/openconsult/openconsult/media"
 )
 
@@ -39,9 +40,9 @@ func dialRaw(t *testing.T, url string, cfg *tls.Config) (*websocket.Conn, error)
 
 func TestLinkRefusesUnauthenticatedPeers(t *testing.T) {
 	good := newPKI(t)
-	other := newCA(t, "other")
-	otherClientCert, otherClientKey := other.issue(t, "intruder", false)
-	otherNodeCert, otherNodeKey := other.issue(t, "rogue-node", true)
+	other := testpki.NewCA(t, "other")
+	otherClientCert, otherClientKey := other.Issue(t, "intruder", false)
+	otherNodeCert, otherNodeKey := other.Issue(t, "rogue-node", true)
 
 	withCert := func(certFile, keyFile, caFile string) *tls.Config {
 		cfg, err := ClientTLS(certFile, keyFile, caFile)
@@ -50,7 +51,7 @@ func TestLinkRefusesUnauthenticatedPeers(t *testing.T) {
 		}
 		return cfg
 	}
-	noCert := withCert(good.signalCert, good.signalKey, good.ca.file)
+	noCert := withCert(good.SignalCert, good.SignalKey, good.CA.File)
 	noCert.GetClientCertificate = nil
 
 	tests := []struct {
@@ -60,10 +61,10 @@ func TestLinkRefusesUnauthenticatedPeers(t *testing.T) {
 		client   *tls.Config
 		ok       bool
 	}{
-		{"signal certificate of the link CA", "", "", withCert(good.signalCert, good.signalKey, good.ca.file), true},
+		{"signal certificate of the link CA", "", "", withCert(good.SignalCert, good.SignalKey, good.CA.File), true},
 		{"no client certificate", "", "", noCert, false},
-		{"client certificate of another CA", "", "", withCert(otherClientCert, otherClientKey, good.ca.file), false},
-		{"node certificate of another CA", otherNodeCert, otherNodeKey, withCert(good.signalCert, good.signalKey, good.ca.file), false},
+		{"client certificate of another CA", "", "", withCert(otherClientCert, otherClientKey, good.CA.File), false},
+		{"node certificate of another CA", otherNodeCert, otherNodeKey, withCert(good.SignalCert, good.SignalKey, good.CA.File), false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -71,7 +72,7 @@ func TestLinkRefusesUnauthenticatedPeers(t *testing.T) {
 			if tt.nodeCert == "" {
 				n = startNode(t, good, 0)
 			} else {
-				cfg, err := ServerTLS(tt.nodeCert, tt.nodeKey, good.ca.file)
+				cfg, err := ServerTLS(tt.nodeCert, tt.nodeKey, good.CA.File)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -110,12 +111,12 @@ func TestLinkRefusesUnauthenticatedPeers(t *testing.T) {
 
 func TestNewClientNeedsACertificate(t *testing.T) {
 	good := newPKI(t)
-	cfg := good.clientTLS(t)
+	cfg := clientTLS(t, good)
 	cfg.GetClientCertificate = nil
 	if _, err := NewClient(t.Context(), ClientConfig{URL: "wss://127.0.0.1:7443/", TLS: cfg}); err == nil {
 		t.Fatal("a client without a certificate was made")
 	}
-	if _, err := NewClient(t.Context(), ClientConfig{URL: "ws://127.0.0.1:7443/", TLS: good.clientTLS(t)}); err == nil {
+	if _, err := NewClient(t.Context(), ClientConfig{URL: "ws://127.0.0.1:7443/", TLS: clientTLS(t, good)}); err == nil {
 		t.Fatal("a plain ws:// link was accepted")
 	}
 }
@@ -124,13 +125,13 @@ func TestNewClientNeedsACertificate(t *testing.T) {
 // without client authentication by mistake still admits nobody.
 func TestHandlerRefusesWithoutVerifiedCertificate(t *testing.T) {
 	good := newPKI(t)
-	cfg, err := ServerTLS(good.nodeCert, good.nodeKey, good.ca.file)
+	cfg, err := ServerTLS(good.NodeCert, good.NodeKey, good.CA.File)
 	if err != nil {
 		t.Fatal(err)
 	}
 	cfg.ClientAuth = tls.NoClientCert
 	n := startNodeTLS(t, cfg, 0)
-	client := good.clientTLS(t)
+	client := clientTLS(t, good)
 	client.GetClientCertificate = nil
 	_, err = dialRaw(t, n.url, client)
 	if err == nil || !strings.Contains(err.Error(), "bad handshake") {

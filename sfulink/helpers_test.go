@@ -1,124 +1,30 @@
 package sfulink
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"errors"
 	"io"
 	"log/slog"
-	"math/big"
 	"net"
 	"net/http"
 	"os"
-	"path/filepath"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/openconsult/openconsult/internal/testpki"
 	"github.com/openconsult/openconsult/media"
 	"github.com/openconsult/openconsult/media/nodetest"
 )
 
-// testCA is a certificate authority made for one test.
-type testCA struct {
-	cert *x509.Certificate
-	key  *ecdsa.PrivateKey
-	file string // PEM of the CA certificate
-}
+// pki is the link's CA with a node and a signal certificate.
+type pki = testpki.Link
 
-func newCA(t *testing.T, name string) *testCA {
+func newPKI(t *testing.T) *pki { return testpki.NewLink(t) }
+
+func clientTLS(t *testing.T, p *pki) *tls.Config {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: name},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(time.Hour),
-		IsCA:                  true,
-		BasicConstraintsValid: true,
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, _ := x509.ParseCertificate(der)
-	file := filepath.Join(t.TempDir(), name+"-ca.pem")
-	writePEM(t, file, "CERTIFICATE", der)
-	return &testCA{cert: cert, key: key, file: file}
-}
-
-// issue makes a leaf certificate for 127.0.0.1 (server) or for a client,
-// returning the certificate and key files.
-func (ca *testCA) issue(t *testing.T, cn string, server bool) (certFile, keyFile string) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	serial, _ := rand.Int(rand.Reader, big.NewInt(1<<62))
-	tmpl := &x509.Certificate{
-		SerialNumber: serial,
-		Subject:      pkix.Name{CommonName: cn},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
-	}
-	if server {
-		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
-		tmpl.IPAddresses = []net.IP{net.IPv4(127, 0, 0, 1)}
-		tmpl.DNSNames = []string{"localhost"}
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	certFile, keyFile = filepath.Join(dir, cn+".pem"), filepath.Join(dir, cn+"-key.pem")
-	writePEM(t, certFile, "CERTIFICATE", der)
-	writePEM(t, keyFile, "PRIVATE KEY", keyDER)
-	return certFile, keyFile
-}
-
-func writePEM(t *testing.T, file, typ string, der []byte) {
-	t.Helper()
-	if err := os.WriteFile(file, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-}
-
-// pki is the link's CA with a node certificate and a signal client
-// certificate.
-type pki struct {
-	ca                    *testCA
-	nodeCert, nodeKey     string
-	signalCert, signalKey string
-}
-
-func newPKI(t *testing.T) *pki {
-	ca := newCA(t, "link")
-	p := &pki{ca: ca}
-	p.nodeCert, p.nodeKey = ca.issue(t, "sfu-1", true)
-	p.signalCert, p.signalKey = ca.issue(t, "signal-1", false)
-	return p
-}
-
-func (p *pki) clientTLS(t *testing.T) *tls.Config {
-	t.Helper()
-	cfg, err := ClientTLS(p.signalCert, p.signalKey, p.ca.file)
+	cfg, err := ClientTLS(p.SignalCert, p.SignalKey, p.CA.File)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -150,7 +56,7 @@ const testHeartbeat = 200 * time.Millisecond
 
 func startNode(t *testing.T, p *pki, maxParticipants int) *testNode {
 	t.Helper()
-	cfg, err := ServerTLS(p.nodeCert, p.nodeKey, p.ca.file)
+	cfg, err := ServerTLS(p.NodeCert, p.NodeKey, p.CA.File)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,13 +13,13 @@ func TestCloseStopsEveryGoroutine(t *testing.T) {
 	before := runtime.NumGoroutine()
 	func() {
 		p := newPKI(t)
-		cfg, err := ServerTLS(p.nodeCert, p.nodeKey, p.ca.file)
+		cfg, err := ServerTLS(p.NodeCert, p.NodeKey, p.CA.File)
 		if err != nil {
 			t.Fatal(err)
 		}
 		n := startNodeTLS(t, cfg, 0)
 		defer n.stop()
-		pool, err := NewPool(context.Background(), PoolConfig{Nodes: []string{n.url, "wss://127.0.0.1:1/"}, TLS: p.clientTLS(t), Log: quietLog(), Heartbeat: testHeartbeat})
+		pool, err := NewPool(context.Background(), PoolConfig{Nodes: []string{n.url, "wss://127.0.0.1:1/"}, TLS: clientTLS(t, p), Log: quietLog(), Heartbeat: testHeartbeat})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -32,7 +32,7 @@ func readReply(t *testing.T, ws *websocket.Conn) message {
 func TestBadMessagesGetClearErrors(t *testing.T) {
 	p := newPKI(t)
 	n := startNode(t, p, 0)
-	ws, err := dialRaw(t, n.url, p.clientTLS(t))
+	ws, err := dialRaw(t, n.url, clientTLS(t, p))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -78,7 +78,7 @@ func TestBadMessagesGetClearErrors(t *testing.T) {
 func TestOversizedMessageClosesOnlyThatLink(t *testing.T) {
 	p := newPKI(t)
 	n := startNode(t, p, 0)
-	c := newTestClient(t, n.url, p.clientTLS(t))
+	c := newTestClient(t, n.url, clientTLS(t, p))
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	defer cancel()
 	r := newRecorder()
@@ -86,7 +86,7 @@ func TestOversizedMessageClosesOnlyThatLink(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	ws, err := dialRaw(t, n.url, p.clientTLS(t))
+	ws, err := dialRaw(t, n.url, clientTLS(t, p))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -138,7 +138,7 @@ func FuzzLinkMessage(f *testing.F) {
 		}
 		p := newPKI(t)
 		n := startNode(t, p, 4)
-		ws, err := dialRaw(t, n.url, p.clientTLS(t))
+		ws, err := dialRaw(t, n.url, clientTLS(t, p))
 		if err != nil {
 			t.Fatal(err)
 		}

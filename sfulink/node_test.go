@@ -16,7 +16,7 @@ func TestRemoteNodePassesNodeSuite(t *testing.T) {
 	nodetest.Run(t, func(t *testing.T, maxParticipants int) media.Node {
 		p := newPKI(t)
 		n := startNode(t, p, maxParticipants)
-		return newTestClient(t, n.url, p.clientTLS(t))
+		return newTestClient(t, n.url, clientTLS(t, p))
 	})
 }
 
@@ -35,7 +35,7 @@ func TestPoolPassesNodeSuite(t *testing.T) {
 			dead.srv.Close()
 			nodes = append(nodes, dead.url)
 		}
-		pool, err := NewPool(t.Context(), PoolConfig{Nodes: nodes, TLS: p.clientTLS(t), Log: quietLog(), Heartbeat: testHeartbeat})
+		pool, err := NewPool(t.Context(), PoolConfig{Nodes: nodes, TLS: clientTLS(t, p), Log: quietLog(), Heartbeat: testHeartbeat})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -47,7 +47,7 @@ func TestPoolPassesNodeSuite(t *testing.T) {
 func TestErrFullCrossesTheWire(t *testing.T) {
 	p := newPKI(t)
 	n := startNode(t, p, 1)
-	c := newTestClient(t, n.url, p.clientTLS(t))
+	c := newTestClient(t, n.url, clientTLS(t, p))
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	defer cancel()
 	if _, err := c.Join(ctx, "c_1", "m_1", newRecorder()); err != nil {
@@ -74,7 +74,7 @@ func TestNodeDeathClosesSessionsAndPoolMovesRoom(t *testing.T) {
 	p := newPKI(t)
 	a, b := startNode(t, p, 0), startNode(t, p, 0)
 	pa, pb := startProxy(t, a.ln.Addr().String()), startProxy(t, b.ln.Addr().String())
-	pool, err := NewPool(t.Context(), PoolConfig{Nodes: []string{pa.url, pb.url}, TLS: p.clientTLS(t), Log: quietLog(), Heartbeat: testHeartbeat})
+	pool, err := NewPool(t.Context(), PoolConfig{Nodes: []string{pa.url, pb.url}, TLS: clientTLS(t, p), Log: quietLog(), Heartbeat: testHeartbeat})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -147,7 +147,7 @@ func TestNodeDeathClosesSessionsAndPoolMovesRoom(t *testing.T) {
 func TestPoolReleasesRoomWithLastParticipant(t *testing.T) {
 	p := newPKI(t)
 	a, b := startNode(t, p, 0), startNode(t, p, 0)
-	pool, err := NewPool(t.Context(), PoolConfig{Nodes: []string{a.url, b.url}, TLS: p.clientTLS(t), Log: quietLog()})
+	pool, err := NewPool(t.Context(), PoolConfig{Nodes: []string{a.url, b.url}, TLS: clientTLS(t, p), Log: quietLog()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -186,7 +186,7 @@ func TestPoolWithNoNodeUpIsUnavailable(t *testing.T) {
 	p := newPKI(t)
 	n := startNode(t, p, 0)
 	n.http.Close()
-	pool, err := NewPool(t.Context(), PoolConfig{Nodes: []string{n.url}, TLS: p.clientTLS(t), Log: quietLog()})
+	pool, err := NewPool(t.Context(), PoolConfig{Nodes: []string{n.url}, TLS: clientTLS(t, p), Log: quietLog()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -204,7 +204,7 @@ func TestPoolWithNoNodeUpIsUnavailable(t *testing.T) {
 func TestShutdownClosesSessionsWithUnavailable(t *testing.T) {
 	p := newPKI(t)
 	n := startNode(t, p, 0)
-	c := newTestClient(t, n.url, p.clientTLS(t))
+	c := newTestClient(t, n.url, clientTLS(t, p))
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	defer cancel()
 	r := newRecorder()
@@ -231,8 +231,8 @@ func TestShutdownClosesSessionsWithUnavailable(t *testing.T) {
 func TestJoinAgainOverAnotherLinkReplacesSilently(t *testing.T) {
 	p := newPKI(t)
 	n := startNode(t, p, 0)
-	c1 := newTestClient(t, n.url, p.clientTLS(t))
-	c2 := newTestClient(t, n.url, p.clientTLS(t))
+	c1 := newTestClient(t, n.url, clientTLS(t, p))
+	c2 := newTestClient(t, n.url, clientTLS(t, p))
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	defer cancel()
 	old := newRecorder()
@@ -274,7 +274,7 @@ func TestJoinAgainOverAnotherLinkReplacesSilently(t *testing.T) {
 func TestClientReconnectsToARestartedNode(t *testing.T) {
 	p := newPKI(t)
 	n := startNode(t, p, 0)
-	c := newTestClient(t, n.url, p.clientTLS(t))
+	c := newTestClient(t, n.url, clientTLS(t, p))
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	defer cancel()
 	r := newRecorder()
@@ -293,7 +293,7 @@ func TestClientReconnectsToARestartedNode(t *testing.T) {
 		t.Fatalf("join while the node is down = %v, want ErrUnavailable", err)
 	}
 
-	cfg, err := ServerTLS(p.nodeCert, p.nodeKey, p.ca.file)
+	cfg, err := ServerTLS(p.NodeCert, p.NodeKey, p.CA.File)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -317,7 +317,7 @@ func TestClientReconnectsToARestartedNode(t *testing.T) {
 func TestPoolFallsBackWhenANodeIsFull(t *testing.T) {
 	p := newPKI(t)
 	a, b := startNode(t, p, 1), startNode(t, p, 1)
-	pool, err := NewPool(t.Context(), PoolConfig{Nodes: []string{a.url, b.url}, TLS: p.clientTLS(t), Log: quietLog()})
+	pool, err := NewPool(t.Context(), PoolConfig{Nodes: []string{a.url, b.url}, TLS: clientTLS(t, p), Log: quietLog()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -329,7 +329,7 @@ func TestPoolFallsBackWhenANodeIsFull(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	defer cancel()
-	elsewhere := newTestClient(t, a.url, p.clientTLS(t))
+	elsewhere := newTestClient(t, a.url, clientTLS(t, p))
 	if _, err := elsewhere.Join(ctx, "c_other", "m_0", newRecorder()); err != nil {
 		t.Fatal(err)
 	}

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"net"
+	"net/http"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -14,26 +16,82 @@ import (
 	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
 
+	"github.com/openconsult/openconsult/internal/testpki"
 	"github.com/openconsult/openconsult/media"
 	"github.com/openconsult/openconsult/media/nodetest"
+	"github.com/openconsult/openconsult/sfulink"
 )
 
-// newMediaFixture is a fixture whose consults move to a real in-process
-// media node.
-func newMediaFixture(t *testing.T, maxParticipants int) (*fixture, *media.SFU) {
+// nodeKinds are the two ways signal reaches a media node: in process, and
+// over the mutual-TLS link to a node pool. Each returns the node signal
+// uses and the SFU behind it.
+var nodeKinds = []struct {
+	name  string
+	start func(t *testing.T, maxParticipants int) (MediaNode, *media.SFU)
+}{
+	{"in-process", func(t *testing.T, maxParticipants int) (MediaNode, *media.SFU) {
+		sfu := newSFU(t, maxParticipants)
+		return sfu, sfu
+	}},
+	{"remote", func(t *testing.T, maxParticipants int) (MediaNode, *media.SFU) {
+		sfu := newSFU(t, maxParticipants)
+		link := testpki.NewLink(t)
+		serverTLS, err := sfulink.ServerTLS(link.NodeCert, link.NodeKey, link.CA.File)
+		if err != nil {
+			t.Fatal(err)
+		}
+		srv := sfulink.NewServer(sfulink.ServerConfig{Node: sfu, Log: quietLog()})
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		hs := &http.Server{Handler: srv, TLSConfig: serverTLS, ErrorLog: slog.NewLogLogger(quietLog().Handler(), slog.LevelDebug)}
+		served := make(chan struct{})
+		go func() { defer close(served); _ = hs.ServeTLS(ln, "", "") }()
+		t.Cleanup(func() { hs.Close(); srv.Close(); <-served })
+		clientTLS, err := sfulink.ClientTLS(link.SignalCert, link.SignalKey, link.CA.File)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pool, err := sfulink.NewPool(t.Context(), sfulink.PoolConfig{Nodes: []string{"wss://" + ln.Addr().String() + "/"}, TLS: clientTLS, Log: quietLog()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(pool.Close)
+		return pool, sfu
+	}},
+}
+
+func quietLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+func newSFU(t *testing.T, maxParticipants int) *media.SFU {
 	t.Helper()
-	sfu, err := media.New(media.Config{Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Settings: nodetest.LoopbackSettings(), MaxParticipants: maxParticipants})
+	sfu, err := media.New(media.Config{Log: quietLog(), Settings: nodetest.LoopbackSettings(), MaxParticipants: maxParticipants})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(sfu.Close)
-	f := newFixture()
-	f.hub.deps.Media = sfu
-	return f, sfu
+	return sfu
+}
+
+// eachNode runs test with a fixture whose consults move to each kind of
+// media node.
+func eachNode(t *testing.T, maxParticipants int, test func(t *testing.T, f *fixture, sfu *media.SFU)) {
+	for _, kind := range nodeKinds {
+		t.Run(kind.name, func(t *testing.T) {
+			node, sfu := kind.start(t, maxParticipants)
+			f := newFixture()
+			f.hub.deps.Media = node
+			test(t, f, sfu)
+		})
+	}
 }
 
 func TestThirdAdmissionMovesTheConsultToTheMediaNode(t *testing.T) {
-	f, _ := newMediaFixture(t, 0)
+	eachNode(t, 0, thirdAdmissionMoves)
+}
+
+func thirdAdmissionMoves(t *testing.T, f *fixture, _ *media.SFU) {
 	r, hm, host := f.join(t, "u_doc", true)
 	_, pm, ptab := f.join(t, "g_pat", false)
 	r.Handle(hm, msg("admit", "member", "g_pat"))
@@ -69,7 +127,8 @@ func TestThirdAdmissionMovesTheConsultToTheMediaNode(t *testing.T) {
 }
 
 func TestMediaNodeMessagesAreChecked(t *testing.T) {
-	f, _ := newMediaFixture(t, 0)
+	f := newFixture()
+	f.hub.deps.Media = newSFU(t, 0)
 	f.hub.deps.SFUMinParticipants = 2
 	r, hm, host := f.join(t, "u_doc", true)
 	f.join(t, "g_pat", false)
@@ -263,7 +322,10 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 }
 
 func TestMembersExchangeMediaThroughTheNodeAndReconnectWhenItEnds(t *testing.T) {
-	f, sfu := newMediaFixture(t, 0)
+	eachNode(t, 0, exchangeAndReconnect)
+}
+
+func exchangeAndReconnect(t *testing.T, f *fixture, sfu *media.SFU) {
 	quiet := &atomic.Bool{}
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
@@ -343,7 +405,10 @@ func TestMembersExchangeMediaThroughTheNodeAndReconnectWhenItEnds(t *testing.T) 
 }
 
 func TestFullNodeLeavesMembersPeerToPeer(t *testing.T) {
-	f, _ := newMediaFixture(t, 1)
+	eachNode(t, 1, fullNodeRefuses)
+}
+
+func fullNodeRefuses(t *testing.T, f *fixture, _ *media.SFU) {
 	f.hub.deps.SFUMinParticipants = 2
 	quiet := &atomic.Bool{}
 	defer quiet.Store(true)
@@ -377,7 +442,10 @@ func TestFullNodeLeavesMembersPeerToPeer(t *testing.T) {
 }
 
 func TestHubStopsMediaLinksWhenItStops(t *testing.T) {
-	f, sfu := newMediaFixture(t, 0)
+	eachNode(t, 0, hubStopsLinks)
+}
+
+func hubStopsLinks(t *testing.T, f *fixture, sfu *media.SFU) {
 	f.hub.deps.SFUMinParticipants = 2
 	quiet := &atomic.Bool{}
 	defer quiet.Store(true)
@@ -397,7 +465,6 @@ func TestHubStopsMediaLinksWhenItStops(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("the hub did not stop its media links")
 	}
-	if n := sfu.Load().Participants; n != 0 {
-		t.Fatalf("%d node sessions outlived the hub", n)
-	}
+	// A remote node hears of the close a moment later.
+	waitFor(t, "the node sessions to end with the hub", func() bool { return sfu.Load().Participants == 0 })
 }

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/openconsult/openconsult/internal/config"
+	"github.com/openconsult/openconsult/internal/testpki"
 	"github.com/openconsult/openconsult/media"
 	"github.com/openconsult/openconsult/sfulink"
 )
@@ -36,14 +37,14 @@ func (b *lockedBuffer) String() string {
 // startRun runs the binary's run with generated link certificates and
 // returns the admin and link addresses, the link's PKI, and a function
 // that stops it and returns run's result.
-func startRun(t *testing.T, extra ...string) (admin, link string, p *testPKI, logs *lockedBuffer, stop func() error) {
+func startRun(t *testing.T, extra ...string) (admin, link string, p *testpki.Link, logs *lockedBuffer, stop func() error) {
 	t.Helper()
-	p = newTestPKI(t)
+	p = testpki.NewLink(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	logs = &lockedBuffer{}
 	done := make(chan error, 1)
 	args := append([]string{"-admin-listen", "127.0.0.1:0", "-link-listen", "127.0.0.1:0",
-		"-link-cert", p.nodeCert, "-link-key", p.nodeKey, "-link-client-ca", p.caFile}, extra...)
+		"-link-cert", p.NodeCert, "-link-key", p.NodeKey, "-link-client-ca", p.CA.File}, extra...)
 	go func() {
 		done <- run(ctx, args, func(string) string { return "" }, io.Discard, logs)
 	}()
@@ -108,7 +109,7 @@ func TestStartsServesHealthAndStopsCleanly(t *testing.T) {
 // metrics; on shutdown the session hears that the node is going away.
 func TestSignalJoinsThroughTheLink(t *testing.T) {
 	admin, link, p, _, stop := startRun(t, "-max-participants", "1")
-	tlsCfg, err := sfulink.ClientTLS(p.signalCert, p.signalKey, p.caFile)
+	tlsCfg, err := sfulink.ClientTLS(p.SignalCert, p.SignalKey, p.CA.File)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -156,8 +157,8 @@ func TestSignalJoinsThroughTheLink(t *testing.T) {
 
 func TestLinkRefusesClientOfAnotherCA(t *testing.T) {
 	_, link, p, _, _ := startRun(t)
-	other := newTestPKI(t)
-	tlsCfg, err := sfulink.ClientTLS(other.signalCert, other.signalKey, p.caFile)
+	other := testpki.NewLink(t)
+	tlsCfg, err := sfulink.ClientTLS(other.SignalCert, other.SignalKey, p.CA.File)
 	if err != nil {
 		t.Fatal(err)
 	}

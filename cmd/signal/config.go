@@ -70,6 +70,10 @@ type settings struct {
 	sfuEmbedded        bool
 	sfuMinParticipants int
 	sfuMaxParticipants int
+	sfuNodes           config.StringList
+	sfuLinkCert        string
+	sfuLinkKey         string
+	sfuLinkCA          string
 }
 
 // Defaults that -dev changes, applied only to settings nobody set.
@@ -144,6 +148,10 @@ func newSettings(stderr io.Writer) *settings {
 	fs.BoolVar(&s.sfuEmbedded, "sfu-embedded", false, "run a media node (SFU) inside this process for consults of three or more, for small sites and development (default off; dev: on)")
 	fs.IntVar(&s.sfuMinParticipants, "sfu-min-participants", 3, "admitted members that move a consult from peer to peer onto the media node (2 to 50)")
 	fs.IntVar(&s.sfuMaxParticipants, "sfu-max-participants", 200, "participants the embedded media node takes before it refuses more")
+	fs.Var(&s.sfuNodes, "sfu-node", "link `URL` of a media node (sfu -link-listen), such as wss://sfu-1.example.internal:7443/; repeatable: each consult goes to the least-loaded node with room")
+	fs.StringVar(&s.sfuLinkCert, "sfu-link-cert", "", "PEM client certificate `file` signal presents to media nodes (signed by their -link-client-ca); re-read when renewed")
+	fs.StringVar(&s.sfuLinkKey, "sfu-link-key", "", "PEM private key `file` of -sfu-link-cert")
+	fs.StringVar(&s.sfuLinkCA, "sfu-link-ca", "", "PEM `file` of the CA that signs the media nodes' link certificates")
 	return s
 }
 
@@ -168,7 +176,7 @@ func (s *settings) load(args []string, getenv func(string) string) error {
 				d.addr.Value = d.value
 			}
 		}
-		if !s.set.IsSet("sfu-embedded") {
+		if !s.set.IsSet("sfu-embedded") && len(s.sfuNodes.Values) == 0 {
 			s.sfuEmbedded = true
 		}
 	}
@@ -239,6 +247,19 @@ func (s *settings) validate() error {
 	}
 	if s.sfuMaxParticipants < 1 {
 		bad("sfu-max-participants", "must be at least 1")
+	}
+	if len(s.sfuNodes.Values) > 0 {
+		if s.sfuEmbedded {
+			bad("sfu-embedded", "choose either the embedded media node or -sfu-node, not both")
+		}
+		if s.sfuLinkCert == "" || s.sfuLinkKey == "" || s.sfuLinkCA == "" {
+			bad("sfu-link-cert", "-sfu-node needs -sfu-link-cert, -sfu-link-key and -sfu-link-ca: media nodes accept only authenticated signal servers")
+		}
+		for _, u := range s.sfuNodes.Values {
+			if !strings.HasPrefix(u, "wss://") {
+				bad("sfu-node", "%q must be a wss:// URL", u)
+			}
+		}
 	}
 	if s.keyFile != "" && s.keyPassphrase == "" && s.keyPassphraseFile == "" {
 		bad("key-passphrase", "-key-file needs its passphrase: SIGNAL_KEY_PASSPHRASE or -key-passphrase-file")

@@ -344,6 +344,11 @@ func TestBadConfigurationNamesTheSetting(t *testing.T) {
 		{"listen off", []string{"-dev", "-listen", "off"}, nil, []string{"-listen", "cannot be off"}},
 		{"bad duration", []string{"-dev", "-shutdown-timeout", "soon"}, nil, []string{"-shutdown-timeout"}},
 		{"unknown database", []string{"-dev", "-data-dir", dir, "-database", "mysql://x"}, nil, []string{"unsupported database"}},
+		{"sfu node without link certificate", []string{"-dev", "-sfu-node", "wss://sfu-1.example.internal:7443/"}, nil, []string{"-sfu-link-cert", "authenticated"}},
+		{"sfu node not wss", []string{"-dev", "-sfu-node", "http://sfu-1.example.internal:7443/", "-sfu-link-cert", "c", "-sfu-link-key", "k", "-sfu-link-ca", "ca"}, nil, []string{"-sfu-node", "wss://"}},
+		{"embedded and remote sfu", []string{"-dev", "-sfu-embedded", "-sfu-node", "wss://sfu-1.example.internal:7443/", "-sfu-link-cert", "c", "-sfu-link-key", "k", "-sfu-link-ca", "ca"}, nil, []string{"-sfu-embedded", "not both"}},
+		{"sfu link files missing", []string{"-dev", "-data-dir", dir, "-sfu-node", "wss://sfu-1.example.internal:7443/", "-sfu-link-cert", filepath.Join(dir, "c.pem"), "-sfu-link-key", filepath.Join(dir, "k.pem"), "-sfu-link-ca", filepath.Join(dir, "ca.pem")}, nil, []string{"-sfu-link-cert"}},
+		{"sfu threshold of one", []string{"-dev", "-sfu-min-participants", "1"}, nil, []string{"-sfu-min-participants", "2 to 50"}},
 		{"missing cert file", []string{"-tls-cert", filepath.Join(dir, "none.pem"), "-tls-key", filepath.Join(dir, "none.key"), "-public-url", "https://c.example.org", "-data-dir", dir, "-master-key", "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="}, nil, []string{"certificate file"}},
 	}
 	for _, tt := range tests {

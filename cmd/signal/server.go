@@ -23,7 +23,6 @@ import (
 	"github.com/openconsult/openconsult/internal/tlsconf"
 	"github.com/openconsult/openconsult/keyring"
 	"github.com/openconsult/openconsult/mailer"
-	"github.com/openconsult/openconsult/media"
 	"github.com/openconsult/openconsult/relay"
 	"github.com/openconsult/openconsult/signaling"
 	"github.com/openconsult/openconsult/site"
@@ -136,18 +135,26 @@ func start(ctx context.Context, s *settings, stdout, stderr io.Writer) (_ *serve
 		}()
 	}
 	var mediaNode signaling.MediaNode
-	var sfu *media.SFU
-	if s.sfuEmbedded {
-		if sfu, err = startSFU(s, log); err != nil {
+	var closeMedia func()
+	switch {
+	case s.sfuEmbedded:
+		sfu, err := startSFU(s, log)
+		if err != nil {
 			return nil, err
 		}
-		mediaNode = sfu
-		defer func() {
-			if err != nil {
-				sfu.Close()
-			}
-		}()
+		mediaNode, closeMedia = sfu, sfu.Close
+	case len(s.sfuNodes.Values) > 0:
+		pool, err := connectSFUNodes(ctx, s, log)
+		if err != nil {
+			return nil, err
+		}
+		mediaNode, closeMedia = pool, pool.Close
 	}
+	defer func() {
+		if err != nil && closeMedia != nil {
+			closeMedia()
+		}
+	}()
 	consults := &consult.Service{Store: db, Sealer: keys, Log: log, Public: public, LinkTTL: s.linkTTL, Now: time.Now}
 	ice := iceServers(stun, turnURLs, turnSecret, s.turnTTL)
 	hub := signaling.NewHub(signaling.RoomDeps{
@@ -179,8 +186,8 @@ func start(ctx context.Context, s *settings, stdout, stderr io.Writer) (_ *serve
 	if embedded != nil {
 		srv.closers = append(srv.closers, embedded.Close)
 	}
-	if sfu != nil {
-		srv.closers = append(srv.closers, func() error { sfu.Close(); return nil })
+	if closeMedia != nil {
+		srv.closers = append(srv.closers, func() error { closeMedia(); return nil })
 	}
 	srv.servers = append(srv.servers, serve.Server{Name: "https", Listener: httpsLn, Handler: web.Handler(), TLS: tlsConfig})
 

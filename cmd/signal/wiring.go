@@ -23,6 +23,7 @@ import (
 	"github.com/openconsult/openconsult/keyring"
 	"github.com/openconsult/openconsult/media"
 	"github.com/openconsult/openconsult/relay"
+	"github.com/openconsult/openconsult/sfulink"
 	"github.com/openconsult/openconsult/signaling"
 )
 
@@ -167,6 +168,20 @@ func startSFU(s *settings, log *slog.Logger) (*media.SFU, error) {
 	}
 	log.Info("embedded media node started", "max_participants", s.sfuMaxParticipants, "min_participants", s.sfuMinParticipants)
 	return sfu, nil
+}
+
+// connectSFUNodes starts the authenticated links to the remote media nodes.
+func connectSFUNodes(ctx context.Context, s *settings, log *slog.Logger) (*sfulink.Pool, error) {
+	tlsCfg, err := sfulink.ClientTLS(s.sfuLinkCert, s.sfuLinkKey, s.sfuLinkCA)
+	if err != nil {
+		return nil, s.set.Invalid("sfu-link-cert", "%v", err)
+	}
+	pool, err := sfulink.NewPool(ctx, sfulink.PoolConfig{Nodes: s.sfuNodes.Values, TLS: tlsCfg, Log: log})
+	if err != nil {
+		return nil, s.set.Invalid("sfu-node", "%v", err)
+	}
+	log.Info("media nodes configured", "nodes", len(s.sfuNodes.Values), "min_participants", s.sfuMinParticipants)
+	return pool, nil
 }
 
 func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }

@@ -95,7 +95,7 @@ async function switchDevice(kind, deviceId) {
   state.local.addTrack(track);
   const outgoing = kind === "video" && state.screen ? state.screen : track;
   for (const p of state.peers.values()) replaceOrAdd(p, kind, outgoing);
-  state.sfu?.replaceTrack(kind, outgoing);
+  state.sfu?.replaceTrack(kind, outgoing, kind === "video" && !!state.screen);
 }
 
 function replaceOrAdd(peer, kind, track) {
@@ -144,7 +144,7 @@ $("share").addEventListener("click", async (e) => {
   }
   state.screen.addEventListener("ended", stopSharing);
   for (const p of state.peers.values()) replaceOrAdd(p, "video", state.screen);
-  state.sfu?.replaceTrack("video", state.screen);
+  state.sfu?.replaceTrack("video", state.screen, true);
   e.target.setAttribute("aria-pressed", "true");
   e.target.textContent = "Stop sharing";
   sendMediaState();

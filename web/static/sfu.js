@@ -31,7 +31,9 @@ export class MediaServerLink {
     for (const t of local.getTracks()) {
       const track = t.kind === "video" && screen ? screen : t;
       const init = { direction: "sendrecv", streams: [local] };
-      if (t.kind === "video" && simulcast && !screen) init.sendEncodings = cameraLayers;
+      if (t.kind === "video" && simulcast) {
+        init.sendEncodings = cameraLayers.map((l, i) => ({ ...l, active: !screen || i === cameraLayers.length - 1 }));
+      }
       this.senders.set(t.kind, pc.addTransceiver(track, init).sender);
     }
     if (local.getTracks().length === 0) pc.addTransceiver("audio", { direction: "recvonly" });
@@ -87,8 +89,17 @@ export class MediaServerLink {
     }
   }
 
-  replaceTrack(kind, track) {
-    this.senders.get(kind)?.replaceTrack(track);
+  // replaceTrack sends track instead of the current one. A shared screen
+  // goes in full resolution only: its text must stay readable, and the
+  // server forwards the one layer that is active.
+  async replaceTrack(kind, track, screen = false) {
+    const sender = this.senders.get(kind);
+    if (!sender) return;
+    await sender.replaceTrack(track);
+    const params = sender.getParameters();
+    if (kind !== "video" || !params.encodings || params.encodings.length < 2) return;
+    params.encodings.forEach((e, i) => { e.active = !screen || i === params.encodings.length - 1; });
+    await sender.setParameters(params).catch((err) => console.warn("layers", err));
   }
 
   // view reports the size at which member's video is shown, rounded so
