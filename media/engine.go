@@ -36,9 +36,10 @@ const initialEstimate = 2_500_000
 //   - The MID/RID/repaired-RID header extensions simulcast needs, and the
 //     RFC 6464 audio level extension the active speaker is computed from.
 //
-// Interceptors run in the reverse order of registration on the way out,
-// so the congestion controller, registered first, sees every packet
-// (retransmissions included) last, just before the transport.
+// Interceptors run in the reverse order of registration on the way out.
+// The NACK responder is registered before (so runs after) the congestion
+// controller: GCC's pacer only knows the media SSRCs and would refuse the
+// retransmissions the responder sends on the RTX SSRC.
 func newAPI(settings webrtc.SettingEngine, estimators *sync.Map, m *metrics) (*webrtc.API, error) {
 	me := &webrtc.MediaEngine{}
 	if err := me.RegisterDefaultCodecs(); err != nil {
@@ -46,6 +47,18 @@ func newAPI(settings webrtc.SettingEngine, estimators *sync.Map, m *metrics) (*w
 	}
 	reg := &interceptor.Registry{}
 
+	gen, err := nack.NewGeneratorInterceptor()
+	if err != nil {
+		return nil, fmt.Errorf("nack generator: %w", err)
+	}
+	resp, err := nack.NewResponderInterceptor()
+	if err != nil {
+		return nil, fmt.Errorf("nack responder: %w", err)
+	}
+	me.RegisterFeedback(webrtc.RTCPFeedback{Type: "nack"}, webrtc.RTPCodecTypeVideo)
+	me.RegisterFeedback(webrtc.RTCPFeedback{Type: "nack", Parameter: "pli"}, webrtc.RTPCodecTypeVideo)
+	reg.Add(retransmitCounter{m})
+	reg.Add(resp)
 	ccf, err := cc.NewInterceptor(func() (cc.BandwidthEstimator, error) {
 		// The SFU's own queues pace; GCC's leaky bucket would add a second
 		// queue and a goroutine per subscriber.
@@ -58,19 +71,7 @@ func newAPI(settings webrtc.SettingEngine, estimators *sync.Map, m *metrics) (*w
 	// connection's id right after.
 	ccf.OnNewPeerConnection(func(id string, e cc.BandwidthEstimator) { estimators.Store(id, e) })
 	reg.Add(ccf)
-	reg.Add(retransmitCounter{m})
 
-	gen, err := nack.NewGeneratorInterceptor()
-	if err != nil {
-		return nil, fmt.Errorf("nack generator: %w", err)
-	}
-	resp, err := nack.NewResponderInterceptor()
-	if err != nil {
-		return nil, fmt.Errorf("nack responder: %w", err)
-	}
-	me.RegisterFeedback(webrtc.RTCPFeedback{Type: "nack"}, webrtc.RTPCodecTypeVideo)
-	me.RegisterFeedback(webrtc.RTCPFeedback{Type: "nack", Parameter: "pli"}, webrtc.RTPCodecTypeVideo)
-	reg.Add(resp)
 	reg.Add(gen)
 
 	if err := webrtc.ConfigureRTCPReports(reg); err != nil {

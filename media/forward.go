@@ -1,9 +1,11 @@
 package media
 
 import (
+	"math"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
@@ -73,6 +75,8 @@ func newDownTrack(pub *publication, sub *Session) *downTrack {
 		d.target.Store(0)
 	}
 	d.rw.layer = d.current.Load()
+	d.rw.needKeyframe = d.kind == kindVideo && pub.keyframe != nil
+	d.rw.lastKeyRequest = math.MinInt64 / 2
 	return d
 }
 
@@ -193,10 +197,17 @@ func (d *downTrack) write(p *packet) {
 		return // not negotiated yet: the subscriber cannot receive it
 	}
 	rw := &d.rw
+	target := d.target.Load()
+	if (target != rw.layer || rw.needKeyframe) && p.arrival-rw.lastKeyRequest >= keyframeRetry {
+		// Waiting for a keyframe to switch layers, or to start: ask again
+		// now and then, as the first request may have been lost.
+		rw.lastKeyRequest = p.arrival
+		d.pub.requestKeyframe(int(target))
+	}
 	if int32(p.layer) != rw.layer {
 		// Another layer: switch to it at its keyframe if it is the target,
 		// keep forwarding the old layer until then.
-		if int32(p.layer) != d.target.Load() || !p.keyframe {
+		if int32(p.layer) != target || !p.keyframe {
 			d.sfu.metrics.dropped[d.kind][dropAwaitKeyframe].Inc()
 			return
 		}
@@ -207,9 +218,6 @@ func (d *downTrack) write(p *packet) {
 		rw.resync(p, d.pub.clockRate)
 		rw.dropGen = d.dropGen.Load()
 		d.current.Store(rw.layer)
-	} else if t := d.target.Load(); t != rw.layer && p.arrival-rw.lastKeyRequest > keyframeRetry {
-		rw.lastKeyRequest = p.arrival
-		d.pub.requestKeyframe(int(t))
 	}
 	if g := d.dropGen.Load(); g != rw.dropGen && p.keyframe && rw.started && int16(p.seq-rw.lastInSeq) > 1 {
 		// The first packet after a run this subscriber's queue dropped:
@@ -240,17 +248,29 @@ func (d *downTrack) write(p *packet) {
 	h.ExtensionProfile = 0
 	h.Extensions = h.Extensions[:0]
 	payload := p.payload()
-	if _, err := b.ws.WriteRTP(h, payload); err != nil {
+	n, err := b.ws.WriteRTP(h, payload)
+	if err != nil {
 		d.sfu.metrics.dropped[d.kind][dropWriteError].Inc()
 		return
+	}
+	if n == 0 {
+		// pion drops what is written before DTLS has set up SRTP, without
+		// an error: the subscriber will need a keyframe sent later.
+		d.sfu.metrics.dropped[d.kind][dropNotReady].Inc()
+		rw.needKeyframe = d.kind == kindVideo && d.pub.keyframe != nil
+		return
+	}
+	if p.keyframe {
+		rw.needKeyframe = false
 	}
 	d.sfu.metrics.forwardedPackets[d.kind].Inc()
 	d.sfu.metrics.forwardedBytes[d.kind].Add(float64(12 + len(payload)))
 }
 
-// keyframeRetry is how often a subscriber waiting to switch layers asks
-// again for the target layer's keyframe, in nanoseconds.
-const keyframeRetry = int64(1e9)
+// keyframeRetry is how often a subscriber waiting for a keyframe (to start
+// or to switch layers) asks again, in nanoseconds; requestKeyframe still
+// throttles per publisher layer.
+const keyframeRetry = int64(500 * time.Millisecond)
 
 // rewriter maps the sequence numbers and timestamps of whatever layer is
 // forwarded onto one continuous outgoing stream.
@@ -266,6 +286,7 @@ type rewriter struct {
 	baseInSeq      uint16 // where the current mapping starts; older is stale
 	dropGen        uint32
 	lastKeyRequest int64
+	needKeyframe   bool // video sent so far cannot be decoded without one
 }
 
 // resync makes p follow the last packet sent directly: the next sequence

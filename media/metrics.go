@@ -35,10 +35,11 @@ const (
 	dropAwaitKeyframe        // after an overflow or before a layer switch, until a keyframe
 	dropWriteError           // the subscriber's transport refused it
 	dropStale                // older than the point the stream was resumed at
+	dropNotReady             // the subscriber's transport was not set up yet
 	numDropReasons
 )
 
-var dropReasonNames = [numDropReasons]string{"queue_full", "await_keyframe", "write_error", "stale"}
+var dropReasonNames = [numDropReasons]string{"queue_full", "await_keyframe", "write_error", "stale", "not_ready"}
 
 // newMetrics makes the series and registers them with reg when it is not
 // nil; load is read at scrape time for the gauges.

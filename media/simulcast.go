@@ -154,8 +154,12 @@ func (s *Session) allocate(st *allocState, now time.Time) {
 		if target < 0 {
 			continue
 		}
-		if old := it.d.target.Swap(int32(target)); int(old) != target && int32(target) != it.d.current.Load() {
-			it.d.pub.requestKeyframe(target)
+		if old := it.d.target.Swap(int32(target)); int(old) != target {
+			s.sfu.log.Debug("sfu layer target", "room", s.room.id, "member", s.member, "publisher", it.d.pub.owner.member,
+				"from", old, "to", target, "want", it.want, "estimate", est, "sending", sending)
+			if int32(target) != it.d.current.Load() {
+				it.d.pub.requestKeyframe(target)
+			}
 		}
 	}
 }
