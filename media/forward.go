@@ -37,7 +37,7 @@ type downTrack struct {
 
 	sender *webrtc.RTPSender // set once AddTrack returned, before the writer starts
 	bound  atomic.Pointer[binding]
-	queue  chan *packet
+	queue  chan queued
 	done   chan struct{}
 	once   sync.Once
 
@@ -47,13 +47,19 @@ type downTrack struct {
 	current atomic.Int32
 
 	// After an overflow, video is dropped up to the next keyframe: the
-	// decoder cannot use anything in between. dropGen tells the writer that
-	// the gap before that keyframe is the SFU's and not the network's.
+	// decoder cannot use anything in between.
 	dropping atomic.Bool
-	dropGen  atomic.Uint32
 
 	rw  rewriter   // writer-owned
 	hdr rtp.Header // writer-owned, reused for every packet
+}
+
+// queued is a packet on a subscriber's queue. resume marks the keyframe
+// that ends a run the queue dropped: the gap before it is the SFU's, not
+// the network's, and the writer closes it.
+type queued struct {
+	p      *packet
+	resume bool
 }
 
 type binding struct {
@@ -67,7 +73,7 @@ func newDownTrack(pub *publication, sub *Session) *downTrack {
 	if pub.kind == kindAudio {
 		n = audioQueue
 	}
-	d := &downTrack{sfu: pub.sfu, pub: pub, sub: sub, kind: pub.kind, queue: make(chan *packet, n), done: make(chan struct{})}
+	d := &downTrack{sfu: pub.sfu, pub: pub, sub: sub, kind: pub.kind, queue: make(chan queued, n), done: make(chan struct{})}
 	d.current.Store(-1)
 	d.target.Store(int32(pub.defaultLayer()))
 	if !pub.simulcast {
@@ -143,23 +149,26 @@ func (d *downTrack) offer(p *packet) {
 			return
 		}
 	}
+	resume := false
 	if d.dropping.Load() {
 		if !p.keyframe {
 			d.sfu.metrics.dropped[d.kind][dropAwaitKeyframe].Inc()
 			return
 		}
-		d.dropping.Store(false)
+		resume = true
 	}
 	p.refs.Add(1)
 	select {
-	case d.queue <- p:
+	case d.queue <- queued{p, resume}:
+		if resume {
+			d.dropping.Store(false)
+		}
 		return
 	default:
 	}
 	p.refs.Add(-1) // the reader still holds its own reference
 	d.sfu.metrics.dropped[d.kind][dropQueueFull].Inc()
 	if d.kind == kindVideo && d.pub.keyframe != nil && !d.dropping.Swap(true) {
-		d.dropGen.Add(1)
 		d.pub.requestKeyframe(int(p.layer))
 	}
 	// Audio, and video of a codec whose keyframes the SFU cannot see, lose
@@ -170,14 +179,14 @@ func (d *downTrack) offer(p *packet) {
 func (d *downTrack) run() {
 	for {
 		select {
-		case p := <-d.queue:
-			d.write(p)
-			d.sfu.pool.release(p)
+		case q := <-d.queue:
+			d.write(q.p, q.resume)
+			d.sfu.pool.release(q.p)
 		case <-d.done:
 			for {
 				select {
-				case p := <-d.queue:
-					d.sfu.pool.release(p)
+				case q := <-d.queue:
+					d.sfu.pool.release(q.p)
 				default:
 					return
 				}
@@ -191,7 +200,7 @@ func (d *downTrack) run() {
 func (d *downTrack) stop() { d.once.Do(func() { close(d.done) }) }
 
 // write rewrites p for this subscriber and writes it to its transport.
-func (d *downTrack) write(p *packet) {
+func (d *downTrack) write(p *packet, resume bool) {
 	b := d.bound.Load()
 	if b == nil {
 		return // not negotiated yet: the subscriber cannot receive it
@@ -216,14 +225,11 @@ func (d *downTrack) write(p *packet) {
 		}
 		rw.layer = int32(p.layer)
 		rw.resync(p, d.pub.clockRate)
-		rw.dropGen = d.dropGen.Load()
 		d.current.Store(rw.layer)
-	}
-	if g := d.dropGen.Load(); g != rw.dropGen && p.keyframe && rw.started && int16(p.seq-rw.lastInSeq) > 1 {
+	} else if resume && rw.started {
 		// The first packet after a run this subscriber's queue dropped:
 		// close the gap, so the subscriber does not ask for packets that
 		// were never sent to it.
-		rw.dropGen = g
 		rw.resync(p, d.pub.clockRate)
 	}
 	seq, ts, ok := rw.next(p, d.pub.clockRate)
@@ -257,7 +263,15 @@ func (d *downTrack) write(p *packet) {
 		// pion drops what is written before DTLS has set up SRTP, without
 		// an error: the subscriber will need a keyframe sent later.
 		d.sfu.metrics.dropped[d.kind][dropNotReady].Inc()
-		rw.needKeyframe = d.kind == kindVideo && d.pub.keyframe != nil
+		if d.kind == kindVideo && d.pub.keyframe != nil {
+			rw.needKeyframe = true
+			if d.pub.simulcast {
+				// Start again at the next keyframe, as a layer switch
+				// does; the subscriber has seen nothing of this one.
+				rw.layer = -1
+				d.current.Store(-1)
+			}
+		}
 		return
 	}
 	if p.keyframe {
@@ -284,7 +298,6 @@ type rewriter struct {
 	lastArrival    int64
 	lastInSeq      uint16 // newest received on the forwarded layer
 	baseInSeq      uint16 // where the current mapping starts; older is stale
-	dropGen        uint32
 	lastKeyRequest int64
 	needKeyframe   bool // video sent so far cannot be decoded without one
 }

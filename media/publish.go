@@ -39,6 +39,9 @@ type publication struct {
 
 	audioLevelID uint8
 	level        levelMeter
+
+	// sendPLI writes a keyframe request to the publisher.
+	sendPLI func(ssrc uint32) error
 }
 
 // layer is one simulcast encoding (or the only one).
@@ -83,6 +86,9 @@ func newPublication(s *Session, remote *webrtc.TrackRemote, receiver *webrtc.RTP
 		clockRate: codec.ClockRate,
 		keyframe:  keyframeFunc(codec.MimeType),
 		simulcast: remote.RID() != "",
+		sendPLI: func(ssrc uint32) error {
+			return s.pc.WriteRTCP([]rtcp.Packet{&rtcp.PictureLossIndication{MediaSSRC: ssrc}})
+		},
 	}
 	if remote.Kind() == webrtc.RTPCodecTypeAudio {
 		pub.kind = kindAudio
@@ -147,7 +153,7 @@ func (pub *publication) requestKeyframe(i int) {
 		pub.sfu.metrics.plisThrottled.Inc()
 		return
 	}
-	if err := pub.owner.pc.WriteRTCP([]rtcp.Packet{&rtcp.PictureLossIndication{MediaSSRC: l.ssrc}}); err == nil {
+	if err := pub.sendPLI(l.ssrc); err == nil {
 		pub.sfu.metrics.plisForwarded.Inc()
 	}
 }

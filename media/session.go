@@ -219,6 +219,7 @@ func (s *Session) onTrack(remote *webrtc.TrackRemote, receiver *webrtc.RTPReceiv
 	idx := pub.layerIndex(remote.RID())
 	l := &layer{rid: remote.RID(), ssrc: uint32(remote.SSRC()), winStart: s.sfu.now()}
 	l.last.Store(l.winStart)
+	l.lastPLI.Store(l.winStart - keyframeInterval) // the first request goes out at once
 	pub.layers[idx].Store(l)
 	pub.readers++
 	var changed []*Session

@@ -158,7 +158,7 @@ func JoinWith(t *testing.T, node media.Node, room, name string, quiet *atomic.Bo
 	p := &Participant{t: t, Name: name, pc: pc, quiet: quiet, pub: pub, closed: make(chan error, 1),
 		received: map[string]*atomic.Int64{}, audioIn: map[string]*atomic.Int64{}, logs: map[string][]Packet{}}
 	p.level.Store(127)
-	t.Cleanup(func() { pc.Close() })
+	t.Cleanup(func() { quiet.Store(true); pc.Close() }) // the test is over: late renegotiations may fail
 	if err := p.addTracks(); err != nil {
 		t.Fatal(err)
 	}
@@ -480,3 +480,7 @@ func (p *Participant) sendAudio(stop <-chan struct{}) {
 		}
 	}
 }
+
+// PeerConnection returns p's pion connection, for tests that look at the
+// negotiated candidates.
+func (p *Participant) PeerConnection() *webrtc.PeerConnection { return p.pc }
