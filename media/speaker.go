@@ -18,9 +18,10 @@ const (
 	// speakerAlpha smooths with a time constant of one second.
 	speakerAlpha = 0.18
 	// speakingLoudness is the smoothed loudness (127 - level) above which a
-	// member counts as speaking: about -50 dBov, well above the comfort
-	// noise of a muted or silent microphone.
-	speakingLoudness = 77
+	// member counts as speaking: speech is typically at -20 to -50 dBov
+	// (loudness 77 to 107, less the pauses between words), the background
+	// noise of a quiet room below -70 dBov (loudness under 57).
+	speakingLoudness = 60
 	// speakerMargin is how much louder someone must be than the current
 	// speaker, and speakerHold for how many ticks, to take over.
 	speakerMargin = 6

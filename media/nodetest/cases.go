@@ -253,3 +253,13 @@ func activeSpeaker(t *testing.T, newNode Factory) {
 		}
 	}
 }
+
+// senderReports: subscribers receive RTCP sender reports for what the node
+// forwards, which browsers need to synchronise audio with video.
+func senderReports(t *testing.T, newNode Factory) {
+	node := newNode(t, 0)
+	r := newRoom(t)
+	r.join(node, "pub", Publish{Video: true, Audio: true})
+	sub := r.join(node, "sub", Publish{})
+	waitFor(t, 20*time.Second, "sender reports", func() bool { return sub.SenderReports() >= 2 })
+}

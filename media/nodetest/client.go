@@ -47,6 +47,7 @@ type Participant struct {
 	wantKF [3]atomic.Bool                    // a keyframe was asked for, per layer
 	plis   atomic.Int64                      // keyframe requests received
 	sent   atomic.Int64                      // video packets sent (top layer when simulcast)
+	srs    atomic.Int64                      // RTCP sender reports received
 	remote sync.Map                          // stream id -> *webrtc.TrackRemote (video)
 	drop   atomic.Pointer[func(uint16) bool] // received video packets to discard on purpose
 
@@ -243,7 +244,20 @@ func (p *Participant) addTracks() error {
 }
 
 // receive counts and logs what p receives from the node.
-func (p *Participant) receive(remote *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
+func (p *Participant) receive(remote *webrtc.TrackRemote, receiver *webrtc.RTPReceiver) {
+	go func() { // ends when the connection closes
+		for {
+			pkts, _, err := receiver.ReadRTCP()
+			if err != nil {
+				return
+			}
+			for _, pk := range pkts {
+				if _, ok := pk.(*rtcp.SenderReport); ok {
+					p.srs.Add(1)
+				}
+			}
+		}
+	}()
 	counter := &atomic.Int64{}
 	stream := remote.StreamID()
 	p.mu.Lock()
@@ -314,6 +328,9 @@ func (p *Participant) SetLevel(level int) { p.level.Store(int32(level)) }
 
 // PLIs returns how many keyframe requests the node sent p.
 func (p *Participant) PLIs() int64 { return p.plis.Load() }
+
+// SenderReports returns how many RTCP sender reports p received.
+func (p *Participant) SenderReports() int64 { return p.srs.Load() }
 
 // Sent returns how many video packets p sent (of its top layer).
 func (p *Participant) Sent() int64 { return p.sent.Load() }

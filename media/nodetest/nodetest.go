@@ -50,6 +50,7 @@ func Run(t *testing.T, newNode Factory) {
 		{"DeadSubscriberDoesNotSlowOthers", deadSubscriber},
 		{"SimulcastLayerFollowsView", simulcastFollowsView},
 		{"ActiveSpeaker", activeSpeaker},
+		{"SenderReportsReachSubscribers", senderReports},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) { tt.run(t, newNode) })
