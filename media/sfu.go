@@ -16,7 +16,10 @@
 //     ever loses its own packets; sequence numbers and timestamps are
 //     rewritten into one continuous stream.
 //   - simulcast.go: which layer each subscriber gets, from the size it
-//     shows the video at and its bandwidth estimate.
+//     shows the video at and its bandwidth estimate. Browsers name their
+//     layers by rid: "q", "h", "f" (quarter, half, full resolution; what
+//     the web app sets in sendEncodings) or "low", "mid", "high"; other
+//     names rank in the order their first packets arrive.
 //   - speaker.go: the active speaker of each room, from RFC 6464 levels.
 //   - rtcp.go: subscribers' keyframe requests passed to publishers.
 //   - network.go: one UDP port, one ICE-TCP port, 1:1 NAT addresses.

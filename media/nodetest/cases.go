@@ -263,3 +263,47 @@ func senderReports(t *testing.T, newNode Factory) {
 	sub := r.join(node, "sub", Publish{})
 	waitFor(t, 20*time.Second, "sender reports", func() bool { return sub.SenderReports() >= 2 })
 }
+
+// nodeNacksPublisher: a packet lost between the publisher and the node is
+// asked for again by the node.
+func nodeNacksPublisher(t *testing.T, newNode Factory) {
+	node := newNode(t, 0)
+	r := newRoom(t)
+	pub := r.join(node, "pub", Publish{Video: true})
+	sub := r.join(node, "sub", Publish{})
+	waitFor(t, 20*time.Second, "media at the subscriber", func() bool { return sub.From("pub/pub") > 20 })
+	lost := uint16(pub.Sent() + 50)
+	pub.SkipVideo(lost)
+	waitFor(t, 5*time.Second, fmt.Sprintf("a NACK for %d", lost), func() bool { return pub.Nacked(lost) })
+}
+
+// screenShare: a screen share published beside a simulcast camera is
+// forwarded as it comes, as its own stream, while the camera follows the
+// subscriber's view.
+func screenShare(t *testing.T, newNode Factory) {
+	node := newNode(t, 0)
+	r := newRoom(t)
+	r.join(node, "pub", Publish{Simulcast: true, Screen: true})
+	sub := r.join(node, "sub", Publish{})
+	waitFor(t, 20*time.Second, "the screen and the full camera layer", func() bool {
+		log := sub.Log("pub/screen")
+		cam := sub.Log("pub/pub")
+		return len(log) > 30 && len(cam) > 30 && cam[len(cam)-1].Layer == 'f'
+	})
+	if err := sub.Session.View("pub", 160, 90); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "the low camera layer", func() bool {
+		cam := sub.Log("pub/pub")
+		return cam[len(cam)-1].Layer == 'q'
+	})
+	log := sub.Log("pub/screen")
+	for i, p := range log {
+		if p.Layer != 's' {
+			t.Fatalf("screen packet %d from layer %q", i, p.Layer)
+		}
+		if i > 0 && p.Seq != log[i-1].Seq+1 {
+			t.Fatalf("screen packet %d: sequence number %d after %d", i, p.Seq, log[i-1].Seq)
+		}
+	}
+}

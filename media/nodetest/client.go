@@ -21,6 +21,7 @@ import (
 type Publish struct {
 	Video     bool // one VP8 camera track
 	Simulcast bool // the camera in three layers, rids q, h and f
+	Screen    bool // a second VP8 track, stream id "screen", without simulcast
 	Audio     bool // Opus with RFC 6464 audio levels
 }
 
@@ -42,9 +43,12 @@ type Participant struct {
 	video  []*webrtc.TrackLocalStaticRTP // one, or one per rid
 	vsend  *webrtc.RTPSender
 	audio  *webrtc.TrackLocalStaticRTP
+	screen *webrtc.TrackLocalStaticRTP
+	ssend  *webrtc.RTPSender
+	skip   atomic.Int32 // a camera sequence number not to send, -1 for none
 	asend  *webrtc.RTPSender
 	level  atomic.Int32                      // RFC 6464 level of the audio sent, 0 loudest
-	wantKF [3]atomic.Bool                    // a keyframe was asked for, per layer
+	wantKF [4]atomic.Bool                    // a keyframe was asked for, per layer (3: screen)
 	plis   atomic.Int64                      // keyframe requests received
 	sent   atomic.Int64                      // video packets sent (top layer when simulcast)
 	srs    atomic.Int64                      // RTCP sender reports received
@@ -57,6 +61,7 @@ type Participant struct {
 	logs     map[string][]Packet      // video packets by stream id, in arrival order
 	closed   chan error
 	speakers []string
+	nacked   map[uint16]bool // camera packets the node asked for again
 
 	sdpMu sync.Mutex // descriptions are applied one at a time, in order
 }
@@ -159,6 +164,8 @@ func JoinWith(t *testing.T, node media.Node, room, name string, quiet *atomic.Bo
 	p := &Participant{t: t, Name: name, pc: pc, quiet: quiet, pub: pub, closed: make(chan error, 1),
 		received: map[string]*atomic.Int64{}, audioIn: map[string]*atomic.Int64{}, logs: map[string][]Packet{}}
 	p.level.Store(127)
+	p.skip.Store(-1)
+	p.nacked = map[uint16]bool{}
 	t.Cleanup(func() { quiet.Store(true); pc.Close() }) // the test is over: late renegotiations may fail
 	if err := p.addTracks(); err != nil {
 		t.Fatal(err)
@@ -225,7 +232,17 @@ func (p *Participant) addTracks() error {
 			return err
 		}
 	}
-	if !p.pub.Video && !p.pub.Simulcast && !p.pub.Audio {
+	if p.pub.Screen {
+		tr, err := webrtc.NewTrackLocalStaticRTP(vp8, "screen", "screen")
+		if err != nil {
+			return err
+		}
+		p.screen = tr
+		if p.ssend, err = p.pc.AddTrack(tr); err != nil {
+			return err
+		}
+	}
+	if !p.pub.Video && !p.pub.Simulcast && !p.pub.Audio && !p.pub.Screen {
 		// A browser without camera or microphone offers to receive.
 		_, err := p.pc.AddTransceiverFromKind(webrtc.RTPCodecTypeVideo, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionRecvonly})
 		return err
@@ -385,6 +402,10 @@ func (p *Participant) Send(stop <-chan struct{}, wg *sync.WaitGroup) {
 		}
 		wg.Go(func() { p.sendVideo(stop) })
 	}
+	if p.screen != nil {
+		go p.readRTCP(func() ([]rtcp.Packet, error) { pk, _, err := p.ssend.ReadRTCP(); return pk, err }, 3)
+		wg.Go(func() { p.sendScreen(stop) })
+	}
 	if p.audio != nil {
 		wg.Go(func() { p.sendAudio(stop) })
 	}
@@ -397,10 +418,18 @@ func (p *Participant) readRTCP(read func() ([]rtcp.Packet, error), layer int) {
 			return
 		}
 		for _, pk := range pkts {
-			switch pk.(type) {
+			switch pk := pk.(type) {
 			case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
 				p.plis.Add(1)
 				p.wantKF[layer].Store(true)
+			case *rtcp.TransportLayerNack:
+				p.mu.Lock()
+				for _, pair := range pk.Nacks {
+					for _, seq := range pair.PacketList() {
+						p.nacked[seq] = true
+					}
+				}
+				p.mu.Unlock()
 			}
 		}
 	}
@@ -441,6 +470,10 @@ func (p *Participant) sendVideo(stop <-chan struct{}) {
 			}
 		}
 		first := n%3 == 0
+		if int32(n&0xffff) == p.skip.Load() {
+			p.sent.Add(1)
+			continue // lost on the way, as far as the node can tell
+		}
 		for i, tr := range p.video {
 			if first {
 				key[i] = p.wantKF[i].Swap(false)
@@ -468,6 +501,45 @@ func (p *Participant) sendVideo(stop <-chan struct{}) {
 		}
 		p.sent.Add(1)
 	}
+}
+
+// sendScreen sends a screen share: a frame of three packets every 30 ms,
+// a keyframe first and whenever the node asks.
+func (p *Participant) sendScreen(stop <-chan struct{}) {
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	key := false
+	for n := 0; ; n++ {
+		select {
+		case <-stop:
+			return
+		case <-tick.C:
+		}
+		payload := make([]byte, 800)
+		payload[1], payload[2] = 0x01, 's'
+		if n%3 == 0 {
+			key = p.wantKF[3].Swap(false)
+			payload[0] = 0x10
+			if key {
+				payload[1] = 0x00
+			}
+		}
+		pkt := &rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 96, SequenceNumber: uint16(n), Timestamp: uint32(n/3) * 3000, Marker: n%3 == 2}, Payload: payload}
+		if err := p.screen.WriteRTP(pkt); err != nil && !errors.Is(err, io.ErrClosedPipe) {
+			return
+		}
+	}
+}
+
+// SkipVideo makes p leave out camera packet seq (of every layer), as if
+// the network had lost it on the way to the node.
+func (p *Participant) SkipVideo(seq uint16) { p.skip.Store(int32(seq)) }
+
+// Nacked reports whether the node asked p again for camera packet seq.
+func (p *Participant) Nacked(seq uint16) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.nacked[seq]
 }
 
 func (p *Participant) sendAudio(stop <-chan struct{}) {

@@ -51,6 +51,8 @@ func Run(t *testing.T, newNode Factory) {
 		{"SimulcastLayerFollowsView", simulcastFollowsView},
 		{"ActiveSpeaker", activeSpeaker},
 		{"SenderReportsReachSubscribers", senderReports},
+		{"NodeAsksPublisherForLostPackets", nodeNacksPublisher},
+		{"ScreenShareBesideSimulcast", screenShare},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) { tt.run(t, newNode) })
