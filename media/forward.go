@@ -50,8 +50,9 @@ type downTrack struct {
 	// decoder cannot use anything in between.
 	dropping atomic.Bool
 
-	rw  rewriter   // writer-owned
-	hdr rtp.Header // writer-owned, reused for every packet
+	rw  rewriter     // writer-owned
+	vp8 *vp8Rewriter // writer-owned; VP8 simulcast only
+	hdr rtp.Header   // writer-owned, reused for every packet
 }
 
 // queued is a packet on a subscriber's queue. resume marks the keyframe
@@ -81,6 +82,9 @@ func newDownTrack(pub *publication, sub *Session) *downTrack {
 		d.target.Store(0)
 	}
 	d.rw.layer = d.current.Load()
+	if pub.simulcast && strings.EqualFold(pub.codec.MimeType, webrtc.MimeTypeVP8) {
+		d.vp8 = &vp8Rewriter{}
+	}
 	d.rw.needKeyframe = d.kind == kindVideo && pub.keyframe != nil
 	d.rw.lastKeyRequest = math.MinInt64 / 2
 	return d
@@ -206,6 +210,7 @@ func (d *downTrack) write(p *packet, resume bool) {
 		return // not negotiated yet: the subscriber cannot receive it
 	}
 	rw := &d.rw
+	resynced := false
 	target := d.target.Load()
 	if (target != rw.layer || rw.needKeyframe) && p.arrival-rw.lastKeyRequest >= keyframeRetry {
 		// Waiting for a keyframe to switch layers, or to start: ask again
@@ -225,12 +230,14 @@ func (d *downTrack) write(p *packet, resume bool) {
 		}
 		rw.layer = int32(p.layer)
 		rw.resync(p, d.pub.clockRate)
+		resynced = true
 		d.current.Store(rw.layer)
 	} else if resume && rw.started {
 		// The first packet after a run this subscriber's queue dropped:
 		// close the gap, so the subscriber does not ask for packets that
 		// were never sent to it.
 		rw.resync(p, d.pub.clockRate)
+		resynced = true
 	}
 	seq, ts, ok := rw.next(p, d.pub.clockRate)
 	if !ok {
@@ -254,6 +261,9 @@ func (d *downTrack) write(p *packet, resume bool) {
 	h.ExtensionProfile = 0
 	h.Extensions = h.Extensions[:0]
 	payload := p.payload()
+	if d.vp8 != nil {
+		payload = d.vp8.rewrite(payload, resynced)
+	}
 	n, err := b.ws.WriteRTP(h, payload)
 	if err != nil {
 		d.sfu.metrics.dropped[d.kind][dropWriteError].Inc()

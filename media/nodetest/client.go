@@ -25,6 +25,9 @@ type Publish struct {
 	Audio     bool // Opus with RFC 6464 audio levels
 }
 
+// picBase is where each simulcast layer's VP8 picture IDs start.
+var picBase = [3]int{100, 9000, 30000}
+
 // Rids are the simulcast layers a simulcast participant sends, lowest
 // first; each packet's payload names its layer, so receivers can tell
 // which one the node forwards.
@@ -73,6 +76,9 @@ type Packet struct {
 	SSRC     uint32
 	Layer    byte // 'q', 'h', 'f', or 0 for a track without simulcast
 	Keyframe bool // first packet of a keyframe
+	// PictureID is the VP8 picture ID, -1 without one. The test sender
+	// gives each simulcast layer its own sequence.
+	PictureID int
 }
 
 const maxLog = 20000
@@ -300,9 +306,15 @@ func (p *Participant) receive(remote *webrtc.TrackRemote, receiver *webrtc.RTPRe
 		}
 		counter.Add(1)
 		e := Packet{Seq: pkt.SequenceNumber, TS: pkt.Timestamp, SSRC: pkt.SSRC}
+		e.PictureID = -1
 		if b := pkt.Payload; len(b) >= 3 {
-			e.Keyframe = b[0]&0x10 != 0 && b[1]&0x01 == 0
-			e.Layer = b[2]
+			d := 0
+			if b[0]&0x80 != 0 && len(b) >= 7 && b[1]&0x80 != 0 && b[2]&0x80 != 0 {
+				e.PictureID = int(b[2]&0x7f)<<8 | int(b[3])
+				d = 3 // the VP8 header follows at d+1
+			}
+			e.Keyframe = b[0]&0x10 != 0 && b[d+1]&0x01 == 0
+			e.Layer = b[d+2]
 		}
 		p.mu.Lock()
 		if l := p.logs[stream]; len(l) < maxLog {
@@ -479,16 +491,23 @@ func (p *Participant) sendVideo(stop <-chan struct{}) {
 				key[i] = p.wantKF[i].Swap(false)
 			}
 			payload := make([]byte, sizes[i])
-			payload[1] = 0x01 // interframe
+			// Simulcast layers carry an extended descriptor with a 15-bit
+			// picture ID, each layer numbering its own, as browsers do.
+			d := 0
+			if p.pub.Simulcast {
+				pic := (picBase[i] + n/3) & 0x7fff
+				payload[0], payload[1], payload[2], payload[3] = 0x80, 0x80, 0x80|byte(pic>>8), byte(pic)
+				d = 3 // the VP8 header follows at d+1
+			}
+			payload[d+1] = 0x01 // interframe
 			if first {
-				payload[0] = 0x10 // S: start of a frame
+				payload[0] |= 0x10 // S: start of a frame
 				if key[i] {
-					payload[1] = 0x00
+					payload[d+1] = 0x00
 				}
 			}
-			payload[2] = 0
 			if p.pub.Simulcast {
-				payload[2] = Rids[i][0]
+				payload[d+2] = Rids[i][0]
 			}
 			pkt := &rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 96, SequenceNumber: uint16(n), Timestamp: uint32(n/3) * 3000, Marker: n%3 == 2}, Payload: payload}
 			if p.pub.Simulcast {
