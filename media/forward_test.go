@@ -95,6 +95,8 @@ type recorder struct {
 	got  []rtp.Header
 	key  []bool
 	orig []uint16 // sequence numbers as published
+	raw  [][]byte // the first bytes of each payload
+	pic  []uint16 // VP8 picture IDs, when the descriptor has one
 }
 
 func (r *recorder) WriteRTP(h *rtp.Header, payload []byte) (int, error) {
@@ -104,6 +106,12 @@ func (r *recorder) WriteRTP(h *rtp.Header, payload []byte) (int, error) {
 	r.got = append(r.got, *h)
 	r.key = append(r.key, vp8Keyframe(payload))
 	r.orig = append(r.orig, binary.BigEndian.Uint16(payload[3:]))
+	r.raw = append(r.raw, append([]byte(nil), payload[:8]...))
+	if d, ok := parseVP8(payload); ok && d.picAt != 0 {
+		r.pic = append(r.pic, d.pic(payload))
+	} else {
+		r.pic = append(r.pic, 0)
+	}
 	r.mu.Unlock()
 	return 12 + len(payload), nil
 }
