@@ -102,3 +102,38 @@ func TestSimulcastSwitchAtKeyframe(t *testing.T) {
 // Simulcast descriptors: the layer byte and picture ID the test packets
 // carry, as the recorder saw them.
 func (r *recorder) layerOf(i int) byte { return r.raw[i][5] }
+
+// BenchmarkForwardSimulcastVP8 is BenchmarkForwardPacket for the top
+// layer of a VP8 simulcast track, which adds the per-subscriber copy of
+// the payload that the picture ID rewrite needs.
+func BenchmarkForwardSimulcastVP8(b *testing.B) {
+	h := newHarness(b, kindVideo)
+	h.pub.simulcast = true
+	l := &layer{ssrc: 3}
+	h.pub.layers[2].Store(l)
+	var subs []*downTrack
+	for range 3 {
+		d := h.subscribe(b, discard{}, false)
+		d.target.Store(2)
+		subs = append(subs, d)
+	}
+	forward := func(p *packet) {
+		for _, d := range subs {
+			d.offer(p)
+		}
+		h.sfu.pool.release(p)
+		for _, d := range subs {
+			q := <-d.queue
+			d.write(q.p, q.resume)
+			h.sfu.pool.release(q.p)
+		}
+	}
+	forward(simPacket(h, 2, 0, true)) // start the subscribers on the layer
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := range b.N {
+		p := simPacket(h, 2, uint16(i+1), false)
+		l.account(p)
+		forward(p)
+	}
+}

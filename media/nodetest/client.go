@@ -38,7 +38,7 @@ type Participant struct {
 	Name    string
 	Session media.Participant
 
-	t     *testing.T
+	t     testing.TB
 	pc    *webrtc.PeerConnection
 	quiet *atomic.Bool
 	pub   Publish
@@ -141,14 +141,14 @@ func (p *Participant) Closed(err error) {
 
 // Join adds a participant that publishes one VP8 track (stream id = name)
 // to room on node and sends its offer.
-func Join(t *testing.T, node media.Node, room, name string, quiet *atomic.Bool) (*Participant, error) {
+func Join(t testing.TB, node media.Node, room, name string, quiet *atomic.Bool) (*Participant, error) {
 	t.Helper()
 	return JoinWith(t, node, room, name, quiet, Publish{Video: true}, LoopbackSettings())
 }
 
 // JoinWith adds a participant that publishes what pub says, with its ICE
 // confined by settings.
-func JoinWith(t *testing.T, node media.Node, room, name string, quiet *atomic.Bool, pub Publish, settings webrtc.SettingEngine) (*Participant, error) {
+func JoinWith(t testing.TB, node media.Node, room, name string, quiet *atomic.Bool, pub Publish, settings webrtc.SettingEngine) (*Participant, error) {
 	t.Helper()
 	m := &webrtc.MediaEngine{}
 	if err := m.RegisterDefaultCodecs(); err != nil {
@@ -592,3 +592,18 @@ func (p *Participant) sendAudio(stop <-chan struct{}) {
 // PeerConnection returns p's pion connection, for tests that look at the
 // negotiated candidates.
 func (p *Participant) PeerConnection() *webrtc.PeerConnection { return p.pc }
+
+// WriteVideo sends camera packet n at once, outside Send's pace, for
+// benchmarks; a keyframe every 90 packets. p must publish one camera
+// track without simulcast.
+func (p *Participant) WriteVideo(n uint16, payload []byte) error {
+	payload[0], payload[1] = 0x00, 0x01
+	if n%3 == 0 {
+		payload[0] = 0x10
+		if n%90 == 0 {
+			payload[1] = 0x00
+		}
+	}
+	return p.video[0].WriteRTP(&rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 96, SequenceNumber: n,
+		Timestamp: uint32(n/3) * 3000, Marker: n%3 == 2}, Payload: payload})
+}
