@@ -86,8 +86,14 @@ type allocItem struct {
 func (s *Session) allocate(st *allocState, now time.Time) {
 	s.sfu.mu.Lock()
 	items := make([]allocItem, 0, len(s.downs))
+	// What the subscriber is sent besides simulcast video (audio, screen
+	// shares) shares its path and counts against the estimate.
+	var fixed int64
 	for _, d := range s.downs {
 		if !d.pub.simulcast {
+			if l := d.pub.layers[0].Load(); l != nil {
+				fixed += l.rate.Load()
+			}
 			continue
 		}
 		want := maxLayers - 1
@@ -106,7 +112,7 @@ func (s *Session) allocate(st *allocState, now time.Time) {
 	// What is sent now, against what the subscriber's path carries.
 	est := s.estimate()
 	clock := s.sfu.now()
-	var sending int64
+	sending := fixed
 	for _, it := range items {
 		if l := it.d.pub.layers[max(it.d.current.Load(), 0)].Load(); l != nil {
 			sending += l.rate.Load()
