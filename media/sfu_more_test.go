@@ -180,3 +180,36 @@ func value(m *dto.Metric) float64 {
 	}
 	return 0
 }
+
+// TestMetricsCountRepairsAndSwitches: retransmissions answered from the
+// send cache and simulcast layer switches show in the series.
+func TestMetricsCountRepairsAndSwitches(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	sfu := newSFU(t, media.Config{Settings: nodetest.LoopbackSettings(), Metrics: reg})
+	r := newTestRoom(t)
+	r.join(sfu, "cam", nodetest.Publish{Video: true}, nodetest.LoopbackSettings())
+	r.join(sfu, "sim", nodetest.Publish{Simulcast: true}, nodetest.LoopbackSettings())
+	sub := r.join(sfu, "sub", nodetest.Publish{}, nodetest.LoopbackSettings())
+	waitFor(t, 20*time.Second, "media", func() bool { return sub.From("cam/cam") > 50 && sub.From("sim/sim") > 50 })
+	log := sub.Log("cam/cam")
+	if err := sub.Nack("cam/cam", log[len(log)-10].Seq, log[len(log)-5].Seq); err != nil {
+		t.Fatal(err)
+	}
+	if err := sub.Session.View("sim", 100, 60); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "the low layer", onLayer(sub, "sim/sim", 'q'))
+	waitFor(t, 5*time.Second, "the counters", func() bool {
+		fams, err := reg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := map[string]float64{}
+		for _, f := range fams {
+			for _, m := range f.GetMetric() {
+				got[f.GetName()] += value(m)
+			}
+		}
+		return got["openconsult_sfu_nack_retransmits_total"] >= 2 && got["openconsult_sfu_layer_switches_total"] >= 1
+	})
+}
