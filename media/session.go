@@ -3,10 +3,12 @@ package media
 import (
 	"errors"
 	"fmt"
-	"io"
+	"strings"
 	"sync"
+	"sync/atomic"
 
-	"github.com/pion/rtcp"
+	"github.com/pion/interceptor/pkg/cc"
+	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v4"
 )
 
@@ -17,19 +19,28 @@ type Session struct {
 	member string
 	pc     *webrtc.PeerConnection
 	out    Events
+	bwe    cc.BandwidthEstimator // nil if the interceptor made none
+
+	// estimateOverride replaces the bandwidth estimate in tests that
+	// simulate a bandwidth drop.
+	estimateOverride atomic.Pointer[func() int]
 
 	// Guarded by sfu.mu, like the room.
-	senders map[string]*webrtc.RTPSender
-	views   map[string][2]int // display size by publisher, for layer choice
-	closed  bool
+	downs      map[string]*downTrack // by publication key
+	views      map[string][2]int     // display size by publisher, for layer choice
+	closed     bool
+	publishing int // tracks the last offer publishes, counted against MaxTracks
 
-	negMu   sync.Mutex // one negotiation at a time
-	pending bool       // tracks changed while a negotiation was under way
+	poke chan struct{} // wakes the allocator
+	done chan struct{} // closed when the session ends
+
+	negMu   sync.Mutex  // one negotiation at a time
+	pending atomic.Bool // tracks changed while a negotiation was under way
 	early   []webrtc.ICECandidateInit
 }
 
 func (s *Session) wire() {
-	s.pc.OnTrack(s.publish)
+	s.pc.OnTrack(s.onTrack)
 	s.pc.OnConnectionStateChange(func(st webrtc.PeerConnectionState) {
 		if st == webrtc.PeerConnectionStateFailed {
 			s.end(errTransportFailed)
@@ -37,11 +48,16 @@ func (s *Session) wire() {
 	})
 }
 
-// Offer implements Participant.
-func (s *Session) Offer(sdp string) error {
+// Offer implements Participant. An offer that would publish more tracks
+// than the node's MaxTracks allows is refused with an error wrapping
+// ErrFull, before it is applied.
+func (s *Session) Offer(offer string) error {
+	if err := s.reserveTracks(offer); err != nil {
+		return err
+	}
 	s.negMu.Lock()
 	defer s.negMu.Unlock()
-	if err := s.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: sdp}); err != nil {
+	if err := s.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: offer}); err != nil {
 		return fmt.Errorf("remote offer: %w", err)
 	}
 	s.applyEarlyCandidates()
@@ -55,8 +71,63 @@ func (s *Session) Offer(sdp string) error {
 	}
 	<-gathered
 	s.out.Answer(s.pc.LocalDescription().SDP)
-	go s.negotiate() // tracks added before the first offer
+	s.sfu.goOwned(s.negotiate) // tracks added before the first offer
 	return nil
+}
+
+// reserveTracks counts the tracks an offer publishes and holds them
+// against the node's limit.
+func (s *Session) reserveTracks(offer string) error {
+	n, err := publishedTracks(offer)
+	if err != nil {
+		return fmt.Errorf("remote offer: %w", err)
+	}
+	s.sfu.mu.Lock()
+	defer s.sfu.mu.Unlock()
+	if s.closed {
+		return fmt.Errorf("offer of %s: %w", s.member, errSessionClosed)
+	}
+	limit := s.sfu.cfg.MaxTracks
+	if total := s.sfu.tracks - s.publishing + n; limit > 0 && n > s.publishing && total > limit {
+		return fmt.Errorf("%d tracks published, %d more offered: %w", s.sfu.tracks, n-s.publishing, ErrFull)
+	}
+	s.sfu.tracks += n - s.publishing
+	s.publishing = n
+	return nil
+}
+
+var errSessionClosed = errors.New("session closed")
+
+// publishedTracks counts the audio and video sections an offer sends a
+// track on (simulcast layers are one track).
+func publishedTracks(offer string) (int, error) {
+	var d sdp.SessionDescription
+	if err := d.UnmarshalString(offer); err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, m := range d.MediaDescriptions {
+		if k := m.MediaName.Media; k != "audio" && k != "video" {
+			continue
+		}
+		if m.MediaName.Port.Value == 0 {
+			continue // rejected or stopped section
+		}
+		sends := true
+		for _, a := range m.Attributes {
+			switch a.Key {
+			case "recvonly", "inactive":
+				sends = false
+			}
+		}
+		_, hasMsid := m.Attribute("msid")
+		_, hasSSRC := m.Attribute("ssrc")
+		_, hasRID := m.Attribute("rid")
+		if sends && (hasMsid || hasSSRC || hasRID) {
+			n++
+		}
+	}
+	return n, nil
 }
 
 // applyEarlyCandidates adds candidates that arrived before the offer; the
@@ -64,21 +135,21 @@ func (s *Session) Offer(sdp string) error {
 func (s *Session) applyEarlyCandidates() {
 	for _, c := range s.early {
 		if err := s.pc.AddICECandidate(c); err != nil {
-			s.sfu.cfg.Log.Debug("early candidate", "member", s.member, "err", err)
+			s.sfu.log.Debug("early candidate", "member", s.member, "err", err)
 		}
 	}
 	s.early = nil
 }
 
 // Answer implements Participant.
-func (s *Session) Answer(sdp string) error {
+func (s *Session) Answer(answer string) error {
 	s.negMu.Lock()
-	err := s.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: sdp})
+	err := s.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: answer})
 	s.negMu.Unlock()
 	if err != nil {
 		return fmt.Errorf("remote answer: %w", err)
 	}
-	go s.negotiate() // changes that waited for this answer
+	s.sfu.goOwned(s.negotiate) // changes that waited for this answer
 	return nil
 }
 
@@ -93,7 +164,10 @@ func (s *Session) Candidate(c webrtc.ICECandidateInit) error {
 		}
 		return nil
 	}
-	return s.pc.AddICECandidate(c)
+	if err := s.pc.AddICECandidate(c); err != nil {
+		return fmt.Errorf("candidate: %w", err)
+	}
+	return nil
 }
 
 // negotiate sends an offer when tracks changed and the connection is
@@ -101,121 +175,139 @@ func (s *Session) Candidate(c webrtc.ICECandidateInit) error {
 func (s *Session) negotiate() {
 	s.negMu.Lock()
 	defer s.negMu.Unlock()
-	if !s.pending || s.pc.RemoteDescription() == nil {
+	if !s.pending.Load() || s.pc.RemoteDescription() == nil {
 		return
 	}
 	if s.pc.SignalingState() != webrtc.SignalingStateStable {
 		return
 	}
-	s.pending = false
+	s.pending.Store(false)
 	offer, err := s.pc.CreateOffer(nil)
 	if err != nil {
-		s.sfu.cfg.Log.Warn("sfu offer", "member", s.member, "err", err)
+		s.sfu.log.Warn("sfu offer", "member", s.member, "err", err)
 		return
 	}
 	gathered := webrtc.GatheringCompletePromise(s.pc)
 	if err := s.pc.SetLocalDescription(offer); err != nil {
-		s.sfu.cfg.Log.Warn("sfu offer", "member", s.member, "err", err)
+		s.sfu.log.Warn("sfu offer", "member", s.member, "err", err)
 		return
 	}
 	<-gathered
 	s.out.Offer(s.pc.LocalDescription().SDP)
 }
 
-func (s *Session) markPending() {
-	s.negMu.Lock()
-	s.pending = true
-	s.negMu.Unlock()
-}
-
-// publish forwards a track the participant sends to everyone else in the
-// room, from one reader goroutine that ends with the track.
-func (s *Session) publish(remote *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
-	local, err := webrtc.NewTrackLocalStaticRTP(remote.Codec().RTPCodecCapability, remote.ID(), s.member+"/"+remote.StreamID())
-	if err != nil {
-		s.sfu.cfg.Log.Warn("sfu track", "member", s.member, "err", err)
+// onTrack runs on the goroutine pion starts for each received track (each
+// simulcast layer is one): it publishes the track, or adds the layer to
+// it, and forwards it until it ends.
+func (s *Session) onTrack(remote *webrtc.TrackRemote, receiver *webrtc.RTPReceiver) {
+	if !s.sfu.enter() {
 		return
 	}
+	defer s.sfu.wg.Done()
 	key := s.member + "/" + remote.ID()
-	f := &forwarded{owner: s.member, track: local, ssrc: remote.SSRC(), pc: s.pc}
 	s.sfu.mu.Lock()
-	s.room.tracks[key] = f
-	var others []*Session
-	for _, o := range s.room.sessions {
-		if o != s && o.addLocked(key, f) {
-			others = append(others, o)
-		}
-	}
-	s.sfu.mu.Unlock()
-	for _, o := range others {
-		go o.negotiate()
-	}
-	s.sfu.cfg.Log.Info("sfu track published", "room", s.room.id, "member", s.member, "kind", remote.Kind().String())
-
-	buf := make([]byte, 1500)
-	for {
-		n, _, err := remote.Read(buf)
-		if err != nil {
-			break
-		}
-		// Write fans out to every subscriber; a subscriber whose
-		// transport is gone fails alone without stopping the others.
-		if _, err := local.Write(buf[:n]); err != nil && !errors.Is(err, io.ErrClosedPipe) {
-			break
-		}
-	}
-	s.unpublish(key)
-}
-
-// addLocked adds a forwarded track to this session; the caller holds
-// sfu.mu and negotiates afterwards.
-func (s *Session) addLocked(key string, f *forwarded) bool {
 	if s.closed {
-		return false
+		s.sfu.mu.Unlock()
+		return
 	}
-	sender, err := s.pc.AddTrack(f.track)
-	if err != nil {
-		s.sfu.cfg.Log.Warn("sfu subscribe", "member", s.member, "err", err)
-		return false
+	pub := s.room.pubs[key]
+	fresh := pub == nil || pub.owner != s
+	if fresh {
+		pub = newPublication(s, remote, receiver)
+		s.room.pubs[key] = pub
 	}
-	s.senders[key] = sender
-	s.markPending()
-	// Drain RTCP so interceptors run, and ask the publisher for a keyframe
-	// whenever a subscriber reports loss of picture.
-	go func() {
-		for {
-			pkts, _, err := sender.ReadRTCP()
-			if err != nil {
-				return
-			}
-			for _, p := range pkts {
-				if _, ok := p.(*rtcp.PictureLossIndication); ok {
-					_ = f.pc.WriteRTCP([]rtcp.Packet{&rtcp.PictureLossIndication{MediaSSRC: uint32(f.ssrc)}})
-				}
-			}
-		}
-	}()
-	// A new subscriber needs a keyframe to start decoding.
-	_ = f.pc.WriteRTCP([]rtcp.Packet{&rtcp.PictureLossIndication{MediaSSRC: uint32(f.ssrc)}})
-	return true
-}
-
-func (s *Session) unpublish(key string) {
-	s.sfu.mu.Lock()
-	delete(s.room.tracks, key)
+	idx := pub.layerIndex(remote.RID())
+	l := &layer{rid: remote.RID(), ssrc: uint32(remote.SSRC()), winStart: s.sfu.now()}
+	l.last.Store(l.winStart)
+	l.lastPLI.Store(l.winStart - keyframeInterval) // the first request goes out at once
+	pub.layers[idx].Store(l)
+	pub.readers++
 	var changed []*Session
 	for _, o := range s.room.sessions {
-		if sender, ok := o.senders[key]; ok {
-			_ = o.pc.RemoveTrack(sender)
-			delete(o.senders, key)
-			o.markPending()
-			changed = append(changed, o)
+		if o == s {
+			continue
+		}
+		if fresh {
+			if o.subscribeLocked(pub) {
+				changed = append(changed, o)
+			}
+		} else {
+			o.wake() // a new layer to choose from
 		}
 	}
 	s.sfu.mu.Unlock()
 	for _, o := range changed {
-		go o.negotiate()
+		s.sfu.goOwned(o.negotiate)
 	}
+	s.sfu.log.Info("sfu track published", "room", s.room.id, "member", s.member,
+		"kind", remote.Kind().String(), "rid", remote.RID(), "codec", remote.Codec().MimeType)
+
+	pub.read(remote, idx, l)
+
+	s.sfu.mu.Lock()
+	if pub.layers[idx].Load() == l {
+		pub.layers[idx].Store(nil)
+	}
+	pub.readers--
+	if pub.readers == 0 {
+		changed = s.sfu.unpublishLocked(pub)
+	} else {
+		changed = nil
+	}
+	s.sfu.mu.Unlock()
+	for _, o := range changed {
+		s.sfu.goOwned(o.negotiate)
+	}
+}
+
+// subscribeLocked forwards pub to this session; the caller holds sfu.mu
+// and negotiates afterwards.
+func (s *Session) subscribeLocked(pub *publication) bool {
+	if s.closed {
+		return false
+	}
+	d := newDownTrack(pub, s)
+	sender, err := s.pc.AddTrack(d)
+	if err != nil {
+		s.sfu.log.Warn("sfu subscribe", "member", s.member, "err", err)
+		return false
+	}
+	d.sender = sender
+	if old := s.downs[pub.key]; old != nil {
+		old.stop()
+	}
+	s.downs[pub.key] = d
+	subs := append(append([]*downTrack(nil), *pub.subs.Load()...), d)
+	pub.subs.Store(&subs)
+	s.sfu.goOwned(d.run)
+	s.sfu.goOwned(d.readRTCP)
+	s.pending.Store(true)
+	return true
+}
+
+// unpublishLocked removes a publication that ended from its room and its
+// subscribers, returning the sessions to renegotiate; the caller holds
+// sfu.mu.
+func (s *SFU) unpublishLocked(pub *publication) []*Session {
+	if pub.owner.room.pubs[pub.key] == pub {
+		delete(pub.owner.room.pubs, pub.key)
+	}
+	var changed []*Session
+	for _, d := range *pub.subs.Load() {
+		d.stop()
+		o := d.sub
+		if o.downs[pub.key] != d {
+			continue
+		}
+		delete(o.downs, pub.key)
+		if !o.closed {
+			_ = o.pc.RemoveTrack(d.sender)
+			o.pending.Store(true)
+			changed = append(changed, o)
+		}
+	}
+	pub.subs.Store(&[]*downTrack{})
+	return changed
 }
 
 // View implements Participant.
@@ -224,11 +316,12 @@ func (s *Session) View(publisherID string, width, height int) error {
 		return fmt.Errorf("view of %s: negative size", publisherID)
 	}
 	s.sfu.mu.Lock()
-	defer s.sfu.mu.Unlock()
 	if s.views == nil {
 		s.views = map[string][2]int{}
 	}
 	s.views[publisherID] = [2]int{width, height}
+	s.sfu.mu.Unlock()
+	s.wake()
 	return nil
 }
 
@@ -241,30 +334,54 @@ var errTransportFailed = errors.New("media transport failed")
 // end closes the session and, when it ends for reason rather than at the
 // caller's request, reports reason through Events.Closed.
 func (s *Session) end(reason error) {
-	s.sfu.mu.Lock()
+	sfu := s.sfu
+	sfu.mu.Lock()
 	if s.closed {
-		s.sfu.mu.Unlock()
+		sfu.mu.Unlock()
 		return
 	}
 	s.closed = true
-	if s.room.sessions[s.member] == s {
-		delete(s.room.sessions, s.member)
+	r := s.room
+	if r.sessions[s.member] == s {
+		delete(r.sessions, s.member)
 	}
-	s.sfu.participants--
-	if len(s.room.sessions) == 0 {
-		delete(s.sfu.rooms, s.room.id)
+	sfu.participants--
+	sfu.tracks -= s.publishing
+	s.publishing = 0
+	for key, d := range s.downs {
+		d.pub.removeSubLocked(d)
+		d.stop()
+		delete(s.downs, key)
 	}
-	s.sfu.mu.Unlock()
-	_ = s.pc.Close() // ends the publish loops, which unpublish
-	s.sfu.cfg.Log.Info("sfu session closed", "room", s.room.id, "member", s.member, "reason", reasonText(reason))
+	if len(r.sessions) == 0 && sfu.rooms[r.id] == r {
+		delete(sfu.rooms, r.id)
+		close(r.stop)
+	}
+	close(s.done)
+	sfu.mu.Unlock()
+	_ = s.pc.Close() // ends the publishers' readers, which unpublish
+	sfu.log.Info("sfu session closed", "room", r.id, "member", s.member, "reason", reasonText(reason))
 	if reason != nil {
 		s.out.Closed(reason)
 	}
+}
+
+// removeSubLocked takes d off the publication's subscriber list; the
+// caller holds sfu.mu.
+func (pub *publication) removeSubLocked(d *downTrack) {
+	old := *pub.subs.Load()
+	subs := make([]*downTrack, 0, len(old))
+	for _, o := range old {
+		if o != d {
+			subs = append(subs, o)
+		}
+	}
+	pub.subs.Store(&subs)
 }
 
 func reasonText(err error) string {
 	if err == nil {
 		return "closed by signal"
 	}
-	return err.Error()
+	return strings.TrimSpace(err.Error())
 }

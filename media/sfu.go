@@ -1,22 +1,49 @@
-// Package media owns the selective forwarding unit: one WebRTC peer
-// connection per participant, every track a participant publishes forwarded
-// to every other participant of the same room, and the server side of the
-// renegotiation that adding and removing tracks needs.
+// Package media owns the selective forwarding unit (SFU): one WebRTC peer
+// connection per participant, every track a participant publishes
+// forwarded to every other participant of the same room, and the server
+// side of the renegotiation that adding and removing tracks needs.
 //
-// The SFU speaks SDP and ICE candidates through the Events each session
-// is given; it knows nothing of WebSockets, accounts or lobbies, which stay
-// in signaling.
+// What it does with the media, file by file:
+//
+//   - engine.go: the pion API with each interceptor chosen on purpose —
+//     NACK responder and generator, RTCP reports, transport-wide
+//     congestion control with pion's GCC estimator, simulcast and audio
+//     level header extensions.
+//   - publish.go: a published track and its simulcast layers, read on the
+//     goroutine pion starts for each, and throttled keyframe requests.
+//   - forward.go: a track as one subscriber receives it, with a bounded
+//     queue and a writer goroutine of its own, so a slow subscriber only
+//     ever loses its own packets; sequence numbers and timestamps are
+//     rewritten into one continuous stream.
+//   - simulcast.go: which layer each subscriber gets, from the size it
+//     shows the video at and its bandwidth estimate. Browsers name their
+//     layers by rid: "q", "h", "f" (quarter, half, full resolution; what
+//     the web app sets in sendEncodings) or "low", "mid", "high"; other
+//     names rank in the order their first packets arrive.
+//   - speaker.go: the active speaker of each room, from RFC 6464 levels.
+//   - rtcp.go: subscribers' keyframe requests passed to publishers.
+//   - network.go: one UDP port, one ICE-TCP port, 1:1 NAT addresses.
+//   - metrics.go: Prometheus series, without room or member ids.
+//
+// The SFU speaks SDP and ICE candidates through the Events each session is
+// given; it knows nothing of WebSockets, accounts or lobbies, which stay in
+// signaling.
 package media
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"net"
 	"sync"
+	"time"
 
+	"github.com/pion/interceptor/pkg/cc"
 	"github.com/pion/logging"
 	"github.com/pion/webrtc/v4"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Config configures an SFU.
@@ -25,44 +52,115 @@ type Config struct {
 	Settings        webrtc.SettingEngine
 	ICEServers      []webrtc.ICEServer
 	MaxParticipants int // per node; 0 for no limit
+	// MaxTracks limits the tracks published on the node (a simulcast
+	// video is one track); an offer that would exceed it is refused with
+	// an error wrapping ErrFull. 0 for no limit.
+	MaxTracks int
+
+	// UDPListen is the one UDP address every peer connection shares, such
+	// as ":7882"; empty for an ephemeral port per connection.
+	UDPListen string
+	// TCPListen is the passive ICE-TCP address, such as ":7881", for
+	// browsers whose networks block UDP; empty for none. Settings' network
+	// types must then include TCP (they do unless set otherwise).
+	TCPListen string
+	// PublicIPs are advertised instead of the host's addresses, for a
+	// node behind a 1:1 NAT (a cloud VM with a public IP mapped to it).
+	PublicIPs []string
+
+	// Metrics, when set, receives the SFU's Prometheus collectors.
+	Metrics prometheus.Registerer
 }
 
 // SFU is an in-process media node.
 type SFU struct {
-	cfg Config
-	api *webrtc.API
+	cfg     Config
+	log     *slog.Logger
+	api     *webrtc.API
+	metrics *metrics
+	pool    *packetPool
+	epoch   time.Time
+	closers []io.Closer
+
+	// estimators hands each connection's bandwidth estimator from the
+	// interceptor that makes it to Join, by peer connection id.
+	estimators sync.Map
 
 	mu           sync.Mutex
 	rooms        map[string]*room
 	participants int
+	tracks       int // published tracks declared in offers
+
+	// Goroutines the SFU starts; Close waits for them.
+	gmu     sync.Mutex
+	closing bool
+	wg      sync.WaitGroup
 }
 
-// New returns an SFU with the default codecs (Opus, VP8, VP9, H.264, AV1)
-// and interceptors (NACK, RTCP reports, TWCC).
+// New returns an SFU with the default codecs (Opus, VP8, VP9, H.264, AV1),
+// listening on cfg's shared ports if any.
 func New(cfg Config) (*SFU, error) {
-	m := &webrtc.MediaEngine{}
-	if err := m.RegisterDefaultCodecs(); err != nil {
-		return nil, fmt.Errorf("codecs: %w", err)
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
 	}
 	if cfg.Settings.LoggerFactory == nil {
 		// pion's own logging names addresses; the SFU logs through slog.
 		cfg.Settings.LoggerFactory = quietLogger{}
 	}
-	api := webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithSettingEngine(cfg.Settings))
-	return &SFU{cfg: cfg, api: api, rooms: map[string]*room{}}, nil
+	s := &SFU{cfg: cfg, log: cfg.Log, pool: newPacketPool(), epoch: time.Now(), rooms: map[string]*room{}}
+	m, err := newMetrics(cfg.Metrics, s.Load)
+	if err != nil {
+		return nil, err
+	}
+	s.metrics = m
+	if s.closers, err = listen(&s.cfg); err != nil {
+		return nil, err
+	}
+	if s.api, err = newAPI(s.cfg.Settings, &s.estimators, m); err != nil {
+		s.closeListeners()
+		return nil, err
+	}
+	return s, nil
+}
+
+// Addrs returns the addresses of the shared UDP and ICE-TCP ports.
+func (s *SFU) Addrs() []net.Addr { return listenAddrs(s.closers) }
+
+// now is the SFU's monotonic clock in nanoseconds, cheap enough for every
+// packet.
+func (s *SFU) now() int64 { return int64(time.Since(s.epoch)) }
+
+// goOwned runs f on a goroutine Close waits for; it reports false, and
+// runs nothing, once Close has begun.
+func (s *SFU) goOwned(f func()) bool {
+	if !s.enter() {
+		return false
+	}
+	go func() {
+		defer s.wg.Done()
+		f()
+	}()
+	return true
+}
+
+// enter counts the calling goroutine (one pion started) as the SFU's until
+// it calls s.wg.Done.
+func (s *SFU) enter() bool {
+	s.gmu.Lock()
+	defer s.gmu.Unlock()
+	if s.closing {
+		return false
+	}
+	s.wg.Add(1)
+	return true
 }
 
 type room struct {
 	id       string
 	sessions map[string]*Session
-	tracks   map[string]*forwarded // by publisher member id + track id
-}
-
-type forwarded struct {
-	owner string
-	track *webrtc.TrackLocalStaticRTP
-	ssrc  webrtc.SSRC
-	pc    *webrtc.PeerConnection // the publisher's, for keyframe requests
+	pubs     map[string]*publication // by publisher member id + "/" + track id
+	speaker  string
+	stop     chan struct{} // ends the speaker loop
 }
 
 // Join implements Node.
@@ -70,34 +168,57 @@ func (s *SFU) Join(ctx context.Context, roomID, memberID string, out Events) (Pa
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
+	s.gmu.Lock()
+	closing := s.closing
+	s.gmu.Unlock()
+	if closing {
+		return nil, fmt.Errorf("join %s: %w: %w", roomID, ErrShutdown, ErrUnavailable)
+	}
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	if s.cfg.MaxParticipants > 0 && s.participants >= s.cfg.MaxParticipants {
-		return nil, fmt.Errorf("%d participants: %w", s.participants, ErrFull)
-	}
-	r, ok := s.rooms[roomID]
-	if !ok {
-		r = &room{id: roomID, sessions: map[string]*Session{}, tracks: map[string]*forwarded{}}
-		s.rooms[roomID] = r
-	}
-	if old, ok := r.sessions[memberID]; ok {
-		go old.Close() // a reconnecting member replaces its old session
+		n := s.participants
+		s.mu.Unlock()
+		return nil, fmt.Errorf("%d participants: %w", n, ErrFull)
 	}
 	pc, err := s.api.NewPeerConnection(webrtc.Configuration{ICEServers: s.cfg.ICEServers})
 	if err != nil {
+		s.mu.Unlock()
 		return nil, fmt.Errorf("peer connection: %w", err)
 	}
-	sess := &Session{sfu: s, room: r, member: memberID, pc: pc, out: out, senders: map[string]*webrtc.RTPSender{}}
+	r, ok := s.rooms[roomID]
+	if !ok {
+		r = &room{id: roomID, sessions: map[string]*Session{}, pubs: map[string]*publication{}, stop: make(chan struct{})}
+		s.rooms[roomID] = r
+		s.goOwned(func() { s.speakerLoop(r) })
+	}
+	var old *Session
+	if o, ok := r.sessions[memberID]; ok {
+		old = o // a reconnecting member replaces its old session
+	}
+	sess := &Session{sfu: s, room: r, member: memberID, pc: pc, out: out,
+		downs: map[string]*downTrack{}, poke: make(chan struct{}, 1), done: make(chan struct{})}
+	if e, ok := s.estimators.LoadAndDelete(pc.ID()); ok {
+		sess.bwe = e.(cc.BandwidthEstimator)
+	}
 	r.sessions[memberID] = sess
 	s.participants++
 	sess.wire()
 	// Everything already published in the room goes to the newcomer.
-	for key, f := range r.tracks {
-		if f.owner != memberID {
-			sess.addLocked(key, f)
+	for _, pub := range r.pubs {
+		if pub.owner.member != memberID {
+			sess.subscribeLocked(pub)
 		}
 	}
-	s.cfg.Log.Info("sfu session opened", "room", roomID, "member", memberID)
+	speaker := r.speaker
+	s.goOwned(sess.allocLoop)
+	s.mu.Unlock()
+	if old != nil {
+		s.goOwned(func() { old.end(nil) })
+	}
+	if speaker != "" {
+		out.Speaker(speaker)
+	}
+	s.log.Info("sfu session opened", "room", roomID, "member", memberID)
 	return sess, nil
 }
 
@@ -105,18 +226,23 @@ func (s *SFU) Join(ctx context.Context, roomID, memberID string, out Events) (Pa
 func (s *SFU) Load() Load {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	tracks := 0
-	for _, r := range s.rooms {
-		tracks += len(r.tracks)
-	}
-	return Load{Rooms: len(s.rooms), Participants: s.participants, Tracks: tracks, MaxParticipants: s.cfg.MaxParticipants}
+	return Load{Rooms: len(s.rooms), Participants: s.participants, Tracks: s.tracks,
+		MaxParticipants: s.cfg.MaxParticipants, MaxTracks: s.cfg.MaxTracks}
 }
 
 // ErrShutdown ends the sessions of a node that is shutting down.
 var ErrShutdown = errors.New("media node shutting down")
 
-// Close ends every session, reporting ErrShutdown to each participant.
+// Close ends every session, reporting ErrShutdown to each participant,
+// closes the shared ports and waits for every goroutine the SFU started.
 func (s *SFU) Close() {
+	s.gmu.Lock()
+	if s.closing {
+		s.gmu.Unlock()
+		return
+	}
+	s.closing = true
+	s.gmu.Unlock()
 	s.mu.Lock()
 	var all []*Session
 	for _, r := range s.rooms {
@@ -127,6 +253,16 @@ func (s *SFU) Close() {
 	s.mu.Unlock()
 	for _, sess := range all {
 		sess.end(ErrShutdown)
+	}
+	s.wg.Wait()
+	s.closeListeners()
+}
+
+func (s *SFU) closeListeners() {
+	for _, c := range s.closers {
+		if err := c.Close(); err != nil {
+			s.log.Warn("sfu listener close", "err", err)
+		}
 	}
 }
 

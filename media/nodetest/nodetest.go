@@ -1,20 +1,20 @@
 // Package nodetest is the suite every media.Node implementation passes: the
 // in-process SFU and the client of a remote node alike. Its participants
-// are pion peer connections on loopback that publish synthetic VP8 and
-// count what they receive from each other member.
+// are pion peer connections on loopback that publish synthetic VP8 (one
+// track, or three simulcast layers) and Opus with audio levels, answer
+// keyframe requests with keyframes, and log what they receive from each
+// other member; everything is checked on what arrives at a real client.
 package nodetest
 
 import (
 	"context"
 	"errors"
-	"io"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/pion/ice/v4"
-	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
 
 	"github.com/openconsult/openconsult/media"
@@ -44,171 +44,19 @@ func Run(t *testing.T, newNode Factory) {
 		{"ThreeParticipantsReceiveEachOthersTracks", threeParticipants},
 		{"FullNodeRefuses", fullNodeRefuses},
 		{"JoinAgainReplacesTheSession", joinAgainReplaces},
+		{"NackAnsweredFromCache", nackAnswered},
+		{"KeyframeRequestsThrottled", keyframeRequestsThrottled},
+		{"NewSubscriberGetsKeyframe", newSubscriberGetsKeyframe},
+		{"DeadSubscriberDoesNotSlowOthers", deadSubscriber},
+		{"SimulcastLayerFollowsView", simulcastFollowsView},
+		{"ActiveSpeaker", activeSpeaker},
+		{"SenderReportsReachSubscribers", senderReports},
+		{"NodeAsksPublisherForLostPackets", nodeNacksPublisher},
+		{"ScreenShareBesideSimulcast", screenShare},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) { tt.run(t, newNode) })
 	}
-}
-
-// Participant is a pion client in a room of a node under test.
-type Participant struct {
-	Name    string
-	Session media.Participant
-
-	t     *testing.T
-	pc    *webrtc.PeerConnection
-	track *webrtc.TrackLocalStaticRTP
-	quiet *atomic.Bool
-
-	mu       sync.Mutex
-	received map[string]*atomic.Int64 // packets by stream id
-	closed   chan error
-	speakers []string
-
-	sdpMu sync.Mutex // descriptions are applied one at a time, in order
-}
-
-// Answer implements media.Events.
-func (p *Participant) Answer(sdp string) {
-	p.sdpMu.Lock()
-	defer p.sdpMu.Unlock()
-	if err := p.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: sdp}); err != nil && !p.quiet.Load() {
-		p.t.Errorf("%s: remote answer: %v", p.Name, err)
-	}
-}
-
-// Offer implements media.Events: it answers off the node's goroutine, as a
-// browser would.
-func (p *Participant) Offer(sdp string) {
-	go func() {
-		p.sdpMu.Lock()
-		defer p.sdpMu.Unlock()
-		if err := p.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: sdp}); err != nil {
-			if !p.quiet.Load() {
-				p.t.Errorf("%s: remote offer: %v", p.Name, err)
-			}
-			return
-		}
-		answer, err := p.pc.CreateAnswer(nil)
-		if err == nil {
-			err = p.pc.SetLocalDescription(answer)
-		}
-		if err == nil {
-			err = p.Session.Answer(p.pc.LocalDescription().SDP)
-		}
-		if err != nil && !p.quiet.Load() {
-			p.t.Errorf("%s: answer: %v", p.Name, err)
-		}
-	}()
-}
-
-// Speaker implements media.Events.
-func (p *Participant) Speaker(member string) {
-	p.mu.Lock()
-	p.speakers = append(p.speakers, member)
-	p.mu.Unlock()
-}
-
-// Closed implements media.Events.
-func (p *Participant) Closed(err error) {
-	select {
-	case p.closed <- err:
-	default:
-	}
-}
-
-// Join adds a participant that publishes one VP8 track (stream id = name)
-// to room on node and sends its offer.
-func Join(t *testing.T, node media.Node, room, name string, quiet *atomic.Bool) (*Participant, error) {
-	t.Helper()
-	m := &webrtc.MediaEngine{}
-	if err := m.RegisterDefaultCodecs(); err != nil {
-		t.Fatal(err)
-	}
-	api := webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithSettingEngine(LoopbackSettings()))
-	pc, err := api.NewPeerConnection(webrtc.Configuration{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &Participant{t: t, Name: name, pc: pc, received: map[string]*atomic.Int64{}, quiet: quiet, closed: make(chan error, 1)}
-	t.Cleanup(func() { pc.Close() })
-	p.track, err = webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8}, "video", name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := pc.AddTrack(p.track); err != nil {
-		t.Fatal(err)
-	}
-	pc.OnTrack(func(remote *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
-		counter := &atomic.Int64{}
-		p.mu.Lock()
-		p.received[remote.StreamID()] = counter
-		p.mu.Unlock()
-		buf := make([]byte, 1500)
-		for {
-			if _, _, err := remote.Read(buf); err != nil {
-				return
-			}
-			counter.Add(1)
-		}
-	})
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	p.Session, err = node.Join(ctx, room, name, p)
-	if err != nil {
-		pc.Close()
-		return nil, err
-	}
-	pc.OnICECandidate(func(c *webrtc.ICECandidate) {
-		if c != nil {
-			if err := p.Session.Candidate(c.ToJSON()); err != nil && !quiet.Load() {
-				t.Errorf("%s: node candidate: %v", name, err)
-			}
-		}
-	})
-	p.sdpMu.Lock()
-	offer, err := pc.CreateOffer(nil)
-	if err == nil {
-		err = pc.SetLocalDescription(offer)
-	}
-	p.sdpMu.Unlock()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := p.Session.Offer(pc.LocalDescription().SDP); err != nil {
-		t.Fatalf("%s: offer: %v", name, err)
-	}
-	return p, nil
-}
-
-// Send writes synthetic VP8 packets every 10 ms until stop is closed.
-func (p *Participant) Send(stop <-chan struct{}, wg *sync.WaitGroup) {
-	wg.Go(func() {
-		pkt := &rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 96, SSRC: 1}, Payload: make([]byte, 600)}
-		tick := time.NewTicker(10 * time.Millisecond)
-		defer tick.Stop()
-		for seq := uint16(0); ; seq++ {
-			select {
-			case <-stop:
-				return
-			case <-tick.C:
-			}
-			pkt.SequenceNumber, pkt.Timestamp = seq, uint32(seq)*900
-			if err := p.track.WriteRTP(pkt); err != nil && !errors.Is(err, io.ErrClosedPipe) {
-				return
-			}
-		}
-	})
-}
-
-// From returns how many packets p received on stream.
-func (p *Participant) From(stream string) int64 {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if c := p.received[stream]; c != nil {
-		return c.Load()
-	}
-	return 0
 }
 
 // WaitAllReceive waits until every participant received at least n packets

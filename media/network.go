@@ -1,0 +1,97 @@
+package media
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net"
+
+	"github.com/pion/ice/v4"
+	"github.com/pion/webrtc/v4"
+)
+
+// listen applies the network part of cfg to its SettingEngine: every peer
+// connection shares one UDP port (UDPListen) and one passive ICE-TCP port
+// (TCPListen), which is what a firewall or a Kubernetes service can
+// expose, and advertises PublicIPs instead of the host's own addresses
+// when the node sits behind a 1:1 NAT. It returns the listeners, which
+// SFU.Close closes.
+func listen(cfg *Config) ([]io.Closer, error) {
+	var closers []io.Closer
+	fail := func(err error) ([]io.Closer, error) {
+		for _, c := range closers {
+			_ = c.Close()
+		}
+		return nil, err
+	}
+	logger := cfg.Settings.LoggerFactory.NewLogger("ice")
+	if cfg.UDPListen != "" {
+		addr, err := net.ResolveUDPAddr("udp", cfg.UDPListen)
+		if err != nil {
+			return fail(fmt.Errorf("udp listen %q: %w", cfg.UDPListen, err))
+		}
+		var mux ice.UDPMux
+		if addr.IP == nil || addr.IP.IsUnspecified() {
+			// One socket per local address, so that each host candidate
+			// names an address the packets really arrive on.
+			m, err := ice.NewMultiUDPMuxFromPort(addr.Port, ice.UDPMuxFromPortWithLogger(logger))
+			if err != nil {
+				return fail(fmt.Errorf("udp listen %q: %w", cfg.UDPListen, err))
+			}
+			mux = m
+		} else {
+			conn, err := net.ListenUDP("udp", addr)
+			if err != nil {
+				return fail(fmt.Errorf("udp listen %q: %w", cfg.UDPListen, err))
+			}
+			mux = webrtc.NewICEUDPMux(logger, conn)
+		}
+		closers = append(closers, mux)
+		cfg.Settings.SetICEUDPMux(mux)
+	}
+	if cfg.TCPListen != "" {
+		ln, err := net.Listen("tcp", cfg.TCPListen)
+		if err != nil {
+			return fail(fmt.Errorf("tcp listen %q: %w", cfg.TCPListen, err))
+		}
+		mux := webrtc.NewICETCPMux(logger, ln, 32)
+		closers = append(closers, mux)
+		cfg.Settings.SetICETCPMux(mux)
+	}
+	if len(cfg.PublicIPs) > 0 {
+		for _, ip := range cfg.PublicIPs {
+			if net.ParseIP(ip) == nil {
+				return fail(fmt.Errorf("public ip %q: %w", ip, errNotAnIP))
+			}
+		}
+		// Replace, not append: the private address is useless to a browser
+		// outside, and advertising it only adds failing checks.
+		if err := cfg.Settings.SetICEAddressRewriteRules(webrtc.ICEAddressRewriteRule{
+			External:        cfg.PublicIPs,
+			AsCandidateType: webrtc.ICECandidateTypeHost,
+			Mode:            webrtc.ICEAddressRewriteReplace,
+		}); err != nil {
+			return fail(fmt.Errorf("public ips: %w", err))
+		}
+	}
+	return closers, nil
+}
+
+var errNotAnIP = errors.New("not an IP address")
+
+// listenAddrs returns the addresses of the shared UDP and ICE-TCP ports,
+// for logs and for tests that listen on port 0.
+func listenAddrs(closers []io.Closer) []net.Addr {
+	var addrs []net.Addr
+	for _, c := range closers {
+		switch m := c.(type) {
+		case *ice.UDPMuxDefault:
+			addrs = append(addrs, m.LocalAddr())
+		case *ice.MultiUDPMuxDefault:
+			addrs = append(addrs, m.GetListenAddresses()...)
+		case *ice.TCPMuxDefault:
+			addrs = append(addrs, m.LocalAddr())
+		}
+	}
+	return addrs
+}

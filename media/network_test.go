@@ -1,0 +1,157 @@
+package media_test
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/pion/webrtc/v4"
+
+	"github.com/openconsult/openconsult/media"
+	"github.com/openconsult/openconsult/media/nodetest"
+)
+
+// testRoom holds a test's participants' senders and stops them at the end.
+type testRoom struct {
+	t     *testing.T
+	stop  chan struct{}
+	wg    sync.WaitGroup
+	quiet atomic.Bool
+}
+
+func newTestRoom(t *testing.T) *testRoom {
+	r := &testRoom{t: t, stop: make(chan struct{})}
+	t.Cleanup(func() { r.quiet.Store(true); close(r.stop); r.wg.Wait() })
+	return r
+}
+
+func (r *testRoom) join(node media.Node, name string, pub nodetest.Publish, se webrtc.SettingEngine) *nodetest.Participant {
+	r.t.Helper()
+	p, err := nodetest.JoinWith(r.t, node, "c_1", name, &r.quiet, pub, se)
+	if err != nil {
+		r.t.Fatalf("join %s: %v", name, err)
+	}
+	p.Send(r.stop, &r.wg)
+	return p
+}
+
+func newSFU(t *testing.T, cfg media.Config) *media.SFU {
+	t.Helper()
+	cfg.Log = testLog()
+	sfu, err := media.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(sfu.Close)
+	return sfu
+}
+
+func waitFor(t *testing.T, within time.Duration, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(within); !cond(); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+	}
+}
+
+func tcpSettings() webrtc.SettingEngine {
+	se := nodetest.LoopbackSettings()
+	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeTCP4})
+	return se
+}
+
+// TestSharedPortsCarryMedia: participants reach a node through its one
+// UDP port, and one of them through its ICE-TCP port only.
+func TestSharedPortsCarryMedia(t *testing.T) {
+	se := nodetest.LoopbackSettings()
+	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4, webrtc.NetworkTypeTCP4})
+	sfu := newSFU(t, media.Config{Settings: se, UDPListen: "127.0.0.1:0", TCPListen: "127.0.0.1:0"})
+	var udpPort, tcpPort int
+	for _, a := range sfu.Addrs() {
+		switch a := a.(type) {
+		case *net.UDPAddr:
+			udpPort = a.Port
+		case *net.TCPAddr:
+			tcpPort = a.Port
+		}
+	}
+	if udpPort == 0 || tcpPort == 0 {
+		t.Fatalf("Addrs() = %v, want a UDP and a TCP address", sfu.Addrs())
+	}
+	r := newTestRoom(t)
+	a := r.join(sfu, "a", nodetest.Publish{Video: true}, nodetest.LoopbackSettings())
+	b := r.join(sfu, "b", nodetest.Publish{Video: true}, nodetest.LoopbackSettings())
+	c := r.join(sfu, "c", nodetest.Publish{Video: true}, tcpSettings())
+	nodetest.WaitAllReceive(t, []*nodetest.Participant{a, b, c}, 20, 20*time.Second)
+
+	for _, p := range []*nodetest.Participant{a, b} {
+		pair, err := p.PeerConnection().SCTP().Transport().ICETransport().GetSelectedCandidatePair()
+		if err != nil || pair == nil {
+			t.Fatalf("%s: no selected pair: %v", p.Name, err)
+		}
+		if pair.Remote.Protocol != webrtc.ICEProtocolUDP || int(pair.Remote.Port) != udpPort {
+			t.Errorf("%s reaches the node at %s %d, want UDP %d", p.Name, pair.Remote.Protocol, pair.Remote.Port, udpPort)
+		}
+	}
+	pair, err := c.PeerConnection().SCTP().Transport().ICETransport().GetSelectedCandidatePair()
+	if err != nil || pair == nil {
+		t.Fatalf("c: no selected pair: %v", err)
+	}
+	if pair.Remote.Protocol != webrtc.ICEProtocolTCP || int(pair.Remote.Port) != tcpPort {
+		t.Errorf("c reaches the node at %s %d, want TCP %d", pair.Remote.Protocol, pair.Remote.Port, tcpPort)
+	}
+}
+
+// TestPublicIPsAdvertised: behind a 1:1 NAT the node's descriptions name
+// the public address instead of its own.
+func TestPublicIPsAdvertised(t *testing.T) {
+	sfu := newSFU(t, media.Config{Settings: nodetest.LoopbackSettings(), UDPListen: "127.0.0.1:0", PublicIPs: []string{"203.0.113.7"}})
+	r := newTestRoom(t)
+	p := r.join(sfu, "a", nodetest.Publish{Video: true}, nodetest.LoopbackSettings())
+	waitFor(t, 5*time.Second, "the node's answer", func() bool { return p.PeerConnection().RemoteDescription() != nil })
+	sdp := p.PeerConnection().RemoteDescription().SDP
+	port := sfu.Addrs()[0].(*net.UDPAddr).Port
+	if !strings.Contains(sdp, fmt.Sprintf("203.0.113.7 %d typ host", port)) || strings.Contains(sdp, "127.0.0.1") {
+		t.Fatalf("answer does not advertise only the public address:\n%s", sdp)
+	}
+	if _, err := media.New(media.Config{PublicIPs: []string{"not-an-ip"}}); err == nil {
+		t.Fatal("New accepted a public IP that is not an address")
+	}
+}
+
+// TestListenersClosed: Close frees the node's ports.
+func TestListenersClosed(t *testing.T) {
+	sfu, err := media.New(media.Config{Log: testLog(), Settings: nodetest.LoopbackSettings(), UDPListen: "127.0.0.1:0", TCPListen: "127.0.0.1:0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	addrs := sfu.Addrs()
+	sfu.Close()
+	for _, a := range addrs {
+		var err error
+		switch a := a.(type) {
+		case *net.UDPAddr:
+			var c *net.UDPConn
+			if c, err = net.ListenUDP("udp", a); err == nil {
+				c.Close()
+			}
+		case *net.TCPAddr:
+			var l *net.TCPListener
+			if l, err = net.ListenTCP("tcp", a); err == nil {
+				l.Close()
+			}
+		}
+		if err != nil {
+			t.Errorf("%s still in use after Close: %v", a, err)
+		}
+	}
+	if _, err := sfu.Join(t.Context(), "c_1", "a", nil); !errors.Is(err, media.ErrUnavailable) {
+		t.Errorf("Join after Close: %v, want ErrUnavailable", err)
+	}
+}

@@ -1,0 +1,312 @@
+package nodetest
+
+import (
+	"fmt"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/openconsult/openconsult/media"
+)
+
+// room is a test's participants and their senders, stopped at the end.
+type room struct {
+	t     *testing.T
+	stop  chan struct{}
+	wg    sync.WaitGroup
+	quiet atomic.Bool
+}
+
+func newRoom(t *testing.T) *room {
+	r := &room{t: t, stop: make(chan struct{})}
+	t.Cleanup(func() { r.quiet.Store(true); close(r.stop); r.wg.Wait() })
+	return r
+}
+
+func (r *room) join(node media.Node, name string, pub Publish) *Participant {
+	r.t.Helper()
+	p, err := JoinWith(r.t, node, "c_1", name, &r.quiet, pub, LoopbackSettings())
+	if err != nil {
+		r.t.Fatalf("join %s: %v", name, err)
+	}
+	p.Send(r.stop, &r.wg)
+	return p
+}
+
+// waitFor polls cond until it holds or within passes.
+func waitFor(t *testing.T, within time.Duration, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(within); !cond(); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+	}
+}
+
+// nackAnswered: a subscriber that lost a packet and asks for it again
+// receives it from the node's send cache.
+func nackAnswered(t *testing.T, newNode Factory) {
+	node := newNode(t, 0)
+	r := newRoom(t)
+	sub := r.join(node, "sub", Publish{})
+	var n atomic.Int64
+	lost := atomic.Int64{}
+	lost.Store(-1)
+	sub.Drop(func(seq uint16) bool {
+		if n.Add(1) == 50 {
+			lost.Store(int64(seq))
+			return true
+		}
+		return false
+	})
+	r.join(node, "pub", Publish{Video: true})
+	waitFor(t, 20*time.Second, "50 packets", func() bool { return lost.Load() >= 0 })
+	seq := uint16(lost.Load())
+	if err := sub.Nack("pub/pub", seq); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, fmt.Sprintf("retransmission of %d", seq), func() bool {
+		return slices.ContainsFunc(sub.Log("pub/pub"), func(p Packet) bool { return p.Seq == seq })
+	})
+}
+
+// keyframeRequestsThrottled: many subscribers asking for keyframes at
+// once make the node ask the publisher about twice a second, not each time.
+func keyframeRequestsThrottled(t *testing.T, newNode Factory) {
+	node := newNode(t, 0)
+	r := newRoom(t)
+	pub := r.join(node, "pub", Publish{Video: true})
+	subs := []*Participant{r.join(node, "a", Publish{}), r.join(node, "b", Publish{}), r.join(node, "c", Publish{})}
+	waitFor(t, 20*time.Second, "media at every subscriber", func() bool {
+		for _, s := range subs {
+			if s.From("pub/pub") < 20 {
+				return false
+			}
+		}
+		return true
+	})
+	before := pub.PLIs()
+	start := time.Now()
+	for time.Since(start) < 2*time.Second {
+		for _, s := range subs {
+			if err := s.RequestKeyframe("pub/pub"); err != nil {
+				t.Fatal(err)
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	time.Sleep(100 * time.Millisecond)
+	got := pub.PLIs() - before
+	// 300 requests in 2 s; one per 500 ms, plus one at each edge.
+	if limit := int64(time.Since(start)/(500*time.Millisecond)) + 2; got < 1 || got > limit {
+		t.Fatalf("publisher got %d keyframe requests for 300 asked in %v, want 1..%d", got, time.Since(start).Round(time.Millisecond), limit)
+	}
+}
+
+// newSubscriberGetsKeyframe: a member that joins after the publisher's
+// last keyframe receives a keyframe promptly, without asking.
+func newSubscriberGetsKeyframe(t *testing.T, newNode Factory) {
+	node := newNode(t, 0)
+	r := newRoom(t)
+	for _, pub := range []Publish{{Video: true}, {Simulcast: true}} {
+		name := "cam"
+		if pub.Simulcast {
+			name = "sim"
+		}
+		r.join(node, name, pub)
+		first := r.join(node, "first-"+name, Publish{})
+		stream := name + "/" + name
+		waitFor(t, 20*time.Second, "media at the first subscriber", func() bool { return first.From(stream) > 100 })
+		late := r.join(node, "late-"+name, Publish{})
+		waitFor(t, 5*time.Second, "a keyframe at the late subscriber", func() bool {
+			return slices.ContainsFunc(late.Log(stream), func(p Packet) bool { return p.Keyframe })
+		})
+	}
+}
+
+// deadSubscriber: a subscriber whose connection vanishes without a word
+// does not reduce what the others receive.
+func deadSubscriber(t *testing.T, newNode Factory) {
+	node := newNode(t, 0)
+	r := newRoom(t)
+	pub := r.join(node, "pub", Publish{Video: true, Audio: true})
+	a, b, dead := r.join(node, "a", Publish{}), r.join(node, "b", Publish{}), r.join(node, "dead", Publish{})
+	waitFor(t, 20*time.Second, "media at every subscriber", func() bool {
+		return a.From("pub/pub") > 20 && b.From("pub/pub") > 20 && dead.From("pub/pub") > 20
+	})
+	dead.CloseAbruptly()
+	time.Sleep(200 * time.Millisecond)
+	sent0, a0, b0 := pub.Sent(), a.From("pub/pub"), b.From("pub/pub")
+	time.Sleep(2 * time.Second)
+	sent, gotA, gotB := pub.Sent()-sent0, a.From("pub/pub")-a0, b.From("pub/pub")-b0
+	for name, got := range map[string]int64{"a": gotA, "b": gotB} {
+		if got < sent*9/10 {
+			t.Errorf("%s received %d of %d packets sent after a subscriber died", name, got, sent)
+		}
+	}
+}
+
+// simulcastFollowsView: a subscriber gets the full layer by default, the
+// low one once it shows the video small, and back; each switch happens at
+// a keyframe of the new layer, in one stream with continuous sequence
+// numbers.
+func simulcastFollowsView(t *testing.T, newNode Factory) {
+	node := newNode(t, 0)
+	r := newRoom(t)
+	r.join(node, "pub", Publish{Simulcast: true})
+	sub := r.join(node, "sub", Publish{})
+	const stream = "pub/pub"
+	onLayer := func(layer byte) func() bool {
+		return func() bool {
+			log := sub.Log(stream)
+			if len(log) < 30 {
+				return false
+			}
+			for _, p := range log[len(log)-30:] {
+				if p.Layer != layer {
+					return false
+				}
+			}
+			return true
+		}
+	}
+	waitFor(t, 20*time.Second, "the full layer by default", onLayer('f'))
+	if err := sub.Session.View("pub", 160, 90); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "the low layer for a thumbnail", onLayer('q'))
+	if err := sub.Session.View("pub", 1280, 720); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "the full layer again", onLayer('f'))
+	CheckContinuous(t, sub.Log(stream))
+}
+
+// CheckContinuous checks that a forwarded simulcast stream is one stream:
+// one SSRC, every sequence number following the previous one, timestamps
+// and VP8 picture IDs never going back nor skipping, and every change of
+// layer at a keyframe of the new layer.
+func CheckContinuous(t *testing.T, log []Packet) {
+	t.Helper()
+	// A pion client may miss the first packets, sent while it was still
+	// starting its receivers: the stream is checked from the first
+	// keyframe it received.
+	for len(log) > 0 && !log[0].Keyframe {
+		log = log[1:]
+	}
+	if len(log) == 0 {
+		t.Fatal("no keyframe received")
+	}
+	switches := 0
+	for i := 1; i < len(log); i++ {
+		prev, p := log[i-1], log[i]
+		if p.SSRC != prev.SSRC {
+			t.Fatalf("packet %d: SSRC %d after %d", i, p.SSRC, prev.SSRC)
+		}
+		if p.Seq != prev.Seq+1 {
+			t.Fatalf("packet %d: sequence number %d after %d", i, p.Seq, prev.Seq)
+		}
+		if int32(p.TS-prev.TS) < 0 {
+			t.Fatalf("packet %d: timestamp %d after %d", i, p.TS, prev.TS)
+		}
+		if p.PictureID >= 0 && prev.PictureID >= 0 {
+			if d := (p.PictureID - prev.PictureID) & 0x7fff; d > 1 {
+				t.Fatalf("packet %d: VP8 picture ID %d after %d", i, p.PictureID, prev.PictureID)
+			}
+		}
+		if p.Layer != prev.Layer {
+			switches++
+			if !p.Keyframe {
+				t.Fatalf("packet %d: switch from layer %c to %c on %+v, not a keyframe", i, prev.Layer, p.Layer, p)
+			}
+		}
+	}
+	if switches < 2 {
+		t.Errorf("%d layer switches, want 2", switches)
+	}
+}
+
+// activeSpeaker: every member hears who speaks, from the audio levels the
+// browsers send, and the speaker changes when someone else takes over.
+func activeSpeaker(t *testing.T, newNode Factory) {
+	node := newNode(t, 0)
+	r := newRoom(t)
+	ps := []*Participant{r.join(node, "a", Publish{Audio: true}), r.join(node, "b", Publish{Audio: true}), r.join(node, "c", Publish{Audio: true})}
+	speakerIs := func(m string) func() bool {
+		return func() bool {
+			for _, p := range ps {
+				s := p.Speakers()
+				if len(s) == 0 || s[len(s)-1] != m {
+					return false
+				}
+			}
+			return true
+		}
+	}
+	ps[0].SetLevel(20)
+	waitFor(t, 10*time.Second, "a as speaker", speakerIs("a"))
+	ps[0].SetLevel(127)
+	ps[1].SetLevel(25)
+	waitFor(t, 10*time.Second, "b as speaker", speakerIs("b"))
+	for _, p := range ps {
+		if s := p.Speakers(); slices.Contains(s, "c") || len(s) > 3 {
+			t.Errorf("%s heard speakers %q, want a then b", p.Name, s)
+		}
+	}
+}
+
+// senderReports: subscribers receive RTCP sender reports for what the node
+// forwards, which browsers need to synchronise audio with video.
+func senderReports(t *testing.T, newNode Factory) {
+	node := newNode(t, 0)
+	r := newRoom(t)
+	r.join(node, "pub", Publish{Video: true, Audio: true})
+	sub := r.join(node, "sub", Publish{})
+	waitFor(t, 20*time.Second, "sender reports", func() bool { return sub.SenderReports() >= 2 })
+}
+
+// nodeNacksPublisher: a packet lost between the publisher and the node is
+// asked for again by the node.
+func nodeNacksPublisher(t *testing.T, newNode Factory) {
+	node := newNode(t, 0)
+	r := newRoom(t)
+	pub := r.join(node, "pub", Publish{Video: true})
+	sub := r.join(node, "sub", Publish{})
+	waitFor(t, 20*time.Second, "media at the subscriber", func() bool { return sub.From("pub/pub") > 20 })
+	lost := uint16(pub.Sent() + 50)
+	pub.SkipVideo(lost)
+	waitFor(t, 5*time.Second, fmt.Sprintf("a NACK for %d", lost), func() bool { return pub.Nacked(lost) })
+}
+
+// screenShare: a screen share published beside a simulcast camera is
+// forwarded as it comes, as its own stream, while the camera follows the
+// subscriber's view.
+func screenShare(t *testing.T, newNode Factory) {
+	node := newNode(t, 0)
+	r := newRoom(t)
+	r.join(node, "pub", Publish{Simulcast: true, Screen: true})
+	sub := r.join(node, "sub", Publish{})
+	waitFor(t, 20*time.Second, "the screen and the full camera layer", func() bool {
+		log := sub.Log("pub/screen")
+		cam := sub.Log("pub/pub")
+		return len(log) > 30 && len(cam) > 30 && cam[len(cam)-1].Layer == 'f'
+	})
+	if err := sub.Session.View("pub", 160, 90); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "the low camera layer", func() bool {
+		cam := sub.Log("pub/pub")
+		return cam[len(cam)-1].Layer == 'q'
+	})
+	log := sub.Log("pub/screen")
+	for i, p := range log {
+		if p.Layer != 's' {
+			t.Fatalf("screen packet %d from layer %q", i, p.Layer)
+		}
+		if i > 0 && p.Seq != log[i-1].Seq+1 {
+			t.Fatalf("screen packet %d: sequence number %d after %d", i, p.Seq, log[i-1].Seq)
+		}
+	}
+}

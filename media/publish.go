@@ -1,0 +1,189 @@
+package media
+
+import (
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/pion/rtcp"
+	"github.com/pion/sdp/v3"
+	"github.com/pion/webrtc/v4"
+)
+
+// maxLayers is the number of simulcast layers a publication can have.
+const maxLayers = 3
+
+// keyframeInterval is the shortest time between two keyframe requests the
+// SFU sends for one layer of a publisher, whoever asks: a keyframe costs
+// several times an ordinary frame, and ten subscribers joining or losing
+// packets at once need one keyframe, not ten.
+const keyframeInterval = int64(500 * time.Millisecond)
+
+// publication is one track a participant publishes, with its simulcast
+// layers when it has them, and the subscribers it is forwarded to.
+type publication struct {
+	sfu       *SFU
+	key       string // owner member id + "/" + track id
+	owner     *Session
+	trackID   string
+	streamID  string // "{owner}/{publisher stream id}"
+	kind      int
+	codec     webrtc.RTPCodecParameters
+	clockRate uint32
+	keyframe  keyframeDetector
+	simulcast bool
+	readers   int // layers being read, guarded by sfu.mu
+
+	layers [maxLayers]atomic.Pointer[layer]
+	subs   atomic.Pointer[[]*downTrack] // copy on write under sfu.mu
+
+	audioLevelID uint8
+	level        levelMeter
+
+	// sendPLI writes a keyframe request to the publisher.
+	sendPLI func(ssrc uint32) error
+}
+
+// layer is one simulcast encoding (or the only one).
+type layer struct {
+	rid     string
+	ssrc    uint32
+	lastPLI atomic.Int64
+	rate    atomic.Int64 // bits per second over the last second
+	last    atomic.Int64 // arrival of the newest packet
+
+	// reader-owned
+	winStart, winBytes int64
+}
+
+// account adds p to the layer's bit rate, which the allocator compares
+// with subscribers' bandwidth.
+func (l *layer) account(p *packet) {
+	l.last.Store(p.arrival)
+	l.winBytes += int64(p.n)
+	if d := p.arrival - l.winStart; d >= int64(time.Second) {
+		l.rate.Store(l.winBytes * 8 * int64(time.Second) / d)
+		l.winStart, l.winBytes = p.arrival, 0
+	}
+}
+
+// active reports whether the layer is being received: browsers pause the
+// upper layers when their uplink is short.
+func (l *layer) active(now int64) bool {
+	return l != nil && now-l.last.Load() < int64(time.Second)
+}
+
+func newPublication(s *Session, remote *webrtc.TrackRemote, receiver *webrtc.RTPReceiver) *publication {
+	codec := remote.Codec()
+	pub := &publication{
+		sfu:       s.sfu,
+		key:       s.member + "/" + remote.ID(),
+		owner:     s,
+		trackID:   remote.ID(),
+		streamID:  s.member + "/" + remote.StreamID(),
+		kind:      kindVideo,
+		codec:     codec,
+		clockRate: codec.ClockRate,
+		keyframe:  keyframeFunc(codec.MimeType),
+		simulcast: remote.RID() != "",
+		sendPLI: func(ssrc uint32) error {
+			return s.pc.WriteRTCP([]rtcp.Packet{&rtcp.PictureLossIndication{MediaSSRC: ssrc}})
+		},
+	}
+	if remote.Kind() == webrtc.RTPCodecTypeAudio {
+		pub.kind = kindAudio
+		for _, e := range receiver.GetParameters().HeaderExtensions {
+			if e.URI == sdp.AudioLevelURI {
+				pub.audioLevelID = uint8(e.ID)
+			}
+		}
+	}
+	if pub.clockRate == 0 {
+		pub.clockRate = 90000
+	}
+	pub.subs.Store(&[]*downTrack{})
+	return pub
+}
+
+// layerIndex ranks a simulcast rid: the names browsers and libraries use
+// for low, middle and full resolution; 0, 1 and 2 otherwise by arrival.
+func (pub *publication) layerIndex(rid string) int {
+	switch strings.ToLower(rid) {
+	case "":
+		return 0
+	case "f", "full", "hi", "high", "2":
+		return 2
+	case "h", "half", "m", "mid", "medium", "1":
+		return 1
+	case "q", "quarter", "l", "lo", "low", "0":
+		return 0
+	}
+	for i := range pub.layers {
+		if pub.layers[i].Load() == nil {
+			return i
+		}
+	}
+	return maxLayers - 1
+}
+
+// defaultLayer is what a new subscriber starts on: the best layer
+// received, until its view and bandwidth say otherwise.
+func (pub *publication) defaultLayer() int {
+	for i := maxLayers - 1; i >= 0; i-- {
+		if pub.layers[i].Load() != nil {
+			return i
+		}
+	}
+	return maxLayers - 1
+}
+
+// requestKeyframe asks the publisher for a keyframe on layer i, at most
+// once per keyframeInterval per layer.
+func (pub *publication) requestKeyframe(i int) {
+	if i < 0 || i >= maxLayers {
+		return
+	}
+	l := pub.layers[i].Load()
+	if l == nil {
+		return
+	}
+	now := pub.sfu.now()
+	last := l.lastPLI.Load()
+	if now-last < keyframeInterval || !l.lastPLI.CompareAndSwap(last, now) {
+		pub.sfu.metrics.plisThrottled.Inc()
+		return
+	}
+	if err := pub.sendPLI(l.ssrc); err == nil {
+		pub.sfu.metrics.plisForwarded.Inc()
+	}
+}
+
+// read forwards one layer of the publication until the track ends; it runs
+// on the goroutine pion started for the track.
+func (pub *publication) read(remote *webrtc.TrackRemote, idx int, l *layer) {
+	pool := pub.sfu.pool
+	for {
+		p := pool.get()
+		n, _, err := remote.Read(p.buf[:])
+		if err != nil {
+			pool.release(p)
+			return
+		}
+		p.n = n
+		if !p.parse() {
+			pool.release(p)
+			continue
+		}
+		p.layer = int8(idx)
+		p.arrival = pub.sfu.now()
+		p.keyframe = pub.keyframe != nil && pub.keyframe(p.payload())
+		l.account(p)
+		if pub.audioLevelID != 0 {
+			pub.level.add(p.extension(pub.audioLevelID))
+		}
+		for _, d := range *pub.subs.Load() {
+			d.offer(p)
+		}
+		pool.release(p)
+	}
+}
