@@ -45,19 +45,19 @@ var dropReasonNames = [numDropReasons]string{"queue_full", "await_keyframe", "wr
 // nil; load is read at scrape time for the gauges.
 func newMetrics(reg prometheus.Registerer, load func() Load) (*metrics, error) {
 	fwdPkts := prometheus.NewCounterVec(prometheus.CounterOpts{
-		Namespace: "openconsult", Subsystem: "sfu", Name: "forwarded_packets_total",
+		Subsystem: "sfu", Name: "forwarded_packets_total",
 		Help: "RTP packets written to subscribers, by media kind.",
 	}, []string{"kind"})
 	fwdBytes := prometheus.NewCounterVec(prometheus.CounterOpts{
-		Namespace: "openconsult", Subsystem: "sfu", Name: "forwarded_bytes_total",
+		Subsystem: "sfu", Name: "forwarded_bytes_total",
 		Help: "RTP payload and header bytes written to subscribers, by media kind.",
 	}, []string{"kind"})
 	dropped := prometheus.NewCounterVec(prometheus.CounterOpts{
-		Namespace: "openconsult", Subsystem: "sfu", Name: "dropped_packets_total",
+		Subsystem: "sfu", Name: "dropped_packets_total",
 		Help: "RTP packets not forwarded to a subscriber, by media kind and reason.",
 	}, []string{"kind", "reason"})
 	counter := func(name, help string) prometheus.Counter {
-		return prometheus.NewCounter(prometheus.CounterOpts{Namespace: "openconsult", Subsystem: "sfu", Name: name, Help: help})
+		return prometheus.NewCounter(prometheus.CounterOpts{Subsystem: "sfu", Name: name, Help: help})
 	}
 	m := &metrics{
 		nackRetransmits: counter("nack_retransmits_total", "Packets retransmitted from the send cache in answer to subscribers' NACKs."),
@@ -77,7 +77,7 @@ func newMetrics(reg prometheus.Registerer, load func() Load) (*metrics, error) {
 		return m, nil
 	}
 	gauge := func(name, help string, f func(Load) int) prometheus.Collector {
-		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "openconsult", Subsystem: "sfu", Name: name, Help: help},
+		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Subsystem: "sfu", Name: name, Help: help},
 			func() float64 { return float64(f(load())) })
 	}
 	for _, c := range []prometheus.Collector{

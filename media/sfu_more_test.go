@@ -154,17 +154,17 @@ func TestMetrics(t *testing.T) {
 		}
 	}
 	for _, want := range []string{
-		"openconsult_sfu_forwarded_packets_total,kind=video",
-		"openconsult_sfu_forwarded_packets_total,kind=audio",
-		"openconsult_sfu_forwarded_bytes_total,kind=video",
-		"openconsult_sfu_keyframe_requests_total",
+		"sfu_forwarded_packets_total,kind=video",
+		"sfu_forwarded_packets_total,kind=audio",
+		"sfu_forwarded_bytes_total,kind=video",
+		"sfu_keyframe_requests_total",
 	} {
 		if got[want] <= 0 {
 			t.Errorf("%s = %v, want > 0", want, got[want])
 		}
 	}
-	if got["openconsult_sfu_participants"] != 2 || got["openconsult_sfu_rooms"] != 1 {
-		t.Errorf("participants %v, rooms %v; want 2 and 1", got["openconsult_sfu_participants"], got["openconsult_sfu_rooms"])
+	if got["sfu_participants"] != 2 || got["sfu_rooms"] != 1 {
+		t.Errorf("participants %v, rooms %v; want 2 and 1", got["sfu_participants"], got["sfu_rooms"])
 	}
 	if _, err := media.New(media.Config{Metrics: reg}); err == nil {
 		t.Error("a second node registered its series with the same registerer")
@@ -210,6 +210,6 @@ func TestMetricsCountRepairsAndSwitches(t *testing.T) {
 				got[f.GetName()] += value(m)
 			}
 		}
-		return got["openconsult_sfu_nack_retransmits_total"] >= 2 && got["openconsult_sfu_layer_switches_total"] >= 1
+		return got["sfu_nack_retransmits_total"] >= 2 && got["sfu_layer_switches_total"] >= 1
 	})
 }

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/netip"
 	"sync/atomic"
 	"time"
 
@@ -33,6 +34,10 @@ type settings struct {
 	linkKey         string
 	linkClientCA    string
 	maxParticipants int
+	maxTracks       int
+	udpListen       config.Addr
+	tcpListen       config.Addr
+	publicIPs       config.StringList
 	shutdownTimeout time.Duration
 	logLevel        config.Enum
 	logFormat       config.Enum
@@ -42,6 +47,8 @@ func newSettings(stderr io.Writer) *settings {
 	s := &settings{
 		adminListen: config.Addr{Value: "127.0.0.1:9091"},
 		linkListen:  config.Addr{Value: ":7443"},
+		udpListen:   config.Addr{Value: ":7882"},
+		tcpListen:   config.Addr{Value: ":7881"},
 		logLevel:    config.Enum{Value: "info", Allowed: obs.LogLevels},
 		logFormat:   config.Enum{Value: "json", Allowed: obs.LogFormats},
 	}
@@ -53,6 +60,10 @@ func newSettings(stderr io.Writer) *settings {
 	fs.StringVar(&s.linkKey, "link-key", "", "PEM private key `file` of -link-cert")
 	fs.StringVar(&s.linkClientCA, "link-client-ca", "", "PEM `file` of the CA that signs signal servers' link client certificates; required: only its certificates may open sessions")
 	fs.IntVar(&s.maxParticipants, "max-participants", 200, "participants the node takes at most before it answers full and signal picks another node (the embedded node's default too); 0 for no limit")
+	fs.IntVar(&s.maxTracks, "max-tracks", 0, "tracks (a simulcast camera counts once) the node forwards at most before it answers full; 0 for no limit")
+	fs.Var(&s.udpListen, "media-udp-listen", "UDP `address` every browser sends media to (one port for all participants); open it to the internet")
+	fs.Var(&s.tcpListen, "media-tcp-listen", "passive ICE-TCP `address` for browsers whose networks block UDP; off to disable")
+	fs.Var(&s.publicIPs, "public-ip", "`address` browsers reach the node at when it sits behind 1:1 NAT (advertised instead of the host's own); repeatable")
 	fs.DurationVar(&s.shutdownTimeout, "shutdown-timeout", 15*time.Second, "time in-flight work gets to finish on shutdown")
 	fs.Var(&s.logLevel, "log-level", "log `level`: debug, info, warn or error")
 	fs.Var(&s.logFormat, "log-format", "log `format`: json or text")
@@ -79,6 +90,17 @@ func (s *settings) load(args []string, getenv func(string) string) error {
 	if s.maxParticipants < 0 {
 		errs = append(errs, s.set.Invalid("max-participants", "%d is negative (0 for no limit)", s.maxParticipants))
 	}
+	if s.maxTracks < 0 {
+		errs = append(errs, s.set.Invalid("max-tracks", "%d is negative (0 for no limit)", s.maxTracks))
+	}
+	if s.udpListen.Value == "" {
+		errs = append(errs, s.set.Invalid("media-udp-listen", "browsers send media over UDP first: give an address"))
+	}
+	for _, ip := range s.publicIPs.Values {
+		if _, err := netip.ParseAddr(ip); err != nil {
+			errs = append(errs, s.set.Invalid("public-ip", "%q is not an IP address", ip))
+		}
+	}
 	if s.shutdownTimeout <= 0 || s.shutdownTimeout > 10*time.Minute {
 		errs = append(errs, s.set.Invalid("shutdown-timeout", "%s is outside (0, 10m]", s.shutdownTimeout))
 	}
@@ -98,23 +120,27 @@ func run(ctx context.Context, args []string, getenv func(string) string, _, stde
 	if err != nil {
 		return fmt.Errorf("-link-cert, -link-key, -link-client-ca: %w", err)
 	}
-	node, err := media.New(media.Config{Log: log, MaxParticipants: s.maxParticipants})
+	reg := obs.NewRegistry()
+	node, err := media.New(media.Config{Log: log, MaxParticipants: s.maxParticipants, MaxTracks: s.maxTracks,
+		UDPListen: s.udpListen.Value, TCPListen: s.tcpListen.Value, PublicIPs: s.publicIPs.Values, Metrics: reg})
 	if err != nil {
 		return fmt.Errorf("media node: %w", err)
 	}
+	log.Info("media listening", "addrs", fmt.Sprint(node.Addrs()), "public_ips", len(s.publicIPs.Values))
 	adminLn, err := serve.Listen("admin", s.adminListen.Value)
 	if err != nil {
+		node.Close()
 		return err
 	}
 	linkLn, err := serve.Listen("link", s.linkListen.Value)
 	if err != nil {
 		adminLn.Close()
+		node.Close()
 		return err
 	}
 	link := sfulink.NewServer(sfulink.ServerConfig{Node: node, Log: log})
 
-	reg := obs.NewRegistry()
-	registerMetrics(reg, node, link)
+	registerMetrics(reg, link)
 	health := obs.NewHealth(log, 2*time.Second)
 	// Ready from the moment the link listener is open until shutdown
 	// begins, so that signal's health checks stop choosing a leaving node.
@@ -146,14 +172,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, _, stde
 	return err
 }
 
-// registerMetrics exposes the node's load; rooms and participants are
-// counts, never identifiers.
-func registerMetrics(reg *prometheus.Registry, node *media.SFU, link *sfulink.Server) {
-	gauge := func(name, help string, f func() float64) {
-		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, f))
-	}
-	gauge("sfu_rooms", "Rooms on the node.", func() float64 { return float64(node.Load().Rooms) })
-	gauge("sfu_participants", "Participant sessions on the node.", func() float64 { return float64(node.Load().Participants) })
-	gauge("sfu_tracks", "Tracks the node forwards.", func() float64 { return float64(node.Load().Tracks) })
-	gauge("sfu_links", "Signal servers connected over the link.", func() float64 { return float64(link.Links()) })
+// registerMetrics adds the link's series; the media node registers its own
+// (sfu_participants, sfu_rooms, sfu_forwarded_packets_total, ...).
+func registerMetrics(reg *prometheus.Registry, link *sfulink.Server) {
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "sfu_links", Help: "Signal servers connected over the link."},
+		func() float64 { return float64(link.Links()) }))
 }

@@ -43,7 +43,7 @@ func startRun(t *testing.T, extra ...string) (admin, link string, p *testpki.Lin
 	ctx, cancel := context.WithCancel(context.Background())
 	logs = &lockedBuffer{}
 	done := make(chan error, 1)
-	args := append([]string{"-admin-listen", "127.0.0.1:0", "-link-listen", "127.0.0.1:0",
+	args := append([]string{"-admin-listen", "127.0.0.1:0", "-link-listen", "127.0.0.1:0", "-media-udp-listen", "127.0.0.1:0", "-media-tcp-listen", "127.0.0.1:0",
 		"-link-cert", p.NodeCert, "-link-key", p.NodeKey, "-link-client-ca", p.CA.File}, extra...)
 	go func() {
 		done <- run(ctx, args, func(string) string { return "" }, io.Discard, logs)
@@ -193,6 +193,8 @@ func TestBadConfiguration(t *testing.T) {
 		want string
 	}{
 		{[]string{"-admin-listen", "off"}, nil, "-admin-listen"},
+		{[]string{"-public-ip", "the-nat", "-link-cert", "c.pem", "-link-key", "k.pem", "-link-client-ca", "ca.pem"}, nil, "-public-ip"},
+		{[]string{"-media-udp-listen", "off", "-link-cert", "c.pem", "-link-key", "k.pem", "-link-client-ca", "ca.pem"}, nil, "-media-udp-listen"},
 		{nil, map[string]string{"SFU_LOG_FORMAT": "xml"}, "SFU_LOG_FORMAT"},
 		{[]string{"-shutdown-timeout", "0s"}, nil, "-shutdown-timeout"},
 		{[]string{"-link-cert", "c.pem", "-link-key", "k.pem"}, nil, "-link-client-ca"},
@@ -214,7 +216,7 @@ func TestHelp(t *testing.T) {
 	if err := run(context.Background(), []string{"-h"}, func(string) string { return "" }, io.Discard, &out); !errors.Is(err, config.ErrHelp) {
 		t.Fatalf("-h = %v", err)
 	}
-	for _, w := range []string{"-admin-listen", "(default 127.0.0.1:9091)", "-link-listen", "(default :7443)", "-link-cert", "-link-key", "-link-client-ca", "-max-participants", "(default 200)", "-shutdown-timeout", "(default 15s)", "SFU_<FLAG>"} {
+	for _, w := range []string{"-admin-listen", "(default 127.0.0.1:9091)", "-link-listen", "(default :7443)", "-link-cert", "-link-key", "-link-client-ca", "-max-participants", "(default 200)", "-media-udp-listen", "(default :7882)", "-media-tcp-listen", "(default :7881)", "-public-ip", "-max-tracks", "-shutdown-timeout", "(default 15s)", "SFU_<FLAG>"} {
 		if !strings.Contains(out.String(), w) {
 			t.Errorf("help lacks %q", w)
 		}

@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"io"
+	"net/netip"
 	"path/filepath"
 	"strings"
 	"time"
@@ -70,6 +71,9 @@ type settings struct {
 	sfuEmbedded        bool
 	sfuMinParticipants int
 	sfuMaxParticipants int
+	sfuUDPListen       config.Addr
+	sfuTCPListen       config.Addr
+	sfuPublicIPs       config.StringList
 	sfuNodes           config.StringList
 	sfuLinkCert        string
 	sfuLinkKey         string
@@ -148,6 +152,9 @@ func newSettings(stderr io.Writer) *settings {
 	fs.BoolVar(&s.sfuEmbedded, "sfu-embedded", false, "run a media node (SFU) inside this process for consults of three or more, for small sites and development (default off; dev: on)")
 	fs.IntVar(&s.sfuMinParticipants, "sfu-min-participants", 3, "admitted members that move a consult from peer to peer onto the media node (2 to 50)")
 	fs.IntVar(&s.sfuMaxParticipants, "sfu-max-participants", 200, "participants the embedded media node takes before it refuses more")
+	fs.Var(&s.sfuUDPListen, "sfu-udp-listen", "UDP `address` browsers send media to on the embedded media node, one port for all (default off: a port per participant)")
+	fs.Var(&s.sfuTCPListen, "sfu-tcp-listen", "passive ICE-TCP `address` of the embedded media node, for browsers whose networks block UDP (default off)")
+	fs.Var(&s.sfuPublicIPs, "sfu-public-ip", "`address` browsers reach the embedded media node at behind 1:1 NAT; repeatable")
 	fs.Var(&s.sfuNodes, "sfu-node", "link `URL` of a media node (sfu -link-listen), such as wss://sfu-1.example.internal:7443/; repeatable: each consult goes to the least-loaded node with room")
 	fs.StringVar(&s.sfuLinkCert, "sfu-link-cert", "", "PEM client certificate `file` signal presents to media nodes (signed by their -link-client-ca); re-read when renewed")
 	fs.StringVar(&s.sfuLinkKey, "sfu-link-key", "", "PEM private key `file` of -sfu-link-cert")
@@ -247,6 +254,11 @@ func (s *settings) validate() error {
 	}
 	if s.sfuMaxParticipants < 1 {
 		bad("sfu-max-participants", "must be at least 1")
+	}
+	for _, ip := range s.sfuPublicIPs.Values {
+		if _, err := netip.ParseAddr(ip); err != nil {
+			bad("sfu-public-ip", "%q is not an IP address", ip)
+		}
 	}
 	if len(s.sfuNodes.Values) > 0 {
 		if s.sfuEmbedded {

@@ -138,7 +138,7 @@ func start(ctx context.Context, s *settings, stdout, stderr io.Writer) (_ *serve
 	var closeMedia func()
 	switch {
 	case s.sfuEmbedded:
-		sfu, err := startSFU(s, log)
+		sfu, err := startSFU(s, reg, log)
 		if err != nil {
 			return nil, err
 		}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -148,6 +149,42 @@ func browserMoveToMediaServer(t *testing.T, relayOnly bool) {
 			waitTrue(t, ctx, name+" reaches the media server through the relay", mediaServerPairIsRelay, 10*time.Second)
 		}
 	}
+
+	// The clinician publishes the camera in several simulcast layers.
+	layers, err := chromedp.Run(doc, chromedp.Evaluate[int](`(async () => {
+  const stats = await window.openConsult.mediaServer().getStats();
+  let n = 0;
+  for (const s of stats.values()) if (s.type === "outbound-rtp" && s.kind === "video" && s.rid && s.framesEncoded > 0) n++;
+  return n;
+})()`, chromedp.EvalAwaitPromise))
+	if err != nil || layers < 2 {
+		t.Fatalf("the camera goes to the media server in %d layers (%v), want simulcast", layers, err)
+	}
+	// Shown in small tiles, both cameras arrive in their smallest layer
+	// (bandwidth on a busy machine may have chosen it already).
+	smallestSent := `(async () => {
+  const stats = await window.openConsult.mediaServer().getStats();
+  let w = 1 << 20;
+  for (const s of stats.values()) if (s.type === "outbound-rtp" && s.kind === "video" && s.frameWidth) w = Math.min(w, s.frameWidth);
+  return w;
+})()`
+	smallest := 0
+	for _, ctx := range []context.Context{doc, interpreter} {
+		w, err := chromedp.Run(ctx, chromedp.Evaluate[int](smallestSent, chromedp.EvalAwaitPromise))
+		if err != nil {
+			t.Fatal(err)
+		}
+		smallest = max(smallest, w)
+	}
+	if _, err := chromedp.Run(patient, chromedp.Evaluate[bool](`(() => { for (const f of document.querySelectorAll("figure.tile:not(.self)")) f.style.width = "120px"; document.getElementById("tiles").style.display = "block"; return true; })()`)); err != nil {
+		t.Fatal(err)
+	}
+	waitTrue(t, patient, "the smallest layer for small tiles", fmt.Sprintf(`(async () => {
+  const stats = await window.openConsult.mediaServer().getStats();
+  let n = 0;
+  for (const s of stats.values()) if (s.type === "inbound-rtp" && s.kind === "video" && s.frameWidth) { if (s.frameWidth > %d) return false; n++; }
+  return n === 2;
+})()`, smallest), 30*time.Second)
 
 	// The interpreter leaves; the others keep seeing each other.
 	do(t, interpreter, "interpreter leaves", chromedp.Click(chromedp.CSS("#leave")))

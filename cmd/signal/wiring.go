@@ -157,16 +157,17 @@ func startRelay(s *settings, site *tls.Config, public *url.URL, reg prometheus.R
 
 // startSFU starts the embedded media node. In -dev browsers run on this
 // machine, so the node also offers its loopback address.
-func startSFU(s *settings, log *slog.Logger) (*media.SFU, error) {
+func startSFU(s *settings, reg prometheus.Registerer, log *slog.Logger) (*media.SFU, error) {
 	var se webrtc.SettingEngine
 	if s.dev {
 		se.SetIncludeLoopbackCandidate(true)
 	}
-	sfu, err := media.New(media.Config{Log: log, Settings: se, MaxParticipants: s.sfuMaxParticipants})
+	sfu, err := media.New(media.Config{Log: log, Settings: se, MaxParticipants: s.sfuMaxParticipants, Metrics: reg,
+		UDPListen: s.sfuUDPListen.Value, TCPListen: s.sfuTCPListen.Value, PublicIPs: s.sfuPublicIPs.Values})
 	if err != nil {
-		return nil, fmt.Errorf("media node: %w", err)
+		return nil, s.set.Invalid("sfu-udp-listen", "media node: %v", err)
 	}
-	log.Info("embedded media node started", "max_participants", s.sfuMaxParticipants, "min_participants", s.sfuMinParticipants)
+	log.Info("embedded media node started", "addrs", fmt.Sprint(sfu.Addrs()), "max_participants", s.sfuMaxParticipants, "min_participants", s.sfuMinParticipants)
 	return sfu, nil
 }
 

@@ -17,7 +17,7 @@ export class MediaServerLink {
   // shared screen track or null; send: sends a signaling message;
   // onMedia(member, stream): called once a member's media flows through
   // the server, when the direct connection to it can close.
-  constructor({ config, local, screen, send, onMedia, simulcast = false }) {
+  constructor({ config, local, screen, send, onMedia, simulcast = true }) {
     this.pc = new RTCPeerConnection(config);
     this.sendMsg = send;
     this.onMedia = onMedia;
