@@ -6,12 +6,13 @@ import (
 	"html"
 	"regexp"
 
-	"github.com/openconsult/openconsult/audit"
 	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/openconsult/openconsult/audit"
 )
 
 func runTool(t *testing.T, env map[string]string, args ...string) (string, error) {

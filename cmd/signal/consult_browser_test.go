@@ -181,16 +181,20 @@ func TestBrowserConsultLobbyVideoAndChat(t *testing.T) { browserConsult(t, false
 // the embedded TURN relay, and proves the selected path is a relay one.
 func TestBrowserConsultRelayOnly(t *testing.T) { browserConsult(t, true) }
 
-func browserConsult(t *testing.T, relayOnly bool) {
+// startConsult starts a development server with an administrator and a
+// clinician, signs the clinician in in a browser and starts a consult,
+// relay-only if asked. The caller stops the server.
+func startConsult(t *testing.T, clinician string, relayOnly bool) (*devServer, context.Context) {
+	t.Helper()
 	dir := t.TempDir()
 	d := startDev(t, dir)
-	defer d.stop()
+	t.Cleanup(func() { d.stop() }) // stop is idempotent; this covers a failure below
 	createFirstAdmin(t, d, "chief.admin", "a long admin passphrase")
 	admin := signInHTTP(t, d, "chief.admin", "a long admin passphrase")
-	createClinician(t, d, dir, admin, "dr.house", "a long clinician passphrase")
+	createClinician(t, d, dir, admin, clinician, "a long clinician passphrase")
 
 	doc := browsertest.New(t)
-	browserSignIn(t, doc, d, "dr.house", "a long clinician passphrase")
+	browserSignIn(t, doc, d, clinician, "a long clinician passphrase")
 	if relayOnly {
 		do(t, doc, "relay option", chromedp.WaitVisible(chromedp.CSS(`input[name="relay_only"]`)), chromedp.Click(chromedp.CSS(`input[name="relay_only"]`)))
 		waitTrue(t, doc, "relay option ticked", `document.querySelector('input[name="relay_only"]').checked`, 5*time.Second)
@@ -200,6 +204,12 @@ func browserConsult(t *testing.T, relayOnly bool) {
 		chromedp.Click(chromedp.CSS("#new-consult-button")),
 		chromedp.WaitVisible(chromedp.CSS("#links-title")),
 	)
+	return d, doc
+}
+
+func browserConsult(t *testing.T, relayOnly bool) {
+	d, doc := startConsult(t, "dr.house", relayOnly)
+	defer d.stop()
 	link, err := chromedp.Run(doc, chromedp.Evaluate[string](`document.querySelector(".link-url").value`))
 	if err != nil || !strings.Contains(link, "/j/") {
 		t.Fatalf("patient link %q: %v", link, err)

@@ -73,24 +73,8 @@ const mediaServerPairIsRelay = `(async () => {
 })()`
 
 func browserMoveToMediaServer(t *testing.T, relayOnly bool) {
-	dir := t.TempDir()
-	d := startDev(t, dir)
+	d, doc := startConsult(t, "dr.grey", relayOnly)
 	defer d.stop()
-	createFirstAdmin(t, d, "chief.admin", "a long admin passphrase")
-	admin := signInHTTP(t, d, "chief.admin", "a long admin passphrase")
-	createClinician(t, d, dir, admin, "dr.grey", "a long clinician passphrase")
-
-	doc := browsertest.New(t)
-	browserSignIn(t, doc, d, "dr.grey", "a long clinician passphrase")
-	if relayOnly {
-		do(t, doc, "relay option", chromedp.WaitVisible(chromedp.CSS(`input[name="relay_only"]`)), chromedp.Click(chromedp.CSS(`input[name="relay_only"]`)))
-		waitTrue(t, doc, "relay option ticked", `document.querySelector('input[name="relay_only"]').checked`, 5*time.Second)
-	}
-	do(t, doc, "start consult",
-		chromedp.WaitVisible(chromedp.CSS("#new-consult-button")),
-		chromedp.Click(chromedp.CSS("#new-consult-button")),
-		chromedp.WaitVisible(chromedp.CSS("#links-title")),
-	)
 	// A second link, for the interpreter, before anyone joins.
 	do(t, doc, "interpreter link",
 		chromedp.SetValue(chromedp.CSS("#label"), "interpreter"),
