@@ -1,0 +1,196 @@
+// Command sfuload measures the selective forwarding unit under load. Its
+// participants are pion peer connections that join through the real
+// signaling path of a `signal -dev` it starts (accounts, consult links,
+// the lobby, WebSockets, `sfu-join`), publish Opus-like audio at 50
+// packets/s and VP8 simulcast video at a set bitrate, and read everything
+// the SFU forwards to them. Each payload carries a send timestamp and a
+// per-stream sequence, so the subscribers measure forwarding latency and
+// loss themselves.
+//
+// Scenarios: -scenario rooms runs N consults of three members who all
+// publish; -scenario grandrounds runs one presenter to N receive-only
+// subscribers. It prints forwarded packets/s and Mbit/s, the SFU's CPU
+// seconds per million forwarded packets, latency percentiles, loss,
+// memory per subscriber and join-to-first-frame time, as a table or with
+// -json as JSON.
+//
+// With -direct the participants join an in-process media node through the
+// media.Node interface instead, which measures the SFU core without
+// signaling.
+//
+//	go run ./tools/sfuload -signal ./bin/signal -scenario rooms -rooms 10 -duration 20s
+//	go run ./tools/sfuload -signal ./bin/signal -scenario grandrounds -subscribers 40
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"time"
+)
+
+type options struct {
+	scenario    string
+	rooms       int
+	subscribers int
+	videoKbps   int
+	simulcast   bool
+	layers      []layer
+	duration    time.Duration
+	warmup      time.Duration
+	joinTimeout time.Duration
+	direct      bool
+	signal      string
+	signalArgs  []string
+}
+
+// Result is one run's figures.
+type Result struct {
+	Mode              string  `json:"mode"` // "signal" or "direct"
+	Scenario          string  `json:"scenario"`
+	Rooms             int     `json:"rooms"`
+	Publishers        int     `json:"publishers"`
+	Subscribers       int     `json:"subscribers"`
+	Subscriptions     int     `json:"subscriptions"` // (subscriber, publisher) pairs
+	VideoKbps         int     `json:"video_kbps"`
+	Simulcast         bool    `json:"simulcast"`
+	Seconds           float64 `json:"seconds"`
+	PacketsSent       int64   `json:"packets_sent"`
+	PacketsForwarded  int64   `json:"packets_forwarded"`
+	PacketsPerSec     float64 `json:"forwarded_packets_per_second"`
+	Mbps              float64 `json:"forwarded_mbit_per_second"`
+	LossPercent       float64 `json:"loss_percent"`
+	P50ms             float64 `json:"latency_p50_ms"`
+	P95ms             float64 `json:"latency_p95_ms"`
+	P99ms             float64 `json:"latency_p99_ms"`
+	CPUProcess        string  `json:"cpu_process"`
+	CPUSeconds        float64 `json:"sfu_cpu_seconds"`
+	CPUPerMillion     float64 `json:"sfu_cpu_seconds_per_million_packets"`
+	RSSDeltaMiB       float64 `json:"rss_delta_mib"`
+	KiBPerSubscriber  float64 `json:"memory_per_subscriber_kib"`
+	JoinP50ms         float64 `json:"join_to_first_frame_p50_ms"`
+	JoinMaxms         float64 `json:"join_to_first_frame_max_ms"`
+	FirstFrameMissing int     `json:"subscribers_without_first_frame"`
+	SpeakerEvents     int64   `json:"speaker_events"`
+	Failures          int64   `json:"failures"`
+	LastError         string  `json:"last_error,omitempty"`
+}
+
+// repeated collects a repeatable string flag.
+type repeated []string
+
+func (r *repeated) String() string     { return strings.Join(*r, " ") }
+func (r *repeated) Set(s string) error { *r = append(*r, s); return nil }
+
+func main() {
+	o, jsonOut, err := parseFlags(os.Args[1:], os.Stderr)
+	if err != nil {
+		if !errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintln(os.Stderr, "sfuload:", err)
+		}
+		os.Exit(2)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	var r Result
+	if o.direct {
+		r, err = runDirect(ctx, o)
+	} else {
+		r, err = runSignal(ctx, o)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "sfuload:", err)
+		os.Exit(1)
+	}
+	if jsonOut {
+		enc := json.NewEncoder(os.Stdout)
+		enc.SetIndent("", "  ")
+		_ = enc.Encode([]Result{r})
+		return
+	}
+	printTable(os.Stdout, r, o)
+}
+
+func parseFlags(args []string, stderr io.Writer) (options, bool, error) {
+	var o options
+	fs := flag.NewFlagSet("sfuload", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	jsonOut := fs.Bool("json", false, "print JSON instead of a table")
+	fs.StringVar(&o.signal, "signal", "./bin/signal", "path of the signal binary to start with -dev (its in-process SFU is measured)")
+	var extra repeated
+	fs.Var(&extra, "signal-arg", "one more argument for the signal command line; repeatable")
+	fs.BoolVar(&o.direct, "direct", false, "join an in-process media node directly, without signaling, to measure the SFU core alone")
+	fs.StringVar(&o.scenario, "scenario", "rooms", "rooms: N consults of 3 publishing members; grandrounds: 1 publisher to N receive-only subscribers")
+	fs.IntVar(&o.rooms, "rooms", 5, "consults of three for -scenario rooms")
+	fs.IntVar(&o.subscribers, "subscribers", 20, "subscribers for -scenario grandrounds")
+	fs.IntVar(&o.videoKbps, "video-kbps", 600, "video bitrate of the full layer in kbit/s")
+	fs.BoolVar(&o.simulcast, "simulcast", true, "send video as simulcast layers (-layers); false sends only the full layer")
+	layers := fs.String("layers", "q=0.25,h=0.5,f=1", "simulcast layers as rid=fraction of -video-kbps, smallest first")
+	fs.DurationVar(&o.duration, "duration", 15*time.Second, "measured time")
+	fs.DurationVar(&o.warmup, "warmup", 3*time.Second, "time after every subscriber receives video and before measuring")
+	fs.DurationVar(&o.joinTimeout, "join-timeout", 30*time.Second, "longest wait for every subscriber's first frames before measuring anyway")
+	if err := fs.Parse(args); err != nil {
+		return o, false, err
+	}
+	o.signalArgs = extra
+	var err error
+	if o.layers, err = parseLayers(*layers, o.videoKbps); err != nil {
+		return o, false, err
+	}
+	switch {
+	case o.scenario != "rooms" && o.scenario != "grandrounds":
+		return o, false, fmt.Errorf("-scenario %q: rooms or grandrounds", o.scenario)
+	case o.rooms < 1 || o.rooms > 500, o.subscribers < 1 || o.subscribers > 1000:
+		return o, false, errors.New("1 <= -rooms <= 500, 1 <= -subscribers <= 1000")
+	case o.videoKbps < 20 || o.videoKbps > 20000:
+		return o, false, errors.New("20 <= -video-kbps <= 20000")
+	case o.duration < time.Second || o.duration > 10*time.Minute || o.warmup < 0:
+		return o, false, errors.New("1s <= -duration <= 10m, -warmup >= 0")
+	}
+	return o, *jsonOut, nil
+}
+
+// parseLayers reads "q=0.25,h=0.5,f=1" into layers of kbps bitrate.
+func parseLayers(s string, kbps int) ([]layer, error) {
+	var out []layer
+	for part := range strings.SplitSeq(s, ",") {
+		rid, frac, ok := strings.Cut(strings.TrimSpace(part), "=")
+		f, err := strconv.ParseFloat(frac, 64)
+		if !ok || rid == "" || err != nil || f <= 0 || f > 1 {
+			return nil, fmt.Errorf("-layers %q: want rid=fraction with 0 < fraction <= 1, such as q=0.25,h=0.5,f=1", s)
+		}
+		out = append(out, layer{rid: rid, kbps: max(1, int(f*float64(kbps)))})
+	}
+	return out, nil
+}
+
+func printTable(w io.Writer, r Result, o options) {
+	video := fmt.Sprintf("video %d kbit/s", o.videoKbps)
+	if o.simulcast {
+		var rids []string
+		for _, l := range o.layers {
+			rids = append(rids, fmt.Sprintf("%s %d", l.rid, l.kbps))
+		}
+		video += " simulcast (" + strings.Join(rids, ", ") + ")"
+	}
+	fmt.Fprintf(w, "load: %s, %d rooms, %d publishers, %d subscribers, %d subscriptions; audio 50 packets/s; %s; %s measured after %s warm-up; mode %s\n\n",
+		r.Scenario, r.Rooms, r.Publishers, r.Subscribers, r.Subscriptions, video, o.duration, o.warmup, r.Mode)
+	fmt.Fprintf(w, "%12s %9s %8s %8s %8s %8s %8s %11s %9s %12s %12s\n",
+		"packets/s", "Mbit/s", "loss %", "p50 ms", "p95 ms", "p99 ms", "CPU s", "CPU s/Mpkt", "KiB/sub", "join p50 ms", "join max ms")
+	fmt.Fprintf(w, "%12.0f %9.2f %8.3f %8.3f %8.3f %8.3f %8.2f %11.2f %9.0f %12.0f %12.0f\n",
+		r.PacketsPerSec, r.Mbps, r.LossPercent, r.P50ms, r.P95ms, r.P99ms, r.CPUSeconds, r.CPUPerMillion, r.KiBPerSubscriber, r.JoinP50ms, r.JoinMaxms)
+	fmt.Fprintf(w, "\nCPU and memory are those of %s.\n", r.CPUProcess)
+	if r.FirstFrameMissing > 0 {
+		fmt.Fprintf(w, "%d subscribers never received a keyframe from every publisher.\n", r.FirstFrameMissing)
+	}
+	if r.Failures > 0 {
+		fmt.Fprintf(w, "%d negotiation failures or sessions ended by the node; last: %s\n", r.Failures, r.LastError)
+	}
+}

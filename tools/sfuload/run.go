@@ -1,0 +1,236 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+)
+
+// member is one synthetic participant of a scenario.
+type member struct {
+	room    int
+	name    string
+	index   uint16 // run-wide, so a stamp names its publisher unambiguously
+	publish bool
+	// from are the publishers whose video this member waits for.
+	from []uint16
+	peer *peer
+}
+
+// plan lays out a scenario's rooms: consults of three members who all
+// publish, or one room where a presenter publishes to receive-only
+// subscribers (grand rounds).
+func plan(o options) [][]*member {
+	var rooms [][]*member
+	var next uint16
+	add := func(room int, name string, publish bool) *member {
+		m := &member{room: room, name: name, index: next, publish: publish}
+		next++
+		return m
+	}
+	switch o.scenario {
+	case "grandrounds":
+		ms := []*member{add(0, "presenter", true)}
+		for i := range o.subscribers {
+			ms = append(ms, add(0, fmt.Sprintf("viewer%d", i+1), false))
+		}
+		rooms = append(rooms, ms)
+	default:
+		for r := range o.rooms {
+			rooms = append(rooms, []*member{add(r, "clinician", true), add(r, "patient", true), add(r, "interpreter", true)})
+		}
+	}
+	for _, ms := range rooms {
+		for _, m := range ms {
+			for _, other := range ms {
+				if other != m && other.publish {
+					m.from = append(m.from, other.index)
+				}
+			}
+		}
+	}
+	return rooms
+}
+
+// counts returns how many members publish, how many receive, and how many
+// (subscriber, publisher) pairs there are.
+func counts(rooms [][]*member) (publishers, subscribers, subscriptions int) {
+	for _, ms := range rooms {
+		for _, m := range ms {
+			if m.publish {
+				publishers++
+			}
+			if len(m.from) > 0 {
+				subscribers++
+				subscriptions += len(m.from)
+			}
+		}
+	}
+	return
+}
+
+// joiner joins one member to its room on the node under test and starts
+// its media; joinAt must be set when the member asks the node to join.
+type joiner func(ctx context.Context, m *member) error
+
+// usageFunc reads the CPU time and memory of the process the SFU runs in.
+type usageFunc func() (procUsage, error)
+
+// measure joins every member, waits for media to flow, warms up, and
+// measures over o.duration.
+func measure(ctx context.Context, o options, env runEnv, rooms [][]*member, join joiner) (Result, error) {
+	r := Result{Scenario: o.scenario, Rooms: len(rooms), VideoKbps: o.videoKbps, Simulcast: o.simulcast, CPUProcess: env.cpuProcess}
+	r.Publishers, r.Subscribers, r.Subscriptions = counts(rooms)
+	u0, err := env.usage()
+	if err != nil {
+		return r, err
+	}
+	var all []*member
+	defer func() {
+		var wg sync.WaitGroup
+		for _, m := range all {
+			wg.Go(m.peer.close)
+		}
+		wg.Wait()
+	}()
+	for _, ms := range rooms {
+		for _, m := range ms {
+			p, err := newPeer(ctx, peerConfig{index: m.index, publish: m.publish, layers: o.layers, simulcast: o.simulcast, base: env.base, win: env.win})
+			if err != nil {
+				return r, err
+			}
+			m.peer = p
+			all = append(all, m)
+		}
+	}
+	// Rooms join one after another, the members of a room together, as
+	// when a consult moves to the node.
+	for _, ms := range rooms {
+		var wg sync.WaitGroup
+		errs := make([]error, len(ms))
+		for i, m := range ms {
+			wg.Go(func() { errs[i] = join(ctx, m) })
+		}
+		wg.Wait()
+		for i, err := range errs {
+			if err != nil {
+				return r, fmt.Errorf("room %d, %s: %w", ms[i].room, ms[i].name, err)
+			}
+		}
+	}
+	waitFirstFrames(ctx, all, o.joinTimeout)
+	select {
+	case <-ctx.Done():
+		return r, ctx.Err()
+	case <-time.After(o.warmup):
+	}
+
+	from := time.Since(env.base)
+	env.win.to.Store(int64(from + o.duration))
+	env.win.from.Store(int64(from))
+	u1, err := env.usage()
+	if err != nil {
+		return r, err
+	}
+	select {
+	case <-ctx.Done():
+		return r, ctx.Err()
+	case <-time.After(o.duration):
+	}
+	u2, err := env.usage()
+	if err != nil {
+		return r, err
+	}
+	time.Sleep(time.Second) // packets sent at the end of the window are in flight
+
+	var t totals
+	for _, m := range all {
+		t.add(m.peer.stats)
+		r.PacketsSent += m.peer.sent.Load()
+		r.SpeakerEvents += m.peer.speakers.Load()
+		r.Failures += m.peer.failures.Load()
+		if err, ok := m.peer.lastErr.Load().(error); ok {
+			r.LastError = err.Error()
+		}
+	}
+	t.sortLatencies()
+	r.Seconds = o.duration.Seconds()
+	r.PacketsForwarded = t.packets
+	r.PacketsPerSec = float64(t.packets) / r.Seconds
+	r.Mbps = float64(t.bytes) * 8 / r.Seconds / 1e6
+	r.LossPercent = t.lossPercent()
+	r.P50ms, r.P95ms, r.P99ms = ms(percentile(t.latencies, 0.50)), ms(percentile(t.latencies, 0.95)), ms(percentile(t.latencies, 0.99))
+	r.CPUSeconds = u2.CPUSeconds - u1.CPUSeconds
+	if t.packets > 0 {
+		r.CPUPerMillion = r.CPUSeconds / float64(t.packets) * 1e6
+	}
+	r.RSSDeltaMiB = float64(u2.RSSBytes-u0.RSSBytes) / (1 << 20)
+	if r.Subscribers > 0 {
+		r.KiBPerSubscriber = float64(u2.RSSBytes-u0.RSSBytes) / 1024 / float64(r.Subscribers)
+	}
+	joins, missing := joinTimes(all)
+	r.FirstFrameMissing = missing
+	r.JoinP50ms, r.JoinMaxms = ms(percentile(joins, 0.5)), ms(percentile(joins, 1))
+	return r, nil
+}
+
+// runEnv is what a mode provides to measure.
+type runEnv struct {
+	base       time.Time
+	win        *window
+	usage      usageFunc
+	cpuProcess string // what the CPU figure covers, for the output
+}
+
+// waitFirstFrames waits until every member has seen a keyframe from each
+// publisher it expects, or the timeout passes; members still missing one
+// are reported, not fatal.
+func waitFirstFrames(ctx context.Context, all []*member, timeout time.Duration) {
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) && ctx.Err() == nil {
+		if _, missing := joinTimes(all); missing == 0 {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// joinTimes returns, for each subscriber that saw every publisher it
+// expects, the time from its join (or the publisher's, when that came
+// later) to the first keyframe of the last publisher to show, sorted;
+// and how many subscribers are still missing one.
+func joinTimes(all []*member) ([]time.Duration, int) {
+	joined := map[uint16]time.Duration{}
+	for _, m := range all {
+		joined[m.peer.cfg.index] = time.Duration(m.peer.joinAt.Load())
+	}
+	var out []time.Duration
+	missing := 0
+	for _, m := range all {
+		if len(m.from) == 0 {
+			continue
+		}
+		st := m.peer.stats
+		st.mu.Lock()
+		var worst time.Duration
+		complete := true
+		for _, pub := range m.from {
+			first, ok := st.firstFrame[pub]
+			if !ok {
+				complete = false
+				break
+			}
+			worst = max(worst, first-max(joined[m.peer.cfg.index], joined[pub]))
+		}
+		st.mu.Unlock()
+		if complete {
+			out = append(out, worst)
+		} else {
+			missing++
+		}
+	}
+	slices.Sort(out)
+	return out, missing
+}
