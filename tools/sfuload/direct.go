@@ -37,13 +37,26 @@ func runDirect(ctx context.Context, o options) (Result, error) {
 	defer node.Close()
 	env := runEnv{base: time.Now(), win: &window{}, cpuProcess: "sfuload (in-process SFU and participants)",
 		usage: func() (procUsage, error) { return readUsage(os.Getpid()) }}
-	r, err := measure(ctx, o, env, plan(o), func(ctx context.Context, m *member) error {
+	rooms := plan(o)
+	r, err := measure(ctx, o, env, rooms, func(ctx context.Context, m *member) error {
 		m.peer.joinAt.Store(int64(time.Since(env.base)))
 		sess, err := node.Join(ctx, "room"+strconv.Itoa(m.room), m.name, m.peer)
 		if err != nil {
 			return fmt.Errorf("join: %w", err)
 		}
-		return m.peer.start(sess)
+		if err := m.peer.start(sess); err != nil {
+			return err
+		}
+		if o.view != [2]int{} {
+			for _, other := range rooms[m.room] {
+				if other != m && other.publish {
+					if err := sess.View(other.name, o.view[0], o.view[1]); err != nil {
+						return fmt.Errorf("view: %w", err)
+					}
+				}
+			}
+		}
+		return nil
 	})
 	r.Mode = "direct"
 	return r, err

@@ -46,6 +46,7 @@ type options struct {
 	duration    time.Duration
 	warmup      time.Duration
 	joinTimeout time.Duration
+	view        [2]int // display size sent for each publisher; 0x0 sends none
 	direct      bool
 	signal      string
 	signalArgs  []string
@@ -73,6 +74,8 @@ type Result struct {
 	CPUProcess        string  `json:"cpu_process"`
 	CPUSeconds        float64 `json:"sfu_cpu_seconds"`
 	CPUPerMillion     float64 `json:"sfu_cpu_seconds_per_million_packets"`
+	RSSBeforeMiB      float64 `json:"rss_before_mib"`
+	RSSAfterMiB       float64 `json:"rss_after_mib"`
 	RSSDeltaMiB       float64 `json:"rss_delta_mib"`
 	KiBPerSubscriber  float64 `json:"memory_per_subscriber_kib"`
 	JoinP50ms         float64 `json:"join_to_first_frame_p50_ms"`
@@ -133,6 +136,7 @@ func parseFlags(args []string, stderr io.Writer) (options, bool, error) {
 	fs.IntVar(&o.videoKbps, "video-kbps", 600, "video bitrate of the full layer in kbit/s")
 	fs.BoolVar(&o.simulcast, "simulcast", true, "send video as simulcast layers (-layers); false sends only the full layer")
 	layers := fs.String("layers", "q=0.25,h=0.5,f=1", "simulcast layers as rid=fraction of -video-kbps, smallest first")
+	view := fs.String("view", "640x360", "display size, in CSS pixels, each subscriber reports for each publisher's camera (the node picks the layer that fits); off sends none")
 	fs.DurationVar(&o.duration, "duration", 15*time.Second, "measured time")
 	fs.DurationVar(&o.warmup, "warmup", 3*time.Second, "time after every subscriber receives video and before measuring")
 	fs.DurationVar(&o.joinTimeout, "join-timeout", 30*time.Second, "longest wait for every subscriber's first frames before measuring anyway")
@@ -143,6 +147,16 @@ func parseFlags(args []string, stderr io.Writer) (options, bool, error) {
 	var err error
 	if o.layers, err = parseLayers(*layers, o.videoKbps); err != nil {
 		return o, false, err
+	}
+	if *view != "off" {
+		w, h, ok := strings.Cut(*view, "x")
+		o.view[0], err = strconv.Atoi(w)
+		if err == nil {
+			o.view[1], err = strconv.Atoi(h)
+		}
+		if !ok || err != nil || o.view[0] <= 0 || o.view[1] <= 0 || o.view[0] > 8192 || o.view[1] > 8192 {
+			return o, false, fmt.Errorf("-view %q: WIDTHxHEIGHT up to 8192x8192, or off", *view)
+		}
 	}
 	switch {
 	case o.scenario != "rooms" && o.scenario != "grandrounds":

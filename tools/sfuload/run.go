@@ -166,7 +166,8 @@ func measure(ctx context.Context, o options, env runEnv, rooms [][]*member, join
 	if t.packets > 0 {
 		r.CPUPerMillion = r.CPUSeconds / float64(t.packets) * 1e6
 	}
-	r.RSSDeltaMiB = float64(u2.RSSBytes-u0.RSSBytes) / (1 << 20)
+	r.RSSBeforeMiB, r.RSSAfterMiB = float64(u0.RSSBytes)/(1<<20), float64(u2.RSSBytes)/(1<<20)
+	r.RSSDeltaMiB = r.RSSAfterMiB - r.RSSBeforeMiB
 	if r.Subscribers > 0 {
 		r.KiBPerSubscriber = float64(u2.RSSBytes-u0.RSSBytes) / 1024 / float64(r.Subscribers)
 	}
