@@ -3,10 +3,8 @@ package main
 import (
 	"context"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
-	"strconv"
 	"time"
 
 	"github.com/pion/ice/v4"
@@ -15,8 +13,8 @@ import (
 	"github.com/openconsult/openconsult/media"
 )
 
-// nodeSettings confine an in-process node to IPv4 UDP on loopback, where
-// the participants are.
+// nodeSettings confine a node to IPv4 UDP on loopback, where the
+// participants are.
 func nodeSettings() webrtc.SettingEngine {
 	var se webrtc.SettingEngine
 	se.SetIncludeLoopbackCandidate(true)
@@ -26,33 +24,60 @@ func nodeSettings() webrtc.SettingEngine {
 	return se
 }
 
+// directSession is a member's session on a node, as a participant drives
+// it without signaling.
+type directSession interface {
+	nodeSide
+	View(publisherID string, width, height int) error
+}
+
 // runDirect measures the SFU core without signaling: participants join a
-// media.Node in this process through the same interface signal uses. The
-// CPU figure then covers this whole process, participants included.
+// media node through the media.Node interface signal uses. The node runs
+// in a child process, so the CPU and memory figures are its own; with
+// o.inProcess (for tests, whose binary cannot serve as the child) it runs
+// in this process and the figures include the participants.
 func runDirect(ctx context.Context, o options) (Result, error) {
-	node, err := media.New(media.Config{Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Settings: nodeSettings()})
-	if err != nil {
-		return Result{}, fmt.Errorf("media node: %w", err)
+	env := runEnv{base: time.Now(), win: &window{}}
+	var join func(ctx context.Context, room, member string, p *peer) (directSession, error)
+	if o.inProcess {
+		node, err := media.New(media.Config{Log: slog.New(slog.DiscardHandler), Settings: nodeSettings()})
+		if err != nil {
+			return Result{}, fmt.Errorf("media node: %w", err)
+		}
+		defer node.Close()
+		join = func(ctx context.Context, room, member string, p *peer) (directSession, error) {
+			return node.Join(ctx, room, member, p)
+		}
+		env.cpuProcess = "sfuload itself (in-process SFU and participants)"
+		env.usage = func() (procUsage, error) { return readUsage(os.Getpid()) }
+	} else {
+		child, err := startNodeProc()
+		if err != nil {
+			return Result{}, err
+		}
+		defer child.stop()
+		join = child.join
+		env.cpuProcess = "the media node alone (sfuload -serve-node child process)"
+		env.usage = func() (procUsage, error) { return readUsage(child.pid()) }
 	}
-	defer node.Close()
-	env := runEnv{base: time.Now(), win: &window{}, cpuProcess: "sfuload (in-process SFU and participants)",
-		usage: func() (procUsage, error) { return readUsage(os.Getpid()) }}
 	rooms := plan(o)
+	id := func(m *member) string { return fmt.Sprintf("r%d-%s", m.room, m.name) }
 	r, err := measure(ctx, o, env, rooms, func(ctx context.Context, m *member) error {
-		m.peer.joinAt.Store(int64(time.Since(env.base)))
-		sess, err := node.Join(ctx, "room"+strconv.Itoa(m.room), m.name, m.peer)
+		m.peer.joinAt.Store(int64(m.peer.since()))
+		sess, err := join(ctx, fmt.Sprintf("room%d", m.room), id(m), m.peer)
 		if err != nil {
 			return fmt.Errorf("join: %w", err)
 		}
 		if err := m.peer.start(sess); err != nil {
 			return err
 		}
-		if o.view != [2]int{} {
-			for _, other := range rooms[m.room] {
-				if other != m && other.publish {
-					if err := sess.View(other.name, o.view[0], o.view[1]); err != nil {
-						return fmt.Errorf("view: %w", err)
-					}
+		if o.view == [2]int{} {
+			return nil
+		}
+		for _, other := range rooms[m.room] {
+			if other != m && other.publish {
+				if err := sess.View(id(other), o.view[0], o.view[1]); err != nil {
+					return fmt.Errorf("view: %w", err)
 				}
 			}
 		}

@@ -14,9 +14,10 @@
 // memory per subscriber and join-to-first-frame time, as a table or with
 // -json as JSON.
 //
-// With -direct the participants join an in-process media node through the
-// media.Node interface instead, which measures the SFU core without
-// signaling.
+// With -direct the participants join a media node through the media.Node
+// interface instead, which measures the SFU core without signaling; the
+// node runs in a child process (this program with -serve-node), so the
+// CPU and memory figures are the node's alone.
 //
 //	go run ./tools/sfuload -signal ./bin/signal -scenario rooms -rooms 10 -duration 20s
 //	go run ./tools/sfuload -signal ./bin/signal -scenario grandrounds -subscribers 40
@@ -48,6 +49,7 @@ type options struct {
 	joinTimeout time.Duration
 	view        [2]int // display size sent for each publisher; 0x0 sends none
 	direct      bool
+	inProcess   bool // -direct with the node in this process, for tests
 	signal      string
 	signalArgs  []string
 }
@@ -93,6 +95,14 @@ func (r *repeated) String() string     { return strings.Join(*r, " ") }
 func (r *repeated) Set(s string) error { *r = append(*r, s); return nil }
 
 func main() {
+	if len(os.Args) == 2 && os.Args[1] == "-serve-node" {
+		// The media node of -direct, started by the parent sfuload.
+		if err := serveNode(os.Stdin, os.Stdout); err != nil {
+			fmt.Fprintln(os.Stderr, "sfuload -serve-node:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	o, jsonOut, err := parseFlags(os.Args[1:], os.Stderr)
 	if err != nil {
 		if !errors.Is(err, flag.ErrHelp) {

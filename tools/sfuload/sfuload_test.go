@@ -247,6 +247,7 @@ func TestDirectRoomForwardsAndMeasures(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	o.inProcess = true // the test binary cannot serve as the node's process
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	r, err := runDirect(ctx, o)

@@ -1,0 +1,268 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"sync"
+	"time"
+
+	"github.com/openconsult/openconsult/media"
+)
+
+// With -direct the media node runs in a child process (this program with
+// -serve-node), so that its CPU time and memory are the SFU's alone and
+// not the participants'. The two processes talk JSON lines over the
+// child's stdin and stdout: requests to sessions one way, the node's
+// events the other.
+
+type nodeRequest struct {
+	Op        string `json:"op"` // join, offer, answer, view
+	Room      string `json:"room,omitempty"`
+	Member    string `json:"member"`
+	SDP       string `json:"sdp,omitempty"`
+	Publisher string `json:"publisher,omitempty"`
+	Width     int    `json:"width,omitempty"`
+	Height    int    `json:"height,omitempty"`
+}
+
+type nodeEvent struct {
+	Member string `json:"member"`
+	Event  string `json:"event"` // joined, answer, offer, speaker, closed, error
+	SDP    string `json:"sdp,omitempty"`
+	Text   string `json:"text,omitempty"` // the speaker, or the error
+}
+
+// serveNode runs an in-process node for a parent sfuload until its stdin
+// closes. Each member's requests run in order on that member's goroutine,
+// as signal runs them, because an offer blocks while the node gathers.
+func serveNode(in io.Reader, out io.Writer) error {
+	node, err := media.New(media.Config{Log: slog.New(slog.DiscardHandler), Settings: nodeSettings()})
+	if err != nil {
+		return fmt.Errorf("media node: %w", err)
+	}
+	defer node.Close()
+	var outMu sync.Mutex
+	enc := json.NewEncoder(out)
+	emit := func(e nodeEvent) {
+		outMu.Lock()
+		defer outMu.Unlock()
+		_ = enc.Encode(e)
+	}
+	queues := map[string]chan nodeRequest{}
+	var wg sync.WaitGroup
+	defer func() {
+		for _, q := range queues {
+			close(q)
+		}
+		wg.Wait()
+	}()
+	sc := bufio.NewScanner(in)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		var req nodeRequest
+		if err := json.Unmarshal(sc.Bytes(), &req); err != nil {
+			return fmt.Errorf("request: %w", err)
+		}
+		q, ok := queues[req.Member]
+		if !ok {
+			q = make(chan nodeRequest, 64)
+			queues[req.Member] = q
+			wg.Go(func() { memberWorker(node, q, emit) })
+		}
+		q <- req
+	}
+	return sc.Err()
+}
+
+// memberWorker applies one member's requests to its session.
+func memberWorker(node *media.SFU, q <-chan nodeRequest, emit func(nodeEvent)) {
+	var sess media.Participant
+	for req := range q {
+		var err error
+		switch {
+		case req.Op == "join":
+			sess, err = node.Join(context.Background(), req.Room, req.Member, childEvents{req.Member, emit})
+			if err == nil {
+				emit(nodeEvent{Member: req.Member, Event: "joined"})
+			}
+		case sess == nil:
+			err = errors.New(req.Op + " before join")
+		case req.Op == "offer":
+			err = sess.Offer(req.SDP)
+		case req.Op == "answer":
+			err = sess.Answer(req.SDP)
+		case req.Op == "view":
+			err = sess.View(req.Publisher, req.Width, req.Height)
+		}
+		if err != nil {
+			emit(nodeEvent{Member: req.Member, Event: "error", Text: fmt.Sprintf("%s: %v", req.Op, err)})
+		}
+	}
+	if sess != nil {
+		sess.Close()
+	}
+}
+
+// childEvents passes a session's events to the parent.
+type childEvents struct {
+	member string
+	emit   func(nodeEvent)
+}
+
+func (c childEvents) Answer(sdp string) {
+	c.emit(nodeEvent{Member: c.member, Event: "answer", SDP: sdp})
+}
+func (c childEvents) Offer(sdp string) { c.emit(nodeEvent{Member: c.member, Event: "offer", SDP: sdp}) }
+func (c childEvents) Speaker(m string) {
+	c.emit(nodeEvent{Member: c.member, Event: "speaker", Text: m})
+}
+func (c childEvents) Closed(err error) {
+	c.emit(nodeEvent{Member: c.member, Event: "closed", Text: fmt.Sprint(err)})
+}
+
+// nodeProc is the parent's side of a -serve-node child.
+type nodeProc struct {
+	cmd  *exec.Cmd
+	in   io.WriteCloser
+	inMu sync.Mutex
+	done chan struct{} // the event reader ended
+
+	mu      sync.Mutex
+	members map[string]*peer
+	joined  map[string]chan error
+}
+
+func startNodeProc() (*nodeProc, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return nil, fmt.Errorf("media node process: %w", err)
+	}
+	n := &nodeProc{cmd: exec.Command(self, "-serve-node"), done: make(chan struct{}), members: map[string]*peer{}, joined: map[string]chan error{}}
+	n.cmd.Stderr = os.Stderr
+	if n.in, err = n.cmd.StdinPipe(); err != nil {
+		return nil, err
+	}
+	out, err := n.cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := n.cmd.Start(); err != nil {
+		return nil, fmt.Errorf("media node process: %w", err)
+	}
+	go n.readEvents(out) // ends when the child exits, which stop waits for
+	return n, nil
+}
+
+func (n *nodeProc) pid() int { return n.cmd.Process.Pid }
+
+// stop closes the child's stdin, which ends its sessions and the child.
+func (n *nodeProc) stop() {
+	n.in.Close()
+	select {
+	case <-n.done:
+	case <-time.After(15 * time.Second):
+		_ = n.cmd.Process.Kill()
+		<-n.done
+	}
+	_ = n.cmd.Wait()
+}
+
+func (n *nodeProc) send(req nodeRequest) error {
+	b, err := json.Marshal(req)
+	if err != nil {
+		return err
+	}
+	n.inMu.Lock()
+	defer n.inMu.Unlock()
+	_, err = n.in.Write(append(b, '\n'))
+	return err
+}
+
+func (n *nodeProc) readEvents(out io.Reader) {
+	defer close(n.done)
+	dec := json.NewDecoder(out)
+	for {
+		var e nodeEvent
+		if err := dec.Decode(&e); err != nil {
+			return
+		}
+		n.mu.Lock()
+		p, joined := n.members[e.Member], n.joined[e.Member]
+		if joined != nil && (e.Event == "joined" || e.Event == "error") {
+			delete(n.joined, e.Member) // the join's outcome; later errors are the session's
+		} else {
+			joined = nil
+		}
+		n.mu.Unlock()
+		if p == nil {
+			continue
+		}
+		switch {
+		case joined != nil && e.Event == "joined":
+			joined <- nil
+			continue
+		case joined != nil:
+			joined <- errors.New(e.Text)
+			continue
+		}
+		switch e.Event {
+		case "answer":
+			p.Answer(e.SDP)
+		case "offer":
+			p.Offer(e.SDP)
+		case "speaker":
+			p.Speaker(e.Text)
+		case "closed":
+			p.Closed(errors.New(e.Text))
+		case "error":
+			p.fail(fmt.Errorf("media node: %s", e.Text))
+		}
+	}
+}
+
+// join opens member's session on the child and returns its side.
+func (n *nodeProc) join(ctx context.Context, room, member string, p *peer) (directSession, error) {
+	joined := make(chan error, 1)
+	n.mu.Lock()
+	n.members[member], n.joined[member] = p, joined
+	n.mu.Unlock()
+	if err := n.send(nodeRequest{Op: "join", Room: room, Member: member}); err != nil {
+		return nil, fmt.Errorf("media node process: %w", err)
+	}
+	select {
+	case err := <-joined:
+		if err != nil {
+			return nil, err
+		}
+	case <-n.done:
+		return nil, errors.New("media node process ended")
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	return childSession{n, member}, nil
+}
+
+// childSession is a member's session on the child.
+type childSession struct {
+	n      *nodeProc
+	member string
+}
+
+func (s childSession) Offer(sdp string) error {
+	return s.n.send(nodeRequest{Op: "offer", Member: s.member, SDP: sdp})
+}
+
+func (s childSession) Answer(sdp string) error {
+	return s.n.send(nodeRequest{Op: "answer", Member: s.member, SDP: sdp})
+}
+
+func (s childSession) View(publisher string, w, h int) error {
+	return s.n.send(nodeRequest{Op: "view", Member: s.member, Publisher: publisher, Width: w, Height: h})
+}
