@@ -83,9 +83,12 @@ type Result struct {
 	JoinP50ms         float64 `json:"join_to_first_frame_p50_ms"`
 	JoinMaxms         float64 `json:"join_to_first_frame_max_ms"`
 	FirstFrameMissing int     `json:"subscribers_without_first_frame"`
-	SpeakerEvents     int64   `json:"speaker_events"`
-	Failures          int64   `json:"failures"`
-	LastError         string  `json:"last_error,omitempty"`
+	// IncompleteSubscriptions lacked audio or video in the window.
+	IncompleteSubscriptions int              `json:"subscriptions_without_audio_or_video"`
+	VideoPacketsByLayer     map[string]int64 `json:"video_packets_by_layer"`
+	SpeakerEvents           int64            `json:"speaker_events"`
+	Failures                int64            `json:"failures"`
+	LastError               string           `json:"last_error,omitempty"`
 }
 
 // repeated collects a repeatable string flag.
@@ -211,6 +214,18 @@ func printTable(w io.Writer, r Result, o options) {
 	fmt.Fprintf(w, "%12.0f %9.2f %8.3f %8.3f %8.3f %8.3f %8.2f %11.2f %9.0f %12.0f %12.0f\n",
 		r.PacketsPerSec, r.Mbps, r.LossPercent, r.P50ms, r.P95ms, r.P99ms, r.CPUSeconds, r.CPUPerMillion, r.KiBPerSubscriber, r.JoinP50ms, r.JoinMaxms)
 	fmt.Fprintf(w, "\nCPU and memory are those of %s.\n", r.CPUProcess)
+	if len(r.VideoPacketsByLayer) > 0 {
+		var parts []string
+		for _, l := range o.layers {
+			if n, ok := r.VideoPacketsByLayer[l.rid]; ok {
+				parts = append(parts, fmt.Sprintf("%s %d", l.rid, n))
+			}
+		}
+		fmt.Fprintf(w, "Forwarded video packets by layer: %s.\n", strings.Join(parts, ", "))
+	}
+	if r.IncompleteSubscriptions > 0 {
+		fmt.Fprintf(w, "%d subscriptions lacked audio or video during the measurement.\n", r.IncompleteSubscriptions)
+	}
 	if r.FirstFrameMissing > 0 {
 		fmt.Fprintf(w, "%d subscribers never received a keyframe from every publisher.\n", r.FirstFrameMissing)
 	}

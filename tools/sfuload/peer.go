@@ -74,8 +74,9 @@ type peer struct {
 
 	ctx    context.Context
 	cancel context.CancelFunc
-	mu     sync.Mutex // guards closed against goroutines started by pion callbacks
+	mu     sync.Mutex // guards closed and tracks against pion callbacks
 	closed bool
+	tracks []*webrtc.TrackRemote
 	wg     sync.WaitGroup
 }
 
@@ -118,6 +119,9 @@ func newPeer(ctx context.Context, cfg peerConfig) (*peer, error) {
 		return nil, err
 	}
 	pc.OnTrack(func(remote *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
+		p.mu.Lock()
+		p.tracks = append(p.tracks, remote)
+		p.mu.Unlock()
 		p.spawn(func() { p.read(remote) })
 	})
 	// A browser's encoder starts with a keyframe once the transport is up;
@@ -283,7 +287,25 @@ func (p *peer) close() {
 	p.closed = true
 	p.mu.Unlock()
 	p.cancel()
-	_ = p.pc.Close() // ends the track and RTCP readers
+	_ = p.pc.Close() // ends the track and RTCP readers, mostly
+	// A track whose SRTP stream the renegotiations replaced can stay
+	// blocked in Read after Close (pion/srtp v3.1.3); a deadline in the
+	// past releases it, and the senders' RTCP readers alike.
+	p.mu.Lock()
+	for _, t := range p.tracks {
+		_ = t.SetReadDeadline(time.Now())
+	}
+	p.mu.Unlock()
+	if p.audioSender != nil {
+		_ = p.audioSender.SetReadDeadline(time.Now())
+	}
+	for _, t := range p.video {
+		if t.RID() != "" {
+			_ = p.videoSender.SetReadDeadlineSimulcast(time.Now(), t.RID())
+		} else {
+			_ = p.videoSender.SetReadDeadline(time.Now())
+		}
+	}
 	p.wg.Wait()
 }
 

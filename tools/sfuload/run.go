@@ -171,6 +171,7 @@ func measure(ctx context.Context, o options, env runEnv, rooms [][]*member, join
 	if r.Subscribers > 0 {
 		r.KiBPerSubscriber = float64(u2.RSSBytes-u0.RSSBytes) / 1024 / float64(r.Subscribers)
 	}
+	r.IncompleteSubscriptions, r.VideoPacketsByLayer = coverage(all, o)
 	joins, missing := joinTimes(all)
 	r.FirstFrameMissing = missing
 	r.JoinP50ms, r.JoinMaxms = ms(percentile(joins, 0.5)), ms(percentile(joins, 1))
@@ -234,4 +235,46 @@ func joinTimes(all []*member) ([]time.Duration, int) {
 	}
 	slices.Sort(out)
 	return out, missing
+}
+
+// coverage counts the subscriptions that lacked audio or video in the
+// window (loss by sequence cannot see a stream that never came), and the
+// forwarded video packets by simulcast layer, which shows the layers the
+// node chose.
+func coverage(all []*member, o options) (incomplete int, byLayer map[string]int64) {
+	byLayer = map[string]int64{}
+	for _, m := range all {
+		st := m.peer.stats
+		st.mu.Lock()
+		for _, pub := range m.from {
+			audio, video := false, false
+			for k := range st.streams {
+				if k.publisher != pub {
+					continue
+				}
+				if k.stream == streamAudio {
+					audio = true
+				} else {
+					video = true
+				}
+			}
+			if !audio || !video {
+				incomplete++
+			}
+		}
+		for k, l := range st.streams {
+			if k.stream == streamAudio {
+				continue
+			}
+			name := fmt.Sprint(k.stream)
+			if !o.simulcast {
+				name = o.layers[len(o.layers)-1].rid
+			} else if int(k.stream) < len(o.layers) {
+				name = o.layers[k.stream].rid
+			}
+			byLayer[name] += l.received
+		}
+		st.mu.Unlock()
+	}
+	return incomplete, byLayer
 }

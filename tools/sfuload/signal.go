@@ -260,6 +260,8 @@ func runSignal(ctx context.Context, o options) (Result, error) {
 			cookies = []*http.Cookie{ck}
 			select { // the host admits from its socket
 			case <-w.room.hostUp:
+			case <-time.After(o.joinTimeout):
+				return fmt.Errorf("the host's socket not open within %s", o.joinTimeout)
 			case <-ctx.Done():
 				return ctx.Err()
 			}
