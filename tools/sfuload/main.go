@@ -32,6 +32,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime"
 	"strconv"
 	"strings"
 	"time"
@@ -56,33 +57,42 @@ type options struct {
 
 // Result is one run's figures.
 type Result struct {
-	Mode              string  `json:"mode"` // "signal" or "direct"
-	Scenario          string  `json:"scenario"`
-	Rooms             int     `json:"rooms"`
-	Publishers        int     `json:"publishers"`
-	Subscribers       int     `json:"subscribers"`
-	Subscriptions     int     `json:"subscriptions"` // (subscriber, publisher) pairs
-	VideoKbps         int     `json:"video_kbps"`
-	Simulcast         bool    `json:"simulcast"`
-	Seconds           float64 `json:"seconds"`
-	PacketsSent       int64   `json:"packets_sent"`
-	PacketsForwarded  int64   `json:"packets_forwarded"`
-	PacketsPerSec     float64 `json:"forwarded_packets_per_second"`
-	Mbps              float64 `json:"forwarded_mbit_per_second"`
-	LossPercent       float64 `json:"loss_percent"`
-	P50ms             float64 `json:"latency_p50_ms"`
-	P95ms             float64 `json:"latency_p95_ms"`
-	P99ms             float64 `json:"latency_p99_ms"`
-	CPUProcess        string  `json:"cpu_process"`
-	CPUSeconds        float64 `json:"sfu_cpu_seconds"`
-	CPUPerMillion     float64 `json:"sfu_cpu_seconds_per_million_packets"`
-	RSSBeforeMiB      float64 `json:"rss_before_mib"`
-	RSSAfterMiB       float64 `json:"rss_after_mib"`
-	RSSDeltaMiB       float64 `json:"rss_delta_mib"`
-	KiBPerSubscriber  float64 `json:"memory_per_subscriber_kib"`
-	JoinP50ms         float64 `json:"join_to_first_frame_p50_ms"`
-	JoinMaxms         float64 `json:"join_to_first_frame_max_ms"`
-	FirstFrameMissing int     `json:"subscribers_without_first_frame"`
+	Mode             string  `json:"mode"` // "signal" or "direct"
+	Scenario         string  `json:"scenario"`
+	Rooms            int     `json:"rooms"`
+	Publishers       int     `json:"publishers"`
+	Subscribers      int     `json:"subscribers"`
+	Subscriptions    int     `json:"subscriptions"` // (subscriber, publisher) pairs
+	VideoKbps        int     `json:"video_kbps"`
+	Simulcast        bool    `json:"simulcast"`
+	Seconds          float64 `json:"seconds"`
+	PacketsSent      int64   `json:"packets_sent"`
+	PacketsForwarded int64   `json:"packets_forwarded"`
+	PacketsPerSec    float64 `json:"forwarded_packets_per_second"`
+	Mbps             float64 `json:"forwarded_mbit_per_second"`
+	LossPercent      float64 `json:"loss_percent"`
+	P50ms            float64 `json:"latency_p50_ms"`
+	P95ms            float64 `json:"latency_p95_ms"`
+	P99ms            float64 `json:"latency_p99_ms"`
+	CPUProcess       string  `json:"cpu_process"`
+	CPUSeconds       float64 `json:"sfu_cpu_seconds"`
+	CPUPerMillion    float64 `json:"sfu_cpu_seconds_per_million_packets"`
+	// LoadCPUSeconds is this program's own CPU time over the window (in
+	// -direct with the node in process, the node's too): with the SFU it
+	// shows how close the machine was to saturation.
+	LoadCPUSeconds float64 `json:"load_generator_cpu_seconds"`
+	// MachineBusyPercent is the whole machine's CPU use over the window,
+	// and OtherCPUSeconds the part neither the SFU's process nor this
+	// program used: other work that disturbed the run.
+	MachineBusyPercent float64 `json:"machine_cpu_busy_percent"`
+	OtherCPUSeconds    float64 `json:"other_cpu_seconds"`
+	RSSBeforeMiB       float64 `json:"rss_before_mib"`
+	RSSAfterMiB        float64 `json:"rss_after_mib"`
+	RSSDeltaMiB        float64 `json:"rss_delta_mib"`
+	KiBPerSubscriber   float64 `json:"memory_per_subscriber_kib"`
+	JoinP50ms          float64 `json:"join_to_first_frame_p50_ms"`
+	JoinMaxms          float64 `json:"join_to_first_frame_max_ms"`
+	FirstFrameMissing  int     `json:"subscribers_without_first_frame"`
 	// IncompleteSubscriptions lacked audio or video in the window.
 	IncompleteSubscriptions int              `json:"subscriptions_without_audio_or_video"`
 	VideoPacketsByLayer     map[string]int64 `json:"video_packets_by_layer"`
@@ -214,6 +224,8 @@ func printTable(w io.Writer, r Result, o options) {
 	fmt.Fprintf(w, "%12.0f %9.2f %8.3f %8.3f %8.3f %8.3f %8.2f %11.2f %9.0f %12.0f %12.0f\n",
 		r.PacketsPerSec, r.Mbps, r.LossPercent, r.P50ms, r.P95ms, r.P99ms, r.CPUSeconds, r.CPUPerMillion, r.KiBPerSubscriber, r.JoinP50ms, r.JoinMaxms)
 	fmt.Fprintf(w, "\nCPU and memory are those of %s.\n", r.CPUProcess)
+	fmt.Fprintf(w, "The machine's %d cores were %.0f %% busy; the load generator used %.2f CPU s, other processes %.2f CPU s.\n",
+		runtime.NumCPU(), r.MachineBusyPercent, r.LoadCPUSeconds, r.OtherCPUSeconds)
 	if len(r.VideoPacketsByLayer) > 0 {
 		var parts []string
 		for _, l := range o.layers {

@@ -77,3 +77,39 @@ func parseStatusRSS(s string) (int64, error) {
 	}
 	return 0, errProcFormat
 }
+
+// readMachineCPU returns the busy and total CPU seconds of the whole
+// machine since boot, from /proc/stat.
+func readMachineCPU() (busy, total float64, err error) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, 0, fmt.Errorf("machine cpu: %w", err)
+	}
+	return parseMachineCPU(string(b))
+}
+
+// parseMachineCPU reads the aggregate "cpu" line of /proc/stat: user,
+// nice, system, idle, iowait, irq, softirq, steal, in USER_HZ ticks.
+// Idle and iowait are idle; the rest is busy.
+func parseMachineCPU(s string) (busy, total float64, err error) {
+	for line := range strings.Lines(s) {
+		f := strings.Fields(line)
+		if len(f) < 9 || f[0] != "cpu" {
+			continue
+		}
+		var v [8]uint64
+		for i := range v {
+			if v[i], err = strconv.ParseUint(f[i+1], 10, 64); err != nil {
+				return 0, 0, errProcFormat
+			}
+		}
+		var sum uint64
+		for _, x := range v {
+			sum += x
+		}
+		idle := v[3] + v[4]
+		const ticks = 100
+		return float64(sum-idle) / ticks, float64(sum) / ticks, nil
+	}
+	return 0, 0, errProcFormat
+}

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"os"
 	"slices"
 	"sync"
 	"time"
@@ -134,6 +135,14 @@ func measure(ctx context.Context, o options, env runEnv, rooms [][]*member, join
 	if err != nil {
 		return r, err
 	}
+	self1, err := readUsage(os.Getpid())
+	if err != nil {
+		return r, err
+	}
+	busy1, total1, err := readMachineCPU()
+	if err != nil {
+		return r, err
+	}
 	select {
 	case <-ctx.Done():
 		return r, ctx.Err()
@@ -142,6 +151,22 @@ func measure(ctx context.Context, o options, env runEnv, rooms [][]*member, join
 	u2, err := env.usage()
 	if err != nil {
 		return r, err
+	}
+	self2, err := readUsage(os.Getpid())
+	if err != nil {
+		return r, err
+	}
+	busy2, total2, err := readMachineCPU()
+	if err != nil {
+		return r, err
+	}
+	r.LoadCPUSeconds = self2.CPUSeconds - self1.CPUSeconds
+	if total2 > total1 {
+		r.MachineBusyPercent = 100 * (busy2 - busy1) / (total2 - total1)
+	}
+	r.OtherCPUSeconds = max(0, busy2-busy1-r.LoadCPUSeconds-(u2.CPUSeconds-u1.CPUSeconds))
+	if o.inProcess {
+		r.OtherCPUSeconds = max(0, busy2-busy1-r.LoadCPUSeconds)
 	}
 	time.Sleep(time.Second) // packets sent at the end of the window are in flight
 

@@ -211,6 +211,27 @@ func TestParseProc(t *testing.T) {
 	}
 }
 
+func TestParseMachineCPU(t *testing.T) {
+	tests := []struct {
+		name        string
+		stat        string
+		busy, total float64
+		ok          bool
+	}{
+		{"aggregate line", "cpu  100 5 45 800 50 0 0 0 0 0\ncpu0 50 2 20 400 25 0 0 0 0 0\n", 1.5, 10, true},
+		{"only per-cpu lines", "cpu0 1 2 3 4 5 6 7 8\n", 0, 0, false},
+		{"not numbers", "cpu  a b c d e f g h\n", 0, 0, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			busy, total, err := parseMachineCPU(tt.stat)
+			if (err == nil) != tt.ok || busy != tt.busy || total != tt.total {
+				t.Fatalf("parseMachineCPU = %v, %v, %v; want %v, %v ok=%v", busy, total, err, tt.busy, tt.total, tt.ok)
+			}
+		})
+	}
+}
+
 func TestPlanLayerFitsPackets(t *testing.T) {
 	tests := []struct {
 		kbps int
