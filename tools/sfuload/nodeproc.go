@@ -55,6 +55,7 @@ func serveNode(in io.Reader, out io.Writer) error {
 		defer outMu.Unlock()
 		_ = enc.Encode(e)
 	}
+	emit(nodeEvent{Event: "ready"}) // the memory baseline starts here
 	queues := map[string]chan nodeRequest{}
 	var wg sync.WaitGroup
 	defer func() {
@@ -129,10 +130,11 @@ func (c childEvents) Closed(err error) {
 
 // nodeProc is the parent's side of a -serve-node child.
 type nodeProc struct {
-	cmd  *exec.Cmd
-	in   io.WriteCloser
-	inMu sync.Mutex
-	done chan struct{} // the event reader ended
+	cmd   *exec.Cmd
+	in    io.WriteCloser
+	inMu  sync.Mutex
+	done  chan struct{} // the event reader ended
+	ready chan struct{} // the child's node exists
 
 	mu      sync.Mutex
 	members map[string]*peer
@@ -144,7 +146,7 @@ func startNodeProc() (*nodeProc, error) {
 	if err != nil {
 		return nil, fmt.Errorf("media node process: %w", err)
 	}
-	n := &nodeProc{cmd: exec.Command(self, "-serve-node"), done: make(chan struct{}), members: map[string]*peer{}, joined: map[string]chan error{}}
+	n := &nodeProc{cmd: exec.Command(self, "-serve-node"), done: make(chan struct{}), ready: make(chan struct{}), members: map[string]*peer{}, joined: map[string]chan error{}}
 	n.cmd.Stderr = os.Stderr
 	if n.in, err = n.cmd.StdinPipe(); err != nil {
 		return nil, err
@@ -157,7 +159,16 @@ func startNodeProc() (*nodeProc, error) {
 		return nil, fmt.Errorf("media node process: %w", err)
 	}
 	go n.readEvents(out) // ends when the child exits, which stop waits for
-	return n, nil
+	select {
+	case <-n.ready:
+		return n, nil
+	case <-n.done:
+		n.stop()
+		return nil, errors.New("media node process ended at start")
+	case <-time.After(15 * time.Second):
+		n.stop()
+		return nil, errors.New("media node process not ready within 15s")
+	}
 }
 
 func (n *nodeProc) pid() int { return n.cmd.Process.Pid }
@@ -192,6 +203,10 @@ func (n *nodeProc) readEvents(out io.Reader) {
 		var e nodeEvent
 		if err := dec.Decode(&e); err != nil {
 			return
+		}
+		if e.Event == "ready" {
+			close(n.ready)
+			continue
 		}
 		n.mu.Lock()
 		p, joined := n.members[e.Member], n.joined[e.Member]

@@ -152,6 +152,7 @@ func measure(ctx context.Context, o options, env runEnv, rooms [][]*member, join
 	if err != nil {
 		return r, err
 	}
+
 	self2, err := readUsage(os.Getpid())
 	if err != nil {
 		return r, err
