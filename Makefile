@@ -2,7 +2,7 @@
 GO ?= go
 export CGO_ENABLED ?= 1
 
-.PHONY: run test build vet fmt-check staticcheck unit clean bench-turn
+.PHONY: run test build vet fmt-check staticcheck unit clean bench-turn bench-sfu
 
 ## run: build and start the all-in-one development deployment on https://localhost:8443
 run:
@@ -34,6 +34,13 @@ unit:
 bench-turn: build
 	$(GO) run ./tools/turnload -turnd ./bin/turnd -coturn turnserver -allocations 200 -rate 50 -size 200 -duration 15s
 	$(GO) run ./tools/turnload -turnd ./bin/turnd -coturn turnserver -allocations 60 -rate 100 -size 1100 -duration 15s
+
+## bench-sfu: load the SFU with consults of three and with grand rounds, through signal -dev and directly, and print the figures
+bench-sfu: build
+	$(GO) run ./tools/sfuload -signal ./bin/signal -scenario rooms -rooms 10 -video-kbps 600 -duration 15s -warmup 3s
+	$(GO) run ./tools/sfuload -direct -scenario rooms -rooms 10 -video-kbps 600 -duration 15s -warmup 3s
+	$(GO) run ./tools/sfuload -signal ./bin/signal -scenario grandrounds -subscribers 40 -video-kbps 600 -duration 15s -warmup 3s
+	$(GO) run ./tools/sfuload -direct -scenario grandrounds -subscribers 40 -video-kbps 600 -duration 15s -warmup 3s
 
 clean:
 	rm -rf bin
