@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"html"
 	"io"
@@ -30,6 +31,7 @@ var (
 	activatePattern   = regexp.MustCompile(`/activate/([A-Za-z0-9_-]+)`)
 	linkPattern       = regexp.MustCompile(`class="link-url" readonly value="([^"]+)"`)
 	consultPath       = regexp.MustCompile(`^/consults/([^/]+)$`)
+	titlePattern      = regexp.MustCompile(`<h1[^>]*>([^<]*)</h1>`)
 )
 
 // postForm posts form and returns the response with its body read.
@@ -185,9 +187,9 @@ func httpFailure(resp *http.Response, body string, err error) error {
 		return err
 	}
 	if resp == nil {
-		return fmt.Errorf("no response")
+		return errors.New("no response")
 	}
-	title := regexp.MustCompile(`<h1[^>]*>([^<]*)</h1>`).FindStringSubmatch(body)
+	title := titlePattern.FindStringSubmatch(body)
 	if title != nil {
 		return fmt.Errorf("%s %s: %s", resp.Request.URL.Path, resp.Status, strings.TrimSpace(title[1]))
 	}

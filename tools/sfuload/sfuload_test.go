@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"os"
 	"testing"
 	"time"
 )
@@ -292,6 +293,38 @@ func TestDirectRoomForwardsAndMeasures(t *testing.T) {
 	}
 	if r.JoinP50ms <= 0 || r.JoinMaxms < r.JoinP50ms {
 		t.Fatalf("join to first frame p50 %v max %v", r.JoinP50ms, r.JoinMaxms)
+	}
+	if r.Failures != 0 {
+		t.Fatalf("%d failures, last %s", r.Failures, r.LastError)
+	}
+}
+
+// TestSignalPathConsult runs one consult of three through a real signal
+// -dev for two seconds: accounts, link, lobby, admission, the move to the
+// node. It needs a signal binary built from the same tree, named by
+// SFULOAD_SIGNAL (make build, then SFULOAD_SIGNAL=$PWD/bin/signal), so
+// that it never measures a stale one; without it the test is skipped.
+func TestSignalPathConsult(t *testing.T) {
+	bin := os.Getenv("SFULOAD_SIGNAL")
+	if bin == "" {
+		t.Skip("SFULOAD_SIGNAL names no signal binary")
+	}
+	o, _, err := parseFlags([]string{"-signal", bin, "-rooms", "1", "-duration", "2s", "-warmup", "500ms", "-join-timeout", "20s"}, t.Output())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	r, err := runSignal(ctx, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%+v", r)
+	if r.Mode != "signal" || r.FirstFrameMissing != 0 || r.IncompleteSubscriptions != 0 {
+		t.Fatalf("mode %s, %d subscribers without first frames, %d incomplete subscriptions", r.Mode, r.FirstFrameMissing, r.IncompleteSubscriptions)
+	}
+	if r.PacketsForwarded < 300 || r.P50ms <= 0 || r.CPUSeconds <= 0 {
+		t.Fatalf("forwarded %d packets, p50 %v ms, signal CPU %v s", r.PacketsForwarded, r.P50ms, r.CPUSeconds)
 	}
 	if r.Failures != 0 {
 		t.Fatalf("%d failures, last %s", r.Failures, r.LastError)
