@@ -7,22 +7,9 @@ import (
 	"os"
 	"time"
 
-	"github.com/pion/ice/v4"
-	"github.com/pion/webrtc/v4"
-
 	"github.com/openconsult/openconsult/media"
+	"github.com/openconsult/openconsult/media/nodetest"
 )
-
-// nodeSettings confine a node to IPv4 UDP on loopback, where the
-// participants are.
-func nodeSettings() webrtc.SettingEngine {
-	var se webrtc.SettingEngine
-	se.SetIncludeLoopbackCandidate(true)
-	se.SetInterfaceFilter(func(name string) bool { return name == "lo" })
-	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
-	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
-	return se
-}
 
 // directSession is a member's session on a node, as a participant drives
 // it without signaling.
@@ -40,7 +27,7 @@ func runDirect(ctx context.Context, o options) (Result, error) {
 	env := runEnv{base: time.Now(), win: &window{}}
 	var join func(ctx context.Context, room, member string, p *peer) (directSession, error)
 	if o.inProcess {
-		node, err := media.New(media.Config{Log: slog.New(slog.DiscardHandler), Settings: nodeSettings()})
+		node, err := media.New(media.Config{Log: slog.New(slog.DiscardHandler), Settings: nodetest.LoopbackSettings()})
 		if err != nil {
 			return Result{}, fmt.Errorf("media node: %w", err)
 		}

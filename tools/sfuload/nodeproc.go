@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/openconsult/openconsult/media"
+	"github.com/openconsult/openconsult/media/nodetest"
 )
 
 // With -direct the media node runs in a child process (this program with
@@ -43,7 +44,7 @@ type nodeEvent struct {
 // closes. Each member's requests run in order on that member's goroutine,
 // as signal runs them, because an offer blocks while the node gathers.
 func serveNode(in io.Reader, out io.Writer) error {
-	node, err := media.New(media.Config{Log: slog.New(slog.DiscardHandler), Settings: nodeSettings()})
+	node, err := media.New(media.Config{Log: slog.New(slog.DiscardHandler), Settings: nodetest.LoopbackSettings()})
 	if err != nil {
 		return fmt.Errorf("media node: %w", err)
 	}
