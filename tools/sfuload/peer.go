@@ -290,22 +290,13 @@ func (p *peer) close() {
 	_ = p.pc.Close() // ends the track and RTCP readers, mostly
 	// A track whose SRTP stream the renegotiations replaced can stay
 	// blocked in Read after Close (pion/srtp v3.1.3); a deadline in the
-	// past releases it, and the senders' RTCP readers alike.
+	// past releases it. (Senders get none: before negotiation pion's
+	// sender has no stream, and its deadline setter dereferences it.)
 	p.mu.Lock()
 	for _, t := range p.tracks {
 		_ = t.SetReadDeadline(time.Now())
 	}
 	p.mu.Unlock()
-	if p.audioSender != nil {
-		_ = p.audioSender.SetReadDeadline(time.Now())
-	}
-	for _, t := range p.video {
-		if t.RID() != "" {
-			_ = p.videoSender.SetReadDeadlineSimulcast(time.Now(), t.RID())
-		} else {
-			_ = p.videoSender.SetReadDeadline(time.Now())
-		}
-	}
 	p.wg.Wait()
 }
 

@@ -261,6 +261,21 @@ func TestParseLayers(t *testing.T) {
 	}
 }
 
+// A participant that never joined (its room failed first) must close
+// without touching streams that were never negotiated.
+func TestPeerClosesBeforeNegotiation(t *testing.T) {
+	for _, simulcast := range []bool{true, false} {
+		p, err := newPeer(context.Background(), peerConfig{index: 1, publish: true, layers: []layer{{"q", 100}, {"f", 400}}, simulcast: simulcast, base: time.Now(), win: &window{}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := p.pc.CreateOffer(nil); err != nil {
+			t.Fatal(err)
+		}
+		p.close()
+	}
+}
+
 // TestDirectRoomForwardsAndMeasures runs one consult of three against an
 // in-process node for two seconds: every member must receive from both
 // others, and the figures must come out of what was received.
