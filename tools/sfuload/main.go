@@ -139,9 +139,16 @@ func main() {
 		enc := json.NewEncoder(os.Stdout)
 		enc.SetIndent("", "  ")
 		_ = enc.Encode([]Result{r})
-		return
+	} else {
+		printTable(os.Stdout, r, o)
 	}
-	printTable(os.Stdout, r, o)
+	// Figures of a run whose media did not all flow are printed, but the
+	// run fails, so that a script or make target does not take it for a
+	// measurement.
+	if r.Failures > 0 || r.IncompleteSubscriptions > 0 || r.FirstFrameMissing > 0 {
+		fmt.Fprintln(os.Stderr, "sfuload: not every subscription received media; see the figures above")
+		os.Exit(3)
+	}
 }
 
 func parseFlags(args []string, stderr io.Writer) (options, bool, error) {
