@@ -12,7 +12,8 @@
 // subscribers. It prints forwarded packets/s and Mbit/s, the SFU's CPU
 // seconds per million forwarded packets, latency percentiles, loss,
 // memory per subscriber and join-to-first-frame time, as a table or with
-// -json as JSON.
+// -json as JSON. A run in which some subscription received no media prints
+// its figures and exits with status 3.
 //
 // With -direct the participants join a media node through the media.Node
 // interface instead, which measures the SFU core without signaling; the
