@@ -37,8 +37,8 @@ bench-turn: build
 
 ## bench-sfu: load the SFU with consults of three and with grand rounds, through signal -dev and directly, and print the figures
 bench-sfu: build
-	$(GO) run ./tools/sfuload -signal ./bin/signal -scenario rooms -rooms 10 -simulcast=false -video-kbps 600 -duration 15s -warmup 3s
-	$(GO) run ./tools/sfuload -direct -scenario rooms -rooms 10 -simulcast=false -video-kbps 600 -duration 15s -warmup 3s
+	$(GO) run ./tools/sfuload -signal ./bin/signal -scenario rooms -rooms 10 -video-kbps 600 -duration 15s -warmup 3s
+	$(GO) run ./tools/sfuload -direct -scenario rooms -rooms 10 -video-kbps 600 -duration 15s -warmup 3s
 	$(GO) run ./tools/sfuload -signal ./bin/signal -scenario grandrounds -subscribers 40 -video-kbps 600 -duration 15s -warmup 3s
 	$(GO) run ./tools/sfuload -direct -scenario grandrounds -subscribers 40 -video-kbps 600 -duration 15s -warmup 3s
 

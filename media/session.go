@@ -30,6 +30,10 @@ type Session struct {
 	views      map[string][2]int     // display size by publisher, for layer choice
 	closed     bool
 	publishing int // tracks the last offer publishes, counted against MaxTracks
+	// subscribed is set once the participant's first offer is applied;
+	// only then does the session receive the room's tracks, each on a
+	// transceiver of its own (see subscribeLocked).
+	subscribed bool
 
 	poke chan struct{} // wakes the allocator
 	done chan struct{} // closed when the session ends
@@ -60,6 +64,7 @@ func (s *Session) Offer(offer string) error {
 	if err := s.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: offer}); err != nil {
 		return fmt.Errorf("remote offer: %w", err)
 	}
+	s.subscribeRoom()
 	s.applyEarlyCandidates()
 	answer, err := s.pc.CreateAnswer(nil)
 	if err != nil {
@@ -73,6 +78,24 @@ func (s *Session) Offer(offer string) error {
 	s.out.Answer(s.pc.LocalDescription().SDP)
 	s.sfu.goOwned(s.negotiate) // tracks added before the first offer
 	return nil
+}
+
+// subscribeRoom gives the session everything already published in the
+// room, after its first offer: a transceiver added before it would be
+// matched to one of the participant's offered m-lines, so the node would
+// send on the participant's own (perhaps simulcast) sender's line.
+func (s *Session) subscribeRoom() {
+	s.sfu.mu.Lock()
+	defer s.sfu.mu.Unlock()
+	if s.subscribed || s.closed {
+		return
+	}
+	s.subscribed = true
+	for _, pub := range s.room.pubs {
+		if pub.owner.member != s.member {
+			s.subscribeLocked(pub)
+		}
+	}
 }
 
 // reserveTracks counts the tracks an offer publishes and holds them
@@ -228,7 +251,7 @@ func (s *Session) onTrack(remote *webrtc.TrackRemote, receiver *webrtc.RTPReceiv
 			continue
 		}
 		if fresh {
-			if o.subscribeLocked(pub) {
+			if o.subscribed && o.subscribeLocked(pub) {
 				changed = append(changed, o)
 			}
 		} else {
@@ -267,7 +290,13 @@ func (s *Session) subscribeLocked(pub *publication) bool {
 		return false
 	}
 	d := newDownTrack(pub, s)
-	sender, err := s.pc.AddTrack(d)
+	// A send-only transceiver of its own, never one the participant
+	// publishes on.
+	tr, err := s.pc.AddTransceiverFromTrack(d, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly})
+	var sender *webrtc.RTPSender
+	if err == nil {
+		sender = tr.Sender()
+	}
 	if err != nil {
 		s.sfu.log.Warn("sfu subscribe", "member", s.member, "err", err)
 		return false

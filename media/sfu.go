@@ -203,12 +203,7 @@ func (s *SFU) Join(ctx context.Context, roomID, memberID string, out Events) (Pa
 	r.sessions[memberID] = sess
 	s.participants++
 	sess.wire()
-	// Everything already published in the room goes to the newcomer.
-	for _, pub := range r.pubs {
-		if pub.owner.member != memberID {
-			sess.subscribeLocked(pub)
-		}
-	}
+	// The room's tracks go to the newcomer with its first offer.
 	speaker := r.speaker
 	s.goOwned(sess.allocLoop)
 	s.mu.Unlock()

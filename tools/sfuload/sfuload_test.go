@@ -280,10 +280,7 @@ func TestPeerClosesBeforeNegotiation(t *testing.T) {
 // in-process node for two seconds: every member must receive from both
 // others, and the figures must come out of what was received.
 func TestDirectRoomForwardsAndMeasures(t *testing.T) {
-	// Without simulcast: against the node since 15a27c0, a pion participant
-	// that publishes simulcast receives only one of the two other members'
-	// video (an open question, see docs/benchmarks.md).
-	o, _, err := parseFlags([]string{"-direct", "-rooms", "1", "-simulcast=false", "-duration", "2s", "-warmup", "500ms", "-join-timeout", "20s"}, t.Output())
+	o, _, err := parseFlags([]string{"-direct", "-rooms", "1", "-duration", "2s", "-warmup", "500ms", "-join-timeout", "20s"}, t.Output())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -327,7 +324,7 @@ func TestSignalPathConsult(t *testing.T) {
 	if bin == "" {
 		t.Skip("SFULOAD_SIGNAL names no signal binary")
 	}
-	o, _, err := parseFlags([]string{"-signal", bin, "-rooms", "1", "-simulcast=false", "-duration", "2s", "-warmup", "500ms", "-join-timeout", "20s"}, t.Output())
+	o, _, err := parseFlags([]string{"-signal", bin, "-rooms", "1", "-duration", "2s", "-warmup", "500ms", "-join-timeout", "20s"}, t.Output())
 	if err != nil {
 		t.Fatal(err)
 	}
