@@ -244,10 +244,20 @@ func (r *Room) link(m *Member) (*mediaLink, error) {
 	return m.media, nil
 }
 
+// sfuJoinInterval is the least time between two sfu-join of a member:
+// each opens a peer connection on the node, which a page does on a move,
+// a restart or a reload, not many times a second.
+const sfuJoinInterval = time.Second
+
 func (r *Room) sfuJoin(m *Member, raw json.RawMessage) error {
 	if r.route != RouteSFU {
 		return ErrNotRouted
 	}
+	now := r.deps.Now()
+	if !m.lastSFUJoin.IsZero() && now.Sub(m.lastSFUJoin) < sfuJoinInterval {
+		return ErrRateLimited
+	}
+	m.lastSFUJoin = now
 	if m.media == nil {
 		m.media = newMediaLink(r, m)
 	}

@@ -145,6 +145,8 @@ func TestMediaNodeMessagesAreChecked(t *testing.T) {
 		{"view huge", msg("view", "member", "g_pat", "width", 100000, "height", 180), "bad-field"},
 		{"offer without fingerprint", msg("offer", "to", SFUPeer, "sdp", "v=0\r\n"), "bad-sdp"},
 		{"candidate not an object", msg("candidate", "to", SFUPeer, "candidate", "x"), "bad-field"},
+		{"first sfu-join", msg("sfu-join"), ""},
+		{"sfu-join again at once", msg("sfu-join"), "rate-limited"},
 	}
 	for _, tt := range tests {
 		host.take()
@@ -393,6 +395,9 @@ func exchangeAndReconnect(t *testing.T, f *fixture, sfu *media.SFU) {
 	})
 	quiet.Store(false)
 	before := tabs["g_pat"].from("g_int")
+	room.mu.Lock()
+	f.clock = f.clock.Add(2 * sfuJoinInterval)
+	room.mu.Unlock()
 	tabs["g_int"].connect()
 	waitFor(t, "media again after the reconnection", func() bool {
 		return tabs["g_pat"].from("g_int") > before+20 && tabs["g_int"].from("u_doc") > 20

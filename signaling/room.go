@@ -72,6 +72,8 @@ type Member struct {
 	goneSince time.Time // when the last connection dropped; zero while connected
 	limiter   *rate.Limiter
 	media     *mediaLink // the member's media node session, once it joined one
+	// lastSFUJoin is when the member last opened a node session.
+	lastSFUJoin time.Time
 }
 
 func (m *Member) info() MemberInfo {

@@ -323,6 +323,12 @@ function toMediaServer() {
       if (video) state.sfu.view(member, video.clientWidth, video.clientHeight);
     },
   });
+  // A join the server refused (too soon after the last) or an answer lost
+  // on the way: start over rather than wait forever.
+  const link = state.sfu;
+  setTimeout(() => {
+    if (state.sfu === link && !state.over && !link.pc.remoteDescription) toMediaServer();
+  }, 5000);
 }
 
 // backToPeers keeps a member whom no media server could take on direct
