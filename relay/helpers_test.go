@@ -2,15 +2,9 @@ package relay
 
 import (
 	"bytes"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"errors"
 	"log/slog"
-	"math/big"
 	"net"
 	"net/netip"
 	"sync"
@@ -22,6 +16,9 @@ import (
 	"github.com/pion/turn/v4"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/openconsult/openconsult/internal/syncbuf"
+	"github.com/openconsult/openconsult/internal/testpki"
 )
 
 var (
@@ -35,14 +32,14 @@ const testRealm = "consult.test"
 type testRelay struct {
 	*Server
 	reg *prometheus.Registry
-	log *syncBuffer
+	log *syncbuf.Buffer
 }
 
 // startRelay starts a relay that may reach peers on 127.0.0.1 (where the
 // test peers live); mutate changes the configuration first.
 func startRelay(t *testing.T, mutate func(*Config)) *testRelay {
 	t.Helper()
-	tr := &testRelay{reg: prometheus.NewRegistry(), log: &syncBuffer{}}
+	tr := &testRelay{reg: prometheus.NewRegistry(), log: &syncbuf.Buffer{}}
 	cfg := DefaultConfig()
 	cfg.Realm = testRealm
 	cfg.Listen = "127.0.0.1:0"
@@ -215,23 +212,6 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	}
 }
 
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // fakeClock is an injected clock that moves only when told.
 type fakeClock struct {
 	mu  sync.Mutex
@@ -254,17 +234,12 @@ func (c *fakeClock) Advance(d time.Duration) {
 
 func selfSigned(t *testing.T) *tls.Config {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	certFile, keyFile := testpki.NewCA(t, "turn").Issue(t, "turn", true)
+	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
 	if err != nil {
 		t.Fatal(err)
 	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "turn.test"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), DNSNames: []string{"turn.test"}}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}, MinVersion: tls.VersionTLS12}
+	return &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 }
 
 // rawClient speaks TURN by hand, for requests pion's client cannot make:

@@ -7,41 +7,24 @@ import (
 	"io"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/openconsult/openconsult/internal/config"
+	"github.com/openconsult/openconsult/internal/syncbuf"
 	"github.com/openconsult/openconsult/internal/testpki"
 	"github.com/openconsult/openconsult/media"
 	"github.com/openconsult/openconsult/sfulink"
 )
 
-type lockedBuffer struct {
-	mu sync.Mutex
-	sb strings.Builder
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.sb.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.sb.String()
-}
-
 // startRun runs the binary's run with generated link certificates and
 // returns the admin and link addresses, the link's PKI, and a function
 // that stops it and returns run's result.
-func startRun(t *testing.T, extra ...string) (admin, link string, p *testpki.Link, logs *lockedBuffer, stop func() error) {
+func startRun(t *testing.T, extra ...string) (admin, link string, p *testpki.Link, logs *syncbuf.Buffer, stop func() error) {
 	t.Helper()
 	p = testpki.NewLink(t)
 	ctx, cancel := context.WithCancel(context.Background())
-	logs = &lockedBuffer{}
+	logs = &syncbuf.Buffer{}
 	done := make(chan error, 1)
 	args := append([]string{"-admin-listen", "127.0.0.1:0", "-link-listen", "127.0.0.1:0", "-media-udp-listen", "127.0.0.1:0", "-media-tcp-listen", "127.0.0.1:0",
 		"-link-cert", p.NodeCert, "-link-key", p.NodeKey, "-link-client-ca", p.CA.File}, extra...)

@@ -21,30 +21,13 @@ import (
 	"time"
 
 	"github.com/openconsult/openconsult/internal/config"
+	"github.com/openconsult/openconsult/internal/syncbuf"
 )
-
-// syncBuffer collects a stream that the server writes while the test reads.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
 
 // devServer is a running `signal -dev` on random loopback ports.
 type devServer struct {
 	public, redirect, admin string
-	stdout, stderr          *syncBuffer
+	stdout, stderr          *syncbuf.Buffer
 	client                  *http.Client
 	stop                    func() error
 }
@@ -52,7 +35,7 @@ type devServer struct {
 func startDev(t *testing.T, dataDir string) *devServer {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	d := &devServer{stdout: &syncBuffer{}, stderr: &syncBuffer{}}
+	d := &devServer{stdout: &syncbuf.Buffer{}, stderr: &syncbuf.Buffer{}}
 	args := []string{"-dev", "-data-dir", dataDir, "-listen", "127.0.0.1:0", "-http-listen", "127.0.0.1:0", "-admin-listen", "127.0.0.1:0",
 		"-relay-listen", "127.0.0.1:0", "-relay-tls-listen", "127.0.0.1:0"}
 	done := make(chan error, 1)

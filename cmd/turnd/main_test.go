@@ -10,7 +10,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -18,31 +17,15 @@ import (
 	"github.com/pion/turn/v4"
 
 	"github.com/openconsult/openconsult/internal/config"
+	"github.com/openconsult/openconsult/internal/syncbuf"
 	"github.com/openconsult/openconsult/relay"
 )
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	sb strings.Builder
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.sb.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.sb.String()
-}
 
 const testSecret = "a-shared-secret-of-some-length"
 
 func TestRelaysWithSignalCredentialsAndStopsCleanly(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
-	logs := &lockedBuffer{}
+	logs := &syncbuf.Buffer{}
 	done := make(chan error, 1)
 	args := []string{"-listen", "127.0.0.1:0", "-tls-listen", "off", "-metrics", "127.0.0.1:0", "-relay-ports", "40000-40100", "-allow-peer", "127.0.0.1"}
 	env := map[string]string{"TURND_AUTH_SECRET": testSecret}
@@ -192,7 +175,7 @@ func TestHangupReloadsCredentialsWithoutDroppingAllocations(t *testing.T) {
 	writeConfig(`auth-secret = "` + oldSecret + `"` + "\n")
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	logs := &lockedBuffer{}
+	logs := &syncbuf.Buffer{}
 	done := make(chan error, 1)
 	args := []string{"-config", file, "-listen", "127.0.0.1:0", "-tls-listen", "off", "-metrics", "off", "-relay-ports", "40200-40300"}
 	go func() { done <- run(ctx, args, func(string) string { return "" }, io.Discard, logs) }()

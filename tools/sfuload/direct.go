@@ -7,6 +7,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/openconsult/openconsult/internal/procstat"
 	"github.com/openconsult/openconsult/media"
 	"github.com/openconsult/openconsult/media/nodetest"
 )
@@ -36,7 +37,7 @@ func runDirect(ctx context.Context, o options) (Result, error) {
 			return node.Join(ctx, room, member, p)
 		}
 		env.cpuProcess = "sfuload itself (in-process SFU and participants)"
-		env.usage = func() (procUsage, error) { return readUsage(os.Getpid()) }
+		env.usage = func() (procstat.Usage, error) { return procstat.Read(os.Getpid()) }
 	} else {
 		child, err := startNodeProc()
 		if err != nil {
@@ -45,7 +46,7 @@ func runDirect(ctx context.Context, o options) (Result, error) {
 		defer child.stop()
 		join = child.join
 		env.cpuProcess = "the media node alone (sfuload -serve-node child process)"
-		env.usage = func() (procUsage, error) { return readUsage(child.pid()) }
+		env.usage = func() (procstat.Usage, error) { return procstat.Read(child.pid()) }
 	}
 	rooms := plan(o)
 	id := func(m *member) string { return fmt.Sprintf("r%d-%s", m.room, m.name) }

@@ -7,6 +7,8 @@ import (
 	"slices"
 	"sync"
 	"time"
+
+	"github.com/openconsult/openconsult/internal/procstat"
 )
 
 // member is one synthetic participant of a scenario.
@@ -77,7 +79,7 @@ func counts(rooms [][]*member) (publishers, subscribers, subscriptions int) {
 type joiner func(ctx context.Context, m *member) error
 
 // usageFunc reads the CPU time and memory of the process the SFU runs in.
-type usageFunc func() (procUsage, error)
+type usageFunc func() (procstat.Usage, error)
 
 // measure joins every member, waits for media to flow, warms up, and
 // measures over o.duration.
@@ -135,11 +137,11 @@ func measure(ctx context.Context, o options, env runEnv, rooms [][]*member, join
 	if err != nil {
 		return r, err
 	}
-	self1, err := readUsage(os.Getpid())
+	self1, err := procstat.Read(os.Getpid())
 	if err != nil {
 		return r, err
 	}
-	busy1, total1, err := readMachineCPU()
+	busy1, total1, err := procstat.ReadMachineCPU()
 	if err != nil {
 		return r, err
 	}
@@ -153,11 +155,11 @@ func measure(ctx context.Context, o options, env runEnv, rooms [][]*member, join
 		return r, err
 	}
 
-	self2, err := readUsage(os.Getpid())
+	self2, err := procstat.Read(os.Getpid())
 	if err != nil {
 		return r, err
 	}
-	busy2, total2, err := readMachineCPU()
+	busy2, total2, err := procstat.ReadMachineCPU()
 	if err != nil {
 		return r, err
 	}

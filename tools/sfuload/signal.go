@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -18,33 +17,18 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/openconsult/openconsult/internal/procstat"
+	"github.com/openconsult/openconsult/internal/syncbuf"
 )
-
-// syncBuffer collects a stream that the child writes while we read it.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
 
 // signalProc is a running `signal -dev` on free loopback ports, with its
 // own data directory, certificate and embedded SFU.
 type signalProc struct {
 	cmd     *exec.Cmd
 	done    chan error // the child's exit
-	stdout  *syncBuffer
-	stderr  *syncBuffer
+	stdout  *syncbuf.Buffer
+	stderr  *syncbuf.Buffer
 	dataDir string
 	public  *url.URL // as the server names itself: https://localhost:PORT
 	addr    string   // where it listens, 127.0.0.1:PORT
@@ -62,7 +46,7 @@ var (
 func startSignal(ctx context.Context, path, dir string, args []string) (*signalProc, error) {
 	argv := append([]string{"-dev", "-data-dir", dir, "-listen", "127.0.0.1:0", "-http-listen", "off", "-admin-listen", "off",
 		"-relay-listen", "127.0.0.1:0", "-relay-tls-listen", "127.0.0.1:0", "-log-level", "warn"}, args...)
-	s := &signalProc{dataDir: dir, stdout: &syncBuffer{}, stderr: &syncBuffer{}, done: make(chan error, 1)}
+	s := &signalProc{dataDir: dir, stdout: &syncbuf.Buffer{}, stderr: &syncbuf.Buffer{}, done: make(chan error, 1)}
 	s.cmd = exec.Command(path, argv...)
 	s.cmd.Stdout, s.cmd.Stderr = s.stdout, s.stderr
 	if err := s.cmd.Start(); err != nil {
@@ -240,7 +224,7 @@ func runSignal(ctx context.Context, o options) (Result, error) {
 	}()
 	guests := 0
 	env := runEnv{base: time.Now(), win: &window{}, cpuProcess: "the signal -dev process (signaling and the in-process SFU)",
-		usage: func() (procUsage, error) { return readUsage(sig.pid()) }}
+		usage: func() (procstat.Usage, error) { return procstat.Read(sig.pid()) }}
 	r, err := measure(ctx, o, env, rooms, func(ctx context.Context, m *member) error {
 		host := m == rooms[m.room][0]
 		w := &wsMember{m: m, host: host, room: states[m.room], view: o.view, started: make(chan error, 1)}

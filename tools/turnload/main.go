@@ -12,7 +12,6 @@ import (
 	"context"
 	"encoding/binary"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -20,14 +19,13 @@ import (
 	"os"
 	"os/exec"
 	"slices"
-	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/pion/turn/v4"
 
+	"github.com/openconsult/openconsult/internal/procstat"
 	"github.com/openconsult/openconsult/relay"
 )
 
@@ -152,21 +150,8 @@ func waitListening(addr string) error {
 
 // cpuSeconds reads user+system time of a process from /proc.
 func cpuSeconds(pid int) (float64, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0, err
-	}
-	// Fields after the parenthesised command name; utime and stime are the
-	// 14th and 15th fields of the whole line.
-	s := string(b)
-	fields := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
-	if len(fields) < 13 {
-		return 0, errors.New("unexpected /proc stat format")
-	}
-	utime, _ := strconv.ParseFloat(fields[11], 64)
-	stime, _ := strconv.ParseFloat(fields[12], 64)
-	const ticks = 100 // USER_HZ on Linux
-	return (utime + stime) / ticks, nil
+	u, err := procstat.Read(pid)
+	return u.CPUSeconds, err
 }
 
 type allocation struct {
