@@ -97,25 +97,11 @@ func (e Entry) Canonical() ([]byte, error) {
 			return nil, fmt.Errorf("entry %d %s: %w", e.Seq, f.key, err)
 		}
 	}
-	b.WriteString(`,"fields":{`)
-	keys := make([]string, 0, len(e.Fields))
-	for k := range e.Fields {
-		keys = append(keys, k)
+	b.WriteString(`,"fields":`)
+	if err := writeFields(&b, e.Fields); err != nil {
+		return nil, fmt.Errorf("entry %d %w", e.Seq, err)
 	}
-	slices.Sort(keys)
-	for i, k := range keys {
-		if i > 0 {
-			b.WriteByte(',')
-		}
-		if err := writeString(&b, k); err != nil {
-			return nil, fmt.Errorf("entry %d field name: %w", e.Seq, err)
-		}
-		b.WriteByte(':')
-		if err := writeString(&b, e.Fields[k]); err != nil {
-			return nil, fmt.Errorf("entry %d field %q: %w", e.Seq, k, err)
-		}
-	}
-	b.WriteString(`},"prev":`)
+	b.WriteString(`,"prev":`)
 	if err := writeString(&b, e.Prev); err != nil {
 		return nil, fmt.Errorf("entry %d prev: %w", e.Seq, err)
 	}
@@ -127,6 +113,30 @@ var errInvalidUTF8 = errors.New("not valid UTF-8")
 
 // writeString writes s as a JSON string with the minimal escaping of
 // RFC 8785: only the quote, the backslash and control characters.
+// writeFields writes fields as a JSON object with its keys in order.
+func writeFields(b *bytes.Buffer, fields map[string]string) error {
+	keys := make([]string, 0, len(fields))
+	for k := range fields {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	b.WriteByte('{')
+	for i, k := range keys {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		if err := writeString(b, k); err != nil {
+			return fmt.Errorf("field name: %w", err)
+		}
+		b.WriteByte(':')
+		if err := writeString(b, fields[k]); err != nil {
+			return fmt.Errorf("field %q: %w", k, err)
+		}
+	}
+	b.WriteByte('}')
+	return nil
+}
+
 func writeString(b *bytes.Buffer, s string) error {
 	if !utf8.ValidString(s) {
 		return errInvalidUTF8

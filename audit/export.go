@@ -10,7 +10,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -237,22 +236,8 @@ func (l *Log) writeCSV(ctx context.Context, w io.Writer, f Filter, upTo uint64) 
 
 func csvRecord(e Entry) []string {
 	var fields bytes.Buffer
-	fields.WriteByte('{')
-	keys := make([]string, 0, len(e.Fields))
-	for k := range e.Fields {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	for i, k := range keys {
-		if i > 0 {
-			fields.WriteByte(',')
-		}
-		// Parsed entries hold valid UTF-8 only, so these cannot fail.
-		_ = writeString(&fields, k)
-		fields.WriteByte(':')
-		_ = writeString(&fields, e.Fields[k])
-	}
-	fields.WriteByte('}')
+	// Parsed entries hold valid UTF-8 only, so this cannot fail.
+	_ = writeFields(&fields, e.Fields)
 	rec := []string{strconv.FormatUint(e.Seq, 10), e.Time.UTC().Format(timeLayout), e.Type, e.Outcome, e.Requester, e.Room,
 		e.Message, e.SourceIP, e.UserAgent, fields.String(), e.Prev}
 	for i := range rec {

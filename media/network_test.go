@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"net"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -15,30 +13,6 @@ import (
 	"github.com/openconsult/openconsult/media"
 	"github.com/openconsult/openconsult/media/nodetest"
 )
-
-// testRoom holds a test's participants' senders and stops them at the end.
-type testRoom struct {
-	t     *testing.T
-	stop  chan struct{}
-	wg    sync.WaitGroup
-	quiet atomic.Bool
-}
-
-func newTestRoom(t *testing.T) *testRoom {
-	r := &testRoom{t: t, stop: make(chan struct{})}
-	t.Cleanup(func() { r.quiet.Store(true); close(r.stop); r.wg.Wait() })
-	return r
-}
-
-func (r *testRoom) join(node media.Node, name string, pub nodetest.Publish, se webrtc.SettingEngine) *nodetest.Participant {
-	r.t.Helper()
-	p, err := nodetest.JoinWith(r.t, node, "c_1", name, &r.quiet, pub, se)
-	if err != nil {
-		r.t.Fatalf("join %s: %v", name, err)
-	}
-	p.Send(r.stop, &r.wg)
-	return p
-}
 
 func newSFU(t *testing.T, cfg media.Config) *media.SFU {
 	t.Helper()
@@ -84,10 +58,10 @@ func TestSharedPortsCarryMedia(t *testing.T) {
 	if udpPort == 0 || tcpPort == 0 {
 		t.Fatalf("Addrs() = %v, want a UDP and a TCP address", sfu.Addrs())
 	}
-	r := newTestRoom(t)
-	a := r.join(sfu, "a", nodetest.Publish{Video: true}, nodetest.LoopbackSettings())
-	b := r.join(sfu, "b", nodetest.Publish{Video: true}, nodetest.LoopbackSettings())
-	c := r.join(sfu, "c", nodetest.Publish{Video: true}, tcpSettings())
+	r := nodetest.NewRoom(t)
+	a := r.Join(sfu, "a", nodetest.Publish{Video: true})
+	b := r.Join(sfu, "b", nodetest.Publish{Video: true})
+	c := r.JoinWith(sfu, "c", nodetest.Publish{Video: true}, tcpSettings())
 	nodetest.WaitAllReceive(t, []*nodetest.Participant{a, b, c}, 20, 20*time.Second)
 
 	for _, p := range []*nodetest.Participant{a, b} {
@@ -112,8 +86,8 @@ func TestSharedPortsCarryMedia(t *testing.T) {
 // the public address instead of its own.
 func TestPublicIPsAdvertised(t *testing.T) {
 	sfu := newSFU(t, media.Config{Settings: nodetest.LoopbackSettings(), UDPListen: "127.0.0.1:0", PublicIPs: []string{"203.0.113.7"}})
-	r := newTestRoom(t)
-	p := r.join(sfu, "a", nodetest.Publish{Video: true}, nodetest.LoopbackSettings())
+	r := nodetest.NewRoom(t)
+	p := r.Join(sfu, "a", nodetest.Publish{Video: true})
 	waitFor(t, 5*time.Second, "the node's answer", func() bool { return p.PeerConnection().RemoteDescription() != nil })
 	sdp := p.PeerConnection().RemoteDescription().SDP
 	port := sfu.Addrs()[0].(*net.UDPAddr).Port

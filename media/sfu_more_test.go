@@ -37,9 +37,9 @@ func onLayer(p *nodetest.Participant, stream string, layer byte) func() bool {
 // at a time and at keyframes; when the estimate recovers it climbs back.
 func TestBandwidthDropLowersLayer(t *testing.T) {
 	sfu := newSFU(t, media.Config{Settings: nodetest.LoopbackSettings()})
-	r := newTestRoom(t)
-	r.join(sfu, "pub", nodetest.Publish{Simulcast: true}, nodetest.LoopbackSettings())
-	sub := r.join(sfu, "sub", nodetest.Publish{}, nodetest.LoopbackSettings())
+	r := nodetest.NewRoom(t)
+	r.Join(sfu, "pub", nodetest.Publish{Simulcast: true})
+	sub := r.Join(sfu, "sub", nodetest.Publish{})
 	const stream = "pub/pub"
 	waitFor(t, 20*time.Second, "the full layer", onLayer(sub, stream, 'f'))
 	media.SetEstimate(sub.Session, func() int { return 100_000 }) // 100 kbit/s
@@ -54,21 +54,21 @@ func TestBandwidthDropLowersLayer(t *testing.T) {
 // publisher leaves.
 func TestMaxTracksRefusesOffer(t *testing.T) {
 	sfu := newSFU(t, media.Config{Settings: nodetest.LoopbackSettings(), MaxTracks: 2})
-	r := newTestRoom(t)
-	a := r.join(sfu, "a", nodetest.Publish{Video: true, Audio: true}, nodetest.LoopbackSettings())
+	r := nodetest.NewRoom(t)
+	a := r.Join(sfu, "a", nodetest.Publish{Video: true, Audio: true})
 	if l := sfu.Load(); l.Tracks != 2 || l.MaxTracks != 2 {
 		t.Fatalf("Load = %+v, want 2 of 2 tracks", l)
 	}
-	_, err := nodetest.JoinWith(t, sfu, "c_1", "b", &r.quiet, nodetest.Publish{Video: true}, nodetest.LoopbackSettings())
+	_, err := nodetest.JoinWith(t, sfu, "c_1", "b", r.Quiet(), nodetest.Publish{Video: true}, nodetest.LoopbackSettings())
 	if !errors.Is(err, media.ErrFull) {
 		t.Fatalf("publishing a third track: %v, want ErrFull", err)
 	}
 	// A member who only watches still gets in.
-	w := r.join(sfu, "watcher", nodetest.Publish{}, nodetest.LoopbackSettings())
+	w := r.Join(sfu, "watcher", nodetest.Publish{})
 	waitFor(t, 20*time.Second, "media at the watcher", func() bool { return w.From("a/a") > 10 })
 	a.Session.Close()
 	waitFor(t, 5*time.Second, "the tracks released", func() bool { return sfu.Load().Tracks == 0 })
-	r.join(sfu, "c", nodetest.Publish{Video: true}, nodetest.LoopbackSettings())
+	r.Join(sfu, "c", nodetest.Publish{Video: true})
 	if l := sfu.Load(); l.Tracks != 1 {
 		t.Fatalf("Load = %+v, want 1 track", l)
 	}
@@ -85,15 +85,15 @@ func TestNoGoroutineLeft(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		r := newTestRoom(t)
+		r := nodetest.NewRoom(t)
 		ps := []*nodetest.Participant{
-			r.join(sfu, "a", nodetest.Publish{Simulcast: true, Audio: true}, nodetest.LoopbackSettings()),
-			r.join(sfu, "b", nodetest.Publish{Video: true, Audio: true}, nodetest.LoopbackSettings()),
-			r.join(sfu, "c", nodetest.Publish{Video: true}, nodetest.LoopbackSettings()),
+			r.Join(sfu, "a", nodetest.Publish{Simulcast: true, Audio: true}),
+			r.Join(sfu, "b", nodetest.Publish{Video: true, Audio: true}),
+			r.Join(sfu, "c", nodetest.Publish{Video: true}),
 		}
 		nodetest.WaitAllReceive(t, ps[1:], 20, 20*time.Second)
 		waitFor(t, 20*time.Second, "simulcast media", func() bool { return ps[2].From("a/a") > 20 })
-		r.quiet.Store(true) // renegotiations cut short by Close may fail
+		r.Quiet().Store(true) // renegotiations cut short by Close may fail
 		ps[2].Session.Close()
 		sfu.Close()
 		if own := ownGoroutines(); own != "" {
@@ -129,10 +129,10 @@ func ownGoroutines() string {
 func TestMetrics(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	sfu := newSFU(t, media.Config{Settings: nodetest.LoopbackSettings(), Metrics: reg})
-	r := newTestRoom(t)
+	r := nodetest.NewRoom(t)
 	ps := []*nodetest.Participant{
-		r.join(sfu, "member-a", nodetest.Publish{Video: true, Audio: true}, nodetest.LoopbackSettings()),
-		r.join(sfu, "member-b", nodetest.Publish{Video: true, Audio: true}, nodetest.LoopbackSettings()),
+		r.Join(sfu, "member-a", nodetest.Publish{Video: true, Audio: true}),
+		r.Join(sfu, "member-b", nodetest.Publish{Video: true, Audio: true}),
 	}
 	nodetest.WaitAllReceive(t, ps, 20, 20*time.Second)
 	waitFor(t, 10*time.Second, "audio", func() bool { return ps[0].AudioFrom("member-b/member-b") > 10 })
@@ -186,10 +186,10 @@ func value(m *dto.Metric) float64 {
 func TestMetricsCountRepairsAndSwitches(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	sfu := newSFU(t, media.Config{Settings: nodetest.LoopbackSettings(), Metrics: reg})
-	r := newTestRoom(t)
-	r.join(sfu, "cam", nodetest.Publish{Video: true}, nodetest.LoopbackSettings())
-	r.join(sfu, "sim", nodetest.Publish{Simulcast: true}, nodetest.LoopbackSettings())
-	sub := r.join(sfu, "sub", nodetest.Publish{}, nodetest.LoopbackSettings())
+	r := nodetest.NewRoom(t)
+	r.Join(sfu, "cam", nodetest.Publish{Video: true})
+	r.Join(sfu, "sim", nodetest.Publish{Simulcast: true})
+	sub := r.Join(sfu, "sub", nodetest.Publish{})
 	waitFor(t, 20*time.Second, "media", func() bool { return sub.From("cam/cam") > 50 && sub.From("sim/sim") > 50 })
 	log := sub.Log("cam/cam")
 	if err := sub.Nack("cam/cam", log[len(log)-10].Seq, log[len(log)-5].Seq); err != nil {

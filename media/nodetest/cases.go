@@ -9,25 +9,40 @@ import (
 	"time"
 
 	"github.com/openconsult/openconsult/media"
+	"github.com/pion/webrtc/v4"
 )
 
-// room is a test's participants and their senders, stopped at the end.
-type room struct {
+// Room is a test's participants and their senders, stopped when the test
+// ends.
+type Room struct {
 	t     *testing.T
 	stop  chan struct{}
 	wg    sync.WaitGroup
 	quiet atomic.Bool
 }
 
-func newRoom(t *testing.T) *room {
-	r := &room{t: t, stop: make(chan struct{})}
+// NewRoom returns an empty Room for t.
+func NewRoom(t *testing.T) *Room {
+	r := &Room{t: t, stop: make(chan struct{})}
 	t.Cleanup(func() { r.quiet.Store(true); close(r.stop); r.wg.Wait() })
 	return r
 }
 
-func (r *room) join(node media.Node, name string, pub Publish) *Participant {
+// Quiet is the flag that, once set, silences the negotiation errors of a
+// room being torn down; JoinWith and the room's participants share it.
+func (r *Room) Quiet() *atomic.Bool { return &r.quiet }
+
+// Join adds a participant named name to room c_1 on node, on loopback,
+// sending what pub says until the test ends.
+func (r *Room) Join(node media.Node, name string, pub Publish) *Participant {
 	r.t.Helper()
-	p, err := JoinWith(r.t, node, "c_1", name, &r.quiet, pub, LoopbackSettings())
+	return r.JoinWith(node, name, pub, LoopbackSettings())
+}
+
+// JoinWith is Join with the participant's own ICE settings.
+func (r *Room) JoinWith(node media.Node, name string, pub Publish, se webrtc.SettingEngine) *Participant {
+	r.t.Helper()
+	p, err := JoinWith(r.t, node, "c_1", name, &r.quiet, pub, se)
 	if err != nil {
 		r.t.Fatalf("join %s: %v", name, err)
 	}
@@ -49,8 +64,8 @@ func waitFor(t *testing.T, within time.Duration, what string, cond func() bool) 
 // receives it from the node's send cache.
 func nackAnswered(t *testing.T, newNode Factory) {
 	node := newNode(t, 0)
-	r := newRoom(t)
-	sub := r.join(node, "sub", Publish{})
+	r := NewRoom(t)
+	sub := r.Join(node, "sub", Publish{})
 	var n atomic.Int64
 	lost := atomic.Int64{}
 	lost.Store(-1)
@@ -61,7 +76,7 @@ func nackAnswered(t *testing.T, newNode Factory) {
 		}
 		return false
 	})
-	r.join(node, "pub", Publish{Video: true})
+	r.Join(node, "pub", Publish{Video: true})
 	waitFor(t, 20*time.Second, "50 packets", func() bool { return lost.Load() >= 0 })
 	seq := uint16(lost.Load())
 	if err := sub.Nack("pub/pub", seq); err != nil {
@@ -76,9 +91,9 @@ func nackAnswered(t *testing.T, newNode Factory) {
 // once make the node ask the publisher about twice a second, not each time.
 func keyframeRequestsThrottled(t *testing.T, newNode Factory) {
 	node := newNode(t, 0)
-	r := newRoom(t)
-	pub := r.join(node, "pub", Publish{Video: true})
-	subs := []*Participant{r.join(node, "a", Publish{}), r.join(node, "b", Publish{}), r.join(node, "c", Publish{})}
+	r := NewRoom(t)
+	pub := r.Join(node, "pub", Publish{Video: true})
+	subs := []*Participant{r.Join(node, "a", Publish{}), r.Join(node, "b", Publish{}), r.Join(node, "c", Publish{})}
 	waitFor(t, 20*time.Second, "media at every subscriber", func() bool {
 		for _, s := range subs {
 			if s.From("pub/pub") < 20 {
@@ -109,17 +124,17 @@ func keyframeRequestsThrottled(t *testing.T, newNode Factory) {
 // last keyframe receives a keyframe promptly, without asking.
 func newSubscriberGetsKeyframe(t *testing.T, newNode Factory) {
 	node := newNode(t, 0)
-	r := newRoom(t)
+	r := NewRoom(t)
 	for _, pub := range []Publish{{Video: true}, {Simulcast: true}} {
 		name := "cam"
 		if pub.Simulcast {
 			name = "sim"
 		}
-		r.join(node, name, pub)
-		first := r.join(node, "first-"+name, Publish{})
+		r.Join(node, name, pub)
+		first := r.Join(node, "first-"+name, Publish{})
 		stream := name + "/" + name
 		waitFor(t, 20*time.Second, "media at the first subscriber", func() bool { return first.From(stream) > 100 })
-		late := r.join(node, "late-"+name, Publish{})
+		late := r.Join(node, "late-"+name, Publish{})
 		waitFor(t, 5*time.Second, "a keyframe at the late subscriber", func() bool {
 			return slices.ContainsFunc(late.Log(stream), func(p Packet) bool { return p.Keyframe })
 		})
@@ -130,9 +145,9 @@ func newSubscriberGetsKeyframe(t *testing.T, newNode Factory) {
 // does not reduce what the others receive.
 func deadSubscriber(t *testing.T, newNode Factory) {
 	node := newNode(t, 0)
-	r := newRoom(t)
-	pub := r.join(node, "pub", Publish{Video: true, Audio: true})
-	a, b, dead := r.join(node, "a", Publish{}), r.join(node, "b", Publish{}), r.join(node, "dead", Publish{})
+	r := NewRoom(t)
+	pub := r.Join(node, "pub", Publish{Video: true, Audio: true})
+	a, b, dead := r.Join(node, "a", Publish{}), r.Join(node, "b", Publish{}), r.Join(node, "dead", Publish{})
 	waitFor(t, 20*time.Second, "media at every subscriber", func() bool {
 		return a.From("pub/pub") > 20 && b.From("pub/pub") > 20 && dead.From("pub/pub") > 20
 	})
@@ -154,9 +169,9 @@ func deadSubscriber(t *testing.T, newNode Factory) {
 // numbers.
 func simulcastFollowsView(t *testing.T, newNode Factory) {
 	node := newNode(t, 0)
-	r := newRoom(t)
-	r.join(node, "pub", Publish{Simulcast: true})
-	sub := r.join(node, "sub", Publish{})
+	r := NewRoom(t)
+	r.Join(node, "pub", Publish{Simulcast: true})
+	sub := r.Join(node, "sub", Publish{})
 	const stream = "pub/pub"
 	onLayer := func(layer byte) func() bool {
 		return func() bool {
@@ -232,8 +247,8 @@ func CheckContinuous(t *testing.T, log []Packet) {
 // browsers send, and the speaker changes when someone else takes over.
 func activeSpeaker(t *testing.T, newNode Factory) {
 	node := newNode(t, 0)
-	r := newRoom(t)
-	ps := []*Participant{r.join(node, "a", Publish{Audio: true}), r.join(node, "b", Publish{Audio: true}), r.join(node, "c", Publish{Audio: true})}
+	r := NewRoom(t)
+	ps := []*Participant{r.Join(node, "a", Publish{Audio: true}), r.Join(node, "b", Publish{Audio: true}), r.Join(node, "c", Publish{Audio: true})}
 	speakerIs := func(m string) func() bool {
 		return func() bool {
 			for _, p := range ps {
@@ -261,9 +276,9 @@ func activeSpeaker(t *testing.T, newNode Factory) {
 // forwards, which browsers need to synchronise audio with video.
 func senderReports(t *testing.T, newNode Factory) {
 	node := newNode(t, 0)
-	r := newRoom(t)
-	r.join(node, "pub", Publish{Video: true, Audio: true})
-	sub := r.join(node, "sub", Publish{})
+	r := NewRoom(t)
+	r.Join(node, "pub", Publish{Video: true, Audio: true})
+	sub := r.Join(node, "sub", Publish{})
 	waitFor(t, 20*time.Second, "sender reports", func() bool { return sub.SenderReports() >= 2 })
 }
 
@@ -271,9 +286,9 @@ func senderReports(t *testing.T, newNode Factory) {
 // asked for again by the node.
 func nodeNacksPublisher(t *testing.T, newNode Factory) {
 	node := newNode(t, 0)
-	r := newRoom(t)
-	pub := r.join(node, "pub", Publish{Video: true})
-	sub := r.join(node, "sub", Publish{})
+	r := NewRoom(t)
+	pub := r.Join(node, "pub", Publish{Video: true})
+	sub := r.Join(node, "sub", Publish{})
 	waitFor(t, 20*time.Second, "media at the subscriber", func() bool { return sub.From("pub/pub") > 20 })
 	lost := uint16(pub.Sent() + 50)
 	pub.SkipVideo(lost)
@@ -285,9 +300,9 @@ func nodeNacksPublisher(t *testing.T, newNode Factory) {
 // subscriber's view.
 func screenShare(t *testing.T, newNode Factory) {
 	node := newNode(t, 0)
-	r := newRoom(t)
-	r.join(node, "pub", Publish{Simulcast: true, Screen: true})
-	sub := r.join(node, "sub", Publish{})
+	r := NewRoom(t)
+	r.Join(node, "pub", Publish{Simulcast: true, Screen: true})
+	sub := r.Join(node, "sub", Publish{})
 	waitFor(t, 20*time.Second, "the screen and the full camera layer", func() bool {
 		log := sub.Log("pub/screen")
 		cam := sub.Log("pub/pub")
