@@ -171,6 +171,31 @@ type pionTab struct {
 	got    map[string]*atomic.Int64 // packets by stream id
 	msgs   []map[string]any
 	closed bool
+	// fromNode keeps the node's descriptions in the order signal sent
+	// them, as a browser's message handler does: an answer applied after
+	// the renegotiation offer that follows it would be glare.
+	fromNode chan map[string]any
+}
+
+// newPionTab returns a tab whose node messages are applied in order by a
+// goroutine that ends with the test.
+func newPionTab(t *testing.T, quiet *atomic.Bool) *pionTab {
+	p := &pionTab{t: t, quiet: quiet, got: map[string]*atomic.Int64{}, fromNode: make(chan map[string]any, 256)}
+	done := make(chan struct{})
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		for {
+			select {
+			case <-done:
+				return
+			case m := <-p.fromNode:
+				p.onNode(m)
+			}
+		}
+	}()
+	t.Cleanup(func() { close(done); <-stopped })
+	return p
 }
 
 func (p *pionTab) Send(b []byte) bool {
@@ -185,8 +210,12 @@ func (p *pionTab) Send(b []byte) bool {
 		return true
 	}
 	// Send runs under the room's lock; the reply goes through Handle.
-	go p.onNode(m)
-	return true
+	select {
+	case p.fromNode <- m:
+		return true
+	default:
+		return false // a tab that cannot keep up is dropped, as in production
+	}
 }
 
 func (p *pionTab) Close() {
@@ -338,7 +367,7 @@ func exchangeAndReconnect(t *testing.T, f *fixture, sfu *media.SFU) {
 	var room *Room
 	var host *Member
 	for i, id := range ids {
-		pt := &pionTab{t: t, quiet: quiet, got: map[string]*atomic.Int64{}}
+		pt := newPionTab(t, quiet)
 		r, m, err := f.hub.Join("c_1", Participant{ID: id, Name: id, Kind: "guest", Host: i == 0}, pt)
 		if err != nil {
 			t.Fatal(err)
@@ -420,7 +449,7 @@ func fullNodeRefuses(t *testing.T, f *fixture, _ *media.SFU) {
 	var tabs []*pionTab
 	r, hm, _ := f.join(t, "u_doc", true)
 	for _, id := range []string{"u_doc", "g_pat"} {
-		pt := &pionTab{t: t, quiet: quiet, got: map[string]*atomic.Int64{}}
+		pt := newPionTab(t, quiet)
 		rr, m, err := f.hub.Join("c_1", Participant{ID: id, Name: id, Kind: "guest", Host: id == "u_doc"}, pt)
 		if err != nil {
 			t.Fatal(err)
@@ -455,7 +484,7 @@ func hubStopsLinks(t *testing.T, f *fixture, sfu *media.SFU) {
 	quiet := &atomic.Bool{}
 	defer quiet.Store(true)
 	r, hm, _ := f.join(t, "u_doc", true)
-	pt := &pionTab{t: t, quiet: quiet, got: map[string]*atomic.Int64{}}
+	pt := newPionTab(t, quiet)
 	_, m, _ := f.hub.Join("c_1", Participant{ID: "g_pat", Name: "p", Kind: "guest"}, pt)
 	pt.r, pt.m = r, m
 	r.Handle(hm, msg("admit", "member", "g_pat"))
