@@ -180,6 +180,7 @@ func benchRelayConn(tb testing.TB) (*relayConn, *net.UDPAddr) {
 	c := &relayConn{PacketConn: loopConn{from: peer}, owner: r, policy: r.policy, m: r.metrics, refused: r.refused,
 		in: newBucket(r.maxBPS, time.Now), out: newBucket(r.maxBPS, time.Now)}
 	c.permitted.Store(&[]netip.Addr{})
+	c.channels.Store(&[]peerChannel{})
 	c.setPermitted(netip.MustParseAddr("198.51.100.7"), true)
 	return c, peer
 }

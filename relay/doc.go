@@ -53,6 +53,16 @@
 // participant), no password or secret, no client or peer address. Refusals
 // are logged by reason or class, at most once a second per kind.
 //
+// # The relayed media
+//
+// pion/turn answers every request and keeps every allocation, permission
+// and channel. ChannelData between a client on UDP and the peer of a bound
+// channel, the media of nearly every relayed call, does not pass through
+// pion/turn: the UDP listener and the relay sockets forward it directly,
+// with the same peer policy, permissions, bandwidth cap and counters,
+// allocating nothing per packet. Send and Data indications and clients on
+// TCP or TLS take pion's path.
+//
 // # Limits of pion/turn v4
 //
 // Relayed addresses are IPv4 (there is no REQUESTED-ADDRESS-FAMILY), and

@@ -106,17 +106,21 @@ func (in *inspector) refusedPeer(m *stun.Message) string {
 // gatedPacketConn is the UDP socket of the TURN port as pion/turn sees it.
 type gatedPacketConn struct {
 	net.PacketConn
-	in      inspector
-	stopped func() // the read loop has ended
-	once    sync.Once
+	in       inspector
+	channels *channels // nil when the socket has no netip reads
+	stopped  func()    // the read loop has ended
+	once     sync.Once
 }
 
 func (c *gatedPacketConn) ReadFrom(p []byte) (int, net.Addr, error) {
 	for {
-		n, addr, err := c.PacketConn.ReadFrom(p)
+		n, addr, err := c.read(p)
 		if err != nil {
 			c.once.Do(c.stopped)
 			return n, addr, err
+		}
+		if addr == nil {
+			continue // relayed on the channel fast path
 		}
 		if resp := c.in.inspect(p[:n]); resp != nil {
 			_, _ = c.PacketConn.WriteTo(resp, addr) // lost like any UDP reply; the client retransmits
@@ -124,4 +128,20 @@ func (c *gatedPacketConn) ReadFrom(p []byte) (int, net.Addr, error) {
 		}
 		return n, addr, nil
 	}
+}
+
+// read returns the next datagram, or a nil address for one the channel
+// fast path has relayed.
+func (c *gatedPacketConn) read(p []byte) (int, net.Addr, error) {
+	if c.channels == nil {
+		return c.PacketConn.ReadFrom(p)
+	}
+	n, from, err := c.channels.sock.ReadFromUDPAddrPort(p)
+	if err != nil {
+		return n, nil, err
+	}
+	if c.channels.forward(p[:n], from) {
+		return n, nil, nil
+	}
+	return n, net.UDPAddrFromAddrPort(from), nil
 }

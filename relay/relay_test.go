@@ -41,6 +41,11 @@ func TestRelaysBothWaysOverUDPTCPAndTLS(t *testing.T) {
 				sent, received = sent+len(msg), received+len(reply)
 				time.Sleep(2 * time.Millisecond)
 			}
+			// pion's client over UDP rides the channel fast path; over TCP
+			// and TLS pion relays the ChannelData itself.
+			if want := map[string]int{"udp": 1}[network]; tr.routes() != want {
+				t.Errorf("%d fast-path routes over %s, want %d", tr.routes(), network, want)
+			}
 			m := tr.metrics
 			for _, c := range []struct {
 				name      string

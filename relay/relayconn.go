@@ -46,7 +46,9 @@ func (r *relaySockets) AllocatePacketConn(network string, port int) (net.PacketC
 		return nil, nil, err
 	}
 	c := &relayConn{PacketConn: conn, owner: r, addr: addr, policy: r.policy, m: r.metrics, refused: r.refused}
+	c.sock, _ = conn.(udpSocket)
 	c.permitted.Store(&[]netip.Addr{})
+	c.channels.Store(&[]peerChannel{})
 	if r.maxBPS > 0 {
 		c.in, c.out = newBucket(r.maxBPS, r.now), newBucket(r.maxBPS, r.now)
 	}
@@ -72,10 +74,24 @@ func (r *relaySockets) permission(relayAddr net.Addr, peer net.IP, granted bool)
 	c.setPermitted(ip.Unmap(), granted)
 }
 
-func (r *relaySockets) forget(addr net.Addr) {
+// channel applies pion's OnChannelCreated and OnChannelDeleted to the
+// fast path of the listener whose client bound the channel.
+func (r *relaySockets) channel(t *channels, relayAddr net.Addr, client, peer netip.AddrPort, number uint16, bound bool) {
 	r.mu.Lock()
-	delete(r.byAddr, addr)
+	c := r.byAddr[relayAddr]
 	r.mu.Unlock()
+	if c != nil && c.sock != nil {
+		t.bind(c, client, peer, number, bound)
+	}
+}
+
+func (r *relaySockets) forget(c *relayConn) {
+	r.mu.Lock()
+	delete(r.byAddr, c.addr)
+	r.mu.Unlock()
+	for _, ch := range *c.channels.Load() {
+		ch.via.forget(c)
+	}
 }
 
 // relayConn is one allocation's relay socket. The per-packet path takes no
@@ -88,12 +104,15 @@ type relayConn struct {
 	policy  *PeerPolicy
 	m       *metrics
 	refused func(class string)
-	in, out *bucket // nil without a cap
+	in, out *bucket   // nil without a cap
+	sock    udpSocket // the socket with netip addresses, or nil
+	buf     []byte    // ReadFrom's, used by pion's one reader of the socket
 
-	// permitted is copied on write: permissions change every few minutes,
-	// datagrams arrive thousands of times a second.
+	// permitted and channels are copied on write: they change every few
+	// minutes, datagrams arrive thousands of times a second.
 	permMu    sync.Mutex
 	permitted atomic.Pointer[[]netip.Addr]
+	channels  atomic.Pointer[[]peerChannel]
 	closeOnce sync.Once
 }
 
@@ -121,8 +140,13 @@ func (c *relayConn) WriteTo(p []byte, addr net.Addr) (int, error) {
 	if !ok {
 		return 0, errNotUDPAddr
 	}
-	ip, _ := netip.AddrFromSlice(ua.IP)
-	if allowed, class := c.policy.Check(ip); !allowed {
+	return c.send(p, ua.AddrPort(), addr)
+}
+
+// send is WriteTo for pion and for the channel fast path, which only runs
+// with c.sock and passes no addr.
+func (c *relayConn) send(p []byte, peer netip.AddrPort, addr net.Addr) (int, error) {
+	if allowed, class := c.policy.Check(peer.Addr()); !allowed {
 		c.refused(class)
 		return 0, errPeerRefused
 	}
@@ -130,7 +154,13 @@ func (c *relayConn) WriteTo(p []byte, addr net.Addr) (int, error) {
 		c.m.toPeerDrops.Inc()
 		return len(p), nil // lost, as on a congested link
 	}
-	n, err := c.PacketConn.WriteTo(p, addr)
+	var n int
+	var err error
+	if c.sock != nil {
+		n, err = c.sock.WriteToUDPAddrPort(p, peer)
+	} else {
+		n, err = c.PacketConn.WriteTo(p, addr)
+	}
 	if err == nil {
 		c.m.toPeerBytes.Add(float64(n))
 		c.m.toPeerPackets.Inc()
@@ -138,10 +168,15 @@ func (c *relayConn) WriteTo(p []byte, addr net.Addr) (int, error) {
 	return n, err
 }
 
-// ReadFrom returns the next datagram from a permitted peer. Datagrams from
-// anyone else are dropped here, as pion would drop them, before they can
-// use up the allocation's bandwidth or count as relayed.
+// ReadFrom returns the next datagram from a permitted peer that pion must
+// relay: one without a channel, or any with a socket the fast path cannot
+// use. Datagrams from anyone else are dropped here, as pion would drop
+// them, before they can use up the allocation's bandwidth or count as
+// relayed.
 func (c *relayConn) ReadFrom(p []byte) (int, net.Addr, error) {
+	if c.sock != nil {
+		return c.readFast(c.sock, p)
+	}
 	for {
 		n, addr, err := c.PacketConn.ReadFrom(p)
 		if err != nil {
@@ -152,21 +187,30 @@ func (c *relayConn) ReadFrom(p []byte) (int, net.Addr, error) {
 			continue
 		}
 		ip, _ := netip.AddrFromSlice(ua.IP)
-		if !slices.Contains(*c.permitted.Load(), ip.Unmap()) {
-			continue
+		if c.admit(ip.Unmap(), n) {
+			return n, addr, nil
 		}
-		if c.in != nil && !c.in.allow(n) {
-			c.m.fromPeerDrops.Inc()
-			continue
-		}
-		c.m.fromPeerBytes.Add(float64(n))
-		c.m.fromPeerPackets.Inc()
-		return n, addr, nil
 	}
 }
 
+// admit reports whether an n-byte datagram from ip may be relayed: ip
+// holds a permission and the allocation's cap has room. It counts what it
+// admits.
+func (c *relayConn) admit(ip netip.Addr, n int) bool {
+	if !slices.Contains(*c.permitted.Load(), ip) {
+		return false
+	}
+	if c.in != nil && !c.in.allow(n) {
+		c.m.fromPeerDrops.Inc()
+		return false
+	}
+	c.m.fromPeerBytes.Add(float64(n))
+	c.m.fromPeerPackets.Inc()
+	return true
+}
+
 func (c *relayConn) Close() error {
-	c.closeOnce.Do(func() { c.owner.forget(c.addr) })
+	c.closeOnce.Do(func() { c.owner.forget(c) })
 	return c.PacketConn.Close()
 }
 

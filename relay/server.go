@@ -34,6 +34,9 @@ type Server struct {
 	tcp     *gatedListener
 	tls     *gatedListener
 	sockets []*relaySockets
+	// udpSockets are the relay sockets of clients on the UDP listener,
+	// the ones the channel fast path serves.
+	udpSockets *relaySockets
 
 	// loops counts what pion/turn runs on our sockets: the UDP read loop,
 	// each accept loop and each accepted connection's loop.
@@ -66,7 +69,8 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	// pion/turn runs one loop on the UDP socket and one on each listener.
-	pcs := []turn.PacketConnConfig{{PacketConn: s.udp, RelayAddressGenerator: s.newSockets(), PermissionHandler: s.permit}}
+	s.udpSockets = s.newSockets()
+	pcs := []turn.PacketConnConfig{{PacketConn: s.udp, RelayAddressGenerator: s.udpSockets, PermissionHandler: s.permit}}
 	lcs := []turn.ListenerConfig{{Listener: s.tcp, RelayAddressGenerator: s.newSockets(), PermissionHandler: s.permit}}
 	if s.tls != nil {
 		lcs = append(lcs, turn.ListenerConfig{Listener: s.tls, RelayAddressGenerator: s.newSockets(), PermissionHandler: s.permit})
@@ -100,6 +104,12 @@ func New(cfg Config) (*Server, error) {
 			},
 			OnPermissionDeleted: func(_, _ net.Addr, _, _, _ string, relayAddr net.Addr, peer net.IP) {
 				s.permissionChanged(relayAddr, peer, false)
+			},
+			OnChannelCreated: func(src, _ net.Addr, _, _, _ string, relayAddr, peer net.Addr, number uint16) {
+				s.channelChanged(src, relayAddr, peer, number, true)
+			},
+			OnChannelDeleted: func(src, _ net.Addr, _, _, _ string, relayAddr, peer net.Addr, number uint16) {
+				s.channelChanged(src, relayAddr, peer, number, false)
 			},
 		},
 	})
@@ -147,6 +157,9 @@ func (s *Server) listen() error {
 		return fmt.Errorf("relay TCP listener %s: %w", s.cfg.Listen, err)
 	}
 	s.udp = &gatedPacketConn{PacketConn: udp, in: inspector{s: s}, stopped: s.loops.Done}
+	if sock, ok := udp.(udpSocket); ok {
+		s.udp.channels = newChannels(sock)
+	}
 	s.tcp = newGatedListener(tcp, s, s.loops.Done)
 	if s.cfg.TLSListen != "" {
 		l, err := tls.Listen("tcp", s.cfg.TLSListen, s.cfg.TLS)
@@ -272,6 +285,18 @@ func (s *Server) permit(_ net.Addr, peer net.IP) bool {
 		s.peerRefused(class, true)
 	}
 	return allowed
+}
+
+// channelChanged keeps the channel fast path in step with pion. Only a
+// client on the UDP listener has a *net.UDPAddr; TCP and TLS clients stay
+// on pion's path.
+func (s *Server) channelChanged(src, relayAddr, peer net.Addr, number uint16, bound bool) {
+	client, ok := src.(*net.UDPAddr)
+	to, ok2 := peer.(*net.UDPAddr)
+	if !ok || !ok2 || s.udp.channels == nil {
+		return
+	}
+	s.udpSockets.channel(s.udp.channels, relayAddr, client.AddrPort(), to.AddrPort(), number, bound)
 }
 
 func (s *Server) permissionChanged(relayAddr net.Addr, peer net.IP, granted bool) {
