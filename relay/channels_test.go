@@ -218,3 +218,28 @@ func (s *fakeSocket) ReadFromUDPAddrPort(b []byte) (int, netip.AddrPort, error) 
 	}
 	return 1200, s.from, nil
 }
+
+// BenchmarkChannelFastPath is the relay's own work per ChannelData packet
+// on each side of the fast path, without the system calls.
+func BenchmarkChannelFastPath(b *testing.B) {
+	c, peer := benchRelayConn(b)
+	sock := &fakeSocket{from: peer.AddrPort()}
+	c.sock = sock
+	table := newChannels(sock)
+	client := netip.MustParseAddrPort("203.0.113.9:40000")
+	table.bind(c, client, peer.AddrPort(), 0x4001, true)
+	cd := udpChannelData(0x4001, make([]byte, 1200))
+	buf := make([]byte, 1600)
+	b.Run("ClientToPeer", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			table.forward(cd, client)
+		}
+	})
+	b.Run("PeerToClient", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			_, _, _ = c.ReadFrom(buf)
+		}
+	})
+}
