@@ -34,6 +34,7 @@ unit:
 bench-turn: build
 	$(GO) run ./tools/turnload -turnd ./bin/turnd -coturn turnserver -allocations 200 -rate 50 -size 200 -duration 15s
 	$(GO) run ./tools/turnload -turnd ./bin/turnd -coturn turnserver -allocations 60 -rate 100 -size 1100 -duration 15s
+	$(GO) run ./tools/turnload -turnd ./bin/turnd -coturn turnserver -allocations 200 -rate 100 -size 600 -duration 15s -echo
 
 ## bench-sfu: load the SFU with consults of three and with grand rounds, through signal -dev and directly, and print the figures
 bench-sfu: build

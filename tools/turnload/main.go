@@ -4,14 +4,18 @@
 // added latency percentiles and the relay's CPU seconds per million
 // packets. Given -turnd it runs turnd; given -coturn (when installed) it
 // runs coturn's turnserver with the same load, and prints the ratios.
+// With -echo the peer returns every packet through the relay, so the relay
+// carries both directions of a call, and the clients measure round trips.
 //
 //	go run ./tools/turnload -turnd ./bin/turnd -coturn turnserver -allocations 200 -rate 50 -size 200 -duration 20s
+//	go run ./tools/turnload -turnd ./bin/turnd -coturn turnserver -allocations 200 -rate 100 -size 600 -duration 15s -echo
 package main
 
 import (
 	"context"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -35,12 +39,30 @@ type options struct {
 	size        int
 	duration    time.Duration
 	secret      string
+	echo        bool
 }
 
-// Result is one run's figures.
+// magic marks measured packets ("turnload" at bytes 8..16, after the send
+// timestamp), so priming packets are neither counted nor echoed.
+const magic = 0x7475726e6c6f6164
+
+// sentAt returns the send timestamp of a measured packet.
+func sentAt(p []byte) (time.Time, bool) {
+	if len(p) < 16 || binary.BigEndian.Uint64(p[8:16]) != magic {
+		return time.Time{}, false
+	}
+	return time.Unix(0, int64(binary.BigEndian.Uint64(p[:8]))), true
+}
+
+// Result is one run's figures. With Echo, the packet counts and the rates
+// cover both directions (sent: by the clients plus echoed by the peer;
+// received: at the peer plus back at the clients), so the per-packet CPU
+// figure stays comparable with a one-way run; P50ms and P99ms stay one way
+// (client to peer) and the round trip is measured at the clients.
 type Result struct {
 	Server          string  `json:"server"`
 	Allocations     int     `json:"allocations"`
+	Echo            bool    `json:"echo"`
 	PacketsSent     int64   `json:"packets_sent"`
 	PacketsReceived int64   `json:"packets_received"`
 	LossPercent     float64 `json:"loss_percent"`
@@ -48,6 +70,8 @@ type Result struct {
 	Mbps            float64 `json:"mbit_per_second"`
 	P50ms           float64 `json:"latency_p50_ms"`
 	P99ms           float64 `json:"latency_p99_ms"`
+	RoundTripP50ms  float64 `json:"round_trip_p50_ms"`
+	RoundTripP99ms  float64 `json:"round_trip_p99_ms"`
 	CPUSeconds      float64 `json:"relay_cpu_seconds"`
 	CPUPerMillion   float64 `json:"relay_cpu_seconds_per_million_packets"`
 }
@@ -62,6 +86,7 @@ func main() {
 	flag.IntVar(&o.size, "size", 200, "payload bytes per packet")
 	flag.DurationVar(&o.duration, "duration", 10*time.Second, "measured time")
 	flag.StringVar(&o.secret, "secret", "turnload-shared-secret-0123456789", "shared REST secret given to the servers")
+	flag.BoolVar(&o.echo, "echo", false, "the peer sends every packet back through the relay (both directions of a call); adds round-trip percentiles")
 	flag.Parse()
 	if *turnd == "" {
 		fmt.Fprintln(os.Stderr, "turnload: -turnd is required")
@@ -100,10 +125,22 @@ func main() {
 }
 
 func printTable(w io.Writer, rs []Result, o options) {
-	fmt.Fprintf(w, "load: %d allocations x %d packets/s x %d bytes for %s\n\n", o.allocations, o.rate, o.size, o.duration)
-	fmt.Fprintf(w, "%-8s %12s %10s %8s %9s %9s %10s %14s\n", "server", "packets/s", "Mbit/s", "loss %", "p50 ms", "p99 ms", "CPU s", "CPU s/Mpkt")
+	ways := ""
+	if o.echo {
+		ways = ", both ways (the peer echoes through the relay; rates and loss count both directions, p50/p99 one way)"
+	}
+	fmt.Fprintf(w, "load: %d allocations x %d packets/s x %d bytes for %s%s\n\n", o.allocations, o.rate, o.size, o.duration, ways)
+	fmt.Fprintf(w, "%-8s %12s %10s %8s %9s %9s", "server", "packets/s", "Mbit/s", "loss %", "p50 ms", "p99 ms")
+	if o.echo {
+		fmt.Fprintf(w, " %11s %11s", "rtt p50 ms", "rtt p99 ms")
+	}
+	fmt.Fprintf(w, " %10s %14s\n", "CPU s", "CPU s/Mpkt")
 	for _, r := range rs {
-		fmt.Fprintf(w, "%-8s %12.0f %10.2f %8.3f %9.3f %9.3f %10.2f %14.2f\n", r.Server, r.PacketsPerSec, r.Mbps, r.LossPercent, r.P50ms, r.P99ms, r.CPUSeconds, r.CPUPerMillion)
+		fmt.Fprintf(w, "%-8s %12.0f %10.2f %8.3f %9.3f %9.3f", r.Server, r.PacketsPerSec, r.Mbps, r.LossPercent, r.P50ms, r.P99ms)
+		if o.echo {
+			fmt.Fprintf(w, " %11.3f %11.3f", r.RoundTripP50ms, r.RoundTripP99ms)
+		}
+		fmt.Fprintf(w, " %10.2f %14.2f\n", r.CPUSeconds, r.CPUPerMillion)
 	}
 	if len(rs) == 2 && rs[1].CPUPerMillion > 0 {
 		fmt.Fprintf(w, "\nturnd/coturn CPU per packet: %.2f (below 1 means turnd needs less CPU)\n", rs[0].CPUPerMillion/rs[1].CPUPerMillion)
@@ -162,11 +199,15 @@ type allocation struct {
 
 // load runs the traffic and computes the figures.
 func load(addr string, o options, cpu func() (float64, error)) (Result, error) {
-	peer, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	peer, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {
 		return Result{}, err
 	}
 	defer peer.Close()
+	// The peer takes the traffic of every allocation on one socket; a
+	// larger buffer rides out a scheduling delay of this process, so that
+	// loss is the relay's and not the peer's (capped by net.core.rmem_max).
+	_ = peer.SetReadBuffer(4 << 20)
 	allocs := make([]allocation, 0, o.allocations)
 	defer func() {
 		for _, a := range allocs {
@@ -194,34 +235,72 @@ func load(addr string, o options, cpu func() (float64, error)) (Result, error) {
 			return Result{}, fmt.Errorf("allocation %d: %w", i, err)
 		}
 		allocs = append(allocs, allocation{client: cl, relay: rc, conn: conn})
-		// Prime the permission and channel before measuring.
+		// Prime the permission and channel before measuring; the channel
+		// binding also makes the relay return echoes as ChannelData.
 		if _, err := rc.WriteTo(make([]byte, o.size), peer.LocalAddr()); err != nil {
 			return Result{}, fmt.Errorf("allocation %d: %w", i, err)
 		}
 	}
-	var received atomic.Int64
+	var received, echoed atomic.Int64
 	var mu sync.Mutex
-	latencies := make([]time.Duration, 0, o.allocations*o.rate*int(o.duration/time.Second))
-	ctx, cancel := context.WithTimeout(context.Background(), o.duration+2*time.Second)
+	seconds := int(o.duration / time.Second)
+	latencies := make([]time.Duration, 0, o.allocations*o.rate*seconds)
+	// One slice per allocation, written only by its reader, so the client
+	// side needs no lock; merged once the readers have stopped.
+	var roundTrips [][]time.Duration
+	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var readers sync.WaitGroup
+	// Readers block in ReadFrom; a read deadline in the past wakes them
+	// once ctx is done, without a per-packet deadline in the loops.
+	stop := sync.OnceFunc(func() {
+		cancel()
+		now := time.Now()
+		_ = peer.SetReadDeadline(now)
+		for _, a := range allocs {
+			_ = a.relay.SetReadDeadline(now)
+		}
+		readers.Wait()
+	})
+	defer stop()
+	if o.echo {
+		roundTrips = make([][]time.Duration, len(allocs))
+		for i, a := range allocs {
+			roundTrips[i] = make([]time.Duration, 0, o.rate*(seconds+1))
+			readers.Go(func() { readEchoes(ctx, a.relay, o.size, &roundTrips[i]) })
+		}
+	}
 	readers.Go(func() {
-		buf := make([]byte, 2048)
-		for ctx.Err() == nil {
-			_ = peer.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
-			n, _, err := peer.ReadFrom(buf)
-			if err != nil || n < 16 || binary.BigEndian.Uint64(buf[8:16]) != 0x7475726e6c6f6164 {
+		buf := make([]byte, max(2048, o.size))
+		for {
+			// ReadFromUDPAddrPort and WriteToUDPAddrPort allocate no
+			// address per packet, which keeps the peer ahead of the relay.
+			n, from, err := peer.ReadFromUDPAddrPort(buf)
+			if err != nil {
+				if stopped(ctx, err) {
+					return
+				}
 				continue
 			}
-			sent := time.Unix(0, int64(binary.BigEndian.Uint64(buf[:8])))
+			sent, ok := sentAt(buf[:n])
+			if !ok {
+				continue
+			}
+			d := time.Since(sent)
+			if o.echo {
+				if _, err := peer.WriteToUDPAddrPort(buf[:n], from); err == nil {
+					echoed.Add(1)
+				}
+			}
 			received.Add(1)
 			mu.Lock()
-			latencies = append(latencies, time.Since(sent))
+			latencies = append(latencies, d)
 			mu.Unlock()
 		}
 	})
 	time.Sleep(500 * time.Millisecond) // let priming packets drain
 	received.Store(0)
+	echoed.Store(0)
 	mu.Lock()
 	latencies = latencies[:0]
 	mu.Unlock()
@@ -237,7 +316,7 @@ func load(addr string, o options, cpu func() (float64, error)) (Result, error) {
 	for i, a := range allocs {
 		senders.Go(func() {
 			payload := make([]byte, o.size)
-			binary.BigEndian.PutUint64(payload[8:16], 0x7475726e6c6f6164) // "turnload"
+			binary.BigEndian.PutUint64(payload[8:16], magic)
 			// Spread the allocations over the interval, like real streams.
 			time.Sleep(interval * time.Duration(i) / time.Duration(len(allocs)))
 			t := time.NewTicker(interval)
@@ -258,21 +337,22 @@ func load(addr string, o options, cpu func() (float64, error)) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
-	cancel()
-	readers.Wait()
+	stop()
 
-	mu.Lock()
-	defer mu.Unlock()
-	slices.Sort(latencies)
-	pct := func(p float64) float64 {
-		if len(latencies) == 0 {
-			return 0
-		}
-		return float64(latencies[int(p*float64(len(latencies)-1))].Microseconds()) / 1000
+	// The readers have stopped: nothing below needs the lock.
+	var rtts []time.Duration
+	for _, rt := range roundTrips {
+		rtts = append(rtts, rt...)
 	}
-	r := Result{Allocations: o.allocations, PacketsSent: sent.Load(), PacketsReceived: received.Load(),
-		PacketsPerSec: float64(received.Load()) / elapsed.Seconds(),
-		P50ms:         pct(0.50), P99ms: pct(0.99), CPUSeconds: cpu1 - cpu0}
+	r := Result{Allocations: o.allocations, Echo: o.echo,
+		PacketsSent:     sent.Load() + echoed.Load(),
+		PacketsReceived: received.Load() + int64(len(rtts)),
+		CPUSeconds:      cpu1 - cpu0}
+	r.P50ms, r.P99ms = percentiles(latencies)
+	if o.echo {
+		r.RoundTripP50ms, r.RoundTripP99ms = percentiles(rtts)
+	}
+	r.PacketsPerSec = float64(r.PacketsReceived) / elapsed.Seconds()
 	r.Mbps = r.PacketsPerSec * float64(o.size) * 8 / 1e6
 	if r.PacketsSent > 0 {
 		r.LossPercent = 100 * float64(r.PacketsSent-r.PacketsReceived) / float64(r.PacketsSent)
@@ -281,4 +361,42 @@ func load(addr string, o options, cpu func() (float64, error)) (Result, error) {
 		r.CPUPerMillion = r.CPUSeconds / float64(r.PacketsReceived) * 1e6
 	}
 	return r, nil
+}
+
+// readEchoes reads the peer's echoes arriving through the relay (as
+// ChannelData, unwrapped by pion) and records their round trips until ctx
+// is done.
+func readEchoes(ctx context.Context, rc net.PacketConn, size int, rtts *[]time.Duration) {
+	buf := make([]byte, max(2048, size))
+	for {
+		n, _, err := rc.ReadFrom(buf)
+		if err != nil {
+			if stopped(ctx, err) {
+				return
+			}
+			continue
+		}
+		if sent, ok := sentAt(buf[:n]); ok {
+			*rtts = append(*rtts, time.Since(sent))
+		}
+	}
+}
+
+// stopped tells a reader whether to end: on the deadline set once ctx is
+// done, and on errors other than a timeout (a closed conn), which would
+// repeat at once; only a stray timeout before that is read past.
+func stopped(ctx context.Context, err error) bool {
+	var ne net.Error
+	return ctx.Err() != nil || !errors.As(err, &ne) || !ne.Timeout()
+}
+
+// percentiles sorts d in place and returns its 50th and 99th percentiles
+// in milliseconds.
+func percentiles(d []time.Duration) (p50, p99 float64) {
+	if len(d) == 0 {
+		return 0, 0
+	}
+	slices.Sort(d)
+	at := func(p float64) float64 { return float64(d[int(p*float64(len(d)-1))].Microseconds()) / 1000 }
+	return at(0.50), at(0.99)
 }
