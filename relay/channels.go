@@ -26,11 +26,15 @@ import (
 // length (RFC 8656, 12.4).
 const channelHeader = 4
 
-// udpSocket is what the fast path needs of a UDP socket; *net.UDPConn has
-// it.
-type udpSocket interface {
-	ReadFromUDPAddrPort(b []byte) (int, netip.AddrPort, error)
+// udpWriter and udpSocket are what the fast path needs of a UDP socket;
+// *net.UDPConn has both.
+type udpWriter interface {
 	WriteToUDPAddrPort(b []byte, addr netip.AddrPort) (int, error)
+}
+
+type udpSocket interface {
+	udpWriter
+	ReadFromUDPAddrPort(b []byte) (int, netip.AddrPort, error)
 }
 
 type channelKey struct {

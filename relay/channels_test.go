@@ -41,7 +41,13 @@ func expectNothing(t *testing.T, conn net.PacketConn, what string) {
 // both ways, byte for byte as pion would relay it; what the fast path does
 // not own still reaches pion.
 func TestChannelFastPath(t *testing.T) {
-	tr := startRelay(t, nil)
+	for _, path := range readPaths {
+		t.Run(path.name, func(t *testing.T) { channelFastPath(t, path.socketReads) })
+	}
+}
+
+func channelFastPath(t *testing.T, socketReads bool) {
+	tr := startRelay(t, func(c *Config) { c.socketReads = socketReads })
 	user, pass := mint(testSecret, "g_fast")
 	conn, err := net.ListenPacket("udp4", "127.0.0.1:0")
 	if err != nil {
@@ -171,7 +177,7 @@ func TestChannelFastPathKeepsPolicyAndCap(t *testing.T) {
 func TestChannelFastPathAllocatesNothing(t *testing.T) {
 	c, peer := benchRelayConn(t)
 	sock := &fakeSocket{from: peer.AddrPort()}
-	c.sock = sock
+	c.sock, c.reader = sock, sock
 	table := newChannels(sock)
 	client := netip.MustParseAddrPort("203.0.113.9:40000")
 	table.bind(c, client, peer.AddrPort(), 0x4001, true)
@@ -224,7 +230,7 @@ func (s *fakeSocket) ReadFromUDPAddrPort(b []byte) (int, netip.AddrPort, error) 
 func BenchmarkChannelFastPath(b *testing.B) {
 	c, peer := benchRelayConn(b)
 	sock := &fakeSocket{from: peer.AddrPort()}
-	c.sock = sock
+	c.sock, c.reader = sock, sock
 	table := newChannels(sock)
 	client := netip.MustParseAddrPort("203.0.113.9:40000")
 	table.bind(c, client, peer.AddrPort(), 0x4001, true)

@@ -85,6 +85,9 @@ type Config struct {
 	// firstFrameTimeout bounds the TLS handshake and first request of a
 	// stream connection; zero means 15 seconds. Tests shorten it.
 	firstFrameTimeout time.Duration
+	// socketReads makes pion/turn read each relay socket itself even where
+	// a udppoll.Set could, as on systems without one. Tests set it.
+	socketReads bool
 }
 
 // DefaultConfig returns a configuration with the defaults of turnd: the

@@ -12,63 +12,74 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
+// readPaths are the two ways relay sockets are read: by the loops of a
+// udppoll.Set (Linux) and by pion/turn's goroutine per socket (elsewhere).
+var readPaths = []struct {
+	name        string
+	socketReads bool
+}{{"event loops", false}, {"goroutine per socket", true}}
+
 func TestRelaysBothWaysOverUDPTCPAndTLS(t *testing.T) {
-	for _, network := range []string{"udp", "tcp", "tls"} {
-		t.Run(network, func(t *testing.T) {
-			tr := startRelay(t, func(c *Config) { c.TLSListen, c.TLS = "127.0.0.1:0", selfSigned(t) })
-			user, pass := mint(testSecret, "g_transport")
-			cl := dial(t, tr, network, user, pass)
-			relayed := cl.allocate(t)
-			got := relayed.LocalAddr().(*net.UDPAddr)
-			if !got.IP.Equal(net.IPv4(127, 0, 0, 1)) || got.Port < 20000 || got.Port > 59999 {
-				t.Fatalf("relayed address %s is not 127.0.0.1 in the port range", got)
-			}
-			if tr.Allocations() != 1 || testutil.ToFloat64(tr.metrics.allocations) != 1 {
-				t.Fatalf("allocations: %d, gauge %v; want 1", tr.Allocations(), testutil.ToFloat64(tr.metrics.allocations))
-			}
+	for _, path := range readPaths {
+		for _, network := range []string{"udp", "tcp", "tls"} {
+			t.Run(path.name+"/"+network, func(t *testing.T) { relayBothWays(t, network, path.socketReads) })
+		}
+	}
+}
 
-			// The first datagrams travel in Send and Data indications while
-			// the client binds a channel; go on until ChannelData has
-			// carried datagrams both ways.
-			peer := newPeer(t)
-			sent, received, n := 0, 0, 0
-			for ; cl.conn.sentChannelData.Load() == 0 || cl.conn.readChannelData.Load() == 0; n++ {
-				if n == 300 {
-					t.Fatal("no ChannelData either way after 300 exchanges")
-				}
-				msg, reply := fmt.Appendf(nil, "datagram %d from the client", n), fmt.Appendf(nil, "reply %d from the peer", n)
-				exchange(t, relayed, peer, msg, reply)
-				sent, received = sent+len(msg), received+len(reply)
-				time.Sleep(2 * time.Millisecond)
-			}
-			// pion's client over UDP rides the channel fast path; over TCP
-			// and TLS pion relays the ChannelData itself.
-			if want := map[string]int{"udp": 1}[network]; tr.routes() != want {
-				t.Errorf("%d fast-path routes over %s, want %d", tr.routes(), network, want)
-			}
-			m := tr.metrics
-			for _, c := range []struct {
-				name      string
-				got, want float64
-			}{
-				{"bytes to peer", testutil.ToFloat64(m.toPeerBytes), float64(sent)},
-				{"bytes from peer", testutil.ToFloat64(m.fromPeerBytes), float64(received)},
-				{"packets to peer", testutil.ToFloat64(m.toPeerPackets), float64(n)},
-				{"packets from peer", testutil.ToFloat64(m.fromPeerPackets), float64(n)},
-			} {
-				if c.got != c.want {
-					t.Errorf("%s = %v, want %v", c.name, c.got, c.want)
-				}
-			}
+func relayBothWays(t *testing.T, network string, socketReads bool) {
+	tr := startRelay(t, func(c *Config) { c.TLSListen, c.TLS, c.socketReads = "127.0.0.1:0", selfSigned(t), socketReads })
+	user, pass := mint(testSecret, "g_transport")
+	cl := dial(t, tr, network, user, pass)
+	relayed := cl.allocate(t)
+	got := relayed.LocalAddr().(*net.UDPAddr)
+	if !got.IP.Equal(net.IPv4(127, 0, 0, 1)) || got.Port < 20000 || got.Port > 59999 {
+		t.Fatalf("relayed address %s is not 127.0.0.1 in the port range", got)
+	}
+	if tr.Allocations() != 1 || testutil.ToFloat64(tr.metrics.allocations) != 1 {
+		t.Fatalf("allocations: %d, gauge %v; want 1", tr.Allocations(), testutil.ToFloat64(tr.metrics.allocations))
+	}
 
-			if err := relayed.Close(); err != nil {
-				t.Fatal(err)
-			}
-			waitFor(t, "the allocation to be released", func() bool { return tr.Allocations() == 0 })
-			if g := testutil.ToFloat64(tr.metrics.allocations); g != 0 {
-				t.Fatalf("allocations gauge %v after release", g)
-			}
-		})
+	// The first datagrams travel in Send and Data indications while
+	// the client binds a channel; go on until ChannelData has
+	// carried datagrams both ways.
+	peer := newPeer(t)
+	sent, received, n := 0, 0, 0
+	for ; cl.conn.sentChannelData.Load() == 0 || cl.conn.readChannelData.Load() == 0; n++ {
+		if n == 300 {
+			t.Fatal("no ChannelData either way after 300 exchanges")
+		}
+		msg, reply := fmt.Appendf(nil, "datagram %d from the client", n), fmt.Appendf(nil, "reply %d from the peer", n)
+		exchange(t, relayed, peer, msg, reply)
+		sent, received = sent+len(msg), received+len(reply)
+		time.Sleep(2 * time.Millisecond)
+	}
+	// pion's client over UDP rides the channel fast path; over TCP
+	// and TLS pion relays the ChannelData itself.
+	if want := map[string]int{"udp": 1}[network]; tr.routes() != want {
+		t.Errorf("%d fast-path routes over %s, want %d", tr.routes(), network, want)
+	}
+	m := tr.metrics
+	for _, c := range []struct {
+		name      string
+		got, want float64
+	}{
+		{"bytes to peer", testutil.ToFloat64(m.toPeerBytes), float64(sent)},
+		{"bytes from peer", testutil.ToFloat64(m.fromPeerBytes), float64(received)},
+		{"packets to peer", testutil.ToFloat64(m.toPeerPackets), float64(n)},
+		{"packets from peer", testutil.ToFloat64(m.fromPeerPackets), float64(n)},
+	} {
+		if c.got != c.want {
+			t.Errorf("%s = %v, want %v", c.name, c.got, c.want)
+		}
+	}
+
+	if err := relayed.Close(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the allocation to be released", func() bool { return tr.Allocations() == 0 })
+	if g := testutil.ToFloat64(tr.metrics.allocations); g != 0 {
+		t.Fatalf("allocations gauge %v after release", g)
 	}
 }
 

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/pion/turn/v4"
+
+	"github.com/openconsult/openconsult/internal/udppoll"
 )
 
 var (
@@ -26,6 +28,7 @@ var (
 // every relayed datagram passes.
 type relaySockets struct {
 	inner   *turn.RelayAddressGeneratorPortRange
+	poll    *udppoll.Set[*relayConn] // nil where the system has none
 	policy  *PeerPolicy
 	metrics *metrics
 	refused func(class string)
@@ -41,21 +44,34 @@ type relaySockets struct {
 func (r *relaySockets) Validate() error { return r.inner.Validate() }
 
 func (r *relaySockets) AllocatePacketConn(network string, port int) (net.PacketConn, net.Addr, error) {
-	conn, addr, err := r.inner.AllocatePacketConn(network, port)
-	if err != nil {
-		return nil, nil, err
-	}
-	c := &relayConn{PacketConn: conn, owner: r, addr: addr, policy: r.policy, m: r.metrics, refused: r.refused}
-	c.sock, _ = conn.(udpSocket)
+	// Everything deliver reads is set before the socket can receive.
+	c := &relayConn{owner: r, policy: r.policy, m: r.metrics, refused: r.refused}
 	c.permitted.Store(&[]netip.Addr{})
 	c.channels.Store(&[]peerChannel{})
 	if r.maxBPS > 0 {
 		c.in, c.out = newBucket(r.maxBPS, r.now), newBucket(r.maxBPS, r.now)
 	}
+	if r.poll != nil {
+		c.polled = &polledConn{inbox: make(chan polledDatagram, polledInbox), done: make(chan struct{})}
+		addr, err := r.allocatePolled(port, c)
+		if err != nil {
+			return nil, nil, err
+		}
+		c.PacketConn, c.sock, c.addr = c.polled, c.polled, addr
+	} else {
+		conn, addr, err := r.inner.AllocatePacketConn(network, port)
+		if err != nil {
+			return nil, nil, err
+		}
+		c.PacketConn, c.addr = conn, addr
+		if s, ok := conn.(udpSocket); ok {
+			c.sock, c.reader = s, s
+		}
+	}
 	r.mu.Lock()
-	r.byAddr[addr] = c
+	r.byAddr[c.addr] = c
 	r.mu.Unlock()
-	return c, addr, nil
+	return c, c.addr, nil
 }
 
 func (r *relaySockets) AllocateConn(string, int) (net.Conn, net.Addr, error) {
@@ -104,9 +120,14 @@ type relayConn struct {
 	policy  *PeerPolicy
 	m       *metrics
 	refused func(class string)
-	in, out *bucket   // nil without a cap
-	sock    udpSocket // the socket with netip addresses, or nil
-	buf     []byte    // ReadFrom's, used by pion's one reader of the socket
+	in, out *bucket // nil without a cap
+	// sock sends with netip addresses; reader reads with them for
+	// readFast; polled is set instead when a udppoll.Set reads the socket.
+	// Without any of them pion's net.Addr path is used.
+	sock   udpWriter
+	reader udpSocket
+	polled *polledConn
+	buf    []byte // readFast's, used by pion's one reader of the socket
 
 	// permitted and channels are copied on write: they change every few
 	// minutes, datagrams arrive thousands of times a second.
@@ -174,8 +195,11 @@ func (c *relayConn) send(p []byte, peer netip.AddrPort, addr net.Addr) (int, err
 // them, before they can use up the allocation's bandwidth or count as
 // relayed.
 func (c *relayConn) ReadFrom(p []byte) (int, net.Addr, error) {
-	if c.sock != nil {
-		return c.readFast(c.sock, p)
+	if c.polled != nil {
+		return c.polled.ReadFrom(p)
+	}
+	if c.reader != nil {
+		return c.readFast(c.reader, p)
 	}
 	for {
 		n, addr, err := c.PacketConn.ReadFrom(p)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -13,6 +14,8 @@ import (
 
 	"github.com/pion/logging"
 	"github.com/pion/turn/v4"
+
+	"github.com/openconsult/openconsult/internal/udppoll"
 )
 
 // closeTimeout bounds how long Close waits for pion/turn's goroutines.
@@ -34,6 +37,7 @@ type Server struct {
 	tcp     *gatedListener
 	tls     *gatedListener
 	sockets []*relaySockets
+	poll    *udppoll.Set[*relayConn] // reads the relay sockets; nil where unsupported
 	// udpSockets are the relay sockets of clients on the UDP listener,
 	// the ones the channel fast path serves.
 	udpSockets *relaySockets
@@ -64,7 +68,18 @@ func New(cfg Config) (*Server, error) {
 	if err := s.metrics.register(cfg.Metrics); err != nil {
 		return nil, err
 	}
+	if !cfg.socketReads {
+		poll, err := udppoll.New(relayLoops(), func(c *relayConn, buf []byte, from netip.AddrPort) { c.deliver(buf, from) })
+		switch {
+		case err == nil:
+			s.poll = poll
+		case !errors.Is(err, udppoll.ErrUnsupported):
+			s.metrics.unregister()
+			return nil, fmt.Errorf("relay: %w", err)
+		}
+	}
 	if err := s.listen(); err != nil {
+		s.closePoll()
 		s.metrics.unregister()
 		return nil, err
 	}
@@ -116,6 +131,7 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		// pion/turn fails in validation, before it starts a loop.
 		s.closeSockets()
+		s.closePoll()
 		s.metrics.unregister()
 		return nil, fmt.Errorf("relay: start pion/turn: %w", err)
 	}
@@ -173,6 +189,14 @@ func (s *Server) listen() error {
 	return nil
 }
 
+// closePoll stops the loops reading the relay sockets and closes any
+// socket pion has not.
+func (s *Server) closePoll() {
+	if s.poll != nil {
+		_ = s.poll.Close()
+	}
+}
+
 func (s *Server) closeSockets() {
 	_ = s.udp.PacketConn.Close()
 	_ = s.tcp.Listener.Close()
@@ -187,6 +211,7 @@ func (s *Server) newSockets() *relaySockets {
 			RelayAddress: net.IP(s.cfg.PublicIP.AsSlice()), Address: s.cfg.RelayBindIP.String(),
 			MinPort: s.cfg.PortMin, MaxPort: s.cfg.PortMax, MaxRetries: 32,
 		},
+		poll:   s.poll,
 		policy: s.policy, metrics: s.metrics, maxBPS: s.cfg.MaxBPS, now: s.now,
 		refused: func(class string) { s.peerRefused(class, false) },
 		byAddr:  map[net.Addr]*relayConn{},
@@ -256,6 +281,7 @@ func (s *Server) close() error {
 	case <-deadline.C:
 		errs = append(errs, fmt.Errorf("relay: close: connections still open after %s", closeTimeout))
 	}
+	s.closePoll()
 	s.metrics.unregister()
 	s.log.Info("relay stopped")
 	return errors.Join(errs...)

@@ -1,0 +1,266 @@
+//go:build linux
+
+package udppoll
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+var loopback = netip.MustParseAddrPort("127.0.0.1:0")
+
+type received struct {
+	socket   int
+	payload  string
+	headroom int
+	from     netip.AddrPort
+}
+
+// collector records what a Set hands its handler.
+type collector struct {
+	mu  sync.Mutex
+	got []received
+}
+
+func (c *collector) handle(socket int, buf []byte, from netip.AddrPort) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.got = append(c.got, received{socket, string(buf[Headroom:]), len(buf) - Headroom, from})
+}
+
+func (c *collector) count() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.got)
+}
+
+func newSet(t *testing.T, loops int, h Handler[int]) *Set[int] {
+	t.Helper()
+	s, err := New(loops, h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); !cond(); time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+	}
+}
+
+func TestDatagramsReachTheirSocket(t *testing.T) {
+	for _, loops := range []int{1, 3} {
+		t.Run(fmt.Sprintf("%d loops", loops), func(t *testing.T) {
+			c := &collector{}
+			s := newSet(t, loops, c.handle)
+			const sockets, each = 40, 5
+			addrs := make([]netip.AddrPort, sockets)
+			for i := range sockets {
+				sock, err := s.Listen(loopback, i)
+				if err != nil {
+					t.Fatal(err)
+				}
+				addrs[i] = sock.LocalAddr()
+				if addrs[i].Port() == 0 || addrs[i].Addr() != loopback.Addr() {
+					t.Fatalf("socket %d bound to %s", i, addrs[i])
+				}
+			}
+			client, err := net.ListenUDP("udp4", net.UDPAddrFromAddrPort(loopback))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer client.Close()
+			for n := range each {
+				for i, a := range addrs {
+					if _, err := client.WriteToUDPAddrPort(fmt.Appendf(nil, "%d/%d", i, n), a); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+			waitFor(t, "every datagram", func() bool { return c.count() == sockets*each })
+			c.mu.Lock()
+			defer c.mu.Unlock()
+			seen := map[string]bool{}
+			for _, r := range c.got {
+				var i, n int
+				if _, err := fmt.Sscanf(r.payload, "%d/%d", &i, &n); err != nil || i != r.socket {
+					t.Fatalf("socket %d was handed %q", r.socket, r.payload)
+				}
+				if r.headroom != len(r.payload) || r.from != client.LocalAddr().(*net.UDPAddr).AddrPort() {
+					t.Fatalf("datagram %q: %d bytes after the headroom, from %s", r.payload, r.headroom, r.from)
+				}
+				seen[r.payload] = true
+			}
+			if len(seen) != sockets*each {
+				t.Fatalf("%d distinct datagrams, want %d", len(seen), sockets*each)
+			}
+		})
+	}
+}
+
+func TestWriteAndDualStack(t *testing.T) {
+	c := &collector{}
+	s := newSet(t, 1, c.handle)
+	tests := []struct {
+		name   string
+		listen netip.AddrPort
+		peer   string
+	}{
+		{"IPv4", loopback, "127.0.0.1:0"},
+		{"IPv6 wildcard takes IPv4", netip.MustParseAddrPort("[::]:0"), "127.0.0.1:0"},
+	}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			sock, err := s.Listen(tt.listen, i)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer sock.Close()
+			peer, err := net.ListenPacket("udp4", tt.peer)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer peer.Close()
+			to := peer.LocalAddr().(*net.UDPAddr).AddrPort()
+			if _, err := sock.WriteToUDPAddrPort([]byte("hello"), to); err != nil {
+				t.Fatal(err)
+			}
+			buf := make([]byte, 64)
+			_ = peer.SetReadDeadline(time.Now().Add(5 * time.Second))
+			n, from, err := peer.ReadFrom(buf)
+			if err != nil || string(buf[:n]) != "hello" || from.(*net.UDPAddr).Port != int(sock.LocalAddr().Port()) {
+				t.Fatalf("peer got %q from %v (%v)", buf[:n], from, err)
+			}
+			before := c.count()
+			if _, err := peer.WriteTo([]byte("back"), net.UDPAddrFromAddrPort(netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), sock.LocalAddr().Port()))); err != nil {
+				t.Fatal(err)
+			}
+			waitFor(t, "the reply", func() bool { return c.count() == before+1 })
+			c.mu.Lock()
+			last := c.got[len(c.got)-1]
+			c.mu.Unlock()
+			if last.payload != "back" || last.from != to {
+				t.Fatalf("handler got %q from %s, want \"back\" from %s (IPv4, not mapped)", last.payload, last.from, to)
+			}
+		})
+	}
+	v4, err := s.Listen(loopback, 9)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := v4.WriteToUDPAddrPort([]byte("x"), netip.MustParseAddrPort("[::1]:9")); err == nil {
+		t.Fatal("an IPv4 socket wrote to an IPv6 address")
+	}
+}
+
+// Closing sockets while their datagrams arrive never hands the handler a
+// datagram of a socket whose Close has returned, and writes after Close
+// fail cleanly.
+func TestCloseWhileReceiving(t *testing.T) {
+	var closedSockets sync.Map
+	var late atomic.Int64
+	s := newSet(t, 2, func(socket int, _ []byte, _ netip.AddrPort) {
+		if _, ok := closedSockets.Load(socket); ok {
+			late.Add(1)
+		}
+	})
+	var socks []*Socket[int]
+	for i := range 30 {
+		sock, err := s.Listen(loopback, i)
+		if err != nil {
+			t.Fatal(err)
+		}
+		socks = append(socks, sock)
+	}
+	client, err := net.ListenUDP("udp4", net.UDPAddrFromAddrPort(loopback))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	stop := make(chan struct{})
+	var senders sync.WaitGroup
+	senders.Go(func() {
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			for _, sock := range socks {
+				_, _ = client.WriteToUDPAddrPort([]byte("media"), sock.LocalAddr())
+			}
+			runtime.Gosched()
+		}
+	})
+	for i, sock := range socks {
+		time.Sleep(2 * time.Millisecond)
+		if err := sock.Close(); err != nil {
+			t.Fatalf("close socket %d: %v", i, err)
+		}
+		closedSockets.Store(i, true)
+		if _, err := sock.WriteToUDPAddrPort([]byte("x"), loopback); !errors.Is(err, net.ErrClosed) {
+			t.Fatalf("write after close: %v", err)
+		}
+		if err := sock.Close(); !errors.Is(err, net.ErrClosed) {
+			t.Fatalf("second close: %v", err)
+		}
+	}
+	close(stop)
+	senders.Wait()
+	if n := late.Load(); n != 0 {
+		t.Fatalf("%d datagrams handed over after their socket closed", n)
+	}
+}
+
+func TestSetCloseEndsLoopsAndSockets(t *testing.T) {
+	before := runtime.NumGoroutine()
+	s, err := New(4, func(int, []byte, netip.AddrPort) {})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sock, err := s.Listen(loopback, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sock.WriteToUDPAddrPort([]byte("x"), loopback); !errors.Is(err, net.ErrClosed) {
+		t.Fatalf("write on a socket of a closed set: %v", err)
+	}
+	if _, err := s.Listen(loopback, 1); !errors.Is(err, net.ErrClosed) {
+		t.Fatalf("listen on a closed set: %v", err)
+	}
+	waitFor(t, "the loops to end", func() bool { return runtime.NumGoroutine() <= before })
+}
+
+func TestWriteAllocatesNothing(t *testing.T) {
+	s := newSet(t, 1, func(int, []byte, netip.AddrPort) {})
+	sock, err := s.Listen(loopback, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sink, err := net.ListenUDP("udp4", net.UDPAddrFromAddrPort(loopback))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sink.Close()
+	to := sink.LocalAddr().(*net.UDPAddr).AddrPort()
+	b := bytes.Repeat([]byte{1}, 200)
+	if n := testing.AllocsPerRun(100, func() { _, _ = sock.WriteToUDPAddrPort(b, to) }); n != 0 {
+		t.Fatalf("%v allocations per write", n)
+	}
+}

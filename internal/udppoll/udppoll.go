@@ -1,0 +1,40 @@
+// Package udppoll owns sets of UDP sockets whose datagrams are read by a
+// few goroutines rather than one goroutine per socket.
+//
+// A TURN relay holds one socket per allocation, each carrying a few dozen
+// to a few hundred datagrams a second. With a goroutine per socket every
+// datagram costs a goroutine wake-up through Go's network poller and a
+// read that fails with EAGAIN before the goroutine parks again. A Set
+// instead registers its sockets with epoll instances of its own, each
+// watched by one goroutine through Go's poller: one wake-up serves every
+// socket that became readable meanwhile, and each ready socket costs one
+// read. This is the event loop C relays such as coturn run, with the
+// goroutine parked in Go's poller instead of blocked in epoll_wait, which
+// would tie up a thread and keep the runtime's monitor awake.
+//
+// Sets exist on Linux; elsewhere [New] returns [ErrUnsupported] and callers
+// keep their per-socket sockets.
+package udppoll
+
+import (
+	"errors"
+	"net/netip"
+)
+
+// ErrUnsupported is returned by New where the system has no epoll.
+var ErrUnsupported = errors.New("udppoll: not supported on this system")
+
+// Handler receives each datagram, on the goroutine of its socket's loop,
+// with the value the socket was opened with. buf holds Headroom free bytes
+// and then the datagram, so that a header can be put in front of it
+// without a copy; it is valid only during the call. A handler must not
+// block and must not close a socket of the set.
+type Handler[T any] func(v T, buf []byte, from netip.AddrPort)
+
+// Headroom is the number of free bytes in front of every datagram handed
+// to a Handler.
+const Headroom = 16
+
+// MaxDatagram is the largest datagram a Set reads whole; longer ones are
+// dropped.
+const MaxDatagram = 65535
