@@ -51,13 +51,13 @@ type channelRoute struct {
 // listener. It is read once per client datagram by the listener's one read
 // loop and written when pion binds or drops a channel.
 type channels struct {
-	sock udpSocket // the listener, to which peers' datagrams go as ChannelData
+	sock udpWriter // the listener, to which peers' datagrams go as ChannelData
 
 	mu    sync.RWMutex
 	route map[channelKey]channelRoute
 }
 
-func newChannels(sock udpSocket) *channels {
+func newChannels(sock udpWriter) *channels {
 	return &channels{sock: sock, route: map[channelKey]channelRoute{}}
 }
 

@@ -106,9 +106,13 @@ func (in *inspector) refusedPeer(m *stun.Message) string {
 // gatedPacketConn is the UDP socket of the TURN port as pion/turn sees it.
 type gatedPacketConn struct {
 	net.PacketConn
-	in       inspector
-	channels *channels // nil when the socket has no netip reads
-	stopped  func()    // the read loop has ended
+	in inspector
+	// channels is the listener's channel fast path. With reader set, the
+	// gate reads the socket itself and forwards ChannelData; a polled
+	// listener forwards it on its loop and queues the rest for the gate.
+	channels *channels
+	reader   udpSocket
+	stopped  func() // the read loop has ended
 	once     sync.Once
 }
 
@@ -133,10 +137,10 @@ func (c *gatedPacketConn) ReadFrom(p []byte) (int, net.Addr, error) {
 // read returns the next datagram, or a nil address for one the channel
 // fast path has relayed.
 func (c *gatedPacketConn) read(p []byte) (int, net.Addr, error) {
-	if c.channels == nil {
+	if c.reader == nil {
 		return c.PacketConn.ReadFrom(p)
 	}
-	n, from, err := c.channels.sock.ReadFromUDPAddrPort(p)
+	n, from, err := c.reader.ReadFromUDPAddrPort(p)
 	if err != nil {
 		return n, nil, err
 	}

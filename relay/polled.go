@@ -32,8 +32,18 @@ const polledInbox = 64
 // than two (docs/benchmarks.md).
 func relayLoops() int { return (runtime.GOMAXPROCS(0) + 3) / 4 }
 
-// deliver is the Set's handler: a datagram from a peer arrived on c's
-// socket. It runs on a loop goroutine and must not block.
+// datagramSink is what a socket of the relay's Set hands its datagrams
+// to: a relay socket, or the TURN port's UDP listener.
+type datagramSink interface {
+	deliver(buf []byte, from netip.AddrPort)
+}
+
+func newPollSet() (*udppoll.Set[datagramSink], error) {
+	return udppoll.New(relayLoops(), func(v datagramSink, buf []byte, from netip.AddrPort) { v.deliver(buf, from) })
+}
+
+// deliver: a datagram from a peer arrived on c's socket. It runs on a
+// loop goroutine and must not block.
 func (c *relayConn) deliver(buf []byte, from netip.AddrPort) {
 	n := len(buf) - udppoll.Headroom
 	from = unmapped(from)
@@ -50,9 +60,9 @@ func (c *relayConn) deliver(buf []byte, from netip.AddrPort) {
 	c.polled.queue(buf[udppoll.Headroom:], from)
 }
 
-// polledConn is a relay socket of a Set as pion/turn sees it.
-type polledConn struct {
-	sock  *udppoll.Socket[*relayConn]
+// pionQueue holds the datagrams of a Set's socket that pion/turn must
+// handle, for pion's goroutine reading the socket.
+type pionQueue struct {
 	local *net.UDPAddr
 	inbox chan polledDatagram
 	done  chan struct{}
@@ -64,28 +74,51 @@ type polledDatagram struct {
 	from netip.AddrPort
 }
 
-// queue hands a copy of b to pion's goroutine. The copy is made only on
-// this path, which carries a call's first datagrams before the client
-// binds a channel.
-func (p *polledConn) queue(b []byte, from netip.AddrPort) {
+func newPionQueue(size int) pionQueue {
+	return pionQueue{inbox: make(chan polledDatagram, size), done: make(chan struct{})}
+}
+
+// queue hands a copy of b to pion's goroutine, or drops it when pion is
+// that far behind, as a full socket buffer would. The copy is made only on
+// this path, which carries requests and a call's first datagrams, before
+// the client binds a channel.
+func (q *pionQueue) queue(b []byte, from netip.AddrPort) {
 	select {
-	case p.inbox <- polledDatagram{b: append([]byte(nil), b...), from: from}:
+	case q.inbox <- polledDatagram{b: append([]byte(nil), b...), from: from}:
 	default:
 	}
 }
 
-// ReadFrom returns the next datagram queued for pion, already admitted.
-func (p *polledConn) ReadFrom(b []byte) (int, net.Addr, error) {
+// ReadFrom returns the next datagram queued for pion.
+func (q *pionQueue) ReadFrom(b []byte) (int, net.Addr, error) {
 	select {
-	case d := <-p.inbox:
+	case d := <-q.inbox:
 		return copy(b, d.b), net.UDPAddrFromAddrPort(d.from), nil
-	case <-p.done:
-		return 0, nil, &net.OpError{Op: "read", Net: "udp", Source: p.local, Err: net.ErrClosed}
+	case <-q.done:
+		return 0, nil, &net.OpError{Op: "read", Net: "udp", Source: q.local, Err: net.ErrClosed}
 	}
 }
 
-// WriteTo is not used: relayConn sends through WriteToUDPAddrPort.
-func (p *polledConn) WriteTo(b []byte, addr net.Addr) (int, error) {
+func (q *pionQueue) stop() { q.once.Do(func() { close(q.done) }) }
+
+func (q *pionQueue) LocalAddr() net.Addr { return q.local }
+
+// pion/turn sets no deadline on these sockets; refusing one keeps a
+// future caller from believing it had.
+func (q *pionQueue) SetDeadline(time.Time) error      { return errNoDeadline }
+func (q *pionQueue) SetReadDeadline(time.Time) error  { return errNoDeadline }
+func (q *pionQueue) SetWriteDeadline(time.Time) error { return errNoDeadline }
+
+var errNoDeadline = errors.New("relay: this socket takes no deadline")
+
+// polledSocket is a socket of the Set as pion/turn sees it: a relay
+// socket, or the core of the polled listener.
+type polledSocket struct {
+	pionQueue
+	sock *udppoll.Socket[datagramSink]
+}
+
+func (p *polledSocket) WriteTo(b []byte, addr net.Addr) (int, error) {
 	ua, ok := addr.(*net.UDPAddr)
 	if !ok {
 		return 0, errNotUDPAddr
@@ -93,27 +126,65 @@ func (p *polledConn) WriteTo(b []byte, addr net.Addr) (int, error) {
 	return p.sock.WriteToUDPAddrPort(b, ua.AddrPort())
 }
 
-func (p *polledConn) WriteToUDPAddrPort(b []byte, addr netip.AddrPort) (int, error) {
+func (p *polledSocket) WriteToUDPAddrPort(b []byte, addr netip.AddrPort) (int, error) {
 	return p.sock.WriteToUDPAddrPort(b, addr)
 }
 
 // Close stops the socket's datagrams; once it returns the loop no longer
-// calls deliver for it, and pion's ReadFrom returns.
-func (p *polledConn) Close() error {
+// hands it any, and pion's ReadFrom returns.
+func (p *polledSocket) Close() error {
 	err := p.sock.Close()
-	p.once.Do(func() { close(p.done) })
+	p.stop()
 	return err
 }
 
-func (p *polledConn) LocalAddr() net.Addr { return p.local }
+// polledListener is the TURN port's UDP socket in the Set: ChannelData on
+// a bound channel goes to its peer from the loop; everything else goes to
+// pion's read loop through the gate.
+type polledListener struct {
+	polledSocket
+	channels *channels
+}
 
-// pion/turn sets no deadline on a relay socket; refusing one keeps a
-// future caller from believing it had.
-func (p *polledConn) SetDeadline(time.Time) error      { return errNoDeadline }
-func (p *polledConn) SetReadDeadline(time.Time) error  { return errNoDeadline }
-func (p *polledConn) SetWriteDeadline(time.Time) error { return errNoDeadline }
+func (l *polledListener) deliver(buf []byte, from netip.AddrPort) {
+	b := buf[udppoll.Headroom:]
+	if l.channels.forward(b, from) {
+		return
+	}
+	l.queue(b, from)
+}
 
-var errNoDeadline = errors.New("relay: relay sockets take no deadline")
+// listenerInbox is how many datagrams for pion the UDP listener holds:
+// requests of every client, and ChannelData sent before its channel is
+// bound.
+const listenerInbox = 1024
+
+// listenPolled opens the TURN port's UDP socket in the Set. A wildcard
+// address listens on IPv6 and IPv4 alike where the system has IPv6, as
+// net.ListenPacket("udp", ...) does.
+func (s *Server) listenPolled(address string) (*polledListener, error) {
+	ua, err := net.ResolveUDPAddr("udp", address)
+	if err != nil {
+		return nil, fmt.Errorf("relay UDP listener %s: %w", address, err)
+	}
+	at := ua.AddrPort()
+	l := &polledListener{polledSocket: polledSocket{pionQueue: newPionQueue(listenerInbox)}}
+	l.channels = newChannels(l)
+	var sock *udppoll.Socket[datagramSink]
+	if ip := at.Addr().Unmap(); !ip.IsValid() || ip.IsUnspecified() {
+		sock, err = s.poll.Listen(netip.AddrPortFrom(netip.IPv6Unspecified(), at.Port()), l)
+		if err != nil {
+			sock, err = s.poll.Listen(netip.AddrPortFrom(netip.IPv4Unspecified(), at.Port()), l)
+		}
+	} else {
+		sock, err = s.poll.Listen(at, l)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("relay UDP listener %s: %w", address, err)
+	}
+	l.sock, l.local = sock, net.UDPAddrFromAddrPort(sock.LocalAddr())
+	return l, nil
+}
 
 // allocatePolled opens c's socket in the Set: on port when pion asks for
 // one (EVEN-PORT reservations), otherwise on a free random port of the
@@ -123,7 +194,7 @@ func (r *relaySockets) allocatePolled(port int, c *relayConn) (net.Addr, error) 
 	if err != nil {
 		return nil, fmt.Errorf("relay: bind address %q: %w", r.inner.Address, err)
 	}
-	var sock *udppoll.Socket[*relayConn]
+	var sock *udppoll.Socket[datagramSink]
 	if port != 0 {
 		sock, err = r.poll.Listen(netip.AddrPortFrom(bind, uint16(port)), c)
 	} else {
@@ -138,7 +209,6 @@ func (r *relaySockets) allocatePolled(port int, c *relayConn) (net.Addr, error) 
 	if err != nil {
 		return nil, fmt.Errorf("relay: no relay port: %w", err)
 	}
-	c.polled.sock = sock
-	c.polled.local = net.UDPAddrFromAddrPort(sock.LocalAddr())
+	c.polled.sock, c.polled.local = sock, net.UDPAddrFromAddrPort(sock.LocalAddr())
 	return &net.UDPAddr{IP: r.inner.RelayAddress, Port: int(sock.LocalAddr().Port())}, nil
 }

@@ -28,7 +28,7 @@ var (
 // every relayed datagram passes.
 type relaySockets struct {
 	inner   *turn.RelayAddressGeneratorPortRange
-	poll    *udppoll.Set[*relayConn] // nil where the system has none
+	poll    *udppoll.Set[datagramSink] // nil where the system has none
 	policy  *PeerPolicy
 	metrics *metrics
 	refused func(class string)
@@ -52,7 +52,7 @@ func (r *relaySockets) AllocatePacketConn(network string, port int) (net.PacketC
 		c.in, c.out = newBucket(r.maxBPS, r.now), newBucket(r.maxBPS, r.now)
 	}
 	if r.poll != nil {
-		c.polled = &polledConn{inbox: make(chan polledDatagram, polledInbox), done: make(chan struct{})}
+		c.polled = &polledSocket{pionQueue: newPionQueue(polledInbox)}
 		addr, err := r.allocatePolled(port, c)
 		if err != nil {
 			return nil, nil, err
@@ -126,7 +126,7 @@ type relayConn struct {
 	// Without any of them pion's net.Addr path is used.
 	sock   udpWriter
 	reader udpSocket
-	polled *polledConn
+	polled *polledSocket
 	buf    []byte // readFast's, used by pion's one reader of the socket
 
 	// permitted and channels are copied on write: they change every few

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/netip"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -37,7 +36,7 @@ type Server struct {
 	tcp     *gatedListener
 	tls     *gatedListener
 	sockets []*relaySockets
-	poll    *udppoll.Set[*relayConn] // reads the relay sockets; nil where unsupported
+	poll    *udppoll.Set[datagramSink] // reads the UDP sockets; nil where unsupported
 	// udpSockets are the relay sockets of clients on the UDP listener,
 	// the ones the channel fast path serves.
 	udpSockets *relaySockets
@@ -69,7 +68,7 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	if !cfg.socketReads {
-		poll, err := udppoll.New(relayLoops(), func(c *relayConn, buf []byte, from netip.AddrPort) { c.deliver(buf, from) })
+		poll, err := newPollSet()
 		switch {
 		case err == nil:
 			s.poll = poll
@@ -160,8 +159,8 @@ func (s *Server) listen() error {
 	var udp net.PacketConn
 	var tcp net.Listener
 	for range tries {
-		if udp, err = net.ListenPacket("udp", s.cfg.Listen); err != nil {
-			return fmt.Errorf("relay UDP listener %s: %w", s.cfg.Listen, err)
+		if udp, err = s.listenUDP(); err != nil {
+			return err
 		}
 		got := strconv.Itoa(udp.LocalAddr().(*net.UDPAddr).Port)
 		if tcp, err = net.Listen("tcp", net.JoinHostPort(host, got)); err == nil {
@@ -173,8 +172,11 @@ func (s *Server) listen() error {
 		return fmt.Errorf("relay TCP listener %s: %w", s.cfg.Listen, err)
 	}
 	s.udp = &gatedPacketConn{PacketConn: udp, in: inspector{s: s}, stopped: s.loops.Done}
-	if sock, ok := udp.(udpSocket); ok {
-		s.udp.channels = newChannels(sock)
+	switch u := udp.(type) {
+	case *polledListener:
+		s.udp.channels = u.channels // the loop forwards ChannelData itself
+	case udpSocket:
+		s.udp.reader, s.udp.channels = u, newChannels(u)
 	}
 	s.tcp = newGatedListener(tcp, s, s.loops.Done)
 	if s.cfg.TLSListen != "" {
@@ -187,6 +189,19 @@ func (s *Server) listen() error {
 		s.tls = newGatedListener(l, s, s.loops.Done)
 	}
 	return nil
+}
+
+// listenUDP opens the TURN port's UDP socket: in the Set where there is
+// one, otherwise as a socket of Go's poller.
+func (s *Server) listenUDP() (net.PacketConn, error) {
+	if s.poll != nil {
+		return s.listenPolled(s.cfg.Listen)
+	}
+	udp, err := net.ListenPacket("udp", s.cfg.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("relay UDP listener %s: %w", s.cfg.Listen, err)
+	}
+	return udp, nil
 }
 
 // closePoll stops the loops reading the relay sockets and closes any
