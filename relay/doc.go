@@ -60,8 +60,16 @@
 // channel, the media of nearly every relayed call, does not pass through
 // pion/turn: the UDP listener and the relay sockets forward it directly,
 // with the same peer policy, permissions, bandwidth cap and counters,
-// allocating nothing per packet. Send and Data indications and clients on
-// TCP or TLS take pion's path.
+// allocating nothing per packet; pion's channel events keep the table of
+// bound channels in step. Send and Data indications and clients on TCP or
+// TLS take pion's path.
+//
+// On Linux the UDP listener and the relay sockets are read by a few event
+// loops (package udppoll, one per four processors) instead of a goroutine
+// per socket: one wake-up serves every socket that became readable, which
+// is what brings turnd's CPU per relayed packet below coturn's
+// (docs/benchmarks.md). Elsewhere pion/turn reads each socket, with the
+// same fast path.
 //
 // # Limits of pion/turn v4
 //

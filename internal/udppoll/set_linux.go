@@ -10,6 +10,7 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
+	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -58,8 +59,15 @@ func New[T any](loops int, handler Handler[T]) (*Set[T], error) {
 			s.closeLoops()
 			return nil, fmt.Errorf("udppoll: %w", os.NewSyscallError("fcntl", err))
 		}
-		// A non-blocking descriptor given to os.NewFile joins Go's poller.
-		s.loops = append(s.loops, &loop[T]{set: s, ep: os.NewFile(uintptr(epfd), "udppoll"), epfd: epfd, sockets: map[int32]*Socket[T]{}})
+		// A non-blocking descriptor given to os.NewFile joins Go's poller;
+		// only then does it take a deadline. Without the poller the loop
+		// would never wake.
+		ep := os.NewFile(uintptr(epfd), "udppoll")
+		s.loops = append(s.loops, &loop[T]{set: s, ep: ep, epfd: epfd, sockets: map[int32]*Socket[T]{}})
+		if err := ep.SetReadDeadline(time.Time{}); err != nil {
+			s.closeLoops()
+			return nil, fmt.Errorf("udppoll: the epoll instance cannot join Go's poller: %w", err)
+		}
 	}
 	for _, l := range s.loops {
 		rc, err := l.ep.SyscallConn()

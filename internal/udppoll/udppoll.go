@@ -35,6 +35,6 @@ type Handler[T any] func(v T, buf []byte, from netip.AddrPort)
 // to a Handler.
 const Headroom = 16
 
-// MaxDatagram is the largest datagram a Set reads whole; longer ones are
-// dropped.
+// MaxDatagram is the size of a loop's read buffer after the headroom: the
+// largest UDP payload fits.
 const MaxDatagram = 65535
