@@ -249,3 +249,29 @@ func BenchmarkChannelFastPath(b *testing.B) {
 		}
 	})
 }
+
+// FuzzChannelForward feeds the fast path arbitrary datagrams: it relays
+// exactly the payload of well-formed ChannelData on the bound channel and
+// leaves everything else to pion.
+func FuzzChannelForward(f *testing.F) {
+	f.Add(udpChannelData(0x4001, []byte("media")))
+	f.Add([]byte{0x40, 0x01, 0xff, 0xff, 1})
+	f.Add([]byte{0x00, 0x01, 0x00, 0x00})
+	f.Add(udpChannelData(0x4002, nil))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		c, peer := benchRelayConn(t)
+		sock := &fakeSocket{from: peer.AddrPort()}
+		c.sock, c.reader = sock, sock
+		table := newChannels(sock)
+		client := netip.MustParseAddrPort("203.0.113.9:40000")
+		table.bind(c, client, peer.AddrPort(), 0x4001, true)
+		relayed := table.forward(b, client)
+		want := len(b) >= 4 && b[0] == 0x40 && b[1] == 0x01 && 4+int(binary.BigEndian.Uint16(b[2:])) <= len(b)
+		if relayed != want {
+			t.Fatalf("forward(% x) = %v, want %v", b, relayed, want)
+		}
+		if relayed && sock.last != int(binary.BigEndian.Uint16(b[2:])) {
+			t.Fatalf("relayed %d bytes of % x", sock.last, b)
+		}
+	})
+}
