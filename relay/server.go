@@ -197,10 +197,16 @@ func (s *Server) listenUDP() (net.PacketConn, error) {
 	if s.poll != nil {
 		return s.listenPolled(s.cfg.Listen)
 	}
-	udp, err := net.ListenPacket("udp", s.cfg.Listen)
+	ua, err := net.ResolveUDPAddr("udp", s.cfg.Listen)
+	var udp *net.UDPConn
+	if err == nil {
+		udp, err = net.ListenUDP("udp", ua)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("relay UDP listener %s: %w", s.cfg.Listen, err)
 	}
+	_ = udp.SetReadBuffer(listenerBuffer)
+	_ = udp.SetWriteBuffer(listenerBuffer)
 	return udp, nil
 }
 

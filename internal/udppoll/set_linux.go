@@ -237,6 +237,23 @@ func boolInt(b bool) int {
 	return 0
 }
 
+// SetBuffers asks for receive and send buffers of the given sizes in
+// bytes; the kernel caps them at net.core.rmem_max and wmem_max.
+func (s *Socket[T]) SetBuffers(receive, send int) error {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return net.ErrClosed
+	}
+	if err := unix.SetsockoptInt(s.fd, unix.SOL_SOCKET, unix.SO_RCVBUF, receive); err != nil {
+		return os.NewSyscallError("setsockopt", err)
+	}
+	if err := unix.SetsockoptInt(s.fd, unix.SOL_SOCKET, unix.SO_SNDBUF, send); err != nil {
+		return os.NewSyscallError("setsockopt", err)
+	}
+	return nil
+}
+
 // LocalAddr returns the address the socket is bound to.
 func (s *Socket[T]) LocalAddr() netip.AddrPort { return s.local }
 

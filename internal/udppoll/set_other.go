@@ -25,5 +25,8 @@ func (*Socket[T]) LocalAddr() netip.AddrPort { return netip.AddrPort{} }
 // WriteToUDPAddrPort returns ErrUnsupported.
 func (*Socket[T]) WriteToUDPAddrPort([]byte, netip.AddrPort) (int, error) { return 0, ErrUnsupported }
 
+// SetBuffers returns ErrUnsupported.
+func (*Socket[T]) SetBuffers(int, int) error { return ErrUnsupported }
+
 // Close does nothing.
 func (*Socket[T]) Close() error { return nil }
