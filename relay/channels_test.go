@@ -11,6 +11,8 @@ import (
 
 	"github.com/pion/stun/v3"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/openconsult/openconsult/internal/udppoll"
 )
 
 // routes returns the number of channels on the UDP listener's fast path.
@@ -246,6 +248,13 @@ func BenchmarkChannelFastPath(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
 			_, _, _ = c.ReadFrom(buf)
+		}
+	})
+	frame := make([]byte, udppoll.Headroom+1200)
+	b.Run("PeerToClientOnLoop", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			c.deliver(frame, peer.AddrPort())
 		}
 	})
 }
