@@ -177,20 +177,18 @@ func TestChannelFastPathKeepsPolicyAndCap(t *testing.T) {
 
 // Neither direction of the fast path allocates per datagram.
 func TestChannelFastPathAllocatesNothing(t *testing.T) {
-	c, peer := benchRelayConn(t)
-	sock := &fakeSocket{from: peer.AddrPort()}
-	c.sock, c.reader = sock, sock
-	table := newChannels(sock)
-	client := netip.MustParseAddrPort("203.0.113.9:40000")
-	table.bind(c, client, peer.AddrPort(), 0x4001, true)
+	f := newFastPathFixture(t)
+	c, peer, sock, table, client := f.c, f.peer, f.sock, f.table, f.client
 	cd := udpChannelData(0x4001, make([]byte, 1200))
 	buf := make([]byte, 1600)
+	frame := make([]byte, udppoll.Headroom+1200)
 	tests := []struct {
 		name string
 		op   func()
 	}{
 		{"client to peer", func() { table.forward(cd, client) }},
 		{"peer to client", func() { _, _, _ = c.ReadFrom(buf) }},
+		{"peer to client on an event loop", func() { c.deliver(frame, peer.AddrPort()) }},
 	}
 	for _, tt := range tests {
 		if n := testing.AllocsPerRun(200, tt.op); n != 0 {
@@ -200,6 +198,26 @@ func TestChannelFastPathAllocatesNothing(t *testing.T) {
 	if sock.sent == 0 || testutil.ToFloat64(c.m.toPeerPackets) == 0 {
 		t.Fatal("the fast path relayed nothing")
 	}
+}
+
+// fastPathFixture is a relay socket with a permitted peer, bound on
+// channel 0x4001 for client, over a fakeSocket.
+type fastPathFixture struct {
+	c      *relayConn
+	peer   *net.UDPAddr
+	sock   *fakeSocket
+	table  *channels
+	client netip.AddrPort
+}
+
+func newFastPathFixture(tb testing.TB) fastPathFixture {
+	c, peer := benchRelayConn(tb)
+	f := fastPathFixture{c: c, peer: peer, sock: &fakeSocket{from: peer.AddrPort()},
+		client: netip.MustParseAddrPort("203.0.113.9:40000")}
+	c.sock, c.reader = f.sock, f.sock
+	f.table = newChannels(f.sock)
+	f.table.bind(c, f.client, peer.AddrPort(), 0x4001, true)
+	return f
 }
 
 var errFakeRead = errors.New("no more datagrams")
@@ -230,12 +248,8 @@ func (s *fakeSocket) ReadFromUDPAddrPort(b []byte) (int, netip.AddrPort, error) 
 // BenchmarkChannelFastPath is the relay's own work per ChannelData packet
 // on each side of the fast path, without the system calls.
 func BenchmarkChannelFastPath(b *testing.B) {
-	c, peer := benchRelayConn(b)
-	sock := &fakeSocket{from: peer.AddrPort()}
-	c.sock, c.reader = sock, sock
-	table := newChannels(sock)
-	client := netip.MustParseAddrPort("203.0.113.9:40000")
-	table.bind(c, client, peer.AddrPort(), 0x4001, true)
+	f := newFastPathFixture(b)
+	c, peer, table, client := f.c, f.peer, f.table, f.client
 	cd := udpChannelData(0x4001, make([]byte, 1200))
 	buf := make([]byte, 1600)
 	b.Run("ClientToPeer", func(b *testing.B) {
@@ -268,19 +282,14 @@ func FuzzChannelForward(f *testing.F) {
 	f.Add([]byte{0x00, 0x01, 0x00, 0x00})
 	f.Add(udpChannelData(0x4002, nil))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		c, peer := benchRelayConn(t)
-		sock := &fakeSocket{from: peer.AddrPort()}
-		c.sock, c.reader = sock, sock
-		table := newChannels(sock)
-		client := netip.MustParseAddrPort("203.0.113.9:40000")
-		table.bind(c, client, peer.AddrPort(), 0x4001, true)
-		relayed := table.forward(b, client)
+		fx := newFastPathFixture(t)
+		relayed := fx.table.forward(b, fx.client)
 		want := len(b) >= 4 && b[0] == 0x40 && b[1] == 0x01 && 4+int(binary.BigEndian.Uint16(b[2:])) <= len(b)
 		if relayed != want {
 			t.Fatalf("forward(% x) = %v, want %v", b, relayed, want)
 		}
-		if relayed && sock.last != int(binary.BigEndian.Uint16(b[2:])) {
-			t.Fatalf("relayed %d bytes of % x", sock.last, b)
+		if relayed && fx.sock.last != int(binary.BigEndian.Uint16(b[2:])) {
+			t.Fatalf("relayed %d bytes of % x", fx.sock.last, b)
 		}
 	})
 }
