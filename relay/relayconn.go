@@ -20,12 +20,14 @@ var (
 	errTCPRelay    = errors.New("relay: TCP relaying (RFC 6062) is not offered")
 )
 
-// relaySockets is the RelayAddressGenerator given to pion/turn. It wraps
-// the port-range generator so that every allocation's relay socket
+// relaySockets is the RelayAddressGenerator given to pion/turn. It opens
+// every allocation's relay socket (in the event loops' Set where there is
+// one, otherwise through the port-range generator) so that the socket
 // enforces the peer policy on what it sends, only lets in datagrams from
 // peers holding a permission, applies the bandwidth cap and counts
-// traffic. pion/turn offers no per-packet hook; the socket is the one place
-// every relayed datagram passes.
+// traffic. pion/turn offers no per-packet hook; the relay socket is the one
+// place every relayed datagram passes, on pion's path and on the channel
+// fast path alike.
 type relaySockets struct {
 	inner   *turn.RelayAddressGeneratorPortRange
 	poll    *udppoll.Set[datagramSink] // nil where the system has none
