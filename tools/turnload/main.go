@@ -30,6 +30,7 @@ import (
 	"github.com/pion/turn/v4"
 
 	"github.com/openconsult/openconsult/internal/procstat"
+	"github.com/openconsult/openconsult/internal/syncbuf"
 	"github.com/openconsult/openconsult/relay"
 )
 
@@ -149,23 +150,34 @@ func printTable(w io.Writer, rs []Result, o options) {
 
 // measure starts a relay process, loads it and reads its CPU time.
 func measure(name string, argv, env []string, addr string, o options) (Result, error) {
+	// A relay left over from an aborted run would answer in place of the
+	// one started here, and the figures would be of the wrong process.
+	if err := portFree(addr); err != nil {
+		return Result{}, err
+	}
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Env = append(os.Environ(), env...)
+	stderr := &syncbuf.Buffer{}
+	cmd.Stderr = stderr
 	if err := cmd.Start(); err != nil {
 		return Result{}, err
 	}
+	var waitErr error
+	exited := make(chan struct{})
+	go func() { waitErr = cmd.Wait(); close(exited) }()
 	defer func() {
 		_ = cmd.Process.Signal(os.Interrupt)
-		done := make(chan struct{})
-		go func() { _ = cmd.Wait(); close(done) }()
 		select {
-		case <-done:
+		case <-exited:
 		case <-time.After(5 * time.Second):
 			_ = cmd.Process.Kill()
-			<-done
+			<-exited
 		}
 	}()
-	if err := waitListening(addr); err != nil {
+	if err := waitListening(addr, exited); err != nil {
+		if errors.Is(err, errExited) {
+			err = fmt.Errorf("%w (%v); its output: %q", err, waitErr, lastBytes(stderr.String(), 500))
+		}
 		return Result{}, err
 	}
 	r, err := load(addr, o, func() (float64, error) { return cpuSeconds(cmd.Process.Pid) })
@@ -173,9 +185,33 @@ func measure(name string, argv, env []string, addr string, o options) (Result, e
 	return r, err
 }
 
-func waitListening(addr string) error {
+// portFree reports an error when something listens on addr already, over
+// UDP or TCP.
+func portFree(addr string) error {
+	u, err := net.ListenPacket("udp", addr)
+	if err != nil {
+		return fmt.Errorf("%s is in use over UDP (a relay left from an earlier run?): %w", addr, err)
+	}
+	u.Close()
+	t, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("%s is in use over TCP (a relay left from an earlier run?): %w", addr, err)
+	}
+	return t.Close()
+}
+
+var errExited = errors.New("the relay exited before it listened")
+
+// waitListening waits until the relay accepts TCP on addr, or reports that
+// it exited first.
+func waitListening(addr string, exited <-chan struct{}) error {
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {
+		select {
+		case <-exited:
+			return errExited
+		default:
+		}
 		if c, err := net.Dial("tcp", addr); err == nil {
 			c.Close()
 			return nil
@@ -183,6 +219,13 @@ func waitListening(addr string) error {
 		time.Sleep(50 * time.Millisecond)
 	}
 	return fmt.Errorf("%s not listening", addr)
+}
+
+func lastBytes(s string, n int) string {
+	if len(s) > n {
+		return s[len(s)-n:]
+	}
+	return s
 }
 
 // cpuSeconds reads user+system time of a process from /proc.
