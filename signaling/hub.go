@@ -174,6 +174,7 @@ func (h *Hub) sweep() {
 				r.broadcastLobby()
 			}
 		}
+		r.returnToPeersLocked(now)
 		r.mu.Unlock()
 	}
 	h.mu.Lock()

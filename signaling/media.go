@@ -203,27 +203,22 @@ func (s *nodeSession) Closed(err error) {
 	r.deps.Log.Warn("media node session ended", "consult", r.ID, "member", m.ID, "lost", errors.Is(err, media.ErrUnavailable), "err", err)
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.members[m.ID] == m && !r.ended {
+	if r.members[m.ID] == m && !r.ended && r.route == RouteSFU {
 		m.send(encode(routeMsg{Type: "route", Route: RouteSFU, Restart: true}))
 	}
 }
 
 // moveToNodeLocked moves the consult to the media node once it has enough
-// admitted members; it stays there until it ends.
+// admitted members; returnToPeersLocked may move it back.
 func (r *Room) moveToNodeLocked() {
 	if r.route == RouteSFU || r.deps.Media == nil {
 		return
 	}
-	admitted := 0
-	for _, p := range r.members {
-		if p.admitted {
-			admitted++
-		}
-	}
+	admitted := r.admittedLocked()
 	if admitted < r.deps.SFUMinParticipants {
 		return
 	}
-	r.route = RouteSFU
+	r.route, r.below = RouteSFU, time.Time{}
 	r.deps.Log.Info("consult moved to the media node", "consult", r.ID, "members", admitted)
 	msg := encode(routeMsg{Type: "route", Route: RouteSFU})
 	for _, p := range r.members {
@@ -233,15 +228,68 @@ func (r *Room) moveToNodeLocked() {
 	}
 }
 
-// link returns m's media link, for a message to the node.
+// returnToPeersLocked moves a consult on the media node back to peer to
+// peer once it has had fewer members than moved it there for
+// SFUReturnAfter: with two members a direct connection has less delay, and
+// its media is encrypted end to end instead of being decrypted on the
+// node. Browsers keep their node connection until direct media flows, then
+// send sfu-leave. The hub's sweep calls it every second.
+func (r *Room) returnToPeersLocked(now time.Time) {
+	if r.route != RouteSFU || r.deps.SFUReturnAfter <= 0 || r.ended {
+		return
+	}
+	if r.admittedLocked() >= r.deps.SFUMinParticipants {
+		r.below = time.Time{}
+		return
+	}
+	if r.below.IsZero() {
+		r.below = now
+		return
+	}
+	if now.Sub(r.below) < r.deps.SFUReturnAfter {
+		return
+	}
+	r.route, r.below = RouteP2P, time.Time{}
+	r.deps.Log.Info("consult moved back to peer to peer", "consult", r.ID, "members", r.admittedLocked())
+	msg := encode(routeMsg{Type: "route", Route: RouteP2P})
+	for _, p := range r.members {
+		if p.admitted {
+			p.send(msg)
+		}
+	}
+}
+
+func (r *Room) admittedLocked() int {
+	n := 0
+	for _, p := range r.members {
+		if p.admitted {
+			n++
+		}
+	}
+	return n
+}
+
+// link returns m's media link, for a message to the node. A member keeps
+// talking to the node while the consult moves back to peer to peer, until
+// its direct media flows and it sends sfu-leave.
 func (r *Room) link(m *Member) (*mediaLink, error) {
+	if m.media != nil {
+		return m.media, nil
+	}
 	if r.route != RouteSFU {
 		return nil, ErrNotRouted
 	}
+	return nil, ErrNoMember // sfu-join comes first
+}
+
+// sfuLeave ends m's node session: its browser has direct media from every
+// member after a move back to peer to peer.
+func (r *Room) sfuLeave(m *Member, _ json.RawMessage) error {
 	if m.media == nil {
-		return nil, ErrNoMember // sfu-join comes first
+		return ErrNoMember
 	}
-	return m.media, nil
+	m.dropMediaLocked()
+	return nil
 }
 
 // sfuJoinInterval is the least time between two sfu-join of a member:
@@ -261,8 +309,8 @@ func (r *Room) sfuJoin(m *Member, raw json.RawMessage) error {
 	if m.media == nil {
 		m.media = newMediaLink(r, m)
 	}
-	ref := envelopeID(raw)
-	return m.media.enqueue(func(ctx context.Context) { m.media.join(ctx, ref) })
+	l, ref := m.media, envelopeID(raw)
+	return l.enqueue(func(ctx context.Context) { l.join(ctx, ref) })
 }
 
 // toNode sends an offer, answer or candidate addressed to SFUPeer.
@@ -307,10 +355,12 @@ func (r *Room) view(m *Member, raw json.RawMessage) error {
 	return l.enqueue(l.call(envelopeID(raw), ErrBadField, func(p media.Participant) error { return p.View(in.Member, in.Width, in.Height) }))
 }
 
-// dropMediaLocked ends m's node session, when m leaves the room for good.
+// dropMediaLocked ends m's node session: m left the room for good, or has
+// direct media again after a move back to peer to peer.
 func (m *Member) dropMediaLocked() {
 	if m.media != nil {
 		m.media.stop()
+		m.media = nil // a later sfu-join starts a new link
 	}
 }
 

@@ -107,6 +107,10 @@ type RoomDeps struct {
 	// SFUMinParticipants is how many admitted members move a consult to
 	// Media; 0 means 3.
 	SFUMinParticipants int
+	// SFUReturnAfter is how long a consult on Media must have fewer than
+	// SFUMinParticipants admitted members before it moves back to peer to
+	// peer; 0 keeps it on Media until it ends.
+	SFUReturnAfter time.Duration
 
 	links *sync.WaitGroup // the hub's media link goroutines, waited for at shutdown
 }
@@ -117,9 +121,12 @@ type Room struct {
 	ID   string
 	deps *RoomDeps
 
-	mu        sync.Mutex
-	members   map[string]*Member
-	route     string // RouteP2P or RouteSFU
+	mu      sync.Mutex
+	members map[string]*Member
+	route   string // RouteP2P or RouteSFU
+	// below is when a consult on the media node last dropped under the
+	// members that moved it there; zero while it has them.
+	below     time.Time
 	speaker   string // the member last reported loudest
 	ended     bool
 	discarded bool // removed from the hub; a Join that raced must look again
@@ -146,6 +153,7 @@ var handlers = map[string]struct {
 	"remove":      {RightHost, (*Room).remove},
 	"end":         {RightHost, (*Room).end},
 	"sfu-join":    {RightSignal, (*Room).sfuJoin},
+	"sfu-leave":   {RightSignal, (*Room).sfuLeave},
 	"view":        {RightSignal, (*Room).view},
 	"ping":        {0, (*Room).ping},
 	"leave":       {0, (*Room).leave},

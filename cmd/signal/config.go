@@ -70,6 +70,7 @@ type settings struct {
 
 	sfuEmbedded        bool
 	sfuMinParticipants int
+	sfuReturnAfter     time.Duration
 	sfuMaxParticipants int
 	sfuUDPListen       config.Addr
 	sfuTCPListen       config.Addr
@@ -151,6 +152,7 @@ func newSettings(stderr io.Writer) *settings {
 	fs.Var(&s.relayTLSListen, "relay-tls-listen", "TURN over TLS `address` of the embedded relay, with the site's certificate (default off; dev: "+devRelayTLS+")")
 	fs.BoolVar(&s.sfuEmbedded, "sfu-embedded", false, "run a media node (SFU) inside this process for consults of three or more, for small sites and development (default off; dev: on)")
 	fs.IntVar(&s.sfuMinParticipants, "sfu-min-participants", 3, "admitted members that move a consult from peer to peer onto the media node (2 to 50)")
+	fs.DurationVar(&s.sfuReturnAfter, "sfu-return-after", 10*time.Second, "how long a consult on the media node must have fewer than -sfu-min-participants members before it moves back to peer to peer, with media encrypted end to end again (0 keeps it on the node; at most 1h)")
 	fs.IntVar(&s.sfuMaxParticipants, "sfu-max-participants", 200, "participants the embedded media node takes before it refuses more")
 	fs.Var(&s.sfuUDPListen, "sfu-udp-listen", "UDP `address` browsers send media to on the embedded media node, one port for all (default off: a port per participant)")
 	fs.Var(&s.sfuTCPListen, "sfu-tcp-listen", "passive ICE-TCP `address` of the embedded media node, for browsers whose networks block UDP (default off)")
@@ -251,6 +253,9 @@ func (s *settings) validate() error {
 	}
 	if s.sfuMinParticipants < 2 || s.sfuMinParticipants > 50 {
 		bad("sfu-min-participants", "%d is outside 2 to 50", s.sfuMinParticipants)
+	}
+	if s.sfuReturnAfter < 0 || s.sfuReturnAfter > time.Hour {
+		bad("sfu-return-after", "%s is outside 0 to 1h", s.sfuReturnAfter)
 	}
 	if s.sfuMaxParticipants < 1 {
 		bad("sfu-max-participants", "must be at least 1")

@@ -332,6 +332,7 @@ func TestBadConfigurationNamesTheSetting(t *testing.T) {
 		{"embedded and remote sfu", []string{"-dev", "-sfu-embedded", "-sfu-node", "wss://sfu-1.example.internal:7443/", "-sfu-link-cert", "c", "-sfu-link-key", "k", "-sfu-link-ca", "ca"}, nil, []string{"-sfu-embedded", "not both"}},
 		{"sfu link files missing", []string{"-dev", "-data-dir", dir, "-sfu-node", "wss://sfu-1.example.internal:7443/", "-sfu-link-cert", filepath.Join(dir, "c.pem"), "-sfu-link-key", filepath.Join(dir, "k.pem"), "-sfu-link-ca", filepath.Join(dir, "ca.pem")}, nil, []string{"-sfu-link-cert"}},
 		{"sfu threshold of one", []string{"-dev", "-sfu-min-participants", "1"}, nil, []string{"-sfu-min-participants", "2 to 50"}},
+		{"negative return to peers", []string{"-dev", "-sfu-return-after", "-1s"}, nil, []string{"-sfu-return-after", "0 to 1h"}},
 		{"missing cert file", []string{"-tls-cert", filepath.Join(dir, "none.pem"), "-tls-key", filepath.Join(dir, "none.key"), "-public-url", "https://c.example.org", "-data-dir", dir, "-master-key", "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="}, nil, []string{"certificate file"}},
 	}
 	for _, tt := range tests {

@@ -167,7 +167,7 @@ func start(ctx context.Context, s *settings, stdout, stderr io.Writer) (_ *serve
 			c, err := db.ConsultByID(context.Background(), consultID)
 			return err == nil && c.RelayOnly
 		},
-		Media: mediaNode, SFUMinParticipants: s.sfuMinParticipants,
+		Media: mediaNode, SFUMinParticipants: s.sfuMinParticipants, SFUReturnAfter: s.sfuReturnAfter,
 	})
 
 	web, err := site.New(site.Options{
