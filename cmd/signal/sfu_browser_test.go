@@ -170,8 +170,29 @@ func browserMoveToMediaServer(t *testing.T, relayOnly bool) {
   return n === 2;
 })()`, smallest), 30*time.Second)
 
-	// The interpreter leaves; the others keep seeing each other.
+	// The interpreter leaves; the others keep seeing each other, and after
+	// -sfu-return-after (10 s) they are back on a direct connection, with
+	// the media server connection closed, the patient's tile never long
+	// without a picture on the way.
+	if _, err := chromedp.Run(doc, chromedp.Evaluate[bool](`(() => { window.__longestGap = 0; return true; })()`)); err != nil {
+		t.Fatal(err)
+	}
 	do(t, interpreter, "interpreter leaves", chromedp.Click(chromedp.CSS("#leave")))
 	waitTrue(t, doc, "the interpreter's tile goes", `document.querySelectorAll("figure.tile:not(.self)").length === 1`, 30*time.Second)
 	waitTrue(t, patient, "patient still decodes the clinician", decodingFromEveryoneViaServer+`(1)`, 30*time.Second)
+	for name, ctx := range map[string]context.Context{"clinician": doc, "patient": patient} {
+		waitTrue(t, ctx, name+" is back on a direct connection", `window.openConsult.mediaServer() === null && window.openConsult.peers().length === 1`, 90*time.Second)
+		waitTrue(t, ctx, name+" decodes the other directly", remoteVideoDecoding, 30*time.Second)
+	}
+	gap, err = chromedp.Run(doc, chromedp.Evaluate[float64](`window.__longestGap`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if gap > 1500 {
+		t.Errorf("the patient's tile showed no picture for %.0f ms during the move back", gap)
+	}
+	t.Logf("longest time without a picture during the move back: %.0f ms", gap)
+	if relayOnly {
+		waitTrue(t, doc, "the direct connection goes through the relay", selectedPairIsRelay, 10*time.Second)
+	}
 }

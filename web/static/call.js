@@ -4,7 +4,7 @@
 // consult is on the media server, one to the server (sfu.js); the lobby for
 // the host, chat, device controls and a connection indicator.
 import { connectionStats } from "./stats.js";
-import { MediaServerLink } from "./sfu.js";
+import { MediaServerLink, firstFrame } from "./sfu.js";
 
 const root = document.getElementById("call");
 const consultId = root.dataset.consult;
@@ -239,7 +239,21 @@ function peer(id) {
   };
   pc.ontrack = ({ streams }) => {
     const info = state.roster.get(id);
-    tile(id, info ? info.name : "", streams[0] || new MediaStream(), false);
+    const stream = streams[0] || new MediaStream();
+    if (!state.sfu?.receiving(id)) {
+      tile(id, info ? info.name : "", stream, false);
+      return;
+    }
+    // Back from the media server: its picture stays until the direct one
+    // has a frame, then the server connection goes once everyone is direct.
+    if (p.direct !== undefined) return; // the stream's other track
+    p.direct = false;
+    firstFrame(stream).then(() => {
+      if (state.peers.get(id) !== p || state.route !== "p2p") return;
+      p.direct = true;
+      tile(id, info ? info.name : "", stream, false);
+      leaveMediaServerWhenDirect();
+    });
   };
   pc.oniceconnectionstatechange = () => {
     // A network change (Wi-Fi to mobile data) fails the old path; an ICE
@@ -316,7 +330,7 @@ function toMediaServer() {
     send,
     onMedia(member, stream) {
       const info = state.roster.get(member);
-      if (!info || member === state.me) return;
+      if (!info || member === state.me || state.route !== "sfu") return;
       tile(member, info.name, stream, false);
       dropPeerConnection(member);
       const video = document.querySelector(`figure[data-member="${CSS.escape(member)}"] video`);
@@ -329,6 +343,26 @@ function toMediaServer() {
   setTimeout(() => {
     if (state.sfu === link && !state.over && !link.pc.remoteDescription) toMediaServer();
   }, 5000);
+}
+
+// fromMediaServer goes back to direct connections when the consult has
+// shrunk: they open as on arrival, each tile keeps the server's picture
+// until its direct one has a frame, and the server connection closes when
+// every member's media arrives directly. Until then, or if a direct
+// connection never comes up, the server's media keeps flowing.
+function fromMediaServer() {
+  state.route = "p2p";
+  renderRoster([...state.roster.values()]);
+}
+
+function leaveMediaServerWhenDirect() {
+  if (state.route !== "p2p" || !state.sfu) return;
+  for (const id of state.roster.keys()) {
+    if (id !== state.me && !state.peers.get(id)?.direct) return;
+  }
+  state.sfu.close();
+  state.sfu = null;
+  send({ type: "sfu-leave" });
 }
 
 // backToPeers keeps a member whom no media server could take on direct
@@ -510,8 +544,14 @@ const handlers = {
     sendMediaState(); // others see whether we are muted or camera-off
   },
   route(m) {
-    if (!state.admitted || m.route !== "sfu") return;
-    if (m.restart || !state.sfu) toMediaServer();
+    if (!state.admitted) return;
+    if (m.route === "p2p") {
+      if (state.route === "sfu") fromMediaServer();
+      return;
+    }
+    // A move back to direct connections in progress starts over on the
+    // server, which closes them as its media arrives.
+    if (m.restart || !state.sfu || state.route !== "sfu") toMediaServer();
   },
   speaker(m) {
     for (const fig of document.querySelectorAll("figure.tile")) {

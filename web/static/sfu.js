@@ -131,7 +131,7 @@ export class MediaServerLink {
 
 // firstFrame resolves once stream has a decoded video frame, or after a few
 // seconds whatever happens: a camera that is off must not hold the move.
-function firstFrame(stream) {
+export function firstFrame(stream) {
   return new Promise((resolve) => {
     const v = document.createElement("video");
     v.muted = true;
