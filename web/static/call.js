@@ -242,6 +242,10 @@ function peer(id) {
     const stream = streams[0] || new MediaStream();
     if (!state.sfu?.receiving(id)) {
       tile(id, info ? info.name : "", stream, false);
+      if (state.route === "p2p") {
+        p.direct = true;
+        leaveMediaServerWhenDirect();
+      }
       return;
     }
     // Back from the media server: its picture stays until the direct one
@@ -353,6 +357,14 @@ function toMediaServer() {
 function fromMediaServer() {
   state.route = "p2p";
   renderRoster([...state.roster.values()]);
+  // A member who sends nothing (no camera, no microphone) never produces a
+  // track; a connected direct connection has to do.
+  const link = state.sfu;
+  setTimeout(() => {
+    if (state.sfu !== link || state.route !== "p2p") return;
+    for (const p of state.peers.values()) if (p.pc.connectionState === "connected") p.direct = true;
+    leaveMediaServerWhenDirect();
+  }, 15000);
 }
 
 function leaveMediaServerWhenDirect() {
