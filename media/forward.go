@@ -49,6 +49,8 @@ type downTrack struct {
 	// After an overflow, video is dropped up to the next keyframe: the
 	// decoder cannot use anything in between.
 	dropping atomic.Bool
+	// paused video is not sent at all: the subscriber shows it nowhere.
+	paused atomic.Bool
 
 	rw  rewriter     // writer-owned
 	vp8 *vp8Rewriter // writer-owned; VP8 simulcast only
@@ -148,6 +150,9 @@ func matchCodec(c webrtc.RTPCodecParameters, offered []webrtc.RTPCodecParameters
 // offer queues p for this subscriber, from a publisher's reader goroutine.
 // It never blocks and allocates nothing.
 func (d *downTrack) offer(p *packet) {
+	if d.paused.Load() {
+		return
+	}
 	if d.pub.simulcast {
 		if l := int32(p.layer); l != d.current.Load() && l != d.target.Load() {
 			return
@@ -177,6 +182,19 @@ func (d *downTrack) offer(p *packet) {
 	}
 	// Audio, and video of a codec whose keyframes the SFU cannot see, lose
 	// just this packet: the receiver conceals the gap.
+}
+
+// setPaused stops or resumes a video for a subscriber that hides or shows
+// it. It resumes at a keyframe, as after an overflow, so the writer closes
+// the gap and the subscriber never asks for what was not sent.
+func (d *downTrack) setPaused(paused bool) {
+	if d.kind != kindVideo || d.paused.Swap(paused) == paused || paused {
+		return
+	}
+	if d.pub.keyframe != nil {
+		d.dropping.Store(true)
+	}
+	d.pub.requestKeyframe(int(d.target.Load()))
 }
 
 // run is the writer goroutine; it ends when stop is called.

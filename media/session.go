@@ -290,6 +290,9 @@ func (s *Session) subscribeLocked(pub *publication) bool {
 		return false
 	}
 	d := newDownTrack(pub, s)
+	if v, ok := s.views[pub.owner.member]; ok && d.kind == kindVideo && (v[0] == 0 || v[1] == 0) {
+		d.paused.Store(true) // a screen share of a member whose video is hidden
+	}
 	// A send-only transceiver of its own, never one the participant
 	// publishes on.
 	tr, err := s.pc.AddTransceiverFromTrack(d, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly})
@@ -349,6 +352,11 @@ func (s *Session) View(publisherID string, width, height int) error {
 		s.views = map[string][2]int{}
 	}
 	s.views[publisherID] = [2]int{width, height}
+	for _, d := range s.downs {
+		if d.pub.owner.member == publisherID {
+			d.setPaused(width == 0 || height == 0)
+		}
+	}
 	s.sfu.mu.Unlock()
 	s.wake()
 	return nil

@@ -32,8 +32,9 @@ const (
 
 // layerForView maps a display size in CSS pixels to a layer, assuming the
 // usual simulcast ladder of a quarter, a half and the full camera
-// resolution of a 1280x720 camera. A hidden video (0x0) gets the lowest
-// layer, so that it can be shown again at once.
+// resolution of a 1280x720 camera. A hidden video (0x0) is paused instead
+// (downTrack.setPaused); it keeps the lowest layer as its target, which
+// is the quickest keyframe to resume at.
 func layerForView(w, h int) int {
 	width := max(w, h*16/9)
 	switch {
@@ -90,6 +91,9 @@ func (s *Session) allocate(st *allocState, now time.Time) {
 	// shares) shares its path and counts against the estimate.
 	var fixed int64
 	for _, d := range s.downs {
+		if d.paused.Load() {
+			continue // sends nothing, costs nothing
+		}
 		if !d.pub.simulcast {
 			if l := d.pub.layers[0].Load(); l != nil {
 				fixed += l.rate.Load()

@@ -29,9 +29,19 @@ const decodingFromEveryoneViaServer = `((n) => (async () => {
 func joinAsGuest(t *testing.T, link, name string) context.Context {
 	t.Helper()
 	ctx := browsertest.New(t)
+	do(t, ctx, name+" opens the link", chromedp.Navigate(link), chromedp.WaitVisible(chromedp.CSS("#name")))
+	// The form must not move when the camera preview starts: a click aimed
+	// at Join would land elsewhere.
+	joinTop := `document.getElementById("join-button").getBoundingClientRect().top`
+	before, err := chromedp.Run(ctx, chromedp.Evaluate[float64](joinTop))
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitTrue(t, ctx, name+"'s camera preview", `document.getElementById("preview").videoWidth > 0`, 15*time.Second)
+	if after, err := chromedp.Run(ctx, chromedp.Evaluate[float64](joinTop)); err != nil || after != before {
+		t.Errorf("the Join button moved from %.0f to %.0f px when the preview started (%v)", before, after, err)
+	}
 	do(t, ctx, name+" joins",
-		chromedp.Navigate(link),
-		chromedp.WaitVisible(chromedp.CSS("#name")),
 		chromedp.SendKeys(chromedp.CSS("#name"), name),
 		chromedp.Click(chromedp.CSS("#join-button")),
 		chromedp.WaitVisible(chromedp.CSS("#lobby-wait")),
@@ -169,6 +179,46 @@ func browserMoveToMediaServer(t *testing.T, relayOnly bool) {
   for (const s of stats.values()) if (s.type === "inbound-rtp" && s.kind === "video" && s.frameWidth) { if (s.frameWidth > %d) return false; n++; }
   return n === 2;
 })()`, smallest), 30*time.Second)
+
+	// Hidden tiles are sent no video while audio goes on; shown again, the
+	// video resumes.
+	const received = `(async () => {
+  const stats = await window.openConsult.mediaServer().getStats();
+  let video = 0, audio = 0;
+  for (const s of stats.values()) if (s.type === "inbound-rtp") { if (s.kind === "video") video += s.bytesReceived || 0; else audio += s.packetsReceived || 0; }
+  return [video, audio];
+})()`
+	count := func() (videoBytes, audio int) {
+		got, err := chromedp.Run(patient, chromedp.Evaluate[[]int](received, chromedp.EvalAwaitPromise))
+		if err != nil || len(got) != 2 {
+			t.Fatalf("inbound counts %v: %v", got, err)
+		}
+		return got[0], got[1]
+	}
+	showTiles := func(display string) {
+		js := `(() => { for (const f of document.querySelectorAll("figure.tile:not(.self)")) f.style.display = "` + display + `"; return true; })()`
+		if _, err := chromedp.Run(patient, chromedp.Evaluate[bool](js)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	showTiles("none")
+	var videoBytes, audio int
+	for deadline := time.Now().Add(15 * time.Second); ; {
+		videoBytes, audio = count()
+		time.Sleep(time.Second)
+		if v, _ := count(); v == videoBytes {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("video kept arriving for hidden tiles")
+		}
+	}
+	time.Sleep(time.Second)
+	if v, a := count(); v != videoBytes || a < audio+50 {
+		t.Fatalf("hidden tiles: %d more video bytes, %d more audio packets; want none and audio going on", v-videoBytes, a-audio)
+	}
+	showTiles("")
+	waitTrue(t, patient, "video resumes when the tiles are shown", fmt.Sprintf(`%s.then(([v]) => v > %d + 20000)`, received, videoBytes), 15*time.Second)
 
 	// The interpreter leaves; the others keep seeing each other, and after
 	// -sfu-return-after (10 s) they are back on a direct connection, with

@@ -196,14 +196,17 @@ func simulcastFollowsView(t *testing.T, newNode Factory) {
 		t.Fatal(err)
 	}
 	waitFor(t, 10*time.Second, "the full layer again", onLayer('f'))
-	CheckContinuous(t, sub.Log(stream))
+	if n := CheckContinuous(t, sub.Log(stream)); n < 2 {
+		t.Errorf("%d layer switches, want 2", n)
+	}
 }
 
 // CheckContinuous checks that a forwarded simulcast stream is one stream:
 // one SSRC, every sequence number following the previous one, timestamps
 // and VP8 picture IDs never going back nor skipping, and every change of
-// layer at a keyframe of the new layer.
-func CheckContinuous(t *testing.T, log []Packet) {
+// layer at a keyframe of the new layer. It returns the number of layer
+// changes.
+func CheckContinuous(t *testing.T, log []Packet) int {
 	t.Helper()
 	// A pion client may miss the first packets, sent while it was still
 	// starting its receivers: the stream is checked from the first
@@ -238,9 +241,7 @@ func CheckContinuous(t *testing.T, log []Packet) {
 			}
 		}
 	}
-	if switches < 2 {
-		t.Errorf("%d layer switches, want 2", switches)
-	}
+	return switches
 }
 
 // activeSpeaker: every member hears who speaks, from the audio levels the
@@ -324,4 +325,44 @@ func screenShare(t *testing.T, newNode Factory) {
 			t.Fatalf("screen packet %d: sequence number %d after %d", i, p.Seq, log[i-1].Seq)
 		}
 	}
+}
+
+// hiddenVideoPaused: a subscriber that shows a member's video nowhere (a
+// 0x0 view: a hidden tab or tile) is sent none of it while its audio goes
+// on; shown again, the video resumes at a keyframe in the same continuous
+// stream.
+func hiddenVideoPaused(t *testing.T, newNode Factory) {
+	node := newNode(t, 0)
+	r := NewRoom(t)
+	r.Join(node, "pub", Publish{Simulcast: true, Audio: true})
+	sub := r.Join(node, "sub", Publish{})
+	const stream = "pub/pub"
+	waitFor(t, 20*time.Second, "video and audio", func() bool { return len(sub.Log(stream)) > 30 && sub.AudioFrom(stream) > 10 })
+	if err := sub.Session.View("pub", 0, 0); err != nil {
+		t.Fatal(err)
+	}
+	// Packets already on their way still arrive; then nothing.
+	var paused int
+	waitFor(t, 10*time.Second, "the video to stop", func() bool {
+		paused = len(sub.Log(stream))
+		time.Sleep(300 * time.Millisecond)
+		return len(sub.Log(stream)) == paused
+	})
+	audio := sub.AudioFrom(stream)
+	time.Sleep(time.Second)
+	if n := len(sub.Log(stream)); n != paused {
+		t.Fatalf("%d video packets arrived for a hidden video", n-paused)
+	}
+	if sub.AudioFrom(stream) < audio+20 {
+		t.Fatalf("audio stopped with the hidden video: %d packets in a second", sub.AudioFrom(stream)-audio)
+	}
+	if err := sub.Session.View("pub", 640, 360); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "the video to resume", func() bool { return len(sub.Log(stream)) > paused+30 })
+	log := sub.Log(stream)
+	if !log[paused].Keyframe {
+		t.Fatalf("the video resumed on %+v, not a keyframe", log[paused])
+	}
+	CheckContinuous(t, log)
 }

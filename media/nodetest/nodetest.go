@@ -49,6 +49,7 @@ func Run(t *testing.T, newNode Factory) {
 		{"NewSubscriberGetsKeyframe", newSubscriberGetsKeyframe},
 		{"DeadSubscriberDoesNotSlowOthers", deadSubscriber},
 		{"SimulcastLayerFollowsView", simulcastFollowsView},
+		{"HiddenVideoPaused", hiddenVideoPaused},
 		{"ActiveSpeaker", activeSpeaker},
 		{"SenderReportsReachSubscribers", senderReports},
 		{"NodeAsksPublisherForLostPackets", nodeNacksPublisher},

@@ -386,6 +386,18 @@ function backToPeers() {
   renderRoster([...state.roster.values()]);
 }
 
+// A hidden page shows no video: the media server pauses it (a 0x0 view,
+// as for a hidden tile) and resumes it at a keyframe when the page is
+// shown again, which saves a phone's data and battery in the background.
+document.addEventListener("visibilitychange", () => {
+  if (!state.sfu) return;
+  const hidden = document.visibilityState === "hidden";
+  for (const fig of document.querySelectorAll("figure.tile:not(.self)")) {
+    const video = fig.querySelector("video");
+    state.sfu.view(fig.dataset.member, hidden ? 0 : video.clientWidth, hidden ? 0 : video.clientHeight);
+  }
+});
+
 window.addEventListener("online", () => {
   for (const p of state.peers.values()) p.pc.restartIce();
   state.sfu?.pc.restartIce();
