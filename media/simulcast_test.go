@@ -117,17 +117,7 @@ func BenchmarkForwardSimulcastVP8(b *testing.B) {
 		d.target.Store(2)
 		subs = append(subs, d)
 	}
-	forward := func(p *packet) {
-		for _, d := range subs {
-			d.offer(p)
-		}
-		h.sfu.pool.release(p)
-		for _, d := range subs {
-			q := <-d.queue
-			d.write(q.p, q.resume)
-			h.sfu.pool.release(q.p)
-		}
-	}
+	forward := func(p *packet) { h.forwardAndWrite(p, subs) }
 	forward(simPacket(h, 2, 0, true)) // start the subscribers on the layer
 	b.ReportAllocs()
 	b.ResetTimer()

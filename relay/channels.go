@@ -120,6 +120,15 @@ type peerChannel struct {
 	via    *channels
 }
 
+// send sends frame, a peer's datagram behind channelHeader free bytes, to
+// the client as ChannelData. Lost like any UDP datagram if the send fails.
+func (ch *peerChannel) send(frame []byte) {
+	binary.BigEndian.PutUint16(frame, ch.number)
+	binary.BigEndian.PutUint16(frame[2:], uint16(len(frame)-channelHeader))
+	// Over UDP, ChannelData needs no padding (RFC 8656, 12.5).
+	_, _ = ch.via.sock.WriteToUDPAddrPort(frame, ch.client)
+}
+
 func (c *relayConn) setChannel(ch peerChannel, bound bool) {
 	c.permMu.Lock()
 	defer c.permMu.Unlock()
@@ -163,10 +172,7 @@ func (c *relayConn) readFast(sock udpSocket, p []byte) (int, net.Addr, error) {
 			continue
 		}
 		if ch := c.channelFor(from); ch != nil {
-			binary.BigEndian.PutUint16(buf, ch.number)
-			binary.BigEndian.PutUint16(buf[2:], uint16(n))
-			// Over UDP, ChannelData needs no padding (RFC 8656, 12.5).
-			_, _ = ch.via.sock.WriteToUDPAddrPort(buf[:channelHeader+n], ch.client)
+			ch.send(buf[:channelHeader+n])
 			continue
 		}
 		return copy(p, buf[channelHeader:channelHeader+n]), net.UDPAddrFromAddrPort(from), nil

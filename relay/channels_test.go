@@ -50,18 +50,8 @@ func TestChannelFastPath(t *testing.T) {
 
 func channelFastPath(t *testing.T, socketReads bool) {
 	tr := startRelay(t, func(c *Config) { c.socketReads = socketReads })
-	user, pass := mint(testSecret, "g_fast")
-	conn, err := net.ListenPacket("udp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	raw := newRawClient(t, conn, tr.Addr(), user, pass)
-	resp := raw.request(stun.MethodAllocate, requestedUDP)
-	var relayed stun.XORMappedAddress
-	if err := relayed.GetFromAs(resp, stun.AttrXORRelayedAddress); err != nil {
-		t.Fatalf("Allocate: %v (%v)", err, resp)
-	}
-	relayedAddr := &net.UDPAddr{IP: relayed.IP, Port: relayed.Port}
+	raw, relayedAddr := allocateUDP(t, tr, "g_fast")
+	conn := raw.conn
 	peer, other := newPeer(t), newPeer(t)
 	if code := errorCode(raw.request(stun.MethodChannelBind, channelNumber(0x4001), udpPeer(t, peer.LocalAddr()))); code != 0 {
 		t.Fatalf("ChannelBind: error %d", code)
@@ -188,7 +178,7 @@ func TestChannelFastPathAllocatesNothing(t *testing.T) {
 	}{
 		{"client to peer", func() { table.forward(cd, client) }},
 		{"peer to client", func() { _, _, _ = c.ReadFrom(buf) }},
-		{"peer to client on an event loop", func() { c.deliver(frame, peer.AddrPort()) }},
+		{"peer to client on an event loop", func() { c.deliver(frame, unmapped(peer.AddrPort())) }},
 	}
 	for _, tt := range tests {
 		if n := testing.AllocsPerRun(200, tt.op); n != 0 {
@@ -268,7 +258,7 @@ func BenchmarkChannelFastPath(b *testing.B) {
 	b.Run("PeerToClientOnLoop", func(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
-			c.deliver(frame, peer.AddrPort())
+			c.deliver(frame, unmapped(peer.AddrPort()))
 		}
 	})
 }

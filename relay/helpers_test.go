@@ -267,6 +267,24 @@ func newRawClient(t *testing.T, conn net.PacketConn, server net.Addr, user, pass
 	return c
 }
 
+// allocateUDP opens a raw client over UDP with a credential for id and
+// allocates; it returns the client and the relayed address.
+func allocateUDP(t *testing.T, tr *testRelay, id string) (*rawClient, *net.UDPAddr) {
+	t.Helper()
+	user, pass := mint(testSecret, id)
+	conn, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw := newRawClient(t, conn, tr.Addr(), user, pass)
+	resp := raw.request(stun.MethodAllocate, requestedUDP)
+	var relayed stun.XORMappedAddress
+	if err := relayed.GetFromAs(resp, stun.AttrXORRelayedAddress); err != nil {
+		t.Fatalf("allocate: error %d, %v", errorCode(resp), err)
+	}
+	return raw, &net.UDPAddr{IP: relayed.IP, Port: relayed.Port}
+}
+
 var requestedUDP = stun.RawAttribute{Type: stun.AttrRequestedTransport, Value: []byte{17, 0, 0, 0}}
 
 // request sends an authenticated request and returns the response.

@@ -122,15 +122,7 @@ func TestLoopbackPeerRefusedUntilAllowed(t *testing.T) {
 // address in the same request gets no permission either.
 func TestCreatePermissionIsAllOrNothing(t *testing.T) {
 	tr := startRelay(t, nil)
-	user, pass := mint(testSecret, "g_mixed")
-	conn, err := net.ListenPacket("udp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	raw := newRawClient(t, conn, tr.Addr(), user, pass)
-	if code := errorCode(raw.request(stun.MethodAllocate, requestedUDP)); code != 0 {
-		t.Fatalf("allocate: error %d", code)
-	}
+	raw, _ := allocateUDP(t, tr, "g_mixed")
 	peer := newPeer(t)
 	allowed := udpPeer(t, peer.LocalAddr())
 	refused := xorPeer{ip: netip.MustParseAddr("10.0.0.1"), port: 9}
@@ -158,15 +150,7 @@ func TestCreatePermissionIsAllOrNothing(t *testing.T) {
 // learns nothing about the policy.
 func TestUnauthenticatedPermissionIsNotAnswered403(t *testing.T) {
 	tr := startRelay(t, func(c *Config) { c.Policy = PeerPolicy{} })
-	user, pass := mint(testSecret, "g_guess")
-	conn, err := net.ListenPacket("udp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	raw := newRawClient(t, conn, tr.Addr(), user, pass)
-	if code := errorCode(raw.request(stun.MethodAllocate, requestedUDP)); code != 0 {
-		t.Fatalf("allocate: error %d", code)
-	}
+	raw, _ := allocateUDP(t, tr, "g_guess")
 	raw.pass = "not-the-password"
 	peer := xorPeer{ip: netip.MustParseAddr("10.0.0.1"), port: 9}
 	if code := errorCode(raw.request(stun.MethodCreatePermission, peer)); code != 400 {

@@ -1,7 +1,6 @@
 package relay
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -45,17 +44,13 @@ func newPollSet() (*udppoll.Set[datagramSink], error) {
 
 // deliver: a datagram from a peer arrived on c's socket. It runs on a
 // loop goroutine and must not block.
+// from is already in the unmapped form udppoll hands out.
 func (c *relayConn) deliver(buf []byte, from netip.AddrPort) {
-	n := len(buf) - udppoll.Headroom
-	from = unmapped(from)
-	if !c.admit(from.Addr(), n) {
+	if !c.admit(from.Addr(), len(buf)-udppoll.Headroom) {
 		return
 	}
 	if ch := c.channelFor(from); ch != nil {
-		frame := buf[udppoll.Headroom-channelHeader:]
-		binary.BigEndian.PutUint16(frame, ch.number)
-		binary.BigEndian.PutUint16(frame[2:], uint16(n))
-		_, _ = ch.via.sock.WriteToUDPAddrPort(frame, ch.client)
+		ch.send(buf[udppoll.Headroom-channelHeader:])
 		return
 	}
 	c.polled.queue(buf[udppoll.Headroom:], from)

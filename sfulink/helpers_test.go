@@ -1,6 +1,7 @@
 package sfulink
 
 import (
+	"context"
 	"crypto/tls"
 	"errors"
 	"io"
@@ -105,6 +106,42 @@ func newTestClient(t *testing.T, url string, cfg *tls.Config) *Client {
 	}
 	t.Cleanup(c.Close)
 	return c
+}
+
+// startPool is a pool over nodes with the test PKI's client certificate;
+// heartbeat 0 means DefaultHeartbeat.
+func startPool(t *testing.T, p *pki, heartbeat time.Duration, nodes ...string) *Pool {
+	t.Helper()
+	pool, err := NewPool(t.Context(), PoolConfig{Nodes: nodes, TLS: clientTLS(t, p), Log: quietLog(), Heartbeat: heartbeat})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	return pool
+}
+
+// joined is a node with one client whose member m_1 of c_1 has joined,
+// the recorder of its events and a context for the test's further calls.
+type joined struct {
+	p   *pki
+	n   *testNode
+	c   *Client
+	r   *recorder
+	ctx context.Context
+}
+
+func joinedClient(t *testing.T) joined {
+	t.Helper()
+	j := joined{p: newPKI(t), r: newRecorder()}
+	j.n = startNode(t, j.p, 0)
+	j.c = newTestClient(t, j.n.url, clientTLS(t, j.p))
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	t.Cleanup(cancel)
+	j.ctx = ctx
+	if _, err := j.c.Join(ctx, "c_1", "m_1", j.r); err != nil {
+		t.Fatal(err)
+	}
+	return j
 }
 
 // recorder is a participant's events without a browser behind them.

@@ -1,7 +1,6 @@
 package sfulink
 
 import (
-	"context"
 	"encoding/json"
 	"strings"
 	"testing"
@@ -76,15 +75,8 @@ func TestBadMessagesGetClearErrors(t *testing.T) {
 }
 
 func TestOversizedMessageClosesOnlyThatLink(t *testing.T) {
-	p := newPKI(t)
-	n := startNode(t, p, 0)
-	c := newTestClient(t, n.url, clientTLS(t, p))
-	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
-	defer cancel()
-	r := newRecorder()
-	if _, err := c.Join(ctx, "c_1", "m_1", r); err != nil {
-		t.Fatal(err)
-	}
+	j := joinedClient(t)
+	p, n, c, r, ctx := j.p, j.n, j.c, j.r, j.ctx
 
 	ws, err := dialRaw(t, n.url, clientTLS(t, p))
 	if err != nil {

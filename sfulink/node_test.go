@@ -35,12 +35,7 @@ func TestPoolPassesNodeSuite(t *testing.T) {
 			dead.srv.Close()
 			nodes = append(nodes, dead.url)
 		}
-		pool, err := NewPool(t.Context(), PoolConfig{Nodes: nodes, TLS: clientTLS(t, p), Log: quietLog(), Heartbeat: testHeartbeat})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(pool.Close)
-		return pool
+		return startPool(t, p, testHeartbeat, nodes...)
 	})
 }
 
@@ -74,11 +69,7 @@ func TestNodeDeathClosesSessionsAndPoolMovesRoom(t *testing.T) {
 	p := newPKI(t)
 	a, b := startNode(t, p, 0), startNode(t, p, 0)
 	pa, pb := startProxy(t, a.ln.Addr().String()), startProxy(t, b.ln.Addr().String())
-	pool, err := NewPool(t.Context(), PoolConfig{Nodes: []string{pa.url, pb.url}, TLS: clientTLS(t, p), Log: quietLog(), Heartbeat: testHeartbeat})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
+	pool := startPool(t, p, testHeartbeat, pa.url, pb.url)
 
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	defer cancel()
@@ -147,11 +138,7 @@ func TestNodeDeathClosesSessionsAndPoolMovesRoom(t *testing.T) {
 func TestPoolReleasesRoomWithLastParticipant(t *testing.T) {
 	p := newPKI(t)
 	a, b := startNode(t, p, 0), startNode(t, p, 0)
-	pool, err := NewPool(t.Context(), PoolConfig{Nodes: []string{a.url, b.url}, TLS: clientTLS(t, p), Log: quietLog()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
+	pool := startPool(t, p, 0, a.url, b.url)
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	defer cancel()
 
@@ -186,11 +173,7 @@ func TestPoolWithNoNodeUpIsUnavailable(t *testing.T) {
 	p := newPKI(t)
 	n := startNode(t, p, 0)
 	n.http.Close()
-	pool, err := NewPool(t.Context(), PoolConfig{Nodes: []string{n.url}, TLS: clientTLS(t, p), Log: quietLog()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
+	pool := startPool(t, p, 0, n.url)
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	defer cancel()
 	if _, err := pool.Join(ctx, "c_1", "m_1", newRecorder()); !errors.Is(err, media.ErrUnavailable) || errors.Is(err, media.ErrFull) {
@@ -202,15 +185,8 @@ func TestPoolWithNoNodeUpIsUnavailable(t *testing.T) {
 }
 
 func TestShutdownClosesSessionsWithUnavailable(t *testing.T) {
-	p := newPKI(t)
-	n := startNode(t, p, 0)
-	c := newTestClient(t, n.url, clientTLS(t, p))
-	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
-	defer cancel()
-	r := newRecorder()
-	if _, err := c.Join(ctx, "c_1", "m_1", r); err != nil {
-		t.Fatal(err)
-	}
+	j := joinedClient(t)
+	n, r, ctx := j.n, j.r, j.ctx
 	n.http.Close()
 	if err := n.srv.Shutdown(ctx); err != nil {
 		t.Fatal(err)
@@ -272,15 +248,8 @@ func TestJoinAgainOverAnotherLinkReplacesSilently(t *testing.T) {
 // Closed, and once the node is back on its address the client reconnects
 // by itself and joins work again.
 func TestClientReconnectsToARestartedNode(t *testing.T) {
-	p := newPKI(t)
-	n := startNode(t, p, 0)
-	c := newTestClient(t, n.url, clientTLS(t, p))
-	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
-	defer cancel()
-	r := newRecorder()
-	if _, err := c.Join(ctx, "c_1", "m_1", r); err != nil {
-		t.Fatal(err)
-	}
+	j := joinedClient(t)
+	p, n, c, r, ctx := j.p, j.n, j.c, j.r, j.ctx
 	addr := n.ln.Addr().String()
 	n.stop()
 	if err := r.waitClosed(t, 5*time.Second); !errors.Is(err, media.ErrUnavailable) {
@@ -317,11 +286,7 @@ func TestClientReconnectsToARestartedNode(t *testing.T) {
 func TestPoolFallsBackWhenANodeIsFull(t *testing.T) {
 	p := newPKI(t)
 	a, b := startNode(t, p, 1), startNode(t, p, 1)
-	pool, err := NewPool(t.Context(), PoolConfig{Nodes: []string{a.url, b.url}, TLS: clientTLS(t, p), Log: quietLog()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
+	pool := startPool(t, p, 0, a.url, b.url)
 	for deadline := time.Now().Add(5 * time.Second); pool.Load().MaxParticipants != 2; time.Sleep(20 * time.Millisecond) {
 		if time.Now().After(deadline) {
 			t.Fatalf("pool load %+v", pool.Load())
@@ -340,7 +305,7 @@ func TestPoolFallsBackWhenANodeIsFull(t *testing.T) {
 		t.Fatalf("room on %q, want %q", got, b.url)
 	}
 	// Both full now: the pool says so.
-	_, err = pool.Join(ctx, "c_2", "m_2", newRecorder())
+	_, err := pool.Join(ctx, "c_2", "m_2", newRecorder())
 	if !errors.Is(err, media.ErrFull) || !errors.Is(err, media.ErrUnavailable) {
 		t.Fatalf("join with every node full = %v, want ErrFull and ErrUnavailable", err)
 	}

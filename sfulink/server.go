@@ -109,13 +109,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // for every link goroutine, or until ctx ends and then stops the rest at
 // once.
 func (s *Server) Shutdown(ctx context.Context) error {
-	s.mu.Lock()
-	s.closing = true
-	conns := make([]*serverConn, 0, len(s.conns))
-	for c := range s.conns {
-		conns = append(conns, c)
-	}
-	s.mu.Unlock()
+	conns := s.refuseNew()
 
 	grace := 2 * time.Second
 	if d, ok := ctx.Deadline(); ok {
@@ -138,16 +132,23 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 }
 
-// Close stops every link at once (their sessions on the node are closed)
-// and waits for the link goroutines.
-func (s *Server) Close() {
+// refuseNew makes the server refuse new links and joins, and returns the
+// links open now.
+func (s *Server) refuseNew() []*serverConn {
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	s.closing = true
 	conns := make([]*serverConn, 0, len(s.conns))
 	for c := range s.conns {
 		conns = append(conns, c)
 	}
-	s.mu.Unlock()
+	return conns
+}
+
+// Close stops every link at once (their sessions on the node are closed)
+// and waits for the link goroutines.
+func (s *Server) Close() {
+	conns := s.refuseNew()
 	for _, c := range conns {
 		c.ep.stop()
 	}

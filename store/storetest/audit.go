@@ -17,10 +17,7 @@ import (
 // RunAudit runs the audit storage suite: what audit.Storage promises,
 // held against a real database of the dialect.
 func RunAudit(t *testing.T, open Opener) {
-	tests := []struct {
-		name string
-		fn   func(*testing.T, *store.DB)
-	}{
+	run(t, open, true, []suiteCase{
 		{"AppendsFromTwoLogsAreGaplessAndVerify", auditConcurrentAppends},
 		{"FailedBuildStoresNothing", auditBuildFails},
 		{"DuplicateSequenceNumberIsRefused", auditDuplicateSeq},
@@ -28,15 +25,7 @@ func RunAudit(t *testing.T, open Opener) {
 		{"RowsStopAtTheCallersError", auditRowsStop},
 		{"CheckpointsArePagedBySizeAndNeverReplaced", auditCheckpoints},
 		{"LogVerifiesAndExportsOverTheStore", auditEndToEnd},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			db := open(t)
-			t.Cleanup(func() { db.Close() })
-			migrate(t, db)
-			tt.fn(t, db)
-		})
-	}
+	})
 }
 
 // auditClock is an injected clock that advances a second per reading.

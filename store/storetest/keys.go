@@ -17,10 +17,7 @@ import (
 // checks inside transactions are what make key rotation safe while other
 // servers run.
 func RunKeys(t *testing.T, open Opener) {
-	tests := []struct {
-		name string
-		fn   func(*testing.T, *store.DB)
-	}{
+	run(t, open, true, []suiteCase{
 		{"EmptyDatabaseHasNoDataKeys", keysEmpty},
 		{"AddedKeyBecomesTheOnlyActiveOne", keysAddActive},
 		{"ReusedKeyIDIsRefused", keysReusedID},
@@ -30,15 +27,7 @@ func RunKeys(t *testing.T, open Opener) {
 		{"ConcurrentAddsOfOneIDLetOneWin", keysConcurrentSameID},
 		{"ConcurrentAddsLeaveOneActiveKey", keysConcurrentActive},
 		{"KeyringRotatesOverTheStore", keysKeyring},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			db := open(t)
-			t.Cleanup(func() { db.Close() })
-			migrate(t, db)
-			tt.fn(t, db)
-		})
-	}
+	})
 }
 
 // dataKey is a stored-form key whose wrapped bytes name it, so a test can

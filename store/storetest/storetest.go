@@ -18,21 +18,32 @@ type Opener func(t *testing.T) *store.DB
 
 // Run runs the suite.
 func Run(t *testing.T, open Opener) {
-	tests := []struct {
-		name string
-		fn   func(*testing.T, *store.DB)
-	}{
+	run(t, open, false, []suiteCase{
 		{"MigrationsApplyOnEmptyDatabase", migrationsApply},
 		{"MigrationsAreIdempotent", migrationsIdempotent},
 		{"SetupTokenCreatesOneAccountOnly", setupTokenOnce},
 		{"SetupTokenExpires", setupTokenExpires},
 		{"NewSetupTokenReplacesUnusedOne", setupTokenReplaced},
 		{"ConcurrentSetupCompletionsLetOneWin", setupConcurrent},
-	}
-	for _, tt := range tests {
+	})
+}
+
+// suiteCase is one test of a suite, given a fresh database.
+type suiteCase struct {
+	name string
+	fn   func(*testing.T, *store.DB)
+}
+
+// run runs each case on its own empty database, migrated first unless the
+// case is about migrating.
+func run(t *testing.T, open Opener, migrated bool, cases []suiteCase) {
+	for _, tt := range cases {
 		t.Run(tt.name, func(t *testing.T) {
 			db := open(t)
 			t.Cleanup(func() { db.Close() })
+			if migrated {
+				migrate(t, db)
+			}
 			tt.fn(t, db)
 		})
 	}
