@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/openconsult/openconsult/audit"
+	"github.com/openconsult/openconsult/internal/eventually"
 )
 
 func TestAppendNumbersChainsAndDatesEntries(t *testing.T) {
@@ -257,9 +258,9 @@ func TestRunIssuesCheckpointsAndStopsWithItsContext(t *testing.T) {
 		defer close(done)
 		log.Run(ctx, 5*time.Millisecond)
 	}()
-	waitFor(t, func() bool { return f.store.checkpointCount() == 1 })
+	eventually.True(t, 10*time.Second, "the condition", func() bool { return f.store.checkpointCount() == 1 })
 	f.append(t, audit.Entry{})
-	waitFor(t, func() bool { return f.store.checkpointCount() == 2 })
+	eventually.True(t, 10*time.Second, "the condition", func() bool { return f.store.checkpointCount() == 2 })
 	cancel()
 	select {
 	case <-done:
@@ -268,17 +269,6 @@ func TestRunIssuesCheckpointsAndStopsWithItsContext(t *testing.T) {
 	}
 	if logs.Len() != 0 {
 		t.Fatalf("Run logged: %s", logs.String())
-	}
-}
-
-func waitFor(t *testing.T, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not reached")
-		}
-		time.Sleep(time.Millisecond)
 	}
 }
 

@@ -10,6 +10,7 @@ import (
 
 	"github.com/pion/webrtc/v4"
 
+	"github.com/openconsult/openconsult/internal/eventually"
 	"github.com/openconsult/openconsult/media"
 	"github.com/openconsult/openconsult/media/nodetest"
 )
@@ -23,15 +24,6 @@ func newSFU(t *testing.T, cfg media.Config) *media.SFU {
 	}
 	t.Cleanup(sfu.Close)
 	return sfu
-}
-
-func waitFor(t *testing.T, within time.Duration, what string, cond func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(within); !cond(); time.Sleep(20 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-	}
 }
 
 func tcpSettings() webrtc.SettingEngine {
@@ -88,7 +80,7 @@ func TestPublicIPsAdvertised(t *testing.T) {
 	sfu := newSFU(t, media.Config{Settings: nodetest.LoopbackSettings(), UDPListen: "127.0.0.1:0", PublicIPs: []string{"203.0.113.7"}})
 	r := nodetest.NewRoom(t)
 	p := r.Join(sfu, "a", nodetest.Publish{Video: true})
-	waitFor(t, 5*time.Second, "the node's answer", func() bool { return p.PeerConnection().RemoteDescription() != nil })
+	eventually.True(t, 5*time.Second, "the node's answer", func() bool { return p.PeerConnection().RemoteDescription() != nil })
 	sdp := p.PeerConnection().RemoteDescription().SDP
 	port := sfu.Addrs()[0].(*net.UDPAddr).Port
 	if !strings.Contains(sdp, fmt.Sprintf("203.0.113.7 %d typ host", port)) || strings.Contains(sdp, "127.0.0.1") {

@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
+	"github.com/openconsult/openconsult/internal/eventually"
 	"github.com/openconsult/openconsult/media"
 	"github.com/openconsult/openconsult/media/nodetest"
 )
@@ -41,11 +42,11 @@ func TestBandwidthDropLowersLayer(t *testing.T) {
 	r.Join(sfu, "pub", nodetest.Publish{Simulcast: true})
 	sub := r.Join(sfu, "sub", nodetest.Publish{})
 	const stream = "pub/pub"
-	waitFor(t, 20*time.Second, "the full layer", onLayer(sub, stream, 'f'))
+	eventually.True(t, 20*time.Second, "the full layer", onLayer(sub, stream, 'f'))
 	media.SetEstimate(sub.Session, func() int { return 100_000 }) // 100 kbit/s
-	waitFor(t, 10*time.Second, "the low layer after the estimate fell", onLayer(sub, stream, 'q'))
+	eventually.True(t, 10*time.Second, "the low layer after the estimate fell", onLayer(sub, stream, 'q'))
 	media.SetEstimate(sub.Session, func() int { return 20_000_000 })
-	waitFor(t, 15*time.Second, "a higher layer after the estimate recovered", onLayer(sub, stream, 'h'))
+	eventually.True(t, 15*time.Second, "a higher layer after the estimate recovered", onLayer(sub, stream, 'h'))
 	if n := nodetest.CheckContinuous(t, sub.Log(stream)); n < 2 {
 		t.Errorf("%d layer switches, want 2", n)
 	}
@@ -67,9 +68,9 @@ func TestMaxTracksRefusesOffer(t *testing.T) {
 	}
 	// A member who only watches still gets in.
 	w := r.Join(sfu, "watcher", nodetest.Publish{})
-	waitFor(t, 20*time.Second, "media at the watcher", func() bool { return w.From("a/a") > 10 })
+	eventually.True(t, 20*time.Second, "media at the watcher", func() bool { return w.From("a/a") > 10 })
 	a.Session.Close()
-	waitFor(t, 5*time.Second, "the tracks released", func() bool { return sfu.Load().Tracks == 0 })
+	eventually.True(t, 5*time.Second, "the tracks released", func() bool { return sfu.Load().Tracks == 0 })
 	r.Join(sfu, "c", nodetest.Publish{Video: true})
 	if l := sfu.Load(); l.Tracks != 1 {
 		t.Fatalf("Load = %+v, want 1 track", l)
@@ -94,7 +95,7 @@ func TestNoGoroutineLeft(t *testing.T) {
 			r.Join(sfu, "c", nodetest.Publish{Video: true}),
 		}
 		nodetest.WaitAllReceive(t, ps[1:], 20, 20*time.Second)
-		waitFor(t, 20*time.Second, "simulcast media", func() bool { return ps[2].From("a/a") > 20 })
+		eventually.True(t, 20*time.Second, "simulcast media", func() bool { return ps[2].From("a/a") > 20 })
 		r.Quiet().Store(true) // renegotiations cut short by Close may fail
 		ps[2].Session.Close()
 		sfu.Close()
@@ -137,7 +138,7 @@ func TestMetrics(t *testing.T) {
 		r.Join(sfu, "member-b", nodetest.Publish{Video: true, Audio: true}),
 	}
 	nodetest.WaitAllReceive(t, ps, 20, 20*time.Second)
-	waitFor(t, 10*time.Second, "audio", func() bool { return ps[0].AudioFrom("member-b/member-b") > 10 })
+	eventually.True(t, 10*time.Second, "audio", func() bool { return ps[0].AudioFrom("member-b/member-b") > 10 })
 	fams, err := reg.Gather()
 	if err != nil {
 		t.Fatal(err)
@@ -192,7 +193,7 @@ func TestMetricsCountRepairsAndSwitches(t *testing.T) {
 	r.Join(sfu, "cam", nodetest.Publish{Video: true})
 	r.Join(sfu, "sim", nodetest.Publish{Simulcast: true})
 	sub := r.Join(sfu, "sub", nodetest.Publish{})
-	waitFor(t, 20*time.Second, "media", func() bool { return sub.From("cam/cam") > 50 && sub.From("sim/sim") > 50 })
+	eventually.True(t, 20*time.Second, "media", func() bool { return sub.From("cam/cam") > 50 && sub.From("sim/sim") > 50 })
 	log := sub.Log("cam/cam")
 	if err := sub.Nack("cam/cam", log[len(log)-10].Seq, log[len(log)-5].Seq); err != nil {
 		t.Fatal(err)
@@ -200,8 +201,8 @@ func TestMetricsCountRepairsAndSwitches(t *testing.T) {
 	if err := sub.Session.View("sim", 100, 60); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "the low layer", onLayer(sub, "sim/sim", 'q'))
-	waitFor(t, 5*time.Second, "the counters", func() bool {
+	eventually.True(t, 10*time.Second, "the low layer", onLayer(sub, "sim/sim", 'q'))
+	eventually.True(t, 5*time.Second, "the counters", func() bool {
 		fams, err := reg.Gather()
 		if err != nil {
 			t.Fatal(err)

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/openconsult/openconsult/internal/eventually"
 )
 
 func TestBucketAdmitsBurstThenRate(t *testing.T) {
@@ -56,7 +58,7 @@ func TestBandwidthCapDropsExcess(t *testing.T) {
 		for range 20 {
 			send()
 		}
-		waitFor(t, "20 datagrams to reach the relay socket", func() bool { return packets()-p0+drops()-d0 == 20 })
+		eventually.True(t, 5*time.Second, "20 datagrams to reach the relay socket", func() bool { return packets()-p0+drops()-d0 == 20 })
 		return receive()
 	}
 	count := func(c net.PacketConn) func() int {

@@ -12,6 +12,7 @@ import (
 	"github.com/pion/stun/v3"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/openconsult/openconsult/internal/eventually"
 	"github.com/openconsult/openconsult/internal/udppoll"
 )
 
@@ -80,7 +81,7 @@ func channelFastPath(t *testing.T, socketReads bool) {
 		t.Fatalf("client got % x (%v); want ChannelData 0x4001 carrying %q", buf[:n], err, toClient)
 	}
 	// The counters move just after the datagram is sent.
-	waitFor(t, "one packet counted each way", func() bool {
+	eventually.True(t, 5*time.Second, "one packet counted each way", func() bool {
 		return testutil.ToFloat64(tr.metrics.toPeerPackets) == 1 && testutil.ToFloat64(tr.metrics.fromPeerPackets) == 1
 	})
 
@@ -137,7 +138,7 @@ func channelFastPath(t *testing.T, socketReads bool) {
 	if code := errorCode(raw.request(stun.MethodRefresh, lifetime(0))); code != 0 {
 		t.Fatalf("Refresh to 0: error %d", code)
 	}
-	waitFor(t, "the channel to leave the fast path", func() bool { return tr.routes() == 0 })
+	eventually.True(t, 5*time.Second, "the channel to leave the fast path", func() bool { return tr.routes() == 0 })
 	if _, err := peer.WriteTo(toClient, relayedAddr); err != nil {
 		t.Fatal(err)
 	}

@@ -203,14 +203,6 @@ func turnCode(err error) int {
 }
 
 // waitFor polls cond, for conditions the relay reaches asynchronously.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(5 * time.Second); !cond(); time.Sleep(5 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-	}
-}
 
 // fakeClock is an injected clock that moves only when told.
 type fakeClock struct {

@@ -3,8 +3,11 @@ package relay
 import (
 	"net"
 	"testing"
+	"time"
 
 	"github.com/pion/stun/v3"
+
+	"github.com/openconsult/openconsult/internal/eventually"
 )
 
 func TestQuotas(t *testing.T) {
@@ -43,7 +46,7 @@ func TestQuotas(t *testing.T) {
 			if err := first.Close(); err != nil {
 				t.Fatal(err)
 			}
-			waitFor(t, "the release", func() bool { return tr.Allocations() == boolInt(tt.otherUserAllowed) })
+			eventually.True(t, 5*time.Second, "the release", func() bool { return tr.Allocations() == boolInt(tt.otherUserAllowed) })
 			dial(t, tr, "udp", user, pass).allocate(t)
 		})
 	}

@@ -10,6 +10,8 @@ import (
 
 	"github.com/pion/stun/v3"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/openconsult/openconsult/internal/eventually"
 )
 
 // readPaths are the two ways relay sockets are read: by the loops of a
@@ -77,7 +79,7 @@ func relayBothWays(t *testing.T, network string, socketReads bool) {
 	if err := relayed.Close(); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the allocation to be released", func() bool { return tr.Allocations() == 0 })
+	eventually.True(t, 5*time.Second, "the allocation to be released", func() bool { return tr.Allocations() == 0 })
 	if g := testutil.ToFloat64(tr.metrics.allocations); g != 0 {
 		t.Fatalf("allocations gauge %v after release", g)
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
 
+	"github.com/openconsult/openconsult/internal/eventually"
 	"github.com/openconsult/openconsult/internal/testpki"
 	"github.com/openconsult/openconsult/media"
 	"github.com/openconsult/openconsult/media/nodetest"
@@ -343,15 +344,6 @@ func (p *pionTab) from(member string) int64 {
 	return 0
 }
 
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(20 * time.Second); !cond(); time.Sleep(20 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-	}
-}
-
 func TestMembersExchangeMediaThroughTheNodeAndReconnectWhenItEnds(t *testing.T) {
 	eachNode(t, 0, exchangeAndReconnect)
 }
@@ -399,7 +391,7 @@ func exchangeAndReconnect(t *testing.T, f *fixture, sfu *media.SFU) {
 			return true
 		}
 	}
-	waitFor(t, "media between all three through the node", allReceive(20))
+	eventually.True(t, 20*time.Second, "media between all three through the node", allReceive(20))
 
 	// The interpreter's session ends on the node's side (as when a node is
 	// lost): its tab is told to reconnect, and does.
@@ -414,7 +406,7 @@ func exchangeAndReconnect(t *testing.T, f *fixture, sfu *media.SFU) {
 	}
 	<-done
 	ended.Closed(errors.Join(media.ErrUnavailable, errors.New("node lost")))
-	waitFor(t, "a restart route", func() bool {
+	eventually.True(t, 20*time.Second, "a restart route", func() bool {
 		for _, m := range tabs["g_int"].seen("route") {
 			if m["restart"] == true {
 				return true
@@ -428,14 +420,14 @@ func exchangeAndReconnect(t *testing.T, f *fixture, sfu *media.SFU) {
 	f.clock = f.clock.Add(2 * sfuJoinInterval)
 	room.mu.Unlock()
 	tabs["g_int"].connect()
-	waitFor(t, "media again after the reconnection", func() bool {
+	eventually.True(t, 20*time.Second, "media again after the reconnection", func() bool {
 		return tabs["g_pat"].from("g_int") > before+20 && tabs["g_int"].from("u_doc") > 20
 	})
 
 	// Leaving ends the member's node session.
 	quiet.Store(true)
 	room.Handle(room.members["g_pat"], msg("leave"))
-	waitFor(t, "the node to drop the member who left", func() bool { return sfu.Load().Participants == 2 })
+	eventually.True(t, 20*time.Second, "the node to drop the member who left", func() bool { return sfu.Load().Participants == 2 })
 }
 
 func TestFullNodeLeavesMembersPeerToPeer(t *testing.T) {
@@ -463,7 +455,7 @@ func fullNodeRefuses(t *testing.T, f *fixture, _ *media.SFU) {
 	for _, pt := range tabs {
 		pt.connect()
 	}
-	waitFor(t, "media-unavailable for the member the full node refused", func() bool {
+	eventually.True(t, 20*time.Second, "media-unavailable for the member the full node refused", func() bool {
 		for _, pt := range tabs {
 			for _, e := range pt.seen("error") {
 				if e["code"] == ErrMediaUnavailable.Code {
@@ -489,7 +481,7 @@ func hubStopsLinks(t *testing.T, f *fixture, sfu *media.SFU) {
 	pt.r, pt.m = r, m
 	r.Handle(hm, msg("admit", "member", "g_pat"))
 	pt.connect()
-	waitFor(t, "the node session", func() bool { return sfu.Load().Participants == 1 })
+	eventually.True(t, 20*time.Second, "the node session", func() bool { return sfu.Load().Participants == 1 })
 	ctx, cancel := context.WithCancel(context.Background())
 	ran := make(chan struct{})
 	go func() { f.hub.Run(ctx); close(ran) }()
@@ -500,5 +492,5 @@ func hubStopsLinks(t *testing.T, f *fixture, sfu *media.SFU) {
 		t.Fatal("the hub did not stop its media links")
 	}
 	// A remote node hears of the close a moment later.
-	waitFor(t, "the node sessions to end with the hub", func() bool { return sfu.Load().Participants == 0 })
+	eventually.True(t, 20*time.Second, "the node sessions to end with the hub", func() bool { return sfu.Load().Participants == 0 })
 }

@@ -13,6 +13,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/openconsult/openconsult/internal/eventually"
 )
 
 var loopback = netip.MustParseAddrPort("127.0.0.1:0")
@@ -52,15 +54,6 @@ func newSet(t *testing.T, loops int, h Handler[int]) *Set[int] {
 	return s
 }
 
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(5 * time.Second); !cond(); time.Sleep(5 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-	}
-}
-
 func TestDatagramsReachTheirSocket(t *testing.T) {
 	for _, loops := range []int{1, 3} {
 		t.Run(fmt.Sprintf("%d loops", loops), func(t *testing.T) {
@@ -90,7 +83,7 @@ func TestDatagramsReachTheirSocket(t *testing.T) {
 					}
 				}
 			}
-			waitFor(t, "every datagram", func() bool { return c.count() == sockets*each })
+			eventually.True(t, 5*time.Second, "every datagram", func() bool { return c.count() == sockets*each })
 			c.mu.Lock()
 			defer c.mu.Unlock()
 			seen := map[string]bool{}
@@ -148,7 +141,7 @@ func TestWriteAndDualStack(t *testing.T) {
 			if _, err := peer.WriteTo([]byte("back"), net.UDPAddrFromAddrPort(netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), sock.LocalAddr().Port()))); err != nil {
 				t.Fatal(err)
 			}
-			waitFor(t, "the reply", func() bool { return c.count() == before+1 })
+			eventually.True(t, 5*time.Second, "the reply", func() bool { return c.count() == before+1 })
 			c.mu.Lock()
 			last := c.got[len(c.got)-1]
 			c.mu.Unlock()
@@ -244,7 +237,7 @@ func TestSetCloseEndsLoopsAndSockets(t *testing.T) {
 	if _, err := s.Listen(loopback, 1); !errors.Is(err, net.ErrClosed) {
 		t.Fatalf("listen on a closed set: %v", err)
 	}
-	waitFor(t, "the loops to end", func() bool { return runtime.NumGoroutine() <= before })
+	eventually.True(t, 5*time.Second, "the loops to end", func() bool { return runtime.NumGoroutine() <= before })
 }
 
 func TestWriteAllocatesNothing(t *testing.T) {
