@@ -65,6 +65,17 @@ type Config struct {
 	// be at least 1: every allocation costs a socket and a port.
 	TotalQuota int
 
+	// AllocationRate is how many new allocations one client address may
+	// make a second, after a burst of AllocationBurst; more are refused
+	// with 486 Allocation Quota Reached. An IPv6 client counts by its /64.
+	// 0 means no limit.
+	AllocationRate  float64
+	AllocationBurst int
+	// StreamsPerAddress is the most TCP and TLS connections one client
+	// address may hold at once; a connection over it is closed as soon as
+	// it is accepted. 0 means no limit.
+	StreamsPerAddress int
+
 	// MaxBPS caps each allocation's relayed traffic, in bits per second and
 	// in each direction, with a one-second burst; datagrams over the cap
 	// are dropped. 0 means no cap.
@@ -85,6 +96,11 @@ type Config struct {
 	// firstFrameTimeout bounds the TLS handshake and first request of a
 	// stream connection; zero means 15 seconds. Tests shorten it.
 	firstFrameTimeout time.Duration
+	// noAllocationTimeout closes a TCP or TLS connection that has held no
+	// allocation for that long, from its start or from the end of its
+	// allocation, whatever it sends; zero means 30 seconds. Tests shorten
+	// it.
+	noAllocationTimeout time.Duration
 	// socketReads makes pion/turn read each relay socket itself even where
 	// a udppoll.Set could, as on systems without one. Tests set it.
 	socketReads bool
@@ -92,8 +108,9 @@ type Config struct {
 
 // DefaultConfig returns a configuration with the defaults of turnd: the
 // standard TURN port on every address, the IANA dynamic port range for
-// relay sockets, 10 allocations per username and 1000 in all, no bandwidth
-// cap. Secrets (or StaticUsers) and RelayBindIP remain to be set.
+// relay sockets, 10 allocations per username and 1000 in all, 20 new
+// allocations a second per client address after a burst of 60, 64 TCP and
+// TLS connections per client address, no bandwidth cap. Secrets (or StaticUsers) and RelayBindIP remain to be set.
 func DefaultConfig() Config {
 	return Config{
 		Realm:      "openconsult",
@@ -102,7 +119,12 @@ func DefaultConfig() Config {
 		PortMax:    65535,
 		UserQuota:  10,
 		TotalQuota: 1000,
-		Now:        time.Now,
+
+		AllocationRate:    20,
+		AllocationBurst:   60,
+		StreamsPerAddress: 64,
+
+		Now: time.Now,
 	}
 }
 
@@ -159,6 +181,15 @@ func (c Config) normalize() (Config, error) {
 	if c.TotalQuota < 1 {
 		bad("total quota %d: it must be at least 1", c.TotalQuota)
 	}
+	if c.AllocationRate < 0 || c.AllocationRate != c.AllocationRate {
+		bad("allocation rate %v: it must be 0 (no limit) or more", c.AllocationRate)
+	}
+	if c.AllocationRate > 0 && c.AllocationBurst < 1 {
+		bad("allocation burst %d: it must be at least 1 with a rate limit", c.AllocationBurst)
+	}
+	if c.StreamsPerAddress < 0 {
+		bad("negative connections per address")
+	}
 	if c.MaxBPS < 0 {
 		bad("negative bandwidth cap")
 	}
@@ -177,6 +208,9 @@ func (c Config) normalize() (Config, error) {
 	}
 	if c.firstFrameTimeout <= 0 {
 		c.firstFrameTimeout = firstFrameTimeout
+	}
+	if c.noAllocationTimeout <= 0 {
+		c.noAllocationTimeout = noAllocationTimeout
 	}
 	if len(errs) > 0 {
 		return c, fmt.Errorf("relay config: %w", errors.Join(errs...))

@@ -43,7 +43,18 @@
 //     401).
 //   - A quota refusal is 486 Allocation Quota Reached, sent by pion/turn
 //     without MESSAGE-INTEGRITY; pion's client and libwebrtc act on error
-//     responses without it.
+//     responses without it. Besides the quotas per username and in all,
+//     one client address (an IPv6 one by its /64) may make
+//     [Config.AllocationRate] allocations a second after a burst of
+//     [Config.AllocationBurst].
+//   - While the relay drains ([Server.Shutdown]) an authenticated Allocate
+//     gets 508 Insufficient Capacity, signed; refreshes, permissions,
+//     channels and the relayed media of open allocations go on.
+//   - One client address may hold [Config.StreamsPerAddress] TCP and TLS
+//     connections; one more is closed as it is accepted. A connection must
+//     finish its TLS handshake and send its first request within 15
+//     seconds, and is closed 30 seconds after it was opened or lost its
+//     allocation unless it holds one, whatever it sends meanwhile.
 //   - Datagrams over the bandwidth cap are dropped without notice, as a
 //     congested link would.
 //

@@ -10,7 +10,7 @@ import (
 )
 
 // The gate reads every frame before pion/turn does, on the UDP socket and on
-// each TCP or TLS connection, for two things pion/turn cannot do:
+// each TCP or TLS connection, for three things pion/turn cannot do:
 //
 //   - Refuse a CreatePermission or ChannelBind to a peer the policy forbids
 //     with 403 Forbidden (RFC 8656, 9.3 and 12.2). pion/turn's own refusal,
@@ -22,6 +22,10 @@ import (
 //     AuthHandler returns one key for a username without seeing the
 //     message, so with several secrets the gate finds the one under which
 //     MESSAGE-INTEGRITY verifies and leaves it for the AuthHandler.
+//   - Refuse every authenticated Allocate while the relay drains with 508
+//     Insufficient Capacity. pion/turn's only refusal through its
+//     QuotaHandler is 486, which tells a client to wait and try the same
+//     relay again.
 //
 // ChannelData and Send indications, the relayed media, pass after a
 // two-byte test.
@@ -30,6 +34,7 @@ var (
 	errStop              = errors.New("stop")
 	typeCreatePermission = stun.NewType(stun.MethodCreatePermission, stun.ClassRequest)
 	typeChannelBind      = stun.NewType(stun.MethodChannelBind, stun.ClassRequest)
+	typeAllocate         = stun.NewType(stun.MethodAllocate, stun.ClassRequest)
 )
 
 // authenticatedRequest reports whether b may be a request that carries
@@ -57,6 +62,9 @@ func (in *inspector) inspect(b []byte) []byte {
 	if m.Decode() != nil || !m.Contains(stun.AttrMessageIntegrity) {
 		return nil
 	}
+	if m.Type == typeAllocate && in.s.draining.Load() {
+		return in.refuseDraining(m, creds)
+	}
 	class := ""
 	if m.Type == typeCreatePermission || m.Type == typeChannelBind {
 		class = in.refusedPeer(m)
@@ -68,14 +76,43 @@ func (in *inspector) inspect(b []byte) []byte {
 	if !ok || class == "" {
 		return nil // pion refuses a bad credential and counts it
 	}
-	resp, err := stun.Build(stun.NewTransactionIDSetter(m.TransactionID),
+	resp := errorResponse(m, stun.CodeForbidden, "Forbidden", key)
+	if resp != nil {
+		in.s.peerRefused(class, true)
+	}
+	return resp
+}
+
+// refuseDraining answers an authenticated Allocate while the relay drains.
+// One whose credential fails goes on to pion, which refuses it as always;
+// so does a client's first, unauthenticated Allocate, which pion
+// challenges: clients (pion's among them) take any answer to that one for
+// a challenge and look for its nonce.
+func (in *inspector) refuseDraining(m *stun.Message, creds *credentials) []byte {
+	key, ok := creds.verify(m, in.s.now())
+	if !ok {
+		return nil
+	}
+	resp := errorResponse(m, stun.CodeInsufficientCapacity, "Insufficient Capacity", key)
+	if resp != nil {
+		in.s.drainRefused()
+	}
+	return resp
+}
+
+// errorResponse builds the error response to m, signed with key unless it
+// is nil.
+func errorResponse(m *stun.Message, code stun.ErrorCode, reason string, key []byte) []byte {
+	setters := []stun.Setter{stun.NewTransactionIDSetter(m.TransactionID),
 		stun.NewType(m.Type.Method, stun.ClassErrorResponse),
-		stun.ErrorCodeAttribute{Code: stun.CodeForbidden, Reason: []byte("Forbidden")},
-		stun.MessageIntegrity(key), stun.Fingerprint)
+		stun.ErrorCodeAttribute{Code: code, Reason: []byte(reason)}}
+	if key != nil {
+		setters = append(setters, stun.MessageIntegrity(key))
+	}
+	resp, err := stun.Build(append(setters, stun.Fingerprint)...)
 	if err != nil {
 		return nil
 	}
-	in.s.peerRefused(class, true)
 	return resp.Raw
 }
 

@@ -107,19 +107,26 @@ func FuzzGateInspect(f *testing.F) {
 	}
 	f.Add([]byte{0x40, 0x00, 0x00, 0x02, 1, 2, 0, 0})
 	s := gateServer(f, testSecret, []byte("second-secret-value"))
+	draining := gateServer(f, testSecret, []byte("second-secret-value"))
+	draining.draining.Store(true)
 	f.Fuzz(func(t *testing.T, b []byte) {
-		in := &inspector{s: s}
-		resp := in.inspect(b)
-		if resp == nil {
-			return
-		}
-		if !authenticatedRequest(b) {
-			t.Fatalf("answered a frame that is no authenticated request: %x", b)
-		}
-		m := &stun.Message{Raw: resp}
-		var code stun.ErrorCodeAttribute
-		if m.Decode() != nil || code.GetFrom(m) != nil || code.Code != stun.CodeForbidden {
-			t.Fatalf("the gate's answer is not a 403: %x", resp)
+		for _, s := range []*Server{s, draining} {
+			in := &inspector{s: s}
+			resp := in.inspect(b)
+			if resp == nil {
+				continue
+			}
+			if !authenticatedRequest(b) {
+				t.Fatalf("answered a frame that is no authenticated request: %x", b)
+			}
+			m := &stun.Message{Raw: resp}
+			var code stun.ErrorCodeAttribute
+			if m.Decode() != nil || code.GetFrom(m) != nil {
+				t.Fatalf("the gate's answer is no error response: %x", resp)
+			}
+			if code.Code != stun.CodeForbidden && (!s.Draining() || code.Code != stun.CodeInsufficientCapacity) {
+				t.Fatalf("the gate answered %d (draining %v): %x", code.Code, s.Draining(), resp)
+			}
 		}
 	})
 }

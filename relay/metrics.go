@@ -13,7 +13,9 @@ type metrics struct {
 	allocations   prometheus.Gauge
 	authFailures  *prometheus.CounterVec // reason
 	peerRefusals  *prometheus.CounterVec // class
-	quotaRefusals *prometheus.CounterVec // quota: user, total
+	quotaRefusals *prometheus.CounterVec // quota: user, total, address_rate
+	drainRefusals prometheus.Counter
+	streamCloses  *prometheus.CounterVec // reason: address_limit, no_request, no_allocation
 	bytes         *prometheus.CounterVec // direction: to_peer, from_peer
 	packets       *prometheus.CounterVec // direction
 	drops         *prometheus.CounterVec // direction
@@ -34,7 +36,11 @@ func newMetrics() *metrics {
 		peerRefusals: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "turn_peer_refusals_total", Help: "Peer addresses refused by the peer policy, by class."}, []string{"class"}),
 		quotaRefusals: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "turn_quota_refusals_total", Help: "Allocations refused by a quota (user or total)."}, []string{"quota"}),
+			Name: "turn_quota_refusals_total", Help: "Allocations refused by a quota (user, total or address_rate)."}, []string{"quota"}),
+		drainRefusals: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "turn_drain_refusals_total", Help: "Allocate requests refused because the relay is draining."}),
+		streamCloses: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "turn_stream_closes_total", Help: "TCP and TLS connections the relay refused or ended, by reason: address_limit, no_request, no_allocation."}, []string{"reason"}),
 		bytes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "turn_relayed_bytes_total", Help: "Payload bytes relayed, by direction."}, []string{"direction"}),
 		packets: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -49,7 +55,7 @@ func newMetrics() *metrics {
 }
 
 func (m *metrics) collectors() []prometheus.Collector {
-	return []prometheus.Collector{m.allocations, m.authFailures, m.peerRefusals, m.quotaRefusals, m.bytes, m.packets, m.drops}
+	return []prometheus.Collector{m.allocations, m.authFailures, m.peerRefusals, m.quotaRefusals, m.drainRefusals, m.streamCloses, m.bytes, m.packets, m.drops}
 }
 
 // register adds the collectors to reg, all or none, so that a failed New

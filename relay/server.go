@@ -30,6 +30,10 @@ type Server struct {
 	metrics *metrics
 	ledger  *ledger
 	logs    logLimiter
+	rate    *allocationRate
+	streams *streamCount
+	// draining refuses new allocations while existing ones go on.
+	draining atomic.Bool
 
 	turn    *turn.Server
 	udp     *gatedPacketConn
@@ -64,6 +68,8 @@ func New(cfg Config) (*Server, error) {
 	s.policy = &s.cfg.Policy
 	s.creds.Store(creds)
 	s.ledger = newLedger(cfg.UserQuota, cfg.TotalQuota, s.quotaRefused)
+	s.rate = newAllocationRate(cfg.AllocationRate, cfg.AllocationBurst)
+	s.streams = newStreamCount(cfg.StreamsPerAddress)
 	if err := s.metrics.register(cfg.Metrics); err != nil {
 		return nil, err
 	}
@@ -93,7 +99,7 @@ func New(cfg Config) (*Server, error) {
 	s.turn, err = turn.NewServer(turn.ServerConfig{
 		Realm:             cfg.Realm,
 		AuthHandler:       s.authenticate,
-		QuotaHandler:      s.ledger.reserve,
+		QuotaHandler:      s.reserve,
 		PacketConnConfigs: pcs,
 		ListenerConfigs:   lcs,
 		LoggerFactory:     quietLoggers{},
@@ -104,13 +110,15 @@ func New(cfg Config) (*Server, error) {
 					s.authFailed(reasonIntegrity)
 				}
 			},
-			OnAllocationCreated: func(src, _ net.Addr, _, username, _ string, _ net.Addr, _ int) {
+			OnAllocationCreated: func(src, dst net.Addr, _, username, _ string, _ net.Addr, _ int) {
 				s.ledger.created(src, username)
 				s.metrics.allocations.Inc()
+				s.streamAllocated(src, dst, true)
 			},
-			OnAllocationDeleted: func(_, _ net.Addr, _, username, _ string) {
+			OnAllocationDeleted: func(src, dst net.Addr, _, username, _ string) {
 				s.ledger.deleted(username)
 				s.metrics.allocations.Dec()
+				s.streamAllocated(src, dst, false)
 			},
 			OnAllocationError: func(src, _ net.Addr, _, _ string) { s.ledger.failed(src) },
 			OnPermissionCreated: func(_, _ net.Addr, _, _, _ string, relayAddr net.Addr, peer net.IP) {
@@ -140,7 +148,8 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.log.Info("relay listening", "udp_tcp", s.Addr().String(), "tls", tlsAddr, "relay_ip", cfg.RelayBindIP.String(),
 		"public_ip", cfg.PublicIP.String(), "ports", fmt.Sprintf("%d-%d", cfg.PortMin, cfg.PortMax),
-		"secrets", len(cfg.Secrets), "static_users", len(cfg.StaticUsers))
+		"secrets", len(cfg.Secrets), "static_users", len(cfg.StaticUsers),
+		"allocation_rate", cfg.AllocationRate, "allocation_burst", cfg.AllocationBurst, "streams_per_address", cfg.StreamsPerAddress)
 	return s, nil
 }
 
@@ -308,6 +317,34 @@ func (s *Server) close() error {
 	return errors.Join(errs...)
 }
 
+// reserve is pion/turn's QuotaHandler, asked for each authenticated
+// Allocate of a new allocation: the client address's rate, then the
+// username's and the relay's quotas. While draining it refuses what the
+// gate let through before the drain began.
+func (s *Server) reserve(username, realm string, src net.Addr) bool {
+	if s.draining.Load() {
+		s.drainRefused()
+		return false
+	}
+	if !s.rate.allow(src, s.now()) {
+		s.quotaRefused("address_rate")
+		return false
+	}
+	return s.ledger.reserve(username, realm, src)
+}
+
+// streamAllocated passes pion's allocation events to the TCP or TLS
+// connection they concern, which then drops or regains its deadline.
+func (s *Server) streamAllocated(src, dst net.Addr, allocated bool) {
+	if _, ok := src.(*net.TCPAddr); !ok {
+		return
+	}
+	key := streamKey(src, dst)
+	if !s.tcp.setAllocated(key, allocated) && s.tls != nil {
+		s.tls.setAllocated(key, allocated)
+	}
+}
+
 // authenticate is pion/turn's AuthHandler: the long-term key of username,
 // or a refusal of a malformed, expired or unknown one.
 func (s *Server) authenticate(username, realm string, _ net.Addr) ([]byte, bool) {
@@ -361,6 +398,21 @@ func (s *Server) peerRefused(class string, logIt bool) {
 	s.metrics.peerRefusals.WithLabelValues(class).Inc()
 	if logIt {
 		s.logs.log(s.log, "relay peer refused", "class", class)
+	}
+}
+
+func (s *Server) drainRefused() {
+	s.metrics.drainRefusals.Inc()
+	s.logs.log(s.log, "relay allocation refused", "reason", "draining")
+}
+
+// streamClosed counts a TCP or TLS connection refused or ended by a
+// limit. Only refusals by the per-address limit are logged: connections
+// that never allocate are what scanners and abandoned tabs leave.
+func (s *Server) streamClosed(reason string) {
+	s.metrics.streamCloses.WithLabelValues(reason).Inc()
+	if reason == closeAddressLimit {
+		s.logs.log(s.log, "relay connection refused", "reason", reason)
 	}
 }
 

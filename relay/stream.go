@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"net"
+	"os"
 	"sync"
 	"time"
 )
@@ -15,7 +16,10 @@ const (
 	// firstFrameTimeout bounds the TLS handshake and the first request of a
 	// connection, so that idle connections cannot pile up.
 	firstFrameTimeout = 15 * time.Second
-	stunCookie        = 0x2112A442
+	// noAllocationTimeout closes a connection that holds no allocation, so
+	// that a client cannot keep one open with Binding requests alone.
+	noAllocationTimeout = 30 * time.Second
+	stunCookie          = 0x2112A442
 )
 
 var errNotTURNFrame = errors.New("relay: stream carries neither STUN nor ChannelData")
@@ -44,23 +48,33 @@ func frameLen(b []byte) (int, error) {
 
 // gatedListener hands pion/turn connections whose frames pass the gate,
 // keeps track of them so that Close can end them (pion/turn closes its
-// listener but not the connections it accepted), and rides out transient
-// accept errors such as EMFILE, on which pion/turn would stop accepting for
-// good.
+// listener but not the connections it accepted) and so that allocation
+// events reach them, refuses a connection over the per-address limit, and
+// rides out transient accept errors such as EMFILE, on which pion/turn
+// would stop accepting for good.
 type gatedListener struct {
 	net.Listener
 	s       *Server
 	stopped func() // the accept loop has ended
 
 	mu      sync.Mutex
-	conns   map[*gatedConn]struct{}
+	conns   map[string]*gatedConn // by streamKey
 	closing chan struct{}
 	closed  bool
 	once    sync.Once
 }
 
 func newGatedListener(l net.Listener, s *Server, stopped func()) *gatedListener {
-	return &gatedListener{Listener: l, s: s, stopped: stopped, conns: map[*gatedConn]struct{}{}, closing: make(chan struct{})}
+	return &gatedListener{Listener: l, s: s, stopped: stopped, conns: map[string]*gatedConn{}, closing: make(chan struct{})}
+}
+
+// streamKey names a connection as pion/turn's events do: by the client's
+// address and the relay's.
+func streamKey(remote, local net.Addr) string {
+	if remote == nil || local == nil {
+		return ""
+	}
+	return remote.String() + "|" + local.String()
 }
 
 func (l *gatedListener) Accept() (net.Conn, error) {
@@ -81,17 +95,38 @@ func (l *gatedListener) Accept() (net.Conn, error) {
 				return nil, err
 			}
 		}
-		gc := &gatedConn{Conn: c, l: l, in: inspector{s: l.s}, buf: make([]byte, inboundMTU)}
-		_ = c.SetReadDeadline(time.Now().Add(l.s.cfg.firstFrameTimeout))
+		release, ok := l.s.streams.acquire(c.RemoteAddr())
+		if !ok {
+			_ = c.Close()
+			l.s.streamClosed(closeAddressLimit)
+			continue
+		}
+		now := time.Now()
+		gc := &gatedConn{Conn: c, l: l, in: inspector{s: l.s}, buf: make([]byte, inboundMTU),
+			key: streamKey(c.RemoteAddr(), c.LocalAddr()), release: release, idleSince: now}
+		_ = c.SetReadDeadline(now.Add(l.s.cfg.firstFrameTimeout))
 		l.mu.Lock()
 		if l.closed {
 			_ = c.Close() // pion still gets it, reads an error and lets it go
 		}
-		l.conns[gc] = struct{}{}
+		l.conns[gc.key] = gc
 		l.s.loops.Add(1)
 		l.mu.Unlock()
 		return gc, nil
 	}
+}
+
+// setAllocated tells the connection named key whether it holds an
+// allocation; it reports false when no such connection is open here.
+func (l *gatedListener) setAllocated(key string, allocated bool) bool {
+	l.mu.Lock()
+	c := l.conns[key]
+	l.mu.Unlock()
+	if c == nil {
+		return false
+	}
+	c.setAllocated(allocated)
+	return true
 }
 
 // Close closes the listener and ends every connection it accepted.
@@ -100,7 +135,7 @@ func (l *gatedListener) Close() error {
 	if !l.closed {
 		l.closed = true
 		close(l.closing)
-		for c := range l.conns {
+		for _, c := range l.conns {
 			_ = c.Conn.Close()
 		}
 	}
@@ -110,28 +145,45 @@ func (l *gatedListener) Close() error {
 
 // gatedConn is one TCP or TLS client connection as pion/turn sees it: a
 // stream that yields only frames that passed the gate.
+//
+// Its read deadline keeps connections from piling up: the TLS handshake and
+// the first request must come within the first-frame timeout, and a
+// connection without an allocation ends at the no-allocation timeout after
+// it was accepted or lost its allocation, however busy it is. A connection
+// with an allocation has no deadline; the allocation's lifetime bounds it.
 type gatedConn struct {
 	net.Conn
-	l  *gatedListener
-	in inspector
+	l       *gatedListener
+	in      inspector
+	key     string // streamKey
+	release func() // gives back the per-address count
 
 	buf     []byte // received bytes buf[r:w] not yet framed
 	r, w    int
 	skip    int    // bytes left of an oversized frame being dropped
 	pending []byte // the rest of a frame pion has not read yet
-	started bool
 	once    sync.Once
+
+	mu        sync.Mutex
+	started   bool      // the first frame has arrived; written by Read only
+	allocated bool      // pion holds an allocation for this connection
+	idleSince time.Time // accepted, or the allocation ended
 }
 
 func (c *gatedConn) Read(p []byte) (int, error) {
 	for len(c.pending) == 0 {
 		f, err := c.next()
 		if err != nil {
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				c.timedOut()
+			}
 			return 0, err
 		}
 		if !c.started {
+			c.mu.Lock()
 			c.started = true
-			_ = c.Conn.SetReadDeadline(time.Time{})
+			c.armLocked()
+			c.mu.Unlock()
 		}
 		if resp := c.in.inspect(f); resp != nil {
 			if _, err := c.Conn.Write(resp); err != nil {
@@ -144,6 +196,41 @@ func (c *gatedConn) Read(p []byte) (int, error) {
 	n := copy(p, c.pending)
 	c.pending = c.pending[n:]
 	return n, nil
+}
+
+// setAllocated records whether pion holds an allocation for the
+// connection and moves the read deadline to match.
+func (c *gatedConn) setAllocated(allocated bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.allocated && !allocated {
+		c.idleSince = time.Now()
+	}
+	c.allocated = allocated
+	if c.started {
+		c.armLocked()
+	}
+}
+
+// armLocked sets the read deadline after the first frame; c.mu is held.
+func (c *gatedConn) armLocked() {
+	if c.allocated {
+		_ = c.Conn.SetReadDeadline(time.Time{})
+		return
+	}
+	_ = c.Conn.SetReadDeadline(c.idleSince.Add(c.l.s.cfg.noAllocationTimeout))
+}
+
+// timedOut counts the end of a connection at its deadline.
+func (c *gatedConn) timedOut() {
+	c.mu.Lock()
+	started := c.started
+	c.mu.Unlock()
+	if started {
+		c.l.s.streamClosed(closeNoAllocation)
+	} else {
+		c.l.s.streamClosed(closeNoRequest)
+	}
 }
 
 // next returns the next whole frame; it stays valid until the next call.
@@ -189,8 +276,13 @@ func (c *gatedConn) Close() error {
 	err := c.Conn.Close()
 	c.once.Do(func() {
 		c.l.mu.Lock()
-		delete(c.l.conns, c)
+		if c.l.conns[c.key] == c {
+			delete(c.l.conns, c.key)
+		}
 		c.l.mu.Unlock()
+		if c.release != nil {
+			c.release()
+		}
 		c.l.s.loops.Done()
 	})
 	return err
