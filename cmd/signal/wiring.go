@@ -127,8 +127,10 @@ func startRelay(s *settings, site *tls.Config, public *url.URL, reg prometheus.R
 	if err != nil || bind.IsUnspecified() {
 		return nil, nil, nil, nil, s.set.Invalid("relay-listen", "give the relay's own IP address, such as 127.0.0.1:3478 or 198.51.100.7:3478")
 	}
+	def := relay.DefaultConfig() // turnd's per-address limits too
 	cfg := relay.Config{Realm: public.Hostname(), Listen: s.relayListen.Value, RelayBindIP: bind, PortMin: 49152, PortMax: 65535,
-		Secrets: [][]byte{secret}, UserQuota: 10, TotalQuota: 1000, Log: log, Metrics: reg}
+		Secrets: [][]byte{secret}, UserQuota: 10, TotalQuota: 1000, Log: log, Metrics: reg,
+		AllocationRate: def.AllocationRate, AllocationBurst: def.AllocationBurst, StreamsPerAddress: def.StreamsPerAddress}
 	if s.dev {
 		for _, p := range []string{"127.0.0.0/8", "::1/128", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7"} {
 			cfg.Policy.Allow = append(cfg.Policy.Allow, netip.MustParsePrefix(p))

@@ -47,6 +47,9 @@ type settings struct {
 	userQuota       int
 	totalQuota      int
 	maxBPS          int64
+	allocationRate  float64
+	allocationBurst int
+	connsPerAddress int
 	metrics         config.Addr
 	check           bool
 	cpuProfile      string
@@ -83,10 +86,14 @@ func newSettings(stderr io.Writer) *settings {
 	fs.IntVar(&s.userQuota, "user-quota", 10, "allocations per username (a participant needs 1 to 3)")
 	fs.IntVar(&s.totalQuota, "total-quota", 2000, "allocations in all")
 	fs.Int64Var(&s.maxBPS, "max-bps", 0, "bandwidth cap per allocation and direction in bits per second; 0 for none")
+	def := relay.DefaultConfig()
+	fs.Float64Var(&s.allocationRate, "allocation-rate", def.AllocationRate, "new allocations a second one client address may make after -allocation-burst (an IPv6 client counts by its /64); 0 for no limit")
+	fs.IntVar(&s.allocationBurst, "allocation-burst", def.AllocationBurst, "allocations one client address may make at once before -allocation-rate applies")
+	fs.IntVar(&s.connsPerAddress, "connections-per-address", def.StreamsPerAddress, "TCP and TLS connections one client address may hold at once; 0 for no limit")
 	fs.Var(&s.metrics, "metrics", "plain HTTP `address` of /metrics, /healthz and /readyz; keep it private; off to disable")
 	fs.BoolVar(&s.check, "check", false, "validate the configuration, print a summary and exit")
 	fs.StringVar(&s.cpuProfile, "cpuprofile", "", "write a Go CPU profile of the relay to this `file` until shutdown (for performance work)")
-	fs.DurationVar(&s.shutdownTimeout, "shutdown-timeout", 10*time.Second, "grace period on shutdown")
+	fs.DurationVar(&s.shutdownTimeout, "shutdown-timeout", 10*time.Second, "on SIGTERM, how long open allocations may go on relaying while new ones are refused")
 	fs.Var(&s.logLevel, "log-level", "log `level`: debug, info, warn or error")
 	fs.Var(&s.logFormat, "log-format", "log `format`: json or text")
 	return s
@@ -124,6 +131,18 @@ func (s *settings) load(args []string, getenv func(string) string) error {
 	}
 	if s.maxBPS < 0 {
 		bad("max-bps", "must not be negative")
+	}
+	if s.allocationRate < 0 || s.allocationRate != s.allocationRate {
+		bad("allocation-rate", "must be 0 (no limit) or more")
+	}
+	if s.allocationRate > 0 && s.allocationBurst < 1 {
+		bad("allocation-burst", "must be at least 1")
+	}
+	if s.connsPerAddress < 0 {
+		bad("connections-per-address", "must be 0 (no limit) or more")
+	}
+	if s.shutdownTimeout < 0 {
+		bad("shutdown-timeout", "must not be negative")
 	}
 	var err error
 	if s.bind, err = relayIP(s.relayIP, s.listen.Value); err != nil {
@@ -173,7 +192,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	cfg := relay.Config{Realm: s.realm, Listen: s.listen.Value, PublicIP: s.public, RelayBindIP: s.bind,
 		PortMin: s.portMin, PortMax: s.portMax, StaticUsers: users,
 		Policy:    relay.PeerPolicy{Allow: s.allowPeers.Values, Deny: s.denyPeers.Values},
-		UserQuota: s.userQuota, TotalQuota: s.totalQuota, MaxBPS: s.maxBPS, Log: log}
+		UserQuota: s.userQuota, TotalQuota: s.totalQuota, MaxBPS: s.maxBPS, Log: log,
+		AllocationRate: s.allocationRate, AllocationBurst: s.allocationBurst, StreamsPerAddress: s.connsPerAddress}
 	cfg.Secrets = s.secrets()
 	if s.tlsListen.Value != "" {
 		src, err := tlsconf.NewFileSource(s.tlsCert, s.tlsKey)
@@ -212,26 +232,66 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
+	var ln net.Listener
+	if s.metrics.Value != "" {
+		if ln, err = serve.Listen("metrics", s.metrics.Value); err != nil {
+			return err
+		}
+	}
 	srv, err := relay.New(cfg)
 	if err != nil {
+		if ln != nil {
+			ln.Close()
+		}
 		return err
 	}
 	defer srv.Close()
 	stopReload := reloadOnHangup(ctx, log, hup, srv, args, getenv)
 	defer stopReload()
-	if s.metrics.Value == "" {
+
+	// The metrics server outlives ctx: /readyz says "draining" while the
+	// relay drains, so that a load balancer sends new clients elsewhere.
+	adminCtx, stopAdmin := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopAdmin()
+	served := make(chan error, 1)
+	if ln != nil {
+		health := obs.NewHealth(log, time.Second)
+		health.AddCheck("relay", func(context.Context) error {
+			if srv.Draining() {
+				return obs.ErrDraining
+			}
+			return nil
+		})
+		go func() {
+			served <- serve.Run(adminCtx, log, s.shutdownTimeout, serve.Server{Name: "metrics", Listener: ln, Handler: obs.AdminHandler(reg, health)})
+		}()
+	} else {
+		close(served)
+	}
+	select {
+	case <-ctx.Done():
+	case err := <-served:
+		if err != nil {
+			return err // the metrics server failed; the deferred Close stops the relay
+		}
 		<-ctx.Done()
-		log.Info("stopped")
-		return nil
 	}
-	ln, err := serve.Listen("metrics", s.metrics.Value)
-	if err != nil {
-		return err
-	}
-	health := obs.NewHealth(log, time.Second)
-	err = serve.Run(ctx, log, s.shutdownTimeout, serve.Server{Name: "metrics", Listener: ln, Handler: obs.AdminHandler(reg, health)})
+	drain(log, srv, s.shutdownTimeout)
+	stopAdmin()
+	err = <-served
 	log.Info("stopped")
 	return err
+}
+
+// drain stops the relay gracefully: new allocations are refused while the
+// open ones go on relaying until they end or timeout passes.
+func drain(log *slog.Logger, srv *relay.Server, timeout time.Duration) {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	log.Info("draining", "allocations", srv.Allocations(), "timeout", timeout.String())
+	if err := srv.Shutdown(ctx); err != nil {
+		log.Warn("shutdown timeout: open allocations closed", "err", err)
+	}
 }
 
 // staticUsers reads -users-file, or returns no users without one.

@@ -112,6 +112,9 @@ func TestCheckModeAndBadConfiguration(t *testing.T) {
 		{[]string{"-tls-listen", ":5349"}, env, "-tls-cert"},
 		{[]string{"-tls-listen", "off", "-allow-peer", "10.0.0.0/33"}, env, "-allow-peer"},
 		{[]string{"-tls-listen", "off", "-public-ip", "nowhere"}, env, "-public-ip"},
+		{[]string{"-tls-listen", "off", "-allocation-rate", "-1"}, env, "-allocation-rate"},
+		{[]string{"-tls-listen", "off", "-allocation-burst", "0"}, env, "-allocation-burst"},
+		{[]string{"-tls-listen", "off", "-connections-per-address", "-2"}, env, "-connections-per-address"},
 		{[]string{"-tls-listen", "off", "-users-file", users, "-check"}, env, "line 2"},
 	}
 	for _, tt := range tests {
@@ -127,7 +130,7 @@ func TestHelpAndExampleConfig(t *testing.T) {
 	if err := run(context.Background(), []string{"-h"}, func(string) string { return "" }, io.Discard, &out); !errors.Is(err, config.ErrHelp) {
 		t.Fatalf("-h = %v", err)
 	}
-	for _, flag := range []string{"-listen", "-tls-listen", "-tls-cert", "-tls-key", "-realm", "-auth-secret", "-public-ip", "-relay-ports", "-allow-peer", "-deny-peer", "-user-quota", "-total-quota", "-max-bps", "-metrics", "-check", `(default "49152-65535")`, "TURND_<FLAG>"} {
+	for _, flag := range []string{"-listen", "-tls-listen", "-tls-cert", "-tls-key", "-realm", "-auth-secret", "-public-ip", "-relay-ports", "-allow-peer", "-deny-peer", "-user-quota", "-total-quota", "-max-bps", "-allocation-rate", "-allocation-burst", "-connections-per-address", "-shutdown-timeout", "-metrics", "-check", `(default "49152-65535")`, "TURND_<FLAG>"} {
 		if !strings.Contains(out.String(), flag) {
 			t.Errorf("help lacks %s", flag)
 		}

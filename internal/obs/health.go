@@ -3,6 +3,7 @@ package obs
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"log/slog"
 	"net/http"
 	"sync"
@@ -11,6 +12,12 @@ import (
 
 // Check reports whether one dependency is usable.
 type Check func(ctx context.Context) error
+
+// ErrDraining is what a Check returns while its part of the process is
+// shutting down gracefully: /readyz then names the check "draining" rather
+// than "failing", so that an operator watching a rolling update tells a
+// planned stop from a fault.
+var ErrDraining = errors.New("draining")
 
 // Health answers /healthz (the process is alive and serving) and /readyz (its
 // dependencies answer, so a load balancer may send it traffic).
@@ -45,7 +52,7 @@ func (h *Health) Live(w http.ResponseWriter, _ *http.Request) {
 }
 
 // Ready serves /readyz: 200 when every check passes, 503 naming the checks
-// that failed. Error details go to the log only; they can describe internals
+// that failed or are draining. Error details go to the log only; they can describe internals
 // a caller has no business seeing.
 func (h *Health) Ready(w http.ResponseWriter, r *http.Request) {
 	h.mu.Lock()
@@ -58,6 +65,11 @@ func (h *Health) Ready(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel := context.WithTimeout(r.Context(), h.timeout)
 		err := c.check(ctx)
 		cancel()
+		if errors.Is(err, ErrDraining) {
+			status[c.name] = "draining"
+			code = http.StatusServiceUnavailable
+			continue
+		}
 		if err != nil {
 			h.log.Warn("readiness check failed", "check", c.name, "err", err)
 			status[c.name] = "failing"

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -36,6 +37,16 @@ func TestReadyNamesFailingChecksWithoutDetails(t *testing.T) {
 	}
 	if !strings.Contains(logs.String(), "10.0.0.7") {
 		t.Fatal("error details missing from the log")
+	}
+}
+
+func TestReadyNamesADrainingCheck(t *testing.T) {
+	h := NewHealth(slogDiscard(), time.Second)
+	h.AddCheck("relay", func(context.Context) error { return fmt.Errorf("relay: %w", ErrDraining) })
+	rec := httptest.NewRecorder()
+	h.Ready(rec, httptest.NewRequest("GET", "/readyz", nil))
+	if rec.Code != http.StatusServiceUnavailable || !strings.Contains(rec.Body.String(), `"relay":"draining"`) {
+		t.Fatalf("code %d, body %s; want 503 naming the relay draining", rec.Code, rec.Body.String())
 	}
 }
 
