@@ -99,7 +99,7 @@ func main() {
 	}
 	var results []Result
 	r, err := measure("turnd", []string{*turnd, "-listen", "127.0.0.1:34781", "-tls-listen", "off", "-metrics", "off",
-		"-relay-ports", "40000-49999", "-allow-peer", "127.0.0.1", "-user-quota", "100000", "-total-quota", "100000", "-log-level", "error"},
+		"-relay-ports", "40000-49999", "-allow-peer", "127.0.0.1", "-user-quota", "100000", "-total-quota", "100000", "-allocation-rate", "0", "-connections-per-address", "0", "-log-level", "error"},
 		[]string{"TURND_AUTH_SECRET=" + o.secret}, "127.0.0.1:34781", o)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "turnload: turnd:", err)
