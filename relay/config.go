@@ -72,8 +72,8 @@ type Config struct {
 	AllocationRate  float64
 	AllocationBurst int
 	// StreamsPerAddress is the most TCP and TLS connections one client
-	// address may hold at once; a connection over it is closed as soon as
-	// it is accepted. 0 means no limit.
+	// address (an IPv6 one by its /64) may hold at once; a connection over
+	// it is closed as soon as it is accepted. 0 means no limit.
 	StreamsPerAddress int
 
 	// MaxBPS caps each allocation's relayed traffic, in bits per second and
