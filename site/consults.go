@@ -260,7 +260,7 @@ func (s *Site) connectivity(w http.ResponseWriter, r *http.Request) {
 
 func (s *Site) joinSubmit(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "no-store")
-	if s.limited(w, r) || !s.readForm(w, r) {
+	if s.limited(w, r, limitJoin) || !s.readForm(w, r) {
 		return
 	}
 	token, _, err := s.opt.Consults.JoinAsGuest(r.Context(), r.PathValue("token"), r.PostForm.Get("name"))
