@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -123,4 +124,36 @@ func TestResetRequestIsAnsweredThenMailed(t *testing.T) {
 		}
 		return false
 	})
+}
+
+var patientLinkPattern = regexp.MustCompile(`/j/[A-Za-z0-9_-]{22,64}`)
+
+func TestInvisibleFormattingInNamesAndTitlesIsRefusedWithAClearMessage(t *testing.T) {
+	dir := t.TempDir()
+	d := startDev(t, dir)
+	defer d.stop()
+	createFirstAdmin(t, d, "root.admin", "first admin passphrase")
+	admin := signInHTTP(t, d, "root.admin", "first admin passphrase")
+	createClinician(t, d, dir, admin, "dr.bidi", "clinician passphrase 1")
+	doc := signInHTTP(t, d, "dr.bidi", "clinician passphrase 1")
+
+	resp, body := postForm(t, doc, d.public+"/consults", url.Values{"title": {"Follow-up \u202Egnp.exe"}})
+	if resp.StatusCode != http.StatusUnprocessableEntity || !strings.Contains(body, "the title contains invisible formatting characters") {
+		t.Fatalf("title with an override = %d, want 422 and the reason", resp.StatusCode)
+	}
+	_, body = postForm(t, doc, d.public+"/consults", url.Values{"title": {"Follow-up"}})
+	link := patientLinkPattern.FindString(body)
+	if link == "" {
+		t.Fatal("no patient link on the consult page")
+	}
+	guest := d.staffClient(t)
+	for _, name := range []string{"Pat\u202Efdp.exe", "\u2067Pat\u2069", "Pat\u200F"} {
+		resp, body := postForm(t, guest, d.public+link, url.Values{"name": {name}})
+		if resp.StatusCode != http.StatusUnprocessableEntity || !strings.Contains(body, "invisible formatting characters") {
+			t.Fatalf("join as %q = %d, want 422 and the reason", name, resp.StatusCode)
+		}
+	}
+	if resp, _ := postForm(t, guest, d.public+link, url.Values{"name": {"Pat"}}); resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("join with a plain name = %d, want 303", resp.StatusCode)
+	}
 }
