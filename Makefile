@@ -2,7 +2,7 @@
 GO ?= go
 export CGO_ENABLED ?= 1
 
-.PHONY: run test build vet fmt-check staticcheck unit clean bench-turn bench-sfu
+.PHONY: run test build vet fmt-check staticcheck unit clean bench-turn bench-sfu bench-signin
 
 ## run: build and start the all-in-one development deployment on https://localhost:8443
 run:
@@ -35,6 +35,10 @@ bench-turn: build
 	$(GO) run ./tools/turnload -turnd ./bin/turnd -coturn turnserver -allocations 200 -rate 50 -size 200 -duration 15s
 	$(GO) run ./tools/turnload -turnd ./bin/turnd -coturn turnserver -allocations 60 -rate 100 -size 1100 -duration 15s
 	$(GO) run ./tools/turnload -turnd ./bin/turnd -coturn turnserver -allocations 200 -rate 100 -size 600 -duration 15s -echo
+
+## bench-signin: send 200 sign-ins at once from 20 addresses to signal -dev and print its peak memory and the 503 count
+bench-signin: build
+	$(GO) run ./tools/signinload -signal ./bin/signal -attempts 200 -addresses 20
 
 ## bench-sfu: load the SFU with consults of three and with grand rounds, through signal -dev and directly, and print the figures
 bench-sfu: build

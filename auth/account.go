@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/base32"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"image/png"
 
@@ -105,17 +106,39 @@ func (s *Service) ConfirmEnrollment(ctx context.Context, id Identity, code strin
 
 // ChangePassword sets a new password after checking the current one, the
 // policy and the history of the last passwords. It returns the replacement
-// session token (a forced change completes sign-in).
+// session token (a forced change completes sign-in). A wrong current
+// password counts toward the account's lockout like a wrong sign-in, so a
+// borrowed session cannot be used to guess it; a locked account gets
+// ErrLocked.
 func (s *Service) ChangePassword(ctx context.Context, id Identity, current, next string, c Client) (string, error) {
 	if id.Stage != StageChange && !id.Full() {
 		return "", ErrForbidden
 	}
-	if ok, _, err := VerifyPassword(NormalizePassword(current), id.User.PasswordHash, s.hash); err != nil || !ok {
-		_ = s.record(ctx, Event{Type: EventPasswordChanged, Success: false, Requester: id.User.ID, Message: "current password wrong", Client: c})
-		return "", &PolicyError{"The current password is wrong."}
+	name := id.User.Username
+	if until, err := s.store.SigninLockedUntil(ctx, name); err != nil {
+		return "", err
+	} else if until.After(s.now()) {
+		return "", ErrLocked
+	}
+	ok, _, err := s.gate.Verify(ctx, NormalizePassword(current), id.User.PasswordHash, s.hash)
+	if err != nil && !errors.Is(err, errMalformedHash) {
+		return "", err
+	}
+	if !ok {
+		locked, err := s.store.RecordSigninFailure(ctx, name, s.now(), s.policy.MaxFailures, s.policy.LockoutFor)
+		if err != nil {
+			return "", err
+		}
+		if err := s.record(ctx, Event{Type: EventPasswordChanged, Success: false, Requester: id.User.ID, Message: "current password wrong", Client: c}); err != nil {
+			return "", err
+		}
+		return "", s.lockedOr(ctx, locked, id.User.ID, c, &PolicyError{"The current password is wrong."})
 	}
 	hash, err := s.newPasswordHash(ctx, id.User, next)
 	if err != nil {
+		return "", err
+	}
+	if err := s.store.ClearSigninFailures(ctx, name); err != nil {
 		return "", err
 	}
 	if err := s.store.SetPassword(ctx, id.User.ID, hash, s.now()); err != nil {
@@ -139,11 +162,15 @@ func (s *Service) newPasswordHash(ctx context.Context, u store.User, password st
 		return "", err
 	}
 	for _, old := range history {
-		if ok, _, _ := VerifyPassword(password, old, s.hash); ok {
+		ok, _, err := s.gate.Verify(ctx, password, old, s.hash)
+		if err != nil && !errors.Is(err, errMalformedHash) {
+			return "", err
+		}
+		if ok {
 			return "", &PolicyError{fmt.Sprintf("Choose a password you have not used for your last %d passwords.", store.PasswordHistoryDepth)}
 		}
 	}
-	return HashPassword(password, s.hash)
+	return s.gate.Hash(ctx, password, s.hash)
 }
 
 // RecoveryCodesLeft counts a user's unused recovery codes.

@@ -61,7 +61,12 @@ func TestPasswordPolicy(t *testing.T) {
 		{"elevenchars", "", false},
 		{"twelve chars", "", true},
 		{"ünïcödé pässwörd", "", true},
-		{"🔒🔒🔒🔒🔒🔒🔒🔒🔒🔒🔒🔒", "", true},
+		{"🔒🔑🔒🔑🔒🔑🔒🔑🔒🔑🔒🔑", "", true},
+		{"🔒🔒🔒🔒🔒🔒🔒🔒🔒🔒🔒🔒", "", false},
+		{"aaaaaaaaaaaaaaaa", "", false},
+		{strings.Repeat(" ", 16), "", false},
+		{" \t \u3000 \t  \u00a0     ", "", false},
+		{"bbbb tea for two", "", true},
 		{strings.Repeat("a", 257), "", false},
 		{"my name is dr.house!!", "dr.house", false},
 		{"qwerty123456", "", false},
@@ -72,6 +77,41 @@ func TestPasswordPolicy(t *testing.T) {
 		var pe *PolicyError
 		if tt.ok != (err == nil) || (err != nil && !errors.As(err, &pe)) {
 			t.Errorf("Check(%q) = %v, want ok=%v", tt.password, err, tt.ok)
+		}
+	}
+}
+
+func TestContextWordsAreRefused(t *testing.T) {
+	p := DefaultPasswordPolicy
+	p.ContextWords = ContextWords("St Example Hospital")
+	tests := []struct {
+		password, username string
+		ok                 bool
+	}{
+		{"my stexamplehospital pass", "", false},
+		{"EXAMPLE of a good one", "", false},
+		{"hospital staff 2026!", "", false},
+		{"dr.house was here!!", "dr.house", false},
+		{"a quite unrelated passphrase", "dr.house", true},
+		{"st helens volcano trip", "", true}, // words under four letters stay allowed
+	}
+	for _, tt := range tests {
+		if err := p.Check(NormalizePassword(tt.password), tt.username); (err == nil) != tt.ok {
+			t.Errorf("Check(%q) = %v, want ok=%v", tt.password, err, tt.ok)
+		}
+	}
+}
+
+func TestRepeatRuleIsAnOption(t *testing.T) {
+	const pw = "passsword longer one"
+	if err := DefaultPasswordPolicy.Check(pw, ""); err != nil {
+		t.Fatalf("default policy refused three in a row: %v", err)
+	}
+	p := DefaultPasswordPolicy
+	p.MaxRepeat = 2
+	for pw, ok := range map[string]bool{pw: false, "password longer one": true, "aab bcc dde eff": true} {
+		if err := p.Check(pw, ""); (err == nil) != ok {
+			t.Errorf("Check(%q) with at most 2 in a row = %v, want ok=%v", pw, err, ok)
 		}
 	}
 }

@@ -3,7 +3,9 @@ package auth
 import (
 	"fmt"
 	"regexp"
+	"slices"
 	"strings"
+	"time"
 	"unicode"
 	"unicode/utf8"
 
@@ -18,6 +20,32 @@ type PasswordPolicy struct {
 	// RequireMixed demands an upper-case letter, a lower-case letter and a
 	// digit, for institutions whose policy still asks for composition rules.
 	RequireMixed bool
+	// ContextWords are refused inside a password (SP 800-63B's
+	// context-specific words): the institution's name, see ContextWords.
+	ContextWords []string
+	// MaxRepeat, when above zero, refuses more than that many identical
+	// characters in a row, for institutions whose policy asks for it.
+	MaxRepeat int
+	// MaxAge, when above zero, makes a password older than that be changed
+	// at the next sign-in. SP 800-63B advises against periodic changes; it
+	// is an institution's opt-in.
+	MaxAge time.Duration
+}
+
+// ContextWords returns what a password must not contain for an institution
+// of this name: the name itself (without spaces) and each of its words of
+// four letters or more, in lower case.
+func ContextWords(institution string) []string {
+	var words []string
+	if joined := strings.ToLower(strings.Join(strings.Fields(institution), "")); utf8.RuneCountInString(joined) >= 4 {
+		words = append(words, joined)
+	}
+	for _, w := range strings.FieldsFunc(strings.ToLower(institution), func(r rune) bool { return !unicode.IsLetter(r) && !unicode.IsDigit(r) }) {
+		if utf8.RuneCountInString(w) >= 4 && !slices.Contains(words, w) {
+			words = append(words, w)
+		}
+	}
+	return words
 }
 
 // DefaultPasswordPolicy is 12 to 256 characters. NIST asks for a maximum of
@@ -43,14 +71,49 @@ func (p PasswordPolicy) Check(password, username string) error {
 		return &PolicyError{fmt.Sprintf("Use at least %d characters.", p.MinLength)}
 	case n > p.MaxLength:
 		return &PolicyError{fmt.Sprintf("Use at most %d characters.", p.MaxLength)}
+	case strings.TrimSpace(password) == "" || oneCharacter(password):
+		return &PolicyError{"Use more than one repeated character."}
 	case username != "" && strings.Contains(strings.ToLower(password), strings.ToLower(username)):
 		return &PolicyError{"The password must not contain the username."}
+	case containsAny(strings.ToLower(password), p.ContextWords):
+		return &PolicyError{"The password must not contain the name of the institution or of this service."}
+	case p.MaxRepeat > 0 && longestRun(password) > p.MaxRepeat:
+		return &PolicyError{fmt.Sprintf("Use no more than %d identical characters in a row.", p.MaxRepeat)}
 	case p.RequireMixed && !mixed(password):
 		return &PolicyError{"Use at least one upper-case letter, one lower-case letter and one digit."}
 	case commonPasswords[strings.ToLower(password)]:
 		return &PolicyError{"This password appears in lists of breached passwords. Choose another."}
 	}
 	return nil
+}
+
+func oneCharacter(pw string) bool {
+	first, _ := utf8.DecodeRuneInString(pw)
+	return strings.Trim(pw, string(first)) == ""
+}
+
+func containsAny(s string, words []string) bool {
+	for _, w := range words {
+		if w != "" && strings.Contains(s, w) {
+			return true
+		}
+	}
+	return false
+}
+
+// longestRun is the length of the longest run of one character.
+func longestRun(pw string) int {
+	longest, run := 0, 0
+	var prev rune = -1
+	for _, r := range pw {
+		if r == prev {
+			run++
+		} else {
+			prev, run = r, 1
+		}
+		longest = max(longest, run)
+	}
+	return longest
 }
 
 func mixed(pw string) bool {

@@ -136,6 +136,7 @@ type Service struct {
 	public *url.URL
 	issuer string
 	hash   HashParams
+	gate   *HashGate
 	policy Policy
 	now    func() time.Time
 	// dummyHash is verified against when the username is unknown, so an
@@ -153,8 +154,11 @@ type Deps struct {
 	PublicURL *url.URL
 	Issuer    string // shown in authenticator apps
 	Hash      HashParams
-	Policy    Policy
-	Now       func() time.Time
+	// Hashing bounds concurrent password hashes, shared with Setup; nil
+	// gives a gate of one slot per CPU.
+	Hashing *HashGate
+	Policy  Policy
+	Now     func() time.Time
 }
 
 // NewService returns the account service.
@@ -166,8 +170,11 @@ func NewService(d Deps) (*Service, error) {
 	if d.Now == nil {
 		d.Now = time.Now
 	}
+	if d.Hashing == nil {
+		d.Hashing = NewHashGate(0, DefaultHashWait)
+	}
 	return &Service{store: d.Store, sealer: d.Sealer, audit: d.Audit, mail: d.Mail, log: d.Log, public: d.PublicURL,
-		issuer: d.Issuer, hash: d.Hash, policy: d.Policy, now: d.Now, dummyHash: dummy}, nil
+		issuer: d.Issuer, hash: d.Hash, gate: d.Hashing, policy: d.Policy, now: d.Now, dummyHash: dummy}, nil
 }
 
 // Policy returns the policy in force (pages show the password rules).

@@ -33,6 +33,8 @@ type Setup struct {
 	Hash   HashParams
 	Policy PasswordPolicy
 	Now    func() time.Time
+	// Gate bounds the hash with the account service's; nil bounds nothing.
+	Gate *HashGate
 }
 
 // IssueIfNeeded returns a new setup token when the database has no account,
@@ -81,7 +83,13 @@ func (s *Setup) Complete(ctx context.Context, token, username, password string) 
 	if err := s.Policy.Check(password, name); err != nil {
 		return store.User{}, err
 	}
-	hash, err := HashPassword(password, s.Hash)
+	// A hash costs 64 MiB: spend it only for a link that can still work.
+	if ok, err := s.Store.SetupTokenUsable(ctx, tokenHash(token), s.Now()); err != nil {
+		return store.User{}, err
+	} else if !ok {
+		return store.User{}, ErrSetupClosed
+	}
+	hash, err := s.Gate.Hash(ctx, password, s.Hash)
 	if err != nil {
 		return store.User{}, err
 	}

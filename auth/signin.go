@@ -65,7 +65,10 @@ func (s *Service) SignIn(ctx context.Context, username, password string, c Clien
 	if uerr == nil {
 		hash = u.PasswordHash
 	}
-	ok, rehash, verr := VerifyPassword(NormalizePassword(password), hash, s.hash)
+	ok, rehash, verr := s.gate.Verify(ctx, NormalizePassword(password), hash, s.hash)
+	if verr != nil && !errors.Is(verr, errMalformedHash) {
+		return "", "", verr // busy: no hash ran, so nothing counts
+	}
 	if verr != nil {
 		s.log.Error("stored password hash unreadable", "user", u.ID, "err", verr)
 		ok = false
@@ -80,7 +83,7 @@ func (s *Service) SignIn(ctx context.Context, username, password string, c Clien
 		return "", "", err
 	}
 	if rehash {
-		if h, err := HashPassword(NormalizePassword(password), s.hash); err == nil {
+		if h, err := s.gate.Hash(ctx, NormalizePassword(password), s.hash); err == nil {
 			// The history keeps the old hash too: same password, so reuse
 			// checks are unaffected.
 			if err := s.store.SetPassword(ctx, u.ID, h, u.PasswordChangedAt); err != nil {
@@ -107,7 +110,7 @@ func (s *Service) stageAfterPassword(u store.User) string {
 		return StageSecondFactor
 	case s.policy.RequireTOTP:
 		return StageEnroll
-	case u.MustChangePassword:
+	case s.mustChange(u):
 		return StageChange
 	default:
 		return StageFull
@@ -125,15 +128,21 @@ func (s *Service) failSignIn(ctx context.Context, name, userID string, c Client,
 	if err := s.record(ctx, Event{Type: EventSignIn, Success: false, Requester: userID, Message: "sign-in refused", Client: c, Fields: fields}); err != nil {
 		return err
 	}
-	if locked {
-		s.log.Info("sign-in locked out", "user", userID, "for", s.policy.LockoutFor.String())
-		if err := s.record(ctx, Event{Type: EventLockout, Success: true, Requester: userID, Message: "too many failed sign-ins", Client: c,
-			Fields: map[string]string{"minutes": fmt.Sprint(int(s.policy.LockoutFor.Minutes()))}}); err != nil {
-			return err
-		}
-		return ErrLocked
+	return s.lockedOr(ctx, locked, userID, c, shown)
+}
+
+// lockedOr audits a lockout the last failure caused and returns ErrLocked,
+// or returns shown when the failure did not lock.
+func (s *Service) lockedOr(ctx context.Context, locked bool, userID string, c Client, shown error) error {
+	if !locked {
+		return shown
 	}
-	return shown
+	s.log.Info("sign-in locked out", "user", userID, "for", s.policy.LockoutFor.String())
+	if err := s.record(ctx, Event{Type: EventLockout, Success: true, Requester: userID, Message: "too many failed sign-ins", Client: c,
+		Fields: map[string]string{"minutes": fmt.Sprint(int(s.policy.LockoutFor.Minutes()))}}); err != nil {
+		return err
+	}
+	return ErrLocked
 }
 
 // Session returns the identity behind a session token, enforcing the idle
@@ -187,10 +196,18 @@ func (s *Service) advance(ctx context.Context, id Identity, stage string) (strin
 }
 
 func (s *Service) stageAfterSecondFactor(u store.User) string {
-	if u.MustChangePassword {
+	if s.mustChange(u) {
 		return StageChange
 	}
 	return StageFull
+}
+
+// mustChange: an administrator asked for a new password, or the password
+// is older than the institution's maximum age.
+func (s *Service) mustChange(u store.User) bool {
+	maxAge := s.policy.Password.MaxAge
+	expired := maxAge > 0 && !u.PasswordChangedAt.IsZero() && s.now().Sub(u.PasswordChangedAt) >= maxAge
+	return u.MustChangePassword || expired
 }
 
 // VerifySecondFactor accepts a TOTP code or a recovery code for a session at

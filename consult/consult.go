@@ -126,6 +126,9 @@ func (s *Service) Create(ctx context.Context, ownerID, title string, relayOnly b
 	if len(title) > 200 || !utf8.ValidString(title) {
 		return View{}, fmt.Errorf("%w: the title is limited to 200 characters", ErrBadInput)
 	}
+	if err := checkVisible("title", title); err != nil {
+		return View{}, err
+	}
 	id, err := ids.New("c")
 	if err != nil {
 		return View{}, err

@@ -65,6 +65,9 @@ func cleanFileName(name string) string {
 // member, with the chat message that announces it, and returns that
 // message for the room.
 func (s *Service) ShareDocument(ctx context.Context, consultID, fromID, fromName, fileName string, data []byte) (signaling.ChatMessage, error) {
+	if err := checkVisible("file name", fileName); err != nil {
+		return signaling.ChatMessage{}, err
+	}
 	if len(data) == 0 {
 		return signaling.ChatMessage{}, ErrDocumentEmpty
 	}

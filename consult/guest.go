@@ -58,6 +58,9 @@ func CleanName(name string) (string, error) {
 			return "", fmt.Errorf("%w: the name contains control characters", ErrBadInput)
 		}
 	}
+	if err := checkVisible("name", name); err != nil {
+		return "", err
+	}
 	return name, nil
 }
 

@@ -260,7 +260,7 @@ func (s *Site) connectivity(w http.ResponseWriter, r *http.Request) {
 
 func (s *Site) joinSubmit(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "no-store")
-	if s.limited(w, r) || !s.readForm(w, r) {
+	if s.limited(w, r, limitJoin) || !s.readForm(w, r) {
 		return
 	}
 	token, _, err := s.opt.Consults.JoinAsGuest(r.Context(), r.PathValue("token"), r.PostForm.Get("name"))
@@ -268,7 +268,11 @@ func (s *Site) joinSubmit(w http.ResponseWriter, r *http.Request) {
 	case errors.Is(err, consult.ErrLinkInvalid):
 		s.render(w, r, http.StatusGone, "error", errorPage{"This link no longer works", "It expired, was withdrawn, or the consultation has ended. Ask your clinic for a new link."})
 	case errors.Is(err, consult.ErrBadInput):
-		s.render(w, r, http.StatusUnprocessableEntity, "join", formPage{Error: "Please enter your name (up to 80 characters).", Data: struct{ Action string }{"/j/" + r.PathValue("token")}})
+		msg := "Please enter your name (up to 80 characters)."
+		if inv := (*consult.InvisibleError)(nil); errors.As(err, &inv) {
+			msg = "Your name contains invisible formatting characters (such as right-to-left marks), which are not allowed. Please type it again."
+		}
+		s.render(w, r, http.StatusUnprocessableEntity, "join", formPage{Error: msg, Data: struct{ Action string }{"/j/" + r.PathValue("token")}})
 	case err != nil:
 		s.internalError(w, r, "join", err)
 	default:

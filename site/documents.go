@@ -80,6 +80,9 @@ func (s *Site) shareDocument(w http.ResponseWriter, r *http.Request) {
 	case errors.Is(err, consult.ErrEnded):
 		jsonError(w, http.StatusGone, err.Error())
 		return
+	case errors.Is(err, consult.ErrBadInput):
+		jsonError(w, http.StatusUnprocessableEntity, err.Error())
+		return
 	case err != nil:
 		s.opt.Log.Error("share document", "consult", consultID, "member", p.ID, "err", err)
 		jsonError(w, http.StatusInternalServerError, "the document could not be stored")

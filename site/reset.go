@@ -1,6 +1,7 @@
 package site
 
 import (
+	"context"
 	"errors"
 	"net/http"
 
@@ -11,11 +12,18 @@ func (s *Site) resetRequestForm(w http.ResponseWriter, r *http.Request) {
 	s.render(w, r, http.StatusOK, "reset_request", formPage{})
 }
 
+// ResetRequests takes password-reset requests. It only queues them: the
+// lookup and the mail happen after the page answered, so the answer takes
+// the same time whether the account exists.
+type ResetRequests interface {
+	RequestReset(ctx context.Context, username string, c auth.Client) error
+}
+
 func (s *Site) resetRequestSubmit(w http.ResponseWriter, r *http.Request) {
-	if s.limited(w, r) || !s.readForm(w, r) {
+	if s.limited(w, r, limitReset) || !s.readForm(w, r) {
 		return
 	}
-	if err := s.opt.Accounts.RequestReset(r.Context(), r.PostForm.Get("username"), client(r)); err != nil {
+	if err := s.opt.Resets.RequestReset(r.Context(), r.PostForm.Get("username"), client(r)); err != nil {
 		s.internalError(w, r, "request reset", err)
 		return
 	}
@@ -52,7 +60,7 @@ func (s *Site) linkPage(purpose, token, msg string) formPage {
 func (s *Site) linkSubmit(purpose string) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Cache-Control", "no-store")
-		if s.limited(w, r) || !s.readForm(w, r) {
+		if s.limited(w, r, limitReset) || !s.readForm(w, r) {
 			return
 		}
 		token := r.PathValue("token")
@@ -68,6 +76,8 @@ func (s *Site) linkSubmit(purpose string) http.HandlerFunc {
 			s.render(w, r, http.StatusUnprocessableEntity, "link_password", s.linkPage(purpose, token, policy.Reason))
 		case errors.Is(err, auth.ErrLinkInvalid):
 			s.render(w, r, http.StatusGone, "error", errorPage{"This link is no longer valid", "It was already used or it expired. Ask for a new one."})
+		case errors.Is(err, auth.ErrBusy):
+			s.busy(w, r)
 		case err != nil:
 			s.internalError(w, r, "set password with link", err)
 		default:

@@ -3,7 +3,6 @@ package site
 import (
 	"context"
 	"errors"
-	"net"
 	"net/http"
 	"sync"
 	"time"
@@ -34,11 +33,12 @@ func sessionToken(r *http.Request) string {
 	return c.Value
 }
 
-// client is the request's origin for the audit log.
+// client is the request's origin for the rate limits and the audit log:
+// the address withClient resolved, or the peer's.
 func client(r *http.Request) auth.Client {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		host = r.RemoteAddr
+	host, ok := r.Context().Value(clientKey{}).(string)
+	if !ok {
+		host = proxies{}.clientIP(r)
 	}
 	return auth.Client{IP: host, UserAgent: truncate(r.UserAgent(), 256)}
 }
@@ -148,14 +148,54 @@ func (l *ipLimiter) allow(ip string) bool {
 	return e.lim.AllowN(now, 1)
 }
 
-// limited answers 429 when the client exceeded its rate.
-func (s *Site) limited(w http.ResponseWriter, r *http.Request) bool {
-	if s.signinLimit.allow(client(r).IP) {
+// Purposes of the per-address rate limits. Each has its own bucket, so one
+// kind of traffic cannot spend another's: patients joining from a clinic's
+// shared address (NAT) leave its staff's sign-in attempts untouched.
+const (
+	limitSignIn   = "signin"   // staff sign-in form
+	limitCode     = "code"     // TOTP and recovery codes
+	limitReset    = "reset"    // reset requests and mailed password links
+	limitPassword = "password" // change of password by a signed-in user
+	limitJoin     = "join"     // patients and guests redeeming a link
+)
+
+// rateLimits are the budgets per address and purpose: ten a minute on the
+// staff forms (ample for people, useless for guessing), and for joins a
+// waiting room's worth at once, refilled every two seconds.
+var rateLimits = map[string]struct {
+	every time.Duration
+	burst int
+}{
+	limitSignIn:   {6 * time.Second, 10},
+	limitCode:     {6 * time.Second, 10},
+	limitReset:    {6 * time.Second, 10},
+	limitPassword: {6 * time.Second, 10},
+	limitJoin:     {2 * time.Second, 30},
+}
+
+func newLimits() map[string]*ipLimiter {
+	m := make(map[string]*ipLimiter, len(rateLimits))
+	for purpose, l := range rateLimits {
+		m[purpose] = newIPLimiter(l.every, l.burst)
+	}
+	return m
+}
+
+// limited answers 429 when the client exceeded its rate for purpose.
+func (s *Site) limited(w http.ResponseWriter, r *http.Request, purpose string) bool {
+	if s.limits[purpose].allow(client(r).IP) {
 		return false
 	}
 	w.Header().Set("Retry-After", "60")
 	s.render(w, r, http.StatusTooManyRequests, "error", errorPage{"Too many attempts", "Please wait a minute before trying again."})
 	return true
+}
+
+// busy answers 503 when every password-hashing slot stayed taken: nothing
+// was checked, so the attempt counts for nothing and can simply be repeated.
+func (s *Site) busy(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Retry-After", "5")
+	s.render(w, r, http.StatusServiceUnavailable, "error", errorPage{"Busy", "The server is busy. Please try again in a few seconds."})
 }
 
 // Accounts is what the site needs from the account service.
@@ -169,7 +209,6 @@ type Accounts interface {
 	RecoveryCodesLeft(ctx context.Context, id auth.Identity) (int, error)
 	SignOut(ctx context.Context, token string) error
 	SignOutEverywhere(ctx context.Context, id auth.Identity, c auth.Client) error
-	RequestReset(ctx context.Context, username string, c auth.Client) error
 	LinkUsable(ctx context.Context, token, purpose string) (bool, error)
 	SetPasswordWithLink(ctx context.Context, token, purpose, password string, c auth.Client) error
 	Users(ctx context.Context, admin auth.Identity) ([]auth.UserSummary, error)

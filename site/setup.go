@@ -50,6 +50,8 @@ func (s *Site) setupSubmit(w http.ResponseWriter, r *http.Request) {
 		s.render(w, r, http.StatusUnprocessableEntity, "setup", s.setupData(token, username, policy.Reason))
 	case errors.Is(err, auth.ErrSetupClosed):
 		s.render(w, r, http.StatusGone, "gone", nil)
+	case errors.Is(err, auth.ErrBusy):
+		s.busy(w, r)
 	case err != nil:
 		s.internalError(w, r, "complete setup", err)
 	default:

@@ -36,7 +36,7 @@ func (s *Site) signinForm(w http.ResponseWriter, r *http.Request) {
 
 func (s *Site) signinSubmit(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "no-store")
-	if s.limited(w, r) || !s.readForm(w, r) {
+	if s.limited(w, r, limitSignIn) || !s.readForm(w, r) {
 		return
 	}
 	username := r.PostForm.Get("username")
@@ -48,6 +48,8 @@ func (s *Site) signinSubmit(w http.ResponseWriter, r *http.Request) {
 			msg = "Too many failed attempts. Wait 15 minutes and try again, or reset your password."
 		}
 		s.render(w, r, http.StatusUnauthorized, "signin", formPage{Error: msg, Username: username})
+	case errors.Is(err, auth.ErrBusy):
+		s.busy(w, r)
 	case err != nil:
 		s.internalError(w, r, "sign in", err)
 	default:
@@ -61,7 +63,7 @@ func (s *Site) codeForm(w http.ResponseWriter, r *http.Request, _ auth.Identity)
 }
 
 func (s *Site) codeSubmit(w http.ResponseWriter, r *http.Request, id auth.Identity) {
-	if s.limited(w, r) || !s.readForm(w, r) {
+	if s.limited(w, r, limitCode) || !s.readForm(w, r) {
 		return
 	}
 	token, stage, err := s.opt.Accounts.VerifySecondFactor(r.Context(), id, r.PostForm.Get("code"), client(r))
@@ -142,7 +144,7 @@ func (s *Site) passwordPage(id auth.Identity, msg string) formPage {
 }
 
 func (s *Site) passwordSubmit(w http.ResponseWriter, r *http.Request, id auth.Identity) {
-	if !s.readForm(w, r) {
+	if s.limited(w, r, limitPassword) || !s.readForm(w, r) {
 		return
 	}
 	next := r.PostForm.Get("password")
@@ -155,6 +157,16 @@ func (s *Site) passwordSubmit(w http.ResponseWriter, r *http.Request, id auth.Id
 	switch {
 	case errors.As(err, &policy):
 		s.render(w, r, http.StatusUnprocessableEntity, "password", s.passwordPage(id, policy.Reason))
+	case errors.Is(err, auth.ErrLocked):
+		// Guessing the current password from a session ends the session.
+		if err := s.opt.Accounts.SignOut(r.Context(), sessionToken(r)); err != nil {
+			s.internalError(w, r, "sign out", err)
+			return
+		}
+		clearSession(w)
+		s.render(w, r, http.StatusUnauthorized, "signin", formPage{Error: "Too many failed attempts. Wait 15 minutes and try again, or reset your password."})
+	case errors.Is(err, auth.ErrBusy):
+		s.busy(w, r)
 	case err != nil:
 		s.internalError(w, r, "change password", err)
 	default:

@@ -11,6 +11,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"time"
 
@@ -50,14 +51,20 @@ type Options struct {
 	PasswordLo int // password length bounds shown in forms
 	PasswordHi int
 	HSTSMaxAge time.Duration
+	// Resets takes reset requests; the page answers before any work.
+	Resets ResetRequests
+	// TrustedProxies may name the client in ClientHeader
+	// (HeaderXForwardedFor or HeaderForwarded); other peers cannot.
+	TrustedProxies []netip.Prefix
+	ClientHeader   string
 }
 
 // Site is the HTTPS site.
 type Site struct {
-	opt         Options
-	pages       map[string]*template.Template
-	static      fs.FS
-	signinLimit *ipLimiter
+	opt    Options
+	pages  map[string]*template.Template
+	static fs.FS
+	limits map[string]*ipLimiter // by purpose
 }
 
 // New parses the templates and returns the site.
@@ -66,9 +73,10 @@ func New(opt Options) (*Site, error) {
 	if err != nil {
 		return nil, fmt.Errorf("parse templates: %w", err)
 	}
-	// Ten attempts a minute per address on the sign-in, code and reset
-	// forms: ample for people, useless for guessing.
-	return &Site{opt: opt, pages: pages, static: web.Static(), signinLimit: newIPLimiter(6*time.Second, 10)}, nil
+	if opt.ClientHeader == "" {
+		opt.ClientHeader = HeaderXForwardedFor
+	}
+	return &Site{opt: opt, pages: pages, static: web.Static(), limits: newLimits()}, nil
 }
 
 // Handler returns the site with its middleware: security headers on every
@@ -125,7 +133,9 @@ func (s *Site) Handler() http.Handler {
 
 	csrf := http.NewCrossOriginProtection()
 	csrf.SetDenyHandler(http.HandlerFunc(s.crossOrigin))
-	return securityHeaders(s.opt.HSTSMaxAge, s.opt.Metrics.Wrap(csrf.Handler(mux)))
+	clients := proxies{trusted: s.opt.TrustedProxies, header: s.opt.ClientHeader}
+	// Outside the metrics, which read the route the mux sets on its request.
+	return securityHeaders(s.opt.HSTSMaxAge, clients.withClient(s.opt.Metrics.Wrap(csrf.Handler(mux))))
 }
 
 // securityHeaders sets what every HTTPS response carries. The content policy

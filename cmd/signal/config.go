@@ -2,14 +2,17 @@ package main
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"net/netip"
 	"path/filepath"
 	"strings"
 	"time"
 
+	"github.com/openconsult/openconsult/auth"
 	"github.com/openconsult/openconsult/internal/config"
 	"github.com/openconsult/openconsult/internal/obs"
+	"github.com/openconsult/openconsult/site"
 )
 
 // settings are every knob of the signal server.
@@ -43,6 +46,12 @@ type settings struct {
 	lockoutDuration   time.Duration
 	sessionIdle       time.Duration
 	sessionMaxAge     time.Duration
+	passwordMaxRepeat int
+	passwordMaxAge    time.Duration
+	hashConcurrency   int
+	hashWait          time.Duration
+	trustedProxies    config.StringList
+	clientHeader      config.Enum
 
 	smtpAddr     string
 	smtpFrom     string
@@ -99,6 +108,7 @@ func newSettings(stderr io.Writer) *settings {
 		logLevel:    config.Enum{Value: "info", Allowed: obs.LogLevels},
 		logFormat:   config.Enum{Value: "json", Allowed: obs.LogFormats},
 	}
+	s.clientHeader = config.Enum{Value: "x-forwarded-for", Allowed: []string{"x-forwarded-for", "forwarded"}}
 	s.set = config.New("signal", "SIGNAL", stderr)
 	fs := s.set.Flags()
 	fs.BoolVar(&s.dev, "dev", false, "development mode: self-signed certificate for localhost under -data-dir, loopback listeners ("+devListen+", "+devHTTPListen+", "+devAdminListen+")")
@@ -127,6 +137,12 @@ func newSettings(stderr io.Writer) *settings {
 	fs.DurationVar(&s.lockoutDuration, "lockout-duration", 15*time.Minute, "how long a locked username stays locked (1m to 24h)")
 	fs.DurationVar(&s.sessionIdle, "session-idle-timeout", 30*time.Minute, "a session without activity ends after this (1m to 12h)")
 	fs.DurationVar(&s.sessionMaxAge, "session-max-age", 12*time.Hour, "a session ends this long after sign-in, whatever the activity (1h to 7 days)")
+	fs.IntVar(&s.passwordMaxRepeat, "password-max-repeat", 0, "refuse passwords with more than this many identical characters in a row (0: no such rule; 1 to 10)")
+	fs.DurationVar(&s.passwordMaxAge, "password-max-age", 0, "make users choose a new password at sign-in once theirs is this old, such as 2160h for 90 days (0: passwords do not expire; otherwise at least 24h)")
+	fs.IntVar(&s.hashConcurrency, "password-hash-concurrency", 0, "password hashes (argon2id, 64 MiB each) computed at once; the process's memory for hashing is bounded by this times 64 MiB (0: the number of CPUs; at most 256)")
+	fs.DurationVar(&s.hashWait, "password-hash-wait", auth.DefaultHashWait, "how long a sign-in or password change waits for a hashing slot before the answer is 503 with Retry-After (0 to 30s)")
+	fs.Var(&s.trustedProxies, "trusted-proxy", "`CIDR` (or address) of a reverse proxy whose -client-address-header names the client, for rate limits and the audit log; repeatable; other peers' headers are ignored")
+	fs.Var(&s.clientHeader, "client-address-header", "`header` the -trusted-proxy proxies append the client's address to: x-forwarded-for or forwarded (RFC 7239); the right-most address that is not a trusted proxy is the client")
 
 	fs.StringVar(&s.smtpAddr, "smtp-addr", "", "`host:port` of the institution's SMTP relay (STARTTLS required off loopback); empty writes mail to -outbox-dir")
 	fs.StringVar(&s.smtpFrom, "smtp-from", "", "sender `address` of the platform's e-mail (required with -smtp-addr)")
@@ -284,6 +300,19 @@ func (s *settings) validate() error {
 	if s.passwordMinLength < 8 || s.passwordMinLength > 64 {
 		bad("password-min-length", "%d is outside 8 to 64", s.passwordMinLength)
 	}
+	if s.passwordMaxRepeat < 0 || s.passwordMaxRepeat > 10 {
+		bad("password-max-repeat", "%d is outside 0 to 10", s.passwordMaxRepeat)
+	}
+	if s.passwordMaxAge != 0 && s.passwordMaxAge < 24*time.Hour {
+		bad("password-max-age", "%s is under 24h (0 turns expiry off)", s.passwordMaxAge)
+	}
+	if s.hashConcurrency < 0 || s.hashConcurrency > 256 {
+		bad("password-hash-concurrency", "%d is outside 0 to 256", s.hashConcurrency)
+	}
+	within("password-hash-wait", s.hashWait, 0, 30*time.Second)
+	if _, err := s.proxyPrefixes(); err != nil {
+		bad("trusted-proxy", "%v", err)
+	}
 	if s.lockoutAttempts < 3 || s.lockoutAttempts > 20 {
 		bad("lockout-attempts", "%d is outside 3 to 20", s.lockoutAttempts)
 	}
@@ -297,4 +326,29 @@ func (s *settings) validate() error {
 		bad("key-file", "production needs a master key: -key-file (created with: signal keys init) or SIGNAL_MASTER_KEY; -dev keeps one under -data-dir")
 	}
 	return errors.Join(errs...)
+}
+
+// proxyPrefixes parses -trusted-proxy: CIDRs, or single addresses.
+func (s *settings) proxyPrefixes() ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, v := range s.trustedProxies.Values {
+		if a, err := netip.ParseAddr(v); err == nil {
+			out = append(out, netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()))
+			continue
+		}
+		p, err := netip.ParsePrefix(v)
+		if err != nil {
+			return nil, fmt.Errorf("%q is neither a CIDR nor an address", v)
+		}
+		out = append(out, p.Masked())
+	}
+	return out, nil
+}
+
+// clientAddressHeader is the header named by -client-address-header.
+func (s *settings) clientAddressHeader() string {
+	if s.clientHeader.Value == "forwarded" {
+		return site.HeaderForwarded
+	}
+	return site.HeaderXForwardedFor
 }

@@ -32,12 +32,16 @@ type devServer struct {
 	stop                    func() error
 }
 
-func startDev(t *testing.T, dataDir string) *devServer {
+func startDev(t *testing.T, dataDir string) *devServer { return startDevWith(t, dataDir) }
+
+// startDevWith is startDev with more flags.
+func startDevWith(t *testing.T, dataDir string, extra ...string) *devServer {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	d := &devServer{stdout: &syncbuf.Buffer{}, stderr: &syncbuf.Buffer{}}
 	args := []string{"-dev", "-data-dir", dataDir, "-listen", "127.0.0.1:0", "-http-listen", "127.0.0.1:0", "-admin-listen", "127.0.0.1:0",
 		"-relay-listen", "127.0.0.1:0", "-relay-tls-listen", "127.0.0.1:0"}
+	args = append(args, extra...)
 	done := make(chan error, 1)
 	go func() { done <- run(ctx, args, func(string) string { return "" }, d.stdout, d.stderr) }()
 	d.stop = sync.OnceValue(func() error {
@@ -363,7 +367,13 @@ func TestHelpListsEveryFlagWithDefault(t *testing.T) {
 		if !strings.Contains(out.String(), "-"+f.Name+" ") && !strings.Contains(out.String(), "-"+f.Name+"\n") {
 			t.Errorf("help lacks -%s", f.Name)
 		}
-		if f.DefValue != "" && f.DefValue != "false" && !strings.Contains(out.String(), "(default "+f.DefValue+")") &&
+		// The flag package prints no zero default; such a flag's usage says
+		// what 0 means instead.
+		if (f.DefValue == "0" || f.DefValue == "0s") && !strings.Contains(f.Usage, "(0") {
+			t.Errorf("usage of -%s does not say what its default 0 means", f.Name)
+			return
+		}
+		if f.DefValue != "" && f.DefValue != "false" && f.DefValue != "0" && f.DefValue != "0s" && !strings.Contains(out.String(), "(default "+f.DefValue+")") &&
 			!strings.Contains(out.String(), "(default \""+f.DefValue+"\")") {
 			t.Errorf("help lacks the default of -%s (%s)", f.Name, f.DefValue)
 		}

@@ -113,14 +113,20 @@ func start(ctx context.Context, s *settings, stdout, stderr io.Writer) (_ *serve
 	policy.RequireTOTP = s.requireTOTP
 	policy.Password.MinLength = s.passwordMinLength
 	policy.Password.RequireMixed = s.passwordMixed
+	policy.Password.ContextWords = auth.ContextWords(s.institution)
+	policy.Password.MaxRepeat, policy.Password.MaxAge = s.passwordMaxRepeat, s.passwordMaxAge
 	policy.MaxFailures, policy.LockoutFor = s.lockoutAttempts, s.lockoutDuration
 	policy.IdleTimeout, policy.AbsoluteTimeout = s.sessionIdle, s.sessionMaxAge
+	hashing := auth.NewHashGate(s.hashConcurrency, s.hashWait)
+	log.Info("password hashing bounded", "concurrent", hashing.Size(), "wait", s.hashWait.String())
 	accounts, err := auth.NewService(auth.Deps{Store: db, Sealer: keys, Audit: recorder, Mail: mail, Log: log, PublicURL: public,
-		Issuer: s.institution, Hash: auth.DefaultHashParams, Policy: policy, Now: time.Now})
+		Issuer: s.institution, Hash: auth.DefaultHashParams, Hashing: hashing, Policy: policy, Now: time.Now})
 	if err != nil {
 		return nil, err
 	}
-	setup := &auth.Setup{Store: db, TTL: s.setupLinkTTL, Hash: auth.DefaultHashParams, Policy: policy.Password, Now: time.Now}
+	resets := auth.NewResetQueue(accounts, 256)
+	setup := &auth.Setup{Store: db, TTL: s.setupLinkTTL, Hash: auth.DefaultHashParams, Policy: policy.Password, Now: time.Now, Gate: hashing}
+	proxies, _ := s.proxyPrefixes() // validated with the settings
 
 	stun, turnURLs, turnSecret := s.stunURLs.Values, s.turnURLs.Values, []byte(s.turnSecret)
 	var embedded *relay.Server
@@ -174,13 +180,14 @@ func start(ctx context.Context, s *settings, stdout, stderr io.Writer) (_ *serve
 		Log: log, Health: health, Metrics: obs.NewHTTPMetrics(reg, "site"), Setup: setup, Accounts: accounts,
 		Consults: consults, Audit: auditLog, Signaling: hub, Documents: consults, Rooms: hub, DocAudit: recorder, Upgrader: signaling.Upgrader(public), RelayOnly: s.relayOnly, ICE: ice, Now: time.Now,
 		PasswordLo: policy.Password.MinLength, PasswordHi: policy.Password.MaxLength,
-		HSTSMaxAge: s.hstsMaxAge,
+		HSTSMaxAge: s.hstsMaxAge, Resets: resets, TrustedProxies: proxies, ClientHeader: s.clientAddressHeader(),
 	})
 	if err != nil {
 		return nil, err
 	}
 	srv := &server{log: log, db: db, grace: s.shutdownTimeout, background: []func(context.Context){
 		hub.Run,
+		resets.Run,
 		func(ctx context.Context) { auditLog.Run(ctx, s.auditCheckpointEach) },
 	}}
 	if embedded != nil {
