@@ -32,12 +32,18 @@ type devServer struct {
 	stop                    func() error
 }
 
+// ephemeralListeners replaces the fixed ports -dev defaults to (8443, 8080,
+// 9090, 3478, 5349), so that tests run beside `make run`.
+func ephemeralListeners() []string {
+	return []string{"-listen", "127.0.0.1:0", "-http-listen", "127.0.0.1:0", "-admin-listen", "127.0.0.1:0",
+		"-relay-listen", "127.0.0.1:0", "-relay-tls-listen", "127.0.0.1:0"}
+}
+
 func startDev(t *testing.T, dataDir string) *devServer {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	d := &devServer{stdout: &syncbuf.Buffer{}, stderr: &syncbuf.Buffer{}}
-	args := []string{"-dev", "-data-dir", dataDir, "-listen", "127.0.0.1:0", "-http-listen", "127.0.0.1:0", "-admin-listen", "127.0.0.1:0",
-		"-relay-listen", "127.0.0.1:0", "-relay-tls-listen", "127.0.0.1:0"}
+	args := append([]string{"-dev", "-data-dir", dataDir}, ephemeralListeners()...)
 	done := make(chan error, 1)
 	go func() { done <- run(ctx, args, func(string) string { return "" }, d.stdout, d.stderr) }()
 	d.stop = sync.OnceValue(func() error {
@@ -330,7 +336,8 @@ func TestBadConfigurationNamesTheSetting(t *testing.T) {
 		{"sfu node without link certificate", []string{"-dev", "-sfu-node", "wss://sfu-1.example.internal:7443/"}, nil, []string{"-sfu-link-cert", "authenticated"}},
 		{"sfu node not wss", []string{"-dev", "-sfu-node", "http://sfu-1.example.internal:7443/", "-sfu-link-cert", "c", "-sfu-link-key", "k", "-sfu-link-ca", "ca"}, nil, []string{"-sfu-node", "wss://"}},
 		{"embedded and remote sfu", []string{"-dev", "-sfu-embedded", "-sfu-node", "wss://sfu-1.example.internal:7443/", "-sfu-link-cert", "c", "-sfu-link-key", "k", "-sfu-link-ca", "ca"}, nil, []string{"-sfu-embedded", "not both"}},
-		{"sfu link files missing", []string{"-dev", "-data-dir", dir, "-sfu-node", "wss://sfu-1.example.internal:7443/", "-sfu-link-cert", filepath.Join(dir, "c.pem"), "-sfu-link-key", filepath.Join(dir, "k.pem"), "-sfu-link-ca", filepath.Join(dir, "ca.pem")}, nil, []string{"-sfu-link-cert"}},
+		// The link files are read after the listeners are bound.
+		{"sfu link files missing", append([]string{"-dev", "-data-dir", dir, "-sfu-node", "wss://sfu-1.example.internal:7443/", "-sfu-link-cert", filepath.Join(dir, "c.pem"), "-sfu-link-key", filepath.Join(dir, "k.pem"), "-sfu-link-ca", filepath.Join(dir, "ca.pem")}, ephemeralListeners()...), nil, []string{"-sfu-link-cert"}},
 		{"sfu threshold of one", []string{"-dev", "-sfu-min-participants", "1"}, nil, []string{"-sfu-min-participants", "2 to 50"}},
 		{"negative return to peers", []string{"-dev", "-sfu-return-after", "-1s"}, nil, []string{"-sfu-return-after", "0 to 1h"}},
 		{"missing cert file", []string{"-tls-cert", filepath.Join(dir, "none.pem"), "-tls-key", filepath.Join(dir, "none.key"), "-public-url", "https://c.example.org", "-data-dir", dir, "-master-key", "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="}, nil, []string{"certificate file"}},
