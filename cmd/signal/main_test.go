@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/openconsult/openconsult/internal/config"
+	"github.com/openconsult/openconsult/internal/eventually"
 	"github.com/openconsult/openconsult/internal/syncbuf"
 )
 
@@ -55,21 +56,22 @@ func startDev(t *testing.T, dataDir string) *devServer {
 			return errors.New("server did not stop")
 		}
 	})
-	deadline := time.Now().Add(30 * time.Second)
-	for !strings.Contains(d.stdout.String(), "OpenConsult is running") {
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("signal's log:\n%s", d.stderr.String())
+		}
+	})
+	eventually.True(t, 30*time.Second, "the server to start", func() bool {
 		select {
 		case err := <-done:
-			t.Fatalf("server exited: %v\n%s", err, d.stderr.String())
+			t.Fatalf("server exited: %v", err)
 		default:
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("server did not start:\n%s", d.stderr.String())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return strings.Contains(d.stdout.String(), "OpenConsult is running")
+	})
 	d.public = regexp.MustCompile(`Open (https://\S+)`).FindStringSubmatch(d.stdout.String())[1]
 	// The listeners announce themselves as they start serving.
-	for d.redirect == "" || d.admin == "" {
+	eventually.True(t, 30*time.Second, "the listeners to announce themselves", func() bool {
 		for _, line := range logLines(t, d.stderr.String()) {
 			if line["msg"] == "listening" {
 				switch line["server"] {
@@ -80,11 +82,8 @@ func startDev(t *testing.T, dataDir string) *devServer {
 				}
 			}
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("listeners not announced:\n%s", d.stderr.String())
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return d.redirect != "" && d.admin != ""
+	})
 	// Trust exactly the development certificate the server wrote, as an
 	// operator would after importing it.
 	pem, err := os.ReadFile(filepath.Join(dataDir, "tls", "dev-cert.pem"))
