@@ -24,6 +24,7 @@ type accessCase struct {
 	name           string
 	method, path   string
 	session, guest string     // cookies sent; empty for none
+	fetchSite      string     // Sec-Fetch-Site a browser sends, if any
 	form           url.Values // posted form, if any
 	want           int
 	location       string   // where a redirect must point
@@ -44,6 +45,9 @@ func (c accessCase) request() *http.Request {
 	}
 	if c.guest != "" {
 		r.AddCookie(&http.Cookie{Name: guestCookie, Value: c.guest})
+	}
+	if c.fetchSite != "" {
+		r.Header.Set("Sec-Fetch-Site", c.fetchSite)
 	}
 	return r
 }
@@ -378,4 +382,54 @@ func TestDocumentsAreOnlyForMembersOfTheirConsult(t *testing.T) {
 			}
 		})
 	}
+}
+
+func TestPasswordLinksWorkOnlyForTheirPurpose(t *testing.T) {
+	password := url.Values{"password": {"a long new passphrase"}, "confirm": {"a long new passphrase"}}
+	admin := url.Values{"username": {"chief"}, "password": {"a long new passphrase"}, "confirm": {"a long new passphrase"}}
+	runAccess(t, []accessCase{
+		{name: "reset form of an unknown link", method: "GET", path: "/reset/forged", want: http.StatusGone},
+		{name: "reset form of an activation link", method: "GET", path: "/reset/" + activateLink, want: http.StatusGone},
+		{name: "reset form", method: "GET", path: "/reset/" + resetLink, want: 200},
+		{name: "reset with an unknown link", method: "POST", path: "/reset/forged", form: password, want: http.StatusGone},
+		{name: "reset with an activation link", method: "POST", path: "/reset/" + activateLink, form: password, want: http.StatusGone},
+		{name: "reset", method: "POST", path: "/reset/" + resetLink, form: password, want: 200, effects: []string{"password set with reset link"}},
+		{name: "activation form of a reset link", method: "GET", path: "/activate/" + resetLink, want: http.StatusGone},
+		{name: "activation form", method: "GET", path: "/activate/" + activateLink, want: 200},
+		{name: "activation with a reset link", method: "POST", path: "/activate/" + resetLink, form: password, want: http.StatusGone},
+		{name: "activation", method: "POST", path: "/activate/" + activateLink, form: password, want: 200, effects: []string{"password set with activate link"}},
+		{name: "setup form of an unknown link", method: "GET", path: "/setup/forged", want: http.StatusGone},
+		{name: "setup form", method: "GET", path: "/setup/" + setupLink, want: 200},
+		{name: "setup with an unknown link", method: "POST", path: "/setup/forged", form: admin, want: http.StatusGone},
+		{name: "setup", method: "POST", path: "/setup/" + setupLink, form: admin, want: 200, effects: []string{"first administrator chief"}},
+	})
+}
+
+// TestCrossSiteRequestsChangeNothing: a form another site makes a signed-in
+// browser post is refused before any handler runs; the same post from the
+// site itself goes through.
+func TestCrossSiteRequestsChangeNothing(t *testing.T) {
+	var cases []accessCase
+	for _, r := range []struct {
+		method, path string
+		session      string
+		form         url.Values
+		location     string
+		effects      []string
+	}{
+		{"POST", "/consults/c-live/end", sessAlice, nil, "/consults", []string{"end c-live", "c-live by u-alice"}},
+		{"POST", "/consults/c-live/links", sessAlice, url.Values{"label": {"Patient"}}, "/consults/c-live", []string{"add link to c-live"}},
+		{"POST", "/admin/users/u-alice/disable", sessAdmin, nil, "", []string{fmt.Sprintf("apply %v to u-alice", auth.ActionDisable)}},
+		{"POST", "/signout/everywhere", sessAlice, nil, "/signin", []string{"signout everywhere u-alice"}},
+	} {
+		allowed := http.StatusSeeOther
+		if r.location == "" {
+			allowed = 200
+		}
+		cases = append(cases,
+			accessCase{name: r.path + " from another site", method: r.method, path: r.path, session: r.session, form: r.form, fetchSite: "cross-site", want: http.StatusForbidden},
+			accessCase{name: r.path + " from the site", method: r.method, path: r.path, session: r.session, form: r.form, fetchSite: "same-origin", want: allowed, location: r.location, effects: r.effects},
+		)
+	}
+	runAccess(t, cases)
 }

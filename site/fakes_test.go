@@ -142,6 +142,42 @@ func (a *fakeAccounts) Apply(_ context.Context, id auth.Identity, userID string,
 
 func (a *fakeAccounts) Policy() auth.Policy { return auth.DefaultPolicy }
 
+// Password links: each token works for one purpose only.
+const (
+	resetLink    = "reset-link"
+	activateLink = "activate-link"
+	setupLink    = "setup-link"
+)
+
+var linkPurpose = map[string]string{resetLink: auth.PurposeReset, activateLink: auth.PurposeActivate}
+
+func (a *fakeAccounts) LinkUsable(_ context.Context, token, purpose string) (bool, error) {
+	return linkPurpose[token] == purpose, nil
+}
+
+func (a *fakeAccounts) SetPasswordWithLink(_ context.Context, token, purpose, _ string, _ auth.Client) error {
+	if linkPurpose[token] != purpose {
+		return auth.ErrLinkInvalid
+	}
+	a.record("password set with " + purpose + " link")
+	return nil
+}
+
+// fakeSetup accepts its one link.
+type fakeSetup struct{ accounts *fakeAccounts }
+
+func (s fakeSetup) Usable(_ context.Context, token string) (bool, error) {
+	return token == setupLink, nil
+}
+
+func (s fakeSetup) Complete(_ context.Context, token, username, _ string) (store.User, error) {
+	if token != setupLink {
+		return store.User{}, auth.ErrSetupClosed
+	}
+	s.accounts.record("first administrator " + username)
+	return store.User{ID: "u-first", Username: username, Role: "admin"}, nil
+}
+
 type fakeConsult struct {
 	owner string
 	ended bool
@@ -415,7 +451,7 @@ func newWorld(t *testing.T, public *url.URL) *world {
 	log := slog.New(slog.DiscardHandler)
 	s, err := New(Options{
 		Log: log, Health: obs.NewHealth(log, time.Second), Metrics: obs.NewHTTPMetrics(obs.NewRegistry(), "site"),
-		Accounts: w.accounts, Consults: w.consults, Audit: fakeAudit{}, Documents: w.docs, Rooms: rooms,
+		Setup: fakeSetup{w.accounts}, Accounts: w.accounts, Consults: w.consults, Audit: fakeAudit{}, Documents: w.docs, Rooms: rooms,
 		DocAudit: fakeDocAudit{}, Signaling: w.signaling, Upgrader: signaling.Upgrader(public),
 		Now: func() time.Time { return time.Date(2026, 3, 2, 10, 0, 0, 0, time.UTC) }, PasswordLo: 12, PasswordHi: 128,
 	})
