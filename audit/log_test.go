@@ -9,10 +9,10 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/openconsult/openconsult/audit"
-	"github.com/openconsult/openconsult/internal/eventually"
 )
 
 func TestAppendNumbersChainsAndDatesEntries(t *testing.T) {
@@ -248,28 +248,49 @@ func TestCheckpointIfGrownSignsOnlyNewEntries(t *testing.T) {
 }
 
 func TestRunIssuesCheckpointsAndStopsWithItsContext(t *testing.T) {
-	f := newFixture(t)
-	var logs bytes.Buffer
-	log := audit.New(f.store, f.signer, f.clock.now, audit.WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
-	f.append(t, audit.Entry{})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		log.Run(ctx, 5*time.Millisecond)
-	}()
-	eventually.True(t, 10*time.Second, "the condition", func() bool { return f.store.checkpointCount() == 1 })
-	f.append(t, audit.Entry{})
-	eventually.True(t, 10*time.Second, "the condition", func() bool { return f.store.checkpointCount() == 2 })
-	cancel()
-	select {
-	case <-done:
-	case <-time.After(10 * time.Second):
-		t.Fatal("Run did not return after its context was cancelled")
-	}
-	if logs.Len() != 0 {
-		t.Fatalf("Run logged: %s", logs.String())
-	}
+	synctest.Test(t, func(t *testing.T) {
+		const every = time.Hour
+		f := newFixture(t)
+		var logs bytes.Buffer
+		log := audit.New(f.store, f.signer, f.clock.now, audit.WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
+		f.append(t, audit.Entry{})
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			log.Run(ctx, every)
+		}()
+		synctest.Wait()
+		if n := f.store.checkpointCount(); n != 1 {
+			t.Fatalf("%d checkpoints when Run started, want 1 at once", n)
+		}
+		f.append(t, audit.Entry{})
+		time.Sleep(every - time.Second)
+		synctest.Wait()
+		if n := f.store.checkpointCount(); n != 1 {
+			t.Fatalf("%d checkpoints before the interval passed, want 1", n)
+		}
+		time.Sleep(time.Second)
+		synctest.Wait()
+		if n := f.store.checkpointCount(); n != 2 {
+			t.Fatalf("%d checkpoints after the interval with a grown log, want 2", n)
+		}
+		time.Sleep(3 * every)
+		synctest.Wait()
+		if n := f.store.checkpointCount(); n != 2 {
+			t.Fatalf("%d checkpoints for an unchanged log, want still 2", n)
+		}
+		cancel()
+		synctest.Wait()
+		select {
+		case <-done:
+		default:
+			t.Fatal("Run did not return after its context was cancelled")
+		}
+		if logs.Len() != 0 {
+			t.Fatalf("Run logged: %s", logs.String())
+		}
+	})
 }
 
 func TestEntriesListsNewestFirstWithinTheFilter(t *testing.T) {

@@ -10,6 +10,8 @@ import (
 	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/openconsult/openconsult/internal/eventually"
 )
 
 // harness is a publication without a network: packets are offered as the
@@ -165,7 +167,7 @@ func TestBlockedSubscriberDoesNotStallOthers(t *testing.T) {
 	case <-time.After(20 * time.Second):
 		t.Fatal("the reader blocked on a stalled subscriber")
 	}
-	waitUntil(t, func() bool { return fast.count() == total })
+	eventually.True(t, 10*time.Second, "every packet at the fast subscriber", func() bool { return fast.count() == total })
 	checkSeq(t, "fast", fast, false)
 	if n := testutil.ToFloat64(h.sfu.metrics.dropped[kindVideo][dropQueueFull]); n == 0 {
 		t.Error("no queue_full drops counted")
@@ -174,7 +176,7 @@ func TestBlockedSubscriberDoesNotStallOthers(t *testing.T) {
 		t.Error("no keyframe requested after the overflow")
 	}
 	slow.gate.Unlock()
-	waitUntil(t, func() bool { return len(dSlow.queue) == 0 })
+	eventually.True(t, 10*time.Second, "the slow subscriber's queue to drain", func() bool { return len(dSlow.queue) == 0 })
 	before := slow.count()
 	for range 200 { // the publisher's next keyframe, and some
 		for len(dSlow.queue) > videoQueue/2 || len(dFast.queue) > videoQueue/2 {
@@ -182,7 +184,7 @@ func TestBlockedSubscriberDoesNotStallOthers(t *testing.T) {
 		}
 		h.forward(h.packet())
 	}
-	waitUntil(t, func() bool {
+	eventually.True(t, 10*time.Second, "the slow subscriber to resume up to the last packet", func() bool {
 		slow.mu.Lock()
 		defer slow.mu.Unlock()
 		return len(slow.orig) > before && slow.orig[len(slow.orig)-1] == total+199
@@ -219,15 +221,6 @@ func checkSeq(t *testing.T, name string, rec *recorder, resumed bool) {
 	}
 }
 
-func waitUntil(t *testing.T, cond func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(10 * time.Second); !cond(); time.Sleep(5 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("timed out")
-		}
-	}
-}
-
 // TestAudioOverflowDropsOnlyThePacket: a full audio queue loses the packet
 // that did not fit and nothing after it.
 func TestAudioOverflowDropsOnlyThePacket(t *testing.T) {
@@ -244,9 +237,9 @@ func TestAudioOverflowDropsOnlyThePacket(t *testing.T) {
 	var wg sync.WaitGroup
 	wg.Go(d.run)
 	defer func() { d.stop(); wg.Wait() }()
-	waitUntil(t, func() bool { return rec.count() == audioQueue })
+	eventually.True(t, 10*time.Second, "the queued audio packets", func() bool { return rec.count() == audioQueue })
 	h.forward(h.packet()) // the next one goes through at once
-	waitUntil(t, func() bool { return rec.count() == audioQueue+1 })
+	eventually.True(t, 10*time.Second, "the next audio packet", func() bool { return rec.count() == audioQueue+1 })
 }
 
 // discard is a transport that takes everything, for the benchmark.

@@ -104,14 +104,13 @@ func TestNoGoroutineLeft(t *testing.T) {
 		}
 	})
 	// pion's timers and the clients' goroutines wind down shortly after.
-	deadline := time.Now().Add(10 * time.Second)
-	for runtime.NumGoroutine() > before && time.Now().Before(deadline) {
-		time.Sleep(50 * time.Millisecond)
-	}
-	if n := runtime.NumGoroutine(); n > before {
-		buf := make([]byte, 1<<20)
-		t.Fatalf("%d goroutines before, %d after:\n%s", before, n, buf[:runtime.Stack(buf, true)])
-	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			buf := make([]byte, 1<<20)
+			t.Logf("%d goroutines before, %d after:\n%s", before, runtime.NumGoroutine(), buf[:runtime.Stack(buf, true)])
+		}
+	})
+	eventually.True(t, 10*time.Second, "the goroutines to wind down", func() bool { return runtime.NumGoroutine() <= before })
 }
 
 func ownGoroutines() string {

@@ -5,6 +5,8 @@ import (
 	"runtime"
 	"testing"
 	"time"
+
+	"github.com/openconsult/openconsult/internal/eventually"
 )
 
 // TestCloseStopsEveryGoroutine: a node, a pool of clients and sessions on
@@ -32,14 +34,11 @@ func TestCloseStopsEveryGoroutine(t *testing.T) {
 			}
 		}
 	}()
-	var now int
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-		if now = runtime.NumGoroutine(); now <= before {
-			return
-		}
-		if time.Now().After(deadline) {
+	t.Cleanup(func() {
+		if t.Failed() {
 			buf := make([]byte, 1<<20)
-			t.Fatalf("%d goroutines before, %d after closing:\n%s", before, now, buf[:runtime.Stack(buf, true)])
+			t.Logf("%d goroutines before, %d after closing:\n%s", before, runtime.NumGoroutine(), buf[:runtime.Stack(buf, true)])
 		}
-	}
+	})
+	eventually.True(t, 10*time.Second, "the goroutines to end", func() bool { return runtime.NumGoroutine() <= before })
 }

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/openconsult/openconsult/internal/eventually"
 	"github.com/openconsult/openconsult/media"
 	"github.com/openconsult/openconsult/media/nodetest"
 )
@@ -106,11 +107,7 @@ func TestNodeDeathClosesSessionsAndPoolMovesRoom(t *testing.T) {
 	default:
 	}
 	// The node also ends the sessions of the link it lost.
-	for deadline := time.Now().Add(5 * time.Second); a.sfu.Load().Participants != 0; time.Sleep(20 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("dead link's sessions still on the node: %+v", a.sfu.Load())
-		}
-	}
+	eventually.True(t, 5*time.Second, "the dead link's sessions to leave the node", func() bool { return a.sfu.Load().Participants == 0 })
 
 	// The members rejoin, with real media, and land on the other node.
 	stop := make(chan struct{})
@@ -162,11 +159,7 @@ func TestPoolReleasesRoomWithLastParticipant(t *testing.T) {
 	if pool.Rooms() != 0 {
 		t.Fatalf("Rooms = %d after the last participant left", pool.Rooms())
 	}
-	for deadline := time.Now().Add(5 * time.Second); a.sfu.Load().Participants != 0; time.Sleep(20 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("node still has %+v", a.sfu.Load())
-		}
-	}
+	eventually.True(t, 5*time.Second, "the node to have no participant", func() bool { return a.sfu.Load().Participants == 0 })
 }
 
 func TestPoolWithNoNodeUpIsUnavailable(t *testing.T) {
@@ -219,18 +212,12 @@ func TestJoinAgainOverAnotherLinkReplacesSilently(t *testing.T) {
 	if _, err := c2.Join(ctx, "c_1", "m_1", newRecorder()); err != nil {
 		t.Fatal(err)
 	}
-	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+	eventually.True(t, 5*time.Second, "the replaced session to end", func() bool {
 		rp := s1.(*remoteParticipant)
 		rp.mu.Lock()
-		finished := rp.finished
-		rp.mu.Unlock()
-		if finished {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the replaced session did not end")
-		}
-	}
+		defer rp.mu.Unlock()
+		return rp.finished
+	})
 	if err := s1.Offer("v=0"); err == nil {
 		t.Fatal("an offer on a replaced session succeeded")
 	}
@@ -267,11 +254,7 @@ func TestClientReconnectsToARestartedNode(t *testing.T) {
 		t.Fatal(err)
 	}
 	back := startNodeAt(t, cfg, 0, addr)
-	for deadline := time.Now().Add(5 * time.Second); !c.Up(); time.Sleep(20 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("client did not reconnect")
-		}
-	}
+	eventually.True(t, 5*time.Second, "the client to reconnect", c.Up)
 	if _, err := c.Join(ctx, "c_1", "m_1", newRecorder()); err != nil {
 		t.Fatalf("join after reconnection: %v", err)
 	}
@@ -287,11 +270,7 @@ func TestPoolFallsBackWhenANodeIsFull(t *testing.T) {
 	p := newPKI(t)
 	a, b := startNode(t, p, 1), startNode(t, p, 1)
 	pool := startPool(t, p, 0, a.url, b.url)
-	for deadline := time.Now().Add(5 * time.Second); pool.Load().MaxParticipants != 2; time.Sleep(20 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("pool load %+v", pool.Load())
-		}
-	}
+	eventually.True(t, 5*time.Second, "both nodes' capacity in the pool's load", func() bool { return pool.Load().MaxParticipants == 2 })
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	defer cancel()
 	elsewhere := newTestClient(t, a.url, clientTLS(t, p))
@@ -314,9 +293,5 @@ func TestPoolFallsBackWhenANodeIsFull(t *testing.T) {
 		t.Fatalf("join of a full node's room = %v (room on %q), want ErrFull and the room kept", err, pool.NodeOf("c_1"))
 	}
 	// The first node pushed its new load, joined through another link.
-	for deadline := time.Now().Add(3 * time.Second); pool.Load().Participants != 2; time.Sleep(20 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("pool load %+v, want both nodes' participants", pool.Load())
-		}
-	}
+	eventually.True(t, 3*time.Second, "both nodes' participants in the pool's load", func() bool { return pool.Load().Participants == 2 })
 }

@@ -160,12 +160,35 @@ func securityHeaders(hsts time.Duration, next http.Handler) http.Handler {
 	})
 }
 
+// staticHandler serves the files of the tree; a directory is not found
+// rather than listed.
 func staticHandler(files fs.FS) http.Handler {
-	fileServer := http.FileServerFS(files)
+	fileServer := http.FileServerFS(filesOnly{files})
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Cache-Control", "public, max-age=300")
 		fileServer.ServeHTTP(w, r)
 	})
+}
+
+// filesOnly opens the files of an FS and reports its directories as not
+// existing, so that a file server never lists one.
+type filesOnly struct{ fs.FS }
+
+func (f filesOnly) Open(name string) (fs.File, error) {
+	file, err := f.FS.Open(name)
+	if err != nil {
+		return nil, err
+	}
+	info, err := file.Stat()
+	if err != nil {
+		file.Close()
+		return nil, err
+	}
+	if info.IsDir() {
+		file.Close()
+		return nil, &fs.PathError{Op: "open", Path: name, Err: fs.ErrNotExist}
+	}
+	return file, nil
 }
 
 func (s *Site) index(w http.ResponseWriter, r *http.Request) {

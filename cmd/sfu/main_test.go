@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/openconsult/openconsult/internal/config"
+	"github.com/openconsult/openconsult/internal/eventually"
 	"github.com/openconsult/openconsult/internal/syncbuf"
 	"github.com/openconsult/openconsult/internal/testpki"
 	"github.com/openconsult/openconsult/media"
@@ -31,7 +32,13 @@ func startRun(t *testing.T, extra ...string) (admin, link string, p *testpki.Lin
 	go func() {
 		done <- run(ctx, args, func(string) string { return "" }, io.Discard, logs)
 	}()
-	for deadline := time.Now().Add(10 * time.Second); (admin == "" || link == "") && time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+	t.Cleanup(func() {
+		if t.Failed() {
+			cancel()
+			t.Logf("sfu's log:\n%s", logs.String())
+		}
+	})
+	eventually.True(t, 10*time.Second, "the listening lines", func() bool {
 		for line := range strings.Lines(logs.String()) {
 			var m map[string]any
 			if json.Unmarshal([]byte(line), &m) == nil && m["msg"] == "listening" {
@@ -43,11 +50,8 @@ func startRun(t *testing.T, extra ...string) (admin, link string, p *testpki.Lin
 				}
 			}
 		}
-	}
-	if admin == "" || link == "" {
-		cancel()
-		t.Fatalf("no listening lines:\n%s", logs.String())
-	}
+		return admin != "" && link != ""
+	})
 	stopped := false
 	stop = func() error {
 		if stopped {

@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/openconsult/openconsult/internal/config"
+	"github.com/openconsult/openconsult/internal/eventually"
 	"github.com/openconsult/openconsult/internal/syncbuf"
 )
 
@@ -32,6 +33,13 @@ type devServer struct {
 	stop                    func() error
 }
 
+// ephemeralListeners replaces the fixed ports -dev defaults to (8443, 8080,
+// 9090, 3478, 5349), so that tests run beside `make run`.
+func ephemeralListeners() []string {
+	return []string{"-listen", "127.0.0.1:0", "-http-listen", "127.0.0.1:0", "-admin-listen", "127.0.0.1:0",
+		"-relay-listen", "127.0.0.1:0", "-relay-tls-listen", "127.0.0.1:0"}
+}
+
 func startDev(t *testing.T, dataDir string) *devServer { return startDevWith(t, dataDir) }
 
 // startDevWith is startDev with more flags.
@@ -39,8 +47,7 @@ func startDevWith(t *testing.T, dataDir string, extra ...string) *devServer {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	d := &devServer{stdout: &syncbuf.Buffer{}, stderr: &syncbuf.Buffer{}}
-	args := []string{"-dev", "-data-dir", dataDir, "-listen", "127.0.0.1:0", "-http-listen", "127.0.0.1:0", "-admin-listen", "127.0.0.1:0",
-		"-relay-listen", "127.0.0.1:0", "-relay-tls-listen", "127.0.0.1:0"}
+	args := append([]string{"-dev", "-data-dir", dataDir}, ephemeralListeners()...)
 	args = append(args, extra...)
 	done := make(chan error, 1)
 	go func() { done <- run(ctx, args, func(string) string { return "" }, d.stdout, d.stderr) }()
@@ -53,21 +60,22 @@ func startDevWith(t *testing.T, dataDir string, extra ...string) *devServer {
 			return errors.New("server did not stop")
 		}
 	})
-	deadline := time.Now().Add(30 * time.Second)
-	for !strings.Contains(d.stdout.String(), "OpenConsult is running") {
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("signal's log:\n%s", d.stderr.String())
+		}
+	})
+	eventually.True(t, 30*time.Second, "the server to start", func() bool {
 		select {
 		case err := <-done:
-			t.Fatalf("server exited: %v\n%s", err, d.stderr.String())
+			t.Fatalf("server exited: %v", err)
 		default:
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("server did not start:\n%s", d.stderr.String())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return strings.Contains(d.stdout.String(), "OpenConsult is running")
+	})
 	d.public = regexp.MustCompile(`Open (https://\S+)`).FindStringSubmatch(d.stdout.String())[1]
 	// The listeners announce themselves as they start serving.
-	for d.redirect == "" || d.admin == "" {
+	eventually.True(t, 30*time.Second, "the listeners to announce themselves", func() bool {
 		for _, line := range logLines(t, d.stderr.String()) {
 			if line["msg"] == "listening" {
 				switch line["server"] {
@@ -78,11 +86,8 @@ func startDevWith(t *testing.T, dataDir string, extra ...string) *devServer {
 				}
 			}
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("listeners not announced:\n%s", d.stderr.String())
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return d.redirect != "" && d.admin != ""
+	})
 	// Trust exactly the development certificate the server wrote, as an
 	// operator would after importing it.
 	pem, err := os.ReadFile(filepath.Join(dataDir, "tls", "dev-cert.pem"))
@@ -334,7 +339,8 @@ func TestBadConfigurationNamesTheSetting(t *testing.T) {
 		{"sfu node without link certificate", []string{"-dev", "-sfu-node", "wss://sfu-1.example.internal:7443/"}, nil, []string{"-sfu-link-cert", "authenticated"}},
 		{"sfu node not wss", []string{"-dev", "-sfu-node", "http://sfu-1.example.internal:7443/", "-sfu-link-cert", "c", "-sfu-link-key", "k", "-sfu-link-ca", "ca"}, nil, []string{"-sfu-node", "wss://"}},
 		{"embedded and remote sfu", []string{"-dev", "-sfu-embedded", "-sfu-node", "wss://sfu-1.example.internal:7443/", "-sfu-link-cert", "c", "-sfu-link-key", "k", "-sfu-link-ca", "ca"}, nil, []string{"-sfu-embedded", "not both"}},
-		{"sfu link files missing", []string{"-dev", "-data-dir", dir, "-sfu-node", "wss://sfu-1.example.internal:7443/", "-sfu-link-cert", filepath.Join(dir, "c.pem"), "-sfu-link-key", filepath.Join(dir, "k.pem"), "-sfu-link-ca", filepath.Join(dir, "ca.pem")}, nil, []string{"-sfu-link-cert"}},
+		// The link files are read after the listeners are bound.
+		{"sfu link files missing", append([]string{"-dev", "-data-dir", dir, "-sfu-node", "wss://sfu-1.example.internal:7443/", "-sfu-link-cert", filepath.Join(dir, "c.pem"), "-sfu-link-key", filepath.Join(dir, "k.pem"), "-sfu-link-ca", filepath.Join(dir, "ca.pem")}, ephemeralListeners()...), nil, []string{"-sfu-link-cert"}},
 		{"sfu threshold of one", []string{"-dev", "-sfu-min-participants", "1"}, nil, []string{"-sfu-min-participants", "2 to 50"}},
 		{"negative return to peers", []string{"-dev", "-sfu-return-after", "-1s"}, nil, []string{"-sfu-return-after", "0 to 1h"}},
 		{"missing cert file", []string{"-tls-cert", filepath.Join(dir, "none.pem"), "-tls-key", filepath.Join(dir, "none.key"), "-public-url", "https://c.example.org", "-data-dir", dir, "-master-key", "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="}, nil, []string{"certificate file"}},

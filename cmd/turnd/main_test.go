@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -17,6 +18,7 @@ import (
 	"github.com/pion/turn/v4"
 
 	"github.com/openconsult/openconsult/internal/config"
+	"github.com/openconsult/openconsult/internal/eventually"
 	"github.com/openconsult/openconsult/internal/syncbuf"
 	"github.com/openconsult/openconsult/relay"
 )
@@ -31,8 +33,14 @@ func TestRelaysWithSignalCredentialsAndStopsCleanly(t *testing.T) {
 	env := map[string]string{"TURND_AUTH_SECRET": testSecret}
 	go func() { done <- run(ctx, args, func(k string) string { return env[k] }, io.Discard, logs) }()
 
+	t.Cleanup(func() {
+		if t.Failed() {
+			cancel()
+			t.Logf("turnd's log:\n%s", logs.String())
+		}
+	})
 	var relayAddr, metricsAddr string
-	for deadline := time.Now().Add(10 * time.Second); (relayAddr == "" || metricsAddr == "") && time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+	eventually.True(t, 10*time.Second, "the relay and metrics listening lines", func() bool {
 		for line := range strings.Lines(logs.String()) {
 			var m map[string]any
 			if json.Unmarshal([]byte(line), &m) != nil {
@@ -45,10 +53,8 @@ func TestRelaysWithSignalCredentialsAndStopsCleanly(t *testing.T) {
 				metricsAddr = m["addr"].(string)
 			}
 		}
-	}
-	if relayAddr == "" || metricsAddr == "" {
-		t.Fatalf("relay did not start:\n%s", logs.String())
-	}
+		return relayAddr != "" && metricsAddr != ""
+	})
 
 	user, pass := relay.MintCredential([]byte(testSecret), "g_1", time.Hour, time.Now())
 	conn, _ := net.ListenPacket("udp4", "127.0.0.1:0")
@@ -182,20 +188,26 @@ func TestHangupReloadsCredentialsWithoutDroppingAllocations(t *testing.T) {
 	done := make(chan error, 1)
 	args := []string{"-config", file, "-listen", "127.0.0.1:0", "-tls-listen", "off", "-metrics", "off", "-relay-ports", "40200-40300"}
 	go func() { done <- run(ctx, args, func(string) string { return "" }, io.Discard, logs) }()
-	waitLog := func(msg string, count int) map[string]any {
-		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("turnd's log:\n%s", logs.String())
+		}
+	})
+	waitLog := func(msg string, count int) (found map[string]any) {
+		eventually.True(t, 10*time.Second, fmt.Sprintf("log line %q (%d)", msg, count), func() bool {
 			seen := 0
 			for line := range strings.Lines(logs.String()) {
 				var m map[string]any
 				if json.Unmarshal([]byte(line), &m) == nil && m["msg"] == msg {
 					if seen++; seen == count {
-						return m
+						found = m
+						return true
 					}
 				}
 			}
-		}
-		t.Fatalf("no log %q (%d):\n%s", msg, count, logs.String())
-		return nil
+			return false
+		})
+		return found
 	}
 	relayAddr := waitLog("relay listening", 1)["udp_tcp"].(string)
 	if err := allocate(t, relayAddr, oldSecret); err != nil {
