@@ -60,10 +60,9 @@ func (f *Forwarder) Publish(note []byte) {
 // shutdown leaves too. Its caller owns the goroutine.
 func (f *Forwarder) Run(ctx context.Context) {
 	pause := f.retry
-	timer := time.NewTimer(0)
-	if !timer.Stop() {
-		<-timer.C
-	}
+	// Since Go 1.23 a stopped timer delivers no stale value.
+	timer := time.NewTimer(pause)
+	timer.Stop()
 	defer timer.Stop()
 	for {
 		select {
@@ -81,6 +80,11 @@ func (f *Forwarder) Run(ctx context.Context) {
 		pause = min(2*pause, f.maxPause)
 	}
 }
+
+// Flush makes one attempt to send the note not yet delivered, if any, and
+// reports whether nothing is left to send: the checkpoint of a graceful
+// shutdown goes out this way, whether or not Run still runs.
+func (f *Forwarder) Flush(ctx context.Context) bool { return f.deliver(ctx) }
 
 // deliver sends the pending note, if any, and reports whether nothing is
 // left to send.

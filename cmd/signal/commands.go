@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/openconsult/openconsult/audit"
+	"github.com/openconsult/openconsult/internal/config"
+	"github.com/openconsult/openconsult/internal/obs"
 	"github.com/openconsult/openconsult/keyring"
 	"github.com/openconsult/openconsult/store"
 )
@@ -45,7 +47,7 @@ func openStore(ctx context.Context, s *settings) (*store.DB, error) {
 
 func auditCommand(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	if len(args) == 0 || (args[0] != "verify" && args[0] != "export") {
-		return errors.New("usage: signal audit verify [-file export.json -pubkey KEY] | signal audit export [-since T] [-until T] [-user ID] [-format json|csv] [-out FILE]")
+		return errors.New("usage: signal audit verify [-checkpoint FILE] [-file export.json -pubkey KEY] | signal audit export [-since T] [-until T] [-user ID] [-format json|csv] [-out FILE]")
 	}
 	s, fs := toolFlags("signal audit "+args[0], stderr)
 	file := fs.String("file", "", "verify this export offline instead of the database")
@@ -55,6 +57,8 @@ func auditCommand(ctx context.Context, args []string, getenv func(string) string
 	user := fs.String("user", "", "export entries by or about this user id")
 	format := fs.String("format", "json", "export format: json (verifiable) or csv")
 	out := fs.String("out", "", "write the export to this file (default: standard output)")
+	var checkpoints config.StringList
+	fs.Var(&checkpoints, "checkpoint", "also verify against the signed checkpoints in this `file` (a copy of the checkpoint file, syslog lines, a witness's note); repeatable; with -file, the checkpoint file of the time of the export")
 	s.tool = true
 	if err := s.load(args[1:], getenv); err != nil {
 		return err
@@ -68,7 +72,15 @@ func auditCommand(ctx context.Context, args []string, getenv func(string) string
 			return err
 		}
 		defer f.Close()
-		rep, err := audit.VerifyExport(f, *pubkey)
+		var held []audit.ExternalCheckpoint
+		for _, c := range checkpoints.Values {
+			recs, err := audit.ReadCheckpoints(c)
+			if err != nil {
+				return err
+			}
+			held = append(held, recs...)
+		}
+		rep, err := audit.VerifyExport(f, *pubkey, held...)
 		if err != nil {
 			return err
 		}
@@ -95,9 +107,16 @@ func auditCommand(ctx context.Context, args []string, getenv func(string) string
 		key = signer.VerifierKey()
 	}
 	if args[0] == "verify" {
-		rep, err := audit.Verify(ctx, db, key)
+		exts, notes, err := externalCheckpoints(s.auditCheckpointDir, checkpoints.Values, key)
 		if err != nil {
 			return err
+		}
+		rep, err := audit.Verify(ctx, db, key, exts...)
+		if err != nil {
+			return err
+		}
+		for _, n := range notes {
+			fmt.Fprintln(stdout, "note: "+n)
 		}
 		fmt.Fprintln(stdout, rep)
 		if !rep.OK {
@@ -112,6 +131,24 @@ func auditCommand(ctx context.Context, args []string, getenv func(string) string
 	if f.Until, err = parseWhen(*until); err != nil {
 		return fmt.Errorf("-until: %w", err)
 	}
+	log, err := obs.NewLogger(stderr, s.logLevel.Value, s.logFormat.Value)
+	if err != nil {
+		return err
+	}
+	// The export's checkpoint goes to the checkpoint file like the
+	// server's, which refuses it over a log that contradicts the file.
+	cpFile, err := audit.OpenCheckpointFile(s.auditCheckpointDir)
+	if err != nil {
+		return err
+	}
+	defer cpFile.Close()
+	lg := audit.New(db, signer, time.Now, audit.WithCheckpointFile(cpFile), audit.WithLogger(log))
+	if err := lg.Start(ctx); err != nil {
+		return err
+	}
+	if err := lg.Alarm(); err != nil {
+		return err
+	}
 	w := stdout
 	if *out != "" {
 		file, err := os.OpenFile(*out, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
@@ -121,7 +158,7 @@ func auditCommand(ctx context.Context, args []string, getenv func(string) string
 		defer file.Close()
 		w = file
 	}
-	return audit.New(db, signer, time.Now).Export(ctx, w, f, *format, "operator:"+osUser())
+	return lg.Export(ctx, w, f, *format, "operator:"+osUser())
 }
 
 func osUser() string {
