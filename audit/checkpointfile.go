@@ -209,16 +209,22 @@ func NewestCheckpoints(recs []ExternalCheckpoint, vkey string) ([]ExternalCheckp
 	if _, err := newVerifier(vkey); err != nil {
 		return nil, err
 	}
-	sorted := slices.Clone(recs)
-	slices.SortStableFunc(sorted, func(a, b ExternalCheckpoint) int {
-		sa, _ := claimedSize(a.Note)
-		sb, _ := claimedSize(b.Note)
-		return cmp.Compare(sb, sa)
-	})
-	for i, r := range sorted {
-		if _, err := OpenCheckpoint(r.Note, vkey); err == nil {
-			return sorted[:i+1], nil
+	type claim struct {
+		size uint64
+		i    int
+	}
+	claims := make([]claim, len(recs))
+	for i, r := range recs {
+		size, _ := claimedSize(r.Note)
+		claims[i] = claim{size, i}
+	}
+	slices.SortStableFunc(claims, func(a, b claim) int { return cmp.Compare(b.size, a.size) })
+	var out []ExternalCheckpoint
+	for _, c := range claims {
+		out = append(out, recs[c.i])
+		if _, err := OpenCheckpoint(recs[c.i].Note, vkey); err == nil {
+			return out, nil
 		}
 	}
-	return sorted, nil
+	return out, nil
 }

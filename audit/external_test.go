@@ -420,3 +420,39 @@ func FuzzParseCheckpoints(f *testing.F) {
 }
 
 func base64Line(note []byte) string { return base64.StdEncoding.EncodeToString(note) + "\n" }
+
+// BenchmarkReadCheckpointFile reads a checkpoint file of a year of
+// five-minute checkpoints (105,120 records) and picks the newest.
+func BenchmarkReadCheckpointFile(b *testing.B) {
+	s := newSigner(b, origin)
+	dir := filepath.Join(b.TempDir(), "cp")
+	cf, err := audit.OpenCheckpointFile(dir)
+	if err != nil {
+		b.Fatal(err)
+	}
+	// Only the newest record is ever verified; the older ones differ in
+	// size and carry a signature line of the right shape.
+	newest, err := s.Sign(audit.Checkpoint{Origin: origin, Size: 1_051_200, Root: make([]byte, 32)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	sig := newest[bytes.Index(newest, []byte("\n\n")):]
+	var buf bytes.Buffer
+	for size := uint64(1); size < 105_120; size++ {
+		text := fmt.Sprintf("%s\n%d\n%s\n", origin, size*10, base64.StdEncoding.EncodeToString(make([]byte, 32)))
+		buf.WriteString(base64Line(append([]byte(text), sig...)))
+	}
+	buf.WriteString(base64Line(newest))
+	cf.Close()
+	if err := os.WriteFile(filepath.Join(dir, audit.CheckpointFileName), buf.Bytes(), 0o600); err != nil {
+		b.Fatal(err)
+	}
+	b.SetBytes(int64(buf.Len()))
+	b.ResetTimer()
+	for b.Loop() {
+		exts, err := audit.ReadCheckpointFile(filepath.Join(dir, audit.CheckpointFileName), s.VerifierKey())
+		if err != nil || len(exts) != 1 {
+			b.Fatal(len(exts), err)
+		}
+	}
+}
