@@ -348,8 +348,9 @@ func (l *Log) Entries(ctx context.Context, f Filter, limit int) ([]Entry, error)
 	return ring, nil
 }
 
-// Verify checks the stored log with the log's own verifier key. An
-// auditor should use the package-level Verify with the key they hold.
+// Verify checks the stored log with the log's own verifier key, against
+// the newest record of its checkpoint file too. An auditor should use the
+// package-level Verify with the key they hold.
 func (l *Log) Verify(ctx context.Context) (Report, error) {
 	if l.signer == nil {
 		return Report{}, errors.New("audit verify: no signing key")

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/netip"
@@ -101,6 +102,79 @@ func (a *auditLog) shutdown(ctx context.Context, log *slog.Logger) {
 	for _, f := range a.forwarders {
 		f.Flush(ctx)
 	}
+}
+
+// verifyExportFile checks an export offline against the checkpoints of
+// the given files, in the order they were written.
+func verifyExportFile(path, pubkey string, checkpointFiles []string, stdout io.Writer) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	var held []audit.ExternalCheckpoint
+	for _, c := range checkpointFiles {
+		recs, err := audit.ReadCheckpoints(c)
+		if err != nil {
+			return err
+		}
+		held = append(held, recs...)
+	}
+	rep, err := audit.VerifyExport(f, pubkey, held...)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout, rep)
+	if !rep.OK {
+		return errors.New("export failed verification")
+	}
+	return nil
+}
+
+// verifyLog checks the stored log against its checkpoints, in the
+// database and outside it.
+func verifyLog(ctx context.Context, db *store.DB, vkey, dir string, checkpointFiles []string, stdout io.Writer) error {
+	exts, notes, err := externalCheckpoints(dir, checkpointFiles, vkey)
+	if err != nil {
+		return err
+	}
+	rep, err := audit.Verify(ctx, db, vkey, exts...)
+	if err != nil {
+		return err
+	}
+	for _, n := range notes {
+		fmt.Fprintln(stdout, "note: "+n)
+	}
+	fmt.Fprintln(stdout, rep)
+	if !rep.OK {
+		return fmt.Errorf("audit log failed verification at entry %d", rep.FirstBad)
+	}
+	return nil
+}
+
+// openToolAuditLog opens the audit log for a subcommand that signs (an
+// export): its checkpoint goes to the checkpoint file like the server's,
+// and it is refused over a log that contradicts the file.
+func openToolAuditLog(ctx context.Context, s *settings, db *store.DB, signer *audit.Signer, stderr io.Writer) (*audit.Log, func(), error) {
+	log, err := obs.NewLogger(stderr, s.logLevel.Value, s.logFormat.Value)
+	if err != nil {
+		return nil, nil, err
+	}
+	file, err := audit.OpenCheckpointFile(s.auditCheckpointDir)
+	if err != nil {
+		return nil, nil, err
+	}
+	closeFile := func() { file.Close() }
+	lg := audit.New(db, signer, time.Now, audit.WithCheckpointFile(file), audit.WithLogger(log))
+	if err := lg.Start(ctx); err != nil {
+		closeFile()
+		return nil, nil, err
+	}
+	if err := lg.Alarm(); err != nil {
+		closeFile()
+		return nil, nil, err
+	}
+	return lg, closeFile, nil
 }
 
 // externalCheckpoints reads the newest checkpoint of the checkpoint

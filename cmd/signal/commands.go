@@ -13,7 +13,6 @@ import (
 
 	"github.com/openconsult/openconsult/audit"
 	"github.com/openconsult/openconsult/internal/config"
-	"github.com/openconsult/openconsult/internal/obs"
 	"github.com/openconsult/openconsult/keyring"
 	"github.com/openconsult/openconsult/store"
 )
@@ -67,28 +66,7 @@ func auditCommand(ctx context.Context, args []string, getenv func(string) string
 		if *pubkey == "" {
 			return errors.New("offline verification needs -pubkey")
 		}
-		f, err := os.Open(*file)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		var held []audit.ExternalCheckpoint
-		for _, c := range checkpoints.Values {
-			recs, err := audit.ReadCheckpoints(c)
-			if err != nil {
-				return err
-			}
-			held = append(held, recs...)
-		}
-		rep, err := audit.VerifyExport(f, *pubkey, held...)
-		if err != nil {
-			return err
-		}
-		fmt.Fprintln(stdout, rep)
-		if !rep.OK {
-			return errors.New("export failed verification")
-		}
-		return nil
+		return verifyExportFile(*file, *pubkey, checkpoints.Values, stdout)
 	}
 	db, err := openStore(ctx, s)
 	if err != nil {
@@ -107,22 +85,7 @@ func auditCommand(ctx context.Context, args []string, getenv func(string) string
 		key = signer.VerifierKey()
 	}
 	if args[0] == "verify" {
-		exts, notes, err := externalCheckpoints(s.auditCheckpointDir, checkpoints.Values, key)
-		if err != nil {
-			return err
-		}
-		rep, err := audit.Verify(ctx, db, key, exts...)
-		if err != nil {
-			return err
-		}
-		for _, n := range notes {
-			fmt.Fprintln(stdout, "note: "+n)
-		}
-		fmt.Fprintln(stdout, rep)
-		if !rep.OK {
-			return fmt.Errorf("audit log failed verification at entry %d", rep.FirstBad)
-		}
-		return nil
+		return verifyLog(ctx, db, key, s.auditCheckpointDir, checkpoints.Values, stdout)
 	}
 	f := audit.Filter{User: *user}
 	if f.Since, err = parseWhen(*since); err != nil {
@@ -131,24 +94,11 @@ func auditCommand(ctx context.Context, args []string, getenv func(string) string
 	if f.Until, err = parseWhen(*until); err != nil {
 		return fmt.Errorf("-until: %w", err)
 	}
-	log, err := obs.NewLogger(stderr, s.logLevel.Value, s.logFormat.Value)
+	lg, closeLog, err := openToolAuditLog(ctx, s, db, signer, stderr)
 	if err != nil {
 		return err
 	}
-	// The export's checkpoint goes to the checkpoint file like the
-	// server's, which refuses it over a log that contradicts the file.
-	cpFile, err := audit.OpenCheckpointFile(s.auditCheckpointDir)
-	if err != nil {
-		return err
-	}
-	defer cpFile.Close()
-	lg := audit.New(db, signer, time.Now, audit.WithCheckpointFile(cpFile), audit.WithLogger(log))
-	if err := lg.Start(ctx); err != nil {
-		return err
-	}
-	if err := lg.Alarm(); err != nil {
-		return err
-	}
+	defer closeLog()
 	w := stdout
 	if *out != "" {
 		file, err := os.OpenFile(*out, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)

@@ -36,7 +36,7 @@ type server struct {
 	grace      time.Duration
 	servers    []serve.Server
 	background []func(context.Context) // owned loops, stopped with the servers
-	stopping   []func(context.Context) // run once the servers stopped, before the loops stop
+	stopping   []func(context.Context) // run once the servers stopped, before the database closes
 	closers    []func() error          // closed after the servers stopped
 }
 
