@@ -288,9 +288,23 @@ func (l *Log) checkpointLocked(ctx context.Context) (Checkpoint, []byte, error) 
 // extended, checking each as Verify does, so that a checkpoint never puts
 // a signature on a broken log. Leaves are recomputed from the entries, not
 // taken from storage. Reaching the size of the external checkpoint, the
-// tree must have its root. The caller holds treeMu.
+// tree must have its root. The last entry read before is read again: one
+// removed or changed since is a contradiction when a checkpoint kept
+// outside covers it. The caller holds treeMu.
 func (l *Log) catchUp(ctx context.Context) error {
-	err := l.storage.AuditRows(ctx, l.tree.size()+1, func(r Row) error {
+	size := l.tree.size()
+	from, seenTip := size, size == 0
+	if seenTip {
+		from = 1
+	}
+	err := l.storage.AuditRows(ctx, from, func(r Row) error {
+		if !seenTip {
+			seenTip = true
+			if r.Seq != size || !bytes.Equal(LeafHash(r.Canonical), l.tip) {
+				return l.lost(size)
+			}
+			return nil
+		}
 		want := l.tree.size() + 1
 		if r.Seq != want {
 			return fmt.Errorf("%w: entry %d missing, found %d", ErrInconsistent, want, r.Seq)
@@ -311,10 +325,26 @@ func (l *Log) catchUp(ctx context.Context) error {
 		}
 		return nil
 	})
+	if err == nil && !seenTip {
+		err = l.lost(size)
+	}
 	if err != nil {
 		return fmt.Errorf("read audit entries: %w", err)
 	}
 	return nil
+}
+
+// lost reports that entry seq, read before, is gone or changed, raising
+// the alarm when the external checkpoint covers it. The caller holds
+// treeMu.
+func (l *Log) lost(seq uint64) error {
+	if a := l.anchor; a != nil && seq <= a.Size {
+		err := fmt.Errorf("%w: entry %d, covered by the checkpoint of %d entries in %s, was removed or changed while the log ran",
+			ErrContradicted, seq, a.Size, l.anchorFrom)
+		l.raise(err)
+		return err
+	}
+	return fmt.Errorf("%w: entry %d was removed or changed since it was read", ErrInconsistent, seq)
 }
 
 // Entries returns the newest entries matching f, newest first, at most

@@ -456,3 +456,43 @@ func BenchmarkReadCheckpointFile(b *testing.B) {
 		}
 	}
 }
+
+func TestEntriesRemovedWhileTheLogRunsRaiseTheAlarm(t *testing.T) {
+	tests := []struct {
+		name   string
+		tamper func(t *testing.T, a *anchored)
+	}{
+		{"newest entries deleted", func(t *testing.T, a *anchored) { a.cut(8) }},
+		{"newest entries deleted and as many appended", func(t *testing.T, a *anchored) {
+			a.cut(8)
+			other := audit.New(a.store, a.signer, a.clock.now)
+			for range 3 {
+				if _, err := other.Append(context.Background(), audit.Entry{Type: audit.TypeSignIn, Outcome: audit.Success}); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}},
+		{"newest entry rewritten", func(t *testing.T, a *anchored) { a.rewrite(t, 10) }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx := context.Background()
+			a := newAnchored(t)
+			if err := a.log.Start(ctx); err != nil {
+				t.Fatal(err)
+			}
+			a.fill(t, 10)
+			a.checkpoint(t)
+			tt.tamper(t, a)
+			if _, err := a.log.CheckpointIfGrown(ctx); !errors.Is(err, audit.ErrContradicted) {
+				t.Fatalf("checkpoint if grown: %v", err)
+			}
+			if !errors.Is(a.log.Alarm(), audit.ErrContradicted) || !strings.Contains(a.logs.String(), "level=ERROR") {
+				t.Fatalf("alarm %v, logs:\n%s", a.log.Alarm(), a.logs)
+			}
+			if got := a.records(t); fmt.Sprint(got) != "[10]" {
+				t.Fatalf("checkpoint file holds %v, want [10]", got)
+			}
+		})
+	}
+}
