@@ -193,8 +193,8 @@ func (l *Log) Checkpoint(ctx context.Context) (Checkpoint, error) {
 }
 
 // CheckpointIfGrown signs and stores a checkpoint when the log has grown
-// beyond the largest stored one (in the database or outside it), and
-// reports whether it did.
+// beyond the newest one (in the checkpoint file when the log has one, in
+// the database otherwise), and reports whether it did.
 func (l *Log) CheckpointIfGrown(ctx context.Context) (bool, error) {
 	l.treeMu.Lock()
 	defer l.treeMu.Unlock()
@@ -209,12 +209,14 @@ func (l *Log) checkpointIfGrownLocked(ctx context.Context) (bool, error) {
 	if err != nil {
 		return false, fmt.Errorf("audit checkpoint: %w", err)
 	}
+	// With a checkpoint file, the last checkpoint is the file's newest,
+	// so that a new file (or one behind the database's) catches up.
 	last := uint64(0)
-	if ok {
+	switch {
+	case l.file != nil && l.anchor != nil:
+		last = l.anchor.Size
+	case l.file == nil && ok:
 		last = latest.Size
-	}
-	if l.anchor != nil {
-		last = max(last, l.anchor.Size)
 	}
 	if l.tree.size() == 0 || l.tree.size() <= last && l.Alarm() == nil {
 		return false, nil

@@ -496,3 +496,24 @@ func TestEntriesRemovedWhileTheLogRunsRaiseTheAlarm(t *testing.T) {
 		})
 	}
 }
+
+func TestANewCheckpointFileCatchesUpAtStart(t *testing.T) {
+	ctx := context.Background()
+	a := newAnchored(t)
+	// The log and its checkpoints predate the checkpoint file.
+	before := audit.New(a.store, a.signer, a.clock.now)
+	for range 5 {
+		if _, err := before.Append(ctx, audit.Entry{Type: audit.TypeSignIn, Outcome: audit.Success}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := before.Checkpoint(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.log.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := a.records(t); fmt.Sprint(got) != "[5]" || a.log.Alarm() != nil {
+		t.Fatalf("checkpoint file after start: %v, alarm %v", got, a.log.Alarm())
+	}
+}
