@@ -17,6 +17,7 @@
 package audit
 
 import (
+	"bytes"
 	"context"
 	"encoding/hex"
 	"errors"
@@ -88,6 +89,23 @@ type Log struct {
 	treeMu sync.Mutex
 	tree   *runningTree
 	tip    []byte // leaf hash of the tree's last entry
+	// anchor is the newest checkpoint kept outside the database (read at
+	// Start, then each one signed here), which the log must extend.
+	anchor     *Checkpoint
+	anchorFrom string
+
+	file       *CheckpointFile // nil: checkpoints stay in the database only
+	publishers []Publisher
+
+	alarmMu sync.Mutex
+	alarm   error // set once the log contradicts an external checkpoint
+}
+
+// Publisher receives each signed checkpoint note after it is stored. It
+// must not block: a slow destination queues the note and sends it from
+// its own goroutine (Forwarder).
+type Publisher interface {
+	Publish(note []byte)
 }
 
 // Option adjusts a Log.
@@ -97,6 +115,17 @@ type Option func(*Log)
 // slog.Default()). Messages carry sequence numbers and sizes, never entry
 // contents.
 func WithLogger(l *slog.Logger) Option { return func(lg *Log) { lg.logger = l } }
+
+// WithCheckpointFile appends every checkpoint to f, outside the database,
+// before it counts as issued; Start reads f's newest checkpoint and the
+// log refuses to sign a checkpoint that does not extend it.
+func WithCheckpointFile(f *CheckpointFile) Option { return func(lg *Log) { lg.file = f } }
+
+// WithPublisher also hands every signed checkpoint to p (syslog, a
+// witness).
+func WithPublisher(p Publisher) Option {
+	return func(lg *Log) { lg.publishers = append(lg.publishers, p) }
+}
 
 // New returns a log kept in storage that signs checkpoints with signer and
 // dates entries with now (time.Now when nil).
@@ -164,10 +193,15 @@ func (l *Log) Checkpoint(ctx context.Context) (Checkpoint, error) {
 }
 
 // CheckpointIfGrown signs and stores a checkpoint when the log has grown
-// beyond the largest stored one, and reports whether it did.
+// beyond the newest one (in the checkpoint file when the log has one, in
+// the database otherwise), and reports whether it did.
 func (l *Log) CheckpointIfGrown(ctx context.Context) (bool, error) {
 	l.treeMu.Lock()
 	defer l.treeMu.Unlock()
+	return l.checkpointIfGrownLocked(ctx)
+}
+
+func (l *Log) checkpointIfGrownLocked(ctx context.Context) (bool, error) {
 	if err := l.catchUp(ctx); err != nil {
 		return false, fmt.Errorf("audit checkpoint: %w", err)
 	}
@@ -175,7 +209,16 @@ func (l *Log) CheckpointIfGrown(ctx context.Context) (bool, error) {
 	if err != nil {
 		return false, fmt.Errorf("audit checkpoint: %w", err)
 	}
-	if l.tree.size() == 0 || ok && latest.Size >= l.tree.size() {
+	// With a checkpoint file, the last checkpoint is the file's newest,
+	// so that a new file (or one behind the database's) catches up.
+	last := uint64(0)
+	switch {
+	case l.file != nil && l.anchor != nil:
+		last = l.anchor.Size
+	case l.file == nil && ok:
+		last = latest.Size
+	}
+	if l.tree.size() == 0 || l.tree.size() <= last && l.Alarm() == nil {
 		return false, nil
 	}
 	_, _, err = l.checkpointLocked(ctx)
@@ -205,7 +248,9 @@ func (l *Log) Run(ctx context.Context, every time.Duration) {
 }
 
 // checkpointLocked signs the tree after reading the rows stored since the
-// last call. The caller holds treeMu.
+// last call, writes the checkpoint outside the database, stores it and
+// hands it to the publishers. It refuses while the log contradicts an
+// external checkpoint. The caller holds treeMu.
 func (l *Log) checkpointLocked(ctx context.Context) (Checkpoint, []byte, error) {
 	if l.signer == nil {
 		return Checkpoint{}, nil, errors.New("audit checkpoint: no signing key")
@@ -216,23 +261,52 @@ func (l *Log) checkpointLocked(ctx context.Context) (Checkpoint, []byte, error) 
 	if l.tree.size() == 0 {
 		return Checkpoint{}, nil, errors.New("audit checkpoint: the log is empty")
 	}
+	l.checkAnchor()
+	if err := l.Alarm(); err != nil {
+		return Checkpoint{}, nil, fmt.Errorf("audit checkpoint refused: %w", err)
+	}
 	cp := Checkpoint{Origin: l.signer.Origin(), Size: l.tree.size(), Root: l.tree.root()}
 	signed, err := l.signer.Sign(cp)
 	if err != nil {
 		return Checkpoint{}, nil, err
 	}
+	if l.file != nil {
+		if err := l.file.Append(signed); err != nil {
+			return Checkpoint{}, nil, fmt.Errorf("audit checkpoint of %d entries: %w", cp.Size, err)
+		}
+		l.anchor, l.anchorFrom = &cp, l.file.Path()
+	}
 	if err := l.storage.AddAuditCheckpoint(ctx, StoredCheckpoint{Size: cp.Size, Note: signed, CreatedAt: l.now().UTC()}); err != nil {
 		return Checkpoint{}, nil, fmt.Errorf("audit checkpoint of %d entries: %w", cp.Size, err)
 	}
+	for _, p := range l.publishers {
+		p.Publish(signed)
+	}
+	l.logger.Debug("audit checkpoint issued", "size", cp.Size)
 	return cp, signed, nil
 }
 
 // catchUp extends the running tree with the rows stored since it was last
 // extended, checking each as Verify does, so that a checkpoint never puts
 // a signature on a broken log. Leaves are recomputed from the entries, not
-// taken from storage. The caller holds treeMu.
+// taken from storage. Reaching the size of the external checkpoint, the
+// tree must have its root. The last entry read before is read again: one
+// removed or changed since is a contradiction when a checkpoint kept
+// outside covers it. The caller holds treeMu.
 func (l *Log) catchUp(ctx context.Context) error {
-	err := l.storage.AuditRows(ctx, l.tree.size()+1, func(r Row) error {
+	size := l.tree.size()
+	from, seenTip := size, size == 0
+	if seenTip {
+		from = 1
+	}
+	err := l.storage.AuditRows(ctx, from, func(r Row) error {
+		if !seenTip {
+			seenTip = true
+			if r.Seq != size || !bytes.Equal(LeafHash(r.Canonical), l.tip) {
+				return l.lost(size)
+			}
+			return nil
+		}
 		want := l.tree.size() + 1
 		if r.Seq != want {
 			return fmt.Errorf("%w: entry %d missing, found %d", ErrInconsistent, want, r.Seq)
@@ -247,12 +321,32 @@ func (l *Log) catchUp(ctx context.Context) error {
 		}
 		l.tree.append(leaf)
 		l.tip = leaf
+		if a := l.anchor; a != nil && a.Size == l.tree.size() && !bytes.Equal(a.Root, l.tree.root()) {
+			l.raise(fmt.Errorf("%w: entries 1 to %d do not match the checkpoint of %d entries in %s: the log was rewritten",
+				ErrContradicted, a.Size, a.Size, l.anchorFrom))
+		}
 		return nil
 	})
+	if err == nil && !seenTip {
+		err = l.lost(size)
+	}
 	if err != nil {
 		return fmt.Errorf("read audit entries: %w", err)
 	}
 	return nil
+}
+
+// lost reports that entry seq, read before, is gone or changed, raising
+// the alarm when the external checkpoint covers it. The caller holds
+// treeMu.
+func (l *Log) lost(seq uint64) error {
+	if a := l.anchor; a != nil && seq <= a.Size {
+		err := fmt.Errorf("%w: entry %d, covered by the checkpoint of %d entries in %s, was removed or changed while the log ran",
+			ErrContradicted, seq, a.Size, l.anchorFrom)
+		l.raise(err)
+		return err
+	}
+	return fmt.Errorf("%w: entry %d was removed or changed since it was read", ErrInconsistent, seq)
 }
 
 // Entries returns the newest entries matching f, newest first, at most
@@ -286,13 +380,21 @@ func (l *Log) Entries(ctx context.Context, f Filter, limit int) ([]Entry, error)
 	return ring, nil
 }
 
-// Verify checks the stored log with the log's own verifier key. An
-// auditor should use the package-level Verify with the key they hold.
+// Verify checks the stored log with the log's own verifier key, against
+// the newest record of its checkpoint file too. An auditor should use the
+// package-level Verify with the key they hold.
 func (l *Log) Verify(ctx context.Context) (Report, error) {
 	if l.signer == nil {
 		return Report{}, errors.New("audit verify: no signing key")
 	}
-	return Verify(ctx, l.storage, l.signer.VerifierKey())
+	var exts []ExternalCheckpoint
+	if l.file != nil {
+		var err error
+		if exts, err = ReadCheckpointFile(l.file.Path(), l.signer.VerifierKey()); err != nil {
+			return Report{}, fmt.Errorf("audit verify: %w", err)
+		}
+	}
+	return Verify(ctx, l.storage, l.signer.VerifierKey(), exts...)
 }
 
 // VerifierKey is the public key auditors verify checkpoints and exports

@@ -66,7 +66,8 @@ const exportFormat = "openconsult-audit-export/2"
 // The JSON document holds a freshly signed checkpoint, the export's own
 // entry, and each selected entry exactly as stored with its inclusion
 // proof; an entry whose predecessor is not in the document also carries
-// the proof that its link names a leaf of the log. The selection covers
+// the proof that its link names a leaf of the log. A CSV export signs a
+// checkpoint too, before it is written. The selection covers
 // the log up to the export's own entry (CSV) or the checkpoint (JSON).
 func (l *Log) Export(ctx context.Context, w io.Writer, f Filter, format, requester string) error {
 	if format != "json" && format != "csv" {
@@ -81,6 +82,14 @@ func (l *Log) Export(ctx context.Context, w io.Writer, f Filter, format, request
 		return fmt.Errorf("audit export: %w", err)
 	}
 	if format == "csv" {
+		// A CSV carries no proof, but the log it was taken from is
+		// checkpointed all the same, as for every export.
+		l.treeMu.Lock()
+		_, _, err := l.checkpointLocked(ctx)
+		l.treeMu.Unlock()
+		if err != nil {
+			return fmt.Errorf("audit export: %w", err)
+		}
 		return l.writeCSV(ctx, w, f, rec.Seq)
 	}
 	return l.writeJSON(ctx, w, f, rec)

@@ -2,10 +2,12 @@ package audit
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 )
 
@@ -27,9 +29,13 @@ type Report struct {
 	Entries     uint64 // entries verified
 	Checkpoints int    // signed checkpoints verified
 	Verified    uint64 // tree size of the latest checkpoint verified
-	FirstBad    uint64 // first entry found wrong; 0 when none can be named
-	Kind        Kind   // what is wrong, when not OK
-	Problem     string // what is wrong, for a person
+	// External is the size of the newest checkpoint kept outside the
+	// database that was verified, and ExternalFrom where it was found.
+	External     uint64
+	ExternalFrom string
+	FirstBad     uint64 // first entry found wrong; 0 when none can be named
+	Kind         Kind   // what is wrong, when not OK
+	Problem      string // what is wrong, for a person
 	// Export is, for a verified export, its own audit.exported entry: who
 	// exported it, when, and with which filter.
 	Export *Entry
@@ -45,10 +51,17 @@ func (r Report) String() string {
 		return "audit log NOT intact: " + r.Problem
 	}
 	if r.Export != nil {
-		return fmt.Sprintf("audit export intact: %d entries, each proven against a signed checkpoint of %d entries; exported by %s at %s (entry %d)",
+		s := fmt.Sprintf("audit export intact: %d entries, each proven against a signed checkpoint of %d entries; exported by %s at %s (entry %d)",
 			r.Entries, r.Verified, r.Export.Requester, r.Export.Time.Format(time.RFC3339), r.Export.Seq)
+		if r.ExternalFrom != "" {
+			s += "; the same checkpoint is in " + r.ExternalFrom
+		}
+		return s
 	}
 	s := fmt.Sprintf("audit log intact: %d entries, %d signed checkpoints, latest covers %d entries", r.Entries, r.Checkpoints, r.Verified)
+	if r.ExternalFrom != "" {
+		s += fmt.Sprintf("; the newest external checkpoint (%s) covers %d entries", r.ExternalFrom, r.External)
+	}
 	if r.Entries > r.Verified {
 		s += fmt.Sprintf("; the newest %d are not yet covered by a signed checkpoint", r.Entries-r.Verified)
 	}
@@ -68,12 +81,20 @@ const checkpointPage = 500
 // entry found wrong is named in the report. An error means the check
 // could not run (storage unreadable, bad key), not that the log is bad.
 //
+// The checkpoints in external, kept outside the database (the checkpoint
+// file, syslog, a witness), are checked the same way, so that removing the
+// newest entries, or rewriting the chain and the stored checkpoints with
+// it, is found too: the log must reach each of them with the same root.
+//
 // Entries newer than the latest checkpoint are protected by the chain
 // alone until the next checkpoint is signed; the report says how many.
-func Verify(ctx context.Context, src Source, vkey string) (Report, error) {
+func Verify(ctx context.Context, src Source, vkey string, external ...ExternalCheckpoint) (Report, error) {
 	v := &verification{ctx: ctx, src: src, vkey: vkey, tree: newRunningTree()}
 	if _, err := newVerifier(vkey); err != nil {
 		return Report{}, err
+	}
+	if err := v.externals(external); err != nil {
+		return v.result(err)
 	}
 	if err := v.checkpoints(); err != nil {
 		return v.result(err)
@@ -98,6 +119,11 @@ func Verify(ctx context.Context, src Source, vkey string) (Report, error) {
 		// A checkpoint is signed for more entries than are stored.
 		err = v.bad(v.rep.Entries+1, KindRemoved, "the log ends at entry %d but a signed checkpoint covers %d entries: entries %d to %d were removed",
 			v.rep.Entries, v.next.Size, v.rep.Entries+1, v.next.Size)
+	}
+	if err == nil && len(v.ext) > 0 {
+		x := v.ext[0]
+		err = v.bad(v.rep.Entries+1, KindRemoved, "the log ends at entry %d but the checkpoint in %s covers %d entries: entries %d to %d were removed",
+			v.rep.Entries, x.from, x.Size, v.rep.Entries+1, x.Size)
 	}
 	return v.result(err)
 }
@@ -127,6 +153,45 @@ type verification struct {
 	next  *Checkpoint  // the first of page, nil when none is left
 	after uint64       // size of the last checkpoint fetched
 	done  bool         // every checkpoint fetched
+
+	ext []external // external checkpoints not yet reached, by size
+}
+
+// external is a verified checkpoint kept outside the database.
+type external struct {
+	Checkpoint
+	from string
+}
+
+// externals verifies the external checkpoints and queues them by size.
+func (v *verification) externals(in []ExternalCheckpoint) error {
+	for _, e := range in {
+		cp, err := OpenCheckpoint(e.Note, v.vkey)
+		if err != nil {
+			return v.bad(0, KindCheckpoint, "the checkpoint in %s is not valid: %v (forged, or signed with another key)", e.Source, err)
+		}
+		v.ext = append(v.ext, external{cp, e.Source})
+	}
+	slices.SortStableFunc(v.ext, func(a, b external) int { return cmp.Compare(a.Size, b.Size) })
+	return nil
+}
+
+// reachedExternal compares the external checkpoints of the size the
+// verified entries have just reached with the rebuilt tree.
+func (v *verification) reachedExternal() error {
+	for len(v.ext) > 0 && v.ext[0].Size == v.rep.Entries {
+		x := v.ext[0]
+		if !bytes.Equal(x.Root, v.tree.root()) {
+			from := min(v.rep.Verified+1, v.rep.Entries)
+			return v.bad(from, KindAltered, "entries %d to %d do not match the checkpoint of %d entries in %s: one of them was altered, or the log was rewritten from there",
+				from, v.rep.Entries, x.Size, x.from)
+		}
+		v.rep.External, v.rep.ExternalFrom = x.Size, x.from
+		v.rep.Verified = max(v.rep.Verified, x.Size)
+		v.rep.Checkpoints++
+		v.ext = v.ext[1:]
+	}
+	return nil
 }
 
 func (v *verification) result(err error) (Report, error) {
@@ -235,9 +300,11 @@ func (v *verification) check(cur, next *row) error {
 	v.prev = cur
 	v.rep.Entries++
 	if v.next != nil && v.next.Size == v.rep.Entries {
-		return v.reached()
+		if err := v.reached(); err != nil {
+			return err
+		}
 	}
-	return nil
+	return v.reachedExternal()
 }
 
 // checkLink checks that cur names its predecessor's hash. When it does

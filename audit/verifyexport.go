@@ -37,7 +37,16 @@ type exportItem struct {
 // that the export's own audit.exported entry is in the log. A document
 // that cannot be read is an error; one that reads but does not verify is a
 // Report that is not OK and says why.
-func VerifyExport(r io.Reader, vkey string) (Report, error) {
+//
+// The checkpoints an auditor holds from outside the database (the
+// checkpoint file, syslog, a witness) are given in the order they were
+// written: the first of them at least as large as the export's checkpoint
+// must be that checkpoint. A larger one means the log had more entries
+// before the export than the export covers: its tail was cut (unless the
+// export predates that checkpoint, which the export's own record in the
+// checkpoint file settles). None as large is an error: they prove nothing
+// about the export's tail.
+func VerifyExport(r io.Reader, vkey string, checkpoints ...ExternalCheckpoint) (Report, error) {
 	if _, err := newVerifier(vkey); err != nil {
 		return Report{}, err
 	}
@@ -84,9 +93,41 @@ func VerifyExport(r io.Reader, vkey string) (Report, error) {
 		prev = &it
 		v.rep.Entries++
 	}
+	if len(checkpoints) > 0 {
+		if ok, err := v.against(checkpoints, vkey); err != nil || !ok {
+			return v.rep, err
+		}
+	}
 	v.rep.OK = true
 	v.rep.Export = &rec.entry
 	return v.rep, nil
+}
+
+// against compares the export's checkpoint with the first of cps at least
+// as large.
+func (v *exportVerification) against(cps []ExternalCheckpoint, vkey string) (bool, error) {
+	for _, c := range cps {
+		if size, ok := claimedSize(c.Note); !ok || size < v.cp.Size {
+			continue
+		}
+		cp, err := OpenCheckpoint(c.Note, vkey)
+		if err != nil {
+			v.rep.Kind, v.rep.Problem = KindCheckpoint, fmt.Sprintf("the checkpoint in %s is not valid: %v (forged, or signed with another key)", c.Source, err)
+			return false, nil
+		}
+		switch {
+		case cp.Size > v.cp.Size:
+			v.bad(v.cp.Size+1, KindRemoved, "the export covers %d entries, but the log already had %d when the checkpoint in %s was signed: entries %d to %d are missing, the log's tail was cut before the export (unless the export is older than that checkpoint)",
+				v.cp.Size, cp.Size, c.Source, v.cp.Size+1, cp.Size)
+			return false, nil
+		case !bytes.Equal(cp.Root, v.cp.Root):
+			v.bad(0, KindAltered, "the export's checkpoint of %d entries differs from the one in %s: the log was rewritten before the export", v.cp.Size, c.Source)
+			return false, nil
+		}
+		v.rep.External, v.rep.ExternalFrom = cp.Size, c.Source
+		return true, nil
+	}
+	return false, fmt.Errorf("audit export: no checkpoint given covers the export's %d entries: give the checkpoint file, or a checkpoint written at or after the export", v.cp.Size)
 }
 
 type exportVerification struct {

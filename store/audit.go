@@ -17,6 +17,9 @@ import (
 //
 // Rows are only ever inserted. The database cannot stop someone with
 // write access from changing them; audit.Verify finds out when they do.
+// audit_checkpoints is a convenience copy: a writer can delete it along
+// with the newest entries, which only the checkpoints kept outside the
+// database (audit.CheckpointFile, syslog, a witness) then reveal.
 
 var _ audit.Storage = (*DB)(nil)
 

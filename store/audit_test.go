@@ -3,6 +3,7 @@ package store_test
 import (
 	"context"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"strings"
@@ -209,6 +210,75 @@ func TestTamperingWithTheSQLiteAuditLogIsFoundAndNamed(t *testing.T) {
 			}
 			if tt.first > 0 && !strings.Contains(rep.Problem, fmt.Sprintf("entry %d ", tt.first)) && !strings.Contains(rep.Problem, fmt.Sprintf("entries %d ", tt.first)) {
 				t.Fatalf("problem %q does not name entry %d", rep.Problem, tt.first)
+			}
+		})
+	}
+}
+
+// TestTamperingHiddenFromTheDatabaseIsFoundWithTheCheckpointFile covers
+// what the database alone cannot show: a writer who removes the newest
+// entries, or rewrites the chain, and deletes the stored checkpoints with
+// them.
+func TestTamperingHiddenFromTheDatabaseIsFoundWithTheCheckpointFile(t *testing.T) {
+	tests := []struct {
+		name   string
+		tamper func(t *testing.T, f *tamperFixture)
+		first  uint64
+		kind   audit.Kind
+	}{
+		{"newest entries deleted", func(t *testing.T, f *tamperFixture) {
+			f.exec(t, `DELETE FROM audit_entries WHERE seq >= 9`)
+		}, 9, audit.KindRemoved},
+		{"chain rewritten from entry 4 at the same length", func(t *testing.T, f *tamperFixture) {
+			e := f.entry(t, 3)
+			c, _ := e.Canonical()
+			prev := audit.LeafHash(c)
+			for seq := uint64(4); seq <= 10; seq++ {
+				e := f.entry(t, seq)
+				e.Requester, e.Prev = "u_mallory", hex.EncodeToString(prev)
+				prev = f.put(t, seq, e)
+			}
+		}, 1, audit.KindAltered},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx := context.Background()
+			f := newTamperFixture(t)
+			dir := filepath.Join(t.TempDir(), "audit-checkpoints")
+			cf, err := audit.OpenCheckpointFile(dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer cf.Close()
+			log := audit.New(f.db, f.signer, time.Now, audit.WithCheckpointFile(cf))
+			if err := log.Start(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := log.Checkpoint(ctx); err != nil {
+				t.Fatal(err)
+			}
+			tt.tamper(t, f)
+			f.exec(t, `DELETE FROM audit_checkpoints`)
+			if rep := f.verify(t); !rep.OK {
+				t.Fatalf("the database alone shows it: %s", rep)
+			}
+			exts, err := audit.ReadCheckpointFile(cf.Path(), f.signer.VerifierKey())
+			if err != nil {
+				t.Fatal(err)
+			}
+			rep, err := audit.Verify(ctx, f.db, f.signer.VerifierKey(), exts...)
+			if err != nil || rep.OK || rep.FirstBad != tt.first || rep.Kind != tt.kind || !strings.Contains(rep.Problem, cf.Path()) {
+				t.Fatalf("with the checkpoint file: %+v %v, want entry %d %s", rep, err, tt.first, tt.kind)
+			}
+			restarted := audit.New(f.db, f.signer, time.Now, audit.WithCheckpointFile(cf))
+			if err := restarted.Start(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if !errors.Is(restarted.Alarm(), audit.ErrContradicted) {
+				t.Fatalf("no alarm at start: %v", restarted.Alarm())
+			}
+			if _, err := restarted.Checkpoint(ctx); err == nil {
+				t.Fatal("checkpoint signed over the contradicted log")
 			}
 		})
 	}

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/openconsult/openconsult/audit"
+	"github.com/openconsult/openconsult/internal/config"
 	"github.com/openconsult/openconsult/keyring"
 	"github.com/openconsult/openconsult/store"
 )
@@ -45,7 +46,7 @@ func openStore(ctx context.Context, s *settings) (*store.DB, error) {
 
 func auditCommand(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	if len(args) == 0 || (args[0] != "verify" && args[0] != "export") {
-		return errors.New("usage: signal audit verify [-file export.json -pubkey KEY] | signal audit export [-since T] [-until T] [-user ID] [-format json|csv] [-out FILE]")
+		return errors.New("usage: signal audit verify [-checkpoint FILE] [-file export.json -pubkey KEY] | signal audit export [-since T] [-until T] [-user ID] [-format json|csv] [-out FILE]")
 	}
 	s, fs := toolFlags("signal audit "+args[0], stderr)
 	file := fs.String("file", "", "verify this export offline instead of the database")
@@ -55,6 +56,8 @@ func auditCommand(ctx context.Context, args []string, getenv func(string) string
 	user := fs.String("user", "", "export entries by or about this user id")
 	format := fs.String("format", "json", "export format: json (verifiable) or csv")
 	out := fs.String("out", "", "write the export to this file (default: standard output)")
+	var checkpoints config.StringList
+	fs.Var(&checkpoints, "checkpoint", "also verify against the signed checkpoints in this `file` (a copy of the checkpoint file, syslog lines, a witness's note); repeatable; with -file, the checkpoint file of the time of the export")
 	s.tool = true
 	if err := s.load(args[1:], getenv); err != nil {
 		return err
@@ -63,20 +66,7 @@ func auditCommand(ctx context.Context, args []string, getenv func(string) string
 		if *pubkey == "" {
 			return errors.New("offline verification needs -pubkey")
 		}
-		f, err := os.Open(*file)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		rep, err := audit.VerifyExport(f, *pubkey)
-		if err != nil {
-			return err
-		}
-		fmt.Fprintln(stdout, rep)
-		if !rep.OK {
-			return errors.New("export failed verification")
-		}
-		return nil
+		return verifyExportFile(*file, *pubkey, checkpoints.Values, stdout)
 	}
 	db, err := openStore(ctx, s)
 	if err != nil {
@@ -95,15 +85,7 @@ func auditCommand(ctx context.Context, args []string, getenv func(string) string
 		key = signer.VerifierKey()
 	}
 	if args[0] == "verify" {
-		rep, err := audit.Verify(ctx, db, key)
-		if err != nil {
-			return err
-		}
-		fmt.Fprintln(stdout, rep)
-		if !rep.OK {
-			return fmt.Errorf("audit log failed verification at entry %d", rep.FirstBad)
-		}
-		return nil
+		return verifyLog(ctx, db, key, s.auditCheckpointDir, checkpoints.Values, stdout)
 	}
 	f := audit.Filter{User: *user}
 	if f.Since, err = parseWhen(*since); err != nil {
@@ -112,6 +94,11 @@ func auditCommand(ctx context.Context, args []string, getenv func(string) string
 	if f.Until, err = parseWhen(*until); err != nil {
 		return fmt.Errorf("-until: %w", err)
 	}
+	lg, closeLog, err := openToolAuditLog(ctx, s, db, signer, stderr)
+	if err != nil {
+		return err
+	}
+	defer closeLog()
 	w := stdout
 	if *out != "" {
 		file, err := os.OpenFile(*out, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
@@ -121,7 +108,7 @@ func auditCommand(ctx context.Context, args []string, getenv func(string) string
 		defer file.Close()
 		w = file
 	}
-	return audit.New(db, signer, time.Now).Export(ctx, w, f, *format, "operator:"+osUser())
+	return lg.Export(ctx, w, f, *format, "operator:"+osUser())
 }
 
 func osUser() string {

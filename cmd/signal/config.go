@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/openconsult/openconsult/audit"
 	"github.com/openconsult/openconsult/auth"
 	"github.com/openconsult/openconsult/internal/config"
 	"github.com/openconsult/openconsult/internal/obs"
@@ -65,6 +66,9 @@ type settings struct {
 	keyPassphraseFile   string
 	auditKeyFile        string
 	auditCheckpointEach time.Duration
+	auditCheckpointDir  string
+	auditSyslog         string
+	auditWitness        string
 
 	linkTTL     time.Duration
 	resumeGrace time.Duration
@@ -156,6 +160,9 @@ func newSettings(stderr io.Writer) *settings {
 	fs.StringVar(&s.keyPassphraseFile, "key-passphrase-file", "", "`file` holding the passphrase of -key-file")
 	fs.StringVar(&s.auditKeyFile, "audit-key-file", "", "Ed25519 signing key `file` of audit checkpoints (default <data-dir>/audit-signing.key, created at first start)")
 	fs.DurationVar(&s.auditCheckpointEach, "audit-checkpoint-interval", 5*time.Minute, "how often a signed audit checkpoint is issued when the log grew (1m to 24h)")
+	fs.StringVar(&s.auditCheckpointDir, "audit-checkpoint-dir", "", "`directory` of the append-only file of signed audit checkpoints kept outside the database (created mode 0700; default <data-dir>/audit-checkpoints): place it on other storage than the database")
+	fs.StringVar(&s.auditSyslog, "audit-syslog", "", "also send each signed audit checkpoint to syslog: local, or udp:, tcp: or unixgram: and an `address` (default off)")
+	fs.StringVar(&s.auditWitness, "audit-witness-url", "", "also POST each signed audit checkpoint to this https `URL` (a witness), retried without delaying the log (default off)")
 
 	fs.DurationVar(&s.linkTTL, "link-ttl", 24*time.Hour, "how long a patient or guest link works (10m to 7 days)")
 	fs.DurationVar(&s.resumeGrace, "resume-grace", time.Minute, "how long a participant whose connection dropped keeps their place (10s to 10m)")
@@ -214,6 +221,9 @@ func (s *settings) load(args []string, getenv func(string) string) error {
 	if s.auditKeyFile == "" {
 		s.auditKeyFile = filepath.Join(s.dataDir, "audit-signing.key")
 	}
+	if s.auditCheckpointDir == "" {
+		s.auditCheckpointDir = filepath.Join(s.dataDir, "audit-checkpoints")
+	}
 	return s.validate()
 }
 
@@ -256,6 +266,16 @@ func (s *settings) validate() error {
 	within("session-idle-timeout", s.sessionIdle, time.Minute, 12*time.Hour)
 	within("session-max-age", s.sessionMaxAge, time.Hour, 7*24*time.Hour)
 	within("audit-checkpoint-interval", s.auditCheckpointEach, time.Minute, 24*time.Hour)
+	if s.auditSyslog != "" {
+		if _, err := audit.SyslogSender(s.auditSyslog); err != nil {
+			bad("audit-syslog", "%v", err)
+		}
+	}
+	if s.auditWitness != "" {
+		if err := checkWitnessURL(s.auditWitness); err != nil {
+			bad("audit-witness-url", "%v", err)
+		}
+	}
 	within("link-ttl", s.linkTTL, 10*time.Minute, 7*24*time.Hour)
 	within("resume-grace", s.resumeGrace, 10*time.Second, 10*time.Minute)
 	within("turn-credential-ttl", s.turnTTL, 10*time.Minute, 48*time.Hour)

@@ -40,7 +40,9 @@ func ephemeralListeners() []string {
 		"-relay-listen", "127.0.0.1:0", "-relay-tls-listen", "127.0.0.1:0"}
 }
 
-func startDev(t *testing.T, dataDir string) *devServer { return startDevWith(t, dataDir) }
+func startDev(t *testing.T, dataDir string, extra ...string) *devServer {
+	return startDevWith(t, dataDir, extra...)
+}
 
 // startDevWith is startDev with more flags.
 func startDevWith(t *testing.T, dataDir string, extra ...string) *devServer {

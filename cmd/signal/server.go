@@ -36,6 +36,7 @@ type server struct {
 	grace      time.Duration
 	servers    []serve.Server
 	background []func(context.Context) // owned loops, stopped with the servers
+	stopping   []func(context.Context) // run once the servers stopped, before the database closes
 	closers    []func() error          // closed after the servers stopped
 }
 
@@ -102,8 +103,16 @@ func start(ctx context.Context, s *settings, stdout, stderr io.Writer) (_ *serve
 	if err != nil {
 		return nil, err
 	}
-	auditLog := audit.New(db, signer, time.Now)
-	recorder := auditRecorder{log: auditLog}
+	auditLog, err := openAuditLog(ctx, s, db, signer, log, reg, health)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			auditLog.file.Close()
+		}
+	}()
+	recorder := auditRecorder{log: auditLog.Log}
 
 	var mail auth.Mailer = &mailer.Outbox{Dir: s.outboxDir, From: "noreply@" + public.Hostname(), Log: log, Now: time.Now}
 	if s.smtpAddr != "" {
@@ -178,18 +187,18 @@ func start(ctx context.Context, s *settings, stdout, stderr io.Writer) (_ *serve
 
 	web, err := site.New(site.Options{
 		Log: log, Health: health, Metrics: obs.NewHTTPMetrics(reg, "site"), Setup: setup, Accounts: accounts,
-		Consults: consults, Audit: auditLog, Signaling: hub, Documents: consults, Rooms: hub, DocAudit: recorder, Upgrader: signaling.Upgrader(public), RelayOnly: s.relayOnly, ICE: ice, Now: time.Now,
+		Consults: consults, Audit: auditLog.Log, Signaling: hub, Documents: consults, Rooms: hub, DocAudit: recorder, Upgrader: signaling.Upgrader(public), RelayOnly: s.relayOnly, ICE: ice, Now: time.Now,
 		PasswordLo: policy.Password.MinLength, PasswordHi: policy.Password.MaxLength,
 		HSTSMaxAge: s.hstsMaxAge, Resets: resets, TrustedProxies: proxies, ClientHeader: s.clientAddressHeader(),
 	})
 	if err != nil {
 		return nil, err
 	}
-	srv := &server{log: log, db: db, grace: s.shutdownTimeout, background: []func(context.Context){
-		hub.Run,
-		resets.Run,
-		func(ctx context.Context) { auditLog.Run(ctx, s.auditCheckpointEach) },
-	}}
+	srv := &server{log: log, db: db, grace: s.shutdownTimeout, background: append([]func(context.Context){hub.Run, resets.Run},
+		auditLog.loops(s.auditCheckpointEach)...),
+		stopping: []func(context.Context){func(ctx context.Context) { auditLog.shutdown(ctx, log) }},
+		closers:  []func() error{auditLog.file.Close},
+	}
 	if embedded != nil {
 		srv.closers = append(srv.closers, embedded.Close)
 	}
@@ -240,6 +249,11 @@ func (srv *server) serve(ctx context.Context) error {
 		wg.Go(func() { loop(bg) })
 	}
 	err := serve.Run(ctx, srv.log, srv.grace, srv.servers...)
+	for _, f := range srv.stopping {
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), srv.grace)
+		f(sctx)
+		cancel()
+	}
 	stop()
 	wg.Wait()
 	for _, c := range srv.closers {
