@@ -81,7 +81,7 @@ func TestPatientLinkLifecycle(t *testing.T) {
 			if err := s.CheckLink(ctx, tok); !errors.Is(err, tt.wantErr) {
 				t.Fatalf("CheckLink = %v, want %v", err, tt.wantErr)
 			}
-			_, _, err = s.JoinAsGuest(ctx, tok, "Pat Example")
+			_, _, err = s.JoinAsGuest(ctx, tok, "Pat Example", "")
 			if !errors.Is(err, tt.wantErr) {
 				t.Fatalf("JoinAsGuest = %v, want %v", err, tt.wantErr)
 			}
@@ -93,7 +93,7 @@ func TestGuestSessionIsScopedAndEndsWithTheConsult(t *testing.T) {
 	ctx := context.Background()
 	s, db, _ := newService(t)
 	v, _ := s.Create(ctx, "u_doc", "", false)
-	sess, g, err := s.JoinAsGuest(ctx, token(t, v, 0), "  Pat Example ")
+	sess, g, err := s.JoinAsGuest(ctx, token(t, v, 0), "  Pat Example ", "")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -65,6 +65,8 @@ type settings struct {
 	turnSecret  string
 	turnTTL     time.Duration
 
+	guestDenialLimit int
+
 	relayListen    config.Addr
 	relayTLSListen config.Addr
 
@@ -142,6 +144,7 @@ func newSettings(stderr io.Writer) *settings {
 	fs.DurationVar(&s.auditCheckpointEach, "audit-checkpoint-interval", 5*time.Minute, "how often a signed audit checkpoint is issued when the log grew (1m to 24h)")
 
 	fs.DurationVar(&s.linkTTL, "link-ttl", 24*time.Hour, "how long a patient or guest link works (10m to 7 days)")
+	fs.IntVar(&s.guestDenialLimit, "guest-denial-limit", 3, "denials or removals of a device's guests after which a link refuses that device (1 to 20)")
 	fs.DurationVar(&s.resumeGrace, "resume-grace", time.Minute, "how long a participant whose connection dropped keeps their place (10s to 10m)")
 	fs.BoolVar(&s.relayOnly, "relay-only", false, "route every consult's media through the TURN relay, hiding participants' addresses from each other")
 	fs.Var(&s.stunURLs, "stun-url", "STUN server `URL` given to browsers, such as stun:turn.example-hospital.org:3478; repeatable")
@@ -283,6 +286,9 @@ func (s *settings) validate() error {
 	}
 	if s.passwordMinLength < 8 || s.passwordMinLength > 64 {
 		bad("password-min-length", "%d is outside 8 to 64", s.passwordMinLength)
+	}
+	if s.guestDenialLimit < 1 || s.guestDenialLimit > 20 {
+		bad("guest-denial-limit", "%d is outside 1 to 20", s.guestDenialLimit)
 	}
 	if s.lockoutAttempts < 3 || s.lockoutAttempts > 20 {
 		bad("lockout-attempts", "%d is outside 3 to 20", s.lockoutAttempts)
