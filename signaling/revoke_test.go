@@ -9,6 +9,8 @@ import (
 	"testing"
 	"testing/synctest"
 	"time"
+
+	"github.com/openconsult/openconsult/internal/eventually"
 )
 
 func (t *tab) isClosed() bool {
@@ -212,43 +214,50 @@ func TestRelayOnlyFailsClosedAndIsReadOnce(t *testing.T) {
 }
 
 // stuckChat is a chat log whose writes wait for the database until their
-// context ends, as SQLite does while another writer holds its lock.
+// context ends, as SQLite does while another writer holds its lock (or
+// until the test lets go).
 type stuckChat struct {
 	memChat
+	started  atomic.Bool
 	deadline atomic.Bool // whether the stuck write had a deadline
+	release  chan struct{}
 }
 
 func (c *stuckChat) AppendChat(ctx context.Context, _ string, _ ChatMessage) (ChatMessage, error) {
 	_, ok := ctx.Deadline()
 	c.deadline.Store(ok)
-	<-ctx.Done()
-	return ChatMessage{}, ctx.Err()
+	c.started.Store(true)
+	select {
+	case <-ctx.Done():
+		return ChatMessage{}, ctx.Err()
+	case <-c.release:
+		return ChatMessage{}, errors.New("released by the test")
+	}
 }
 
 func TestStuckChatWriteHoldsNeitherTheRoomNorForever(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		f := newFixture()
-		chat := &stuckChat{memChat: memChat{msgs: map[string][]ChatMessage{}, now: time.Now}}
-		f.hub.deps.Chat = chat
-		r, hm, host := f.join(t, "u_doc", true)
-		_, gm, pat := f.join(t, "g_pat", false)
-		r.Handle(hm, msg("admit", "member", "g_pat"))
-		host.take()
+	f := newFixture()
+	chat := &stuckChat{memChat: memChat{msgs: map[string][]ChatMessage{}, now: time.Now}, release: make(chan struct{})}
+	f.hub.deps.Chat = chat
+	f.hub.deps.IOTimeout = 200 * time.Millisecond
+	r, hm, host := f.join(t, "u_doc", true)
+	_, gm, pat := f.join(t, "g_pat", false)
+	r.Handle(hm, msg("admit", "member", "g_pat"))
+	host.take()
 
-		var wg sync.WaitGroup
-		wg.Go(func() { r.Handle(gm, msg("chat", "id", "c1", "text", "hello")) })
-		synctest.Wait() // the write is stuck
-		r.Handle(hm, msg("ping", "id", "p1"))
-		if pong := host.last("pong"); pong == nil {
-			t.Fatal("the host waited for another member's chat write")
-		}
-		wg.Wait()
-		if !chat.deadline.Load() {
-			t.Fatal("the chat write had no deadline")
-		}
-		if e := pat.last("error"); e == nil || e["code"] != "internal" || e["ref"] != "c1" {
-			t.Fatalf("the sender was not told the chat failed: %v", e)
-		}
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer close(chat.release)
+	wg.Go(func() { r.Handle(gm, msg("chat", "id", "c1", "text", "hello")) })
+	eventually.True(t, 5*time.Second, "the chat write to start", chat.started.Load)
+	if !chat.deadline.Load() {
+		t.Error("the chat write has no deadline")
+	}
+	wg.Go(func() { r.Handle(hm, msg("ping", "id", "p1")) })
+	eventually.True(t, 5*time.Second, "the host's pong while another member's chat write is stuck", func() bool { return host.last("pong") != nil })
+	eventually.True(t, 5*time.Second, "the sender to learn its chat failed", func() bool {
+		e := pat.last("error")
+		return e != nil && e["code"] == "internal" && e["ref"] == "c1"
 	})
 }
 
