@@ -19,8 +19,14 @@ import (
 
 func newService(t *testing.T) (*Service, *store.DB, *time.Time) {
 	t.Helper()
+	return newServiceAt(t, filepath.Join(t.TempDir(), "c.db"))
+}
+
+// newServiceAt is newService with its SQLite database at path.
+func newServiceAt(t *testing.T, path string) (*Service, *store.DB, *time.Time) {
+	t.Helper()
 	ctx := context.Background()
-	db, err := store.OpenSQLite(ctx, filepath.Join(t.TempDir(), "c.db"))
+	db, err := store.OpenSQLite(ctx, path)
 	if err != nil {
 		t.Fatal(err)
 	}
