@@ -287,3 +287,17 @@ func TestDeniedGuestCannotKnockAgain(t *testing.T) {
 	}
 	l.guest(t, c.link, nil) // another device still joins
 }
+
+// The call page shows why the server closed it and does not reconnect: a
+// clinician who signs out everywhere from another tab sees the page end.
+func TestBrowserCallPageEndsWhenSignedOutEverywhere(t *testing.T) {
+	d, doc := startConsult(t, "dr.everywhere", false)
+	defer d.stop()
+	waitTrue(t, doc, "the host is in the call", `document.getElementById("status").textContent.includes("You are in the consult")`, 15*time.Second)
+	waitTrue(t, doc, "sign out everywhere", `fetch("/signout/everywhere", {method: "POST"}).then(() => true)`, 10*time.Second)
+	waitTrue(t, doc, "the page says it was signed out", `window.openConsult.state.over && document.getElementById("status").textContent.includes("signed out")`, 10*time.Second)
+	// It stays closed: a reconnection would replace the closed socket.
+	waitTrue(t, doc, "the socket closed", `window.openConsult.state.ws.readyState === WebSocket.CLOSED`, 10*time.Second)
+	time.Sleep(3 * time.Second) // longer than the first reconnection delay
+	waitTrue(t, doc, "no reconnection", `window.openConsult.state.ws.readyState === WebSocket.CLOSED && document.getElementById("status").textContent.includes("signed out")`, time.Second)
+}
