@@ -3,12 +3,18 @@ package signaling
 import (
 	"context"
 	"errors"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
+
+	"github.com/gorilla/websocket"
 
 	"github.com/openconsult/openconsult/internal/eventually"
 )
@@ -362,4 +368,56 @@ func TestOpenTabChecksItsSessionEveryInterval(t *testing.T) {
 			t.Fatal("a valid session's tab was closed")
 		}
 	})
+}
+
+// Over a real WebSocket: a tab whose session is gone when it opens is told
+// "expired" and closed; a denied guest that connects again is told
+// "denied".
+func TestWebSocketClosesTabsWithoutAValidSessionOrBarred(t *testing.T) {
+	f := newFixture()
+	ended := &fakeSession{ended: true}
+	var srv *httptest.Server
+	srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		u, _ := url.Parse(srv.URL)
+		ws, err := Upgrader(u).Upgrade(w, r, nil)
+		if err != nil {
+			return
+		}
+		p := Participant{ID: r.URL.Query().Get("id"), Kind: "guest"}
+		if r.URL.Query().Get("session") == "ended" {
+			p.Session = ended
+		}
+		f.hub.Serve(r.Context(), ws, "c_1", p)
+	}))
+	defer srv.Close()
+	dial := func(query string) *websocket.Conn {
+		c, _, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(srv.URL, "http")+"/?"+query, http.Header{"Origin": {srv.URL}})
+		if err != nil {
+			t.Fatalf("dial: %v", err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+	closes := func(c *websocket.Conn, code string) {
+		t.Helper()
+		readType(t, c, code)
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		for {
+			if _, _, err := c.ReadMessage(); err != nil {
+				if ne, ok := err.(net.Error); ok && ne.Timeout() {
+					t.Fatalf("still open after %q", code)
+				}
+				return
+			}
+		}
+	}
+
+	closes(dial("id=g_gone&session=ended"), CloseExpired)
+
+	r, hm, _ := f.join(t, "u_doc", true)
+	g := dial("id=g_knock")
+	readType(t, g, "welcome")
+	r.Handle(hm, msg("deny", "member", "g_knock"))
+	closes(g, CloseDenied)
+	closes(dial("id=g_knock"), CloseDenied)
 }
