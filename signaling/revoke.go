@@ -3,6 +3,7 @@ package signaling
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 )
 
@@ -77,6 +78,33 @@ func (h *Hub) CloseLink(consultID, linkID string) int {
 		}
 	}
 	return n
+}
+
+// endConsultLocked records the end of the consult (ended, links dead),
+// then tells every member and closes their tabs, auditing it once.
+func (r *Room) endConsultLocked(ctx context.Context, by string) error {
+	if r.deps.Records == nil {
+		return errors.New("no consult records to end the consult in")
+	}
+	ctx, cancel := context.WithTimeout(ctx, r.deps.IOTimeout)
+	defer cancel()
+	if err := r.deps.Records.Finish(ctx, r.ID); err != nil {
+		return fmt.Errorf("end consult %s: %w", r.ID, err)
+	}
+	return r.endLocked(by, "ended by the host")
+}
+
+// dropLocked tells p why it goes, closes its tab and takes it out of the
+// room.
+func (r *Room) dropLocked(p *Member, kind string) {
+	p.send(encode(closingMsg{Type: kind}))
+	if p.conn != nil {
+		p.conn.Close()
+	}
+	p.dropMediaLocked()
+	delete(r.members, p.ID)
+	r.broadcastRoster()
+	r.broadcastLobby()
 }
 
 // snapshot lists the live rooms.

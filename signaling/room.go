@@ -481,19 +481,6 @@ func (r *Room) expel(p, by *Member, kind, message string) error {
 	return nil
 }
 
-// dropLocked tells p why it goes, closes its tab and takes it out of the
-// room.
-func (r *Room) dropLocked(p *Member, kind string) {
-	p.send(encode(closingMsg{Type: kind}))
-	if p.conn != nil {
-		p.conn.Close()
-	}
-	p.dropMediaLocked()
-	delete(r.members, p.ID)
-	r.broadcastRoster()
-	r.broadcastLobby()
-}
-
 func (r *Room) leave(m *Member, _ json.RawMessage) error {
 	if err := r.audit(EventAborted, m.ID, "left", map[string]string{"reason": "left"}); err != nil {
 		return err
@@ -511,20 +498,6 @@ func (r *Room) leave(m *Member, _ json.RawMessage) error {
 // end is the host's end message: the same path as the dashboard's button.
 func (r *Room) end(host *Member, _ json.RawMessage) error {
 	return r.endConsultLocked(context.Background(), host.ID)
-}
-
-// endConsultLocked records the end of the consult (ended, links dead),
-// then tells every member and closes their tabs, auditing it once.
-func (r *Room) endConsultLocked(ctx context.Context, by string) error {
-	if r.deps.Records == nil {
-		return errors.New("no consult records to end the consult in")
-	}
-	ctx, cancel := context.WithTimeout(ctx, r.deps.IOTimeout)
-	defer cancel()
-	if err := r.deps.Records.Finish(ctx, r.ID); err != nil {
-		return fmt.Errorf("end consult %s: %w", r.ID, err)
-	}
-	return r.endLocked(by, "ended by the host")
 }
 
 func (r *Room) endLocked(by, message string) error {
