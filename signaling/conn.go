@@ -67,7 +67,7 @@ func (h *Hub) Serve(ctx context.Context, ws *websocket.Conn, consultID string, p
 	c := &wsConn{ws: ws, out: make(chan []byte, sendQueue), done: make(chan struct{})}
 	r, m, err := h.Join(consultID, p, c)
 	if err != nil {
-		b := encode(closingMsg{Type: refusal(err)})
+		b := refusal(err)
 		_ = ws.SetWriteDeadline(time.Now().Add(writeWait))
 		_ = ws.WriteMessage(websocket.TextMessage, b)
 		_ = ws.Close()

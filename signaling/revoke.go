@@ -183,10 +183,16 @@ func (h *Hub) watchSession(done <-chan struct{}, r *Room, m *Member, c Conn, s S
 	}
 }
 
-// refusal is the close code of a tab Join refused.
-func refusal(err error) string {
-	if errors.Is(err, ErrBarred) {
-		return CloseDenied
+// refusal is the last message of a tab Join refused: why, when the tab
+// must not come back; an internal error, after which it may retry, when
+// the room could not take it (its audit record failed).
+func refusal(err error) []byte {
+	switch {
+	case errors.Is(err, ErrBarred):
+		return encode(closingMsg{Type: CloseDenied})
+	case errors.Is(err, ErrEnded):
+		return encode(closingMsg{Type: CloseEnded})
+	default:
+		return encode(errorMsg{Type: "error", ProtoError: *ErrInternal})
 	}
-	return CloseEnded
 }

@@ -175,8 +175,10 @@ func TestDeniedOrRemovedGuestCannotKnockAgain(t *testing.T) {
 			t.Errorf("%s knocked again: %v", id, err)
 		}
 	}
-	if refusal(ErrBarred) != CloseDenied || refusal(ErrEnded) != CloseEnded {
-		t.Fatal("refused tabs are not told why")
+	for err, want := range map[error]string{ErrBarred: `"type":"denied"`, ErrEnded: `"type":"ended"`, errors.New("audit: disk full"): `"code":"internal"`} {
+		if got := string(refusal(err)); !strings.Contains(got, want) {
+			t.Errorf("refused for %v: %s, want %s", err, got, want)
+		}
 	}
 }
 
