@@ -28,7 +28,9 @@ type guestConsults struct {
 	err error
 }
 
-func (c guestConsults) GuestSession(context.Context, string) (consult.Guest, error) { return c.g, c.err }
+func (c guestConsults) GuestSession(context.Context, string) (consult.Guest, error) {
+	return c.g, c.err
+}
 
 // A call page's session check ends the page only for a session that is
 // really gone; a failure to check keeps it (its absolute end still holds).
