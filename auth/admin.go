@@ -140,6 +140,7 @@ func (s *Service) Apply(ctx context.Context, admin Identity, userID string, acti
 		if err := s.store.SetUserFlags(ctx, userID, true, false, now); err != nil {
 			return err
 		}
+		s.closeLive(userID)
 		ev = Event{Type: EventUserDisabled, Message: "account disabled"}
 	case ActionResetTOTP:
 		if err := s.store.ResetTOTP(ctx, userID); err != nil {
@@ -150,11 +151,13 @@ func (s *Service) Apply(ctx context.Context, admin Identity, userID string, acti
 		if err := s.store.SetUserFlags(ctx, userID, false, true, now); err != nil {
 			return err
 		}
+		s.closeLive(userID)
 		ev = Event{Type: EventPasswordChanged, Message: "password change forced at next sign-in"}
 	case ActionRevokeSessions:
 		if _, err := s.store.DeleteUserSessions(ctx, userID); err != nil {
 			return err
 		}
+		s.closeLive(userID)
 		ev = Event{Type: EventSessionsRevoked, Message: "all sessions revoked by an administrator"}
 	case ActionResendActivation:
 		if err := s.sendActivation(ctx, userID); err != nil {

@@ -105,6 +105,7 @@ func (s *Service) SetPasswordWithLink(ctx context.Context, token, purpose, passw
 		}
 		return err
 	}
+	s.closeLive(userID)
 	msg := "password reset with a mailed link"
 	if purpose == PurposeActivate {
 		msg = "account activated"

@@ -52,6 +52,12 @@ type Sealer interface {
 	UnsealString(sealed []byte, aad []byte) (string, error)
 }
 
+// LiveConnections closes the open connections (call pages) of an account
+// whose sessions ended; the signaling hub implements it.
+type LiveConnections interface {
+	CloseAccount(userID string) int
+}
+
 // Mailer delivers a message to one address.
 type Mailer interface {
 	Send(ctx context.Context, to, subject, body string) error
@@ -132,6 +138,7 @@ type Service struct {
 	sealer Sealer
 	audit  Recorder
 	mail   Mailer
+	live   LiveConnections
 	log    *slog.Logger
 	public *url.URL
 	issuer string
@@ -159,6 +166,11 @@ type Deps struct {
 	Hashing *HashGate
 	Policy  Policy
 	Now     func() time.Time
+
+	// Live is told of every change that ends an account's sessions, after
+	// it is stored, to close the account's open connections; nil when
+	// nothing holds connections.
+	Live LiveConnections
 }
 
 // NewService returns the account service.
@@ -173,7 +185,7 @@ func NewService(d Deps) (*Service, error) {
 	if d.Hashing == nil {
 		d.Hashing = NewHashGate(0, DefaultHashWait)
 	}
-	return &Service{store: d.Store, sealer: d.Sealer, audit: d.Audit, mail: d.Mail, log: d.Log, public: d.PublicURL,
+	return &Service{store: d.Store, sealer: d.Sealer, audit: d.Audit, mail: d.Mail, live: d.Live, log: d.Log, public: d.PublicURL,
 		issuer: d.Issuer, hash: d.Hash, gate: d.Hashing, policy: d.Policy, now: d.Now, dummyHash: dummy}, nil
 }
 
@@ -185,6 +197,17 @@ func (s *Service) record(ctx context.Context, ev Event) error {
 		return fmt.Errorf("audit %s: %w", ev.Type, err)
 	}
 	return nil
+}
+
+// closeLive closes the open connections of an account whose sessions just
+// ended.
+func (s *Service) closeLive(userID string) {
+	if s.live == nil {
+		return
+	}
+	if n := s.live.CloseAccount(userID); n > 0 {
+		s.log.Info("live connections closed", "user", userID, "members", n)
+	}
 }
 
 func (s *Service) link(path string) string {

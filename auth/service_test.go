@@ -54,6 +54,7 @@ type fixture struct {
 	admin  Identity
 	token  string // admin's session token
 	secret string // admin's TOTP secret
+	live   *liveConns
 }
 
 var testClient = Client{IP: "192.0.2.10", UserAgent: "test"}
@@ -85,11 +86,11 @@ func newFixture(t *testing.T) *fixture {
 		t.Fatal(err)
 	}
 	now := time.Date(2026, 6, 1, 8, 0, 0, 0, time.UTC)
-	f := &fixture{db: db, clock: &now, audit: &events{}, outbox: filepath.Join(dir, "outbox")}
+	f := &fixture{db: db, clock: &now, audit: &events{}, outbox: filepath.Join(dir, "outbox"), live: &liveConns{}}
 	clock := func() time.Time { return *f.clock }
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	f.svc, err = NewService(Deps{
-		Store: db, Sealer: sealer(t, db), Audit: f.audit, Log: log,
+		Store: db, Sealer: sealer(t, db), Audit: f.audit, Log: log, Live: f.live,
 		Mail:      &mailer.Outbox{Dir: f.outbox, From: "noreply@example.org", Log: log, Now: clock},
 		PublicURL: &url.URL{Scheme: "https", Host: "consult.example.org"}, Issuer: "OpenConsult Test",
 		Hash: testHash, Policy: DefaultPolicy, Now: clock,

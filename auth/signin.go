@@ -29,6 +29,9 @@ type Identity struct {
 // Full reports whether every sign-in step is done.
 func (id Identity) Full() bool { return id.Stage == StageFull }
 
+// Expires is when the session ends whatever the activity.
+func (id Identity) Expires() time.Time { return id.session.ExpiresAt }
+
 // IsAdmin reports a fully signed-in administrator.
 func (id Identity) IsAdmin() bool { return id.Full() && id.User.Role == "admin" }
 
@@ -171,8 +174,9 @@ func (s *Service) Session(ctx context.Context, token string) (Identity, error) {
 		_ = s.store.DeleteSession(ctx, hash)
 		return Identity{}, ErrNoSession
 	}
-	// One write a minute is precise enough for a 30-minute idle timeout.
-	if now.Sub(sess.LastSeenAt) >= time.Minute {
+	// One write a minute is precise enough for a 30-minute idle timeout;
+	// a short one is renewed at half its length.
+	if now.Sub(sess.LastSeenAt) >= min(time.Minute, s.policy.IdleTimeout/2) {
 		if err := s.store.TouchSession(ctx, hash, now); err != nil {
 			return Identity{}, err
 		}
@@ -282,6 +286,7 @@ func (s *Service) SignOutEverywhere(ctx context.Context, id Identity, c Client) 
 	if err != nil {
 		return err
 	}
+	s.closeLive(id.User.ID)
 	return s.record(ctx, Event{Type: EventSessionsRevoked, Success: true, Requester: id.User.ID, Message: "signed out everywhere", Client: c,
 		Fields: map[string]string{"user": id.User.ID, "sessions": fmt.Sprint(n)}})
 }

@@ -34,6 +34,8 @@ type Store interface {
 	LinkByTokenHash(ctx context.Context, hash []byte) (store.ConsultLink, error)
 	AddGuest(ctx context.Context, g store.Guest, s store.Session) error
 	GuestByID(ctx context.Context, id string) (store.Guest, error)
+	DenyGuest(ctx context.Context, guestID string, now time.Time) error
+	DeviceDenials(ctx context.Context, linkID string, deviceHash []byte) (int, error)
 	SessionByHash(ctx context.Context, hash []byte) (store.Session, error)
 	NextChatSeq(ctx context.Context, consultID string) (int64, error)
 	AppendChat(ctx context.Context, c store.ChatRow) error
@@ -57,7 +59,14 @@ var (
 	ErrNotOwner    = errors.New("this consult belongs to another clinician")
 	ErrEnded       = errors.New("the consult has ended")
 	ErrBadInput    = errors.New("invalid input")
+	// ErrDeviceRefused: the link refuses a device whose guests were denied
+	// DenialLimit times.
+	ErrDeviceRefused = errors.New("this link no longer admits this device")
 )
+
+// DefaultDenialLimit is how many denials of a device's guests make a link
+// refuse that device when Service.DenialLimit is 0.
+const DefaultDenialLimit = 3
 
 // Service manages consult records.
 type Service struct {
@@ -67,6 +76,10 @@ type Service struct {
 	Public  *url.URL
 	LinkTTL time.Duration
 	Now     func() time.Time
+	// DenialLimit is how many times the guests of one device may be denied
+	// or removed before the link refuses that device; 0 means
+	// DefaultDenialLimit.
+	DenialLimit int
 }
 
 // View is a consult as its owner sees it.
@@ -92,7 +105,9 @@ type LinkView struct {
 type Guest struct {
 	ID        string
 	ConsultID string
+	LinkID    string
 	Name      string
+	Expires   time.Time // when the guest session ends at the latest
 }
 
 // newToken returns a 256-bit link or session token and its hash.
@@ -255,7 +270,8 @@ func (s *Service) AddLink(ctx context.Context, ownerID, consultID, label string)
 	return s.Store.AddConsultLink(ctx, l)
 }
 
-// RevokeLink makes a link unusable; guests already admitted stay.
+// RevokeLink makes a link unusable and ends the sessions of the guests who
+// joined with it; the caller closes their live connections.
 func (s *Service) RevokeLink(ctx context.Context, ownerID, consultID, linkID string) error {
 	if _, err := s.owned(ctx, ownerID, consultID); err != nil {
 		return err
@@ -271,6 +287,20 @@ func (s *Service) End(ctx context.Context, ownerID, consultID string) error {
 	err := s.Store.EndConsult(ctx, consultID, s.Now())
 	if errors.Is(err, store.ErrNotFound) {
 		return ErrEnded
+	}
+	return err
+}
+
+// Finish marks the consult ended and revokes its links; a consult that had
+// already ended is no error. It checks no owner: the live room calls it for
+// its host (signaling.Records), and the site after checking ownership.
+func (s *Service) Finish(ctx context.Context, consultID string) error {
+	err := s.Store.EndConsult(ctx, consultID, s.Now())
+	if errors.Is(err, store.ErrNotFound) {
+		if _, err := s.Store.ConsultByID(ctx, consultID); err != nil {
+			return err
+		}
+		return nil // already ended
 	}
 	return err
 }

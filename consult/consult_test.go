@@ -19,8 +19,14 @@ import (
 
 func newService(t *testing.T) (*Service, *store.DB, *time.Time) {
 	t.Helper()
+	return newServiceAt(t, filepath.Join(t.TempDir(), "c.db"))
+}
+
+// newServiceAt is newService with its SQLite database at path.
+func newServiceAt(t *testing.T, path string) (*Service, *store.DB, *time.Time) {
+	t.Helper()
 	ctx := context.Background()
-	db, err := store.OpenSQLite(ctx, filepath.Join(t.TempDir(), "c.db"))
+	db, err := store.OpenSQLite(ctx, path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -81,7 +87,7 @@ func TestPatientLinkLifecycle(t *testing.T) {
 			if err := s.CheckLink(ctx, tok); !errors.Is(err, tt.wantErr) {
 				t.Fatalf("CheckLink = %v, want %v", err, tt.wantErr)
 			}
-			_, _, err = s.JoinAsGuest(ctx, tok, "Pat Example")
+			_, _, err = s.JoinAsGuest(ctx, tok, "Pat Example", "")
 			if !errors.Is(err, tt.wantErr) {
 				t.Fatalf("JoinAsGuest = %v, want %v", err, tt.wantErr)
 			}
@@ -93,7 +99,7 @@ func TestGuestSessionIsScopedAndEndsWithTheConsult(t *testing.T) {
 	ctx := context.Background()
 	s, db, _ := newService(t)
 	v, _ := s.Create(ctx, "u_doc", "", false)
-	sess, g, err := s.JoinAsGuest(ctx, token(t, v, 0), "  Pat Example ")
+	sess, g, err := s.JoinAsGuest(ctx, token(t, v, 0), "  Pat Example ", "")
 	if err != nil {
 		t.Fatal(err)
 	}

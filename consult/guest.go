@@ -64,17 +64,44 @@ func CleanName(name string) (string, error) {
 	return name, nil
 }
 
+// NewDeviceID returns a random identifier for a browser's device cookie.
+func NewDeviceID() (string, error) {
+	t, _, err := newToken()
+	return t, err
+}
+
+// deviceHash hashes a device cookie; a missing or implausible one is nil.
+func deviceHash(device string) []byte {
+	if len(device) < 22 || len(device) > 64 {
+		return nil
+	}
+	return hashToken("device:" + device)
+}
+
 // JoinAsGuest redeems a link with a display name: it records the guest and
 // returns a session token scoped to that one consult. A link stays usable
 // until it expires or is revoked, so a patient can rejoin from another
-// device; each join is a separate guest the clinician admits.
-func (s *Service) JoinAsGuest(ctx context.Context, token, name string) (sessionToken string, g Guest, err error) {
+// device; each join is a separate guest the clinician admits. device is the
+// browser's device cookie: once the guests of that device were denied
+// DenialLimit times, the link refuses it (ErrDeviceRefused).
+func (s *Service) JoinAsGuest(ctx context.Context, token, name, device string) (sessionToken string, g Guest, err error) {
 	l, err := s.link(ctx, token)
 	if err != nil {
 		return "", Guest{}, err
 	}
 	if name, err = CleanName(name); err != nil {
 		return "", Guest{}, err
+	}
+	dev := deviceHash(device)
+	if dev != nil {
+		n, err := s.Store.DeviceDenials(ctx, l.ID, dev)
+		if err != nil {
+			return "", Guest{}, err
+		}
+		if n >= s.denialLimit() {
+			s.Log.Info("link refused a device denied before", "consult", l.ConsultID, "link", l.ID, "denials", n)
+			return "", Guest{}, ErrDeviceRefused
+		}
 	}
 	id, err := ids.New("g")
 	if err != nil {
@@ -94,11 +121,35 @@ func (s *Service) JoinAsGuest(ctx context.Context, token, name string) (sessionT
 		expires = max
 	}
 	sess := store.Session{IDHash: hash, GuestID: id, ConsultID: l.ConsultID, Stage: "guest", CreatedAt: now, LastSeenAt: now, ExpiresAt: expires}
-	if err := s.Store.AddGuest(ctx, store.Guest{ID: id, ConsultID: l.ConsultID, LinkID: l.ID, NameEnc: nameEnc, CreatedAt: now}, sess); err != nil {
+	if err := s.Store.AddGuest(ctx, store.Guest{ID: id, ConsultID: l.ConsultID, LinkID: l.ID, NameEnc: nameEnc, CreatedAt: now, DeviceHash: dev}, sess); err != nil {
 		return "", Guest{}, err
 	}
 	s.Log.Info("guest joined through a link", "consult", l.ConsultID, "guest", id, "link", l.ID)
-	return sessionToken, Guest{ID: id, ConsultID: l.ConsultID, Name: name}, nil
+	return sessionToken, Guest{ID: id, ConsultID: l.ConsultID, LinkID: l.ID, Name: name, Expires: expires}, nil
+}
+
+func (s *Service) denialLimit() int {
+	if s.DenialLimit > 0 {
+		return s.DenialLimit
+	}
+	return DefaultDenialLimit
+}
+
+// DenyGuest records that the host denied or removed a guest of the
+// consult and ends the guest's session, so it cannot knock again
+// (signaling.Guests).
+func (s *Service) DenyGuest(ctx context.Context, consultID, guestID string) error {
+	g, err := s.Store.GuestByID(ctx, guestID)
+	if err != nil {
+		return fmt.Errorf("deny guest %s: %w", guestID, err)
+	}
+	if g.ConsultID != consultID {
+		return fmt.Errorf("deny guest %s: not a guest of %s", guestID, consultID)
+	}
+	if err := s.Store.DenyGuest(ctx, guestID, s.Now()); err != nil {
+		return fmt.Errorf("deny guest %s: %w", guestID, err)
+	}
+	return nil
 }
 
 // GuestSession returns the guest behind a session token, if the session is
@@ -125,7 +176,7 @@ func (s *Service) GuestSession(ctx context.Context, token string) (Guest, error)
 	if err != nil {
 		return Guest{}, fmt.Errorf("unseal guest name: %w", err)
 	}
-	return Guest{ID: g.ID, ConsultID: g.ConsultID, Name: name}, nil
+	return Guest{ID: g.ID, ConsultID: g.ConsultID, LinkID: g.LinkID, Name: name, Expires: sess.ExpiresAt}, nil
 }
 
 // AppendChat seals and stores a chat message (signaling.ChatLog). The

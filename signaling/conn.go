@@ -67,7 +67,7 @@ func (h *Hub) Serve(ctx context.Context, ws *websocket.Conn, consultID string, p
 	c := &wsConn{ws: ws, out: make(chan []byte, sendQueue), done: make(chan struct{})}
 	r, m, err := h.Join(consultID, p, c)
 	if err != nil {
-		b := encode(closingMsg{Type: "ended"})
+		b := refusal(err)
 		_ = ws.SetWriteDeadline(time.Now().Add(writeWait))
 		_ = ws.WriteMessage(websocket.TextMessage, b)
 		_ = ws.Close()
@@ -76,6 +76,7 @@ func (h *Hub) Serve(ctx context.Context, ws *websocket.Conn, consultID string, p
 	log := h.deps.Log.With("consult", consultID, "member", p.ID)
 	var wg sync.WaitGroup
 	wg.Go(func() { c.writeLoop(ctx, log) })
+	wg.Go(func() { h.watchSession(c.done, r, m, c, p.Session) })
 
 	// Messages up to hardReadLimit are read and refused with a too-large
 	// error, so the tab keeps its connection; beyond it the socket closes

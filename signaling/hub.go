@@ -3,10 +3,10 @@ package signaling
 import (
 	"context"
 	"errors"
+	"sync"
 	"time"
 
 	"golang.org/x/time/rate"
-	"sync"
 )
 
 // Participant is who is joining, as the HTTP layer authenticated them: a
@@ -16,10 +16,18 @@ type Participant struct {
 	Name string
 	Kind string // "clinician" or "guest"
 	Host bool
+	Link string // the link a guest joined with
+	// Session is the sign-in session the tab authenticated with; the hub
+	// checks it while the tab is open and closes the tab when it ends.
+	// nil binds the tab to no session.
+	Session Session
 }
 
-// ErrEnded is returned when joining a consult that has ended.
-var ErrEnded = errors.New("the consult has ended")
+// Errors of Join.
+var (
+	ErrEnded  = errors.New("the consult has ended")
+	ErrBarred = errors.New("denied or removed from this consult")
+)
 
 // Hub holds the live rooms of this server.
 type Hub struct {
@@ -40,16 +48,56 @@ func NewHub(deps RoomDeps) *Hub {
 	if h.deps.SFUMinParticipants <= 0 {
 		h.deps.SFUMinParticipants = 3
 	}
+	if h.deps.IOTimeout <= 0 {
+		h.deps.IOTimeout = 2 * time.Second
+	}
+	if h.deps.SessionCheck <= 0 {
+		h.deps.SessionCheck = time.Minute
+	}
 	return h
 }
 
 func (h *Hub) room(id string) *Room {
+	if r := h.existing(id); r != nil {
+		return r
+	}
+	// The flag is read without holding the hub's lock.
+	relay := h.relayOnly(id)
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	r, ok := h.rooms[id]
 	if !ok {
-		r = newRoom(id, &h.deps)
+		r = newRoom(id, &h.deps, relay)
 		h.rooms[id] = r
+	}
+	return r
+}
+
+// relayOnly reads a consult's relay-only flag. It fails closed: a flag that
+// cannot be read hides addresses as if it were set.
+func (h *Hub) relayOnly(id string) bool {
+	if h.deps.RelayOnly == nil {
+		return false
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), h.deps.IOTimeout)
+	defer cancel()
+	relay, err := h.deps.RelayOnly(ctx, id)
+	if err != nil {
+		h.deps.Log.Error("read relay-only flag; hiding addresses behind the relay", "consult", id, "err", err)
+		return true
+	}
+	return relay
+}
+
+// lockedRoom returns the consult's room, locked and still in the hub.
+func (h *Hub) lockedRoom(id string) *Room {
+	r := h.room(id)
+	r.mu.Lock()
+	for r.discarded {
+		// The sweeper dropped this empty room between lookup and lock.
+		r.mu.Unlock()
+		r = h.room(id)
+		r.mu.Lock()
 	}
 	return r
 }
@@ -60,17 +108,13 @@ func (h *Hub) room(id string) *Room {
 // nobody is admitted by reconnecting. A new guest waits in the lobby; the
 // host is admitted at once.
 func (h *Hub) Join(consultID string, p Participant, c Conn) (*Room, *Member, error) {
-	r := h.room(consultID)
-	r.mu.Lock()
+	r := h.lockedRoom(consultID)
 	defer r.mu.Unlock()
-	for r.discarded {
-		// The sweeper dropped this empty room between lookup and lock.
-		r.mu.Unlock()
-		r = h.room(consultID)
-		r.mu.Lock()
-	}
 	if r.ended {
 		return nil, nil, ErrEnded
+	}
+	if r.barred[p.ID] {
+		return nil, nil, ErrBarred
 	}
 	if m, ok := r.members[p.ID]; ok {
 		if m.conn != nil && m.conn != c {
@@ -81,7 +125,7 @@ func (h *Hub) Join(consultID string, p Participant, c Conn) (*Room, *Member, err
 		r.welcome(m)
 		return r, m, nil
 	}
-	m := &Member{ID: p.ID, Name: p.Name, Kind: p.Kind, Host: p.Host, conn: c,
+	m := &Member{ID: p.ID, Name: p.Name, Kind: p.Kind, Host: p.Host, Link: p.Link, conn: c,
 		// Bursts of ICE candidates are normal; a sustained flood is not.
 		limiter: rate.NewLimiter(50, 200)}
 	if !p.Host {
@@ -126,13 +170,14 @@ func (h *Hub) Disconnected(r *Room, m *Member, c Conn) {
 	}
 }
 
-// End ends a consult from outside the room (the dashboard's End button):
-// every member is told and disconnected.
-func (h *Hub) End(consultID, by string) error {
-	r := h.room(consultID)
-	r.mu.Lock()
+// EndConsult ends a consult for everyone, for the dashboard's button as
+// for the host's end message: the record is marked ended with its links
+// dead, every member is told and disconnected, and session.ended is
+// audited once. by is the host's id; the caller checked the right.
+func (h *Hub) EndConsult(ctx context.Context, consultID, by string) error {
+	r := h.lockedRoom(consultID)
 	defer r.mu.Unlock()
-	return r.endLocked(by, "ended by the host")
+	return r.endConsultLocked(ctx, by)
 }
 
 // Run expires members whose connection has been gone longer than the grace

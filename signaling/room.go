@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"sort"
 	"strings"
@@ -63,6 +64,7 @@ type Member struct {
 	Name string // PHI: shown to members, never logged
 	Kind string // "clinician" or "guest"
 	Host bool
+	Link string // the link a guest joined with
 
 	rights    Right
 	admitted  bool
@@ -93,6 +95,9 @@ func (m *Member) sendError(ref string, e *ProtoError) {
 }
 
 // RoomDeps are a room's collaborators, shared by every room of a hub.
+// RelayOnly reports whether a consult hides members' addresses behind the
+// relay; it is read once when the consult's room is created, and a consult
+// whose flag cannot be read is treated as relay-only.
 type RoomDeps struct {
 	Chat      ChatLog
 	Audit     Recorder
@@ -100,7 +105,15 @@ type RoomDeps struct {
 	Now       func() time.Time
 	Grace     time.Duration                                // how long a dropped member keeps its place
 	ICE       func(consultID, memberID string) []ICEServer // servers and credentials given at admission
-	RelayOnly func(consultID string) bool                  // hide members' addresses behind the relay
+	RelayOnly func(ctx context.Context, consultID string) (bool, error)
+	// Records ends consults and denied guests' sessions in the records.
+	Records Records
+	// IOTimeout bounds each database or audit write a room makes; 0 means
+	// 2 s, well under SQLite's busy timeout.
+	IOTimeout time.Duration
+	// SessionCheck is how often an open tab's session is checked again;
+	// 0 means a minute. It must stay under the idle timeout.
+	SessionCheck time.Duration
 	// Media is the media node consults move to; nil keeps every consult
 	// peer to peer.
 	Media MediaNode
@@ -130,33 +143,53 @@ type Room struct {
 	speaker   string // the member last reported loudest
 	ended     bool
 	discarded bool // removed from the hub; a Join that raced must look again
+	relayOnly bool // read once at creation; true when it could not be read
+	// barred are guests denied or removed: they cannot come back into
+	// this room, whatever their session says.
+	barred map[string]bool
+
+	// chatMu orders chat appends without holding mu during the write, so
+	// a slow database delays chat only, not the room's signaling.
+	chatMu sync.Mutex
 }
 
-func newRoom(id string, deps *RoomDeps) *Room {
-	return &Room{ID: id, deps: deps, members: map[string]*Member{}, route: RouteP2P}
+func newRoom(id string, deps *RoomDeps, relayOnly bool) *Room {
+	return &Room{ID: id, deps: deps, members: map[string]*Member{}, route: RouteP2P, relayOnly: relayOnly, barred: map[string]bool{}}
+}
+
+// ioContext bounds one write the room makes while members wait on it.
+func (r *Room) ioContext() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), r.deps.IOTimeout)
+}
+
+// handler is one entry of the handler table.
+type handler struct {
+	need  Right
+	apply func(*Room, *Member, json.RawMessage) error
+	// unlocked handlers run without the room's lock and take it
+	// themselves around state changes: they wait on I/O the room's other
+	// members must not wait for.
+	unlocked bool
 }
 
 // handlers maps each client message type to the right it needs and its
 // handler. The table is fixed at init; the dispatcher checks size, type and
 // right, so no handler re-checks them.
-var handlers = map[string]struct {
-	need  Right
-	apply func(*Room, *Member, json.RawMessage) error
-}{
-	"offer":       {RightSignal, relaySDP("offer")},
-	"answer":      {RightSignal, relaySDP("answer")},
-	"candidate":   {RightSignal, (*Room).relayCandidate},
-	"media-state": {RightSignal, (*Room).mediaState},
-	"chat":        {RightChat, (*Room).postChat},
-	"admit":       {RightHost, (*Room).admit},
-	"deny":        {RightHost, (*Room).deny},
-	"remove":      {RightHost, (*Room).remove},
-	"end":         {RightHost, (*Room).end},
-	"sfu-join":    {RightSignal, (*Room).sfuJoin},
-	"sfu-leave":   {RightSignal, (*Room).sfuLeave},
-	"view":        {RightSignal, (*Room).view},
-	"ping":        {0, (*Room).ping},
-	"leave":       {0, (*Room).leave},
+var handlers = map[string]handler{
+	"offer":       {need: RightSignal, apply: relaySDP("offer")},
+	"answer":      {need: RightSignal, apply: relaySDP("answer")},
+	"candidate":   {need: RightSignal, apply: (*Room).relayCandidate},
+	"media-state": {need: RightSignal, apply: (*Room).mediaState},
+	"chat":        {need: RightChat, apply: (*Room).postChat, unlocked: true},
+	"admit":       {need: RightHost, apply: (*Room).admit},
+	"deny":        {need: RightHost, apply: (*Room).deny},
+	"remove":      {need: RightHost, apply: (*Room).remove},
+	"end":         {need: RightHost, apply: (*Room).end},
+	"sfu-join":    {need: RightSignal, apply: (*Room).sfuJoin},
+	"sfu-leave":   {need: RightSignal, apply: (*Room).sfuLeave},
+	"view":        {need: RightSignal, apply: (*Room).view},
+	"ping":        {apply: (*Room).ping},
+	"leave":       {apply: (*Room).leave},
 }
 
 // Handle dispatches one inbound message from m.
@@ -172,17 +205,35 @@ func (r *Room) Handle(m *Member, raw []byte) {
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	h, ok := r.dispatchable(m, env)
+	if !ok {
+		return
+	}
+	var err error
+	if h.unlocked {
+		r.mu.Unlock()
+		err = h.apply(r, m, raw)
+		r.mu.Lock()
+	} else {
+		err = h.apply(r, m, raw)
+	}
+	r.reply(m, env, err)
+}
+
+// dispatchable returns the handler of a message m may send now, or answers
+// why not. It runs under mu.
+func (r *Room) dispatchable(m *Member, env envelope) (handler, bool) {
 	if r.members[m.ID] != m || r.ended {
-		return // removed or ended while the message was in flight
+		return handler{}, false // removed or ended while the message was in flight
 	}
 	if !m.limiter.Allow() {
 		m.sendError(env.ID, ErrRateLimited)
-		return
+		return handler{}, false
 	}
 	h, ok := handlers[env.Type]
 	if !ok {
 		m.sendError(env.ID, ErrUnknownType)
-		return
+		return handler{}, false
 	}
 	if h.need != 0 && m.rights&h.need != h.need {
 		if !m.admitted {
@@ -190,9 +241,14 @@ func (r *Room) Handle(m *Member, raw []byte) {
 		} else {
 			m.sendError(env.ID, ErrForbidden)
 		}
-		return
+		return handler{}, false
 	}
-	if err := h.apply(r, m, raw); err != nil {
+	return h, true
+}
+
+// reply tells m how its message went. It runs under mu.
+func (r *Room) reply(m *Member, env envelope, err error) {
+	if err != nil {
 		var pe *ProtoError
 		if !errors.As(err, &pe) {
 			r.deps.Log.Error("handle message", "consult", r.ID, "member", m.ID, "type", env.Type, "err", err)
@@ -282,11 +338,22 @@ func (r *Room) postChat(m *Member, raw json.RawMessage) error {
 	if text == "" || len(text) > MaxChatBytes || !utf8.ValidString(text) {
 		return ErrBadField
 	}
-	msg, err := r.deps.Chat.AppendChat(context.Background(), r.ID, ChatMessage{From: m.ID, Name: m.Name, Text: text})
+	// The append holds chatMu, not mu: the order of the log is kept while
+	// the rest of the room goes on.
+	r.chatMu.Lock()
+	defer r.chatMu.Unlock()
+	ctx, cancel := r.ioContext()
+	defer cancel()
+	msg, err := r.deps.Chat.AppendChat(ctx, r.ID, ChatMessage{From: m.ID, Name: m.Name, Text: text})
 	if err != nil {
-		return err
+		return fmt.Errorf("append chat: %w", err)
 	}
 	out := encode(chatOut{Type: "chat", ChatMessage: msg})
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.members[m.ID] != m || r.ended {
+		return nil // stored, but the sender was taken out meanwhile: show nothing more
+	}
 	for _, p := range r.members {
 		if p.admitted {
 			p.send(out)
@@ -346,13 +413,15 @@ func (r *Room) admitLocked(p *Member) {
 }
 
 func (r *Room) sendAdmitted(p *Member) {
-	history, err := r.deps.Chat.ChatHistory(context.Background(), r.ID)
+	ctx, cancel := r.ioContext()
+	history, err := r.deps.Chat.ChatHistory(ctx, r.ID)
+	cancel()
 	if err != nil {
 		r.deps.Log.Error("chat history", "consult", r.ID, "err", err)
 		history = nil
 	}
 	policy := "all"
-	if r.deps.RelayOnly != nil && r.deps.RelayOnly(r.ID) {
+	if r.relayOnly {
 		policy = "relay"
 	}
 	var ice []ICEServer
@@ -373,7 +442,7 @@ func (r *Room) deny(host *Member, raw json.RawMessage) error {
 	if p.admitted {
 		return ErrBadField
 	}
-	return r.expel(p, host, "denied", "denied admission")
+	return r.expel(p, host, CloseDenied, "denied admission")
 }
 
 func (r *Room) remove(host *Member, raw json.RawMessage) error {
@@ -384,22 +453,31 @@ func (r *Room) remove(host *Member, raw json.RawMessage) error {
 	if p == host {
 		return ErrBadField
 	}
-	return r.expel(p, host, "removed", "removed by the host")
+	return r.expel(p, host, CloseRemoved, "removed by the host")
 }
 
-// expel takes p out of the room for good and tells it why.
+// expel takes p out of the room for good and tells it why. A guest's
+// session ends with it and the room bars the guest, so the same session
+// cannot knock again; the denial counts toward the link refusing the
+// guest's device.
 func (r *Room) expel(p, by *Member, kind, message string) error {
 	if err := r.audit(EventAborted, p.ID, message, map[string]string{"by": by.ID, "reason": kind}); err != nil {
 		return err
 	}
-	p.send(encode(closingMsg{Type: kind}))
-	if p.conn != nil {
-		p.conn.Close()
+	if p.Kind == "guest" {
+		r.barred[p.ID] = true
+		if r.deps.Records != nil {
+			ctx, cancel := r.ioContext()
+			err := r.deps.Records.DenyGuest(ctx, r.ID, p.ID)
+			cancel()
+			if err != nil {
+				// The bar holds while the room lives; the session still
+				// ends at its deadline.
+				r.deps.Log.Error("end denied guest's session", "consult", r.ID, "member", p.ID, "err", err)
+			}
+		}
 	}
-	p.dropMediaLocked()
-	delete(r.members, p.ID)
-	r.broadcastRoster()
-	r.broadcastLobby()
+	r.dropLocked(p, kind)
 	return nil
 }
 
@@ -417,8 +495,9 @@ func (r *Room) leave(m *Member, _ json.RawMessage) error {
 	return nil
 }
 
+// end is the host's end message: the same path as the dashboard's button.
 func (r *Room) end(host *Member, _ json.RawMessage) error {
-	return r.endLocked(host.ID, "ended by the host")
+	return r.endConsultLocked(context.Background(), host.ID)
 }
 
 func (r *Room) endLocked(by, message string) error {
@@ -434,7 +513,7 @@ func (r *Room) endLocked(by, message string) error {
 		return err
 	}
 	r.ended = true
-	out := encode(closingMsg{Type: "ended"})
+	out := encode(closingMsg{Type: CloseEnded})
 	for _, p := range r.members {
 		p.send(out)
 		if p.conn != nil {
@@ -447,7 +526,9 @@ func (r *Room) endLocked(by, message string) error {
 }
 
 func (r *Room) audit(event, memberID, message string, fields map[string]string) error {
-	return r.deps.Audit.RecordSession(context.Background(), event, r.ID, memberID, message, fields)
+	ctx, cancel := r.ioContext()
+	defer cancel()
+	return r.deps.Audit.RecordSession(ctx, event, r.ID, memberID, message, fields)
 }
 
 // rosterLocked lists admitted members, hosts first, then by id.

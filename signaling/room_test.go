@@ -101,19 +101,46 @@ func (a *auditLog) RecordSession(_ context.Context, event, consult, member, _ st
 	return nil
 }
 
+// memRecords stands for the consult records: it remembers what the rooms
+// asked of it.
+type memRecords struct {
+	mu       sync.Mutex
+	finished []string
+	denied   []string
+	fail     error
+}
+
+func (m *memRecords) Finish(_ context.Context, consultID string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.fail != nil {
+		return m.fail
+	}
+	m.finished = append(m.finished, consultID)
+	return nil
+}
+
+func (m *memRecords) DenyGuest(_ context.Context, _, guestID string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.denied = append(m.denied, guestID)
+	return nil
+}
+
 type fixture struct {
-	hub   *Hub
-	clock time.Time
-	audit *auditLog
-	chat  *memChat
+	hub     *Hub
+	clock   time.Time
+	audit   *auditLog
+	chat    *memChat
+	records *memRecords
 }
 
 func newFixture() *fixture {
-	f := &fixture{clock: time.Date(2026, 4, 1, 9, 0, 0, 0, time.UTC), audit: &auditLog{}}
+	f := &fixture{clock: time.Date(2026, 4, 1, 9, 0, 0, 0, time.UTC), audit: &auditLog{}, records: &memRecords{}}
 	now := func() time.Time { return f.clock }
 	f.chat = &memChat{msgs: map[string][]ChatMessage{}, now: now}
 	f.hub = NewHub(RoomDeps{
-		Chat: f.chat, Audit: f.audit, Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Now: now, Grace: time.Minute,
+		Chat: f.chat, Audit: f.audit, Records: f.records, Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Now: now, Grace: time.Minute,
 		ICE: func(_, member string) []ICEServer {
 			return []ICEServer{{URLs: []string{"turn:turn.example:3478?transport=udp"}, Username: "1700000000:" + member, Credential: "x"}}
 		},
@@ -335,7 +362,7 @@ func TestDenyRemoveAndEnd(t *testing.T) {
 	if removed.last("removed") == nil || !removed.closed {
 		t.Fatal("removed guest not told and disconnected")
 	}
-	if err := f.hub.End("c_1", "u_doc"); err != nil {
+	if err := f.hub.EndConsult(context.Background(), "c_1", "u_doc"); err != nil {
 		t.Fatal(err)
 	}
 	if stays.last("ended") == nil || !stays.closed {

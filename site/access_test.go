@@ -114,8 +114,8 @@ func TestConsultPagesAreOnlyForTheirClinician(t *testing.T) {
 		{"GET", "/consults/c-live", nil, accessCase{want: 200}},
 		{"GET", "/consults/c-live/record", nil, accessCase{want: 200}},
 		{"POST", "/consults/c-live/links", label, accessCase{want: 303, location: "/consults/c-live", effects: []string{"add link to c-live"}}},
-		{"POST", "/consults/c-live/links/l1/revoke", nil, accessCase{want: 303, location: "/consults/c-live", effects: []string{"revoke l1 of c-live"}}},
-		{"POST", "/consults/c-live/end", nil, accessCase{want: 303, location: "/consults", effects: []string{"end c-live", "c-live by u-alice"}}},
+		{"POST", "/consults/c-live/links/l1/revoke", nil, accessCase{want: 303, location: "/consults/c-live", effects: []string{"revoke l1 of c-live", "link l1 of c-live closed"}}},
+		{"POST", "/consults/c-live/end", nil, accessCase{want: 303, location: "/consults", effects: []string{"c-live by u-alice"}}},
 	}
 	var cases []accessCase
 	for _, r := range routes {
@@ -417,7 +417,7 @@ func TestCrossSiteRequestsChangeNothing(t *testing.T) {
 		location     string
 		effects      []string
 	}{
-		{"POST", "/consults/c-live/end", sessAlice, nil, "/consults", []string{"end c-live", "c-live by u-alice"}},
+		{"POST", "/consults/c-live/end", sessAlice, nil, "/consults", []string{"c-live by u-alice"}},
 		{"POST", "/consults/c-live/links", sessAlice, url.Values{"label": {"Patient"}}, "/consults/c-live", []string{"add link to c-live"}},
 		{"POST", "/admin/users/u-alice/disable", sessAdmin, nil, "", []string{fmt.Sprintf("apply %v to u-alice", auth.ActionDisable)}},
 		{"POST", "/signout/everywhere", sessAlice, nil, "/signin", []string{"signout everywhere u-alice"}},

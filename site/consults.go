@@ -24,6 +24,14 @@ import (
 // guestCookie carries a guest's consult-scoped session.
 const guestCookie = "__Host-oc_guest"
 
+// deviceCookie is a random id of the browser that joins with a link, so a
+// link can refuse a device whose guests were denied too often. It names no
+// one and lives a month.
+const (
+	deviceCookie    = "__Host-oc_device"
+	deviceCookieAge = 30 * 24 * time.Hour
+)
+
 // Consults is what the site needs from consult records.
 type Consults interface {
 	Create(ctx context.Context, ownerID, title string, relayOnly bool) (consult.View, error)
@@ -31,10 +39,9 @@ type Consults interface {
 	List(ctx context.Context, ownerID string, since time.Time) ([]consult.View, error)
 	AddLink(ctx context.Context, ownerID, consultID, label string) error
 	RevokeLink(ctx context.Context, ownerID, consultID, linkID string) error
-	End(ctx context.Context, ownerID, consultID string) error
 	Active(ctx context.Context, id string) (store.Consult, error)
 	CheckLink(ctx context.Context, token string) error
-	JoinAsGuest(ctx context.Context, token, name string) (string, consult.Guest, error)
+	JoinAsGuest(ctx context.Context, token, name, device string) (string, consult.Guest, error)
 	GuestSession(ctx context.Context, token string) (consult.Guest, error)
 	ChatHistory(ctx context.Context, consultID string) ([]signaling.ChatMessage, error)
 }
@@ -42,7 +49,10 @@ type Consults interface {
 // Signaling is what the site needs from the live rooms.
 type Signaling interface {
 	Serve(ctx context.Context, ws *websocket.Conn, consultID string, p signaling.Participant)
-	End(consultID, by string) error
+	// EndConsult ends the consult's record and its live room in one path.
+	EndConsult(ctx context.Context, consultID, by string) error
+	// CloseLink takes the guests of a withdrawn link out of the live room.
+	CloseLink(consultID, linkID string) int
 }
 
 type dashboardPage struct {
@@ -208,16 +218,23 @@ func (s *Site) consultRevokeLink(w http.ResponseWriter, r *http.Request, id auth
 		s.consultError(w, r, err)
 		return
 	}
+	// The link's guest sessions ended with it; their open pages close now.
+	s.opt.Signaling.CloseLink(r.PathValue("id"), r.PathValue("link"))
 	http.Redirect(w, r, "/consults/"+r.PathValue("id"), http.StatusSeeOther)
 }
 
 func (s *Site) consultEnd(w http.ResponseWriter, r *http.Request, id auth.Identity) {
 	consultID := r.PathValue("id")
-	if err := s.opt.Consults.End(r.Context(), id.User.ID, consultID); err != nil {
+	v, err := s.opt.Consults.View(r.Context(), id.User.ID, consultID)
+	if err == nil && v.Ended {
+		err = consult.ErrEnded
+	}
+	if err != nil {
 		s.consultError(w, r, err)
 		return
 	}
-	if err := s.opt.Signaling.End(consultID, id.User.ID); err != nil {
+	// The same path as the host's end message in the call.
+	if err := s.opt.Signaling.EndConsult(r.Context(), consultID, id.User.ID); err != nil {
 		s.internalError(w, r, "end consult", err)
 		return
 	}
@@ -263,8 +280,15 @@ func (s *Site) joinSubmit(w http.ResponseWriter, r *http.Request) {
 	if s.limited(w, r, limitJoin) || !s.readForm(w, r) {
 		return
 	}
-	token, _, err := s.opt.Consults.JoinAsGuest(r.Context(), r.PathValue("token"), r.PostForm.Get("name"))
+	device, err := s.device(w, r)
+	if err != nil {
+		s.internalError(w, r, "device cookie", err)
+		return
+	}
+	token, _, err := s.opt.Consults.JoinAsGuest(r.Context(), r.PathValue("token"), r.PostForm.Get("name"), device)
 	switch {
+	case errors.Is(err, consult.ErrDeviceRefused):
+		s.render(w, r, http.StatusForbidden, "error", errorPage{"This link no longer works on this device", "The clinician did not let this device in. Contact your clinic if you think this is a mistake."})
 	case errors.Is(err, consult.ErrLinkInvalid):
 		s.render(w, r, http.StatusGone, "error", errorPage{"This link no longer works", "It expired, was withdrawn, or the consultation has ended. Ask your clinic for a new link."})
 	case errors.Is(err, consult.ErrBadInput):
@@ -329,7 +353,8 @@ func (s *Site) participant(r *http.Request, consultID string) (signaling.Partici
 	if c, err := r.Cookie(guestCookie); err == nil {
 		g, err := s.opt.Consults.GuestSession(r.Context(), c.Value)
 		if err == nil && g.ConsultID == consultID {
-			return signaling.Participant{ID: g.ID, Name: g.Name, Kind: "guest"}, true, nil
+			return signaling.Participant{ID: g.ID, Name: g.Name, Kind: "guest", Link: g.LinkID,
+				Session: guestSession{consults: s.opt.Consults, token: c.Value, guestID: g.ID}}, true, nil
 		}
 		if err != nil && !errors.Is(err, consult.ErrLinkInvalid) && !errors.Is(err, consult.ErrEnded) {
 			return signaling.Participant{}, false, err
@@ -348,5 +373,6 @@ func (s *Site) participant(r *http.Request, consultID string) (signaling.Partici
 	if _, err := s.opt.Consults.Active(r.Context(), consultID); err != nil {
 		return signaling.Participant{}, false, nil
 	}
-	return signaling.Participant{ID: id.User.ID, Name: id.User.Username, Kind: "clinician", Host: true}, true, nil
+	return signaling.Participant{ID: id.User.ID, Name: id.User.Username, Kind: "clinician", Host: true,
+		Session: staffSession{accounts: s.opt.Accounts, token: sessionToken(r), userID: id.User.ID}}, true, nil
 }

@@ -260,18 +260,6 @@ func (c *fakeConsults) RevokeLink(_ context.Context, ownerID, consultID, linkID 
 	return nil
 }
 
-func (c *fakeConsults) End(_ context.Context, ownerID, consultID string) error {
-	fc, err := c.owned(ownerID, consultID)
-	if err != nil {
-		return err
-	}
-	if fc.ended {
-		return consult.ErrEnded
-	}
-	c.record("end " + consultID)
-	return nil
-}
-
 func (c *fakeConsults) Active(_ context.Context, id string) (store.Consult, error) {
 	fc, ok := c.consults[id]
 	if !ok {
@@ -290,7 +278,7 @@ func (c *fakeConsults) CheckLink(_ context.Context, token string) error {
 	return nil
 }
 
-func (c *fakeConsults) JoinAsGuest(_ context.Context, token, name string) (string, consult.Guest, error) {
+func (c *fakeConsults) JoinAsGuest(_ context.Context, token, name, _ string) (string, consult.Guest, error) {
 	consultID, ok := c.links[token]
 	if !ok {
 		return "", consult.Guest{}, consult.ErrLinkInvalid
@@ -377,11 +365,18 @@ func (s *fakeSignaling) Serve(_ context.Context, ws *websocket.Conn, consultID s
 	_ = ws.Close()
 }
 
-func (s *fakeSignaling) End(consultID, by string) error {
+func (s *fakeSignaling) EndConsult(_ context.Context, consultID, by string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.ended = append(s.ended, consultID+" by "+by)
 	return nil
+}
+
+func (s *fakeSignaling) CloseLink(consultID, linkID string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.ended = append(s.ended, "link "+linkID+" of "+consultID+" closed")
+	return 0
 }
 
 func (s *fakeSignaling) made() []string {

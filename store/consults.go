@@ -37,6 +37,10 @@ type Guest struct {
 	LinkID    string
 	NameEnc   []byte
 	CreatedAt time.Time
+	// DeviceHash is the hash of the browser's device cookie, nil when it
+	// sent none.
+	DeviceHash []byte
+	DeniedAt   time.Time
 }
 
 // ChatRow is a sealed chat message, optionally announcing a document.
@@ -147,16 +151,51 @@ func (db *DB) EndConsult(ctx context.Context, id string, now time.Time) error {
 	})
 }
 
-// RevokeConsultLink revokes one link.
+// RevokeConsultLink revokes one link and ends the sessions of the guests
+// who joined with it, in one transaction.
 func (db *DB) RevokeConsultLink(ctx context.Context, consultID, linkID string, now time.Time) error {
-	res, err := db.sql.ExecContext(ctx, db.rebind(`UPDATE consult_links SET revoked_at = ? WHERE id = ? AND consult_id = ? AND revoked_at IS NULL`), now.UnixMilli(), linkID, consultID)
+	return db.tx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, db.rebind(`UPDATE consult_links SET revoked_at = ? WHERE id = ? AND consult_id = ? AND revoked_at IS NULL`), now.UnixMilli(), linkID, consultID)
+		if err != nil {
+			return fmt.Errorf("revoke link: %w", err)
+		}
+		if n, _ := res.RowsAffected(); n != 1 {
+			return ErrNotFound
+		}
+		if _, err := tx.ExecContext(ctx, db.rebind(`DELETE FROM sessions WHERE guest_id IN (SELECT id FROM guests WHERE link_id = ?)`), linkID); err != nil {
+			return fmt.Errorf("end guest sessions of link: %w", err)
+		}
+		return nil
+	})
+}
+
+// DenyGuest marks a guest denied (refused in the lobby or removed) and ends
+// its sessions, in one transaction; ErrNotFound when there is no such guest.
+func (db *DB) DenyGuest(ctx context.Context, guestID string, now time.Time) error {
+	return db.tx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, db.rebind(`UPDATE guests SET denied_at = COALESCE(denied_at, ?) WHERE id = ?`), now.UnixMilli(), guestID)
+		if err != nil {
+			return fmt.Errorf("deny guest: %w", err)
+		}
+		if n, _ := res.RowsAffected(); n != 1 {
+			return ErrNotFound
+		}
+		if _, err := tx.ExecContext(ctx, db.rebind(`DELETE FROM sessions WHERE guest_id = ?`), guestID); err != nil {
+			return fmt.Errorf("end guest session: %w", err)
+		}
+		return nil
+	})
+}
+
+// DeviceDenials counts the guests of a link, joined from the device with
+// that cookie hash, who were denied.
+func (db *DB) DeviceDenials(ctx context.Context, linkID string, deviceHash []byte) (int, error) {
+	var n int
+	err := db.sql.QueryRowContext(ctx, db.rebind(`SELECT COUNT(*) FROM guests WHERE link_id = ? AND device_hash = ? AND denied_at IS NOT NULL`), linkID, deviceHash).Scan(&n)
 	if err != nil {
-		return fmt.Errorf("revoke link: %w", err)
+		return 0, fmt.Errorf("count denials: %w", err)
 	}
-	if n, _ := res.RowsAffected(); n != 1 {
-		return ErrNotFound
-	}
-	return nil
+	return n, nil
 }
 
 // ConsultLinks lists a consult's links, oldest first.
@@ -200,8 +239,8 @@ func (db *DB) links(ctx context.Context, where string, args ...any) ([]ConsultLi
 // transaction.
 func (db *DB) AddGuest(ctx context.Context, g Guest, s Session) error {
 	return db.tx(ctx, func(tx *sql.Tx) error {
-		if _, err := tx.ExecContext(ctx, db.rebind(`INSERT INTO guests (id, consult_id, link_id, name_enc, created_at) VALUES (?, ?, ?, ?, ?)`),
-			g.ID, g.ConsultID, g.LinkID, g.NameEnc, g.CreatedAt.UnixMilli()); err != nil {
+		if _, err := tx.ExecContext(ctx, db.rebind(`INSERT INTO guests (id, consult_id, link_id, name_enc, created_at, device_hash) VALUES (?, ?, ?, ?, ?, ?)`),
+			g.ID, g.ConsultID, g.LinkID, g.NameEnc, g.CreatedAt.UnixMilli(), g.DeviceHash); err != nil {
 			return fmt.Errorf("insert guest: %w", err)
 		}
 		_, err := tx.ExecContext(ctx, db.rebind(`INSERT INTO sessions
@@ -218,15 +257,16 @@ func (db *DB) AddGuest(ctx context.Context, g Guest, s Session) error {
 func (db *DB) GuestByID(ctx context.Context, id string) (Guest, error) {
 	var g Guest
 	var created int64
-	err := db.sql.QueryRowContext(ctx, db.rebind(`SELECT id, consult_id, link_id, name_enc, created_at FROM guests WHERE id = ?`), id).
-		Scan(&g.ID, &g.ConsultID, &g.LinkID, &g.NameEnc, &created)
+	var denied sql.NullInt64
+	err := db.sql.QueryRowContext(ctx, db.rebind(`SELECT id, consult_id, link_id, name_enc, created_at, device_hash, denied_at FROM guests WHERE id = ?`), id).
+		Scan(&g.ID, &g.ConsultID, &g.LinkID, &g.NameEnc, &created, &g.DeviceHash, &denied)
 	if errors.Is(err, sql.ErrNoRows) {
 		return Guest{}, ErrNotFound
 	}
 	if err != nil {
 		return Guest{}, fmt.Errorf("read guest: %w", err)
 	}
-	g.CreatedAt = time.UnixMilli(created).UTC()
+	g.CreatedAt, g.DeniedAt = time.UnixMilli(created).UTC(), fromMillis(denied)
 	return g, nil
 }
 

@@ -143,8 +143,9 @@ func (db *DB) PasswordHistory(ctx context.Context, userID string) ([]string, err
 	return out, rows.Err()
 }
 
-// SetUserFlags applies an administrator's decisions: disable (ends every
-// session) or force a password change at the next sign-in.
+// SetUserFlags applies an administrator's decisions: disable, or force a
+// password change at the next sign-in. Either ends every session of the
+// account, so the change holds at once rather than at the next sign-in.
 func (db *DB) SetUserFlags(ctx context.Context, userID string, disable, forcePasswordChange bool, now time.Time) error {
 	return db.tx(ctx, func(tx *sql.Tx) error {
 		if disable {
@@ -158,6 +159,9 @@ func (db *DB) SetUserFlags(ctx context.Context, userID string, disable, forcePas
 		if forcePasswordChange {
 			if _, err := tx.ExecContext(ctx, db.rebind(`UPDATE users SET must_change_password = 1 WHERE id = ?`), userID); err != nil {
 				return fmt.Errorf("force password change: %w", err)
+			}
+			if err := deleteSessions(ctx, db, tx, userID); err != nil {
+				return err
 			}
 		}
 		return nil

@@ -78,6 +78,8 @@ type settings struct {
 	turnSecret  string
 	turnTTL     time.Duration
 
+	guestDenialLimit int
+
 	relayListen    config.Addr
 	relayTLSListen config.Addr
 
@@ -165,6 +167,7 @@ func newSettings(stderr io.Writer) *settings {
 	fs.StringVar(&s.auditWitness, "audit-witness-url", "", "also POST each signed audit checkpoint to this https `URL` (a witness), retried without delaying the log (default off)")
 
 	fs.DurationVar(&s.linkTTL, "link-ttl", 24*time.Hour, "how long a patient or guest link works (10m to 7 days)")
+	fs.IntVar(&s.guestDenialLimit, "guest-denial-limit", 3, "denials or removals of a device's guests after which a link refuses that device (1 to 20)")
 	fs.DurationVar(&s.resumeGrace, "resume-grace", time.Minute, "how long a participant whose connection dropped keeps their place (10s to 10m)")
 	fs.BoolVar(&s.relayOnly, "relay-only", false, "route every consult's media through the TURN relay, hiding participants' addresses from each other")
 	fs.Var(&s.stunURLs, "stun-url", "STUN server `URL` given to browsers, such as stun:turn.example-hospital.org:3478; repeatable")
@@ -332,6 +335,9 @@ func (s *settings) validate() error {
 	within("password-hash-wait", s.hashWait, 0, 30*time.Second)
 	if _, err := s.proxyPrefixes(); err != nil {
 		bad("trusted-proxy", "%v", err)
+	}
+	if s.guestDenialLimit < 1 || s.guestDenialLimit > 20 {
+		bad("guest-denial-limit", "%d is outside 1 to 20", s.guestDenialLimit)
 	}
 	if s.lockoutAttempts < 3 || s.lockoutAttempts > 20 {
 		bad("lockout-attempts", "%d is outside 3 to 20", s.lockoutAttempts)

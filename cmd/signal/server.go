@@ -128,12 +128,6 @@ func start(ctx context.Context, s *settings, stdout, stderr io.Writer) (_ *serve
 	policy.IdleTimeout, policy.AbsoluteTimeout = s.sessionIdle, s.sessionMaxAge
 	hashing := auth.NewHashGate(s.hashConcurrency, s.hashWait)
 	log.Info("password hashing bounded", "concurrent", hashing.Size(), "wait", s.hashWait.String())
-	accounts, err := auth.NewService(auth.Deps{Store: db, Sealer: keys, Audit: recorder, Mail: mail, Log: log, PublicURL: public,
-		Issuer: s.institution, Hash: auth.DefaultHashParams, Hashing: hashing, Policy: policy, Now: time.Now})
-	if err != nil {
-		return nil, err
-	}
-	resets := auth.NewResetQueue(accounts, 256)
 	setup := &auth.Setup{Store: db, TTL: s.setupLinkTTL, Hash: auth.DefaultHashParams, Policy: policy.Password, Now: time.Now, Gate: hashing}
 	proxies, _ := s.proxyPrefixes() // validated with the settings
 
@@ -170,20 +164,31 @@ func start(ctx context.Context, s *settings, stdout, stderr io.Writer) (_ *serve
 			closeMedia()
 		}
 	}()
-	consults := &consult.Service{Store: db, Sealer: keys, Log: log, Public: public, LinkTTL: s.linkTTL, Now: time.Now}
+	consults := &consult.Service{Store: db, Sealer: keys, Log: log, Public: public, LinkTTL: s.linkTTL, Now: time.Now,
+		DenialLimit: s.guestDenialLimit}
 	ice := iceServers(stun, turnURLs, turnSecret, s.turnTTL)
 	hub := signaling.NewHub(signaling.RoomDeps{
-		Chat: consults, Audit: recorder, Log: log, Now: time.Now, Grace: s.resumeGrace,
+		Chat: consults, Audit: recorder, Records: consults, Log: log, Now: time.Now, Grace: s.resumeGrace,
 		ICE: func(_, member string) []signaling.ICEServer { return ice(member, 0) },
-		RelayOnly: func(consultID string) bool {
+		RelayOnly: func(ctx context.Context, consultID string) (bool, error) {
 			if s.relayOnly {
-				return true
+				return true, nil
 			}
-			c, err := db.ConsultByID(context.Background(), consultID)
-			return err == nil && c.RelayOnly
+			c, err := db.ConsultByID(ctx, consultID)
+			return c.RelayOnly, err
 		},
-		Media: mediaNode, SFUMinParticipants: s.sfuMinParticipants, SFUReturnAfter: s.sfuReturnAfter,
+		// An open call page's session is checked well inside the idle
+		// timeout, so the call itself keeps the session alive.
+		SessionCheck: min(time.Minute, s.sessionIdle/2),
+		Media:        mediaNode, SFUMinParticipants: s.sfuMinParticipants, SFUReturnAfter: s.sfuReturnAfter,
 	})
+
+	accounts, err := auth.NewService(auth.Deps{Store: db, Sealer: keys, Audit: recorder, Mail: mail, Live: hub, Log: log, PublicURL: public,
+		Issuer: s.institution, Hash: auth.DefaultHashParams, Hashing: hashing, Policy: policy, Now: time.Now})
+	if err != nil {
+		return nil, err
+	}
+	resets := auth.NewResetQueue(accounts, 256)
 
 	web, err := site.New(site.Options{
 		Log: log, Health: health, Metrics: obs.NewHTTPMetrics(reg, "site"), Setup: setup, Accounts: accounts,

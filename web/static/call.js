@@ -601,6 +601,13 @@ const handlers = {
   denied() { finish("The clinician could not let you in. You can close this page."); },
   removed() { finish("You were removed from the consultation."); },
   ended() { finish("The consultation has ended. You can close this page."); },
+  // The account was disabled or signed out, or the guest's link withdrawn.
+  revoked() {
+    finish(isHost ? "You were signed out. Sign in again to continue." : "Your access to this consultation was withdrawn. Ask your clinic for a new link.");
+  },
+  expired() {
+    finish(isHost ? "Your session has ended. Sign in again to continue." : "Your access to this consultation has ended. Open your link again to rejoin.");
+  },
   ack() {},
   pong() {},
 };
