@@ -93,7 +93,7 @@ func (h *Hub) Serve(ctx context.Context, ws *websocket.Conn, consultID string, p
 		}
 		_ = ws.SetReadDeadline(time.Now().Add(deadAfter))
 		if typ != websocket.TextMessage {
-			m.sendError("", ErrMalformed)
+			r.Refuse(m, ErrMalformed)
 			continue
 		}
 		r.Handle(m, data)

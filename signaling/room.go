@@ -161,22 +161,14 @@ var handlers = map[string]struct {
 
 // Handle dispatches one inbound message from m.
 func (r *Room) Handle(m *Member, raw []byte) {
-	if len(raw) > MaxMessageBytes {
-		m.sendError("", ErrTooLarge)
-		return
-	}
-	var env envelope
-	if err := json.Unmarshal(raw, &env); err != nil || env.Type == "" {
-		m.sendError("", ErrMalformed)
-		return
-	}
+	env, bad := readEnvelope(raw)
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.members[m.ID] != m || r.ended {
-		return // removed or ended while the message was in flight
+	if !r.admitMessage(m, env.ID) {
+		return
 	}
-	if !m.limiter.Allow() {
-		m.sendError(env.ID, ErrRateLimited)
+	if bad != nil {
+		m.sendError("", bad)
 		return
 	}
 	h, ok := handlers[env.Type]
