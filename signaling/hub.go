@@ -28,11 +28,12 @@ type Hub struct {
 	mu    sync.Mutex
 	rooms map[string]*Room
 	links sync.WaitGroup // media link goroutines
+	socks *sockets       // WebSocket goroutines
 }
 
 // NewHub returns a hub; Run must be called to expire members that left.
 func NewHub(deps RoomDeps) *Hub {
-	h := &Hub{deps: deps, rooms: map[string]*Room{}}
+	h := &Hub{deps: deps, rooms: map[string]*Room{}, socks: newSockets()}
 	h.deps.links = &h.links
 	if h.deps.Now == nil {
 		h.deps.Now = time.Now
@@ -143,6 +144,7 @@ func (h *Hub) Run(ctx context.Context) {
 	for {
 		select {
 		case <-ctx.Done():
+			h.socks.close()
 			h.stopMedia()
 			return
 		case <-t.C:
