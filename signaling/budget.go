@@ -32,9 +32,9 @@ func (r *Room) admitMessage(m *Member, ref string) bool {
 	return true
 }
 
-// Refuse answers a frame the dispatcher cannot read at all, such as a
+// refuse answers a frame the dispatcher cannot read at all, such as a
 // binary one, with e; it counts against m's budget like any message.
-func (r *Room) Refuse(m *Member, e *ProtoError) {
+func (r *Room) refuse(m *Member, e *ProtoError) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.admitMessage(m, "") {

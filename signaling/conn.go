@@ -95,7 +95,7 @@ func (c *wsConn) read(r *Room, m *Member) {
 		}
 		_ = ws.SetReadDeadline(time.Now().Add(deadAfter))
 		if typ != websocket.TextMessage {
-			r.Refuse(m, ErrMalformed)
+			r.refuse(m, ErrMalformed)
 			continue
 		}
 		r.Handle(m, data)

@@ -74,7 +74,7 @@ func (fr *fuzzRoom) send(t *testing.T, who int, binary bool, raw []byte) {
 	before := fr.state()
 	live := before.inRoom[who] && !before.ended
 	if binary {
-		fr.r.Refuse(fr.members[who], ErrMalformed)
+		fr.r.refuse(fr.members[who], ErrMalformed)
 	} else {
 		fr.r.Handle(fr.members[who], raw)
 	}
