@@ -137,7 +137,8 @@ func (h *Hub) End(consultID, by string) error {
 }
 
 // Run expires members whose connection has been gone longer than the grace
-// period, and forgets empty rooms, until ctx is done.
+// period, and forgets empty rooms, until ctx is done; then it closes every
+// WebSocket (going away) and ends the media sessions.
 func (h *Hub) Run(ctx context.Context) {
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
