@@ -4,9 +4,11 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"net/url"
+	"runtime"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -56,6 +58,23 @@ func TestIdleTabHoldsNoWriterOrQueue(t *testing.T) {
 		t.Fatalf("pong %v", p)
 	}
 	eventually.True(t, 5*time.Second, "the writer to end again", idle)
+}
+
+// An idle socket costs the server one goroutine, its reader: the HTTP
+// handler that upgraded it has returned and no writer runs.
+func TestIdleSocketsCostOneGoroutineEach(t *testing.T) {
+	f := newFixture()
+	_, dial := wsServer(t, f)
+	doc := dial("u_doc", true)
+	readType(t, doc, "admitted")
+	const n = 20
+	before := runtime.NumGoroutine()
+	for i := range n {
+		readType(t, dial(fmt.Sprintf("g_%d", i), false), "welcome")
+	}
+	eventually.True(t, 5*time.Second, fmt.Sprintf("%d idle sockets to cost %d goroutines", n, n), func() bool {
+		return runtime.NumGoroutine()-before <= n
+	})
 }
 
 // A tab that stops reading is dropped once its queue is full, and sending
