@@ -6,8 +6,11 @@
 // sending nothing. It prints the server process's resident memory, Go heap
 // and goroutines per socket, each the difference between the server with
 // the guests' sessions but no sockets and the server with every socket
-// open and idle, read from /proc and from the server's /metrics. The load
-// generator runs in this process, so none of its memory is counted.
+// open and idle, read from /proc and from the server's /metrics. Idle
+// figures are the lowest of samples taken each second over a heartbeat
+// period (10 s) after -settle; the peak goroutines count the pings being
+// written. The load generator runs in this process, so none of its
+// memory is counted.
 //
 //	go run ./tools/wsload -signal ./bin/signal -sockets 2000
 package main
@@ -47,7 +50,9 @@ type Result struct {
 	GoroutinesBefore    float64 `json:"goroutines_before"`
 	GoroutinesAfter     float64 `json:"goroutines_after"`
 	GoroutinesPerSocket float64 `json:"goroutines_per_socket"`
-	Dropped             int     `json:"sockets_dropped"`
+	// PeakGoroutinesPerSocket counts the writers of heartbeats in flight.
+	PeakGoroutinesPerSocket float64 `json:"peak_goroutines_per_socket"`
+	Dropped                 int     `json:"sockets_dropped"`
 }
 
 func main() {
@@ -89,7 +94,7 @@ func parseFlags(args []string, stderr io.Writer) (options, bool, error) {
 	fs.IntVar(&o.sockets, "sockets", 2000, "idle guest WebSockets to open")
 	fs.IntVar(&o.consults, "consults", 20, "consults the guests are spread over")
 	fs.IntVar(&o.workers, "workers", 16, "guests joining at the same time")
-	fs.DurationVar(&o.settle, "settle", 25*time.Second, "idle time with every socket open before measuring (more than the 10 s heartbeat)")
+	fs.DurationVar(&o.settle, "settle", 20*time.Second, "idle time with every socket open before measuring (more than the 10 s heartbeat)")
 	if err := fs.Parse(args); err != nil {
 		return o, false, err
 	}
@@ -107,10 +112,10 @@ func parseFlags(args []string, stderr io.Writer) (options, bool, error) {
 }
 
 func printTable(w io.Writer, r Result) {
-	fmt.Fprintf(w, "load: %d idle guest WebSockets in the lobbies of %d consults, measured after %.0f s idle\n\n", r.Sockets, r.Consults, r.SettleSeconds)
-	fmt.Fprintf(w, "%12s %12s %12s %12s %12s %12s %14s\n", "RSS MiB", "+RSS MiB", "KiB/socket", "heap KiB/s", "stack KiB/s", "goroutines", "goroutines/s")
-	fmt.Fprintf(w, "%12.1f %12.1f %12.1f %12.1f %12.1f %12.0f %14.2f\n",
-		r.RSSAfterMiB, r.RSSAfterMiB-r.RSSBeforeMiB, r.KiBPerSocket, r.HeapKiBPerSocket, r.StackKiBPerSocket, r.GoroutinesAfter, r.GoroutinesPerSocket)
+	fmt.Fprintf(w, "load: %d idle guest WebSockets in the lobbies of %d consults, measured over %.0f s after %.0f s idle\n\n", r.Sockets, r.Consults, heartbeatWindow.Seconds(), r.SettleSeconds)
+	fmt.Fprintf(w, "%12s %12s %12s %12s %12s %12s %14s %14s\n", "RSS MiB", "+RSS MiB", "KiB/socket", "heap KiB/s", "stack KiB/s", "goroutines", "goroutines/s", "peak gor./s")
+	fmt.Fprintf(w, "%12.1f %12.1f %12.1f %12.1f %12.1f %12.0f %14.2f %14.2f\n",
+		r.RSSAfterMiB, r.RSSAfterMiB-r.RSSBeforeMiB, r.KiBPerSocket, r.HeapKiBPerSocket, r.StackKiBPerSocket, r.GoroutinesAfter, r.GoroutinesPerSocket, r.PeakGoroutinesPerSocket)
 	fmt.Fprintln(w, "\nMemory and goroutines are the signal process's, after minus before the sockets opened.")
 	if r.Dropped > 0 {
 		fmt.Fprintf(w, "%d sockets were closed by the server while idle.\n", r.Dropped)

@@ -46,9 +46,6 @@ func run(ctx context.Context, o options) (Result, error) {
 		return Result{}, err
 	}
 	defer sig.Stop()
-	if sig.Admin == "" {
-		return Result{}, fmt.Errorf("%s announced no metrics listener", o.signal)
-	}
 	clinician = sig.Reuse(clinician)
 	defer clinician.CloseIdleConnections()
 
@@ -71,7 +68,7 @@ func run(ctx context.Context, o options) (Result, error) {
 	case <-ctx.Done():
 		return Result{}, ctx.Err()
 	}
-	after, err := measure(ctx, sig)
+	after, peak, err := measureIdle(ctx, sig)
 	if err != nil {
 		return Result{}, err
 	}
@@ -83,7 +80,8 @@ func run(ctx context.Context, o options) (Result, error) {
 		HeapBeforeMiB: before.heap / mib, HeapAfterMiB: after.heap / mib, HeapKiBPerSocket: (after.heap - before.heap) / n / kib,
 		StackKiBPerSocket: (after.stack - before.stack) / n / kib,
 		GoroutinesBefore:  before.goroutines, GoroutinesAfter: after.goroutines, GoroutinesPerSocket: (after.goroutines - before.goroutines) / n,
-		Dropped: int(sockets.dropped.Load()),
+		PeakGoroutinesPerSocket: (peak - before.goroutines) / n,
+		Dropped:                 int(sockets.dropped.Load()),
 	}, nil
 }
 
@@ -209,6 +207,35 @@ func (s *socketSet) close() {
 	}
 	s.mu.Unlock()
 	s.wg.Wait()
+}
+
+// heartbeatWindow is the server's heartbeat period: over it every socket
+// is pinged once, and briefly has a goroutine writing the ping.
+const heartbeatWindow = 10 * time.Second
+
+// measureIdle samples the server every second over one heartbeat period
+// and returns the lowest of each figure, the server between heartbeats,
+// and the highest goroutine count, while pings were being written.
+func measureIdle(ctx context.Context, sig *devsignal.Proc) (low sample, peakGoroutines float64, err error) {
+	for i := range int(heartbeatWindow / time.Second) {
+		if i > 0 {
+			select {
+			case <-time.After(time.Second):
+			case <-ctx.Done():
+				return sample{}, 0, ctx.Err()
+			}
+		}
+		s, err := measure(ctx, sig)
+		if err != nil {
+			return sample{}, 0, err
+		}
+		if i == 0 {
+			low = s
+		}
+		low = sample{rss: min(low.rss, s.rss), heap: min(low.heap, s.heap), stack: min(low.stack, s.stack), goroutines: min(low.goroutines, s.goroutines)}
+		peakGoroutines = max(peakGoroutines, s.goroutines)
+	}
+	return low, peakGoroutines, nil
 }
 
 // measure reads the server's resident memory from /proc and its heap,

@@ -53,7 +53,7 @@ func TestIdleSocketsAgainstSignal(t *testing.T) {
 	if bin == "" {
 		t.Skip("WSLOAD_SIGNAL names no signal binary")
 	}
-	r, err := run(t.Context(), options{signal: bin, sockets: 20, consults: 2, workers: 4, settle: 11 * time.Second})
+	r, err := run(t.Context(), options{signal: bin, sockets: 20, consults: 2, workers: 4, settle: time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -34,8 +34,7 @@ type Proc struct {
 	dataDir string
 	Public  *url.URL // as the server names itself: https://localhost:PORT
 	Addr    string   // where it listens, 127.0.0.1:PORT
-	// Admin is the address of its /metrics listener, when started with
-	// an -admin-listen of its own.
+	// Admin is the address of its /metrics listener.
 	Admin string
 	roots *x509.CertPool
 }
@@ -46,7 +45,7 @@ var (
 )
 
 // Start starts path with -dev on loopback ports chosen by the kernel, its
-// metrics listener included, waits until it serves, and trusts the
+// metrics listener included, waits until both serve, and trusts the
 // development certificate it wrote, as an operator would after importing
 // it. args come after the defaults and may override them.
 func Start(ctx context.Context, path, dir string, args []string) (*Proc, error) {
@@ -69,13 +68,15 @@ func Start(ctx context.Context, path, dir string, args []string) (*Proc, error) 
 func (s *Proc) waitRunning(ctx context.Context) error {
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		if m := runningPattern.FindStringSubmatch(s.stdout.String()); m != nil {
+		// The banner comes before the servers log where they listen.
+		if m := runningPattern.FindStringSubmatch(s.stdout.String()); m != nil && s.adminAddr() != "" {
 			u, err := url.Parse(m[1])
 			if err != nil || u.Port() == "" {
 				return fmt.Errorf("signal announced %q", m[1])
 			}
 			s.Public = &url.URL{Scheme: u.Scheme, Host: u.Host}
 			s.Addr = net.JoinHostPort("127.0.0.1", u.Port())
+			s.Admin = s.adminAddr()
 			break
 		}
 		select {
@@ -90,7 +91,6 @@ func (s *Proc) waitRunning(ctx context.Context) error {
 			return fmt.Errorf("signal did not start within 30s:\n%s", Tail(s.stderr.String()))
 		}
 	}
-	s.Admin = s.adminAddr()
 	pem, err := os.ReadFile(filepath.Join(s.dataDir, "tls", "dev-cert.pem"))
 	if err != nil {
 		return fmt.Errorf("development certificate: %w", err)
@@ -124,6 +124,9 @@ func (s *Proc) Stop() {
 		<-s.done
 	}
 }
+
+// Log is what the child wrote to standard error so far.
+func (s *Proc) Log() string { return s.stderr.String() }
 
 // PID is the child's process id.
 func (s *Proc) PID() int { return s.cmd.Process.Pid }
