@@ -2,7 +2,7 @@
 GO ?= go
 export CGO_ENABLED ?= 1
 
-.PHONY: run test build vet fmt-check staticcheck unit clean bench-turn bench-sfu bench-signin
+.PHONY: run test build vet fmt-check staticcheck unit clean bench-turn bench-sfu bench-signin bench-ws
 
 ## run: build and start the all-in-one development deployment on https://localhost:8443
 run:
@@ -46,6 +46,10 @@ bench-sfu: build
 	$(GO) run ./tools/sfuload -direct -scenario rooms -rooms 10 -video-kbps 600 -duration 15s -warmup 3s
 	$(GO) run ./tools/sfuload -signal ./bin/signal -scenario grandrounds -subscribers 40 -video-kbps 600 -duration 15s -warmup 3s
 	$(GO) run ./tools/sfuload -direct -scenario grandrounds -subscribers 40 -video-kbps 600 -duration 15s -warmup 3s
+
+## bench-ws: open 2,000 idle guest WebSockets on signal -dev and print the server's memory and goroutines per socket
+bench-ws: build
+	$(GO) run ./tools/wsload -signal ./bin/signal -sockets 2000
 
 clean:
 	rm -rf bin

@@ -2,6 +2,7 @@ package signaling
 
 import (
 	"context"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -17,54 +18,36 @@ const (
 	pingEvery  = 10 * time.Second
 	deadAfter  = 30 * time.Second
 	writeWait  = 10 * time.Second
-	sendQueue  = 256 // messages buffered per tab before it counts as stuck
+	sendQueue  = 256 // messages queued per tab before it counts as stuck
 	closeGrace = time.Second
 
 	hardReadLimit = 1 << 20
+	// readBufferSize is the read buffer a socket keeps for its whole life;
+	// longer messages are read through it in pieces. Write buffers come
+	// from a pool and are held only while a message is written.
+	readBufferSize = 512
 )
-
-// wsConn is one tab's WebSocket. A single writer goroutine owns the socket's
-// write side; Send only queues.
-type wsConn struct {
-	ws   *websocket.Conn
-	out  chan []byte
-	done chan struct{}
-	once sync.Once
-}
-
-func (c *wsConn) Send(b []byte) bool {
-	select {
-	case <-c.done:
-		return true // closing; the message has nowhere to go
-	default:
-	}
-	select {
-	case c.out <- b:
-		return true
-	default:
-		return false
-	}
-}
-
-func (c *wsConn) Close() { c.once.Do(func() { close(c.done) }) }
 
 // Upgrader accepts WebSocket connections whose Origin is the public site.
 func Upgrader(public *url.URL) *websocket.Upgrader {
 	origin := public.Scheme + "://" + public.Host
 	return &websocket.Upgrader{
-		ReadBufferSize:  4096,
-		WriteBufferSize: 4096,
+		ReadBufferSize:  readBufferSize,
+		WriteBufferPool: &sync.Pool{},
 		CheckOrigin: func(r *http.Request) bool {
 			return r.Header.Get("Origin") == origin
 		},
 	}
 }
 
-// Serve runs one tab's connection: it joins the room, reads and dispatches
-// messages until the tab goes away or ctx ends, and then records the
-// disconnection so the member keeps its place for the grace period.
-func (h *Hub) Serve(ctx context.Context, ws *websocket.Conn, consultID string, p Participant) {
-	c := &wsConn{ws: ws, out: make(chan []byte, sendQueue), done: make(chan struct{})}
+// Serve takes over one tab's upgraded connection: it joins the room and
+// returns, so that the HTTP request and its buffers are released. The
+// connection then runs on a goroutine of the hub's, which reads and
+// dispatches messages until the tab goes away or the hub stops, and then
+// records the disconnection so the member keeps its place for the grace
+// period.
+func (h *Hub) Serve(ws *websocket.Conn, consultID string, p Participant) {
+	c := newWSConn(ws, h.deps.Log, consultID, p.ID)
 	r, m, err := h.Join(consultID, p, c)
 	if err != nil {
 		b := refusal(err)
@@ -73,81 +56,253 @@ func (h *Hub) Serve(ctx context.Context, ws *websocket.Conn, consultID string, p
 		_ = ws.Close()
 		return
 	}
-	log := h.deps.Log.With("consult", consultID, "member", p.ID)
-	var wg sync.WaitGroup
-	wg.Go(func() { c.writeLoop(ctx, log) })
-	wg.Go(func() { h.watchSession(c.done, r, m, c, p.Session) })
+	if !h.socks.run(func(ctx context.Context) { h.serveConn(ctx, r, m, c, p.Session) }) {
+		// The server is shutting down.
+		c.closeWith(websocket.CloseGoingAway, "server shutting down")
+		c.writer.Wait()
+		h.Disconnected(r, m, c)
+	}
+}
 
-	// Messages up to hardReadLimit are read and refused with a too-large
-	// error, so the tab keeps its connection; beyond it the socket closes
-	// with status 1009 rather than buffer an unbounded message.
+// serveConn reads one tab until it goes away, or tells it the server is
+// going away when ctx ends.
+func (h *Hub) serveConn(ctx context.Context, r *Room, m *Member, c *wsConn, s Session) {
+	stop := context.AfterFunc(ctx, func() { c.closeWith(websocket.CloseGoingAway, "server shutting down") })
+	unwatch := h.watchSession(r, m, c, s)
+	c.startHeartbeat()
+	c.read(r, m)
+	unwatch()
+	stop()
+	c.Close()
+	c.writer.Wait()
+	h.Disconnected(r, m, c)
+}
+
+// read dispatches the tab's messages until the connection fails or closes.
+// Messages up to hardReadLimit are read and refused with a too-large
+// error, so the tab keeps its connection; beyond it the socket closes
+// with status 1009 rather than buffer an unbounded message.
+func (c *wsConn) read(r *Room, m *Member) {
+	ws := c.ws
 	ws.SetReadLimit(hardReadLimit)
 	_ = ws.SetReadDeadline(time.Now().Add(deadAfter))
 	ws.SetPongHandler(func(string) error { return ws.SetReadDeadline(time.Now().Add(deadAfter)) })
 	for {
-		typ, data, err := ws.ReadMessage()
+		typ, data, err := readMessage(ws)
 		if err != nil {
 			if websocket.IsUnexpectedCloseError(err, websocket.CloseGoingAway, websocket.CloseNormalClosure) {
-				log.Debug("connection closed", "err", err)
+				c.log.Debug("connection closed", "consult", c.consult, "member", c.member, "err", err)
 			}
-			break
+			return
 		}
 		_ = ws.SetReadDeadline(time.Now().Add(deadAfter))
 		if typ != websocket.TextMessage {
-			m.sendError("", ErrMalformed)
+			r.refuse(m, ErrMalformed)
 			continue
 		}
 		r.Handle(m, data)
 	}
-	c.Close()
-	wg.Wait()
-	h.Disconnected(r, m, c)
 }
 
-// writeLoop sends queued messages and heartbeats until the connection closes.
-func (c *wsConn) writeLoop(ctx context.Context, log *slog.Logger) {
-	ping := time.NewTicker(pingEvery)
-	defer ping.Stop()
-	defer c.ws.Close()
+// readMessage reads the next message but keeps no more than one byte past
+// MaxMessageBytes of it, enough for the dispatcher to refuse it as too
+// large; the rest is read and discarded.
+func readMessage(ws *websocket.Conn) (int, []byte, error) {
+	typ, rd, err := ws.NextReader()
+	if err != nil {
+		return 0, nil, err
+	}
+	data, err := io.ReadAll(io.LimitReader(rd, MaxMessageBytes+1))
+	if err == nil && len(data) > MaxMessageBytes {
+		_, err = io.Copy(io.Discard, rd)
+	}
+	return typ, data, err
+}
+
+// wsConn is one tab's WebSocket as the room sees it. Send only queues. A
+// writer goroutine runs while there is something to write (messages, a
+// heartbeat, the closing handshake) and ends when the queue is empty, so
+// an idle tab costs its reader goroutine and a timer, and holds no queue
+// or write buffer.
+type wsConn struct {
+	ws      *websocket.Conn
+	log     *slog.Logger
+	consult string
+	member  string
+
+	mu      sync.Mutex
+	queue   [][]byte    // messages for the writer; nil when there are none
+	ping    bool        // a heartbeat is due
+	code    int         // the close status once closing; 0 while open
+	reason  string      // the close reason sent with code
+	writing bool        // a writer goroutine runs, or the socket is closed
+	beat    *time.Timer // the next heartbeat, once started
+	writer  sync.WaitGroup
+}
+
+func newWSConn(ws *websocket.Conn, log *slog.Logger, consultID, memberID string) *wsConn {
+	return &wsConn{ws: ws, log: log, consult: consultID, member: memberID}
+}
+
+// Send queues b and never blocks; it reports false when the tab has more
+// than sendQueue messages waiting, and the room then drops it.
+func (c *wsConn) Send(b []byte) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.code != 0 {
+		return true // closing; the message has nowhere to go
+	}
+	if len(c.queue) >= sendQueue {
+		return false
+	}
+	c.queue = append(c.queue, b)
+	c.wakeLocked()
+	return true
+}
+
+// Close sends what was queued (a "removed" or "ended" notice, so the tab
+// learns why it was disconnected) and closes the socket.
+func (c *wsConn) Close() { c.closeWith(websocket.CloseNormalClosure, "") }
+
+func (c *wsConn) closeWith(code int, reason string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.code != 0 {
+		return
+	}
+	c.code, c.reason = code, reason
+	if c.beat != nil {
+		c.beat.Stop()
+	}
+	// The writer sends the rest of the queue and the close message, but a
+	// write stuck on a tab that stopped reading ends with the socket
+	// within closeGrace rather than writeWait.
+	time.AfterFunc(closeGrace, func() { _ = c.ws.Close() })
+	c.wakeLocked()
+}
+
+func (c *wsConn) startHeartbeat() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.code == 0 {
+		c.beat = time.AfterFunc(pingEvery, c.heartbeat)
+	}
+}
+
+func (c *wsConn) heartbeat() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.code != 0 {
+		return
+	}
+	c.ping = true
+	c.wakeLocked()
+	c.beat.Reset(pingEvery)
+}
+
+// wakeLocked starts the writer unless it runs.
+func (c *wsConn) wakeLocked() {
+	if !c.writing {
+		c.writing = true
+		c.writer.Go(c.write)
+	}
+}
+
+// write sends what is queued until nothing is, then ends; once the
+// connection is closing it sends the rest of the queue and the close
+// message within closeGrace and closes the socket, after which no writer
+// starts again.
+func (c *wsConn) write() {
 	for {
-		select {
-		case b := <-c.out:
-			_ = c.ws.SetWriteDeadline(time.Now().Add(writeWait))
-			if err := c.ws.WriteMessage(websocket.TextMessage, b); err != nil {
-				log.Debug("write failed", "err", err)
-				c.Close()
-				return
-			}
-		case <-ping.C:
-			if err := c.ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(writeWait)); err != nil {
-				c.Close()
-				return
-			}
-		case <-c.done:
-			c.flush()
+		c.mu.Lock()
+		batch, ping, code, reason := c.queue, c.ping, c.code, c.reason
+		c.queue, c.ping = nil, false
+		if len(batch) == 0 && !ping && code == 0 {
+			c.writing = false
+			c.mu.Unlock()
 			return
-		case <-ctx.Done():
-			c.Close()
-			_ = c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseGoingAway, "server shutting down"), time.Now().Add(closeGrace))
+		}
+		c.mu.Unlock()
+		deadline := time.Now().Add(writeWait)
+		if code != 0 {
+			deadline = time.Now().Add(closeGrace)
+		}
+		if err := c.send(batch, ping, deadline); err != nil {
+			c.log.Debug("write failed", "consult", c.consult, "member", c.member, "err", err)
+			c.fail()
+			return
+		}
+		if code != 0 {
+			_ = c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, reason), deadline)
+			_ = c.ws.Close()
 			return
 		}
 	}
 }
 
-// flush writes what was queued before Close (a "removed" or "ended" notice)
-// so the tab learns why it was disconnected.
-func (c *wsConn) flush() {
-	deadline := time.Now().Add(closeGrace)
-	for {
-		select {
-		case b := <-c.out:
-			_ = c.ws.SetWriteDeadline(deadline)
-			if c.ws.WriteMessage(websocket.TextMessage, b) != nil {
-				return
-			}
-		default:
-			_ = c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, ""), deadline)
-			return
+func (c *wsConn) send(batch [][]byte, ping bool, deadline time.Time) error {
+	if ping {
+		if err := c.ws.WriteControl(websocket.PingMessage, nil, deadline); err != nil {
+			return err
 		}
 	}
+	_ = c.ws.SetWriteDeadline(deadline)
+	for _, b := range batch {
+		if err := c.ws.WriteMessage(websocket.TextMessage, b); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// fail closes a socket that could not be written; its reader then fails
+// too and the member is disconnected.
+func (c *wsConn) fail() {
+	c.mu.Lock()
+	if c.code == 0 {
+		c.code = websocket.CloseAbnormalClosure
+		if c.beat != nil {
+			c.beat.Stop()
+		}
+	}
+	c.queue = nil
+	c.mu.Unlock()
+	_ = c.ws.Close()
+}
+
+// sockets owns the goroutines of a hub's WebSockets: each serves one tab
+// until the tab goes away or close is called, which tells every tab that
+// the server is going away and waits for them.
+type sockets struct {
+	ctx  context.Context
+	stop context.CancelFunc
+
+	mu      sync.Mutex
+	stopped bool
+	wg      sync.WaitGroup
+}
+
+func newSockets() *sockets {
+	ctx, stop := context.WithCancel(context.Background())
+	return &sockets{ctx: ctx, stop: stop}
+}
+
+// run starts serve on a goroutine of its own, unless close was called.
+func (s *sockets) run(serve func(context.Context)) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.stopped {
+		return false
+	}
+	s.wg.Go(func() { serve(s.ctx) })
+	return true
+}
+
+// close ends every socket and waits for their goroutines.
+func (s *sockets) close() {
+	s.mu.Lock()
+	s.stopped = true
+	s.mu.Unlock()
+	s.stop()
+	s.wg.Wait()
 }

@@ -29,9 +29,10 @@ func wsServer(t *testing.T, f *fixture) (*httptest.Server, func(id string, host 
 		if host {
 			kind = "clinician"
 		}
-		f.hub.Serve(r.Context(), ws, "c_ws", Participant{ID: q.Get("id"), Name: "N " + q.Get("id"), Kind: kind, Host: host})
+		f.hub.Serve(ws, "c_ws", Participant{ID: q.Get("id"), Name: "N " + q.Get("id"), Kind: kind, Host: host})
 	}))
 	t.Cleanup(srv.Close)
+	t.Cleanup(f.hub.socks.close) // after the clients closed
 	dial := func(id string, host bool) *websocket.Conn {
 		t.Helper()
 		h := "0"

@@ -36,11 +36,12 @@ type Hub struct {
 	mu    sync.Mutex
 	rooms map[string]*Room
 	links sync.WaitGroup // media link goroutines
+	socks *sockets       // WebSocket goroutines
 }
 
 // NewHub returns a hub; Run must be called to expire members that left.
 func NewHub(deps RoomDeps) *Hub {
-	h := &Hub{deps: deps, rooms: map[string]*Room{}}
+	h := &Hub{deps: deps, rooms: map[string]*Room{}, socks: newSockets()}
 	h.deps.links = &h.links
 	if h.deps.Now == nil {
 		h.deps.Now = time.Now
@@ -181,13 +182,15 @@ func (h *Hub) EndConsult(ctx context.Context, consultID, by string) error {
 }
 
 // Run expires members whose connection has been gone longer than the grace
-// period, and forgets empty rooms, until ctx is done.
+// period, and forgets empty rooms, until ctx is done; then it closes every
+// WebSocket (going away) and ends the media sessions.
 func (h *Hub) Run(ctx context.Context) {
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
+			h.socks.close()
 			h.stopMedia()
 			return
 		case <-t.C:

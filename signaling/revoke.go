@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 )
 
@@ -143,43 +144,76 @@ func (h *Hub) sessionEnded(r *Room, m *Member, c Conn) {
 
 // watchSession checks the session of tab c when it opens, then again every
 // SessionCheck, and closes the tab the moment the session's absolute end
-// passes or a check finds it gone, until done is closed. A failure to check
-// (the database is away) keeps the tab until the end it last learnt.
-func (h *Hub) watchSession(done <-chan struct{}, r *Room, m *Member, c Conn, s Session) {
+// passes or a check finds it gone, until the returned stop is called. A
+// failure to check (the database is away) keeps the tab until the end it
+// last learnt. The checks run on a timer, so an open tab holds no goroutine
+// for them.
+func (h *Hub) watchSession(r *Room, m *Member, c Conn, s Session) (stop func()) {
 	if s == nil {
+		return func() {}
+	}
+	w := &sessionWatch{h: h, r: r, m: m, c: c, s: s}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.timer = time.AfterFunc(0, w.check)
+	return w.stop
+}
+
+// sessionWatch is the state of one tab's session checks.
+type sessionWatch struct {
+	h *Hub
+	r *Room
+	m *Member
+	c Conn
+	s Session
+
+	mu      sync.Mutex
+	timer   *time.Timer // the next check
+	end     time.Time   // the session's end as last learnt; zero before
+	stopped bool
+}
+
+func (w *sessionWatch) stop() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.stopped = true
+	w.timer.Stop()
+}
+
+// check runs on the timer: it closes the tab once the end it learnt has
+// passed, and otherwise asks the session and schedules the next check.
+func (w *sessionWatch) check() {
+	w.mu.Lock()
+	stopped, end := w.stopped, w.end
+	w.mu.Unlock()
+	if stopped {
 		return
 	}
-	var end time.Time // zero until the first check succeeds
-	for first := true; ; first = false {
-		if !first {
-			wait := h.deps.SessionCheck
-			if !end.IsZero() {
-				wait = min(wait, time.Until(end))
-			}
-			t := time.NewTimer(wait)
-			select {
-			case <-done:
-				t.Stop()
-				return
-			case <-t.C:
-			}
-			if !end.IsZero() && !time.Now().Before(end) {
-				h.sessionEnded(r, m, c)
-				return
-			}
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), h.deps.IOTimeout)
-		next, err := s.Check(ctx)
-		cancel()
-		switch {
-		case errors.Is(err, ErrSessionEnded), err == nil && !time.Now().Before(next):
-			h.sessionEnded(r, m, c)
-			return
-		case err != nil:
-			h.deps.Log.Warn("session check failed", "consult", r.ID, "member", m.ID, "err", err)
-		default:
-			end = next
-		}
+	if !end.IsZero() && !time.Now().Before(end) {
+		w.h.sessionEnded(w.r, w.m, w.c)
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), w.h.deps.IOTimeout)
+	next, err := w.s.Check(ctx)
+	cancel()
+	switch {
+	case errors.Is(err, ErrSessionEnded), err == nil && !time.Now().Before(next):
+		w.h.sessionEnded(w.r, w.m, w.c)
+		return
+	case err != nil:
+		w.h.deps.Log.Warn("session check failed", "consult", w.r.ID, "member", w.m.ID, "err", err)
+	default:
+		end = next
+	}
+	wait := w.h.deps.SessionCheck
+	if !end.IsZero() {
+		wait = min(wait, time.Until(end))
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.stopped {
+		w.end = end
+		w.timer = time.AfterFunc(wait, w.check)
 	}
 }
 

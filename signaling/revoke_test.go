@@ -313,11 +313,9 @@ func TestTabClosesWhenItsSessionEnds(t *testing.T) {
 				r, hm, host := f.join(t, "u_doc", true)
 				_, _, pat := f.join(t, "g_pat", false)
 				r.Handle(hm, msg("admit", "member", "g_pat"))
-				done := make(chan struct{})
 				var wg sync.WaitGroup
 				defer wg.Wait()
-				defer close(done)
-				wg.Go(func() { f.hub.watchSession(done, r, hm, host, s) })
+				defer f.hub.watchSession(r, hm, host, s)()
 				if tt.signOut > 0 {
 					wg.Go(func() {
 						time.Sleep(tt.signOut)
@@ -353,9 +351,7 @@ func TestOpenTabChecksItsSessionEveryInterval(t *testing.T) {
 		f := newFixture()
 		s := &fakeSession{end: time.Now().Add(time.Hour)}
 		r, hm, host := f.join(t, "u_doc", true)
-		done := make(chan struct{})
-		var wg sync.WaitGroup
-		wg.Go(func() { f.hub.watchSession(done, r, hm, host, s) })
+		stop := f.hub.watchSession(r, hm, host, s)
 		time.Sleep(5*time.Minute + time.Second)
 		synctest.Wait()
 		s.mu.Lock()
@@ -364,8 +360,7 @@ func TestOpenTabChecksItsSessionEveryInterval(t *testing.T) {
 		if checks != 6 { // at the start, then each minute
 			t.Fatalf("%d checks in five minutes, want 6", checks)
 		}
-		close(done)
-		wg.Wait()
+		stop()
 		if host.isClosed() {
 			t.Fatal("a valid session's tab was closed")
 		}
@@ -389,7 +384,7 @@ func TestWebSocketClosesTabsWithoutAValidSessionOrBarred(t *testing.T) {
 		if r.URL.Query().Get("session") == "ended" {
 			p.Session = ended
 		}
-		f.hub.Serve(r.Context(), ws, "c_1", p)
+		f.hub.Serve(ws, "c_1", p)
 	}))
 	defer srv.Close()
 	dial := func(query string) *websocket.Conn {

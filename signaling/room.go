@@ -194,18 +194,10 @@ var handlers = map[string]handler{
 
 // Handle dispatches one inbound message from m.
 func (r *Room) Handle(m *Member, raw []byte) {
-	if len(raw) > MaxMessageBytes {
-		m.sendError("", ErrTooLarge)
-		return
-	}
-	var env envelope
-	if err := json.Unmarshal(raw, &env); err != nil || env.Type == "" {
-		m.sendError("", ErrMalformed)
-		return
-	}
+	env, bad := readEnvelope(raw)
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	h, ok := r.dispatchable(m, env)
+	h, ok := r.dispatchable(m, env, bad)
 	if !ok {
 		return
 	}
@@ -221,13 +213,14 @@ func (r *Room) Handle(m *Member, raw []byte) {
 }
 
 // dispatchable returns the handler of a message m may send now, or answers
-// why not. It runs under mu.
-func (r *Room) dispatchable(m *Member, env envelope) (handler, bool) {
-	if r.members[m.ID] != m || r.ended {
-		return handler{}, false // removed or ended while the message was in flight
+// why not; bad is what made the message unreadable, if anything. It runs
+// under mu.
+func (r *Room) dispatchable(m *Member, env envelope, bad *ProtoError) (handler, bool) {
+	if !r.admitMessage(m, env.ID) {
+		return handler{}, false
 	}
-	if !m.limiter.Allow() {
-		m.sendError(env.ID, ErrRateLimited)
+	if bad != nil {
+		m.sendError("", bad)
 		return handler{}, false
 	}
 	h, ok := handlers[env.Type]

@@ -46,9 +46,10 @@ type Consults interface {
 	ChatHistory(ctx context.Context, consultID string) ([]signaling.ChatMessage, error)
 }
 
-// Signaling is what the site needs from the live rooms.
+// Signaling is what the site needs from the live rooms. Serve takes over
+// an upgraded connection and returns without waiting for it to end.
 type Signaling interface {
-	Serve(ctx context.Context, ws *websocket.Conn, consultID string, p signaling.Participant)
+	Serve(ws *websocket.Conn, consultID string, p signaling.Participant)
 	// EndConsult ends the consult's record and its live room in one path.
 	EndConsult(ctx context.Context, consultID, by string) error
 	// CloseLink takes the guests of a withdrawn link out of the live room.
@@ -329,7 +330,9 @@ func (s *Site) guestCall(w http.ResponseWriter, r *http.Request) {
 }
 
 // websocket upgrades a tab of the consult's owner (as host) or of a guest
-// of that consult; anyone else is refused before the upgrade.
+// of that consult; anyone else is refused before the upgrade. Signaling
+// takes the connection over and the handler returns, which releases the
+// request, its buffers and the goroutine that served it.
 func (s *Site) websocket(w http.ResponseWriter, r *http.Request) {
 	consultID := r.PathValue("id")
 	p, ok, err := s.participant(r, consultID)
@@ -346,7 +349,7 @@ func (s *Site) websocket(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		return // the upgrader has answered (bad origin, not a WebSocket)
 	}
-	s.opt.Signaling.Serve(r.Context(), ws, consultID, p)
+	s.opt.Signaling.Serve(ws, consultID, p)
 }
 
 func (s *Site) participant(r *http.Request, consultID string) (signaling.Participant, bool, error) {

@@ -357,7 +357,7 @@ type fakeSignaling struct {
 	ended  []string
 }
 
-func (s *fakeSignaling) Serve(_ context.Context, ws *websocket.Conn, consultID string, p signaling.Participant) {
+func (s *fakeSignaling) Serve(ws *websocket.Conn, consultID string, p signaling.Participant) {
 	s.mu.Lock()
 	s.joined = append(s.joined, fmt.Sprintf("%s %s %s host=%v", consultID, p.Kind, p.ID, p.Host))
 	s.mu.Unlock()

@@ -1,0 +1,176 @@
+package signaling
+
+import (
+	"bytes"
+	"context"
+	"strings"
+	"testing"
+)
+
+// stableCodes are the error codes of the protocol; a client never sees
+// another.
+var stableCodes = map[string]bool{}
+
+func init() {
+	for _, e := range []*ProtoError{ErrMalformed, ErrTooLarge, ErrUnknownType, ErrLobby, ErrForbidden, ErrNoMember,
+		ErrBadSDP, ErrBadField, ErrRateLimited, ErrInternal, ErrMediaUnavailable, ErrNotRouted} {
+		stableCodes[e.Code] = true
+	}
+}
+
+// lobbySafe are the messages a guest may receive while it waits in the
+// lobby: answers to its own messages and being let in or turned away.
+var lobbySafe = map[string]bool{"welcome": true, "error": true, "pong": true, "ack": true, "admitted": true, "denied": true, "removed": true, "ended": true}
+
+// fuzzRoom is a consult with a host, an admitted guest and a guest in the
+// lobby, each with a tab that records what it receives.
+type fuzzRoom struct {
+	f       *fixture
+	r       *Room
+	members [3]*Member // host, admitted guest, lobby guest
+	tabs    [3]*tab
+}
+
+const fuzzLobby = 2
+
+func newFuzzRoom(t *testing.T) *fuzzRoom {
+	fr := &fuzzRoom{f: newFixture()}
+	fr.r, fr.members[0], fr.tabs[0] = fr.f.join(t, "u_doc", true)
+	_, fr.members[1], fr.tabs[1] = fr.f.join(t, "g_in", false)
+	fr.r.Handle(fr.members[0], msg("admit", "member", "g_in"))
+	_, fr.members[2], fr.tabs[2] = fr.f.join(t, "g_lobby", false)
+	for _, c := range fr.tabs {
+		c.take()
+	}
+	return fr
+}
+
+// state is what a lobby guest must not be able to change.
+type state struct {
+	inRoom   [3]bool
+	admitted [3]bool
+	rights   [3]Right
+	ended    bool
+	chat     int
+}
+
+func (fr *fuzzRoom) state() state {
+	var s state
+	fr.r.mu.Lock()
+	for i, m := range fr.members {
+		s.inRoom[i] = fr.r.members[m.ID] == m
+		s.admitted[i], s.rights[i] = m.admitted, m.rights
+	}
+	s.ended = fr.r.ended
+	fr.r.mu.Unlock()
+	h, _ := fr.f.chat.ChatHistory(context.Background(), "c_1")
+	s.chat = len(h)
+	return s
+}
+
+// send delivers one message from member who, as a binary frame when
+// binary, and checks what every tab received.
+func (fr *fuzzRoom) send(t *testing.T, who int, binary bool, raw []byte) {
+	before := fr.state()
+	live := before.inRoom[who] && !before.ended
+	if binary {
+		fr.r.refuse(fr.members[who], ErrMalformed)
+	} else {
+		fr.r.Handle(fr.members[who], raw)
+	}
+	after := fr.state()
+	var got [3][]map[string]any
+	for i, c := range fr.tabs {
+		got[i] = c.take()
+		for _, m := range got[i] {
+			if m["type"] == "error" && !stableCodes[m["code"].(string)] {
+				t.Fatalf("error with unstable code %v", m)
+			}
+		}
+	}
+
+	// Malformed input is answered with an error of a stable code.
+	_, bad := readEnvelope(raw)
+	if binary {
+		bad = ErrMalformed
+	}
+	if live && bad != nil && !hasError(got[who], bad.Code) {
+		t.Fatalf("input %q answered with %v, want error %s", raw, got[who], bad.Code)
+	}
+
+	// A guest in the lobby sees nothing of the consult.
+	if !after.admitted[fuzzLobby] {
+		for _, m := range got[fuzzLobby] {
+			if !lobbySafe[m["type"].(string)] {
+				t.Fatalf("the lobby guest received %v", m)
+			}
+		}
+	}
+
+	// A guest in the lobby reaches no right it lacks: whatever it sends
+	// changes nothing but its own presence (leave), and reaches others
+	// only as the lobby list and roster that follow.
+	if who != fuzzLobby || !live || before.admitted[fuzzLobby] {
+		return
+	}
+	want := before
+	want.inRoom[fuzzLobby] = after.inRoom[fuzzLobby]
+	if after != want {
+		t.Fatalf("a lobby guest's %q changed the room: %+v, was %+v", raw, after, before)
+	}
+	for i := range 2 {
+		for _, m := range got[i] {
+			if typ := m["type"]; after.inRoom[fuzzLobby] || typ != "lobby" && typ != "roster" {
+				t.Fatalf("a lobby guest's %q reached %s: %v", raw, fr.members[i].ID, m)
+			}
+		}
+	}
+}
+
+func hasError(msgs []map[string]any, code string) bool {
+	for _, m := range msgs {
+		if m["type"] == "error" && (m["code"] == code || m["code"] == ErrRateLimited.Code) {
+			return true
+		}
+	}
+	return false
+}
+
+// FuzzHandle feeds arbitrary client messages through the room's real
+// dispatch. Each line of the input is one message; its first byte picks
+// the sender (host, admitted guest, lobby guest) and, with its high bit,
+// a binary frame. Nothing may panic, malformed input is always answered
+// with an error of a stable code, and a lobby guest changes nothing and
+// sees nothing.
+func FuzzHandle(f *testing.F) {
+	const offerSDP = "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\na=fingerprint:sha-256 AB:CD\r\n"
+	bodies := [][]byte{
+		msg("offer", "to", "g_in", "sdp", offerSDP), msg("answer", "to", "u_doc", "sdp", offerSDP),
+		msg("candidate", "to", "u_doc", "candidate", map[string]any{"candidate": "candidate:1 1 udp 1 192.0.2.1 5000 typ host"}),
+		msg("media-state", "audio", true), msg("chat", "text", "hello"), msg("admit", "member", "g_lobby"),
+		msg("deny", "member", "g_lobby"), msg("remove", "member", "g_in"), msg("end"), msg("sfu-join"), msg("sfu-leave"),
+		msg("view", "member", "u_doc", "width", 640, "height", 360), msg("ping"), msg("leave"), msg("teleport"),
+		[]byte("{nope"), []byte(`{"id":"1"}`), []byte(`{"type":7}`), []byte(`[]`), []byte(`null`), []byte(`{"type":"chat","text":` + strings.Repeat("[", 40) + `}`),
+	}
+	for _, b := range bodies {
+		for who := range byte(3) {
+			f.Add(append([]byte{who}, b...))
+		}
+	}
+	f.Add([]byte("\x00" + string(msg("admit", "member", "g_lobby")) + "\n\x02" + string(msg("chat", "text", "in now"))))
+	f.Add([]byte("\x02" + string(msg("leave")) + "\n\x02" + string(msg("chat", "text", "still?"))))
+	f.Add([]byte("\x82{\"type\":\"ping\"}"))
+	f.Add([]byte("\x00" + `{"type":"chat","text":"` + strings.Repeat("a", MaxMessageBytes) + `"}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		fr := newFuzzRoom(t)
+		for i, line := range bytes.Split(data, []byte{'\n'}) {
+			if i == 32 {
+				break // a longer input only repeats what 32 messages reach
+			}
+			if len(line) == 0 {
+				continue
+			}
+			fr.send(t, int(line[0]&0x7f)%3, line[0]&0x80 != 0, line[1:])
+		}
+	})
+}
