@@ -35,10 +35,9 @@ type Store interface {
 	AddGuest(ctx context.Context, g store.Guest, s store.Session) error
 	GuestByID(ctx context.Context, id string) (store.Guest, error)
 	SessionByHash(ctx context.Context, hash []byte) (store.Session, error)
-	NextChatSeq(ctx context.Context, consultID string) (int64, error)
-	AppendChat(ctx context.Context, c store.ChatRow) error
+	AppendNextChat(ctx context.Context, consultID string, build func(seq int64) (store.ChatRow, error)) (store.ChatRow, error)
 	ChatRows(ctx context.Context, consultID string) ([]store.ChatRow, error)
-	ShareDocument(ctx context.Context, d store.Document, c store.ChatRow) error
+	ShareDocument(ctx context.Context, d store.Document, build func(seq int64) (store.ChatRow, error)) (store.ChatRow, error)
 	DocumentByID(ctx context.Context, consultID, id string) (store.Document, error)
 }
 
