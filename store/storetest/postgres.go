@@ -38,7 +38,7 @@ func OpenPostgres(t *testing.T) *store.DB {
 }
 
 // OpenPostgresDSN opens dsn, failing the test on error.
-func OpenPostgresDSN(t *testing.T, dsn string) *store.DB {
+func OpenPostgresDSN(t testing.TB, dsn string) *store.DB {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -51,7 +51,7 @@ func OpenPostgresDSN(t *testing.T, dsn string) *store.DB {
 
 // NewPostgresSchema creates an empty schema for the test, drops it when the
 // test ends, and returns a DSN that works in it.
-func NewPostgresSchema(t *testing.T) string {
+func NewPostgresSchema(t testing.TB) string {
 	t.Helper()
 	base := PostgresURL()
 	admin, err := sql.Open("pgx", base)
