@@ -16,9 +16,12 @@ type TableCopy struct {
 	Rows  int64
 }
 
-// copyBatchParams bounds the placeholders of one INSERT (PostgreSQL allows
-// 65535, SQLite 32766).
-const copyBatchParams = 30000
+// A batch of one INSERT is bounded by its placeholders (PostgreSQL allows
+// 65535, SQLite 32766) and its bytes, since rows of documents are large.
+const (
+	copyBatchParams = 30000
+	copyBatchBytes  = 16 << 20
+)
 
 // Copy copies every row of every table of src into dst, as an operator
 // moves an installation from SQLite to PostgreSQL. Both must be migrated to
@@ -34,10 +37,18 @@ func Copy(ctx context.Context, src, dst *DB, progress func(TableCopy)) ([]TableC
 	if err != nil {
 		return nil, err
 	}
+	read, endRead, err := src.bulkReader(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("source: %w", err)
+	}
+	defer endRead()
 	var done []TableCopy
 	err = dst.tx(ctx, func(tx *sql.Tx) error {
+		if err := dst.liftTimeouts(ctx, tx); err != nil {
+			return err
+		}
 		for _, t := range tables {
-			n, err := copyTable(ctx, src, dst, tx, t)
+			n, err := copyTable(ctx, read, dst, tx, t)
 			if err != nil {
 				return fmt.Errorf("copy %s: %w", t, err)
 			}
@@ -51,12 +62,54 @@ func Copy(ctx context.Context, src, dst *DB, progress func(TableCopy)) ([]TableC
 	if err != nil {
 		return nil, err
 	}
+	readBack, endReadBack, err := dst.bulkReader(ctx)
+	if err != nil {
+		return done, fmt.Errorf("target: %w", err)
+	}
+	defer endReadBack()
 	for _, t := range done {
-		if err := compareTable(ctx, src, dst, t); err != nil {
+		if err := compareTable(ctx, read, readBack, t); err != nil {
 			return done, err
 		}
 	}
 	return done, nil
+}
+
+// querier reads from a database or a transaction.
+type querier interface {
+	QueryContext(context.Context, string, ...any) (*sql.Rows, error)
+}
+
+// bulkReader returns what reads whole tables for a copy, and its end. On
+// PostgreSQL that is one read-only snapshot without the statement timeout,
+// which is meant for requests, not for reading a table of documents.
+func (db *DB) bulkReader(ctx context.Context) (querier, func(), error) {
+	if db.dialect != "postgres" {
+		return db.sql, func() {}, nil
+	}
+	tx, err := db.sql.BeginTx(ctx, &sql.TxOptions{Isolation: sql.LevelRepeatableRead, ReadOnly: true})
+	if err != nil {
+		return nil, nil, fmt.Errorf("begin read: %w", err)
+	}
+	if err := db.liftTimeouts(ctx, tx); err != nil {
+		_ = tx.Rollback()
+		return nil, nil, err
+	}
+	return tx, func() { _ = tx.Rollback() }, nil
+}
+
+// liftTimeouts lets a PostgreSQL transaction of a copy run as long as it
+// needs; the copy's context bounds it instead.
+func (db *DB) liftTimeouts(ctx context.Context, tx *sql.Tx) error {
+	if db.dialect != "postgres" {
+		return nil
+	}
+	for _, q := range []string{`SET LOCAL statement_timeout = 0`, `SET LOCAL idle_in_transaction_session_timeout = 0`} {
+		if _, err := tx.ExecContext(ctx, q); err != nil {
+			return fmt.Errorf("%s: %w", q, err)
+		}
+	}
+	return nil
 }
 
 // copyPlan checks that src and dst have one schema and dst no rows, and
@@ -168,9 +221,7 @@ func (db *DB) references(ctx context.Context) (map[string][]string, error) {
 	return refs, rows.Err()
 }
 
-func queryStrings(ctx context.Context, q interface {
-	QueryContext(context.Context, string, ...any) (*sql.Rows, error)
-}, query string, args ...any) ([]string, error) {
+func queryStrings(ctx context.Context, q querier, query string, args ...any) ([]string, error) {
 	rows, err := q.QueryContext(ctx, query, args...)
 	if err != nil {
 		return nil, err
@@ -189,9 +240,7 @@ func queryStrings(ctx context.Context, q interface {
 
 // columnKinds names a table's columns in order with, for each, whether it
 // holds bytes (BLOB, BYTEA), text or something else.
-func columnKinds(ctx context.Context, q interface {
-	QueryContext(context.Context, string, ...any) (*sql.Rows, error)
-}, table string) ([]string, map[string]string, error) {
+func columnKinds(ctx context.Context, q querier, table string) ([]string, map[string]string, error) {
 	rows, err := q.QueryContext(ctx, `SELECT * FROM `+quoteIdent(table)+` WHERE 1 = 0`)
 	if err != nil {
 		return nil, nil, err
@@ -219,8 +268,8 @@ func columnKinds(ctx context.Context, q interface {
 
 // copyTable streams one table from src into tx on dst in batches and
 // returns how many rows it wrote.
-func copyTable(ctx context.Context, src, dst *DB, tx *sql.Tx, table string) (int64, error) {
-	cols, _, err := columnKinds(ctx, src.sql, table)
+func copyTable(ctx context.Context, src querier, dst *DB, tx *sql.Tx, table string) (int64, error) {
+	cols, _, err := columnKinds(ctx, src, table)
 	if err != nil {
 		return 0, fmt.Errorf("read source columns: %w", err)
 	}
@@ -233,14 +282,14 @@ func copyTable(ctx context.Context, src, dst *DB, tx *sql.Tx, table string) (int
 		return 0, fmt.Errorf("source columns %v differ from target columns %v", sorted, dstCols)
 	}
 	list := quoteIdents(cols)
-	rows, err := src.sql.QueryContext(ctx, `SELECT `+list+` FROM `+quoteIdent(table))
+	rows, err := src.QueryContext(ctx, `SELECT `+list+` FROM `+quoteIdent(table))
 	if err != nil {
 		return 0, fmt.Errorf("read source: %w", err)
 	}
 	defer rows.Close()
 	per := max(1, min(500, copyBatchParams/len(cols)))
 	var batch []any
-	var n int64
+	var n, size int64
 	flush := func() error {
 		if len(batch) == 0 {
 			return nil
@@ -252,7 +301,7 @@ func copyTable(ctx context.Context, src, dst *DB, tx *sql.Tx, table string) (int
 			return fmt.Errorf("write rows %d-%d: %w", n+1, n+int64(rowsIn), err)
 		}
 		n += int64(rowsIn)
-		batch = batch[:0]
+		batch, size = batch[:0], 0
 		return nil
 	}
 	for rows.Next() {
@@ -261,9 +310,15 @@ func copyTable(ctx context.Context, src, dst *DB, tx *sql.Tx, table string) (int
 			return n, fmt.Errorf("read source: %w", err)
 		}
 		for i, v := range vals {
-			batch = append(batch, convertFor(kinds[cols[i]], v))
+			v = convertFor(kinds[cols[i]], v)
+			if b, ok := v.([]byte); ok {
+				size += int64(len(b))
+			} else if s, ok := v.(string); ok {
+				size += int64(len(s))
+			}
+			batch = append(batch, v)
 		}
-		if len(batch) >= per*len(cols) {
+		if len(batch) >= per*len(cols) || size >= copyBatchBytes {
 			if err := flush(); err != nil {
 				return n, err
 			}
@@ -341,16 +396,16 @@ func (db *DB) resetIdentities(ctx context.Context, tx *sql.Tx) error {
 
 // compareTable reads a table on both sides and compares row counts and an
 // order-independent digest of every value.
-func compareTable(ctx context.Context, src, dst *DB, t TableCopy) error {
-	cols, _, err := columnKinds(ctx, src.sql, t.Table)
+func compareTable(ctx context.Context, src, dst querier, t TableCopy) error {
+	cols, _, err := columnKinds(ctx, src, t.Table)
 	if err != nil {
 		return fmt.Errorf("verify %s: %w", t.Table, err)
 	}
-	sn, sd, err := src.tableDigest(ctx, t.Table, cols)
+	sn, sd, err := tableDigest(ctx, src, t.Table, cols)
 	if err != nil {
 		return fmt.Errorf("verify %s on the source: %w", t.Table, err)
 	}
-	dn, dd, err := dst.tableDigest(ctx, t.Table, cols)
+	dn, dd, err := tableDigest(ctx, dst, t.Table, cols)
 	if err != nil {
 		return fmt.Errorf("verify %s on the target: %w", t.Table, err)
 	}
@@ -366,9 +421,9 @@ func compareTable(ctx context.Context, src, dst *DB, t TableCopy) error {
 // tableDigest counts a table's rows and XORs the SHA-256 of each row's
 // values: rows are distinct (each table has a primary key), so equal
 // digests mean equal contents whatever order the rows come in.
-func (db *DB) tableDigest(ctx context.Context, table string, cols []string) (int64, [sha256.Size]byte, error) {
+func tableDigest(ctx context.Context, q querier, table string, cols []string) (int64, [sha256.Size]byte, error) {
 	var sum [sha256.Size]byte
-	rows, err := db.sql.QueryContext(ctx, `SELECT `+quoteIdents(cols)+` FROM `+quoteIdent(table))
+	rows, err := q.QueryContext(ctx, `SELECT `+quoteIdents(cols)+` FROM `+quoteIdent(table))
 	if err != nil {
 		return 0, sum, err
 	}

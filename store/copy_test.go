@@ -230,3 +230,41 @@ func TestCopyFindsAMismatch(t *testing.T) {
 		t.Fatalf("copy that altered chat rows = %v", err)
 	}
 }
+
+func TestCopyMovesTablesLargerThanABatch(t *testing.T) {
+	ctx := context.Background()
+	src := openSQLite(t)
+	defer src.Close()
+	if _, err := src.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	const n = 1234 // three batches of 500 rows or fewer
+	if err := store.ExecForTest(ctx, src, `WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 1234)
+		INSERT INTO audit_entries (seq, canonical, leaf_hash) SELECT i, randomblob(100), randomblob(32) FROM n`); err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		name string
+		open storetest.Opener
+	}{{"sqlite", openSQLite}, {"postgres", storetest.OpenPostgres}} {
+		t.Run(tt.name, func(t *testing.T) {
+			dst := tt.open(t)
+			defer dst.Close()
+			if _, err := dst.Migrate(ctx); err != nil {
+				t.Fatal(err)
+			}
+			got, err := store.Copy(ctx, src, dst, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			i := slices.IndexFunc(got, func(c store.TableCopy) bool { return c.Table == "audit_entries" })
+			if i < 0 || got[i].Rows != n {
+				t.Fatalf("copied %+v", got)
+			}
+			var last uint64
+			if err := dst.AuditRows(ctx, 0, func(r audit.Row) error { last = r.Seq; return nil }); err != nil || last != n {
+				t.Fatalf("last row on the target %d, %v", last, err)
+			}
+		})
+	}
+}

@@ -144,10 +144,16 @@ func (db *DB) applyMigration(ctx context.Context, conn *sql.Conn, m Migration) (
 const migrationLockClass = 0x6f63 // "oc"
 
 // pgMigrationLock takes the session-level advisory lock on conn, waiting
-// for a process that migrates now, and returns its release.
+// for a process that migrates now, and returns its release. Neither the
+// wait nor a migration is cut short by the statement timeout meant for
+// requests: the caller's context bounds them.
 func pgMigrationLock(ctx context.Context, conn *sql.Conn) (func(), error) {
 	const key = `$1, hashtext(current_schema())`
+	if _, err := conn.ExecContext(ctx, `SET statement_timeout = 0`); err != nil {
+		return nil, fmt.Errorf("lift the statement timeout for migrations: %w", err)
+	}
 	if _, err := conn.ExecContext(ctx, `SELECT pg_advisory_lock(`+key+`)`, migrationLockClass); err != nil {
+		_ = conn.Raw(func(any) error { return driver.ErrBadConn }) // drop the connection and its setting
 		return nil, fmt.Errorf("wait for the migration lock: %w", err)
 	}
 	return func() {
@@ -155,7 +161,11 @@ func pgMigrationLock(ctx context.Context, conn *sql.Conn) (func(), error) {
 		// behind would stall every later start until the connection closes.
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 		defer cancel()
-		if _, err := conn.ExecContext(ctx, `SELECT pg_advisory_unlock(`+key+`)`, migrationLockClass); err != nil {
+		_, err := conn.ExecContext(ctx, `SELECT pg_advisory_unlock(`+key+`)`, migrationLockClass)
+		if err == nil {
+			_, err = conn.ExecContext(ctx, `RESET statement_timeout`)
+		}
+		if err != nil {
 			// Closing the connection releases the lock too.
 			_ = conn.Raw(func(any) error { return driver.ErrBadConn })
 		}

@@ -51,3 +51,25 @@ func TestPostgresErrorsHideThePassword(t *testing.T) {
 		}
 	}
 }
+
+func TestPostgresSessionsAreTimeLimited(t *testing.T) {
+	ctx := context.Background()
+	dsn := storetest.NewPostgresSchema(t)
+	db := storetest.OpenPostgresDSN(t, dsn)
+	defer db.Close()
+	if _, err := db.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// Migrations lift the timeout on their connection, and must put it back
+	// before the connection serves requests again.
+	for setting, want := range map[string]string{"statement_timeout": "30s", "idle_in_transaction_session_timeout": "1min"} {
+		if got, err := store.QueryStringForTest(ctx, db, "SHOW "+setting); err != nil || got != want {
+			t.Errorf("%s = %q, %v; want %q", setting, got, err, want)
+		}
+	}
+	short := storetest.OpenPostgresDSN(t, dsn+"&statement_timeout=100ms")
+	defer short.Close()
+	if _, err := store.QueryStringForTest(ctx, short, "SELECT pg_sleep(2)::text"); err == nil || !strings.Contains(err.Error(), "statement timeout") {
+		t.Fatalf("a statement past the URL's statement_timeout = %v", err)
+	}
+}
