@@ -2,9 +2,13 @@ package store_test
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/openconsult/openconsult/store"
 	"github.com/openconsult/openconsult/store/storetest"
@@ -71,5 +75,51 @@ func TestPostgresSessionsAreTimeLimited(t *testing.T) {
 	defer short.Close()
 	if _, err := store.QueryStringForTest(ctx, short, "SELECT pg_sleep(2)::text"); err == nil || !strings.Contains(err.Error(), "statement timeout") {
 		t.Fatalf("a statement past the URL's statement_timeout = %v", err)
+	}
+}
+
+// TestSetupWithTwoLiveTokensCreatesOneAccount: two processes starting at
+// once may each store a setup token before seeing the other's. Completing
+// both at once must still create one account only.
+func TestSetupWithTwoLiveTokensCreatesOneAccount(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		open storetest.Opener
+	}{{"sqlite", openSQLite}, {"postgres", storetest.OpenPostgres}} {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx := context.Background()
+			db := tt.open(t)
+			defer db.Close()
+			if _, err := db.Migrate(ctx); err != nil {
+				t.Fatal(err)
+			}
+			now := time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC)
+			const rounds = 10
+			for r := range rounds {
+				if err := store.ExecAuditForTest(ctx, db, `DELETE FROM users`); err != nil {
+					t.Fatal(err)
+				}
+				hashes := [][]byte{fmt.Appendf(nil, "token-a-%d", r), fmt.Appendf(nil, "token-b-%d", r)}
+				for _, h := range hashes {
+					if err := store.ExecAuditForTest(ctx, db, `INSERT INTO setup_tokens (token_hash, created_at, expires_at) VALUES (?, ?, ?)`,
+						h, now.UnixMilli(), now.Add(time.Hour).UnixMilli()); err != nil {
+						t.Fatal(err)
+					}
+				}
+				var wg sync.WaitGroup
+				for i, h := range hashes {
+					wg.Go(func() {
+						u := store.User{ID: fmt.Sprintf("u_%d_%d", r, i), Username: fmt.Sprintf("admin-%d-%d", r, i), Role: "admin", PasswordHash: "$argon2id$test", CreatedAt: now}
+						if err := db.CompleteSetup(ctx, h, now.Add(time.Minute), u); err != nil && !errors.Is(err, store.ErrSetupClosed) {
+							t.Error(err)
+						}
+					})
+				}
+				wg.Wait()
+				if n, err := db.CountUsers(ctx); err != nil || n != 1 {
+					t.Fatalf("round %d: %d accounts after two setups at once, %v; want 1", r, n, err)
+				}
+			}
+		})
 	}
 }
