@@ -6,6 +6,8 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
+	"strings"
 	"time"
 
 	"github.com/openconsult/openconsult/store"
@@ -34,6 +36,13 @@ func dbCommand(ctx context.Context, args []string, getenv func(string) string, s
 	}
 	if *from == *to {
 		return errors.New("-from and -to name the same database")
+	}
+	// Opening a SQLite path creates the file: a mistyped source would copy
+	// an empty installation over.
+	if path, ok := strings.CutPrefix(*from, "sqlite:"); ok || !strings.Contains(*from, "://") {
+		if _, err := os.Stat(path); err != nil {
+			return fmt.Errorf("source: %w", err)
+		}
 	}
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()

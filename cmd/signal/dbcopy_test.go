@@ -2,6 +2,7 @@ package main
 
 import (
 	"io"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -28,10 +29,14 @@ func TestDBCopyMovesAnInstallationToPostgres(t *testing.T) {
 		{"db", "copy", "-from", sqlite},
 		{"db", "copy", "-from", sqlite, "-to", sqlite},
 		{"db", "move"},
+		{"db", "copy", "-from", "sqlite:" + filepath.Join(dir, "mistyped.db"), "-to", pg},
 	} {
 		if _, err := runTool(t, nil, args...); err == nil {
 			t.Errorf("%v succeeded", args)
 		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, "mistyped.db")); err == nil {
+		t.Error("a mistyped source was created")
 	}
 	out, err := runTool(t, map[string]string{"SIGNAL_DATABASE": pg}, "db", "copy", "-from", sqlite)
 	if err != nil || !strings.Contains(out, "audit_entries") || !strings.Contains(out, "contents match") {
