@@ -37,10 +37,9 @@ type Store interface {
 	DenyGuest(ctx context.Context, guestID string, now time.Time) error
 	DeviceDenials(ctx context.Context, linkID string, deviceHash []byte) (int, error)
 	SessionByHash(ctx context.Context, hash []byte) (store.Session, error)
-	NextChatSeq(ctx context.Context, consultID string) (int64, error)
-	AppendChat(ctx context.Context, c store.ChatRow) error
+	AppendNextChat(ctx context.Context, consultID string, build func(seq int64) (store.ChatRow, error)) (store.ChatRow, error)
 	ChatRows(ctx context.Context, consultID string) ([]store.ChatRow, error)
-	ShareDocument(ctx context.Context, d store.Document, c store.ChatRow) error
+	ShareDocument(ctx context.Context, d store.Document, build func(seq int64) (store.ChatRow, error)) (store.ChatRow, error)
 	DocumentByID(ctx context.Context, consultID, id string) (store.Document, error)
 }
 

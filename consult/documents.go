@@ -94,25 +94,18 @@ func (s *Service) ShareDocument(ctx context.Context, consultID, fromID, fromName
 	if err != nil {
 		return signaling.ChatMessage{}, err
 	}
-	seq, err := s.Store.NextChatSeq(ctx, consultID)
-	if err != nil {
-		return signaling.ChatMessage{}, err
-	}
 	text := "shared " + name
-	chatName, err := s.Sealer.SealString(fromName, chatAAD("name", consultID, seq))
-	if err != nil {
-		return signaling.ChatMessage{}, err
-	}
-	chatText, err := s.Sealer.SealString(text, chatAAD("text", consultID, seq))
-	if err != nil {
-		return signaling.ChatMessage{}, err
-	}
 	now := s.Now().UTC().Truncate(time.Millisecond)
 	doc := store.Document{ID: id, ConsultID: consultID, MemberID: fromID, NameEnc: nameEnc, ContentType: ctype, Size: int64(len(data)), DataEnc: dataEnc, CreatedAt: now}
-	row := store.ChatRow{ConsultID: consultID, Seq: seq, MemberID: fromID, NameEnc: chatName, TextEnc: chatText, CreatedAt: now, DocumentID: id}
-	if err := s.Store.ShareDocument(ctx, doc, row); err != nil {
+	row, err := s.Store.ShareDocument(ctx, doc, func(seq int64) (store.ChatRow, error) {
+		r, err := s.sealChat(consultID, seq, fromID, fromName, text, now)
+		r.DocumentID = id
+		return r, err
+	})
+	if err != nil {
 		return signaling.ChatMessage{}, err
 	}
+	seq := row.Seq
 	s.Log.Info("document shared", "consult", consultID, "member", fromID, "document", id, "type", ctype, "bytes", len(data))
 	return signaling.ChatMessage{Seq: seq, From: fromID, Name: fromName, Text: text, At: now,
 		File: &signaling.FileInfo{ID: id, Name: name, Type: ctype, Size: int64(len(data))}}, nil

@@ -181,26 +181,31 @@ func (s *Service) GuestSession(ctx context.Context, token string) (Guest, error)
 
 // AppendChat seals and stores a chat message (signaling.ChatLog). The
 // sequence number is part of the sealing context, so a message cannot be
-// moved to another place in the log; the room's lock orders appends.
+// moved to another place in the log; the store hands out the number and
+// keeps appends from every process in order.
 func (s *Service) AppendChat(ctx context.Context, consultID string, m signaling.ChatMessage) (signaling.ChatMessage, error) {
-	seq, err := s.Store.NextChatSeq(ctx, consultID)
-	if err != nil {
-		return signaling.ChatMessage{}, err
-	}
-	nameEnc, err := s.Sealer.SealString(m.Name, chatAAD("name", consultID, seq))
-	if err != nil {
-		return signaling.ChatMessage{}, err
-	}
-	textEnc, err := s.Sealer.SealString(m.Text, chatAAD("text", consultID, seq))
-	if err != nil {
-		return signaling.ChatMessage{}, err
-	}
 	now := s.Now().UTC().Truncate(time.Millisecond)
-	if err := s.Store.AppendChat(ctx, store.ChatRow{ConsultID: consultID, Seq: seq, MemberID: m.From, NameEnc: nameEnc, TextEnc: textEnc, CreatedAt: now}); err != nil {
+	row, err := s.Store.AppendNextChat(ctx, consultID, func(seq int64) (store.ChatRow, error) {
+		return s.sealChat(consultID, seq, m.From, m.Name, m.Text, now)
+	})
+	if err != nil {
 		return signaling.ChatMessage{}, err
 	}
-	m.Seq, m.At = seq, now
+	m.Seq, m.At = row.Seq, now
 	return m, nil
+}
+
+// sealChat makes the stored form of message seq of a consult.
+func (s *Service) sealChat(consultID string, seq int64, from, name, text string, at time.Time) (store.ChatRow, error) {
+	nameEnc, err := s.Sealer.SealString(name, chatAAD("name", consultID, seq))
+	if err != nil {
+		return store.ChatRow{}, err
+	}
+	textEnc, err := s.Sealer.SealString(text, chatAAD("text", consultID, seq))
+	if err != nil {
+		return store.ChatRow{}, err
+	}
+	return store.ChatRow{ConsultID: consultID, Seq: seq, MemberID: from, NameEnc: nameEnc, TextEnc: textEnc, CreatedAt: at}, nil
 }
 
 // ChatHistory unseals a consult's chat (signaling.ChatLog).

@@ -147,9 +147,14 @@ func (db *DB) SetupTokenUsable(ctx context.Context, hash []byte, now time.Time) 
 
 // CompleteSetup spends the token and creates the first account in one
 // transaction: of two concurrent submissions exactly one succeeds, and a
-// token can never create a second account.
+// token can never create a second account. Two processes that started at
+// once may each have stored a token; the lock on users (see lockForWrite)
+// makes the check that no account exists hold until the insert commits.
 func (db *DB) CompleteSetup(ctx context.Context, hash []byte, now time.Time, u User) error {
 	return db.tx(ctx, func(tx *sql.Tx) error {
+		if err := db.lockForWrite(ctx, tx, "users"); err != nil {
+			return err
+		}
 		res, err := tx.ExecContext(ctx, db.rebind(`UPDATE setup_tokens SET used_at = ?
 			WHERE token_hash = ? AND used_at IS NULL AND expires_at > ?
 			AND NOT EXISTS (SELECT 1 FROM users)`), now.UnixMilli(), hash, now.UnixMilli())

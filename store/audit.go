@@ -30,10 +30,15 @@ const auditBatch = 1000
 
 // AuditAppend stores the row build makes from the last stored row, in one
 // write transaction (audit.Storage). SQLite transactions here take the
-// write lock at BEGIN, so appends from several processes queue and each
-// sees the row the previous one committed.
+// write lock at BEGIN; on PostgreSQL the transaction first locks the table
+// against other writers (readers go on). Either way appends from several
+// processes queue and each sees the row the previous one committed, so the
+// hash chain and the Merkle tree stay one log.
 func (db *DB) AuditAppend(ctx context.Context, build func(last audit.Row) (audit.Row, error)) error {
 	return db.tx(ctx, func(tx *sql.Tx) error {
+		if err := db.lockForWrite(ctx, tx, "audit_entries"); err != nil {
+			return err
+		}
 		var last audit.Row
 		err := tx.QueryRowContext(ctx, `SELECT seq, canonical, leaf_hash FROM audit_entries ORDER BY seq DESC LIMIT 1`).
 			Scan(&last.Seq, &last.Canonical, &last.LeafHash)

@@ -270,21 +270,83 @@ func (db *DB) GuestByID(ctx context.Context, id string) (Guest, error) {
 	return g, nil
 }
 
-// NextChatSeq returns the sequence number the next message of a consult
-// takes.
-func (db *DB) NextChatSeq(ctx context.Context, consultID string) (int64, error) {
-	var seq int64
-	err := db.sql.QueryRowContext(ctx, db.rebind(`SELECT COALESCE(MAX(seq), 0) + 1 FROM chat_messages WHERE consult_id = ?`), consultID).Scan(&seq)
-	if err != nil {
-		return 0, fmt.Errorf("next chat seq: %w", err)
-	}
-	return seq, nil
+// AppendNextChat stores the message build makes for the consult's next
+// sequence number and returns it. The number is chosen and used in one
+// write transaction that excludes other appends to the consult, from this
+// process or another, so each message gets its own number and none is
+// refused for a number taken meanwhile. build seals the message: the
+// number is part of its sealing context.
+func (db *DB) AppendNextChat(ctx context.Context, consultID string, build func(seq int64) (ChatRow, error)) (ChatRow, error) {
+	return db.appendNextChat(ctx, consultID, nil, build)
 }
 
-// AppendChat stores a message under its sequence number; a number already
-// taken is ErrConflict.
+// AppendChat stores a message under the sequence number it carries; a
+// number already taken is ErrConflict.
 func (db *DB) AppendChat(ctx context.Context, c ChatRow) error {
 	return db.tx(ctx, func(tx *sql.Tx) error { return insertChat(ctx, db, tx, c) })
+}
+
+// ShareDocument stores a document and the chat message announcing it, which
+// build makes for the consult's next sequence number, in one transaction
+// (see AppendNextChat).
+func (db *DB) ShareDocument(ctx context.Context, d Document, build func(seq int64) (ChatRow, error)) (ChatRow, error) {
+	return db.appendNextChat(ctx, d.ConsultID, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, db.rebind(`INSERT INTO documents (id, consult_id, member_id, name_enc, content_type, size, data_enc, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`),
+			d.ID, d.ConsultID, d.MemberID, d.NameEnc, d.ContentType, d.Size, d.DataEnc, d.CreatedAt.UnixMilli())
+		if err != nil {
+			return fmt.Errorf("insert document: %w", err)
+		}
+		return nil
+	}, build)
+}
+
+func (db *DB) appendNextChat(ctx context.Context, consultID string, first func(*sql.Tx) error, build func(seq int64) (ChatRow, error)) (ChatRow, error) {
+	var c ChatRow
+	err := db.tx(ctx, func(tx *sql.Tx) error {
+		if err := db.lockConsult(ctx, tx, consultID); err != nil {
+			return err
+		}
+		var seq int64
+		if err := tx.QueryRowContext(ctx, db.rebind(`SELECT COALESCE(MAX(seq), 0) + 1 FROM chat_messages WHERE consult_id = ?`), consultID).Scan(&seq); err != nil {
+			return fmt.Errorf("next chat seq: %w", err)
+		}
+		if first != nil {
+			if err := first(tx); err != nil {
+				return err
+			}
+		}
+		var err error
+		if c, err = build(seq); err != nil {
+			return err
+		}
+		if c.ConsultID != consultID || c.Seq != seq {
+			return fmt.Errorf("chat row %s/%d built for %s/%d", c.ConsultID, c.Seq, consultID, seq)
+		}
+		return insertChat(ctx, db, tx, c)
+	})
+	if err != nil {
+		return ChatRow{}, err
+	}
+	return c, nil
+}
+
+// lockConsult holds a consult's row until the transaction ends, so that
+// appends to its chat queue. SQLite's write lock taken at BEGIN does that
+// already; on PostgreSQL the row lock does, without blocking what only
+// refers to the consult (links, guests).
+func (db *DB) lockConsult(ctx context.Context, tx *sql.Tx, consultID string) error {
+	if db.dialect != "postgres" {
+		return nil
+	}
+	var id string
+	err := tx.QueryRowContext(ctx, db.rebind(`SELECT id FROM consults WHERE id = ? FOR NO KEY UPDATE`), consultID).Scan(&id)
+	if errors.Is(err, sql.ErrNoRows) {
+		return fmt.Errorf("consult %s: %w", consultID, ErrNotFound)
+	}
+	if err != nil {
+		return fmt.Errorf("lock consult %s: %w", consultID, err)
+	}
+	return nil
 }
 
 func insertChat(ctx context.Context, db *DB, tx *sql.Tx, c ChatRow) error {
@@ -297,18 +359,6 @@ func insertChat(ctx context.Context, db *DB, tx *sql.Tx, c ChatRow) error {
 		return fmt.Errorf("insert chat: %w", err)
 	}
 	return nil
-}
-
-// ShareDocument stores a document and the chat message announcing it in
-// one transaction.
-func (db *DB) ShareDocument(ctx context.Context, d Document, c ChatRow) error {
-	return db.tx(ctx, func(tx *sql.Tx) error {
-		if _, err := tx.ExecContext(ctx, db.rebind(`INSERT INTO documents (id, consult_id, member_id, name_enc, content_type, size, data_enc, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`),
-			d.ID, d.ConsultID, d.MemberID, d.NameEnc, d.ContentType, d.Size, d.DataEnc, d.CreatedAt.UnixMilli()); err != nil {
-			return fmt.Errorf("insert document: %w", err)
-		}
-		return insertChat(ctx, db, tx, c)
-	})
 }
 
 // DocumentByID returns a document of a consult.

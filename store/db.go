@@ -10,7 +10,10 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/stdlib"
 	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
 )
 
@@ -26,15 +29,16 @@ type DB struct {
 	dialect string
 }
 
-// Open opens the database named by dsn: "sqlite:PATH" or a bare file path.
+// Open opens the database named by dsn: "postgres://..." (or
+// "postgresql://..."), "sqlite:PATH" or a bare file path.
 func Open(ctx context.Context, dsn string) (*DB, error) {
 	switch {
 	case strings.HasPrefix(dsn, "postgres://"), strings.HasPrefix(dsn, "postgresql://"):
-		return nil, errors.New("PostgreSQL is not available in this build; use sqlite:PATH")
+		return OpenPostgres(ctx, dsn)
 	case strings.HasPrefix(dsn, "sqlite:"):
 		return OpenSQLite(ctx, strings.TrimPrefix(dsn, "sqlite:"))
 	case strings.Contains(dsn, "://"):
-		return nil, fmt.Errorf("unsupported database %q: use sqlite:PATH", redact(dsn))
+		return nil, fmt.Errorf("unsupported database %q: use sqlite:PATH or postgres://", redact(dsn))
 	default:
 		return OpenSQLite(ctx, dsn)
 	}
@@ -73,7 +77,59 @@ func OpenSQLite(ctx context.Context, path string) (*DB, error) {
 	return db, nil
 }
 
-// Dialect names the SQL dialect ("sqlite").
+// Pool and time limits of a PostgreSQL connection. A statement or an idle
+// transaction that outlives its limit is cancelled by the server, so one
+// stuck request cannot hold locks that every other request waits for. A DSN
+// may set statement_timeout or idle_in_transaction_session_timeout itself.
+const (
+	pgMaxOpenConns     = 20
+	pgMaxIdleConns     = 10
+	pgConnMaxLifetime  = 30 * time.Minute
+	pgConnMaxIdleTime  = 5 * time.Minute
+	pgStatementTimeout = "30s"
+	pgIdleTxTimeout    = "60s"
+)
+
+// OpenPostgres opens a PostgreSQL database through pgx's database/sql
+// driver. The DSN's password never appears in an error.
+func OpenPostgres(ctx context.Context, dsn string) (*DB, error) {
+	cfg, err := pgx.ParseConfig(dsn)
+	if err != nil {
+		// pgx's parse errors can quote the DSN; say only which one failed.
+		return nil, fmt.Errorf("parse database URL %s: invalid PostgreSQL connection string", redact(dsn))
+	}
+	for param, def := range map[string]string{
+		"statement_timeout":                   pgStatementTimeout,
+		"idle_in_transaction_session_timeout": pgIdleTxTimeout,
+		"application_name":                    "openconsult-signal",
+	} {
+		if _, ok := cfg.RuntimeParams[param]; !ok {
+			cfg.RuntimeParams[param] = def
+		}
+	}
+	conn := stdlib.OpenDB(*cfg)
+	conn.SetMaxOpenConns(pgMaxOpenConns)
+	conn.SetMaxIdleConns(pgMaxIdleConns)
+	conn.SetConnMaxLifetime(pgConnMaxLifetime)
+	conn.SetConnMaxIdleTime(pgConnMaxIdleTime)
+	db := &DB{sql: conn, dialect: "postgres"}
+	if err := db.Ping(ctx); err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("open %s: %w", redact(dsn), scrubPassword(err, cfg.Password))
+	}
+	return db, nil
+}
+
+// scrubPassword removes a password from an error's text, in case a driver
+// ever quotes it.
+func scrubPassword(err error, password string) error {
+	if password == "" || !strings.Contains(err.Error(), password) {
+		return err
+	}
+	return errors.New(strings.ReplaceAll(err.Error(), password, "xxxxx"))
+}
+
+// Dialect names the SQL dialect ("sqlite" or "postgres").
 func (db *DB) Dialect() string { return db.dialect }
 
 // Ping reports whether the database answers; it backs /readyz.

@@ -14,3 +14,11 @@ func ExecForTest(ctx context.Context, db *DB, q string) error {
 	_, err := db.sql.ExecContext(ctx, q)
 	return err
 }
+
+// QueryStringForTest reads one text value, for tests that check a session
+// setting.
+func QueryStringForTest(ctx context.Context, db *DB, q string) (string, error) {
+	var v string
+	err := db.sql.QueryRowContext(ctx, q).Scan(&v)
+	return v, err
+}

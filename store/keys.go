@@ -120,16 +120,23 @@ func (db *DB) RewrapDataKeys(ctx context.Context, oldMaster string, keys []keyri
 }
 
 // lockDataKeys makes the read-check-write of a data key change atomic
+// against other writers (see lockForWrite).
+func (db *DB) lockDataKeys(ctx context.Context, tx *sql.Tx) error {
+	return db.lockForWrite(ctx, tx, "data_keys")
+}
+
+// lockForWrite makes a transaction's read-then-write of table atomic
 // against other writers. SQLite needs nothing more: every transaction here
 // takes the database write lock at BEGIN (_txlock=immediate). PostgreSQL's
-// default isolation would let two transactions each pass their check, so
-// there the table is locked for the transaction.
-func (db *DB) lockDataKeys(ctx context.Context, tx *sql.Tx) error {
+// default isolation would let two transactions each read the same state and
+// both write, so there the table is locked for the transaction in a mode
+// that still lets readers through.
+func (db *DB) lockForWrite(ctx context.Context, tx *sql.Tx, table string) error {
 	if db.dialect != "postgres" {
 		return nil
 	}
-	if _, err := tx.ExecContext(ctx, `LOCK TABLE data_keys IN SHARE ROW EXCLUSIVE MODE`); err != nil {
-		return fmt.Errorf("lock data keys: %w", err)
+	if _, err := tx.ExecContext(ctx, `LOCK TABLE `+table+` IN SHARE ROW EXCLUSIVE MODE`); err != nil {
+		return fmt.Errorf("lock %s: %w", table, err)
 	}
 	return nil
 }

@@ -142,26 +142,29 @@ func (db *DB) SigninLockedUntil(ctx context.Context, username string) (time.Time
 
 // RecordSigninFailure counts a failure for username; at max failures it
 // locks the username until now+lockFor and restarts the count. It reports
-// whether this failure started a lockout.
+// whether this failure started a lockout. The count is raised by one
+// statement that reads and writes the row at once, which also holds the
+// row until the transaction ends, so concurrent failures from any number
+// of processes each count: parallel guessing cannot slip past the lockout.
 func (db *DB) RecordSigninFailure(ctx context.Context, username string, now time.Time, max int, lockFor time.Duration) (locked bool, err error) {
 	err = db.tx(ctx, func(tx *sql.Tx) error {
+		// An expired lockout starts a fresh count.
 		var failures int
-		var until int64
-		err := tx.QueryRowContext(ctx, db.rebind(`SELECT failures, locked_until FROM signin_failures WHERE username = ?`), username).Scan(&failures, &until)
-		if err != nil && !errors.Is(err, sql.ErrNoRows) {
-			return fmt.Errorf("read failures: %w", err)
-		}
-		if until != 0 && until <= now.UnixMilli() {
-			failures, until = 0, 0 // an expired lockout starts a fresh count
-		}
-		failures++
-		if failures >= max {
-			locked, failures, until = true, 0, now.Add(lockFor).UnixMilli()
-		}
-		_, err = tx.ExecContext(ctx, db.rebind(`INSERT INTO signin_failures (username, failures, locked_until) VALUES (?, ?, ?)
-			ON CONFLICT (username) DO UPDATE SET failures = excluded.failures, locked_until = excluded.locked_until`), username, failures, until)
+		err := tx.QueryRowContext(ctx, db.rebind(`INSERT INTO signin_failures AS f (username, failures, locked_until) VALUES (?, 1, 0)
+			ON CONFLICT (username) DO UPDATE SET
+				failures = CASE WHEN f.locked_until <> 0 AND f.locked_until <= ? THEN 1 ELSE f.failures + 1 END,
+				locked_until = CASE WHEN f.locked_until <> 0 AND f.locked_until <= ? THEN 0 ELSE f.locked_until END
+			RETURNING failures`), username, now.UnixMilli(), now.UnixMilli()).Scan(&failures)
 		if err != nil {
 			return fmt.Errorf("record failure: %w", err)
+		}
+		if failures < max {
+			return nil
+		}
+		locked = true
+		if _, err := tx.ExecContext(ctx, db.rebind(`UPDATE signin_failures SET failures = 0, locked_until = ? WHERE username = ?`),
+			now.Add(lockFor).UnixMilli(), username); err != nil {
+			return fmt.Errorf("lock out: %w", err)
 		}
 		return nil
 	})

@@ -17,9 +17,11 @@ import (
 	"github.com/openconsult/openconsult/store"
 )
 
-// commands are the operator's subcommands: `signal audit ...`, `signal keys ...`.
+// commands are the operator's subcommands: `signal audit ...`, `signal keys ...`,
+// `signal db ...`.
 var commands = map[string]func(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error{
 	"audit": auditCommand,
+	"db":    dbCommand,
 	"keys":  keysCommand,
 }
 

@@ -123,7 +123,7 @@ func newSettings(stderr io.Writer) *settings {
 	fs.Var(&s.adminListen, "admin-listen", "plain HTTP `address` of /metrics, /healthz and /readyz for monitoring; keep it on a private interface; off to disable (dev: "+devAdminListen+")")
 	fs.Var(&s.publicURL, "public-url", "`URL` patients and staff use to reach the site, such as https://consult.example-hospital.org (required unless -dev or -acme-domain)")
 	fs.StringVar(&s.dataDir, "data-dir", "./data", "`directory` for the database, development certificate and ACME cache (created mode 0700)")
-	fs.StringVar(&s.database, "database", "", "database: sqlite:PATH (default sqlite:<data-dir>/signal.db)")
+	fs.StringVar(&s.database, "database", "", "database: sqlite:PATH (default sqlite:<data-dir>/signal.db) or postgres://USER@HOST:PORT/DB; prefer SIGNAL_DATABASE or PGPASSWORD for a password")
 	fs.StringVar(&s.tlsCert, "tls-cert", "", "PEM certificate chain `file`; re-read when it changes")
 	fs.StringVar(&s.tlsKey, "tls-key", "", "PEM private key `file` of -tls-cert")
 	fs.Var(&s.acmeDomains, "acme-domain", "obtain certificates automatically (ACME) for this `domain`; repeatable")

@@ -59,7 +59,7 @@ func TestPatientsJoiningFromOneAddressLeaveStaffSignInAlone(t *testing.T) {
 }
 
 func TestRateLimitUsesTheClientNamedByATrustedProxy(t *testing.T) {
-	d := startDevWith(t, t.TempDir(), "-trusted-proxy", "127.0.0.0/8")
+	d := startDev(t, t.TempDir(), "-trusted-proxy", "127.0.0.0/8")
 	defer d.stop()
 	from := func(ip string) http.Header { return http.Header{"X-Forwarded-For": {"198.51.100.9, " + ip}} }
 	form := url.Values{"username": {"nobody.here"}}

@@ -40,12 +40,8 @@ func ephemeralListeners() []string {
 		"-relay-listen", "127.0.0.1:0", "-relay-tls-listen", "127.0.0.1:0"}
 }
 
+// startDev starts signal -dev on ephemeral ports with the extra flags.
 func startDev(t *testing.T, dataDir string, extra ...string) *devServer {
-	return startDevWith(t, dataDir, extra...)
-}
-
-// startDevWith is startDev with more flags.
-func startDevWith(t *testing.T, dataDir string, extra ...string) *devServer {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	d := &devServer{stdout: &syncbuf.Buffer{}, stderr: &syncbuf.Buffer{}}
