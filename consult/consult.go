@@ -38,8 +38,11 @@ type Store interface {
 	NextChatSeq(ctx context.Context, consultID string) (int64, error)
 	AppendChat(ctx context.Context, c store.ChatRow) error
 	ChatRows(ctx context.Context, consultID string) ([]store.ChatRow, error)
-	ShareDocument(ctx context.Context, d store.Document, c store.ChatRow) error
+	ShareDocument(ctx context.Context, d store.Document, c store.ChatRow, q store.DocumentQuota) error
 	DocumentByID(ctx context.Context, consultID, id string) (store.Document, error)
+	DocumentUsage(ctx context.Context, consultID string) (files int, bytes int64, err error)
+	DocumentsToMove(ctx context.Context, limit int) ([]store.Document, error)
+	MoveDocument(ctx context.Context, id, object string, keyEnc []byte) (bool, error)
 }
 
 // Sealer encrypts sensitive fields; aad binds a value to its place.
@@ -67,6 +70,13 @@ type Service struct {
 	Public  *url.URL
 	LinkTTL time.Duration
 	Now     func() time.Time
+
+	// Objects stores shared documents' content; Documents bounds them
+	// (the zero value: DefaultDocumentLimits); Uploads limits how fast
+	// each member shares (nil: no limit).
+	Objects   Objects
+	Documents DocumentLimits
+	Uploads   *UploadLimiter
 }
 
 // View is a consult as its owner sees it.

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"fmt"
@@ -17,6 +18,7 @@ import (
 	"github.com/openconsult/openconsult/consult"
 	"github.com/openconsult/openconsult/internal/procstat"
 	"github.com/openconsult/openconsult/keyring"
+	"github.com/openconsult/openconsult/objstore"
 	"github.com/openconsult/openconsult/store"
 )
 
@@ -125,8 +127,12 @@ func seedDocument(t *testing.T, dir, consultID string, size int) string {
 	data := make([]byte, size)
 	_, _ = rand.Read(data)
 	copy(data, "%PDF-1.4\n")
-	svc := &consult.Service{Store: db, Sealer: keys, Log: slog.New(slog.DiscardHandler), Now: time.Now}
-	msg, err := svc.ShareDocument(ctx, consultID, "m_rss", "Dr RSS", "scan.pdf", data)
+	objects, err := objstore.NewFS(filepath.Join(dir, "objects"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc := &consult.Service{Store: db, Sealer: keys, Log: slog.New(slog.DiscardHandler), Now: time.Now, Objects: objstore.New(objects, keys)}
+	msg, err := svc.ShareDocument(ctx, consultID, "m_rss", "Dr RSS", "scan.pdf", bytes.NewReader(data))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -32,12 +32,13 @@ type devServer struct {
 	stop                    func() error
 }
 
-func startDev(t *testing.T, dataDir string) *devServer {
+func startDev(t *testing.T, dataDir string, extra ...string) *devServer {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	d := &devServer{stdout: &syncbuf.Buffer{}, stderr: &syncbuf.Buffer{}}
 	args := []string{"-dev", "-data-dir", dataDir, "-listen", "127.0.0.1:0", "-http-listen", "127.0.0.1:0", "-admin-listen", "127.0.0.1:0",
 		"-relay-listen", "127.0.0.1:0", "-relay-tls-listen", "127.0.0.1:0"}
+	args = append(args, extra...)
 	done := make(chan error, 1)
 	go func() { done <- run(ctx, args, func(string) string { return "" }, d.stdout, d.stderr) }()
 	d.stop = sync.OnceValue(func() error {

@@ -155,7 +155,17 @@ func start(ctx context.Context, s *settings, stdout, stderr io.Writer) (_ *serve
 			closeMedia()
 		}
 	}()
-	consults := &consult.Service{Store: db, Sealer: keys, Log: log, Public: public, LinkTTL: s.linkTTL, Now: time.Now}
+	objects, err := objectStore(ctx, s, keys, health)
+	if err != nil {
+		return nil, err
+	}
+	consults := &consult.Service{Store: db, Sealer: keys, Log: log, Public: public, LinkTTL: s.linkTTL, Now: time.Now,
+		Objects: objects, Documents: documentLimits(s), Uploads: consult.NewUploadLimiter(s.documentUploadsPerMin)}
+	if moved, err := consults.MoveDocuments(ctx); err != nil {
+		return nil, fmt.Errorf("move shared documents into the object store: %w", err)
+	} else if moved > 0 {
+		log.Info("shared documents moved into the object store", "documents", moved)
+	}
 	ice := iceServers(stun, turnURLs, turnSecret, s.turnTTL)
 	hub := signaling.NewHub(signaling.RoomDeps{
 		Chat: consults, Audit: recorder, Log: log, Now: time.Now, Grace: s.resumeGrace,
