@@ -85,6 +85,12 @@ type settings struct {
 	documentMaxFiles      int
 	documentMaxMiB        int
 	documentUploadsPerMin int
+
+	azureContainer        string
+	azureConnectionString string
+	azureAccountURL       string
+	azureAccountKey       string
+	azureSAS              string
 }
 
 // Defaults that -dev changes, applied only to settings nobody set.
@@ -171,6 +177,11 @@ func newSettings(stderr io.Writer) *settings {
 
 	fs.Var(&s.objectStore, "object-store", "where shared documents are kept, encrypted: filesystem (under -object-dir) or azure (Azure Blob Storage, see -azure-*)")
 	fs.StringVar(&s.objectDir, "object-dir", "", "`directory` of the filesystem object store (default <data-dir>/objects)")
+	fs.StringVar(&s.azureContainer, "azure-container", "openconsult", "Azure Blob `container` of -object-store azure (created if missing and the credential may)")
+	fs.StringVar(&s.azureConnectionString, "azure-connection-string", "", "Azure Storage connection string (prefer SIGNAL_AZURE_CONNECTION_STRING); alternative to -azure-account-url")
+	fs.StringVar(&s.azureAccountURL, "azure-account-url", "", "blob endpoint `URL` of the storage account, such as https://hospitalconsults.blob.core.windows.net; with -azure-account-key, -azure-sas, or neither for the managed identity (azidentity default credential)")
+	fs.StringVar(&s.azureAccountKey, "azure-account-key", "", "storage account key (prefer SIGNAL_AZURE_ACCOUNT_KEY)")
+	fs.StringVar(&s.azureSAS, "azure-sas", "", "SAS token of the container, with read, write, create, delete and list permissions (prefer SIGNAL_AZURE_SAS)")
 	fs.IntVar(&s.documentMaxFiles, "document-max-files", 50, "documents that may be shared in one consult (1 to 10000)")
 	fs.IntVar(&s.documentMaxMiB, "document-max-mib", 200, "total MiB of the documents shared in one consult (10 to 102400)")
 	fs.IntVar(&s.documentUploadsPerMin, "document-uploads-per-minute", 10, "documents one member may share per minute, in a burst of as many (1 to 600)")
@@ -292,6 +303,20 @@ func (s *settings) validate() error {
 			if !strings.HasPrefix(u, "wss://") {
 				bad("sfu-node", "%q must be a wss:// URL", u)
 			}
+		}
+	}
+	if s.objectStore.Value == "azure" {
+		if s.azureConnectionString == "" && s.azureAccountURL == "" {
+			bad("azure-account-url", "-object-store azure needs -azure-account-url (with a key, a SAS or the managed identity) or -azure-connection-string")
+		}
+		if s.azureConnectionString != "" && (s.azureAccountURL != "" || s.azureAccountKey != "" || s.azureSAS != "") {
+			bad("azure-connection-string", "choose either -azure-connection-string or -azure-account-url with its credential, not both")
+		}
+		if s.azureAccountKey != "" && s.azureSAS != "" {
+			bad("azure-sas", "choose either -azure-account-key or -azure-sas, not both")
+		}
+		if s.azureAccountURL != "" && !strings.HasPrefix(s.azureAccountURL, "https://") && !s.dev {
+			bad("azure-account-url", "%q must be an https:// URL", s.azureAccountURL)
 		}
 	}
 	if s.documentMaxFiles < 1 || s.documentMaxFiles > 10000 {

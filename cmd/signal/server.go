@@ -155,7 +155,7 @@ func start(ctx context.Context, s *settings, stdout, stderr io.Writer) (_ *serve
 			closeMedia()
 		}
 	}()
-	objects, err := objectStore(ctx, s, keys, health)
+	objects, err := objectStore(ctx, s, keys, log)
 	if err != nil {
 		return nil, err
 	}
