@@ -222,6 +222,8 @@ func altered(t *testing.T, h Harness, s *objstore.Store) {
 		{"another chunk size in the header", func(b, _ []byte) []byte { b[5] = 11; return b }, nil},
 		{"an unknown version", func(b, _ []byte) []byte { b[4] = 2; return b }, nil},
 		{"cut after a whole chunk", func(b, _ []byte) []byte { return b[:hdr+3*sealed] }, nil},
+		{"cut after a whole chunk, with the size to match", func(b, _ []byte) []byte { return b[:hdr+3*sealed] },
+			func(o, _ objstore.Object) objstore.Object { o.Size = 3 * 1024; return o }},
 		{"cut inside a chunk", func(b, _ []byte) []byte { return b[:hdr+sealed+100] }, nil},
 		{"one byte short", func(b, _ []byte) []byte { return b[:len(b)-1] }, nil},
 		{"one byte more", func(b, _ []byte) []byte { return append(b, 0) }, nil},
