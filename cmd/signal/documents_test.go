@@ -7,11 +7,15 @@ import (
 	"io"
 	"mime/multipart"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/gorilla/websocket"
+
+	"github.com/openconsult/openconsult/internal/eventually"
 )
 
 // joinCall connects the clinician's WebSocket to the consult, which admits
@@ -132,4 +136,24 @@ func TestDocumentUploadLimitsAndRangedDownload(t *testing.T) {
 			t.Fatalf("range %s = %d, %d bytes", r.header, resp.StatusCode, len(body))
 		}
 	}
+}
+
+func TestReadinessReportsAnUnusableObjectStore(t *testing.T) {
+	dir := t.TempDir()
+	d := startDev(t, dir)
+	t.Cleanup(func() { d.stop() })
+	if resp, body := d.do(t, "GET", d.public+"/readyz", nil, ""); resp.StatusCode != 200 || !strings.Contains(body, `"object store":"ok"`) {
+		t.Fatalf("/readyz = %d %q", resp.StatusCode, body)
+	}
+	objects := filepath.Join(dir, "objects")
+	if err := os.Rename(objects, objects+".aside"); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(objects, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	eventually.True(t, 10*time.Second, "/readyz reports the object store", func() bool {
+		resp, body := d.do(t, "GET", d.public+"/readyz", nil, "")
+		return resp.StatusCode == 503 && strings.Contains(body, "object store")
+	})
 }

@@ -159,6 +159,10 @@ func start(ctx context.Context, s *settings, stdout, stderr io.Writer) (_ *serve
 	if err != nil {
 		return nil, err
 	}
+	health.AddCheck("object store", func(ctx context.Context) error {
+		_, err := objects.Backend().List(ctx, "health/")
+		return err
+	})
 	consults := &consult.Service{Store: db, Sealer: keys, Log: log, Public: public, LinkTTL: s.linkTTL, Now: time.Now,
 		Objects: objects, Documents: documentLimits(s), Uploads: consult.NewUploadLimiter(s.documentUploadsPerMin)}
 	if moved, err := consults.MoveDocuments(ctx); err != nil {
