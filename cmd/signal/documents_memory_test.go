@@ -106,23 +106,8 @@ func mib(b int64) float64 { return float64(b) / (1 << 20) }
 func seedDocument(t *testing.T, dir, consultID string, size int) string {
 	t.Helper()
 	ctx := context.Background()
-	db, err := store.Open(ctx, filepath.Join(dir, "signal.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	db, keys := openData(t, dir)
 	defer db.Close()
-	b, err := os.ReadFile(filepath.Join(dir, "dev-master.key"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	master, err := keyring.MasterKeyFromBase64(strings.TrimSpace(string(b)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	keys, err := keyring.Open(ctx, db, master)
-	if err != nil {
-		t.Fatal(err)
-	}
 	defer keys.Close()
 	data := make([]byte, size)
 	_, _ = rand.Read(data)
@@ -137,4 +122,28 @@ func seedDocument(t *testing.T, dir, consultID string, size int) string {
 		t.Fatal(err)
 	}
 	return msg.File.ID
+}
+
+// openData opens the database and keyring of a development data
+// directory, beside or after the server using it.
+func openData(t *testing.T, dir string) (*store.DB, *keyring.Keyring) {
+	t.Helper()
+	ctx := context.Background()
+	db, err := store.Open(ctx, filepath.Join(dir, "signal.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "dev-master.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	master, err := keyring.MasterKeyFromBase64(strings.TrimSpace(string(b)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys, err := keyring.Open(ctx, db, master)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return db, keys
 }

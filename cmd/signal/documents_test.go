@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"crypto/rand"
 	"encoding/json"
 	"io"
@@ -16,6 +17,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/openconsult/openconsult/internal/eventually"
+	"github.com/openconsult/openconsult/store"
 )
 
 // joinCall connects the clinician's WebSocket to the consult, which admits
@@ -156,4 +158,76 @@ func TestReadinessReportsAnUnusableObjectStore(t *testing.T) {
 		resp, body := d.do(t, "GET", d.public+"/readyz", nil, "")
 		return resp.StatusCode == 503 && strings.Contains(body, "object store")
 	})
+}
+
+func TestStartMovesDocumentsKeptInTheDatabaseIntoTheObjectStore(t *testing.T) {
+	dir := t.TempDir()
+	d := startDev(t, dir)
+	createFirstAdmin(t, d, "chief.admin", "a long admin passphrase")
+	admin := signInHTTP(t, d, "chief.admin", "a long admin passphrase")
+	createClinician(t, d, dir, admin, "dr.move", "a long clinician passphrase")
+	c := signInHTTP(t, d, "dr.move", "a long clinician passphrase")
+	c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	resp, _ := postForm(t, c, d.public+"/consults", nil)
+	consultID := strings.TrimPrefix(resp.Header.Get("Location"), "/consults/")
+	if err := d.stop(); err != nil {
+		t.Fatal(err)
+	}
+
+	content := append([]byte("%PDF-1.4\n"), make([]byte, 150_000)...)
+	_, _ = rand.Read(content[9:])
+	legacyDocument(t, dir, consultID, "d_legacy", content)
+
+	d = startDev(t, dir)
+	t.Cleanup(func() { d.stop() })
+	if !strings.Contains(d.stderr.String(), `"msg":"shared documents moved into the object store","documents":1`) {
+		t.Fatalf("no move logged:\n%s", d.stderr.String())
+	}
+	db, err := store.Open(context.Background(), filepath.Join(dir, "signal.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	row, err := db.DocumentByID(context.Background(), consultID, "d_legacy")
+	if err != nil || len(row.DataEnc) != 0 || row.KeyEnc == nil {
+		t.Fatalf("row after the start: %d bytes of content, key %v, %v", len(row.DataEnc), row.KeyEnc != nil, err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "objects", filepath.FromSlash(row.Object))); err != nil {
+		t.Fatalf("object: %v", err)
+	}
+	resp, err = c.Get(d.public + "/consults/" + consultID + "/files/d_legacy")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	got, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 || !bytes.Equal(got, content) {
+		t.Fatalf("download after the move = %d, %d bytes", resp.StatusCode, len(got))
+	}
+}
+
+// legacyDocument stores a document as releases before the object store
+// did: content and name sealed in the row (field AADs "documents.data:ID"
+// and "documents.name:ID"), announced by chat message 1.
+func legacyDocument(t *testing.T, dir, consultID, id string, content []byte) {
+	t.Helper()
+	ctx := context.Background()
+	db, keys := openData(t, dir)
+	defer db.Close()
+	defer keys.Close()
+	seal := func(v, aad string) []byte {
+		b, err := keys.SealString(v, []byte(aad))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	now := time.Now().UTC()
+	doc := store.Document{ID: id, ConsultID: consultID, MemberID: "g_old", NameEnc: seal("old.pdf", "documents.name:"+id), ContentType: "application/pdf",
+		Size: int64(len(content)), DataEnc: seal(string(content), "documents.data:"+id), CreatedAt: now}
+	row := store.ChatRow{ConsultID: consultID, Seq: 1, MemberID: "g_old", NameEnc: seal("Pat", "chat_messages.name:"+consultID+":1"),
+		TextEnc: seal("shared old.pdf", "chat_messages.text:"+consultID+":1"), CreatedAt: now, DocumentID: id}
+	if err := db.ShareDocument(ctx, doc, row, store.DocumentQuota{}); err != nil {
+		t.Fatal(err)
+	}
 }
