@@ -39,9 +39,9 @@ func jsonError(w http.ResponseWriter, code int, msg string) {
 	fmt.Fprintf(w, "{\"error\":%q}\n", msg)
 }
 
-// shareDocument accepts one file from an admitted member of the consult,
-// checks its size and type, stores it sealed, records it, and announces it
-// in the chat.
+// shareDocument accepts one file from an admitted member of the consult
+// and streams it to the documents service, which checks it and stores it
+// encrypted; then it records it and announces it in the chat.
 func (s *Site) shareDocument(w http.ResponseWriter, r *http.Request) {
 	consultID := r.PathValue("id")
 	p, ok, err := s.participant(r, consultID)
