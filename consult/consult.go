@@ -39,8 +39,11 @@ type Store interface {
 	SessionByHash(ctx context.Context, hash []byte) (store.Session, error)
 	AppendNextChat(ctx context.Context, consultID string, build func(seq int64) (store.ChatRow, error)) (store.ChatRow, error)
 	ChatRows(ctx context.Context, consultID string) ([]store.ChatRow, error)
-	ShareDocument(ctx context.Context, d store.Document, build func(seq int64) (store.ChatRow, error)) (store.ChatRow, error)
+	ShareDocument(ctx context.Context, d store.Document, q store.DocumentQuota, build func(seq int64) (store.ChatRow, error)) (store.ChatRow, error)
 	DocumentByID(ctx context.Context, consultID, id string) (store.Document, error)
+	DocumentUsage(ctx context.Context, consultID string) (files int, bytes int64, err error)
+	DocumentsToMove(ctx context.Context, limit int) ([]store.Document, error)
+	MoveDocument(ctx context.Context, id, object string, keyEnc []byte) (bool, error)
 }
 
 // Sealer encrypts sensitive fields; aad binds a value to its place.
@@ -79,6 +82,13 @@ type Service struct {
 	// or removed before the link refuses that device; 0 means
 	// DefaultDenialLimit.
 	DenialLimit int
+
+	// Objects stores shared documents' content; Documents bounds them
+	// (the zero value: DefaultDocumentLimits); Uploads limits how fast
+	// each member shares (nil: no limit).
+	Objects   Objects
+	Documents DocumentLimits
+	Uploads   *UploadLimiter
 }
 
 // View is a consult as its owner sees it.

@@ -1,9 +1,11 @@
 package consult
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"path/filepath"
 	"strings"
@@ -11,6 +13,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/openconsult/openconsult/internal/ids"
+	"github.com/openconsult/openconsult/objstore"
 	"github.com/openconsult/openconsult/signaling"
 	"github.com/openconsult/openconsult/store"
 )
@@ -35,7 +38,37 @@ var (
 	ErrDocumentType  = errors.New("only PDF documents and JPEG, PNG, WebP or GIF photos can be shared")
 	ErrDocumentSize  = fmt.Errorf("documents are limited to %d MiB", MaxDocumentBytes>>20)
 	ErrDocumentEmpty = errors.New("the file is empty")
+	ErrDocumentQuota = errors.New("this consult holds as many documents as it may: no more can be shared in it")
 )
+
+// DocumentLimits bound the documents of one consult and how fast a member
+// shares them.
+type DocumentLimits struct {
+	Files            int   // documents per consult
+	Bytes            int64 // their total size
+	UploadsPerMinute int   // per member, with a burst of as many
+}
+
+// DefaultDocumentLimits: 50 files and 200 MiB per consult, 10 uploads per
+// member and minute.
+var DefaultDocumentLimits = DocumentLimits{Files: 50, Bytes: 200 << 20, UploadsPerMinute: 10}
+
+// Objects stores document content encrypted (objstore.Store).
+type Objects interface {
+	Put(ctx context.Context, name string, r io.Reader) (objstore.Object, error)
+	Open(ctx context.Context, o objstore.Object) (*objstore.Reader, error)
+	Delete(ctx context.Context, name string) error
+}
+
+// OpenedDocument is a shared document being read; the caller closes
+// Content.
+type OpenedDocument struct {
+	Name    string
+	Type    string
+	Size    int64
+	Shared  time.Time
+	Content io.ReadSeekCloser
+}
 
 func docNameAAD(id string) []byte { return []byte("documents.name:" + id) }
 func docDataAAD(id string) []byte { return []byte("documents.data:" + id) }
@@ -61,26 +94,115 @@ func cleanFileName(name string) string {
 	return name
 }
 
-// ShareDocument checks, seals and stores a document shared by an admitted
-// member, with the chat message that announces it, and returns that
-// message for the room.
-func (s *Service) ShareDocument(ctx context.Context, consultID, fromID, fromName, fileName string, data []byte) (signaling.ChatMessage, error) {
+func (s *Service) quota() store.DocumentQuota {
+	l := s.Documents
+	if l == (DocumentLimits{}) {
+		l = DefaultDocumentLimits
+	}
+	return store.DocumentQuota{Files: l.Files, Bytes: l.Bytes}
+}
+
+// errTooLarge ends a stream that runs past its allowance.
+var errTooLarge = errors.New("document larger than allowed")
+
+// capped yields r's bytes and fails with errTooLarge past left.
+type capped struct {
+	r    io.Reader
+	left int64
+}
+
+func (c *capped) Read(p []byte) (int, error) {
+	if c.left < 0 {
+		return 0, errTooLarge
+	}
+	if int64(len(p)) > c.left+1 {
+		p = p[:c.left+1]
+	}
+	n, err := c.r.Read(p)
+	c.left -= int64(n)
+	if c.left < 0 {
+		return 0, errTooLarge
+	}
+	return n, err
+}
+
+// ShareDocument checks a document shared by an admitted member (rate,
+// type, size, the consult's quota), streams it encrypted into the object
+// store, stores its row with the chat message that announces it, and
+// returns that message for the room. Nothing is kept of a document that
+// fails a check.
+func (s *Service) ShareDocument(ctx context.Context, consultID, fromID, fromName, fileName string, content io.Reader) (signaling.ChatMessage, error) {
 	if err := checkVisible("file name", fileName); err != nil {
 		return signaling.ChatMessage{}, err
 	}
-	if len(data) == 0 {
+	if s.Uploads != nil {
+		if err := s.Uploads.Allow(consultID, fromID, s.Now()); err != nil {
+			return signaling.ChatMessage{}, err
+		}
+	}
+	head := make([]byte, 512)
+	n, err := io.ReadFull(content, head)
+	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, io.EOF) {
+		return signaling.ChatMessage{}, fmt.Errorf("read document: %w", err)
+	}
+	if n == 0 {
 		return signaling.ChatMessage{}, ErrDocumentEmpty
 	}
-	if len(data) > MaxDocumentBytes {
-		return signaling.ChatMessage{}, ErrDocumentSize
-	}
-	ctype := http.DetectContentType(data)
+	head = head[:n]
+	ctype := http.DetectContentType(head)
 	if _, ok := DocumentTypes[ctype]; !ok {
 		return signaling.ChatMessage{}, ErrDocumentType
 	}
 	if _, err := s.Active(ctx, consultID); err != nil {
 		return signaling.ChatMessage{}, err
 	}
+	obj, err := s.storeContent(ctx, consultID, io.MultiReader(bytes.NewReader(head), content))
+	if err != nil {
+		return signaling.ChatMessage{}, err
+	}
+	msg, err := s.recordDocument(ctx, consultID, fromID, fromName, fileName, ctype, obj)
+	if err != nil {
+		s.dropObject(obj.Name)
+		return signaling.ChatMessage{}, err
+	}
+	s.Log.Info("document shared", "consult", consultID, "member", fromID, "document", msg.File.ID, "type", ctype, "bytes", obj.Size)
+	return msg, nil
+}
+
+// storeContent streams content into a new object, no larger than one
+// document may be and than what is left of the consult's quota.
+func (s *Service) storeContent(ctx context.Context, consultID string, content io.Reader) (objstore.Object, error) {
+	q := s.quota()
+	files, used, err := s.Store.DocumentUsage(ctx, consultID)
+	if err != nil {
+		return objstore.Object{}, err
+	}
+	allowed, errOver := int64(MaxDocumentBytes), ErrDocumentSize
+	if q.Bytes > 0 && q.Bytes-used < allowed {
+		allowed, errOver = q.Bytes-used, ErrDocumentQuota
+	}
+	if q.Files > 0 && files >= q.Files || allowed <= 0 {
+		return objstore.Object{}, ErrDocumentQuota
+	}
+	name, err := ids.New("o")
+	if err != nil {
+		return objstore.Object{}, err
+	}
+	obj, err := s.Objects.Put(ctx, "documents/"+name, &capped{r: content, left: allowed})
+	switch {
+	case errors.Is(err, errTooLarge):
+		return objstore.Object{}, errOver
+	case err != nil:
+		return objstore.Object{}, fmt.Errorf("store document: %w", err)
+	case obj.Size == 0:
+		s.dropObject(obj.Name)
+		return objstore.Object{}, ErrDocumentEmpty
+	}
+	return obj, nil
+}
+
+// recordDocument stores the row of a stored object and its chat message.
+func (s *Service) recordDocument(ctx context.Context, consultID, fromID, fromName, fileName, ctype string, obj objstore.Object) (signaling.ChatMessage, error) {
 	id, err := ids.New("d")
 	if err != nil {
 		return signaling.ChatMessage{}, err
@@ -90,39 +212,116 @@ func (s *Service) ShareDocument(ctx context.Context, consultID, fromID, fromName
 	if err != nil {
 		return signaling.ChatMessage{}, err
 	}
-	dataEnc, err := s.Sealer.SealString(string(data), docDataAAD(id))
-	if err != nil {
-		return signaling.ChatMessage{}, err
-	}
 	text := "shared " + name
 	now := s.Now().UTC().Truncate(time.Millisecond)
-	doc := store.Document{ID: id, ConsultID: consultID, MemberID: fromID, NameEnc: nameEnc, ContentType: ctype, Size: int64(len(data)), DataEnc: dataEnc, CreatedAt: now}
-	row, err := s.Store.ShareDocument(ctx, doc, func(seq int64) (store.ChatRow, error) {
+	doc := store.Document{ID: id, ConsultID: consultID, MemberID: fromID, NameEnc: nameEnc, ContentType: ctype, Size: obj.Size,
+		Object: obj.Name, KeyEnc: obj.SealedKey, CreatedAt: now}
+	row, err := s.Store.ShareDocument(ctx, doc, s.quota(), func(seq int64) (store.ChatRow, error) {
 		r, err := s.sealChat(consultID, seq, fromID, fromName, text, now)
 		r.DocumentID = id
 		return r, err
 	})
+	if errors.Is(err, store.ErrQuota) {
+		return signaling.ChatMessage{}, ErrDocumentQuota
+	}
 	if err != nil {
 		return signaling.ChatMessage{}, err
 	}
 	seq := row.Seq
-	s.Log.Info("document shared", "consult", consultID, "member", fromID, "document", id, "type", ctype, "bytes", len(data))
 	return signaling.ChatMessage{Seq: seq, From: fromID, Name: fromName, Text: text, At: now,
-		File: &signaling.FileInfo{ID: id, Name: name, Type: ctype, Size: int64(len(data))}}, nil
+		File: &signaling.FileInfo{ID: id, Name: name, Type: ctype, Size: obj.Size}}, nil
 }
 
-// OpenDocument returns a shared document's name, type and content.
-func (s *Service) OpenDocument(ctx context.Context, consultID, id string) (name, ctype string, data []byte, err error) {
+// dropObject deletes an object no row will name, even when the request
+// that stored it was cancelled.
+func (s *Service) dropObject(name string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := s.Objects.Delete(ctx, name); err != nil {
+		s.Log.Error("delete unused document object", "object", name, "err", err)
+	}
+}
+
+// OpenDocument opens a shared document for reading.
+func (s *Service) OpenDocument(ctx context.Context, consultID, id string) (OpenedDocument, error) {
 	d, err := s.Store.DocumentByID(ctx, consultID, id)
 	if err != nil {
-		return "", "", nil, err
+		return OpenedDocument{}, err
 	}
-	if name, err = s.Sealer.UnsealString(d.NameEnc, docNameAAD(d.ID)); err != nil {
-		return "", "", nil, fmt.Errorf("unseal document %s: %w", d.ID, err)
+	name, err := s.Sealer.UnsealString(d.NameEnc, docNameAAD(d.ID))
+	if err != nil {
+		return OpenedDocument{}, fmt.Errorf("unseal document %s: %w", d.ID, err)
 	}
+	out := OpenedDocument{Name: name, Type: d.ContentType, Size: d.Size, Shared: d.CreatedAt}
+	if d.KeyEnc == nil { // not moved into the object store yet
+		content, err := s.Sealer.UnsealString(d.DataEnc, docDataAAD(d.ID))
+		if err != nil {
+			return OpenedDocument{}, fmt.Errorf("unseal document %s: %w", d.ID, err)
+		}
+		out.Content = nopCloser{strings.NewReader(content)}
+		return out, nil
+	}
+	r, err := s.Objects.Open(ctx, objstore.Object{Name: d.Object, SealedKey: d.KeyEnc, Size: d.Size})
+	if err != nil {
+		return OpenedDocument{}, fmt.Errorf("open document %s: %w", d.ID, err)
+	}
+	out.Content = r
+	return out, nil
+}
+
+type nopCloser struct{ io.ReadSeeker }
+
+func (nopCloser) Close() error { return nil }
+
+// moveBatch is how many documents MoveDocuments holds in memory at once.
+const moveBatch = 4
+
+// MoveDocuments moves the content of documents still sealed in the
+// database into the object store, and returns how many it moved. Each
+// one goes to a fresh object, then its row names that object in one
+// update that only applies while the row is unmoved: after a crash the
+// next run moves what is left (an object stored before the crash and
+// never named stays unused), and two processes moving at once cannot
+// both win; the loser deletes its copy.
+func (s *Service) MoveDocuments(ctx context.Context) (int, error) {
+	moved := 0
+	for {
+		docs, err := s.Store.DocumentsToMove(ctx, moveBatch)
+		if err != nil || len(docs) == 0 {
+			return moved, err
+		}
+		for _, d := range docs {
+			ok, err := s.moveDocument(ctx, d)
+			if err != nil {
+				return moved, err
+			}
+			if ok {
+				moved++
+			}
+		}
+	}
+}
+
+func (s *Service) moveDocument(ctx context.Context, d store.Document) (bool, error) {
 	content, err := s.Sealer.UnsealString(d.DataEnc, docDataAAD(d.ID))
 	if err != nil {
-		return "", "", nil, fmt.Errorf("unseal document %s: %w", d.ID, err)
+		return false, fmt.Errorf("move document %s: %w", d.ID, err)
 	}
-	return name, d.ContentType, []byte(content), nil
+	name, err := ids.New("o")
+	if err != nil {
+		return false, err
+	}
+	obj, err := s.Objects.Put(ctx, "documents/"+name, strings.NewReader(content))
+	if err != nil {
+		return false, fmt.Errorf("move document %s: %w", d.ID, err)
+	}
+	if obj.Size != d.Size {
+		s.dropObject(obj.Name)
+		return false, fmt.Errorf("move document %s: %d bytes stored, the row says %d", d.ID, obj.Size, d.Size)
+	}
+	ok, err := s.Store.MoveDocument(ctx, d.ID, obj.Name, obj.SealedKey)
+	if err != nil || !ok {
+		s.dropObject(obj.Name)
+	}
+	return ok, err
 }

@@ -1,6 +1,7 @@
 package consult
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"strings"
@@ -22,7 +23,7 @@ func TestInvisibleFormattingCharactersAreRefused(t *testing.T) {
 		{"name", func(text string) error { _, err := CleanName(text); return err }},
 		{"title", func(text string) error { _, err := s.Create(ctx, "u_doc", text, false); return err }},
 		{"file name", func(text string) error {
-			_, err := s.ShareDocument(ctx, v.ID, "g_pat", "Pat", text+".pdf", pdf)
+			_, err := s.ShareDocument(ctx, v.ID, "g_pat", "Pat", text+".pdf", bytes.NewReader(pdf))
 			return err
 		}},
 	}

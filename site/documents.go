@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"mime"
+	"mime/multipart"
 	"net/http"
 	"strconv"
 
@@ -16,8 +18,8 @@ import (
 
 // Documents is what document sharing needs.
 type Documents interface {
-	ShareDocument(ctx context.Context, consultID, fromID, fromName, fileName string, data []byte) (signaling.ChatMessage, error)
-	OpenDocument(ctx context.Context, consultID, id string) (name, ctype string, data []byte, err error)
+	ShareDocument(ctx context.Context, consultID, fromID, fromName, fileName string, content io.Reader) (signaling.ChatMessage, error)
+	OpenDocument(ctx context.Context, consultID, id string) (consult.OpenedDocument, error)
 }
 
 // Rooms is what document sharing needs from the live consult.
@@ -37,9 +39,9 @@ func jsonError(w http.ResponseWriter, code int, msg string) {
 	fmt.Fprintf(w, "{\"error\":%q}\n", msg)
 }
 
-// shareDocument accepts one file from an admitted member of the consult,
-// checks its size and type, stores it sealed, records it, and announces it
-// in the chat.
+// shareDocument accepts one file from an admitted member of the consult
+// and streams it to the documents service, which checks it and stores it
+// encrypted; then it records it and announces it in the chat.
 func (s *Site) shareDocument(w http.ResponseWriter, r *http.Request) {
 	consultID := r.PathValue("id")
 	p, ok, err := s.participant(r, consultID)
@@ -53,39 +55,15 @@ func (s *Site) shareDocument(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	r.Body = http.MaxBytesReader(w, r.Body, consult.MaxDocumentBytes+64<<10)
-	file, header, err := r.FormFile("file")
+	part, err := filePart(r)
 	if err != nil {
-		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
-			jsonError(w, http.StatusRequestEntityTooLarge, consult.ErrDocumentSize.Error())
-			return
-		}
 		jsonError(w, http.StatusBadRequest, "send one file in the form field \"file\"")
 		return
 	}
-	defer file.Close()
-	data, err := io.ReadAll(io.LimitReader(file, consult.MaxDocumentBytes+1))
+	defer part.Close()
+	msg, err := s.opt.Documents.ShareDocument(r.Context(), consultID, p.ID, p.Name, part.FileName(), part)
 	if err != nil {
-		jsonError(w, http.StatusBadRequest, "the upload was interrupted")
-		return
-	}
-	msg, err := s.opt.Documents.ShareDocument(r.Context(), consultID, p.ID, p.Name, header.Filename, data)
-	switch {
-	case errors.Is(err, consult.ErrDocumentSize):
-		jsonError(w, http.StatusRequestEntityTooLarge, err.Error())
-		return
-	case errors.Is(err, consult.ErrDocumentType), errors.Is(err, consult.ErrDocumentEmpty):
-		jsonError(w, http.StatusUnsupportedMediaType, err.Error())
-		return
-	case errors.Is(err, consult.ErrEnded):
-		jsonError(w, http.StatusGone, err.Error())
-		return
-	case errors.Is(err, consult.ErrBadInput):
-		jsonError(w, http.StatusUnprocessableEntity, err.Error())
-		return
-	case err != nil:
-		s.opt.Log.Error("share document", "consult", consultID, "member", p.ID, "err", err)
-		jsonError(w, http.StatusInternalServerError, "the document could not be stored")
+		s.shareError(w, r, consultID, p.ID, err)
 		return
 	}
 	if err := s.opt.DocAudit.RecordSession(r.Context(), "document.shared", consultID, p.ID, "document shared in the chat",
@@ -98,6 +76,51 @@ func (s *Site) shareDocument(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(http.StatusCreated)
 	fmt.Fprintf(w, "{\"id\":%q}\n", msg.File.ID)
+}
+
+// filePart returns the multipart part of the form field "file", to be
+// read as a stream: the upload is never held in memory whole.
+func filePart(r *http.Request) (*multipart.Part, error) {
+	mr, err := r.MultipartReader()
+	if err != nil {
+		return nil, err
+	}
+	for {
+		part, err := mr.NextPart()
+		if err != nil {
+			return nil, err
+		}
+		if part.FormName() == "file" && part.FileName() != "" {
+			return part, nil
+		}
+		part.Close()
+	}
+}
+
+// shareError answers a refused or failed upload with a stable message.
+func (s *Site) shareError(w http.ResponseWriter, r *http.Request, consultID, memberID string, err error) {
+	var tooBig *http.MaxBytesError
+	var rate *consult.UploadRateError
+	switch {
+	case errors.Is(err, consult.ErrDocumentSize), errors.As(err, &tooBig):
+		jsonError(w, http.StatusRequestEntityTooLarge, consult.ErrDocumentSize.Error())
+	case errors.Is(err, consult.ErrDocumentQuota):
+		jsonError(w, http.StatusRequestEntityTooLarge, consult.ErrDocumentQuota.Error())
+	case errors.As(err, &rate):
+		w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(rate.RetryAfter.Seconds()))))
+		jsonError(w, http.StatusTooManyRequests, consult.ErrUploadRate.Error())
+	case errors.Is(err, consult.ErrDocumentType), errors.Is(err, consult.ErrDocumentEmpty):
+		jsonError(w, http.StatusUnsupportedMediaType, err.Error())
+	case errors.Is(err, consult.ErrEnded):
+		jsonError(w, http.StatusGone, err.Error())
+	case errors.Is(err, consult.ErrBadInput):
+		jsonError(w, http.StatusUnprocessableEntity, err.Error())
+	case r.Context().Err() != nil, errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, multipart.ErrMessageTooLarge):
+		jsonError(w, http.StatusBadRequest, "the upload was interrupted")
+	default:
+		s.opt.Log.Error("share document", "consult", consultID, "member", memberID, "err", err)
+		jsonError(w, http.StatusInternalServerError, "the document could not be stored")
+	}
 }
 
 // downloadDocument serves a document to the consult's owner or an admitted
@@ -113,7 +136,7 @@ func (s *Site) downloadDocument(w http.ResponseWriter, r *http.Request) {
 		s.render(w, r, http.StatusForbidden, "error", errorPage{"Not allowed", "Only members of the consultation can open its documents."})
 		return
 	}
-	name, ctype, data, err := s.opt.Documents.OpenDocument(r.Context(), consultID, r.PathValue("doc"))
+	doc, err := s.opt.Documents.OpenDocument(r.Context(), consultID, r.PathValue("doc"))
 	if errors.Is(err, store.ErrNotFound) {
 		s.notFound(w, r)
 		return
@@ -122,13 +145,33 @@ func (s *Site) downloadDocument(w http.ResponseWriter, r *http.Request) {
 		s.internalError(w, r, "open document", err)
 		return
 	}
+	defer doc.Content.Close()
 	h := w.Header()
-	h.Set("Content-Type", ctype)
-	h.Set("Content-Disposition", mime.FormatMediaType("attachment", map[string]string{"filename": name}))
+	h.Set("Content-Type", doc.Type)
+	h.Set("Content-Disposition", mime.FormatMediaType("attachment", map[string]string{"filename": doc.Name}))
 	h.Set("Content-Security-Policy", "sandbox; default-src 'none'")
 	h.Set("Cache-Control", "private, no-store")
-	h.Set("Content-Length", strconv.Itoa(len(data)))
-	_, _ = w.Write(data)
+	// Byte ranges (a resumed or partial download) read only the chunks
+	// they cover; a whole download streams one chunk at a time.
+	http.ServeContent(w, r, "", doc.Shared, loggedReader{doc.Content, func(err error) {
+		s.opt.Log.Error("read document", "consult", consultID, "document", r.PathValue("doc"), "err", err)
+	}})
+}
+
+// loggedReader reports a read error, which http.ServeContent only
+// answers by cutting the response short (a stored object that does not
+// open, or storage that fails mid-download).
+type loggedReader struct {
+	io.ReadSeeker
+	report func(error)
+}
+
+func (l loggedReader) Read(p []byte) (int, error) {
+	n, err := l.ReadSeeker.Read(p)
+	if err != nil && err != io.EOF {
+		l.report(err)
+	}
+	return n, err
 }
 
 // mayRead: the consult's owner, also after it ended (it is part of the

@@ -1,6 +1,7 @@
 package site
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -314,11 +315,15 @@ type fakeDocuments struct {
 	shared []string
 }
 
-func (d *fakeDocuments) ShareDocument(_ context.Context, consultID, fromID, _, fileName string, data []byte) (signaling.ChatMessage, error) {
+func (d *fakeDocuments) ShareDocument(_ context.Context, consultID, fromID, _, fileName string, content io.Reader) (signaling.ChatMessage, error) {
+	n, err := io.Copy(io.Discard, content)
+	if err != nil {
+		return signaling.ChatMessage{}, err
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.shared = append(d.shared, consultID+" by "+fromID)
-	return signaling.ChatMessage{From: fromID, File: &signaling.FileInfo{ID: "d-new", Name: fileName, Type: "application/pdf", Size: int64(len(data))}}, nil
+	return signaling.ChatMessage{From: fromID, File: &signaling.FileInfo{ID: "d-new", Name: fileName, Type: "application/pdf", Size: n}}, nil
 }
 
 func (d *fakeDocuments) made() []string {
@@ -327,12 +332,19 @@ func (d *fakeDocuments) made() []string {
 	return append([]string(nil), d.shared...)
 }
 
-func (d *fakeDocuments) OpenDocument(_ context.Context, consultID, id string) (string, string, []byte, error) {
+func (d *fakeDocuments) OpenDocument(_ context.Context, consultID, id string) (consult.OpenedDocument, error) {
 	if d.docs[id] != consultID {
-		return "", "", nil, store.ErrNotFound
+		return consult.OpenedDocument{}, store.ErrNotFound
 	}
-	return "scan.pdf", "application/pdf", []byte("%PDF-1.7 " + id), nil
+	content := []byte("%PDF-1.7 " + id)
+	return consult.OpenedDocument{Name: "scan.pdf", Type: "application/pdf", Size: int64(len(content)),
+		Content: nopCloser{bytes.NewReader(content)}}, nil
 }
+
+// nopCloser is a document's content that needs no closing.
+type nopCloser struct{ io.ReadSeeker }
+
+func (nopCloser) Close() error { return nil }
 
 // fakeRooms knows who is admitted where.
 type fakeRooms struct {

@@ -58,18 +58,6 @@ type ChatRow struct {
 	DocSize    int64
 }
 
-// Document is a sealed shared file.
-type Document struct {
-	ID          string
-	ConsultID   string
-	MemberID    string
-	NameEnc     []byte
-	ContentType string
-	Size        int64
-	DataEnc     []byte
-	CreatedAt   time.Time
-}
-
 // CreateConsult stores a consult and its first link.
 func (db *DB) CreateConsult(ctx context.Context, c Consult, l ConsultLink) error {
 	return db.tx(ctx, func(tx *sql.Tx) error {
@@ -286,20 +274,6 @@ func (db *DB) AppendChat(ctx context.Context, c ChatRow) error {
 	return db.tx(ctx, func(tx *sql.Tx) error { return insertChat(ctx, db, tx, c) })
 }
 
-// ShareDocument stores a document and the chat message announcing it, which
-// build makes for the consult's next sequence number, in one transaction
-// (see AppendNextChat).
-func (db *DB) ShareDocument(ctx context.Context, d Document, build func(seq int64) (ChatRow, error)) (ChatRow, error) {
-	return db.appendNextChat(ctx, d.ConsultID, func(tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx, db.rebind(`INSERT INTO documents (id, consult_id, member_id, name_enc, content_type, size, data_enc, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`),
-			d.ID, d.ConsultID, d.MemberID, d.NameEnc, d.ContentType, d.Size, d.DataEnc, d.CreatedAt.UnixMilli())
-		if err != nil {
-			return fmt.Errorf("insert document: %w", err)
-		}
-		return nil
-	}, build)
-}
-
 func (db *DB) appendNextChat(ctx context.Context, consultID string, first func(*sql.Tx) error, build func(seq int64) (ChatRow, error)) (ChatRow, error) {
 	var c ChatRow
 	err := db.tx(ctx, func(tx *sql.Tx) error {
@@ -359,22 +333,6 @@ func insertChat(ctx context.Context, db *DB, tx *sql.Tx, c ChatRow) error {
 		return fmt.Errorf("insert chat: %w", err)
 	}
 	return nil
-}
-
-// DocumentByID returns a document of a consult.
-func (db *DB) DocumentByID(ctx context.Context, consultID, id string) (Document, error) {
-	var d Document
-	var created int64
-	err := db.sql.QueryRowContext(ctx, db.rebind(`SELECT id, consult_id, member_id, name_enc, content_type, size, data_enc, created_at FROM documents WHERE id = ? AND consult_id = ?`), id, consultID).
-		Scan(&d.ID, &d.ConsultID, &d.MemberID, &d.NameEnc, &d.ContentType, &d.Size, &d.DataEnc, &created)
-	if errors.Is(err, sql.ErrNoRows) {
-		return Document{}, ErrNotFound
-	}
-	if err != nil {
-		return Document{}, fmt.Errorf("read document: %w", err)
-	}
-	d.CreatedAt = time.UnixMilli(created).UTC()
-	return d, nil
 }
 
 // ChatRows returns a consult's chat in order.

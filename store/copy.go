@@ -354,7 +354,9 @@ func convertFor(kind string, v any) any {
 		if kind == "text" {
 			return string(x)
 		}
-		return slices.Clone(x) // the driver may reuse the buffer
+		// A copy, since the driver may reuse the buffer, and never nil: an
+		// empty BLOB is a value, which a nil slice would write as NULL.
+		return append([]byte{}, x...)
 	}
 	return v
 }

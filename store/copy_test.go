@@ -14,6 +14,7 @@ import (
 	"github.com/openconsult/openconsult/audit"
 	"github.com/openconsult/openconsult/consult"
 	"github.com/openconsult/openconsult/keyring"
+	"github.com/openconsult/openconsult/objstore"
 	"github.com/openconsult/openconsult/signaling"
 	"github.com/openconsult/openconsult/store"
 	"github.com/openconsult/openconsult/store/storetest"
@@ -25,6 +26,7 @@ import (
 type installation struct {
 	db        *store.DB
 	master    keyring.MasterKey
+	objects   objstore.Backend // where shared documents' content stays
 	signer    *audit.Signer
 	consultID string
 	docID     string
@@ -75,8 +77,13 @@ func populate(t *testing.T, db *store.DB) installation {
 	if _, err := db.RecordSigninFailure(ctx, "nobody", now, 5, time.Hour); err != nil {
 		t.Fatal(err)
 	}
+	objects, err := objstore.NewFS(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
 	s := &consult.Service{Store: db, Sealer: keys, Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
-		Public: &url.URL{Scheme: "https", Host: "consult.example"}, LinkTTL: 24 * time.Hour, Now: func() time.Time { return now }}
+		Public: &url.URL{Scheme: "https", Host: "consult.example"}, LinkTTL: 24 * time.Hour, Now: func() time.Time { return now },
+		Objects: objstore.New(objects, keys)}
 	v, err := s.Create(ctx, "u_doc", "Follow-up, knee", false)
 	if err != nil {
 		t.Fatal(err)
@@ -89,7 +96,7 @@ func populate(t *testing.T, db *store.DB) installation {
 			t.Fatal(err)
 		}
 	}
-	m, err := s.ShareDocument(ctx, v.ID, "u_doc", "Dr Who", "referral.pdf", append([]byte("%PDF-1.7\n"), bytes.Repeat([]byte{0, 0xff}, 500)...))
+	m, err := s.ShareDocument(ctx, v.ID, "u_doc", "Dr Who", "referral.pdf", bytes.NewReader(append([]byte("%PDF-1.7\n"), bytes.Repeat([]byte{0, 0xff}, 500)...)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -105,7 +112,7 @@ func populate(t *testing.T, db *store.DB) installation {
 			}
 		}
 	}
-	return installation{db: db, master: master, signer: signer, consultID: v.ID, docID: m.File.ID}
+	return installation{db: db, master: master, objects: objects, signer: signer, consultID: v.ID, docID: m.File.ID}
 }
 
 func auditSigner(t *testing.T) *audit.Signer {
@@ -162,12 +169,19 @@ func TestCopySQLiteToPostgresKeepsEverything(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := &consult.Service{Store: dst, Sealer: keys, Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
-		Public: &url.URL{Scheme: "https", Host: "consult.example"}, LinkTTL: 24 * time.Hour, Now: func() time.Time { return time.Date(2026, 7, 1, 9, 5, 0, 0, time.UTC) }}
+		Public: &url.URL{Scheme: "https", Host: "consult.example"}, LinkTTL: 24 * time.Hour, Now: func() time.Time { return time.Date(2026, 7, 1, 9, 5, 0, 0, time.UTC) },
+		Objects: objstore.New(inst.objects, keys)}
 	h, err := s.ChatHistory(ctx, inst.consultID)
 	if err != nil || len(h) != 3 || h[1].Text != "Yes — clearly." || h[2].File == nil || h[2].File.Name != "referral.pdf" {
 		t.Fatalf("chat on the target: %+v, %v", h, err)
 	}
-	if _, _, data, err := s.OpenDocument(ctx, inst.consultID, inst.docID); err != nil || len(data) != 1009 {
+	doc, err := s.OpenDocument(ctx, inst.consultID, inst.docID)
+	if err != nil {
+		t.Fatalf("document on the target: %v", err)
+	}
+	data, err := io.ReadAll(doc.Content)
+	doc.Content.Close()
+	if err != nil || len(data) != 1009 {
 		t.Fatalf("document on the target: %d bytes, %v", len(data), err)
 	}
 	v, err := s.View(ctx, "u_doc", inst.consultID)

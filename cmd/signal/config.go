@@ -94,6 +94,18 @@ type settings struct {
 	sfuLinkCert        string
 	sfuLinkKey         string
 	sfuLinkCA          string
+
+	objectStore           config.Enum
+	objectDir             string
+	documentMaxFiles      int
+	documentMaxMiB        int
+	documentUploadsPerMin int
+
+	azureContainer        string
+	azureConnectionString string
+	azureAccountURL       string
+	azureAccountKey       string
+	azureSAS              string
 }
 
 // Defaults that -dev changes, applied only to settings nobody set.
@@ -113,6 +125,7 @@ func newSettings(stderr io.Writer) *settings {
 		relayListen: config.Addr{},
 		logLevel:    config.Enum{Value: "info", Allowed: obs.LogLevels},
 		logFormat:   config.Enum{Value: "json", Allowed: obs.LogFormats},
+		objectStore: config.Enum{Value: "filesystem", Allowed: []string{"filesystem", "azure"}},
 	}
 	s.clientHeader = config.Enum{Value: "x-forwarded-for", Allowed: []string{"x-forwarded-for", "forwarded"}}
 	s.set = config.New("signal", "SIGNAL", stderr)
@@ -187,6 +200,17 @@ func newSettings(stderr io.Writer) *settings {
 	fs.StringVar(&s.sfuLinkCert, "sfu-link-cert", "", "PEM client certificate `file` signal presents to media nodes (signed by their -link-client-ca); re-read when renewed")
 	fs.StringVar(&s.sfuLinkKey, "sfu-link-key", "", "PEM private key `file` of -sfu-link-cert")
 	fs.StringVar(&s.sfuLinkCA, "sfu-link-ca", "", "PEM `file` of the CA that signs the media nodes' link certificates")
+
+	fs.Var(&s.objectStore, "object-store", "where shared documents are kept, encrypted: filesystem (under -object-dir) or azure (Azure Blob Storage, see -azure-*)")
+	fs.StringVar(&s.objectDir, "object-dir", "", "`directory` of the filesystem object store (default <data-dir>/objects)")
+	fs.StringVar(&s.azureContainer, "azure-container", "openconsult", "Azure Blob `container` of -object-store azure (created if missing and the credential may)")
+	fs.StringVar(&s.azureConnectionString, "azure-connection-string", "", "Azure Storage connection string (prefer SIGNAL_AZURE_CONNECTION_STRING); alternative to -azure-account-url")
+	fs.StringVar(&s.azureAccountURL, "azure-account-url", "", "blob endpoint `URL` of the storage account, such as https://hospitalconsults.blob.core.windows.net; with -azure-account-key, -azure-sas, or neither for the managed identity (azidentity default credential)")
+	fs.StringVar(&s.azureAccountKey, "azure-account-key", "", "storage account key (prefer SIGNAL_AZURE_ACCOUNT_KEY)")
+	fs.StringVar(&s.azureSAS, "azure-sas", "", "SAS token of the container, with read, write, create, delete and list permissions (prefer SIGNAL_AZURE_SAS)")
+	fs.IntVar(&s.documentMaxFiles, "document-max-files", 50, "documents that may be shared in one consult (1 to 10000)")
+	fs.IntVar(&s.documentMaxMiB, "document-max-mib", 200, "total MiB of the documents shared in one consult (10 to 102400)")
+	fs.IntVar(&s.documentUploadsPerMin, "document-uploads-per-minute", 10, "documents one member may share per minute, in a burst of as many (1 to 600)")
 	return s
 }
 
@@ -220,6 +244,9 @@ func (s *settings) load(args []string, getenv func(string) string) error {
 	}
 	if s.outboxDir == "" {
 		s.outboxDir = filepath.Join(s.dataDir, "outbox")
+	}
+	if s.objectDir == "" {
+		s.objectDir = filepath.Join(s.dataDir, "objects")
 	}
 	if s.auditKeyFile == "" {
 		s.auditKeyFile = filepath.Join(s.dataDir, "audit-signing.key")
@@ -316,6 +343,29 @@ func (s *settings) validate() error {
 				bad("sfu-node", "%q must be a wss:// URL", u)
 			}
 		}
+	}
+	if s.objectStore.Value == "azure" {
+		if s.azureConnectionString == "" && s.azureAccountURL == "" {
+			bad("azure-account-url", "-object-store azure needs -azure-account-url (with a key, a SAS or the managed identity) or -azure-connection-string")
+		}
+		if s.azureConnectionString != "" && (s.azureAccountURL != "" || s.azureAccountKey != "" || s.azureSAS != "") {
+			bad("azure-connection-string", "choose either -azure-connection-string or -azure-account-url with its credential, not both")
+		}
+		if s.azureAccountKey != "" && s.azureSAS != "" {
+			bad("azure-sas", "choose either -azure-account-key or -azure-sas, not both")
+		}
+		if s.azureAccountURL != "" && !strings.HasPrefix(s.azureAccountURL, "https://") && !s.dev {
+			bad("azure-account-url", "%q must be an https:// URL", s.azureAccountURL)
+		}
+	}
+	if s.documentMaxFiles < 1 || s.documentMaxFiles > 10000 {
+		bad("document-max-files", "%d is outside 1 to 10000", s.documentMaxFiles)
+	}
+	if s.documentMaxMiB < 10 || s.documentMaxMiB > 102400 {
+		bad("document-max-mib", "%d is outside 10 to 102400", s.documentMaxMiB)
+	}
+	if s.documentUploadsPerMin < 1 || s.documentUploadsPerMin > 600 {
+		bad("document-uploads-per-minute", "%d is outside 1 to 600", s.documentUploadsPerMin)
 	}
 	if s.keyFile != "" && s.keyPassphrase == "" && s.keyPassphraseFile == "" {
 		bad("key-passphrase", "-key-file needs its passphrase: SIGNAL_KEY_PASSPHRASE or -key-passphrase-file")

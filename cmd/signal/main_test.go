@@ -339,6 +339,10 @@ func TestBadConfigurationNamesTheSetting(t *testing.T) {
 		{"embedded and remote sfu", []string{"-dev", "-sfu-embedded", "-sfu-node", "wss://sfu-1.example.internal:7443/", "-sfu-link-cert", "c", "-sfu-link-key", "k", "-sfu-link-ca", "ca"}, nil, []string{"-sfu-embedded", "not both"}},
 		// The link files are read after the listeners are bound.
 		{"sfu link files missing", append([]string{"-dev", "-data-dir", dir, "-sfu-node", "wss://sfu-1.example.internal:7443/", "-sfu-link-cert", filepath.Join(dir, "c.pem"), "-sfu-link-key", filepath.Join(dir, "k.pem"), "-sfu-link-ca", filepath.Join(dir, "ca.pem")}, ephemeralListeners()...), nil, []string{"-sfu-link-cert"}},
+		{"azure without an account", append([]string{"-dev", "-object-store", "azure"}, ephemeralListeners()...), nil, []string{"-azure-account-url", "-azure-connection-string"}},
+		{"azure with two credentials", append([]string{"-dev", "-object-store", "azure", "-azure-account-url", "https://a.blob.core.windows.net", "-azure-account-key", "k", "-azure-sas", "sv=x"}, ephemeralListeners()...), nil, []string{"-azure-sas", "not both"}},
+		{"unknown object store", append([]string{"-dev", "-object-store", "s3"}, ephemeralListeners()...), nil, []string{"-object-store", "filesystem, azure"}},
+		{"document quota of none", append([]string{"-dev", "-document-max-files", "0"}, ephemeralListeners()...), nil, []string{"-document-max-files", "1 to 10000"}},
 		{"sfu threshold of one", []string{"-dev", "-sfu-min-participants", "1"}, nil, []string{"-sfu-min-participants", "2 to 50"}},
 		{"negative return to peers", []string{"-dev", "-sfu-return-after", "-1s"}, nil, []string{"-sfu-return-after", "0 to 1h"}},
 		{"missing cert file", []string{"-tls-cert", filepath.Join(dir, "none.pem"), "-tls-key", filepath.Join(dir, "none.key"), "-public-url", "https://c.example.org", "-data-dir", dir, "-master-key", "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="}, nil, []string{"certificate file"}},

@@ -164,8 +164,22 @@ func start(ctx context.Context, s *settings, stdout, stderr io.Writer) (_ *serve
 			closeMedia()
 		}
 	}()
+	objects, err := objectStore(ctx, s, keys, log)
+	if err != nil {
+		return nil, err
+	}
+	health.AddCheck("object store", func(ctx context.Context) error {
+		_, err := objects.Backend().List(ctx, "health/")
+		return err
+	})
 	consults := &consult.Service{Store: db, Sealer: keys, Log: log, Public: public, LinkTTL: s.linkTTL, Now: time.Now,
-		DenialLimit: s.guestDenialLimit}
+		DenialLimit: s.guestDenialLimit, Objects: objects, Documents: documentLimits(s),
+		Uploads: consult.NewUploadLimiter(s.documentUploadsPerMin)}
+	if moved, err := consults.MoveDocuments(ctx); err != nil {
+		return nil, fmt.Errorf("move shared documents into the object store: %w", err)
+	} else if moved > 0 {
+		log.Info("shared documents moved into the object store", "documents", moved)
+	}
 	ice := iceServers(stun, turnURLs, turnSecret, s.turnTTL)
 	hub := signaling.NewHub(signaling.RoomDeps{
 		Chat: consults, Audit: recorder, Records: consults, Log: log, Now: time.Now, Grace: s.resumeGrace,

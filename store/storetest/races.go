@@ -141,7 +141,7 @@ func racesChat(t *testing.T, db *store.DB) {
 				if w%4 == 0 && i == 0 {
 					d := store.Document{ID: fmt.Sprintf("d_%d", w), ConsultID: c.ID, MemberID: "m", NameEnc: []byte("n"),
 						ContentType: "application/pdf", Size: 1, DataEnc: []byte("x"), CreatedAt: t0}
-					_, err = db.ShareDocument(ctx, d, chatBuilder(c.ID, w, i, d.ID))
+					_, err = db.ShareDocument(ctx, d, store.DocumentQuota{}, chatBuilder(c.ID, w, i, d.ID))
 				} else {
 					_, err = db.AppendNextChat(ctx, c.ID, chatBuilder(c.ID, w, i, ""))
 				}
