@@ -3,13 +3,11 @@ package main
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"os"
 	"time"
 
 	"github.com/openconsult/openconsult/internal/procstat"
 	"github.com/openconsult/openconsult/media"
-	"github.com/openconsult/openconsult/media/nodetest"
 )
 
 // directSession is a member's session on a node, as a participant drives
@@ -28,7 +26,7 @@ func runDirect(ctx context.Context, o options) (Result, error) {
 	env := runEnv{base: time.Now(), win: &window{}}
 	var join func(ctx context.Context, room, member string, p *peer) (directSession, error)
 	if o.inProcess {
-		node, err := media.New(media.Config{Log: slog.New(slog.DiscardHandler), Settings: nodetest.LoopbackSettings()})
+		node, err := media.New(nodeConfig(o.udpListen))
 		if err != nil {
 			return Result{}, fmt.Errorf("media node: %w", err)
 		}
@@ -39,7 +37,7 @@ func runDirect(ctx context.Context, o options) (Result, error) {
 		env.cpuProcess = "sfuload itself (in-process SFU and participants)"
 		env.usage = func() (procstat.Usage, error) { return procstat.Read(os.Getpid()) }
 	} else {
-		child, err := startNodeProc()
+		child, err := startNodeProc(o.udpListen)
 		if err != nil {
 			return Result{}, err
 		}

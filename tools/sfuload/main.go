@@ -18,7 +18,9 @@
 // With -direct the participants join a media node through the media.Node
 // interface instead, which measures the SFU core without signaling; the
 // node runs in a child process (this program with -serve-node), so the
-// CPU and memory figures are the node's alone.
+// CPU and memory figures are the node's alone. -udp-listen gives that
+// node one UDP port for every participant, as cmd/sfu runs, instead of a
+// port each.
 //
 //	go run ./tools/sfuload -signal ./bin/signal -scenario rooms -rooms 10 -duration 20s
 //	go run ./tools/sfuload -signal ./bin/signal -scenario grandrounds -subscribers 40
@@ -51,7 +53,8 @@ type options struct {
 	joinTimeout time.Duration
 	view        [2]int // display size sent for each publisher; 0x0 sends none
 	direct      bool
-	inProcess   bool // -direct with the node in this process, for tests
+	udpListen   string // -direct: the node's one UDP port for everyone; empty for a port each
+	inProcess   bool   // -direct with the node in this process, for tests
 	signal      string
 	signalArgs  []string
 }
@@ -109,9 +112,9 @@ func (r *repeated) String() string     { return strings.Join(*r, " ") }
 func (r *repeated) Set(s string) error { *r = append(*r, s); return nil }
 
 func main() {
-	if len(os.Args) == 2 && os.Args[1] == "-serve-node" {
+	if len(os.Args) >= 2 && os.Args[1] == "-serve-node" {
 		// The media node of -direct, started by the parent sfuload.
-		if err := serveNode(os.Stdin, os.Stdout); err != nil {
+		if err := serveNode(os.Args[2:], os.Stdin, os.Stdout); err != nil {
 			fmt.Fprintln(os.Stderr, "sfuload -serve-node:", err)
 			os.Exit(1)
 		}
@@ -161,6 +164,7 @@ func parseFlags(args []string, stderr io.Writer) (options, bool, error) {
 	var extra repeated
 	fs.Var(&extra, "signal-arg", "one more argument for the signal command line; repeatable")
 	fs.BoolVar(&o.direct, "direct", false, "join an in-process media node directly, without signaling, to measure the SFU core alone")
+	fs.StringVar(&o.udpListen, "udp-listen", "", "with -direct, the one UDP `address` every participant sends media to, as cmd/sfu runs (such as 127.0.0.1:0); empty for a port per participant")
 	fs.StringVar(&o.scenario, "scenario", "rooms", "rooms: N consults of 3 publishing members; grandrounds: 1 publisher to N receive-only subscribers")
 	fs.IntVar(&o.rooms, "rooms", 5, "consults of three for -scenario rooms")
 	fs.IntVar(&o.subscribers, "subscribers", 20, "subscribers for -scenario grandrounds")

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -40,11 +41,23 @@ type nodeEvent struct {
 	Text   string `json:"text,omitempty"` // the speaker, or the error
 }
 
+// nodeConfig is the media node of -direct: on loopback, with one UDP port
+// for everyone when udpListen is set.
+func nodeConfig(udpListen string) media.Config {
+	return media.Config{Log: slog.New(slog.DiscardHandler), Settings: nodetest.LoopbackSettings(), UDPListen: udpListen}
+}
+
 // serveNode runs an in-process node for a parent sfuload until its stdin
 // closes. Each member's requests run in order on that member's goroutine,
 // as signal runs them, because an offer blocks while the node gathers.
-func serveNode(in io.Reader, out io.Writer) error {
-	node, err := media.New(media.Config{Log: slog.New(slog.DiscardHandler), Settings: nodetest.LoopbackSettings()})
+// args are the child's flags after -serve-node.
+func serveNode(args []string, in io.Reader, out io.Writer) error {
+	fs := flag.NewFlagSet("sfuload -serve-node", flag.ContinueOnError)
+	udpListen := fs.String("udp-listen", "", "the node's shared UDP address")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	node, err := media.New(nodeConfig(*udpListen))
 	if err != nil {
 		return fmt.Errorf("media node: %w", err)
 	}
@@ -142,12 +155,12 @@ type nodeProc struct {
 	joined  map[string]chan error
 }
 
-func startNodeProc() (*nodeProc, error) {
+func startNodeProc(udpListen string) (*nodeProc, error) {
 	self, err := os.Executable()
 	if err != nil {
 		return nil, fmt.Errorf("media node process: %w", err)
 	}
-	n := &nodeProc{cmd: exec.Command(self, "-serve-node"), done: make(chan struct{}), ready: make(chan struct{}), members: map[string]*peer{}, joined: map[string]chan error{}}
+	n := &nodeProc{cmd: exec.Command(self, "-serve-node", "-udp-listen", udpListen), done: make(chan struct{}), ready: make(chan struct{}), members: map[string]*peer{}, joined: map[string]chan error{}}
 	n.cmd.Stderr = os.Stderr
 	if n.in, err = n.cmd.StdinPipe(); err != nil {
 		return nil, err

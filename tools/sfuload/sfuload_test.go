@@ -217,9 +217,23 @@ func TestPeerClosesBeforeNegotiation(t *testing.T) {
 
 // TestDirectRoomForwardsAndMeasures runs one consult of three against an
 // in-process node for two seconds: every member must receive from both
-// others, and the figures must come out of what was received.
+// others, and the figures must come out of what was received; once with
+// a port per participant, once with one UDP port for all.
 func TestDirectRoomForwardsAndMeasures(t *testing.T) {
-	o, _, err := parseFlags([]string{"-direct", "-rooms", "1", "-duration", "2s", "-warmup", "500ms", "-join-timeout", "20s"}, t.Output())
+	tests := []struct {
+		name string
+		args []string
+	}{
+		{"port per participant", nil},
+		{"one port", []string{"-udp-listen", "127.0.0.1:0"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) { directRoom(t, tt.args) })
+	}
+}
+
+func directRoom(t *testing.T, extra []string) {
+	o, _, err := parseFlags(append([]string{"-direct", "-rooms", "1", "-duration", "2s", "-warmup", "500ms", "-join-timeout", "20s"}, extra...), t.Output())
 	if err != nil {
 		t.Fatal(err)
 	}
