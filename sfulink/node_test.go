@@ -13,29 +13,29 @@ import (
 )
 
 func TestRemoteNodePassesNodeSuite(t *testing.T) {
-	nodetest.Run(t, func(t *testing.T, maxParticipants int) media.Node {
+	nodetest.Run(t, func(t *testing.T, c nodetest.Config) media.Node {
 		p := newPKI(t)
-		n := startNode(t, p, maxParticipants)
-		return newTestClient(t, n.url, clientTLS(t, p))
+		n := startSuiteNode(t, p, c)
+		return newClientWith(t, n.url, clientTLS(t, p), suiteHeartbeat)
 	})
 }
 
 func TestPoolPassesNodeSuite(t *testing.T) {
-	nodetest.Run(t, func(t *testing.T, maxParticipants int) media.Node {
+	nodetest.Run(t, func(t *testing.T, c nodetest.Config) media.Node {
 		p := newPKI(t)
-		a := startNode(t, p, maxParticipants)
+		a := startSuiteNode(t, p, c)
 		nodes := []string{a.url}
-		if maxParticipants == 0 {
-			nodes = append(nodes, startNode(t, p, 0).url)
+		if c.MaxParticipants == 0 {
+			nodes = append(nodes, startSuiteNode(t, p, c).url)
 		} else {
-			// The suite expects a pool of maxParticipants in all; the
+			// The suite expects a pool of MaxParticipants in all; the
 			// second node is one that died, which the pool must skip.
-			dead := startNode(t, p, maxParticipants)
+			dead := startSuiteNode(t, p, c)
 			dead.http.Close()
 			dead.srv.Close()
 			nodes = append(nodes, dead.url)
 		}
-		return startPool(t, p, testHeartbeat, nodes...)
+		return startPool(t, p, suiteHeartbeat, nodes...)
 	})
 }
 
@@ -266,7 +266,7 @@ func TestClientReconnectsToARestartedNode(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	back := startNodeAt(t, cfg, 0, addr)
+	back := startNodeAt(t, cfg, nodetest.Config{}, addr, testHeartbeat)
 	for deadline := time.Now().Add(5 * time.Second); !c.Up(); time.Sleep(20 * time.Millisecond) {
 		if time.Now().After(deadline) {
 			t.Fatal("client did not reconnect")

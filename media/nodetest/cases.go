@@ -62,7 +62,7 @@ func waitFor(t *testing.T, within time.Duration, what string, cond func() bool) 
 
 // nackAnswered: a subscriber that lost a packet and asks for it again
 // receives it from the node's send cache.
-func nackAnswered(t *testing.T, newNode Factory) {
+func nackAnswered(t *testing.T, newNode nodeMaker) {
 	node := newNode(t, 0)
 	r := NewRoom(t)
 	sub := r.Join(node, "sub", Publish{})
@@ -89,7 +89,7 @@ func nackAnswered(t *testing.T, newNode Factory) {
 
 // keyframeRequestsThrottled: many subscribers asking for keyframes at
 // once make the node ask the publisher about twice a second, not each time.
-func keyframeRequestsThrottled(t *testing.T, newNode Factory) {
+func keyframeRequestsThrottled(t *testing.T, newNode nodeMaker) {
 	node := newNode(t, 0)
 	r := NewRoom(t)
 	pub := r.Join(node, "pub", Publish{Video: true})
@@ -122,7 +122,7 @@ func keyframeRequestsThrottled(t *testing.T, newNode Factory) {
 
 // newSubscriberGetsKeyframe: a member that joins after the publisher's
 // last keyframe receives a keyframe promptly, without asking.
-func newSubscriberGetsKeyframe(t *testing.T, newNode Factory) {
+func newSubscriberGetsKeyframe(t *testing.T, newNode nodeMaker) {
 	node := newNode(t, 0)
 	r := NewRoom(t)
 	for _, pub := range []Publish{{Video: true}, {Simulcast: true}} {
@@ -143,7 +143,7 @@ func newSubscriberGetsKeyframe(t *testing.T, newNode Factory) {
 
 // deadSubscriber: a subscriber whose connection vanishes without a word
 // does not reduce what the others receive.
-func deadSubscriber(t *testing.T, newNode Factory) {
+func deadSubscriber(t *testing.T, newNode nodeMaker) {
 	node := newNode(t, 0)
 	r := NewRoom(t)
 	pub := r.Join(node, "pub", Publish{Video: true, Audio: true})
@@ -167,7 +167,7 @@ func deadSubscriber(t *testing.T, newNode Factory) {
 // low one once it shows the video small, and back; each switch happens at
 // a keyframe of the new layer, in one stream with continuous sequence
 // numbers.
-func simulcastFollowsView(t *testing.T, newNode Factory) {
+func simulcastFollowsView(t *testing.T, newNode nodeMaker) {
 	node := newNode(t, 0)
 	r := NewRoom(t)
 	r.Join(node, "pub", Publish{Simulcast: true})
@@ -246,7 +246,7 @@ func CheckContinuous(t *testing.T, log []Packet) int {
 
 // activeSpeaker: every member hears who speaks, from the audio levels the
 // browsers send, and the speaker changes when someone else takes over.
-func activeSpeaker(t *testing.T, newNode Factory) {
+func activeSpeaker(t *testing.T, newNode nodeMaker) {
 	node := newNode(t, 0)
 	r := NewRoom(t)
 	ps := []*Participant{r.Join(node, "a", Publish{Audio: true}), r.Join(node, "b", Publish{Audio: true}), r.Join(node, "c", Publish{Audio: true})}
@@ -275,7 +275,7 @@ func activeSpeaker(t *testing.T, newNode Factory) {
 
 // senderReports: subscribers receive RTCP sender reports for what the node
 // forwards, which browsers need to synchronise audio with video.
-func senderReports(t *testing.T, newNode Factory) {
+func senderReports(t *testing.T, newNode nodeMaker) {
 	node := newNode(t, 0)
 	r := NewRoom(t)
 	r.Join(node, "pub", Publish{Video: true, Audio: true})
@@ -285,7 +285,7 @@ func senderReports(t *testing.T, newNode Factory) {
 
 // nodeNacksPublisher: a packet lost between the publisher and the node is
 // asked for again by the node.
-func nodeNacksPublisher(t *testing.T, newNode Factory) {
+func nodeNacksPublisher(t *testing.T, newNode nodeMaker) {
 	node := newNode(t, 0)
 	r := NewRoom(t)
 	pub := r.Join(node, "pub", Publish{Video: true})
@@ -299,7 +299,7 @@ func nodeNacksPublisher(t *testing.T, newNode Factory) {
 // screenShare: a screen share published beside a simulcast camera is
 // forwarded as it comes, as its own stream, while the camera follows the
 // subscriber's view.
-func screenShare(t *testing.T, newNode Factory) {
+func screenShare(t *testing.T, newNode nodeMaker) {
 	node := newNode(t, 0)
 	r := NewRoom(t)
 	r.Join(node, "pub", Publish{Simulcast: true, Screen: true})
@@ -331,7 +331,7 @@ func screenShare(t *testing.T, newNode Factory) {
 // 0x0 view: a hidden tab or tile) is sent none of it while its audio goes
 // on; shown again, the video resumes at a keyframe in the same continuous
 // stream.
-func hiddenVideoPaused(t *testing.T, newNode Factory) {
+func hiddenVideoPaused(t *testing.T, newNode nodeMaker) {
 	node := newNode(t, 0)
 	r := NewRoom(t)
 	r.Join(node, "pub", Publish{Simulcast: true, Audio: true})
