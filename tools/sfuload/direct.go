@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"runtime"
 	"time"
 
 	"github.com/openconsult/openconsult/internal/procstat"
@@ -36,6 +37,7 @@ func runDirect(ctx context.Context, o options) (Result, error) {
 		}
 		env.cpuProcess = "sfuload itself (in-process SFU and participants)"
 		env.usage = func() (procstat.Usage, error) { return procstat.Read(os.Getpid()) }
+		env.goroutines = func() (int, error) { return runtime.NumGoroutine(), nil }
 	} else {
 		child, err := startNodeProc(o.udpListen)
 		if err != nil {
@@ -45,6 +47,7 @@ func runDirect(ctx context.Context, o options) (Result, error) {
 		join = child.join
 		env.cpuProcess = "the media node alone (sfuload -serve-node child process)"
 		env.usage = func() (procstat.Usage, error) { return procstat.Read(child.pid()) }
+		env.goroutines = child.goroutines
 	}
 	rooms := plan(o)
 	id := func(m *member) string { return fmt.Sprintf("r%d-%s", m.room, m.name) }

@@ -10,8 +10,11 @@
 // Scenarios: -scenario rooms runs N consults of three members who all
 // publish; -scenario grandrounds runs one presenter to N receive-only
 // subscribers. It prints forwarded packets/s and Mbit/s, the SFU's CPU
-// seconds per million forwarded packets, latency percentiles, loss,
-// memory per subscriber and join-to-first-frame time, as a table or with
+// seconds per million forwarded packets, latency percentiles, loss (the
+// pause of a simulcast layer the node switched a subscriber away from is
+// counted as a layer switch, not as loss), memory per subscriber, the
+// steady-state memory and goroutines per participant, and
+// join-to-first-frame time, as a table or with
 // -json as JSON. A run in which some subscription received no media prints
 // its figures and exits with status 3.
 //
@@ -75,12 +78,15 @@ type Result struct {
 	PacketsPerSec    float64 `json:"forwarded_packets_per_second"`
 	Mbps             float64 `json:"forwarded_mbit_per_second"`
 	LossPercent      float64 `json:"loss_percent"`
-	P50ms            float64 `json:"latency_p50_ms"`
-	P95ms            float64 `json:"latency_p95_ms"`
-	P99ms            float64 `json:"latency_p99_ms"`
-	CPUProcess       string  `json:"cpu_process"`
-	CPUSeconds       float64 `json:"sfu_cpu_seconds"`
-	CPUPerMillion    float64 `json:"sfu_cpu_seconds_per_million_packets"`
+	// LayerSwitches are the changes of simulcast layer the subscribers
+	// saw; the pause of a layer switched away from is not loss.
+	LayerSwitches int64   `json:"layer_switches"`
+	P50ms         float64 `json:"latency_p50_ms"`
+	P95ms         float64 `json:"latency_p95_ms"`
+	P99ms         float64 `json:"latency_p99_ms"`
+	CPUProcess    string  `json:"cpu_process"`
+	CPUSeconds    float64 `json:"sfu_cpu_seconds"`
+	CPUPerMillion float64 `json:"sfu_cpu_seconds_per_million_packets"`
 	// LoadCPUSeconds is this program's own CPU time over the window (in
 	// -direct with the node in process, the node's too): with the SFU it
 	// shows how close the machine was to saturation.
@@ -94,9 +100,16 @@ type Result struct {
 	RSSAfterMiB        float64 `json:"rss_after_mib"`
 	RSSDeltaMiB        float64 `json:"rss_delta_mib"`
 	KiBPerSubscriber   float64 `json:"memory_per_subscriber_kib"`
-	JoinP50ms          float64 `json:"join_to_first_frame_p50_ms"`
-	JoinMaxms          float64 `json:"join_to_first_frame_max_ms"`
-	FirstFrameMissing  int     `json:"subscribers_without_first_frame"`
+	// Participants are the members joined; the steady-state figures are
+	// the node's growth from before the first join to the start of the
+	// measured window (every member joined, media flowing, warm-up over),
+	// divided by them. Goroutines are counted in -direct only.
+	Participants             int     `json:"participants"`
+	SteadyKiBPerParticipant  float64 `json:"steady_memory_per_participant_kib"`
+	GoroutinesPerParticipant float64 `json:"goroutines_per_participant,omitempty"`
+	JoinP50ms                float64 `json:"join_to_first_frame_p50_ms"`
+	JoinMaxms                float64 `json:"join_to_first_frame_max_ms"`
+	FirstFrameMissing        int     `json:"subscribers_without_first_frame"`
 	// IncompleteSubscriptions lacked audio or video in the window.
 	IncompleteSubscriptions int              `json:"subscriptions_without_audio_or_video"`
 	VideoPacketsByLayer     map[string]int64 `json:"video_packets_by_layer"`
@@ -238,6 +251,11 @@ func printTable(w io.Writer, r Result, o options) {
 	fmt.Fprintf(w, "\nCPU and memory are those of %s.\n", r.CPUProcess)
 	fmt.Fprintf(w, "The machine's %d cores were %.0f %% busy; the load generator used %.2f CPU s, other processes %.2f CPU s.\n",
 		runtime.NumCPU(), r.MachineBusyPercent, r.LoadCPUSeconds, r.OtherCPUSeconds)
+	fmt.Fprintf(w, "Steady state: %.0f KiB", r.SteadyKiBPerParticipant)
+	if r.GoroutinesPerParticipant > 0 {
+		fmt.Fprintf(w, " and %.1f goroutines", r.GoroutinesPerParticipant)
+	}
+	fmt.Fprintf(w, " per participant (%d participants); %d layer switches, not counted as loss.\n", r.Participants, r.LayerSwitches)
 	if len(r.VideoPacketsByLayer) > 0 {
 		var parts []string
 		for _, l := range o.layers {
