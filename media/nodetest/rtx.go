@@ -24,7 +24,11 @@ import (
 func ClientAPI(m *webrtc.MediaEngine, settings webrtc.SettingEngine) (*webrtc.API, error) {
 	reg := &interceptor.Registry{}
 	reg.Add(repairedRID{}) // first, so it sees what the responder resends
-	if err := webrtc.RegisterDefaultInterceptors(m, reg); err != nil {
+	var opts []webrtc.InterceptorOption
+	if settings.LoggerFactory != nil {
+		opts = append(opts, webrtc.WithInterceptorLoggerFactory(settings.LoggerFactory))
+	}
+	if err := webrtc.RegisterDefaultInterceptorsWithOptions(m, reg, opts...); err != nil {
 		return nil, fmt.Errorf("interceptors: %w", err)
 	}
 	return webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithInterceptorRegistry(reg), webrtc.WithSettingEngine(settings)), nil
