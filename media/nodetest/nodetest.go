@@ -70,10 +70,32 @@ func Run(t *testing.T, newNode Factory) {
 	for _, mode := range portModes {
 		t.Run(mode.name, func(t *testing.T) {
 			t.Parallel()
-			runCases(t, func(t *testing.T, maxParticipants int) media.Node {
+			newNode := func(t *testing.T, maxParticipants int) media.Node {
 				return newNode(t, Config{MaxParticipants: maxParticipants, UDPListen: mode.udpListen})
-			})
+			}
+			t.Run("MediaOnTheConfiguredPorts", func(t *testing.T) { configuredPorts(t, newNode, mode.udpListen != "") })
+			runCases(t, newNode)
 		})
+	}
+}
+
+// configuredPorts: the participants' media reaches the node on one port
+// for all when the node has one, on a port each otherwise.
+func configuredPorts(t *testing.T, newNode nodeMaker, shared bool) {
+	node := newNode(t, 0)
+	r := NewRoom(t)
+	ps := []*Participant{r.Join(node, "a", Publish{Video: true}), r.Join(node, "b", Publish{Video: true})}
+	WaitAllReceive(t, ps, 20, 20*time.Second)
+	ports := map[uint16]bool{}
+	for _, p := range ps {
+		pair, err := p.pc.SCTP().Transport().ICETransport().GetSelectedCandidatePair()
+		if err != nil || pair == nil {
+			t.Fatalf("%s: no selected candidate pair: %v", p.Name, err)
+		}
+		ports[pair.Remote.Port] = true
+	}
+	if shared && len(ports) != 1 || !shared && len(ports) != len(ps) {
+		t.Fatalf("node ports %v for %d participants; one for all: %v", ports, len(ps), shared)
 	}
 }
 
