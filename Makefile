@@ -44,6 +44,7 @@ bench-signin: build
 bench-sfu: build
 	$(GO) run ./tools/sfuload -signal ./bin/signal -scenario rooms -rooms 10 -video-kbps 600 -duration 15s -warmup 3s
 	$(GO) run ./tools/sfuload -direct -scenario rooms -rooms 10 -video-kbps 600 -duration 15s -warmup 3s
+	$(GO) run ./tools/sfuload -direct -scenario rooms -rooms 10 -video-kbps 600 -duration 15s -warmup 3s -udp-listen 127.0.0.1:0
 	$(GO) run ./tools/sfuload -signal ./bin/signal -scenario grandrounds -subscribers 40 -video-kbps 600 -duration 15s -warmup 3s
 	$(GO) run ./tools/sfuload -direct -scenario grandrounds -subscribers 40 -video-kbps 600 -duration 15s -warmup 3s
 

@@ -34,7 +34,8 @@ func listen(cfg *Config) ([]io.Closer, error) {
 		if addr.IP == nil || addr.IP.IsUnspecified() {
 			// One socket per local address, so that each host candidate
 			// names an address the packets really arrive on.
-			m, err := ice.NewMultiUDPMuxFromPort(addr.Port, ice.UDPMuxFromPortWithLogger(logger))
+			m, err := ice.NewMultiUDPMuxFromPort(addr.Port, ice.UDPMuxFromPortWithLogger(logger),
+				ice.UDPMuxFromPortWithReadBufferSize(socketBuffer), ice.UDPMuxFromPortWithWriteBufferSize(socketBuffer))
 			if err != nil {
 				return fail(fmt.Errorf("udp listen %q: %w", cfg.UDPListen, err))
 			}
@@ -44,6 +45,9 @@ func listen(cfg *Config) ([]io.Closer, error) {
 			if err != nil {
 				return fail(fmt.Errorf("udp listen %q: %w", cfg.UDPListen, err))
 			}
+			// Best effort: the kernel caps it at net.core.rmem_max.
+			_ = conn.SetReadBuffer(socketBuffer)
+			_ = conn.SetWriteBuffer(socketBuffer)
 			mux = webrtc.NewICEUDPMux(logger, conn)
 		}
 		closers = append(closers, mux)
@@ -76,6 +80,14 @@ func listen(cfg *Config) ([]io.Closer, error) {
 	}
 	return closers, nil
 }
+
+// socketBuffer is the kernel buffer asked for on the shared UDP port,
+// each way. Every participant's packets queue on that one socket while its
+// single reader is descheduled, where a port per participant has a buffer
+// each: with the default (208 KiB) a busy node dropped incoming media in
+// bursts. The kernel grants at most net.core.rmem_max and
+// wmem_max (deploy/sysctl.d raises them to 4 MiB).
+const socketBuffer = 4 << 20
 
 var errNotAnIP = errors.New("not an IP address")
 

@@ -19,8 +19,10 @@ func testLog() *slog.Logger {
 }
 
 func TestInProcessNode(t *testing.T) {
-	nodetest.Run(t, func(t *testing.T, maxParticipants int) media.Node {
-		sfu, err := media.New(media.Config{Log: testLog(), Settings: nodetest.LoopbackSettings(), MaxParticipants: maxParticipants})
+	nodetest.Run(t, func(t *testing.T, c nodetest.Config) media.Node {
+		cfg := media.Config{Log: testLog(), Settings: nodetest.LoopbackSettings()}
+		c.Apply(&cfg)
+		sfu, err := media.New(cfg)
 		if err != nil {
 			t.Fatal(err)
 		}

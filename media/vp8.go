@@ -94,7 +94,7 @@ func (r *vp8Rewriter) rewrite(payload []byte, resync bool) []byte {
 		}
 	}
 	if cap(r.scratch) < len(payload) {
-		r.scratch = make([]byte, maxPacket) // once per subscriber track
+		r.scratch = make([]byte, max(maxPacket, len(payload))) // once per subscriber track
 	}
 	out := r.scratch[:len(payload)]
 	copy(out, payload)

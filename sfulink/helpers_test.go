@@ -55,6 +55,12 @@ type testNode struct {
 
 const testHeartbeat = 200 * time.Millisecond
 
+// suiteHeartbeat is the links' ping interval in the node suite, which
+// tests media rather than liveness: its two port configurations run side
+// by side, and under -race on a busy machine a link declared dead after
+// 600 ms of silence was sometimes lost in the middle of a case.
+const suiteHeartbeat = time.Second
+
 func startNode(t *testing.T, p *pki, maxParticipants int) *testNode {
 	t.Helper()
 	cfg, err := ServerTLS(p.NodeCert, p.NodeKey, p.CA.File)
@@ -64,14 +70,26 @@ func startNode(t *testing.T, p *pki, maxParticipants int) *testNode {
 	return startNodeTLS(t, cfg, maxParticipants)
 }
 
-func startNodeTLS(t *testing.T, cfg *tls.Config, maxParticipants int) *testNode {
+// startSuiteNode starts a node for the node suite, configured as c.
+func startSuiteNode(t *testing.T, p *pki, c nodetest.Config) *testNode {
 	t.Helper()
-	return startNodeAt(t, cfg, maxParticipants, "127.0.0.1:0")
+	cfg, err := ServerTLS(p.NodeCert, p.NodeKey, p.CA.File)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return startNodeAt(t, cfg, c, "127.0.0.1:0", suiteHeartbeat)
 }
 
-func startNodeAt(t *testing.T, cfg *tls.Config, maxParticipants int, addr string) *testNode {
+func startNodeTLS(t *testing.T, cfg *tls.Config, maxParticipants int) *testNode {
 	t.Helper()
-	sfu, err := media.New(media.Config{Log: quietLog(), Settings: nodetest.LoopbackSettings(), MaxParticipants: maxParticipants})
+	return startNodeAt(t, cfg, nodetest.Config{MaxParticipants: maxParticipants}, "127.0.0.1:0", testHeartbeat)
+}
+
+func startNodeAt(t *testing.T, cfg *tls.Config, c nodetest.Config, addr string, heartbeat time.Duration) *testNode {
+	t.Helper()
+	mc := media.Config{Log: quietLog(), Settings: nodetest.LoopbackSettings()}
+	c.Apply(&mc)
+	sfu, err := media.New(mc)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -80,7 +98,7 @@ func startNodeAt(t *testing.T, cfg *tls.Config, maxParticipants int, addr string
 		t.Fatal(err)
 	}
 	n := &testNode{sfu: sfu, ln: ln, url: "wss://" + ln.Addr().String() + "/"}
-	n.srv = NewServer(ServerConfig{Node: sfu, Log: quietLog(), Heartbeat: testHeartbeat})
+	n.srv = NewServer(ServerConfig{Node: sfu, Log: quietLog(), Heartbeat: heartbeat})
 	n.http = &http.Server{Handler: n.srv, TLSConfig: cfg, ErrorLog: slog.NewLogLogger(quietLog().Handler(), slog.LevelDebug)}
 	var wg sync.WaitGroup
 	wg.Go(func() {
@@ -100,7 +118,12 @@ func startNodeAt(t *testing.T, cfg *tls.Config, maxParticipants int, addr string
 
 func newTestClient(t *testing.T, url string, cfg *tls.Config) *Client {
 	t.Helper()
-	c, err := NewClient(t.Context(), ClientConfig{URL: url, TLS: cfg, Log: quietLog(), Heartbeat: testHeartbeat, MinBackoff: 50 * time.Millisecond, MaxBackoff: 200 * time.Millisecond})
+	return newClientWith(t, url, cfg, testHeartbeat)
+}
+
+func newClientWith(t *testing.T, url string, cfg *tls.Config, heartbeat time.Duration) *Client {
+	t.Helper()
+	c, err := NewClient(t.Context(), ClientConfig{URL: url, TLS: cfg, Log: quietLog(), Heartbeat: heartbeat, MinBackoff: 50 * time.Millisecond, MaxBackoff: 200 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}

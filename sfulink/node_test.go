@@ -14,29 +14,29 @@ import (
 )
 
 func TestRemoteNodePassesNodeSuite(t *testing.T) {
-	nodetest.Run(t, func(t *testing.T, maxParticipants int) media.Node {
+	nodetest.Run(t, func(t *testing.T, c nodetest.Config) media.Node {
 		p := newPKI(t)
-		n := startNode(t, p, maxParticipants)
-		return newTestClient(t, n.url, clientTLS(t, p))
+		n := startSuiteNode(t, p, c)
+		return newClientWith(t, n.url, clientTLS(t, p), suiteHeartbeat)
 	})
 }
 
 func TestPoolPassesNodeSuite(t *testing.T) {
-	nodetest.Run(t, func(t *testing.T, maxParticipants int) media.Node {
+	nodetest.Run(t, func(t *testing.T, c nodetest.Config) media.Node {
 		p := newPKI(t)
-		a := startNode(t, p, maxParticipants)
+		a := startSuiteNode(t, p, c)
 		nodes := []string{a.url}
-		if maxParticipants == 0 {
-			nodes = append(nodes, startNode(t, p, 0).url)
+		if c.MaxParticipants == 0 {
+			nodes = append(nodes, startSuiteNode(t, p, c).url)
 		} else {
-			// The suite expects a pool of maxParticipants in all; the
+			// The suite expects a pool of MaxParticipants in all; the
 			// second node is one that died, which the pool must skip.
-			dead := startNode(t, p, maxParticipants)
+			dead := startSuiteNode(t, p, c)
 			dead.http.Close()
 			dead.srv.Close()
 			nodes = append(nodes, dead.url)
 		}
-		return startPool(t, p, testHeartbeat, nodes...)
+		return startPool(t, p, suiteHeartbeat, nodes...)
 	})
 }
 
@@ -253,7 +253,7 @@ func TestClientReconnectsToARestartedNode(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	back := startNodeAt(t, cfg, 0, addr)
+	back := startNodeAt(t, cfg, nodetest.Config{}, addr, testHeartbeat)
 	eventually.True(t, 5*time.Second, "the client to reconnect", c.Up)
 	if _, err := c.Join(ctx, "c_1", "m_1", newRecorder()); err != nil {
 		t.Fatalf("join after reconnection: %v", err)

@@ -8,8 +8,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/openconsult/openconsult/media"
 	"github.com/pion/webrtc/v4"
+
+	"github.com/openconsult/openconsult/internal/eventually"
+	"github.com/openconsult/openconsult/media"
 )
 
 // Room is a test's participants and their senders, stopped when the test
@@ -51,18 +53,9 @@ func (r *Room) JoinWith(node media.Node, name string, pub Publish, se webrtc.Set
 }
 
 // waitFor polls cond until it holds or within passes.
-func waitFor(t *testing.T, within time.Duration, what string, cond func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(within); !cond(); time.Sleep(20 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-	}
-}
-
 // nackAnswered: a subscriber that lost a packet and asks for it again
 // receives it from the node's send cache.
-func nackAnswered(t *testing.T, newNode Factory) {
+func nackAnswered(t *testing.T, newNode nodeMaker) {
 	node := newNode(t, 0)
 	r := NewRoom(t)
 	sub := r.Join(node, "sub", Publish{})
@@ -77,24 +70,24 @@ func nackAnswered(t *testing.T, newNode Factory) {
 		return false
 	})
 	r.Join(node, "pub", Publish{Video: true})
-	waitFor(t, 20*time.Second, "50 packets", func() bool { return lost.Load() >= 0 })
+	eventually.True(t, 20*time.Second, "50 packets", func() bool { return lost.Load() >= 0 })
 	seq := uint16(lost.Load())
 	if err := sub.Nack("pub/pub", seq); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 5*time.Second, fmt.Sprintf("retransmission of %d", seq), func() bool {
+	eventually.True(t, 5*time.Second, fmt.Sprintf("retransmission of %d", seq), func() bool {
 		return slices.ContainsFunc(sub.Log("pub/pub"), func(p Packet) bool { return p.Seq == seq })
 	})
 }
 
 // keyframeRequestsThrottled: many subscribers asking for keyframes at
 // once make the node ask the publisher about twice a second, not each time.
-func keyframeRequestsThrottled(t *testing.T, newNode Factory) {
+func keyframeRequestsThrottled(t *testing.T, newNode nodeMaker) {
 	node := newNode(t, 0)
 	r := NewRoom(t)
 	pub := r.Join(node, "pub", Publish{Video: true})
 	subs := []*Participant{r.Join(node, "a", Publish{}), r.Join(node, "b", Publish{}), r.Join(node, "c", Publish{})}
-	waitFor(t, 20*time.Second, "media at every subscriber", func() bool {
+	eventually.True(t, 20*time.Second, "media at every subscriber", func() bool {
 		for _, s := range subs {
 			if s.From("pub/pub") < 20 {
 				return false
@@ -122,7 +115,7 @@ func keyframeRequestsThrottled(t *testing.T, newNode Factory) {
 
 // newSubscriberGetsKeyframe: a member that joins after the publisher's
 // last keyframe receives a keyframe promptly, without asking.
-func newSubscriberGetsKeyframe(t *testing.T, newNode Factory) {
+func newSubscriberGetsKeyframe(t *testing.T, newNode nodeMaker) {
 	node := newNode(t, 0)
 	r := NewRoom(t)
 	for _, pub := range []Publish{{Video: true}, {Simulcast: true}} {
@@ -133,9 +126,9 @@ func newSubscriberGetsKeyframe(t *testing.T, newNode Factory) {
 		r.Join(node, name, pub)
 		first := r.Join(node, "first-"+name, Publish{})
 		stream := name + "/" + name
-		waitFor(t, 20*time.Second, "media at the first subscriber", func() bool { return first.From(stream) > 100 })
+		eventually.True(t, 20*time.Second, "media at the first subscriber", func() bool { return first.From(stream) > 100 })
 		late := r.Join(node, "late-"+name, Publish{})
-		waitFor(t, 5*time.Second, "a keyframe at the late subscriber", func() bool {
+		eventually.True(t, 5*time.Second, "a keyframe at the late subscriber", func() bool {
 			return slices.ContainsFunc(late.Log(stream), func(p Packet) bool { return p.Keyframe })
 		})
 	}
@@ -143,12 +136,12 @@ func newSubscriberGetsKeyframe(t *testing.T, newNode Factory) {
 
 // deadSubscriber: a subscriber whose connection vanishes without a word
 // does not reduce what the others receive.
-func deadSubscriber(t *testing.T, newNode Factory) {
+func deadSubscriber(t *testing.T, newNode nodeMaker) {
 	node := newNode(t, 0)
 	r := NewRoom(t)
 	pub := r.Join(node, "pub", Publish{Video: true, Audio: true})
 	a, b, dead := r.Join(node, "a", Publish{}), r.Join(node, "b", Publish{}), r.Join(node, "dead", Publish{})
-	waitFor(t, 20*time.Second, "media at every subscriber", func() bool {
+	eventually.True(t, 20*time.Second, "media at every subscriber", func() bool {
 		return a.From("pub/pub") > 20 && b.From("pub/pub") > 20 && dead.From("pub/pub") > 20
 	})
 	dead.CloseAbruptly()
@@ -167,7 +160,7 @@ func deadSubscriber(t *testing.T, newNode Factory) {
 // low one once it shows the video small, and back; each switch happens at
 // a keyframe of the new layer, in one stream with continuous sequence
 // numbers.
-func simulcastFollowsView(t *testing.T, newNode Factory) {
+func simulcastFollowsView(t *testing.T, newNode nodeMaker) {
 	node := newNode(t, 0)
 	r := NewRoom(t)
 	r.Join(node, "pub", Publish{Simulcast: true})
@@ -187,15 +180,15 @@ func simulcastFollowsView(t *testing.T, newNode Factory) {
 			return true
 		}
 	}
-	waitFor(t, 20*time.Second, "the full layer by default", onLayer('f'))
+	eventually.True(t, 20*time.Second, "the full layer by default", onLayer('f'))
 	if err := sub.Session.View("pub", 160, 90); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "the low layer for a thumbnail", onLayer('q'))
+	eventually.True(t, 10*time.Second, "the low layer for a thumbnail", onLayer('q'))
 	if err := sub.Session.View("pub", 1280, 720); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "the full layer again", onLayer('f'))
+	eventually.True(t, 10*time.Second, "the full layer again", onLayer('f'))
 	if n := CheckContinuous(t, sub.Log(stream)); n < 2 {
 		t.Errorf("%d layer switches, want 2", n)
 	}
@@ -246,7 +239,7 @@ func CheckContinuous(t *testing.T, log []Packet) int {
 
 // activeSpeaker: every member hears who speaks, from the audio levels the
 // browsers send, and the speaker changes when someone else takes over.
-func activeSpeaker(t *testing.T, newNode Factory) {
+func activeSpeaker(t *testing.T, newNode nodeMaker) {
 	node := newNode(t, 0)
 	r := NewRoom(t)
 	ps := []*Participant{r.Join(node, "a", Publish{Audio: true}), r.Join(node, "b", Publish{Audio: true}), r.Join(node, "c", Publish{Audio: true})}
@@ -262,10 +255,10 @@ func activeSpeaker(t *testing.T, newNode Factory) {
 		}
 	}
 	ps[0].SetLevel(20)
-	waitFor(t, 10*time.Second, "a as speaker", speakerIs("a"))
+	eventually.True(t, 10*time.Second, "a as speaker", speakerIs("a"))
 	ps[0].SetLevel(127)
 	ps[1].SetLevel(25)
-	waitFor(t, 10*time.Second, "b as speaker", speakerIs("b"))
+	eventually.True(t, 10*time.Second, "b as speaker", speakerIs("b"))
 	for _, p := range ps {
 		if s := p.Speakers(); slices.Contains(s, "c") || len(s) > 3 {
 			t.Errorf("%s heard speakers %q, want a then b", p.Name, s)
@@ -275,36 +268,36 @@ func activeSpeaker(t *testing.T, newNode Factory) {
 
 // senderReports: subscribers receive RTCP sender reports for what the node
 // forwards, which browsers need to synchronise audio with video.
-func senderReports(t *testing.T, newNode Factory) {
+func senderReports(t *testing.T, newNode nodeMaker) {
 	node := newNode(t, 0)
 	r := NewRoom(t)
 	r.Join(node, "pub", Publish{Video: true, Audio: true})
 	sub := r.Join(node, "sub", Publish{})
-	waitFor(t, 20*time.Second, "sender reports", func() bool { return sub.SenderReports() >= 2 })
+	eventually.True(t, 20*time.Second, "sender reports", func() bool { return sub.SenderReports() >= 2 })
 }
 
 // nodeNacksPublisher: a packet lost between the publisher and the node is
 // asked for again by the node.
-func nodeNacksPublisher(t *testing.T, newNode Factory) {
+func nodeNacksPublisher(t *testing.T, newNode nodeMaker) {
 	node := newNode(t, 0)
 	r := NewRoom(t)
 	pub := r.Join(node, "pub", Publish{Video: true})
 	sub := r.Join(node, "sub", Publish{})
-	waitFor(t, 20*time.Second, "media at the subscriber", func() bool { return sub.From("pub/pub") > 20 })
+	eventually.True(t, 20*time.Second, "media at the subscriber", func() bool { return sub.From("pub/pub") > 20 })
 	lost := uint16(pub.Sent() + 50)
 	pub.SkipVideo(lost)
-	waitFor(t, 5*time.Second, fmt.Sprintf("a NACK for %d", lost), func() bool { return pub.Nacked(lost) })
+	eventually.True(t, 5*time.Second, fmt.Sprintf("a NACK for %d", lost), func() bool { return pub.Nacked(lost) })
 }
 
 // screenShare: a screen share published beside a simulcast camera is
 // forwarded as it comes, as its own stream, while the camera follows the
 // subscriber's view.
-func screenShare(t *testing.T, newNode Factory) {
+func screenShare(t *testing.T, newNode nodeMaker) {
 	node := newNode(t, 0)
 	r := NewRoom(t)
 	r.Join(node, "pub", Publish{Simulcast: true, Screen: true})
 	sub := r.Join(node, "sub", Publish{})
-	waitFor(t, 20*time.Second, "the screen and the full camera layer", func() bool {
+	eventually.True(t, 20*time.Second, "the screen and the full camera layer", func() bool {
 		log := sub.Log("pub/screen")
 		cam := sub.Log("pub/pub")
 		return len(log) > 30 && len(cam) > 30 && cam[len(cam)-1].Layer == 'f'
@@ -312,7 +305,7 @@ func screenShare(t *testing.T, newNode Factory) {
 	if err := sub.Session.View("pub", 160, 90); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "the low camera layer", func() bool {
+	eventually.True(t, 10*time.Second, "the low camera layer", func() bool {
 		cam := sub.Log("pub/pub")
 		return cam[len(cam)-1].Layer == 'q'
 	})
@@ -331,19 +324,19 @@ func screenShare(t *testing.T, newNode Factory) {
 // 0x0 view: a hidden tab or tile) is sent none of it while its audio goes
 // on; shown again, the video resumes at a keyframe in the same continuous
 // stream.
-func hiddenVideoPaused(t *testing.T, newNode Factory) {
+func hiddenVideoPaused(t *testing.T, newNode nodeMaker) {
 	node := newNode(t, 0)
 	r := NewRoom(t)
 	r.Join(node, "pub", Publish{Simulcast: true, Audio: true})
 	sub := r.Join(node, "sub", Publish{})
 	const stream = "pub/pub"
-	waitFor(t, 20*time.Second, "video and audio", func() bool { return len(sub.Log(stream)) > 30 && sub.AudioFrom(stream) > 10 })
+	eventually.True(t, 20*time.Second, "video and audio", func() bool { return len(sub.Log(stream)) > 30 && sub.AudioFrom(stream) > 10 })
 	if err := sub.Session.View("pub", 0, 0); err != nil {
 		t.Fatal(err)
 	}
 	// Packets already on their way still arrive; then nothing.
 	var paused int
-	waitFor(t, 10*time.Second, "the video to stop", func() bool {
+	eventually.True(t, 10*time.Second, "the video to stop", func() bool {
 		paused = len(sub.Log(stream))
 		time.Sleep(300 * time.Millisecond)
 		return len(sub.Log(stream)) == paused
@@ -359,7 +352,7 @@ func hiddenVideoPaused(t *testing.T, newNode Factory) {
 	if err := sub.Session.View("pub", 640, 360); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "the video to resume", func() bool { return len(sub.Log(stream)) > paused+30 })
+	eventually.True(t, 10*time.Second, "the video to resume", func() bool { return len(sub.Log(stream)) > paused+30 })
 	log := sub.Log(stream)
 	if !log[paused].Keyframe {
 		t.Fatalf("the video resumed on %+v, not a keyframe", log[paused])

@@ -158,9 +158,10 @@ func JoinWith(t testing.TB, node media.Node, room, name string, quiet *atomic.Bo
 	if err := m.RegisterHeaderExtension(webrtc.RTPHeaderExtensionCapability{URI: sdp.AudioLevelURI}, webrtc.RTPCodecTypeAudio); err != nil {
 		t.Fatal(err)
 	}
-	// pion's default interceptors, as a browser has them: receiver
-	// reports, NACKs for what the network lost, transport-wide feedback.
-	api := webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithSettingEngine(settings))
+	api, err := ClientAPI(m, settings)
+	if err != nil {
+		t.Fatal(err)
+	}
 	pc, err := api.NewPeerConnection(webrtc.Configuration{})
 	if err != nil {
 		t.Fatal(err)

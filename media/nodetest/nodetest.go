@@ -31,15 +31,78 @@ func LoopbackSettings() webrtc.SettingEngine {
 	return se
 }
 
-// Factory starts a node for one test, limited to maxParticipants (0 for no
-// limit), and stops it when the test ends.
-type Factory func(t *testing.T, maxParticipants int) media.Node
+// Config is what a test asks of the node a Factory starts.
+type Config struct {
+	MaxParticipants int // 0 for no limit
+	// UDPListen is the node's one UDP port for every participant (what
+	// cmd/sfu runs), such as "127.0.0.1:0"; empty for a port per
+	// participant (signal's embedded node by default).
+	UDPListen string
+}
 
-// Run runs the suite against the nodes newNode makes.
+// Apply sets c on a node's configuration.
+func (c Config) Apply(mc *media.Config) {
+	mc.MaxParticipants = c.MaxParticipants
+	mc.UDPListen = c.UDPListen
+}
+
+// Factory starts a node as c says for one test and stops it when the
+// test ends.
+type Factory func(t *testing.T, c Config) media.Node
+
+// nodeMaker is what a case calls: a node limited to maxParticipants in
+// the port configuration under test.
+type nodeMaker func(t *testing.T, maxParticipants int) media.Node
+
+// portModes are the two ways a node takes participants' media: a UDP
+// port each, or one shared port, where every participant's packets go
+// through one socket and one demultiplexer.
+var portModes = []struct{ name, udpListen string }{
+	{"PortPerParticipant", ""},
+	{"OneUDPPort", "127.0.0.1:0"},
+}
+
+// Run runs the suite against the nodes newNode makes, every case once
+// with a port per participant and once with one UDP port. The two run
+// side by side: the cases mostly wait for media, so the second pass adds
+// little time.
 func Run(t *testing.T, newNode Factory) {
+	for _, mode := range portModes {
+		t.Run(mode.name, func(t *testing.T) {
+			t.Parallel()
+			newNode := func(t *testing.T, maxParticipants int) media.Node {
+				return newNode(t, Config{MaxParticipants: maxParticipants, UDPListen: mode.udpListen})
+			}
+			t.Run("MediaOnTheConfiguredPorts", func(t *testing.T) { configuredPorts(t, newNode, mode.udpListen != "") })
+			runCases(t, newNode)
+		})
+	}
+}
+
+// configuredPorts: the participants' media reaches the node on one port
+// for all when the node has one, on a port each otherwise.
+func configuredPorts(t *testing.T, newNode nodeMaker, shared bool) {
+	node := newNode(t, 0)
+	r := NewRoom(t)
+	ps := []*Participant{r.Join(node, "a", Publish{Video: true}), r.Join(node, "b", Publish{Video: true})}
+	WaitAllReceive(t, ps, 20, 20*time.Second)
+	ports := map[uint16]bool{}
+	for _, p := range ps {
+		pair, err := p.pc.SCTP().Transport().ICETransport().GetSelectedCandidatePair()
+		if err != nil || pair == nil {
+			t.Fatalf("%s: no selected candidate pair: %v", p.Name, err)
+		}
+		ports[pair.Remote.Port] = true
+	}
+	if shared && len(ports) != 1 || !shared && len(ports) != len(ps) {
+		t.Fatalf("node ports %v for %d participants; one for all: %v", ports, len(ps), shared)
+	}
+}
+
+func runCases(t *testing.T, newNode nodeMaker) {
 	tests := []struct {
 		name string
-		run  func(*testing.T, Factory)
+		run  func(*testing.T, nodeMaker)
 	}{
 		{"ThreeParticipantsReceiveEachOthersTracks", threeParticipants},
 		{"FullNodeRefuses", fullNodeRefuses},
@@ -84,7 +147,7 @@ func WaitAllReceive(t *testing.T, ps []*Participant, n int64, within time.Durati
 	}
 }
 
-func threeParticipants(t *testing.T, newNode Factory) {
+func threeParticipants(t *testing.T, newNode nodeMaker) {
 	node := newNode(t, 0)
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
@@ -126,7 +189,7 @@ func waitLoad(t *testing.T, node media.Node, participants int) {
 	}
 }
 
-func fullNodeRefuses(t *testing.T, newNode Factory) {
+func fullNodeRefuses(t *testing.T, newNode nodeMaker) {
 	node := newNode(t, 1)
 	quiet := &atomic.Bool{}
 	defer quiet.Store(true)
@@ -143,7 +206,7 @@ func fullNodeRefuses(t *testing.T, newNode Factory) {
 	}
 }
 
-func joinAgainReplaces(t *testing.T, newNode Factory) {
+func joinAgainReplaces(t *testing.T, newNode nodeMaker) {
 	node := newNode(t, 0)
 	stop := make(chan struct{})
 	var wg sync.WaitGroup

@@ -3,13 +3,12 @@ package main
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"os"
+	"runtime"
 	"time"
 
 	"github.com/openconsult/openconsult/internal/procstat"
 	"github.com/openconsult/openconsult/media"
-	"github.com/openconsult/openconsult/media/nodetest"
 )
 
 // directSession is a member's session on a node, as a participant drives
@@ -28,7 +27,7 @@ func runDirect(ctx context.Context, o options) (Result, error) {
 	env := runEnv{base: time.Now(), win: &window{}}
 	var join func(ctx context.Context, room, member string, p *peer) (directSession, error)
 	if o.inProcess {
-		node, err := media.New(media.Config{Log: slog.New(slog.DiscardHandler), Settings: nodetest.LoopbackSettings()})
+		node, err := media.New(nodeConfig(o.udpListen))
 		if err != nil {
 			return Result{}, fmt.Errorf("media node: %w", err)
 		}
@@ -38,8 +37,9 @@ func runDirect(ctx context.Context, o options) (Result, error) {
 		}
 		env.cpuProcess = "sfuload itself (in-process SFU and participants)"
 		env.usage = func() (procstat.Usage, error) { return procstat.Read(os.Getpid()) }
+		env.goroutines = func() (int, error) { return runtime.NumGoroutine(), nil }
 	} else {
-		child, err := startNodeProc()
+		child, err := startNodeProc(o.udpListen)
 		if err != nil {
 			return Result{}, err
 		}
@@ -47,6 +47,7 @@ func runDirect(ctx context.Context, o options) (Result, error) {
 		join = child.join
 		env.cpuProcess = "the media node alone (sfuload -serve-node child process)"
 		env.usage = func() (procstat.Usage, error) { return procstat.Read(child.pid()) }
+		env.goroutines = child.goroutines
 	}
 	rooms := plan(o)
 	id := func(m *member) string { return fmt.Sprintf("r%d-%s", m.room, m.name) }

@@ -10,15 +10,20 @@
 // Scenarios: -scenario rooms runs N consults of three members who all
 // publish; -scenario grandrounds runs one presenter to N receive-only
 // subscribers. It prints forwarded packets/s and Mbit/s, the SFU's CPU
-// seconds per million forwarded packets, latency percentiles, loss,
-// memory per subscriber and join-to-first-frame time, as a table or with
+// seconds per million forwarded packets, latency percentiles, loss (the
+// pause of a simulcast layer the node switched a subscriber away from is
+// counted as a layer switch, not as loss), memory per subscriber, the
+// steady-state memory and goroutines per participant, and
+// join-to-first-frame time, as a table or with
 // -json as JSON. A run in which some subscription received no media prints
 // its figures and exits with status 3.
 //
 // With -direct the participants join a media node through the media.Node
 // interface instead, which measures the SFU core without signaling; the
 // node runs in a child process (this program with -serve-node), so the
-// CPU and memory figures are the node's alone.
+// CPU and memory figures are the node's alone. -udp-listen gives that
+// node one UDP port for every participant, as cmd/sfu runs, instead of a
+// port each.
 //
 //	go run ./tools/sfuload -signal ./bin/signal -scenario rooms -rooms 10 -duration 20s
 //	go run ./tools/sfuload -signal ./bin/signal -scenario grandrounds -subscribers 40
@@ -51,7 +56,8 @@ type options struct {
 	joinTimeout time.Duration
 	view        [2]int // display size sent for each publisher; 0x0 sends none
 	direct      bool
-	inProcess   bool // -direct with the node in this process, for tests
+	udpListen   string // -direct: the node's one UDP port for everyone; empty for a port each
+	inProcess   bool   // -direct with the node in this process, for tests
 	signal      string
 	signalArgs  []string
 }
@@ -72,12 +78,15 @@ type Result struct {
 	PacketsPerSec    float64 `json:"forwarded_packets_per_second"`
 	Mbps             float64 `json:"forwarded_mbit_per_second"`
 	LossPercent      float64 `json:"loss_percent"`
-	P50ms            float64 `json:"latency_p50_ms"`
-	P95ms            float64 `json:"latency_p95_ms"`
-	P99ms            float64 `json:"latency_p99_ms"`
-	CPUProcess       string  `json:"cpu_process"`
-	CPUSeconds       float64 `json:"sfu_cpu_seconds"`
-	CPUPerMillion    float64 `json:"sfu_cpu_seconds_per_million_packets"`
+	// LayerSwitches are the changes of simulcast layer the subscribers
+	// saw; the pause of a layer switched away from is not loss.
+	LayerSwitches int64   `json:"layer_switches"`
+	P50ms         float64 `json:"latency_p50_ms"`
+	P95ms         float64 `json:"latency_p95_ms"`
+	P99ms         float64 `json:"latency_p99_ms"`
+	CPUProcess    string  `json:"cpu_process"`
+	CPUSeconds    float64 `json:"sfu_cpu_seconds"`
+	CPUPerMillion float64 `json:"sfu_cpu_seconds_per_million_packets"`
 	// LoadCPUSeconds is this program's own CPU time over the window (in
 	// -direct with the node in process, the node's too): with the SFU it
 	// shows how close the machine was to saturation.
@@ -91,9 +100,16 @@ type Result struct {
 	RSSAfterMiB        float64 `json:"rss_after_mib"`
 	RSSDeltaMiB        float64 `json:"rss_delta_mib"`
 	KiBPerSubscriber   float64 `json:"memory_per_subscriber_kib"`
-	JoinP50ms          float64 `json:"join_to_first_frame_p50_ms"`
-	JoinMaxms          float64 `json:"join_to_first_frame_max_ms"`
-	FirstFrameMissing  int     `json:"subscribers_without_first_frame"`
+	// Participants are the members joined; the steady-state figures are
+	// the node's growth from before the first join to the start of the
+	// measured window (every member joined, media flowing, warm-up over),
+	// divided by them. Goroutines are counted in -direct only.
+	Participants             int     `json:"participants"`
+	SteadyKiBPerParticipant  float64 `json:"steady_memory_per_participant_kib"`
+	GoroutinesPerParticipant float64 `json:"goroutines_per_participant,omitempty"`
+	JoinP50ms                float64 `json:"join_to_first_frame_p50_ms"`
+	JoinMaxms                float64 `json:"join_to_first_frame_max_ms"`
+	FirstFrameMissing        int     `json:"subscribers_without_first_frame"`
 	// IncompleteSubscriptions lacked audio or video in the window.
 	IncompleteSubscriptions int              `json:"subscriptions_without_audio_or_video"`
 	VideoPacketsByLayer     map[string]int64 `json:"video_packets_by_layer"`
@@ -109,9 +125,9 @@ func (r *repeated) String() string     { return strings.Join(*r, " ") }
 func (r *repeated) Set(s string) error { *r = append(*r, s); return nil }
 
 func main() {
-	if len(os.Args) == 2 && os.Args[1] == "-serve-node" {
+	if len(os.Args) >= 2 && os.Args[1] == "-serve-node" {
 		// The media node of -direct, started by the parent sfuload.
-		if err := serveNode(os.Stdin, os.Stdout); err != nil {
+		if err := serveNode(os.Args[2:], os.Stdin, os.Stdout); err != nil {
 			fmt.Fprintln(os.Stderr, "sfuload -serve-node:", err)
 			os.Exit(1)
 		}
@@ -161,6 +177,7 @@ func parseFlags(args []string, stderr io.Writer) (options, bool, error) {
 	var extra repeated
 	fs.Var(&extra, "signal-arg", "one more argument for the signal command line; repeatable")
 	fs.BoolVar(&o.direct, "direct", false, "join an in-process media node directly, without signaling, to measure the SFU core alone")
+	fs.StringVar(&o.udpListen, "udp-listen", "", "with -direct, the one UDP `address` every participant sends media to, as cmd/sfu runs (such as 127.0.0.1:0); empty for a port per participant")
 	fs.StringVar(&o.scenario, "scenario", "rooms", "rooms: N consults of 3 publishing members; grandrounds: 1 publisher to N receive-only subscribers")
 	fs.IntVar(&o.rooms, "rooms", 5, "consults of three for -scenario rooms")
 	fs.IntVar(&o.subscribers, "subscribers", 20, "subscribers for -scenario grandrounds")
@@ -234,6 +251,11 @@ func printTable(w io.Writer, r Result, o options) {
 	fmt.Fprintf(w, "\nCPU and memory are those of %s.\n", r.CPUProcess)
 	fmt.Fprintf(w, "The machine's %d cores were %.0f %% busy; the load generator used %.2f CPU s, other processes %.2f CPU s.\n",
 		runtime.NumCPU(), r.MachineBusyPercent, r.LoadCPUSeconds, r.OtherCPUSeconds)
+	fmt.Fprintf(w, "Steady state: %.0f KiB", r.SteadyKiBPerParticipant)
+	if r.GoroutinesPerParticipant > 0 {
+		fmt.Fprintf(w, " and %.1f goroutines", r.GoroutinesPerParticipant)
+	}
+	fmt.Fprintf(w, " per participant (%d participants); %d layer switches, not counted as loss.\n", r.Participants, r.LayerSwitches)
 	if len(r.VideoPacketsByLayer) > 0 {
 		var parts []string
 		for _, l := range o.layers {

@@ -5,11 +5,13 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"os/exec"
+	"runtime"
 	"sync"
 	"time"
 
@@ -24,7 +26,7 @@ import (
 // events the other.
 
 type nodeRequest struct {
-	Op        string `json:"op"` // join, offer, answer, view
+	Op        string `json:"op"` // join, offer, answer, view; goroutines for the node's count
 	Room      string `json:"room,omitempty"`
 	Member    string `json:"member"`
 	SDP       string `json:"sdp,omitempty"`
@@ -35,16 +37,29 @@ type nodeRequest struct {
 
 type nodeEvent struct {
 	Member string `json:"member"`
-	Event  string `json:"event"` // joined, answer, offer, speaker, closed, error
+	Event  string `json:"event"` // joined, answer, offer, speaker, closed, error, goroutines
 	SDP    string `json:"sdp,omitempty"`
 	Text   string `json:"text,omitempty"` // the speaker, or the error
+	Count  int    `json:"count,omitempty"`
+}
+
+// nodeConfig is the media node of -direct: on loopback, with one UDP port
+// for everyone when udpListen is set.
+func nodeConfig(udpListen string) media.Config {
+	return media.Config{Log: slog.New(slog.DiscardHandler), Settings: nodetest.LoopbackSettings(), UDPListen: udpListen}
 }
 
 // serveNode runs an in-process node for a parent sfuload until its stdin
 // closes. Each member's requests run in order on that member's goroutine,
 // as signal runs them, because an offer blocks while the node gathers.
-func serveNode(in io.Reader, out io.Writer) error {
-	node, err := media.New(media.Config{Log: slog.New(slog.DiscardHandler), Settings: nodetest.LoopbackSettings()})
+// args are the child's flags after -serve-node.
+func serveNode(args []string, in io.Reader, out io.Writer) error {
+	fs := flag.NewFlagSet("sfuload -serve-node", flag.ContinueOnError)
+	udpListen := fs.String("udp-listen", "", "the node's shared UDP address")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	node, err := media.New(nodeConfig(*udpListen))
 	if err != nil {
 		return fmt.Errorf("media node: %w", err)
 	}
@@ -71,6 +86,10 @@ func serveNode(in io.Reader, out io.Writer) error {
 		var req nodeRequest
 		if err := json.Unmarshal(sc.Bytes(), &req); err != nil {
 			return fmt.Errorf("request: %w", err)
+		}
+		if req.Op == "goroutines" {
+			emit(nodeEvent{Event: "goroutines", Count: runtime.NumGoroutine()})
+			continue
 		}
 		q, ok := queues[req.Member]
 		if !ok {
@@ -136,18 +155,19 @@ type nodeProc struct {
 	inMu  sync.Mutex
 	done  chan struct{} // the event reader ended
 	ready chan struct{} // the child's node exists
+	count chan int      // answers to goroutines requests
 
 	mu      sync.Mutex
 	members map[string]*peer
 	joined  map[string]chan error
 }
 
-func startNodeProc() (*nodeProc, error) {
+func startNodeProc(udpListen string) (*nodeProc, error) {
 	self, err := os.Executable()
 	if err != nil {
 		return nil, fmt.Errorf("media node process: %w", err)
 	}
-	n := &nodeProc{cmd: exec.Command(self, "-serve-node"), done: make(chan struct{}), ready: make(chan struct{}), members: map[string]*peer{}, joined: map[string]chan error{}}
+	n := &nodeProc{cmd: exec.Command(self, "-serve-node", "-udp-listen", udpListen), done: make(chan struct{}), ready: make(chan struct{}), count: make(chan int, 1), members: map[string]*peer{}, joined: map[string]chan error{}}
 	n.cmd.Stderr = os.Stderr
 	if n.in, err = n.cmd.StdinPipe(); err != nil {
 		return nil, err
@@ -205,8 +225,15 @@ func (n *nodeProc) readEvents(out io.Reader) {
 		if err := dec.Decode(&e); err != nil {
 			return
 		}
-		if e.Event == "ready" {
+		switch e.Event {
+		case "ready":
 			close(n.ready)
+			continue
+		case "goroutines":
+			select {
+			case n.count <- e.Count:
+			default: // nobody asked
+			}
 			continue
 		}
 		n.mu.Lock()
@@ -240,6 +267,21 @@ func (n *nodeProc) readEvents(out io.Reader) {
 		case "error":
 			p.fail(fmt.Errorf("media node: %s", e.Text))
 		}
+	}
+}
+
+// goroutines asks the child how many goroutines its node process runs.
+func (n *nodeProc) goroutines() (int, error) {
+	if err := n.send(nodeRequest{Op: "goroutines"}); err != nil {
+		return 0, fmt.Errorf("media node process: %w", err)
+	}
+	select {
+	case c := <-n.count:
+		return c, nil
+	case <-n.done:
+		return 0, errors.New("media node process ended")
+	case <-time.After(10 * time.Second):
+		return 0, errors.New("media node process did not count its goroutines within 10s")
 	}
 }
 

@@ -15,6 +15,8 @@ import (
 	"github.com/pion/rtp"
 	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v4"
+
+	"github.com/openconsult/openconsult/media/nodetest"
 )
 
 // nodeSide is where a participant's descriptions go: its session on an
@@ -106,7 +108,10 @@ func newPeer(ctx context.Context, cfg peerConfig) (*peer, error) {
 	if err := m.RegisterHeaderExtension(webrtc.RTPHeaderExtensionCapability{URI: sdp.AudioLevelURI}, webrtc.RTPCodecTypeAudio); err != nil {
 		return nil, fmt.Errorf("audio level extension: %w", err)
 	}
-	api := webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithSettingEngine(clientSettings()))
+	api, err := nodetest.ClientAPI(m, clientSettings())
+	if err != nil {
+		return nil, err
+	}
 	pc, err := api.NewPeerConnection(webrtc.Configuration{})
 	if err != nil {
 		return nil, fmt.Errorf("peer connection: %w", err)

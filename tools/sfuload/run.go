@@ -90,6 +90,10 @@ func measure(ctx context.Context, o options, env runEnv, rooms [][]*member, join
 	if err != nil {
 		return r, err
 	}
+	g0, err := env.countGoroutines()
+	if err != nil {
+		return r, err
+	}
 	var all []*member
 	defer func() {
 		var wg sync.WaitGroup
@@ -136,6 +140,15 @@ func measure(ctx context.Context, o options, env runEnv, rooms [][]*member, join
 	u1, err := env.usage()
 	if err != nil {
 		return r, err
+	}
+	g1, err := env.countGoroutines()
+	if err != nil {
+		return r, err
+	}
+	r.Participants = len(all)
+	r.SteadyKiBPerParticipant = float64(u1.RSSBytes-u0.RSSBytes) / 1024 / float64(len(all))
+	if env.goroutines != nil {
+		r.GoroutinesPerParticipant = float64(g1-g0) / float64(len(all))
 	}
 	self1, err := procstat.Read(os.Getpid())
 	if err != nil {
@@ -189,6 +202,7 @@ func measure(ctx context.Context, o options, env runEnv, rooms [][]*member, join
 	r.PacketsPerSec = float64(t.packets) / r.Seconds
 	r.Mbps = float64(t.bytes) * 8 / r.Seconds / 1e6
 	r.LossPercent = t.lossPercent()
+	r.LayerSwitches = t.switches
 	r.P50ms, r.P95ms, r.P99ms = ms(percentile(t.latencies, 0.50)), ms(percentile(t.latencies, 0.95)), ms(percentile(t.latencies, 0.99))
 	r.CPUSeconds = u2.CPUSeconds - u1.CPUSeconds
 	if t.packets > 0 {
@@ -212,6 +226,15 @@ type runEnv struct {
 	win        *window
 	usage      usageFunc
 	cpuProcess string // what the CPU figure covers, for the output
+	// goroutines counts the node's goroutines; nil where it cannot.
+	goroutines func() (int, error)
+}
+
+func (e runEnv) countGoroutines() (int, error) {
+	if e.goroutines == nil {
+		return 0, nil
+	}
+	return e.goroutines()
 }
 
 // waitFirstFrames waits until every member has seen a keyframe from each

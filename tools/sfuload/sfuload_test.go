@@ -136,17 +136,50 @@ func TestLossCounting(t *testing.T) {
 		{"reordered", []uint32{10, 12, 11, 13}, 4, 0},
 		{"starts late", []uint32{100, 102}, 3, 1},
 		{"duplicates are no negative loss", []uint32{1, 1, 2}, 2, 0},
+		{"the pause between two runs is no loss", []uint32{10, 11, 12, endRun, 40, 41}, 5, 0},
+		{"a gap within a run is", []uint32{10, 11, 12, endRun, 40, 42}, 6, 1},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var l lossCounter
 			for _, s := range tt.seqs {
+				if s == endRun {
+					l.endRun()
+					continue
+				}
 				l.add(s)
 			}
 			if l.expected() != tt.expected || l.lost() != tt.lost {
 				t.Fatalf("expected %d lost %d, want %d and %d", l.expected(), l.lost(), tt.expected, tt.lost)
 			}
 		})
+	}
+}
+
+// endRun in a test's sequence stands for the end of a run.
+const endRun = ^uint32(0)
+
+// TestLayerSwitchIsNotLoss: a subscriber on layer 1 switched to layer 0
+// and back sees a pause in layer 1's sequence, which is not loss; a
+// packet missing inside a run is.
+func TestLayerSwitchIsNotLoss(t *testing.T) {
+	var w window
+	w.from.Store(1)
+	w.to.Store(1 << 40)
+	r := newRecvStats()
+	add := func(layer uint8, seqs ...uint32) {
+		for _, s := range seqs {
+			r.record(&w, stamp{Publisher: 4, Stream: layer, Seq: s, SentNanos: 10}, false, 100, 20)
+		}
+	}
+	add(1, 100, 101, 102)
+	add(0, 300, 301, 302, 303)
+	add(1, 110, 111, 113) // 112 lost
+	r.record(&w, stamp{Publisher: 4, Stream: streamAudio, Seq: 7, SentNanos: 10}, false, 100, 20)
+	var tot totals
+	tot.add(r)
+	if tot.switches != 2 || tot.expected != 12 || tot.lost != 1 {
+		t.Fatalf("switches %d, expected %d, lost %d; want 2 switches and 1 of 12 lost", tot.switches, tot.expected, tot.lost)
 	}
 }
 
@@ -217,9 +250,23 @@ func TestPeerClosesBeforeNegotiation(t *testing.T) {
 
 // TestDirectRoomForwardsAndMeasures runs one consult of three against an
 // in-process node for two seconds: every member must receive from both
-// others, and the figures must come out of what was received.
+// others, and the figures must come out of what was received; once with
+// a port per participant, once with one UDP port for all.
 func TestDirectRoomForwardsAndMeasures(t *testing.T) {
-	o, _, err := parseFlags([]string{"-direct", "-rooms", "1", "-duration", "2s", "-warmup", "500ms", "-join-timeout", "20s"}, t.Output())
+	tests := []struct {
+		name string
+		args []string
+	}{
+		{"port per participant", nil},
+		{"one port", []string{"-udp-listen", "127.0.0.1:0"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) { directRoom(t, tt.args) })
+	}
+}
+
+func directRoom(t *testing.T, extra []string) {
+	o, _, err := parseFlags(append([]string{"-direct", "-rooms", "1", "-duration", "2s", "-warmup", "500ms", "-join-timeout", "20s"}, extra...), t.Output())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -250,6 +297,10 @@ func TestDirectRoomForwardsAndMeasures(t *testing.T) {
 	}
 	if r.Failures != 0 {
 		t.Fatalf("%d failures, last %s", r.Failures, r.LastError)
+	}
+	// Each participant adds at least its peer connection's goroutines.
+	if r.Participants != 3 || r.GoroutinesPerParticipant < 1 {
+		t.Fatalf("%d participants, %.1f goroutines each", r.Participants, r.GoroutinesPerParticipant)
 	}
 }
 

@@ -20,31 +20,44 @@ func percentile(sorted []time.Duration, p float64) time.Duration {
 
 // lossCounter counts one stream's packets as a subscriber sees them, by
 // the sender's gap-free sequence. Expected packets are the span from the
-// lowest to the highest sequence seen, so packets lost at the very edges
-// of the window are not counted, and a stream that an SFU stops and later
-// resumes (a simulcast layer switched away and back) counts the pause as
-// loss; with a fixed view size neither matters.
+// lowest to the highest sequence seen in each run: a run is the time a
+// subscriber receives this stream (a simulcast layer) without the node
+// switching it to another layer, so the pause of a layer switched away
+// and back is not counted as loss, nor are packets lost at the very edges
+// of a run or of the window.
 type lossCounter struct {
 	lo, hi   uint32
+	running  bool  // lo and hi describe the current run
+	ended    int64 // packets the runs before the current one spanned
 	received int64
 }
 
 func (l *lossCounter) add(seq uint32) {
-	if l.received == 0 || seq < l.lo {
+	if !l.running || seq < l.lo {
 		l.lo = seq
 	}
-	if l.received == 0 || seq > l.hi {
+	if !l.running || seq > l.hi {
 		l.hi = seq
 	}
+	l.running = true
 	l.received++
 }
 
-// expected is the number of packets the span of sequences covers.
-func (l *lossCounter) expected() int64 {
-	if l.received == 0 {
-		return 0
+// endRun closes the current run: the node switched the subscriber to
+// another layer.
+func (l *lossCounter) endRun() {
+	if l.running {
+		l.ended += int64(l.hi-l.lo) + 1
+		l.running = false
 	}
-	return int64(l.hi-l.lo) + 1
+}
+
+// expected is the number of packets the spans of the runs cover.
+func (l *lossCounter) expected() int64 {
+	if !l.running {
+		return l.ended
+	}
+	return l.ended + int64(l.hi-l.lo) + 1
 }
 
 // lost is expected minus received, never negative (duplicates, such as
@@ -79,10 +92,12 @@ type recvStats struct {
 	latencies  []time.Duration
 	streams    map[streamKey]*lossCounter
 	firstFrame map[uint16]time.Duration // publisher -> first keyframe, since the run's base
+	layer      map[uint16]uint8         // publisher -> video layer of the last packet in the window
+	switches   int64                    // layer changes seen in the window
 }
 
 func newRecvStats() *recvStats {
-	return &recvStats{streams: map[streamKey]*lossCounter{}, firstFrame: map[uint16]time.Duration{}}
+	return &recvStats{streams: map[streamKey]*lossCounter{}, firstFrame: map[uint16]time.Duration{}, layer: map[uint16]uint8{}}
 }
 
 // record accounts one received packet of size bytes (the whole RTP
@@ -101,6 +116,17 @@ func (r *recvStats) record(w *window, s stamp, key bool, size int, now time.Dura
 	r.packets++
 	r.bytes += int64(size)
 	r.latencies = append(r.latencies, now-time.Duration(s.SentNanos))
+	if s.Stream != streamAudio {
+		if prev, ok := r.layer[s.Publisher]; ok && prev != s.Stream {
+			// A layer switch: the run of the layer left ends; its pause
+			// until the node switches back is not loss.
+			if left := r.streams[streamKey{s.Publisher, prev}]; left != nil {
+				left.endRun()
+			}
+			r.switches++
+		}
+		r.layer[s.Publisher] = s.Stream
+	}
 	k := streamKey{s.Publisher, s.Stream}
 	l := r.streams[k]
 	if l == nil {
@@ -112,14 +138,15 @@ func (r *recvStats) record(w *window, s stamp, key bool, size int, now time.Dura
 
 // totals is the sum of many subscribers' figures.
 type totals struct {
-	packets, bytes, expected, lost int64
-	latencies                      []time.Duration
+	packets, bytes, expected, lost, switches int64
+	latencies                                []time.Duration
 }
 
 func (t *totals) add(r *recvStats) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	t.packets += r.packets
+	t.switches += r.switches
 	t.bytes += r.bytes
 	t.latencies = append(t.latencies, r.latencies...)
 	for _, l := range r.streams {
