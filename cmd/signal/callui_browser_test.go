@@ -1,0 +1,221 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+
+	"github.com/openconsult/openconsult/internal/browsertest"
+)
+
+// viewport sizes every patient page and the call page must fit.
+var (
+	phone   = [2]int64{390, 844}
+	desktop = [2]int64{1366, 768}
+)
+
+func setViewport(t *testing.T, ctx context.Context, size [2]int64) {
+	t.Helper()
+	opts := []chromedp.EmulateViewportOption{}
+	if size == phone {
+		opts = append(opts, chromedp.EmulateScale(3), chromedp.EmulateMobile, chromedp.EmulateTouch)
+	}
+	do(t, ctx, "viewport", chromedp.EmulateViewport(size[0], size[1], opts...))
+}
+
+// layoutProblems lists what does not fit the viewport: horizontal
+// scrolling, a visible control outside the viewport's width and, for the
+// fixed call layout, any control of the control bar outside its height.
+const layoutProblems = `(() => {
+  const out = [];
+  const vw = document.documentElement.clientWidth, vh = window.innerHeight;
+  if (document.documentElement.scrollWidth > vw + 1) out.push("horizontal scrolling: " + document.documentElement.scrollWidth + " > " + vw);
+  const name = (el) => el.tagName.toLowerCase() + (el.id ? "#" + el.id : "") + " " + JSON.stringify((el.textContent || el.getAttribute("aria-label") || "").trim().slice(0, 30));
+  const inCall = document.querySelector(".call.in-call") !== null;
+  for (const el of document.querySelectorAll("button, a[href], input, select, textarea, label.button, [tabindex='0']")) {
+    if (el.matches(".skip, .visually-hidden") || !el.checkVisibility({ visibilityProperty: true })) continue;
+    const r = el.getBoundingClientRect();
+    if (r.width === 0 || r.height === 0) continue;
+    if (r.left < -0.5 || r.right > vw + 0.5) out.push(name(el) + " outside the width: " + Math.round(r.left) + ".." + Math.round(r.right) + " of " + vw);
+    const fixed = inCall && (el.closest("#controls") || el.id === "quality");
+    if (fixed && (r.top < -0.5 || r.bottom > vh + 0.5)) out.push(name(el) + " outside the height: " + Math.round(r.top) + ".." + Math.round(r.bottom) + " of " + vh);
+    if (r.height > vh) out.push(name(el) + " taller than the viewport");
+  }
+  return out.join("\n");
+})()`
+
+// videoCoverage returns the share of the viewport the remote picture
+// covers (as displayed, after object-fit) and whether the self-view is
+// smaller than it.
+const videoCoverage = `(() => {
+  const vw = document.documentElement.clientWidth, vh = window.innerHeight;
+  const shown = (v) => {
+    const r = v.getBoundingClientRect();
+    let w = r.width, h = r.height;
+    if (getComputedStyle(v).objectFit === "contain" && v.videoWidth > 0) {
+      const s = Math.min(r.width / v.videoWidth, r.height / v.videoHeight);
+      w = v.videoWidth * s; h = v.videoHeight * s;
+    }
+    const left = Math.max(0, r.left + (r.width - w) / 2), top = Math.max(0, r.top + (r.height - h) / 2);
+    const right = Math.min(vw, r.left + (r.width + w) / 2), bottom = Math.min(vh, r.top + (r.height + h) / 2);
+    return Math.max(0, right - left) * Math.max(0, bottom - top);
+  };
+  const remote = document.querySelector("figure.tile:not(.self) video");
+  const self = document.querySelector("figure.tile.self");
+  if (!remote || !self) return "no remote or no self tile";
+  const sr = self.getBoundingClientRect();
+  const cover = shown(remote) / (vw * vh);
+  return JSON.stringify({ cover, selfSmaller: sr.width * sr.height < shown(remote) && sr.width > 0 });
+})()`
+
+func checkLayout(t *testing.T, ctx context.Context, page string, size [2]int64) {
+	t.Helper()
+	problems, err := chromedp.Run(ctx, chromedp.Evaluate[string](layoutProblems))
+	if err != nil {
+		t.Fatalf("layout of %s: %v", page, err)
+	}
+	if problems != "" {
+		t.Errorf("layout of %s at %dx%d:\n%s", page, size[0], size[1], problems)
+	}
+	screenshot(t, ctx, fmt.Sprintf("%s-%dx%d", page, size[0], size[1]))
+}
+
+// screenshot keeps a picture of the page under the system's temporary
+// directory when OPENCONSULT_SCREENSHOTS is set, to look at a layout.
+func screenshot(t *testing.T, ctx context.Context, name string) {
+	t.Helper()
+	dir := os.Getenv("OPENCONSULT_SCREENSHOTS")
+	if dir == "" {
+		return
+	}
+	png, err := chromedp.Run(ctx, chromedp.CaptureScreenshot())
+	if err != nil {
+		t.Fatalf("screenshot %s: %v", name, err)
+	}
+	if err := os.WriteFile(dir+"/"+strings.ReplaceAll(name, " ", "-")+".png", png, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// controlsHidden is true when no call control shows.
+const controlsHidden = `(() => {
+  const bar = document.getElementById("controls");
+  return getComputedStyle(bar).display === "none" && [...bar.querySelectorAll("button")].every(b => !b.checkVisibility());
+})()`
+
+// joinAsPatient opens the link on the phone and joins under name.
+func joinAsPatient(t *testing.T, ctx context.Context, link, name string) {
+	t.Helper()
+	do(t, ctx, "patient join",
+		chromedp.Navigate(link),
+		chromedp.WaitVisible(chromedp.CSS("#name")),
+		chromedp.SendKeys(chromedp.CSS("#name"), name),
+		chromedp.Click(chromedp.CSS("#join-button")),
+		chromedp.WaitVisible(chromedp.CSS("#lobby-wait")),
+	)
+}
+
+// TestBrowserCallLayoutAndAccessibility walks a patient on a phone and a
+// clinician on a desktop through the waiting room and a call: the call
+// controls show only in the call (not in the waiting room, nor after
+// "denied", "removed" or "ended"), every page fits both sizes, the remote
+// picture fills most of the phone, and axe-core finds no violation on any
+// page in either colour scheme.
+func TestBrowserCallLayoutAndAccessibility(t *testing.T) {
+	d, doc := startConsult(t, "dr.layout", false)
+	defer d.stop()
+	axe := browsertest.LoadAxe(t)
+	link, err := chromedp.Run(doc, chromedp.Evaluate[string](`document.querySelector(".link-url").value`))
+	if err != nil || !strings.Contains(link, "/j/") {
+		t.Fatalf("patient link %q: %v", link, err)
+	}
+	setViewport(t, doc, desktop)
+	patient := browsertest.New(t)
+	setViewport(t, patient, phone)
+
+	// Join page and waiting room, on both sizes.
+	do(t, patient, "join page", chromedp.Navigate(link), chromedp.WaitVisible(chromedp.CSS("#name")))
+	waitTrue(t, patient, "camera preview", `document.getElementById("preview").videoWidth > 0`, 10*time.Second)
+	checkLayout(t, patient, "join", phone)
+	axe.Check(t, patient, "join")
+	setViewport(t, patient, desktop)
+	checkLayout(t, patient, "join", desktop)
+	setViewport(t, patient, phone)
+
+	admitted := func(name string) {
+		t.Helper()
+		waitTrue(t, doc, "clinician sees "+name, `[...document.querySelectorAll("#lobby li.waiting")].some(li => li.textContent.includes(`+"`"+name+"`"+`))`, 15*time.Second)
+		do(t, doc, "admit", chromedp.Click(chromedp.CSS("#lobby li.waiting button.admit")))
+		waitTrue(t, patient, "patient admitted", `!document.getElementById("stage").hidden`, 15*time.Second)
+	}
+	expel := func(action, wantStatus string) {
+		t.Helper()
+		waitTrue(t, patient, "patient told: "+action, `document.getElementById("status").textContent.includes(`+"`"+wantStatus+"`"+`)`, 15*time.Second)
+		waitTrue(t, patient, "no call controls after "+action, controlsHidden, 5*time.Second)
+		checkLayout(t, patient, "after "+action, phone)
+	}
+
+	joinAsPatient(t, patient, link, "Pat Denied")
+	waitTrue(t, patient, "no call controls in the waiting room", controlsHidden, 5*time.Second)
+	waitTrue(t, patient, "self-view while waiting", `document.getElementById("lobby-self").videoWidth > 0 && document.getElementById("lobby-self").checkVisibility()`, 10*time.Second)
+	checkLayout(t, patient, "waiting room", phone)
+	axe.Check(t, patient, "waiting room")
+	setViewport(t, patient, desktop)
+	checkLayout(t, patient, "waiting room", desktop)
+	setViewport(t, patient, phone)
+	waitTrue(t, doc, "clinician sees the waiting patient", `document.querySelector("#lobby li.waiting") !== null`, 15*time.Second)
+	do(t, doc, "deny", chromedp.Click(chromedp.CSS(`#lobby li.waiting button:not(.admit)`)))
+	expel("denied", "could not let you in")
+
+	joinAsPatient(t, patient, link, "Pat Example")
+	admitted("Pat Example")
+	waitTrue(t, doc, "clinician decodes the patient's video", remoteVideoDecoding, 90*time.Second)
+	waitTrue(t, patient, "patient decodes the clinician's video", remoteVideoDecoding, 90*time.Second)
+
+	for _, size := range [][2]int64{phone, desktop} {
+		setViewport(t, patient, size)
+		waitTrue(t, patient, "layout settles", `new Promise(r => requestAnimationFrame(() => requestAnimationFrame(() => r(true))))`, 5*time.Second)
+		checkLayout(t, patient, "call", size)
+		cov, err := chromedp.Run(patient, chromedp.Evaluate[string](videoCoverage))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("call at %dx%d: %s", size[0], size[1], cov)
+		if !strings.Contains(cov, `"selfSmaller":true`) {
+			t.Errorf("call at %dx%d: self-view not smaller than the remote video: %s", size[0], size[1], cov)
+		}
+		if size == phone {
+			var share float64
+			if _, err := fmt.Sscanf(cov, `{"cover":%g`, &share); err != nil || share < 0.6 {
+				t.Errorf("remote video covers %s of the phone's viewport, want at least 60%%", cov)
+			}
+		}
+	}
+	setViewport(t, patient, phone)
+	axe.Check(t, patient, "call (patient)")
+	checkLayout(t, doc, "call (clinician)", desktop)
+	axe.Check(t, doc, "call (clinician)")
+
+	// The chat opens as a sheet over the video on the phone, with its unread badge.
+	do(t, doc, "chat", chromedp.SendKeys(chromedp.CSS("#chat-text"), "How are you feeling?"), chromedp.Click(chromedp.CSS("#chat-form button")))
+	waitTrue(t, patient, "unread badge", `!document.getElementById("unread").hidden && document.getElementById("unread").textContent === "1"`, 10*time.Second)
+	do(t, patient, "open chat", chromedp.Click(chromedp.CSS("#open-chat")))
+	waitTrue(t, patient, "chat sheet shows the message", `document.getElementById("chat-log").checkVisibility() && document.getElementById("chat-log").textContent.includes("feeling") && document.getElementById("unread").hidden`, 5*time.Second)
+	checkLayout(t, patient, "chat sheet", phone)
+	axe.Check(t, patient, "chat sheet")
+	do(t, patient, "close chat", chromedp.Click(chromedp.CSS("#close-sheet")))
+
+	do(t, doc, "remove", chromedp.Click(chromedp.CSS(`#roster li button`)))
+	expel("removed", "removed")
+
+	joinAsPatient(t, patient, link, "Pat Again")
+	admitted("Pat Again")
+	do(t, doc, "end", chromedp.Evaluate[chromedp.Void](`window.confirm = () => true`), chromedp.Click(chromedp.CSS("#end-form button")))
+	expel("ended", "has ended")
+	axe.Check(t, patient, "after the end")
+}
