@@ -494,4 +494,5 @@ func (r *Room) broadcastLobby() {
 			p.send(msg)
 		}
 	}
+	r.tellLobbyLocked()
 }
