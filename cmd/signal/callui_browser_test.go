@@ -3,11 +3,17 @@ package main
 import (
 	"context"
 	"fmt"
+	"net/http"
+	"net/url"
 	"os"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/browser"
+	"github.com/chromedp/cdproto/cdp"
+	"github.com/chromedp/cdproto/network"
+	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
 
 	"github.com/openconsult/openconsult/internal/browsertest"
@@ -108,6 +114,43 @@ const controlsHidden = `(() => {
   return getComputedStyle(bar).display === "none" && [...bar.querySelectorAll("button")].every(b => !b.checkVisibility());
 })()`
 
+// adminSession gives the browser the administrator's session cookie from
+// the HTTP client that signed in.
+func adminSession(t *testing.T, ctx context.Context, d *devServer, admin *http.Client) {
+	t.Helper()
+	u, _ := url.Parse(d.public)
+	yes := true
+	for _, c := range admin.Jar.Cookies(u) {
+		params := network.SetCookieParams{Name: c.Name, Value: c.Value, URL: d.public + "/", Path: "/", Secure: &yes, HTTPOnly: &yes, SameSite: network.CookieSameSiteStrict}
+		do(t, ctx, "session cookie", chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+			_, err := cdp.Call(ctx, tg, network.SetCookie, params)
+			return err
+		}))
+	}
+}
+
+// watchNotifications grants the page's origin the notification permission
+// and records the title of every notification the page shows (the real
+// Notification is still created).
+func watchNotifications(t *testing.T, ctx context.Context, d *devServer) {
+	t.Helper()
+	grant := browser.SetPermissionParams{Permission: &browser.PermissionDescriptor{Name: "notifications"}, Setting: browser.PermissionSettingGranted, Origin: d.public}
+	script := page.AddScriptToEvaluateOnNewDocumentParams{Source: `(() => {
+  window.seenNotifications = [];
+  const Real = window.Notification;
+  window.Notification = class extends Real {
+    constructor(title, options) { super(title, options); window.seenNotifications.push(title); }
+  };
+})()`}
+	do(t, ctx, "watch notifications", chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+		if _, err := cdp.Call(ctx, tg, browser.SetPermission, grant); err != nil {
+			return fmt.Errorf("grant: %w", err)
+		}
+		_, err := cdp.Call(ctx, tg, page.AddScriptToEvaluateOnNewDocument, script)
+		return err
+	}))
+}
+
 // joinAsPatient opens the link on the phone and joins under name.
 func joinAsPatient(t *testing.T, ctx context.Context, link, name string) {
 	t.Helper()
@@ -127,15 +170,50 @@ func joinAsPatient(t *testing.T, ctx context.Context, link, name string) {
 // picture fills most of the phone, and axe-core finds no violation on any
 // page in either colour scheme.
 func TestBrowserCallLayoutAndAccessibility(t *testing.T) {
-	d, doc := startConsult(t, "dr.layout", false)
-	defer d.stop()
 	axe := browsertest.LoadAxe(t)
+	dir := t.TempDir()
+	d := startDev(t, dir)
+	defer d.stop()
+	createFirstAdmin(t, d, "chief.admin", "a long admin passphrase")
+	admin := signInHTTP(t, d, "chief.admin", "a long admin passphrase")
+	createClinician(t, d, dir, admin, "dr.layout", "a long clinician passphrase")
+
+	// The administrator's pages, in the browser that is the patient's later.
+	patient := browsertest.New(t)
+	setViewport(t, patient, desktop)
+	do(t, patient, "sign-in page", chromedp.Navigate(d.public+"/signin"), chromedp.WaitVisible(chromedp.CSS("#username")))
+	axe.Check(t, patient, "sign-in")
+	adminSession(t, patient, d, admin)
+	for _, page := range []string{"/admin/users", "/admin/audit", "/account"} {
+		do(t, patient, page, chromedp.Navigate(d.public+page), chromedp.WaitVisible(chromedp.CSS("h1")))
+		axe.Check(t, patient, page)
+	}
+	do(t, patient, "forget the administrator", chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+		_, err := cdp.Call(ctx, tg, network.ClearBrowserCookies, cdp.Empty{})
+		return err
+	}))
+
+	// The clinician starts a consult and goes back to the dashboard, where
+	// the waiting-patient alert must reach them.
+	doc := browsertest.New(t)
+	setViewport(t, doc, desktop)
+	watchNotifications(t, doc, d)
+	browserSignIn(t, doc, d, "dr.layout", "a long clinician passphrase")
+	do(t, doc, "start consult",
+		chromedp.WaitVisible(chromedp.CSS("#new-consult-button")),
+		chromedp.Click(chromedp.CSS("#new-consult-button")),
+		chromedp.WaitVisible(chromedp.CSS("#links-title")),
+	)
 	link, err := chromedp.Run(doc, chromedp.Evaluate[string](`document.querySelector(".link-url").value`))
 	if err != nil || !strings.Contains(link, "/j/") {
 		t.Fatalf("patient link %q: %v", link, err)
 	}
-	setViewport(t, doc, desktop)
-	patient := browsertest.New(t)
+	callURL, err := chromedp.Run(doc, chromedp.Evaluate[string](`location.href`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	do(t, doc, "dashboard", chromedp.Navigate(d.public+"/consults"), chromedp.WaitVisible(chromedp.CSS("h1")))
+	axe.Check(t, doc, "dashboard")
 	setViewport(t, patient, phone)
 
 	// Join page and waiting room, on both sizes.
@@ -162,6 +240,15 @@ func TestBrowserCallLayoutAndAccessibility(t *testing.T) {
 
 	joinAsPatient(t, patient, link, "Pat Denied")
 	waitTrue(t, patient, "no call controls in the waiting room", controlsHidden, 5*time.Second)
+	// No clinician is connected: the waiting room does not claim they were told.
+	waitTrue(t, patient, "waiting room says the clinician will see", `document.getElementById("lobby-wait").dataset.clinician === "false" && !document.getElementById("lobby-text").textContent.includes("has been told")`, 10*time.Second)
+	// The clinician on the dashboard: count, title and a desktop notification.
+	waitTrue(t, doc, "dashboard title says one waiting", `document.title.startsWith("(1) waiting")`, 10*time.Second)
+	waitTrue(t, doc, "dashboard counts the waiting patient", `[...document.querySelectorAll("[data-waiting]")].some(el => !el.hidden && el.textContent === "1 waiting")`, 5*time.Second)
+	waitTrue(t, doc, "desktop notification", `window.seenNotifications.length === 1 && window.seenNotifications[0] === "A patient is waiting"`, 5*time.Second)
+	axe.Check(t, doc, "dashboard with a patient waiting")
+	do(t, doc, "open the call", chromedp.Navigate(callURL), chromedp.WaitVisible(chromedp.CSS("#links-title")))
+	waitTrue(t, patient, "waiting room says the clinician has been told", `document.getElementById("lobby-wait").dataset.clinician === "true" && document.getElementById("lobby-text").textContent.includes("has been told")`, 10*time.Second)
 	waitTrue(t, patient, "self-view while waiting", `document.getElementById("lobby-self").videoWidth > 0 && document.getElementById("lobby-self").checkVisibility()`, 10*time.Second)
 	checkLayout(t, patient, "waiting room", phone)
 	axe.Check(t, patient, "waiting room")

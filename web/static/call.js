@@ -776,6 +776,13 @@ const handlers = {
       fig.classList.toggle("speaking", !!m.member && fig.dataset.member === m.member);
     }
   },
+  waiting(m) {
+    // "Told" only while a clinician is actually connected.
+    $("lobby-text").textContent = m.clinician
+      ? "Your clinician has been told you are here and will let you in shortly. Keep this page open."
+      : "Your clinician will see that you are here when they open the consultation. Keep this page open.";
+    $("lobby-wait").dataset.clinician = String(!!m.clinician);
+  },
   roster(m) { if (state.admitted) renderRoster(m.members); },
   lobby(m) { renderLobby(m.waiting); },
   offer(m) {
