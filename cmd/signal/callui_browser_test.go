@@ -297,6 +297,17 @@ func TestBrowserCallLayoutAndAccessibility(t *testing.T) {
 	axe.Check(t, patient, "chat sheet")
 	do(t, patient, "close chat", chromedp.Click(chromedp.CSS("#close-sheet")))
 
+	// A clinician who turns the camera off and mutes shows as a name card
+	// with both marks, not as a black picture.
+	do(t, doc, "camera off and mute", chromedp.Click(chromedp.CSS("#camera")), chromedp.Click(chromedp.CSS("#mute")))
+	waitTrue(t, patient, "name card with marks", `(() => {
+  const fig = document.querySelector("figure.tile:not(.self)");
+  const card = fig.querySelector(".name-card");
+  return fig.classList.contains("no-video") && card.checkVisibility() && card.textContent === "D" &&
+    /muted, camera off/.test(fig.querySelector("figcaption").textContent);
+})()`, 10*time.Second)
+	screenshot(t, patient, "name-card-390x844")
+
 	do(t, doc, "remove", chromedp.Click(chromedp.CSS(`#roster li button`)))
 	expel("removed", "removed")
 
