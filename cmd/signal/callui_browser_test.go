@@ -308,6 +308,19 @@ func TestBrowserCallLayoutAndAccessibility(t *testing.T) {
 })()`, 10*time.Second)
 	screenshot(t, patient, "name-card-390x844")
 
+	// The connection bars, with the path and figures behind a tap.
+	waitTrue(t, patient, "connection bars", `document.getElementById("quality").dataset.level !== "0" && !/checking/.test(document.getElementById("quality-label").textContent)`, 10*time.Second)
+	do(t, patient, "connection details", chromedp.Click(chromedp.CSS("#quality")))
+	waitTrue(t, patient, "path shown", `document.getElementById("path").checkVisibility() && /direct (UDP|TCP)|relay (UDP|TCP|TLS)/.test(document.getElementById("path").textContent)`, 5*time.Second)
+	checkLayout(t, patient, "connection details", phone)
+	do(t, patient, "hide connection details", chromedp.Click(chromedp.CSS("#quality")))
+
+	// The signaling connection drops: a banner while reconnecting, gone
+	// once the server has the tab back.
+	do(t, patient, "drop the signaling connection", chromedp.Evaluate[chromedp.Void](`window.openConsult.state.ws.close()`))
+	waitTrue(t, patient, "reconnecting banner", `document.getElementById("reconnecting").checkVisibility()`, 5*time.Second)
+	waitTrue(t, patient, "banner gone after reconnecting", `!document.getElementById("reconnecting").checkVisibility() && !document.getElementById("stage").hidden`, 15*time.Second)
+
 	do(t, doc, "remove", chromedp.Click(chromedp.CSS(`#roster li button`)))
 	expel("removed", "removed")
 

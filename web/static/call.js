@@ -198,7 +198,7 @@ $("end-form")?.addEventListener("submit", (e) => {
 // ---- tiles ----
 // One remote member fills the stage; more make a grid. The self-view is a
 // mirrored picture in picture, moved to another corner by dragging it or
-// with Enter or Space. A member without a picture shows a name card.
+// with its move button. A member without a picture shows a name card.
 
 const corners = ["br", "bl", "tl", "tr"];
 
@@ -634,7 +634,6 @@ function openSheet(which) {
     clearUnread();
     $("chat-title").focus();
   } else if (root.dataset.sheet === "people") {
-    $("people-title").setAttribute("tabindex", "-1");
     $("people-title").focus();
   }
 }
