@@ -124,6 +124,9 @@ func (h *Hub) Join(consultID string, p Participant, c Conn) (*Room, *Member, err
 		m.conn, m.goneSince = c, time.Time{}
 		h.deps.Log.Info("member resumed", "consult", consultID, "member", m.ID)
 		r.welcome(m)
+		if !m.admitted {
+			m.send(encode(waitingMsg{Type: "waiting", Clinician: r.clinicianConnectedLocked()}))
+		}
 		return r, m, nil
 	}
 	m := &Member{ID: p.ID, Name: p.Name, Kind: p.Kind, Host: p.Host, Link: p.Link, conn: c,
@@ -168,6 +171,9 @@ func (h *Hub) Disconnected(r *Room, m *Member, c Conn) {
 	defer r.mu.Unlock()
 	if m.conn == c {
 		m.conn, m.goneSince = nil, h.deps.Now()
+		if m.admitted && m.rights&RightHost != 0 {
+			r.tellLobbyLocked()
+		}
 	}
 }
 

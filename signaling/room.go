@@ -568,4 +568,5 @@ func (r *Room) broadcastLobby() {
 			p.send(msg)
 		}
 	}
+	r.tellLobbyLocked()
 }

@@ -185,8 +185,8 @@ func TestLobbyGuestCannotSignalChatOrReadRoster(t *testing.T) {
 	r, _, host := f.join(t, "u_doc", true)
 	_, guest, gtab := f.join(t, "g_pat", false)
 
-	if got := gtab.types(); strings.Join(got, ",") != "welcome" {
-		t.Fatalf("lobby guest received %v, want only welcome", got)
+	if got := gtab.types(); strings.Join(got, ",") != "welcome,waiting" {
+		t.Fatalf("lobby guest received %v, want only welcome and waiting", got)
 	}
 	if w := host.last("lobby"); w == nil || len(w["waiting"].([]any)) != 1 {
 		t.Fatalf("host did not see the waiting guest: %v", w)

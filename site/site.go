@@ -41,6 +41,7 @@ type Options struct {
 	Audit     AuditLog
 	Documents Documents
 	Rooms     Rooms
+	Lobbies   Lobbies // waiting counts for the clinicians' alerts
 	DocAudit  DocumentRecorder
 	Signaling Signaling
 	Upgrader  *websocket.Upgrader
@@ -122,6 +123,7 @@ func (s *Site) Handler() http.Handler {
 	mux.HandleFunc("POST /consults/{id}/links", s.clinician(s.consultAddLink))
 	mux.HandleFunc("POST /consults/{id}/links/{link}/revoke", s.clinician(s.consultRevokeLink))
 	mux.HandleFunc("POST /consults/{id}/end", s.clinician(s.consultEnd))
+	mux.HandleFunc("GET /api/waiting", s.clinician(s.waitingStream))
 	mux.HandleFunc("GET /j/{token}", s.joinPage)
 	mux.HandleFunc("POST /j/{token}", s.joinSubmit)
 	mux.HandleFunc("GET /j/{token}/connectivity", s.connectivity)

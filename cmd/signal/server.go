@@ -206,7 +206,7 @@ func start(ctx context.Context, s *settings, stdout, stderr io.Writer) (_ *serve
 
 	web, err := site.New(site.Options{
 		Log: log, Health: health, Metrics: obs.NewHTTPMetrics(reg, "site"), Setup: setup, Accounts: accounts,
-		Consults: consults, Audit: auditLog.Log, Signaling: hub, Documents: consults, Rooms: hub, DocAudit: recorder, Upgrader: signaling.Upgrader(public), RelayOnly: s.relayOnly, ICE: ice, Now: time.Now,
+		Consults: consults, Audit: auditLog.Log, Signaling: hub, Documents: consults, Rooms: hub, Lobbies: hub, DocAudit: recorder, Upgrader: signaling.Upgrader(public), RelayOnly: s.relayOnly, ICE: ice, Now: time.Now,
 		PasswordLo: policy.Password.MinLength, PasswordHi: policy.Password.MaxLength,
 		HSTSMaxAge: s.hstsMaxAge, Resets: resets, TrustedProxies: proxies, ClientHeader: s.clientAddressHeader(),
 	})

@@ -29,6 +29,7 @@ const state = {
   ws: null,
   retry: 0,
   seq: 0,
+  unread: 0,
 };
 
 // Tests and support staff read the peer connections through this handle.
@@ -65,6 +66,8 @@ async function startMedia() {
     }
   }
   tile(state.me || "me", "You", state.local, true);
+  $("lobby-self").srcObject = state.local;
+  $("lobby-self").hidden = state.local.getVideoTracks().length === 0;
   await fillDeviceLists();
 }
 
@@ -78,9 +81,21 @@ async function fillDeviceLists() {
       if (current && current.getSettings().deviceId === d.deviceId) opt.selected = true;
       select.add(opt);
     }
-    select.hidden = select.options.length < 2;
   }
+  // Phones have a front and a back camera; desktops pick from the list.
+  const cameras = devices.filter((d) => d.kind === "videoinput").length;
+  $("flip").hidden = !(cameras > 1 && matchMedia("(pointer: coarse)").matches);
 }
+
+// Screen sharing only where the browser offers it (not on phones).
+$("share").hidden = !navigator.mediaDevices?.getDisplayMedia;
+
+$("flip").addEventListener("click", () => {
+  const select = $("camera-select");
+  if (select.options.length < 2) return;
+  select.selectedIndex = (select.selectedIndex + 1) % select.options.length;
+  switchDevice("video", select.value);
+});
 
 async function switchDevice(kind, deviceId) {
   const constraints = kind === "video" ? { video: { deviceId: { exact: deviceId } } } : { audio: { deviceId: { exact: deviceId } } };
@@ -113,28 +128,35 @@ function replaceOrAdd(peer, kind, track) {
 function sendMediaState() {
   const a = state.local.getAudioTracks()[0];
   const v = state.local.getVideoTracks()[0];
-  send({ type: "media-state", audio: !!a && a.enabled, video: (!!v && v.enabled) || !!state.screen });
+  const video = (!!v && v.enabled) || !!state.screen;
+  send({ type: "media-state", audio: !!a && a.enabled, video });
+  const self = document.querySelector("figure.tile.self");
+  if (self) markTile(self, { audio: !!a && a.enabled, video });
+}
+
+function setControl(id, pressed, label) {
+  const b = $(id);
+  b.setAttribute("aria-pressed", String(pressed));
+  b.querySelector(".ctl-label").textContent = label;
 }
 
 $("mute").addEventListener("click", (e) => {
   const tracks = state.local.getAudioTracks();
   const muted = tracks.length > 0 && tracks[0].enabled;
   tracks.forEach((t) => { t.enabled = !muted; });
-  e.target.setAttribute("aria-pressed", String(muted));
-  e.target.textContent = muted ? "Unmute" : "Mute";
+  setControl("mute", muted, muted ? "Unmute" : "Mute");
   sendMediaState();
 });
 
-$("camera").addEventListener("click", (e) => {
+$("camera").addEventListener("click", () => {
   const tracks = state.local.getVideoTracks();
   const off = tracks.length > 0 && tracks[0].enabled;
   tracks.forEach((t) => { t.enabled = !off; });
-  e.target.setAttribute("aria-pressed", String(off));
-  e.target.textContent = off ? "Camera on" : "Camera off";
+  setControl("camera", off, off ? "Start video" : "Stop video");
   sendMediaState();
 });
 
-$("share").addEventListener("click", async (e) => {
+$("share").addEventListener("click", async () => {
   if (state.screen) return stopSharing();
   try {
     const display = await navigator.mediaDevices.getDisplayMedia({ video: true });
@@ -145,8 +167,7 @@ $("share").addEventListener("click", async (e) => {
   state.screen.addEventListener("ended", stopSharing);
   for (const p of state.peers.values()) replaceOrAdd(p, "video", state.screen);
   state.sfu?.replaceTrack("video", state.screen, true);
-  e.target.setAttribute("aria-pressed", "true");
-  e.target.textContent = "Stop sharing";
+  setControl("share", true, "Stop sharing");
   sendMediaState();
 });
 
@@ -160,8 +181,7 @@ function stopSharing() {
     if (sender) sender.replaceTrack(cam);
   }
   state.sfu?.replaceTrack("video", cam);
-  $("share").setAttribute("aria-pressed", "false");
-  $("share").textContent = "Share screen";
+  setControl("share", false, "Share screen");
   sendMediaState();
 }
 
@@ -176,26 +196,107 @@ $("end-form")?.addEventListener("submit", (e) => {
 });
 
 // ---- tiles ----
+// One remote member fills the stage; more make a grid. The self-view is a
+// mirrored picture in picture, moved to another corner by dragging it or
+// with its move button. A member without a picture shows a name card.
+
+const corners = ["br", "bl", "tl", "tr"];
 
 function tile(id, name, stream, self) {
   let fig = document.querySelector(`figure[data-member="${CSS.escape(id)}"]`);
   if (!fig) {
     fig = document.createElement("figure");
-    fig.className = "tile" + (self ? " self" : "");
+    fig.className = "tile no-video" + (self ? " self" : "");
     fig.dataset.member = id;
     const video = document.createElement("video");
     video.autoplay = true;
     video.playsInline = true;
     video.muted = !!self;
+    video.addEventListener("resize", () => pictureChanged(fig));
+    video.addEventListener("loadeddata", () => pictureChanged(fig));
+    const card = document.createElement("div");
+    card.className = "name-card";
+    card.setAttribute("aria-hidden", "true");
+    const initials = document.createElement("span");
+    initials.className = "initials";
+    card.append(initials);
     const cap = document.createElement("figcaption");
-    fig.append(video, cap);
+    const label = document.createElement("span");
+    label.className = "name";
+    const marks = document.createElement("span");
+    marks.className = "marks";
+    cap.append(label, marks);
+    fig.append(video, card, cap);
+    if (self) selfView(fig);
     $("tiles").append(fig);
     if (!self) tileSizes.observe(video);
   }
-  fig.querySelector("figcaption").textContent = name;
+  fig.querySelector(".name").textContent = name;
+  fig.querySelector(".initials").textContent = initialsOf(name);
   const video = fig.querySelector("video");
   if (stream && video.srcObject !== stream) video.srcObject = stream;
+  pictureChanged(fig);
+  layoutTiles();
   return fig;
+}
+
+function initialsOf(name) {
+  return name.split(/\s+/).filter(Boolean).slice(0, 2).map((w) => [...w][0].toUpperCase()).join("");
+}
+
+// pictureChanged shows the name card while a tile has no picture: no
+// stream yet, no video track, or the member turned the camera off.
+function pictureChanged(fig) {
+  const video = fig.querySelector("video");
+  const stream = video.srcObject;
+  const hasTrack = !!stream && stream.getVideoTracks().some((t) => t.readyState === "live" && (!fig.classList.contains("self") || t.enabled));
+  const off = fig.dataset.video === "off";
+  fig.classList.toggle("no-video", off || !hasTrack || (!fig.classList.contains("self") && video.videoWidth === 0));
+}
+
+// markTile shows a member's microphone and camera state on the tile.
+function markTile(fig, m) {
+  fig.dataset.video = m.video === false ? "off" : "on";
+  const marks = [];
+  if (m.audio === false) marks.push("muted");
+  if (m.video === false) marks.push("camera off");
+  fig.querySelector(".marks").textContent = marks.length ? `· ${marks.join(", ")}` : "";
+  pictureChanged(fig);
+}
+
+function layoutTiles() {
+  const remote = document.querySelectorAll("figure.tile:not(.self)").length;
+  $("tiles").dataset.remote = remote > 6 ? "many" : String(remote);
+  $("alone").hidden = remote > 0;
+}
+
+function selfView(fig) {
+  fig.dataset.corner = "br";
+  const move = (corner) => { fig.dataset.corner = corner; };
+  const next = () => move(corners[(corners.indexOf(fig.dataset.corner) + 1) % corners.length]);
+  const mover = document.createElement("button");
+  mover.type = "button";
+  mover.className = "move-self";
+  mover.setAttribute("aria-label", "Move your video to another corner");
+  mover.textContent = "⤡";
+  mover.addEventListener("click", (e) => { e.stopPropagation(); next(); });
+  mover.addEventListener("pointerdown", (e) => e.stopPropagation());
+  fig.append(mover);
+  let start = null;
+  fig.addEventListener("pointerdown", (e) => {
+    start = { x: e.clientX, y: e.clientY };
+    fig.setPointerCapture(e.pointerId);
+  });
+  fig.addEventListener("pointerup", (e) => {
+    if (!start) return;
+    const moved = Math.abs(e.clientX - start.x) + Math.abs(e.clientY - start.y) > 10;
+    start = null;
+    const stage = $("stage").getBoundingClientRect();
+    if (!moved) return next();
+    const right = e.clientX > stage.left + stage.width / 2;
+    const bottom = e.clientY > stage.top + stage.height / 2;
+    move((bottom ? "b" : "t") + (right ? "r" : "l"));
+  });
 }
 
 // The media server forwards each camera at the size its tile shows.
@@ -208,6 +309,7 @@ const tileSizes = new ResizeObserver((entries) => {
 
 function removeTile(id) {
   document.querySelector(`figure[data-member="${CSS.escape(id)}"]`)?.remove();
+  layoutTiles();
 }
 
 // ---- peers (perfect negotiation) ----
@@ -421,7 +523,7 @@ function renderRoster(members) {
       // never cross; the other side answers when the offer arrives.
       // Later renegotiation (screen sharing) may start from either side.
       if (state.me < m.id && state.route === "p2p") watch(peer(m.id));
-      tile(m.id, m.name, null, false);
+      markTile(tile(m.id, m.name, null, false), m);
     }
   }
   for (const id of [...state.peers.keys()]) if (!state.roster.has(id)) dropPeer(id);
@@ -429,6 +531,7 @@ function renderRoster(members) {
   for (const fig of document.querySelectorAll("figure.tile:not(.self)")) {
     if (!state.roster.has(fig.dataset.member)) fig.remove();
   }
+  layoutTiles();
 }
 
 function renderLobby(waiting) {
@@ -440,6 +543,7 @@ function renderLobby(waiting) {
     li.className = "help";
     li.textContent = "Nobody is waiting.";
     list.append(li);
+    $("waiting-badge").hidden = true;
     if (state.admitted) setStatus("You are in the consult.");
     return;
   }
@@ -454,6 +558,10 @@ function renderLobby(waiting) {
     list.append(li);
   }
   setStatus(`${waiting.length} waiting to be admitted.`);
+  const badge = $("waiting-badge");
+  badge.textContent = String(waiting.length);
+  badge.hidden = false;
+  $("open-people").setAttribute("aria-label", `People, ${waiting.length} waiting`);
 }
 
 function button(label, onClick, cls) {
@@ -487,7 +595,60 @@ function addChat(m) {
   li.append(who, " ", time, text);
   $("chat-log").append(li);
   li.scrollIntoView({ block: "nearest" });
+  if (m.from !== state.me && !chatVisible()) {
+    state.unread++;
+    const badge = $("unread");
+    badge.textContent = String(state.unread);
+    badge.hidden = false;
+    $("open-chat").setAttribute("aria-label", `Chat, ${state.unread} unread`);
+  }
 }
+
+// ---- chat and people: a column on wide screens, a sheet on phones ----
+
+const wide = matchMedia("(min-width: 60rem)");
+
+function chatVisible() {
+  return state.admitted && (wide.matches || root.dataset.sheet === "chat");
+}
+
+function clearUnread() {
+  state.unread = 0;
+  $("unread").hidden = true;
+  $("open-chat").removeAttribute("aria-label");
+}
+
+function openSheet(which) {
+  const same = root.dataset.sheet === which;
+  if (wide.matches) {
+    // The column shows both; the button takes the keyboard there.
+    (which === "chat" ? $("chat-text") : $("people-title")).focus?.();
+    if (which === "chat") clearUnread();
+    return;
+  }
+  if (same || !which) delete root.dataset.sheet;
+  else root.dataset.sheet = which;
+  $("open-chat").setAttribute("aria-expanded", String(root.dataset.sheet === "chat"));
+  $("open-people").setAttribute("aria-expanded", String(root.dataset.sheet === "people"));
+  if (root.dataset.sheet === "chat") {
+    clearUnread();
+    $("chat-title").focus();
+  } else if (root.dataset.sheet === "people") {
+    $("people-title").focus();
+  }
+}
+
+$("open-chat").addEventListener("click", () => openSheet("chat"));
+$("open-people").addEventListener("click", () => openSheet("people"));
+$("close-sheet").addEventListener("click", () => {
+  const which = root.dataset.sheet;
+  openSheet(null);
+  $(which === "chat" ? "open-chat" : "open-people").focus();
+});
+document.addEventListener("keydown", (e) => {
+  if (e.key === "Escape" && root.dataset.sheet) $("close-sheet").click();
+});
+wide.addEventListener("change", () => { if (wide.matches) { delete root.dataset.sheet; clearUnread(); } });
 
 function formatSize(bytes) {
   return bytes >= 1 << 20 ? `${(bytes / (1 << 20)).toFixed(1)} MB` : `${Math.max(1, Math.round(bytes / 1024))} kB`;
@@ -520,35 +681,65 @@ $("chat-form").addEventListener("submit", (e) => {
 });
 
 // ---- connection indicator ----
+// Bars from the worst connection's round trip and loss; the path and the
+// figures behind the button.
+
+function qualityLevel(s) {
+  const rtt = s.rttMs ?? 0;
+  if (rtt < 200 && s.loss < 0.02) return 4;
+  if (rtt < 400 && s.loss < 0.05) return 3;
+  if (rtt < 800 && s.loss < 0.1) return 2;
+  return 1;
+}
+
+const qualityWords = ["checking", "poor", "weak", "good", "very good"];
 
 setInterval(async () => {
   const parts = [];
+  let level = 0;
+  const note = (label, s) => {
+    const rtt = s.rttMs !== null ? ` · ${s.rttMs} ms` : "";
+    parts.push(`${label}: ${s.path}${rtt} · loss ${(s.loss * 100).toFixed(1)}%`);
+    const l = qualityLevel(s);
+    level = level === 0 ? l : Math.min(level, l);
+  };
   for (const p of state.peers.values()) {
     const s = await connectionStats(p.pc).catch(() => null);
-    if (!s) continue;
-    const name = state.roster.get(p.id)?.name || "peer";
-    const rtt = s.rttMs !== null ? ` · ${s.rttMs} ms` : "";
-    parts.push(`${name}: ${s.path}${rtt} · loss ${(s.loss * 100).toFixed(1)}%`);
+    if (s) note(state.roster.get(p.id)?.name || "peer", s);
   }
   if (state.sfu) {
     const s = await connectionStats(state.sfu.pc).catch(() => null);
-    if (s) {
-      const rtt = s.rttMs !== null ? ` · ${s.rttMs} ms` : "";
-      parts.push(`Media server: ${s.path}${rtt} · loss ${(s.loss * 100).toFixed(1)}%`);
-    }
+    if (s) note("Media server", s);
   }
   $("path").textContent = parts.join(" — ");
+  $("quality").dataset.level = String(level);
+  $("quality-label").textContent = `Connection: ${qualityWords[level]}`;
+  const down = [...state.peers.values()].some((p) => p.pc.iceConnectionState === "disconnected" || p.pc.iceConnectionState === "failed");
+  showReconnecting(down || !!state.wsDown);
 }, 2000);
+
+$("quality").addEventListener("click", () => {
+  const details = $("quality-details");
+  details.hidden = !details.hidden;
+  $("quality").setAttribute("aria-expanded", String(!details.hidden));
+});
+
+function showReconnecting(on) {
+  $("reconnecting").hidden = !on || state.over || !state.admitted;
+}
 
 // ---- signaling ----
 
 const handlers = {
   welcome(m) {
     state.me = m.member;
+    state.wsDown = false;
+    showReconnecting(false);
     const self = document.querySelector("figure.self");
     if (self) self.dataset.member = m.member;
     if (m.state === "lobby") {
       $("lobby-wait").hidden = false;
+      root.classList.remove("in-call");
       setStatus("Waiting to be admitted.");
     }
   },
@@ -559,6 +750,8 @@ const handlers = {
     for (const p of state.peers.values()) p.pc.setConfiguration({ iceServers: state.iceServers, iceTransportPolicy: state.policy });
     $("lobby-wait").hidden = true;
     for (const id of ["stage", "controls", "side"]) $(id).hidden = false;
+    root.classList.add("in-call");
+    $("lobby-self").srcObject = null;
     setStatus(isHost ? "You are in the consult." : "You are in the consultation.");
     m.chat.forEach(addChat);
     if (m.route === "sfu") state.route = "sfu";
@@ -581,6 +774,13 @@ const handlers = {
     for (const fig of document.querySelectorAll("figure.tile")) {
       fig.classList.toggle("speaking", !!m.member && fig.dataset.member === m.member);
     }
+  },
+  waiting(m) {
+    // "Told" only while a clinician is actually connected.
+    $("lobby-text").textContent = m.clinician
+      ? "Your clinician has been told you are here and will let you in shortly. Keep this page open."
+      : "Your clinician will see that you are here when they open the consultation. Keep this page open.";
+    $("lobby-wait").dataset.clinician = String(!!m.clinician);
   },
   roster(m) { if (state.admitted) renderRoster(m.members); },
   lobby(m) { renderLobby(m.waiting); },
@@ -627,6 +827,8 @@ function connect() {
     // Media keeps flowing peer to peer; the server keeps our place for a
     // grace period while we reconnect.
     setStatus("Connection to the server lost. Reconnecting…");
+    state.wsDown = true;
+    showReconnecting(true);
     const delay = Math.min(10000, 1000 * 2 ** state.retry++);
     setTimeout(connect, delay);
   };
@@ -640,7 +842,9 @@ function finish(text) {
   state.sfu = null;
   state.local?.getTracks().forEach((t) => t.stop());
   state.screen?.stop();
-  for (const id of ["stage", "controls", "side", "lobby-wait"]) $(id).hidden = true;
+  for (const id of ["stage", "controls", "side", "lobby-wait", "reconnecting"]) $(id).hidden = true;
+  root.classList.remove("in-call");
+  delete root.dataset.sheet;
   state.ws?.close();
 }
 

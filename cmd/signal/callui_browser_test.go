@@ -1,0 +1,332 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/cdproto/browser"
+	"github.com/chromedp/cdproto/cdp"
+	"github.com/chromedp/cdproto/network"
+	"github.com/chromedp/cdproto/page"
+	"github.com/chromedp/chromedp"
+
+	"github.com/openconsult/openconsult/internal/browsertest"
+)
+
+// viewport sizes every patient page and the call page must fit.
+var (
+	phone   = [2]int64{390, 844}
+	desktop = [2]int64{1366, 768}
+)
+
+func setViewport(t *testing.T, ctx context.Context, size [2]int64) {
+	t.Helper()
+	opts := []chromedp.EmulateViewportOption{}
+	if size == phone {
+		opts = append(opts, chromedp.EmulateScale(3), chromedp.EmulateMobile, chromedp.EmulateTouch)
+	}
+	do(t, ctx, "viewport", chromedp.EmulateViewport(size[0], size[1], opts...))
+}
+
+// layoutProblems lists what does not fit the viewport: horizontal
+// scrolling, a visible control outside the viewport's width and, for the
+// fixed call layout, any control of the control bar outside its height.
+const layoutProblems = `(() => {
+  const out = [];
+  const vw = document.documentElement.clientWidth, vh = window.innerHeight;
+  if (document.documentElement.scrollWidth > vw + 1) out.push("horizontal scrolling: " + document.documentElement.scrollWidth + " > " + vw);
+  const name = (el) => el.tagName.toLowerCase() + (el.id ? "#" + el.id : "") + " " + JSON.stringify((el.textContent || el.getAttribute("aria-label") || "").trim().slice(0, 30));
+  const inCall = document.querySelector(".call.in-call") !== null;
+  for (const el of document.querySelectorAll("button, a[href], input, select, textarea, label.button, [tabindex='0']")) {
+    if (el.matches(".skip, .visually-hidden") || !el.checkVisibility({ visibilityProperty: true })) continue;
+    const r = el.getBoundingClientRect();
+    if (r.width === 0 || r.height === 0) continue;
+    if (r.left < -0.5 || r.right > vw + 0.5) out.push(name(el) + " outside the width: " + Math.round(r.left) + ".." + Math.round(r.right) + " of " + vw);
+    const fixed = inCall && (el.closest("#controls") || el.id === "quality");
+    if (fixed && (r.top < -0.5 || r.bottom > vh + 0.5)) out.push(name(el) + " outside the height: " + Math.round(r.top) + ".." + Math.round(r.bottom) + " of " + vh);
+    if (r.height > vh) out.push(name(el) + " taller than the viewport");
+  }
+  return out.join("\n");
+})()`
+
+// videoCoverage returns the share of the viewport the remote picture
+// covers (as displayed, after object-fit) and whether the self-view is
+// smaller than it.
+const videoCoverage = `(() => {
+  const vw = document.documentElement.clientWidth, vh = window.innerHeight;
+  const shown = (v) => {
+    const r = v.getBoundingClientRect();
+    let w = r.width, h = r.height;
+    if (getComputedStyle(v).objectFit === "contain" && v.videoWidth > 0) {
+      const s = Math.min(r.width / v.videoWidth, r.height / v.videoHeight);
+      w = v.videoWidth * s; h = v.videoHeight * s;
+    }
+    const left = Math.max(0, r.left + (r.width - w) / 2), top = Math.max(0, r.top + (r.height - h) / 2);
+    const right = Math.min(vw, r.left + (r.width + w) / 2), bottom = Math.min(vh, r.top + (r.height + h) / 2);
+    return Math.max(0, right - left) * Math.max(0, bottom - top);
+  };
+  const remote = document.querySelector("figure.tile:not(.self) video");
+  const self = document.querySelector("figure.tile.self");
+  if (!remote || !self) return "no remote or no self tile";
+  const sr = self.getBoundingClientRect();
+  const cover = shown(remote) / (vw * vh);
+  return JSON.stringify({ cover, selfSmaller: sr.width * sr.height < shown(remote) && sr.width > 0 });
+})()`
+
+func checkLayout(t *testing.T, ctx context.Context, page string, size [2]int64) {
+	t.Helper()
+	problems, err := chromedp.Run(ctx, chromedp.Evaluate[string](layoutProblems))
+	if err != nil {
+		t.Fatalf("layout of %s: %v", page, err)
+	}
+	if problems != "" {
+		t.Errorf("layout of %s at %dx%d:\n%s", page, size[0], size[1], problems)
+	}
+	screenshot(t, ctx, fmt.Sprintf("%s-%dx%d", page, size[0], size[1]))
+}
+
+// screenshot keeps a picture of the page under the system's temporary
+// directory when OPENCONSULT_SCREENSHOTS is set, to look at a layout.
+func screenshot(t *testing.T, ctx context.Context, name string) {
+	t.Helper()
+	dir := os.Getenv("OPENCONSULT_SCREENSHOTS")
+	if dir == "" {
+		return
+	}
+	png, err := chromedp.Run(ctx, chromedp.CaptureScreenshot())
+	if err != nil {
+		t.Fatalf("screenshot %s: %v", name, err)
+	}
+	if err := os.WriteFile(dir+"/"+strings.ReplaceAll(name, " ", "-")+".png", png, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// controlsHidden is true when no call control shows.
+const controlsHidden = `(() => {
+  const bar = document.getElementById("controls");
+  return getComputedStyle(bar).display === "none" && [...bar.querySelectorAll("button")].every(b => !b.checkVisibility());
+})()`
+
+// adminSession gives the browser the administrator's session cookie from
+// the HTTP client that signed in.
+func adminSession(t *testing.T, ctx context.Context, d *devServer, admin *http.Client) {
+	t.Helper()
+	u, _ := url.Parse(d.public)
+	yes := true
+	for _, c := range admin.Jar.Cookies(u) {
+		params := network.SetCookieParams{Name: c.Name, Value: c.Value, URL: d.public + "/", Path: "/", Secure: &yes, HTTPOnly: &yes, SameSite: network.CookieSameSiteStrict}
+		do(t, ctx, "session cookie", chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+			_, err := cdp.Call(ctx, tg, network.SetCookie, params)
+			return err
+		}))
+	}
+}
+
+// watchNotifications grants the page's origin the notification permission
+// and records the title of every notification the page shows (the real
+// Notification is still created).
+func watchNotifications(t *testing.T, ctx context.Context, d *devServer) {
+	t.Helper()
+	grant := browser.SetPermissionParams{Permission: &browser.PermissionDescriptor{Name: "notifications"}, Setting: browser.PermissionSettingGranted, Origin: d.public}
+	script := page.AddScriptToEvaluateOnNewDocumentParams{Source: `(() => {
+  window.seenNotifications = [];
+  const Real = window.Notification;
+  window.Notification = class extends Real {
+    constructor(title, options) { super(title, options); window.seenNotifications.push(title); }
+  };
+})()`}
+	do(t, ctx, "watch notifications", chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+		if _, err := cdp.Call(ctx, tg, browser.SetPermission, grant); err != nil {
+			return fmt.Errorf("grant: %w", err)
+		}
+		_, err := cdp.Call(ctx, tg, page.AddScriptToEvaluateOnNewDocument, script)
+		return err
+	}))
+}
+
+// joinAsPatient opens the link on the phone and joins under name.
+func joinAsPatient(t *testing.T, ctx context.Context, link, name string) {
+	t.Helper()
+	do(t, ctx, "patient join",
+		chromedp.Navigate(link),
+		chromedp.WaitVisible(chromedp.CSS("#name")),
+		chromedp.SendKeys(chromedp.CSS("#name"), name),
+		chromedp.Click(chromedp.CSS("#join-button")),
+		chromedp.WaitVisible(chromedp.CSS("#lobby-wait")),
+	)
+}
+
+// TestBrowserCallLayoutAndAccessibility walks a patient on a phone and a
+// clinician on a desktop through the waiting room and a call: the call
+// controls show only in the call (not in the waiting room, nor after
+// "denied", "removed" or "ended"), every page fits both sizes, the remote
+// picture fills most of the phone, and axe-core finds no violation on any
+// page in either colour scheme.
+func TestBrowserCallLayoutAndAccessibility(t *testing.T) {
+	axe := browsertest.LoadAxe(t)
+	dir := t.TempDir()
+	d := startDev(t, dir)
+	defer d.stop()
+	createFirstAdmin(t, d, "chief.admin", "a long admin passphrase")
+	admin := signInHTTP(t, d, "chief.admin", "a long admin passphrase")
+	createClinician(t, d, dir, admin, "dr.layout", "a long clinician passphrase")
+
+	// The administrator's pages, in the browser that is the patient's later.
+	patient := browsertest.New(t)
+	setViewport(t, patient, desktop)
+	do(t, patient, "sign-in page", chromedp.Navigate(d.public+"/signin"), chromedp.WaitVisible(chromedp.CSS("#username")))
+	axe.Check(t, patient, "sign-in")
+	adminSession(t, patient, d, admin)
+	for _, page := range []string{"/admin/users", "/admin/audit", "/account"} {
+		do(t, patient, page, chromedp.Navigate(d.public+page), chromedp.WaitVisible(chromedp.CSS("h1")))
+		axe.Check(t, patient, page)
+	}
+	do(t, patient, "forget the administrator", chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+		_, err := cdp.Call(ctx, tg, network.ClearBrowserCookies, cdp.Empty{})
+		return err
+	}))
+
+	// The clinician starts a consult and goes back to the dashboard, where
+	// the waiting-patient alert must reach them.
+	doc := browsertest.New(t)
+	setViewport(t, doc, desktop)
+	watchNotifications(t, doc, d)
+	browserSignIn(t, doc, d, "dr.layout", "a long clinician passphrase")
+	do(t, doc, "start consult",
+		chromedp.WaitVisible(chromedp.CSS("#new-consult-button")),
+		chromedp.Click(chromedp.CSS("#new-consult-button")),
+		chromedp.WaitVisible(chromedp.CSS("#links-title")),
+	)
+	link, err := chromedp.Run(doc, chromedp.Evaluate[string](`document.querySelector(".link-url").value`))
+	if err != nil || !strings.Contains(link, "/j/") {
+		t.Fatalf("patient link %q: %v", link, err)
+	}
+	callURL, err := chromedp.Run(doc, chromedp.Evaluate[string](`location.href`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	do(t, doc, "dashboard", chromedp.Navigate(d.public+"/consults"), chromedp.WaitVisible(chromedp.CSS("h1")))
+	axe.Check(t, doc, "dashboard")
+	setViewport(t, patient, phone)
+
+	// Join page and waiting room, on both sizes.
+	do(t, patient, "join page", chromedp.Navigate(link), chromedp.WaitVisible(chromedp.CSS("#name")))
+	waitTrue(t, patient, "camera preview", `document.getElementById("preview").videoWidth > 0`, 10*time.Second)
+	checkLayout(t, patient, "join", phone)
+	axe.Check(t, patient, "join")
+	setViewport(t, patient, desktop)
+	checkLayout(t, patient, "join", desktop)
+	setViewport(t, patient, phone)
+
+	admitted := func(name string) {
+		t.Helper()
+		waitTrue(t, doc, "clinician sees "+name, `[...document.querySelectorAll("#lobby li.waiting")].some(li => li.textContent.includes(`+"`"+name+"`"+`))`, 15*time.Second)
+		do(t, doc, "admit", chromedp.Click(chromedp.CSS("#lobby li.waiting button.admit")))
+		waitTrue(t, patient, "patient admitted", `!document.getElementById("stage").hidden`, 15*time.Second)
+	}
+	expel := func(action, wantStatus string) {
+		t.Helper()
+		waitTrue(t, patient, "patient told: "+action, `document.getElementById("status").textContent.includes(`+"`"+wantStatus+"`"+`)`, 15*time.Second)
+		waitTrue(t, patient, "no call controls after "+action, controlsHidden, 5*time.Second)
+		checkLayout(t, patient, "after "+action, phone)
+	}
+
+	joinAsPatient(t, patient, link, "Pat Denied")
+	waitTrue(t, patient, "no call controls in the waiting room", controlsHidden, 5*time.Second)
+	// No clinician is connected: the waiting room does not claim they were told.
+	waitTrue(t, patient, "waiting room says the clinician will see", `document.getElementById("lobby-wait").dataset.clinician === "false" && !document.getElementById("lobby-text").textContent.includes("has been told")`, 10*time.Second)
+	// The clinician on the dashboard: count, title and a desktop notification.
+	waitTrue(t, doc, "dashboard title says one waiting", `document.title.startsWith("(1) waiting")`, 10*time.Second)
+	waitTrue(t, doc, "dashboard counts the waiting patient", `[...document.querySelectorAll("[data-waiting]")].some(el => !el.hidden && el.textContent === "1 waiting")`, 5*time.Second)
+	waitTrue(t, doc, "desktop notification", `window.seenNotifications.length === 1 && window.seenNotifications[0] === "A patient is waiting"`, 5*time.Second)
+	axe.Check(t, doc, "dashboard with a patient waiting")
+	do(t, doc, "open the call", chromedp.Navigate(callURL), chromedp.WaitVisible(chromedp.CSS("#links-title")))
+	waitTrue(t, patient, "waiting room says the clinician has been told", `document.getElementById("lobby-wait").dataset.clinician === "true" && document.getElementById("lobby-text").textContent.includes("has been told")`, 10*time.Second)
+	waitTrue(t, patient, "self-view while waiting", `document.getElementById("lobby-self").videoWidth > 0 && document.getElementById("lobby-self").checkVisibility()`, 10*time.Second)
+	checkLayout(t, patient, "waiting room", phone)
+	axe.Check(t, patient, "waiting room")
+	setViewport(t, patient, desktop)
+	checkLayout(t, patient, "waiting room", desktop)
+	setViewport(t, patient, phone)
+	waitTrue(t, doc, "clinician sees the waiting patient", `document.querySelector("#lobby li.waiting") !== null`, 15*time.Second)
+	do(t, doc, "deny", chromedp.Click(chromedp.CSS(`#lobby li.waiting button:not(.admit)`)))
+	expel("denied", "could not let you in")
+
+	joinAsPatient(t, patient, link, "Pat Example")
+	admitted("Pat Example")
+	waitTrue(t, doc, "clinician decodes the patient's video", remoteVideoDecoding, 90*time.Second)
+	waitTrue(t, patient, "patient decodes the clinician's video", remoteVideoDecoding, 90*time.Second)
+
+	for _, size := range [][2]int64{phone, desktop} {
+		setViewport(t, patient, size)
+		waitTrue(t, patient, "layout settles", `new Promise(r => requestAnimationFrame(() => requestAnimationFrame(() => r(true))))`, 5*time.Second)
+		checkLayout(t, patient, "call", size)
+		cov, err := chromedp.Run(patient, chromedp.Evaluate[string](videoCoverage))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("call at %dx%d: %s", size[0], size[1], cov)
+		if !strings.Contains(cov, `"selfSmaller":true`) {
+			t.Errorf("call at %dx%d: self-view not smaller than the remote video: %s", size[0], size[1], cov)
+		}
+		if size == phone {
+			var share float64
+			if _, err := fmt.Sscanf(cov, `{"cover":%g`, &share); err != nil || share < 0.6 {
+				t.Errorf("remote video covers %s of the phone's viewport, want at least 60%%", cov)
+			}
+		}
+	}
+	setViewport(t, patient, phone)
+	axe.Check(t, patient, "call (patient)")
+	checkLayout(t, doc, "call (clinician)", desktop)
+	axe.Check(t, doc, "call (clinician)")
+
+	// The chat opens as a sheet over the video on the phone, with its unread badge.
+	do(t, doc, "chat", chromedp.SendKeys(chromedp.CSS("#chat-text"), "How are you feeling?"), chromedp.Click(chromedp.CSS("#chat-form button")))
+	waitTrue(t, patient, "unread badge", `!document.getElementById("unread").hidden && document.getElementById("unread").textContent === "1"`, 10*time.Second)
+	do(t, patient, "open chat", chromedp.Click(chromedp.CSS("#open-chat")))
+	waitTrue(t, patient, "chat sheet shows the message", `document.getElementById("chat-log").checkVisibility() && document.getElementById("chat-log").textContent.includes("feeling") && document.getElementById("unread").hidden`, 5*time.Second)
+	checkLayout(t, patient, "chat sheet", phone)
+	axe.Check(t, patient, "chat sheet")
+	do(t, patient, "close chat", chromedp.Click(chromedp.CSS("#close-sheet")))
+
+	// A clinician who turns the camera off and mutes shows as a name card
+	// with both marks, not as a black picture.
+	do(t, doc, "camera off and mute", chromedp.Click(chromedp.CSS("#camera")), chromedp.Click(chromedp.CSS("#mute")))
+	waitTrue(t, patient, "name card with marks", `(() => {
+  const fig = document.querySelector("figure.tile:not(.self)");
+  const card = fig.querySelector(".name-card");
+  return fig.classList.contains("no-video") && card.checkVisibility() && card.textContent === "D" &&
+    /muted, camera off/.test(fig.querySelector("figcaption").textContent);
+})()`, 10*time.Second)
+	screenshot(t, patient, "name-card-390x844")
+
+	// The connection bars, with the path and figures behind a tap.
+	waitTrue(t, patient, "connection bars", `document.getElementById("quality").dataset.level !== "0" && !/checking/.test(document.getElementById("quality-label").textContent)`, 10*time.Second)
+	do(t, patient, "connection details", chromedp.Click(chromedp.CSS("#quality")))
+	waitTrue(t, patient, "path shown", `document.getElementById("path").checkVisibility() && /direct (UDP|TCP)|relay (UDP|TCP|TLS)/.test(document.getElementById("path").textContent)`, 5*time.Second)
+	checkLayout(t, patient, "connection details", phone)
+	do(t, patient, "hide connection details", chromedp.Click(chromedp.CSS("#quality")))
+
+	// The signaling connection drops: a banner while reconnecting, gone
+	// once the server has the tab back.
+	do(t, patient, "drop the signaling connection", chromedp.Evaluate[chromedp.Void](`window.openConsult.state.ws.close()`))
+	waitTrue(t, patient, "reconnecting banner", `document.getElementById("reconnecting").checkVisibility()`, 5*time.Second)
+	waitTrue(t, patient, "banner gone after reconnecting", `!document.getElementById("reconnecting").checkVisibility() && !document.getElementById("stage").hidden`, 15*time.Second)
+
+	do(t, doc, "remove", chromedp.Click(chromedp.CSS(`#roster li button`)))
+	expel("removed", "removed")
+
+	joinAsPatient(t, patient, link, "Pat Again")
+	admitted("Pat Again")
+	do(t, doc, "end", chromedp.Evaluate[chromedp.Void](`window.confirm = () => true`), chromedp.Click(chromedp.CSS("#end-form button")))
+	expel("ended", "has ended")
+	axe.Check(t, patient, "after the end")
+}

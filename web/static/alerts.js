@@ -1,0 +1,69 @@
+// Alerts a clinician when someone waits in one of their consults, on any
+// page that loads this module: the count per consult on the dashboard, the
+// tab title "(1) waiting", a short sound and a desktop notification. The
+// server sends counts only (GET /api/waiting, server-sent events).
+const baseTitle = document.title;
+const askedKey = "openconsult.alerts-asked";
+let lastTotal = 0;
+let audio = null;
+
+function chime() {
+  try {
+    audio = audio || new AudioContext();
+    const osc = audio.createOscillator();
+    const gain = audio.createGain();
+    osc.frequency.value = 660;
+    gain.gain.value = 0.15;
+    osc.connect(gain).connect(audio.destination);
+    osc.start();
+    osc.stop(audio.currentTime + 0.3);
+  } catch {
+    // No sound before the first click on some browsers; the title and
+    // the notification still tell.
+  }
+}
+
+function notify(total) {
+  if (!("Notification" in window) || Notification.permission !== "granted") return;
+  const n = new Notification(total === 1 ? "A patient is waiting" : `${total} people are waiting`, {
+    body: "Open the consult to let them in.",
+    tag: "openconsult-waiting",
+  });
+  n.addEventListener("click", () => { window.focus(); n.close(); });
+}
+
+function show(ev) {
+  for (const el of document.querySelectorAll("[data-waiting]")) {
+    const n = ev.consults[el.dataset.waiting] || 0;
+    el.textContent = n ? `${n} waiting` : "";
+    el.hidden = n === 0;
+  }
+  document.title = ev.total ? `(${ev.total}) waiting · ${baseTitle}` : baseTitle;
+  const summary = document.getElementById("waiting-summary");
+  if (summary) {
+    summary.textContent = ev.total === 0 ? "" : ev.total === 1 ? "1 person is waiting." : `${ev.total} people are waiting.`;
+  }
+  if (ev.total > lastTotal) {
+    chime();
+    notify(ev.total);
+  }
+  lastTotal = ev.total;
+}
+
+const source = new EventSource("/api/waiting");
+source.addEventListener("waiting", (e) => {
+  let ev;
+  try { ev = JSON.parse(e.data); } catch { return; }
+  show(ev);
+});
+
+// The permission is asked once, from a button: browsers want a click.
+const offer = document.getElementById("alerts-offer");
+if (offer && "Notification" in window && Notification.permission === "default" && !localStorage.getItem(askedKey)) {
+  offer.hidden = false;
+  document.getElementById("alerts-enable").addEventListener("click", async () => {
+    localStorage.setItem(askedKey, "1");
+    offer.hidden = true;
+    await Notification.requestPermission();
+  });
+}
