@@ -76,6 +76,7 @@ type settings struct {
 
 	relayListen    config.Addr
 	relayTLSListen config.Addr
+	relayOnHTTPS   bool
 
 	sfuEmbedded        bool
 	sfuMinParticipants int
@@ -166,6 +167,7 @@ func newSettings(stderr io.Writer) *settings {
 	fs.DurationVar(&s.turnTTL, "turn-credential-ttl", 12*time.Hour, "lifetime of the TURN credentials given at admission (10m to 48h)")
 	fs.Var(&s.relayListen, "relay-listen", "UDP and TCP `address` of a TURN relay embedded in this process, for small sites and development; browsers are pointed at it unless -turn-url is set (default off; dev: "+devRelay+")")
 	fs.Var(&s.relayTLSListen, "relay-tls-listen", "TURN over TLS `address` of the embedded relay, with the site's certificate (default off; dev: "+devRelayTLS+")")
+	fs.BoolVar(&s.relayOnHTTPS, "relay-on-https-port", false, "also serve the embedded relay's TURN over TLS on the HTTPS -listen address and port, told apart after the TLS handshake, for patients whose networks allow only TCP 443; browsers get turns: with -public-url's host and port (instead of -relay-tls-listen)")
 	fs.BoolVar(&s.sfuEmbedded, "sfu-embedded", false, "run a media node (SFU) inside this process for consults of three or more, for small sites and development (default off; dev: on)")
 	fs.IntVar(&s.sfuMinParticipants, "sfu-min-participants", 3, "admitted members that move a consult from peer to peer onto the media node (2 to 50)")
 	fs.DurationVar(&s.sfuReturnAfter, "sfu-return-after", 10*time.Second, "how long a consult on the media node must have fewer than -sfu-min-participants members before it moves back to peer to peer, with media encrypted end to end again (0 keeps it on the node; at most 1h)")
@@ -197,6 +199,9 @@ func (s *settings) load(args []string, getenv func(string) string) error {
 			{"relay-listen", &s.relayListen, devRelay},
 			{"relay-tls-listen", &s.relayTLSListen, devRelayTLS},
 		} {
+			if d.name == "relay-tls-listen" && s.relayOnHTTPS {
+				continue // the HTTPS port carries TURN over TLS
+			}
 			if !s.set.IsSet(d.name) {
 				d.addr.Value = d.value
 			}
@@ -267,6 +272,7 @@ func (s *settings) validate() error {
 			bad("turn-url", "%q must start with stun:, turn: or turns:", u)
 		}
 	}
+	errs = append(errs, s.validateRelayURLs()...)
 	if s.sfuMinParticipants < 2 || s.sfuMinParticipants > 50 {
 		bad("sfu-min-participants", "%d is outside 2 to 50", s.sfuMinParticipants)
 	}
