@@ -64,6 +64,7 @@ type Member struct {
 	Kind string // "clinician" or "guest"
 	Host bool
 
+	check     string // the guest's connectivity check result, or ""
 	rights    Right
 	admitted  bool
 	audio     bool
@@ -77,7 +78,7 @@ type Member struct {
 }
 
 func (m *Member) info() MemberInfo {
-	return MemberInfo{ID: m.ID, Name: m.Name, Kind: m.Kind, Host: m.Host, Audio: m.audio, Video: m.video}
+	return MemberInfo{ID: m.ID, Name: m.Name, Kind: m.Kind, Host: m.Host, Audio: m.audio, Video: m.video, Check: m.check}
 }
 
 func (m *Member) send(b []byte) {

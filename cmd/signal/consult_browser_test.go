@@ -183,11 +183,12 @@ func TestBrowserConsultRelayOnly(t *testing.T) { browserConsult(t, true) }
 
 // startConsult starts a development server with an administrator and a
 // clinician, signs the clinician in in a browser and starts a consult,
-// relay-only if asked. The caller stops the server.
-func startConsult(t *testing.T, clinician string, relayOnly bool) (*devServer, context.Context) {
+// relay-only if asked, with extra server flags. The caller stops the
+// server.
+func startConsult(t *testing.T, clinician string, relayOnly bool, extra ...string) (*devServer, context.Context) {
 	t.Helper()
 	dir := t.TempDir()
-	d := startDev(t, dir)
+	d := startDevWith(t, dir, extra...)
 	t.Cleanup(func() { d.stop() }) // stop is idempotent; this covers a failure below
 	createFirstAdmin(t, d, "chief.admin", "a long admin passphrase")
 	admin := signInHTTP(t, d, "chief.admin", "a long admin passphrase")

@@ -1,0 +1,63 @@
+package main
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+
+	"github.com/openconsult/openconsult/internal/browsertest"
+)
+
+// TestBrowserJoinCheckReportsWhatWasProven runs the join page's
+// connectivity check against a reachable relay and against ICE servers
+// nothing answers on, and checks that the verdict shown matches the result,
+// that "ready" needs a relay allocation or a STUN answer (host candidates,
+// which every browser has, prove nothing), and that the clinician's lobby
+// shows the guest's result.
+func TestBrowserJoinCheckReportsWhatWasProven(t *testing.T) {
+	tests := []struct {
+		name    string
+		flags   []string
+		results string // the data-result values accepted
+		text    string // in the verdict
+		lobby   string // in the clinician's lobby entry
+	}{
+		{"relay reachable", nil, "direct relay", "Your connection is ready", "connection check passed"},
+		{"nothing answers", []string{"-stun-url", "stun:127.0.0.1:9", "-turn-url", "turn:127.0.0.1:9?transport=udp",
+			"-turn-url", "turn:127.0.0.1:9?transport=tcp", "-turn-secret", "secret of a relay that is not there"},
+			"failed", "mobile data", "connection check failed"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d, doc := startConsult(t, "dr.check", false, tt.flags...)
+			defer d.stop()
+			link, err := chromedp.Run(doc, chromedp.Evaluate[string](`document.querySelector(".link-url").value`))
+			if err != nil || !strings.Contains(link, "/j/") {
+				t.Fatalf("patient link %q: %v", link, err)
+			}
+			patient := browsertest.New(t)
+			do(t, patient, "open the link", chromedp.Navigate(link), chromedp.WaitVisible(chromedp.CSS("#name")))
+			start := time.Now()
+			waitTrue(t, patient, "check finished", `!!document.getElementById("network-status").dataset.result`, 15*time.Second)
+			t.Logf("check finished after about %s", time.Since(start).Round(100*time.Millisecond))
+			verdict, err := chromedp.Run(patient, chromedp.Evaluate[[]string](`(() => { const s = document.getElementById("network-status"); return [s.dataset.result, s.textContent, sessionStorage.getItem("openconsult.check")]; })()`))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !strings.Contains(" "+tt.results+" ", " "+verdict[0]+" ") || !strings.Contains(verdict[1], tt.text) || verdict[2] != verdict[0] {
+				t.Fatalf("check result %q, verdict %q, kept %q; want one of %q saying %q", verdict[0], verdict[1], verdict[2], tt.results, tt.text)
+			}
+			if verdict[0] == "failed" && strings.Contains(verdict[1], "ready") {
+				t.Fatalf("a failed check says %q", verdict[1])
+			}
+			do(t, patient, "join",
+				chromedp.SendKeys(chromedp.CSS("#name"), "Pat Check"),
+				chromedp.Click(chromedp.CSS("#join-button")),
+				chromedp.WaitVisible(chromedp.CSS("#lobby-wait")),
+			)
+			waitTrue(t, doc, "clinician sees the guest's check", `[...document.querySelectorAll("#lobby li.waiting")].some(li => li.textContent.includes("Pat Check") && li.textContent.includes(`+quoteJS(tt.lobby)+`))`, 15*time.Second)
+		})
+	}
+}
