@@ -278,8 +278,8 @@ func browserConsult(t *testing.T, relayOnly bool) {
 			waitTrue(t, ctx, name+" media through the relay", selectedPairIsRelay, 10*time.Second)
 		}
 		// Chrome may reach the relay over UDP, TCP or TLS; the indicator
-		// names whichever carries the media.
-		waitTrue(t, doc, "indicator says relay", `/relay (UDP|TCP|TLS)/.test(document.getElementById("path").textContent)`, 10*time.Second)
+		// names whichever carries the media, on both sides of the pair.
+		waitTrue(t, doc, "indicator says relay on both sides", `/relay (UDP|TCP|TLS) on your side and relay on Pat Example's side/.test(document.getElementById("path").textContent)`, 10*time.Second)
 	}
 
 	// The clinician reads the chat in the consult's record.

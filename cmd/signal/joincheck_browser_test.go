@@ -1,6 +1,8 @@
 package main
 
 import (
+	"fmt"
+	"net"
 	"strings"
 	"testing"
 	"time"
@@ -19,19 +21,21 @@ import (
 func TestBrowserJoinCheckReportsWhatWasProven(t *testing.T) {
 	tests := []struct {
 		name    string
-		flags   []string
+		flags   func(t *testing.T) []string
 		results string // the data-result values accepted
 		text    string // in the verdict
 		lobby   string // in the clinician's lobby entry
 	}{
-		{"relay reachable", nil, "direct relay", "Your connection is ready", "connection check passed"},
-		{"nothing answers", []string{"-stun-url", "stun:127.0.0.1:9", "-turn-url", "turn:127.0.0.1:9?transport=udp",
-			"-turn-url", "turn:127.0.0.1:9?transport=tcp", "-turn-secret", "secret of a relay that is not there"},
-			"failed", "mobile data", "connection check failed"},
+		{"relay reachable", func(*testing.T) []string { return nil }, "direct relay", "Your connection is ready", "connection check passed"},
+		{"nothing answers", func(*testing.T) []string {
+			return []string{"-stun-url", "stun:127.0.0.1:9", "-turn-url", "turn:127.0.0.1:9?transport=udp",
+				"-turn-url", "turn:127.0.0.1:9?transport=tcp", "-turn-secret", "secret of a relay that is not there"}
+		}, "failed", "mobile data", "connection check failed"},
+		{"UDP dropped, TLS on the HTTPS port", udpDroppedFlags, "relay", "through the relay (TLS)", "connection check passed through the relay"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			d, doc := startConsult(t, "dr.check", false, tt.flags...)
+			d, doc := startConsult(t, "dr.check", false, tt.flags(t)...)
 			defer d.stop()
 			link, err := chromedp.Run(doc, chromedp.Evaluate[string](`document.querySelector(".link-url").value`))
 			if err != nil || !strings.Contains(link, "/j/") {
@@ -60,4 +64,33 @@ func TestBrowserJoinCheckReportsWhatWasProven(t *testing.T) {
 			waitTrue(t, doc, "clinician sees the guest's check", `[...document.querySelectorAll("#lobby li.waiting")].some(li => li.textContent.includes("Pat Check") && li.textContent.includes(`+quoteJS(tt.lobby)+`))`, 15*time.Second)
 		})
 	}
+}
+
+// udpDroppedFlags gives browsers a STUN and a TURN-over-UDP server that
+// never answer, as on a network that drops UDP, and the embedded relay's
+// TURN over TLS on the HTTPS port.
+func udpDroppedFlags(t *testing.T) []string {
+	hole, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { hole.Close() })
+	go func() { // reads and drops every datagram
+		buf := make([]byte, 2048)
+		for {
+			if _, _, err := hole.ReadFrom(buf); err != nil {
+				return
+			}
+		}
+	}()
+	// The HTTPS port must be known for the turns: URL: take a free one.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	ln.Close()
+	return []string{"-listen", fmt.Sprintf("127.0.0.1:%d", port), "-relay-tls-listen", "off", "-relay-on-https-port", "-turn-secret", sharedSecret,
+		"-stun-url", "stun:" + hole.LocalAddr().String(), "-turn-url", "turn:" + hole.LocalAddr().String() + "?transport=udp",
+		"-turn-url", fmt.Sprintf("turns:localhost:%d?transport=tcp", port)}
 }

@@ -1,7 +1,6 @@
 // The patient's device check: camera preview, microphone level, a test
 // sound and a connectivity check, with plain-language messages when a
 // device is missing or blocked.
-import { describeCandidate } from "./stats.js";
 
 const preview = document.getElementById("preview");
 const cameraStatus = document.getElementById("camera-status");
@@ -75,10 +74,10 @@ document.getElementById("speaker-test").addEventListener("click", async () => {
 // TLS) or an answer from its STUN server (a server-reflexive candidate).
 // Host candidates prove nothing. The browser asks every server at once, so
 // with UDP blocked the TCP and TLS relays answer within the first seconds;
-// the check ends at 3 s once something is proven, at the latest after 8 s.
+// the check ends within 3 s once something is proven, at the latest after 8 s.
 // The verdict shown is the result kept for the call page, which tells the
 // clinician's lobby when the check failed.
-const checkSettle = 3000;
+const checkSettle = 2500;
 const checkGiveUp = 8000;
 
 const verdicts = {
@@ -125,7 +124,7 @@ async function checkNetwork() {
       if (!candidate) return resolve();
       if (candidate.type === "srflx") found.srflx = true;
       if (candidate.type === "relay") {
-        found.relay.add(describeCandidate({ candidateType: "relay", relayProtocol: candidate.relayProtocol, protocol: candidate.protocol }));
+        found.relay.add((candidate.relayProtocol || candidate.protocol || "udp").toUpperCase());
       }
       if (settled && proven()) resolve();
     };
