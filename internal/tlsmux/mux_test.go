@@ -26,12 +26,13 @@ var secret = []byte("secret-of-the-shared-port-relay")
 
 // sharedPort is an HTTPS server and a TURN relay on one loopback port.
 type sharedPort struct {
-	mux   *tlsmux.Mux
-	roots *x509.CertPool
-	relay *relay.Server
+	mux       *tlsmux.Mux
+	roots     *x509.CertPool
+	relay     *relay.Server
+	serverTLS *tls.Config
 }
 
-func startSharedPort(t *testing.T, timeout time.Duration) *sharedPort {
+func startSharedPort(t testing.TB, timeout time.Duration) *sharedPort {
 	t.Helper()
 	ca := testpki.NewCA(t, "site")
 	certFile, keyFile := ca.Issue(t, "localhost", true)
@@ -49,8 +50,8 @@ func startSharedPort(t *testing.T, timeout time.Duration) *sharedPort {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, err := tlsmux.New(base, tlsmux.Config{Timeout: timeout,
-		TLS: &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12, NextProtos: []string{"h2", "http/1.1"}}})
+	serverTLS := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12, NextProtos: []string{"h2", "http/1.1"}}
+	m, err := tlsmux.New(base, tlsmux.Config{Timeout: timeout, TLS: serverTLS})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -74,7 +75,7 @@ func startSharedPort(t *testing.T, timeout time.Duration) *sharedPort {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { r.Close() })
-	return &sharedPort{mux: m, roots: roots, relay: r}
+	return &sharedPort{mux: m, roots: roots, relay: r, serverTLS: serverTLS}
 }
 
 func (p *sharedPort) tlsConfig(protos ...string) *tls.Config {
