@@ -21,6 +21,7 @@ type settings struct {
 	tool bool // an operator subcommand: no listeners, so no certificate needed
 
 	dev             bool
+	check           bool
 	listen          config.Addr
 	httpListen      config.Addr
 	adminListen     config.Addr
@@ -113,6 +114,7 @@ func newSettings(stderr io.Writer) *settings {
 	s.set = config.New("signal", "SIGNAL", stderr)
 	fs := s.set.Flags()
 	fs.BoolVar(&s.dev, "dev", false, "development mode: self-signed certificate for localhost under -data-dir, loopback listeners ("+devListen+", "+devHTTPListen+", "+devAdminListen+")")
+	fs.BoolVar(&s.check, "check", false, "validate the configuration (settings, certificate files, where browsers are sent for the TURN relay), print a summary and exit")
 	fs.Var(&s.listen, "listen", "HTTPS `address` of the site, API and signaling (dev: "+devListen+")")
 	fs.Var(&s.httpListen, "http-listen", "plain HTTP `address` that only redirects to HTTPS and answers ACME challenges; off to disable (dev: "+devHTTPListen+")")
 	fs.Var(&s.adminListen, "admin-listen", "plain HTTP `address` of /metrics, /healthz and /readyz for monitoring; keep it on a private interface; off to disable (dev: "+devAdminListen+")")

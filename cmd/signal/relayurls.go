@@ -2,10 +2,14 @@ package main
 
 import (
 	"errors"
+	"fmt"
+	"io"
 	"net"
 	"net/netip"
 	"net/url"
 	"strings"
+
+	"github.com/openconsult/openconsult/internal/tlsconf"
 )
 
 // The URLs browsers get for the embedded relay are built from what its
@@ -138,4 +142,29 @@ func leadsTo(tls, site string) bool {
 		return tls == site
 	}
 	return x.IsUnspecified() || x == y || (x.IsLoopback() && y.IsLoopback())
+}
+
+// checkConfig is -check: the settings were validated on load; it also
+// reads the certificate files and prints where browsers will be sent.
+func checkConfig(s *settings, stdout io.Writer) error {
+	if s.tlsCert != "" {
+		if _, err := tlsconf.NewFileSource(s.tlsCert, s.tlsKey); err != nil {
+			return s.set.Invalid("tls-cert", "%v", err)
+		}
+	}
+	turn := "none"
+	switch {
+	case len(s.turnURLs.Values) > 0:
+		turn = strings.Join(s.turnURLs.Values, " ")
+	case s.relayListen.Value != "":
+		turn = "embedded relay: turn: at " + s.relayListen.Value + " (udp, tcp)"
+		if s.relayOnHTTPS {
+			turn += ", turns: at the -public-url host and port, shared with HTTPS"
+		} else if s.relayTLSListen.Value != "" {
+			_, port, _ := net.SplitHostPort(s.relayTLSListen.Value)
+			turn += ", turns: at the -public-url host and port " + port
+		}
+	}
+	fmt.Fprintf(stdout, "configuration valid: listen %s, public %s, TURN URLs for browsers: %s\n", s.listen.Value, s.siteHost(), turn)
+	return nil
 }

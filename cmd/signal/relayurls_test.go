@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
@@ -20,6 +21,7 @@ import (
 	"github.com/pion/turn/v4"
 
 	"github.com/openconsult/openconsult/internal/browsertest"
+	"github.com/openconsult/openconsult/internal/testpki"
 	"github.com/openconsult/openconsult/relay"
 )
 
@@ -222,4 +224,41 @@ func TestBrowserGathersRelayCandidateOverTLSOnTheHTTPSPort(t *testing.T) {
 func quoteJS(s string) string {
 	b, _ := json.Marshal(s)
 	return string(b)
+}
+
+func TestCheckValidatesWithoutStarting(t *testing.T) {
+	ca := testpki.NewCA(t, "site")
+	cert, key := ca.Issue(t, "localhost", true)
+	base := []string{"-check", "-public-url", "https://consult.example-hospital.org", "-master-key", "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=",
+		"-data-dir", t.TempDir(), "-listen", "198.51.100.7:443"}
+	tests := []struct {
+		name string
+		args []string
+		out  string // printed on success
+		err  []string
+	}{
+		{"shared port", []string{"-tls-cert", cert, "-tls-key", key, "-relay-listen", "198.51.100.7:3478", "-relay-on-https-port"}, "turns: at the -public-url host and port, shared with HTTPS", nil},
+		{"certificate file missing", []string{"-tls-cert", cert + ".gone", "-tls-key", key, "-relay-listen", "198.51.100.7:3478", "-relay-on-https-port"}, "", []string{"-tls-cert"}},
+		{"TLS relay on the HTTPS port", []string{"-tls-cert", cert, "-tls-key", key, "-relay-listen", "198.51.100.7:3478", "-relay-tls-listen", "198.51.100.7:443"}, "", []string{"-relay-tls-listen", "-relay-on-https-port"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var out strings.Builder
+			err := run(context.Background(), append(slices.Clone(base), tt.args...), func(string) string { return "" }, &out, io.Discard)
+			if tt.err == nil {
+				if err != nil || !strings.Contains(out.String(), "configuration valid") || !strings.Contains(out.String(), tt.out) {
+					t.Fatalf("-check = %v, printed %q", err, out.String())
+				}
+				return
+			}
+			if err == nil {
+				t.Fatalf("accepted, printed %q", out.String())
+			}
+			for _, w := range tt.err {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not mention %q", err, w)
+				}
+			}
+		})
+	}
 }
