@@ -64,7 +64,8 @@ func (s *settings) validateRelayURLs() []error {
 			switch {
 			case port == listenPort && port != "0" && overlaps(host, listenHost):
 				bad("relay-tls-listen", "%s is the HTTPS port of -listen: browsers told turns: there would reach the site, not the relay; share the port with -relay-on-https-port instead", s.relayTLSListen.Value)
-			case !leadsTo(host, listenHost):
+			case !leadsTo(host, listenHost) && !(s.dev && !s.set.IsSet("relay-tls-listen")):
+				// -dev's own loopback relay serves browsers on this machine.
 				bad("relay-tls-listen", "%s is not on the address of -listen (%s), so the site's host name may not lead to it: give -turn-url with the relay's own host name, or share the HTTPS port with -relay-on-https-port", s.relayTLSListen.Value, s.listen.Value)
 			}
 		}

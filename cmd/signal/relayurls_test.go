@@ -76,6 +76,8 @@ func TestRelayURLsThatCannotReachTheRelayAreRefused(t *testing.T) {
 		{"shared port and a TLS listener", []string{"-relay-listen", "198.51.100.7:3478", "-relay-on-https-port", "-relay-tls-listen", ":5349"}, []string{"-relay-on-https-port", "not both"}},
 		{"hand-written turns: URL at the site", []string{"-turn-url", "turns:consult.example-hospital.org:443?transport=tcp", "-turn-secret", "a shared secret of the relay"}, []string{"-turn-url", "site's own address"}},
 		{"hand-written turns: URL at the site, default port", []string{"-turn-url", "turns:consult.example-hospital.org?transport=tcp", "-turn-secret", "x", "-listen", ":5349", "-public-url", "https://consult.example-hospital.org:5349"}, []string{"-turn-url", "site's own address"}},
+		{"dev on every address keeps its loopback TLS relay", []string{"-dev", "-listen", "0.0.0.0:8443"}, nil},
+		{"dev with a TLS relay on another address", []string{"-dev", "-listen", "0.0.0.0:8443", "-relay-tls-listen", "192.0.2.1:5349"}, []string{"-relay-tls-listen", "-turn-url"}},
 		{"hand-written turns: URL at the relay's name", []string{"-turn-url", "turns:turn.example-hospital.org:443?transport=tcp", "-turn-secret", "x"}, nil},
 	}
 	for _, tt := range tests {
