@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"strings"
@@ -93,4 +94,39 @@ func udpDroppedFlags(t *testing.T) []string {
 	return []string{"-listen", fmt.Sprintf("127.0.0.1:%d", port), "-relay-tls-listen", "off", "-relay-on-https-port", "-turn-secret", sharedSecret,
 		"-stun-url", "stun:" + hole.LocalAddr().String(), "-turn-url", "turn:" + hole.LocalAddr().String() + "?transport=udp",
 		"-turn-url", fmt.Sprintf("turns:localhost:%d?transport=tcp", port)}
+}
+
+// TestBrowserConsultThroughTLSOnTheHTTPSPort runs a relay-only consult in
+// which browsers know only the turns: URL of the HTTPS port, as a patient
+// allowed nothing but TCP 443 would reach it: both decode each other's
+// video, and the indicator says TLS.
+func TestBrowserConsultThroughTLSOnTheHTTPSPort(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	ln.Close()
+	d, doc := startConsult(t, "dr.tls", true, "-listen", fmt.Sprintf("127.0.0.1:%d", port), "-relay-tls-listen", "off", "-relay-on-https-port",
+		"-turn-secret", sharedSecret, "-turn-url", fmt.Sprintf("turns:localhost:%d?transport=tcp", port))
+	defer d.stop()
+	link, err := chromedp.Run(doc, chromedp.Evaluate[string](`document.querySelector(".link-url").value`))
+	if err != nil || !strings.Contains(link, "/j/") {
+		t.Fatalf("patient link %q: %v", link, err)
+	}
+	patient := browsertest.New(t)
+	do(t, patient, "patient joins",
+		chromedp.Navigate(link),
+		chromedp.WaitVisible(chromedp.CSS("#name")),
+		chromedp.SendKeys(chromedp.CSS("#name"), "Pat Example"),
+		chromedp.Click(chromedp.CSS("#join-button")),
+		chromedp.WaitVisible(chromedp.CSS("#lobby-wait")),
+	)
+	waitTrue(t, doc, "clinician sees the waiting patient", `document.querySelectorAll("#lobby li.waiting").length === 1`, 15*time.Second)
+	do(t, doc, "admit", chromedp.Click(chromedp.CSS("#lobby li.waiting button.admit")))
+	for name, ctx := range map[string]context.Context{"clinician": doc, "patient": patient} {
+		waitTrue(t, ctx, name+" decodes video", remoteVideoDecoding, 90*time.Second)
+		waitTrue(t, ctx, name+" media through the relay", selectedPairIsRelay, 10*time.Second)
+		waitTrue(t, ctx, name+" indicator says TLS", `/relay TLS on your side and relay on .*'s side/.test(document.getElementById("path").textContent)`, 10*time.Second)
+	}
 }
