@@ -264,3 +264,41 @@ func TestCheckValidatesWithoutStarting(t *testing.T) {
 		})
 	}
 }
+
+// A TURN client that sends no server name (one given an address) gets the
+// certificate of the site's host name, the name in the turns: URL.
+func TestSharedPortAnswersClientsWithoutSNIForTheSiteName(t *testing.T) {
+	certFile, keyFile := testpki.NewCA(t, "site").Issue(t, "localhost", true)
+	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	asked := make(chan string, 4)
+	site := &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: func(h *tls.ClientHelloInfo) (*tls.Certificate, error) {
+		asked <- h.ServerName
+		return &cert, nil
+	}}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	public, _ := url.Parse("https://consult.example-hospital.org")
+	mux, err := shareHTTPSPort(ln, site, public, discardLogger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mux.Close()
+	for _, tc := range []struct{ serverName, want string }{
+		{"", "consult.example-hospital.org"},
+		{"other.example.org", "other.example.org"},
+	} {
+		c, err := tls.Dial("tcp", ln.Addr().String(), &tls.Config{ServerName: tc.serverName, InsecureSkipVerify: true}) // only the name asked matters here
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Close()
+		if got := <-asked; got != tc.want {
+			t.Errorf("client sending %q: certificate asked for %q, want %q", tc.serverName, got, tc.want)
+		}
+	}
+}
