@@ -32,6 +32,11 @@ type Config struct {
 	// ALPN offer shares nothing with a non-empty list.
 	TLSListen string
 	TLS       *tls.Config
+	// TLSListener, instead of TLSListen, is a listener of TURN-over-TLS
+	// connections already past their handshake, such as the TURN side of
+	// a port shared with HTTPS (internal/tlsmux). The relay serves it as
+	// it serves TLSListen and closes it on Close.
+	TLSListener net.Listener
 
 	// RelayBindIP is the local IPv4 address relay sockets bind to. It may
 	// be 0.0.0.0 when PublicIP is set. pion/turn v4 allocates IPv4 relayed
@@ -157,6 +162,9 @@ func (c Config) normalize() (Config, error) {
 	}
 	if c.TLSListen != "" && (c.TLS == nil || (len(c.TLS.Certificates) == 0 && c.TLS.GetCertificate == nil && c.TLS.GetConfigForClient == nil)) {
 		bad("TLS listener %s without a certificate", c.TLSListen)
+	}
+	if c.TLSListen != "" && c.TLSListener != nil {
+		bad("both a TLS listen address and a TLS listener")
 	}
 	c.RelayBindIP, c.PublicIP = c.RelayBindIP.Unmap(), c.PublicIP.Unmap()
 	switch {

@@ -188,6 +188,9 @@ func (s *Server) listen() error {
 		s.udp.reader, s.udp.channels = u, newChannels(u)
 	}
 	s.tcp = newGatedListener(tcp, s, s.loops.Done)
+	if s.cfg.TLSListener != nil {
+		s.tls = newGatedListener(s.cfg.TLSListener, s, s.loops.Done)
+	}
 	if s.cfg.TLSListen != "" {
 		l, err := tls.Listen("tcp", s.cfg.TLSListen, s.cfg.TLS)
 		if err != nil {

@@ -19,8 +19,9 @@ func init() {
 }
 
 // lobbySafe are the messages a guest may receive while it waits in the
-// lobby: answers to its own messages and being let in or turned away.
-var lobbySafe = map[string]bool{"welcome": true, "error": true, "pong": true, "ack": true, "admitted": true, "denied": true, "removed": true, "ended": true}
+// lobby: answers to its own messages, whether a clinician is connected
+// (waiting), and being let in or turned away.
+var lobbySafe = map[string]bool{"welcome": true, "error": true, "pong": true, "ack": true, "waiting": true, "admitted": true, "denied": true, "removed": true, "ended": true}
 
 // fuzzRoom is a consult with a host, an admitted guest and a guest in the
 // lobby, each with a tab that records what it receives.
@@ -103,6 +104,9 @@ func (fr *fuzzRoom) send(t *testing.T, who int, binary bool, raw []byte) {
 		for _, m := range got[fuzzLobby] {
 			if !lobbySafe[m["type"].(string)] {
 				t.Fatalf("the lobby guest received %v", m)
+			}
+			if _, ok := m["clinician"].(bool); m["type"] == "waiting" && (len(m) != 2 || !ok) {
+				t.Fatalf("the lobby guest learnt more than whether a clinician is connected: %v", m)
 			}
 		}
 	}

@@ -21,6 +21,21 @@ type Participant struct {
 	// checks it while the tab is open and closes the tab when it ends.
 	// nil binds the tab to no session.
 	Session Session
+	// Check is the result of the guest's connectivity check on the join
+	// page, as CheckResult normalizes it; the hosts' lobby shows it.
+	Check string
+}
+
+// Results of the join page's connectivity check.
+var checkResults = map[string]bool{"direct": true, "relay": true, "failed": true, "unknown": true}
+
+// CheckResult returns s when it is a result of the join page's
+// connectivity check (direct, relay, failed or unknown), else "".
+func CheckResult(s string) string {
+	if checkResults[s] {
+		return s
+	}
+	return ""
 }
 
 // Errors of Join.
@@ -122,6 +137,9 @@ func (h *Hub) Join(consultID string, p Participant, c Conn) (*Room, *Member, err
 			m.conn.Close()
 		}
 		m.conn, m.goneSince = c, time.Time{}
+		if c := CheckResult(p.Check); c != "" {
+			m.check = c
+		}
 		h.deps.Log.Info("member resumed", "consult", consultID, "member", m.ID)
 		r.welcome(m)
 		if !m.admitted {
@@ -129,7 +147,7 @@ func (h *Hub) Join(consultID string, p Participant, c Conn) (*Room, *Member, err
 		}
 		return r, m, nil
 	}
-	m := &Member{ID: p.ID, Name: p.Name, Kind: p.Kind, Host: p.Host, Link: p.Link, conn: c,
+	m := &Member{ID: p.ID, Name: p.Name, Kind: p.Kind, Host: p.Host, Link: p.Link, check: CheckResult(p.Check), conn: c,
 		// Bursts of ICE candidates are normal; a sustained flood is not.
 		limiter: rate.NewLimiter(50, 200)}
 	if !p.Host {

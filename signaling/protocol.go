@@ -72,6 +72,9 @@ type MemberInfo struct {
 	Host  bool   `json:"host,omitempty"`
 	Audio bool   `json:"audio"`
 	Video bool   `json:"video"`
+	// Check is a guest's connectivity check result (direct, relay,
+	// failed, unknown); empty when the join page sent none.
+	Check string `json:"check,omitempty"`
 }
 
 // ChatMessage is one chat line as members see it.

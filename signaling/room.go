@@ -66,6 +66,7 @@ type Member struct {
 	Host bool
 	Link string // the link a guest joined with
 
+	check     string // the guest's connectivity check result, or ""
 	rights    Right
 	admitted  bool
 	audio     bool
@@ -79,7 +80,7 @@ type Member struct {
 }
 
 func (m *Member) info() MemberInfo {
-	return MemberInfo{ID: m.ID, Name: m.Name, Kind: m.Kind, Host: m.Host, Audio: m.audio, Video: m.video}
+	return MemberInfo{ID: m.ID, Name: m.Name, Kind: m.Kind, Host: m.Host, Audio: m.audio, Video: m.video, Check: m.check}
 }
 
 func (m *Member) send(b []byte) {

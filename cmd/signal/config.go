@@ -22,6 +22,7 @@ type settings struct {
 	tool bool // an operator subcommand: no listeners, so no certificate needed
 
 	dev             bool
+	check           bool
 	listen          config.Addr
 	httpListen      config.Addr
 	adminListen     config.Addr
@@ -82,6 +83,7 @@ type settings struct {
 
 	relayListen    config.Addr
 	relayTLSListen config.Addr
+	relayOnHTTPS   bool
 
 	sfuEmbedded        bool
 	sfuMinParticipants int
@@ -131,6 +133,7 @@ func newSettings(stderr io.Writer) *settings {
 	s.set = config.New("signal", "SIGNAL", stderr)
 	fs := s.set.Flags()
 	fs.BoolVar(&s.dev, "dev", false, "development mode: self-signed certificate for localhost under -data-dir, loopback listeners ("+devListen+", "+devHTTPListen+", "+devAdminListen+")")
+	fs.BoolVar(&s.check, "check", false, "validate the configuration (settings, certificate files, where browsers are sent for the TURN relay), print a summary and exit")
 	fs.Var(&s.listen, "listen", "HTTPS `address` of the site, API and signaling (dev: "+devListen+")")
 	fs.Var(&s.httpListen, "http-listen", "plain HTTP `address` that only redirects to HTTPS and answers ACME challenges; off to disable (dev: "+devHTTPListen+")")
 	fs.Var(&s.adminListen, "admin-listen", "plain HTTP `address` of /metrics, /healthz and /readyz for monitoring; keep it on a private interface; off to disable (dev: "+devAdminListen+")")
@@ -189,6 +192,7 @@ func newSettings(stderr io.Writer) *settings {
 	fs.DurationVar(&s.turnTTL, "turn-credential-ttl", 12*time.Hour, "lifetime of the TURN credentials given at admission (10m to 48h)")
 	fs.Var(&s.relayListen, "relay-listen", "UDP and TCP `address` of a TURN relay embedded in this process, for small sites and development; browsers are pointed at it unless -turn-url is set (default off; dev: "+devRelay+")")
 	fs.Var(&s.relayTLSListen, "relay-tls-listen", "TURN over TLS `address` of the embedded relay, with the site's certificate (default off; dev: "+devRelayTLS+")")
+	fs.BoolVar(&s.relayOnHTTPS, "relay-on-https-port", false, "also serve the embedded relay's TURN over TLS on the HTTPS -listen address and port, told apart after the TLS handshake, for patients whose networks allow only TCP 443; browsers get turns: with -public-url's host and port (instead of -relay-tls-listen)")
 	fs.BoolVar(&s.sfuEmbedded, "sfu-embedded", false, "run a media node (SFU) inside this process for consults of three or more, for small sites and development (default off; dev: on)")
 	fs.IntVar(&s.sfuMinParticipants, "sfu-min-participants", 3, "admitted members that move a consult from peer to peer onto the media node (2 to 50)")
 	fs.DurationVar(&s.sfuReturnAfter, "sfu-return-after", 10*time.Second, "how long a consult on the media node must have fewer than -sfu-min-participants members before it moves back to peer to peer, with media encrypted end to end again (0 keeps it on the node; at most 1h)")
@@ -231,6 +235,9 @@ func (s *settings) load(args []string, getenv func(string) string) error {
 			{"relay-listen", &s.relayListen, devRelay},
 			{"relay-tls-listen", &s.relayTLSListen, devRelayTLS},
 		} {
+			if d.name == "relay-tls-listen" && s.relayOnHTTPS {
+				continue // the HTTPS port carries TURN over TLS
+			}
 			if !s.set.IsSet(d.name) {
 				d.addr.Value = d.value
 			}
@@ -317,6 +324,7 @@ func (s *settings) validate() error {
 			bad("turn-url", "%q must start with stun:, turn: or turns:", u)
 		}
 	}
+	errs = append(errs, s.validateRelayURLs()...)
 	if s.sfuMinParticipants < 2 || s.sfuMinParticipants > 50 {
 		bad("sfu-min-participants", "%d is outside 2 to 50", s.sfuMinParticipants)
 	}

@@ -183,11 +183,12 @@ func TestBrowserConsultRelayOnly(t *testing.T) { browserConsult(t, true) }
 
 // startConsult starts a development server with an administrator and a
 // clinician, signs the clinician in in a browser and starts a consult,
-// relay-only if asked. The caller stops the server.
-func startConsult(t *testing.T, clinician string, relayOnly bool) (*devServer, context.Context) {
+// relay-only if asked, with extra server flags. The caller stops the
+// server.
+func startConsult(t *testing.T, clinician string, relayOnly bool, extra ...string) (*devServer, context.Context) {
 	t.Helper()
 	dir := t.TempDir()
-	d := startDev(t, dir)
+	d := startDev(t, dir, extra...)
 	t.Cleanup(func() { d.stop() }) // stop is idempotent; this covers a failure below
 	createFirstAdmin(t, d, "chief.admin", "a long admin passphrase")
 	admin := signInHTTP(t, d, "chief.admin", "a long admin passphrase")
@@ -277,8 +278,8 @@ func browserConsult(t *testing.T, relayOnly bool) {
 			waitTrue(t, ctx, name+" media through the relay", selectedPairIsRelay, 10*time.Second)
 		}
 		// Chrome may reach the relay over UDP, TCP or TLS; the indicator
-		// names whichever carries the media.
-		waitTrue(t, doc, "indicator says relay", `/relay (UDP|TCP|TLS)/.test(document.getElementById("path").textContent)`, 10*time.Second)
+		// names whichever carries the media, on both sides of the pair.
+		waitTrue(t, doc, "indicator says relay on both sides", `/relay (UDP|TCP|TLS) on your side and relay on Pat Example's side/.test(document.getElementById("path").textContent)`, 10*time.Second)
 	}
 
 	// The clinician reads the chat in the consult's record.

@@ -26,6 +26,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err := s.load(args, getenv); err != nil {
 		return err
 	}
+	if s.check {
+		return checkConfig(s, stdout)
+	}
 	srv, err := start(ctx, s, stdout, stderr)
 	if err != nil {
 		return err

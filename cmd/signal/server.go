@@ -21,6 +21,7 @@ import (
 	"github.com/openconsult/openconsult/internal/obs"
 	"github.com/openconsult/openconsult/internal/serve"
 	"github.com/openconsult/openconsult/internal/tlsconf"
+	"github.com/openconsult/openconsult/internal/tlsmux"
 	"github.com/openconsult/openconsult/keyring"
 	"github.com/openconsult/openconsult/mailer"
 	"github.com/openconsult/openconsult/relay"
@@ -132,9 +133,26 @@ func start(ctx context.Context, s *settings, stdout, stderr io.Writer) (_ *serve
 	proxies, _ := s.proxyPrefixes() // validated with the settings
 
 	stun, turnURLs, turnSecret := s.stunURLs.Values, s.turnURLs.Values, []byte(s.turnSecret)
+	httpsSrv := serve.Server{Name: "https", Listener: httpsLn, TLS: tlsConfig}
+	var mux *tlsmux.Mux
+	if s.relayOnHTTPS {
+		if mux, err = shareHTTPSPort(httpsLn, tlsConfig, public, log); err != nil {
+			return nil, err
+		}
+		defer func() {
+			if err != nil {
+				mux.Close()
+			}
+		}()
+		httpsSrv.Listener, httpsSrv.Handshaken = mux.HTTP(), true
+	}
 	var embedded *relay.Server
 	if s.relayListen.Value != "" {
-		if embedded, stun, turnURLs, turnSecret, err = startRelay(s, tlsConfig, public, reg, log); err != nil {
+		var shared net.Listener
+		if mux != nil {
+			shared = mux.TURN()
+		}
+		if embedded, stun, turnURLs, turnSecret, err = startRelay(s, tlsConfig, public, shared, reg, log); err != nil {
 			return nil, err
 		}
 		defer func() {
@@ -221,10 +239,14 @@ func start(ctx context.Context, s *settings, stdout, stderr io.Writer) (_ *serve
 	if embedded != nil {
 		srv.closers = append(srv.closers, embedded.Close)
 	}
+	if mux != nil {
+		srv.closers = append(srv.closers, mux.Close)
+	}
 	if closeMedia != nil {
 		srv.closers = append(srv.closers, func() error { closeMedia(); return nil })
 	}
-	srv.servers = append(srv.servers, serve.Server{Name: "https", Listener: httpsLn, Handler: web.Handler(), TLS: tlsConfig})
+	httpsSrv.Handler = web.Handler()
+	srv.servers = append(srv.servers, httpsSrv)
 
 	if s.httpListen.Value != "" {
 		ln, err := listen("HTTP redirect", s.httpListen.Value)

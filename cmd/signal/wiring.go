@@ -20,6 +20,7 @@ import (
 
 	"github.com/openconsult/openconsult/audit"
 	"github.com/openconsult/openconsult/auth"
+	"github.com/openconsult/openconsult/internal/tlsmux"
 	"github.com/openconsult/openconsult/keyring"
 	"github.com/openconsult/openconsult/media"
 	"github.com/openconsult/openconsult/relay"
@@ -110,10 +111,10 @@ func iceServers(stun, turn []string, secret []byte, ttl time.Duration) func(subj
 
 // startRelay runs the embedded TURN relay and returns the ICE server URLs
 // and secret that point browsers at it (unless -turn-url names others).
-// In -dev the browsers are on this machine or its local network, so
-// loopback and private peers are allowed; otherwise the default peer policy
-// applies.
-func startRelay(s *settings, site *tls.Config, public *url.URL, reg prometheus.Registerer, log *slog.Logger) (
+// shared, when not nil, is the TURN side of the HTTPS port. In -dev the
+// browsers are on this machine or its local network, so loopback and
+// private peers are allowed; otherwise the default peer policy applies.
+func startRelay(s *settings, site *tls.Config, public *url.URL, shared net.Listener, reg prometheus.Registerer, log *slog.Logger) (
 	_ *relay.Server, stun, turn []string, secret []byte, err error) {
 	secret = []byte(s.turnSecret)
 	if len(secret) == 0 {
@@ -136,7 +137,10 @@ func startRelay(s *settings, site *tls.Config, public *url.URL, reg prometheus.R
 			cfg.Policy.Allow = append(cfg.Policy.Allow, netip.MustParsePrefix(p))
 		}
 	}
-	if s.relayTLSListen.Value != "" {
+	switch {
+	case shared != nil:
+		cfg.TLSListener = shared
+	case s.relayTLSListen.Value != "":
 		cfg.TLSListen, cfg.TLS = s.relayTLSListen.Value, site.Clone()
 		cfg.TLS.NextProtos = nil
 	}
@@ -147,14 +151,28 @@ func startRelay(s *settings, site *tls.Config, public *url.URL, reg prometheus.R
 	if len(s.turnURLs.Values) > 0 {
 		return r, s.stunURLs.Values, s.turnURLs.Values, []byte(s.turnSecret), nil
 	}
-	addr := r.Addr().String()
-	stun = []string{"stun:" + addr}
-	turn = []string{"turn:" + addr + "?transport=udp", "turn:" + addr + "?transport=tcp"}
-	if t := r.TLSAddr(); t != nil {
-		_, port, _ := net.SplitHostPort(t.String())
-		turn = append(turn, "turns:"+net.JoinHostPort(public.Hostname(), port)+"?transport=tcp")
-	}
+	stun, turn = relayURLs(public, r.Addr(), r.TLSAddr(), shared != nil)
+	log.Info("relay URLs given to browsers", "urls", strings.Join(append(append([]string{}, stun...), turn...), " "))
 	return r, stun, turn, secret, nil
+}
+
+// shareHTTPSPort splits the HTTPS listener between the site and the
+// embedded relay. A TURN client without SNI gets the certificate of the
+// site's host name, the name in its turns: URL.
+func shareHTTPSPort(ln net.Listener, site *tls.Config, public *url.URL, log *slog.Logger) (*tlsmux.Mux, error) {
+	cfg := site.Clone()
+	if get := cfg.GetCertificate; get != nil {
+		name := public.Hostname()
+		cfg.GetCertificate = func(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
+			if hello.ServerName == "" {
+				h := *hello
+				h.ServerName = name
+				hello = &h
+			}
+			return get(hello)
+		}
+	}
+	return tlsmux.New(ln, tlsmux.Config{TLS: cfg, Log: log})
 }
 
 // startSFU starts the embedded media node. In -dev browsers run on this

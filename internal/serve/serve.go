@@ -17,12 +17,15 @@ import (
 )
 
 // Server is one HTTP server on an already-open listener; TLS nil means plain
-// HTTP.
+// HTTP. Handshaken means the Listener's connections are past their TLS
+// handshake already (a port shared with TURN, internal/tlsmux): the server
+// serves them as they are, HTTP/2 for those that negotiated h2.
 type Server struct {
-	Name     string
-	Listener net.Listener
-	Handler  http.Handler
-	TLS      *tls.Config
+	Name       string
+	Listener   net.Listener
+	Handler    http.Handler
+	TLS        *tls.Config
+	Handshaken bool
 }
 
 // Listen opens a TCP listener, naming the setting's purpose in the error.
@@ -62,7 +65,7 @@ func Run(ctx context.Context, log *slog.Logger, grace time.Duration, servers ...
 		https[i] = srv
 		wg.Go(func() {
 			var err error
-			if s.TLS != nil {
+			if s.TLS != nil && !s.Handshaken {
 				err = srv.ServeTLS(s.Listener, "", "")
 			} else {
 				err = srv.Serve(s.Listener)

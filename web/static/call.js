@@ -534,6 +534,14 @@ function renderRoster(members) {
   layoutTiles();
 }
 
+// What the lobby says of a guest's connectivity check.
+const checkNotes = {
+  direct: "(connection check passed)",
+  relay: "(connection check passed through the relay)",
+  failed: "(connection check failed: their network may block the call; suggest mobile data or another network)",
+  unknown: "(connection check could not run)",
+};
+
 function renderLobby(waiting) {
   const list = $("lobby");
   if (!list) return;
@@ -553,7 +561,14 @@ function renderLobby(waiting) {
     li.dataset.member = w.id;
     const name = document.createElement("span");
     name.textContent = w.name;
-    li.append(name, " ", button("Admit", () => send({ type: "admit", member: w.id }), "small admit"), " ",
+    li.append(name, " ");
+    if (checkNotes[w.check]) {
+      const note = document.createElement("span");
+      note.className = `check check-${w.check}`;
+      note.textContent = checkNotes[w.check];
+      li.append(note, " ");
+    }
+    li.append(button("Admit", () => send({ type: "admit", member: w.id }), "small admit"), " ",
       button("Deny", () => send({ type: "deny", member: w.id }), "small secondary"));
     list.append(li);
   }
@@ -704,11 +719,12 @@ setInterval(async () => {
     level = level === 0 ? l : Math.min(level, l);
   };
   for (const p of state.peers.values()) {
-    const s = await connectionStats(p.pc).catch(() => null);
-    if (s) note(state.roster.get(p.id)?.name || "peer", s);
+    const name = state.roster.get(p.id)?.name || "peer";
+    const s = await connectionStats(p.pc, name).catch(() => null);
+    if (s) note(name, s);
   }
   if (state.sfu) {
-    const s = await connectionStats(state.sfu.pc).catch(() => null);
+    const s = await connectionStats(state.sfu.pc, "the media server").catch(() => null);
     if (s) note("Media server", s);
   }
   $("path").textContent = parts.join(" — ");
@@ -812,8 +828,16 @@ const handlers = {
   pong() {},
 };
 
+// checkQuery carries the join page's connectivity check result, so that
+// the clinician's lobby shows whose check failed.
+function checkQuery() {
+  let result = null;
+  try { result = sessionStorage.getItem("openconsult.check"); } catch { /* storage disabled */ }
+  return result ? `?check=${encodeURIComponent(result)}` : "";
+}
+
 function connect() {
-  const ws = new WebSocket(`wss://${location.host}/ws/consults/${encodeURIComponent(consultId)}`);
+  const ws = new WebSocket(`wss://${location.host}/ws/consults/${encodeURIComponent(consultId)}${checkQuery()}`);
   state.ws = ws;
   ws.onopen = () => { state.retry = 0; };
   ws.onmessage = (e) => {

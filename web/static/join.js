@@ -1,7 +1,6 @@
 // The patient's device check: camera preview, microphone level, a test
 // sound and a connectivity check, with plain-language messages when a
 // device is missing or blocked.
-import { describePath } from "./stats.js";
 
 const preview = document.getElementById("preview");
 const cameraStatus = document.getElementById("camera-status");
@@ -70,9 +69,36 @@ document.getElementById("speaker-test").addEventListener("click", async () => {
   osc.stop(audioContext.currentTime + 1);
 });
 
-// checkNetwork gathers ICE candidates with short-lived relay credentials to
-// learn whether the browser reaches the STUN and TURN servers, and which
-// path a call will most likely take.
+// checkNetwork proves, before the patient joins, that their network reaches
+// the institution: a relay allocation (a relay candidate, over UDP, TCP or
+// TLS) or an answer from its STUN server (a server-reflexive candidate).
+// Host candidates prove nothing. The browser asks every server at once, so
+// with UDP blocked the TCP and TLS relays answer within the first seconds;
+// the check ends within 3 s once something is proven, at the latest after 8 s.
+// The verdict shown is the result kept for the call page, which tells the
+// clinician's lobby when the check failed.
+const checkSettle = 2500;
+const checkGiveUp = 8000;
+
+const verdicts = {
+  direct: (relays) =>
+    "Your connection is ready: the call can go directly" + (relays.length ? `, or through the relay (${relays.join(", ")}).` : "."),
+  relay: (relays) => `Your connection is ready: the call will go through the relay (${relays.join(", ")}).`,
+  failed: () =>
+    "Your network seems to block video calls. Try another network: mobile data (turn Wi-Fi off), or another Wi-Fi. You can still join: your clinician will see that the check failed.",
+  unknown: () => "The connection check could not run. You can still join.",
+};
+
+function showVerdict(result, relays) {
+  networkStatus.textContent = verdicts[result](relays);
+  networkStatus.dataset.result = result;
+  try {
+    sessionStorage.setItem("openconsult.check", result);
+  } catch {
+    // storage disabled: the lobby shows no check result
+  }
+}
+
 async function checkNetwork() {
   let config;
   try {
@@ -80,33 +106,33 @@ async function checkNetwork() {
     if (!res.ok) throw new Error(String(res.status));
     config = await res.json();
   } catch {
-    networkStatus.textContent = "The connection check could not start. You can still join.";
-    return;
+    return showVerdict("unknown", []);
   }
+  if (!config.iceServers || config.iceServers.length === 0) return showVerdict("unknown", []);
   const pc = new RTCPeerConnection({ iceServers: config.iceServers });
   pc.createDataChannel("check");
-  const found = { host: false, srflx: false, relay: new Set() };
-  const done = new Promise((resolve) => {
+  const found = { srflx: false, relay: new Set() };
+  const proven = () => found.srflx || found.relay.size > 0;
+  await new Promise((resolve) => {
+    let settled = false;
+    setTimeout(() => {
+      settled = true;
+      if (proven()) resolve();
+    }, checkSettle);
+    setTimeout(resolve, checkGiveUp);
     pc.onicecandidate = ({ candidate }) => {
       if (!candidate) return resolve();
-      if (candidate.type === "host") found.host = true;
       if (candidate.type === "srflx") found.srflx = true;
-      if (candidate.type === "relay") found.relay.add(describePath({ candidateType: "relay", relayProtocol: candidate.relayProtocol, protocol: candidate.protocol }));
+      if (candidate.type === "relay") {
+        found.relay.add((candidate.relayProtocol || candidate.protocol || "udp").toUpperCase());
+      }
+      if (settled && proven()) resolve();
     };
-    setTimeout(resolve, 8000);
+    pc.createOffer().then((o) => pc.setLocalDescription(o)).catch(resolve);
   });
-  await pc.setLocalDescription(await pc.createOffer());
-  await done;
   pc.close();
   const relays = [...found.relay];
-  if (found.srflx || found.host) {
-    networkStatus.textContent = "Your connection is ready: the call can go directly" + (relays.length ? `, with the relay (${relays.join(", ")}) as a fallback.` : ".");
-  } else if (relays.length) {
-    networkStatus.textContent = `Your network allows calls through the relay (${relays.join(", ")}).`;
-  } else {
-    networkStatus.textContent = "Your network may block video calls. Try another network (for example mobile data) if the call does not connect.";
-  }
-  networkStatus.dataset.result = relays.length || found.srflx ? "ok" : "blocked";
+  showVerdict(found.srflx ? "direct" : relays.length ? "relay" : "failed", relays);
 }
 
 checkDevices();

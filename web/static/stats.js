@@ -1,20 +1,33 @@
 // Reading which path media takes, and how well, from RTCPeerConnection
 // statistics.
 
-// describePath names the path of the selected candidate pair: direct or
-// through the relay, over UDP, TCP or TLS.
-export function describePath(local) {
-  if (!local) return "";
-  if (local.candidateType === "relay") {
-    const proto = (local.relayProtocol || local.protocol || "udp").toUpperCase();
-    return `relay ${proto}`;
-  }
-  return `direct ${(local.protocol || "udp").toUpperCase()}`;
+// describeCandidate names how one candidate reaches the network: through
+// the relay over UDP, TCP or TLS, or directly over UDP or TCP.
+export function describeCandidate(c) {
+  if (!c) return "";
+  if (c.candidateType === "relay") return `relay ${(c.relayProtocol || c.protocol || "udp").toUpperCase()}`;
+  return `direct ${(c.protocol || "udp").toUpperCase()}`;
 }
 
-// connectionStats returns {path, rttMs, loss, localType, relayProtocol}
-// for a peer connection, or null before a pair is selected.
-export async function connectionStats(pc) {
+// describePair names the selected candidate pair from both ends: whether
+// this side, the other side (named other), both or neither go through a
+// relay, and over what. A browser knows its own relay's protocol; of the
+// other side it knows only that a relay answers for it.
+export function describePair(local, remote, other) {
+  if (!local) return "";
+  const mine = local.candidateType === "relay";
+  const theirs = remote && remote.candidateType === "relay";
+  if (!mine && !theirs) return describeCandidate(local);
+  const parts = [];
+  if (mine) parts.push(`${describeCandidate(local)} on your side`);
+  if (theirs) parts.push(`relay on ${other}'s side`);
+  return parts.join(" and ");
+}
+
+// connectionStats returns {path, rttMs, loss, localType, remoteType,
+// relayProtocol} for a peer connection to other (a name), or null before a
+// pair is selected.
+export async function connectionStats(pc, other) {
   const report = await pc.getStats();
   let pair = null;
   let lost = 0;
@@ -37,9 +50,11 @@ export async function connectionStats(pc) {
   }
   if (!pair) return null;
   const local = report.get(pair.localCandidateId);
+  const remote = report.get(pair.remoteCandidateId);
   return {
-    path: describePath(local),
+    path: describePair(local, remote, other || "the other"),
     localType: local ? local.candidateType : "",
+    remoteType: remote ? remote.candidateType : "",
     relayProtocol: local ? local.relayProtocol || "" : "",
     rttMs: pair.currentRoundTripTime !== undefined ? Math.round(pair.currentRoundTripTime * 1000) : null,
     loss: received + lost > 0 ? lost / (received + lost) : 0,
