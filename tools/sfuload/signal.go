@@ -2,153 +2,18 @@ package main
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
-	"errors"
 	"fmt"
-	"net"
 	"net/http"
-	"net/url"
 	"os"
 	"os/exec"
-	"path/filepath"
-	"regexp"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/openconsult/openconsult/internal/procstat"
-	"github.com/openconsult/openconsult/internal/syncbuf"
+	"github.com/openconsult/openconsult/tools/internal/devsignal"
 )
-
-// signalProc is a running `signal -dev` on free loopback ports, with its
-// own data directory, certificate and embedded SFU.
-type signalProc struct {
-	cmd     *exec.Cmd
-	done    chan error // the child's exit
-	stdout  *syncbuf.Buffer
-	stderr  *syncbuf.Buffer
-	dataDir string
-	public  *url.URL // as the server names itself: https://localhost:PORT
-	addr    string   // where it listens, 127.0.0.1:PORT
-	roots   *x509.CertPool
-}
-
-var (
-	runningPattern = regexp.MustCompile(`OpenConsult is running\. Open (https://\S+)`)
-	setupPattern   = regexp.MustCompile(`https://\S+/setup/\S+`)
-)
-
-// startSignal starts path with -dev on loopback ports chosen by the
-// kernel, waits until it serves, and trusts the development certificate
-// it wrote, as an operator would after importing it.
-func startSignal(ctx context.Context, path, dir string, args []string) (*signalProc, error) {
-	argv := append([]string{"-dev", "-data-dir", dir, "-listen", "127.0.0.1:0", "-http-listen", "off", "-admin-listen", "off",
-		"-relay-listen", "127.0.0.1:0", "-relay-tls-listen", "127.0.0.1:0", "-log-level", "warn"}, args...)
-	s := &signalProc{dataDir: dir, stdout: &syncbuf.Buffer{}, stderr: &syncbuf.Buffer{}, done: make(chan error, 1)}
-	s.cmd = exec.Command(path, argv...)
-	s.cmd.Stdout, s.cmd.Stderr = s.stdout, s.stderr
-	if err := s.cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start %s: %w", path, err)
-	}
-	go func() { s.done <- s.cmd.Wait() }() // ends with the child, which stop ends
-	if err := s.waitRunning(ctx); err != nil {
-		s.stop()
-		return nil, err
-	}
-	return s, nil
-}
-
-func (s *signalProc) waitRunning(ctx context.Context) error {
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		if m := runningPattern.FindStringSubmatch(s.stdout.String()); m != nil {
-			u, err := url.Parse(m[1])
-			if err != nil || u.Port() == "" {
-				return fmt.Errorf("signal announced %q", m[1])
-			}
-			s.public = &url.URL{Scheme: u.Scheme, Host: u.Host}
-			s.addr = net.JoinHostPort("127.0.0.1", u.Port())
-			break
-		}
-		select {
-		case err := <-s.done:
-			s.done <- err
-			return fmt.Errorf("signal exited (%v):\n%s", err, tail(s.stderr.String()))
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(20 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("signal did not start within 30s:\n%s", tail(s.stderr.String()))
-		}
-	}
-	pem, err := os.ReadFile(filepath.Join(s.dataDir, "tls", "dev-cert.pem"))
-	if err != nil {
-		return fmt.Errorf("development certificate: %w", err)
-	}
-	s.roots = x509.NewCertPool()
-	if !s.roots.AppendCertsFromPEM(pem) {
-		return errors.New("development certificate: no PEM certificate")
-	}
-	return nil
-}
-
-// stop interrupts the server, so it shuts down gracefully, and kills it
-// if it takes too long.
-func (s *signalProc) stop() {
-	_ = s.cmd.Process.Signal(os.Interrupt)
-	select {
-	case <-s.done:
-	case <-time.After(20 * time.Second):
-		_ = s.cmd.Process.Kill()
-		<-s.done
-	}
-}
-
-func (s *signalProc) pid() int { return s.cmd.Process.Pid }
-
-// dialer connects to the server whatever host a URL names, from source
-// (a loopback address; nil for any). Guests each come from their own
-// loopback address because the site limits link redemptions per client
-// address, which one load tool would otherwise exhaust.
-func (s *signalProc) dialer(source net.IP) func(ctx context.Context, network, addr string) (net.Conn, error) {
-	d := &net.Dialer{Timeout: 10 * time.Second}
-	if source != nil {
-		d.LocalAddr = &net.TCPAddr{IP: source}
-	}
-	return func(ctx context.Context, network, _ string) (net.Conn, error) {
-		return d.DialContext(ctx, network, s.addr)
-	}
-}
-
-// client returns an HTTP client that trusts the server's certificate and,
-// with follow false, returns redirects instead of following them.
-func (s *signalProc) client(source net.IP, jar http.CookieJar, follow bool) *http.Client {
-	c := &http.Client{
-		Transport: &http.Transport{DialContext: s.dialer(source), TLSClientConfig: &tls.Config{RootCAs: s.roots}, MaxIdleConnsPerHost: 4},
-		Jar:       jar,
-		Timeout:   30 * time.Second,
-	}
-	if !follow {
-		c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
-	}
-	return c
-}
-
-// guestSource is the loopback address guest i connects from.
-func guestSource(i int) net.IP {
-	return net.IPv4(127, 77, byte(i/200), byte(10+i%200))
-}
-
-func tail(s string) string {
-	const n = 2000
-	if len(s) > n {
-		return "..." + s[len(s)-n:]
-	}
-	return s
-}
 
 // hasFlag reports whether the signal binary knows a flag, from its -h.
 func hasFlag(path, name string) bool {
@@ -187,7 +52,7 @@ func runSignal(ctx context.Context, o options) (Result, error) {
 		return Result{}, fmt.Errorf("data directory: %w", err)
 	}
 	defer os.RemoveAll(dir)
-	clinician, err := setUpAccounts(ctx, o.signal, dir)
+	clinician, err := devsignal.SetUpAccounts(ctx, o.signal, dir)
 	if err != nil {
 		return Result{}, err
 	}
@@ -195,16 +60,16 @@ func runSignal(ctx context.Context, o options) (Result, error) {
 	// (argon2id) leaves tens of MiB of freed heap that an idle server
 	// keeps resident, which would swamp the memory the sessions take.
 	// The clinician's session lives in the database and survives.
-	sig, err := startSignal(ctx, o.signal, dir, signalArgs(o, participants))
+	sig, err := devsignal.StartLean(ctx, o.signal, dir, signalArgs(o, participants))
 	if err != nil {
 		return Result{}, err
 	}
-	defer sig.stop()
-	clinician = sig.reuse(clinician)
+	defer sig.Stop()
+	clinician = sig.Reuse(clinician)
 	defer clinician.CloseIdleConnections()
 	states := make([]*roomState, len(rooms))
 	for i, ms := range rooms {
-		c, err := sig.createConsult(ctx, clinician, fmt.Sprintf("load %d", i+1))
+		c, err := sig.CreateConsult(ctx, clinician, fmt.Sprintf("load %d", i+1))
 		if err != nil {
 			return Result{}, err
 		}
@@ -212,7 +77,7 @@ func runSignal(ctx context.Context, o options) (Result, error) {
 	}
 	var staff []*http.Cookie
 	if jar := clinician.Jar; jar != nil {
-		staff = jar.Cookies(sig.public)
+		staff = jar.Cookies(sig.Public)
 	}
 
 	var mu sync.Mutex
@@ -224,7 +89,7 @@ func runSignal(ctx context.Context, o options) (Result, error) {
 	}()
 	guests := 0
 	env := runEnv{base: time.Now(), win: &window{}, cpuProcess: "the signal -dev process (signaling and the in-process SFU)",
-		usage: func() (procstat.Usage, error) { return procstat.Read(sig.pid()) }}
+		usage: func() (procstat.Usage, error) { return procstat.Read(sig.PID()) }}
 	r, err := measure(ctx, o, env, rooms, func(ctx context.Context, m *member) error {
 		host := m == rooms[m.room][0]
 		w := &wsMember{m: m, host: host, room: states[m.room], view: o.view, started: make(chan error, 1)}
@@ -237,7 +102,7 @@ func runSignal(ctx context.Context, o options) (Result, error) {
 		mu.Unlock()
 		cookies := staff
 		if !host {
-			ck, err := sig.joinAsGuest(ctx, w.room.consult.link, m.name, source)
+			ck, err := sig.JoinAsGuest(ctx, w.room.consult.Link, m.name, source)
 			if err != nil {
 				return err
 			}
@@ -264,26 +129,4 @@ func runSignal(ctx context.Context, o options) (Result, error) {
 	})
 	r.Mode = "signal"
 	return r, err
-}
-
-// setUpAccounts runs signal once to create the accounts and returns the
-// clinician's signed-in client.
-func setUpAccounts(ctx context.Context, path, dir string) (*http.Client, error) {
-	sig, err := startSignal(ctx, path, dir, nil)
-	if err != nil {
-		return nil, err
-	}
-	defer sig.stop()
-	c, err := sig.clinicianSession(ctx)
-	if err != nil {
-		return nil, err
-	}
-	c.CloseIdleConnections()
-	return c, nil
-}
-
-// reuse returns a client of this server that keeps c's cookies; cookies
-// name a host, not a port, so they hold across a restart.
-func (s *signalProc) reuse(c *http.Client) *http.Client {
-	return s.client(nil, c.Jar, true)
 }

@@ -13,6 +13,8 @@ import (
 
 	"github.com/gorilla/websocket"
 	"github.com/pion/webrtc/v4"
+
+	"github.com/openconsult/openconsult/tools/internal/devsignal"
 )
 
 // inMsg is every field the participants read from server messages.
@@ -37,7 +39,7 @@ const sfuPeer = "sfu"
 
 // roomState is one consult as the run drives it.
 type roomState struct {
-	consult consult
+	consult devsignal.Consult
 	size    int
 	hostUp  chan struct{} // closed when the host's socket is welcomed
 	upOnce  sync.Once
@@ -48,7 +50,7 @@ type roomState struct {
 	allIDs   chan struct{}      // closed when every member has its id
 }
 
-func newRoomState(c consult, size int) *roomState {
+func newRoomState(c devsignal.Consult, size int) *roomState {
 	return &roomState{consult: c, size: size, hostUp: make(chan struct{}), ids: map[*member]string{}, admitted: map[string]bool{}, allIDs: make(chan struct{})}
 }
 
@@ -79,20 +81,20 @@ type wsMember struct {
 
 // connect opens the socket with the participant's session cookie and the
 // site's Origin, reads the welcome, and starts the read loop.
-func (w *wsMember) connect(ctx context.Context, s *signalProc, cookies []*http.Cookie, source int) error {
-	d := websocket.Dialer{NetDialContext: s.dialer(nil), TLSClientConfig: s.client(nil, nil, false).Transport.(*http.Transport).TLSClientConfig, HandshakeTimeout: 15 * time.Second}
+func (w *wsMember) connect(ctx context.Context, s *devsignal.Proc, cookies []*http.Cookie, source int) error {
+	d := websocket.Dialer{NetDialContext: s.Dialer(nil), TLSClientConfig: s.TLSConfig(), HandshakeTimeout: 15 * time.Second}
 	if !w.host {
-		d.NetDialContext = s.dialer(guestSource(source))
+		d.NetDialContext = s.Dialer(devsignal.GuestSource(source))
 	}
-	h := http.Header{"Origin": {s.public.String()}}
+	h := http.Header{"Origin": {s.Public.String()}}
 	var parts []string
 	for _, c := range cookies {
 		parts = append(parts, c.Name+"="+c.Value)
 	}
 	h.Set("Cookie", strings.Join(parts, "; "))
-	u := *s.public
+	u := *s.Public
 	u.Scheme = "wss"
-	u.Path = "/ws/consults/" + w.room.consult.id
+	u.Path = "/ws/consults/" + w.room.consult.ID
 	conn, resp, err := d.DialContext(ctx, u.String(), h)
 	if err != nil {
 		if resp != nil {

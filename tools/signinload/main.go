@@ -13,8 +13,6 @@ package main
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
@@ -23,17 +21,14 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"os/exec"
 	"os/signal"
-	"path/filepath"
-	"regexp"
 	"slices"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/openconsult/openconsult/internal/procstat"
-	"github.com/openconsult/openconsult/internal/syncbuf"
+	"github.com/openconsult/openconsult/tools/internal/devsignal"
 )
 
 type options struct {
@@ -112,18 +107,19 @@ func run(ctx context.Context, o options) (result, error) {
 		return result{}, err
 	}
 	defer os.RemoveAll(dir)
-	sig, err := startSignal(ctx, o.signal, dir, o.signalArgs)
+	// Neither the relay nor the media node: the burst is the site's alone.
+	sig, err := devsignal.StartLean(ctx, o.signal, dir, append([]string{"-relay-listen", "off", "-sfu-embedded=false"}, o.signalArgs...))
 	if err != nil {
 		return result{}, err
 	}
-	defer sig.stop()
+	defer sig.Stop()
 
-	clients, err := sig.connect(ctx, o)
+	clients, err := connect(ctx, sig, o)
 	if err != nil {
 		return result{}, err
 	}
 	time.Sleep(time.Second) // let the handshakes' garbage settle
-	idle, err := procstat.Read(sig.pid())
+	idle, err := procstat.Read(sig.PID())
 	if err != nil {
 		return result{}, err
 	}
@@ -131,14 +127,14 @@ func run(ctx context.Context, o options) (result, error) {
 
 	sampleCtx, stopSampling := context.WithCancel(ctx)
 	peak := make(chan int64, 1)
-	go func() { peak <- samplePeak(sampleCtx, sig.pid(), o.sample) }() // ends with stopSampling
+	go func() { peak <- samplePeak(sampleCtx, sig.PID(), o.sample) }() // ends with stopSampling
 
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	start := time.Now()
 	for i, c := range clients {
 		wg.Go(func() {
-			code, err := sig.signIn(ctx, c, i)
+			code, err := signIn(ctx, sig, c, i)
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {
@@ -176,104 +172,25 @@ func samplePeak(ctx context.Context, pid int, every time.Duration) int64 {
 	}
 }
 
-// signalProc is a running `signal -dev` on free loopback ports.
-type signalProc struct {
-	cmd    *exec.Cmd
-	done   chan error
-	stdout *syncbuf.Buffer
-	stderr *syncbuf.Buffer
-	public string // https://localhost:PORT
-	addr   string // 127.0.0.1:PORT
-	roots  *x509.CertPool
-}
-
-var runningPattern = regexp.MustCompile(`OpenConsult is running\. Open (https://\S+)`)
-
-func startSignal(ctx context.Context, path, dir string, extra []string) (*signalProc, error) {
-	argv := append([]string{"-dev", "-data-dir", dir, "-listen", "127.0.0.1:0", "-http-listen", "off", "-admin-listen", "off",
-		"-relay-listen", "off", "-sfu-embedded=false", "-log-level", "warn"}, extra...)
-	s := &signalProc{stdout: &syncbuf.Buffer{}, stderr: &syncbuf.Buffer{}, done: make(chan error, 1)}
-	s.cmd = exec.Command(path, argv...)
-	s.cmd.Stdout, s.cmd.Stderr = s.stdout, s.stderr
-	if err := s.cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start %s: %w", path, err)
-	}
-	go func() { s.done <- s.cmd.Wait() }() // ends with the child, which stop ends
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		if m := runningPattern.FindStringSubmatch(s.stdout.String()); m != nil {
-			u, err := url.Parse(m[1])
-			if err != nil || u.Port() == "" {
-				s.stop()
-				return nil, fmt.Errorf("signal announced %q", m[1])
-			}
-			s.public, s.addr = "https://"+u.Host, net.JoinHostPort("127.0.0.1", u.Port())
-			break
-		}
-		select {
-		case err := <-s.done:
-			s.done <- err
-			return nil, fmt.Errorf("signal exited (%v):\n%s", err, s.stderr.String())
-		case <-ctx.Done():
-			s.stop()
-			return nil, ctx.Err()
-		case <-time.After(20 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			s.stop()
-			return nil, fmt.Errorf("signal did not start within 30s:\n%s", s.stderr.String())
-		}
-	}
-	pem, err := os.ReadFile(filepath.Join(dir, "tls", "dev-cert.pem"))
-	if err != nil {
-		s.stop()
-		return nil, fmt.Errorf("development certificate: %w", err)
-	}
-	s.roots = x509.NewCertPool()
-	if !s.roots.AppendCertsFromPEM(pem) {
-		s.stop()
-		return nil, errors.New("development certificate: no PEM certificate")
-	}
-	return s, nil
-}
-
-// stop interrupts the server so it shuts down gracefully, and kills it if
-// it takes too long.
-func (s *signalProc) stop() {
-	_ = s.cmd.Process.Signal(os.Interrupt)
-	select {
-	case <-s.done:
-	case <-time.After(20 * time.Second):
-		_ = s.cmd.Process.Kill()
-		<-s.done
-	}
-}
-
-func (s *signalProc) pid() int { return s.cmd.Process.Pid }
-
 // connect opens one TLS connection per attempt, attempt i from address
 // 127.0.0.(10 + i mod addresses), so the burst measures the sign-ins and
 // not the handshakes.
-func (s *signalProc) connect(ctx context.Context, o options) ([]*http.Client, error) {
+func connect(ctx context.Context, s *devsignal.Proc, o options) ([]*http.Client, error) {
 	clients := make([]*http.Client, o.attempts)
 	errs := make([]error, o.attempts)
 	var wg sync.WaitGroup
 	for i := range clients {
-		source := &net.TCPAddr{IP: net.IPv4(127, 0, 0, byte(10+i%o.addresses))}
-		d := &net.Dialer{Timeout: 10 * time.Second, LocalAddr: source}
 		clients[i] = &http.Client{
 			Transport: &http.Transport{
-				DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
-					return d.DialContext(ctx, network, s.addr)
-				},
-				TLSClientConfig:     &tls.Config{RootCAs: s.roots, ServerName: "localhost"},
+				DialContext:         s.Dialer(net.IPv4(127, 0, 0, byte(10+i%o.addresses))),
+				TLSClientConfig:     s.TLSConfig(),
 				MaxIdleConnsPerHost: 1,
 			},
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 			Timeout:       5 * time.Minute,
 		}
 		wg.Go(func() {
-			req, err := http.NewRequestWithContext(ctx, "GET", s.public+"/healthz", nil)
+			req, err := http.NewRequestWithContext(ctx, "GET", s.Public.JoinPath("/healthz").String(), nil)
 			if err != nil {
 				errs[i] = err
 				return
@@ -294,14 +211,14 @@ func (s *signalProc) connect(ctx context.Context, o options) ([]*http.Client, er
 // signIn posts one sign-in for an unknown user: the server hashes the
 // password all the same (so that the answer says nothing about the
 // username), which is the cost under test.
-func (s *signalProc) signIn(ctx context.Context, c *http.Client, i int) (int, error) {
+func signIn(ctx context.Context, s *devsignal.Proc, c *http.Client, i int) (int, error) {
 	form := url.Values{"username": {fmt.Sprintf("load.user.%d", i)}, "password": {fmt.Sprintf("not the password %d", i)}}
-	req, err := http.NewRequestWithContext(ctx, "POST", s.public+"/signin", strings.NewReader(form.Encode()))
+	req, err := http.NewRequestWithContext(ctx, "POST", s.Public.JoinPath("/signin").String(), strings.NewReader(form.Encode()))
 	if err != nil {
 		return 0, err
 	}
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	req.Header.Set("Origin", s.public)
+	req.Header.Set("Origin", s.Public.String())
 	resp, err := c.Do(req)
 	if err != nil {
 		return 0, err

@@ -34,7 +34,7 @@ type Proc struct {
 	dataDir string
 	Public  *url.URL // as the server names itself: https://localhost:PORT
 	Addr    string   // where it listens, 127.0.0.1:PORT
-	// Admin is the address of its /metrics listener.
+	// Admin is the address of its /metrics listener; empty after StartLean.
 	Admin string
 	roots *x509.CertPool
 }
@@ -49,8 +49,22 @@ var (
 // development certificate it wrote, as an operator would after importing
 // it. args come after the defaults and may override them.
 func Start(ctx context.Context, path, dir string, args []string) (*Proc, error) {
-	argv := append([]string{"-dev", "-data-dir", dir, "-listen", "127.0.0.1:0", "-http-listen", "off", "-admin-listen", "127.0.0.1:0",
-		"-relay-listen", "127.0.0.1:0", "-relay-tls-listen", "127.0.0.1:0", "-log-level", "info", "-log-format", "json"}, args...)
+	return start(ctx, path, dir, true, append([]string{"-admin-listen", "127.0.0.1:0", "-log-level", "info", "-log-format", "json"}, args...))
+}
+
+// StartLean starts path as Start does but without the metrics listener
+// (Admin stays empty) and logging only warnings, so that what a tool
+// measures of the process is the site and its media alone. args come
+// after the defaults and may override them.
+func StartLean(ctx context.Context, path, dir string, args []string) (*Proc, error) {
+	return start(ctx, path, dir, false, append([]string{"-admin-listen", "off", "-log-level", "warn"}, args...))
+}
+
+// start runs the child with args after the common defaults and waits for
+// its banner and, with admin, its metrics listener.
+func start(ctx context.Context, path, dir string, admin bool, args []string) (*Proc, error) {
+	argv := append([]string{"-dev", "-data-dir", dir, "-listen", "127.0.0.1:0", "-http-listen", "off",
+		"-relay-listen", "127.0.0.1:0", "-relay-tls-listen", "127.0.0.1:0"}, args...)
 	s := &Proc{dataDir: dir, stdout: &syncbuf.Buffer{}, stderr: &syncbuf.Buffer{}, done: make(chan error, 1)}
 	s.cmd = exec.Command(path, argv...)
 	s.cmd.Stdout, s.cmd.Stderr = s.stdout, s.stderr
@@ -58,25 +72,29 @@ func Start(ctx context.Context, path, dir string, args []string) (*Proc, error) 
 		return nil, fmt.Errorf("start %s: %w", path, err)
 	}
 	go func() { s.done <- s.cmd.Wait() }() // ends with the child, which Stop ends
-	if err := s.waitRunning(ctx); err != nil {
+	if err := s.waitRunning(ctx, admin); err != nil {
 		s.Stop()
 		return nil, err
 	}
 	return s, nil
 }
 
-func (s *Proc) waitRunning(ctx context.Context) error {
+// waitRunning waits for the banner and, with admin, for the metrics
+// listener, then trusts the development certificate.
+func (s *Proc) waitRunning(ctx context.Context, admin bool) error {
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		// The banner comes before the servers log where they listen.
-		if m := runningPattern.FindStringSubmatch(s.stdout.String()); m != nil && s.adminAddr() != "" {
+		if m := runningPattern.FindStringSubmatch(s.stdout.String()); m != nil && (!admin || s.adminAddr() != "") {
 			u, err := url.Parse(m[1])
 			if err != nil || u.Port() == "" {
 				return fmt.Errorf("signal announced %q", m[1])
 			}
 			s.Public = &url.URL{Scheme: u.Scheme, Host: u.Host}
 			s.Addr = net.JoinHostPort("127.0.0.1", u.Port())
-			s.Admin = s.adminAddr()
+			if admin {
+				s.Admin = s.adminAddr()
+			}
 			break
 		}
 		select {
