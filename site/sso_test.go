@@ -60,7 +60,7 @@ func ssoSite(t *testing.T) (*httptest.Server, *oidctest.Provider, *ssoAccounts) 
 	public, _ := url.Parse(srv.URL)
 	flows, err := sso.New(sso.Options{Providers: []sso.Provider{{Name: "keycloak", Label: "Sign in with Keycloak", Issuer: op.URL,
 		ClientID: op.ClientID, ClientSecret: op.ClientSecret, Roles: map[string]string{"clinicians": "clinician"}}},
-		PublicURL: public, Key: []byte(rand.Text() + "012345")})
+		PublicURL: public, Sealer: testSealer(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -201,4 +201,12 @@ func TestSSOUnknownProviderIsNotFound(t *testing.T) {
 			t.Fatalf("%s = %d", p, resp.StatusCode)
 		}
 	}
+}
+
+func testSealer(t *testing.T) sso.Sealer {
+	s, err := sso.KeySealer([]byte(rand.Text() + "012345"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
 }

@@ -58,9 +58,9 @@ type Options struct {
 	// PublicURL is the site's address; callbacks are
 	// <PublicURL>/signin/sso/<name>/callback.
 	PublicURL *url.URL
-	// Key seals the flow state (32 bytes). Every signal replica behind one
-	// address needs the same key.
-	Key []byte
+	// Sealer seals the flow state; every signal replica behind one address
+	// needs to open what another sealed (the keyring does).
+	Sealer Sealer
 	// HTTPClient talks to the providers (default: 10-second timeout).
 	HTTPClient *http.Client
 	Now        func() time.Time
@@ -71,7 +71,7 @@ type Flows struct {
 	providers map[string]*provider
 	order     []string
 	public    *url.URL
-	aead      cipher.AEAD
+	sealer    Sealer
 	client    *http.Client
 	now       func() time.Time
 }
@@ -88,13 +88,8 @@ type provider struct {
 // first sign-in with each provider, so a provider that is down does not
 // stop the site from starting.
 func New(o Options) (*Flows, error) {
-	block, err := aes.NewCipher(o.Key)
-	if err != nil || len(o.Key) != 32 {
-		return nil, errors.New("sso: the flow key must be 32 bytes")
-	}
-	aead, err := cipher.NewGCM(block)
-	if err != nil {
-		return nil, fmt.Errorf("sso: %w", err)
+	if o.Sealer == nil {
+		return nil, errors.New("sso: a sealer is required")
 	}
 	if o.HTTPClient == nil {
 		o.HTTPClient = &http.Client{Timeout: 10 * time.Second}
@@ -102,7 +97,7 @@ func New(o Options) (*Flows, error) {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	f := &Flows{providers: map[string]*provider{}, public: o.PublicURL, aead: aead, client: o.HTTPClient, now: o.Now}
+	f := &Flows{providers: map[string]*provider{}, public: o.PublicURL, sealer: o.Sealer, client: o.HTTPClient, now: o.Now}
 	for _, p := range o.Providers {
 		if err := p.Check(); err != nil {
 			return nil, err
@@ -288,14 +283,55 @@ func random() string {
 
 var sealAAD = []byte("openconsult sso flow v1")
 
+// Sealer encrypts and authenticates the flow state.
+type Sealer interface {
+	Seal(plain, aad []byte) ([]byte, error)
+	Unseal(sealed, aad []byte) ([]byte, error)
+}
+
+// KeySealer seals with AES-256-GCM under key (32 bytes), for a single
+// process.
+func KeySealer(key []byte) (Sealer, error) {
+	if len(key) != 32 {
+		return nil, errors.New("sso: the key must be 32 bytes")
+	}
+	block, err := aes.NewCipher(key)
+	if err != nil {
+		return nil, fmt.Errorf("sso: %w", err)
+	}
+	aead, err := cipher.NewGCM(block)
+	if err != nil {
+		return nil, fmt.Errorf("sso: %w", err)
+	}
+	return gcmSealer{aead}, nil
+}
+
+type gcmSealer struct{ aead cipher.AEAD }
+
+func (g gcmSealer) Seal(plain, aad []byte) ([]byte, error) {
+	nonce := make([]byte, g.aead.NonceSize())
+	_, _ = rand.Read(nonce)
+	return g.aead.Seal(nonce, nonce, plain, aad), nil
+}
+
+func (g gcmSealer) Unseal(b, aad []byte) ([]byte, error) {
+	n := g.aead.NonceSize()
+	if len(b) < n {
+		return nil, errors.New("sealed value too short")
+	}
+	return g.aead.Open(nil, b[:n], b[n:], aad)
+}
+
 func (f *Flows) seal(st flowState) (string, error) {
 	plain, err := json.Marshal(st)
 	if err != nil {
 		return "", fmt.Errorf("seal flow: %w", err)
 	}
-	nonce := make([]byte, f.aead.NonceSize())
-	_, _ = rand.Read(nonce)
-	return base64.RawURLEncoding.EncodeToString(f.aead.Seal(nonce, nonce, plain, sealAAD)), nil
+	sealed, err := f.sealer.Seal(plain, sealAAD)
+	if err != nil {
+		return "", fmt.Errorf("seal flow: %w", err)
+	}
+	return base64.RawURLEncoding.EncodeToString(sealed), nil
 }
 
 // maxSealed bounds what open decodes.
@@ -307,10 +343,10 @@ func (f *Flows) open(sealed string) (flowState, error) {
 		return st, errors.New("flow state too long")
 	}
 	b, err := base64.RawURLEncoding.DecodeString(sealed)
-	if err != nil || len(b) < f.aead.NonceSize() {
+	if err != nil {
 		return st, errors.New("flow state unreadable")
 	}
-	plain, err := f.aead.Open(nil, b[:f.aead.NonceSize()], b[f.aead.NonceSize():], sealAAD)
+	plain, err := f.sealer.Unseal(b, sealAAD)
 	if err != nil {
 		return st, errors.New("flow state not sealed by this site")
 	}

@@ -22,7 +22,7 @@ func newFlows(t *testing.T, op *oidctest.Provider, now func() time.Time) *sso.Fl
 	f, err := sso.New(sso.Options{
 		Providers: []sso.Provider{{Name: "keycloak", Label: "Hospital account", Issuer: op.URL, ClientID: op.ClientID, ClientSecret: op.ClientSecret,
 			Roles: map[string]string{"consult-admins": "admin", "clinicians": "clinician"}}},
-		PublicURL: public, Key: []byte(rand.Text() + "012345"), Now: now,
+		PublicURL: public, Sealer: testSealer(t), Now: now,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -203,4 +203,12 @@ func TestProviderCheck(t *testing.T) {
 	if s := (sso.Provider{Name: "x", ClientSecret: "hunter2"}).String(); strings.Contains(s, "hunter2") {
 		t.Fatalf("String shows the secret: %s", s)
 	}
+}
+
+func testSealer(t *testing.T) sso.Sealer {
+	s, err := sso.KeySealer([]byte(rand.Text() + "012345"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
 }
