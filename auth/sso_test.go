@@ -103,6 +103,10 @@ func TestSSOAccountHasNoLocalPassword(t *testing.T) {
 	if err := f.db.CreateUserToken(ctx, []byte("reset-token-hash"), u.ID, PurposeReset, *f.clock, f.clock.Add(time.Hour)); err == nil {
 		t.Fatal("the database issued a password link for an SSO account")
 	}
+	var pe *PolicyError
+	if _, err := svc.ChangePassword(ctx, f.session(t, token), "", "a password set by mistake", testClient); !errors.As(err, &pe) {
+		t.Fatalf("ChangePassword of an SSO account: %v", err)
+	}
 	if err := svc.RequestReset(ctx, u.Username, testClient); err != nil {
 		t.Fatal(err)
 	}

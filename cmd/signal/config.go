@@ -54,6 +54,7 @@ type settings struct {
 	trustedProxies    config.StringList
 	clientHeader      config.Enum
 	oidcProviders     string
+	getenv            func(string) string // for secrets named in files
 	passwordSignIn    bool
 	breakGlass        config.StringList
 
@@ -198,6 +199,7 @@ func newSettings(stderr io.Writer) *settings {
 
 // load reads the settings and checks how they fit together.
 func (s *settings) load(args []string, getenv func(string) string) error {
+	s.getenv = getenv
 	if err := s.set.Load(args, getenv); err != nil {
 		return err
 	}

@@ -3,7 +3,6 @@ package main
 import (
 	"log/slog"
 	"net/url"
-	"os"
 
 	"github.com/openconsult/openconsult/auth"
 	"github.com/openconsult/openconsult/auth/sso"
@@ -17,7 +16,7 @@ func ssoFlows(s *settings, public *url.URL, keys sso.Sealer, log *slog.Logger) (
 	if s.oidcProviders == "" {
 		return nil, nil
 	}
-	providers, err := sso.LoadFile(s.oidcProviders, os.Getenv)
+	providers, err := sso.LoadFile(s.oidcProviders, s.getenv)
 	if err != nil {
 		return nil, err
 	}
