@@ -28,7 +28,10 @@ func ssoSignIn(t *testing.T, d *devServer, c *http.Client) *http.Response {
 	return resp
 }
 
-func TestOIDCSignInCreatesTheAccountAndLaterDisablesIt(t *testing.T) {
+// startWithOIDC runs signal with one provider, started on loopback, whose
+// group /clinicians maps to clinician.
+func startWithOIDC(t *testing.T) (*devServer, *oidctest.Provider) {
+	t.Helper()
 	op := oidctest.Start(t, "openconsult", "kc-secret-for-signal")
 	op.SetUser(oidctest.User{Subject: "f81d4fae-7dec-11d0-a765-00a0c91e6bf6", Username: "jane.doe", Groups: []string{"/staff", "/clinicians"}})
 	dir := t.TempDir()
@@ -50,7 +53,11 @@ client_secret_file = "`+secret+`"
 	}
 	d := startDevWith(t, filepath.Join(dir, "data"), "-oidc-providers", conf)
 	t.Cleanup(func() { d.stop() })
+	return d, op
+}
 
+func TestOIDCSignInCreatesTheAccountAndLaterDisablesIt(t *testing.T) {
+	d, op := startWithOIDC(t)
 	c := *d.client
 	c.Jar, _ = cookiejar.New(nil)
 	if _, page := get(t, &c, d.public+"/signin"); !strings.Contains(page, "Sign in with the hospital account") {

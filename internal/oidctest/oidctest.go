@@ -54,6 +54,10 @@ type Provider struct {
 	user   User
 	tamper Tamper
 	codes  map[string]grant
+	// interactive: authorize shows a page whose link the person follows,
+	// as at a real provider's sign-in form, instead of returning at once.
+	interactive bool
+	pending     map[string]string // login id -> return URL
 	// Exchanges counts successful code exchanges.
 	exchanges int
 }
@@ -68,12 +72,13 @@ type grant struct {
 // Start runs a provider until the test ends.
 func Start(t testing.TB, clientID, clientSecret string) *Provider {
 	t.Helper()
-	p := &Provider{ClientID: clientID, ClientSecret: clientSecret, key: newKey(t), foreign: newKey(t), codes: map[string]grant{}}
+	p := &Provider{ClientID: clientID, ClientSecret: clientSecret, key: newKey(t), foreign: newKey(t), codes: map[string]grant{}, pending: map[string]string{}}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /.well-known/openid-configuration", p.discovery)
 	mux.HandleFunc("GET /jwks", p.jwks)
 	mux.HandleFunc("GET /authorize", p.authorize)
 	mux.HandleFunc("POST /token", p.token)
+	mux.HandleFunc("GET /login/{id}", p.login)
 	p.srv = httptest.NewServer(mux)
 	p.URL = p.srv.URL
 	t.Cleanup(p.srv.Close)
@@ -90,6 +95,11 @@ func newKey(t testing.TB) *rsa.PrivateKey {
 
 // SetUser chooses who the next authorization signs in.
 func (p *Provider) SetUser(u User) { p.mu.Lock(); p.user = u; p.mu.Unlock() }
+
+// SetInteractive makes the authorization endpoint show a page with a
+// link the person follows (a navigation started on the provider's site)
+// rather than return to the client at once.
+func (p *Provider) SetInteractive(on bool) { p.mu.Lock(); p.interactive = on; p.mu.Unlock() }
 
 // SetTamper changes how the next ID tokens are made.
 func (p *Provider) SetTamper(t Tamper) { p.mu.Lock(); p.tamper = t; p.mu.Unlock() }
@@ -135,7 +145,30 @@ func (p *Provider) authorize(w http.ResponseWriter, r *http.Request) {
 	back.Set("code", code)
 	back.Set("state", q.Get("state"))
 	redirect.RawQuery = back.Encode()
+	p.mu.Lock()
+	interactive := p.interactive
+	login := rand.Text()
+	p.pending[login] = redirect.String()
+	p.mu.Unlock()
+	if interactive {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		_, _ = w.Write([]byte(`<!doctype html><title>Provider</title><a id="approve" href="/login/` + login + `">Continue</a>`))
+		return
+	}
 	http.Redirect(w, r, redirect.String(), http.StatusFound)
+}
+
+// login returns from the interactive page to the client.
+func (p *Provider) login(w http.ResponseWriter, r *http.Request) {
+	p.mu.Lock()
+	back, ok := p.pending[r.PathValue("id")]
+	delete(p.pending, r.PathValue("id"))
+	p.mu.Unlock()
+	if !ok {
+		http.Error(w, "unknown login", http.StatusBadRequest)
+		return
+	}
+	http.Redirect(w, r, back, http.StatusFound)
 }
 
 // token exchanges a code once, for the client that holds the secret and
