@@ -58,3 +58,24 @@ client_secret_env = "KC_SECRET"
 		}
 	}
 }
+
+func TestExampleProvidersFileLoads(t *testing.T) {
+	dir := t.TempDir()
+	example, err := os.ReadFile("../../deploy/oidc-providers.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	secret := filepath.Join(dir, "kc")
+	if err := os.WriteFile(secret, []byte("kc-secret"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "oidc.toml")
+	conf := strings.Replace(string(example), "/etc/openconsult/keycloak-client-secret", secret, 1)
+	if err := os.WriteFile(path, []byte(conf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ps, err := sso.LoadFile(path, func(k string) string { return map[string]string{"SIGNAL_OIDC_ENTRA_SECRET": "entra-secret"}[k] })
+	if err != nil || len(ps) != 2 {
+		t.Fatalf("example: %d providers, %v", len(ps), err)
+	}
+}
