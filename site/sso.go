@@ -51,6 +51,14 @@ func (s *Site) ssoBegin(w http.ResponseWriter, r *http.Request) {
 	authURL, sealed, err := s.opt.SSO.Begin(r.Context(), name)
 	if err != nil {
 		s.opt.Log.Warn("single sign-on could not start", "provider", name, "err", err)
+		reason := "could not start"
+		if e, ok := errors.AsType[*sso.Error](err); ok {
+			reason = e.Reason
+		}
+		if err := s.opt.SSOAccounts.FailExternal(r.Context(), name, reason, "", client(r)); !errors.Is(err, auth.ErrSSORefused) {
+			s.internalError(w, r, "audit sso", err)
+			return
+		}
 		s.render(w, r, http.StatusBadGateway, "error", errorPage{"Sign-in unavailable", "Your institution's sign-in service cannot be reached. Try again in a moment."})
 		return
 	}

@@ -210,3 +210,15 @@ func testSealer(t *testing.T) sso.Sealer {
 	}
 	return s
 }
+
+func TestSSOProviderDownIsAuditedAndAnswered502(t *testing.T) {
+	srv, op, accounts := ssoSite(t)
+	op.Close()
+	resp, page := get(t, browser(t, srv), srv.URL+"/signin/sso/keycloak")
+	if resp.StatusCode != http.StatusBadGateway || !strings.Contains(page, "cannot be reached") {
+		t.Fatalf("begin with the provider down = %d", resp.StatusCode)
+	}
+	if len(accounts.refused) != 1 || accounts.refused[0] != "keycloak: discovery failed" {
+		t.Fatalf("refusals %q", accounts.refused)
+	}
+}

@@ -104,6 +104,9 @@ func (p *Provider) SetInteractive(on bool) { p.mu.Lock(); p.interactive = on; p.
 // SetTamper changes how the next ID tokens are made.
 func (p *Provider) SetTamper(t Tamper) { p.mu.Lock(); p.tamper = t; p.mu.Unlock() }
 
+// Close stops the provider, as when it is down.
+func (p *Provider) Close() { p.srv.Close() }
+
 // Exchanges returns how many codes were exchanged for tokens.
 func (p *Provider) Exchanges() int { p.mu.Lock(); defer p.mu.Unlock(); return p.exchanges }
 
