@@ -114,6 +114,9 @@ func (s *Service) ChangePassword(ctx context.Context, id Identity, current, next
 	if id.Stage != StageChange && !id.Full() {
 		return "", ErrForbidden
 	}
+	if id.User.PasswordHash == store.NoPassword {
+		return "", &PolicyError{"Your institution's sign-in service keeps your password; change it there."}
+	}
 	name := id.User.Username
 	if until, err := s.store.SigninLockedUntil(ctx, name); err != nil {
 		return "", err

@@ -108,6 +108,10 @@ type Policy struct {
 	AbsoluteTimeout time.Duration
 	ResetTTL        time.Duration
 	ActivationTTL   time.Duration
+	// PasswordSignInOff leaves single sign-on as the only way in, except
+	// for the BreakGlass usernames.
+	PasswordSignInOff bool
+	BreakGlass        []string
 }
 
 // DefaultPolicy is the safe default every setting starts from.
@@ -139,6 +143,7 @@ type Service struct {
 	audit  Recorder
 	mail   Mailer
 	live   LiveConnections
+	sso    SSOStore
 	log    *slog.Logger
 	public *url.URL
 	issuer string
@@ -171,6 +176,9 @@ type Deps struct {
 	// it is stored, to close the account's open connections; nil when
 	// nothing holds connections.
 	Live LiveConnections
+
+	// SSO links accounts to identity providers; nil without single sign-on.
+	SSO SSOStore
 }
 
 // NewService returns the account service.
@@ -185,7 +193,7 @@ func NewService(d Deps) (*Service, error) {
 	if d.Hashing == nil {
 		d.Hashing = NewHashGate(0, DefaultHashWait)
 	}
-	return &Service{store: d.Store, sealer: d.Sealer, audit: d.Audit, mail: d.Mail, live: d.Live, log: d.Log, public: d.PublicURL,
+	return &Service{store: d.Store, sealer: d.Sealer, audit: d.Audit, mail: d.Mail, live: d.Live, sso: d.SSO, log: d.Log, public: d.PublicURL,
 		issuer: d.Issuer, hash: d.Hash, gate: d.Hashing, policy: d.Policy, now: d.Now, dummyHash: dummy}, nil
 }
 

@@ -65,7 +65,7 @@ func (s *Service) SignIn(ctx context.Context, username, password string, c Clien
 		return "", "", uerr
 	}
 	hash := s.dummyHash
-	if uerr == nil {
+	if uerr == nil && u.PasswordHash != store.NoPassword {
 		hash = u.PasswordHash
 	}
 	ok, rehash, verr := s.gate.Verify(ctx, NormalizePassword(password), hash, s.hash)
@@ -79,8 +79,11 @@ func (s *Service) SignIn(ctx context.Context, username, password string, c Clien
 	if until.After(now) {
 		return "", "", s.failSignIn(ctx, name, u.ID, c, "locked", ErrLocked)
 	}
-	if uerr != nil || !ok || !u.DisabledAt.IsZero() || u.ActivatedAt.IsZero() {
+	if uerr != nil || !ok || u.PasswordHash == store.NoPassword || !u.DisabledAt.IsZero() || u.ActivatedAt.IsZero() {
 		return "", "", s.failSignIn(ctx, name, u.ID, c, "bad credentials", ErrBadCredentials)
+	}
+	if !s.passwordSignInAllowed(name) {
+		return "", "", s.failSignIn(ctx, name, u.ID, c, "password sign-in off", ErrBadCredentials)
 	}
 	if err := s.store.ClearSigninFailures(ctx, name); err != nil {
 		return "", "", err

@@ -6,6 +6,7 @@ import (
 	"net/http"
 
 	"github.com/openconsult/openconsult/auth"
+	"github.com/openconsult/openconsult/auth/sso"
 )
 
 type formPage struct {
@@ -13,6 +14,7 @@ type formPage struct {
 	Notice   string
 	Username string
 	Data     any
+	SSO      []sso.Button // identity providers offered on the sign-in page
 }
 
 // readForm bounds and parses a posted form; false means the reply is sent.
@@ -31,7 +33,7 @@ func (s *Site) signinForm(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, stagePath[id.Stage], http.StatusSeeOther)
 		return
 	}
-	s.render(w, r, http.StatusOK, "signin", formPage{})
+	s.render(w, r, http.StatusOK, "signin", s.signinPage(formPage{}))
 }
 
 func (s *Site) signinSubmit(w http.ResponseWriter, r *http.Request) {
@@ -47,7 +49,7 @@ func (s *Site) signinSubmit(w http.ResponseWriter, r *http.Request) {
 		if errors.Is(err, auth.ErrLocked) {
 			msg = "Too many failed attempts. Wait 15 minutes and try again, or reset your password."
 		}
-		s.render(w, r, http.StatusUnauthorized, "signin", formPage{Error: msg, Username: username})
+		s.render(w, r, http.StatusUnauthorized, "signin", s.signinPage(formPage{Error: msg, Username: username}))
 	case errors.Is(err, auth.ErrBusy):
 		s.busy(w, r)
 	case err != nil:

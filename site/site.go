@@ -58,6 +58,10 @@ type Options struct {
 	// (HeaderXForwardedFor or HeaderForwarded); other peers cannot.
 	TrustedProxies []netip.Prefix
 	ClientHeader   string
+	// SSO runs single sign-on with the institution's identity providers;
+	// nil when none is configured. SSOAccounts opens its sessions.
+	SSO         SSOFlows
+	SSOAccounts SSOAccounts
 }
 
 // Site is the HTTPS site.
@@ -94,6 +98,8 @@ func (s *Site) Handler() http.Handler {
 
 	mux.HandleFunc("GET /signin", s.signinForm)
 	mux.HandleFunc("POST /signin", s.signinSubmit)
+	mux.HandleFunc("GET /signin/sso/{provider}", s.ssoBegin)
+	mux.HandleFunc("GET /signin/sso/{provider}/callback", s.ssoCallback)
 	mux.HandleFunc("GET /signin/code", s.requireStage(s.codeForm, auth.StageSecondFactor))
 	mux.HandleFunc("POST /signin/code", s.requireStage(s.codeSubmit, auth.StageSecondFactor))
 	mux.HandleFunc("POST /signout", s.signout)

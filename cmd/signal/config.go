@@ -54,6 +54,10 @@ type settings struct {
 	hashWait          time.Duration
 	trustedProxies    config.StringList
 	clientHeader      config.Enum
+	oidcProviders     string
+	getenv            func(string) string // for secrets named in files
+	passwordSignIn    bool
+	breakGlass        config.StringList
 
 	smtpAddr     string
 	smtpFrom     string
@@ -164,6 +168,9 @@ func newSettings(stderr io.Writer) *settings {
 	fs.IntVar(&s.hashConcurrency, "password-hash-concurrency", 0, "password hashes (argon2id, 64 MiB each) computed at once; the process's memory for hashing is bounded by this times 64 MiB (0: the number of CPUs; at most 256)")
 	fs.DurationVar(&s.hashWait, "password-hash-wait", auth.DefaultHashWait, "how long a sign-in or password change waits for a hashing slot before the answer is 503 with Retry-After (0 to 30s)")
 	fs.Var(&s.trustedProxies, "trusted-proxy", "`CIDR` (or address) of a reverse proxy whose -client-address-header names the client, for rate limits and the audit log; repeatable; other peers' headers are ignored")
+	fs.StringVar(&s.oidcProviders, "oidc-providers", "", "TOML `file` of OpenID Connect identity providers for staff single sign-on (see docs/operations.md); default none")
+	fs.BoolVar(&s.passwordSignIn, "password-signin", true, "allow local password sign-in; false leaves single sign-on as the only way in except for -break-glass accounts")
+	fs.Var(&s.breakGlass, "break-glass", "`username` that may still sign in with a password when -password-signin=false; repeatable")
 	fs.Var(&s.clientHeader, "client-address-header", "`header` the -trusted-proxy proxies append the client's address to: x-forwarded-for or forwarded (RFC 7239); the right-most address that is not a trusted proxy is the client")
 
 	fs.StringVar(&s.smtpAddr, "smtp-addr", "", "`host:port` of the institution's SMTP relay (STARTTLS required off loopback); empty writes mail to -outbox-dir")
@@ -220,6 +227,7 @@ func newSettings(stderr io.Writer) *settings {
 
 // load reads the settings and checks how they fit together.
 func (s *settings) load(args []string, getenv func(string) string) error {
+	s.getenv = getenv
 	if err := s.set.Load(args, getenv); err != nil {
 		return err
 	}

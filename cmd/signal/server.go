@@ -127,6 +127,7 @@ func start(ctx context.Context, s *settings, stdout, stderr io.Writer) (_ *serve
 	policy.Password.MaxRepeat, policy.Password.MaxAge = s.passwordMaxRepeat, s.passwordMaxAge
 	policy.MaxFailures, policy.LockoutFor = s.lockoutAttempts, s.lockoutDuration
 	policy.IdleTimeout, policy.AbsoluteTimeout = s.sessionIdle, s.sessionMaxAge
+	policy.PasswordSignInOff, policy.BreakGlass = !s.passwordSignIn, breakGlassNames(s.breakGlass.Values)
 	hashing := auth.NewHashGate(s.hashConcurrency, s.hashWait)
 	log.Info("password hashing bounded", "concurrent", hashing.Size(), "wait", s.hashWait.String())
 	setup := &auth.Setup{Store: db, TTL: s.setupLinkTTL, Hash: auth.DefaultHashParams, Policy: policy.Password, Now: time.Now, Gate: hashing}
@@ -216,17 +217,22 @@ func start(ctx context.Context, s *settings, stdout, stderr io.Writer) (_ *serve
 	})
 
 	accounts, err := auth.NewService(auth.Deps{Store: db, Sealer: keys, Audit: recorder, Mail: mail, Live: hub, Log: log, PublicURL: public,
-		Issuer: s.institution, Hash: auth.DefaultHashParams, Hashing: hashing, Policy: policy, Now: time.Now})
+		Issuer: s.institution, Hash: auth.DefaultHashParams, Hashing: hashing, Policy: policy, Now: time.Now, SSO: db})
 	if err != nil {
 		return nil, err
 	}
 	resets := auth.NewResetQueue(accounts, 256)
 
+	flows, err := ssoFlows(s, public, keys, log)
+	if err != nil {
+		return nil, err
+	}
 	web, err := site.New(site.Options{
 		Log: log, Health: health, Metrics: obs.NewHTTPMetrics(reg, "site"), Setup: setup, Accounts: accounts,
 		Consults: consults, Audit: auditLog.Log, Signaling: hub, Documents: consults, Rooms: hub, Lobbies: hub, DocAudit: recorder, Upgrader: signaling.Upgrader(public), RelayOnly: s.relayOnly, ICE: ice, Now: time.Now,
 		PasswordLo: policy.Password.MinLength, PasswordHi: policy.Password.MaxLength,
 		HSTSMaxAge: s.hstsMaxAge, Resets: resets, TrustedProxies: proxies, ClientHeader: s.clientAddressHeader(),
+		SSO: flows, SSOAccounts: accounts,
 	})
 	if err != nil {
 		return nil, err

@@ -1,0 +1,40 @@
+package main
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+
+	"github.com/openconsult/openconsult/internal/browsertest"
+)
+
+// TestBrowserSignsInWithOIDC drives Chromium from the sign-in page's button
+// through the provider's page (another site: 127.0.0.1 against localhost)
+// and back. The return starts on the provider's site, so it proves the Lax
+// flow cookie comes back on it and the Strict session cookie is sent once
+// the page moves on.
+func TestBrowserSignsInWithOIDC(t *testing.T) {
+	d, op := startWithOIDC(t)
+	op.SetInteractive(true)
+	if !strings.HasPrefix(d.public, "https://localhost:") {
+		t.Fatalf("public URL %s: the provider must be on another site", d.public)
+	}
+	ctx, cancel := context.WithTimeout(browsertest.New(t), 30*time.Second)
+	defer cancel()
+	err := chromedp.Do(ctx,
+		chromedp.Navigate(d.public+"/signin"),
+		chromedp.Click(chromedp.CSS(`a[href="/signin/sso/keycloak"]`)),
+		chromedp.Click(chromedp.CSS(`#approve`)),
+		chromedp.WaitVisible(chromedp.CSS(`form[action="/consults"]`)),
+	)
+	if err != nil {
+		t.Fatalf("sign in through the provider: %v", err)
+	}
+	url, err := chromedp.Run(ctx, chromedp.Location())
+	if err != nil || url != d.public+"/consults" {
+		t.Fatalf("ended at %s: %v", url, err)
+	}
+}

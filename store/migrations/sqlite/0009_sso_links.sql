@@ -1,0 +1,24 @@
+-- Accounts signed in through an institution's identity provider (single
+-- sign-on). A link ties the provider's stable subject to one account; the
+-- account was created at its first sign-in and has no local password.
+CREATE TABLE sso_links (
+    provider   TEXT NOT NULL,
+    subject    TEXT NOT NULL,
+    user_id    TEXT NOT NULL UNIQUE REFERENCES users(id) ON DELETE CASCADE,
+    created_at BIGINT NOT NULL,
+    PRIMARY KEY (provider, subject)
+);
+
+-- An account of the identity provider never gets a local password, whatever
+-- path tries: the provider alone decides who may sign in as it.
+CREATE TRIGGER sso_links_no_password BEFORE UPDATE OF password_hash ON users
+WHEN EXISTS (SELECT 1 FROM sso_links WHERE user_id = NEW.id)
+BEGIN
+    SELECT RAISE(ABORT, 'single sign-on account has no local password');
+END;
+
+CREATE TRIGGER sso_links_no_password_link BEFORE INSERT ON user_tokens
+WHEN EXISTS (SELECT 1 FROM sso_links WHERE user_id = NEW.user_id)
+BEGIN
+    SELECT RAISE(ABORT, 'single sign-on account has no local password');
+END;
