@@ -65,7 +65,9 @@ func backupCommand(ctx context.Context, args []string, getenv func(string) strin
 	if err != nil {
 		return err
 	}
-	tmp, err := os.MkdirTemp(filepath.Dir(*to), ".signal-backup-")
+	// The plain copy stays beside the database (mode 0700 directory), never
+	// on the backup storage.
+	tmp, err := os.MkdirTemp(filepath.Dir(strings.TrimPrefix(s.database, "sqlite:")), ".signal-backup-")
 	if err != nil {
 		return err
 	}

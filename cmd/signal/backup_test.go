@@ -136,3 +136,25 @@ func TestDamagedBackupsRestoreNothing(t *testing.T) {
 		})
 	}
 }
+
+func TestBackupRefusesWhatItCannotCopy(t *testing.T) {
+	empty := t.TempDir()
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"backup", "-dev", "-data-dir", empty}, "usage"},
+		{[]string{"backup", "-dev", "-data-dir", empty, "-database", "postgres://openconsult@127.0.0.1/openconsult", "-to", filepath.Join(empty, "b")}, "pg_dump"},
+		{[]string{"backup", "-dev", "-data-dir", empty, "-to", filepath.Join(empty, "b")}, "development master key"},
+		{[]string{"backup", "-data-dir", empty, "-to", filepath.Join(empty, "b")}, "give the master key"},
+		{[]string{"restore", "-data-dir", empty, "-from", filepath.Join(empty, "b")}, "give the master key"},
+		{[]string{"restore", "-data-dir", empty}, "usage"},
+	} {
+		if _, err := runTool(t, nil, tc.args...); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%v: got %v, want an error saying %q", tc.args, err, tc.want)
+		}
+	}
+	if entries, _ := os.ReadDir(empty); len(entries) != 0 {
+		t.Errorf("refused commands left %v", entries)
+	}
+}
