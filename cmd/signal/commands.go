@@ -18,11 +18,13 @@ import (
 )
 
 // commands are the operator's subcommands: `signal audit ...`, `signal keys ...`,
-// `signal db ...`.
+// `signal db ...`, `signal backup`, `signal restore`.
 var commands = map[string]func(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error{
-	"audit": auditCommand,
-	"db":    dbCommand,
-	"keys":  keysCommand,
+	"audit":   auditCommand,
+	"backup":  backupCommand,
+	"db":      dbCommand,
+	"keys":    keysCommand,
+	"restore": restoreCommand,
 }
 
 // toolFlags are the settings every subcommand shares with the server, so
