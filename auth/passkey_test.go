@@ -254,3 +254,37 @@ func TestPasskeyCeremonyExpires(t *testing.T) {
 		t.Fatalf("late answer = %v, want ErrPasskeyRefused", err)
 	}
 }
+
+func TestAdministratorRemovesAUsersPasskeys(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	pk := f.passkeys(t, PasskeyOptions{})
+	f.createUser(t, "dr.lost", "lost passphrase 12")
+	user, _, _ := f.signInFully(t, "dr.lost", "lost passphrase 12")
+	for _, name := range []string{"Phone", "Laptop"} {
+		opts, err := pk.BeginRegistration(ctx, user)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := pk.FinishRegistration(ctx, user, name, newSoftKey(t, testOrigin).register(t, opts), testClient); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := pk.RemoveAll(ctx, user, user.User.ID, testClient); !errors.Is(err, ErrForbidden) {
+		t.Fatalf("non-admin RemoveAll = %v, want ErrForbidden", err)
+	}
+	if _, err := pk.RemoveAll(ctx, f.admin, "u_nobody", testClient); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("unknown user = %v", err)
+	}
+	n, err := pk.RemoveAll(ctx, f.admin, user.User.ID, testClient)
+	if err != nil || n != 2 {
+		t.Fatalf("RemoveAll = %d, %v; want 2", n, err)
+	}
+	if has, _ := pk.Has(ctx, user.User.ID); has {
+		t.Fatal("passkeys left after RemoveAll")
+	}
+	last := f.audit.list[len(f.audit.list)-1]
+	if last.Type != EventPasskeyRemoved || last.Requester != f.admin.User.ID || last.Fields["user"] != user.User.ID || last.Fields["passkeys"] != "2" {
+		t.Fatalf("audit %+v", last)
+	}
+}

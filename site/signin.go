@@ -58,8 +58,13 @@ func (s *Site) signinSubmit(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-func (s *Site) codeForm(w http.ResponseWriter, r *http.Request, _ auth.Identity) {
-	s.render(w, r, http.StatusOK, "signin_code", formPage{})
+func (s *Site) codeForm(w http.ResponseWriter, r *http.Request, id auth.Identity) {
+	s.render(w, r, http.StatusOK, "signin_code", s.codePage(r, id, ""))
+}
+
+// codePage offers a passkey next to the code when the account has one.
+func (s *Site) codePage(r *http.Request, id auth.Identity, msg string) formPage {
+	return formPage{Error: msg, Data: struct{ Passkey bool }{s.hasPasskeys(r, id)}}
 }
 
 func (s *Site) codeSubmit(w http.ResponseWriter, r *http.Request, id auth.Identity) {
@@ -69,7 +74,7 @@ func (s *Site) codeSubmit(w http.ResponseWriter, r *http.Request, id auth.Identi
 	token, stage, err := s.opt.Accounts.VerifySecondFactor(r.Context(), id, r.PostForm.Get("code"), client(r))
 	switch {
 	case errors.Is(err, auth.ErrBadCode):
-		s.render(w, r, http.StatusUnauthorized, "signin_code", formPage{Error: "The code is wrong or was already used. Wait for the next code and try again."})
+		s.render(w, r, http.StatusUnauthorized, "signin_code", s.codePage(r, id, "The code is wrong or was already used. Wait for the next code and try again."))
 	case errors.Is(err, auth.ErrLocked):
 		clearSession(w)
 		s.render(w, r, http.StatusUnauthorized, "signin", formPage{Error: "Too many failed attempts. Wait 15 minutes and try again."})
