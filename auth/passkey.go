@@ -25,8 +25,9 @@ type PasskeyStore interface {
 	DeletePasskey(ctx context.Context, userID, id string) error
 	DeleteUserPasskeys(ctx context.Context, userID string) (int, error)
 	UsePasskey(ctx context.Context, id string, count uint32, credential []byte, now time.Time) error
-	SaveCeremony(ctx context.Context, sessionHash []byte, purpose string, data []byte, expires time.Time) error
-	TakeCeremony(ctx context.Context, sessionHash []byte, purpose string, now time.Time) ([]byte, error)
+	SaveCeremony(ctx context.Context, ownerHash []byte, purpose string, data []byte, now, expires time.Time) error
+	TakeCeremony(ctx context.Context, ownerHash []byte, purpose string, now time.Time) ([]byte, error)
+	PasskeyByCredentialID(ctx context.Context, credentialID []byte) (store.Passkey, error)
 }
 
 // PasskeyOptions are the institution's choices about passkeys.
@@ -34,6 +35,9 @@ type PasskeyOptions struct {
 	// RequireAttestation refuses authenticators that do not prove their
 	// make and model with an attestation statement.
 	RequireAttestation bool
+	// Passwordless lets a discoverable passkey with user verification sign
+	// a user in without the password.
+	Passwordless bool
 }
 
 // Audit event types of passkeys.
@@ -72,10 +76,11 @@ type PasskeyInfo struct {
 
 // Passkeys runs WebAuthn registration and sign-in for staff accounts.
 type Passkeys struct {
-	svc    *Service
-	store  PasskeyStore
-	rp     *webauthn.WebAuthn
-	attest bool
+	svc          *Service
+	store        PasskeyStore
+	rp           *webauthn.WebAuthn
+	attest       bool
+	passwordless bool
 }
 
 // NewPasskeys returns the passkey service of s. The relying-party ID is the
@@ -94,7 +99,7 @@ func (s *Service) NewPasskeys(st PasskeyStore, opt PasskeyOptions) (*Passkeys, e
 	if err != nil {
 		return nil, fmt.Errorf("webauthn relying party: %w", err)
 	}
-	return &Passkeys{svc: s, store: st, rp: rp, attest: opt.RequireAttestation}, nil
+	return &Passkeys{svc: s, store: st, rp: rp, attest: opt.RequireAttestation, passwordless: opt.Passwordless}, nil
 }
 
 func displayName(issuer string) string {
@@ -153,20 +158,21 @@ func (k *Passkeys) Has(ctx context.Context, userID string) (bool, error) {
 	return len(keys) > 0, err
 }
 
-// saveCeremony keeps the library's session data server-side, tied to the
-// session that asked.
-func (k *Passkeys) saveCeremony(ctx context.Context, id Identity, purpose string, sd *webauthn.SessionData) error {
+// saveCeremony keeps the library's session data server-side, tied to its
+// owner: the hash of the session that asked, or of a pre-sign-in cookie.
+func (k *Passkeys) saveCeremony(ctx context.Context, owner []byte, purpose string, sd *webauthn.SessionData) error {
 	data, err := json.Marshal(sd)
 	if err != nil {
 		return fmt.Errorf("encode ceremony: %w", err)
 	}
-	return k.store.SaveCeremony(ctx, id.session.IDHash, purpose, data, k.svc.now().Add(ceremonyTTL))
+	now := k.svc.now()
+	return k.store.SaveCeremony(ctx, owner, purpose, data, now, now.Add(ceremonyTTL))
 }
 
-// takeCeremony returns the session's ceremony of purpose, once.
-func (k *Passkeys) takeCeremony(ctx context.Context, id Identity, purpose string) (webauthn.SessionData, error) {
+// takeCeremony returns the owner's ceremony of purpose, once.
+func (k *Passkeys) takeCeremony(ctx context.Context, owner []byte, purpose string) (webauthn.SessionData, error) {
 	var sd webauthn.SessionData
-	data, err := k.store.TakeCeremony(ctx, id.session.IDHash, purpose, k.svc.now())
+	data, err := k.store.TakeCeremony(ctx, owner, purpose, k.svc.now())
 	if errors.Is(err, store.ErrNotFound) {
 		return sd, fmt.Errorf("no %s ceremony pending: %w", purpose, ErrPasskeyRefused)
 	}
@@ -208,7 +214,7 @@ func (k *Passkeys) BeginRegistration(ctx context.Context, id Identity) ([]byte, 
 	if err != nil {
 		return nil, fmt.Errorf("begin passkey registration: %w", err)
 	}
-	if err := k.saveCeremony(ctx, id, ceremonyRegister, sd); err != nil {
+	if err := k.saveCeremony(ctx, id.session.IDHash, ceremonyRegister, sd); err != nil {
 		return nil, err
 	}
 	return json.Marshal(creation)
@@ -233,7 +239,7 @@ func (k *Passkeys) FinishRegistration(ctx context.Context, id Identity, name str
 	if err != nil {
 		return PasskeyInfo{}, err
 	}
-	sd, err := k.takeCeremony(ctx, id, ceremonyRegister)
+	sd, err := k.takeCeremony(ctx, id.session.IDHash, ceremonyRegister)
 	if err != nil {
 		return PasskeyInfo{}, k.refuseRegistration(ctx, id, c, "no ceremony", err)
 	}
@@ -327,7 +333,7 @@ func (k *Passkeys) BeginSignIn(ctx context.Context, id Identity) ([]byte, error)
 	if err != nil {
 		return nil, fmt.Errorf("begin passkey sign-in: %w", err)
 	}
-	if err := k.saveCeremony(ctx, id, ceremonySignIn, sd); err != nil {
+	if err := k.saveCeremony(ctx, id.session.IDHash, ceremonySignIn, sd); err != nil {
 		return nil, err
 	}
 	return json.Marshal(assertion)
@@ -375,7 +381,7 @@ func (k *Passkeys) FinishSignIn(ctx context.Context, id Identity, response []byt
 // account's passkeys and stores the new counter. A non-empty reason means
 // the assertion was refused; err alone is a failure of the server.
 func (k *Passkeys) verifyAssertion(ctx context.Context, id Identity, response []byte) (passkeyID, reason string, err error) {
-	sd, err := k.takeCeremony(ctx, id, ceremonySignIn)
+	sd, err := k.takeCeremony(ctx, id.session.IDHash, ceremonySignIn)
 	if errors.Is(err, ErrPasskeyRefused) {
 		return "", "no ceremony", err
 	}
@@ -394,6 +400,12 @@ func (k *Passkeys) verifyAssertion(ctx context.Context, id Identity, response []
 	if err != nil {
 		return "", "verification failed", err
 	}
+	return k.recordUse(ctx, pu, cred)
+}
+
+// recordUse refuses a signature counter that did not increase and stores
+// the new one.
+func (k *Passkeys) recordUse(ctx context.Context, pu *passkeyUser, cred *webauthn.Credential) (passkeyID, reason string, err error) {
 	if cred.Authenticator.CloneWarning {
 		return "", "counter regressed", store.ErrCounterRegressed
 	}

@@ -24,6 +24,7 @@ type softKey struct {
 	origin string
 	rpID   string // "" answers for the RP ID the options name
 	flags  byte   // authenticator data flags of assertions
+	handle []byte // user handle, learnt at registration as a resident key
 }
 
 const (
@@ -47,6 +48,12 @@ var b64 = base64.RawURLEncoding
 
 // options reads the challenge and RP ID of creation or request options.
 func options(t *testing.T, raw []byte) (challenge, rpID string) {
+	challenge, rpID, _ = optionsUser(t, raw)
+	return challenge, rpID
+}
+
+// optionsUser is options with the user handle of creation options.
+func optionsUser(t *testing.T, raw []byte) (challenge, rpID, user string) {
 	t.Helper()
 	var o struct {
 		PublicKey struct {
@@ -55,6 +62,9 @@ func options(t *testing.T, raw []byte) (challenge, rpID string) {
 			RP        struct {
 				ID string `json:"id"`
 			} `json:"rp"`
+			User struct {
+				ID string `json:"id"`
+			} `json:"user"`
 		} `json:"publicKey"`
 	}
 	if err := json.Unmarshal(raw, &o); err != nil {
@@ -64,7 +74,7 @@ func options(t *testing.T, raw []byte) (challenge, rpID string) {
 	if rp == "" {
 		rp = o.PublicKey.RP.ID
 	}
-	return o.PublicKey.Challenge, rp
+	return o.PublicKey.Challenge, rp, o.PublicKey.User.ID
 }
 
 func (k *softKey) clientData(typ, challenge string) []byte {
@@ -84,7 +94,12 @@ func (k *softKey) authData(rpID string, flags byte) []byte {
 // register answers creation options with a new credential.
 func (k *softKey) register(t *testing.T, opts []byte) []byte {
 	t.Helper()
-	challenge, rpID := options(t, opts)
+	challenge, rpID, user := optionsUser(t, opts)
+	handle, err := b64.DecodeString(user)
+	if err != nil {
+		t.Fatalf("user handle %q: %v", user, err)
+	}
+	k.handle = handle
 	point, err := k.priv.PublicKey.Bytes() // 0x04 | X | Y
 	if err != nil {
 		t.Fatal(err)
@@ -134,6 +149,7 @@ func (k *softKey) assert(t *testing.T, opts []byte) []byte {
 			"clientDataJSON":    b64.EncodeToString(cd),
 			"authenticatorData": b64.EncodeToString(ad),
 			"signature":         b64.EncodeToString(sig),
+			"userHandle":        b64.EncodeToString(k.handle),
 		},
 	})
 	return body

@@ -22,7 +22,13 @@ type Passkeys interface {
 	BeginSignIn(ctx context.Context, id auth.Identity) ([]byte, error)
 	FinishSignIn(ctx context.Context, id auth.Identity, response []byte, c auth.Client) (token, stage string, err error)
 	RemoveAll(ctx context.Context, admin auth.Identity, userID string, c auth.Client) (int, error)
+	PasswordlessOn() bool
+	BeginPasswordless(ctx context.Context) (options []byte, ceremonyToken string, err error)
+	FinishPasswordless(ctx context.Context, ceremonyToken string, response []byte, c auth.Client) (token, stage string, err error)
 }
+
+// jsonRaw sends bytes that are JSON already.
+func jsonRaw(b []byte) json.RawMessage { return json.RawMessage(b) }
 
 // maxPasskeyBytes bounds a WebAuthn answer: a few hundred bytes of client
 // data and authenticator data, plus an attestation certificate chain.
@@ -41,6 +47,7 @@ func (s *Site) passkeyRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("POST /signin/passkey/options", s.requireStage(s.passkeySignInOptions, auth.StageSecondFactor))
 	mux.HandleFunc("POST /signin/passkey", s.requireStage(s.passkeySignIn, auth.StageSecondFactor))
 	mux.HandleFunc("POST /admin/users/{id}/passkeys/remove", s.requireAdmin(s.passkeysRemoveAll))
+	s.passwordlessRoutes(mux)
 }
 
 // hasPasskeys tells the code page whether to offer a passkey.
@@ -122,7 +129,7 @@ func (s *Site) passkeyRegisterOptions(w http.ResponseWriter, r *http.Request, id
 		s.passkeyFailure(w, r, "begin passkey registration", err)
 		return
 	}
-	s.writeJSON(w, http.StatusOK, json.RawMessage(opts))
+	s.writeJSON(w, http.StatusOK, jsonRaw(opts))
 }
 
 func (s *Site) passkeyRegister(w http.ResponseWriter, r *http.Request, id auth.Identity) {
@@ -182,7 +189,7 @@ func (s *Site) passkeySignInOptions(w http.ResponseWriter, r *http.Request, id a
 		s.passkeyFailure(w, r, "begin passkey sign-in", err)
 		return
 	}
-	s.writeJSON(w, http.StatusOK, json.RawMessage(opts))
+	s.writeJSON(w, http.StatusOK, jsonRaw(opts))
 }
 
 func (s *Site) passkeySignIn(w http.ResponseWriter, r *http.Request, id auth.Identity) {

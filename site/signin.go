@@ -31,7 +31,7 @@ func (s *Site) signinForm(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, stagePath[id.Stage], http.StatusSeeOther)
 		return
 	}
-	s.render(w, r, http.StatusOK, "signin", formPage{})
+	s.render(w, r, http.StatusOK, "signin", formPage{Data: signinData{Passwordless: s.passwordlessOn()}})
 }
 
 func (s *Site) signinSubmit(w http.ResponseWriter, r *http.Request) {

@@ -133,29 +133,30 @@ func (db *DB) oneRow(ctx context.Context, what, query string, args ...any) error
 	return nil
 }
 
-// SaveCeremony keeps the state of a WebAuthn ceremony for a session,
-// replacing any earlier one of that session.
-func (db *DB) SaveCeremony(ctx context.Context, sessionHash []byte, purpose string, data []byte, expires time.Time) error {
+// SaveCeremony keeps the state of a WebAuthn ceremony for its owner (a
+// session, or a pre-sign-in cookie), replacing any earlier one of that
+// owner and purging expired ones.
+func (db *DB) SaveCeremony(ctx context.Context, ownerHash []byte, purpose string, data []byte, now, expires time.Time) error {
 	return db.tx(ctx, func(tx *sql.Tx) error {
-		if _, err := tx.ExecContext(ctx, db.rebind(`DELETE FROM webauthn_ceremonies WHERE session_hash = ?`), sessionHash); err != nil {
+		if _, err := tx.ExecContext(ctx, db.rebind(`DELETE FROM webauthn_ceremonies WHERE owner_hash = ? OR expires_at <= ?`), ownerHash, now.UnixMilli()); err != nil {
 			return fmt.Errorf("drop ceremony: %w", err)
 		}
-		if _, err := tx.ExecContext(ctx, db.rebind(`INSERT INTO webauthn_ceremonies (session_hash, purpose, data, expires_at) VALUES (?, ?, ?, ?)`),
-			sessionHash, purpose, data, expires.UnixMilli()); err != nil {
+		if _, err := tx.ExecContext(ctx, db.rebind(`INSERT INTO webauthn_ceremonies (owner_hash, purpose, data, expires_at) VALUES (?, ?, ?, ?)`),
+			ownerHash, purpose, data, expires.UnixMilli()); err != nil {
 			return fmt.Errorf("save ceremony: %w", err)
 		}
 		return nil
 	})
 }
 
-// TakeCeremony removes and returns the session's live ceremony of purpose.
+// TakeCeremony removes and returns the owner's live ceremony of purpose.
 // It can be taken once: a second answer to the same challenge finds nothing.
-func (db *DB) TakeCeremony(ctx context.Context, sessionHash []byte, purpose string, now time.Time) ([]byte, error) {
+func (db *DB) TakeCeremony(ctx context.Context, ownerHash []byte, purpose string, now time.Time) ([]byte, error) {
 	var data []byte
 	var expires int64
 	var gotPurpose string
-	err := db.sql.QueryRowContext(ctx, db.rebind(`DELETE FROM webauthn_ceremonies WHERE session_hash = ? RETURNING purpose, data, expires_at`),
-		sessionHash).Scan(&gotPurpose, &data, &expires)
+	err := db.sql.QueryRowContext(ctx, db.rebind(`DELETE FROM webauthn_ceremonies WHERE owner_hash = ? RETURNING purpose, data, expires_at`),
+		ownerHash).Scan(&gotPurpose, &data, &expires)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, ErrNotFound
 	}

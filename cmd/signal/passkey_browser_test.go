@@ -14,10 +14,11 @@ import (
 // TestBrowserPasskeyReplacesTheCode drives Chromium with a virtual platform
 // authenticator (CTAP2, internal transport, resident keys, user
 // verification): the administrator registers a passkey on the account page,
-// signs in again with the password and the passkey instead of a code, and
-// removes the passkey, after which the code page no longer offers one.
+// signs in again with the password and the passkey instead of a code, then
+// with the passkey alone (passwordless), and removes the passkey, after
+// which neither page offers one that works.
 func TestBrowserPasskeyReplacesTheCode(t *testing.T) {
-	d := startDev(t, t.TempDir())
+	d := startDev(t, t.TempDir(), "-passkey-passwordless")
 	defer d.stop()
 	createFirstAdmin(t, d, "chief.admin", "a long admin passphrase")
 	ctx := browsertest.New(t)
@@ -99,17 +100,48 @@ func TestBrowserPasskeyReplacesTheCode(t *testing.T) {
 		t.Fatalf("passkey not marked used after sign-in: %v", err)
 	}
 
+	// Passwordless: the discoverable passkey alone, from the sign-in page.
+	signOut := func() {
+		t.Helper()
+		err := chromedp.Do(ctx,
+			chromedp.Navigate(d.public+"/account"),
+			chromedp.Click(chromedp.CSS(`form[action="/signout"] button`)),
+			chromedp.WaitVisible(chromedp.CSS("#username")),
+		)
+		if err != nil {
+			t.Fatalf("sign out: %v", err)
+		}
+	}
+	signOut()
+	err = chromedp.Do(ctx,
+		chromedp.Click(chromedp.CSS("#passkey-passwordless")),
+		chromedp.WaitVisible(chromedp.CSS("#account-username")),
+	)
+	if err != nil {
+		status, _ := chromedp.Run(ctx, chromedp.Text(chromedp.CSS("#passkey-status")))
+		t.Fatalf("passwordless sign-in: %v (status %q)", err, status)
+	}
+
 	// Removal: the list is empty and the code page offers no passkey.
 	err = chromedp.Do(ctx,
 		chromedp.Navigate(d.public+"/account/passkeys"),
 		chromedp.Click(chromedp.CSS(`form[action$="/remove"] button`)),
 		chromedp.WaitVisible(chromedp.CSS("#passkey-none")),
-		chromedp.Navigate(d.public+"/account"),
-		chromedp.Click(chromedp.CSS(`form[action="/signout"] button`)),
-		chromedp.WaitVisible(chromedp.CSS("#username")),
 	)
 	if err != nil {
 		t.Fatalf("remove passkey: %v", err)
+	}
+	signOut()
+	// The authenticator still holds the credential; the server refuses it.
+	err = chromedp.Do(ctx,
+		chromedp.Click(chromedp.CSS("#passkey-passwordless")),
+		chromedp.WaitVisible(chromedp.CSS("#passkey-status.error")),
+	)
+	if err != nil {
+		t.Fatalf("removed passkey: %v", err)
+	}
+	if status, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS("#passkey-status"))); err != nil || !strings.Contains(status, "not accepted") {
+		t.Fatalf("status after removed passkey %q: %v", status, err)
 	}
 	password()
 	if err := chromedp.Do(ctx, chromedp.WaitVisible(chromedp.CSS(`form[action="/signin/code"]`))); err != nil {

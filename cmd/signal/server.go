@@ -189,7 +189,7 @@ func start(ctx context.Context, s *settings, stdout, stderr io.Writer) (_ *serve
 		return nil, err
 	}
 	resets := auth.NewResetQueue(accounts, 256)
-	passkeys, err := accounts.NewPasskeys(db, auth.PasskeyOptions{})
+	passkeys, err := accounts.NewPasskeys(db, s.passkeys.options())
 	if err != nil {
 		return nil, err
 	}

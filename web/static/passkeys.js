@@ -23,6 +23,7 @@ const messages = {
   name: "Give the passkey a name of 1 to 64 characters.",
   locked: "Too many failed attempts. Wait 15 minutes and try again.",
   forbidden: "This step is not available now. Reload the page.",
+  off: "Sign-in with a passkey alone is not available here.",
   cancelled: "The passkey request was cancelled or timed out.",
   unsupported: "This browser cannot use passkeys. Use your code instead.",
 };
@@ -77,13 +78,13 @@ async function register(name) {
   return post("/account/passkeys", { name, credential });
 }
 
-async function signIn() {
-  const { publicKey } = await post("/signin/passkey/options");
+async function signIn(path) {
+  const { publicKey } = await post(path + "/options");
   publicKey.challenge = fromB64url(publicKey.challenge);
   publicKey.allowCredentials = descriptors(publicKey.allowCredentials);
   const cred = await navigator.credentials.get({ publicKey });
   const r = cred.response;
-  return post("/signin/passkey", {
+  return post(path, {
     id: cred.id,
     rawId: toB64url(cred.rawId),
     type: cred.type,
@@ -118,19 +119,22 @@ if (form) {
   });
 }
 
-const signInButton = document.getElementById("passkey-signin");
-if (signInButton) {
-  signInButton.addEventListener("click", async () => {
+// The code page's button is the second factor after the password; the
+// sign-in page's signs in with a discoverable passkey alone.
+for (const [buttonId, path] of [["passkey-signin", "/signin/passkey"], ["passkey-passwordless", "/signin/passkey/discover"]]) {
+  const button = document.getElementById(buttonId);
+  if (!button) continue;
+  button.addEventListener("click", async () => {
     if (!supported()) return say(messages.unsupported, true);
-    signInButton.disabled = true;
+    button.disabled = true;
     say("Follow your browser's prompt to use your passkey…");
     try {
-      const { next } = await signIn();
+      const { next } = await signIn(path);
       location.assign(next);
     } catch (err) {
       say(failure(err), true);
-      if (err.message === "locked") location.assign("/signin");
-      signInButton.disabled = false;
+      if (err.message === "locked" && buttonId === "passkey-signin") location.assign("/signin");
+      button.disabled = false;
     }
   });
 }

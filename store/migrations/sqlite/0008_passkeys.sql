@@ -15,11 +15,14 @@ CREATE TABLE passkeys (
 CREATE INDEX passkeys_user ON passkeys (user_id);
 
 -- The state of one WebAuthn ceremony (its challenge, user and options) is
--- kept here, tied to the session that began it, and taken exactly once: the
--- browser never supplies a challenge of its own.
+-- kept here and taken exactly once: the browser never supplies a challenge
+-- of its own. owner_hash is the hash of the session that began the
+-- ceremony, or for a sign-in without a password the hash of a random
+-- cookie set with the options. Expired rows are purged as new ones come.
 CREATE TABLE webauthn_ceremonies (
-    session_hash BLOB PRIMARY KEY REFERENCES sessions(id_hash) ON DELETE CASCADE,
-    purpose      TEXT NOT NULL,
-    data         BLOB NOT NULL,
-    expires_at   BIGINT NOT NULL
+    owner_hash BLOB PRIMARY KEY,
+    purpose    TEXT NOT NULL,
+    data       BLOB NOT NULL,
+    expires_at BIGINT NOT NULL
 );
+CREATE INDEX webauthn_ceremonies_expiry ON webauthn_ceremonies (expires_at);

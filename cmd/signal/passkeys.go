@@ -1,0 +1,22 @@
+package main
+
+import (
+	"flag"
+
+	"github.com/openconsult/openconsult/auth"
+)
+
+// passkeySettings are the institution's choices about passkeys (WebAuthn).
+type passkeySettings struct {
+	passwordless       bool
+	requireAttestation bool
+}
+
+func (p *passkeySettings) register(fs *flag.FlagSet) {
+	fs.BoolVar(&p.passwordless, "passkey-passwordless", false, "offer sign-in with a discoverable passkey alone (user verification required), without the password")
+	fs.BoolVar(&p.requireAttestation, "passkey-require-attestation", false, "accept only passkeys and security keys whose attestation statement names their make and model")
+}
+
+func (p passkeySettings) options() auth.PasskeyOptions {
+	return auth.PasskeyOptions{Passwordless: p.passwordless, RequireAttestation: p.requireAttestation}
+}
