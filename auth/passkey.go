@@ -38,6 +38,10 @@ type PasskeyOptions struct {
 	// Passwordless lets a discoverable passkey with user verification sign
 	// a user in without the password.
 	Passwordless bool
+	// RequireForAdmins makes administrators sign in with a passkey: once
+	// they have one, codes are refused, and until they have one, only
+	// their account pages are open to them.
+	RequireForAdmins bool
 }
 
 // Audit event types of passkeys.
@@ -81,6 +85,8 @@ type Passkeys struct {
 	rp           *webauthn.WebAuthn
 	attest       bool
 	passwordless bool
+	// adminsNeedPasskey: see PasskeyOptions.RequireForAdmins.
+	adminsNeedPasskey bool
 }
 
 // NewPasskeys returns the passkey service of s. The relying-party ID is the
@@ -99,7 +105,8 @@ func (s *Service) NewPasskeys(st PasskeyStore, opt PasskeyOptions) (*Passkeys, e
 	if err != nil {
 		return nil, fmt.Errorf("webauthn relying party: %w", err)
 	}
-	return &Passkeys{svc: s, store: st, rp: rp, attest: opt.RequireAttestation, passwordless: opt.Passwordless}, nil
+	return &Passkeys{svc: s, store: st, rp: rp, attest: opt.RequireAttestation, passwordless: opt.Passwordless,
+		adminsNeedPasskey: opt.RequireForAdmins}, nil
 }
 
 func displayName(issuer string) string {

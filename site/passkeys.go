@@ -23,6 +23,8 @@ type Passkeys interface {
 	FinishSignIn(ctx context.Context, id auth.Identity, response []byte, c auth.Client) (token, stage string, err error)
 	RemoveAll(ctx context.Context, admin auth.Identity, userID string, c auth.Client) (int, error)
 	PasswordlessOn() bool
+	VerifyCode(ctx context.Context, id auth.Identity, code string, c auth.Client) (token, stage string, err error)
+	AdminNeedsPasskey(ctx context.Context, id auth.Identity) (bool, error)
 	BeginPasswordless(ctx context.Context) (options []byte, ceremonyToken string, err error)
 	FinishPasswordless(ctx context.Context, ceremonyToken string, response []byte, c auth.Client) (token, stage string, err error)
 }
@@ -62,10 +64,37 @@ func (s *Site) hasPasskeys(r *http.Request, id auth.Identity) bool {
 	return has
 }
 
+// verifyCode checks a second-factor code, through the passkey rule for
+// administrators when passkeys are on.
+func (s *Site) verifyCode(r *http.Request, id auth.Identity, code string) (token, stage string, err error) {
+	if s.opt.Passkeys != nil {
+		return s.opt.Passkeys.VerifyCode(r.Context(), id, code, client(r))
+	}
+	return s.opt.Accounts.VerifySecondFactor(r.Context(), id, code, client(r))
+}
+
+// adminNeedsPasskey sends an administrator who must first register a
+// passkey to the passkeys page; true means the reply is sent.
+func (s *Site) adminNeedsPasskey(w http.ResponseWriter, r *http.Request, id auth.Identity) bool {
+	if s.opt.Passkeys == nil {
+		return false
+	}
+	need, err := s.opt.Passkeys.AdminNeedsPasskey(r.Context(), id)
+	if err != nil {
+		s.internalError(w, r, "passkey rule", err)
+		return true
+	}
+	if need {
+		http.Redirect(w, r, "/account/passkeys?done=required", http.StatusSeeOther)
+	}
+	return need
+}
+
 var passkeyNotices = map[string]string{
-	"added":   "The passkey was added.",
-	"renamed": "The passkey was renamed.",
-	"removed": "The passkey was removed.",
+	"required": "Your institution requires administrators to sign in with a passkey. Add one to continue to the administration pages.",
+	"added":    "The passkey was added.",
+	"renamed":  "The passkey was renamed.",
+	"removed":  "The passkey was removed.",
 }
 
 func (s *Site) passkeysPage(w http.ResponseWriter, r *http.Request, id auth.Identity) {

@@ -71,8 +71,10 @@ func (s *Site) codeSubmit(w http.ResponseWriter, r *http.Request, id auth.Identi
 	if s.limited(w, r, limitCode) || !s.readForm(w, r) {
 		return
 	}
-	token, stage, err := s.opt.Accounts.VerifySecondFactor(r.Context(), id, r.PostForm.Get("code"), client(r))
+	token, stage, err := s.verifyCode(r, id, r.PostForm.Get("code"))
 	switch {
+	case errors.Is(err, auth.ErrPasskeyRequired):
+		s.render(w, r, http.StatusUnauthorized, "signin_code", s.codePage(r, id, "Administrators sign in with their passkey here. Use the passkey button below."))
 	case errors.Is(err, auth.ErrBadCode):
 		s.render(w, r, http.StatusUnauthorized, "signin_code", s.codePage(r, id, "The code is wrong or was already used. Wait for the next code and try again."))
 	case errors.Is(err, auth.ErrLocked):

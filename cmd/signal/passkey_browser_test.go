@@ -14,11 +14,12 @@ import (
 // TestBrowserPasskeyReplacesTheCode drives Chromium with a virtual platform
 // authenticator (CTAP2, internal transport, resident keys, user
 // verification): the administrator registers a passkey on the account page,
-// signs in again with the password and the passkey instead of a code, then
+// signs in again with the password and the passkey instead of a code (which
+// is refused, passkeys being required for administrators), then
 // with the passkey alone (passwordless), and removes the passkey, after
 // which neither page offers one that works.
 func TestBrowserPasskeyReplacesTheCode(t *testing.T) {
-	d := startDev(t, t.TempDir(), "-passkey-passwordless")
+	d := startDev(t, t.TempDir(), "-passkey-passwordless", "-passkey-required-for-admins")
 	defer d.stop()
 	createFirstAdmin(t, d, "chief.admin", "a long admin passphrase")
 	ctx := browsertest.New(t)
@@ -57,8 +58,8 @@ func TestBrowserPasskeyReplacesTheCode(t *testing.T) {
 		chromedp.SendKeys(chromedp.CSS("#code"), totpCode(t, strings.TrimSpace(secret), time.Now())),
 		chromedp.Click(chromedp.CSS(`button[type="submit"]`)),
 		chromedp.WaitVisible(chromedp.CSS("#recovery-codes")),
-		chromedp.Navigate(d.public+"/account"),
-		chromedp.Click(chromedp.CSS(`a[href="/account/passkeys"]`)),
+		// Passkeys are required for administrators: administration waits.
+		chromedp.Navigate(d.public+"/admin/users"),
 		chromedp.WaitVisible(chromedp.CSS("#passkey-none")),
 		chromedp.SendKeys(chromedp.CSS("#passkey-name"), "Virtual key"),
 		chromedp.Click(chromedp.CSS(`#passkey-register button`)),
@@ -87,14 +88,29 @@ func TestBrowserPasskeyReplacesTheCode(t *testing.T) {
 		t.Fatalf("sign out: %v", err)
 	}
 	password()
+	// A code is refused now that the administrator has a passkey.
+	err = chromedp.Do(ctx,
+		chromedp.WaitVisible(chromedp.CSS("#passkey-signin")),
+		chromedp.SendKeys(chromedp.CSS("#code"), totpCode(t, strings.TrimSpace(secret), time.Now())),
+		chromedp.Click(chromedp.CSS(`form[action="/signin/code"] button[type="submit"]`)),
+		chromedp.WaitVisible(chromedp.CSS("#form-error")),
+	)
+	if err != nil {
+		t.Fatalf("code page: %v", err)
+	}
+	if msg, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS("#form-error"))); err != nil || !strings.Contains(msg, "passkey") {
+		t.Fatalf("code refusal says %q: %v", msg, err)
+	}
 	err = chromedp.Do(ctx,
 		chromedp.WaitVisible(chromedp.CSS("#passkey-signin")),
 		chromedp.Click(chromedp.CSS("#passkey-signin")),
 		chromedp.WaitVisible(chromedp.CSS("#account-username")),
+		chromedp.Navigate(d.public+"/admin/users"),
+		chromedp.WaitVisible(chromedp.CSS("#new-user")),
 	)
 	if err != nil {
 		status, _ := chromedp.Run(ctx, chromedp.Text(chromedp.CSS("#passkey-status")))
-		t.Fatalf("sign in with passkey: %v (status %q)", err, status)
+		t.Fatalf("sign in with passkey and administer: %v (status %q)", err, status)
 	}
 	if last, err := chromedp.Run(ctx, chromedp.Evaluate[string](`fetch("/account/passkeys").then(r => r.text())`, chromedp.EvalAwaitPromise)); err != nil || strings.Contains(last, ">Never<") {
 		t.Fatalf("passkey not marked used after sign-in: %v", err)
