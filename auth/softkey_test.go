@@ -33,7 +33,7 @@ const (
 	flagAT = 0x40 // attested credential data follows
 )
 
-func newSoftKey(t *testing.T, origin string) *softKey {
+func newSoftKey(t testing.TB, origin string) *softKey {
 	t.Helper()
 	priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -47,13 +47,13 @@ func newSoftKey(t *testing.T, origin string) *softKey {
 var b64 = base64.RawURLEncoding
 
 // options reads the challenge and RP ID of creation or request options.
-func options(t *testing.T, raw []byte) (challenge, rpID string) {
+func options(t testing.TB, raw []byte) (challenge, rpID string) {
 	challenge, rpID, _ = optionsUser(t, raw)
 	return challenge, rpID
 }
 
 // optionsUser is options with the user handle of creation options.
-func optionsUser(t *testing.T, raw []byte) (challenge, rpID, user string) {
+func optionsUser(t testing.TB, raw []byte) (challenge, rpID, user string) {
 	t.Helper()
 	var o struct {
 		PublicKey struct {
@@ -92,7 +92,7 @@ func (k *softKey) authData(rpID string, flags byte) []byte {
 }
 
 // register answers creation options with a new credential.
-func (k *softKey) register(t *testing.T, opts []byte) []byte {
+func (k *softKey) register(t testing.TB, opts []byte) []byte {
 	t.Helper()
 	challenge, rpID, user := optionsUser(t, opts)
 	handle, err := b64.DecodeString(user)
@@ -131,7 +131,7 @@ func (k *softKey) register(t *testing.T, opts []byte) []byte {
 }
 
 // assert answers request options, counting one more use.
-func (k *softKey) assert(t *testing.T, opts []byte) []byte {
+func (k *softKey) assert(t testing.TB, opts []byte) []byte {
 	t.Helper()
 	challenge, rpID := options(t, opts)
 	k.count++
