@@ -16,8 +16,9 @@ import (
 // verification): the administrator registers a passkey on the account page,
 // signs in again with the password and the passkey instead of a code (which
 // is refused, passkeys being required for administrators), then
-// with the passkey alone (passwordless), and removes the passkey, after
-// which neither page offers one that works.
+// with the passkey alone (passwordless), and removes the passkey; one
+// registered again is removed from the users page; after that neither
+// sign-in page offers one that works.
 func TestBrowserPasskeyReplacesTheCode(t *testing.T) {
 	d := startDev(t, t.TempDir(), "-passkey-passwordless", "-passkey-required-for-admins")
 	defer d.stop()
@@ -146,6 +147,27 @@ func TestBrowserPasskeyReplacesTheCode(t *testing.T) {
 	)
 	if err != nil {
 		t.Fatalf("remove passkey: %v", err)
+	}
+
+	// Registered again, then removed by an administrator from the users
+	// page (here their own account): the rule sends them back to register.
+	err = chromedp.Do(ctx,
+		chromedp.SendKeys(chromedp.CSS("#passkey-name"), "Again"),
+		chromedp.Click(chromedp.CSS(`#passkey-register button`)),
+		chromedp.WaitVisible(chromedp.CSS("#passkey-list")),
+		chromedp.Navigate(d.public+"/admin/users"),
+		chromedp.Click(chromedp.CSS(`form[action$="/passkeys/remove"] button`)),
+		chromedp.WaitVisible(chromedp.CSS(`p.notice`)),
+	)
+	if err != nil {
+		status, _ := chromedp.Run(ctx, chromedp.Text(chromedp.CSS("#passkey-status")))
+		t.Fatalf("administrator removes passkeys: %v (status %q)", err, status)
+	}
+	if notice, _ := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(`p.notice`))); !strings.Contains(notice, "passkeys are removed") {
+		t.Fatalf("users page says %q", notice)
+	}
+	if err := chromedp.Do(ctx, chromedp.Navigate(d.public+"/admin/users"), chromedp.WaitVisible(chromedp.CSS("#passkey-none"))); err != nil {
+		t.Fatalf("administration without a passkey: %v", err)
 	}
 	signOut()
 	// The authenticator still holds the credential; the server refuses it.
