@@ -12,6 +12,8 @@ type usersPage struct {
 	Users []auth.UserSummary
 	Self  string
 	Roles []string
+	// Passkeys offers the removal of a user's passkeys.
+	Passkeys bool
 }
 
 func (s *Site) usersList(w http.ResponseWriter, r *http.Request, id auth.Identity) {
@@ -24,7 +26,7 @@ func (s *Site) renderUsers(w http.ResponseWriter, r *http.Request, id auth.Ident
 		s.internalError(w, r, "list users", err)
 		return
 	}
-	page.Data = usersPage{Users: users, Self: id.User.ID, Roles: auth.Roles}
+	page.Data = usersPage{Users: users, Self: id.User.ID, Roles: auth.Roles, Passkeys: s.opt.Passkeys != nil}
 	s.render(w, r, code, "users", page)
 }
 

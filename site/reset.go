@@ -81,7 +81,7 @@ func (s *Site) linkSubmit(purpose string) http.HandlerFunc {
 		case err != nil:
 			s.internalError(w, r, "set password with link", err)
 		default:
-			s.render(w, r, http.StatusOK, "signin", formPage{Notice: "Your password is set. Sign in with it now."})
+			s.render(w, r, http.StatusOK, "signin", s.signinPage(formPage{Notice: "Your password is set. Sign in with it now."}))
 		}
 	}
 }

@@ -99,6 +99,9 @@ func (s *Site) requireAdmin(h func(http.ResponseWriter, *http.Request, auth.Iden
 			s.render(w, r, http.StatusForbidden, "error", errorPage{"Not allowed", "This page is for administrators."})
 			return
 		}
+		if s.adminNeedsPasskey(w, r, id) {
+			return
+		}
 		h(w, r, id)
 	}, auth.StageFull)
 }

@@ -60,21 +60,28 @@ func (s *Site) signinSubmit(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-func (s *Site) codeForm(w http.ResponseWriter, r *http.Request, _ auth.Identity) {
-	s.render(w, r, http.StatusOK, "signin_code", formPage{})
+func (s *Site) codeForm(w http.ResponseWriter, r *http.Request, id auth.Identity) {
+	s.render(w, r, http.StatusOK, "signin_code", s.codePage(r, id, ""))
+}
+
+// codePage offers a passkey next to the code when the account has one.
+func (s *Site) codePage(r *http.Request, id auth.Identity, msg string) formPage {
+	return formPage{Error: msg, Data: struct{ Passkey bool }{s.hasPasskeys(r, id)}}
 }
 
 func (s *Site) codeSubmit(w http.ResponseWriter, r *http.Request, id auth.Identity) {
 	if s.limited(w, r, limitCode) || !s.readForm(w, r) {
 		return
 	}
-	token, stage, err := s.opt.Accounts.VerifySecondFactor(r.Context(), id, r.PostForm.Get("code"), client(r))
+	token, stage, err := s.verifyCode(r, id, r.PostForm.Get("code"))
 	switch {
+	case errors.Is(err, auth.ErrPasskeyRequired):
+		s.render(w, r, http.StatusUnauthorized, "signin_code", s.codePage(r, id, "Administrators sign in with their passkey here. Use the passkey button below."))
 	case errors.Is(err, auth.ErrBadCode):
-		s.render(w, r, http.StatusUnauthorized, "signin_code", formPage{Error: "The code is wrong or was already used. Wait for the next code and try again."})
+		s.render(w, r, http.StatusUnauthorized, "signin_code", s.codePage(r, id, "The code is wrong or was already used. Wait for the next code and try again."))
 	case errors.Is(err, auth.ErrLocked):
 		clearSession(w)
-		s.render(w, r, http.StatusUnauthorized, "signin", formPage{Error: "Too many failed attempts. Wait 15 minutes and try again."})
+		s.render(w, r, http.StatusUnauthorized, "signin", s.signinPage(formPage{Error: "Too many failed attempts. Wait 15 minutes and try again."}))
 	case err != nil:
 		s.internalError(w, r, "second factor", err)
 	default:
@@ -166,7 +173,7 @@ func (s *Site) passwordSubmit(w http.ResponseWriter, r *http.Request, id auth.Id
 			return
 		}
 		clearSession(w)
-		s.render(w, r, http.StatusUnauthorized, "signin", formPage{Error: "Too many failed attempts. Wait 15 minutes and try again, or reset your password."})
+		s.render(w, r, http.StatusUnauthorized, "signin", s.signinPage(formPage{Error: "Too many failed attempts. Wait 15 minutes and try again, or reset your password."}))
 	case errors.Is(err, auth.ErrBusy):
 		s.busy(w, r)
 	case err != nil:

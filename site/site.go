@@ -54,6 +54,9 @@ type Options struct {
 	HSTSMaxAge time.Duration
 	// Resets takes reset requests; the page answers before any work.
 	Resets ResetRequests
+	// Passkeys registers and checks WebAuthn credentials; nil turns the
+	// passkey pages off.
+	Passkeys Passkeys
 	// TrustedProxies may name the client in ClientHeader
 	// (HeaderXForwardedFor or HeaderForwarded); other peers cannot.
 	TrustedProxies []netip.Prefix
@@ -119,6 +122,7 @@ func (s *Site) Handler() http.Handler {
 	mux.HandleFunc("GET /admin/users", s.requireAdmin(s.usersList))
 	mux.HandleFunc("POST /admin/users", s.requireAdmin(s.userCreate))
 	mux.HandleFunc("POST /admin/users/{id}/{action}", s.requireAdmin(s.userAction))
+	s.passkeyRoutes(mux)
 	mux.HandleFunc("GET /admin/audit", s.requireAdmin(s.auditList))
 	mux.HandleFunc("POST /admin/audit/export", s.requireAdmin(s.auditExport))
 

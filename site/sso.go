@@ -30,9 +30,14 @@ type SSOAccounts interface {
 // cookie would not be sent.
 const ssoCookie = "__Host-oc_sso"
 
+// signinPage adds to p what the sign-in page offers besides the password:
+// a button per identity provider and, when it is on, passwordless passkeys.
 func (s *Site) signinPage(p formPage) formPage {
 	if s.opt.SSO != nil {
 		p.SSO = s.opt.SSO.Buttons()
+	}
+	if p.Data == nil {
+		p.Data = signinData{Passwordless: s.passwordlessOn()}
 	}
 	return p
 }

@@ -42,6 +42,7 @@ type settings struct {
 
 	institution       string
 	requireTOTP       bool
+	passkeys          passkeySettings
 	passwordMinLength int
 	passwordMixed     bool
 	lockoutAttempts   int
@@ -157,6 +158,7 @@ func newSettings(stderr io.Writer) *settings {
 
 	fs.StringVar(&s.institution, "institution", "OpenConsult", "`name` shown in authenticator apps and e-mail")
 	fs.BoolVar(&s.requireTOTP, "require-totp", true, "require a second factor (TOTP) for every account; false lets users choose")
+	s.passkeys.register(fs)
 	fs.IntVar(&s.passwordMinLength, "password-min-length", 12, "minimum password length in characters (8 to 64)")
 	fs.BoolVar(&s.passwordMixed, "password-composition", false, "also require an upper-case letter, a lower-case letter and a digit")
 	fs.IntVar(&s.lockoutAttempts, "lockout-attempts", 5, "failed sign-ins that lock a username (3 to 20)")

@@ -222,6 +222,10 @@ func start(ctx context.Context, s *settings, stdout, stderr io.Writer) (_ *serve
 		return nil, err
 	}
 	resets := auth.NewResetQueue(accounts, 256)
+	passkeys, err := accounts.NewPasskeys(db, s.passkeys.options())
+	if err != nil {
+		return nil, err
+	}
 
 	flows, err := ssoFlows(s, public, keys, log)
 	if err != nil {
@@ -231,7 +235,7 @@ func start(ctx context.Context, s *settings, stdout, stderr io.Writer) (_ *serve
 		Log: log, Health: health, Metrics: obs.NewHTTPMetrics(reg, "site"), Setup: setup, Accounts: accounts,
 		Consults: consults, Audit: auditLog.Log, Signaling: hub, Documents: consults, Rooms: hub, Lobbies: hub, DocAudit: recorder, Upgrader: signaling.Upgrader(public), RelayOnly: s.relayOnly, ICE: ice, Now: time.Now,
 		PasswordLo: policy.Password.MinLength, PasswordHi: policy.Password.MaxLength,
-		HSTSMaxAge: s.hstsMaxAge, Resets: resets, TrustedProxies: proxies, ClientHeader: s.clientAddressHeader(),
+		HSTSMaxAge: s.hstsMaxAge, Resets: resets, Passkeys: passkeys, TrustedProxies: proxies, ClientHeader: s.clientAddressHeader(),
 		SSO: flows, SSOAccounts: accounts,
 	})
 	if err != nil {
