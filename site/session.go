@@ -176,17 +176,72 @@ var rateLimits = map[string]struct {
 	limitJoin:     {2 * time.Second, 30},
 }
 
-func newLimits() map[string]*ipLimiter {
-	m := make(map[string]*ipLimiter, len(rateLimits))
+// Rates are the budgets per purpose, for a Limiter kept elsewhere.
+func Rates() map[string]Rate {
+	m := make(map[string]Rate, len(rateLimits))
+	for purpose, l := range rateLimits {
+		m[purpose] = Rate{Every: l.every, Burst: l.burst}
+	}
+	return m
+}
+
+// Rate is a token bucket: Burst requests at once, one more every Every.
+type Rate struct {
+	Every time.Duration
+	Burst int
+}
+
+// Limiter spends one request of addr's budget for purpose. An error means it
+// could not decide; the site then decides with its own in-memory bucket.
+type Limiter interface {
+	Allow(ctx context.Context, purpose, addr string) (bool, error)
+}
+
+// localLimits are the in-memory buckets, one limiter per purpose.
+type localLimits map[string]*ipLimiter
+
+func newLimits() localLimits {
+	m := make(localLimits, len(rateLimits))
 	for purpose, l := range rateLimits {
 		m[purpose] = newIPLimiter(l.every, l.burst)
 	}
 	return m
 }
 
+// Allow implements Limiter; it never fails.
+func (m localLimits) Allow(_ context.Context, purpose, addr string) (bool, error) {
+	return m[purpose].allow(addr), nil
+}
+
+// sharedRetry is how long the site decides alone after the shared Limiter
+// failed, so an unreachable store slows at most one request in this time.
+const sharedRetry = 5 * time.Second
+
+// allow decides for the request: with the shared Limiter when there is one,
+// else, or when it failed within sharedRetry, with this server's own buckets.
+// Falling back keeps sign-in neither open to guessing nor down while the
+// shared store is away; the budget is then per server rather than shared.
+func (s *Site) allow(r *http.Request, purpose string) bool {
+	addr := client(r).IP
+	if s.opt.Limiter != nil && time.Now().UnixNano() >= s.sharedDownUntil.Load() {
+		// Not cancelled with the request: a client hanging up must not
+		// count as the store failing. The Limiter bounds its own wait.
+		ok, err := s.opt.Limiter.Allow(context.WithoutCancel(r.Context()), purpose, addr)
+		if err == nil {
+			return ok
+		}
+		s.sharedDownUntil.Store(time.Now().Add(sharedRetry).UnixNano())
+		if s.limiterWarn.Allow() {
+			s.opt.Log.Warn("shared rate limiter unavailable; using this server's buckets", "purpose", purpose, "err", err)
+		}
+	}
+	ok, _ := s.limits.Allow(r.Context(), purpose, addr)
+	return ok
+}
+
 // limited answers 429 when the client exceeded its rate for purpose.
 func (s *Site) limited(w http.ResponseWriter, r *http.Request, purpose string) bool {
-	if s.limits[purpose].allow(client(r).IP) {
+	if s.allow(r, purpose) {
 		return false
 	}
 	w.Header().Set("Retry-After", "60")

@@ -13,9 +13,11 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
+	"sync/atomic"
 	"time"
 
 	"github.com/gorilla/websocket"
+	"golang.org/x/time/rate"
 
 	"github.com/openconsult/openconsult/auth"
 	"github.com/openconsult/openconsult/internal/obs"
@@ -65,6 +67,9 @@ type Options struct {
 	// nil when none is configured. SSOAccounts opens its sessions.
 	SSO         SSOFlows
 	SSOAccounts SSOAccounts
+	// Limiter keeps the per-address rate limits where several servers
+	// share them (Redis); nil keeps them in this server's memory.
+	Limiter Limiter
 }
 
 // Site is the HTTPS site.
@@ -72,7 +77,11 @@ type Site struct {
 	opt    Options
 	pages  map[string]*template.Template
 	static fs.FS
-	limits map[string]*ipLimiter // by purpose
+	limits localLimits // by purpose; the fallback of opt.Limiter
+	// limiterWarn spaces the warnings while opt.Limiter fails.
+	limiterWarn *rate.Limiter
+	// sharedDownUntil (Unix nanoseconds) skips opt.Limiter after it failed.
+	sharedDownUntil atomic.Int64
 }
 
 // New parses the templates and returns the site.
@@ -84,7 +93,8 @@ func New(opt Options) (*Site, error) {
 	if opt.ClientHeader == "" {
 		opt.ClientHeader = HeaderXForwardedFor
 	}
-	return &Site{opt: opt, pages: pages, static: web.Static(), limits: newLimits()}, nil
+	return &Site{opt: opt, pages: pages, static: web.Static(), limits: newLimits(),
+		limiterWarn: rate.NewLimiter(rate.Every(time.Minute), 1)}, nil
 }
 
 // Handler returns the site with its middleware: security headers on every
