@@ -14,6 +14,7 @@ import (
 	"github.com/openconsult/openconsult/internal/config"
 	"github.com/openconsult/openconsult/internal/obs"
 	"github.com/openconsult/openconsult/site"
+	"github.com/openconsult/openconsult/site/redislimit"
 )
 
 // settings are every knob of the signal server.
@@ -55,6 +56,7 @@ type settings struct {
 	hashWait          time.Duration
 	trustedProxies    config.StringList
 	clientHeader      config.Enum
+	redis             string
 	oidcProviders     string
 	getenv            func(string) string // for secrets named in files
 	passwordSignIn    bool
@@ -170,6 +172,7 @@ func newSettings(stderr io.Writer) *settings {
 	fs.IntVar(&s.hashConcurrency, "password-hash-concurrency", 0, "password hashes (argon2id, 64 MiB each) computed at once; the process's memory for hashing is bounded by this times 64 MiB (0: the number of CPUs; at most 256)")
 	fs.DurationVar(&s.hashWait, "password-hash-wait", auth.DefaultHashWait, "how long a sign-in or password change waits for a hashing slot before the answer is 503 with Retry-After (0 to 30s)")
 	fs.Var(&s.trustedProxies, "trusted-proxy", "`CIDR` (or address) of a reverse proxy whose -client-address-header names the client, for rate limits and the audit log; repeatable; other peers' headers are ignored")
+	fs.StringVar(&s.redis, "redis", "", "redis://[:PASSWORD@]HOST:PORT/DB (or rediss://) where every signal server keeps the per-address rate limits, so replicas share them; password in the URL or SIGNAL_REDIS_PASSWORD; empty keeps them in memory")
 	fs.StringVar(&s.oidcProviders, "oidc-providers", "", "TOML `file` of OpenID Connect identity providers for staff single sign-on (see docs/operations.md); default none")
 	fs.BoolVar(&s.passwordSignIn, "password-signin", true, "allow local password sign-in; false leaves single sign-on as the only way in except for -break-glass accounts")
 	fs.Var(&s.breakGlass, "break-glass", "`username` that may still sign in with a password when -password-signin=false; repeatable")
@@ -297,6 +300,9 @@ func (s *settings) validate() error {
 	}
 	if s.hstsMaxAge < 0 {
 		bad("hsts-max-age", "must not be negative")
+	}
+	if _, err := redislimit.Options(s.redis, ""); s.redis != "" && err != nil {
+		bad("redis", "%v", err)
 	}
 	if s.setupLinkTTL < time.Minute || s.setupLinkTTL > 24*time.Hour {
 		bad("setup-link-ttl", "%s is outside 1m to 24h", s.setupLinkTTL)

@@ -231,12 +231,16 @@ func start(ctx context.Context, s *settings, stdout, stderr io.Writer) (_ *serve
 	if err != nil {
 		return nil, err
 	}
+	limiter, closeLimiter, err := sharedLimiter(s, log)
+	if err != nil {
+		return nil, err
+	}
 	web, err := site.New(site.Options{
 		Log: log, Health: health, Metrics: obs.NewHTTPMetrics(reg, "site"), Setup: setup, Accounts: accounts,
 		Consults: consults, Audit: auditLog.Log, Signaling: hub, Documents: consults, Rooms: hub, Lobbies: hub, DocAudit: recorder, Upgrader: signaling.Upgrader(public), RelayOnly: s.relayOnly, ICE: ice, Now: time.Now,
 		PasswordLo: policy.Password.MinLength, PasswordHi: policy.Password.MaxLength,
 		HSTSMaxAge: s.hstsMaxAge, Resets: resets, Passkeys: passkeys, TrustedProxies: proxies, ClientHeader: s.clientAddressHeader(),
-		SSO: flows, SSOAccounts: accounts,
+		SSO: flows, SSOAccounts: accounts, Limiter: limiter,
 	})
 	if err != nil {
 		return nil, err
@@ -245,6 +249,9 @@ func start(ctx context.Context, s *settings, stdout, stderr io.Writer) (_ *serve
 		auditLog.loops(s.auditCheckpointEach)...),
 		stopping: []func(context.Context){func(ctx context.Context) { auditLog.shutdown(ctx, log) }},
 		closers:  []func() error{auditLog.file.Close},
+	}
+	if closeLimiter != nil {
+		srv.closers = append(srv.closers, closeLimiter)
 	}
 	if embedded != nil {
 		srv.closers = append(srv.closers, embedded.Close)
