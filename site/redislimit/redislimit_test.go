@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"net"
 	"os"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -170,5 +171,42 @@ func TestOptionsTakeThePasswordFromTheURLFirst(t *testing.T) {
 	}
 	if _, err := redislimit.Options("http://:hunter2@x", ""); err == nil || strings.Contains(err.Error(), "hunter2") {
 		t.Fatalf("bad URL error %v", err)
+	}
+}
+
+// BenchmarkAllow measures one decision against the test Redis: a round trip
+// and the script, on distinct addresses so each creates its key.
+func BenchmarkAllow(b *testing.B) {
+	target := os.Getenv("OPENCONSULT_TEST_REDIS")
+	if target == "" {
+		target = "127.0.0.1:6379"
+	}
+	if !strings.Contains(target, "://") {
+		target = "redis://" + target
+	}
+	opt, err := redislimit.Options(target, "")
+	if err != nil {
+		b.Fatal(err)
+	}
+	client := redis.NewClient(opt)
+	defer client.Close()
+	if err := client.Ping(b.Context()).Err(); err != nil {
+		b.Skipf("no Redis answers at %s: %v", opt.Addr, err)
+	}
+	prefix := "openconsult-bench:"
+	defer func() {
+		keys, _ := client.Keys(context.Background(), prefix+"*").Result()
+		for i := 0; i < len(keys); i += 1000 {
+			client.Del(context.Background(), keys[i:min(i+1000, len(keys))]...)
+		}
+	}()
+	l := redislimit.New(client, prefix, map[string]redislimit.Rate{"join": {Every: time.Second, Burst: 30}})
+	b.ResetTimer()
+	i := 0
+	for b.Loop() {
+		i++
+		if _, err := l.Allow(b.Context(), "join", "198.51.100."+strconv.Itoa(i%256)+":"+strconv.Itoa(i/256)); err != nil {
+			b.Fatal(err)
+		}
 	}
 }
