@@ -241,7 +241,9 @@ func start(ctx context.Context, s *settings, stdout, stderr io.Writer) (_ *serve
 	if err != nil {
 		return nil, err
 	}
-	srv := &server{log: log, db: db, grace: s.shutdownTimeout, background: append([]func(context.Context){hub.Run, resets.Run},
+	retention := &consult.Sweeper{Store: db, Objects: objects, Audit: recorder, Log: log, Now: time.Now,
+		Retention: s.documentRetention, Every: time.Hour}
+	srv := &server{log: log, db: db, grace: s.shutdownTimeout, background: append([]func(context.Context){hub.Run, resets.Run, retention.Run},
 		auditLog.loops(s.auditCheckpointEach)...),
 		stopping: []func(context.Context){func(ctx context.Context) { auditLog.shutdown(ctx, log) }},
 		closers:  []func() error{auditLog.file.Close},
