@@ -65,6 +65,8 @@ type Options struct {
 	// nil when none is configured. SSOAccounts opens its sessions.
 	SSO         SSOFlows
 	SSOAccounts SSOAccounts
+	// LegalHolds sets consults' legal hold; nil turns the route off.
+	LegalHolds LegalHolds
 }
 
 // Site is the HTTPS site.
@@ -125,6 +127,9 @@ func (s *Site) Handler() http.Handler {
 	s.passkeyRoutes(mux)
 	mux.HandleFunc("GET /admin/audit", s.requireAdmin(s.auditList))
 	mux.HandleFunc("POST /admin/audit/export", s.requireAdmin(s.auditExport))
+	if s.opt.LegalHolds != nil {
+		mux.HandleFunc("POST /admin/legal-hold", s.requireAdmin(s.legalHold))
+	}
 
 	mux.HandleFunc("GET /consults", s.clinician(s.dashboard))
 	mux.HandleFunc("POST /consults", s.clinician(s.consultCreate))

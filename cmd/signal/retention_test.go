@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -14,7 +15,7 @@ import (
 	"github.com/openconsult/openconsult/store"
 )
 
-func TestSweptDocumentDownloadsAsGone(t *testing.T) {
+func TestSweptDocumentDownloadsAsGoneAndHeldOneStays(t *testing.T) {
 	dir := t.TempDir()
 	d := startDev(t, dir)
 	createFirstAdmin(t, d, "chief.admin", "a long admin passphrase")
@@ -24,11 +25,33 @@ func TestSweptDocumentDownloadsAsGone(t *testing.T) {
 	c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 	resp, _ := postForm(t, c, d.public+"/consults", nil)
 	consultID := strings.TrimPrefix(resp.Header.Get("Location"), "/consults/")
+	resp, _ = postForm(t, c, d.public+"/consults", nil)
+	heldID := strings.TrimPrefix(resp.Header.Get("Location"), "/consults/")
+	resp, body := postForm(t, admin, d.public+"/admin/legal-hold", url.Values{"consult": {heldID}, "hold": {"set"}})
+	if resp.StatusCode != 200 || !strings.Contains(body, "consult.legal_hold.set") {
+		t.Fatalf("set legal hold = %d, audit page without the entry:\n%s", resp.StatusCode, body)
+	}
+	for _, tt := range []struct {
+		name   string
+		client *http.Client
+		form   url.Values
+		status int
+	}{
+		{"by a clinician", c, url.Values{"consult": {consultID}, "hold": {"set"}}, 403},
+		{"of an unknown consult", admin, url.Values{"consult": {"c_missing"}, "hold": {"set"}}, 404},
+		{"without a choice", admin, url.Values{"consult": {consultID}, "hold": {"maybe"}}, 422},
+	} {
+		if resp, _ := postForm(t, tt.client, d.public+"/admin/legal-hold", tt.form); resp.StatusCode != tt.status {
+			t.Fatalf("legal hold %s = %d, want %d", tt.name, resp.StatusCode, tt.status)
+		}
+	}
 	if err := d.stop(); err != nil {
 		t.Fatal(err)
 	}
 	old := time.Now().UTC().Add(-72 * time.Hour)
-	legacyDocumentAt(t, dir, consultID, "d_old", append([]byte("%PDF-1.4\n"), make([]byte, 1000)...), old)
+	pdf := append([]byte("%PDF-1.4\n"), make([]byte, 1000)...)
+	legacyDocumentAt(t, dir, consultID, "d_old", pdf, old)
+	legacyDocumentAt(t, dir, heldID, "d_held", pdf, old)
 
 	d = startDev(t, dir, "-document-retention", "48h")
 	t.Cleanup(func() { d.stop() })
@@ -39,10 +62,19 @@ func TestSweptDocumentDownloadsAsGone(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != http.StatusGone || !strings.Contains(string(body), "deleted at the end of its retention period") {
-		t.Fatalf("download of a swept document = %d %q", resp.StatusCode, body)
+	gone, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusGone || !strings.Contains(string(gone), "deleted at the end of its retention period") {
+		t.Fatalf("download of a swept document = %d %q", resp.StatusCode, gone)
+	}
+	resp, err = c.Get(d.public + "/consults/" + heldID + "/files/d_held")
+	if err != nil {
+		t.Fatal(err)
+	}
+	held, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || string(held) != string(pdf) {
+		t.Fatalf("download of a held consult's document = %d, %d bytes", resp.StatusCode, len(held))
 	}
 	if err := d.stop(); err != nil {
 		t.Fatal(err)
@@ -57,7 +89,7 @@ func TestSweptDocumentDownloadsAsGone(t *testing.T) {
 		t.Fatalf("swept row = %+v, %v", row, err)
 	}
 	entries, err := os.ReadDir(filepath.Join(dir, "objects", "documents"))
-	if err != nil || len(entries) != 0 {
-		t.Fatalf("%d objects left in the store, %v", len(entries), err)
+	if err != nil || len(entries) != 1 { // the held consult's
+		t.Fatalf("%d objects in the store, want only the held one, %v", len(entries), err)
 	}
 }

@@ -236,7 +236,7 @@ func start(ctx context.Context, s *settings, stdout, stderr io.Writer) (_ *serve
 		Consults: consults, Audit: auditLog.Log, Signaling: hub, Documents: consults, Rooms: hub, Lobbies: hub, DocAudit: recorder, Upgrader: signaling.Upgrader(public), RelayOnly: s.relayOnly, ICE: ice, Now: time.Now,
 		PasswordLo: policy.Password.MinLength, PasswordHi: policy.Password.MaxLength,
 		HSTSMaxAge: s.hstsMaxAge, Resets: resets, Passkeys: passkeys, TrustedProxies: proxies, ClientHeader: s.clientAddressHeader(),
-		SSO: flows, SSOAccounts: accounts,
+		SSO: flows, SSOAccounts: accounts, LegalHolds: db,
 	})
 	if err != nil {
 		return nil, err
