@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/openconsult/openconsult/audit"
 	"github.com/openconsult/openconsult/store"
 )
 
@@ -84,7 +85,7 @@ func (s *Sweeper) expire(ctx context.Context, d store.Document, now time.Time) e
 	}
 	// Audited before the row becomes a tombstone: a sweep interrupted in
 	// between audits the document again rather than never.
-	if err := s.Audit.RecordSession(ctx, "document.expired", d.ConsultID, "", "document deleted at the end of its retention period",
+	if err := s.Audit.RecordSession(ctx, audit.TypeDocumentExpired, d.ConsultID, "", "document deleted at the end of its retention period",
 		map[string]string{"document": d.ID, "shared": d.CreatedAt.UTC().Format(time.RFC3339)}); err != nil {
 		return fmt.Errorf("audit expired document %s: %w", d.ID, err)
 	}

@@ -142,7 +142,7 @@ func (s *Site) downloadDocument(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if errors.Is(err, consult.ErrDocumentExpired) {
-		s.render(w, r, http.StatusGone, "error", errorPage{"Document deleted", consult.ErrDocumentExpired.Error() + "."})
+		s.render(w, r, http.StatusGone, "error", errorPage{"Document deleted", "This document was deleted at the end of its retention period."})
 		return
 	}
 	if err != nil {

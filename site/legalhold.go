@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/url"
 
+	"github.com/openconsult/openconsult/audit"
 	"github.com/openconsult/openconsult/auth"
 	"github.com/openconsult/openconsult/store"
 )
@@ -21,8 +22,8 @@ var legalHoldEvents = map[string]struct {
 	hold           bool
 	event, message string
 }{
-	"set":   {true, "consult.legal_hold.set", "consult placed under legal hold"},
-	"clear": {false, "consult.legal_hold.cleared", "legal hold of the consult lifted"},
+	"set":   {true, audit.TypeLegalHoldSet, "consult placed under legal hold"},
+	"clear": {false, audit.TypeLegalHoldCleared, "legal hold of the consult lifted"},
 }
 
 // legalHold sets or clears a consult's legal hold (form fields consult
