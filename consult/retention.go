@@ -46,7 +46,7 @@ type Sweeper struct {
 	Log       *slog.Logger
 	Now       func() time.Time
 	Retention time.Duration // 0: keep documents forever
-	Every     time.Duration // how often Run sweeps
+	Every     time.Duration // how often Run sweeps; 0 means hourly
 }
 
 // sweepBatch is how many documents one query returns.
@@ -101,7 +101,11 @@ func (s *Sweeper) Run(ctx context.Context) {
 	if s.Retention <= 0 {
 		return
 	}
-	t := time.NewTicker(s.Every)
+	every := s.Every
+	if every <= 0 {
+		every = time.Hour
+	}
+	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
 		n, err := s.Sweep(ctx)
