@@ -32,6 +32,9 @@ const (
 	TypeSessionAborted      Type = "session.aborted"
 	TypeSessionEnded        Type = "session.ended"
 	TypeDocumentShared      Type = "document.shared"
+	TypeDocumentExpired     Type = "document.expired" // deleted by retention
+	TypeLegalHoldSet        Type = "consult.legal_hold.set"
+	TypeLegalHoldCleared    Type = "consult.legal_hold.cleared"
 	TypeRecordingStarted    Type = "recording.started"
 	TypeRecordingStopped    Type = "recording.stopped"
 	TypeRecordingDownloaded Type = "recording.downloaded"

@@ -248,6 +248,9 @@ func (s *Service) OpenDocument(ctx context.Context, consultID, id string) (Opene
 	if err != nil {
 		return OpenedDocument{}, err
 	}
+	if !d.ExpiredAt.IsZero() {
+		return OpenedDocument{}, ErrDocumentExpired
+	}
 	name, err := s.Sealer.UnsealString(d.NameEnc, docNameAAD(d.ID))
 	if err != nil {
 		return OpenedDocument{}, fmt.Errorf("unseal document %s: %w", d.ID, err)

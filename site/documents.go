@@ -141,6 +141,10 @@ func (s *Site) downloadDocument(w http.ResponseWriter, r *http.Request) {
 		s.notFound(w, r)
 		return
 	}
+	if errors.Is(err, consult.ErrDocumentExpired) {
+		s.render(w, r, http.StatusGone, "error", errorPage{"Document deleted", "This document was deleted at the end of its retention period."})
+		return
+	}
 	if err != nil {
 		s.internalError(w, r, "open document", err)
 		return

@@ -70,6 +70,9 @@ type Options struct {
 	// Limiter keeps the per-address rate limits where several servers
 	// share them (Redis); nil keeps them in this server's memory.
 	Limiter Limiter
+
+	// LegalHolds sets consults' legal hold; nil turns the route off.
+	LegalHolds LegalHolds
 }
 
 // Site is the HTTPS site.
@@ -135,6 +138,9 @@ func (s *Site) Handler() http.Handler {
 	s.passkeyRoutes(mux)
 	mux.HandleFunc("GET /admin/audit", s.requireAdmin(s.auditList))
 	mux.HandleFunc("POST /admin/audit/export", s.requireAdmin(s.auditExport))
+	if s.opt.LegalHolds != nil {
+		mux.HandleFunc("POST /admin/legal-hold", s.requireAdmin(s.legalHold))
+	}
 
 	mux.HandleFunc("GET /consults", s.clinician(s.dashboard))
 	mux.HandleFunc("POST /consults", s.clinician(s.consultCreate))

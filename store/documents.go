@@ -25,6 +25,11 @@ type Document struct {
 	Object      string
 	KeyEnc      []byte
 	CreatedAt   time.Time
+	// ExpiredAt is when retention destroyed the document's key (zero:
+	// never); DeletedAt when its object was deleted too and only the
+	// tombstone row is left.
+	ExpiredAt time.Time
+	DeletedAt time.Time
 }
 
 // DocumentQuota bounds a consult's documents; a zero field is no bound.
@@ -80,15 +85,22 @@ func (db *DB) DocumentUsage(ctx context.Context, consultID string) (files int, b
 	return documentUsage(ctx, db, db.sql, consultID)
 }
 
-const documentColumns = `id, consult_id, member_id, name_enc, content_type, size, data_enc, COALESCE(object, ''), key_enc, created_at`
+const documentColumns = `id, consult_id, member_id, name_enc, content_type, size, data_enc, COALESCE(object, ''), key_enc, created_at, expired_at, deleted_at`
 
 func scanDocument(scan func(...any) error) (Document, error) {
 	var d Document
 	var created int64
-	if err := scan(&d.ID, &d.ConsultID, &d.MemberID, &d.NameEnc, &d.ContentType, &d.Size, &d.DataEnc, &d.Object, &d.KeyEnc, &created); err != nil {
+	var expired, deleted sql.NullInt64
+	if err := scan(&d.ID, &d.ConsultID, &d.MemberID, &d.NameEnc, &d.ContentType, &d.Size, &d.DataEnc, &d.Object, &d.KeyEnc, &created, &expired, &deleted); err != nil {
 		return Document{}, err
 	}
 	d.CreatedAt = time.UnixMilli(created).UTC()
+	if expired.Valid {
+		d.ExpiredAt = time.UnixMilli(expired.Int64).UTC()
+	}
+	if deleted.Valid {
+		d.DeletedAt = time.UnixMilli(deleted.Int64).UTC()
+	}
 	return d, nil
 }
 
@@ -107,7 +119,7 @@ func (db *DB) DocumentByID(ctx context.Context, consultID, id string) (Document,
 // DocumentsToMove returns up to limit documents whose content is still
 // in the database, oldest first.
 func (db *DB) DocumentsToMove(ctx context.Context, limit int) ([]Document, error) {
-	rows, err := db.sql.QueryContext(ctx, db.rebind(`SELECT `+documentColumns+` FROM documents WHERE key_enc IS NULL ORDER BY created_at, id LIMIT ?`), limit)
+	rows, err := db.sql.QueryContext(ctx, db.rebind(`SELECT `+documentColumns+` FROM documents WHERE key_enc IS NULL AND expired_at IS NULL ORDER BY created_at, id LIMIT ?`), limit)
 	if err != nil {
 		return nil, fmt.Errorf("documents to move: %w", err)
 	}
@@ -128,7 +140,7 @@ func (db *DB) DocumentsToMove(ctx context.Context, limit int) ([]Document, error
 // reports false, changing nothing, when the document was moved already
 // (by another process) or no longer exists.
 func (db *DB) MoveDocument(ctx context.Context, id, object string, keyEnc []byte) (bool, error) {
-	res, err := db.sql.ExecContext(ctx, db.rebind(`UPDATE documents SET object = ?, key_enc = ?, data_enc = ? WHERE id = ? AND key_enc IS NULL`),
+	res, err := db.sql.ExecContext(ctx, db.rebind(`UPDATE documents SET object = ?, key_enc = ?, data_enc = ? WHERE id = ? AND key_enc IS NULL AND expired_at IS NULL`),
 		object, keyEnc, []byte{}, id)
 	if err != nil {
 		return false, fmt.Errorf("move document %s: %w", id, err)

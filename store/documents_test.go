@@ -7,3 +7,5 @@ import (
 )
 
 func TestSQLiteDocuments(t *testing.T) { storetest.RunDocuments(t, openSQLite) }
+
+func TestSQLiteRetention(t *testing.T) { storetest.RunRetention(t, openSQLite) }

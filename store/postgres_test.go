@@ -19,6 +19,7 @@ func TestPostgresKeys(t *testing.T)        { storetest.RunKeys(t, storetest.Open
 func TestPostgresAudit(t *testing.T)       { storetest.RunAudit(t, storetest.OpenPostgres) }
 func TestPostgresConcurrency(t *testing.T) { storetest.RunConcurrency(t, storetest.OpenPostgres) }
 func TestSQLiteConcurrency(t *testing.T)   { storetest.RunConcurrency(t, openSQLite) }
+func TestPostgresRetention(t *testing.T)   { storetest.RunRetention(t, storetest.OpenPostgres) }
 
 // TestDialectsHaveTheSameMigrations fails when a migration is added to one
 // dialect without its twin in the other.

@@ -109,6 +109,7 @@ type settings struct {
 	documentMaxFiles      int
 	documentMaxMiB        int
 	documentUploadsPerMin int
+	documentRetention     time.Duration
 
 	azureContainer        string
 	azureConnectionString string
@@ -227,6 +228,7 @@ func newSettings(stderr io.Writer) *settings {
 	fs.IntVar(&s.documentMaxFiles, "document-max-files", 50, "documents that may be shared in one consult (1 to 10000)")
 	fs.IntVar(&s.documentMaxMiB, "document-max-mib", 200, "total MiB of the documents shared in one consult (10 to 102400)")
 	fs.IntVar(&s.documentUploadsPerMin, "document-uploads-per-minute", 10, "documents one member may share per minute, in a burst of as many (1 to 600)")
+	fs.DurationVar(&s.documentRetention, "document-retention", 0, "how long shared documents are kept before they are deleted, such as 2160h; 0 keeps them forever, and consults under legal hold keep theirs (0 or at least 1h)")
 	return s
 }
 
@@ -390,6 +392,9 @@ func (s *settings) validate() error {
 	}
 	if s.documentUploadsPerMin < 1 || s.documentUploadsPerMin > 600 {
 		bad("document-uploads-per-minute", "%d is outside 1 to 600", s.documentUploadsPerMin)
+	}
+	if s.documentRetention != 0 && s.documentRetention < time.Hour {
+		bad("document-retention", "%s is neither 0 (keep forever) nor at least 1h", s.documentRetention)
 	}
 	if s.keyFile != "" && s.keyPassphrase == "" && s.keyPassphraseFile == "" {
 		bad("key-passphrase", "-key-file needs its passphrase: SIGNAL_KEY_PASSPHRASE or -key-passphrase-file")

@@ -214,6 +214,12 @@ func TestStartMovesDocumentsKeptInTheDatabaseIntoTheObjectStore(t *testing.T) {
 // and "documents.name:ID"), announced by chat message 1.
 func legacyDocument(t *testing.T, dir, consultID, id string, content []byte) {
 	t.Helper()
+	legacyDocumentAt(t, dir, consultID, id, content, time.Now().UTC())
+}
+
+// legacyDocumentAt is legacyDocument shared at now.
+func legacyDocumentAt(t *testing.T, dir, consultID, id string, content []byte, now time.Time) {
+	t.Helper()
 	ctx := context.Background()
 	db, keys := openData(t, dir)
 	defer db.Close()
@@ -225,7 +231,6 @@ func legacyDocument(t *testing.T, dir, consultID, id string, content []byte) {
 		}
 		return b
 	}
-	now := time.Now().UTC()
 	doc := store.Document{ID: id, ConsultID: consultID, MemberID: "g_old", NameEnc: seal("old.pdf", "documents.name:"+id), ContentType: "application/pdf",
 		Size: int64(len(content)), DataEnc: seal(string(content), "documents.data:"+id), CreatedAt: now}
 	row := store.ChatRow{ConsultID: consultID, Seq: 1, MemberID: "g_old", NameEnc: seal("Pat", "chat_messages.name:"+consultID+":1"),

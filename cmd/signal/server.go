@@ -240,12 +240,14 @@ func start(ctx context.Context, s *settings, stdout, stderr io.Writer) (_ *serve
 		Consults: consults, Audit: auditLog.Log, Signaling: hub, Documents: consults, Rooms: hub, Lobbies: hub, DocAudit: recorder, Upgrader: signaling.Upgrader(public), RelayOnly: s.relayOnly, ICE: ice, Now: time.Now,
 		PasswordLo: policy.Password.MinLength, PasswordHi: policy.Password.MaxLength,
 		HSTSMaxAge: s.hstsMaxAge, Resets: resets, Passkeys: passkeys, TrustedProxies: proxies, ClientHeader: s.clientAddressHeader(),
-		SSO: flows, SSOAccounts: accounts, Limiter: limiter,
+		SSO: flows, SSOAccounts: accounts, Limiter: limiter, LegalHolds: db,
 	})
 	if err != nil {
 		return nil, err
 	}
-	srv := &server{log: log, db: db, grace: s.shutdownTimeout, background: append([]func(context.Context){hub.Run, resets.Run},
+	retention := &consult.Sweeper{Store: db, Objects: objects, Audit: recorder, Log: log, Now: time.Now,
+		Retention: s.documentRetention, Every: time.Hour}
+	srv := &server{log: log, db: db, grace: s.shutdownTimeout, background: append([]func(context.Context){hub.Run, resets.Run, retention.Run},
 		auditLog.loops(s.auditCheckpointEach)...),
 		stopping: []func(context.Context){func(ctx context.Context) { auditLog.shutdown(ctx, log) }},
 		closers:  []func() error{auditLog.file.Close},
