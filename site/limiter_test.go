@@ -2,13 +2,9 @@ package site
 
 import (
 	"bytes"
-	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"log/slog"
 	"net"
 	"net/http/httptest"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -16,6 +12,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/openconsult/openconsult/site/redislimit"
+	"github.com/openconsult/openconsult/site/redislimit/redistest"
 )
 
 // limiterSite is a site whose rate limits go to shared, logging into log.
@@ -28,42 +25,10 @@ func limiterSite(t *testing.T, shared Limiter, log *bytes.Buffer) *Site {
 	return s
 }
 
-// testRedis is the Redis of the tests (OPENCONSULT_TEST_REDIS, a URL or
-// host:port, default 127.0.0.1:6379) with a fresh key prefix whose keys are
-// deleted after the test. Without a Redis the test is skipped, or fails when
-// CI is set.
+// testRedis is the Redis of the tests and a fresh key prefix.
 func testRedis(t *testing.T) (url, prefix string, client *redis.Client) {
 	t.Helper()
-	url = os.Getenv("OPENCONSULT_TEST_REDIS")
-	if url == "" {
-		url = "127.0.0.1:6379"
-	}
-	if !strings.Contains(url, "://") {
-		url = "redis://" + url
-	}
-	opt, err := redislimit.Options(url, "")
-	if err != nil {
-		t.Fatalf("OPENCONSULT_TEST_REDIS: %v", err)
-	}
-	client = redis.NewClient(opt)
-	t.Cleanup(func() { client.Close() })
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancel()
-	if err := client.Ping(ctx).Err(); err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("Redis at %s does not answer (needed when CI is set): %v", opt.Addr, err)
-		}
-		t.Skipf("no Redis answers at %s (set OPENCONSULT_TEST_REDIS): %v", opt.Addr, err)
-	}
-	b := make([]byte, 8)
-	rand.Read(b)
-	prefix = "openconsult-test:" + hex.EncodeToString(b) + ":"
-	t.Cleanup(func() {
-		keys, _ := client.Keys(context.Background(), prefix+"*").Result()
-		if len(keys) > 0 {
-			client.Del(context.Background(), keys...)
-		}
-	})
+	url, client, prefix = redistest.Open(t)
 	return url, prefix, client
 }
 

@@ -7,7 +7,6 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/url"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -15,34 +14,14 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/openconsult/openconsult/site/redislimit"
+	"github.com/openconsult/openconsult/site/redislimit/redistest"
 )
 
-// testRedisURL is the Redis of the tests (OPENCONSULT_TEST_REDIS, default
-// 127.0.0.1:6379); without one the test is skipped, or fails when CI is set.
+// testRedisURL is the Redis of the tests.
 func testRedisURL(t *testing.T) (string, *redis.Client) {
 	t.Helper()
-	u := os.Getenv("OPENCONSULT_TEST_REDIS")
-	if u == "" {
-		u = "127.0.0.1:6379"
-	}
-	if !strings.Contains(u, "://") {
-		u = "redis://" + u
-	}
-	opt, err := redislimit.Options(u, "")
-	if err != nil {
-		t.Fatalf("OPENCONSULT_TEST_REDIS: %v", err)
-	}
-	client := redis.NewClient(opt)
-	t.Cleanup(func() { client.Close() })
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancel()
-	if err := client.Ping(ctx).Err(); err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("Redis at %s does not answer (needed when CI is set): %v", opt.Addr, err)
-		}
-		t.Skipf("no Redis answers at %s (set OPENCONSULT_TEST_REDIS): %v", opt.Addr, err)
-	}
-	return u, client
+	url, client, _ := redistest.Open(t)
+	return url, client
 }
 
 func TestRedisSharesRateLimitsBetweenServers(t *testing.T) {

@@ -2,8 +2,6 @@ package redislimit_test
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"net"
 	"os"
 	"strconv"
@@ -15,46 +13,13 @@ import (
 
 	"github.com/openconsult/openconsult/internal/eventually"
 	"github.com/openconsult/openconsult/site/redislimit"
+	"github.com/openconsult/openconsult/site/redislimit/redistest"
 )
 
-// testRedis connects to the Redis of the tests (OPENCONSULT_TEST_REDIS, a
-// redis:// URL or host:port, default 127.0.0.1:6379) and returns a fresh key
-// prefix whose keys are deleted when the test ends. Without a Redis the test
-// is skipped, or fails when CI is set.
+// testRedis is the Redis of the tests and a fresh key prefix.
 func testRedis(t *testing.T) (*redis.Client, string) {
 	t.Helper()
-	target := os.Getenv("OPENCONSULT_TEST_REDIS")
-	if target == "" {
-		target = "127.0.0.1:6379"
-	}
-	if !strings.Contains(target, "://") {
-		target = "redis://" + target
-	}
-	opt, err := redislimit.Options(target, "")
-	if err != nil {
-		t.Fatalf("OPENCONSULT_TEST_REDIS: %v", err)
-	}
-	client := redis.NewClient(opt)
-	t.Cleanup(func() { client.Close() })
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancel()
-	if err := client.Ping(ctx).Err(); err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("Redis at %s does not answer (needed when CI is set): %v", opt.Addr, err)
-		}
-		t.Skipf("no Redis answers at %s (set OPENCONSULT_TEST_REDIS): %v", opt.Addr, err)
-	}
-	b := make([]byte, 8)
-	rand.Read(b)
-	prefix := "openconsult-test:" + hex.EncodeToString(b) + ":"
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		defer cancel()
-		keys, _ := client.Keys(ctx, prefix+"*").Result()
-		if len(keys) > 0 {
-			client.Del(ctx, keys...)
-		}
-	})
+	_, client, prefix := redistest.Open(t)
 	return client, prefix
 }
 
