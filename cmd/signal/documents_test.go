@@ -70,17 +70,32 @@ func upload(t *testing.T, d *devServer, c *http.Client, consultID string, conten
 	return resp.StatusCode, reply.Error, resp.Header.Get("Retry-After")
 }
 
+// clinicianWithConsult creates the first administrator and a clinician
+// named username on d, and returns the administrator's and the clinician's
+// clients (the clinician's follows no redirect) and a consult the clinician
+// started.
+func clinicianWithConsult(t *testing.T, d *devServer, dir, username string) (admin, c *http.Client, consultID string) {
+	t.Helper()
+	createFirstAdmin(t, d, "chief.admin", "a long admin passphrase")
+	admin = signInHTTP(t, d, "chief.admin", "a long admin passphrase")
+	createClinician(t, d, dir, admin, username, "a long clinician passphrase")
+	c = signInHTTP(t, d, username, "a long clinician passphrase")
+	c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	return admin, c, newConsult(t, d, c)
+}
+
+// newConsult starts a consult as clinician c and returns its id.
+func newConsult(t *testing.T, d *devServer, c *http.Client) string {
+	t.Helper()
+	resp, _ := postForm(t, c, d.public+"/consults", nil)
+	return strings.TrimPrefix(resp.Header.Get("Location"), "/consults/")
+}
+
 func TestDocumentUploadLimitsAndRangedDownload(t *testing.T) {
 	dir := t.TempDir()
 	d := startDev(t, dir, "-document-max-files", "3", "-document-uploads-per-minute", "5")
 	t.Cleanup(func() { d.stop() })
-	createFirstAdmin(t, d, "chief.admin", "a long admin passphrase")
-	admin := signInHTTP(t, d, "chief.admin", "a long admin passphrase")
-	createClinician(t, d, dir, admin, "dr.files", "a long clinician passphrase")
-	c := signInHTTP(t, d, "dr.files", "a long clinician passphrase")
-	c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
-	resp, _ := postForm(t, c, d.public+"/consults", nil)
-	consultID := strings.TrimPrefix(resp.Header.Get("Location"), "/consults/")
+	_, c, consultID := clinicianWithConsult(t, d, dir, "dr.files")
 	joinCall(t, d, c, consultID)
 
 	pdf := make([]byte, 300_000)
@@ -166,13 +181,7 @@ func TestReadinessReportsAnUnusableObjectStore(t *testing.T) {
 func TestStartMovesDocumentsKeptInTheDatabaseIntoTheObjectStore(t *testing.T) {
 	dir := t.TempDir()
 	d := startDev(t, dir)
-	createFirstAdmin(t, d, "chief.admin", "a long admin passphrase")
-	admin := signInHTTP(t, d, "chief.admin", "a long admin passphrase")
-	createClinician(t, d, dir, admin, "dr.move", "a long clinician passphrase")
-	c := signInHTTP(t, d, "dr.move", "a long clinician passphrase")
-	c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
-	resp, _ := postForm(t, c, d.public+"/consults", nil)
-	consultID := strings.TrimPrefix(resp.Header.Get("Location"), "/consults/")
+	_, c, consultID := clinicianWithConsult(t, d, dir, "dr.move")
 	if err := d.stop(); err != nil {
 		t.Fatal(err)
 	}
@@ -198,7 +207,7 @@ func TestStartMovesDocumentsKeptInTheDatabaseIntoTheObjectStore(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dir, "objects", filepath.FromSlash(row.Object))); err != nil {
 		t.Fatalf("object: %v", err)
 	}
-	resp, err = c.Get(d.public + "/consults/" + consultID + "/files/d_legacy")
+	resp, err := c.Get(d.public + "/consults/" + consultID + "/files/d_legacy")
 	if err != nil {
 		t.Fatal(err)
 	}

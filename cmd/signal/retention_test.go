@@ -18,15 +18,8 @@ import (
 func TestSweptDocumentDownloadsAsGoneAndHeldOneStays(t *testing.T) {
 	dir := t.TempDir()
 	d := startDev(t, dir)
-	createFirstAdmin(t, d, "chief.admin", "a long admin passphrase")
-	admin := signInHTTP(t, d, "chief.admin", "a long admin passphrase")
-	createClinician(t, d, dir, admin, "dr.keep", "a long clinician passphrase")
-	c := signInHTTP(t, d, "dr.keep", "a long clinician passphrase")
-	c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
-	resp, _ := postForm(t, c, d.public+"/consults", nil)
-	consultID := strings.TrimPrefix(resp.Header.Get("Location"), "/consults/")
-	resp, _ = postForm(t, c, d.public+"/consults", nil)
-	heldID := strings.TrimPrefix(resp.Header.Get("Location"), "/consults/")
+	admin, c, consultID := clinicianWithConsult(t, d, dir, "dr.keep")
+	heldID := newConsult(t, d, c)
 	resp, body := postForm(t, admin, d.public+"/admin/legal-hold", url.Values{"consult": {heldID}, "hold": {"set"}})
 	if resp.StatusCode != 200 || !strings.Contains(body, "consult.legal_hold.set") {
 		t.Fatalf("set legal hold = %d, audit page without the entry:\n%s", resp.StatusCode, body)
