@@ -106,6 +106,7 @@ func (r *Room) dropLocked(p *Member, kind string) {
 	delete(r.members, p.ID)
 	r.broadcastRoster()
 	r.broadcastLobby()
+	r.recordingMemberLeftLocked()
 }
 
 // snapshot lists the live rooms.

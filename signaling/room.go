@@ -77,6 +77,8 @@ type Member struct {
 	media     *mediaLink // the member's media node session, once it joined one
 	// lastSFUJoin is when the member last opened a node session.
 	lastSFUJoin time.Time
+	onNode      bool    // its node session is up
+	consent     consent // its last answer to a recording request
 }
 
 func (m *Member) info() MemberInfo {
@@ -125,6 +127,12 @@ type RoomDeps struct {
 	// SFUMinParticipants admitted members before it moves back to peer to
 	// peer; 0 keeps it on Media until it ends.
 	SFUReturnAfter time.Duration
+	// Recordings records consults that every member agreed to record; nil
+	// offers no recording. Recording also needs Media to be a
+	// media.Recorder.
+	Recordings Recordings
+	// RecordingPolicy is what the consent question says of a recording.
+	RecordingPolicy RecordingPolicy
 
 	links *sync.WaitGroup // the hub's media link goroutines, waited for at shutdown
 }
@@ -141,7 +149,8 @@ type Room struct {
 	// below is when a consult on the media node last dropped under the
 	// members that moved it there; zero while it has them.
 	below     time.Time
-	speaker   string // the member last reported loudest
+	speaker   string    // the member last reported loudest
+	rec       *recState // the recording requested or running, if any
 	ended     bool
 	discarded bool // removed from the hub; a Join that raced must look again
 	relayOnly bool // read once at creation; true when it could not be read
@@ -187,10 +196,14 @@ var handlers = map[string]handler{
 	"remove":      {need: RightHost, apply: (*Room).remove},
 	"end":         {need: RightHost, apply: (*Room).end},
 	"sfu-join":    {need: RightSignal, apply: (*Room).sfuJoin},
-	"sfu-leave":   {need: RightSignal, apply: (*Room).sfuLeave},
-	"view":        {need: RightSignal, apply: (*Room).view},
-	"ping":        {apply: (*Room).ping},
-	"leave":       {apply: (*Room).leave},
+	// A member in the lobby answers a recording request too.
+	"record-start":   {need: RightHost, apply: (*Room).recordStart},
+	"record-stop":    {need: RightHost, apply: (*Room).recordStop},
+	"record-consent": {apply: (*Room).recordConsent},
+	"sfu-leave":      {need: RightSignal, apply: (*Room).sfuLeave},
+	"view":           {need: RightSignal, apply: (*Room).view},
+	"ping":           {apply: (*Room).ping},
+	"leave":          {apply: (*Room).leave},
 }
 
 // Handle dispatches one inbound message from m.
@@ -384,6 +397,9 @@ func (r *Room) admit(host *Member, raw json.RawMessage) error {
 	if p.admitted {
 		return nil // a second click from another host is harmless
 	}
+	if err := r.admitRecordedLocked(p); err != nil {
+		return err
+	}
 	if err := r.audit(EventAccepted, p.ID, "admitted from the lobby", map[string]string{"by": host.ID}); err != nil {
 		return err
 	}
@@ -404,6 +420,7 @@ func (r *Room) admitLocked(p *Member) {
 	r.sendAdmitted(p)
 	r.broadcastRoster()
 	r.broadcastLobby()
+	r.recordingAdmittedLocked(p)
 }
 
 func (r *Room) sendAdmitted(p *Member) {
@@ -426,6 +443,9 @@ func (r *Room) sendAdmitted(p *Member) {
 		history = []ChatMessage{}
 	}
 	p.send(encode(admittedMsg{Type: "admitted", ICEServers: ice, Policy: policy, Roster: r.rosterLocked(), Chat: history, Route: r.route}))
+	if r.rec != nil {
+		p.send(r.recordingStateMsg(""))
+	}
 }
 
 func (r *Room) deny(host *Member, raw json.RawMessage) error {
@@ -486,6 +506,7 @@ func (r *Room) leave(m *Member, _ json.RawMessage) error {
 	delete(r.members, m.ID)
 	r.broadcastRoster()
 	r.broadcastLobby()
+	r.recordingMemberLeftLocked()
 	return nil
 }
 
@@ -506,6 +527,7 @@ func (r *Room) endLocked(by, message string) error {
 	if err := r.audit(EventEnded, by, message, map[string]string{"participants": strings.Join(ids, ",")}); err != nil {
 		return err
 	}
+	r.stopRecordingLocked(StopEnded)
 	r.ended = true
 	out := encode(closingMsg{Type: CloseEnded})
 	for _, p := range r.members {
@@ -556,7 +578,9 @@ func (r *Room) broadcastLobby() {
 	var waiting []MemberInfo
 	for _, p := range r.members {
 		if !p.admitted {
-			waiting = append(waiting, p.info())
+			info := p.info()
+			info.Recording = r.lobbyAnswerLocked(p)
+			waiting = append(waiting, info)
 		}
 	}
 	sort.Slice(waiting, func(i, j int) bool { return waiting[i].ID < waiting[j].ID })
