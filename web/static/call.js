@@ -2,9 +2,11 @@
 // server, one RTCPeerConnection per other member (perfect negotiation, so
 // glare and renegotiation such as screen sharing just work) or, once the
 // consult is on the media server, one to the server (sfu.js); the lobby for
-// the host, chat, device controls and a connection indicator.
+// the host, chat, device controls and a connection indicator; recording
+// consent and its indicator (recording.js).
 import { connectionStats } from "./stats.js";
 import { MediaServerLink, firstFrame } from "./sfu.js";
+import { Recording } from "./recording.js";
 
 const root = document.getElementById("call");
 const consultId = root.dataset.consult;
@@ -49,6 +51,8 @@ function send(msg) {
     state.ws.send(JSON.stringify(msg));
   }
 }
+
+const recording = new Recording({ root, send, isHost, status: setStatus });
 
 // ---- local media ----
 
@@ -753,6 +757,7 @@ const handlers = {
     showReconnecting(false);
     const self = document.querySelector("figure.self");
     if (self) self.dataset.member = m.member;
+    recording.welcome(m);
     if (m.state === "lobby") {
       $("lobby-wait").hidden = false;
       root.classList.remove("in-call");
@@ -775,6 +780,7 @@ const handlers = {
     // A reconnected tab keeps a working media server connection.
     if (state.route === "sfu" && (!state.sfu || state.sfu.failed())) toMediaServer();
     sendMediaState(); // others see whether we are muted or camera-off
+    recording.enter();
   },
   route(m) {
     if (!state.admitted) return;
@@ -812,6 +818,7 @@ const handlers = {
   chat(m) { addChat(m); },
   error(m) {
     if (m.code === "media-unavailable") return backToPeers();
+    if (recording.error(m)) return;
     setStatus(`The server refused a message (${m.code}).`);
   },
   denied() { finish("The clinician could not let you in. You can close this page."); },
@@ -826,6 +833,7 @@ const handlers = {
   },
   ack() {},
   pong() {},
+  ...recording.handlers,
 };
 
 // checkQuery carries the join page's connectivity check result, so that
@@ -860,6 +868,7 @@ function connect() {
 
 function finish(text) {
   state.over = true;
+  recording.finish();
   setStatus(text);
   for (const id of [...state.peers.keys()]) dropPeer(id);
   state.sfu?.close();
