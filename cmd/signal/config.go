@@ -13,6 +13,7 @@ import (
 	"github.com/openconsult/openconsult/auth"
 	"github.com/openconsult/openconsult/internal/config"
 	"github.com/openconsult/openconsult/internal/obs"
+	"github.com/openconsult/openconsult/signaling"
 	"github.com/openconsult/openconsult/site"
 	"github.com/openconsult/openconsult/site/redislimit"
 )
@@ -21,6 +22,9 @@ import (
 type settings struct {
 	set  *config.Set
 	tool bool // an operator subcommand: no listeners, so no certificate needed
+	// roomHook, set by tests only, adjusts the live consults' collaborators
+	// before the hub starts.
+	roomHook func(*signaling.RoomDeps)
 
 	dev             bool
 	check           bool

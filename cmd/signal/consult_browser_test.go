@@ -187,8 +187,15 @@ func TestBrowserConsultRelayOnly(t *testing.T) { browserConsult(t, true) }
 // server.
 func startConsult(t *testing.T, clinician string, relayOnly bool, extra ...string) (*devServer, context.Context) {
 	t.Helper()
+	return startConsultAdjusted(t, clinician, relayOnly, nil, extra...)
+}
+
+// startConsultAdjusted is startConsult on a server whose settings adjust
+// changed.
+func startConsultAdjusted(t *testing.T, clinician string, relayOnly bool, adjust func(*settings), extra ...string) (*devServer, context.Context) {
+	t.Helper()
 	dir := t.TempDir()
-	d := startDev(t, dir, extra...)
+	d := startDevAdjusted(t, dir, adjust, extra...)
 	t.Cleanup(func() { d.stop() }) // stop is idempotent; this covers a failure below
 	createFirstAdmin(t, d, "chief.admin", "a long admin passphrase")
 	admin := signInHTTP(t, d, "chief.admin", "a long admin passphrase")

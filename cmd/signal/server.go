@@ -200,7 +200,7 @@ func start(ctx context.Context, s *settings, stdout, stderr io.Writer) (_ *serve
 		log.Info("shared documents moved into the object store", "documents", moved)
 	}
 	ice := iceServers(stun, turnURLs, turnSecret, s.turnTTL)
-	hub := signaling.NewHub(signaling.RoomDeps{
+	roomDeps := signaling.RoomDeps{
 		Chat: consults, Audit: recorder, Records: consults, Log: log, Now: time.Now, Grace: s.resumeGrace,
 		ICE: func(_, member string) []signaling.ICEServer { return ice(member, 0) },
 		RelayOnly: func(ctx context.Context, consultID string) (bool, error) {
@@ -214,7 +214,11 @@ func start(ctx context.Context, s *settings, stdout, stderr io.Writer) (_ *serve
 		// timeout, so the call itself keeps the session alive.
 		SessionCheck: min(time.Minute, s.sessionIdle/2),
 		Media:        mediaNode, SFUMinParticipants: s.sfuMinParticipants, SFUReturnAfter: s.sfuReturnAfter,
-	})
+	}
+	if s.roomHook != nil {
+		s.roomHook(&roomDeps)
+	}
+	hub := signaling.NewHub(roomDeps)
 
 	accounts, err := auth.NewService(auth.Deps{Store: db, Sealer: keys, Audit: recorder, Mail: mail, Live: hub, Log: log, PublicURL: public,
 		Issuer: s.institution, Hash: auth.DefaultHashParams, Hashing: hashing, Policy: policy, Now: time.Now, SSO: db})

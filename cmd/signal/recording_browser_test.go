@@ -1,0 +1,179 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+	"github.com/chromedp/chromedp/kb"
+
+	"github.com/openconsult/openconsult/internal/browsertest"
+	"github.com/openconsult/openconsult/media"
+	"github.com/openconsult/openconsult/recording"
+	"github.com/openconsult/openconsult/signaling"
+)
+
+// browserRecorderDouble is a test double of the recording service for a
+// server that has none: it records nothing, and remembers what the live
+// consult asked of it.
+type browserRecorderDouble struct {
+	mu     sync.Mutex
+	starts []recording.StartRequest
+	stops  []string
+}
+
+func (d *browserRecorderDouble) Start(_ context.Context, req recording.StartRequest) (recording.Active, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.starts = append(d.starts, req)
+	return &browserActiveDouble{d: d, done: make(chan struct{})}, nil
+}
+
+func (d *browserRecorderDouble) seen() ([]recording.StartRequest, []string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return append([]recording.StartRequest(nil), d.starts...), append([]string(nil), d.stops...)
+}
+
+type browserActiveDouble struct {
+	d    *browserRecorderDouble
+	once sync.Once
+	done chan struct{}
+}
+
+func (a *browserActiveDouble) ID() string { return "r_browser_double" }
+
+func (a *browserActiveDouble) Stop(_ context.Context, reason string) error {
+	a.d.mu.Lock()
+	a.d.stops = append(a.d.stops, reason)
+	a.d.mu.Unlock()
+	a.once.Do(func() { close(a.done) })
+	return nil
+}
+
+func (a *browserActiveDouble) Done() <-chan struct{} { return a.done }
+
+// recordableNodeDouble adds a test double of media.Recorder to a media
+// node that does not record: the browserRecorderDouble never calls it.
+type recordableNodeDouble struct{ signaling.MediaNode }
+
+func (recordableNodeDouble) Record(context.Context, string, media.RecordSink) (media.Recording, error) {
+	return nil, errors.New("recordableNodeDouble does not record")
+}
+
+// offerRecording makes the server offer recording: with its own recorder
+// and node when it has them, else with the test doubles above.
+func offerRecording(double *browserRecorderDouble) func(*settings) {
+	return func(s *settings) {
+		s.roomHook = func(deps *signaling.RoomDeps) {
+			if deps.Recordings == nil {
+				deps.Recordings = double
+			}
+			if _, ok := deps.Media.(media.Recorder); !ok && deps.Media != nil {
+				deps.Media = recordableNodeDouble{deps.Media}
+			}
+			if deps.RecordingPolicy.Viewers == nil {
+				deps.RecordingPolicy = signaling.RecordingPolicy{Viewers: []string{"admin"}, Retention: 90 * 24 * time.Hour}
+			}
+		}
+	}
+}
+
+// recordingShown is true when the page shows the recording indicator and
+// the screen-reader announcement of its start.
+const recordingShown = `(() => {
+  const ind = document.getElementById("rec-indicator");
+  return !!ind && !ind.hidden && ind.dataset.state === "on" && ind.checkVisibility() &&
+    ind.textContent.includes("Recording") &&
+    document.getElementById("rec-announce").textContent.includes("Recording started");
+})()`
+
+const recordingHidden = `document.getElementById("rec-indicator").hidden`
+
+// TestBrowserRecordingWithConsentMovesTheConsultAndBack runs a consult of a
+// clinician and a patient peer to peer; the clinician asks to record, the
+// patient reads the consent question (who may watch, how long it is kept,
+// no end-to-end encryption while recorded) and agrees; the consult moves
+// to the media node, both pages show the recording indicator, and the
+// recorder is started with both consents. The clinician stops it: the
+// indicator goes and the consult moves back to peer to peer. A second
+// request that the patient dismisses with Escape records nothing. axe-core
+// checks the call page with the question open and while recording.
+func TestBrowserRecordingWithConsentMovesTheConsultAndBack(t *testing.T) {
+	axe := browsertest.LoadAxe(t)
+	double := &browserRecorderDouble{}
+	d, doc := startConsultAdjusted(t, "dr.record", false, offerRecording(double))
+	defer d.stop()
+	link, err := chromedp.Run(doc, chromedp.Evaluate[string](`document.querySelector(".link-url").value`))
+	if err != nil || !strings.Contains(link, "/j/") {
+		t.Fatalf("patient link %q: %v", link, err)
+	}
+	patient := joinAsGuest(t, link, "Pat Example")
+	if shown, _ := chromedp.Run(patient, chromedp.Evaluate[bool](`!!document.getElementById("record")`)); shown {
+		t.Fatal("the patient's page has a Record button")
+	}
+	admit(t, doc, "Pat Example")
+	waitTrue(t, doc, "clinician decodes the patient peer to peer", remoteVideoDecoding, 90*time.Second)
+	waitTrue(t, patient, "patient decodes the clinician peer to peer", remoteVideoDecoding, 90*time.Second)
+
+	// The clinician asks; the patient is asked, with the focus on "Do not
+	// record".
+	waitTrue(t, doc, "the Record button", `document.getElementById("record").checkVisibility()`, 10*time.Second)
+	do(t, doc, "ask to record", chromedp.Click(chromedp.CSS("#record")))
+	waitTrue(t, patient, "the consent question", `document.getElementById("rec-dialog").open && document.activeElement.id === "rec-decline"`, 15*time.Second)
+	question, err := chromedp.Run(patient, chromedp.Evaluate[string](`document.getElementById("rec-dialog").textContent`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"administrators", "90 days", "end-to-end encrypted", "I agree to be recorded"} {
+		if !strings.Contains(question, want) {
+			t.Errorf("the consent question lacks %q: %s", want, question)
+		}
+	}
+	axe.Check(t, patient, "call with the recording question")
+	if starts, _ := double.seen(); len(starts) != 0 {
+		t.Fatal("the recorder started before the patient agreed")
+	}
+
+	do(t, patient, "agree", chromedp.Click(chromedp.CSS("#rec-agree")))
+	waitTrue(t, patient, "the question closed", `!document.getElementById("rec-dialog").open`, 5*time.Second)
+	for name, ctx := range map[string]context.Context{"clinician": doc, "patient": patient} {
+		waitTrue(t, ctx, name+" decodes the other through the media server", decodingFromEveryoneViaServer+`(1)`, 90*time.Second)
+		waitTrue(t, ctx, name+" shows the recording indicator", recordingShown, 30*time.Second)
+	}
+	starts, _ := double.seen()
+	if len(starts) != 1 || len(starts[0].Consents) != 2 || starts[0].Node == nil || starts[0].RequestedBy == "" {
+		t.Fatalf("the recorder was started with %+v", starts)
+	}
+	waitTrue(t, doc, "the Stop recording button", `document.getElementById("record").getAttribute("aria-pressed") === "true" && document.getElementById("record").textContent.includes("Stop recording")`, 5*time.Second)
+	axe.Check(t, doc, "call while recording (clinician)")
+	axe.Check(t, patient, "call while recording (patient)")
+
+	// The clinician stops: the indicator goes, and the consult moves back.
+	do(t, doc, "stop recording", chromedp.Click(chromedp.CSS("#record")))
+	for name, ctx := range map[string]context.Context{"clinician": doc, "patient": patient} {
+		waitTrue(t, ctx, name+" hides the indicator", recordingHidden+` && document.getElementById("rec-announce").textContent === "Recording stopped."`, 30*time.Second)
+		waitTrue(t, ctx, name+" is back peer to peer", `window.openConsult.mediaServer() === null && window.openConsult.state.route === "p2p"`, 90*time.Second)
+		waitTrue(t, ctx, name+" decodes the other directly", remoteVideoDecoding, 90*time.Second)
+	}
+	if _, stops := double.seen(); len(stops) != 1 || stops[0] != signaling.StopRequested {
+		t.Fatalf("Active.Stop calls: %v", stops)
+	}
+
+	// Escape answers no: nothing is recorded and nobody is named.
+	do(t, doc, "ask again", chromedp.Click(chromedp.CSS("#record")))
+	waitTrue(t, patient, "the question again", `document.getElementById("rec-dialog").open`, 15*time.Second)
+	do(t, patient, "Escape", chromedp.KeyEvent(kb.Escape))
+	waitTrue(t, doc, "the clinician hears a participant declined", `document.getElementById("rec-announce").textContent.includes("a participant did not agree")`, 15*time.Second)
+	waitTrue(t, patient, "the question closed", `!document.getElementById("rec-dialog").open`, 5*time.Second)
+	if starts, _ := double.seen(); len(starts) != 1 {
+		t.Fatalf("a declined request started the recorder: %d starts", len(starts))
+	}
+	if onServer, _ := chromedp.Run(doc, chromedp.Evaluate[bool](`window.openConsult.mediaServer() !== null`)); onServer {
+		t.Error("a declined request moved the consult to the media server")
+	}
+}
