@@ -99,20 +99,29 @@ const recordingHidden = `document.getElementById("rec-indicator").hidden`
 // patient reads the consent question (who may watch, how long it is kept,
 // no end-to-end encryption while recorded) and agrees; the consult moves
 // to the media node, both pages show the recording indicator, and the
-// recorder is started with both consents. The clinician stops it: the
+// recorder is started with both consents. A family member who arrives
+// meanwhile is asked in the waiting room, declines, and cannot be let in.
+// The clinician stops the recording: the
 // indicator goes and the consult moves back to peer to peer. A second
 // request that the patient dismisses with Escape records nothing. axe-core
-// checks the call page with the question open and while recording.
+// checks the call page with the question open, while recording, and the
+// waiting room with its question.
 func TestBrowserRecordingWithConsentMovesTheConsultAndBack(t *testing.T) {
 	axe := browsertest.LoadAxe(t)
 	double := &browserRecorderDouble{}
 	d, doc := startConsultAdjusted(t, "dr.record", false, offerRecording(double))
 	defer d.stop()
-	link, err := chromedp.Run(doc, chromedp.Evaluate[string](`document.querySelector(".link-url").value`))
-	if err != nil || !strings.Contains(link, "/j/") {
-		t.Fatalf("patient link %q: %v", link, err)
+	// A second link, for a family member, before anyone joins.
+	do(t, doc, "family link",
+		chromedp.SetValue(chromedp.CSS("#label"), "family"),
+		chromedp.Click(chromedp.CSS(`form[action$="/links"] button`)),
+	)
+	waitTrue(t, doc, "two links", `document.querySelectorAll(".link-url").length === 2`, 15*time.Second)
+	links, err := chromedp.Run(doc, chromedp.Evaluate[[]string](`[...document.querySelectorAll(".link-url")].map(i => i.value)`))
+	if err != nil || len(links) != 2 || !strings.Contains(links[1], "/j/") {
+		t.Fatalf("links %q: %v", links, err)
 	}
-	patient := joinAsGuest(t, link, "Pat Example")
+	patient := joinAsGuest(t, links[0], "Pat Example")
 	if shown, _ := chromedp.Run(patient, chromedp.Evaluate[bool](`!!document.getElementById("record")`)); shown {
 		t.Fatal("the patient's page has a Record button")
 	}
@@ -152,6 +161,19 @@ func TestBrowserRecordingWithConsentMovesTheConsultAndBack(t *testing.T) {
 	waitTrue(t, doc, "the Stop recording button", `document.getElementById("record").getAttribute("aria-pressed") === "true" && document.getElementById("record").textContent.includes("Stop recording")`, 5*time.Second)
 	axe.Check(t, doc, "call while recording (clinician)")
 	axe.Check(t, patient, "call while recording (patient)")
+
+	// A family member who arrives is asked in the waiting room, declines,
+	// and cannot be let in while it records.
+	family := joinAsGuest(t, links[1], "Fay Family")
+	waitTrue(t, family, "the waiting room's consent question", `document.getElementById("rec-dialog").open && document.getElementById("rec-title").textContent.includes("is being recorded")`, 15*time.Second)
+	axe.Check(t, family, "waiting room with the recording question")
+	do(t, family, "decline", chromedp.Click(chromedp.CSS("#rec-decline")))
+	waitTrue(t, doc, "the waiting room shows the answer", `[...document.querySelectorAll("#lobby li.waiting")].some(li => li.textContent.includes("Fay Family") && li.textContent.includes("did not agree"))`, 15*time.Second)
+	admit(t, doc, "Fay Family")
+	waitTrue(t, doc, "the clinician is told why not", `document.getElementById("status").textContent.includes("has not agreed to be recorded")`, 15*time.Second)
+	if in, _ := chromedp.Run(family, chromedp.Evaluate[bool](`window.openConsult.state.admitted`)); in {
+		t.Fatal("a member who declined was let into the recorded consult")
+	}
 
 	// The clinician stops: the indicator goes, and the consult moves back.
 	do(t, doc, "stop recording", chromedp.Click(chromedp.CSS("#record")))

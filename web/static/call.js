@@ -6,7 +6,7 @@
 // consent and its indicator (recording.js).
 import { connectionStats } from "./stats.js";
 import { MediaServerLink, firstFrame } from "./sfu.js";
-import { Recording } from "./recording.js";
+import { Recording, lobbyNote } from "./recording.js";
 
 const root = document.getElementById("call");
 const consultId = root.dataset.consult;
@@ -572,6 +572,7 @@ function renderLobby(waiting) {
       note.textContent = checkNotes[w.check];
       li.append(note, " ");
     }
+    if (lobbyNote(w)) li.append(lobbyNote(w), " ");
     li.append(button("Admit", () => send({ type: "admit", member: w.id }), "small admit"), " ",
       button("Deny", () => send({ type: "deny", member: w.id }), "small secondary"));
     list.append(li);

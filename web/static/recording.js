@@ -29,6 +29,13 @@ const text = {
   asking: "Waiting for everyone to agree to the recording…",
   started: "Recording started. Everyone in the call has agreed.",
   declinedLobby: "You did not agree to be recorded. You will be let in when the recording stops, or you can close this page.",
+  agreedLobby: "Thank you. Your clinician will let you in.",
+  // What the host's waiting room says of a guest's answer while recording.
+  lobbyNotes: {
+    asked: "(asked to agree to the recording)",
+    agreed: "(agreed to be recorded)",
+    declined: "(did not agree to be recorded: stop the recording to let them in)",
+  },
   ended: {
     requested: "Recording stopped.",
     declined: "Recording was not started: a participant did not agree.",
@@ -65,6 +72,12 @@ function el(tag, props = {}, ...children) {
   }
   e.append(...children);
   return e;
+}
+
+// lobbyNote is what the host's waiting room says of a waiting guest's
+// answer to the recording that runs, or "".
+export function lobbyNote(waiting) {
+  return text.lobbyNotes[waiting.recording] || "";
 }
 
 // Recording wires the call page's recording parts. send sends a protocol
@@ -165,7 +178,7 @@ export class Recording {
     this.answered.set(this.request, yes);
     this.send({ type: "record-consent", request: this.request, consent: yes });
     this.close();
-    if (!yes && !this.admitted) this.status(text.declinedLobby);
+    if (!this.admitted) this.status(yes ? text.agreedLobby : text.declinedLobby);
     this.render();
   }
 
