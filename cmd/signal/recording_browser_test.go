@@ -101,11 +101,10 @@ const recordingHidden = `document.getElementById("rec-indicator").hidden`
 // to the media node, both pages show the recording indicator, and the
 // recorder is started with both consents. A family member who arrives
 // meanwhile is asked in the waiting room, declines, and cannot be let in.
-// The clinician stops the recording: the
-// indicator goes and the consult moves back to peer to peer. A second
-// request that the patient dismisses with Escape records nothing. axe-core
-// checks the call page with the question open, while recording, and the
-// waiting room with its question.
+// The clinician stops the recording: the indicator goes and the consult
+// moves back to peer to peer. A second request that the patient dismisses
+// with Escape records nothing. axe-core checks the call page with the
+// question open, while recording, and the waiting room with its question.
 func TestBrowserRecordingWithConsentMovesTheConsultAndBack(t *testing.T) {
 	axe := browsertest.LoadAxe(t)
 	double := &browserRecorderDouble{}
