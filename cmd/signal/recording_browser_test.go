@@ -17,45 +17,70 @@ import (
 	"github.com/openconsult/openconsult/signaling"
 )
 
-// browserRecorderDouble is a test double of the recording service for a
-// server that has none: it records nothing, and remembers what the live
-// consult asked of it.
-type browserRecorderDouble struct {
+// recorderSpy watches what the live consult asks of the recorder: it
+// passes the requests on to the server's own recorder when it has one, and
+// otherwise is a test double that records nothing.
+type recorderSpy struct {
+	next signaling.Recordings // the server's recorder, or nil
+
 	mu     sync.Mutex
 	starts []recording.StartRequest
 	stops  []string
 }
 
-func (d *browserRecorderDouble) Start(_ context.Context, req recording.StartRequest) (recording.Active, error) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	d.starts = append(d.starts, req)
-	return &browserActiveDouble{d: d, done: make(chan struct{})}, nil
+func (s *recorderSpy) Start(ctx context.Context, req recording.StartRequest) (recording.Active, error) {
+	s.mu.Lock()
+	s.starts = append(s.starts, req)
+	s.mu.Unlock()
+	if s.next == nil {
+		return &activeSpy{spy: s, done: make(chan struct{})}, nil
+	}
+	a, err := s.next.Start(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	return &activeSpy{spy: s, next: a}, nil
 }
 
-func (d *browserRecorderDouble) seen() ([]recording.StartRequest, []string) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return append([]recording.StartRequest(nil), d.starts...), append([]string(nil), d.stops...)
+func (s *recorderSpy) seen() ([]recording.StartRequest, []string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]recording.StartRequest(nil), s.starts...), append([]string(nil), s.stops...)
 }
 
-type browserActiveDouble struct {
-	d    *browserRecorderDouble
+// activeSpy is a recording as the recorderSpy hands it out: the real one,
+// or a test double when the server has no recorder.
+type activeSpy struct {
+	spy  *recorderSpy
+	next recording.Active // nil for the test double
 	once sync.Once
 	done chan struct{}
 }
 
-func (a *browserActiveDouble) ID() string { return "r_browser_double" }
+func (a *activeSpy) ID() string {
+	if a.next != nil {
+		return a.next.ID()
+	}
+	return "r_test_double"
+}
 
-func (a *browserActiveDouble) Stop(_ context.Context, reason string) error {
-	a.d.mu.Lock()
-	a.d.stops = append(a.d.stops, reason)
-	a.d.mu.Unlock()
+func (a *activeSpy) Stop(ctx context.Context, reason string) error {
+	a.spy.mu.Lock()
+	a.spy.stops = append(a.spy.stops, reason)
+	a.spy.mu.Unlock()
+	if a.next != nil {
+		return a.next.Stop(ctx, reason)
+	}
 	a.once.Do(func() { close(a.done) })
 	return nil
 }
 
-func (a *browserActiveDouble) Done() <-chan struct{} { return a.done }
+func (a *activeSpy) Done() <-chan struct{} {
+	if a.next != nil {
+		return a.next.Done()
+	}
+	return a.done
+}
 
 // recordableNodeDouble adds a test double of media.Recorder to a media
 // node that does not record: the browserRecorderDouble never calls it.
@@ -65,14 +90,14 @@ func (recordableNodeDouble) Record(context.Context, string, media.RecordSink) (m
 	return nil, errors.New("recordableNodeDouble does not record")
 }
 
-// offerRecording makes the server offer recording: with its own recorder
-// and node when it has them, else with the test doubles above.
-func offerRecording(double *browserRecorderDouble) func(*settings) {
+// offerRecording makes the server offer recording, with spy watching its
+// recorder: its own recorder and node when it has them, else the test
+// doubles above.
+func offerRecording(spy *recorderSpy) func(*settings) {
 	return func(s *settings) {
 		s.roomHook = func(deps *signaling.RoomDeps) {
-			if deps.Recordings == nil {
-				deps.Recordings = double
-			}
+			spy.next = deps.Recordings
+			deps.Recordings = spy
 			if _, ok := deps.Media.(media.Recorder); !ok && deps.Media != nil {
 				deps.Media = recordableNodeDouble{deps.Media}
 			}
@@ -107,8 +132,8 @@ const recordingHidden = `document.getElementById("rec-indicator").hidden`
 // question open, while recording, and the waiting room with its question.
 func TestBrowserRecordingWithConsentMovesTheConsultAndBack(t *testing.T) {
 	axe := browsertest.LoadAxe(t)
-	double := &browserRecorderDouble{}
-	d, doc := startConsultAdjusted(t, "dr.record", false, offerRecording(double))
+	spy := &recorderSpy{}
+	d, doc := startConsultAdjusted(t, "dr.record", false, offerRecording(spy))
 	defer d.stop()
 	// A second link, for a family member, before anyone joins.
 	do(t, doc, "family link",
@@ -143,7 +168,7 @@ func TestBrowserRecordingWithConsentMovesTheConsultAndBack(t *testing.T) {
 		}
 	}
 	axe.Check(t, patient, "call with the recording question")
-	if starts, _ := double.seen(); len(starts) != 0 {
+	if starts, _ := spy.seen(); len(starts) != 0 {
 		t.Fatal("the recorder started before the patient agreed")
 	}
 
@@ -153,7 +178,7 @@ func TestBrowserRecordingWithConsentMovesTheConsultAndBack(t *testing.T) {
 		waitTrue(t, ctx, name+" decodes the other through the media server", decodingFromEveryoneViaServer+`(1)`, 90*time.Second)
 		waitTrue(t, ctx, name+" shows the recording indicator", recordingShown, 30*time.Second)
 	}
-	starts, _ := double.seen()
+	starts, _ := spy.seen()
 	if len(starts) != 1 || len(starts[0].Consents) != 2 || starts[0].Node == nil || starts[0].RequestedBy == "" {
 		t.Fatalf("the recorder was started with %+v", starts)
 	}
@@ -181,7 +206,7 @@ func TestBrowserRecordingWithConsentMovesTheConsultAndBack(t *testing.T) {
 		waitTrue(t, ctx, name+" is back peer to peer", `window.openConsult.mediaServer() === null && window.openConsult.state.route === "p2p"`, 90*time.Second)
 		waitTrue(t, ctx, name+" decodes the other directly", remoteVideoDecoding, 90*time.Second)
 	}
-	if _, stops := double.seen(); len(stops) != 1 || stops[0] != signaling.StopRequested {
+	if _, stops := spy.seen(); len(stops) != 1 || stops[0] != signaling.StopRequested {
 		t.Fatalf("Active.Stop calls: %v", stops)
 	}
 
@@ -191,7 +216,7 @@ func TestBrowserRecordingWithConsentMovesTheConsultAndBack(t *testing.T) {
 	do(t, patient, "Escape", chromedp.KeyEvent(kb.Escape))
 	waitTrue(t, doc, "the clinician hears a participant declined", `document.getElementById("rec-announce").textContent.includes("a participant did not agree")`, 15*time.Second)
 	waitTrue(t, patient, "the question closed", `!document.getElementById("rec-dialog").open`, 5*time.Second)
-	if starts, _ := double.seen(); len(starts) != 1 {
+	if starts, _ := spy.seen(); len(starts) != 1 {
 		t.Fatalf("a declined request started the recorder: %d starts", len(starts))
 	}
 	if onServer, _ := chromedp.Run(doc, chromedp.Evaluate[bool](`window.openConsult.mediaServer() !== null`)); onServer {
