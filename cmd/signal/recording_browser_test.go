@@ -117,6 +117,21 @@ const recordingShown = `(() => {
     document.getElementById("rec-announce").textContent.includes("Recording started");
 })()`
 
+// pictureGapWatch starts noting, in window.__longestGap, the longest time
+// the first remote tile had no picture.
+const pictureGapWatch = `(() => {
+  window.__longestGap = 0;
+  let since = null;
+  setInterval(() => {
+    const v = document.querySelector("figure.tile:not(.self) video");
+    const showing = v && v.readyState >= 2 && v.videoWidth > 0;
+    if (showing) since = null;
+    else if (since === null) since = performance.now();
+    else window.__longestGap = Math.max(window.__longestGap, performance.now() - since);
+  }, 50);
+  return true;
+})()`
+
 const recordingHidden = `document.getElementById("rec-indicator").hidden`
 
 // TestBrowserRecordingWithConsentMovesTheConsultAndBack runs a consult of a
@@ -172,11 +187,21 @@ func TestBrowserRecordingWithConsentMovesTheConsultAndBack(t *testing.T) {
 		t.Fatal("the recorder started before the patient agreed")
 	}
 
+	// The clinician's page notes the longest stretch in which the
+	// patient's tile had no picture while the consult moves.
+	if _, err := chromedp.Run(doc, chromedp.Evaluate[bool](pictureGapWatch)); err != nil {
+		t.Fatal(err)
+	}
+	agreed := time.Now()
 	do(t, patient, "agree", chromedp.Click(chromedp.CSS("#rec-agree")))
 	waitTrue(t, patient, "the question closed", `!document.getElementById("rec-dialog").open`, 5*time.Second)
 	for name, ctx := range map[string]context.Context{"clinician": doc, "patient": patient} {
 		waitTrue(t, ctx, name+" decodes the other through the media server", decodingFromEveryoneViaServer+`(1)`, 90*time.Second)
 		waitTrue(t, ctx, name+" shows the recording indicator", recordingShown, 30*time.Second)
+	}
+	t.Logf("from the patient's yes to both indicators: %v", time.Since(agreed).Round(time.Millisecond))
+	if gap, err := chromedp.Run(doc, chromedp.Evaluate[float64](`window.__longestGap`)); err == nil {
+		t.Logf("longest time without the patient's picture during the move to the media node: %.0f ms", gap)
 	}
 	starts, _ := spy.seen()
 	if len(starts) != 1 || len(starts[0].Consents) != 2 || starts[0].Node == nil || starts[0].RequestedBy == "" {
