@@ -196,14 +196,14 @@ var handlers = map[string]handler{
 	"remove":      {need: RightHost, apply: (*Room).remove},
 	"end":         {need: RightHost, apply: (*Room).end},
 	"sfu-join":    {need: RightSignal, apply: (*Room).sfuJoin},
-	// A member in the lobby answers a recording request too.
+	"sfu-leave":   {need: RightSignal, apply: (*Room).sfuLeave},
+	"view":        {need: RightSignal, apply: (*Room).view},
+	"ping":        {apply: (*Room).ping},
+	"leave":       {apply: (*Room).leave},
+	// Recording: a member in the lobby may answer, when it is asked.
 	"record-start":   {need: RightHost, apply: (*Room).recordStart},
 	"record-stop":    {need: RightHost, apply: (*Room).recordStop},
 	"record-consent": {apply: (*Room).recordConsent},
-	"sfu-leave":      {need: RightSignal, apply: (*Room).sfuLeave},
-	"view":           {need: RightSignal, apply: (*Room).view},
-	"ping":           {apply: (*Room).ping},
-	"leave":          {apply: (*Room).leave},
 }
 
 // Handle dispatches one inbound message from m.
