@@ -95,6 +95,21 @@ const selectedPairJS = `((viaNode) => (async () => {
   return JSON.stringify({ local: c(stats.get(pair.localCandidateId)), remote: c(stats.get(pair.remoteCandidateId)) });
 })())`
 
+// candidatePairsJS lists every candidate pair of the connection, to show
+// what a browser tried when its path is not the expected one.
+const candidatePairsJS = `((viaNode) => (async () => {
+  const oc = window.openConsult;
+  const pc = !oc ? null : viaNode ? oc.mediaServer() : oc.peers()[0];
+  if (!pc) return "no connection";
+  const stats = await pc.getStats();
+  const c = (x) => x ? x.candidateType + "/" + x.protocol + (x.relayProtocol ? "(" + x.relayProtocol + ")" : "") + (x.tcpType ? "[" + x.tcpType + "]" : "") + " " + x.address + ":" + x.port : "?";
+  const out = [];
+  for (const s of stats.values()) if (s.type === "candidate-pair") out.push(c(stats.get(s.localCandidateId)) + " -> " + c(stats.get(s.remoteCandidateId)) + " " + s.state + (s.nominated ? " nominated" : ""));
+  for (const s of stats.values()) if (s.type === "local-candidate") out.push("local " + c(s));
+  for (const line of (pc.remoteDescription?.sdp || "").split("\r\n")) if (line.startsWith("a=candidate")) out.push("offered " + line);
+  return out.join("\n");
+})())`
+
 // firstFramesJS resolves to the time (ms since the epoch) at which the page
 // decoded video from n others, directly or through the media node when
 // viaNode, or 0 after within ms.
@@ -208,8 +223,16 @@ func consultOfTwo(t *testing.T, d *devServer, nw matrixNetwork, clinician, patie
 	admitted := admitAt(t, clinician.ctx, "Pat Example")
 	row := matrixRow{network: nw.name, consult: "two, peer to peer"}
 	row.firstFrame = firstFrames(t, admitted, 1, false, clinician, patient)
-	row.paths = selectedPaths(t, false, clinician, patient)
-	checkPaths(t, nw.two, row.paths)
+	row.paths = settledPaths(t, nw.two, false, clinician, patient)
+	if problem := pathsMismatch(nw.two, row.paths); problem != "" {
+		t.Error(problem)
+	}
+	if t.Failed() {
+		for _, b := range []matrixBrowser{clinician, patient} {
+			pairs, _ := chromedp.Run(b.ctx, chromedp.Evaluate[string](fmt.Sprintf("%s(false)", candidatePairsJS), chromedp.EvalAwaitPromise))
+			t.Logf("%s's candidate pairs:\n%s", b.role, pairs)
+		}
+	}
 	if nw.oneSideRelays && row.paths["clinician"].Local.Type != "relay" && row.paths["patient"].Local.Type != "relay" {
 		t.Errorf("neither side relays: %v", row.paths)
 	}
@@ -229,8 +252,16 @@ func consultOfThree(t *testing.T, d *devServer, nw matrixNetwork, clinician, pat
 	admitted := admitAt(t, clinician.ctx, "Ines Interpreter")
 	row := matrixRow{network: nw.name, consult: "three, media node"}
 	row.firstFrame = firstFrames(t, admitted, 2, true, clinician, patient, third)
-	row.paths = selectedPaths(t, true, clinician, patient, third)
-	checkPaths(t, nw.three, row.paths)
+	row.paths = settledPaths(t, nw.three, true, clinician, patient, third)
+	if problem := pathsMismatch(nw.three, row.paths); problem != "" {
+		t.Error(problem)
+	}
+	if t.Failed() {
+		for _, b := range []matrixBrowser{clinician, patient, third} {
+			pairs, _ := chromedp.Run(b.ctx, chromedp.Evaluate[string](fmt.Sprintf("%s(true)", candidatePairsJS), chromedp.EvalAwaitPromise))
+			t.Logf("%s's candidate pairs with the media node:\n%s", b.role, pairs)
+		}
+	}
 	if nw.relayOnly {
 		for _, a := range []matrixBrowser{clinician, patient, third} {
 			for _, b := range []matrixBrowser{clinician, patient, third} {
@@ -307,13 +338,32 @@ func selectedPaths(t *testing.T, viaNode bool, browsers ...matrixBrowser) map[st
 	return out
 }
 
-func checkPaths(t *testing.T, want map[string]string, got map[string]selectedPath) {
+// settledPaths reads the browsers' selected pairs until each is of the
+// class wanted, or for 15 s: ICE goes on checking better pairs after media
+// flows on the first that works, and moves the media when one succeeds
+// (a browser whose UDP is blocked may start through the relay over TCP and
+// move to ICE-TCP to the media node a moment later).
+func settledPaths(t *testing.T, want map[string]string, viaNode bool, browsers ...matrixBrowser) map[string]selectedPath {
 	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		got := selectedPaths(t, viaNode, browsers...)
+		if pathsMismatch(want, got) == "" || time.Now().After(deadline) {
+			return got
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+}
+
+// pathsMismatch says which browser's path is not of the class wanted.
+func pathsMismatch(want map[string]string, got map[string]selectedPath) string {
+	var out []string
 	for role, pattern := range want {
 		if !regexp.MustCompile(`^(` + pattern + `)`).MatchString(got[role].class()) {
-			t.Errorf("%s's media goes %s (%+v), want %q", role, got[role], got[role], pattern)
+			out = append(out, fmt.Sprintf("%s's media goes %s (%+v), want %q", role, got[role], got[role], pattern))
 		}
 	}
+	return strings.Join(out, "; ")
 }
 
 // checkNoAddressLeak fails when a's connections carry b's host address,
