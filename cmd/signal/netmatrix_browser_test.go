@@ -191,6 +191,7 @@ func TestBrowserFirewallMatrix(t *testing.T) {
 		})
 	}
 	t.Log("firewall matrix:\n" + matrixTable(rows))
+	t.Log("relay refusals:\n" + relayRefusals(t, d))
 }
 
 // startMatrixConsult starts a consult from the clinician's dashboard and returns
@@ -236,9 +237,16 @@ func consultOfTwo(t *testing.T, d *devServer, nw matrixNetwork, clinician, patie
 	if nw.oneSideRelays && row.paths["clinician"].Local.Type != "relay" && row.paths["patient"].Local.Type != "relay" {
 		t.Errorf("neither side relays: %v", row.paths)
 	}
-	if nw.relayOnly {
+	switch {
+	case nw.relayOnly:
 		checkNoAddressLeak(t, clinician, patient)
 		checkNoAddressLeak(t, patient, clinician)
+	case nw.name == "open":
+		// The control for the check above: a consult that is not
+		// relay-only shows each side the other's address.
+		if !knows(addressesSeen(t, patient), clinicianAddr) {
+			t.Error("on the open network the patient's browser does not see the clinician's address: the relay-only check would prove nothing")
+		}
 	}
 	return row
 }
@@ -370,13 +378,24 @@ func pathsMismatch(want map[string]string, got map[string]selectedPath) string {
 // in their SDP or in a candidate.
 func checkNoAddressLeak(t *testing.T, a, b matrixBrowser) {
 	t.Helper()
+	if seen := addressesSeen(t, a); knows(seen, b.addr) {
+		t.Errorf("the %s's browser knows the %s's address %s:\n%s", a.role, b.role, b.addr, seen)
+	}
+}
+
+// addressesSeen returns the SDP and candidate addresses a's connections hold.
+func addressesSeen(t *testing.T, a matrixBrowser) string {
+	t.Helper()
 	seen, err := chromedp.Run(a.ctx, chromedp.Evaluate[string](addressesSeenJS, chromedp.EvalAwaitPromise))
 	if err != nil {
 		t.Fatalf("%s's descriptions: %v", a.role, err)
 	}
-	if regexp.MustCompile(`(^|[^0-9.])` + regexp.QuoteMeta(b.addr) + `([^0-9]|$)`).MatchString(seen) {
-		t.Errorf("the %s's browser knows the %s's address %s:\n%s", a.role, b.role, b.addr, seen)
-	}
+	return seen
+}
+
+// knows reports whether text names the IPv4 address addr.
+func knows(text, addr string) bool {
+	return regexp.MustCompile(`(^|[^0-9.])` + regexp.QuoteMeta(addr) + `([^0-9]|$)`).MatchString(text)
 }
 
 // matrixTable formats the rows for the log and for docs/benchmarks.md.

@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -79,8 +80,8 @@ func browserIn(t *testing.T, ns *netlab.NS) chromedp.ExecAllocatorOption {
 // startSignalIn runs this test binary as `signal -dev` inside ns, at
 // https://192.0.2.10 (port 443) with a certificate for that address, the
 // embedded relay's TURN over TLS on the same port, and the embedded media
-// node's UDP and ICE-TCP on port 3479. The test's HTTP client reaches it
-// from inside ns.
+// node's UDP and ICE-TCP on port 3479, and its metrics on the namespace's
+// loopback. The test's HTTP client reaches it from inside ns.
 func startSignalIn(t *testing.T, ns *netlab.NS, dataDir string) *devServer {
 	t.Helper()
 	ca := testpki.NewCA(t, "matrix")
@@ -90,12 +91,12 @@ func startSignalIn(t *testing.T, ns *netlab.NS, dataDir string) *devServer {
 		t.Fatal(err)
 	}
 	cmd := ns.Command(exe, "-dev", "-data-dir", dataDir,
-		"-listen", serverAddr+":443", "-http-listen", "off", "-admin-listen", "off",
+		"-listen", serverAddr+":443", "-http-listen", "off", "-admin-listen", "127.0.0.1:9090",
 		"-public-url", "https://"+serverAddr, "-tls-cert", cert, "-tls-key", key,
 		"-relay-listen", serverAddr+":3478", "-relay-on-https-port",
 		"-sfu-udp-listen", serverAddr+":3479", "-sfu-tcp-listen", serverAddr+":3479")
 	cmd.Env = append(os.Environ(), envRunSignal+"=1")
-	d := &devServer{public: "https://" + serverAddr, stdout: &syncbuf.Buffer{}, stderr: &syncbuf.Buffer{}}
+	d := &devServer{public: "https://" + serverAddr, admin: "http://127.0.0.1:9090", stdout: &syncbuf.Buffer{}, stderr: &syncbuf.Buffer{}}
 	cmd.Stdout, cmd.Stderr = d.stdout, d.stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start signal in %s: %v", ns.Name, err)
@@ -144,4 +145,23 @@ func startSignalIn(t *testing.T, ns *netlab.NS, dataDir string) *devServer {
 		Timeout: 30 * time.Second,
 	}
 	return d
+}
+
+// relayRefusals returns the relay's refusal counters from the server's
+// metrics, one "name{labels} value" a line.
+func relayRefusals(t *testing.T, d *devServer) string {
+	t.Helper()
+	resp, err := d.client.Get(d.admin + "/metrics")
+	if err != nil {
+		t.Fatalf("metrics: %v", err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	var out []string
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(line, "turn_") && strings.Contains(line, "_total") && strings.Contains(line, "refusals") || strings.HasPrefix(line, "turn_auth_failures_total") {
+			out = append(out, line)
+		}
+	}
+	return strings.Join(out, "\n")
 }
