@@ -175,6 +175,8 @@ func TestBrowserFirewallMatrix(t *testing.T) {
 	clinician := matrixBrowser{"clinician", clinicianAddr, browsertest.New(t, browserIn(t, m.clinician))}
 	patient := matrixBrowser{"patient", patientAddr, browsertest.New(t, browserIn(t, m.patient))}
 	browserSignIn(t, clinician.ctx, d, "dr.matrix", "a long clinician passphrase")
+	// Signing in ends on the dashboard; a navigation before it loads is aborted.
+	do(t, clinician.ctx, "dashboard after sign-in", chromedp.WaitVisible(chromedp.CSS("#new-consult-button")))
 
 	var rows []matrixRow
 	for _, nw := range matrixNetworks {
