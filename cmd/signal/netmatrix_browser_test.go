@@ -31,6 +31,9 @@ type matrixNetwork struct {
 	// oneSideRelays asks, in the consult of two, that at least one side
 	// relay over UDP (two symmetric NATs never pair directly).
 	oneSideRelays bool
+	// check is the join page's verdict wanted on the patient's network
+	// ("direct|relay" when empty).
+	check string
 }
 
 var matrixNetworks = []matrixNetwork{
@@ -39,13 +42,13 @@ var matrixNetworks = []matrixNetwork{
 		three: map[string]string{"clinician": "direct udp", "patient": "direct udp", "third": "direct udp"}},
 	{name: "patient UDP blocked", rules: routerRules(`    iifname "patient" meta l4proto udp drop
     oifname "patient" meta l4proto udp drop`, ""),
-		two:   map[string]string{"clinician": ".", "patient": "relay (tcp|tls)"},
+		two: map[string]string{"clinician": ".", "patient": "relay (tcp|tls)"}, check: "relay",
 		three: map[string]string{"clinician": "direct udp", "patient": "direct tcp", "third": "direct udp"}},
 	{name: "patient TCP 443 only", rules: routerRules(`    oifname "patient" ct state established,related accept
     oifname "patient" drop
     iifname "patient" tcp dport 443 accept
     iifname "patient" drop`, ""),
-		two:   map[string]string{"clinician": ".", "patient": "relay tls"},
+		two: map[string]string{"clinician": ".", "patient": "relay tls"}, check: "relay",
 		three: map[string]string{"clinician": "direct udp", "patient": "relay tls", "third": "direct udp"}},
 	{name: "symmetric NAT both sides", rules: routerRules(`    oifname { "clinician", "patient" } ct state established,related accept
     oifname { "clinician", "patient" } drop`, `    ip saddr 198.51.100.0/26 oifname != "clinician" snat ip to `+clinicianNAT+` fully-random
@@ -153,6 +156,7 @@ type matrixRow struct {
 	network, consult string
 	paths            map[string]selectedPath
 	firstFrame       map[string]time.Duration
+	check            string // the patient's join page: verdict and time
 }
 
 // TestBrowserFirewallMatrix runs real consults between Chromium browsers on
@@ -172,8 +176,8 @@ func TestBrowserFirewallMatrix(t *testing.T) {
 	admin := signInHTTP(t, d, "chief.admin", "a long admin passphrase")
 	createClinician(t, d, dir, admin, "dr.matrix", "a long clinician passphrase")
 
-	clinician := matrixBrowser{"clinician", clinicianAddr, browsertest.New(t, browserIn(t, m.clinician))}
-	patient := matrixBrowser{"patient", patientAddr, browsertest.New(t, browserIn(t, m.patient))}
+	clinician := matrixBrowser{"clinician", clinicianAddr, browsertest.New(t, browserIn(m.clinician))}
+	patient := matrixBrowser{"patient", patientAddr, browsertest.New(t, browserIn(m.patient))}
 	browserSignIn(t, clinician.ctx, d, "dr.matrix", "a long clinician passphrase")
 	// Signing in ends on the dashboard; a navigation before it loads is aborted.
 	do(t, clinician.ctx, "dashboard after sign-in", chromedp.WaitVisible(chromedp.CSS("#new-consult-button")))
@@ -185,7 +189,7 @@ func TestBrowserFirewallMatrix(t *testing.T) {
 			rows = append(rows, consultOfTwo(t, d, nw, clinician, patient))
 		})
 	}
-	third := matrixBrowser{"third", thirdAddr, browsertest.New(t, browserIn(t, m.third))}
+	third := matrixBrowser{"third", thirdAddr, browsertest.New(t, browserIn(m.third))}
 	for _, nw := range matrixNetworks {
 		t.Run("three/"+nw.name, func(t *testing.T) {
 			m.router.Nftables(nw.rules)
@@ -222,9 +226,9 @@ func startMatrixConsult(t *testing.T, d *devServer, doc context.Context, relayOn
 
 func consultOfTwo(t *testing.T, d *devServer, nw matrixNetwork, clinician, patient matrixBrowser) matrixRow {
 	links := startMatrixConsult(t, d, clinician.ctx, nw.relayOnly, false)
-	joinAsPatient(t, patient.ctx, links[0], "Pat Example")
+	check := joinAfterCheck(t, patient.ctx, links[0], "Pat Example", nw.check)
 	admitted := admitAt(t, clinician.ctx, "Pat Example")
-	row := matrixRow{network: nw.name, consult: "two, peer to peer"}
+	row := matrixRow{network: nw.name, consult: "two, peer to peer", check: check}
 	row.firstFrame = firstFrames(t, admitted, 1, false, clinician, patient)
 	row.paths = settledPaths(t, nw.two, false, clinician, patient)
 	if problem := pathsMismatch(nw.two, row.paths); problem != "" {
@@ -282,6 +286,45 @@ func consultOfThree(t *testing.T, d *devServer, nw matrixNetwork, clinician, pat
 		}
 	}
 	return row
+}
+
+// joinCheckJS resolves, once the join page's connectivity check has a
+// verdict, to the verdict and the time since the page began loading.
+const joinCheckJS = `new Promise((resolve) => {
+  const poll = setInterval(() => {
+    const s = document.getElementById("network-status");
+    if (s && s.dataset.result) {
+      clearInterval(poll);
+      resolve(s.dataset.result + " " + Math.round(performance.now()));
+    }
+  }, 10);
+})`
+
+// joinAfterCheck opens the link, waits for the join page's connectivity
+// check, which must give a verdict matching want, then joins under name.
+// It returns the verdict and how long after the page began loading it came.
+func joinAfterCheck(t *testing.T, ctx context.Context, link, name, want string) string {
+	t.Helper()
+	if want == "" {
+		want = "direct|relay"
+	}
+	do(t, ctx, "open the link", chromedp.Navigate(link), chromedp.WaitVisible(chromedp.CSS("#name")))
+	c, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	verdict, err := chromedp.Run(c, chromedp.Evaluate[string](joinCheckJS, chromedp.EvalAwaitPromise))
+	if err != nil {
+		t.Fatalf("join page's check: %v", err)
+	}
+	result, ms, _ := strings.Cut(verdict, " ")
+	if !regexp.MustCompile(`^(` + want + `)$`).MatchString(result) {
+		t.Errorf("the join page's check says %q, want %q", result, want)
+	}
+	do(t, ctx, name+" joins",
+		chromedp.SendKeys(chromedp.CSS("#name"), name),
+		chromedp.Click(chromedp.CSS("#join-button")),
+		chromedp.WaitVisible(chromedp.CSS("#lobby-wait")),
+	)
+	return result + " in " + ms + " ms"
 }
 
 // admitAt admits the named guest and returns when the click happened.
@@ -404,7 +447,7 @@ func knows(text, addr string) bool {
 func matrixTable(rows []matrixRow) string {
 	var b strings.Builder
 	w := tabwriter.NewWriter(&b, 0, 0, 1, ' ', tabwriter.Debug)
-	fmt.Fprintln(w, "network\tconsult\tfirst frame (clinician / patient / third)\tclinician's pair\tpatient's pair\tthird's pair")
+	fmt.Fprintln(w, "network\tconsult\tjoin check (patient)\tfirst frame (clinician / patient / third)\tclinician's pair\tpatient's pair\tthird's pair")
 	for _, r := range rows {
 		frames := []string{}
 		pairs := []string{}
@@ -418,7 +461,7 @@ func matrixTable(rows []matrixRow) string {
 				pairs = append(pairs, "")
 			}
 		}
-		fmt.Fprintf(w, "%s\t%s\t%s\t%s\n", r.network, r.consult, strings.Join(frames, " / "), strings.Join(pairs, "\t"))
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", r.network, r.consult, r.check, strings.Join(frames, " / "), strings.Join(pairs, "\t"))
 	}
 	w.Flush()
 	return b.String()

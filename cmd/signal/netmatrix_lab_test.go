@@ -71,9 +71,8 @@ func routerRules(forward, nat string) string {
 		"\n  }\n  chain postrouting { type nat hook postrouting priority 100;\n" + nat + "\n  }\n}\n"
 }
 
-// browserIn starts a browser inside ns.
-func browserIn(t *testing.T, ns *netlab.NS) chromedp.ExecAllocatorOption {
-	t.Helper()
+// browserIn makes browsertest.New start the browser inside ns.
+func browserIn(ns *netlab.NS) chromedp.ExecAllocatorOption {
 	return chromedp.ModifyCmdFunc(ns.WrapCommand)
 }
 
