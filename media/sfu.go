@@ -61,8 +61,9 @@ type Config struct {
 	// as ":7882"; empty for an ephemeral port per connection.
 	UDPListen string
 	// TCPListen is the passive ICE-TCP address, such as ":7881", for
-	// browsers whose networks block UDP; empty for none. Settings' network
-	// types must then include TCP (they do unless set otherwise).
+	// browsers whose networks block UDP; empty for none. It sets
+	// Settings' network types to UDP and TCP, since pion's default would
+	// leave the port unannounced.
 	TCPListen string
 	// PublicIPs are advertised instead of the host's addresses, for a
 	// node behind a 1:1 NAT (a cloud VM with a public IP mapped to it).

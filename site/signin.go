@@ -195,10 +195,10 @@ func (s *Site) account(w http.ResponseWriter, r *http.Request, id auth.Identity)
 		notice = "Your password was changed."
 	}
 	s.render(w, r, http.StatusOK, "account", formPage{Notice: notice, Data: struct {
-		Username, Role         string
-		TOTP, Admin, Clinician bool
-		CodesLeft              int
-	}{id.User.Username, id.User.Role, !id.User.TOTPEnabledAt.IsZero(), id.IsAdmin(), id.User.Role == "clinician", left}})
+		Username, Role                   string
+		TOTP, Admin, Clinician, Passkeys bool
+		CodesLeft                        int
+	}{id.User.Username, id.User.Role, !id.User.TOTPEnabledAt.IsZero(), id.IsAdmin(), id.User.Role == "clinician", s.opt.Passkeys != nil, left}})
 }
 
 func (s *Site) signout(w http.ResponseWriter, r *http.Request) {

@@ -304,6 +304,9 @@ func (s *settings) validate() error {
 	if !s.dev && !s.tool && len(s.acmeDomains.Values) == 0 && s.publicURL.Value == nil {
 		bad("public-url", "required outside -dev (unless -acme-domain names the host)")
 	}
+	if err := s.validatePasskeys(); err != nil {
+		errs = append(errs, err)
+	}
 	if s.hstsMaxAge < 0 {
 		bad("hsts-max-age", "must not be negative")
 	}

@@ -226,7 +226,7 @@ func start(ctx context.Context, s *settings, stdout, stderr io.Writer) (_ *serve
 		return nil, err
 	}
 	resets := auth.NewResetQueue(accounts, 256)
-	passkeys, err := accounts.NewPasskeys(db, s.passkeys.options())
+	passkeys, err := newPasskeys(accounts, db, s, public, log)
 	if err != nil {
 		return nil, err
 	}
