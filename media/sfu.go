@@ -22,6 +22,9 @@
 //     names rank in the order their first packets arrive.
 //   - speaker.go: the active speaker of each room, from RFC 6464 levels.
 //   - rtcp.go: subscribers' keyframe requests passed to publishers.
+//   - recorder.go: the Recorder, one more subscriber in a room that takes
+//     every member's audio and best video layer, through the same
+//     downTrack queues and rewriting, and hands them to a RecordSink.
 //   - network.go: one UDP port, one ICE-TCP port, 1:1 NAT addresses.
 //   - metrics.go: Prometheus series, without room or member ids.
 //
@@ -161,6 +164,7 @@ type room struct {
 	pubs     map[string]*publication // by publisher member id + "/" + track id
 	speaker  string
 	stop     chan struct{} // ends the speaker loop
+	recs     map[*recording]struct{}
 }
 
 // Join implements Node.
@@ -187,7 +191,8 @@ func (s *SFU) Join(ctx context.Context, roomID, memberID string, out Events) (Pa
 	}
 	r, ok := s.rooms[roomID]
 	if !ok {
-		r = &room{id: roomID, sessions: map[string]*Session{}, pubs: map[string]*publication{}, stop: make(chan struct{})}
+		r = &room{id: roomID, sessions: map[string]*Session{}, pubs: map[string]*publication{}, stop: make(chan struct{}),
+			recs: map[*recording]struct{}{}}
 		s.rooms[roomID] = r
 		s.goOwned(func() { s.speakerLoop(r) })
 	}
@@ -243,6 +248,9 @@ func (s *SFU) Close() {
 	for _, r := range s.rooms {
 		for _, sess := range r.sessions {
 			all = append(all, sess)
+		}
+		for rec := range r.recs {
+			rec.finishLocked(fmt.Errorf("recording: %w: %w", ErrShutdown, ErrUnavailable))
 		}
 	}
 	s.mu.Unlock()
