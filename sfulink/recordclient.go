@@ -184,6 +184,13 @@ func (rr *remoteRecording) pushRTP(num uint32, pkt []byte) {
 	rr.signal()
 }
 
+// droppedCount is how many packets the sink fell behind by.
+func (rr *remoteRecording) droppedCount() int64 {
+	rr.mu.Lock()
+	defer rr.mu.Unlock()
+	return rr.dropped
+}
+
 func (rr *remoteRecording) signal() {
 	select {
 	case rr.wake <- struct{}{}:
