@@ -54,6 +54,7 @@ func (s *SFU) Record(ctx context.Context, roomID string, sink RecordSink) (Recor
 		return nil, fmt.Errorf("record %s: %w: %w", roomID, ErrShutdown, ErrUnavailable)
 	}
 	r.recs[rec] = struct{}{}
+	s.recordings++
 	for _, pub := range r.pubs {
 		rec.addLocked(pub)
 	}
@@ -205,6 +206,7 @@ func (rec *recording) finishLocked(reason error) {
 		return
 	}
 	rec.ended = true
+	rec.sfu.recordings--
 	delete(rec.room.recs, rec)
 	close(rec.done)
 	for key, d := range rec.tracks {

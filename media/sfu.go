@@ -93,6 +93,7 @@ type SFU struct {
 	rooms        map[string]*room
 	participants int
 	tracks       int // published tracks declared in offers
+	recordings   int
 
 	// Goroutines the SFU starts; Close waits for them.
 	gmu     sync.Mutex
@@ -227,7 +228,7 @@ func (s *SFU) Load() Load {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return Load{Rooms: len(s.rooms), Participants: s.participants, Tracks: s.tracks,
-		MaxParticipants: s.cfg.MaxParticipants, MaxTracks: s.cfg.MaxTracks}
+		MaxParticipants: s.cfg.MaxParticipants, MaxTracks: s.cfg.MaxTracks, Recordings: s.recordings}
 }
 
 // ErrShutdown ends the sessions of a node that is shutting down.

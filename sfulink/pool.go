@@ -90,6 +90,7 @@ func (p *Pool) Load() media.Load {
 		sum.Rooms += l.Rooms
 		sum.Participants += l.Participants
 		sum.Tracks += l.Tracks
+		sum.Recordings += l.Recordings
 		sum.MaxParticipants += l.MaxParticipants
 		sum.MaxTracks += l.MaxTracks
 		unlimitedP = unlimitedP || l.MaxParticipants == 0

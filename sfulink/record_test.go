@@ -3,6 +3,7 @@ package sfulink
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"strings"
 	"testing"
@@ -48,6 +49,9 @@ func TestLinkLossEndsRecording(t *testing.T) {
 	px := startProxy(t, n.ln.Addr().String())
 	c := newTestClient(t, px.url, clientTLS(t, p))
 	sink, video := recordVia(t, c, c)
+	if l := n.sfu.Load(); l.Recordings != 1 {
+		t.Fatalf("node load %+v while recording", l)
+	}
 
 	px.cutOff()
 	select {
@@ -65,7 +69,7 @@ func TestLinkLossEndsRecording(t *testing.T) {
 		t.Fatalf("sink contract breached: %v", br)
 	}
 	// The node notices the silent link too, which stops its recordings.
-	eventually.True(t, 5*time.Second, "the node to drop the lost link", func() bool { return n.srv.Links() == 0 })
+	eventually.True(t, 5*time.Second, "the node to stop the lost link's recording", func() bool { return n.sfu.Load().Recordings == 0 })
 }
 
 // TestNodeShutdownEndsRecordingWithShutdown: a node that shuts down tells
@@ -226,4 +230,51 @@ func FuzzMediaFrame(f *testing.F) {
 			t.Fatalf("%d bytes of records handed over from a refused message", total)
 		}
 	})
+}
+
+// TestRecordingFloodEnds: a node that announces tracks without end (a
+// node gone wrong) ends the recording instead of growing the signal
+// side's queue without bound; the sink gets a bounded number of tracks,
+// each ended, then Ended with the reason, and the node is told to stop.
+func TestRecordingFloodEnds(t *testing.T) {
+	c := &Client{url: "wss://node.test/", log: quietLog()}
+	l := &clientLink{c: c, recs: map[uint32]*remoteRecording{},
+		ep: &endpoint{out: make(chan outMsg, sendQueue+mediaQueue), done: make(chan struct{})}}
+	sink := nodetest.NewRecordLog()
+	rr, err := l.newRecording(sink)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rr.markStarted()
+	track := &wireTrack{Member: "m", ID: "m/video", Kind: "video", MimeType: "video/VP8", ClockRate: 90000, PayloadType: 96}
+	for i := range maxRecordEvents + 10 {
+		l.handleRecording(message{Type: typeTrack, Rec: rr.id, Num: uint32(i + 1), Track: track})
+	}
+	select {
+	case err := <-sink.EndedCh():
+		if !errors.Is(err, errRecordFlood) {
+			t.Fatalf("Ended(%v), want the flood", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no Ended after a flood of tracks")
+	}
+	if n := len(sink.Tracks()); n == 0 || n > maxRecordedTracks {
+		t.Fatalf("%d tracks announced to the sink, want 1..%d", n, maxRecordedTracks)
+	}
+	if br := sink.Breaches(); len(br) > 0 {
+		t.Fatalf("sink contract breached: %v", br)
+	}
+	if l.recording(rr.id) != nil {
+		t.Fatal("the flooded recording is still on the link")
+	}
+	var stop message
+	for len(l.ep.out) > 0 {
+		if err := json.Unmarshal((<-l.ep.out).b, &stop); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if stop.Type != typeStopRecord || stop.Rec != rr.id {
+		t.Fatalf("last message to the node %+v, want stoprecord", stop)
+	}
+	c.events.Wait()
 }

@@ -16,6 +16,18 @@ import (
 // packets rather than hold up the link's reader.
 const recQueue = 1024
 
+// A node announces a track, and ends it, once per published track: a
+// recording with more tracks live than maxRecordedTracks, or more control
+// messages waiting than maxRecordEvents, is a node gone wrong, and the
+// recording ends (with what was announced until then) rather than grow
+// without bound.
+const (
+	maxRecordedTracks = 256
+	maxRecordEvents   = 4 * recQueue
+)
+
+var errRecordFlood = errors.New("the node announced more of a recording than it can have")
+
 // Record implements media.Recorder: the node records roomID and streams
 // the media over the link. A lost link ends the recording with an error
 // wrapping media.ErrUnavailable.
@@ -44,7 +56,7 @@ func (c *Client) Record(ctx context.Context, roomID string, sink media.RecordSin
 }
 
 func (l *clientLink) newRecording(sink media.RecordSink) (*remoteRecording, error) {
-	rr := &remoteRecording{link: l, id: l.nextRec.Add(1), sink: sink, wake: make(chan struct{}, 1)}
+	rr := &remoteRecording{link: l, id: l.nextRec.Add(1), sink: sink, wake: make(chan struct{}, 1), live: map[uint32]struct{}{}}
 	l.mu.Lock()
 	if l.ended != nil {
 		l.mu.Unlock()
@@ -135,6 +147,7 @@ type remoteRecording struct {
 	mu        sync.Mutex
 	queue     []recEvent
 	queuedRTP int
+	live      map[uint32]struct{} // tracks announced and not ended, as the node sent them
 	dropped   int64
 	started   bool // the node confirmed the recording
 	stopped   bool // Stop was called
@@ -162,12 +175,31 @@ func (rr *remoteRecording) markStarted() {
 }
 
 func (rr *remoteRecording) push(e recEvent) {
+	flood := false
 	rr.mu.Lock()
 	if !rr.finished {
-		rr.queue = append(rr.queue, e)
+		_, known := rr.live[e.num]
+		switch {
+		case len(rr.queue)-rr.queuedRTP >= maxRecordEvents || e.kind == evTrack && !known && len(rr.live) >= maxRecordedTracks:
+			flood = true
+			rr.finished, rr.final = true, fmt.Errorf("sfulink: node %s: %w", rr.link.c.url, errRecordFlood)
+		case e.kind == evTrack && known, e.kind == evEnd && !known:
+			// a repeated announcement, or the end of a track never announced
+		default:
+			if e.kind == evTrack {
+				rr.live[e.num] = struct{}{}
+			} else {
+				delete(rr.live, e.num)
+			}
+			rr.queue = append(rr.queue, e)
+		}
 	}
 	rr.mu.Unlock()
 	rr.signal()
+	if flood {
+		rr.link.takeRecording(rr.id)
+		rr.link.ep.send(message{Type: typeStopRecord, Rec: rr.id})
+	}
 }
 
 func (rr *remoteRecording) pushRTP(num uint32, pkt []byte) {

@@ -70,6 +70,7 @@ func recordConsult(t *testing.T, newNode nodeMaker) {
 	b := r.Join(node, "b", Publish{Video: true, Audio: true})
 	WaitAllReceive(t, []*Participant{a, b}, 20, 20*time.Second)
 	rec, sink := startRecording(t, node)
+	eventually.True(t, 5*time.Second, "the node to count the recording", func() bool { return node.Load().Recordings == 1 })
 
 	aVideo := recordedFlows(t, sink, "a/video", webrtc.RTPCodecTypeVideo, webrtc.MimeTypeVP8, 50)
 	recordedFlows(t, sink, "a/audio", webrtc.RTPCodecTypeAudio, webrtc.MimeTypeOpus, 25)
@@ -138,6 +139,7 @@ func recordConsult(t *testing.T, newNode nodeMaker) {
 	if br := sink.Breaches(); len(br) > 0 {
 		t.Fatalf("sink contract breached: %v", br)
 	}
+	eventually.True(t, 5*time.Second, "the node to count no recording", func() bool { return node.Load().Recordings == 0 })
 	rec.Stop() // again: nothing happens
 	// The room goes on without its recorder.
 	n = a.From("c/c")
