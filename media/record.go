@@ -41,9 +41,10 @@ type RecordedTrack struct {
 }
 
 // RecordSink receives a room's media for recording. Its methods run on the
-// node's goroutines (or the link's): they must not block. The node calls
-// Track, then the track's WriteRTPs, then its End, on one goroutine per
-// track; Ended comes last, once every announced track has Ended.
+// node's goroutines (or the link's): they must not block. For each track
+// the node calls Track, then its WriteRTPs, then its End, one call at a
+// time; calls for different tracks may run concurrently. Ended comes last,
+// after the End of every track whose TrackSink was not nil.
 // Recording.Stop and Keyframe may be called from within these methods.
 type RecordSink interface {
 	// Track announces a track the node now records; its packets follow
