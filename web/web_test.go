@@ -22,6 +22,9 @@ var keyUses = map[string]*regexp.Regexp{
 	"go":       regexp.MustCompile(`"((?:err|doc|policy|mail|users|passkeys|password|signin|code|link|join|reset|enroll|audit|account)\.[a-z0-9.]+)"`),
 }
 
+// notKeys are Go literals of a key's shape that name audit event types.
+var notKeys = []string{"password.changed", "password.reset"}
+
 // dynamicPrefixes are keys built at run time: by a template
 // ({{t (print "label." .Label)}}) or a script (`js.call.quality.${level}`).
 var dynamicPrefixes = []string{"meta.", "label.", "role.", "audit.outcome.", "js.call.quality.", "js.passkeys."}
@@ -77,8 +80,11 @@ func TestEveryKeyUsedExistsAndEveryKeyIsUsed(t *testing.T) {
 		for name, text := range files {
 			for _, m := range keyUses[kind].FindAllStringSubmatch(text, -1) {
 				key := m[1]
+				if kind == "go" && slices.Contains(notKeys, key) {
+					continue
+				}
 				used[key] = true
-				if _, ok := en.Message(key); !ok && kind != "go" {
+				if _, ok := en.Message(key); !ok {
 					t.Errorf("%s names %q, which the catalog lacks", name, key)
 				}
 			}
