@@ -350,8 +350,8 @@ func (c *Catalog) Pick(chosen, acceptLanguage string) *Lang {
 	if l := c.byTag[chosen]; l != nil {
 		return l
 	}
-	wanted, _, err := language.ParseAcceptLanguage(acceptLanguage)
-	if err != nil || len(wanted) == 0 {
+	wanted := acceptedTags(acceptLanguage)
+	if len(wanted) == 0 {
 		return c.langs[0]
 	}
 	_, i, conf := c.matcher.Match(wanted...)
@@ -359,6 +359,42 @@ func (c *Catalog) Pick(chosen, acceptLanguage string) *Lang {
 		return c.langs[0]
 	}
 	return c.langs[i]
+}
+
+// acceptedTags reads an Accept-Language header, best first. An entry that
+// does not parse is skipped rather than costing the reader the others.
+func acceptedTags(header string) []language.Tag {
+	if tags, _, err := language.ParseAcceptLanguage(header); err == nil {
+		return tags
+	}
+	type weighted struct {
+		tag language.Tag
+		q   float32
+	}
+	var all []weighted
+	for entry := range strings.SplitSeq(header, ",") {
+		tags, qs, err := language.ParseAcceptLanguage(entry)
+		if err != nil {
+			continue
+		}
+		for i, tag := range tags {
+			all = append(all, weighted{tag, qs[i]})
+		}
+	}
+	slices.SortStableFunc(all, func(a, b weighted) int {
+		switch {
+		case a.q > b.q:
+			return -1
+		case a.q < b.q:
+			return 1
+		}
+		return 0
+	})
+	out := make([]language.Tag, len(all))
+	for i, w := range all {
+		out[i] = w.tag
+	}
+	return out
 }
 
 // Text is key in the language tagged lang (the fallback for an unknown tag),

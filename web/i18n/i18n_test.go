@@ -66,6 +66,11 @@ func TestCatalogsAreComplete(t *testing.T) {
 					t.Errorf("%s: %q is empty", l.Tag, key)
 				}
 			}
+			// A single word may be the same ("Consultation", "Type");
+			// a sentence the same as English was not translated.
+			if slices.Equal(m.Variants(), base.Variants()) && len(strings.Fields(placeholder.ReplaceAllString(base.Variants()[0], ""))) > 1 {
+				t.Errorf("%s: %q is the English text %q", l.Tag, key, base.Variants()[0])
+			}
 		}
 		for _, key := range l.Keys() {
 			if _, ok := en.Message(key); !ok {
@@ -88,6 +93,9 @@ func TestPickFollowsTheChoiceThenTheBrowser(t *testing.T) {
 		{"q values win over order", "", "fr;q=0.2, es;q=0.9", "es"},
 		{"unknown language", "", "de-DE, ja", "en"},
 		{"garbage header", "", ";;;q=x,,", "en"},
+		{"a broken entry is skipped, not the header", "", "fr-FR;q=0.9;q=0.9, es;q=0.5", "es"},
+		{"broken entry then a good one", "", "x-;;, es-MX", "es"},
+		{"order of the good entries by weight", "", "zz-@@, fr;q=0.3, es;q=0.8", "es"},
 		{"choice beats the browser", "es", "fr-FR", "es"},
 		{"unknown choice ignored", "xx", "fr", "fr"},
 		{"choice is exact", "FR", "", "en"},

@@ -1,0 +1,193 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/cdproto/cdp"
+	"github.com/chromedp/cdproto/emulation"
+	"github.com/chromedp/chromedp"
+
+	"github.com/openconsult/openconsult/internal/browsertest"
+	"github.com/openconsult/openconsult/web/i18n"
+)
+
+// acceptLanguage makes the browser prefer langs (a comma-separated list, best
+// first), as its user would in its settings: navigator.languages and the
+// Accept-Language header (with the weights the browser adds) follow.
+func acceptLanguage(t *testing.T, ctx context.Context, langs string) {
+	t.Helper()
+	ua, err := chromedp.Run(ctx, chromedp.Evaluate[string](`navigator.userAgent`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	do(t, ctx, "accept "+langs, chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+		_, err := cdp.Call(ctx, tg, emulation.SetUserAgentOverride, emulation.SetUserAgentOverrideParams{UserAgent: ua, AcceptLanguage: langs})
+		return err
+	}))
+}
+
+// englishLeftovers lists what of the English catalog must not show on a
+// page in lang: every English text that lang words differently, whole
+// (placeholders removed) and, for the longer ones, each piece between
+// placeholders. The languages' own names (the chooser) are left out.
+func englishLeftovers(t *testing.T, lang string) []string {
+	t.Helper()
+	c, err := i18n.Embedded()
+	if err != nil {
+		t.Fatal(err)
+	}
+	en, l := c.Lang(i18n.Fallback), c.Lang(lang)
+	var own []string
+	for _, key := range l.Keys() {
+		m, _ := l.Message(key)
+		own = append(own, m.Variants()...)
+	}
+	ownText := strings.Join(own, "\n")
+	placeholder := regexp.MustCompile(`\{[a-z0-9_]+\}`)
+	var out []string
+	for _, key := range en.Keys() {
+		if strings.HasPrefix(key, "meta.") {
+			continue
+		}
+		m, _ := en.Message(key)
+		for _, v := range m.Variants() {
+			for _, piece := range placeholder.Split(v, -1) {
+				piece = strings.TrimSpace(strings.Trim(piece, " ·:,.()—"))
+				// Short pieces ("Chat", "ms") are checked as whole texts only.
+				if (len(piece) >= 12 || !placeholder.MatchString(v) && len(piece) >= 3) && !strings.Contains(ownText, piece) && !slices.Contains(out, piece) {
+					out = append(out, piece)
+				}
+			}
+		}
+	}
+	return out
+}
+
+// untranslated returns the visible and hidden text of the page (every text
+// node, text attribute and the title) that is an English leftover or a raw
+// catalog key, one finding a line.
+const untranslated = `((leftovers) => {
+  const texts = [document.title];
+  const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+  for (let n = walker.nextNode(); n; n = walker.nextNode()) {
+    if (!n.parentElement.closest("script, style")) texts.push(n.textContent);
+  }
+  for (const el of document.querySelectorAll("[aria-label], [placeholder], [alt], [title]")) {
+    for (const a of ["aria-label", "placeholder", "alt", "title"]) if (el.hasAttribute(a)) texts.push(el.getAttribute(a));
+  }
+  const out = [];
+  for (const raw of texts) {
+    const text = raw.replace(/\s+/g, " ").trim();
+    if (!text) continue;
+    if (/\b(js|call|join|err|common|layout|links|label)\.[a-z0-9]+(\.[a-z0-9]+)*\b/.test(text)) out.push("raw key: " + text);
+    for (const l of leftovers) {
+      if (text === l || (l.length >= 12 && text.includes(l))) out.push(JSON.stringify(l) + " in " + JSON.stringify(text.slice(0, 120)));
+    }
+  }
+  return [...new Set(out)].join("\n");
+})`
+
+func checkTranslated(t *testing.T, ctx context.Context, page, lang string, leftovers []string) {
+	t.Helper()
+	list, _ := json.Marshal(leftovers)
+	found, err := chromedp.Run(ctx, chromedp.Evaluate[string](untranslated+"("+string(list)+")"))
+	if err != nil {
+		t.Fatalf("%s (%s): %v", page, lang, err)
+	}
+	if found != "" {
+		t.Errorf("%s in %s shows English or raw keys:\n%s", page, lang, found)
+	}
+	got, err := chromedp.Run(ctx, chromedp.Evaluate[string](`document.documentElement.lang + " " + document.documentElement.dir`))
+	if err != nil || got != lang+" ltr" {
+		t.Errorf("%s: <html> lang and dir %q, want %q", page, got, lang+" ltr")
+	}
+}
+
+// TestBrowserPatientFlowInEveryLanguage walks a patient whose browser asks
+// for French, then one asking for Spanish, through the join page, the
+// waiting room and the call: every text comes from their language's
+// catalog (none of the English one shows, no raw key), <html> carries
+// lang and dir, the layout fits the phone and axe-core finds nothing. Then
+// the chooser switches the language without scripts' help and the choice
+// outlives the browser's preference.
+func TestBrowserPatientFlowInEveryLanguage(t *testing.T) {
+	axe := browsertest.LoadAxe(t)
+	dir := t.TempDir()
+	d := startDev(t, dir)
+	defer d.stop()
+	createFirstAdmin(t, d, "chief.admin", "a long admin passphrase")
+	admin := signInHTTP(t, d, "chief.admin", "a long admin passphrase")
+	createClinician(t, d, dir, admin, "dr.lang", "a long clinician passphrase")
+
+	doc := browsertest.New(t)
+	setViewport(t, doc, desktop)
+	browserSignIn(t, doc, d, "dr.lang", "a long clinician passphrase")
+	do(t, doc, "start consult",
+		chromedp.WaitVisible(chromedp.CSS("#new-consult-button")),
+		chromedp.Click(chromedp.CSS("#new-consult-button")),
+		chromedp.WaitVisible(chromedp.CSS("#links-title")),
+	)
+	link, err := chromedp.Run(doc, chromedp.Evaluate[string](`document.querySelector(".link-url").value`))
+	if err != nil || !strings.Contains(link, "/j/") {
+		t.Fatalf("patient link %q: %v", link, err)
+	}
+
+	patient := browsertest.New(t)
+	setViewport(t, patient, phone)
+	for _, tc := range []struct{ lang, accept, name string }{
+		{"fr", "fr-FR,fr,en", "Camille Durand"},
+		{"es", "es-MX,es", "Lucía Gómez"},
+	} {
+		leftovers := englishLeftovers(t, tc.lang)
+		acceptLanguage(t, patient, tc.accept)
+
+		do(t, patient, "join page", chromedp.Navigate(link), chromedp.WaitVisible(chromedp.CSS("#name")))
+		waitTrue(t, patient, "device and network checks done", `document.getElementById("preview").videoWidth > 0 && !!document.getElementById("network-status").dataset.result`, 15*time.Second)
+		checkTranslated(t, patient, "join page", tc.lang, leftovers)
+		axe.Check(t, patient, "join ("+tc.lang+")")
+
+		joinAsPatient(t, patient, link, tc.name)
+		waitTrue(t, patient, "waiting room told the clinician is there", `document.getElementById("lobby-wait").dataset.clinician === "true"`, 10*time.Second)
+		checkTranslated(t, patient, "waiting room", tc.lang, leftovers)
+		axe.Check(t, patient, "waiting room ("+tc.lang+")")
+
+		waitTrue(t, doc, "clinician sees "+tc.name, `[...document.querySelectorAll("#lobby li.waiting")].some(li => li.textContent.includes(`+"`"+tc.name+"`"+`))`, 15*time.Second)
+		do(t, doc, "admit", chromedp.Click(chromedp.CSS("#lobby li.waiting button.admit")))
+		waitTrue(t, patient, "patient decodes the clinician's video", remoteVideoDecoding, 90*time.Second)
+		waitTrue(t, patient, "connection bars", `document.getElementById("quality").dataset.level !== "0"`, 10*time.Second)
+		do(t, patient, "connection details", chromedp.Click(chromedp.CSS("#quality")))
+		waitTrue(t, patient, "path shown", `document.getElementById("path").textContent !== ""`, 5*time.Second)
+		do(t, patient, "mute", chromedp.Click(chromedp.CSS("#mute")))
+		waitTrue(t, patient, "settled", `new Promise(r => requestAnimationFrame(() => requestAnimationFrame(() => r(true))))`, 5*time.Second)
+		checkTranslated(t, patient, "call", tc.lang, leftovers)
+		checkLayout(t, patient, "call ("+tc.lang+")", phone)
+		axe.Check(t, patient, "call ("+tc.lang+")")
+		do(t, patient, "open chat", chromedp.Click(chromedp.CSS("#open-chat")))
+		checkTranslated(t, patient, "chat sheet", tc.lang, leftovers)
+		axe.Check(t, patient, "chat sheet ("+tc.lang+")")
+
+		do(t, doc, "remove", chromedp.Click(chromedp.CSS(`#roster li button`)))
+		waitTrue(t, patient, "patient removed", `document.getElementById("stage").hidden && document.getElementById("controls").hidden`, 15*time.Second)
+		checkTranslated(t, patient, "after removal", tc.lang, leftovers)
+	}
+
+	// The chooser: a French browser picks Spanish on the join page; the
+	// page comes back in Spanish and so does the next visit.
+	acceptLanguage(t, patient, "fr-FR")
+	do(t, patient, "join page in French", chromedp.Navigate(link), chromedp.WaitVisible(chromedp.CSS("#name")))
+	waitTrue(t, patient, "French", `document.documentElement.lang === "fr" && document.querySelector("label[for=name]").textContent === "Votre nom"`, 5*time.Second)
+	do(t, patient, "choose Spanish",
+		chromedp.SetValue(chromedp.CSS("#lang-select"), "es"),
+		chromedp.Click(chromedp.CSS(".lang-choose button")),
+	)
+	waitTrue(t, patient, "back on the join page in Spanish", `document.documentElement.lang === "es" && location.pathname.startsWith("/j/") && document.querySelector("label[for=name]").textContent === "Su nombre"`, 10*time.Second)
+	do(t, patient, "join page again", chromedp.Navigate(link), chromedp.WaitVisible(chromedp.CSS("#name")))
+	waitTrue(t, patient, "Spanish remembered", `document.documentElement.lang === "es" && document.getElementById("lang-select").value === "es"`, 5*time.Second)
+	checkTranslated(t, patient, "join page after choosing", "es", englishLeftovers(t, "es"))
+}
