@@ -133,16 +133,32 @@ func (s *Site) policyText(r *http.Request, e *auth.PolicyError) string {
 }
 
 // chooseLanguage remembers the language picked in the chooser and goes
-// back to the page it was picked on. It works without scripts.
-func (s *Site) chooseLanguage(w http.ResponseWriter, r *http.Request) {
-	if !s.readForm(w, r) {
-		return
+// back to the page it was picked on. It works without scripts. A page that
+// answered a form (POST /admin/users/…/disable) has no address to go back
+// to; routes tells, and the chooser goes to the home page instead.
+func (s *Site) chooseLanguage(routes *http.ServeMux) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if !s.readForm(w, r) {
+			return
+		}
+		if l := s.catalog.Lang(r.PostForm.Get("lang")); l != nil {
+			http.SetCookie(w, &http.Cookie{Name: langCookie, Value: l.Tag, Path: "/", MaxAge: int(langCookieAge.Seconds()),
+				Secure: true, HttpOnly: true, SameSite: http.SameSiteLaxMode})
+		}
+		back := localPath(r.PostForm.Get("back"))
+		if u, err := url.Parse(back); err != nil || !isPage(routes, r, u) {
+			back = "/"
+		}
+		http.Redirect(w, r, back, http.StatusSeeOther)
 	}
-	if l := s.catalog.Lang(r.PostForm.Get("lang")); l != nil {
-		http.SetCookie(w, &http.Cookie{Name: langCookie, Value: l.Tag, Path: "/", MaxAge: int(langCookieAge.Seconds()),
-			Secure: true, HttpOnly: true, SameSite: http.SameSiteLaxMode})
-	}
-	http.Redirect(w, r, localPath(r.PostForm.Get("back")), http.StatusSeeOther)
+}
+
+// isPage reports whether GET u reaches a route of its own (not the
+// catch-all "not found", not "method not allowed").
+func isPage(routes *http.ServeMux, r *http.Request, u *url.URL) bool {
+	probe := (&http.Request{Method: http.MethodGet, URL: u, Host: r.Host, Header: http.Header{}}).WithContext(r.Context())
+	_, pattern := routes.Handler(probe)
+	return pattern != "" && pattern != "/"
 }
 
 // localPath returns back when it is a path of this site, else "/": the

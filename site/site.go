@@ -120,7 +120,7 @@ func (s *Site) Handler() http.Handler {
 	mux.HandleFunc("GET /{$}", s.index)
 	mux.HandleFunc("GET /healthz", s.opt.Health.Live)
 	mux.HandleFunc("GET /readyz", s.opt.Health.Ready)
-	mux.HandleFunc("POST /language", s.chooseLanguage)
+	mux.HandleFunc("POST /language", s.chooseLanguage(mux))
 	mux.Handle("GET /static/", http.StripPrefix("/static/", staticHandler(s.static)))
 	mux.HandleFunc("GET /setup/{token}", s.setupForm)
 	mux.HandleFunc("POST /setup/{token}", s.setupSubmit)
