@@ -161,6 +161,16 @@ func isPage(routes *http.ServeMux, r *http.Request, u *url.URL) bool {
 	return pattern != "" && pattern != "/"
 }
 
+// chooserBack is where the language chooser of r's page comes back to: the
+// page itself, except after single sign-on, whose callback address carries
+// a spent authorization code; that goes back to the sign-in page.
+func chooserBack(r *http.Request) string {
+	if strings.HasPrefix(r.URL.Path, "/signin/sso/") {
+		return "/signin"
+	}
+	return r.URL.RequestURI()
+}
+
 // localPath returns back when it is a path of this site, else "/": the
 // chooser must not become an open redirect.
 func localPath(back string) string {

@@ -251,3 +251,18 @@ func TestTimesAreMachineReadable(t *testing.T) {
 		t.Error("unknown format accepted")
 	}
 }
+
+// TestChooserNeverCarriesTheSignOnCode: the page that answers a single
+// sign-on callback must not copy its authorization code into the chooser.
+func TestChooserNeverCarriesTheSignOnCode(t *testing.T) {
+	w := newWorld(t, sitePublic)
+	rec := getPage(t, w.handler, "/signin/sso/corp/callback?code=the-authorization-code&state=s", nil)
+	body := rec.Body.String()
+	if strings.Contains(body, "the-authorization-code") || !strings.Contains(body, `name="back" value="/signin"`) {
+		t.Errorf("callback page %d:\n%s", rec.Code, body)
+	}
+	rec = getPage(t, w.handler, "/admin/audit?since=2026-01-31", nil, &http.Cookie{Name: sessionCookie, Value: sessAdmin})
+	if rec.Code != 200 || !strings.Contains(rec.Body.String(), `name="back" value="/admin/audit?since=2026-01-31"`) {
+		t.Errorf("audit page's chooser loses its filter: %d", rec.Code)
+	}
+}

@@ -253,7 +253,7 @@ type errorPage struct{ Title, Message string }
 func (s *Site) render(w http.ResponseWriter, r *http.Request, code int, page string, data any) {
 	l := s.lang(r)
 	lp := s.pages[l.Tag]
-	ld := layoutData{Page: data, Lang: l, Langs: s.catalog.Langs(), Here: r.URL.RequestURI(), Script: lp.script}
+	ld := layoutData{Page: data, Lang: l, Langs: s.catalog.Langs(), Here: chooserBack(r), Script: lp.script}
 	var buf bytes.Buffer
 	if err := lp.pages[page].ExecuteTemplate(&buf, "layout", ld); err != nil {
 		s.opt.Log.Error("render page", "page", page, "err", err)
