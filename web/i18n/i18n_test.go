@@ -203,3 +203,29 @@ func FuzzPick(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkPick is the cost every page pays to choose its language from a
+// typical browser header.
+func BenchmarkPick(b *testing.B) {
+	c, err := Embedded()
+	if err != nil {
+		b.Fatal(err)
+	}
+	for b.Loop() {
+		if c.Pick("", "fr-CH, fr;q=0.9, en;q=0.8, de;q=0.7, *;q=0.5").Tag != "fr" {
+			b.Fatal("not French")
+		}
+	}
+}
+
+// BenchmarkT is one message with a placeholder and a plural.
+func BenchmarkT(b *testing.B) {
+	c, err := Embedded()
+	if err != nil {
+		b.Fatal(err)
+	}
+	fr := c.Lang("fr")
+	for b.Loop() {
+		_ = fr.T("audit.caption", "count", 3, "limit", 200)
+	}
+}
