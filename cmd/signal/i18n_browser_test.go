@@ -151,11 +151,13 @@ func TestBrowserPatientFlowInEveryLanguage(t *testing.T) {
 		do(t, patient, "join page", chromedp.Navigate(link), chromedp.WaitVisible(chromedp.CSS("#name")))
 		waitTrue(t, patient, "device and network checks done", `document.getElementById("preview").videoWidth > 0 && !!document.getElementById("network-status").dataset.result`, 15*time.Second)
 		checkTranslated(t, patient, "join page", tc.lang, leftovers)
+		checkLayout(t, patient, "join ("+tc.lang+")", phone)
 		axe.Check(t, patient, "join ("+tc.lang+")")
 
 		joinAsPatient(t, patient, link, tc.name)
 		waitTrue(t, patient, "waiting room told the clinician is there", `document.getElementById("lobby-wait").dataset.clinician === "true"`, 10*time.Second)
 		checkTranslated(t, patient, "waiting room", tc.lang, leftovers)
+		checkLayout(t, patient, "waiting room ("+tc.lang+")", phone)
 		axe.Check(t, patient, "waiting room ("+tc.lang+")")
 
 		waitTrue(t, doc, "clinician sees "+tc.name, `[...document.querySelectorAll("#lobby li.waiting")].some(li => li.textContent.includes(`+"`"+tc.name+"`"+`))`, 15*time.Second)
