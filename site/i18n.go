@@ -21,7 +21,7 @@ const (
 	langCookieAge = 365 * 24 * time.Hour
 )
 
-// pages are the page templates of one language, with the language's
+// langPages are the page templates of one language, with the language's
 // catalog bound to their functions, and its scripts' messages as JSON.
 type langPages struct {
 	pages  map[string]*template.Template

@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"html"
 	"io/fs"
+	"maps"
 	"path"
 	"regexp"
 	"slices"
@@ -33,9 +34,6 @@ var files embed.FS
 // Fallback is the language of the catalog every other is checked against,
 // and the one used when nothing else matches.
 const Fallback = "en"
-
-// Cookie is the name of the cookie that remembers a chosen language.
-const Cookie = "oc_lang"
 
 // Message is one catalog entry: Text, or plural Forms by CLDR category
 // ("zero", "one", "two", "few", "many", "other").
@@ -97,11 +95,12 @@ type Lang struct {
 	base *Lang // the fallback catalog for a key this one lacks; nil for it
 }
 
-// Messages returns the catalog's entries whose key starts with prefix.
+// Messages returns the entries whose key starts with prefix, those this
+// catalog lacks taken from the fallback.
 func (l *Lang) Messages(prefix string) map[string]Message {
 	out := map[string]Message{}
-	for k, m := range l.base.messagesOrNil(prefix) {
-		out[k] = m
+	if l.base != nil {
+		maps.Copy(out, l.base.Messages(prefix))
 	}
 	for k, m := range l.msgs {
 		if strings.HasPrefix(k, prefix) {
@@ -109,13 +108,6 @@ func (l *Lang) Messages(prefix string) map[string]Message {
 		}
 	}
 	return out
-}
-
-func (l *Lang) messagesOrNil(prefix string) map[string]Message {
-	if l == nil {
-		return nil
-	}
-	return l.Messages(prefix)
 }
 
 // Keys lists the catalog's keys, sorted.
