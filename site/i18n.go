@@ -60,6 +60,7 @@ func buildPages(catalog *i18n.Catalog) (map[string]langPages, error) {
 //	t key [name value]…        the message, escaped by the template
 //	th key [name value]…       the message as HTML; template.HTML arguments stay markup
 //	timeEl time format         a <time> the browser shows in the reader's locale and zone
+//	sizeEl bytes text          a <data> the browser shows as kB or MB in the page's language
 //	link href text, strong text, code text, fileLink consult file name: markup for th
 func pageFuncs(l *i18n.Lang) template.FuncMap {
 	return template.FuncMap{
@@ -73,6 +74,9 @@ func pageFuncs(l *i18n.Lang) template.FuncMap {
 			return template.HTML(l.HTML(key, args...))
 		},
 		"timeEl": timeElement,
+		"sizeEl": func(n int64, text string) template.HTML {
+			return template.HTML(fmt.Sprintf(`<data value="%d" data-format="size">%s</data>`, n, html.EscapeString(text)))
+		},
 		"link": func(href, text string) template.HTML {
 			return template.HTML(`<a href="` + html.EscapeString(href) + `">` + html.EscapeString(text) + `</a>`)
 		},

@@ -141,7 +141,7 @@ func TestTemplatesParseInEveryLanguage(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, l := range c.Langs() {
-		pages, err := Templates(template.FuncMap{"t": l.T, "th": l.T, "timeEl": l.T, "link": l.T, "strong": l.T, "code": l.T, "fileLink": l.T})
+		pages, err := Templates(template.FuncMap{"t": l.T, "th": l.T, "timeEl": l.T, "sizeEl": l.T, "link": l.T, "strong": l.T, "code": l.T, "fileLink": l.T})
 		if err != nil {
 			t.Fatalf("%s: %v", l.Tag, err)
 		}

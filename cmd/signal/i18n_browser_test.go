@@ -216,8 +216,10 @@ func TestBrowserPatientFlowInEveryLanguage(t *testing.T) {
 }
 
 // localizedTimes is empty when every server-rendered time shows in the
-// page's language and the browser's zone, else the times still in UTC.
-const localizedTimes = `[...document.querySelectorAll("time[data-format]")].filter(el => el.textContent.endsWith("UTC")).map(el => el.outerHTML).join("\n")`
+// page's language and the browser's zone and every size in kB or MB, else
+// lists those still as the server wrote them.
+const localizedTimes = `[...[...document.querySelectorAll("time[data-format]")].filter(el => el.textContent.endsWith("UTC")),
+  ...[...document.querySelectorAll("data[data-format=size]")].filter(el => !/ [kM][Bo]$/.test(el.textContent))].map(el => el.outerHTML).join("\n")`
 
 // TestBrowserStaffPagesInEveryLanguage shows the administrator's and the
 // clinician's pages in every language the catalog ships: no English left
@@ -245,7 +247,16 @@ func TestBrowserStaffPagesInEveryLanguage(t *testing.T) {
 		t.Fatal(err)
 	}
 	do(t, doc, "chat", chromedp.SendKeys(chromedp.CSS("#chat-text"), "Bonjour, buenos días"), chromedp.Click(chromedp.CSS("#chat-form button")))
-	waitTrue(t, doc, "chat shown", `document.querySelectorAll("#chat-log li").length === 1`, 10*time.Second)
+	// A shared document of 1.5 MiB, whose size the record shows in the reader's words.
+	waitTrue(t, doc, "document shared", `(async () => {
+  const pdf = new Uint8Array(1536 * 1024);
+  pdf.set(new TextEncoder().encode("%PDF-1.7\n"));
+  const body = new FormData();
+  body.append("file", new Blob([pdf], { type: "application/pdf" }), "scan.pdf");
+  const res = await fetch(location.pathname + "/files", { method: "POST", body });
+  return res.status === 201;
+})()`, 10*time.Second)
+	waitTrue(t, doc, "chat shown", `document.querySelectorAll("#chat-log li").length === 2`, 10*time.Second)
 
 	adm := browsertest.New(t)
 	setViewport(t, adm, desktop)
@@ -276,6 +287,8 @@ func TestBrowserStaffPagesInEveryLanguage(t *testing.T) {
 		visit(adm, "password", d.public+"/account/password", "#current")
 		visit(doc, "dashboard", d.public+"/consults", "#new-consult-button")
 		visit(doc, "consult record", strings.TrimSuffix(callURL, "/")+"/record", "#transcript")
+		wantSize := map[string]string{"en": "1.5 MB", "fr": "1,5 Mo", "es": "1,5 MB"}[lang]
+		waitTrue(t, doc, "document size in "+lang, `document.querySelector("data[data-format=size]").textContent === "`+wantSize+`"`, 5*time.Second)
 		visit(doc, "call (clinician)", callURL, "#links-title")
 	}
 }

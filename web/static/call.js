@@ -5,7 +5,7 @@
 // the host, chat, device controls and a connection indicator.
 import { connectionStats } from "./stats.js";
 import { MediaServerLink, firstFrame } from "./sfu.js";
-import { t, tNodes, formatNumber, formatTime } from "./i18n.js";
+import { t, tNodes, formatNumber, formatSize, formatTime } from "./i18n.js";
 
 const root = document.getElementById("call");
 const consultId = root.dataset.consult;
@@ -665,12 +665,6 @@ document.addEventListener("keydown", (e) => {
   if (e.key === "Escape" && root.dataset.sheet) $("close-sheet").click();
 });
 wide.addEventListener("change", () => { if (wide.matches) { delete root.dataset.sheet; clearUnread(); } });
-
-function formatSize(bytes) {
-  return bytes >= 1 << 20
-    ? t("js.call.size.mb", { size: formatNumber(bytes / (1 << 20), { minimumFractionDigits: 1, maximumFractionDigits: 1 }) })
-    : t("js.call.size.kb", { size: formatNumber(Math.max(1, Math.round(bytes / 1024))) });
-}
 
 $("chat-file").addEventListener("change", async (e) => {
   const file = e.target.files[0];

@@ -3,7 +3,8 @@
 // as JSON (<script type="application/json" id="i18n">); a message has named
 // placeholders ("Sending {name}…") or plural forms chosen by its "count"
 // ({"one": "…", "other": "…"}). Every <time data-format> the server
-// renders is shown in the page's language and the reader's time zone.
+// renders is shown in the page's language and the reader's time zone, and
+// every <data data-format="size"> as a size in that language.
 
 export const lang = document.documentElement.lang || "en";
 
@@ -51,6 +52,13 @@ export function formatNumber(n, options) {
   return new Intl.NumberFormat(lang, options).format(n);
 }
 
+// formatSize writes a file size in kB or MB, as the page's language does.
+export function formatSize(bytes) {
+  return bytes >= 1 << 20
+    ? t("js.size.mb", { size: formatNumber(bytes / (1 << 20), { minimumFractionDigits: 1, maximumFractionDigits: 1 }) })
+    : t("js.size.kb", { size: formatNumber(Math.max(1, Math.round(bytes / 1024))) });
+}
+
 const timeFormats = {
   time: { hour: "2-digit", minute: "2-digit" },
   date: { dateStyle: "medium" },
@@ -64,13 +72,18 @@ export function formatTime(date, format = "datetime") {
   return new Intl.DateTimeFormat(lang, timeFormats[format] || timeFormats.datetime).format(date);
 }
 
-// localizeTimes shows every <time data-format> under root in the reader's
-// language and zone; the server writes them in UTC.
-export function localizeTimes(root = document) {
+// localize shows every <time data-format> under root in the reader's
+// language and zone (the server writes them in UTC), and every
+// <data data-format="size"> as a size in kB or MB.
+export function localize(root = document) {
   for (const el of root.querySelectorAll("time[data-format]")) {
     const d = new Date(el.dateTime);
     if (!Number.isNaN(d.getTime())) el.textContent = formatTime(d, el.dataset.format);
   }
+  for (const el of root.querySelectorAll('data[data-format="size"]')) {
+    const n = Number(el.value);
+    if (Number.isFinite(n)) el.textContent = formatSize(n);
+  }
 }
 
-localizeTimes();
+localize();
