@@ -3,56 +3,62 @@
 // sees while the consult is recorded. The server decides: a recording runs
 // only once every member agreed, and stops when anyone withdraws.
 
-// Every text this module shows.
+import { t } from "./i18n.js";
+
+// Every text this module shows, from the page language's catalog.
 const text = {
-  record: "Record",
-  cancelRequest: "Cancel recording request",
-  stopRecording: "Stop recording",
-  stopping: "Stopping recording…",
-  indicator: "Recording",
-  indicatorStarting: "Recording starts…",
-  withdraw: "Stop recording me",
-  askTitle: "Record this consultation?",
-  askTitleLobby: "This consultation is being recorded",
-  askIntro: "Your clinician would like to record this consultation, sound and video. It is recorded only if everyone in it agrees.",
-  askIntroLobby: "This consultation is being recorded, sound and video. You can join it only if you agree to be recorded. If you do not agree, you will wait here until the recording stops.",
-  viewers: (who) => `Who can watch it: your clinician${who.length ? `, and ${who.join(", ")}` : ""}.`,
-  keptFor: (span) => `It is kept for ${span}, then deleted.`,
-  keptUntilDeleted: "It is kept until the clinic deletes it.",
-  encryption: "While it is recorded the call goes through the clinic's media server. A call between two people is then no longer end-to-end encrypted.",
-  withdrawAnyTime: "You can stop the recording of yourself at any time: it then stops for everyone.",
-  agree: "I agree to be recorded",
-  decline: "Do not record",
-  roles: { admin: "the clinic's administrators", clinician: "other clinicians of the clinic", auditor: "the clinic's auditors" },
-  days: (n) => (n === 1 ? "1 day" : `${n} days`),
-  hours: (n) => (n === 1 ? "1 hour" : `${n} hours`),
-  asking: "Waiting for everyone to agree to the recording…",
-  started: "Recording started. Everyone in the call has agreed.",
-  declinedLobby: "You did not agree to be recorded. You will be let in when the recording stops, or you can close this page.",
-  agreedLobby: "Thank you. Your clinician will let you in.",
+  record: t("js.recording.record"),
+  cancelRequest: t("js.recording.cancel"),
+  stopRecording: t("js.recording.stop"),
+  stopping: t("js.recording.stopping"),
+  indicator: t("js.recording.indicator"),
+  indicatorStarting: t("js.recording.indicator.starting"),
+  withdraw: t("js.recording.withdraw"),
+  askTitle: t("js.recording.ask.title"),
+  askTitleLobby: t("js.recording.ask.title.lobby"),
+  askIntro: t("js.recording.ask.intro"),
+  askIntroLobby: t("js.recording.ask.intro.lobby"),
+  viewers: (who) => (who.length ? t("js.recording.viewers.more", { others: who.join(", ") }) : t("js.recording.viewers.only")),
+  keptFor: (span) => t("js.recording.kept.for", { span }),
+  keptUntilDeleted: t("js.recording.kept.until.deleted"),
+  encryption: t("js.recording.encryption"),
+  withdrawAnyTime: t("js.recording.withdraw.any.time"),
+  agree: t("js.recording.agree"),
+  decline: t("js.recording.decline"),
+  roles: {
+    admin: t("js.recording.role.admin"),
+    clinician: t("js.recording.role.clinician"),
+    auditor: t("js.recording.role.auditor"),
+  },
+  days: (count) => t("js.recording.days", { count }),
+  hours: (count) => t("js.recording.hours", { count }),
+  asking: t("js.recording.asking"),
+  started: t("js.recording.started"),
+  declinedLobby: t("js.recording.declined.lobby"),
+  agreedLobby: t("js.recording.agreed.lobby"),
   // What the host's waiting room says of a guest's answer while recording.
   lobbyNotes: {
-    asked: "(asked to agree to the recording)",
-    agreed: "(agreed to be recorded)",
-    declined: "(did not agree to be recorded: stop the recording to let them in)",
+    asked: t("js.recording.lobby.asked"),
+    agreed: t("js.recording.lobby.agreed"),
+    declined: t("js.recording.lobby.declined"),
   },
   ended: {
-    requested: "Recording stopped.",
-    declined: "Recording was not started: a participant did not agree.",
-    withdrawn: "Recording stopped: a participant withdrew their agreement.",
-    "member-joined": "Recording stopped: someone joined who has not agreed to it.",
-    ended: "Recording stopped: the consultation ended.",
-    failed: "Recording stopped because of a problem on the server. What was recorded so far is kept.",
-    "media-unavailable": "Recording could not start: the media server could not be reached.",
-    unanswered: "Recording was not started: not everyone answered.",
-    shutdown: "Recording stopped: the server is restarting.",
+    requested: t("js.recording.ended.requested"),
+    declined: t("js.recording.ended.declined"),
+    withdrawn: t("js.recording.ended.withdrawn"),
+    "member-joined": t("js.recording.ended.member.joined"),
+    ended: t("js.recording.ended.ended"),
+    failed: t("js.recording.ended.failed"),
+    "media-unavailable": t("js.recording.ended.media.unavailable"),
+    unanswered: t("js.recording.ended.unanswered"),
+    shutdown: t("js.recording.ended.shutdown"),
   },
   errors: {
-    "recording-unavailable": "Recording is not available for this consultation.",
-    "recording-busy": "A recording is already requested or running.",
-    "not-recording": "There is no recording to stop.",
-    "not-asked": "That recording request is no longer open.",
-    "consent-required": "This person has not agreed to be recorded yet. They can come in once they agree, or when the recording stops.",
+    "recording-unavailable": t("js.recording.error.unavailable"),
+    "recording-busy": t("js.recording.error.busy"),
+    "not-recording": t("js.recording.error.not.recording"),
+    "not-asked": t("js.recording.error.not.asked"),
+    "consent-required": t("js.recording.error.consent.required"),
   },
 };
 
@@ -164,7 +170,7 @@ export class Recording {
     this.title.textContent = lobby ? text.askTitleLobby : text.askTitle;
     const who = (this.offer?.viewers || []).map((r) => text.roles[r] || r);
     this.body.replaceChildren(...[lobby ? text.askIntroLobby : text.askIntro, text.viewers(who),
-      retention(this.offer?.retentionSeconds), text.encryption, text.withdrawAnyTime].map((t) => el("p", {}, t)));
+      retention(this.offer?.retentionSeconds), text.encryption, text.withdrawAnyTime].map((line) => el("p", {}, line)));
     if (!this.dialog.open) {
       this.returnFocus = document.activeElement;
       this.dialog.showModal();
