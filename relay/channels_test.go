@@ -18,7 +18,7 @@ import (
 
 // routes returns the number of channels on the UDP listener's fast path.
 func (tr *testRelay) routes() int {
-	t := tr.udp.channels
+	t := tr.ports[0].udp.channels
 	t.mu.RLock()
 	defer t.mu.RUnlock()
 	return len(t.route)

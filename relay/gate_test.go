@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/pion/stun/v3"
-	"github.com/pion/turn/v4"
+	"github.com/pion/turn/v5"
 )
 
 // gateServer is the part of a Server the gate reads, without sockets.
@@ -87,7 +87,7 @@ func TestGateFindsTheSigningSecret(t *testing.T) {
 	if resp := (&inspector{s: s}).inspect(signed(t, stun.MethodAllocate, user, testRealm, pass, requestedUDP).Raw); resp != nil {
 		t.Fatal("the gate answered an Allocate")
 	}
-	key, ok := s.authenticate(user, testRealm, nil)
+	_, key, ok := s.authenticate(&turn.RequestAttributes{Username: user, Realm: testRealm})
 	if !ok || string(key) != string(turn.GenerateAuthKey(user, testRealm, pass)) {
 		t.Fatal("the AuthHandler did not return the previous secret's key")
 	}

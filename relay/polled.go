@@ -3,7 +3,6 @@ package relay
 import (
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"net"
 	"net/netip"
 	"runtime"
@@ -187,31 +186,4 @@ func (s *Server) listenPolled(address string) (*polledListener, error) {
 	l.sock, l.local = sock, net.UDPAddrFromAddrPort(sock.LocalAddr())
 	_ = sock.SetBuffers(listenerBuffer, listenerBuffer)
 	return l, nil
-}
-
-// allocatePolled opens c's socket in the Set: on port when pion asks for
-// one (EVEN-PORT reservations), otherwise on a free random port of the
-// range, as pion's port-range generator would.
-func (r *relaySockets) allocatePolled(port int, c *relayConn) (net.Addr, error) {
-	bind, err := netip.ParseAddr(r.inner.Address)
-	if err != nil {
-		return nil, fmt.Errorf("relay: bind address %q: %w", r.inner.Address, err)
-	}
-	var sock *udppoll.Socket[datagramSink]
-	if port != 0 {
-		sock, err = r.poll.Listen(netip.AddrPortFrom(bind, uint16(port)), c)
-	} else {
-		span := int(r.inner.MaxPort) - int(r.inner.MinPort) + 1
-		for range max(r.inner.MaxRetries, 1) {
-			p := int(r.inner.MinPort) + rand.IntN(span)
-			if sock, err = r.poll.Listen(netip.AddrPortFrom(bind, uint16(p)), c); err == nil {
-				break
-			}
-		}
-	}
-	if err != nil {
-		return nil, fmt.Errorf("relay: no relay port: %w", err)
-	}
-	c.polled.sock, c.polled.local = sock, net.UDPAddrFromAddrPort(sock.LocalAddr())
-	return &net.UDPAddr{IP: r.inner.RelayAddress, Port: int(sock.LocalAddr().Port())}, nil
 }
