@@ -171,9 +171,10 @@ func (c Config) normalize() (Config, error) {
 	}
 	seen := map[string]bool{c.Listen: true}
 	for _, l := range c.MoreListen {
-		if _, _, err := net.SplitHostPort(l); err != nil {
+		// Port 0 picks a free port each time, so it may repeat.
+		if _, port, err := net.SplitHostPort(l); err != nil {
 			bad("listen address %q: %w", l, err)
-		} else if seen[l] {
+		} else if seen[l] && port != "0" {
 			bad("listen address %q given twice", l)
 		}
 		seen[l] = true

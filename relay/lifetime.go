@@ -65,10 +65,11 @@ func (in *inspector) boundLifetime(b []byte, m *stun.Message, creds *credentials
 // absent or malformed.
 func attributeOffsets(b []byte) (lifetime, integrity, fingerprint int) {
 	lifetime, integrity, fingerprint = -1, -1, -1
-	if len(b) < 20 {
+	// A message is rewritten only when it fills b exactly.
+	if len(b) < 20 || len(b) != 20+int(binary.BigEndian.Uint16(b[2:4])) {
 		return
 	}
-	end := min(len(b), 20+int(binary.BigEndian.Uint16(b[2:4])))
+	end := len(b)
 	for off := 20; off+4 <= end; {
 		typ, n := stun.AttrType(binary.BigEndian.Uint16(b[off:])), int(binary.BigEndian.Uint16(b[off+2:]))
 		if off+4+n > end {
