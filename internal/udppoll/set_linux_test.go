@@ -257,3 +257,61 @@ func TestWriteAllocatesNothing(t *testing.T) {
 		t.Fatalf("%v allocations per write", n)
 	}
 }
+
+// Datagrams are read in batches: more than a batch waiting on one socket
+// all arrive, in order, and one longer than MaxDatagram is dropped without
+// holding up the ones behind it.
+func TestBatchesAndOversizedDatagrams(t *testing.T) {
+	tests := []struct {
+		name  string
+		sizes []int // payload sizes sent back to back
+		want  []int // sizes received
+	}{
+		{"one", []int{100}, []int{100}},
+		{"a batch and a half", repeat(50, batchSize*3/2), repeat(50, batchSize*3/2)},
+		{"three batches", repeat(20, 3*batchSize), repeat(20, 3*batchSize)},
+		{"the largest", []int{MaxDatagram}, []int{MaxDatagram}},
+		{"too long, then short", []int{MaxDatagram + 1, 10, 60000, 11}, []int{10, 11}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := &collector{}
+			s := newSet(t, 1, c.handle)
+			sock, err := s.Listen(loopback, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_ = sock.SetBuffers(1<<20, 1<<20)
+			client, err := net.ListenUDP("udp4", net.UDPAddrFromAddrPort(loopback))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer client.Close()
+			for i, n := range tt.sizes {
+				p := bytes.Repeat([]byte{byte('a' + i%26)}, n)
+				if _, err := client.WriteToUDPAddrPort(p, sock.LocalAddr()); err != nil {
+					t.Fatal(err)
+				}
+			}
+			eventually.True(t, 5*time.Second, "every datagram that fits", func() bool { return c.count() >= len(tt.want) })
+			c.mu.Lock()
+			defer c.mu.Unlock()
+			if len(c.got) != len(tt.want) {
+				t.Fatalf("received %d datagrams, want %d", len(c.got), len(tt.want))
+			}
+			for i, g := range c.got {
+				if g.headroom != tt.want[i] || len(g.payload) != tt.want[i] {
+					t.Fatalf("datagram %d: %d bytes, want %d", i, g.headroom, tt.want[i])
+				}
+			}
+		})
+	}
+}
+
+func repeat(v, n int) []int {
+	out := make([]int, n)
+	for i := range out {
+		out[i] = v
+	}
+	return out
+}

@@ -35,6 +35,8 @@ type Handler[T any] func(v T, buf []byte, from netip.AddrPort)
 // to a Handler.
 const Headroom = 16
 
-// MaxDatagram is the size of a loop's read buffer after the headroom: the
-// largest UDP payload fits.
-const MaxDatagram = 65535
+// MaxDatagram is the size of each of a loop's read buffers after the
+// headroom. A longer datagram is dropped: media and TURN messages are
+// never near it (pion/turn itself reads at most 1600 bytes), and a loop
+// reads many datagrams at once into buffers of this size.
+const MaxDatagram = 8192
