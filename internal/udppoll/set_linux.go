@@ -85,6 +85,7 @@ func (l *loop[T]) run(rc interface {
 }) {
 	events := make([]unix.EpollEvent, 128)
 	b := newBatch()
+	out := newOut[T]()
 	// Read parks the goroutine in Go's poller whenever the function
 	// returns false, and returns once the epoll file is closed.
 	_ = rc.Read(func(epfd uintptr) bool {
@@ -116,11 +117,12 @@ func (l *loop[T]) run(rc interface {
 				more = more || n == batchSize
 				for i := range n {
 					if m, from, ok := b.datagram(i); ok {
-						l.set.handler(s.v, b.bufs[i][:Headroom+m], from)
+						l.set.handler(s.v, b.bufs[i][:Headroom+m], from, out)
 					}
 				}
 			}
 			l.mu.Unlock()
+			out.flush()
 			if !more {
 				return false
 			}

@@ -29,7 +29,11 @@ var ErrUnsupported = errors.New("udppoll: not supported on this system")
 // and then the datagram, so that a header can be put in front of it
 // without a copy; it is valid only during the call. A handler must not
 // block and must not close a socket of the set.
-type Handler[T any] func(v T, buf []byte, from netip.AddrPort)
+//
+// out is the loop's queue of datagrams to send: what a handler sends
+// through it on a socket of the set goes out once the loop has read the
+// datagrams that were waiting, several of one socket in one sendmmsg.
+type Handler[T any] func(v T, buf []byte, from netip.AddrPort, out *Out[T])
 
 // Headroom is the number of free bytes in front of every datagram handed
 // to a Handler.
