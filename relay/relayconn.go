@@ -43,7 +43,7 @@ type relaySockets struct {
 	maxBPS     int64
 	total      *sharedBucket // the server-wide cap; nil without one
 	now        func() time.Time
-	dialTimout time.Duration
+	dialTimeout time.Duration
 
 	// byAddr finds a socket from the relayed address pion reports in its
 	// permission events: the very value AllocatePacketConn returned.
@@ -188,7 +188,7 @@ func (r *relaySockets) AllocateConn(conf turn.AllocateConnConfig) (net.Conn, err
 		r.refused(class)
 		return nil, errPeerRefused
 	}
-	d := net.Dialer{Timeout: r.dialTimout, Control: reusePort,
+	d := net.Dialer{Timeout: r.dialTimeout, Control: reusePort,
 		LocalAddr: net.TCPAddrFromAddrPort(netip.AddrPortFrom(fam.bind, uint16(local.Port)))}
 	c, err := d.Dial(conf.Network, peer.String())
 	if err != nil {

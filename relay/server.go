@@ -283,7 +283,7 @@ func (s *Server) newSockets() *relaySockets {
 		v6:  relayFamily{bind: s.cfg.RelayBindIP6, public: s.cfg.PublicIP6},
 		min: s.cfg.PortMin, max: s.cfg.PortMax,
 		poll: s.poll, policy: s.policy, metrics: s.metrics, maxBPS: s.cfg.MaxBPS, total: s.total, now: s.now,
-		dialTimout: peerDialTimeout,
+		dialTimeout: peerDialTimeout,
 		refused:    func(class string) { s.peerRefused(class, false) },
 		byAddr:     map[net.Addr]*relayConn{},
 	}
