@@ -34,15 +34,15 @@ var (
 // alike. TCP allocations (RFC 6062) get a listener and connections that
 // refuse peers the policy forbids.
 type relaySockets struct {
-	v4, v6     relayFamily // v6 is unset without IPv6 relaying
-	min, max   uint16
-	poll       *udppoll.Set[datagramSink] // nil where the system has none
-	policy     *PeerPolicy
-	metrics    *metrics
-	refused    func(class string)
-	maxBPS     int64
-	total      *sharedBucket // the server-wide cap; nil without one
-	now        func() time.Time
+	v4, v6      relayFamily // v6 is unset without IPv6 relaying
+	min, max    uint16
+	poll        *udppoll.Set[datagramSink] // nil where the system has none
+	policy      *PeerPolicy
+	metrics     *metrics
+	refused     func(class string)
+	maxBPS      int64
+	total       *sharedBucket // the server-wide cap; nil without one
+	now         func() time.Time
 	dialTimeout time.Duration
 
 	// byAddr finds a socket from the relayed address pion reports in its

@@ -284,8 +284,8 @@ func (s *Server) newSockets() *relaySockets {
 		min: s.cfg.PortMin, max: s.cfg.PortMax,
 		poll: s.poll, policy: s.policy, metrics: s.metrics, maxBPS: s.cfg.MaxBPS, total: s.total, now: s.now,
 		dialTimeout: peerDialTimeout,
-		refused:    func(class string) { s.peerRefused(class, false) },
-		byAddr:     map[net.Addr]*relayConn{},
+		refused:     func(class string) { s.peerRefused(class, false) },
+		byAddr:      map[net.Addr]*relayConn{},
 	}
 	s.sockets = append(s.sockets, r)
 	return r
