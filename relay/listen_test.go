@@ -180,3 +180,15 @@ func TestNegativeTotalCapRefused(t *testing.T) {
 		t.Fatal("a negative relay-wide cap was accepted")
 	}
 }
+
+// BenchmarkSharedBucketAllow is the relay-wide cap's work per datagram,
+// from every loop at once.
+func BenchmarkSharedBucketAllow(b *testing.B) {
+	sb := newSharedBucket(1<<40, time.Now)
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			sb.allow(toPeer, 1200)
+		}
+	})
+}

@@ -7,8 +7,9 @@
 // read that fails with EAGAIN before the goroutine parks again. A Set
 // instead registers its sockets with epoll instances of its own, each
 // watched by one goroutine through Go's poller: one wake-up serves every
-// socket that became readable meanwhile, and each ready socket costs one
-// read. This is the event loop C relays such as coturn run, with the
+// socket that became readable meanwhile, each ready socket costs one
+// recvmmsg of up to 32 datagrams, and what handlers send through the
+// loop's [Out] leaves with one sendmmsg per socket and round. This is the event loop C relays such as coturn run, with the
 // goroutine parked in Go's poller instead of blocked in epoll_wait, which
 // would tie up a thread and keep the runtime's monitor awake.
 //
