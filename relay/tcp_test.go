@@ -198,3 +198,45 @@ func TestTCPAllocationRefusesPeersByPolicy(t *testing.T) {
 		t.Fatal("the refused peer was not counted")
 	}
 }
+
+// After pion accepts a ConnectionBind the connection carries a peer's
+// bytes, which the gate must pass on as they are (they are no TURN frames);
+// until then, and after a refused bind, it frames as always.
+func TestGatedStreamTurnsRawAfterConnectionBind(t *testing.T) {
+	bind := stun.MustBuild(stun.TransactionID, stun.NewType(stun.MethodConnectionBind, stun.ClassRequest),
+		stun.RawAttribute{Type: stun.AttrConnectionID, Value: []byte{1, 2, 3, 4}})
+	peerBytes := []byte("GET / HTTP/1.1\r\nHost: peer\r\n\r\n")
+	tests := []struct {
+		name    string
+		answer  stun.MessageClass
+		wantRaw bool
+	}{
+		{"bound", stun.ClassSuccessResponse, true},
+		{"refused", stun.ClassErrorResponse, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := gatedStream(t, append(append([]byte(nil), bind.Raw...), peerBytes...), 7)
+			buf := make([]byte, 2048)
+			n, err := c.Read(buf)
+			if err != nil || !bytes.Equal(buf[:n], bind.Raw) {
+				t.Fatalf("first read %d bytes, %v; want the ConnectionBind", n, err)
+			}
+			answer := stun.MustBuild(stun.NewTransactionIDSetter(bind.TransactionID), stun.NewType(stun.MethodConnectionBind, tt.answer))
+			if _, err := c.Write(answer.Raw); err != nil {
+				t.Fatal(err)
+			}
+			var got []byte
+			for len(got) < len(peerBytes) {
+				n, err := c.Read(buf)
+				got = append(got, buf[:n]...)
+				if err != nil {
+					break
+				}
+			}
+			if raw := bytes.Equal(got, peerBytes); raw != tt.wantRaw {
+				t.Fatalf("after a %v answer the gate passed %q", tt.answer, got)
+			}
+		})
+	}
+}
