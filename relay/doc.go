@@ -53,7 +53,7 @@
 //     when the relay has IPv6, the family of the listener it reached. A
 //     CreatePermission, ChannelBind or Refresh naming the other family
 //     than the allocation's gets 443 Peer Address Family Mismatch (a Send
-//     indication is dropped, a Connect gets 447).
+//     indication to such a peer is dropped).
 //   - REQUESTED-TRANSPORT TCP over a TCP or TLS connection opens a TCP
 //     allocation (Connect, ConnectionBind, ConnectionAttempt); over UDP it
 //     gets 400 Bad Request, as RFC 6062 says, and any other transport 442
