@@ -43,7 +43,9 @@ func (f *fixture) probe(t *testing.T, rec, file string) mediatest.Probe {
 	return mediatest.ProbeFile(t, path)
 }
 
-func near(got, want, tolerance time.Duration) bool { return got >= want-tolerance && got <= want+tolerance }
+func near(got, want, tolerance time.Duration) bool {
+	return got >= want-tolerance && got <= want+tolerance
+}
 
 func (f *fixture) only(t *testing.T) Summary {
 	t.Helper()
@@ -169,7 +171,7 @@ func TestLossAsksForAKeyframeAndSkipsToIt(t *testing.T) {
 	doc := f.join(node, "m_doc", frames)
 	f.play(t, a, 2500*time.Millisecond, doc) // frames 0 to 74
 	before := node.keyframeCount("m_doc-video")
-	doc.seqV += 3 // three packets lost in the network before frame 75
+	doc.seqV += 3                    // three packets lost in the network before frame 75
 	f.play(t, a, 4*time.Second, doc) // frames 75 to 194
 	if err := a.Stop(context.Background(), "requested"); err != nil {
 		t.Fatal(err)

@@ -102,5 +102,5 @@ func opusHead(channels, rate int) []byte {
 	b = binary.LittleEndian.AppendUint16(b, 312) // pre-skip
 	b = binary.LittleEndian.AppendUint32(b, uint32(rate))
 	b = binary.LittleEndian.AppendUint16(b, 0) // output gain
-	return append(b, 0)                         // channel mapping family
+	return append(b, 0)                        // channel mapping family
 }

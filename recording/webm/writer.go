@@ -53,7 +53,7 @@ const (
 
 // Errors of writing.
 var (
-	ErrTrack  = errors.New("webm: no such track")
+	ErrTrack    = errors.New("webm: no such track")
 	ErrTracks   = errors.New("webm: a file has one or two tracks: audio (Opus) and video (VP8 or VP9)")
 	ErrFinished = errors.New("webm: the file is finished")
 )
