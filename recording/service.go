@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/openconsult/openconsult/audit"
 	"github.com/openconsult/openconsult/internal/ids"
 	"github.com/openconsult/openconsult/objstore"
 	"github.com/openconsult/openconsult/store"
@@ -18,12 +19,11 @@ import (
 
 // Audit events written here; the consent events are the live consult's.
 const (
-	EventStarted    = "recording.started"
-	EventStopped    = "recording.stopped"
-	EventViewed     = "recording.viewed"
-	EventDownloaded = "recording.downloaded"
-	EventDeleted    = "recording.deleted"
-	EventExpired    = "recording.expired"
+	EventStarted    = audit.TypeRecordingStarted
+	EventStopped    = audit.TypeRecordingStopped
+	EventViewed     = audit.TypeRecordingViewed
+	EventDownloaded = audit.TypeRecordingDownloaded
+	EventDeleted    = audit.TypeRecordingDeleted
 )
 
 // Store is what recordings need of the database.
