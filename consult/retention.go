@@ -132,12 +132,20 @@ func (s *Sweeper) Run(ctx context.Context) {
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
-		n, err := s.Sweep(ctx)
+		now := s.Now()
+		n, err := s.sweepDocuments(ctx, now)
 		if err != nil && ctx.Err() == nil {
-			s.Log.Error("retention sweep", "err", err)
+			s.Log.Error("document retention sweep", "err", err)
 		}
 		if n > 0 {
-			s.Log.Info("documents and recordings deleted at the end of their retention", "deleted", n)
+			s.Log.Info("documents deleted at the end of their retention", "documents", n)
+		}
+		n, err = s.sweepRecordings(ctx, now)
+		if err != nil && ctx.Err() == nil {
+			s.Log.Error("recording retention sweep", "err", err)
+		}
+		if n > 0 {
+			s.Log.Info("recordings deleted at the end of their retention", "recordings", n)
 		}
 		select {
 		case <-ctx.Done():
