@@ -10,6 +10,7 @@ import (
 	"github.com/pion/rtp"
 
 	"github.com/openconsult/openconsult/media"
+	"github.com/openconsult/openconsult/recording/webm"
 	"github.com/openconsult/openconsult/store"
 )
 
@@ -224,7 +225,9 @@ func (a *active) pipe(s *trackSink) *trackPipe {
 		f.add(p)
 		a.members[s.info.MemberID] = append(files, f)
 	}
-	p.askKeyframe(0)
+	if p.kind == webm.Video {
+		p.askKeyframe(0)
+	}
 	return p
 }
 

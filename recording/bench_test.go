@@ -32,7 +32,7 @@ func BenchmarkRecordVideo(b *testing.B) {
 	b.ReportAllocs()
 	b.ResetTimer()
 	var written int64
-	for range b.N / len(packets) + 1 {
+	for range b.N/len(packets) + 1 {
 		p := newTrackPipe(info, func() {})
 		m, _ := webm.NewMuxer([]webm.Track{{Kind: webm.Video, CodecID: webm.CodecVP8, Width: 320, Height: 240}})
 		for i := range packets {

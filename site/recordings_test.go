@@ -207,7 +207,7 @@ func TestRecordPageListsAndPlaysRecordings(t *testing.T) {
 	if rec.Code != http.StatusOK {
 		t.Fatalf("record page %d", rec.Code)
 	}
-	for _, want := range []string{`<video controls preload="metadata" playsinline src="` + w.path() + `"`, "Pat Patient (guest)", "1m0s", "9 KiB", w.path() + "?download=1"} {
+	for _, want := range []string{`<video controls preload="none" playsinline src="` + w.path() + `"`, "Pat Patient (guest)", "1m0s", "9 KiB", w.path() + "?download=1"} {
 		if !strings.Contains(body, want) {
 			t.Errorf("record page lacks %q", want)
 		}

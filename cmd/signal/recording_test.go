@@ -90,7 +90,7 @@ func TestRecordingPlaysFromTheRecordPageUntilRetentionDeletesIt(t *testing.T) {
 	filePath := "/consults/" + consultID + "/recordings/r_old/files/" + file
 	fileURL := d.public + filePath
 	_, page := getRange(t, c, d.public+"/consults/"+consultID+"/record", "")
-	if !strings.Contains(string(page), `<video controls preload="metadata" playsinline src="/consults/`+consultID+`/recordings/r_old/files/`+file+`"`) {
+	if !strings.Contains(string(page), `<video controls preload="none" playsinline src="/consults/`+consultID+`/recordings/r_old/files/`+file+`"`) {
 		t.Fatalf("record page without the recording's player:\n%s", page)
 	}
 	resp, body := getRange(t, c, fileURL, "bytes=150000-160000")
