@@ -22,6 +22,7 @@ import (
 type Recordings interface {
 	List(ctx context.Context, consultID string) ([]recording.Summary, error)
 	OpenFile(ctx context.Context, consultID, recordingID, fileID string) (recording.OpenedFile, error)
+	Delete(ctx context.Context, consultID, recordingID, by string) error
 }
 
 // auditWindow: one view (or download) of a file by one account is
@@ -84,6 +85,7 @@ func (s *Site) mayWatch(r *http.Request, id auth.Identity, consultID string) (bo
 type recordingsPage struct {
 	ConsultID  string
 	Recordings []recordingView
+	CanDelete  bool // administrators delete recordings
 }
 
 // recordingView is a recording as the page shows it.
@@ -152,7 +154,26 @@ func (s *Site) recordingsList(w http.ResponseWriter, r *http.Request, id auth.Id
 		s.internalError(w, r, "list recordings", err)
 		return
 	}
-	s.render(w, r, http.StatusOK, "recordings", formPage{Data: recordingsPage{ConsultID: consultID, Recordings: recordingViews(list)}})
+	s.render(w, r, http.StatusOK, "recordings", formPage{Data: recordingsPage{ConsultID: consultID, Recordings: recordingViews(list), CanDelete: id.IsAdmin()}})
+}
+
+// recordingDelete deletes a finished recording (administrators only),
+// unless its consult is under legal hold; recording.deleted is audited.
+func (s *Site) recordingDelete(w http.ResponseWriter, r *http.Request, id auth.Identity) {
+	consultID, recID := r.PathValue("id"), r.PathValue("rec")
+	err := s.opt.Recordings.Delete(r.Context(), consultID, recID, id.User.ID)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		s.notFound(w, r)
+	case errors.Is(err, recording.ErrLegalHold), errors.Is(err, recording.ErrRunning):
+		s.render(w, r, http.StatusConflict, "error", errorPage{"Recording kept", err.Error()})
+	case errors.Is(err, recording.ErrDeleted):
+		s.render(w, r, http.StatusGone, "error", errorPage{"Recording deleted", "This recording was deleted already."})
+	case err != nil:
+		s.internalError(w, r, "delete recording", err)
+	default:
+		http.Redirect(w, r, "/consults/"+consultID+"/recordings", http.StatusSeeOther)
+	}
 }
 
 // recordingFile streams one recorded file, for the page's player or as a

@@ -34,6 +34,7 @@ type recordingWorld struct {
 	objDir  string
 	segs    []store.RecordingSegment
 	audit   *orderedAudit
+	db      *store.DB
 }
 
 // orderedAudit is a test double of the audit log that notes each entry
@@ -89,7 +90,7 @@ func newRecordingWorld(t *testing.T, roles ...string) *recordingWorld {
 		t.Fatal(err)
 	}
 	objects := objstore.New(backend, keys).WithChunkSize(10) // 1 KiB chunks
-	w := &recordingWorld{world: newWorld(t, sitePublic), content: make([]byte, 9000), rec: "r_1", file: "f_1", objDir: objDir, audit: &orderedAudit{}}
+	w := &recordingWorld{world: newWorld(t, sitePublic), content: make([]byte, 9000), rec: "r_1", file: "f_1", objDir: objDir, audit: &orderedAudit{}, db: db}
 	_, _ = rand.Read(w.content)
 	name, _ := keys.SealString("Pat Patient", []byte("recordings.consent:r_1:g-live"))
 	if err := db.CreateRecording(ctx, store.Recording{ID: w.rec, ConsultID: consultLive, RequestedBy: alice.ID, StartedAt: at},
@@ -295,5 +296,44 @@ func TestTamperedRecordingChunkIsRefused(t *testing.T) {
 	// Untouched parts still play.
 	if rec, _ := w.get(t, w.path(), sessAlice, "bytes=6000-6100"); rec.Code != http.StatusPartialContent || !bytes.Equal(rec.Body.Bytes(), w.content[6000:6101]) {
 		t.Fatalf("untouched range = %d", rec.Code)
+	}
+}
+
+func TestOnlyAdministratorsDeleteRecordingsAndNotUnderLegalHold(t *testing.T) {
+	w := newRecordingWorld(t, "admin")
+	post := func(session string) *httptest.ResponseRecorder {
+		r := httptest.NewRequest("POST", "/consults/"+consultLive+"/recordings/"+w.rec+"/delete", nil)
+		r.AddCookie(&http.Cookie{Name: sessionCookie, Value: session})
+		rec := httptest.NewRecorder()
+		w.handler.ServeHTTP(rec, r)
+		return rec
+	}
+	if rec := post(sessAlice); rec.Code != http.StatusForbidden {
+		t.Fatalf("the clinician deletes: %d", rec.Code)
+	}
+	page, _ := w.get(t, "/consults/"+consultLive+"/recordings", sessAdmin, "")
+	if !strings.Contains(page.Body.String(), `action="/consults/`+consultLive+`/recordings/`+w.rec+`/delete"`) {
+		t.Fatalf("the administrator's page has no delete form")
+	}
+	if _, err := w.db.SetLegalHold(context.Background(), consultLive, true); err != nil {
+		t.Fatal(err)
+	}
+	if rec := post(sessAdmin); rec.Code != http.StatusConflict || !strings.Contains(rec.Body.String(), "legal hold") {
+		t.Fatalf("deletion under legal hold: %d", rec.Code)
+	}
+	if _, err := w.db.SetLegalHold(context.Background(), consultLive, false); err != nil {
+		t.Fatal(err)
+	}
+	if rec := post(sessAdmin); rec.Code != http.StatusSeeOther {
+		t.Fatalf("deletion: %d\n%s", rec.Code, rec.Body)
+	}
+	if len(w.audit.events) != 1 || !strings.HasPrefix(w.audit.events[0], "recording.deleted c-live u-admin") {
+		t.Fatalf("audit %q", w.audit.events)
+	}
+	if rec, _ := w.get(t, w.path(), sessAlice, ""); rec.Code != http.StatusGone {
+		t.Fatalf("deleted recording served: %d", rec.Code)
+	}
+	if objs, _ := os.ReadDir(filepath.Join(w.objDir, "recordings", "o_1")); len(objs) != 0 {
+		t.Fatalf("%d objects left", len(objs))
 	}
 }

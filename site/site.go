@@ -168,6 +168,7 @@ func (s *Site) Handler() http.Handler {
 	if s.opt.Recordings != nil {
 		mux.HandleFunc("GET /consults/{id}/recordings", s.requireStage(s.recordingsList, auth.StageFull))
 		mux.HandleFunc("GET /consults/{id}/recordings/{rec}/files/{file}", s.requireStage(s.recordingFile, auth.StageFull))
+		mux.HandleFunc("POST /consults/{id}/recordings/{rec}/delete", s.requireAdmin(s.recordingDelete))
 	}
 	mux.HandleFunc("/", s.notFound)
 
