@@ -159,15 +159,11 @@ func (a *active) run() {
 	a.finish()
 }
 
-// drain takes the packets queued now.
+// drain takes the packets queued now (not those that keep arriving, so
+// that control events are never starved).
 func (a *active) drain() {
-	for {
-		select {
-		case e := <-a.packets:
-			a.packet(e)
-		default:
-			return
-		}
+	for n := len(a.packets); n > 0; n-- {
+		a.packet(<-a.packets)
 	}
 }
 

@@ -58,6 +58,7 @@ type trackPipe struct {
 	broken   bool
 	waitKey  bool
 	askedAt  int64 // tc of the last keyframe request
+	lastTC   int64 // of the last packet
 	width    int
 	height   int
 	keyframe func() // asks the publisher for a keyframe
@@ -96,11 +97,11 @@ func (t *trackPipe) lost() {
 	}
 	t.broken = t.have
 	t.waitKey = true
-	t.askKeyframe(t.askedAt + 1000) // at once: a new loss
+	t.askKeyframe(t.lastTC)
 }
 
 // askKeyframe asks for a keyframe unless one was asked less than a
-// second before tc.
+// second before tc (the answer to that one is on its way).
 func (t *trackPipe) askKeyframe(tc int64) {
 	if tc-t.askedAt < 1000 {
 		return
@@ -122,6 +123,7 @@ func (t *trackPipe) tc(p *packet) int64 {
 
 func (t *trackPipe) packet(p *packet, emit func(frame)) {
 	tc := t.tc(p)
+	t.lastTC = tc
 	if t.kind == webm.Audio {
 		if len(p.payload) > 0 {
 			emit(frame{tc: tc, key: true, data: p.payload})
