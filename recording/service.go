@@ -65,6 +65,7 @@ type Auditor interface {
 // Errors a caller can act on.
 var (
 	ErrBadRequest = errors.New("recording: incomplete start request")
+	ErrRecording  = errors.New("this consult is being recorded already")
 	ErrRunning    = errors.New("this recording is still running")
 	ErrLegalHold  = errors.New("this consult is under legal hold: its recordings cannot be deleted")
 	ErrDeleted    = errors.New("this recording was deleted")
@@ -97,6 +98,9 @@ func consentAAD(recordingID, memberID string) []byte {
 func (s *Service) Start(ctx context.Context, req StartRequest) (Active, error) {
 	if req.ConsultID == "" || req.RoomID == "" || req.Node == nil || req.RequestedBy == "" || len(req.Consents) == 0 {
 		return nil, ErrBadRequest
+	}
+	if s.Recording(req.ConsultID) != nil {
+		return nil, ErrRecording
 	}
 	id, err := ids.New("r")
 	if err != nil {
@@ -147,6 +151,19 @@ func (s *Service) endRow(id, reason, state string, d time.Duration) {
 	if _, err := s.Store.EndRecording(ctx, id, s.Now().UTC(), state, reason, d); err != nil {
 		s.Log.Error("end recording", "recording", id, "err", err)
 	}
+}
+
+// Recording returns the consult's recording that runs in this process,
+// or nil.
+func (s *Service) Recording(consultID string) Active {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, a := range s.active {
+		if a.req.ConsultID == consultID {
+			return a
+		}
+	}
+	return nil
 }
 
 func (s *Service) forget(id string) {

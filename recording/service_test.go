@@ -63,8 +63,18 @@ func TestRecordingWritesOneFilePerMember(t *testing.T) {
 	doc := f.join(node, "m_doc", mediatest.Video(t, "vp8", 9*time.Second, 30, 90))
 	pat := f.join(node, "m_pat", nil)
 	f.play(t, a, 8*time.Second, doc, pat)
+	if _, err := f.svc.Start(context.Background(), StartRequest{ConsultID: f.consult, RoomID: "room", Node: &testNode{}, RequestedBy: "u_doc",
+		Consents: []Consent{{MemberID: "m_doc"}}}); !errors.Is(err, ErrRecording) {
+		t.Fatalf("second recording of the consult: %v", err)
+	}
+	if f.svc.Recording(f.consult) != Active(a) {
+		t.Fatal("Recording does not return the running recording")
+	}
 	if err := a.Stop(context.Background(), "requested"); err != nil {
 		t.Fatal(err)
+	}
+	if f.svc.Recording(f.consult) != nil {
+		t.Fatal("a stopped recording is still running")
 	}
 	if n := node.keyframeCount("m_doc-video"); n < 1 {
 		t.Errorf("%d keyframe requests for the video", n)
