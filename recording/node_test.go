@@ -123,7 +123,7 @@ type fixture struct {
 	consult string
 }
 
-func newFixture(t *testing.T) *fixture {
+func newFixture(t testing.TB) *fixture {
 	t.Helper()
 	ctx := context.Background()
 	db, err := store.OpenSQLite(ctx, filepath.Join(t.TempDir(), "r.db"))
@@ -159,7 +159,7 @@ func newFixture(t *testing.T) *fixture {
 	return &fixture{svc: svc, db: db, backend: backend, objDir: objDir, clock: c, audit: a, consult: "c_1"}
 }
 
-func (f *fixture) start(t *testing.T, node *testNode) *active {
+func (f *fixture) start(t testing.TB, node *testNode) *active {
 	t.Helper()
 	req := StartRequest{ConsultID: f.consult, RoomID: "room", Node: node, RequestedBy: "u_doc", Consents: []Consent{
 		{MemberID: "m_doc", AccountID: "u_doc", Name: "Dr Ada Clinician", At: f.clock.now()},
@@ -194,7 +194,7 @@ func (f *fixture) join(node *testNode, id string, frames []mediatest.Frame) *mem
 // play writes d of media of every member, 20 ms at a time, moving the
 // clock, and waits now and then for the recording to keep up (a real
 // node drops what the recording cannot take; this test wants it all).
-func (f *fixture) play(t *testing.T, a *active, d time.Duration, members ...*member) {
+func (f *fixture) play(t testing.TB, a *active, d time.Duration, members ...*member) {
 	t.Helper()
 	for step := time.Duration(0); step < d; step += 20 * time.Millisecond {
 		f.clock.advance(20 * time.Millisecond)
