@@ -37,7 +37,6 @@ type file struct {
 	seq          int    // of the next segment
 	header       string // object holding the stored header
 	asked        bool   // a keyframe was asked for the open cluster
-	failed       bool   // a segment could not be stored: nothing more is
 	done         bool
 }
 

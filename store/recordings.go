@@ -62,13 +62,6 @@ type RecordingConsent struct {
 	At          time.Time
 }
 
-func nullTime(t time.Time) any {
-	if t.IsZero() {
-		return nil
-	}
-	return t.UnixMilli()
-}
-
 func fromNull(n sql.NullInt64) time.Time {
 	if !n.Valid {
 		return time.Time{}
