@@ -7,10 +7,12 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/openconsult/openconsult/internal/eventually"
 	"github.com/openconsult/openconsult/objstore"
 	"github.com/openconsult/openconsult/recording/mediatest"
 	"github.com/openconsult/openconsult/store"
@@ -302,5 +304,41 @@ func TestDeleteDestroysKeysThenObjects(t *testing.T) {
 	}
 	if _, err := f.svc.OpenFile(ctx, f.consult, sum.ID, sum.Files[0].ID); !errors.Is(err, ErrDeleted) {
 		t.Fatalf("opening a deleted recording: %v", err)
+	}
+}
+
+// TestStoredPartOfARunningRecordingPlays is what a crash of the process
+// leaves: the segments stored so far play (at most the open cluster, a
+// few seconds, is lost), and the list shows the recording as partial
+// once it has been silent for a while.
+func TestStoredPartOfARunningRecordingPlays(t *testing.T) {
+	f := newFixture(t)
+	node := &testNode{}
+	a := f.start(t, node)
+	doc := f.join(node, "m_doc", mediatest.Video(t, "vp8", 9*time.Second, 30, 60))
+	f.play(t, a, 8*time.Second, doc)
+	var file string
+	eventually.True(t, 20*time.Second, "6 s of the file stored", func() bool {
+		sum := f.only(t)
+		if len(sum.Files) != 1 {
+			return false
+		}
+		file = sum.Files[0].ID
+		return sum.Files[0].Duration >= 6*time.Second
+	})
+	p := f.probe(t, a.ID(), file)
+	v, _ := p.Stream("video")
+	if _, ok := p.Stream("audio"); !ok || v.CodecName != "vp8" {
+		t.Fatalf("stored part: %+v", p.Streams)
+	}
+	if n, _ := strconv.Atoi(v.Frames); n < 6*30 {
+		t.Fatalf("stored part holds %d frames, want at least 6 s", n)
+	}
+	f.clock.advance(2 * time.Minute)
+	if sum := f.only(t); sum.State != store.RecordingPartial || sum.StopReason != "interrupted" {
+		t.Fatalf("silent running recording listed as %q (%q)", sum.State, sum.StopReason)
+	}
+	if err := a.Stop(context.Background(), "requested"); err != nil {
+		t.Fatal(err)
 	}
 }
