@@ -6,6 +6,7 @@ package mediatest
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"io"
@@ -41,11 +42,15 @@ func tool(t testing.TB, name string) string {
 	return path
 }
 
-// Video encodes a test pattern of the given codec ("vp8" or "vp9") at
-// 320x240 and fps frames per second for d, with a keyframe every
-// keyEvery frames.
+// Video encodes a test pattern of the given codec ("vp8", "vp9" or
+// "h264") at 320x240 and fps frames per second for d, with a keyframe
+// every keyEvery frames. H.264 frames are access units in Annex B form
+// (start codes), as an encoder hands them to WebRTC.
 func Video(t testing.TB, codec string, d time.Duration, fps, keyEvery int) []Frame {
 	t.Helper()
+	if codec == "h264" {
+		return h264Video(t, d, fps, keyEvery)
+	}
 	ffmpeg := tool(t, "ffmpeg")
 	enc := map[string]string{"vp8": "libvpx", "vp9": "libvpx-vp9"}[codec]
 	out := filepath.Join(t.TempDir(), "video.ivf")
@@ -140,4 +145,78 @@ func ProbeFile(t testing.TB, path string) Probe {
 		t.Fatalf("ffprobe output: %v\n%s", err, out)
 	}
 	return p
+}
+
+func h264Video(t testing.TB, d time.Duration, fps, keyEvery int) []Frame {
+	t.Helper()
+	ffmpeg := tool(t, "ffmpeg")
+	out := filepath.Join(t.TempDir(), "video.h264")
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, ffmpeg, "-loglevel", "error", "-f", "lavfi",
+		"-i", "testsrc=size=320x240:rate="+strconv.Itoa(fps), "-t", strconv.FormatFloat(d.Seconds(), 'f', 3, 64),
+		"-pix_fmt", "yuv420p", "-c:v", "libx264", "-profile:v", "baseline", "-preset", "ultrafast", "-tune", "zerolatency", "-b:v", "300k",
+		"-g", strconv.Itoa(keyEvery), "-keyint_min", strconv.Itoa(keyEvery), "-sc_threshold", "0",
+		"-bsf:v", "h264_metadata=aud=insert", "-f", "h264", out)
+	if msg, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("ffmpeg: %v\n%s", err, msg)
+	}
+	raw, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var frames []Frame
+	var cur Frame
+	for _, nal := range SplitAnnexB(raw) {
+		switch nal[0] & 0x1f {
+		case 9: // access unit delimiter: a new frame
+			if len(cur.Data) > 0 {
+				frames = append(frames, cur)
+			}
+			cur = Frame{}
+			continue
+		case 5:
+			cur.Key = true
+		}
+		cur.Data = append(cur.Data, 0, 0, 0, 1)
+		cur.Data = append(cur.Data, nal...)
+	}
+	if len(cur.Data) > 0 {
+		frames = append(frames, cur)
+	}
+	return frames
+}
+
+// SplitAnnexB returns the NAL units of an Annex B stream.
+func SplitAnnexB(b []byte) [][]byte {
+	var out [][]byte
+	start := -1
+	for i := 0; i+2 < len(b); i++ {
+		if b[i] == 0 && b[i+1] == 0 && b[i+2] == 1 {
+			if start >= 0 {
+				end := i
+				for end > start && b[end-1] == 0 {
+					end--
+				}
+				out = append(out, b[start:end])
+			}
+			start = i + 3
+			i += 2
+		}
+	}
+	if start >= 0 && start < len(b) {
+		out = append(out, b[start:])
+	}
+	return out
+}
+
+// AVC turns an Annex B access unit into AVC form (4-byte lengths), as
+// Matroska keeps H.264.
+func AVC(annexB []byte) []byte {
+	var out []byte
+	for _, nal := range SplitAnnexB(annexB) {
+		out = binary.BigEndian.AppendUint32(out, uint32(len(nal)))
+		out = append(out, nal...)
+	}
+	return out
 }

@@ -15,6 +15,8 @@ func Keyframe(codecID string, frame []byte) (key bool, width, height int) {
 		return vp8Keyframe(frame)
 	case CodecVP9:
 		return vp9Keyframe(frame)
+	case CodecH264:
+		return h264Keyframe(frame)
 	}
 	return false, 0, 0
 }

@@ -28,7 +28,7 @@ func (m *Muxer) Header(final bool) []byte {
 		seek = appendVoid(seek, seekEntryLen)
 	}
 
-	out := ebmlHeader()
+	out := ebmlHeader(m.docType)
 	out = appendID(out, idSegment)
 	if final {
 		out = appendSizeN(out, uint64(int64(seekLen+len(info)+len(tracks))+m.written), 8)
@@ -84,6 +84,9 @@ func (m *Muxer) tracksElem() []byte {
 			a = appendUint(a, idChannels, uint64(ch))
 			e = appendElem(e, idAudio, a)
 		case Video:
+			if len(t.CodecPrivate) > 0 {
+				e = appendElem(e, idCodecPrivate, t.CodecPrivate)
+			}
 			var v []byte
 			v = appendUint(v, idPixelWidth, uint64(max(t.Width, 1)))
 			v = appendUint(v, idPixelHeight, uint64(max(t.Height, 1)))

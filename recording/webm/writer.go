@@ -1,6 +1,6 @@
 // Package webm writes WebM (Matroska) files from encoded frames, without
 // transcoding: Opus audio and VP8 or VP9 video, one file per recorded
-// member. It is built for files written while they grow and stored as a
+// member; H.264 video makes a Matroska file (WebM has no H.264). It is built for files written while they grow and stored as a
 // sequence of pieces: a Header of fixed size, then each Cluster as it
 // closes, then the Cues; the finished file's Header, written again over
 // the first piece, carries the duration, the segment's size and where the
@@ -29,6 +29,7 @@ const (
 	CodecOpus = "A_OPUS"
 	CodecVP8  = "V_VP8"
 	CodecVP9  = "V_VP9"
+	CodecH264 = "V_MPEG4/ISO/AVC" // frames with 4-byte NAL unit lengths
 )
 
 // Track describes one track of a file.
@@ -37,6 +38,8 @@ type Track struct {
 	CodecID string
 	// Video: frame size in pixels.
 	Width, Height int
+	// CodecPrivate: H.264's AVCDecoderConfigurationRecord (AVCConfig).
+	CodecPrivate []byte
 	// Audio: sampling rate and channels.
 	SampleRate int
 	Channels   int
@@ -54,15 +57,16 @@ const (
 // Errors of writing.
 var (
 	ErrTrack    = errors.New("webm: no such track")
-	ErrTracks   = errors.New("webm: a file has one or two tracks: audio (Opus) and video (VP8 or VP9)")
+	ErrTracks   = errors.New("webm: a file has one or two tracks: audio (Opus) and video (VP8, VP9 or H.264)")
 	ErrFinished = errors.New("webm: the file is finished")
 )
 
 // Muxer lays out one file. Not safe for concurrent use.
 type Muxer struct {
-	tracks []Track
-	video  int // number of the video track, 0 for none
-	header int // length of Header
+	tracks  []Track
+	video   int // number of the video track, 0 for none
+	header  int // length of Header
+	docType string
 
 	body     []byte // current cluster's content after its Timecode
 	clusterT int64  // its timecode
@@ -88,13 +92,16 @@ func NewMuxer(tracks []Track) (*Muxer, error) {
 	if len(tracks) == 0 || len(tracks) > 2 {
 		return nil, ErrTracks
 	}
-	m := &Muxer{tracks: tracks, last: make([]int64, len(tracks)), cuesAt: -1}
+	m := &Muxer{tracks: tracks, last: make([]int64, len(tracks)), cuesAt: -1, docType: "webm"}
 	for i, t := range tracks {
 		m.last[i] = -1
 		switch {
 		case t.Kind == Audio && t.CodecID == CodecOpus:
-		case t.Kind == Video && (t.CodecID == CodecVP8 || t.CodecID == CodecVP9) && m.video == 0:
+		case t.Kind == Video && (t.CodecID == CodecVP8 || t.CodecID == CodecVP9 || t.CodecID == CodecH264) && m.video == 0:
 			m.video = i + 1
+			if t.CodecID == CodecH264 {
+				m.docType = "matroska"
+			}
 		default:
 			return nil, fmt.Errorf("%w: track %d is %d %q", ErrTracks, i+1, t.Kind, t.CodecID)
 		}
@@ -219,15 +226,18 @@ func (m *Muxer) Cues() []byte {
 }
 
 // segmentStart is the offset of the Segment's content in the file.
-func (m *Muxer) segmentStart() int { return len(ebmlHeader()) + 4 + 8 }
+func (m *Muxer) segmentStart() int { return len(ebmlHeader(m.docType)) + 4 + 8 }
 
-func ebmlHeader() []byte {
+// DocType is "webm", or "matroska" for a file with H.264.
+func (m *Muxer) DocType() string { return m.docType }
+
+func ebmlHeader(docType string) []byte {
 	var b []byte
 	b = appendUint(b, idEBMLVersion, 1)
 	b = appendUint(b, idEBMLReadVersion, 1)
 	b = appendUint(b, idEBMLMaxIDLength, 4)
 	b = appendUint(b, idEBMLMaxSizeLength, 8)
-	b = appendString(b, idDocType, "webm")
+	b = appendString(b, idDocType, docType)
 	b = appendUint(b, idDocTypeVersion, 4)
 	b = appendUint(b, idDocTypeReadVersion, 2)
 	return appendElem(nil, idEBML, b)

@@ -16,12 +16,24 @@ import (
 // not.
 func mux(t *testing.T, codec string, video []mediatest.Frame, d time.Duration, finish bool) []byte {
 	t.Helper()
+	var private []byte
+	if codec == webm.CodecH264 {
+		avc := make([]mediatest.Frame, len(video))
+		for i, f := range video {
+			avc[i] = mediatest.Frame{Data: mediatest.AVC(f.Data), Key: f.Key}
+		}
+		video = avc
+		var ok bool
+		if private, ok = webm.AVCConfig(video[0].Data); !ok {
+			t.Fatal("no parameter sets in the first frame")
+		}
+	}
 	key, w, h := webm.Keyframe(codec, video[0].Data)
 	if !key || w != 320 || h != 240 {
 		t.Fatalf("first frame: keyframe %v, %dx%d; want a 320x240 keyframe", key, w, h)
 	}
 	m, err := webm.NewMuxer([]webm.Track{{Kind: webm.Audio, CodecID: webm.CodecOpus, SampleRate: 48000, Channels: 2},
-		{Kind: webm.Video, CodecID: codec, Width: w, Height: h}})
+		{Kind: webm.Video, CodecID: codec, Width: w, Height: h, CodecPrivate: private}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -66,6 +78,7 @@ func TestMuxedFileProbes(t *testing.T) {
 	}{
 		{webm.CodecVP8, "vp8", "vp8", true},
 		{webm.CodecVP9, "vp9", "vp9", true},
+		{webm.CodecH264, "h264", "h264", true},
 		{webm.CodecVP8, "vp8", "vp8", false},
 	} {
 		t.Run(tt.ffmpeg+"/finished="+strconv.FormatBool(tt.finish), func(t *testing.T) {
@@ -98,7 +111,7 @@ func TestMuxedFileProbes(t *testing.T) {
 func TestMuxerRefusesOtherCodecs(t *testing.T) {
 	for _, tracks := range [][]webm.Track{
 		nil,
-		{{Kind: webm.Video, CodecID: "V_MPEG4/ISO/AVC"}},
+		{{Kind: webm.Video, CodecID: "V_MPEG4/ISO/HEVC"}},
 		{{Kind: webm.Video, CodecID: webm.CodecVP8}, {Kind: webm.Video, CodecID: webm.CodecVP9}},
 		{{Kind: webm.Audio, CodecID: webm.CodecOpus}, {Kind: webm.Audio, CodecID: webm.CodecOpus}, {Kind: webm.Video, CodecID: webm.CodecVP8}},
 	} {
