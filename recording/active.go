@@ -171,12 +171,14 @@ func (a *active) drain() {
 func (a *active) finished() bool { return a.ending }
 
 func (a *active) control() {
-	// The packets a track sent before its End are queued before it.
-	a.drain()
 	a.mu.Lock()
 	events := a.ctl
 	a.ctl = nil
 	a.mu.Unlock()
+	// A track's packets are queued before its End is posted: every packet
+	// sent before the events just taken is in the queue now, and goes
+	// first.
+	a.drain()
 	for _, e := range events {
 		switch e.kind {
 		case ctlTrack:

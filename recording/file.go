@@ -124,7 +124,7 @@ func (f *file) muxer() (*webm.Muxer, error) {
 			if w == 0 || h == 0 {
 				w, h = 640, 480 // no keyframe yet: the frames say their size
 			}
-			tracks = append(tracks, webm.Track{Kind: webm.Video, CodecID: t.codec, Width: w, Height: h})
+			tracks = append(tracks, webm.Track{Kind: webm.Video, CodecID: t.codec, Width: w, Height: h, CodecPrivate: t.private})
 		}
 	}
 	m, err := webm.NewMuxer(tracks)

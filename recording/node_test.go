@@ -176,17 +176,26 @@ func (f *fixture) start(t testing.TB, node *testNode) *active {
 type member struct {
 	audio, video media.TrackSink
 	frames       []mediatest.Frame
-	vp8          codecs.VP8Payloader
+	payloader    rtp.Payloader
 	seqA, seqV   uint16
 	next         int
 	at           time.Duration // media written so far
 }
 
 func (f *fixture) join(node *testNode, id string, frames []mediatest.Frame) *member {
-	m := &member{frames: frames, seqA: 100, seqV: 60000}
+	return f.joinWith(node, id, webrtc.MimeTypeVP8, frames)
+}
+
+// joinWith adds a member whose video (VP8 or H.264, Annex B frames) is
+// frames.
+func (f *fixture) joinWith(node *testNode, id, mime string, frames []mediatest.Frame) *member {
+	m := &member{frames: frames, seqA: 100, seqV: 60000, payloader: &codecs.VP8Payloader{}}
+	if mime == webrtc.MimeTypeH264 {
+		m.payloader = &codecs.H264Payloader{}
+	}
 	m.audio = node.track(id, id+"-audio", webrtc.RTPCodecTypeAudio, webrtc.MimeTypeOpus, 48000, 2)
 	if frames != nil {
-		m.video = node.track(id, id+"-video", webrtc.RTPCodecTypeVideo, webrtc.MimeTypeVP8, 90000, 0)
+		m.video = node.track(id, id+"-video", webrtc.RTPCodecTypeVideo, mime, 90000, 0)
 	}
 	return m
 }
@@ -217,7 +226,7 @@ func (m *member) tick() {
 	m.seqA++
 	for m.video != nil && m.next < len(m.frames) && time.Duration(m.next)*time.Second/30 <= at {
 		ts := uint32(m.next) * 3000
-		payloads := m.vp8.Payload(1100, m.frames[m.next].Data)
+		payloads := m.payloader.Payload(1100, m.frames[m.next].Data)
 		for i, p := range payloads {
 			m.video.WriteRTP(&rtp.Packet{Header: rtp.Header{SequenceNumber: m.seqV, Timestamp: ts, Marker: i == len(payloads)-1}, Payload: p})
 			m.seqV++

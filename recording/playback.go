@@ -95,6 +95,7 @@ type OpenedFile struct {
 	Recording string
 	File      string
 	Name      string // a download name, without patient data
+	Type      string // video/webm, or video/x-matroska
 	Size      int64
 	Started   time.Time
 	Content   io.ReadSeekCloser
@@ -140,8 +141,12 @@ func (s *Service) OpenFile(ctx context.Context, consultID, recordingID, fileID s
 		c.size += sg.Size
 	}
 	started := r.StartedAt.Add(f.Offset)
-	return OpenedFile{Recording: r.ID, File: f.ID, Size: c.size, Started: started, Content: c,
-		Name: "recording-" + started.UTC().Format("20060102-150405") + "-" + f.ID + ".webm"}, nil
+	ctype, ext := "video/webm", ".webm"
+	if f.Format == "matroska" {
+		ctype, ext = "video/x-matroska", ".mkv"
+	}
+	return OpenedFile{Recording: r.ID, File: f.ID, Size: c.size, Started: started, Content: c, Type: ctype,
+		Name: "recording-" + started.UTC().Format("20060102-150405") + "-" + f.ID + ext}, nil
 }
 
 // concat reads segments as one file, opening one segment at a time.

@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pion/webrtc/v4"
+
 	"github.com/openconsult/openconsult/internal/eventually"
 	"github.com/openconsult/openconsult/objstore"
 	"github.com/openconsult/openconsult/recording/mediatest"
@@ -340,5 +342,34 @@ func TestStoredPartOfARunningRecordingPlays(t *testing.T) {
 	}
 	if err := a.Stop(context.Background(), "requested"); err != nil {
 		t.Fatal(err)
+	}
+}
+
+func TestH264IsRecordedAsMatroska(t *testing.T) {
+	f := newFixture(t)
+	node := &testNode{}
+	a := f.start(t, node)
+	frames := mediatest.Video(t, "h264", 6*time.Second, 30, 60)
+	phone := f.joinWith(node, "m_phone", webrtc.MimeTypeH264, frames)
+	f.play(t, a, 5*time.Second, phone)
+	if err := a.Stop(context.Background(), "requested"); err != nil {
+		t.Fatal(err)
+	}
+	sum := f.only(t)
+	o, err := f.svc.OpenFile(context.Background(), f.consult, sum.ID, sum.Files[0].ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o.Content.Close()
+	if o.Type != "video/x-matroska" || !strings.HasSuffix(o.Name, ".mkv") {
+		t.Fatalf("H.264 file served as %q, %q", o.Type, o.Name)
+	}
+	p := f.probe(t, sum.ID, sum.Files[0].ID)
+	v, _ := p.Stream("video")
+	if _, ok := p.Stream("audio"); !ok || v.CodecName != "h264" || v.Width != 320 || v.Height != 240 || v.Frames != "150" {
+		t.Fatalf("streams %+v", p.Streams)
+	}
+	if !near(p.Duration(), 5*time.Second, 300*time.Millisecond) {
+		t.Fatalf("duration %v", p.Duration())
 	}
 }

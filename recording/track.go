@@ -27,6 +27,8 @@ func codecOf(t media.RecordedTrack) (string, webm.Kind) {
 		return webm.CodecVP8, webm.Video
 	case "video/vp9":
 		return webm.CodecVP9, webm.Video
+	case "video/h264":
+		return webm.CodecH264, webm.Video
 	}
 	return "", 0
 }
@@ -61,8 +63,14 @@ type trackPipe struct {
 	lastTC   int64 // of the last packet
 	width    int
 	height   int
+	private  []byte // H.264: the decoder configuration of the last keyframe
+	h264     *codecs.H264Packet
 	keyframe func() // asks the publisher for a keyframe
 }
+
+// maxFrame bounds one video frame: a publisher cannot make the recorder
+// hold more (a larger frame is dropped as lost).
+const maxFrame = 8 << 20
 
 func newTrackPipe(info media.RecordedTrack, keyframe func()) *trackPipe {
 	codec, kind := codecOf(info)
@@ -95,6 +103,7 @@ func (t *trackPipe) lost() {
 	if t.kind != webm.Video {
 		return
 	}
+	t.h264 = nil
 	t.broken = t.have
 	t.waitKey = true
 	t.askKeyframe(t.lastTC)
@@ -134,6 +143,9 @@ func (t *trackPipe) packet(p *packet, emit func(frame)) {
 		t.lost()
 		t.have, t.buf = false, nil
 	}
+	if !t.have {
+		t.h264 = nil // a new frame: no fragment of another one is kept
+	}
 	payload, start, ok := t.depacketize(p.payload)
 	if !ok {
 		t.lost()
@@ -143,7 +155,11 @@ func (t *trackPipe) packet(p *packet, emit func(frame)) {
 		t.have, t.bufTS, t.broken = true, p.ts, !start
 		t.buf = make([]byte, 0, len(payload)*4)
 	}
-	t.buf = append(t.buf, payload...)
+	if len(t.buf)+len(payload) > maxFrame {
+		t.broken = true
+	} else {
+		t.buf = append(t.buf, payload...)
+	}
 	if !p.marker {
 		return
 	}
@@ -157,6 +173,9 @@ func (t *trackPipe) packet(p *packet, emit func(frame)) {
 		t.waitKey = false
 		if w > 0 && h > 0 {
 			t.width, t.height = w, h
+		}
+		if cfg, ok := webm.AVCConfig(data); ok && t.codec == webm.CodecH264 {
+			t.private = cfg
 		}
 	}
 	if t.waitKey {
@@ -178,6 +197,14 @@ func (t *trackPipe) depacketize(b []byte) (payload []byte, start bool, ok bool) 
 		var v codecs.VP9Packet
 		out, err := v.Unmarshal(b)
 		return out, v.B, err == nil
+	case webm.CodecH264:
+		// AVC form (4-byte lengths); a fragmented unit comes out whole
+		// with the packet that ends it.
+		if t.h264 == nil {
+			t.h264 = &codecs.H264Packet{IsAVC: true}
+		}
+		out, err := t.h264.Unmarshal(b)
+		return out, true, err == nil
 	}
 	return nil, false, false
 }

@@ -44,7 +44,7 @@ func (a *active) startFile(f *file) {
 		return
 	}
 	f.mux, f.objects = mux, "recordings/"+obj
-	a.up.put(job{kind: jobFile, file: f.id, row: store.RecordingFile{ID: f.id, RecordingID: a.id, MemberID: f.member, Kinds: f.kinds(), Offset: f.zero}})
+	a.up.put(job{kind: jobFile, file: f.id, row: store.RecordingFile{ID: f.id, RecordingID: a.id, MemberID: f.member, Kinds: f.kinds(), Format: mux.DocType(), Offset: f.zero}})
 	f.header = f.objectName(0)
 	a.segment(f, mux.Header(false))
 	for _, pf := range f.takePending() {

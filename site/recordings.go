@@ -224,7 +224,7 @@ func (s *Site) recordingFile(w http.ResponseWriter, r *http.Request, id auth.Ide
 		}
 	}
 	h := w.Header()
-	h.Set("Content-Type", "video/webm")
+	h.Set("Content-Type", f.Type)
 	h.Set("Content-Disposition", mime.FormatMediaType(disposition, map[string]string{"filename": f.Name}))
 	h.Set("Content-Security-Policy", "sandbox; default-src 'none'")
 	h.Set("Cache-Control", "private, no-store")

@@ -37,6 +37,7 @@ type RecordingFile struct {
 	RecordingID string
 	MemberID    string
 	Kinds       string        // "audio", "video" or "audio+video"
+	Format      string        // "webm", or "matroska" (H.264 video); "" is "webm"
 	Offset      time.Duration // its start after the recording's
 	Duration    time.Duration
 	Size        int64
@@ -88,8 +89,12 @@ func (db *DB) CreateRecording(ctx context.Context, r Recording, consents []Recor
 
 // AddRecordingFile stores a file that a running recording starts.
 func (db *DB) AddRecordingFile(ctx context.Context, f RecordingFile) error {
-	_, err := db.sql.ExecContext(ctx, db.rebind(`INSERT INTO recording_files (id, recording_id, member_id, kinds, offset_ms) VALUES (?, ?, ?, ?, ?)`),
-		f.ID, f.RecordingID, f.MemberID, f.Kinds, f.Offset.Milliseconds())
+	format := f.Format
+	if format == "" {
+		format = "webm"
+	}
+	_, err := db.sql.ExecContext(ctx, db.rebind(`INSERT INTO recording_files (id, recording_id, member_id, kinds, format, offset_ms) VALUES (?, ?, ?, ?, ?, ?)`),
+		f.ID, f.RecordingID, f.MemberID, f.Kinds, format, f.Offset.Milliseconds())
 	if err != nil {
 		return fmt.Errorf("insert recording file: %w", err)
 	}
@@ -200,7 +205,7 @@ func (db *DB) RecordingsByConsult(ctx context.Context, consultID string) ([]Reco
 
 // RecordingFiles returns a recording's files, by start.
 func (db *DB) RecordingFiles(ctx context.Context, recordingID string) ([]RecordingFile, error) {
-	rows, err := db.sql.QueryContext(ctx, db.rebind(`SELECT id, recording_id, member_id, kinds, offset_ms, duration_ms, size, complete FROM recording_files WHERE recording_id = ? ORDER BY offset_ms, id`), recordingID)
+	rows, err := db.sql.QueryContext(ctx, db.rebind(`SELECT id, recording_id, member_id, kinds, format, offset_ms, duration_ms, size, complete FROM recording_files WHERE recording_id = ? ORDER BY offset_ms, id`), recordingID)
 	if err != nil {
 		return nil, fmt.Errorf("recording files: %w", err)
 	}
@@ -210,7 +215,7 @@ func (db *DB) RecordingFiles(ctx context.Context, recordingID string) ([]Recordi
 		var f RecordingFile
 		var off, dur int64
 		var complete int
-		if err := rows.Scan(&f.ID, &f.RecordingID, &f.MemberID, &f.Kinds, &off, &dur, &f.Size, &complete); err != nil {
+		if err := rows.Scan(&f.ID, &f.RecordingID, &f.MemberID, &f.Kinds, &f.Format, &off, &dur, &f.Size, &complete); err != nil {
 			return nil, fmt.Errorf("recording files: %w", err)
 		}
 		f.Offset, f.Duration, f.Complete = time.Duration(off)*time.Millisecond, time.Duration(dur)*time.Millisecond, complete != 0

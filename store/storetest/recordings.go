@@ -64,7 +64,7 @@ func recordingRoundTrip(t *testing.T, db *store.DB) {
 	if err != nil || len(files) != 1 {
 		t.Fatalf("files = %+v, %v", files, err)
 	}
-	if f := files[0]; f.Size != 5300 || f.Duration != 3*time.Second || f.Offset != 1500*time.Millisecond || f.Complete || f.Kinds != "audio+video" {
+	if f := files[0]; f.Size != 5300 || f.Duration != 3*time.Second || f.Offset != 1500*time.Millisecond || f.Complete || f.Kinds != "audio+video" || f.Format != "webm" {
 		t.Fatalf("file = %+v", f)
 	}
 	consents, err := db.RecordingConsents(ctx, "r_1")

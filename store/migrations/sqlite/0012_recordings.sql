@@ -1,5 +1,5 @@
 -- Consult recordings. Each recorded member's media is one WebM file
--- (recording_files), stored encrypted in the object store as a sequence
+-- (recording_files; format 'matroska' for H.264 video), stored encrypted in the object store as a sequence
 -- of segment objects whose concatenation is the file; key_enc is each
 -- segment's data key sealed by the keyring. state is 'recording' while it
 -- runs (updated_at moves with every stored segment), then 'complete', or
@@ -29,6 +29,7 @@ CREATE TABLE recording_files (
     recording_id TEXT NOT NULL REFERENCES recordings(id) ON DELETE CASCADE,
     member_id    TEXT NOT NULL,
     kinds        TEXT NOT NULL,
+    format       TEXT NOT NULL DEFAULT 'webm',
     offset_ms    BIGINT NOT NULL,
     duration_ms  BIGINT NOT NULL DEFAULT 0,
     size         BIGINT NOT NULL DEFAULT 0,
