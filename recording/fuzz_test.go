@@ -17,13 +17,14 @@ import (
 func FuzzTrackPipe(f *testing.F) {
 	f.Add([]byte{0, 1, 0, 0, 0, 0, 1, 4, 0x10, 0x10, 0x02, 0x00}, true)
 	f.Add([]byte{0, 1, 0, 0, 0, 0, 1, 3, 0xf8, 0xff, 0xfe, 0, 2, 0, 0, 3, 0xc0, 0, 3, 0xf8, 0xff, 0xfe}, false)
+	f.Add([]byte{2, 1, 0x80, 0, 0, 0, 9, 0x18, 0, 2, 0x67, 0x42, 0, 2, 0x68, 0xce, 2, 2, 0x80, 0, 0, 0, 2, 0x65, 0x88}, true)
 	f.Fuzz(func(t *testing.T, data []byte, video bool) {
 		mime, kind := webrtc.MimeTypeOpus, webrtc.RTPCodecTypeAudio
 		if video {
 			mime, kind = webrtc.MimeTypeVP8, webrtc.RTPCodecTypeVideo
 		}
-		if len(data) > 0 && data[0]&0x80 != 0 {
-			mime = webrtc.MimeTypeVP9
+		if video && len(data) > 0 {
+			mime = []string{webrtc.MimeTypeVP8, webrtc.MimeTypeVP9, webrtc.MimeTypeH264}[int(data[0])%3]
 		}
 		info := media.RecordedTrack{MemberID: "m", TrackID: "t", Kind: kind, Codec: webrtc.RTPCodecParameters{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: mime, ClockRate: 90000}}}
 		p := newTrackPipe(info, func() {})
