@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -371,5 +372,47 @@ func TestH264IsRecordedAsMatroska(t *testing.T) {
 	}
 	if !near(p.Duration(), 5*time.Second, 300*time.Millisecond) {
 		t.Fatalf("duration %v", p.Duration())
+	}
+}
+
+// failingObjects is a test double of the object store that fails every
+// Put after the first ok ones, as a storage outage would.
+type failingObjects struct {
+	Objects
+	mu sync.Mutex
+	ok int
+}
+
+func (o *failingObjects) Put(ctx context.Context, name string, r io.Reader) (objstore.Object, error) {
+	o.mu.Lock()
+	fail := o.ok <= 0
+	o.ok--
+	o.mu.Unlock()
+	if fail {
+		return objstore.Object{}, errors.New("storage unavailable")
+	}
+	return o.Objects.Put(ctx, name, r)
+}
+
+func TestStorageOutageLeavesAPartialRecordingThatPlays(t *testing.T) {
+	f := newFixture(t)
+	f.svc.Objects = &failingObjects{Objects: f.svc.Objects, ok: 3} // the header and two clusters
+	node := &testNode{}
+	a := f.start(t, node)
+	pat := f.join(node, "m_pat", nil)
+	f.play(t, a, 10*time.Second, pat)
+	if err := a.Stop(context.Background(), "requested"); err != nil {
+		t.Fatal(err)
+	}
+	sum := f.only(t)
+	if sum.State != store.RecordingPartial || len(sum.Files) != 1 || sum.Files[0].Complete {
+		t.Fatalf("summary = %+v", sum)
+	}
+	if stopped, _ := f.audit.find(EventStopped); stopped.fields["state"] != store.RecordingPartial {
+		t.Fatalf("recording.stopped = %+v", stopped)
+	}
+	p := f.probe(t, sum.ID, sum.Files[0].ID)
+	if a, ok := p.Stream("audio"); !ok || a.Frames == "0" {
+		t.Fatalf("stored part: %+v", p.Streams)
 	}
 }
