@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -25,8 +26,9 @@ type Recordings interface {
 	Delete(ctx context.Context, consultID, recordingID, by string) error
 }
 
-// auditWindow: one view (or download) of a file by one account is
-// audited once, however many range requests the player makes within it.
+// auditWindow: the range requests of one view (or download) of a file by
+// one account that do not start at its first byte are audited with the
+// request that did, within this time.
 const auditWindow = 10 * time.Minute
 
 // viewLog remembers the views audited in the last auditWindow.
@@ -213,7 +215,12 @@ func (s *Site) recordingFile(w http.ResponseWriter, r *http.Request, id auth.Ide
 		event, disposition = audit.TypeRecordingDownloaded, "attachment"
 	}
 	if r.Method == http.MethodGet {
+		// A player's first request starts at byte 0 and is a new view;
+		// the requests of its seeks, within auditWindow, belong to it.
 		key := event + " " + id.User.ID + " " + f.File
+		if rng := r.Header.Get("Range"); rng == "" || strings.HasPrefix(rng, "bytes=0-") {
+			s.views.forget(key)
+		}
 		if s.views.first(key, s.opt.Now()) {
 			if err := s.opt.DocAudit.RecordSession(r.Context(), event, consultID, id.User.ID, "recording "+map[bool]string{false: "viewed", true: "downloaded"}[download],
 				map[string]string{"recording": f.Recording, "file": f.File}); err != nil {
