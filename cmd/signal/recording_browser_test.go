@@ -1,6 +1,7 @@
 package main
 
 import (
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -12,13 +13,20 @@ import (
 	"github.com/openconsult/openconsult/recording/webm"
 )
 
-// recordedWebM muxes d of a VP8 test pattern and Opus audio as the
-// recorder does.
-func recordedWebM(t *testing.T, d time.Duration) []byte {
+// recordedWebM muxes d of a test pattern ("vp8" or "h264") and Opus
+// audio as the recorder does.
+func recordedWebM(t *testing.T, codec string, d time.Duration) []byte {
 	t.Helper()
-	video := mediatest.Video(t, "vp8", d, 30, 60)
-	m, err := webm.NewMuxer([]webm.Track{{Kind: webm.Audio, CodecID: webm.CodecOpus, SampleRate: 48000, Channels: 2},
-		{Kind: webm.Video, CodecID: webm.CodecVP8, Width: 320, Height: 240}})
+	video := mediatest.Video(t, codec, d, 30, 60)
+	track := webm.Track{Kind: webm.Video, CodecID: webm.CodecVP8, Width: 320, Height: 240}
+	if codec == "h264" {
+		for i := range video {
+			video[i].Data = mediatest.AVC(video[i].Data)
+		}
+		track.CodecID = webm.CodecH264
+		track.CodecPrivate, _ = webm.AVCConfig(video[0].Data)
+	}
+	m, err := webm.NewMuxer([]webm.Track{{Kind: webm.Audio, CodecID: webm.CodecOpus, SampleRate: 48000, Channels: 2}, track})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -59,17 +67,21 @@ func TestBrowserRecordPagePlaysAndSeeksARecording(t *testing.T) {
 		t.Fatal(err)
 	}
 	consultID := strings.TrimPrefix(path, "/consults/")
-	storedRecordingAt(t, dir, consultID, "r_play", recordedWebM(t, 8*time.Second), time.Now().UTC().Add(-time.Hour))
+	storedRecordingAt(t, dir, consultID, "r_play", recordedWebM(t, "vp8", 8*time.Second), time.Now().UTC().Add(-2*time.Hour))
+	storedFileAt(t, dir, consultID, "r_phone", "matroska", recordedWebM(t, "h264", 8*time.Second), time.Now().UTC().Add(-time.Hour))
 
 	do(t, doc, "record page", chromedp.Navigate(d.public+"/consults/"+consultID+"/record"), chromedp.WaitVisible(chromedp.CSS("video")))
 	axe.Check(t, doc, "record")
-	do(t, doc, "play", chromedp.Evaluate[chromedp.Void](`(() => { const v = document.querySelector("video"); v.muted = true; v.play(); })()`))
-	waitTrue(t, doc, "playback advances", `document.querySelector("video").currentTime > 1`, 20*time.Second)
-	waitTrue(t, doc, "the length is known", `Math.abs(document.querySelector("video").duration - 8) < 0.3`, 5*time.Second)
-	do(t, doc, "seek", chromedp.Evaluate[chromedp.Void](`document.querySelector("video").currentTime = 6`))
-	waitTrue(t, doc, "playback goes on after the seek", `(() => { const v = document.querySelector("video"); return !v.seeking && v.currentTime > 6.3 && !v.error; })()`, 20*time.Second)
-	frames, err := chromedp.Run(doc, chromedp.Evaluate[int](`document.querySelector("video").getVideoPlaybackQuality().totalVideoFrames`))
-	if err != nil || frames == 0 {
-		t.Fatalf("decoded %d frames, %v", frames, err)
+	for i, codec := range []string{"VP8 in WebM", "H.264 in Matroska"} {
+		v := `document.querySelectorAll("video")[` + strconv.Itoa(i) + `]`
+		do(t, doc, "play "+codec, chromedp.Evaluate[chromedp.Void](`(() => { const v = `+v+`; v.muted = true; v.play(); })()`))
+		waitTrue(t, doc, codec+": playback advances", v+`.currentTime > 1`, 20*time.Second)
+		waitTrue(t, doc, codec+": the length is known", `Math.abs(`+v+`.duration - 8) < 0.3`, 5*time.Second)
+		do(t, doc, "seek "+codec, chromedp.Evaluate[chromedp.Void](v+`.currentTime = 6`))
+		waitTrue(t, doc, codec+": playback goes on after the seek", `(() => { const v = `+v+`; return !v.seeking && v.currentTime > 6.3 && !v.error; })()`, 20*time.Second)
+		frames, err := chromedp.Run(doc, chromedp.Evaluate[int](v+`.getVideoPlaybackQuality().totalVideoFrames`))
+		if err != nil || frames == 0 {
+			t.Fatalf("%s: decoded %d frames, %v", codec, frames, err)
+		}
 	}
 }

@@ -23,6 +23,13 @@ import (
 // service stores them, and returns the file's id.
 func storedRecordingAt(t *testing.T, dir, consultID, id string, content []byte, start time.Time) string {
 	t.Helper()
+	return storedFileAt(t, dir, consultID, id, "webm", content, start)
+}
+
+// storedFileAt is storedRecordingAt with the file's format ("webm" or
+// "matroska").
+func storedFileAt(t *testing.T, dir, consultID, id, format string, content []byte, start time.Time) string {
+	t.Helper()
 	ctx := context.Background()
 	db, keys := openData(t, dir)
 	defer db.Close()
@@ -41,7 +48,7 @@ func storedRecordingAt(t *testing.T, dir, consultID, id string, content []byte, 
 		t.Fatal(err)
 	}
 	file := "f_" + id
-	if err := db.AddRecordingFile(ctx, store.RecordingFile{ID: file, RecordingID: id, MemberID: "g_pat", Kinds: "audio+video"}); err != nil {
+	if err := db.AddRecordingFile(ctx, store.RecordingFile{ID: file, RecordingID: id, MemberID: "g_pat", Kinds: "audio+video", Format: format}); err != nil {
 		t.Fatal(err)
 	}
 	half := len(content) / 2
