@@ -197,10 +197,20 @@ func (s *Site) consultRecord(w http.ResponseWriter, r *http.Request, id auth.Ide
 		s.internalError(w, r, "chat history", err)
 		return
 	}
+	var recs *recordingsPage
+	if s.opt.Recordings != nil {
+		list, err := s.opt.Recordings.List(r.Context(), v.ID)
+		if err != nil {
+			s.internalError(w, r, "list recordings", err)
+			return
+		}
+		recs = &recordingsPage{ConsultID: v.ID, Recordings: recordingViews(list)}
+	}
 	s.render(w, r, http.StatusOK, "record", formPage{Data: struct {
-		Consult consult.View
-		Chat    []signaling.ChatMessage
-	}{v, chat}})
+		Consult    consult.View
+		Chat       []signaling.ChatMessage
+		Recordings *recordingsPage
+	}{v, chat, recs}})
 }
 
 func (s *Site) consultAddLink(w http.ResponseWriter, r *http.Request, id auth.Identity) {
