@@ -3,10 +3,10 @@ package site
 import (
 	"context"
 	"errors"
+	"fmt"
 	"mime"
 	"net/http"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -90,49 +90,73 @@ type recordingsPage struct {
 	CanDelete  bool // administrators delete recordings
 }
 
-// recordingView is a recording as the page shows it.
+// recordingView is a recording as the page shows it; the *Key fields
+// name catalog messages.
 type recordingView struct {
 	ID       string
 	Started  time.Time
-	State    string
-	Reason   string
+	StateKey string
 	Length   string
-	Size     string
+	Size     int64
 	Deleted  bool
 	Consents []recording.ConsentSummary
 	Files    []fileView
 }
 
 type fileView struct {
-	ID, Name, Kinds, Length, Size string
-	Complete                      bool
+	ID, Name, KindsKey, Length string
+	Size                       int64
+	Complete                   bool
 }
 
-func length(d time.Duration) string { return d.Round(time.Second).String() }
-
-func byteSize(n int64) string {
-	switch {
-	case n >= 1<<30:
-		return strconv.FormatFloat(float64(n)/(1<<30), 'f', 1, 64) + " GiB"
-	case n >= 1<<20:
-		return strconv.FormatFloat(float64(n)/(1<<20), 'f', 1, 64) + " MiB"
-	case n >= 1<<10:
-		return strconv.FormatFloat(float64(n)/(1<<10), 'f', 0, 64) + " KiB"
+// clock writes a length as 4:32 or 1:05:09, the same in every language.
+func clock(d time.Duration) string {
+	s := int64(d.Round(time.Second) / time.Second)
+	if s < 0 {
+		s = 0
 	}
-	return strconv.FormatInt(n, 10) + " bytes"
+	if s >= 3600 {
+		return fmt.Sprintf("%d:%02d:%02d", s/3600, s/60%60, s%60)
+	}
+	return fmt.Sprintf("%d:%02d", s/60, s%60)
+}
+
+// kindsKeys name what a file holds (recording.FileSummary.Kinds).
+var kindsKeys = map[string]string{
+	"audio":       "record.recording.audio",
+	"video":       "record.recording.video",
+	"audio+video": "record.recording.audio.video",
+}
+
+// stateKey names a recording's state, and why a partial one was cut short
+// as far as a reader can act on it.
+func stateKey(r recording.Summary) string {
+	switch {
+	case r.Deleted:
+		return "record.recording.deleted"
+	case r.State == store.RecordingRunning:
+		return "record.recording.running"
+	case r.State != store.RecordingPartial:
+		return "record.recording.complete"
+	case r.StopReason == "node-failed":
+		return "record.recording.partial.node"
+	case r.StopReason == "interrupted":
+		return "record.recording.partial.interrupted"
+	}
+	return "record.recording.partial"
 }
 
 func recordingViews(list []recording.Summary) []recordingView {
 	out := make([]recordingView, 0, len(list))
 	for _, r := range list {
-		v := recordingView{ID: r.ID, Started: r.Started, State: r.State, Reason: r.StopReason, Length: length(r.Duration),
-			Size: byteSize(r.Size), Deleted: r.Deleted, Consents: r.Consents}
+		v := recordingView{ID: r.ID, Started: r.Started, StateKey: stateKey(r), Length: clock(r.Duration),
+			Size: r.Size, Deleted: r.Deleted, Consents: r.Consents}
 		for _, f := range r.Files {
-			name := f.Name
-			if name == "" {
-				name = "a member"
+			kinds, ok := kindsKeys[f.Kinds]
+			if !ok {
+				kinds = "record.recording.audio.video"
 			}
-			v.Files = append(v.Files, fileView{ID: f.ID, Name: name, Kinds: f.Kinds, Length: length(f.Duration), Size: byteSize(f.Size), Complete: f.Complete})
+			v.Files = append(v.Files, fileView{ID: f.ID, Name: f.Name, KindsKey: kinds, Length: clock(f.Duration), Size: f.Size, Complete: f.Complete})
 		}
 		out = append(out, v)
 	}
@@ -148,7 +172,7 @@ func (s *Site) recordingsList(w http.ResponseWriter, r *http.Request, id auth.Id
 		return
 	}
 	if !ok {
-		s.render(w, r, http.StatusForbidden, "error", errorPage{"Not allowed", "Only the consult's clinician and the roles the institution allows can watch its recordings."})
+		s.render(w, r, http.StatusForbidden, "error", errorPage{"err.notallowed.title", "err.recordings.text"})
 		return
 	}
 	list, err := s.opt.Recordings.List(r.Context(), consultID)
@@ -167,10 +191,12 @@ func (s *Site) recordingDelete(w http.ResponseWriter, r *http.Request, id auth.I
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		s.notFound(w, r)
-	case errors.Is(err, recording.ErrLegalHold), errors.Is(err, recording.ErrRunning):
-		s.render(w, r, http.StatusConflict, "error", errorPage{"Recording kept", err.Error()})
+	case errors.Is(err, recording.ErrLegalHold):
+		s.render(w, r, http.StatusConflict, "error", errorPage{"err.recording.kept.title", "err.recording.hold.text"})
+	case errors.Is(err, recording.ErrRunning):
+		s.render(w, r, http.StatusConflict, "error", errorPage{"err.recording.kept.title", "err.recording.running.text"})
 	case errors.Is(err, recording.ErrDeleted):
-		s.render(w, r, http.StatusGone, "error", errorPage{"Recording deleted", "This recording was deleted already."})
+		s.render(w, r, http.StatusGone, "error", errorPage{"err.recording.deleted.title", "err.recording.deleted.text"})
 	case err != nil:
 		s.internalError(w, r, "delete recording", err)
 	default:
@@ -190,7 +216,7 @@ func (s *Site) recordingFile(w http.ResponseWriter, r *http.Request, id auth.Ide
 		return
 	}
 	if !ok {
-		s.render(w, r, http.StatusForbidden, "error", errorPage{"Not allowed", "Only the consult's clinician and the roles the institution allows can watch its recordings."})
+		s.render(w, r, http.StatusForbidden, "error", errorPage{"err.notallowed.title", "err.recordings.text"})
 		return
 	}
 	f, err := s.opt.Recordings.OpenFile(r.Context(), consultID, r.PathValue("rec"), r.PathValue("file"))
@@ -199,10 +225,10 @@ func (s *Site) recordingFile(w http.ResponseWriter, r *http.Request, id auth.Ide
 		s.notFound(w, r)
 		return
 	case errors.Is(err, recording.ErrDeleted):
-		s.render(w, r, http.StatusGone, "error", errorPage{"Recording deleted", "This recording was deleted."})
+		s.render(w, r, http.StatusGone, "error", errorPage{"err.recording.deleted.title", "err.recording.deleted.text"})
 		return
 	case errors.Is(err, recording.ErrNoContent):
-		s.render(w, r, http.StatusNotFound, "error", errorPage{"Nothing recorded", "Nothing of this recording was stored."})
+		s.render(w, r, http.StatusNotFound, "error", errorPage{"err.recording.empty.title", "err.recording.empty.text"})
 		return
 	case err != nil:
 		s.internalError(w, r, "open recording", err)
@@ -235,7 +261,7 @@ func (s *Site) recordingFile(w http.ResponseWriter, r *http.Request, id auth.Ide
 	h.Set("Content-Disposition", mime.FormatMediaType(disposition, map[string]string{"filename": f.Name}))
 	h.Set("Content-Security-Policy", "sandbox; default-src 'none'")
 	h.Set("Cache-Control", "private, no-store")
-	cw := &checkedWriter{ResponseWriter: w}
+	cw := &checkedWriter{ResponseWriter: w, text: func(key string) string { return s.text(r, key) }}
 	var readErr error
 	http.ServeContent(cw, r, "", f.Started, loggedReader{f.Content, func(err error) {
 		readErr = err
@@ -251,6 +277,7 @@ func (s *Site) recordingFile(w http.ResponseWriter, r *http.Request, id auth.Ide
 // short; never is an unauthenticated byte sent.
 type checkedWriter struct {
 	http.ResponseWriter
+	text  func(key string) string // a message in the request's language
 	code  int
 	wrote bool
 }
@@ -279,10 +306,10 @@ func (c *checkedWriter) finish(readErr error) {
 	}
 	h.Set("Content-Type", "text/plain; charset=utf-8")
 	h.Set("X-Content-Type-Options", "nosniff")
-	msg := "The recording could not be read from storage. Please try again later.\n"
+	key := "err.recording.unreadable"
 	if errors.Is(readErr, objstore.ErrCorrupt) {
-		msg = "The stored recording is damaged: a part of it does not match what was recorded, so it is not played.\n"
+		key = "err.recording.damaged"
 	}
 	c.ResponseWriter.WriteHeader(http.StatusBadGateway)
-	_, _ = c.ResponseWriter.Write([]byte(msg))
+	_, _ = c.ResponseWriter.Write([]byte(c.text(key) + "\n"))
 }

@@ -208,9 +208,23 @@ func TestRecordPageListsAndPlaysRecordings(t *testing.T) {
 	if rec.Code != http.StatusOK {
 		t.Fatalf("record page %d", rec.Code)
 	}
-	for _, want := range []string{`<video controls preload="none" playsinline src="` + w.path() + `"`, "Pat Patient (guest)", "1m0s", "9 KiB", w.path() + "?download=1"} {
+	for _, want := range []string{`<video controls preload="none" playsinline src="` + w.path() + `"`, "Pat Patient (guest) at <time", "<dd>1:00</dd>", `<data value="9000" data-format="size">9000 bytes</data>`, "audio and video, 1:00 long", w.path() + "?download=1"} {
 		if !strings.Contains(body, want) {
 			t.Errorf("record page lacks %q", want)
+		}
+	}
+}
+
+func TestRecordingLengthsReadTheSameInEveryLanguage(t *testing.T) {
+	for _, c := range []struct {
+		d    time.Duration
+		want string
+	}{
+		{0, "0:00"}, {4*time.Minute + 32*time.Second, "4:32"}, {59*time.Minute + 59600*time.Millisecond, "1:00:00"},
+		{time.Hour + 5*time.Minute + 9*time.Second, "1:05:09"}, {-time.Second, "0:00"},
+	} {
+		if got := clock(c.d); got != c.want {
+			t.Errorf("clock(%v) = %q, want %q", c.d, got, c.want)
 		}
 	}
 }
