@@ -161,7 +161,7 @@ func newFixture(t testing.TB) *fixture {
 
 func (f *fixture) start(t testing.TB, node *testNode) *active {
 	t.Helper()
-	req := StartRequest{ConsultID: f.consult, RoomID: "room", Node: node, RequestedBy: "u_doc", Consents: []Consent{
+	req := StartRequest{ConsultID: f.consult, RoomID: "room", Node: node, RequestedBy: "u_doc", Request: "q_1", Consents: []Consent{
 		{MemberID: "m_doc", AccountID: "u_doc", Name: "Dr Ada Clinician", At: f.clock.now()},
 		{MemberID: "m_pat", Name: "Pat Patient", At: f.clock.now()},
 	}}

@@ -127,8 +127,11 @@ func (s *Service) Start(ctx context.Context, req StartRequest) (Active, error) {
 		return nil, fmt.Errorf("start recording %s: %w", id, err)
 	}
 	a.node = rec
-	if err := s.Audit.RecordSession(ctx, EventStarted, req.ConsultID, req.RequestedBy, "recording started with every member's consent",
-		map[string]string{"recording": id, "members": strings.Join(members, ",")}); err != nil {
+	fields := map[string]string{"recording": id, "members": strings.Join(members, ",")}
+	if req.Request != "" {
+		fields["request"] = req.Request
+	}
+	if err := s.Audit.RecordSession(ctx, EventStarted, req.ConsultID, req.RequestedBy, "recording started with every member's consent", fields); err != nil {
 		rec.Stop()
 		s.endRow(id, "audit-failed", store.RecordingPartial, 0)
 		return nil, fmt.Errorf("audit recording %s: %w", id, err)

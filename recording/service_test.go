@@ -85,7 +85,7 @@ func TestRecordingWritesOneFilePerMember(t *testing.T) {
 		t.Errorf("%d keyframe requests for the video", n)
 	}
 	started, ok := f.audit.find(EventStarted)
-	if !ok || started.fields["recording"] != a.ID() || started.member != "u_doc" || started.fields["members"] != "m_doc,m_pat" {
+	if !ok || started.fields["recording"] != a.ID() || started.member != "u_doc" || started.fields["members"] != "m_doc,m_pat" || started.fields["request"] != "q_1" {
 		t.Fatalf("recording.started = %+v", started)
 	}
 	stopped, ok := f.audit.find(EventStopped)

@@ -221,6 +221,11 @@ func start(ctx context.Context, s *settings, stdout, stderr io.Writer) (_ *serve
 		SessionCheck: min(time.Minute, s.sessionIdle/2),
 		Media:        mediaNode, SFUMinParticipants: s.sfuMinParticipants, SFUReturnAfter: s.sfuReturnAfter,
 	}
+	// A nil *recording.Service in the interface would offer recording.
+	if recordings != nil {
+		roomDeps.Recordings = recordings
+	}
+	roomDeps.RecordingPolicy = signaling.RecordingPolicy{Viewers: s.recordingViewers.Values, Retention: s.recordingRetention}
 	if s.roomHook != nil {
 		s.roomHook(&roomDeps)
 	}
@@ -380,3 +385,6 @@ func publicURL(s *settings, bound net.Addr) *url.URL {
 		return &url.URL{Scheme: "https", Host: host}
 	}
 }
+
+// The live consult starts recordings through the recording service.
+var _ signaling.Recordings = (*recording.Service)(nil)
