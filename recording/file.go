@@ -9,11 +9,15 @@ import (
 )
 
 // When a member's file starts: at the first video keyframe when it has
-// video; otherwise once audio ran this long without a video track being
-// announced; in any case after openAfter (video without a keyframe
-// by then is written from its first keyframe on).
+// video and audio, or video alone for videoWait; otherwise once audio ran
+// audioWait without a video track being announced; in any case after
+// openAfter (video without a keyframe by then is written from its first
+// keyframe on). The node announces a member's tracks one at a time, so
+// a keyframe can come before the member's audio is announced: the wait
+// keeps both in one file.
 const (
 	audioWait = 2000 // ms
+	videoWait = 1000 // ms
 	openAfter = 5000 // ms
 	// pendingCap bounds the frames a file holds before it starts.
 	pendingCap = 4 << 20
@@ -105,7 +109,7 @@ func (f *file) ready(tc int64) bool {
 	case age >= openAfter:
 		return true
 	case f.video != nil:
-		return f.video.width > 0
+		return f.video.width > 0 && (f.audio != nil || age >= videoWait)
 	default:
 		return age >= audioWait
 	}

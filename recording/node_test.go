@@ -222,8 +222,10 @@ func (m *member) tick() {
 	at := m.at
 	m.at += 20 * time.Millisecond
 	n := at / (20 * time.Millisecond)
-	m.audio.WriteRTP(&rtp.Packet{Header: rtp.Header{SequenceNumber: m.seqA, Timestamp: uint32(n) * 960, Marker: n == 0}, Payload: mediatest.OpusSilence})
-	m.seqA++
+	if m.audio != nil {
+		m.audio.WriteRTP(&rtp.Packet{Header: rtp.Header{SequenceNumber: m.seqA, Timestamp: uint32(n) * 960, Marker: n == 0}, Payload: mediatest.OpusSilence})
+		m.seqA++
+	}
 	for m.video != nil && m.next < len(m.frames) && time.Duration(m.next)*time.Second/30 <= at {
 		ts := uint32(m.next) * 3000
 		payloads := m.payloader.Payload(1100, m.frames[m.next].Data)

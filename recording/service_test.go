@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pion/rtp/codecs"
 	"github.com/pion/webrtc/v4"
 
 	"github.com/openconsult/openconsult/internal/eventually"
@@ -414,5 +415,30 @@ func TestStorageOutageLeavesAPartialRecordingThatPlays(t *testing.T) {
 	p := f.probe(t, sum.ID, sum.Files[0].ID)
 	if a, ok := p.Stream("audio"); !ok || a.Frames == "0" {
 		t.Fatalf("stored part: %+v", p.Streams)
+	}
+}
+
+// TestAudioAnnouncedAfterTheFirstKeyframeJoinsTheVideoFile: the node
+// announces a member's tracks one at a time, so the first keyframe can
+// come before the member's audio is known. Both still make one file.
+func TestAudioAnnouncedAfterTheFirstKeyframeJoinsTheVideoFile(t *testing.T) {
+	f := newFixture(t)
+	node := &testNode{}
+	a := f.start(t, node)
+	m := &member{frames: mediatest.Video(t, "vp8", 7*time.Second, 30, 90), seqA: 100, seqV: 60000, payloader: &codecs.VP8Payloader{}}
+	m.video = node.track("m_doc", "m_doc-video", webrtc.RTPCodecTypeVideo, webrtc.MimeTypeVP8, 90000, 0)
+	f.play(t, a, 300*time.Millisecond, m)
+	m.audio = node.track("m_doc", "m_doc-audio", webrtc.RTPCodecTypeAudio, webrtc.MimeTypeOpus, 48000, 2)
+	f.play(t, a, 6*time.Second, m)
+	if err := a.Stop(context.Background(), "requested"); err != nil {
+		t.Fatal(err)
+	}
+	sum := f.only(t)
+	if len(sum.Files) != 1 || sum.Files[0].Kinds != "audio+video" {
+		t.Fatalf("files = %+v", sum.Files)
+	}
+	p := f.probe(t, sum.ID, sum.Files[0].ID)
+	if _, ok := p.Stream("audio"); !ok || !near(p.Duration(), 6300*time.Millisecond, 400*time.Millisecond) {
+		t.Fatalf("file: %+v, %v", p.Streams, p.Duration())
 	}
 }
