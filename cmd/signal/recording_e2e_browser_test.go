@@ -216,17 +216,18 @@ func TestBrowserRecordingEndToEnd(t *testing.T) {
 	for name, g := range guests {
 		do(t, g, name+" agrees", chromedp.Click(chromedp.CSS("#rec-agree")))
 	}
+	waitTrue(t, doc, "the clinician's recording indicator", recordingShown, 90*time.Second)
+	recStart := time.Now()
 	for name, ctx := range all {
 		waitTrue(t, ctx, name+" shows the recording indicator", recordingShown, 30*time.Second)
 	}
-	recStart := time.Now()
-	<-time.After(recordingLength) // the length of the recording, not a wait for a state
+	<-time.After(recordingLength - time.Since(recStart)) // the length of the recording, not a wait for a state
 	do(t, doc, "stop recording", chromedp.Click(chromedp.CSS("#record")))
 	for name, ctx := range all {
 		waitTrue(t, ctx, name+" hides the indicator", recordingHidden+` && document.getElementById("rec-announce").textContent === "Recording stopped."`, 30*time.Second)
 	}
 	recorded := time.Since(recStart)
-	t.Logf("recorded for %v (indicators on to off)", recorded.Round(time.Millisecond))
+	t.Logf("recorded for %v (the clinician's indicator on to off)", recorded.Round(time.Millisecond))
 
 	// The recording opens: one file per member, audio and video of the
 	// recorded length, through the server's decryption and byte ranges.
