@@ -215,6 +215,31 @@ func TestRecordPageListsAndPlaysRecordings(t *testing.T) {
 	}
 }
 
+func TestRecordPageShowsRecordingsInTheReadersLanguage(t *testing.T) {
+	w := newRecordingWorld(t)
+	for lang, want := range map[string][]string{
+		"fr": {"Enregistrements", "complet", "son et image, durée 1:00", "Pat Patient (par lien d’invitation) à <time", "Pat Patient\u00a0: son et image", "Télécharger l’enregistrement de Pat Patient"},
+		"es": {"Grabaciones", "completa", "audio y vídeo, duración 1:00", "Pat Patient (por enlace de invitación) a las <time", "Descargar la grabación de Pat Patient"},
+	} {
+		r := httptest.NewRequest("GET", "/consults/"+consultLive+"/record", nil)
+		r.AddCookie(&http.Cookie{Name: sessionCookie, Value: sessAlice})
+		r.Header.Set("Accept-Language", lang)
+		rec := httptest.NewRecorder()
+		w.handler.ServeHTTP(rec, r)
+		body := rec.Body.String()
+		for _, s := range want {
+			if !strings.Contains(body, s) {
+				t.Errorf("%s: the record page lacks %q", lang, s)
+			}
+		}
+		for _, en := range []string{"Recording of", "audio and video", "(guest)", "Download the recording"} {
+			if strings.Contains(body, en) {
+				t.Errorf("%s: the record page says %q", lang, en)
+			}
+		}
+	}
+}
+
 func TestRecordingLengthsReadTheSameInEveryLanguage(t *testing.T) {
 	for _, c := range []struct {
 		d    time.Duration

@@ -19,6 +19,7 @@ import (
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
 
+	"github.com/openconsult/openconsult/internal/browsertest"
 	"github.com/openconsult/openconsult/recording/mediatest"
 )
 
@@ -165,12 +166,13 @@ func askToRecord(t *testing.T, doc context.Context, guests map[string]context.Co
 // seconds, then stops. The recordings page lists one file per member, and
 // each, fetched with the clinician's session in byte ranges (decrypted by
 // the server), is read by ffprobe as audio and video of the recorded
-// length. Chromium plays it from the record page. One stored chunk altered
+// length. Chromium plays it from the record page, which passes axe-core. One stored chunk altered
 // afterwards is refused, not served. The audit log holds requested,
 // declined, then requested, consented by all three, started, stopped and
 // viewed, in that order, and `signal audit verify` finds it intact.
 func TestBrowserRecordingEndToEnd(t *testing.T) {
 	start := time.Now()
+	axe := browsertest.LoadAxe(t)
 	spy := &recorderSpy{}
 	dir := t.TempDir()
 	d, doc := startConsultIn(t, dir, "dr.e2e", false, watchRecorder(spy), recordingFlags...)
@@ -241,6 +243,7 @@ func TestBrowserRecordingEndToEnd(t *testing.T) {
 
 	// Chromium plays it from the record page.
 	do(t, doc, "record page", chromedp.Navigate(d.public+"/consults/"+consultID+"/record"), chromedp.WaitVisible(chromedp.CSS("video")))
+	axe.Check(t, doc, "record page with the recording")
 	do(t, doc, "play", chromedp.Evaluate[chromedp.Void](`(() => { const v = document.querySelector("video"); v.muted = true; v.play(); })()`))
 	waitTrue(t, doc, "playback advances", `(() => { const v = document.querySelector("video"); return v.currentTime > 2 && !v.error; })()`, 30*time.Second)
 	if frames, err := chromedp.Run(doc, chromedp.Evaluate[int](`document.querySelector("video").getVideoPlaybackQuality().totalVideoFrames`)); err != nil || frames == 0 {
