@@ -134,6 +134,10 @@ func (s *Site) consultCreate(w http.ResponseWriter, r *http.Request, id auth.Ide
 	}
 	relay := s.opt.RelayOnly || r.PostForm.Get("relay_only") == "on"
 	v, err := s.opt.Consults.Create(r.Context(), id.User.ID, r.PostForm.Get("title"), relay)
+	if inv := (*consult.InvisibleError)(nil); errors.As(err, &inv) {
+		s.render(w, r, http.StatusUnprocessableEntity, "error", errorPage{"err.consult.notcreated", "err.consult.title.invisible"})
+		return
+	}
 	if errors.Is(err, consult.ErrBadInput) {
 		s.render(w, r, http.StatusUnprocessableEntity, "error", errorPage{"err.consult.notcreated", "err.consult.title.long"})
 		return
