@@ -81,9 +81,11 @@ func recordedFiles(t *testing.T, d *devServer, c *http.Client, consultID string)
 func probeServed(t *testing.T, d *devServer, c *http.Client, path string) mediatest.Probe {
 	t.Helper()
 	var whole []byte
+	ranges := 0
 	for {
+		ranges++
 		from := len(whole)
-		resp, body := getRange(t, c, d.public+path, "bytes="+strconv.Itoa(from)+"-"+strconv.Itoa(from+256<<10-1))
+		resp, body := getRange(t, c, d.public+path, "bytes="+strconv.Itoa(from)+"-"+strconv.Itoa(from+64<<10-1))
 		if resp.StatusCode == http.StatusRequestedRangeNotSatisfiable && from > 0 {
 			break
 		}
@@ -100,6 +102,7 @@ func probeServed(t *testing.T, d *devServer, c *http.Client, path string) mediat
 	if resp.StatusCode != http.StatusOK || string(all) != string(whole) {
 		t.Fatalf("the whole file (%d, %d bytes) differs from its ranges (%d bytes)", resp.StatusCode, len(all), len(whole))
 	}
+	t.Logf("%s: %d bytes in %d ranges", path, len(whole), ranges)
 	file := filepath.Join(t.TempDir(), "served.webm")
 	if err := os.WriteFile(file, whole, 0o600); err != nil {
 		t.Fatal(err)

@@ -108,6 +108,7 @@ func TestBrowserRecordingSurvivesItsNodeBeingKilled(t *testing.T) {
 		t.Fatal(err)
 	}
 	killed := time.Since(recStart)
+	killedAt := time.Now()
 	t.Logf("node killed after %v of recording", killed.Round(time.Millisecond))
 
 	var files []string
@@ -116,6 +117,7 @@ func TestBrowserRecordingSurvivesItsNodeBeingKilled(t *testing.T) {
 		files, page = recordedFiles(t, d, c, consultID)
 		return strings.Contains(page, "partial: the media server stopped during the recording")
 	})
+	t.Logf("the recording page says partial %v after the kill", time.Since(killedAt).Round(100*time.Millisecond))
 	waitTrue(t, doc, "the clinician's indicator goes", recordingHidden, 30*time.Second)
 	if len(files) != 2 {
 		t.Fatalf("%d files recorded:\n%s", len(files), page)
