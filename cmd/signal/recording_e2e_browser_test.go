@@ -283,6 +283,13 @@ func TestBrowserRecordingEndToEnd(t *testing.T) {
 	if err := d.stop(); err != nil {
 		t.Fatal(err)
 	}
+	db, keys := openData(t, dir)
+	recs, err := db.RecordingsByConsult(context.Background(), consultID)
+	keys.Close()
+	db.Close()
+	if err != nil || len(recs) != 1 {
+		t.Fatalf("recording rows: %d, %v (the declined request must have none)", len(recs), err)
+	}
 	types, fields := recordingEvents(t, dir)
 	want := []string{"recording.requested", "recording.consented", "recording.declined",
 		"recording.requested", "recording.consented", "recording.consented", "recording.consented", "recording.started", "recording.stopped", "recording.viewed"}
