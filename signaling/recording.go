@@ -328,7 +328,7 @@ func (r *Room) launchLocked() {
 	rs := r.rec
 	rs.launched = true
 	node, _ := r.deps.Media.(media.Recorder)
-	req := recording.StartRequest{ConsultID: r.ID, RoomID: r.ID, Node: node, RequestedBy: rs.by.ID}
+	req := recording.StartRequest{ConsultID: r.ID, RoomID: r.ID, Node: node, RequestedBy: rs.by.ID, Request: rs.id}
 	for _, p := range r.members {
 		if p.admitted {
 			c := recording.Consent{MemberID: p.ID, Name: p.Name, At: p.consent.at}

@@ -52,7 +52,7 @@ func TestRecordingStartsOnTheNodeWhenEveryMemberAgreesAndReturnsWhenStopped(t *t
 	})
 	starts := f.rec.started()
 	got := starts[0]
-	if got.ConsultID != "c_1" || got.RoomID != "c_1" || got.RequestedBy != "u_doc" || got.Node == nil || len(got.Consents) != 2 {
+	if got.ConsultID != "c_1" || got.RoomID != "c_1" || got.RequestedBy != "u_doc" || got.Node == nil || len(got.Consents) != 2 || got.Request != req {
 		t.Fatalf("start request %+v", got)
 	}
 	for _, c := range got.Consents {

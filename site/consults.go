@@ -134,6 +134,10 @@ func (s *Site) consultCreate(w http.ResponseWriter, r *http.Request, id auth.Ide
 	}
 	relay := s.opt.RelayOnly || r.PostForm.Get("relay_only") == "on"
 	v, err := s.opt.Consults.Create(r.Context(), id.User.ID, r.PostForm.Get("title"), relay)
+	if inv := (*consult.InvisibleError)(nil); errors.As(err, &inv) {
+		s.render(w, r, http.StatusUnprocessableEntity, "error", errorPage{"err.consult.notcreated", "err.consult.title.invisible"})
+		return
+	}
 	if errors.Is(err, consult.ErrBadInput) {
 		s.render(w, r, http.StatusUnprocessableEntity, "error", errorPage{"err.consult.notcreated", "err.consult.title.long"})
 		return
@@ -197,10 +201,20 @@ func (s *Site) consultRecord(w http.ResponseWriter, r *http.Request, id auth.Ide
 		s.internalError(w, r, "chat history", err)
 		return
 	}
+	var recs *recordingsPage
+	if s.opt.Recordings != nil {
+		list, err := s.opt.Recordings.List(r.Context(), v.ID)
+		if err != nil {
+			s.internalError(w, r, "list recordings", err)
+			return
+		}
+		recs = &recordingsPage{ConsultID: v.ID, Recordings: recordingViews(list)}
+	}
 	s.render(w, r, http.StatusOK, "record", formPage{Data: struct {
-		Consult consult.View
-		Chat    []signaling.ChatMessage
-	}{v, chat}})
+		Consult    consult.View
+		Chat       []signaling.ChatMessage
+		Recordings *recordingsPage
+	}{v, chat, recs}})
 }
 
 func (s *Site) consultAddLink(w http.ResponseWriter, r *http.Request, id auth.Identity) {

@@ -77,6 +77,12 @@ type Options struct {
 	// Catalog holds the pages' languages; nil takes the catalogs shipped
 	// with the platform (web/i18n).
 	Catalog *i18n.Catalog
+
+	// Recordings plays and downloads consult recordings (audited through
+	// DocAudit); nil turns the routes off. RecordingRoles are the account
+	// roles that may watch any consult's recordings besides its clinician.
+	Recordings     Recordings
+	RecordingRoles []string
 }
 
 // Site is the HTTPS site.
@@ -90,6 +96,8 @@ type Site struct {
 	limiterWarn *rate.Limiter
 	// sharedDownUntil (Unix nanoseconds) skips opt.Limiter after it failed.
 	sharedDownUntil atomic.Int64
+	// views are the recording views audited lately.
+	views viewLog
 }
 
 // New parses the templates and returns the site.
@@ -170,6 +178,11 @@ func (s *Site) Handler() http.Handler {
 	mux.HandleFunc("GET /ws/consults/{id}", s.websocket)
 	mux.HandleFunc("POST /consults/{id}/files", s.shareDocument)
 	mux.HandleFunc("GET /consults/{id}/files/{doc}", s.downloadDocument)
+	if s.opt.Recordings != nil {
+		mux.HandleFunc("GET /consults/{id}/recordings", s.requireStage(s.recordingsList, auth.StageFull))
+		mux.HandleFunc("GET /consults/{id}/recordings/{rec}/files/{file}", s.requireStage(s.recordingFile, auth.StageFull))
+		mux.HandleFunc("POST /consults/{id}/recordings/{rec}/delete", s.requireAdmin(s.recordingDelete))
+	}
 	mux.HandleFunc("/", s.notFound)
 
 	csrf := http.NewCrossOriginProtection()

@@ -20,6 +20,7 @@ func TestPostgresAudit(t *testing.T)       { storetest.RunAudit(t, storetest.Ope
 func TestPostgresConcurrency(t *testing.T) { storetest.RunConcurrency(t, storetest.OpenPostgres) }
 func TestSQLiteConcurrency(t *testing.T)   { storetest.RunConcurrency(t, openSQLite) }
 func TestPostgresRetention(t *testing.T)   { storetest.RunRetention(t, storetest.OpenPostgres) }
+func TestPostgresRecordings(t *testing.T)  { storetest.RunRecordings(t, storetest.OpenPostgres) }
 
 // TestDialectsHaveTheSameMigrations fails when a migration is added to one
 // dialect without its twin in the other.

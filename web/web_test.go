@@ -19,7 +19,7 @@ import (
 var keyUses = map[string]*regexp.Regexp{
 	"template": regexp.MustCompile(`\b(?:t|th) "([a-z][a-z0-9.]*)"`),
 	"script":   regexp.MustCompile(`\b(?:t|tNodes)\(\s*"([a-z][a-z0-9.]*)"`),
-	"go":       regexp.MustCompile(`"((?:err|doc|policy|mail|users|passkeys|password|signin|code|link|join|reset|enroll|audit|account)\.[a-z0-9.]+)"`),
+	"go":       regexp.MustCompile(`"((?:err|doc|record|policy|mail|users|passkeys|password|signin|code|link|join|reset|enroll|audit|account)\.[a-z0-9.]+)"`),
 }
 
 // notKeys are Go literals of a key's shape that name audit event types.

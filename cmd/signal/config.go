@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/netip"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -114,6 +115,8 @@ type settings struct {
 	documentMaxMiB        int
 	documentUploadsPerMin int
 	documentRetention     time.Duration
+	recordingRetention    time.Duration
+	recordingViewers      config.StringList
 
 	azureContainer        string
 	azureConnectionString string
@@ -233,6 +236,8 @@ func newSettings(stderr io.Writer) *settings {
 	fs.IntVar(&s.documentMaxMiB, "document-max-mib", 200, "total MiB of the documents shared in one consult (10 to 102400)")
 	fs.IntVar(&s.documentUploadsPerMin, "document-uploads-per-minute", 10, "documents one member may share per minute, in a burst of as many (1 to 600)")
 	fs.DurationVar(&s.documentRetention, "document-retention", 0, "how long shared documents are kept before they are deleted, such as 2160h; 0 keeps them forever, and consults under legal hold keep theirs (0 or at least 1h)")
+	fs.DurationVar(&s.recordingRetention, "recording-retention", 0, "how long consult recordings are kept before they are deleted, such as 2160h; 0 keeps them forever, and consults under legal hold keep theirs (0 or at least 1h)")
+	fs.Var(&s.recordingViewers, "recording-viewer", "account `role` (admin or clinician) that may watch and download every consult's recordings, besides the consult's own clinician; repeatable; none by default")
 	return s
 }
 
@@ -402,6 +407,14 @@ func (s *settings) validate() error {
 	}
 	if s.documentRetention != 0 && s.documentRetention < time.Hour {
 		bad("document-retention", "%s is neither 0 (keep forever) nor at least 1h", s.documentRetention)
+	}
+	if s.recordingRetention != 0 && s.recordingRetention < time.Hour {
+		bad("recording-retention", "%s is neither 0 (keep forever) nor at least 1h", s.recordingRetention)
+	}
+	for _, role := range s.recordingViewers.Values {
+		if !slices.Contains(auth.Roles, role) {
+			bad("recording-viewer", "%q is not a role (%s)", role, strings.Join(auth.Roles, ", "))
+		}
 	}
 	if s.keyFile != "" && s.keyPassphrase == "" && s.keyPassphraseFile == "" {
 		bad("key-passphrase", "-key-file needs its passphrase: SIGNAL_KEY_PASSPHRASE or -key-passphrase-file")

@@ -194,7 +194,12 @@ func startConsult(t *testing.T, clinician string, relayOnly bool, extra ...strin
 // changed.
 func startConsultAdjusted(t *testing.T, clinician string, relayOnly bool, adjust func(*settings), extra ...string) (*devServer, context.Context) {
 	t.Helper()
-	dir := t.TempDir()
+	return startConsultIn(t, t.TempDir(), clinician, relayOnly, adjust, extra...)
+}
+
+// startConsultIn is startConsultAdjusted with the server's data in dir.
+func startConsultIn(t *testing.T, dir, clinician string, relayOnly bool, adjust func(*settings), extra ...string) (*devServer, context.Context) {
+	t.Helper()
 	d := startDevAdjusted(t, dir, adjust, extra...)
 	t.Cleanup(func() { d.stop() }) // stop is idempotent; this covers a failure below
 	createFirstAdmin(t, d, "chief.admin", "a long admin passphrase")

@@ -257,6 +257,9 @@ func TestBrowserStaffPagesInEveryLanguage(t *testing.T) {
   return res.status === 201;
 })()`, 10*time.Second)
 	waitTrue(t, doc, "chat shown", `document.querySelectorAll("#chat-log li").length === 2`, 10*time.Second)
+	// A recording, which the record page lists in the reader's words.
+	consultID := strings.Trim(strings.TrimPrefix(strings.SplitN(strings.TrimPrefix(callURL, d.public), "?", 2)[0], "/consults/"), "/")
+	storedRecordingAt(t, dir, consultID, "r_langs", recordedWebM(t, "vp8", 2*time.Second), time.Now().UTC().Add(-time.Hour))
 
 	adm := browsertest.New(t)
 	setViewport(t, adm, desktop)
@@ -289,6 +292,7 @@ func TestBrowserStaffPagesInEveryLanguage(t *testing.T) {
 		visit(doc, "consult record", strings.TrimSuffix(callURL, "/")+"/record", "#transcript")
 		wantSize := map[string]string{"en": "1.5 MB", "fr": "1,5 Mo", "es": "1,5 MB"}[lang]
 		waitTrue(t, doc, "document size in "+lang, `document.querySelector("data[data-format=size]").textContent === "`+wantSize+`"`, 5*time.Second)
+		visit(doc, "consult recordings", strings.TrimSuffix(callURL, "/")+"/recordings", "video")
 		visit(doc, "call (clinician)", callURL, "#links-title")
 	}
 }

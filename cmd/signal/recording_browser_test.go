@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"strings"
 	"sync"
 	"testing"
@@ -12,16 +11,14 @@ import (
 	"github.com/chromedp/chromedp/kb"
 
 	"github.com/openconsult/openconsult/internal/browsertest"
-	"github.com/openconsult/openconsult/media"
 	"github.com/openconsult/openconsult/recording"
 	"github.com/openconsult/openconsult/signaling"
 )
 
-// recorderSpy watches what the live consult asks of the recorder: it
-// passes the requests on to the server's own recorder when it has one, and
-// otherwise is a test double that records nothing.
+// recorderSpy watches what the live consult asks of the server's own
+// recorder, the recording service, and passes every request on to it.
 type recorderSpy struct {
-	next signaling.Recordings // the server's recorder, or nil
+	next signaling.Recordings // the server's recorder
 
 	mu     sync.Mutex
 	starts []recording.StartRequest
@@ -32,14 +29,11 @@ func (s *recorderSpy) Start(ctx context.Context, req recording.StartRequest) (re
 	s.mu.Lock()
 	s.starts = append(s.starts, req)
 	s.mu.Unlock()
-	if s.next == nil {
-		return &activeSpy{spy: s, done: make(chan struct{})}, nil
-	}
 	a, err := s.next.Start(ctx, req)
 	if err != nil {
 		return nil, err
 	}
-	return &activeSpy{spy: s, next: a}, nil
+	return &activeSpy{spy: s, Active: a}, nil
 }
 
 func (s *recorderSpy) seen() ([]recording.StartRequest, []string) {
@@ -48,61 +42,31 @@ func (s *recorderSpy) seen() ([]recording.StartRequest, []string) {
 	return append([]recording.StartRequest(nil), s.starts...), append([]string(nil), s.stops...)
 }
 
-// activeSpy is a recording as the recorderSpy hands it out: the real one,
-// or a test double when the server has no recorder.
+// activeSpy is the running recording as the recorderSpy hands it out.
 type activeSpy struct {
-	spy  *recorderSpy
-	next recording.Active // nil for the test double
-	once sync.Once
-	done chan struct{}
-}
-
-func (a *activeSpy) ID() string {
-	if a.next != nil {
-		return a.next.ID()
-	}
-	return "r_test_double"
+	spy *recorderSpy
+	recording.Active
 }
 
 func (a *activeSpy) Stop(ctx context.Context, reason string) error {
 	a.spy.mu.Lock()
 	a.spy.stops = append(a.spy.stops, reason)
 	a.spy.mu.Unlock()
-	if a.next != nil {
-		return a.next.Stop(ctx, reason)
-	}
-	a.once.Do(func() { close(a.done) })
-	return nil
+	return a.Active.Stop(ctx, reason)
 }
 
-func (a *activeSpy) Done() <-chan struct{} {
-	if a.next != nil {
-		return a.next.Done()
-	}
-	return a.done
-}
+// recordingFlags: administrators may watch recordings, kept 90 days, as
+// the consent question says.
+var recordingFlags = []string{"-recording-viewer", "admin", "-recording-retention", "2160h"}
 
-// recordableNodeDouble adds a test double of media.Recorder to a media
-// node that does not record: the browserRecorderDouble never calls it.
-type recordableNodeDouble struct{ signaling.MediaNode }
-
-func (recordableNodeDouble) Record(context.Context, string, media.RecordSink) (media.Recording, error) {
-	return nil, errors.New("recordableNodeDouble does not record")
-}
-
-// offerRecording makes the server offer recording, with spy watching its
-// recorder: its own recorder and node when it has them, else the test
-// doubles above.
-func offerRecording(spy *recorderSpy) func(*settings) {
+// watchRecorder puts spy between the live consult and the server's own
+// recorder. A server without one offers no recording.
+func watchRecorder(spy *recorderSpy) func(*settings) {
 	return func(s *settings) {
 		s.roomHook = func(deps *signaling.RoomDeps) {
-			spy.next = deps.Recordings
-			deps.Recordings = spy
-			if _, ok := deps.Media.(media.Recorder); !ok && deps.Media != nil {
-				deps.Media = recordableNodeDouble{deps.Media}
-			}
-			if deps.RecordingPolicy.Viewers == nil {
-				deps.RecordingPolicy = signaling.RecordingPolicy{Viewers: []string{"admin"}, Retention: 90 * 24 * time.Hour}
+			if deps.Recordings != nil {
+				spy.next = deps.Recordings
+				deps.Recordings = spy
 			}
 		}
 	}
@@ -148,7 +112,7 @@ const recordingHidden = `document.getElementById("rec-indicator").hidden`
 func TestBrowserRecordingWithConsentMovesTheConsultAndBack(t *testing.T) {
 	axe := browsertest.LoadAxe(t)
 	spy := &recorderSpy{}
-	d, doc := startConsultAdjusted(t, "dr.record", false, offerRecording(spy))
+	d, doc := startConsultAdjusted(t, "dr.record", false, watchRecorder(spy), recordingFlags...)
 	defer d.stop()
 	// A second link, for a family member, before anyone joins.
 	do(t, doc, "family link",
@@ -204,7 +168,7 @@ func TestBrowserRecordingWithConsentMovesTheConsultAndBack(t *testing.T) {
 		t.Logf("longest time without the patient's picture during the move to the media node: %.0f ms", gap)
 	}
 	starts, _ := spy.seen()
-	if len(starts) != 1 || len(starts[0].Consents) != 2 || starts[0].Node == nil || starts[0].RequestedBy == "" {
+	if len(starts) != 1 || len(starts[0].Consents) != 2 || starts[0].Node == nil || starts[0].RequestedBy == "" || starts[0].Request == "" {
 		t.Fatalf("the recorder was started with %+v", starts)
 	}
 	waitTrue(t, doc, "the Stop recording button", `document.getElementById("record").getAttribute("aria-pressed") === "true" && document.getElementById("record").textContent.includes("Stop recording")`, 5*time.Second)
