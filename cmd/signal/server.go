@@ -221,10 +221,7 @@ func start(ctx context.Context, s *settings, stdout, stderr io.Writer) (_ *serve
 		SessionCheck: min(time.Minute, s.sessionIdle/2),
 		Media:        mediaNode, SFUMinParticipants: s.sfuMinParticipants, SFUReturnAfter: s.sfuReturnAfter,
 	}
-	// A nil *recording.Service in the interface would offer recording.
-	if recordings != nil {
-		roomDeps.Recordings = recordings
-	}
+	roomDeps.Recordings = recordings
 	roomDeps.RecordingPolicy = signaling.RecordingPolicy{Viewers: s.recordingViewers.Values, Retention: s.recordingRetention}
 	if s.roomHook != nil {
 		s.roomHook(&roomDeps)
