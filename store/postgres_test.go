@@ -20,6 +20,8 @@ func TestPostgresAudit(t *testing.T)       { storetest.RunAudit(t, storetest.Ope
 func TestPostgresConcurrency(t *testing.T) { storetest.RunConcurrency(t, storetest.OpenPostgres) }
 func TestSQLiteConcurrency(t *testing.T)   { storetest.RunConcurrency(t, openSQLite) }
 func TestPostgresRetention(t *testing.T)   { storetest.RunRetention(t, storetest.OpenPostgres) }
+func TestPostgresLeases(t *testing.T)      { storetest.RunLeases(t, storetest.OpenPostgres) }
+func TestSQLiteLeases(t *testing.T)        { storetest.RunLeases(t, openSQLite) }
 
 // TestDialectsHaveTheSameMigrations fails when a migration is added to one
 // dialect without its twin in the other.

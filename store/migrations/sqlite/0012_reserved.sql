@@ -1,0 +1,3 @@
+-- Reserved: the number is taken by a change merged separately. It changes
+-- nothing.
+SELECT 1;
