@@ -126,6 +126,10 @@ type RoomDeps struct {
 	// peer; 0 keeps it on Media until it ends.
 	SFUReturnAfter time.Duration
 
+	// Admissions keeps admissions where a replica that takes the consult
+	// over finds them; nil keeps them in the room only.
+	Admissions Admissions
+
 	links *sync.WaitGroup // the hub's media link goroutines, waited for at shutdown
 }
 
@@ -400,6 +404,7 @@ func (r *Room) admitLocked(p *Member) {
 		p.rights = hostRights
 	}
 	r.deps.Log.Info("member admitted", "consult", r.ID, "member", p.ID)
+	r.rememberAdmission(p)
 	r.moveToNodeLocked()
 	r.sendAdmitted(p)
 	r.broadcastRoster()
@@ -484,6 +489,7 @@ func (r *Room) leave(m *Member, _ json.RawMessage) error {
 	}
 	m.dropMediaLocked()
 	delete(r.members, m.ID)
+	r.forgetAdmission(m.ID)
 	r.broadcastRoster()
 	r.broadcastLobby()
 	return nil

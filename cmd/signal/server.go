@@ -15,7 +15,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/openconsult/openconsult/audit"
 	"github.com/openconsult/openconsult/auth"
 	"github.com/openconsult/openconsult/consult"
 	"github.com/openconsult/openconsult/internal/obs"
@@ -100,7 +99,7 @@ func start(ctx context.Context, s *settings, stdout, stderr io.Writer) (_ *serve
 	if err != nil {
 		return nil, fmt.Errorf("keyring: %w", err)
 	}
-	signer, err := audit.LoadOrCreateSigner(s.auditKeyFile, public.Hostname()+"/audit")
+	signer, err := auditSigner(s, db, public.Hostname()+"/audit")
 	if err != nil {
 		return nil, err
 	}
@@ -200,7 +199,7 @@ func start(ctx context.Context, s *settings, stdout, stderr io.Writer) (_ *serve
 		log.Info("shared documents moved into the object store", "documents", moved)
 	}
 	ice := iceServers(stun, turnURLs, turnSecret, s.turnTTL)
-	hub := signaling.NewHub(signaling.RoomDeps{
+	hub, closeLive, err := newLiveConsults(s, db, signaling.RoomDeps{
 		Chat: consults, Audit: recorder, Records: consults, Log: log, Now: time.Now, Grace: s.resumeGrace,
 		ICE: func(_, member string) []signaling.ICEServer { return ice(member, 0) },
 		RelayOnly: func(ctx context.Context, consultID string) (bool, error) {
@@ -214,7 +213,10 @@ func start(ctx context.Context, s *settings, stdout, stderr io.Writer) (_ *serve
 		// timeout, so the call itself keeps the session alive.
 		SessionCheck: min(time.Minute, s.sessionIdle/2),
 		Media:        mediaNode, SFUMinParticipants: s.sfuMinParticipants, SFUReturnAfter: s.sfuReturnAfter,
-	})
+	}, log)
+	if err != nil {
+		return nil, err
+	}
 
 	accounts, err := auth.NewService(auth.Deps{Store: db, Sealer: keys, Audit: recorder, Mail: mail, Live: hub, Log: log, PublicURL: public,
 		Issuer: s.institution, Hash: auth.DefaultHashParams, Hashing: hashing, Policy: policy, Now: time.Now, SSO: db})
@@ -254,6 +256,9 @@ func start(ctx context.Context, s *settings, stdout, stderr io.Writer) (_ *serve
 	}
 	if closeLimiter != nil {
 		srv.closers = append(srv.closers, closeLimiter)
+	}
+	if closeLive != nil {
+		srv.closers = append(srv.closers, closeLive)
 	}
 	if embedded != nil {
 		srv.closers = append(srv.closers, embedded.Close)
