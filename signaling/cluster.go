@@ -44,16 +44,11 @@ type LeaseStore interface {
 	MemberAdmitted(ctx context.Context, consultID, memberID string) (bool, error)
 }
 
-// BusMessage is one message between replicas; To "" is every replica.
-type BusMessage struct {
-	To   string
-	Data []byte
-}
-
 // Bus carries messages between replicas and tells which replicas live.
 type Bus interface {
-	// Publish sends the messages in their order.
-	Publish(ctx context.Context, msgs []BusMessage) error
+	// Publish sends data[i] to replica to[i] ("" for every replica), in
+	// their order.
+	Publish(ctx context.Context, to []string, data [][]byte) error
 	// Receive passes each message for replica, or for every replica, to
 	// deliver until ctx ends. After a break in the subscription, during
 	// which messages may have been lost, it calls resubscribed.

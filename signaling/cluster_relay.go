@@ -46,7 +46,7 @@ func (c *Cluster) send(to string, w wire, body []byte) bool {
 	hdr, _ := json.Marshal(w)
 	data := make([]byte, 0, len(hdr)+1+len(body))
 	data = append(append(append(data, hdr...), '\n'), body...)
-	return c.out.push(BusMessage{To: to, Data: data})
+	return c.out.push(busMessage{to: to, data: data})
 }
 
 // busHandlers maps each kind of message a replica receives to its handler.
@@ -474,14 +474,20 @@ type outbox struct {
 	wake chan struct{}
 
 	mu    sync.Mutex
-	queue []BusMessage
+	queue []busMessage
+}
+
+// busMessage is one message between replicas; to "" is every replica.
+type busMessage struct {
+	to   string
+	data []byte
 }
 
 func newOutbox(bus Bus, log *slog.Logger) *outbox {
 	return &outbox{bus: bus, log: log, wake: make(chan struct{}, 1)}
 }
 
-func (o *outbox) push(m BusMessage) bool {
+func (o *outbox) push(m busMessage) bool {
 	o.mu.Lock()
 	if len(o.queue) >= outboxLimit {
 		o.mu.Unlock()
@@ -519,7 +525,11 @@ func (o *outbox) flush(ctx context.Context) {
 			return
 		}
 		pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		err := o.bus.Publish(pctx, batch)
+		to, data := make([]string, len(batch)), make([][]byte, len(batch))
+		for i, m := range batch {
+			to[i], data[i] = m.to, m.data
+		}
+		err := o.bus.Publish(pctx, to, data)
 		cancel()
 		if err != nil {
 			o.log.Error("bus publish; relayed messages lost", "messages", len(batch), "err", err)

@@ -13,11 +13,9 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
-
-	"github.com/openconsult/openconsult/signaling"
 )
 
-// Bus is a signaling.Bus on one Redis; every key and channel starts with
+// Bus is the replicas' bus (signaling.Bus) on one Redis; every key and channel starts with
 // the prefix.
 type Bus struct {
 	client *redis.Client
@@ -38,14 +36,15 @@ func (b *Bus) channel(replica string) string {
 
 func (b *Bus) aliveKey(replica string) string { return b.prefix + "alive:" + replica }
 
-// Publish sends the messages in order in one pipeline on one connection.
-func (b *Bus) Publish(ctx context.Context, msgs []signaling.BusMessage) error {
+// Publish sends data[i] to replica to[i] ("" for every replica), in order,
+// in one pipeline on one connection.
+func (b *Bus) Publish(ctx context.Context, to []string, data [][]byte) error {
 	pipe := b.client.Pipeline()
-	for _, m := range msgs {
-		pipe.Publish(ctx, b.channel(m.To), m.Data)
+	for i := range data {
+		pipe.Publish(ctx, b.channel(to[i]), data[i])
 	}
 	if _, err := pipe.Exec(ctx); err != nil {
-		return fmt.Errorf("publish %d messages: %w", len(msgs), err)
+		return fmt.Errorf("publish %d messages: %w", len(data), err)
 	}
 	return nil
 }
