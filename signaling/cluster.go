@@ -53,7 +53,7 @@ type Bus interface {
 	// deliver until ctx ends. After a break in the subscription, during
 	// which messages may have been lost, it calls resubscribed.
 	Receive(ctx context.Context, replica string, deliver func([]byte), resubscribed func()) error
-	// Heartbeat says replica lives for ttl.
+	// Heartbeat says replica lives for ttl; ttl 0 says it stopped.
 	Heartbeat(ctx context.Context, replica string, ttl time.Duration) error
 	// Alive reports which of the replicas sent a heartbeat within its ttl.
 	Alive(ctx context.Context, replicas []string) (map[string]bool, error)
@@ -126,8 +126,13 @@ func (c *Cluster) Run(ctx context.Context) {
 	wg.Go(func() { c.out.run(loops) })
 	wg.Go(func() { c.receive(loops) })
 	wg.Go(func() { c.tend(ctx) })
-	c.hub.Run(ctx)
+	rooms, stopRooms := context.WithCancel(context.WithoutCancel(ctx))
+	wg.Go(func() { c.hub.Run(rooms) })
+	<-ctx.Done()
+	// The consults are released before the tabs close, so that the tabs
+	// reconnect to replicas that can take them at once.
 	c.leave()
+	stopRooms()
 	c.work.Wait()
 	stop()
 	wg.Wait()

@@ -209,25 +209,32 @@ func (c *Cluster) storeWaiting(ctx context.Context) {
 }
 
 // leave hands every consult of this replica to the others when it stops:
-// relayed members are told to reconnect, and the leases are released.
+// its heartbeat and leases go first, so that no replica relays to it any
+// more and any may take its consults; then relayed members are told to
+// reconnect.
 func (c *Cluster) leave() {
-	c.mu.Lock()
-	remotes := make([]*remoteConn, 0, len(c.remotes))
-	for _, rc := range c.remotes {
-		remotes = append(remotes, rc)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := c.cfg.Bus.Heartbeat(ctx, c.cfg.Replica, 0); err != nil {
+		c.log.Warn("withdraw heartbeat", "err", err)
 	}
+	c.mu.Lock()
 	ids := make([]string, 0, len(c.leases))
 	for id := range c.leases {
 		ids = append(ids, id)
 	}
 	c.mu.Unlock()
-	for _, rc := range remotes {
-		rc.closeWith(websocket.CloseServiceRestart, "consult moved")
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
 	for _, id := range ids {
 		c.release(ctx, id, true)
+	}
+	c.mu.Lock()
+	remotes := make([]*remoteConn, 0, len(c.remotes))
+	for _, rc := range c.remotes {
+		remotes = append(remotes, rc)
+	}
+	c.mu.Unlock()
+	for _, rc := range remotes {
+		rc.closeWith(websocket.CloseServiceRestart, "consult moved")
 	}
 }
 

@@ -144,3 +144,29 @@ func TestStaleOwnerStopsWritingAndAdmissionsSurviveTakeover(t *testing.T) {
 		t.Fatal("the stale owner kept the room")
 	}
 }
+
+// A replica that stops hands its consults over at once: another replica
+// takes the lease without waiting for it to expire, and sees the stopped
+// replica as gone.
+func TestStoppingReplicaReleasesItsConsults(t *testing.T) {
+	f := newClusterFixture(t)
+	chat := &memChat{msgs: map[string][]ChatMessage{}, now: time.Now}
+	a := f.replica("a", time.Minute, chat, &auditLog{})
+	b := f.replica("b", time.Minute, chat, &auditLog{})
+	ctx, stop := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { a.Run(ctx); close(done) }()
+	join(t, a, f.consult, Participant{ID: "u_doc", Name: "Dr", Kind: "clinician", Host: true})
+	eventually.True(t, 10*time.Second, "a's heartbeat", func() bool { return b.alive(context.Background(), "a") })
+	if owner, err := b.claim(context.Background(), f.consult, func() {}); err != nil || owner != "a" {
+		t.Fatalf("owner seen from b = %q, %v; want a", owner, err)
+	}
+	stop()
+	<-done
+	if b.alive(context.Background(), "a") {
+		t.Fatal("the stopped replica still counts as alive")
+	}
+	if owner, err := b.claim(context.Background(), f.consult, func() {}); err != nil || owner != "b" {
+		t.Fatalf("owner after a stopped = %q, %v; want b at once", owner, err)
+	}
+}

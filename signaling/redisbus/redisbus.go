@@ -64,6 +64,11 @@ func (b *Bus) Receive(ctx context.Context, replica string, deliver func([]byte),
 				return nil
 			}
 			// go-redis reconnects and subscribes again on the next Receive.
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(100 * time.Millisecond):
+			}
 			continue
 		}
 		switch m := msg.(type) {
@@ -82,8 +87,11 @@ func (b *Bus) Receive(ctx context.Context, replica string, deliver func([]byte),
 	}
 }
 
-// Heartbeat says the replica lives for ttl.
+// Heartbeat says the replica lives for ttl; ttl 0 withdraws it.
 func (b *Bus) Heartbeat(ctx context.Context, replica string, ttl time.Duration) error {
+	if ttl <= 0 {
+		return b.client.Del(ctx, b.aliveKey(replica)).Err()
+	}
 	return b.client.Set(ctx, b.aliveKey(replica), "1", ttl).Err()
 }
 
