@@ -88,15 +88,27 @@ func (c *Cluster) claim(ctx context.Context, consultID string, local func()) (st
 	}
 }
 
-// tend keeps the replica's standing until ctx ends: its heartbeat, its
-// leases (renewed together, lost ones evicted, idle ones released), the
-// lobby counts other replicas show, and the tabs and members of replicas
-// that died.
+// tend keeps the replica's standing until ctx ends: its heartbeat and
+// leases (renewed together, lost ones evicted) on one loop, which nothing
+// slow may hold up, and on another the idle leases released, the lobby
+// counts other replicas show, and the tabs and members of replicas that
+// died.
 func (c *Cluster) tend(ctx context.Context) {
-	t := time.NewTicker(c.cfg.LeaseTTL / 3)
+	var wg sync.WaitGroup
+	wg.Go(func() { c.every(ctx, c.cfg.LeaseTTL/3, c.keepAlive) })
+	c.every(ctx, time.Second, c.housekeep)
+	wg.Wait()
+}
+
+// every runs f at once and then every period until ctx ends, each run
+// bounded by the period.
+func (c *Cluster) every(ctx context.Context, period time.Duration, f func(context.Context)) {
+	t := time.NewTicker(period)
 	defer t.Stop()
 	for {
-		c.tendOnce(ctx)
+		fctx, cancel := context.WithTimeout(ctx, period)
+		f(fctx)
+		cancel()
 		select {
 		case <-ctx.Done():
 			return
@@ -105,16 +117,23 @@ func (c *Cluster) tend(ctx context.Context) {
 	}
 }
 
-func (c *Cluster) tendOnce(ctx context.Context) {
-	ctx, cancel := context.WithTimeout(ctx, c.cfg.LeaseTTL/3)
-	defer cancel()
+func (c *Cluster) keepAlive(ctx context.Context) {
 	if err := c.cfg.Bus.Heartbeat(ctx, c.cfg.Replica, c.cfg.LeaseTTL); err != nil {
 		c.log.Warn("heartbeat", "err", err)
 	}
 	c.renew(ctx)
+}
+
+func (c *Cluster) housekeep(ctx context.Context) {
 	c.releaseIdle(ctx)
 	c.storeWaiting(ctx)
 	c.checkPeers(ctx)
+}
+
+// tendOnce runs both loops' work once.
+func (c *Cluster) tendOnce(ctx context.Context) {
+	c.keepAlive(ctx)
+	c.housekeep(ctx)
 }
 
 func (c *Cluster) renew(ctx context.Context) {
@@ -157,6 +176,9 @@ func (c *Cluster) releaseIdle(ctx context.Context) {
 	}
 	c.mu.Unlock()
 	for _, id := range idle {
+		if ctx.Err() != nil {
+			return // the rest at the next round
+		}
 		c.release(ctx, id, false)
 	}
 }
@@ -199,6 +221,9 @@ func (c *Cluster) storeWaiting(ctx context.Context) {
 		e, n := l.epoch.Load(), counts[id]
 		if e == 0 || n == l.waiting {
 			continue
+		}
+		if ctx.Err() != nil {
+			return // the rest at the next round
 		}
 		if err := c.cfg.Leases.SetLeaseWaiting(ctx, id, c.cfg.Replica, e, n); err != nil {
 			c.log.Warn("store lobby count", "consult", id, "err", err)

@@ -339,7 +339,7 @@ func (c *Cluster) onReply(w wire, _ []byte) {
 }
 
 // joinTimeout is how long a relayed tab waits for the owner's welcome.
-const joinTimeout = 5 * time.Second
+const joinTimeout = 10 * time.Second
 
 // proxy is a tab this replica holds for a consult another replica owns.
 type proxy struct {
