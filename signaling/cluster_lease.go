@@ -95,7 +95,8 @@ func (c *Cluster) claim(ctx context.Context, consultID string, local func()) (st
 // died.
 func (c *Cluster) tend(ctx context.Context) {
 	var wg sync.WaitGroup
-	wg.Go(func() { c.every(ctx, c.cfg.LeaseTTL/3, c.keepAlive) })
+	wg.Go(func() { c.every(ctx, c.cfg.LeaseTTL/3, c.heartbeat) })
+	wg.Go(func() { c.every(ctx, c.cfg.LeaseTTL/3, c.renew) })
 	c.every(ctx, time.Second, c.housekeep)
 	wg.Wait()
 }
@@ -117,11 +118,12 @@ func (c *Cluster) every(ctx context.Context, period time.Duration, f func(contex
 	}
 }
 
-func (c *Cluster) keepAlive(ctx context.Context) {
+// heartbeat tells the other replicas this one lives. It takes no lock: a
+// room busy on a slow write must not make the replica look dead.
+func (c *Cluster) heartbeat(ctx context.Context) {
 	if err := c.cfg.Bus.Heartbeat(ctx, c.cfg.Replica, c.cfg.LeaseTTL); err != nil {
 		c.log.Warn("heartbeat", "err", err)
 	}
-	c.renew(ctx)
 }
 
 func (c *Cluster) housekeep(ctx context.Context) {
@@ -132,8 +134,10 @@ func (c *Cluster) housekeep(ctx context.Context) {
 
 // tendOnce runs both loops' work once.
 func (c *Cluster) tendOnce(ctx context.Context) {
-	c.keepAlive(ctx)
+	c.heartbeat(ctx)
+	c.renew(ctx)
 	c.housekeep(ctx)
+	c.work.Wait() // the evictions
 }
 
 func (c *Cluster) renew(ctx context.Context) {
@@ -160,7 +164,8 @@ func (c *Cluster) renew(ctx context.Context) {
 		}
 		if l.epoch.CompareAndSwap(e, 0) {
 			c.log.Warn("consult lease lost to another replica; its tabs reconnect there", "consult", id, "epoch", e)
-			c.hub.evict(id)
+			// The room's lock may be held by a slow write; renewals go on.
+			c.work.Go(func() { c.hub.evict(id) })
 		}
 	}
 }
@@ -168,13 +173,17 @@ func (c *Cluster) renew(ctx context.Context) {
 // releaseIdle gives up the leases of consults whose room is gone.
 func (c *Cluster) releaseIdle(ctx context.Context) {
 	c.mu.Lock()
-	var idle []string
+	ids := make([]string, 0, len(c.leases))
 	for id := range c.leases {
+		ids = append(ids, id)
+	}
+	c.mu.Unlock()
+	var idle []string
+	for _, id := range ids {
 		if c.hub.existing(id) == nil {
 			idle = append(idle, id)
 		}
 	}
-	c.mu.Unlock()
 	for _, id := range idle {
 		if ctx.Err() != nil {
 			return // the rest at the next round

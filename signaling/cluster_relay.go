@@ -221,6 +221,7 @@ func (c *Cluster) onJoin(w wire, body []byte) {
 		owner, cerr := c.claimOwned(w.Consult, func() { r, m, err = c.hub.Join(w.Consult, p.participant(), rc) })
 		switch {
 		case cerr != nil || !owner:
+			c.log.Info("relayed tab sent back: this replica does not own the consult", "consult", w.Consult, "member", p.ID, "from", w.From)
 			rc.closeWith(websocket.CloseServiceRestart, "consult moved")
 			c.dropRemote(rc, false)
 		case err != nil:
@@ -388,6 +389,7 @@ func (c *Cluster) proxy(ctx context.Context, ws *websocket.Conn, consultID strin
 		return c.send(owner, wire{Kind: kind, Consult: consultID, Conn: px.id}, body)
 	}
 	to("join", toWire(p))
+	c.log.Info("tab relayed to the consult's owner", "consult", consultID, "member", p.ID, "owner", owner)
 	late := time.AfterFunc(joinTimeout, func() {
 		if !px.joined.Load() {
 			px.conn.closeWith(websocket.CloseTryAgainLater, "consult unavailable")
@@ -445,6 +447,11 @@ func (c *Cluster) checkPeers(ctx context.Context) {
 	if err != nil {
 		c.log.Warn("check replicas", "err", err)
 		return
+	}
+	for name, ok := range alive {
+		if !ok {
+			c.log.Warn("replica stopped answering; the tabs it relayed or held reconnect", "replica", name)
+		}
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()

@@ -114,7 +114,13 @@ func run(ctx context.Context, o options, log io.Writer) (Result, error) {
 		}
 	}()
 	if err != nil {
-		return Result{}, err
+		for i, p := range replicas {
+			path := filepath.Join(os.TempDir(), fmt.Sprintf("replicaload-replica-%d.log", i+1))
+			if os.WriteFile(path, []byte(p.Log()), 0o600) == nil {
+				fmt.Fprintf(log, "replicaload: replica %d's log is in %s\n", i+1, path)
+			}
+		}
+		return Result{}, fmt.Errorf("%w\nreplica 1's warnings:\n%s\nreplica 2's warnings:\n%s", err, warnings(a), warnings(b))
 	}
 	var readers sync.WaitGroup
 	var closing atomic.Bool
@@ -378,4 +384,15 @@ func goroutines(ctx context.Context, p *devsignal.Proc) (float64, error) {
 		}
 	}
 	return 0, fmt.Errorf("no go_goroutines in /metrics of %s", p.Admin)
+}
+
+// warnings is the end of a replica's warnings and errors.
+func warnings(p *devsignal.Proc) string {
+	var out []string
+	for line := range strings.Lines(p.Log()) {
+		if strings.Contains(line, `"level":"WARN"`) || strings.Contains(line, `"level":"ERROR"`) {
+			out = append(out, line)
+		}
+	}
+	return devsignal.Tail(strings.Join(out, ""))
 }
