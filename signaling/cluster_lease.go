@@ -22,6 +22,7 @@ type lease struct {
 	mu      sync.Mutex
 	epoch   atomic.Int64 // 0 when not held
 	until   atomic.Int64 // on the cluster's monotonic clock; held before it
+	since   atomic.Int64 // when it was acquired, on the same clock
 	waiting int          // the lobby count last stored; owned by tend
 }
 
@@ -80,6 +81,7 @@ func (c *Cluster) claim(ctx context.Context, consultID string, local func()) (st
 				return got.Owner, err
 			}
 			c.holdUntil(l, got.Epoch, start)
+			l.since.Store(c.mono())
 			c.log.Info("consult lease acquired", "consult", consultID, "epoch", got.Epoch)
 		}
 		local()
@@ -155,8 +157,8 @@ func (c *Cluster) renew(ctx context.Context) {
 	c.mu.Unlock()
 	for id, l := range leases {
 		e := l.epoch.Load()
-		if e == 0 {
-			continue
+		if e == 0 || l.since.Load() >= start {
+			continue // acquired while the renewal ran, which may not have seen it
 		}
 		if held[id] == e {
 			l.until.Store(start + int64(c.cfg.LeaseTTL-leaseMargin))

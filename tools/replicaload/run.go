@@ -101,9 +101,14 @@ func run(ctx context.Context, o options, log io.Writer) (Result, error) {
 	replicas := []*devsignal.Proc{a, b}
 	fmt.Fprintf(log, "replicaload: two replicas up; opening %d tabs\n", o.sockets)
 
-	pairs, err := openPairs(ctx, replicas, clinician, o)
 	var dropped atomic.Int64
+	var closing atomic.Bool
+	var readers sync.WaitGroup
 	lat := &latencies{}
+	// Each tab is read from the moment it is set up, so that it answers the
+	// server's heartbeats while the others are set up.
+	reading := func(t *tab) { readers.Go(func() { read(t, lat, &dropped, &closing) }) }
+	pairs, err := openPairs(ctx, replicas, clinician, o, reading)
 	defer func() {
 		for _, p := range pairs {
 			for _, t := range []*tab{p.host, p.pat} {
@@ -114,20 +119,8 @@ func run(ctx context.Context, o options, log io.Writer) (Result, error) {
 		}
 	}()
 	if err != nil {
-		for i, p := range replicas {
-			path := filepath.Join(os.TempDir(), fmt.Sprintf("replicaload-replica-%d.log", i+1))
-			if os.WriteFile(path, []byte(p.Log()), 0o600) == nil {
-				fmt.Fprintf(log, "replicaload: replica %d's log is in %s\n", i+1, path)
-			}
-		}
+		keepLogs(replicas, log)
 		return Result{}, fmt.Errorf("%w\nreplica 1's warnings:\n%s\nreplica 2's warnings:\n%s", err, warnings(a), warnings(b))
-	}
-	var readers sync.WaitGroup
-	var closing atomic.Bool
-	for _, p := range pairs {
-		for _, t := range []*tab{p.host, p.pat} {
-			readers.Go(func() { read(t, lat, &dropped, &closing) })
-		}
 	}
 	setup := time.Since(begin)
 	fmt.Fprintf(log, "replicaload: %d consults split over both replicas; chat for %s after %s warm-up\n", len(pairs), o.duration, o.warmup)
@@ -161,7 +154,20 @@ func run(ctx context.Context, o options, log io.Writer) (Result, error) {
 	}
 	closing.Store(true)
 	r.Dropped = int(dropped.Load())
+	if r.Dropped > 0 || r.Delivered < r.Sent {
+		keepLogs(replicas, log)
+	}
 	return r, nil
+}
+
+// keepLogs writes the replicas' logs where a failed run can be examined.
+func keepLogs(replicas []*devsignal.Proc, log io.Writer) {
+	for i, p := range replicas {
+		path := filepath.Join(os.TempDir(), fmt.Sprintf("replicaload-replica-%d.log", i+1))
+		if os.WriteFile(path, []byte(p.Log()), 0o600) == nil {
+			fmt.Fprintf(log, "replicaload: replica %d's log is in %s\n", i+1, path)
+		}
+	}
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
@@ -198,7 +204,7 @@ func freshSchema(ctx context.Context, base string) (string, func(), error) {
 // openPairs creates a consult per pair, opens the clinician's tab on one
 // replica (which takes the consult) and the patient's on the other, and
 // admits the patient.
-func openPairs(ctx context.Context, replicas []*devsignal.Proc, clinician *http.Client, o options) ([]pair, error) {
+func openPairs(ctx context.Context, replicas []*devsignal.Proc, clinician *http.Client, o options, reading func(*tab)) ([]pair, error) {
 	pairs := make([]pair, o.sockets/2)
 	var mu sync.Mutex
 	err := forEach(ctx, len(pairs), o.workers, func(ctx context.Context, i int) error {
@@ -230,10 +236,15 @@ func openPairs(ctx context.Context, replicas []*devsignal.Proc, clinician *http.
 		mu.Lock()
 		pairs[i] = pair{consult: c, host: host, pat: pat}
 		mu.Unlock()
+		reading(host)
 		if err := host.send(map[string]string{"type": "admit", "member": member}); err != nil {
 			return err
 		}
-		return waitFor(pat.ws, "admitted")
+		if err := waitFor(pat.ws, "admitted"); err != nil {
+			return err
+		}
+		reading(pat)
+		return nil
 	})
 	return pairs, err
 }
@@ -283,8 +294,8 @@ func read(t *tab, lat *latencies, dropped *atomic.Int64, closing *atomic.Bool) {
 	for {
 		_, b, err := t.ws.ReadMessage()
 		if err != nil {
-			if !closing.Load() {
-				dropped.Add(1)
+			if !closing.Load() && dropped.Add(1) <= 3 {
+				fmt.Fprintf(os.Stderr, "replicaload: a tab closed: %v\n", err)
 			}
 			return
 		}
