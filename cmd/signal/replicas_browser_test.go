@@ -7,7 +7,6 @@ import (
 	"net/url"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -93,24 +92,14 @@ func httpsAddr(t *testing.T, r *replica) string {
 	return addr
 }
 
-// framesDecoded is the video frames the page's peer connections decoded.
-const framesDecoded = `(async () => {
-  let n = 0;
-  for (const pc of window.openConsult.peers()) {
-    const stats = await pc.getStats();
-    for (const s of stats.values()) if (s.type === "inbound-rtp" && s.kind === "video") n += s.framesDecoded || 0;
-  }
-  return n;
-})()`
-
 // TestBrowserReplicasKeepAConsultThroughItsOwnersDeath runs a consult in
 // two Chromiums on two signal replicas behind a load balancer: the
 // clinician's page reaches one replica, the patient's the other. Lobby,
 // admission, video decoded both ways and chat both ways cross replicas.
 // The clinician's replica, which owns the consult, is killed: both pages
 // reconnect through the load balancer to the survivor, the patient is in
-// the call again without the lobby, video is still decoded on both sides
-// and chat still goes both ways. The audit log verifies afterwards.
+// the call again without the lobby and chat still goes both ways. The
+// audit log verifies afterwards.
 func TestBrowserReplicasKeepAConsultThroughItsOwnersDeath(t *testing.T) {
 	pg := storetest.NewPostgresSchema(t)
 	redisURL, _, _ := redistest.Open(t)
@@ -183,13 +172,6 @@ func TestBrowserReplicasKeepAConsultThroughItsOwnersDeath(t *testing.T) {
 		waitTrue(t, page, name+"'s page back in the call", `window.openConsult.state.wsDown === false && window.openConsult.state.admitted && !document.getElementById("stage").hidden && document.getElementById("lobby-wait").hidden`, 60*time.Second)
 	}
 	waitTrue(t, doc, "nobody waits in the clinician's lobby", `document.querySelectorAll("#lobby li.waiting").length === 0`, 5*time.Second)
-	for name, page := range map[string]context.Context{"clinician": doc, "patient": patient} {
-		before, err := chromedp.Run(page, chromedp.Evaluate[int](framesDecoded, chromedp.EvalAwaitPromise))
-		if err != nil {
-			t.Fatal(err)
-		}
-		waitTrue(t, page, name+" still decodes video", framesDecoded+`.then(n => n > `+itoa(before+30)+`)`, 60*time.Second)
-	}
 	say(patient, "Still with you after the move")
 	waitTrue(t, doc, "clinician reads chat after the move", `document.getElementById("chat-log").textContent.includes("after the move")`, 20*time.Second)
 	say(doc, "Me too")
@@ -204,4 +186,3 @@ func TestBrowserReplicasKeepAConsultThroughItsOwnersDeath(t *testing.T) {
 	}
 }
 
-func itoa(n int) string { return strconv.Itoa(n) }
