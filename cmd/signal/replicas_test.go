@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -335,4 +336,33 @@ func TestReplicasShareAConsult(t *testing.T) {
 		t.Fatalf("audit verify: %v\n%s", err, out)
 	}
 	t.Log(strings.TrimSpace(out))
+}
+
+// On PostgreSQL, which several replicas share, the audit signing key is
+// never made at start (each replica would make its own): a server without
+// it refuses to start and says how to make it; keygen never replaces one.
+func TestPostgresNeedsTheAuditKeyMadeOnce(t *testing.T) {
+	pg := storetest.NewPostgresSchema(t)
+	dir := t.TempDir()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	args := append([]string{"-dev", "-data-dir", dir, "-database", pg}, ephemeralListeners()...)
+	err := run(ctx, args, func(string) string { return "" }, io.Discard, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "signal audit keygen") {
+		t.Fatalf("start on PostgreSQL without an audit key = %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "audit-signing.key")); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("a key was made at start: %v", err)
+	}
+	key := filepath.Join(dir, "audit-signing.key")
+	if out, err := runTool(t, nil, "audit", "keygen", "-dev", "-data-dir", dir, "-audit-key-file", key); err != nil || !strings.Contains(out, "verifier key") {
+		t.Fatalf("keygen = %q, %v", out, err)
+	}
+	before, _ := os.ReadFile(key)
+	if _, err := runTool(t, nil, "audit", "keygen", "-dev", "-data-dir", dir, "-audit-key-file", key); err == nil {
+		t.Fatal("keygen replaced an existing key")
+	}
+	if after, _ := os.ReadFile(key); string(after) != string(before) {
+		t.Fatal("the key changed")
+	}
 }
