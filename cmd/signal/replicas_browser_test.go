@@ -185,4 +185,3 @@ func TestBrowserReplicasKeepAConsultThroughItsOwnersDeath(t *testing.T) {
 		t.Fatalf("audit verify: %v\n%s", err, out)
 	}
 }
-
