@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -169,4 +170,34 @@ func TestStoppingReplicaReleasesItsConsults(t *testing.T) {
 	if owner, err := b.claim(context.Background(), f.consult, func() {}); err != nil || owner != "b" {
 		t.Fatalf("owner after a stopped = %q, %v; want b at once", owner, err)
 	}
+}
+
+// The clinicians' waiting-room alerts on any replica count the lobbies of
+// consults another replica owns, and an account closed on one replica is
+// taken out of consults the others own.
+func TestLobbyCountsAndClosedAccountsReachEveryReplica(t *testing.T) {
+	f := newClusterFixture(t)
+	chat := &memChat{msgs: map[string][]ChatMessage{}, now: time.Now}
+	a := f.replica("a", time.Minute, chat, &auditLog{})
+	b := f.replica("b", time.Minute, chat, &auditLog{})
+	ctx, stop := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	for _, c := range []*Cluster{a, b} {
+		wg.Go(func() { c.Run(ctx) })
+	}
+	defer wg.Wait()
+	defer stop()
+
+	_, _, hostTab := join(t, a, f.consult, Participant{ID: "u_doc", Name: "Dr", Kind: "clinician", Host: true})
+	join(t, a, f.consult, Participant{ID: "g_1", Name: "Pat", Kind: "guest"})
+	eventually.True(t, 10*time.Second, "b to count a's lobby", func() bool { return b.Waiting()[f.consult] == 1 })
+
+	eventually.True(t, 10*time.Second, "both replicas subscribed", func() bool {
+		return a.alive(context.Background(), "b") && b.alive(context.Background(), "a")
+	})
+	// The subscription may lag the heartbeat: close until a hears it.
+	eventually.True(t, 10*time.Second, "the account taken out on a", func() bool {
+		b.CloseAccount("u_doc")
+		return hostTab.last(CloseRevoked) != nil && hostTab.closed
+	})
 }
