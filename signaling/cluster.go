@@ -271,7 +271,7 @@ func (c *Cluster) Waiting() map[string]int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for id, n := range c.waiting {
-		if _, mine := c.leases[id]; !mine {
+		if l := c.leases[id]; l == nil || l.epoch.Load() == 0 {
 			if _, ok := out[id]; !ok {
 				out[id] = n
 			}
