@@ -47,23 +47,24 @@ staticcheck:
 unit:
 	$(GO) test -race -count=1 -p 1 -timeout 30m ./...
 
-## bench-turn: load turnd (and coturn's turnserver when installed) with the same traffic and print the figures
+## bench-turn: load turnd (and coturn's turnserver when installed; an earlier turnd build first with TURND_BEFORE=path) with the same traffic and print the figures
 bench-turn: build
-	$(GO) run ./tools/turnload -turnd ./bin/turnd -coturn turnserver -allocations 200 -rate 50 -size 200 -duration 15s
-	$(GO) run ./tools/turnload -turnd ./bin/turnd -coturn turnserver -allocations 60 -rate 100 -size 1100 -duration 15s
-	$(GO) run ./tools/turnload -turnd ./bin/turnd -coturn turnserver -allocations 200 -rate 100 -size 600 -duration 15s -echo
+	$(GO) run ./tools/turnload $(if $(TURND_BEFORE),-turnd-before $(TURND_BEFORE)) -turnd ./bin/turnd -coturn turnserver -allocations 200 -rate 50 -size 200 -duration 15s
+	$(GO) run ./tools/turnload $(if $(TURND_BEFORE),-turnd-before $(TURND_BEFORE)) -turnd ./bin/turnd -coturn turnserver -allocations 60 -rate 100 -size 1100 -duration 15s
+	$(GO) run ./tools/turnload $(if $(TURND_BEFORE),-turnd-before $(TURND_BEFORE)) -turnd ./bin/turnd -coturn turnserver -allocations 200 -rate 100 -size 600 -duration 15s -echo
 
 ## bench-signin: send 200 sign-ins at once from 20 addresses to signal -dev and print its peak memory and the 503 count
 bench-signin: build
 	$(GO) run ./tools/signinload -signal ./bin/signal -attempts 200 -addresses 20
 
-## bench-sfu: load the SFU with consults of three and with grand rounds, through signal -dev and directly, and print the figures
+## bench-sfu: load the SFU with consults of three and with grand rounds, through signal -dev and directly, and recording, and print the figures
 bench-sfu: build
 	$(GO) run ./tools/sfuload -signal ./bin/signal -scenario rooms -rooms 10 -video-kbps 600 -duration 15s -warmup 3s
 	$(GO) run ./tools/sfuload -direct -scenario rooms -rooms 10 -video-kbps 600 -duration 15s -warmup 3s
 	$(GO) run ./tools/sfuload -direct -scenario rooms -rooms 10 -video-kbps 600 -duration 15s -warmup 3s -udp-listen 127.0.0.1:0
 	$(GO) run ./tools/sfuload -signal ./bin/signal -scenario grandrounds -subscribers 40 -video-kbps 600 -duration 15s -warmup 3s
 	$(GO) run ./tools/sfuload -direct -scenario grandrounds -subscribers 40 -video-kbps 600 -duration 15s -warmup 3s
+	$(GO) run ./tools/sfuload -direct -record -scenario rooms -rooms 10 -video-kbps 600 -duration 15s -warmup 3s
 
 ## bench-ws: open 2,000 idle guest WebSockets on signal -dev and print the server's memory and goroutines per socket
 bench-ws: build

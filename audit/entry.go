@@ -38,6 +38,9 @@ const (
 	TypeRecordingStarted    Type = "recording.started"
 	TypeRecordingStopped    Type = "recording.stopped"
 	TypeRecordingDownloaded Type = "recording.downloaded"
+	TypeRecordingViewed     Type = "recording.viewed"
+	TypeRecordingDeleted    Type = "recording.deleted"
+	TypeRecordingExpired    Type = "recording.expired" // deleted by retention
 	TypeAuditExported       Type = "audit.exported"
 )
 

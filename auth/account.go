@@ -115,7 +115,7 @@ func (s *Service) ChangePassword(ctx context.Context, id Identity, current, next
 		return "", ErrForbidden
 	}
 	if id.User.PasswordHash == store.NoPassword {
-		return "", &PolicyError{"Your institution's sign-in service keeps your password; change it there."}
+		return "", policyError("policy.sso.password", "Your institution's sign-in service keeps your password; change it there.")
 	}
 	name := id.User.Username
 	if until, err := s.store.SigninLockedUntil(ctx, name); err != nil {
@@ -135,7 +135,7 @@ func (s *Service) ChangePassword(ctx context.Context, id Identity, current, next
 		if err := s.record(ctx, Event{Type: EventPasswordChanged, Success: false, Requester: id.User.ID, Message: "current password wrong", Client: c}); err != nil {
 			return "", err
 		}
-		return "", s.lockedOr(ctx, locked, id.User.ID, c, &PolicyError{"The current password is wrong."})
+		return "", s.lockedOr(ctx, locked, id.User.ID, c, policyError("policy.current.wrong", "The current password is wrong."))
 	}
 	hash, err := s.newPasswordHash(ctx, id.User, next)
 	if err != nil {
@@ -170,7 +170,7 @@ func (s *Service) newPasswordHash(ctx context.Context, u store.User, password st
 			return "", err
 		}
 		if ok {
-			return "", &PolicyError{fmt.Sprintf("Choose a password you have not used for your last %d passwords.", store.PasswordHistoryDepth)}
+			return "", policyError("policy.history", fmt.Sprintf("Choose a password you have not used for your last %d passwords.", store.PasswordHistoryDepth), "count", store.PasswordHistoryDepth)
 		}
 	}
 	return s.gate.Hash(ctx, password, s.hash)

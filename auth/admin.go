@@ -50,11 +50,11 @@ func (s *Service) CreateUser(ctx context.Context, admin Identity, username, role
 		return store.User{}, err
 	}
 	if role != "admin" && role != "clinician" {
-		return store.User{}, &PolicyError{"Choose the role admin or clinician."}
+		return store.User{}, policyError("policy.role", "Choose the role admin or clinician.")
 	}
 	addr, err := mail.ParseAddress(strings.TrimSpace(email))
 	if err != nil || addr.Name != "" {
-		return store.User{}, &PolicyError{"Enter one e-mail address, like name@example-hospital.org."}
+		return store.User{}, policyError("policy.email", "Enter one e-mail address, like name@example-hospital.org.")
 	}
 	id, err := ids.New("u")
 	if err != nil {
@@ -74,7 +74,7 @@ func (s *Service) CreateUser(ctx context.Context, admin Identity, username, role
 	u := store.User{ID: id, Username: name, Role: role, PasswordHash: "!", CreatedAt: now, EmailEnc: sealed}
 	if err := s.store.CreateUser(ctx, u, hash, now.Add(s.policy.ActivationTTL)); err != nil {
 		if errors.Is(err, store.ErrConflict) {
-			return store.User{}, &PolicyError{"That username is taken."}
+			return store.User{}, policyError("policy.username.taken", "That username is taken.")
 		}
 		return store.User{}, err
 	}
@@ -82,32 +82,34 @@ func (s *Service) CreateUser(ctx context.Context, admin Identity, username, role
 		Fields: map[string]string{"user": id, "role": role}}); err != nil {
 		return store.User{}, err
 	}
-	subject, body := s.activationMessage(name)(s.link("/" + PurposeActivate + "/" + token))
+	subject, body := s.activationMessage(name, c.Lang)(s.link("/" + PurposeActivate + "/" + token))
 	if err := s.mail.Send(ctx, addr.Address, subject, body); err != nil {
 		return u, fmt.Errorf("send activation message: %w", err)
 	}
 	return u, nil
 }
 
-func (s *Service) activationMessage(username string) func(link string) (string, string) {
+// activationMessage writes the activation message in lang, the language of
+// the administrator who created the account.
+func (s *Service) activationMessage(username, lang string) func(link string) (string, string) {
 	return func(link string) (string, string) {
-		return "Activate your " + s.issuer + " account",
-			fmt.Sprintf("An account on %s was created for you (username %s).\n\nChoose your password here within %s:\n\n%s\n\nIf you did not expect this message, ignore it.\n",
-				s.issuer, username, humanDuration(s.policy.ActivationTTL), link)
+		return s.texts.Text(lang, "mail.activate.subject", "service", s.issuer),
+			s.texts.Text(lang, "mail.activate.body", "service", s.issuer, "username", username,
+				"ttl", s.humanDuration(lang, s.policy.ActivationTTL), "link", link)
 	}
 }
 
 // sendActivation mails a fresh activation link to an account not yet
 // activated, replacing the previous link.
-func (s *Service) sendActivation(ctx context.Context, userID string) error {
+func (s *Service) sendActivation(ctx context.Context, userID, lang string) error {
 	u, err := s.store.UserByID(ctx, userID)
 	if err != nil {
 		return err
 	}
 	if !u.ActivatedAt.IsZero() {
-		return &PolicyError{"The account is already active."}
+		return policyError("policy.already.active", "The account is already active.")
 	}
-	return s.mailLink(ctx, u, PurposeActivate, s.policy.ActivationTTL, s.activationMessage(u.Username))
+	return s.mailLink(ctx, u, PurposeActivate, s.policy.ActivationTTL, s.activationMessage(u.Username, lang))
 }
 
 // AdminAction is one thing an administrator does to an account.
@@ -135,7 +137,7 @@ func (s *Service) Apply(ctx context.Context, admin Identity, userID string, acti
 	switch action {
 	case ActionDisable:
 		if userID == admin.User.ID {
-			return &PolicyError{"You cannot disable your own account."}
+			return policyError("policy.disable.self", "You cannot disable your own account.")
 		}
 		if err := s.store.SetUserFlags(ctx, userID, true, false, now); err != nil {
 			return err
@@ -160,7 +162,7 @@ func (s *Service) Apply(ctx context.Context, admin Identity, userID string, acti
 		s.closeLive(userID)
 		ev = Event{Type: EventSessionsRevoked, Message: "all sessions revoked by an administrator"}
 	case ActionResendActivation:
-		if err := s.sendActivation(ctx, userID); err != nil {
+		if err := s.sendActivation(ctx, userID, c.Lang); err != nil {
 			return err
 		}
 		ev = Event{Type: EventUserCreated, Message: "activation link sent again"}

@@ -52,8 +52,18 @@ func ContextWords(institution string) []string {
 // at least 64; 256 stays far from argon2 input limits and pasted-book abuse.
 var DefaultPasswordPolicy = PasswordPolicy{MinLength: 12, MaxLength: 256}
 
-// PolicyError says why a password was refused, in words fit for the user.
-type PolicyError struct{ Reason string }
+// PolicyError says why a password (or an account's field) was refused, in
+// words fit for the user: Reason in English, and Key and Args naming the
+// message in the catalogs (web/i18n) for pages in the user's language.
+type PolicyError struct {
+	Reason string
+	Key    string
+	Args   []any // name, value pairs for the message's placeholders
+}
+
+func policyError(key, reason string, args ...any) *PolicyError {
+	return &PolicyError{Reason: reason, Key: key, Args: args}
+}
 
 func (e *PolicyError) Error() string { return e.Reason }
 
@@ -66,23 +76,23 @@ func (p PasswordPolicy) Check(password, username string) error {
 	n := utf8.RuneCountInString(password)
 	switch {
 	case !utf8.ValidString(password):
-		return &PolicyError{"The password contains invalid characters."}
+		return policyError("policy.invalid.chars", "The password contains invalid characters.")
 	case n < p.MinLength:
-		return &PolicyError{fmt.Sprintf("Use at least %d characters.", p.MinLength)}
+		return policyError("policy.min", fmt.Sprintf("Use at least %d characters.", p.MinLength), "count", p.MinLength)
 	case n > p.MaxLength:
-		return &PolicyError{fmt.Sprintf("Use at most %d characters.", p.MaxLength)}
+		return policyError("policy.max", fmt.Sprintf("Use at most %d characters.", p.MaxLength), "count", p.MaxLength)
 	case strings.TrimSpace(password) == "" || oneCharacter(password):
-		return &PolicyError{"Use more than one repeated character."}
+		return policyError("policy.repeated.only", "Use more than one repeated character.")
 	case username != "" && strings.Contains(strings.ToLower(password), strings.ToLower(username)):
-		return &PolicyError{"The password must not contain the username."}
+		return policyError("policy.username", "The password must not contain the username.")
 	case containsAny(strings.ToLower(password), p.ContextWords):
-		return &PolicyError{"The password must not contain the name of the institution or of this service."}
+		return policyError("policy.context", "The password must not contain the name of the institution or of this service.")
 	case p.MaxRepeat > 0 && longestRun(password) > p.MaxRepeat:
-		return &PolicyError{fmt.Sprintf("Use no more than %d identical characters in a row.", p.MaxRepeat)}
+		return policyError("policy.run", fmt.Sprintf("Use no more than %d identical characters in a row.", p.MaxRepeat), "count", p.MaxRepeat)
 	case p.RequireMixed && !mixed(password):
-		return &PolicyError{"Use at least one upper-case letter, one lower-case letter and one digit."}
+		return policyError("policy.mixed", "Use at least one upper-case letter, one lower-case letter and one digit.")
 	case commonPasswords[strings.ToLower(password)]:
-		return &PolicyError{"This password appears in lists of breached passwords. Choose another."}
+		return policyError("policy.breached", "This password appears in lists of breached passwords. Choose another.")
 	}
 	return nil
 }
@@ -133,7 +143,7 @@ var usernamePattern = regexp.MustCompile(`^[a-z0-9][a-z0-9._@-]{1,62}[a-z0-9]$`)
 func NormalizeUsername(s string) (string, error) {
 	u := strings.ToLower(strings.TrimSpace(s))
 	if !usernamePattern.MatchString(u) {
-		return "", &PolicyError{"Use 3 to 64 characters: letters, digits and . _ @ -, starting and ending with a letter or digit."}
+		return "", policyError("policy.username.format", "Use 3 to 64 characters: letters, digits and . _ @ -, starting and ending with a letter or digit.")
 	}
 	return u, nil
 }

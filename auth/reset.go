@@ -37,9 +37,9 @@ func (s *Service) RequestReset(ctx context.Context, username string, c Client) e
 		return err
 	}
 	return s.mailLink(ctx, u, PurposeReset, s.policy.ResetTTL, func(link string) (string, string) {
-		return "Reset your " + s.issuer + " password",
-			fmt.Sprintf("Someone asked to reset the password of %s on %s.\n\nChoose a new password here within %s:\n\n%s\n\nIf it was not you, ignore this message; your password stays as it is.\n",
-				u.Username, s.issuer, humanDuration(s.policy.ResetTTL), link)
+		return s.texts.Text(c.Lang, "mail.reset.subject", "service", s.issuer),
+			s.texts.Text(c.Lang, "mail.reset.body", "service", s.issuer, "username", u.Username,
+				"ttl", s.humanDuration(c.Lang, s.policy.ResetTTL), "link", link)
 	})
 }
 

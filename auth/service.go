@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/openconsult/openconsult/store"
+	"github.com/openconsult/openconsult/web/i18n"
 )
 
 // AccountStore is what the account service needs from persistence.
@@ -83,6 +84,7 @@ type Event struct {
 type Client struct {
 	IP        string
 	UserAgent string
+	Lang      string // the language of the requester's pages, for the e-mail it causes
 }
 
 // Audit event types written by this package.
@@ -151,6 +153,7 @@ type Service struct {
 	gate   *HashGate
 	policy Policy
 	now    func() time.Time
+	texts  MailTexts
 	// dummyHash is verified against when the username is unknown, so an
 	// unknown user costs the same time as a wrong password.
 	dummyHash string
@@ -179,6 +182,17 @@ type Deps struct {
 
 	// SSO links accounts to identity providers; nil without single sign-on.
 	SSO SSOStore
+
+	// Texts writes the e-mail messages in the requester's language; nil
+	// takes the catalogs shipped with the platform.
+	Texts MailTexts
+}
+
+// MailTexts gives the message of key in the language tagged lang (the
+// default language for an unknown tag), placeholders filled from args given
+// as name, value pairs. *i18n.Catalog is one.
+type MailTexts interface {
+	Text(lang, key string, args ...any) string
 }
 
 // NewService returns the account service.
@@ -190,11 +204,18 @@ func NewService(d Deps) (*Service, error) {
 	if d.Now == nil {
 		d.Now = time.Now
 	}
+	if d.Texts == nil {
+		catalog, err := i18n.Embedded()
+		if err != nil {
+			return nil, fmt.Errorf("message catalogs: %w", err)
+		}
+		d.Texts = catalog
+	}
 	if d.Hashing == nil {
 		d.Hashing = NewHashGate(0, DefaultHashWait)
 	}
 	return &Service{store: d.Store, sealer: d.Sealer, audit: d.Audit, mail: d.Mail, live: d.Live, sso: d.SSO, log: d.Log, public: d.PublicURL,
-		issuer: d.Issuer, hash: d.Hash, gate: d.Hashing, policy: d.Policy, now: d.Now, dummyHash: dummy}, nil
+		issuer: d.Issuer, hash: d.Hash, gate: d.Hashing, policy: d.Policy, now: d.Now, texts: d.Texts, dummyHash: dummy}, nil
 }
 
 // Policy returns the policy in force (pages show the password rules).
@@ -227,12 +248,12 @@ func (s *Service) link(path string) string {
 func totpAAD(userID string) []byte  { return []byte("users.totp_secret:" + userID) }
 func emailAAD(userID string) []byte { return []byte("users.email:" + userID) }
 
-// humanDuration writes a link lifetime the way a person would.
-func humanDuration(d time.Duration) string {
+// humanDuration writes a link lifetime the way a person would, in lang.
+func (s *Service) humanDuration(lang string, d time.Duration) string {
 	switch {
 	case d >= time.Hour && d%time.Hour == 0:
-		return fmt.Sprintf("%d hours", int(d.Hours()))
+		return s.texts.Text(lang, "mail.hours", "count", int(d.Hours()))
 	default:
-		return fmt.Sprintf("%d minutes", int(d.Minutes()))
+		return s.texts.Text(lang, "mail.minutes", "count", int(d.Minutes()))
 	}
 }

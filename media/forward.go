@@ -32,7 +32,8 @@ const (
 type downTrack struct {
 	sfu  *SFU
 	pub  *publication
-	sub  *Session
+	sub  *Session   // nil for a recording's track
+	rec  *recording // the recording that takes it, or nil
 	kind int
 
 	sender *webrtc.RTPSender // set once AddTrack returned, before the writer starts

@@ -46,7 +46,7 @@ var dropReasonNames = [numDropReasons]string{"queue_full", "await_keyframe", "wr
 func newMetrics(reg prometheus.Registerer, load func() Load) (*metrics, error) {
 	fwdPkts := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Subsystem: "sfu", Name: "forwarded_packets_total",
-		Help: "RTP packets written to subscribers, by media kind.",
+		Help: "RTP packets written to subscribers (the recorder included), by media kind.",
 	}, []string{"kind"})
 	fwdBytes := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Subsystem: "sfu", Name: "forwarded_bytes_total",
@@ -85,6 +85,7 @@ func newMetrics(reg prometheus.Registerer, load func() Load) (*metrics, error) {
 		gauge("participants", "Participants connected to the node.", func(l Load) int { return l.Participants }),
 		gauge("rooms", "Rooms with at least one participant on the node.", func(l Load) int { return l.Rooms }),
 		gauge("tracks", "Tracks published on the node.", func(l Load) int { return l.Tracks }),
+		gauge("recordings", "Rooms the node records.", func(l Load) int { return l.Recordings }),
 	} {
 		if err := reg.Register(c); err != nil {
 			var dup prometheus.AlreadyRegisteredError

@@ -61,6 +61,7 @@ func listen(cfg *Config) ([]io.Closer, error) {
 		mux := webrtc.NewICETCPMux(logger, ln, 32)
 		closers = append(closers, mux)
 		cfg.Settings.SetICETCPMux(mux)
+		cfg.Settings.SetNetworkTypes(withTCP(ln.Addr().(*net.TCPAddr)))
 	}
 	if len(cfg.PublicIPs) > 0 {
 		for _, ip := range cfg.PublicIPs {
@@ -79,6 +80,23 @@ func listen(cfg *Config) ([]io.Closer, error) {
 		}
 	}
 	return closers, nil
+}
+
+// withTCP is the node's network types with an ICE-TCP port: UDP over
+// both families, as by default, and TCP over the listener's family.
+// pion's default is UDP alone, with which the node listened on its ICE-TCP
+// port but never offered it, so a browser whose network drops UDP could
+// not reach it.
+func withTCP(addr *net.TCPAddr) []webrtc.NetworkType {
+	types := []webrtc.NetworkType{webrtc.NetworkTypeUDP4, webrtc.NetworkTypeUDP6}
+	switch {
+	case addr.IP.IsUnspecified():
+		return append(types, webrtc.NetworkTypeTCP4, webrtc.NetworkTypeTCP6)
+	case addr.IP.To4() != nil:
+		return append(types, webrtc.NetworkTypeTCP4)
+	default:
+		return append(types, webrtc.NetworkTypeTCP6)
+	}
 }
 
 // socketBuffer is the kernel buffer asked for on the shared UDP port,

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pion/ice/v4"
 	"github.com/pion/webrtc/v4"
 
 	"github.com/openconsult/openconsult/internal/eventually"
@@ -33,10 +34,28 @@ func tcpSettings() webrtc.SettingEngine {
 }
 
 // TestSharedPortsCarryMedia: participants reach a node through its one
-// UDP port, and one of them through its ICE-TCP port only.
+// UDP port, and one of them through its ICE-TCP port only, also when the
+// node's settings name no network types (pion's default, UDP alone, left
+// the ICE-TCP port unannounced).
 func TestSharedPortsCarryMedia(t *testing.T) {
-	se := nodetest.LoopbackSettings()
-	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4, webrtc.NetworkTypeTCP4})
+	loopback := func() webrtc.SettingEngine {
+		var se webrtc.SettingEngine
+		se.SetIncludeLoopbackCandidate(true)
+		se.SetInterfaceFilter(func(name string) bool { return name == "lo" })
+		se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
+		return se
+	}
+	explicit := loopback()
+	explicit.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4, webrtc.NetworkTypeTCP4})
+	for _, tt := range []struct {
+		name string
+		se   webrtc.SettingEngine
+	}{{"UDP and TCP asked for", explicit}, {"default network types", loopback()}} {
+		t.Run(tt.name, func(t *testing.T) { sharedPortsCarryMedia(t, tt.se) })
+	}
+}
+
+func sharedPortsCarryMedia(t *testing.T, se webrtc.SettingEngine) {
 	sfu := newSFU(t, media.Config{Settings: se, UDPListen: "127.0.0.1:0", TCPListen: "127.0.0.1:0"})
 	var udpPort, tcpPort int
 	for _, a := range sfu.Addrs() {

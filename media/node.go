@@ -31,6 +31,7 @@ type Load struct {
 	Tracks          int `json:"tracks"`
 	MaxParticipants int `json:"maxParticipants"` // 0 for no limit
 	MaxTracks       int `json:"maxTracks"`       // 0 for no limit
+	Recordings      int `json:"recordings,omitempty"`
 }
 
 // HasRoom reports whether the node can take n more participants.

@@ -246,6 +246,13 @@ func (s *Session) onTrack(remote *webrtc.TrackRemote, receiver *webrtc.RTPReceiv
 	pub.layers[idx].Store(l)
 	pub.readers++
 	var changed []*Session
+	for rec := range s.room.recs {
+		if fresh {
+			rec.addLocked(pub)
+		} else {
+			rec.wake()
+		}
+	}
 	for _, o := range s.room.sessions {
 		if o == s {
 			continue
@@ -327,6 +334,10 @@ func (s *SFU) unpublishLocked(pub *publication) []*Session {
 	var changed []*Session
 	for _, d := range *pub.subs.Load() {
 		d.stop()
+		if d.rec != nil {
+			d.rec.trackEndedLocked(d)
+			continue
+		}
 		o := d.sub
 		if o.downs[pub.key] != d {
 			continue
@@ -393,6 +404,9 @@ func (s *Session) end(reason error) {
 	if len(r.sessions) == 0 && sfu.rooms[r.id] == r {
 		delete(sfu.rooms, r.id)
 		close(r.stop)
+		for rec := range r.recs {
+			rec.finishLocked(ErrRoomClosed)
+		}
 	}
 	close(s.done)
 	sfu.mu.Unlock()

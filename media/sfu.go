@@ -22,6 +22,9 @@
 //     names rank in the order their first packets arrive.
 //   - speaker.go: the active speaker of each room, from RFC 6464 levels.
 //   - rtcp.go: subscribers' keyframe requests passed to publishers.
+//   - recorder.go: the Recorder, one more subscriber in a room that takes
+//     every member's audio and best video layer, through the same
+//     downTrack queues and rewriting, and hands them to a RecordSink.
 //   - network.go: one UDP port, one ICE-TCP port, 1:1 NAT addresses.
 //   - metrics.go: Prometheus series, without room or member ids.
 //
@@ -61,8 +64,9 @@ type Config struct {
 	// as ":7882"; empty for an ephemeral port per connection.
 	UDPListen string
 	// TCPListen is the passive ICE-TCP address, such as ":7881", for
-	// browsers whose networks block UDP; empty for none. Settings' network
-	// types must then include TCP (they do unless set otherwise).
+	// browsers whose networks block UDP; empty for none. It sets
+	// Settings' network types to UDP and TCP, since pion's default would
+	// leave the port unannounced.
 	TCPListen string
 	// PublicIPs are advertised instead of the host's addresses, for a
 	// node behind a 1:1 NAT (a cloud VM with a public IP mapped to it).
@@ -90,6 +94,7 @@ type SFU struct {
 	rooms        map[string]*room
 	participants int
 	tracks       int // published tracks declared in offers
+	recordings   int
 
 	// Goroutines the SFU starts; Close waits for them.
 	gmu     sync.Mutex
@@ -161,6 +166,7 @@ type room struct {
 	pubs     map[string]*publication // by publisher member id + "/" + track id
 	speaker  string
 	stop     chan struct{} // ends the speaker loop
+	recs     map[*recording]struct{}
 }
 
 // Join implements Node.
@@ -187,7 +193,8 @@ func (s *SFU) Join(ctx context.Context, roomID, memberID string, out Events) (Pa
 	}
 	r, ok := s.rooms[roomID]
 	if !ok {
-		r = &room{id: roomID, sessions: map[string]*Session{}, pubs: map[string]*publication{}, stop: make(chan struct{})}
+		r = &room{id: roomID, sessions: map[string]*Session{}, pubs: map[string]*publication{}, stop: make(chan struct{}),
+			recs: map[*recording]struct{}{}}
 		s.rooms[roomID] = r
 		s.goOwned(func() { s.speakerLoop(r) })
 	}
@@ -222,7 +229,7 @@ func (s *SFU) Load() Load {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return Load{Rooms: len(s.rooms), Participants: s.participants, Tracks: s.tracks,
-		MaxParticipants: s.cfg.MaxParticipants, MaxTracks: s.cfg.MaxTracks}
+		MaxParticipants: s.cfg.MaxParticipants, MaxTracks: s.cfg.MaxTracks, Recordings: s.recordings}
 }
 
 // ErrShutdown ends the sessions of a node that is shutting down.
@@ -243,6 +250,9 @@ func (s *SFU) Close() {
 	for _, r := range s.rooms {
 		for _, sess := range r.sessions {
 			all = append(all, sess)
+		}
+		for rec := range r.recs {
+			rec.finishLocked(fmt.Errorf("recording: %w: %w", ErrShutdown, ErrUnavailable))
 		}
 	}
 	s.mu.Unlock()

@@ -19,6 +19,10 @@ type StartRequest struct {
 	Node        media.Recorder // the node the consult is on
 	RequestedBy string         // account id of the host who asked
 	Consents    []Consent      // one per member present when it starts
+	// Request is the live consult's id of the consent request, which its
+	// recording.requested and .consented entries carry: the started entry
+	// names it too.
+	Request string
 }
 
 // Consent is one member's agreement to be recorded.

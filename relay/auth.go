@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/pion/stun/v3"
-	"github.com/pion/turn/v4"
+	"github.com/pion/turn/v5"
 )
 
 // ErrMalformedUsername is returned by [ParseRESTUsername] for a username

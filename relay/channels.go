@@ -6,6 +6,8 @@ import (
 	"net/netip"
 	"slices"
 	"sync"
+
+	"github.com/openconsult/openconsult/internal/udppoll"
 )
 
 // The channel fast path relays ChannelData of clients on UDP, the bulk of
@@ -52,6 +54,9 @@ type channelRoute struct {
 // loop and written when pion binds or drops a channel.
 type channels struct {
 	sock udpWriter // the listener, to which peers' datagrams go as ChannelData
+	// polled is the listener's socket when an event loop reads it; the
+	// loops then queue peers' datagrams to it and send them in batches.
+	polled *udppoll.Socket[datagramSink]
 
 	mu    sync.RWMutex
 	route map[channelKey]channelRoute
@@ -127,6 +132,18 @@ func (ch *peerChannel) send(frame []byte) {
 	binary.BigEndian.PutUint16(frame[2:], uint16(len(frame)-channelHeader))
 	// Over UDP, ChannelData needs no padding (RFC 8656, 12.5).
 	_, _ = ch.via.sock.WriteToUDPAddrPort(frame, ch.client)
+}
+
+// queue is send on an event loop: the ChannelData leaves with the loop's
+// next batch to the listener.
+func (ch *peerChannel) queue(frame []byte, out *sendQueue) {
+	if ch.via.polled == nil {
+		ch.send(frame)
+		return
+	}
+	binary.BigEndian.PutUint16(frame, ch.number)
+	binary.BigEndian.PutUint16(frame[2:], uint16(len(frame)-channelHeader))
+	_ = out.Send(ch.via.polled, frame, ch.client)
 }
 
 func (c *relayConn) setChannel(ch peerChannel, bound bool) {

@@ -18,7 +18,7 @@ import (
 
 // routes returns the number of channels on the UDP listener's fast path.
 func (tr *testRelay) routes() int {
-	t := tr.udp.channels
+	t := tr.ports[0].udp.channels
 	t.mu.RLock()
 	defer t.mu.RUnlock()
 	return len(t.route)
@@ -179,7 +179,7 @@ func TestChannelFastPathAllocatesNothing(t *testing.T) {
 	}{
 		{"client to peer", func() { table.forward(cd, client) }},
 		{"peer to client", func() { _, _, _ = c.ReadFrom(buf) }},
-		{"peer to client on an event loop", func() { c.deliver(frame, unmapped(peer.AddrPort())) }},
+		{"peer to client on an event loop", func() { c.deliver(frame, unmapped(peer.AddrPort()), nil) }},
 	}
 	for _, tt := range tests {
 		if n := testing.AllocsPerRun(200, tt.op); n != 0 {
@@ -259,7 +259,7 @@ func BenchmarkChannelFastPath(b *testing.B) {
 	b.Run("PeerToClientOnLoop", func(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
-			c.deliver(frame, unmapped(peer.AddrPort()))
+			c.deliver(frame, unmapped(peer.AddrPort()), nil)
 		}
 	})
 }

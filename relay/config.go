@@ -25,6 +25,10 @@ type Config struct {
 	// as ":3478" or "[::]:3478" (IPv4 and IPv6 where the system allows
 	// dual-stack sockets). With port 0 both get the same free port.
 	Listen string
+	// MoreListen are further "host:port" addresses with a UDP and a TCP
+	// listener each, such as an IPv6 address beside an IPv4 one, or port
+	// 443 beside 3478 for clients whose firewall lets only 443 out.
+	MoreListen []string
 
 	// TLSListen is the "host:port" of TURN over TLS; empty for none. TLS
 	// holds its certificate. Its NextProtos must be empty or include
@@ -39,13 +43,17 @@ type Config struct {
 	TLSListener net.Listener
 
 	// RelayBindIP is the local IPv4 address relay sockets bind to. It may
-	// be 0.0.0.0 when PublicIP is set. pion/turn v4 allocates IPv4 relayed
-	// addresses only: clients may reach Listen over IPv6, peers must be
-	// IPv4.
+	// be 0.0.0.0 when PublicIP is set.
 	RelayBindIP netip.Addr
 	// PublicIP is the relayed address told to clients when the relay sits
 	// behind a one-to-one NAT; zero means RelayBindIP.
 	PublicIP netip.Addr
+	// RelayBindIP6 and PublicIP6 are the same for IPv6 relayed addresses
+	// (RFC 6156). Without RelayBindIP6 the relay allocates IPv4 relayed
+	// addresses only, and refuses a REQUESTED-ADDRESS-FAMILY of IPv6 with
+	// 440 Address Family not Supported.
+	RelayBindIP6 netip.Addr
+	PublicIP6    netip.Addr
 	// PortMin and PortMax bound the relay sockets' ports, both included.
 	PortMin, PortMax uint16
 
@@ -85,6 +93,10 @@ type Config struct {
 	// in each direction, with a one-second burst; datagrams over the cap
 	// are dropped. 0 means no cap.
 	MaxBPS int64
+	// MaxTotalBPS caps the relayed traffic of all allocations together, in
+	// bits per second and in each direction, with a one-second burst;
+	// datagrams over it are dropped. 0 means no cap.
+	MaxTotalBPS int64
 
 	// Log receives what an operator needs: start, refusals (by reason or
 	// class, at most one line a second per kind), stop. It never receives
@@ -157,6 +169,17 @@ func (c Config) normalize() (Config, error) {
 	} else if _, _, err := net.SplitHostPort(c.Listen); err != nil {
 		bad("listen address %q: %w", c.Listen, err)
 	}
+	seen := map[string]bool{c.Listen: true}
+	for _, l := range c.MoreListen {
+		// Port 0 picks a free port each time, so it may repeat.
+		if _, port, err := net.SplitHostPort(l); err != nil {
+			bad("listen address %q: %w", l, err)
+		} else if seen[l] && port != "0" {
+			bad("listen address %q given twice", l)
+		}
+		seen[l] = true
+	}
+	c.MoreListen = append([]string(nil), c.MoreListen...)
 	if _, _, err := net.SplitHostPort(c.TLSListen); c.TLSListen != "" && err != nil {
 		bad("TLS listen address %q: %w", c.TLSListen, err)
 	}
@@ -171,7 +194,7 @@ func (c Config) normalize() (Config, error) {
 	case !c.RelayBindIP.IsValid():
 		bad("no relay bind address")
 	case !c.RelayBindIP.Is4():
-		bad("relay bind address %s is not IPv4 (pion/turn v4 relays over IPv4 only)", c.RelayBindIP)
+		bad("relay bind address %s is not IPv4 (give an IPv6 one as the IPv6 relay bind address)", c.RelayBindIP)
 	case c.RelayBindIP.IsUnspecified() && !c.PublicIP.IsValid():
 		bad("relay bind address %s needs a public address to tell clients", c.RelayBindIP)
 	}
@@ -179,6 +202,22 @@ func (c Config) normalize() (Config, error) {
 		c.PublicIP = c.RelayBindIP
 	} else if !c.PublicIP.Is4() || c.PublicIP.IsUnspecified() {
 		bad("public address %s is not a usable IPv4 address", c.PublicIP)
+	}
+	c.RelayBindIP6, c.PublicIP6 = c.RelayBindIP6.WithZone(""), c.PublicIP6.WithZone("")
+	switch {
+	case !c.RelayBindIP6.IsValid():
+		if c.PublicIP6.IsValid() {
+			bad("public IPv6 address %s without an IPv6 relay bind address", c.PublicIP6)
+		}
+	case !c.RelayBindIP6.Is6() || c.RelayBindIP6.Is4In6():
+		bad("IPv6 relay bind address %s is not IPv6", c.RelayBindIP6)
+	case c.RelayBindIP6.IsUnspecified() && !c.PublicIP6.IsValid():
+		bad("IPv6 relay bind address %s needs a public IPv6 address to tell clients", c.RelayBindIP6)
+	}
+	if c.RelayBindIP6.IsValid() && !c.PublicIP6.IsValid() {
+		c.PublicIP6 = c.RelayBindIP6
+	} else if c.PublicIP6.IsValid() && (!c.PublicIP6.Is6() || c.PublicIP6.Is4In6() || c.PublicIP6.IsUnspecified()) {
+		bad("public IPv6 address %s is not a usable IPv6 address", c.PublicIP6)
 	}
 	if c.PortMin == 0 || c.PortMax < c.PortMin {
 		bad("relay port range %d-%d is empty", c.PortMin, c.PortMax)
@@ -200,6 +239,9 @@ func (c Config) normalize() (Config, error) {
 	}
 	if c.MaxBPS < 0 {
 		bad("negative bandwidth cap")
+	}
+	if c.MaxTotalBPS < 0 {
+		bad("negative relay-wide bandwidth cap")
 	}
 	var err error
 	if c.Policy.Allow, err = normalizePrefixes(c.Policy.Allow); err != nil {

@@ -35,12 +35,15 @@ var (
 	typeCreatePermission = stun.NewType(stun.MethodCreatePermission, stun.ClassRequest)
 	typeChannelBind      = stun.NewType(stun.MethodChannelBind, stun.ClassRequest)
 	typeAllocate         = stun.NewType(stun.MethodAllocate, stun.ClassRequest)
+	typeRefresh          = stun.NewType(stun.MethodRefresh, stun.ClassRequest)
+	typeConnect          = stun.NewType(stun.MethodConnect, stun.ClassRequest)
 )
 
 // authenticatedRequest reports whether b may be a request that carries
-// credentials: Allocate, Refresh, CreatePermission or ChannelBind.
+// credentials: Allocate, Refresh, CreatePermission, ChannelBind, Connect
+// or ConnectionBind.
 func authenticatedRequest(b []byte) bool {
-	return len(b) >= 20 && b[0] == 0 && (b[1] == 0x03 || b[1] == 0x04 || b[1] == 0x08 || b[1] == 0x09)
+	return len(b) >= 20 && b[0] == 0 && (b[1] == 0x03 || b[1] == 0x04 || b[1] == 0x08 || b[1] == 0x09 || b[1] == 0x0a || b[1] == 0x0b)
 }
 
 // inspector is the gate of one read loop; its scratch message is reused
@@ -48,6 +51,9 @@ func authenticatedRequest(b []byte) bool {
 type inspector struct {
 	s   *Server
 	msg stun.Message
+	// stream is set on TCP and TLS connections, where a client may ask
+	// for a TCP allocation (RFC 6062).
+	stream bool
 }
 
 // inspect returns the response to send when the gate answers b itself, and
@@ -65,8 +71,16 @@ func (in *inspector) inspect(b []byte) []byte {
 	if m.Type == typeAllocate && in.s.draining.Load() {
 		return in.refuseDraining(m, creds)
 	}
+	if m.Type == typeAllocate {
+		if code, reason := in.refusedAllocation(m); code != 0 {
+			return in.refuseSigned(m, creds, code, reason)
+		}
+	}
+	if m.Type == typeAllocate || m.Type == typeRefresh {
+		in.boundLifetime(b, m, creds)
+	}
 	class := ""
-	if m.Type == typeCreatePermission || m.Type == typeChannelBind {
+	if m.Type == typeCreatePermission || m.Type == typeChannelBind || m.Type == typeConnect {
 		class = in.refusedPeer(m)
 	}
 	if class == "" && len(creds.secrets) < 2 {
@@ -98,6 +112,37 @@ func (in *inspector) refuseDraining(m *stun.Message, creds *credentials) []byte 
 		in.s.drainRefused()
 	}
 	return resp
+}
+
+// refusedAllocation returns the error an Allocate gets from the gate,
+// or 0: a TCP allocation asked over UDP (RFC 6062, 5.1: 400), or an IPv6
+// relayed address from a relay without IPv6 relaying (RFC 6156, 4.2: 440;
+// pion would answer 508, which tells the client to try again later).
+func (in *inspector) refusedAllocation(m *stun.Message) (stun.ErrorCode, string) {
+	if v, err := m.Get(stun.AttrRequestedTransport); err == nil && len(v) == 4 && v[0] == protoTCP && !in.stream {
+		return stun.CodeBadRequest, "Bad Request: TCP allocations need a TCP or TLS connection"
+	}
+	if v, err := m.Get(stun.AttrRequestedAddressFamily); err == nil && len(v) == 4 && v[0] == familyIPv6 && !in.s.cfg.RelayBindIP6.IsValid() {
+		return stun.CodeAddrFamilyNotSupported, "Address Family not Supported"
+	}
+	return 0, ""
+}
+
+// IANA protocol number of TCP in REQUESTED-TRANSPORT, and the IPv6 value
+// of REQUESTED-ADDRESS-FAMILY.
+const (
+	protoTCP   = 6
+	familyIPv6 = 0x02
+)
+
+// refuseSigned answers an authenticated request with an error, signed.
+// One whose credential fails goes on to pion, which refuses it as always.
+func (in *inspector) refuseSigned(m *stun.Message, creds *credentials, code stun.ErrorCode, reason string) []byte {
+	key, ok := creds.verify(m, in.s.now())
+	if !ok {
+		return nil
+	}
+	return errorResponse(m, code, reason, key)
 }
 
 // errorResponse builds the error response to m, signed with key unless it

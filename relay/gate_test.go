@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/pion/stun/v3"
-	"github.com/pion/turn/v4"
+	"github.com/pion/turn/v5"
 )
 
 // gateServer is the part of a Server the gate reads, without sockets.
@@ -87,7 +87,7 @@ func TestGateFindsTheSigningSecret(t *testing.T) {
 	if resp := (&inspector{s: s}).inspect(signed(t, stun.MethodAllocate, user, testRealm, pass, requestedUDP).Raw); resp != nil {
 		t.Fatal("the gate answered an Allocate")
 	}
-	key, ok := s.authenticate(user, testRealm, nil)
+	_, key, ok := s.authenticate(&turn.RequestAttributes{Username: user, Realm: testRealm})
 	if !ok || string(key) != string(turn.GenerateAuthKey(user, testRealm, pass)) {
 		t.Fatal("the AuthHandler did not return the previous secret's key")
 	}
@@ -101,6 +101,10 @@ func FuzzGateInspect(f *testing.F) {
 		signed(f, stun.MethodCreatePermission, user, testRealm, pass, internal),
 		signed(f, stun.MethodChannelBind, user, testRealm, pass, channelNumber(0x4000), mapped),
 		signed(f, stun.MethodAllocate, user, testRealm, pass, requestedUDP),
+		signed(f, stun.MethodAllocate, user, testRealm, pass, requestedTCP, family(0x02)),
+		signed(f, stun.MethodAllocate, user, testRealm, pass, requestedUDP, lifetime(1)),
+		signed(f, stun.MethodRefresh, user, testRealm, pass, lifetime(7200)),
+		signed(f, stun.MethodConnect, user, testRealm, pass, internal),
 		stun.MustBuild(stun.TransactionID, stun.BindingRequest),
 	} {
 		f.Add(m.Raw)
@@ -110,9 +114,9 @@ func FuzzGateInspect(f *testing.F) {
 	draining := gateServer(f, testSecret, []byte("second-secret-value"))
 	draining.draining.Store(true)
 	f.Fuzz(func(t *testing.T, b []byte) {
-		for _, s := range []*Server{s, draining} {
-			in := &inspector{s: s}
-			resp := in.inspect(b)
+		for i, s := range []*Server{s, draining, s} {
+			in := &inspector{s: s, stream: i == 2}
+			resp := in.inspect(append([]byte(nil), b...))
 			if resp == nil {
 				continue
 			}
@@ -124,7 +128,12 @@ func FuzzGateInspect(f *testing.F) {
 			if m.Decode() != nil || code.GetFrom(m) != nil {
 				t.Fatalf("the gate's answer is no error response: %x", resp)
 			}
-			if code.Code != stun.CodeForbidden && (!s.Draining() || code.Code != stun.CodeInsufficientCapacity) {
+			switch {
+			case code.Code == stun.CodeForbidden:
+			case code.Code == stun.CodeInsufficientCapacity && s.Draining():
+			case code.Code == stun.CodeAddrFamilyNotSupported:
+			case code.Code == stun.CodeBadRequest && !in.stream:
+			default:
 				t.Fatalf("the gate answered %d (draining %v): %x", code.Code, s.Draining(), resp)
 			}
 		}

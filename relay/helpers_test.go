@@ -79,22 +79,35 @@ type testClient struct {
 
 func dial(t *testing.T, tr *testRelay, network, user, pass string) *testClient {
 	t.Helper()
+	if network == "tls" {
+		return dialAt(t, tr.TLSAddr(), network, user, pass)
+	}
+	return dialAt(t, tr.Addr(), network, user, pass)
+}
+
+// dialAt is dial to one listen address of the relay.
+func dialAt(t *testing.T, server net.Addr, network, user, pass string) *testClient {
+	t.Helper()
 	var conn net.PacketConn
 	switch network {
 	case "udp":
-		c, err := net.ListenPacket("udp4", "127.0.0.1:0")
+		local := "127.0.0.1:0"
+		if server.(*net.UDPAddr).IP.To4() == nil {
+			local = "[::1]:0"
+		}
+		c, err := net.ListenPacket("udp", local)
 		if err != nil {
 			t.Fatal(err)
 		}
 		conn = c
 	case "tcp":
-		c, err := net.Dial("tcp", tr.Addr().String())
+		c, err := net.Dial("tcp", server.String())
 		if err != nil {
 			t.Fatal(err)
 		}
 		conn = turn.NewSTUNConn(c)
 	case "tls":
-		c, err := tls.Dial("tcp", tr.TLSAddr().String(), &tls.Config{InsecureSkipVerify: true}) // the test's self-signed certificate
+		c, err := tls.Dial("tcp", server.String(), &tls.Config{InsecureSkipVerify: true}) // the test's self-signed certificate
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -103,7 +116,7 @@ func dial(t *testing.T, tr *testRelay, network, user, pass string) *testClient {
 		t.Fatalf("unknown network %q", network)
 	}
 	sc := &sniffConn{PacketConn: conn}
-	cl, err := turn.NewClient(&turn.ClientConfig{TURNServerAddr: tr.Addr().String(), Conn: sc,
+	cl, err := turn.NewClient(&turn.ClientConfig{TURNServerAddr: server.String(), Conn: sc,
 		Username: user, Password: pass, RTO: 200 * time.Millisecond, LoggerFactory: quietLoggers{}})
 	if err != nil {
 		t.Fatal(err)

@@ -10,19 +10,22 @@ import (
 // metrics are the relay's Prometheus collectors. Labels name directions,
 // reasons and classes, never a user or an address.
 type metrics struct {
-	allocations   prometheus.Gauge
-	authFailures  *prometheus.CounterVec // reason
-	peerRefusals  *prometheus.CounterVec // class
-	quotaRefusals *prometheus.CounterVec // quota: user, total, address_rate
-	drainRefusals prometheus.Counter
-	streamCloses  *prometheus.CounterVec // reason: address_limit, no_request, no_allocation
-	bytes         *prometheus.CounterVec // direction: to_peer, from_peer
-	packets       *prometheus.CounterVec // direction
-	drops         *prometheus.CounterVec // direction
+	allocations     prometheus.Gauge
+	authFailures    *prometheus.CounterVec // reason
+	peerRefusals    *prometheus.CounterVec // class
+	quotaRefusals   *prometheus.CounterVec // quota: user, total, address_rate
+	drainRefusals   prometheus.Counter
+	streamCloses    *prometheus.CounterVec // reason: address_limit, no_request, no_allocation
+	bytes           *prometheus.CounterVec // direction: to_peer, from_peer
+	packets         *prometheus.CounterVec // direction
+	drops           *prometheus.CounterVec // direction
+	totalDrops      *prometheus.CounterVec // direction
+	lifetimeBounded prometheus.Counter
 
 	// Resolved once, so the relay path adds to a counter without a lookup.
 	toPeerBytes, toPeerPackets, toPeerDrops       prometheus.Counter
 	fromPeerBytes, fromPeerPackets, fromPeerDrops prometheus.Counter
+	toPeerTotalDrops, fromPeerTotalDrops          prometheus.Counter
 
 	reg prometheus.Registerer
 }
@@ -47,15 +50,20 @@ func newMetrics() *metrics {
 			Name: "turn_relayed_packets_total", Help: "Packets relayed, by direction."}, []string{"direction"}),
 		drops: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "turn_bandwidth_drops_total", Help: "Packets dropped by the per-allocation bandwidth cap, by direction."}, []string{"direction"}),
+		lifetimeBounded: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "turn_lifetime_bounded_total", Help: "Allocate and Refresh requests whose LIFETIME was raised to the default or lowered to the maximum."}),
+		totalDrops: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "turn_total_bandwidth_drops_total", Help: "Packets dropped by the relay-wide bandwidth cap, by direction."}, []string{"direction"}),
 	}
 	m.toPeerBytes, m.fromPeerBytes = m.bytes.WithLabelValues("to_peer"), m.bytes.WithLabelValues("from_peer")
 	m.toPeerPackets, m.fromPeerPackets = m.packets.WithLabelValues("to_peer"), m.packets.WithLabelValues("from_peer")
 	m.toPeerDrops, m.fromPeerDrops = m.drops.WithLabelValues("to_peer"), m.drops.WithLabelValues("from_peer")
+	m.toPeerTotalDrops, m.fromPeerTotalDrops = m.totalDrops.WithLabelValues("to_peer"), m.totalDrops.WithLabelValues("from_peer")
 	return m
 }
 
 func (m *metrics) collectors() []prometheus.Collector {
-	return []prometheus.Collector{m.allocations, m.authFailures, m.peerRefusals, m.quotaRefusals, m.drainRefusals, m.streamCloses, m.bytes, m.packets, m.drops}
+	return []prometheus.Collector{m.allocations, m.authFailures, m.peerRefusals, m.quotaRefusals, m.drainRefusals, m.streamCloses, m.bytes, m.packets, m.drops, m.totalDrops, m.lifetimeBounded}
 }
 
 // register adds the collectors to reg, all or none, so that a failed New

@@ -153,8 +153,8 @@ func TestUnauthenticatedPermissionIsNotAnswered403(t *testing.T) {
 	raw, _ := allocateUDP(t, tr, "g_guess")
 	raw.pass = "not-the-password"
 	peer := xorPeer{ip: netip.MustParseAddr("10.0.0.1"), port: 9}
-	if code := errorCode(raw.request(stun.MethodCreatePermission, peer)); code != 400 {
-		t.Fatalf("CreatePermission with a wrong password: code %d, want pion's 400", code)
+	if code := errorCode(raw.request(stun.MethodCreatePermission, peer)); code != 401 {
+		t.Fatalf("CreatePermission with a wrong password: code %d, want pion's 401", code)
 	}
 	if got := tr.counter(tr.metrics.peerRefusals, ClassPrivate); got != 0 {
 		t.Fatalf("an unauthenticated request was judged by the policy (%v refusals)", got)

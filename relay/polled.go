@@ -3,7 +3,6 @@ package relay
 import (
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"net"
 	"net/netip"
 	"runtime"
@@ -35,22 +34,25 @@ func relayLoops() int { return (runtime.GOMAXPROCS(0) + 3) / 4 }
 // datagramSink is what a socket of the relay's Set hands its datagrams
 // to: a relay socket, or the TURN port's UDP listener.
 type datagramSink interface {
-	deliver(buf []byte, from netip.AddrPort)
+	deliver(buf []byte, from netip.AddrPort, out *sendQueue)
 }
 
+// sendQueue is a loop's queue of datagrams to send (udppoll.Out).
+type sendQueue = udppoll.Out[datagramSink]
+
 func newPollSet() (*udppoll.Set[datagramSink], error) {
-	return udppoll.New(relayLoops(), func(v datagramSink, buf []byte, from netip.AddrPort) { v.deliver(buf, from) })
+	return udppoll.New(relayLoops(), func(v datagramSink, buf []byte, from netip.AddrPort, out *sendQueue) { v.deliver(buf, from, out) })
 }
 
 // deliver: a datagram from a peer arrived on c's socket. It runs on a
 // loop goroutine and must not block.
 // from is already in the unmapped form udppoll hands out.
-func (c *relayConn) deliver(buf []byte, from netip.AddrPort) {
+func (c *relayConn) deliver(buf []byte, from netip.AddrPort, out *sendQueue) {
 	if !c.admit(from.Addr(), len(buf)-udppoll.Headroom) {
 		return
 	}
 	if ch := c.channelFor(from); ch != nil {
-		ch.send(buf[udppoll.Headroom-channelHeader:])
+		ch.queue(buf[udppoll.Headroom-channelHeader:], out)
 		return
 	}
 	c.polled.queue(buf[udppoll.Headroom:], from)
@@ -142,7 +144,7 @@ type polledListener struct {
 	channels *channels
 }
 
-func (l *polledListener) deliver(buf []byte, from netip.AddrPort) {
+func (l *polledListener) deliver(buf []byte, from netip.AddrPort, _ *sendQueue) {
 	b := buf[udppoll.Headroom:]
 	if l.channels.forward(b, from) {
 		return
@@ -185,33 +187,7 @@ func (s *Server) listenPolled(address string) (*polledListener, error) {
 		return nil, fmt.Errorf("relay UDP listener %s: %w", address, err)
 	}
 	l.sock, l.local = sock, net.UDPAddrFromAddrPort(sock.LocalAddr())
+	l.channels.polled = sock
 	_ = sock.SetBuffers(listenerBuffer, listenerBuffer)
 	return l, nil
-}
-
-// allocatePolled opens c's socket in the Set: on port when pion asks for
-// one (EVEN-PORT reservations), otherwise on a free random port of the
-// range, as pion's port-range generator would.
-func (r *relaySockets) allocatePolled(port int, c *relayConn) (net.Addr, error) {
-	bind, err := netip.ParseAddr(r.inner.Address)
-	if err != nil {
-		return nil, fmt.Errorf("relay: bind address %q: %w", r.inner.Address, err)
-	}
-	var sock *udppoll.Socket[datagramSink]
-	if port != 0 {
-		sock, err = r.poll.Listen(netip.AddrPortFrom(bind, uint16(port)), c)
-	} else {
-		span := int(r.inner.MaxPort) - int(r.inner.MinPort) + 1
-		for range max(r.inner.MaxRetries, 1) {
-			p := int(r.inner.MinPort) + rand.IntN(span)
-			if sock, err = r.poll.Listen(netip.AddrPortFrom(bind, uint16(p)), c); err == nil {
-				break
-			}
-		}
-	}
-	if err != nil {
-		return nil, fmt.Errorf("relay: no relay port: %w", err)
-	}
-	c.polled.sock, c.polled.local = sock, net.UDPAddrFromAddrPort(sock.LocalAddr())
-	return &net.UDPAddr{IP: r.inner.RelayAddress, Port: int(sock.LocalAddr().Port())}, nil
 }

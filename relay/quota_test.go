@@ -63,7 +63,13 @@ func boolInt(b bool) int {
 // can fail after that; a failed Allocate must not keep its slot, or a
 // client could fill the relay with requests that fail.
 func TestFailedAllocateDoesNotHoldQuota(t *testing.T) {
-	tr := startRelay(t, func(c *Config) { c.TotalQuota = 1 })
+	// The range's one port is taken, so every creation fails.
+	blocker, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := uint16(blocker.LocalAddr().(*net.UDPAddr).Port)
+	tr := startRelay(t, func(c *Config) { c.TotalQuota, c.PortMin, c.PortMax = 1, port, port })
 	user, pass := mint(testSecret, "g_zero")
 	conn, err := net.ListenPacket("udp4", "127.0.0.1:0")
 	if err != nil {
@@ -71,11 +77,11 @@ func TestFailedAllocateDoesNotHoldQuota(t *testing.T) {
 	}
 	raw := newRawClient(t, conn, tr.Addr(), user, pass)
 	for range 3 {
-		// A LIFETIME of zero passes the quota and fails in pion's creation.
-		if code := errorCode(raw.request(stun.MethodAllocate, requestedUDP, lifetime(0))); code != 508 {
-			t.Fatalf("allocate with lifetime 0: code %d, want pion's 508", code)
+		if code := errorCode(raw.request(stun.MethodAllocate, requestedUDP)); code != 508 {
+			t.Fatalf("allocate without a free port: code %d, want pion's 508", code)
 		}
 	}
+	blocker.Close()
 	dial(t, tr, "udp", user, pass).allocate(t)
 	if got := tr.counter(tr.metrics.quotaRefusals, "total"); got != 0 {
 		t.Fatalf("%v allocations refused by a quota that failed requests filled", got)

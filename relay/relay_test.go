@@ -154,8 +154,8 @@ func TestCredentialsRefused(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			before := tr.counter(tr.metrics.authFailures, tt.reason)
 			_, err := dial(t, tr, "udp", tt.user, tt.pass).Allocate()
-			if code := turnCode(err); code != 400 {
-				t.Fatalf("Allocate: %v (code %d), want 400", err, code)
+			if code := turnCode(err); code != 401 {
+				t.Fatalf("Allocate: %v (code %d), want 401", err, code)
 			}
 			if got := tr.counter(tr.metrics.authFailures, tt.reason) - before; got != 1 {
 				t.Fatalf("%s refusals counted %v times, want 1", tt.reason, got)
@@ -196,13 +196,13 @@ func TestSecretRotation(t *testing.T) {
 	if err := tr.SetCredentials([][]byte{newSecret}, nil); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := dial(t, tr, "udp", oldUser, oldPass).Allocate(); turnCode(err) != 400 {
-		t.Fatalf("credential of a dropped secret: %v, want 400", err)
+	if _, err := dial(t, tr, "udp", oldUser, oldPass).Allocate(); turnCode(err) != 401 {
+		t.Fatalf("credential of a dropped secret: %v, want 401", err)
 	}
 	dial(t, tr, "udp", newUser, newPass).allocate(t)
 
 	fresh := startRelay(t, func(c *Config) { c.Secrets = [][]byte{newSecret} })
-	if _, err := dial(t, fresh, "udp", oldUser, oldPass).Allocate(); turnCode(err) != 400 {
+	if _, err := dial(t, fresh, "udp", oldUser, oldPass).Allocate(); turnCode(err) != 401 {
 		t.Fatalf("a relay started without the old secret accepted its credential: %v", err)
 	}
 }

@@ -1,15 +1,19 @@
 package relay
 
 import (
+	"context"
 	"errors"
+	"fmt"
+	"math/rand/v2"
 	"net"
 	"net/netip"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/pion/turn/v4"
+	"github.com/pion/turn/v5"
 
 	"github.com/openconsult/openconsult/internal/udppoll"
 )
@@ -17,25 +21,29 @@ import (
 var (
 	errPeerRefused = errors.New("relay: peer refused by policy")
 	errNotUDPAddr  = errors.New("relay: peer is not a UDP address")
-	errTCPRelay    = errors.New("relay: TCP relaying (RFC 6062) is not offered")
+	errNotTCPAddr  = errors.New("relay: peer is not a TCP address")
 )
 
 // relaySockets is the RelayAddressGenerator given to pion/turn. It opens
 // every allocation's relay socket (in the event loops' Set where there is
-// one, otherwise through the port-range generator) so that the socket
-// enforces the peer policy on what it sends, only lets in datagrams from
-// peers holding a permission, applies the bandwidth cap and counts
-// traffic. pion/turn offers no per-packet hook; the relay socket is the one
-// place every relayed datagram passes, on pion's path and on the channel
-// fast path alike.
+// one, otherwise a socket of Go's poller) so that the socket enforces the
+// peer policy on what it sends, only lets in datagrams from peers holding a
+// permission, applies the bandwidth caps and counts traffic. pion/turn
+// offers no per-packet hook; the relay socket is the one place every
+// relayed datagram passes, on pion's path and on the channel fast path
+// alike. TCP allocations (RFC 6062) get a listener and connections that
+// refuse peers the policy forbids.
 type relaySockets struct {
-	inner   *turn.RelayAddressGeneratorPortRange
-	poll    *udppoll.Set[datagramSink] // nil where the system has none
-	policy  *PeerPolicy
-	metrics *metrics
-	refused func(class string)
-	maxBPS  int64
-	now     func() time.Time
+	v4, v6      relayFamily // v6 is unset without IPv6 relaying
+	min, max    uint16
+	poll        *udppoll.Set[datagramSink] // nil where the system has none
+	policy      *PeerPolicy
+	metrics     *metrics
+	refused     func(class string)
+	maxBPS      int64
+	total       *sharedBucket // the server-wide cap; nil without one
+	now         func() time.Time
+	dialTimeout time.Duration
 
 	// byAddr finds a socket from the relayed address pion reports in its
 	// permission events: the very value AllocatePacketConn returned.
@@ -43,41 +51,150 @@ type relaySockets struct {
 	byAddr map[net.Addr]*relayConn
 }
 
-func (r *relaySockets) Validate() error { return r.inner.Validate() }
+// relayFamily is where one address family's relay sockets bind and the
+// address told to clients for them.
+type relayFamily struct {
+	bind, public netip.Addr
+}
 
-func (r *relaySockets) AllocatePacketConn(network string, port int) (net.PacketConn, net.Addr, error) {
+func (f relayFamily) ok() bool { return f.bind.IsValid() }
+
+var (
+	errNoFamily  = errors.New("relay: no relay address of this family")
+	errNoPort    = errors.New("relay: no free relay port")
+	errBadConfig = errors.New("relay: relay sockets need a bind address and a port range")
+)
+
+func (r *relaySockets) Validate() error {
+	if !r.v4.ok() && !r.v6.ok() || r.min == 0 || r.max < r.min {
+		return errBadConfig
+	}
+	return nil
+}
+
+// family returns the relay addresses for pion's network name ("udp4",
+// "tcp6", ...).
+func (r *relaySockets) family(network string) (relayFamily, error) {
+	f := r.v4
+	if strings.HasSuffix(network, "6") {
+		f = r.v6
+	}
+	if !f.ok() {
+		return f, errNoFamily
+	}
+	return f, nil
+}
+
+// ports calls try with random ports of the range, or only with want when
+// pion asks for one (EVEN-PORT reservations), until it succeeds.
+func (r *relaySockets) ports(want int, try func(port uint16) error) error {
+	if want != 0 {
+		return try(uint16(want))
+	}
+	span := int(r.max) - int(r.min) + 1
+	for range relayPortTries {
+		if try(uint16(int(r.min)+rand.IntN(span))) == nil {
+			return nil
+		}
+	}
+	return errNoPort
+}
+
+// relayPortTries is how many random ports of the range an allocation tries.
+const relayPortTries = 32
+
+func (r *relaySockets) AllocatePacketConn(conf turn.AllocateListenerConfig) (net.PacketConn, net.Addr, error) {
+	fam, err := r.family(conf.Network)
+	if err != nil {
+		return nil, nil, err
+	}
 	// Everything deliver reads is set before the socket can receive.
-	c := &relayConn{owner: r, policy: r.policy, m: r.metrics, refused: r.refused}
+	c := &relayConn{owner: r, policy: r.policy, m: r.metrics, refused: r.refused, total: r.total}
 	c.permitted.Store(&[]netip.Addr{})
 	c.channels.Store(&[]peerChannel{})
 	if r.maxBPS > 0 {
 		c.in, c.out = newBucket(r.maxBPS, r.now), newBucket(r.maxBPS, r.now)
 	}
+	var port uint16
 	if r.poll != nil {
 		c.polled = &polledSocket{pionQueue: newPionQueue(polledInbox)}
-		addr, err := r.allocatePolled(port, c)
-		if err != nil {
-			return nil, nil, err
-		}
-		c.PacketConn, c.sock, c.addr = c.polled, c.polled, addr
+		err = r.ports(conf.RequestedPort, func(p uint16) error {
+			sock, err := r.poll.Listen(netip.AddrPortFrom(fam.bind, p), c)
+			if err == nil {
+				c.polled.sock, c.polled.local = sock, net.UDPAddrFromAddrPort(sock.LocalAddr())
+				port = sock.LocalAddr().Port()
+			}
+			return err
+		})
+		c.PacketConn, c.sock = c.polled, c.polled
 	} else {
-		conn, addr, err := r.inner.AllocatePacketConn(network, port)
-		if err != nil {
-			return nil, nil, err
-		}
-		c.PacketConn, c.addr = conn, addr
-		if s, ok := conn.(udpSocket); ok {
-			c.sock, c.reader = s, s
-		}
+		err = r.ports(conf.RequestedPort, func(p uint16) error {
+			conn, err := net.ListenUDP(conf.Network, net.UDPAddrFromAddrPort(netip.AddrPortFrom(fam.bind, p)))
+			if err == nil {
+				c.PacketConn, c.sock, c.reader = conn, conn, conn
+				port = uint16(conn.LocalAddr().(*net.UDPAddr).Port)
+			}
+			return err
+		})
 	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("relay: %s relay socket: %w", conf.Network, err)
+	}
+	c.addr = net.UDPAddrFromAddrPort(netip.AddrPortFrom(fam.public, port))
 	r.mu.Lock()
 	r.byAddr[c.addr] = c
 	r.mu.Unlock()
 	return c, c.addr, nil
 }
 
-func (r *relaySockets) AllocateConn(string, int) (net.Conn, net.Addr, error) {
-	return nil, nil, errTCPRelay
+// AllocateListener opens the listener of a TCP allocation (RFC 6062),
+// where peers connect to the client. Several sockets share its address,
+// the connections the relay makes to peers, hence SO_REUSEADDR and
+// SO_REUSEPORT.
+func (r *relaySockets) AllocateListener(conf turn.AllocateListenerConfig) (net.Listener, net.Addr, error) {
+	fam, err := r.family(conf.Network)
+	if err != nil {
+		return nil, nil, err
+	}
+	lc := net.ListenConfig{Control: reusePort}
+	var ln net.Listener
+	err = r.ports(conf.RequestedPort, func(p uint16) error {
+		var err error
+		ln, err = lc.Listen(context.Background(), conf.Network, netip.AddrPortFrom(fam.bind, p).String())
+		return err
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("relay: %s relay listener: %w", conf.Network, err)
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	return &peerListener{Listener: ln, s: r}, &net.TCPAddr{IP: net.IP(fam.public.AsSlice()), Port: port}, nil
+}
+
+// AllocateConn connects a TCP allocation to a peer, for a Connect request,
+// from the allocation's relayed port. pion passes the relayed address,
+// which behind a one-to-one NAT is not a local one; the relay binds the
+// same port on its own address.
+func (r *relaySockets) AllocateConn(conf turn.AllocateConnConfig) (net.Conn, error) {
+	fam, err := r.family(conf.Network)
+	if err != nil {
+		return nil, err
+	}
+	peer, ok := conf.RemoteAddr.(*net.TCPAddr)
+	local, ok2 := conf.LocalAddr.(*net.TCPAddr)
+	if !ok || !ok2 {
+		return nil, errNotTCPAddr
+	}
+	if allowed, class := r.policy.Check(peer.AddrPort().Addr()); !allowed {
+		r.refused(class)
+		return nil, errPeerRefused
+	}
+	d := net.Dialer{Timeout: r.dialTimeout, Control: reusePort,
+		LocalAddr: net.TCPAddrFromAddrPort(netip.AddrPortFrom(fam.bind, uint16(local.Port)))}
+	c, err := d.Dial(conf.Network, peer.String())
+	if err != nil {
+		return nil, fmt.Errorf("relay: connect to peer: %w", err)
+	}
+	return &peerConn{Conn: c, s: r}, nil
 }
 
 // permission applies pion's OnPermissionCreated and OnPermissionDeleted.
@@ -122,7 +239,8 @@ type relayConn struct {
 	policy  *PeerPolicy
 	m       *metrics
 	refused func(class string)
-	in, out *bucket // nil without a cap
+	in, out *bucket       // nil without a cap
+	total   *sharedBucket // the server-wide cap; nil without one
 	// sock sends with netip addresses; reader reads with them for
 	// readFast; polled is set instead when a udppoll.Set reads the socket.
 	// Without any of them pion's net.Addr path is used.
@@ -177,6 +295,10 @@ func (c *relayConn) send(p []byte, peer netip.AddrPort, addr net.Addr) (int, err
 		c.m.toPeerDrops.Inc()
 		return len(p), nil // lost, as on a congested link
 	}
+	if c.total != nil && !c.total.allow(toPeer, len(p)) {
+		c.m.toPeerTotalDrops.Inc()
+		return len(p), nil
+	}
 	var n int
 	var err error
 	if c.sock != nil {
@@ -228,6 +350,10 @@ func (c *relayConn) admit(ip netip.Addr, n int) bool {
 	}
 	if c.in != nil && !c.in.allow(n) {
 		c.m.fromPeerDrops.Inc()
+		return false
+	}
+	if c.total != nil && !c.total.allow(fromPeer, n) {
+		c.m.fromPeerTotalDrops.Inc()
 		return false
 	}
 	c.m.fromPeerBytes.Add(float64(n))

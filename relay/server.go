@@ -7,12 +7,13 @@ import (
 	"log/slog"
 	"net"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/pion/logging"
-	"github.com/pion/turn/v4"
+	"github.com/pion/turn/v5"
 
 	"github.com/openconsult/openconsult/internal/udppoll"
 )
@@ -36,14 +37,11 @@ type Server struct {
 	draining atomic.Bool
 
 	turn    *turn.Server
-	udp     *gatedPacketConn
-	tcp     *gatedListener
+	ports   []*turnPort // one per listen address, the first is Listen
 	tls     *gatedListener
 	sockets []*relaySockets
+	total   *sharedBucket              // the server-wide cap; nil without one
 	poll    *udppoll.Set[datagramSink] // reads the UDP sockets; nil where unsupported
-	// udpSockets are the relay sockets of clients on the UDP listener,
-	// the ones the channel fast path serves.
-	udpSockets *relaySockets
 
 	// loops counts what pion/turn runs on our sockets: the UDP read loop,
 	// each accept loop and each accepted connection's loop.
@@ -83,15 +81,22 @@ func New(cfg Config) (*Server, error) {
 			return nil, fmt.Errorf("relay: %w", err)
 		}
 	}
+	if cfg.MaxTotalBPS > 0 {
+		s.total = newSharedBucket(cfg.MaxTotalBPS, s.now)
+	}
 	if err := s.listen(); err != nil {
 		s.closePoll()
 		s.metrics.unregister()
 		return nil, err
 	}
-	// pion/turn runs one loop on the UDP socket and one on each listener.
-	s.udpSockets = s.newSockets()
-	pcs := []turn.PacketConnConfig{{PacketConn: s.udp, RelayAddressGenerator: s.udpSockets, PermissionHandler: s.permit}}
-	lcs := []turn.ListenerConfig{{Listener: s.tcp, RelayAddressGenerator: s.newSockets(), PermissionHandler: s.permit}}
+	// pion/turn runs one loop on each UDP socket and one on each listener.
+	var pcs []turn.PacketConnConfig
+	var lcs []turn.ListenerConfig
+	for _, p := range s.ports {
+		p.sockets = s.newSockets()
+		pcs = append(pcs, turn.PacketConnConfig{PacketConn: p.udp, RelayAddressGenerator: p.sockets, PermissionHandler: s.permit})
+		lcs = append(lcs, turn.ListenerConfig{Listener: p.tcp, RelayAddressGenerator: s.newSockets(), PermissionHandler: s.permit})
+	}
 	if s.tls != nil {
 		lcs = append(lcs, turn.ListenerConfig{Listener: s.tls, RelayAddressGenerator: s.newSockets(), PermissionHandler: s.permit})
 	}
@@ -104,6 +109,11 @@ func New(cfg Config) (*Server, error) {
 		ListenerConfigs:   lcs,
 		LoggerFactory:     quietLoggers{},
 		InboundMTU:        inboundMTU,
+		// Without IPv6 relaying a client on an IPv6 listener that names no
+		// family gets an IPv4 relay, as RFC 6156 says; with it, one of the
+		// client's own family, which is what a browser on IPv6 needs.
+		StrictAddressFamily: !cfg.RelayBindIP6.IsValid(),
+		AllocationLifetime:  defaultLifetime,
 		EventHandler: turn.EventHandler{
 			OnAuth: func(_, _ net.Addr, _, _, _, _ string, ok bool) {
 				if !ok {
@@ -127,11 +137,11 @@ func New(cfg Config) (*Server, error) {
 			OnPermissionDeleted: func(_, _ net.Addr, _, _, _ string, relayAddr net.Addr, peer net.IP) {
 				s.permissionChanged(relayAddr, peer, false)
 			},
-			OnChannelCreated: func(src, _ net.Addr, _, _, _ string, relayAddr, peer net.Addr, number uint16) {
-				s.channelChanged(src, relayAddr, peer, number, true)
+			OnChannelCreated: func(src, dst net.Addr, _, _, _ string, relayAddr, peer net.Addr, number uint16) {
+				s.channelChanged(src, dst, relayAddr, peer, number, true)
 			},
-			OnChannelDeleted: func(src, _ net.Addr, _, _, _ string, relayAddr, peer net.Addr, number uint16) {
-				s.channelChanged(src, relayAddr, peer, number, false)
+			OnChannelDeleted: func(src, dst net.Addr, _, _, _ string, relayAddr, peer net.Addr, number uint16) {
+				s.channelChanged(src, dst, relayAddr, peer, number, false)
 			},
 		},
 	})
@@ -146,18 +156,57 @@ func New(cfg Config) (*Server, error) {
 	if s.tls != nil {
 		tlsAddr = s.tls.Addr().String()
 	}
-	s.log.Info("relay listening", "udp_tcp", s.Addr().String(), "tls", tlsAddr, "relay_ip", cfg.RelayBindIP.String(),
-		"public_ip", cfg.PublicIP.String(), "ports", fmt.Sprintf("%d-%d", cfg.PortMin, cfg.PortMax),
+	addrs := make([]string, 0, len(s.ports))
+	for _, a := range s.Addrs() {
+		addrs = append(addrs, a.String())
+	}
+	s.log.Info("relay listening", "udp_tcp", strings.Join(addrs, " "), "tls", tlsAddr, "relay_ip", cfg.RelayBindIP.String(),
+		"public_ip", cfg.PublicIP.String(), "relay_ip6", cfg.RelayBindIP6.String(), "public_ip6", cfg.PublicIP6.String(),
+		"ports", fmt.Sprintf("%d-%d", cfg.PortMin, cfg.PortMax), "max_bps", cfg.MaxBPS, "max_total_bps", cfg.MaxTotalBPS,
 		"secrets", len(cfg.Secrets), "static_users", len(cfg.StaticUsers),
 		"allocation_rate", cfg.AllocationRate, "allocation_burst", cfg.AllocationBurst, "streams_per_address", cfg.StreamsPerAddress)
 	return s, nil
 }
 
-// listen opens the UDP and TCP listeners on one port, and the TLS one.
+// turnPort is one listen address: its UDP socket and TCP listener on one
+// port, and the relay sockets of its UDP clients, the ones its channel
+// fast path serves.
+type turnPort struct {
+	udp     *gatedPacketConn
+	tcp     *gatedListener
+	sockets *relaySockets
+}
+
+// listen opens the UDP and TCP listeners of every listen address, and the
+// TLS one.
 func (s *Server) listen() error {
-	host, port, err := net.SplitHostPort(s.cfg.Listen)
+	for _, addr := range append([]string{s.cfg.Listen}, s.cfg.MoreListen...) {
+		p, err := s.listenPort(addr)
+		if err != nil {
+			s.closeSockets()
+			return err
+		}
+		s.ports = append(s.ports, p)
+	}
+	if s.cfg.TLSListener != nil {
+		s.tls = newGatedListener(s.cfg.TLSListener, s, s.loops.Done)
+	}
+	if s.cfg.TLSListen != "" {
+		l, err := tls.Listen("tcp", s.cfg.TLSListen, s.cfg.TLS)
+		if err != nil {
+			s.closeSockets()
+			return fmt.Errorf("relay TLS listener %s: %w", s.cfg.TLSListen, err)
+		}
+		s.tls = newGatedListener(l, s, s.loops.Done)
+	}
+	return nil
+}
+
+// listenPort opens the UDP and TCP listeners of one address on one port.
+func (s *Server) listenPort(address string) (*turnPort, error) {
+	host, port, err := net.SplitHostPort(address)
 	if err != nil {
-		return fmt.Errorf("relay listen address %q: %w", s.cfg.Listen, err)
+		return nil, fmt.Errorf("relay listen address %q: %w", address, err)
 	}
 	// With port 0 the TCP listener takes the port UDP got, which may be
 	// taken for TCP; a few tries find a port free for both.
@@ -168,8 +217,8 @@ func (s *Server) listen() error {
 	var udp net.PacketConn
 	var tcp net.Listener
 	for range tries {
-		if udp, err = s.listenUDP(); err != nil {
-			return err
+		if udp, err = s.listenUDP(address); err != nil {
+			return nil, err
 		}
 		got := strconv.Itoa(udp.LocalAddr().(*net.UDPAddr).Port)
 		if tcp, err = net.Listen("tcp", net.JoinHostPort(host, got)); err == nil {
@@ -178,44 +227,32 @@ func (s *Server) listen() error {
 		_ = udp.Close()
 	}
 	if err != nil {
-		return fmt.Errorf("relay TCP listener %s: %w", s.cfg.Listen, err)
+		return nil, fmt.Errorf("relay TCP listener %s: %w", address, err)
 	}
-	s.udp = &gatedPacketConn{PacketConn: udp, in: inspector{s: s}, stopped: s.loops.Done}
+	p := &turnPort{udp: &gatedPacketConn{PacketConn: udp, in: inspector{s: s}, stopped: s.loops.Done}}
 	switch u := udp.(type) {
 	case *polledListener:
-		s.udp.channels = u.channels // the loop forwards ChannelData itself
+		p.udp.channels = u.channels // the loop forwards ChannelData itself
 	case udpSocket:
-		s.udp.reader, s.udp.channels = u, newChannels(u)
+		p.udp.reader, p.udp.channels = u, newChannels(u)
 	}
-	s.tcp = newGatedListener(tcp, s, s.loops.Done)
-	if s.cfg.TLSListener != nil {
-		s.tls = newGatedListener(s.cfg.TLSListener, s, s.loops.Done)
-	}
-	if s.cfg.TLSListen != "" {
-		l, err := tls.Listen("tcp", s.cfg.TLSListen, s.cfg.TLS)
-		if err != nil {
-			_ = udp.Close()
-			_ = tcp.Close()
-			return fmt.Errorf("relay TLS listener %s: %w", s.cfg.TLSListen, err)
-		}
-		s.tls = newGatedListener(l, s, s.loops.Done)
-	}
-	return nil
+	p.tcp = newGatedListener(tcp, s, s.loops.Done)
+	return p, nil
 }
 
-// listenUDP opens the TURN port's UDP socket: in the Set where there is
+// listenUDP opens a TURN port's UDP socket: in the Set where there is
 // one, otherwise as a socket of Go's poller.
-func (s *Server) listenUDP() (net.PacketConn, error) {
+func (s *Server) listenUDP(address string) (net.PacketConn, error) {
 	if s.poll != nil {
-		return s.listenPolled(s.cfg.Listen)
+		return s.listenPolled(address)
 	}
-	ua, err := net.ResolveUDPAddr("udp", s.cfg.Listen)
+	ua, err := net.ResolveUDPAddr("udp", address)
 	var udp *net.UDPConn
 	if err == nil {
 		udp, err = net.ListenUDP("udp", ua)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("relay UDP listener %s: %w", s.cfg.Listen, err)
+		return nil, fmt.Errorf("relay UDP listener %s: %w", address, err)
 	}
 	_ = udp.SetReadBuffer(listenerBuffer)
 	_ = udp.SetWriteBuffer(listenerBuffer)
@@ -231,8 +268,10 @@ func (s *Server) closePoll() {
 }
 
 func (s *Server) closeSockets() {
-	_ = s.udp.PacketConn.Close()
-	_ = s.tcp.Listener.Close()
+	for _, p := range s.ports {
+		_ = p.udp.PacketConn.Close()
+		_ = p.tcp.Listener.Close()
+	}
 	if s.tls != nil {
 		_ = s.tls.Listener.Close()
 	}
@@ -240,21 +279,34 @@ func (s *Server) closeSockets() {
 
 func (s *Server) newSockets() *relaySockets {
 	r := &relaySockets{
-		inner: &turn.RelayAddressGeneratorPortRange{
-			RelayAddress: net.IP(s.cfg.PublicIP.AsSlice()), Address: s.cfg.RelayBindIP.String(),
-			MinPort: s.cfg.PortMin, MaxPort: s.cfg.PortMax, MaxRetries: 32,
-		},
-		poll:   s.poll,
-		policy: s.policy, metrics: s.metrics, maxBPS: s.cfg.MaxBPS, now: s.now,
-		refused: func(class string) { s.peerRefused(class, false) },
-		byAddr:  map[net.Addr]*relayConn{},
+		v4:  relayFamily{bind: s.cfg.RelayBindIP, public: s.cfg.PublicIP},
+		v6:  relayFamily{bind: s.cfg.RelayBindIP6, public: s.cfg.PublicIP6},
+		min: s.cfg.PortMin, max: s.cfg.PortMax,
+		poll: s.poll, policy: s.policy, metrics: s.metrics, maxBPS: s.cfg.MaxBPS, total: s.total, now: s.now,
+		dialTimeout: peerDialTimeout,
+		refused:     func(class string) { s.peerRefused(class, false) },
+		byAddr:      map[net.Addr]*relayConn{},
 	}
 	s.sockets = append(s.sockets, r)
 	return r
 }
 
+// peerDialTimeout bounds a TCP allocation's connection to a peer (RFC
+// 6062, 5.2: at least 30 seconds).
+const peerDialTimeout = 30 * time.Second
+
+// Addrs returns the addresses of the UDP and TCP listeners, Listen's
+// first.
+func (s *Server) Addrs() []net.Addr {
+	out := make([]net.Addr, len(s.ports))
+	for i, p := range s.ports {
+		out[i] = p.udp.LocalAddr()
+	}
+	return out
+}
+
 // Addr returns the address of the UDP and TCP listeners.
-func (s *Server) Addr() net.Addr { return s.udp.LocalAddr() }
+func (s *Server) Addr() net.Addr { return s.ports[0].udp.LocalAddr() }
 
 // TLSAddr returns the address of the TLS listener, or nil without one.
 func (s *Server) TLSAddr() net.Addr {
@@ -343,20 +395,25 @@ func (s *Server) streamAllocated(src, dst net.Addr, allocated bool) {
 		return
 	}
 	key := streamKey(src, dst)
-	if !s.tcp.setAllocated(key, allocated) && s.tls != nil {
+	for _, p := range s.ports {
+		if p.tcp.setAllocated(key, allocated) {
+			return
+		}
+	}
+	if s.tls != nil {
 		s.tls.setAllocated(key, allocated)
 	}
 }
 
 // authenticate is pion/turn's AuthHandler: the long-term key of username,
 // or a refusal of a malformed, expired or unknown one.
-func (s *Server) authenticate(username, realm string, _ net.Addr) ([]byte, bool) {
+func (s *Server) authenticate(ra *turn.RequestAttributes) (userID string, key []byte, ok bool) {
 	c := s.creds.Load()
-	if reason := c.check(username, realm, s.now()); reason != "" {
+	if reason := c.check(ra.Username, ra.Realm, s.now()); reason != "" {
 		s.authFailed(reason)
-		return nil, false
+		return "", nil, false
 	}
-	return c.key(username, realm), true
+	return ra.Username, c.key(ra.Username, ra.Realm), true
 }
 
 // permit is pion/turn's PermissionHandler, behind the gate: it refuses
@@ -377,13 +434,18 @@ func (s *Server) permit(_ net.Addr, peer net.IP) bool {
 // channelChanged keeps the channel fast path in step with pion. Only a
 // client on the UDP listener has a *net.UDPAddr; TCP and TLS clients stay
 // on pion's path.
-func (s *Server) channelChanged(src, relayAddr, peer net.Addr, number uint16, bound bool) {
+func (s *Server) channelChanged(src, dst, relayAddr, peer net.Addr, number uint16, bound bool) {
 	client, ok := src.(*net.UDPAddr)
 	to, ok2 := peer.(*net.UDPAddr)
-	if !ok || !ok2 || s.udp.channels == nil {
+	if !ok || !ok2 {
 		return
 	}
-	s.udpSockets.channel(s.udp.channels, relayAddr, client.AddrPort(), to.AddrPort(), number, bound)
+	for _, p := range s.ports {
+		if p.udp.channels != nil && p.udp.LocalAddr().String() == dst.String() {
+			p.sockets.channel(p.udp.channels, relayAddr, client.AddrPort(), to.AddrPort(), number, bound)
+			return
+		}
+	}
 }
 
 func (s *Server) permissionChanged(relayAddr net.Addr, peer net.IP, granted bool) {

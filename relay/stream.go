@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -102,7 +103,7 @@ func (l *gatedListener) Accept() (net.Conn, error) {
 			continue
 		}
 		now := time.Now()
-		gc := &gatedConn{Conn: c, l: l, in: inspector{s: l.s}, buf: make([]byte, inboundMTU),
+		gc := &gatedConn{Conn: c, l: l, in: inspector{s: l.s, stream: true}, buf: make([]byte, inboundMTU),
 			key: streamKey(c.RemoteAddr(), c.LocalAddr()), release: release, idleSince: now}
 		_ = c.SetReadDeadline(now.Add(l.s.cfg.firstFrameTimeout))
 		l.mu.Lock()
@@ -164,6 +165,12 @@ type gatedConn struct {
 	pending []byte // the rest of a frame pion has not read yet
 	once    sync.Once
 
+	// binding is set by Read when a ConnectionBind request passes to pion;
+	// raw when pion has answered it with success (RFC 6062, 5.4): from
+	// then on the connection carries the bytes of one TCP connection with
+	// a peer, not TURN frames.
+	binding, raw atomic.Bool
+
 	mu        sync.Mutex
 	started   bool      // the first frame has arrived; written by Read only
 	allocated bool      // pion holds an allocation for this connection
@@ -171,6 +178,9 @@ type gatedConn struct {
 }
 
 func (c *gatedConn) Read(p []byte) (int, error) {
+	if len(c.pending) == 0 && c.raw.Load() {
+		return c.readRaw(p)
+	}
 	for len(c.pending) == 0 {
 		f, err := c.next()
 		if err != nil {
@@ -191,11 +201,50 @@ func (c *gatedConn) Read(p []byte) (int, error) {
 			}
 			continue
 		}
+		if isConnectionBind(f) {
+			c.binding.Store(true)
+		}
 		c.pending = f
 	}
 	n := copy(p, c.pending)
 	c.pending = c.pending[n:]
 	return n, nil
+}
+
+// Write passes pion's answers on, and turns the connection raw once pion
+// has accepted a ConnectionBind: pion writes its success response before
+// it starts copying between the connection and the peer's.
+func (c *gatedConn) Write(p []byte) (int, error) {
+	if c.binding.Load() && isConnectionBindSuccess(p) {
+		c.binding.Store(false)
+		c.mu.Lock()
+		c.allocated = true // a data connection lives as long as its peer's
+		c.armLocked()
+		c.mu.Unlock()
+		c.raw.Store(true)
+	}
+	return c.Conn.Write(p)
+}
+
+// readRaw returns the bytes of a data connection: those read past the
+// ConnectionBind first, then the connection's own.
+func (c *gatedConn) readRaw(p []byte) (int, error) {
+	if c.r < c.w {
+		n := copy(p, c.buf[c.r:c.w])
+		c.r += n
+		return n, nil
+	}
+	return c.Conn.Read(p)
+}
+
+func isConnectionBind(f []byte) bool {
+	return len(f) >= 20 && f[0] == 0x00 && f[1] == 0x0b
+}
+
+// isConnectionBindSuccess reports whether p is a ConnectionBind success
+// response (method 0x00b, class 0b10).
+func isConnectionBindSuccess(p []byte) bool {
+	return len(p) >= 20 && p[0] == 0x01 && p[1] == 0x0b
 }
 
 // setAllocated records whether pion holds an allocation for the

@@ -34,7 +34,7 @@ func (c *chunkConn) SetReadDeadline(time.Time) error { return nil }
 func gatedStream(t testing.TB, data []byte, chunk int) *gatedConn {
 	s := gateServer(t, testSecret)
 	l := newGatedListener(nil, s, func() {})
-	return &gatedConn{Conn: &chunkConn{data: data, chunk: chunk}, l: l, in: inspector{s: s}, buf: make([]byte, inboundMTU)}
+	return &gatedConn{Conn: &chunkConn{data: data, chunk: chunk}, l: l, in: inspector{s: s, stream: true}, buf: make([]byte, inboundMTU)}
 }
 
 // readFrames reads the stream as pion's STUNConn does, frame by frame.

@@ -146,7 +146,7 @@ func (c *Client) run(ctx context.Context) {
 		if err == nil {
 			backoff = c.minBackoff
 			c.log.Info("sfulink connected", "node", c.url)
-			err = l.ep.run(l.handle)
+			err = l.ep.run(l.handle, l.handleMedia)
 			c.mu.Lock()
 			c.link, c.lastErr = nil, err
 			c.mu.Unlock()
@@ -190,7 +190,8 @@ func (c *Client) dial(ctx context.Context) (*clientLink, error) {
 		c.mu.Unlock()
 		return nil, err
 	}
-	l := &clientLink{c: c, over: make(chan struct{}), pending: map[uint64]pendingCall{}, sessions: map[string]*remoteParticipant{}}
+	l := &clientLink{c: c, over: make(chan struct{}), pending: map[uint64]pendingCall{},
+		sessions: map[string]*remoteParticipant{}, recs: map[uint32]*remoteRecording{}}
 	l.ep = newEndpoint(ws, c.heartbeat, nil)
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -244,7 +245,7 @@ func (c *Client) Join(ctx context.Context, roomID, memberID string, events media
 	if err != nil {
 		return nil, err
 	}
-	_, err = l.call(ctx, message{Type: typeJoin, SID: rp.sid, Room: roomID, Member: memberID}, rp)
+	_, err = l.call(ctx, message{Type: typeJoin, SID: rp.sid, Room: roomID, Member: memberID}, rp.markJoined)
 	if err != nil {
 		rp.discard()
 		if ctx.Err() != nil {

@@ -21,6 +21,7 @@ type clientLink struct {
 	ep      *endpoint
 	nextID  atomic.Uint64
 	nextSID atomic.Uint64
+	nextRec atomic.Uint32
 
 	over chan struct{} // closed by end, after the last message was handled
 
@@ -28,13 +29,15 @@ type clientLink struct {
 	ended    error                  // why the link ended; nil while up
 	pending  map[uint64]pendingCall // requests waiting for their result
 	sessions map[string]*remoteParticipant
+	recs     map[uint32]*remoteRecording
 }
 
-// pendingCall is a request waiting for its result; join is the session a
-// join request opens.
+// pendingCall is a request waiting for its result; ok, if set, runs on the
+// read loop when the result is a success, before anything that follows
+// it on the link is handled.
 type pendingCall struct {
-	ch   chan message
-	join *remoteParticipant
+	ch chan message
+	ok func()
 }
 
 // handle dispatches one message of the node from the read loop; user
@@ -57,10 +60,10 @@ func (l *clientLink) handle(data []byte) {
 		if !ok {
 			break
 		}
-		if pc.join != nil && m.Code == "" {
+		if pc.ok != nil && m.Code == "" {
 			// Marked here, on the read loop, so that a link lost from now
-			// on reports Closed to this session.
-			pc.join.markJoined()
+			// on reports Closed (or Ended) to this session (or recording).
+			pc.ok()
 		}
 		pc.ch <- m // buffered: one result per request
 	case typeAnswer, typeOffer, typeSpeaker:
@@ -77,6 +80,8 @@ func (l *clientLink) handle(data []byte) {
 		if rp := l.take(m.SID); rp != nil {
 			rp.discard()
 		}
+	case typeTrack, typeTrackEnd, typeRecordEnd:
+		l.handleRecording(m)
 	case typeError:
 		l.c.log.Warn("sfulink node refused a message", "node", l.c.url, "code", m.Code, "err", m.Error)
 	}
@@ -86,12 +91,15 @@ func (l *clientLink) handle(data []byte) {
 func (l *clientLink) end(reason error) {
 	l.mu.Lock()
 	l.ended = reason
-	sessions := l.sessions
-	l.sessions, l.pending = nil, nil
+	sessions, recs := l.sessions, l.recs
+	l.sessions, l.pending, l.recs = nil, nil, nil
 	l.mu.Unlock()
 	close(l.over)
 	for _, rp := range sessions {
 		rp.finish(reason)
+	}
+	for _, rr := range recs {
+		rr.finish(reason)
 	}
 }
 
@@ -123,9 +131,9 @@ func (l *clientLink) newSession(events media.Events) (*remoteParticipant, error)
 	return rp, nil
 }
 
-// call sends a request and waits for its result; join is the session a
-// join request opens, nil for other requests.
-func (l *clientLink) call(ctx context.Context, m message, join *remoteParticipant) (message, error) {
+// call sends a request and waits for its result; ok, if set, runs on the
+// read loop on success (see pendingCall).
+func (l *clientLink) call(ctx context.Context, m message, ok func()) (message, error) {
 	m.ID = l.nextID.Add(1)
 	ch := make(chan message, 1)
 	l.mu.Lock()
@@ -133,7 +141,7 @@ func (l *clientLink) call(ctx context.Context, m message, join *remoteParticipan
 		l.mu.Unlock()
 		return message{}, l.ended
 	}
-	l.pending[m.ID] = pendingCall{ch, join}
+	l.pending[m.ID] = pendingCall{ch, ok}
 	l.mu.Unlock()
 	forget := func() {
 		l.mu.Lock()

@@ -29,12 +29,17 @@
 //	             candidate {id, sid, candidate}
 //	             view {id, sid, publisher, width, height}
 //	             close {sid}
+//	             record {id, rec, room, v}   start recording a room
+//	             keyframe {rec, trackId}, stoprecord {rec}
 //	from node:   result {id, load?, code?, error?}   one per request id
 //	             answer {sid, sdp}, offer {sid, sdp}, speaker {sid, member}
 //	             closed {sid, code, error}   the node ended the session
 //	             replaced {sid}   the member joined again; ends silently
 //	             load {load}   every second and when it changes
 //	             error {id?, code, error}   a message the node cannot read
+//	             track {rec, num, track}   a track the recording now takes
+//	             trackend {rec, num}, recordend {rec, code?, error?}
+//	             binary media messages (below)
 //
 // The client chooses session ids ("sid"), unique on its link, and request
 // ids ("id"); every request gets exactly one result. Operations of one
@@ -45,8 +50,29 @@
 // the error instead). The node's events reach media.Events in order, on a
 // goroutine per session, never on the link's reader.
 // Error codes are stable: "full" (errors.Is media.ErrFull on the client),
-// "unavailable" and "shutdown" (media.ErrUnavailable), "bad_request",
-// "unknown_session", "busy", "failed". Both ends ping every Heartbeat and
+// "unavailable" and "shutdown" (media.ErrUnavailable), "no_room"
+// (media.ErrNoRoom), "room_closed" (media.ErrRoomClosed), "bad_request",
+// "unknown_session", "busy", "failed".
+//
+// # Recording
+//
+// Client and Pool implement media.Recorder: signal asks the node that
+// holds a room to record it (record, with the version v of the recording
+// stream, 1; a node that speaks another refuses it as bad_request), and
+// the node runs its own recorder and streams what it records back. Each
+// track is announced by a track message with its number within the
+// recording, codec and member; its RTP packets follow in binary
+// WebSocket messages (a version byte, then records of recording id, track
+// number, length and one RTP packet each, batched up to 32 KiB; see
+// frame.go); trackend and recordend close them. All of it shares the
+// link's one ordered queue, so a track's packets come after its
+// description and before its end. Recorded media may take only part of
+// that queue: what the link cannot carry is dropped (the recorder sees
+// the gap in sequence numbers and asks for a keyframe), so that it never
+// crowds out the sessions' messages. On the signal side each recording is
+// delivered to its sink on a goroutine of its own, behind a bounded
+// queue. A lost link ends the recording with an error wrapping
+// media.ErrUnavailable, as it ends the sessions. Both ends ping every Heartbeat and
 // give up on a peer silent for three heartbeats, so a dead node or a dead
 // signal process is noticed within seconds; a node ends every session of a
 // link that is gone.
@@ -63,6 +89,10 @@ import (
 var (
 	_ media.Node        = (*Client)(nil)
 	_ media.Node        = (*Pool)(nil)
+	_ media.Recorder    = (*Client)(nil)
+	_ media.Recorder    = (*Pool)(nil)
+	_ media.Recording   = (*remoteRecording)(nil)
+	_ media.RecordSink  = (*serverRecording)(nil)
 	_ media.Participant = (*remoteParticipant)(nil)
 	_ media.Participant = (*poolParticipant)(nil)
 	_ media.Events      = sessionEvents{}

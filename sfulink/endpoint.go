@@ -18,7 +18,8 @@ type endpoint struct {
 	heartbeat time.Duration
 	tick      func() // called by the writer every tickEvery, if set
 
-	out        chan []byte
+	out        chan outMsg
+	frame      []byte        // writer-owned: the media message being batched
 	done       chan struct{} // closed by stop: tear everything down
 	flush      chan struct{} // closed by drain: write what is queued, then a close frame
 	readerDone chan struct{}
@@ -26,6 +27,19 @@ type endpoint struct {
 	stopOnce   sync.Once
 	flushOnce  sync.Once
 }
+
+// outMsg is a queued message: JSON text, or one record of a binary media
+// message (see frame.go).
+type outMsg struct {
+	b     []byte
+	media bool
+}
+
+// mediaQueue is how many media records may wait for the writer. Control
+// messages have sendQueue more places besides, so that recorded media
+// that the link cannot carry is dropped (the recorder sees the gap) and
+// never crowds out a session's messages.
+const mediaQueue = 2048
 
 // tickEvery paces the node's load reports: at most this late after a change.
 const tickEvery = 250 * time.Millisecond
@@ -37,7 +51,7 @@ func newEndpoint(ws *websocket.Conn, heartbeat time.Duration, tick func()) *endp
 	ws.SetReadLimit(MaxMessage)
 	return &endpoint{
 		ws: ws, heartbeat: heartbeat, tick: tick,
-		out: make(chan []byte, sendQueue), done: make(chan struct{}), flush: make(chan struct{}),
+		out: make(chan outMsg, sendQueue+mediaQueue), done: make(chan struct{}), flush: make(chan struct{}),
 		readerDone: make(chan struct{}), writerDone: make(chan struct{}),
 	}
 }
@@ -58,7 +72,24 @@ func (e *endpoint) send(m message) bool {
 	default:
 	}
 	select {
-	case e.out <- b:
+	case e.out <- outMsg{b: b}:
+		return true
+	default:
+		return false
+	}
+}
+
+// sendMedia queues one record of a media message without blocking; it
+// returns false, and the record is dropped, when mediaQueue messages
+// wait already or the link is stopped.
+func (e *endpoint) sendMedia(rec []byte) bool {
+	if len(e.out) >= mediaQueue {
+		return false
+	}
+	select {
+	case <-e.done:
+		return false
+	case e.out <- outMsg{b: rec, media: true}:
 		return true
 	default:
 		return false
@@ -66,9 +97,9 @@ func (e *endpoint) send(m message) bool {
 }
 
 // run starts the writer, then reads messages and hands each to handle
-// until the link fails or is stopped. It returns the read error after the
-// writer has ended.
-func (e *endpoint) run(handle func([]byte)) error {
+// (text) or media (binary) until the link fails or is stopped. It
+// returns the read error after the writer has ended.
+func (e *endpoint) run(handle, media func([]byte)) error {
 	go e.write()
 	defer close(e.readerDone)
 	_ = e.ws.SetReadDeadline(e.deadline())
@@ -76,12 +107,17 @@ func (e *endpoint) run(handle func([]byte)) error {
 	var err error
 	for {
 		var data []byte
-		_, data, err = e.ws.ReadMessage()
+		var kind int
+		kind, data, err = e.ws.ReadMessage()
 		if err != nil {
 			break
 		}
 		_ = e.ws.SetReadDeadline(e.deadline())
-		handle(data)
+		if kind == websocket.BinaryMessage {
+			media(data)
+		} else {
+			handle(data)
+		}
 	}
 	e.stop()
 	<-e.writerDone
@@ -100,8 +136,8 @@ func (e *endpoint) write() {
 	}
 	for {
 		select {
-		case b := <-e.out:
-			if !e.writeMessage(b) {
+		case m := <-e.out:
+			if !e.writeOut(m) {
 				return
 			}
 		case <-ping.C:
@@ -115,8 +151,8 @@ func (e *endpoint) write() {
 		queued:
 			for {
 				select {
-				case b := <-e.out:
-					if !e.writeMessage(b) {
+				case m := <-e.out:
+					if !e.writeOut(m) {
 						return
 					}
 				default:
@@ -131,9 +167,40 @@ func (e *endpoint) write() {
 	}
 }
 
-func (e *endpoint) writeMessage(b []byte) bool {
+// writeOut writes m; a media record takes the records queued behind it
+// into the same message, up to maxFrame, and writes the control message
+// that ends the run after it.
+func (e *endpoint) writeOut(m outMsg) bool {
+	for m.media {
+		e.frame = append(e.frame[:0], mediaVersion)
+		e.frame = append(e.frame, m.b...)
+		m = outMsg{}
+	batch:
+		for len(e.frame) < maxFrame {
+			select {
+			case next := <-e.out:
+				if !next.media || len(e.frame)+len(next.b) > maxFrame {
+					m = next
+					break batch
+				}
+				e.frame = append(e.frame, next.b...)
+			default:
+				break batch
+			}
+		}
+		if !e.writeMessage(websocket.BinaryMessage, e.frame) {
+			return false
+		}
+		if m.b == nil {
+			return true
+		}
+	}
+	return e.writeMessage(websocket.TextMessage, m.b)
+}
+
+func (e *endpoint) writeMessage(kind int, b []byte) bool {
 	_ = e.ws.SetWriteDeadline(e.deadline())
-	if err := e.ws.WriteMessage(websocket.TextMessage, b); err != nil {
+	if err := e.ws.WriteMessage(kind, b); err != nil {
 		e.stop()
 		return false
 	}

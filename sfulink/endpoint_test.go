@@ -88,7 +88,7 @@ func TestSilentPeerEndsTheLinkAfterThreeHeartbeats(t *testing.T) {
 				start := time.Now()
 				ended := make(chan error, 1)
 				e := newEndpoint(client, heartbeat, nil)
-				go func() { ended <- e.run(func([]byte) {}) }()
+				go func() { ended <- e.run(func([]byte) {}, func([]byte) {}) }()
 
 				time.Sleep(c.wantEnd - time.Second)
 				synctest.Wait()

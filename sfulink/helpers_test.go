@@ -21,9 +21,9 @@ import (
 // pki is the link's CA with a node and a signal certificate.
 type pki = testpki.Link
 
-func newPKI(t *testing.T) *pki { return testpki.NewLink(t) }
+func newPKI(t testing.TB) *pki { return testpki.NewLink(t) }
 
-func clientTLS(t *testing.T, p *pki) *tls.Config {
+func clientTLS(t testing.TB, p *pki) *tls.Config {
 	t.Helper()
 	cfg, err := ClientTLS(p.SignalCert, p.SignalKey, p.CA.File)
 	if err != nil {
@@ -61,7 +61,7 @@ const testHeartbeat = 200 * time.Millisecond
 // 600 ms of silence was sometimes lost in the middle of a case.
 const suiteHeartbeat = time.Second
 
-func startNode(t *testing.T, p *pki, maxParticipants int) *testNode {
+func startNode(t testing.TB, p *pki, maxParticipants int) *testNode {
 	t.Helper()
 	cfg, err := ServerTLS(p.NodeCert, p.NodeKey, p.CA.File)
 	if err != nil {
@@ -80,12 +80,12 @@ func startSuiteNode(t *testing.T, p *pki, c nodetest.Config) *testNode {
 	return startNodeAt(t, cfg, c, "127.0.0.1:0", suiteHeartbeat)
 }
 
-func startNodeTLS(t *testing.T, cfg *tls.Config, maxParticipants int) *testNode {
+func startNodeTLS(t testing.TB, cfg *tls.Config, maxParticipants int) *testNode {
 	t.Helper()
 	return startNodeAt(t, cfg, nodetest.Config{MaxParticipants: maxParticipants}, "127.0.0.1:0", testHeartbeat)
 }
 
-func startNodeAt(t *testing.T, cfg *tls.Config, c nodetest.Config, addr string, heartbeat time.Duration) *testNode {
+func startNodeAt(t testing.TB, cfg *tls.Config, c nodetest.Config, addr string, heartbeat time.Duration) *testNode {
 	t.Helper()
 	mc := media.Config{Log: quietLog(), Settings: nodetest.LoopbackSettings()}
 	c.Apply(&mc)
@@ -116,12 +116,12 @@ func startNodeAt(t *testing.T, cfg *tls.Config, c nodetest.Config, addr string, 
 	return n
 }
 
-func newTestClient(t *testing.T, url string, cfg *tls.Config) *Client {
+func newTestClient(t testing.TB, url string, cfg *tls.Config) *Client {
 	t.Helper()
 	return newClientWith(t, url, cfg, testHeartbeat)
 }
 
-func newClientWith(t *testing.T, url string, cfg *tls.Config, heartbeat time.Duration) *Client {
+func newClientWith(t testing.TB, url string, cfg *tls.Config, heartbeat time.Duration) *Client {
 	t.Helper()
 	c, err := NewClient(t.Context(), ClientConfig{URL: url, TLS: cfg, Log: quietLog(), Heartbeat: heartbeat, MinBackoff: 50 * time.Millisecond, MaxBackoff: 200 * time.Millisecond})
 	if err != nil {

@@ -43,22 +43,37 @@ func TestBadMessagesGetClearErrors(t *testing.T) {
 		wantType string
 		wantID   uint64
 		wantCode string
+		binary   bool
 	}{
-		{"not JSON", `{"type":`, typeError, 0, codeBadRequest},
-		{"unknown type", `{"type":"reboot","id":5}`, typeResult, 5, codeBadRequest},
-		{"join without ids", `{"type":"join","id":6}`, typeResult, 6, codeBadRequest},
-		{"join without request id", `{"type":"join","sid":"s1","room":"c_1","member":"m_1"}`, typeError, 0, codeBadRequest},
-		{"join with a huge room id", `{"type":"join","id":7,"sid":"s1","room":"` + strings.Repeat("r", 300) + `","member":"m_1"}`, typeResult, 7, codeBadRequest},
-		{"offer on an unknown session", `{"type":"offer","id":8,"sid":"nope","sdp":"v=0"}`, typeResult, 8, codeUnknownSession},
-		{"join", `{"type":"join","id":9,"sid":"s1","room":"c_1","member":"m_1"}`, typeResult, 9, ""},
-		{"same session id again", `{"type":"join","id":10,"sid":"s1","room":"c_1","member":"m_2"}`, typeResult, 10, codeBadRequest},
-		{"candidate missing", `{"type":"candidate","id":11,"sid":"s1"}`, typeResult, 11, codeBadRequest},
-		{"offer that is no SDP", `{"type":"offer","id":12,"sid":"s1","sdp":"hello"}`, typeResult, 12, codeFailed},
-		{"negative view", `{"type":"view","id":13,"sid":"s1","publisher":"m_2","width":-1,"height":5}`, typeResult, 13, codeFailed},
-		{"view", `{"type":"view","id":14,"sid":"s1","publisher":"m_2","width":320,"height":180}`, typeResult, 14, ""},
+		{"not JSON", `{"type":`, typeError, 0, codeBadRequest, false},
+		{"unknown type", `{"type":"reboot","id":5}`, typeResult, 5, codeBadRequest, false},
+		{"join without ids", `{"type":"join","id":6}`, typeResult, 6, codeBadRequest, false},
+		{"join without request id", `{"type":"join","sid":"s1","room":"c_1","member":"m_1"}`, typeError, 0, codeBadRequest, false},
+		{"join with a huge room id", `{"type":"join","id":7,"sid":"s1","room":"` + strings.Repeat("r", 300) + `","member":"m_1"}`, typeResult, 7, codeBadRequest, false},
+		{"offer on an unknown session", `{"type":"offer","id":8,"sid":"nope","sdp":"v=0"}`, typeResult, 8, codeUnknownSession, false},
+		{"join", `{"type":"join","id":9,"sid":"s1","room":"c_1","member":"m_1"}`, typeResult, 9, "", false},
+		{"same session id again", `{"type":"join","id":10,"sid":"s1","room":"c_1","member":"m_2"}`, typeResult, 10, codeBadRequest, false},
+		{"candidate missing", `{"type":"candidate","id":11,"sid":"s1"}`, typeResult, 11, codeBadRequest, false},
+		{"offer that is no SDP", `{"type":"offer","id":12,"sid":"s1","sdp":"hello"}`, typeResult, 12, codeFailed, false},
+		{"negative view", `{"type":"view","id":13,"sid":"s1","publisher":"m_2","width":-1,"height":5}`, typeResult, 13, codeFailed, false},
+		{"view", `{"type":"view","id":14,"sid":"s1","publisher":"m_2","width":320,"height":180}`, typeResult, 14, "", false},
+		{"record without a version", `{"type":"record","id":20,"rec":1,"room":"c_1"}`, typeResult, 20, codeBadRequest, false},
+		{"record of a future version", `{"type":"record","id":21,"rec":1,"room":"c_1","v":2}`, typeResult, 21, codeBadRequest, false},
+		{"record without a recording id", `{"type":"record","id":22,"room":"c_1","v":1}`, typeResult, 22, codeBadRequest, false},
+		{"record without a request id", `{"type":"record","rec":1,"room":"c_1","v":1}`, typeError, 0, codeBadRequest, false},
+		{"record of a room nobody joined", `{"type":"record","id":23,"rec":1,"room":"c_9","v":1}`, typeResult, 23, codeNoRoom, false},
+		{"record", `{"type":"record","id":24,"rec":1,"room":"c_1","v":1}`, typeResult, 24, "", false},
+		{"same recording id again", `{"type":"record","id":25,"rec":1,"room":"c_1","v":1}`, typeResult, 25, codeBadRequest, false},
+		{"keyframe with a huge track id", `{"type":"keyframe","rec":1,"trackId":"` + strings.Repeat("t", 600) + `"}`, typeError, 0, codeBadRequest, false},
+		{"media from signal", "\x01\x00", typeError, 0, codeBadRequest, true},
+		{"stop the recording", `{"type":"stoprecord","rec":1}`, typeRecordEnd, 0, "", false},
 	}
 	for _, tt := range tests {
-		if err := ws.WriteMessage(websocket.TextMessage, []byte(tt.send)); err != nil {
+		kind := websocket.TextMessage
+		if tt.binary {
+			kind = websocket.BinaryMessage
+		}
+		if err := ws.WriteMessage(kind, []byte(tt.send)); err != nil {
 			t.Fatalf("%s: %v", tt.name, err)
 		}
 		m := readReply(t, ws)
@@ -121,6 +136,8 @@ func FuzzLinkMessage(f *testing.F) {
 		`{"type":"candidate","id":3,"sid":"s","candidate":{"candidate":"candidate:1 1 udp 1 127.0.0.1 9 typ host"}}`,
 		`{"type":"view","id":4,"sid":"s","publisher":"m","width":1e99}`,
 		`{"type":"close","sid":"s"}`, `[]`, `null`, `{"id":-1}`, "\xff",
+		`{"type":"record","id":5,"rec":1,"room":"r","v":1}`,
+		`{"type":"keyframe","rec":1,"trackId":"m/video"}`, `{"type":"stoprecord","rec":1}`,
 	} {
 		f.Add([]byte(s))
 	}

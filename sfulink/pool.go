@@ -90,6 +90,7 @@ func (p *Pool) Load() media.Load {
 		sum.Rooms += l.Rooms
 		sum.Participants += l.Participants
 		sum.Tracks += l.Tracks
+		sum.Recordings += l.Recordings
 		sum.MaxParticipants += l.MaxParticipants
 		sum.MaxTracks += l.MaxTracks
 		unlimitedP = unlimitedP || l.MaxParticipants == 0
@@ -333,4 +334,32 @@ func (e poolEvents) Speaker(who string) { e.inner.Speaker(who) }
 func (e poolEvents) Closed(err error) {
 	e.pp.pool.leave(e.pp, errors.Is(err, media.ErrUnavailable))
 	e.inner.Closed(err)
+}
+
+// Record implements media.Recorder on the node that holds roomID; a room
+// the pool has not placed is an error wrapping media.ErrNoRoom. When that
+// node is lost the recording ends with an error wrapping
+// media.ErrUnavailable, as the room's sessions do.
+func (p *Pool) Record(ctx context.Context, roomID string, sink media.RecordSink) (media.Recording, error) {
+	for {
+		p.mu.Lock()
+		r := p.rooms[roomID]
+		switch {
+		case r == nil:
+			p.mu.Unlock()
+			return nil, fmt.Errorf("record room %s: on no node: %w", roomID, media.ErrNoRoom)
+		case r.placing != nil:
+			ch := r.placing
+			p.mu.Unlock()
+			select {
+			case <-ch:
+			case <-ctx.Done():
+				return nil, fmt.Errorf("record room %s: %w", roomID, ctx.Err())
+			}
+			continue
+		}
+		node := r.node
+		p.mu.Unlock()
+		return node.Record(ctx, roomID, sink)
+	}
 }

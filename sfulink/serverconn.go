@@ -28,7 +28,8 @@ type serverConn struct {
 	cancel context.CancelFunc
 
 	mu       sync.Mutex
-	sessions map[string]*serverSession // nil once the link ends
+	sessions map[string]*serverSession   // nil once the link ends
+	recs     map[uint32]*serverRecording // nil once the link ends
 	workers  sync.WaitGroup
 
 	// Used by the writer goroutine only.
@@ -37,7 +38,7 @@ type serverConn struct {
 }
 
 func newServerConn(s *Server, ws *websocket.Conn, peer string) *serverConn {
-	c := &serverConn{srv: s, peer: peer, sessions: map[string]*serverSession{}}
+	c := &serverConn{srv: s, peer: peer, sessions: map[string]*serverSession{}, recs: map[uint32]*serverRecording{}}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	c.ep = newEndpoint(ws, s.heartbeat, c.tick)
 	return c
@@ -48,7 +49,7 @@ func newServerConn(s *Server, ws *websocket.Conn, peer string) *serverConn {
 // to join again.
 func (c *serverConn) serve() error {
 	c.tick()
-	err := c.ep.run(c.handle)
+	err := c.ep.run(c.handle, c.handleMedia)
 	c.cancel()
 	c.endAll(nil)
 	c.workers.Wait()
@@ -58,6 +59,11 @@ func (c *serverConn) serve() error {
 // endAll ends every session of the link, sending msg (with each session's
 // id) when it is not nil.
 func (c *serverConn) endAll(msg *message) {
+	var end *message
+	if msg != nil {
+		end = &message{Type: typeRecordEnd, Code: msg.Code, Error: msg.Error}
+	}
+	c.endRecordings(end)
 	c.mu.Lock()
 	all := make([]*serverSession, 0, len(c.sessions))
 	for _, ss := range c.sessions {
@@ -133,6 +139,10 @@ func (c *serverConn) handle(data []byte) {
 		c.join(m)
 	case typeOffer, typeAnswer, typeCandidate, typeView:
 		c.op(m)
+	case typeRecord:
+		c.record(m)
+	case typeKeyframe, typeStopRecord:
+		c.recordOp(m)
 	case typeClose:
 		c.mu.Lock()
 		ss := c.sessions[m.SID]
@@ -143,6 +153,12 @@ func (c *serverConn) handle(data []byte) {
 	default:
 		c.fail(m, codeBadRequest, fmt.Sprintf("unknown message type %q", m.Type))
 	}
+}
+
+// handleMedia refuses a binary message: media goes from node to signal
+// only.
+func (c *serverConn) handleMedia([]byte) {
+	c.fail(message{}, codeBadRequest, "unexpected binary message")
 }
 
 func (c *serverConn) join(m message) {

@@ -42,6 +42,14 @@ const (
 	typeReplaced  = "replaced"
 	typeLoad      = "load"
 	typeError     = "error"
+
+	// Recording (see record.go).
+	typeRecord     = "record"
+	typeKeyframe   = "keyframe"
+	typeStopRecord = "stoprecord"
+	typeTrack      = "track"
+	typeTrackEnd   = "trackend"
+	typeRecordEnd  = "recordend"
 )
 
 // Error codes on the wire.
@@ -53,6 +61,8 @@ const (
 	codeUnknownSession = "unknown_session"
 	codeBusy           = "busy"
 	codeFailed         = "failed"
+	codeNoRoom         = "no_room"
+	codeRoomClosed     = "room_closed"
 )
 
 // message is every link message; a type uses the fields its row in the
@@ -71,6 +81,15 @@ type message struct {
 	Load      *media.Load              `json:"load,omitempty"`
 	Code      string                   `json:"code,omitempty"`
 	Error     string                   `json:"error,omitempty"`
+
+	// Recording: the recording's id on the link, the version of its media
+	// stream, a track's number within the recording, its description, and
+	// the track id a keyframe request names.
+	Rec     uint32     `json:"rec,omitempty"`
+	V       int        `json:"v,omitempty"`
+	Num     uint32     `json:"num,omitempty"`
+	Track   *wireTrack `json:"track,omitempty"`
+	TrackID string     `json:"trackId,omitempty"`
 }
 
 // Error is an error the remote end reported, with its stable code.
@@ -90,6 +109,10 @@ func (e *Error) Is(target error) bool {
 		return target == media.ErrFull
 	case codeUnavailable, codeShutdown:
 		return target == media.ErrUnavailable
+	case codeNoRoom:
+		return target == media.ErrNoRoom
+	case codeRoomClosed:
+		return target == media.ErrRoomClosed
 	}
 	return false
 }
@@ -106,6 +129,10 @@ func codeOf(err error) string {
 		return codeShutdown
 	case errors.Is(err, media.ErrUnavailable):
 		return codeUnavailable
+	case errors.Is(err, media.ErrNoRoom):
+		return codeNoRoom
+	case errors.Is(err, media.ErrRoomClosed):
+		return codeRoomClosed
 	}
 	return codeFailed
 }

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/openconsult/openconsult/media"
 )
 
 // stableCodes are the error codes of the protocol; a client never sees
@@ -15,15 +17,19 @@ var stableCodes = map[string]bool{}
 
 func init() {
 	for _, e := range []*ProtoError{ErrMalformed, ErrTooLarge, ErrUnknownType, ErrLobby, ErrForbidden, ErrNoMember,
-		ErrBadSDP, ErrBadField, ErrRateLimited, ErrInternal, ErrMediaUnavailable, ErrNotRouted} {
+		ErrBadSDP, ErrBadField, ErrRateLimited, ErrInternal, ErrMediaUnavailable, ErrNotRouted,
+		ErrRecordingUnavailable, ErrRecordingBusy, ErrNotRecording, ErrNotAsked, ErrConsentRequired} {
 		stableCodes[e.Code] = true
 	}
 }
 
 // lobbySafe are the messages a guest may receive while it waits in the
 // lobby: answers to its own messages, whether a clinician is connected
-// (waiting), and being let in or turned away.
-var lobbySafe = map[string]bool{"welcome": true, "error": true, "pong": true, "ack": true, "waiting": true, "admitted": true, "denied": true, "removed": true, "ended": true}
+// (waiting), being let in or turned away, and, while the consult is
+// recorded, the question whether it agrees (record-ask) and its end
+// (recording).
+var lobbySafe = map[string]bool{"welcome": true, "error": true, "pong": true, "ack": true, "waiting": true, "admitted": true, "denied": true, "removed": true, "ended": true,
+	"record-ask": true, "recording": true}
 
 // fuzzRoom is a consult with a host, an admitted guest and a guest in the
 // lobby, each with a tab that records what it receives.
@@ -36,8 +42,24 @@ type fuzzRoom struct {
 
 const fuzzLobby = 2
 
+// refusingNodeDouble is a test double of a media node that can record but
+// takes nobody: the fuzzed room needs no real node to reach every
+// recording message.
+type refusingNodeDouble struct{}
+
+func (refusingNodeDouble) Join(context.Context, string, string, media.Events) (media.Participant, error) {
+	return nil, media.ErrFull
+}
+
+func (refusingNodeDouble) Record(context.Context, string, media.RecordSink) (media.Recording, error) {
+	return nil, media.ErrFull
+}
+
 func newFuzzRoom(t *testing.T) *fuzzRoom {
 	fr := &fuzzRoom{f: newFixture()}
+	fr.f.hub.deps.Media = refusingNodeDouble{}
+	fr.f.hub.deps.Recordings = &recorderDouble{}
+	t.Cleanup(fr.f.hub.stopMedia)
 	fr.r, fr.members[0], fr.tabs[0] = fr.f.join(t, "u_doc", true)
 	_, fr.members[1], fr.tabs[1] = fr.f.join(t, "g_in", false)
 	fr.r.Handle(fr.members[0], msg("admit", "member", "g_in"))
@@ -74,6 +96,13 @@ func (fr *fuzzRoom) state() state {
 // send delivers one message from member who, as a binary frame when
 // binary, and checks what every tab received.
 func (fr *fuzzRoom) send(t *testing.T, who int, binary bool, raw []byte) {
+	// "$REQ" stands for the recording request being asked, so that
+	// answers can reach it.
+	fr.r.mu.Lock()
+	if fr.r.rec != nil {
+		raw = bytes.ReplaceAll(raw, []byte("$REQ"), []byte(fr.r.rec.id))
+	}
+	fr.r.mu.Unlock()
 	before := fr.state()
 	live := before.inRoom[who] && !before.ended
 	if binary {
@@ -114,8 +143,9 @@ func (fr *fuzzRoom) send(t *testing.T, who int, binary bool, raw []byte) {
 	}
 
 	// A guest in the lobby reaches no right it lacks: whatever it sends
-	// changes nothing but its own presence (leave), and reaches others
-	// only as the lobby list and roster that follow.
+	// changes nothing but its own presence (leave) and its own answer to a
+	// recording question, and reaches others only as the lobby list and
+	// roster that follow; an answer reaches the host as its lobby list.
 	if who != fuzzLobby || !live || before.admitted[fuzzLobby] {
 		return
 	}
@@ -124,9 +154,12 @@ func (fr *fuzzRoom) send(t *testing.T, who int, binary bool, raw []byte) {
 	if after != want {
 		t.Fatalf("a lobby guest's %q changed the room: %+v, was %+v", raw, after, before)
 	}
+	env, _ := readEnvelope(raw)
 	for i := range 2 {
 		for _, m := range got[i] {
-			if typ := m["type"]; after.inRoom[fuzzLobby] || typ != "lobby" && typ != "roster" {
+			typ := m["type"]
+			answer := env.Type == "record-consent" && i == 0 && typ == "lobby"
+			if !answer && (after.inRoom[fuzzLobby] || typ != "lobby" && typ != "roster") {
 				t.Fatalf("a lobby guest's %q reached %s: %v", raw, fr.members[i].ID, m)
 			}
 		}
@@ -156,6 +189,8 @@ func FuzzHandle(f *testing.F) {
 		msg("media-state", "audio", true), msg("chat", "text", "hello"), msg("admit", "member", "g_lobby"),
 		msg("deny", "member", "g_lobby"), msg("remove", "member", "g_in"), msg("end"), msg("sfu-join"), msg("sfu-leave"),
 		msg("view", "member", "u_doc", "width", 640, "height", 360), msg("ping"), msg("leave"), msg("teleport"),
+		msg("record-start"), msg("record-stop"), msg("record-consent", "request", "$REQ", "consent", true),
+		msg("record-consent", "request", "$REQ", "consent", false), msg("record-consent", "request", "$REQ", "consent", true, "member", "u_doc"),
 		[]byte("{nope"), []byte(`{"id":"1"}`), []byte(`{"type":7}`), []byte(`[]`), []byte(`null`), []byte(`{"type":"chat","text":` + strings.Repeat("[", 40) + `}`),
 	}
 	for _, b := range bodies {
@@ -166,6 +201,8 @@ func FuzzHandle(f *testing.F) {
 	f.Add([]byte("\x00" + string(msg("admit", "member", "g_lobby")) + "\n\x02" + string(msg("chat", "text", "in now"))))
 	f.Add([]byte("\x02" + string(msg("leave")) + "\n\x02" + string(msg("chat", "text", "still?"))))
 	f.Add([]byte("\x82{\"type\":\"ping\"}"))
+	f.Add([]byte("\x00" + string(msg("record-start")) + "\n\x01" + string(msg("record-consent", "request", "$REQ", "consent", true)) +
+		"\n\x02" + string(msg("record-consent", "request", "$REQ", "consent", false))))
 	f.Add([]byte("\x00" + `{"type":"chat","text":"` + strings.Repeat("a", MaxMessageBytes) + `"}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		fr := newFuzzRoom(t)

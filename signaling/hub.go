@@ -174,13 +174,14 @@ func (r *Room) welcome(m *Member) {
 	if m.admitted {
 		state = "admitted"
 	}
-	m.send(encode(welcomeMsg{Type: "welcome", Member: m.ID, State: state, Host: m.Host}))
+	m.send(encode(welcomeMsg{Type: "welcome", Member: m.ID, State: state, Host: m.Host, Recording: r.recordingOffer()}))
 	if m.admitted {
 		r.sendAdmitted(m)
 		if m.rights&RightHost != 0 {
 			r.broadcastLobby()
 		}
 	}
+	r.askAgainLocked(m)
 }
 
 // Disconnected records that c, a connection of m, closed. The member keeps
@@ -246,8 +247,10 @@ func (h *Hub) sweep() {
 				h.deps.Log.Info("member timed out", "consult", r.ID, "member", id)
 				r.broadcastRoster()
 				r.broadcastLobby()
+				r.recordingMemberLeftLocked()
 			}
 		}
+		r.sweepRecordingLocked(now)
 		r.returnToPeersLocked(now)
 		r.mu.Unlock()
 	}
@@ -308,6 +311,7 @@ func (h *Hub) stopMedia() {
 	h.mu.Lock()
 	for _, r := range h.rooms {
 		r.mu.Lock()
+		r.stopRecordingLocked(StopServerClose)
 		for _, m := range r.members {
 			m.dropMediaLocked()
 		}

@@ -119,6 +119,7 @@ func (l *mediaLink) join(ctx context.Context, ref string) {
 	s.participant = p
 	l.session = s
 	l.room.deps.Log.Info("member joined the media node", "consult", l.room.ID, "member", l.member.ID)
+	l.room.nodeJoined(l.member, s)
 }
 
 // call runs one request on the current node session.
@@ -203,19 +204,23 @@ func (s *nodeSession) Closed(err error) {
 	r.deps.Log.Warn("media node session ended", "consult", r.ID, "member", m.ID, "lost", errors.Is(err, media.ErrUnavailable), "err", err)
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if r.members[m.ID] == m {
+		m.onNode = false
+	}
 	if r.members[m.ID] == m && !r.ended && r.route == RouteSFU {
 		m.send(encode(routeMsg{Type: "route", Route: RouteSFU, Restart: true}))
 	}
 }
 
 // moveToNodeLocked moves the consult to the media node once it has enough
-// admitted members; returnToPeersLocked may move it back.
+// admitted members, or is to be recorded; returnToPeersLocked may move it
+// back.
 func (r *Room) moveToNodeLocked() {
 	if r.route == RouteSFU || r.deps.Media == nil {
 		return
 	}
 	admitted := r.admittedLocked()
-	if admitted < r.deps.SFUMinParticipants {
+	if admitted < r.deps.SFUMinParticipants && !r.recordingLocked() {
 		return
 	}
 	r.route, r.below = RouteSFU, time.Time{}
@@ -238,7 +243,7 @@ func (r *Room) returnToPeersLocked(now time.Time) {
 	if r.route != RouteSFU || r.deps.SFUReturnAfter <= 0 || r.ended {
 		return
 	}
-	if r.admittedLocked() >= r.deps.SFUMinParticipants {
+	if r.admittedLocked() >= r.deps.SFUMinParticipants || r.recordingLocked() {
 		r.below = time.Time{}
 		return
 	}
@@ -249,6 +254,12 @@ func (r *Room) returnToPeersLocked(now time.Time) {
 	if now.Sub(r.below) < r.deps.SFUReturnAfter {
 		return
 	}
+	r.moveToPeersLocked()
+}
+
+// moveToPeersLocked tells the admitted members to go back to direct
+// connections.
+func (r *Room) moveToPeersLocked() {
 	r.route, r.below = RouteP2P, time.Time{}
 	r.deps.Log.Info("consult moved back to peer to peer", "consult", r.ID, "members", r.admittedLocked())
 	msg := encode(routeMsg{Type: "route", Route: RouteP2P})
@@ -358,6 +369,7 @@ func (r *Room) view(m *Member, raw json.RawMessage) error {
 // dropMediaLocked ends m's node session: m left the room for good, or has
 // direct media again after a move back to peer to peer.
 func (m *Member) dropMediaLocked() {
+	m.onNode = false
 	if m.media != nil {
 		m.media.stop()
 		m.media = nil // a later sfu-join starts a new link

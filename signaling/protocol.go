@@ -75,6 +75,9 @@ type MemberInfo struct {
 	// Check is a guest's connectivity check result (direct, relay,
 	// failed, unknown); empty when the join page sent none.
 	Check string `json:"check,omitempty"`
+	// Recording is, in the hosts' lobby list while members are recorded,
+	// the guest's answer: "asked", "agreed" or "declined".
+	Recording string `json:"recording,omitempty"`
 }
 
 // ChatMessage is one chat line as members see it.
@@ -104,6 +107,8 @@ type (
 		State  string `json:"state"` // "lobby" or "admitted"
 		Host   bool   `json:"host"`
 		Resume string `json:"resume"`
+		// Recording is present when the host may ask to record.
+		Recording *recordingOffer `json:"recording,omitempty"`
 	}
 	admittedMsg struct {
 		Type       string        `json:"type"` // "admitted"

@@ -107,6 +107,7 @@ func (r *Room) dropLocked(p *Member, kind string) {
 	r.forgetAdmission(p.ID)
 	r.broadcastRoster()
 	r.broadcastLobby()
+	r.recordingMemberLeftLocked()
 }
 
 // snapshot lists the live rooms.

@@ -77,6 +77,8 @@ type Member struct {
 	media     *mediaLink // the member's media node session, once it joined one
 	// lastSFUJoin is when the member last opened a node session.
 	lastSFUJoin time.Time
+	onNode      bool    // its node session is up
+	consent     consent // its last answer to a recording request
 }
 
 func (m *Member) info() MemberInfo {
@@ -125,6 +127,12 @@ type RoomDeps struct {
 	// SFUMinParticipants admitted members before it moves back to peer to
 	// peer; 0 keeps it on Media until it ends.
 	SFUReturnAfter time.Duration
+	// Recordings records consults that every member agreed to record; nil
+	// offers no recording. Recording also needs Media to be a
+	// media.Recorder.
+	Recordings Recordings
+	// RecordingPolicy is what the consent question says of a recording.
+	RecordingPolicy RecordingPolicy
 
 	// Admissions keeps admissions where a replica that takes the consult
 	// over finds them; nil keeps them in the room only.
@@ -145,7 +153,8 @@ type Room struct {
 	// below is when a consult on the media node last dropped under the
 	// members that moved it there; zero while it has them.
 	below     time.Time
-	speaker   string // the member last reported loudest
+	speaker   string    // the member last reported loudest
+	rec       *recState // the recording requested or running, if any
 	ended     bool
 	discarded bool // removed from the hub; a Join that raced must look again
 	relayOnly bool // read once at creation; true when it could not be read
@@ -195,6 +204,10 @@ var handlers = map[string]handler{
 	"view":        {need: RightSignal, apply: (*Room).view},
 	"ping":        {apply: (*Room).ping},
 	"leave":       {apply: (*Room).leave},
+	// Recording: a member in the lobby may answer, when it is asked.
+	"record-start":   {need: RightHost, apply: (*Room).recordStart},
+	"record-stop":    {need: RightHost, apply: (*Room).recordStop},
+	"record-consent": {apply: (*Room).recordConsent},
 }
 
 // Handle dispatches one inbound message from m.
@@ -388,6 +401,9 @@ func (r *Room) admit(host *Member, raw json.RawMessage) error {
 	if p.admitted {
 		return nil // a second click from another host is harmless
 	}
+	if err := r.admitRecordedLocked(p); err != nil {
+		return err
+	}
 	if err := r.audit(EventAccepted, p.ID, "admitted from the lobby", map[string]string{"by": host.ID}); err != nil {
 		return err
 	}
@@ -409,6 +425,7 @@ func (r *Room) admitLocked(p *Member) {
 	r.sendAdmitted(p)
 	r.broadcastRoster()
 	r.broadcastLobby()
+	r.recordingAdmittedLocked(p)
 }
 
 func (r *Room) sendAdmitted(p *Member) {
@@ -431,6 +448,9 @@ func (r *Room) sendAdmitted(p *Member) {
 		history = []ChatMessage{}
 	}
 	p.send(encode(admittedMsg{Type: "admitted", ICEServers: ice, Policy: policy, Roster: r.rosterLocked(), Chat: history, Route: r.route}))
+	if r.rec != nil {
+		p.send(r.recordingStateMsg(""))
+	}
 }
 
 func (r *Room) deny(host *Member, raw json.RawMessage) error {
@@ -492,6 +512,7 @@ func (r *Room) leave(m *Member, _ json.RawMessage) error {
 	r.forgetAdmission(m.ID)
 	r.broadcastRoster()
 	r.broadcastLobby()
+	r.recordingMemberLeftLocked()
 	return nil
 }
 
@@ -512,6 +533,7 @@ func (r *Room) endLocked(by, message string) error {
 	if err := r.audit(EventEnded, by, message, map[string]string{"participants": strings.Join(ids, ",")}); err != nil {
 		return err
 	}
+	r.stopRecordingLocked(StopEnded)
 	r.ended = true
 	out := encode(closingMsg{Type: CloseEnded})
 	for _, p := range r.members {
@@ -562,7 +584,9 @@ func (r *Room) broadcastLobby() {
 	var waiting []MemberInfo
 	for _, p := range r.members {
 		if !p.admitted {
-			waiting = append(waiting, p.info())
+			info := p.info()
+			info.Recording = r.lobbyAnswerLocked(p)
+			waiting = append(waiting, info)
 		}
 	}
 	sort.Slice(waiting, func(i, j int) bool { return waiting[i].ID < waiting[j].ID })

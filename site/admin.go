@@ -35,18 +35,18 @@ func (s *Site) userCreate(w http.ResponseWriter, r *http.Request, id auth.Identi
 		return
 	}
 	f := r.PostForm
-	u, err := s.opt.Accounts.CreateUser(r.Context(), id, f.Get("username"), f.Get("role"), f.Get("email"), client(r))
+	u, err := s.opt.Accounts.CreateUser(r.Context(), id, f.Get("username"), f.Get("role"), f.Get("email"), s.mailClient(r))
 	var policy *auth.PolicyError
 	switch {
 	case errors.As(err, &policy):
-		s.renderUsers(w, r, id, http.StatusUnprocessableEntity, formPage{Error: policy.Reason, Username: f.Get("username")})
+		s.renderUsers(w, r, id, http.StatusUnprocessableEntity, formPage{Error: s.policyText(r, policy), Username: f.Get("username")})
 	case err != nil && u.ID != "":
 		s.opt.Log.Error("activation message not sent", "user", u.ID, "err", err)
-		s.renderUsers(w, r, id, http.StatusOK, formPage{Error: "The account was created but the activation message could not be sent. Check the mail settings (the server log has the reason), then use “Send activation again”."})
+		s.renderUsers(w, r, id, http.StatusOK, formPage{Error: s.text(r, "users.created.mailfail")})
 	case err != nil:
 		s.internalError(w, r, "create user", err)
 	default:
-		s.renderUsers(w, r, id, http.StatusOK, formPage{Notice: "Account " + u.Username + " created. Its owner received an activation link."})
+		s.renderUsers(w, r, id, http.StatusOK, formPage{Notice: s.text(r, "users.created", "username", u.Username)})
 	}
 }
 
@@ -58,12 +58,13 @@ var adminActions = map[string]auth.AdminAction{
 	"resend-activation": auth.ActionResendActivation,
 }
 
+// actionDone names the message that confirms each action.
 var actionDone = map[auth.AdminAction]string{
-	auth.ActionDisable:          "The account is disabled and signed out everywhere.",
-	auth.ActionResetTOTP:        "The second factor is reset; the user enrolls again at the next sign-in.",
-	auth.ActionForcePassword:    "The user must choose a new password at the next sign-in.",
-	auth.ActionRevokeSessions:   "Every session of the user has ended.",
-	auth.ActionResendActivation: "A new activation link is on its way; the previous one no longer works.",
+	auth.ActionDisable:          "users.done.disable",
+	auth.ActionResetTOTP:        "users.done.reset.totp",
+	auth.ActionForcePassword:    "users.done.force.password",
+	auth.ActionRevokeSessions:   "users.done.revoke",
+	auth.ActionResendActivation: "users.done.resend",
 }
 
 func (s *Site) userAction(w http.ResponseWriter, r *http.Request, id auth.Identity) {
@@ -72,16 +73,16 @@ func (s *Site) userAction(w http.ResponseWriter, r *http.Request, id auth.Identi
 		s.notFound(w, r)
 		return
 	}
-	err := s.opt.Accounts.Apply(r.Context(), id, r.PathValue("id"), action, client(r))
+	err := s.opt.Accounts.Apply(r.Context(), id, r.PathValue("id"), action, s.mailClient(r))
 	var policy *auth.PolicyError
 	switch {
 	case errors.As(err, &policy):
-		s.renderUsers(w, r, id, http.StatusUnprocessableEntity, formPage{Error: policy.Reason})
+		s.renderUsers(w, r, id, http.StatusUnprocessableEntity, formPage{Error: s.policyText(r, policy)})
 	case errors.Is(err, store.ErrNotFound):
 		s.notFound(w, r)
 	case err != nil:
 		s.internalError(w, r, "admin action", err)
 	default:
-		s.renderUsers(w, r, id, http.StatusOK, formPage{Notice: actionDone[action]})
+		s.renderUsers(w, r, id, http.StatusOK, formPage{Notice: s.text(r, actionDone[action])})
 	}
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/openconsult/openconsult/audit"
 	"github.com/openconsult/openconsult/auth"
+	"github.com/openconsult/openconsult/web/i18n"
 )
 
 // AuditLog is what the administrators' audit page needs.
@@ -22,6 +23,7 @@ type AuditLog interface {
 const auditPageLimit = 200
 
 // auditFilter reads the filter fields of the audit page's forms.
+// The problem is a catalog key.
 func auditFilter(get func(string) string) (audit.Filter, string) {
 	var f audit.Filter
 	var problem string
@@ -32,7 +34,7 @@ func auditFilter(get func(string) string) (audit.Filter, string) {
 		}
 		t, err := time.Parse("2006-01-02", v)
 		if err != nil {
-			problem = "Dates are written YYYY-MM-DD."
+			problem = "audit.dates"
 			return time.Time{}
 		}
 		if end {
@@ -50,6 +52,7 @@ type auditPage struct {
 	Since, Until     string
 	User, Type, Room string
 	Report           audit.Report
+	ReportText       string // the report in the reader's language
 	Key              string
 	Limit            int
 }
@@ -67,8 +70,26 @@ func (s *Site) auditList(w http.ResponseWriter, r *http.Request, _ auth.Identity
 		s.internalError(w, r, "audit verify", err)
 		return
 	}
+	if problem != "" {
+		problem = s.text(r, problem)
+	}
 	s.render(w, r, http.StatusOK, "audit", formPage{Error: problem, Data: auditPage{Entries: entries, Since: q.Get("since"), Until: q.Get("until"),
-		User: f.User, Type: f.Type, Room: f.Room, Report: rep, Key: s.opt.Audit.VerifierKey(), Limit: auditPageLimit}})
+		User: f.User, Type: f.Type, Room: f.Room, Report: rep, ReportText: reportText(s.lang(r), rep), Key: s.opt.Audit.VerifierKey(), Limit: auditPageLimit}})
+}
+
+// reportText says what the verification of the log found, in l.
+func reportText(l *i18n.Lang, rep audit.Report) string {
+	if !rep.OK {
+		return l.T("audit.report.broken", "problem", rep.Problem)
+	}
+	text := l.T("audit.report.ok", "count", rep.Entries, "checkpoints", rep.Checkpoints, "verified", rep.Verified)
+	if rep.ExternalFrom != "" {
+		text += " " + l.T("audit.report.external", "from", rep.ExternalFrom, "covered", rep.External)
+	}
+	if rep.Entries > rep.Verified {
+		text += " " + l.T("audit.report.uncovered", "count", rep.Entries-rep.Verified)
+	}
+	return text
 }
 
 // auditExport downloads the filtered log; the export records itself in the
@@ -80,7 +101,7 @@ func (s *Site) auditExport(w http.ResponseWriter, r *http.Request, id auth.Ident
 	f, problem := auditFilter(r.PostForm.Get)
 	format := r.PostForm.Get("format")
 	if problem != "" || (format != "json" && format != "csv") {
-		s.render(w, r, http.StatusUnprocessableEntity, "error", errorPage{"Export not possible", "Check the dates (YYYY-MM-DD) and the format."})
+		s.render(w, r, http.StatusUnprocessableEntity, "error", errorPage{"err.export.title", "err.export.text"})
 		return
 	}
 	w.Header().Set("Content-Type", map[string]string{"json": "application/json", "csv": "text/csv; charset=utf-8"}[format])

@@ -101,7 +101,7 @@ func (s *Site) card(v consult.View) (consultCard, error) {
 func (s *Site) clinician(h func(http.ResponseWriter, *http.Request, auth.Identity)) http.HandlerFunc {
 	return s.requireStage(func(w http.ResponseWriter, r *http.Request, id auth.Identity) {
 		if id.User.Role != "clinician" {
-			s.render(w, r, http.StatusForbidden, "error", errorPage{"Not allowed", "Consults are run by clinicians' accounts."})
+			s.render(w, r, http.StatusForbidden, "error", errorPage{"err.notallowed.title", "err.clinicians.text"})
 			return
 		}
 		h(w, r, id)
@@ -134,8 +134,12 @@ func (s *Site) consultCreate(w http.ResponseWriter, r *http.Request, id auth.Ide
 	}
 	relay := s.opt.RelayOnly || r.PostForm.Get("relay_only") == "on"
 	v, err := s.opt.Consults.Create(r.Context(), id.User.ID, r.PostForm.Get("title"), relay)
+	if inv := (*consult.InvisibleError)(nil); errors.As(err, &inv) {
+		s.render(w, r, http.StatusUnprocessableEntity, "error", errorPage{"err.consult.notcreated", "err.consult.title.invisible"})
+		return
+	}
 	if errors.Is(err, consult.ErrBadInput) {
-		s.render(w, r, http.StatusUnprocessableEntity, "error", errorPage{"Consult not created", err.Error()})
+		s.render(w, r, http.StatusUnprocessableEntity, "error", errorPage{"err.consult.notcreated", "err.consult.title.long"})
 		return
 	}
 	if err != nil {
@@ -151,9 +155,9 @@ func (s *Site) consultError(w http.ResponseWriter, r *http.Request, err error) {
 	case errors.Is(err, store.ErrNotFound), errors.Is(err, consult.ErrNotOwner):
 		s.notFound(w, r)
 	case errors.Is(err, consult.ErrEnded):
-		s.render(w, r, http.StatusGone, "error", errorPage{"Consult ended", "This consult has ended."})
+		s.render(w, r, http.StatusGone, "error", errorPage{"err.consult.ended.title", "err.consult.ended.text"})
 	case errors.Is(err, consult.ErrBadInput):
-		s.render(w, r, http.StatusUnprocessableEntity, "error", errorPage{"Not possible", err.Error()})
+		s.render(w, r, http.StatusUnprocessableEntity, "error", errorPage{"err.notpossible", "err.consult.label"})
 	default:
 		s.internalError(w, r, "consult", err)
 	}
@@ -197,10 +201,20 @@ func (s *Site) consultRecord(w http.ResponseWriter, r *http.Request, id auth.Ide
 		s.internalError(w, r, "chat history", err)
 		return
 	}
+	var recs *recordingsPage
+	if s.opt.Recordings != nil {
+		list, err := s.opt.Recordings.List(r.Context(), v.ID)
+		if err != nil {
+			s.internalError(w, r, "list recordings", err)
+			return
+		}
+		recs = &recordingsPage{ConsultID: v.ID, Recordings: recordingViews(list)}
+	}
 	s.render(w, r, http.StatusOK, "record", formPage{Data: struct {
-		Consult consult.View
-		Chat    []signaling.ChatMessage
-	}{v, chat}})
+		Consult    consult.View
+		Chat       []signaling.ChatMessage
+		Recordings *recordingsPage
+	}{v, chat, recs}})
 }
 
 func (s *Site) consultAddLink(w http.ResponseWriter, r *http.Request, id auth.Identity) {
@@ -246,7 +260,7 @@ func (s *Site) joinPage(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "no-store")
 	err := s.opt.Consults.CheckLink(r.Context(), r.PathValue("token"))
 	if errors.Is(err, consult.ErrLinkInvalid) {
-		s.render(w, r, http.StatusGone, "error", errorPage{"This link no longer works", "It expired, was withdrawn, or the consultation has ended. Ask your clinic for a new link."})
+		s.render(w, r, http.StatusGone, "error", errorPage{"err.link.gone.title", "err.link.gone.text"})
 		return
 	}
 	if err != nil {
@@ -289,13 +303,13 @@ func (s *Site) joinSubmit(w http.ResponseWriter, r *http.Request) {
 	token, _, err := s.opt.Consults.JoinAsGuest(r.Context(), r.PathValue("token"), r.PostForm.Get("name"), device)
 	switch {
 	case errors.Is(err, consult.ErrDeviceRefused):
-		s.render(w, r, http.StatusForbidden, "error", errorPage{"This link no longer works on this device", "The clinician did not let this device in. Contact your clinic if you think this is a mistake."})
+		s.render(w, r, http.StatusForbidden, "error", errorPage{"err.device.title", "err.device.text"})
 	case errors.Is(err, consult.ErrLinkInvalid):
-		s.render(w, r, http.StatusGone, "error", errorPage{"This link no longer works", "It expired, was withdrawn, or the consultation has ended. Ask your clinic for a new link."})
+		s.render(w, r, http.StatusGone, "error", errorPage{"err.link.gone.title", "err.link.gone.text"})
 	case errors.Is(err, consult.ErrBadInput):
-		msg := "Please enter your name (up to 80 characters)."
+		msg := s.text(r, "join.error.name")
 		if inv := (*consult.InvisibleError)(nil); errors.As(err, &inv) {
-			msg = "Your name contains invisible formatting characters (such as right-to-left marks), which are not allowed. Please type it again."
+			msg = s.text(r, "join.error.invisible")
 		}
 		s.render(w, r, http.StatusUnprocessableEntity, "join", formPage{Error: msg, Data: struct{ Action string }{"/j/" + r.PathValue("token")}})
 	case err != nil:
@@ -314,12 +328,12 @@ func (s *Site) guestCall(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "no-store")
 	c, err := r.Cookie(guestCookie)
 	if err != nil {
-		s.render(w, r, http.StatusUnauthorized, "error", errorPage{"Open your link again", "Open the link your clinic sent you to join the consultation."})
+		s.render(w, r, http.StatusUnauthorized, "error", errorPage{"err.guest.reopen.title", "err.guest.reopen.text"})
 		return
 	}
 	g, err := s.opt.Consults.GuestSession(r.Context(), c.Value)
 	if errors.Is(err, consult.ErrLinkInvalid) || errors.Is(err, consult.ErrEnded) {
-		s.render(w, r, http.StatusGone, "error", errorPage{"The consultation has ended", "You can close this page."})
+		s.render(w, r, http.StatusGone, "error", errorPage{"err.consultation.ended.title", "err.consultation.ended.text"})
 		return
 	}
 	if err != nil {

@@ -2,6 +2,7 @@ package site
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -33,10 +34,12 @@ type DocumentRecorder interface {
 	RecordSession(ctx context.Context, event, consultID, memberID, message string, fields map[string]string) error
 }
 
-func jsonError(w http.ResponseWriter, code int, msg string) {
+// docError answers a document request with msg, a stable English text,
+// and the message of key in the request's language for the page to show.
+func (s *Site) docError(w http.ResponseWriter, r *http.Request, code int, msg, key string, args ...any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(code)
-	fmt.Fprintf(w, "{\"error\":%q}\n", msg)
+	_ = json.NewEncoder(w).Encode(map[string]string{"error": msg, "message": s.text(r, key, args...)})
 }
 
 // shareDocument accepts one file from an admitted member of the consult
@@ -47,17 +50,17 @@ func (s *Site) shareDocument(w http.ResponseWriter, r *http.Request) {
 	p, ok, err := s.participant(r, consultID)
 	if err != nil {
 		s.opt.Log.Error("document identity", "consult", consultID, "err", err)
-		jsonError(w, http.StatusInternalServerError, "internal error")
+		s.docError(w, r, http.StatusInternalServerError, "internal error", "doc.internal")
 		return
 	}
 	if !ok || !s.opt.Rooms.Admitted(consultID, p.ID) {
-		jsonError(w, http.StatusForbidden, "only admitted members of this consult can share documents")
+		s.docError(w, r, http.StatusForbidden, "only admitted members of this consult can share documents", "doc.forbidden")
 		return
 	}
 	r.Body = http.MaxBytesReader(w, r.Body, consult.MaxDocumentBytes+64<<10)
 	part, err := filePart(r)
 	if err != nil {
-		jsonError(w, http.StatusBadRequest, "send one file in the form field \"file\"")
+		s.docError(w, r, http.StatusBadRequest, "send one file in the form field \"file\"", "doc.field")
 		return
 	}
 	defer part.Close()
@@ -69,7 +72,7 @@ func (s *Site) shareDocument(w http.ResponseWriter, r *http.Request) {
 	if err := s.opt.DocAudit.RecordSession(r.Context(), "document.shared", consultID, p.ID, "document shared in the chat",
 		map[string]string{"document": msg.File.ID, "type": msg.File.Type, "bytes": strconv.FormatInt(msg.File.Size, 10)}); err != nil {
 		s.opt.Log.Error("audit document", "consult", consultID, "err", err)
-		jsonError(w, http.StatusInternalServerError, "the document could not be recorded")
+		s.docError(w, r, http.StatusInternalServerError, "the document could not be recorded", "doc.record")
 		return
 	}
 	s.opt.Rooms.Announce(consultID, msg)
@@ -103,23 +106,25 @@ func (s *Site) shareError(w http.ResponseWriter, r *http.Request, consultID, mem
 	var rate *consult.UploadRateError
 	switch {
 	case errors.Is(err, consult.ErrDocumentSize), errors.As(err, &tooBig):
-		jsonError(w, http.StatusRequestEntityTooLarge, consult.ErrDocumentSize.Error())
+		s.docError(w, r, http.StatusRequestEntityTooLarge, consult.ErrDocumentSize.Error(), "doc.size", "mib", consult.MaxDocumentBytes>>20)
 	case errors.Is(err, consult.ErrDocumentQuota):
-		jsonError(w, http.StatusRequestEntityTooLarge, consult.ErrDocumentQuota.Error())
+		s.docError(w, r, http.StatusRequestEntityTooLarge, consult.ErrDocumentQuota.Error(), "doc.quota")
 	case errors.As(err, &rate):
 		w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(rate.RetryAfter.Seconds()))))
-		jsonError(w, http.StatusTooManyRequests, consult.ErrUploadRate.Error())
-	case errors.Is(err, consult.ErrDocumentType), errors.Is(err, consult.ErrDocumentEmpty):
-		jsonError(w, http.StatusUnsupportedMediaType, err.Error())
+		s.docError(w, r, http.StatusTooManyRequests, consult.ErrUploadRate.Error(), "doc.rate")
+	case errors.Is(err, consult.ErrDocumentType):
+		s.docError(w, r, http.StatusUnsupportedMediaType, err.Error(), "doc.type")
+	case errors.Is(err, consult.ErrDocumentEmpty):
+		s.docError(w, r, http.StatusUnsupportedMediaType, err.Error(), "doc.empty")
 	case errors.Is(err, consult.ErrEnded):
-		jsonError(w, http.StatusGone, err.Error())
+		s.docError(w, r, http.StatusGone, err.Error(), "doc.ended")
 	case errors.Is(err, consult.ErrBadInput):
-		jsonError(w, http.StatusUnprocessableEntity, err.Error())
+		s.docError(w, r, http.StatusUnprocessableEntity, err.Error(), "doc.name")
 	case r.Context().Err() != nil, errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, multipart.ErrMessageTooLarge):
-		jsonError(w, http.StatusBadRequest, "the upload was interrupted")
+		s.docError(w, r, http.StatusBadRequest, "the upload was interrupted", "doc.interrupted")
 	default:
 		s.opt.Log.Error("share document", "consult", consultID, "member", memberID, "err", err)
-		jsonError(w, http.StatusInternalServerError, "the document could not be stored")
+		s.docError(w, r, http.StatusInternalServerError, "the document could not be stored", "doc.store")
 	}
 }
 
@@ -133,7 +138,7 @@ func (s *Site) downloadDocument(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if !allowed {
-		s.render(w, r, http.StatusForbidden, "error", errorPage{"Not allowed", "Only members of the consultation can open its documents."})
+		s.render(w, r, http.StatusForbidden, "error", errorPage{"err.notallowed.title", "err.documents.text"})
 		return
 	}
 	doc, err := s.opt.Documents.OpenDocument(r.Context(), consultID, r.PathValue("doc"))
@@ -142,7 +147,7 @@ func (s *Site) downloadDocument(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if errors.Is(err, consult.ErrDocumentExpired) {
-		s.render(w, r, http.StatusGone, "error", errorPage{"Document deleted", "This document was deleted at the end of its retention period."})
+		s.render(w, r, http.StatusGone, "error", errorPage{"err.document.deleted.title", "err.document.deleted.text"})
 		return
 	}
 	if err != nil {

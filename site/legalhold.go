@@ -36,12 +36,12 @@ func (s *Site) legalHold(w http.ResponseWriter, r *http.Request, id auth.Identit
 	consultID := r.PostForm.Get("consult")
 	action, ok := legalHoldEvents[r.PostForm.Get("hold")]
 	if consultID == "" || !ok {
-		s.render(w, r, http.StatusUnprocessableEntity, "error", errorPage{"Legal hold not changed", "Give the consult id and choose to set or clear the hold."})
+		s.render(w, r, http.StatusUnprocessableEntity, "error", errorPage{"err.hold.title", "err.hold.text"})
 		return
 	}
 	changed, err := s.opt.LegalHolds.SetLegalHold(r.Context(), consultID, action.hold)
 	if errors.Is(err, store.ErrNotFound) {
-		s.render(w, r, http.StatusNotFound, "error", errorPage{"No such consult", "Check the consult id."})
+		s.render(w, r, http.StatusNotFound, "error", errorPage{"err.noconsult.title", "err.noconsult.text"})
 		return
 	}
 	if err != nil {

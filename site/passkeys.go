@@ -91,14 +91,14 @@ func (s *Site) adminNeedsPasskey(w http.ResponseWriter, r *http.Request, id auth
 }
 
 var passkeyNotices = map[string]string{
-	"required": "Your institution requires administrators to sign in with a passkey. Add one to continue to the administration pages.",
-	"added":    "The passkey was added.",
-	"renamed":  "The passkey was renamed.",
-	"removed":  "The passkey was removed.",
+	"required": "passkeys.notice.required",
+	"added":    "passkeys.notice.added",
+	"renamed":  "passkeys.notice.renamed",
+	"removed":  "passkeys.notice.removed",
 }
 
 func (s *Site) passkeysPage(w http.ResponseWriter, r *http.Request, id auth.Identity) {
-	s.renderPasskeys(w, r, id, http.StatusOK, formPage{Notice: passkeyNotices[r.URL.Query().Get("done")]})
+	s.renderPasskeys(w, r, id, http.StatusOK, formPage{Notice: s.noticeText(r, passkeyNotices[r.URL.Query().Get("done")])})
 }
 
 func (s *Site) renderPasskeys(w http.ResponseWriter, r *http.Request, id auth.Identity, code int, page formPage) {
@@ -199,7 +199,7 @@ func (s *Site) passkeyRemove(w http.ResponseWriter, r *http.Request, id auth.Ide
 func (s *Site) passkeyFormDone(w http.ResponseWriter, r *http.Request, id auth.Identity, done string, err error) {
 	switch {
 	case errors.Is(err, auth.ErrPasskeyName):
-		s.renderPasskeys(w, r, id, http.StatusUnprocessableEntity, formPage{Error: "Give the passkey a name of 1 to 64 characters."})
+		s.renderPasskeys(w, r, id, http.StatusUnprocessableEntity, formPage{Error: s.text(r, "passkeys.name.invalid")})
 	case errors.Is(err, store.ErrNotFound):
 		s.notFound(w, r)
 	case err != nil:
@@ -248,8 +248,8 @@ func (s *Site) passkeysRemoveAll(w http.ResponseWriter, r *http.Request, id auth
 	case err != nil:
 		s.internalError(w, r, "remove passkeys", err)
 	case n == 0:
-		s.renderUsers(w, r, id, http.StatusOK, formPage{Notice: "The user had no passkey."})
+		s.renderUsers(w, r, id, http.StatusOK, formPage{Notice: s.text(r, "users.passkeys.none")})
 	default:
-		s.renderUsers(w, r, id, http.StatusOK, formPage{Notice: "The user's passkeys are removed; they sign in with their code until they register new ones."})
+		s.renderUsers(w, r, id, http.StatusOK, formPage{Notice: s.text(r, "users.passkeys.removed")})
 	}
 }

@@ -23,12 +23,12 @@ func (s *Site) resetRequestSubmit(w http.ResponseWriter, r *http.Request) {
 	if s.limited(w, r, limitReset) || !s.readForm(w, r) {
 		return
 	}
-	if err := s.opt.Resets.RequestReset(r.Context(), r.PostForm.Get("username"), client(r)); err != nil {
+	if err := s.opt.Resets.RequestReset(r.Context(), r.PostForm.Get("username"), s.mailClient(r)); err != nil {
 		s.internalError(w, r, "request reset", err)
 		return
 	}
 	// The same answer whether or not the account exists.
-	s.render(w, r, http.StatusOK, "reset_request", formPage{Notice: "If the account exists and has an e-mail address, a link to choose a new password is on its way. It works once, for 30 minutes."})
+	s.render(w, r, http.StatusOK, "reset_request", formPage{Notice: s.text(r, "reset.sent")})
 }
 
 // linkPage serves /reset/{token} and /activate/{token}.
@@ -41,7 +41,7 @@ func (s *Site) linkForm(purpose string) http.HandlerFunc {
 			return
 		}
 		if !ok {
-			s.render(w, r, http.StatusGone, "error", errorPage{"This link is no longer valid", "It was already used or it expired. Ask for a new one."})
+			s.render(w, r, http.StatusGone, "error", errorPage{"err.link.invalid.title", "err.link.invalid.text"})
 			return
 		}
 		s.render(w, r, http.StatusOK, "link_password", s.linkPage(purpose, r.PathValue("token"), ""))
@@ -66,22 +66,22 @@ func (s *Site) linkSubmit(purpose string) http.HandlerFunc {
 		token := r.PathValue("token")
 		password := r.PostForm.Get("password")
 		if password != r.PostForm.Get("confirm") {
-			s.render(w, r, http.StatusUnprocessableEntity, "link_password", s.linkPage(purpose, token, "The two passwords differ."))
+			s.render(w, r, http.StatusUnprocessableEntity, "link_password", s.linkPage(purpose, token, s.text(r, "password.differ")))
 			return
 		}
 		err := s.opt.Accounts.SetPasswordWithLink(r.Context(), token, purpose, password, client(r))
 		var policy *auth.PolicyError
 		switch {
 		case errors.As(err, &policy):
-			s.render(w, r, http.StatusUnprocessableEntity, "link_password", s.linkPage(purpose, token, policy.Reason))
+			s.render(w, r, http.StatusUnprocessableEntity, "link_password", s.linkPage(purpose, token, s.policyText(r, policy)))
 		case errors.Is(err, auth.ErrLinkInvalid):
-			s.render(w, r, http.StatusGone, "error", errorPage{"This link is no longer valid", "It was already used or it expired. Ask for a new one."})
+			s.render(w, r, http.StatusGone, "error", errorPage{"err.link.invalid.title", "err.link.invalid.text"})
 		case errors.Is(err, auth.ErrBusy):
 			s.busy(w, r)
 		case err != nil:
 			s.internalError(w, r, "set password with link", err)
 		default:
-			s.render(w, r, http.StatusOK, "signin", s.signinPage(formPage{Notice: "Your password is set. Sign in with it now."}))
+			s.render(w, r, http.StatusOK, "signin", s.signinPage(formPage{Notice: s.text(r, "link.done")}))
 		}
 	}
 }

@@ -96,7 +96,7 @@ func (s *Site) requireStage(h func(http.ResponseWriter, *http.Request, auth.Iden
 func (s *Site) requireAdmin(h func(http.ResponseWriter, *http.Request, auth.Identity)) http.HandlerFunc {
 	return s.requireStage(func(w http.ResponseWriter, r *http.Request, id auth.Identity) {
 		if !id.IsAdmin() {
-			s.render(w, r, http.StatusForbidden, "error", errorPage{"Not allowed", "This page is for administrators."})
+			s.render(w, r, http.StatusForbidden, "error", errorPage{"err.notallowed.title", "err.admins.text"})
 			return
 		}
 		if s.adminNeedsPasskey(w, r, id) {
@@ -245,7 +245,7 @@ func (s *Site) limited(w http.ResponseWriter, r *http.Request, purpose string) b
 		return false
 	}
 	w.Header().Set("Retry-After", "60")
-	s.render(w, r, http.StatusTooManyRequests, "error", errorPage{"Too many attempts", "Please wait a minute before trying again."})
+	s.render(w, r, http.StatusTooManyRequests, "error", errorPage{"err.toomany.title", "err.toomany.text"})
 	return true
 }
 
@@ -253,7 +253,7 @@ func (s *Site) limited(w http.ResponseWriter, r *http.Request, purpose string) b
 // was checked, so the attempt counts for nothing and can simply be repeated.
 func (s *Site) busy(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Retry-After", "5")
-	s.render(w, r, http.StatusServiceUnavailable, "error", errorPage{"Busy", "The server is busy. Please try again in a few seconds."})
+	s.render(w, r, http.StatusServiceUnavailable, "error", errorPage{"err.busy.title", "err.busy.text"})
 }
 
 // Accounts is what the site needs from the account service.

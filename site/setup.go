@@ -35,19 +35,19 @@ func (s *Site) setupSubmit(w http.ResponseWriter, r *http.Request) {
 	token := r.PathValue("token")
 	r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
 	if err := r.ParseForm(); err != nil {
-		s.render(w, r, http.StatusRequestEntityTooLarge, "error", errorPage{"Form too large", "The form could not be read. Please try again."})
+		s.render(w, r, http.StatusRequestEntityTooLarge, "error", errorPage{"err.form.large.title", "err.form.large.text"})
 		return
 	}
 	username, password := r.PostForm.Get("username"), r.PostForm.Get("password")
 	if password != r.PostForm.Get("confirm") {
-		s.render(w, r, http.StatusUnprocessableEntity, "setup", s.setupData(token, username, "The two passwords differ."))
+		s.render(w, r, http.StatusUnprocessableEntity, "setup", s.setupData(token, username, s.text(r, "password.differ")))
 		return
 	}
 	created, err := s.opt.Setup.Complete(r.Context(), token, username, password)
 	var policy *auth.PolicyError
 	switch {
 	case errors.As(err, &policy):
-		s.render(w, r, http.StatusUnprocessableEntity, "setup", s.setupData(token, username, policy.Reason))
+		s.render(w, r, http.StatusUnprocessableEntity, "setup", s.setupData(token, username, s.policyText(r, policy)))
 	case errors.Is(err, auth.ErrSetupClosed):
 		s.render(w, r, http.StatusGone, "gone", nil)
 	case errors.Is(err, auth.ErrBusy):
@@ -66,5 +66,5 @@ func (s *Site) setupData(token, username, msg string) setupPage {
 
 func (s *Site) internalError(w http.ResponseWriter, r *http.Request, what string, err error) {
 	s.opt.Log.Error(what, "route", r.Pattern, "err", err)
-	s.render(w, r, http.StatusInternalServerError, "error", errorPage{"Something went wrong", "The server could not complete the request. Please try again later."})
+	s.render(w, r, http.StatusInternalServerError, "error", errorPage{"err.internal.title", "err.internal.text"})
 }

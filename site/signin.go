@@ -21,7 +21,7 @@ type formPage struct {
 func (s *Site) readForm(w http.ResponseWriter, r *http.Request) bool {
 	r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
 	if err := r.ParseForm(); err != nil {
-		s.render(w, r, http.StatusRequestEntityTooLarge, "error", errorPage{"Form too large", "The form could not be read. Please try again."})
+		s.render(w, r, http.StatusRequestEntityTooLarge, "error", errorPage{"err.form.large.title", "err.form.large.text"})
 		return false
 	}
 	return true
@@ -45,9 +45,9 @@ func (s *Site) signinSubmit(w http.ResponseWriter, r *http.Request) {
 	token, stage, err := s.opt.Accounts.SignIn(r.Context(), username, r.PostForm.Get("password"), client(r))
 	switch {
 	case errors.Is(err, auth.ErrBadCredentials), errors.Is(err, auth.ErrLocked):
-		msg := "The username or password is wrong."
+		msg := s.text(r, "signin.wrong")
 		if errors.Is(err, auth.ErrLocked) {
-			msg = "Too many failed attempts. Wait 15 minutes and try again, or reset your password."
+			msg = s.text(r, "signin.locked")
 		}
 		s.render(w, r, http.StatusUnauthorized, "signin", s.signinPage(formPage{Error: msg, Username: username}))
 	case errors.Is(err, auth.ErrBusy):
@@ -76,12 +76,12 @@ func (s *Site) codeSubmit(w http.ResponseWriter, r *http.Request, id auth.Identi
 	token, stage, err := s.verifyCode(r, id, r.PostForm.Get("code"))
 	switch {
 	case errors.Is(err, auth.ErrPasskeyRequired):
-		s.render(w, r, http.StatusUnauthorized, "signin_code", s.codePage(r, id, "Administrators sign in with their passkey here. Use the passkey button below."))
+		s.render(w, r, http.StatusUnauthorized, "signin_code", s.codePage(r, id, s.text(r, "code.passkey.required")))
 	case errors.Is(err, auth.ErrBadCode):
-		s.render(w, r, http.StatusUnauthorized, "signin_code", s.codePage(r, id, "The code is wrong or was already used. Wait for the next code and try again."))
+		s.render(w, r, http.StatusUnauthorized, "signin_code", s.codePage(r, id, s.text(r, "code.wrong")))
 	case errors.Is(err, auth.ErrLocked):
 		clearSession(w)
-		s.render(w, r, http.StatusUnauthorized, "signin", s.signinPage(formPage{Error: "Too many failed attempts. Wait 15 minutes and try again."}))
+		s.render(w, r, http.StatusUnauthorized, "signin", s.signinPage(formPage{Error: s.text(r, "code.locked")}))
 	case err != nil:
 		s.internalError(w, r, "second factor", err)
 	default:
@@ -126,7 +126,7 @@ func (s *Site) enrollSubmit(w http.ResponseWriter, r *http.Request, id auth.Iden
 			s.internalError(w, r, "begin enrollment", err)
 			return
 		}
-		s.render(w, r, http.StatusUnprocessableEntity, "enroll", formPage{Error: "That code does not match. Check the time on your phone and enter the current code.", Data: enrollData(en)})
+		s.render(w, r, http.StatusUnprocessableEntity, "enroll", formPage{Error: s.text(r, "enroll.mismatch"), Data: enrollData(en)})
 	case errors.Is(err, auth.ErrForbidden):
 		http.Redirect(w, r, "/account", http.StatusSeeOther)
 	case err != nil:
@@ -158,14 +158,14 @@ func (s *Site) passwordSubmit(w http.ResponseWriter, r *http.Request, id auth.Id
 	}
 	next := r.PostForm.Get("password")
 	if next != r.PostForm.Get("confirm") {
-		s.render(w, r, http.StatusUnprocessableEntity, "password", s.passwordPage(id, "The two new passwords differ."))
+		s.render(w, r, http.StatusUnprocessableEntity, "password", s.passwordPage(id, s.text(r, "password.differ.new")))
 		return
 	}
 	token, err := s.opt.Accounts.ChangePassword(r.Context(), id, r.PostForm.Get("current"), next, client(r))
 	var policy *auth.PolicyError
 	switch {
 	case errors.As(err, &policy):
-		s.render(w, r, http.StatusUnprocessableEntity, "password", s.passwordPage(id, policy.Reason))
+		s.render(w, r, http.StatusUnprocessableEntity, "password", s.passwordPage(id, s.policyText(r, policy)))
 	case errors.Is(err, auth.ErrLocked):
 		// Guessing the current password from a session ends the session.
 		if err := s.opt.Accounts.SignOut(r.Context(), sessionToken(r)); err != nil {
@@ -173,7 +173,7 @@ func (s *Site) passwordSubmit(w http.ResponseWriter, r *http.Request, id auth.Id
 			return
 		}
 		clearSession(w)
-		s.render(w, r, http.StatusUnauthorized, "signin", s.signinPage(formPage{Error: "Too many failed attempts. Wait 15 minutes and try again, or reset your password."}))
+		s.render(w, r, http.StatusUnauthorized, "signin", s.signinPage(formPage{Error: s.text(r, "signin.locked")}))
 	case errors.Is(err, auth.ErrBusy):
 		s.busy(w, r)
 	case err != nil:
@@ -192,13 +192,13 @@ func (s *Site) account(w http.ResponseWriter, r *http.Request, id auth.Identity)
 	}
 	notice := ""
 	if r.URL.Query().Get("changed") == "password" {
-		notice = "Your password was changed."
+		notice = s.text(r, "account.password.changed")
 	}
 	s.render(w, r, http.StatusOK, "account", formPage{Notice: notice, Data: struct {
-		Username, Role         string
-		TOTP, Admin, Clinician bool
-		CodesLeft              int
-	}{id.User.Username, id.User.Role, !id.User.TOTPEnabledAt.IsZero(), id.IsAdmin(), id.User.Role == "clinician", left}})
+		Username, Role                   string
+		TOTP, Admin, Clinician, Passkeys bool
+		CodesLeft                        int
+	}{id.User.Username, id.User.Role, !id.User.TOTPEnabledAt.IsZero(), id.IsAdmin(), id.User.Role == "clinician", s.opt.Passkeys != nil, left}})
 }
 
 func (s *Site) signout(w http.ResponseWriter, r *http.Request) {

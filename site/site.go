@@ -7,7 +7,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"html/template"
 	"io/fs"
 	"log/slog"
 	"net/http"
@@ -24,6 +23,7 @@ import (
 	"github.com/openconsult/openconsult/signaling"
 	"github.com/openconsult/openconsult/store"
 	"github.com/openconsult/openconsult/web"
+	"github.com/openconsult/openconsult/web/i18n"
 )
 
 // SetupFlow is what the first-administrator pages need from auth.
@@ -73,30 +73,50 @@ type Options struct {
 
 	// LegalHolds sets consults' legal hold; nil turns the route off.
 	LegalHolds LegalHolds
+
+	// Catalog holds the pages' languages; nil takes the catalogs shipped
+	// with the platform (web/i18n).
+	Catalog *i18n.Catalog
+
+	// Recordings plays and downloads consult recordings (audited through
+	// DocAudit); nil turns the routes off. RecordingRoles are the account
+	// roles that may watch any consult's recordings besides its clinician.
+	Recordings     Recordings
+	RecordingRoles []string
 }
 
 // Site is the HTTPS site.
 type Site struct {
-	opt    Options
-	pages  map[string]*template.Template
-	static fs.FS
-	limits localLimits // by purpose; the fallback of opt.Limiter
+	opt     Options
+	catalog *i18n.Catalog
+	pages   map[string]langPages // by language tag
+	static  fs.FS
+	limits  localLimits // by purpose; the fallback of opt.Limiter
 	// limiterWarn spaces the warnings while opt.Limiter fails.
 	limiterWarn *rate.Limiter
 	// sharedDownUntil (Unix nanoseconds) skips opt.Limiter after it failed.
 	sharedDownUntil atomic.Int64
+	// views are the recording views audited lately.
+	views viewLog
 }
 
 // New parses the templates and returns the site.
 func New(opt Options) (*Site, error) {
-	pages, err := web.Templates()
+	catalog := opt.Catalog
+	if catalog == nil {
+		var err error
+		if catalog, err = i18n.Embedded(); err != nil {
+			return nil, fmt.Errorf("message catalogs: %w", err)
+		}
+	}
+	pages, err := buildPages(catalog)
 	if err != nil {
 		return nil, fmt.Errorf("parse templates: %w", err)
 	}
 	if opt.ClientHeader == "" {
 		opt.ClientHeader = HeaderXForwardedFor
 	}
-	return &Site{opt: opt, pages: pages, static: web.Static(), limits: newLimits(),
+	return &Site{opt: opt, catalog: catalog, pages: pages, static: web.Static(), limits: newLimits(),
 		limiterWarn: rate.NewLimiter(rate.Every(time.Minute), 1)}, nil
 }
 
@@ -108,6 +128,7 @@ func (s *Site) Handler() http.Handler {
 	mux.HandleFunc("GET /{$}", s.index)
 	mux.HandleFunc("GET /healthz", s.opt.Health.Live)
 	mux.HandleFunc("GET /readyz", s.opt.Health.Ready)
+	mux.HandleFunc("POST /language", s.chooseLanguage(mux))
 	mux.Handle("GET /static/", http.StripPrefix("/static/", staticHandler(s.static)))
 	mux.HandleFunc("GET /setup/{token}", s.setupForm)
 	mux.HandleFunc("POST /setup/{token}", s.setupSubmit)
@@ -157,6 +178,11 @@ func (s *Site) Handler() http.Handler {
 	mux.HandleFunc("GET /ws/consults/{id}", s.websocket)
 	mux.HandleFunc("POST /consults/{id}/files", s.shareDocument)
 	mux.HandleFunc("GET /consults/{id}/files/{doc}", s.downloadDocument)
+	if s.opt.Recordings != nil {
+		mux.HandleFunc("GET /consults/{id}/recordings", s.requireStage(s.recordingsList, auth.StageFull))
+		mux.HandleFunc("GET /consults/{id}/recordings/{rec}/files/{file}", s.requireStage(s.recordingFile, auth.StageFull))
+		mux.HandleFunc("POST /consults/{id}/recordings/{rec}/delete", s.requireAdmin(s.recordingDelete))
+	}
 	mux.HandleFunc("/", s.notFound)
 
 	csrf := http.NewCrossOriginProtection()
@@ -224,26 +250,32 @@ func (s *Site) index(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Site) notFound(w http.ResponseWriter, r *http.Request) {
-	s.render(w, r, http.StatusNotFound, "error", errorPage{"Page not found", "There is no page at this address."})
+	s.render(w, r, http.StatusNotFound, "error", errorPage{"err.notfound.title", "err.notfound.text"})
 }
 
 func (s *Site) crossOrigin(w http.ResponseWriter, r *http.Request) {
 	s.opt.Log.Info("cross-origin request refused", "method", r.Method)
-	s.render(w, r, http.StatusForbidden, "error", errorPage{"Request refused", "The request came from another site and was not carried out."})
+	s.render(w, r, http.StatusForbidden, "error", errorPage{"err.crossorigin.title", "err.crossorigin.text"})
 }
 
+// errorPage names the catalog keys of an error page's title and message.
 type errorPage struct{ Title, Message string }
 
-// render executes a page into a buffer first, so a template error becomes a
-// clean 500 rather than half a page.
+// render executes a page in the request's language into a buffer first, so
+// a template error becomes a clean 500 rather than half a page.
 func (s *Site) render(w http.ResponseWriter, r *http.Request, code int, page string, data any) {
+	l := s.lang(r)
+	lp := s.pages[l.Tag]
+	ld := layoutData{Page: data, Lang: l, Langs: s.catalog.Langs(), Here: chooserBack(r), Script: lp.script}
 	var buf bytes.Buffer
-	if err := s.pages[page].ExecuteTemplate(&buf, "layout", data); err != nil {
+	if err := lp.pages[page].ExecuteTemplate(&buf, "layout", ld); err != nil {
 		s.opt.Log.Error("render page", "page", page, "err", err)
 		http.Error(w, "internal error", http.StatusInternalServerError)
 		return
 	}
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.Header().Set("Content-Language", l.Tag)
+	w.Header().Add("Vary", "Accept-Language, Cookie")
 	w.WriteHeader(code)
 	if r.Method != http.MethodHead {
 		_, _ = w.Write(buf.Bytes())

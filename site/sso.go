@@ -64,7 +64,7 @@ func (s *Site) ssoBegin(w http.ResponseWriter, r *http.Request) {
 			s.internalError(w, r, "audit sso", err)
 			return
 		}
-		s.render(w, r, http.StatusBadGateway, "error", errorPage{"Sign-in unavailable", "Your institution's sign-in service cannot be reached. Try again in a moment."})
+		s.render(w, r, http.StatusBadGateway, "error", errorPage{"err.sso.title", "err.sso.text"})
 		return
 	}
 	http.SetCookie(w, &http.Cookie{Name: ssoCookie, Value: sealed, Path: "/", MaxAge: int(sso.FlowTTL.Seconds()),
@@ -125,5 +125,5 @@ func (s *Site) ssoCallback(w http.ResponseWriter, r *http.Request) {
 
 func (s *Site) ssoRefused(w http.ResponseWriter, r *http.Request) {
 	s.render(w, r, http.StatusForbidden, "signin", s.signinPage(formPage{
-		Error: "Single sign-on did not let you in. Try again; if it keeps failing, ask your administrator for access to this platform."}))
+		Error: s.text(r, "signin.sso.refused")}))
 }

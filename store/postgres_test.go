@@ -20,6 +20,7 @@ func TestPostgresAudit(t *testing.T)       { storetest.RunAudit(t, storetest.Ope
 func TestPostgresConcurrency(t *testing.T) { storetest.RunConcurrency(t, storetest.OpenPostgres) }
 func TestSQLiteConcurrency(t *testing.T)   { storetest.RunConcurrency(t, openSQLite) }
 func TestPostgresRetention(t *testing.T)   { storetest.RunRetention(t, storetest.OpenPostgres) }
+func TestPostgresRecordings(t *testing.T)  { storetest.RunRecordings(t, storetest.OpenPostgres) }
 func TestPostgresLeases(t *testing.T)      { storetest.RunLeases(t, storetest.OpenPostgres) }
 func TestSQLiteLeases(t *testing.T)        { storetest.RunLeases(t, openSQLite) }
 

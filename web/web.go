@@ -7,6 +7,7 @@ import (
 	"embed"
 	"html/template"
 	"io/fs"
+	"path"
 )
 
 //go:embed templates/*.html
@@ -15,9 +16,10 @@ var templateFiles embed.FS
 //go:embed static
 var staticFiles embed.FS
 
-// Templates parses the page templates. Each page defines "title" and
-// "main" and is rendered through "layout".
-func Templates() (map[string]*template.Template, error) {
+// Templates parses the page templates with funcs, which hold the message
+// catalog of one language (t, th, …). Each page defines "title" and "main"
+// and is rendered through "layout".
+func Templates(funcs template.FuncMap) (map[string]*template.Template, error) {
 	pages, err := fs.Glob(templateFiles, "templates/*.html")
 	if err != nil {
 		return nil, err
@@ -27,7 +29,7 @@ func Templates() (map[string]*template.Template, error) {
 		if p == "templates/layout.html" || p == "templates/links.html" {
 			continue
 		}
-		t, err := template.ParseFS(templateFiles, "templates/layout.html", "templates/links.html", p)
+		t, err := template.New(path.Base(p)).Funcs(funcs).ParseFS(templateFiles, "templates/layout.html", "templates/links.html", p)
 		if err != nil {
 			return nil, err
 		}

@@ -1,5 +1,7 @@
 // Command sfu is a media node: it receives and forwards the RTP of consults
-// with three or more participants, and of recorded consults. Signal
+// with three or more participants, and of recorded consults, whose media it
+// records and streams back over the link to the signal process that stores
+// it. Signal
 // processes reach it over an internal link authenticated with mutual TLS
 // (package sfulink), on -link-listen; monitoring (/metrics, /healthz,
 // /readyz) is on -admin-listen.

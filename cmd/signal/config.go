@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/netip"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -13,6 +14,7 @@ import (
 	"github.com/openconsult/openconsult/auth"
 	"github.com/openconsult/openconsult/internal/config"
 	"github.com/openconsult/openconsult/internal/obs"
+	"github.com/openconsult/openconsult/signaling"
 	"github.com/openconsult/openconsult/site"
 	"github.com/openconsult/openconsult/site/redislimit"
 )
@@ -21,6 +23,9 @@ import (
 type settings struct {
 	set  *config.Set
 	tool bool // an operator subcommand: no listeners, so no certificate needed
+	// roomHook, set by tests only, adjusts the live consults' collaborators
+	// before the hub starts.
+	roomHook func(*signaling.RoomDeps)
 
 	dev             bool
 	check           bool
@@ -110,6 +115,8 @@ type settings struct {
 	documentMaxMiB        int
 	documentUploadsPerMin int
 	documentRetention     time.Duration
+	recordingRetention    time.Duration
+	recordingViewers      config.StringList
 
 	azureContainer        string
 	azureConnectionString string
@@ -229,6 +236,8 @@ func newSettings(stderr io.Writer) *settings {
 	fs.IntVar(&s.documentMaxMiB, "document-max-mib", 200, "total MiB of the documents shared in one consult (10 to 102400)")
 	fs.IntVar(&s.documentUploadsPerMin, "document-uploads-per-minute", 10, "documents one member may share per minute, in a burst of as many (1 to 600)")
 	fs.DurationVar(&s.documentRetention, "document-retention", 0, "how long shared documents are kept before they are deleted, such as 2160h; 0 keeps them forever, and consults under legal hold keep theirs (0 or at least 1h)")
+	fs.DurationVar(&s.recordingRetention, "recording-retention", 0, "how long consult recordings are kept before they are deleted, such as 2160h; 0 keeps them forever, and consults under legal hold keep theirs (0 or at least 1h)")
+	fs.Var(&s.recordingViewers, "recording-viewer", "account `role` (admin or clinician) that may watch and download every consult's recordings, besides the consult's own clinician; repeatable; none by default")
 	return s
 }
 
@@ -299,6 +308,9 @@ func (s *settings) validate() error {
 	}
 	if !s.dev && !s.tool && len(s.acmeDomains.Values) == 0 && s.publicURL.Value == nil {
 		bad("public-url", "required outside -dev (unless -acme-domain names the host)")
+	}
+	if err := s.validatePasskeys(); err != nil {
+		errs = append(errs, err)
 	}
 	if s.hstsMaxAge < 0 {
 		bad("hsts-max-age", "must not be negative")
@@ -395,6 +407,14 @@ func (s *settings) validate() error {
 	}
 	if s.documentRetention != 0 && s.documentRetention < time.Hour {
 		bad("document-retention", "%s is neither 0 (keep forever) nor at least 1h", s.documentRetention)
+	}
+	if s.recordingRetention != 0 && s.recordingRetention < time.Hour {
+		bad("recording-retention", "%s is neither 0 (keep forever) nor at least 1h", s.recordingRetention)
+	}
+	for _, role := range s.recordingViewers.Values {
+		if !slices.Contains(auth.Roles, role) {
+			bad("recording-viewer", "%q is not a role (%s)", role, strings.Join(auth.Roles, ", "))
+		}
 	}
 	if s.keyFile != "" && s.keyPassphrase == "" && s.keyPassphraseFile == "" {
 		bad("key-passphrase", "-key-file needs its passphrase: SIGNAL_KEY_PASSPHRASE or -key-passphrase-file")

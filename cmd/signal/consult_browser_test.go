@@ -187,8 +187,20 @@ func TestBrowserConsultRelayOnly(t *testing.T) { browserConsult(t, true) }
 // server.
 func startConsult(t *testing.T, clinician string, relayOnly bool, extra ...string) (*devServer, context.Context) {
 	t.Helper()
-	dir := t.TempDir()
-	d := startDev(t, dir, extra...)
+	return startConsultAdjusted(t, clinician, relayOnly, nil, extra...)
+}
+
+// startConsultAdjusted is startConsult on a server whose settings adjust
+// changed.
+func startConsultAdjusted(t *testing.T, clinician string, relayOnly bool, adjust func(*settings), extra ...string) (*devServer, context.Context) {
+	t.Helper()
+	return startConsultIn(t, t.TempDir(), clinician, relayOnly, adjust, extra...)
+}
+
+// startConsultIn is startConsultAdjusted with the server's data in dir.
+func startConsultIn(t *testing.T, dir, clinician string, relayOnly bool, adjust func(*settings), extra ...string) (*devServer, context.Context) {
+	t.Helper()
+	d := startDevAdjusted(t, dir, adjust, extra...)
 	t.Cleanup(func() { d.stop() }) // stop is idempotent; this covers a failure below
 	createFirstAdmin(t, d, "chief.admin", "a long admin passphrase")
 	admin := signInHTTP(t, d, "chief.admin", "a long admin passphrase")

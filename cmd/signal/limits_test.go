@@ -138,7 +138,7 @@ func TestInvisibleFormattingInNamesAndTitlesIsRefusedWithAClearMessage(t *testin
 	doc := signInHTTP(t, d, "dr.bidi", "clinician passphrase 1")
 
 	resp, body := postForm(t, doc, d.public+"/consults", url.Values{"title": {"Follow-up \u202Egnp.exe"}})
-	if resp.StatusCode != http.StatusUnprocessableEntity || !strings.Contains(body, "the title contains invisible formatting characters") {
+	if resp.StatusCode != http.StatusUnprocessableEntity || !strings.Contains(body, "The title contains invisible formatting characters") {
 		t.Fatalf("title with an override = %d, want 422 and the reason", resp.StatusCode)
 	}
 	_, body = postForm(t, doc, d.public+"/consults", url.Values{"title": {"Follow-up"}})

@@ -17,6 +17,12 @@ func main() { cli.Main("signal", run) }
 // Operator-facing instructions (the URL to open, the setup link) go to
 // stdout; structured logs go to stderr.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	return runWith(ctx, args, getenv, stdout, stderr, nil)
+}
+
+// runWith is run with a hook that tests use to adjust the settings once
+// they are loaded.
+func runWith(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer, adjust func(*settings)) error {
 	if len(args) > 0 {
 		if cmd, ok := commands[args[0]]; ok {
 			return cmd(ctx, args[1:], getenv, stdout, stderr)
@@ -25,6 +31,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	s := newSettings(stderr)
 	if err := s.load(args, getenv); err != nil {
 		return err
+	}
+	if adjust != nil {
+		adjust(s)
 	}
 	if s.check {
 		return checkConfig(s, stdout)

@@ -43,12 +43,18 @@ func ephemeralListeners() []string {
 // startDev starts signal -dev on ephemeral ports with the extra flags.
 func startDev(t *testing.T, dataDir string, extra ...string) *devServer {
 	t.Helper()
+	return startDevAdjusted(t, dataDir, nil, extra...)
+}
+
+// startDevAdjusted is startDev with adjust applied to the loaded settings.
+func startDevAdjusted(t *testing.T, dataDir string, adjust func(*settings), extra ...string) *devServer {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	d := &devServer{stdout: &syncbuf.Buffer{}, stderr: &syncbuf.Buffer{}}
 	args := append([]string{"-dev", "-data-dir", dataDir}, ephemeralListeners()...)
 	args = append(args, extra...)
 	done := make(chan error, 1)
-	go func() { done <- run(ctx, args, func(string) string { return "" }, d.stdout, d.stderr) }()
+	go func() { done <- runWith(ctx, args, func(string) string { return "" }, d.stdout, d.stderr, adjust) }()
 	d.stop = sync.OnceValue(func() error {
 		cancel()
 		select {

@@ -1,6 +1,9 @@
 package main
 
 import (
+	"context"
+	"io"
+	"net"
 	"strings"
 	"testing"
 	"time"
@@ -188,5 +191,43 @@ func TestBrowserPasskeyReplacesTheCode(t *testing.T) {
 	offered, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`document.querySelector("#passkey-signin") !== null`))
 	if err != nil || offered {
 		t.Fatalf("code page still offers a passkey (%v): %v", offered, err)
+	}
+}
+
+// TestSiteAtAnIPAddressRunsWithoutPasskeys: WebAuthn binds passkeys to a
+// domain name, so a site reached at an IP address starts without them
+// (it used to refuse to start at all), and a passkey option there is
+// refused with a message naming the cause.
+func TestSiteAtAnIPAddressRunsWithoutPasskeys(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	args := []string{"-dev", "-data-dir", t.TempDir(), "-listen", "127.0.0.1:0", "-http-listen", "off", "-admin-listen", "off",
+		"-relay-listen", "off", "-relay-tls-listen", "off", "-sfu-embedded=false", "-public-url", "https://192.0.2.10", "-passkey-passwordless"}
+	err := run(ctx, args, func(string) string { return "" }, io.Discard, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "-public-url") || !strings.Contains(err.Error(), "need a domain name") {
+		t.Fatalf("passkey option on a site at an IP address: %v", err)
+	}
+
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	d := startDev(t, t.TempDir(), "-listen", addr, "-public-url", "https://"+addr)
+	defer d.stop()
+	if !strings.Contains(d.stderr.String(), "passkeys off") {
+		t.Error("no warning that passkeys are off")
+	}
+	createFirstAdmin(t, d, "chief.admin", "a long admin passphrase")
+	admin := signInHTTP(t, d, "chief.admin", "a long admin passphrase")
+	resp, err := admin.Get(d.public + "/account")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || strings.Contains(string(body), "/account/passkeys") {
+		t.Fatalf("account page = %d, links to passkeys: %v", resp.StatusCode, strings.Contains(string(body), "/account/passkeys"))
 	}
 }

@@ -4,14 +4,12 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
 	"os/exec"
-	ossignal "os/signal"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -28,33 +26,6 @@ import (
 	"github.com/openconsult/openconsult/store/storetest"
 )
 
-// replicaArgsEnv, when set, makes the test binary run signal with these
-// arguments (JSON) instead of the tests: the replicas of the tests below
-// are processes of their own, so that one can be killed outright.
-const replicaArgsEnv = "OPENCONSULT_TEST_REPLICA_ARGS"
-
-func TestMain(m *testing.M) {
-	if args := os.Getenv(replicaArgsEnv); args != "" {
-		os.Exit(serveReplica(args))
-	}
-	os.Exit(m.Run())
-}
-
-func serveReplica(argsJSON string) int {
-	var args []string
-	if err := json.Unmarshal([]byte(argsJSON), &args); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 2
-	}
-	ctx, stop := ossignal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
-	defer stop()
-	if err := run(ctx, args, os.Getenv, os.Stdout, os.Stderr); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	return 0
-}
-
 // replica is a signal process of a test.
 type replica struct {
 	*devServer
@@ -68,9 +39,8 @@ func startReplica(t *testing.T, name, dataDir string, extra ...string) *replica 
 	t.Helper()
 	args := append([]string{"-dev", "-data-dir", dataDir}, ephemeralListeners()...)
 	args = append(args, extra...)
-	b, _ := json.Marshal(args)
-	cmd := exec.Command(os.Args[0])
-	cmd.Env = append(os.Environ(), replicaArgsEnv+"="+string(b))
+	cmd := exec.Command(os.Args[0], args...)
+	cmd.Env = append(os.Environ(), envRunSignal+"=1")
 	d := &devServer{stdout: &syncbuf.Buffer{}, stderr: &syncbuf.Buffer{}}
 	cmd.Stdout, cmd.Stderr = d.stdout, d.stderr
 	if err := cmd.Start(); err != nil {

@@ -23,6 +23,7 @@ import (
 	"github.com/openconsult/openconsult/internal/tlsmux"
 	"github.com/openconsult/openconsult/keyring"
 	"github.com/openconsult/openconsult/mailer"
+	"github.com/openconsult/openconsult/recording"
 	"github.com/openconsult/openconsult/relay"
 	"github.com/openconsult/openconsult/signaling"
 	"github.com/openconsult/openconsult/site"
@@ -38,6 +39,8 @@ type server struct {
 	background []func(context.Context) // owned loops, stopped with the servers
 	stopping   []func(context.Context) // run once the servers stopped, before the database closes
 	closers    []func() error          // closed after the servers stopped
+	// recordings records consults; the live consult starts them.
+	recordings *recording.Service
 }
 
 // start wires the process together. Anything that can fail (database,
@@ -198,8 +201,11 @@ func start(ctx context.Context, s *settings, stdout, stderr io.Writer) (_ *serve
 	} else if moved > 0 {
 		log.Info("shared documents moved into the object store", "documents", moved)
 	}
+	// The live consult starts recordings here once every member agreed;
+	// the site plays them back and retention deletes them.
+	recordings := &recording.Service{Store: db, Objects: objects, Sealer: keys, Audit: recorder, Log: log, Now: time.Now}
 	ice := iceServers(stun, turnURLs, turnSecret, s.turnTTL)
-	hub, closeLive, err := newLiveConsults(s, db, signaling.RoomDeps{
+	roomDeps := signaling.RoomDeps{
 		Chat: consults, Audit: recorder, Records: consults, Log: log, Now: time.Now, Grace: s.resumeGrace,
 		ICE: func(_, member string) []signaling.ICEServer { return ice(member, 0) },
 		RelayOnly: func(ctx context.Context, consultID string) (bool, error) {
@@ -213,7 +219,16 @@ func start(ctx context.Context, s *settings, stdout, stderr io.Writer) (_ *serve
 		// timeout, so the call itself keeps the session alive.
 		SessionCheck: min(time.Minute, s.sessionIdle/2),
 		Media:        mediaNode, SFUMinParticipants: s.sfuMinParticipants, SFUReturnAfter: s.sfuReturnAfter,
-	}, log)
+	}
+	// A nil *recording.Service in the interface would offer recording.
+	if recordings != nil {
+		roomDeps.Recordings = recordings
+	}
+	roomDeps.RecordingPolicy = signaling.RecordingPolicy{Viewers: s.recordingViewers.Values, Retention: s.recordingRetention}
+	if s.roomHook != nil {
+		s.roomHook(&roomDeps)
+	}
+	hub, closeLive, err := newLiveConsults(s, db, roomDeps, log)
 	if err != nil {
 		return nil, err
 	}
@@ -224,7 +239,7 @@ func start(ctx context.Context, s *settings, stdout, stderr io.Writer) (_ *serve
 		return nil, err
 	}
 	resets := auth.NewResetQueue(accounts, 256)
-	passkeys, err := accounts.NewPasskeys(db, s.passkeys.options())
+	passkeys, err := newPasskeys(accounts, db, s, public, log)
 	if err != nil {
 		return nil, err
 	}
@@ -243,16 +258,18 @@ func start(ctx context.Context, s *settings, stdout, stderr io.Writer) (_ *serve
 		PasswordLo: policy.Password.MinLength, PasswordHi: policy.Password.MaxLength,
 		HSTSMaxAge: s.hstsMaxAge, Resets: resets, Passkeys: passkeys, TrustedProxies: proxies, ClientHeader: s.clientAddressHeader(),
 		SSO: flows, SSOAccounts: accounts, Limiter: limiter, LegalHolds: db,
+		Recordings: recordings, RecordingRoles: s.recordingViewers.Values,
 	})
 	if err != nil {
 		return nil, err
 	}
 	retention := &consult.Sweeper{Store: db, Objects: objects, Audit: recorder, Log: log, Now: time.Now,
-		Retention: s.documentRetention, Every: time.Hour}
+		Retention: s.documentRetention, Every: time.Hour, Recordings: db, RecordingRetention: s.recordingRetention}
 	srv := &server{log: log, db: db, grace: s.shutdownTimeout, background: append([]func(context.Context){hub.Run, resets.Run, retention.Run},
 		auditLog.loops(s.auditCheckpointEach)...),
-		stopping: []func(context.Context){func(ctx context.Context) { auditLog.shutdown(ctx, log) }},
-		closers:  []func() error{auditLog.file.Close},
+		stopping:   []func(context.Context){recordings.Shutdown, func(ctx context.Context) { auditLog.shutdown(ctx, log) }},
+		recordings: recordings,
+		closers:    []func() error{auditLog.file.Close},
 	}
 	if closeLimiter != nil {
 		srv.closers = append(srv.closers, closeLimiter)
@@ -373,3 +390,6 @@ func publicURL(s *settings, bound net.Addr) *url.URL {
 		return &url.URL{Scheme: "https", Host: host}
 	}
 }
+
+// The live consult starts recordings through the recording service.
+var _ signaling.Recordings = (*recording.Service)(nil)

@@ -32,7 +32,7 @@ func main() { cli.Main("turnd", run) }
 
 type settings struct {
 	set             *config.Set
-	listen          config.Addr
+	listen          addrList
 	tlsListen       config.Addr
 	tlsCert         string
 	tlsKey          string
@@ -41,12 +41,15 @@ type settings struct {
 	usersFile       string
 	publicIP        string
 	relayIP         string
+	publicIP6       string
+	relayIP6        string
 	relayPorts      string
 	allowPeers      config.PrefixList
 	denyPeers       config.PrefixList
 	userQuota       int
 	totalQuota      int
 	maxBPS          int64
+	maxTotalBPS     int64
 	allocationRate  float64
 	allocationBurst int
 	connsPerAddress int
@@ -59,11 +62,12 @@ type settings struct {
 
 	portMin, portMax uint16
 	public, bind     netip.Addr
+	public6, bind6   netip.Addr
 }
 
 func newSettings(stderr io.Writer) *settings {
 	s := &settings{
-		listen:    config.Addr{Value: ":3478"},
+		listen:    addrList{Values: []string{":3478"}, defaulted: true},
 		tlsListen: config.Addr{Value: ":5349"},
 		metrics:   config.Addr{Value: "127.0.0.1:9092"},
 		logLevel:  config.Enum{Value: "info", Allowed: obs.LogLevels},
@@ -71,7 +75,7 @@ func newSettings(stderr io.Writer) *settings {
 	}
 	s.set = config.New("turnd", "TURND", stderr)
 	fs := s.set.Flags()
-	fs.Var(&s.listen, "listen", "UDP and TCP `address` of the relay")
+	fs.Var(&s.listen, "listen", "UDP and TCP `address` of the relay; repeat (or separate with commas) for several, such as an IPv4 and an IPv6 address")
 	fs.Var(&s.tlsListen, "tls-listen", "TURN over TLS `address` (443 gets through most hospital and hotel firewalls); off to disable")
 	fs.StringVar(&s.tlsCert, "tls-cert", "", "PEM certificate chain `file` for -tls-listen (re-read when it changes)")
 	fs.StringVar(&s.tlsKey, "tls-key", "", "PEM private key `file` of -tls-cert")
@@ -80,12 +84,15 @@ func newSettings(stderr io.Writer) *settings {
 	fs.StringVar(&s.usersFile, "users-file", "", "`file` of static long-term users, one username:password per line (# comments)")
 	fs.StringVar(&s.publicIP, "public-ip", "", "relayed `address` told to clients when the relay sits behind 1:1 NAT (default: -relay-ip)")
 	fs.StringVar(&s.relayIP, "relay-ip", "", "local `address` relay sockets bind to (default: the address of -listen, or the host's outbound address)")
+	fs.StringVar(&s.relayIP6, "relay-ip6", "", "local IPv6 `address` relay sockets of IPv6 allocations bind to (RFC 6156); empty: IPv4 relaying only, and clients asking for IPv6 get 440")
+	fs.StringVar(&s.publicIP6, "public-ip6", "", "IPv6 relayed `address` told to clients (default: -relay-ip6)")
 	fs.StringVar(&s.relayPorts, "relay-ports", "49152-65535", "`MIN-MAX` port range of relay sockets; open it in the firewall")
 	fs.Var(&s.allowPeers, "allow-peer", "`CIDR` of internal destinations the relay may reach, such as the SFU's subnet; repeatable")
 	fs.Var(&s.denyPeers, "deny-peer", "`CIDR` the relay must never reach, on top of the built-in internal ranges; repeatable")
 	fs.IntVar(&s.userQuota, "user-quota", 10, "allocations per username (a participant needs 1 to 3)")
 	fs.IntVar(&s.totalQuota, "total-quota", 2000, "allocations in all")
 	fs.Int64Var(&s.maxBPS, "max-bps", 0, "bandwidth cap per allocation and direction in bits per second; 0 for none")
+	fs.Int64Var(&s.maxTotalBPS, "max-total-bps", 0, "bandwidth cap of all allocations together, per direction, in bits per second; 0 for none")
 	def := relay.DefaultConfig()
 	fs.Float64Var(&s.allocationRate, "allocation-rate", def.AllocationRate, "new allocations a second one client address may make after -allocation-burst (an IPv6 client counts by its /64); 0 for no limit")
 	fs.IntVar(&s.allocationBurst, "allocation-burst", def.AllocationBurst, "allocations one client address may make at once before -allocation-rate applies")
@@ -105,7 +112,7 @@ func (s *settings) load(args []string, getenv func(string) string) error {
 	}
 	var errs []error
 	bad := func(name, format string, args ...any) { errs = append(errs, s.set.Invalid(name, format, args...)) }
-	if s.listen.Value == "" {
+	if len(s.listen.Values) == 0 {
 		bad("listen", "the relay needs an address")
 	}
 	if len(s.authSecrets.Values) == 0 && s.usersFile == "" {
@@ -132,6 +139,9 @@ func (s *settings) load(args []string, getenv func(string) string) error {
 	if s.maxBPS < 0 {
 		bad("max-bps", "must not be negative")
 	}
+	if s.maxTotalBPS < 0 {
+		bad("max-total-bps", "must not be negative")
+	}
 	if s.allocationRate < 0 || s.allocationRate != s.allocationRate {
 		bad("allocation-rate", "must be 0 (no limit) or more")
 	}
@@ -145,13 +155,26 @@ func (s *settings) load(args []string, getenv func(string) string) error {
 		bad("shutdown-timeout", "must not be negative")
 	}
 	var err error
-	if s.bind, err = relayIP(s.relayIP, s.listen.Value); err != nil {
+	if s.bind, err = relayIP(s.relayIP, s.listen.ipv4()); err != nil {
 		bad("relay-ip", "%v", err)
 	}
 	s.public = s.bind
 	if s.publicIP != "" {
 		if s.public, err = netip.ParseAddr(s.publicIP); err != nil {
 			bad("public-ip", "%q is not an IP address", s.publicIP)
+		}
+	}
+	if s.relayIP6 != "" {
+		if s.bind6, err = netip.ParseAddr(s.relayIP6); err != nil || !s.bind6.Is6() || s.bind6.Is4In6() {
+			bad("relay-ip6", "%q is not an IPv6 address", s.relayIP6)
+		}
+	}
+	if s.publicIP6 != "" {
+		if s.relayIP6 == "" {
+			bad("public-ip6", "give -relay-ip6 too")
+		}
+		if s.public6, err = netip.ParseAddr(s.publicIP6); err != nil || !s.public6.Is6() || s.public6.Is4In6() {
+			bad("public-ip6", "%q is not an IPv6 address", s.publicIP6)
 		}
 	}
 	return errors.Join(errs...)
@@ -189,8 +212,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return err
 	}
-	cfg := relay.Config{Realm: s.realm, Listen: s.listen.Value, PublicIP: s.public, RelayBindIP: s.bind,
-		PortMin: s.portMin, PortMax: s.portMax, StaticUsers: users,
+	cfg := relay.Config{Realm: s.realm, Listen: s.listen.Values[0], MoreListen: s.listen.Values[1:],
+		PublicIP: s.public, RelayBindIP: s.bind, PublicIP6: s.public6, RelayBindIP6: s.bind6,
+		PortMin: s.portMin, PortMax: s.portMax, StaticUsers: users, MaxTotalBPS: s.maxTotalBPS,
 		Policy:    relay.PeerPolicy{Allow: s.allowPeers.Values, Deny: s.denyPeers.Values},
 		UserQuota: s.userQuota, TotalQuota: s.totalQuota, MaxBPS: s.maxBPS, Log: log,
 		AllocationRate: s.allocationRate, AllocationBurst: s.allocationBurst, StreamsPerAddress: s.connsPerAddress}
@@ -207,8 +231,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return fmt.Errorf("turnd: %w", err)
 	}
 	if s.check {
-		fmt.Fprintf(stdout, "configuration valid: listen %s, tls %s, relay %s (public %s) ports %d-%d, %d secrets, %d static users, allow %v, deny %v\n",
-			s.listen.Value, orOff(s.tlsListen.Value), s.bind, s.public, s.portMin, s.portMax, len(cfg.Secrets), len(users), s.allowPeers.String(), s.denyPeers.String())
+		fmt.Fprintf(stdout, "configuration valid: listen %s, tls %s, relay %s (public %s), IPv6 relay %s, ports %d-%d, %d secrets, %d static users, allow %v, deny %v\n",
+			s.listen.String(), orOff(s.tlsListen.Value), s.bind, s.public, ipv6Relay(s.bind6, s.public6), s.portMin, s.portMax, len(cfg.Secrets), len(users), s.allowPeers.String(), s.denyPeers.String())
 		return nil
 	}
 	if s.cpuProfile != "" {
@@ -364,6 +388,16 @@ func reloadOnHangup(ctx context.Context, log *slog.Logger, hup <-chan os.Signal,
 		cancel()
 		<-done
 	}
+}
+
+func ipv6Relay(bind, public netip.Addr) string {
+	switch {
+	case !bind.IsValid():
+		return "off"
+	case public.IsValid() && public != bind:
+		return fmt.Sprintf("%s (public %s)", bind, public)
+	}
+	return bind.String()
 }
 
 func orOff(s string) string {

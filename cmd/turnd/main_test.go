@@ -136,7 +136,7 @@ func TestHelpAndExampleConfig(t *testing.T) {
 	if err := run(context.Background(), []string{"-h"}, func(string) string { return "" }, io.Discard, &out); !errors.Is(err, config.ErrHelp) {
 		t.Fatalf("-h = %v", err)
 	}
-	for _, flag := range []string{"-listen", "-tls-listen", "-tls-cert", "-tls-key", "-realm", "-auth-secret", "-public-ip", "-relay-ports", "-allow-peer", "-deny-peer", "-user-quota", "-total-quota", "-max-bps", "-allocation-rate", "-allocation-burst", "-connections-per-address", "-shutdown-timeout", "-metrics", "-check", `(default "49152-65535")`, "TURND_<FLAG>"} {
+	for _, flag := range []string{"-listen", "-tls-listen", "-tls-cert", "-tls-key", "-realm", "-auth-secret", "-public-ip", "-relay-ports", "-allow-peer", "-deny-peer", "-user-quota", "-total-quota", "-max-bps", "-max-total-bps", "-relay-ip6", "-public-ip6", "-allocation-rate", "-allocation-burst", "-connections-per-address", "-shutdown-timeout", "-metrics", "-check", `(default "49152-65535")`, "TURND_<FLAG>"} {
 		if !strings.Contains(out.String(), flag) {
 			t.Errorf("help lacks %s", flag)
 		}

@@ -61,6 +61,21 @@ func NewCA(t testing.TB, name string) *CA {
 // certificate and key files.
 func (ca *CA) Issue(t testing.TB, cn string, server bool) (certFile, keyFile string) {
 	t.Helper()
+	if server {
+		return ca.issue(t, cn, true, []net.IP{net.IPv4(127, 0, 0, 1)}, []string{"localhost"})
+	}
+	return ca.issue(t, cn, false, nil, nil)
+}
+
+// IssueServer makes a server certificate named cn for the given IP
+// addresses, such as a test network's documentation addresses.
+func (ca *CA) IssueServer(t testing.TB, cn string, ips ...net.IP) (certFile, keyFile string) {
+	t.Helper()
+	return ca.issue(t, cn, true, ips, nil)
+}
+
+func (ca *CA) issue(t testing.TB, cn string, server bool, ips []net.IP, names []string) (certFile, keyFile string) {
+	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		t.Fatal(err)
@@ -79,8 +94,8 @@ func (ca *CA) Issue(t testing.TB, cn string, server bool) (certFile, keyFile str
 	}
 	if server {
 		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
-		tmpl.IPAddresses = []net.IP{net.IPv4(127, 0, 0, 1)}
-		tmpl.DNSNames = []string{"localhost"}
+		tmpl.IPAddresses = ips
+		tmpl.DNSNames = names
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
 	if err != nil {

@@ -84,8 +84,8 @@ func (l *loop[T]) run(rc interface {
 	Read(func(fd uintptr) bool) error
 }) {
 	events := make([]unix.EpollEvent, 128)
-	buf := make([]byte, Headroom+MaxDatagram)
-	var rsa unix.RawSockaddrAny
+	b := newBatch()
+	out := newOut[T]()
 	// Read parks the goroutine in Go's poller whenever the function
 	// returns false, and returns once the epoll file is closed.
 	_ = rc.Read(func(epfd uintptr) bool {
@@ -97,20 +97,35 @@ func (l *loop[T]) run(rc interface {
 			if err != 0 || n == 0 {
 				return false
 			}
+			// A round that read every ready socket dry ends without
+			// another epoll_wait, which would find nothing: a datagram
+			// arriving from now on makes the epoll file readable again
+			// (its wake-up reaches Go's poller even while this goroutine
+			// runs), and Read then calls here again at once. Only a full
+			// events array or a full batch may leave data behind.
+			more := n == len(events)
 			l.mu.Lock()
 			for _, ev := range events[:n] {
 				s := l.sockets[ev.Fd]
 				if s == nil {
 					continue
 				}
-				// Level-triggered: a socket with more datagrams is reported
-				// again by the next epoll_wait, so one read per socket and
-				// round costs no read that fails with EAGAIN.
-				if m, from, ok := s.recv(buf[Headroom:], &rsa); ok {
-					l.set.handler(s.v, buf[:Headroom+m], from)
+				// Level-triggered: a socket with more datagrams than a batch
+				// is reported again by the next epoll_wait, so one read per
+				// socket and round costs no read that fails with EAGAIN.
+				n := s.recv(b)
+				more = more || n == batchSize
+				for i := range n {
+					if m, from, ok := b.datagram(i); ok {
+						l.set.handler(s.v, b.bufs[i][:Headroom+m], from, out)
+					}
 				}
 			}
 			l.mu.Unlock()
+			out.flush()
+			if !more {
+				return false
+			}
 		}
 	})
 }
@@ -257,16 +272,54 @@ func (s *Socket[T]) SetBuffers(receive, send int) error {
 // LocalAddr returns the address the socket is bound to.
 func (s *Socket[T]) LocalAddr() netip.AddrPort { return s.local }
 
-// recv reads one waiting datagram; the loop calls it under its lock, so
-// the descriptor is open.
-func (s *Socket[T]) recv(b []byte, rsa *unix.RawSockaddrAny) (int, netip.AddrPort, bool) {
-	rsaLen := uint32(unsafe.Sizeof(*rsa))
-	n, _, errno := unix.RawSyscall6(unix.SYS_RECVFROM, uintptr(s.fd), uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)), 0,
-		uintptr(unsafe.Pointer(rsa)), uintptr(unsafe.Pointer(&rsaLen)))
-	if errno != 0 {
+// batchSize is how many datagrams one recvmmsg reads from a socket: the
+// TURN port's socket often has several waiting when the loop wakes, a
+// relay socket rarely more than one.
+const batchSize = 32
+
+// batch is a loop's receive buffers, for one recvmmsg call.
+type batch struct {
+	msgs  [batchSize]unix.Mmsghdr
+	iovs  [batchSize]unix.Iovec
+	addrs [batchSize]unix.RawSockaddrAny
+	bufs  [batchSize][]byte // Headroom free bytes, then room for MaxDatagram
+}
+
+func newBatch() *batch {
+	b := &batch{}
+	for i := range b.msgs {
+		b.bufs[i] = make([]byte, Headroom+MaxDatagram)
+		b.iovs[i].Base = &b.bufs[i][Headroom]
+		b.iovs[i].SetLen(MaxDatagram)
+		b.msgs[i].Hdr.Name = (*byte)(unsafe.Pointer(&b.addrs[i]))
+		b.msgs[i].Hdr.Iov = &b.iovs[i]
+		b.msgs[i].Hdr.SetIovlen(1)
+	}
+	return b
+}
+
+// datagram returns the length and sender of the i-th datagram of the
+// last recv; a datagram longer than MaxDatagram was cut short and is
+// dropped.
+func (b *batch) datagram(i int) (int, netip.AddrPort, bool) {
+	if b.msgs[i].Hdr.Flags&unix.MSG_TRUNC != 0 {
 		return 0, netip.AddrPort{}, false
 	}
-	return int(n), fromRaw(rsa), true
+	return int(b.msgs[i].Len), fromRaw(&b.addrs[i]), true
+}
+
+// recv reads the datagrams waiting on the socket, up to a batch, with one
+// recvmmsg; the loop calls it under its lock, so the descriptor is open.
+func (s *Socket[T]) recv(b *batch) int {
+	for i := range b.msgs {
+		b.msgs[i].Hdr.Namelen = uint32(unsafe.Sizeof(b.addrs[i]))
+		b.msgs[i].Hdr.Flags = 0
+	}
+	n, _, errno := unix.RawSyscall6(unix.SYS_RECVMMSG, uintptr(s.fd), uintptr(unsafe.Pointer(&b.msgs[0])), batchSize, unix.MSG_DONTWAIT, 0, 0)
+	if errno != 0 {
+		return 0
+	}
+	return int(n)
 }
 
 // WriteToUDPAddrPort sends b to addr without waiting: a datagram the full

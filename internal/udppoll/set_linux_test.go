@@ -32,7 +32,7 @@ type collector struct {
 	got []received
 }
 
-func (c *collector) handle(socket int, buf []byte, from netip.AddrPort) {
+func (c *collector) handle(socket int, buf []byte, from netip.AddrPort, _ *Out[int]) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.got = append(c.got, received{socket, string(buf[Headroom:]), len(buf) - Headroom, from})
@@ -165,7 +165,7 @@ func TestWriteAndDualStack(t *testing.T) {
 func TestCloseWhileReceiving(t *testing.T) {
 	var closedSockets sync.Map
 	var late atomic.Int64
-	s := newSet(t, 2, func(socket int, _ []byte, _ netip.AddrPort) {
+	s := newSet(t, 2, func(socket int, _ []byte, _ netip.AddrPort, _ *Out[int]) {
 		if _, ok := closedSockets.Load(socket); ok {
 			late.Add(1)
 		}
@@ -220,7 +220,7 @@ func TestCloseWhileReceiving(t *testing.T) {
 
 func TestSetCloseEndsLoopsAndSockets(t *testing.T) {
 	before := runtime.NumGoroutine()
-	s, err := New(4, func(int, []byte, netip.AddrPort) {})
+	s, err := New(4, func(int, []byte, netip.AddrPort, *Out[int]) {})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -241,7 +241,7 @@ func TestSetCloseEndsLoopsAndSockets(t *testing.T) {
 }
 
 func TestWriteAllocatesNothing(t *testing.T) {
-	s := newSet(t, 1, func(int, []byte, netip.AddrPort) {})
+	s := newSet(t, 1, func(int, []byte, netip.AddrPort, *Out[int]) {})
 	sock, err := s.Listen(loopback, 0)
 	if err != nil {
 		t.Fatal(err)
@@ -255,5 +255,120 @@ func TestWriteAllocatesNothing(t *testing.T) {
 	b := bytes.Repeat([]byte{1}, 200)
 	if n := testing.AllocsPerRun(100, func() { _, _ = sock.WriteToUDPAddrPort(b, to) }); n != 0 {
 		t.Fatalf("%v allocations per write", n)
+	}
+}
+
+// Datagrams are read in batches: more than a batch waiting on one socket
+// all arrive, in order, and one longer than MaxDatagram is dropped without
+// holding up the ones behind it.
+func TestBatchesAndOversizedDatagrams(t *testing.T) {
+	tests := []struct {
+		name  string
+		sizes []int // payload sizes sent back to back
+		want  []int // sizes received
+	}{
+		{"one", []int{100}, []int{100}},
+		{"a batch and a half", repeat(50, batchSize*3/2), repeat(50, batchSize*3/2)},
+		{"three batches", repeat(20, 3*batchSize), repeat(20, 3*batchSize)},
+		{"the largest", []int{MaxDatagram}, []int{MaxDatagram}},
+		{"too long, then short", []int{MaxDatagram + 1, 10, 60000, 11}, []int{10, 11}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := &collector{}
+			s := newSet(t, 1, c.handle)
+			sock, err := s.Listen(loopback, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_ = sock.SetBuffers(1<<20, 1<<20)
+			client, err := net.ListenUDP("udp4", net.UDPAddrFromAddrPort(loopback))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer client.Close()
+			for i, n := range tt.sizes {
+				p := bytes.Repeat([]byte{byte('a' + i%26)}, n)
+				if _, err := client.WriteToUDPAddrPort(p, sock.LocalAddr()); err != nil {
+					t.Fatal(err)
+				}
+			}
+			eventually.True(t, 5*time.Second, "every datagram that fits", func() bool { return c.count() >= len(tt.want) })
+			c.mu.Lock()
+			defer c.mu.Unlock()
+			if len(c.got) != len(tt.want) {
+				t.Fatalf("received %d datagrams, want %d", len(c.got), len(tt.want))
+			}
+			for i, g := range c.got {
+				if g.headroom != tt.want[i] || len(g.payload) != tt.want[i] {
+					t.Fatalf("datagram %d: %d bytes, want %d", i, g.headroom, tt.want[i])
+				}
+			}
+		})
+	}
+}
+
+func repeat(v, n int) []int {
+	out := make([]int, n)
+	for i := range out {
+		out[i] = v
+	}
+	return out
+}
+
+// What handlers queue on Out leaves once the loop has read what was
+// waiting, through the socket it names, more than a queue's worth of it
+// included, and in order for each socket.
+func TestOutSendsWhatHandlersQueue(t *testing.T) {
+	var first atomic.Pointer[Socket[int]]
+	s := newSet(t, 1, func(_ int, buf []byte, from netip.AddrPort, out *Out[int]) {
+		if err := out.Send(first.Load(), buf[Headroom:], from); err != nil {
+			t.Errorf("Send: %v", err)
+		}
+	})
+	const sockets, each = 3, 30 // 90 queued in a round or two: more than outSize
+	addrs := make([]netip.AddrPort, sockets)
+	for i := range sockets {
+		sock, err := s.Listen(loopback, i)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i == 0 {
+			first.Store(sock)
+		}
+		addrs[i] = sock.LocalAddr()
+	}
+	client, err := net.ListenUDP("udp4", net.UDPAddrFromAddrPort(loopback))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	_ = client.SetReadBuffer(1 << 20)
+	for n := range each {
+		for i, a := range addrs {
+			if _, err := client.WriteToUDPAddrPort(fmt.Appendf(nil, "%d/%02d", i, n), a); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	next := make([]int, sockets)
+	buf := make([]byte, 100)
+	for range sockets * each {
+		_ = client.SetReadDeadline(time.Now().Add(5 * time.Second))
+		n, from, err := client.ReadFromUDPAddrPort(buf)
+		if err != nil {
+			t.Fatalf("%v after %v", err, next)
+		}
+		if from != addrs[0] {
+			t.Fatalf("a reply came from %s, not the socket it was queued on (%s)", from, addrs[0])
+		}
+		var i, seq int
+		if _, err := fmt.Sscanf(string(buf[:n]), "%d/%d", &i, &seq); err != nil || seq != next[i] {
+			t.Fatalf("reply %q out of order (want %d/%02d)", buf[:n], i, next[i])
+		}
+		next[i]++
+	}
+	if err := (&Out[int]{}).Send(first.Load(), make([]byte, MaxDatagram+1), addrs[1]); err == nil {
+		t.Fatal("a datagram longer than MaxDatagram was queued")
 	}
 }

@@ -30,3 +30,9 @@ func (*Socket[T]) SetBuffers(int, int) error { return ErrUnsupported }
 
 // Close does nothing.
 func (*Socket[T]) Close() error { return nil }
+
+// Out is not available on this system.
+type Out[T any] struct{}
+
+// Send returns ErrUnsupported.
+func (*Out[T]) Send(*Socket[T], []byte, netip.AddrPort) error { return ErrUnsupported }

@@ -7,8 +7,9 @@
 // read that fails with EAGAIN before the goroutine parks again. A Set
 // instead registers its sockets with epoll instances of its own, each
 // watched by one goroutine through Go's poller: one wake-up serves every
-// socket that became readable meanwhile, and each ready socket costs one
-// read. This is the event loop C relays such as coturn run, with the
+// socket that became readable meanwhile, each ready socket costs one
+// recvmmsg of up to 32 datagrams, and what handlers send through the
+// loop's [Out] leaves with one sendmmsg per socket and round. This is the event loop C relays such as coturn run, with the
 // goroutine parked in Go's poller instead of blocked in epoll_wait, which
 // would tie up a thread and keep the runtime's monitor awake.
 //
@@ -29,12 +30,18 @@ var ErrUnsupported = errors.New("udppoll: not supported on this system")
 // and then the datagram, so that a header can be put in front of it
 // without a copy; it is valid only during the call. A handler must not
 // block and must not close a socket of the set.
-type Handler[T any] func(v T, buf []byte, from netip.AddrPort)
+//
+// out is the loop's queue of datagrams to send: what a handler sends
+// through it on a socket of the set goes out once the loop has read the
+// datagrams that were waiting, several of one socket in one sendmmsg.
+type Handler[T any] func(v T, buf []byte, from netip.AddrPort, out *Out[T])
 
 // Headroom is the number of free bytes in front of every datagram handed
 // to a Handler.
 const Headroom = 16
 
-// MaxDatagram is the size of a loop's read buffer after the headroom: the
-// largest UDP payload fits.
-const MaxDatagram = 65535
+// MaxDatagram is the size of each of a loop's read buffers after the
+// headroom. A longer datagram is dropped: media and TURN messages are
+// never near it (pion/turn itself reads at most 1600 bytes), and a loop
+// reads many datagrams at once into buffers of this size.
+const MaxDatagram = 8192

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/pion/rtcp"
+	"github.com/pion/rtp"
 	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v4"
 
@@ -304,23 +305,30 @@ func (p *Participant) receive(remote *webrtc.TrackRemote, receiver *webrtc.RTPRe
 			continue
 		}
 		counter.Add(1)
-		e := Packet{Seq: pkt.SequenceNumber, TS: pkt.Timestamp, SSRC: pkt.SSRC}
-		e.PictureID = -1
-		if b := pkt.Payload; len(b) >= 3 {
-			d := 0
-			if b[0]&0x80 != 0 && len(b) >= 7 && b[1]&0x80 != 0 && b[2]&0x80 != 0 {
-				e.PictureID = int(b[2]&0x7f)<<8 | int(b[3])
-				d = 3 // the VP8 header follows at d+1
-			}
-			e.Keyframe = b[0]&0x10 != 0 && b[d+1]&0x01 == 0
-			e.Layer = b[d+2]
-		}
+		e := notePacket(pkt)
 		p.mu.Lock()
 		if l := p.logs[stream]; len(l) < maxLog {
 			p.logs[stream] = append(l, e)
 		}
 		p.mu.Unlock()
 	}
+}
+
+// notePacket reads what the suite checks of a video packet the test
+// senders made.
+func notePacket(pkt *rtp.Packet) Packet {
+	e := Packet{Seq: pkt.SequenceNumber, TS: pkt.Timestamp, SSRC: pkt.SSRC}
+	e.PictureID = -1
+	if b := pkt.Payload; len(b) >= 3 {
+		d := 0
+		if b[0]&0x80 != 0 && len(b) >= 7 && b[1]&0x80 != 0 && b[2]&0x80 != 0 {
+			e.PictureID = int(b[2]&0x7f)<<8 | int(b[3])
+			d = 3 // the VP8 header follows at d+1
+		}
+		e.Keyframe = b[0]&0x10 != 0 && b[d+1]&0x01 == 0
+		e.Layer = b[d+2]
+	}
+	return e
 }
 
 // Log returns the video packets p received on stream, in arrival order.

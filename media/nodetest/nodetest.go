@@ -117,6 +117,8 @@ func runCases(t *testing.T, newNode nodeMaker) {
 		{"SenderReportsReachSubscribers", senderReports},
 		{"NodeAsksPublisherForLostPackets", nodeNacksPublisher},
 		{"ScreenShareBesideSimulcast", screenShare},
+		{"RecordConsult", recordConsult},
+		{"RecordingEndsWithRoom", recordingEndsWithRoom},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) { tt.run(t, newNode) })

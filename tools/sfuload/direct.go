@@ -35,6 +35,9 @@ func runDirect(ctx context.Context, o options) (Result, error) {
 		join = func(ctx context.Context, room, member string, p *peer) (directSession, error) {
 			return node.Join(ctx, room, member, p)
 		}
+		var recs recCounters
+		env.record = func(ctx context.Context, room string) error { return startRecording(ctx, node, room, &recs) }
+		env.recStats = func() (recTotals, error) { return recs.totals(), nil }
 		env.cpuProcess = "sfuload itself (in-process SFU and participants)"
 		env.usage = func() (procstat.Usage, error) { return procstat.Read(os.Getpid()) }
 		env.goroutines = func() (int, error) { return runtime.NumGoroutine(), nil }
@@ -45,15 +48,17 @@ func runDirect(ctx context.Context, o options) (Result, error) {
 		}
 		defer child.stop()
 		join = child.join
+		env.record, env.recStats = child.record, child.recStats
 		env.cpuProcess = "the media node alone (sfuload -serve-node child process)"
 		env.usage = func() (procstat.Usage, error) { return procstat.Read(child.pid()) }
 		env.goroutines = child.goroutines
 	}
 	rooms := plan(o)
+	env.roomName = func(room int) string { return fmt.Sprintf("room%d", room) }
 	id := func(m *member) string { return fmt.Sprintf("r%d-%s", m.room, m.name) }
 	r, err := measure(ctx, o, env, rooms, func(ctx context.Context, m *member) error {
 		m.peer.joinAt.Store(int64(m.peer.since()))
-		sess, err := join(ctx, fmt.Sprintf("room%d", m.room), id(m), m.peer)
+		sess, err := join(ctx, env.roomName(m.room), id(m), m.peer)
 		if err != nil {
 			return fmt.Errorf("join: %w", err)
 		}

@@ -23,7 +23,11 @@
 // node runs in a child process (this program with -serve-node), so the
 // CPU and memory figures are the node's alone. -udp-listen gives that
 // node one UDP port for every participant, as cmd/sfu runs, instead of a
-// port each.
+// port each. With -direct -record the node also records every consult,
+// through its recorder, into a sink that assembles WebM-sized frames and
+// discards them: sfuload measures the node for one window without
+// recordings, starts them, and prints what they add per consult (CPU,
+// memory) and what they received (packets, bytes, sequence gaps).
 //
 //	go run ./tools/sfuload -signal ./bin/signal -scenario rooms -rooms 10 -duration 20s
 //	go run ./tools/sfuload -signal ./bin/signal -scenario grandrounds -subscribers 40
@@ -58,6 +62,7 @@ type options struct {
 	direct      bool
 	udpListen   string // -direct: the node's one UDP port for everyone; empty for a port each
 	inProcess   bool   // -direct with the node in this process, for tests
+	record      bool   // -direct: the node records every consult
 	signal      string
 	signalArgs  []string
 }
@@ -116,6 +121,22 @@ type Result struct {
 	SpeakerEvents           int64            `json:"speaker_events"`
 	Failures                int64            `json:"failures"`
 	LastError               string           `json:"last_error,omitempty"`
+
+	// With -record: the recordings the node ran and what their sinks
+	// received in the window (packets, WebM-sized bytes, breaks in a
+	// track's sequence numbers); the node's CPU over a window of the same
+	// length before the recordings started; and what recording added per
+	// consult, in percent of one core and in memory.
+	Recordings                 int     `json:"recordings,omitempty"`
+	RecordedTracks             int64   `json:"recorded_tracks,omitempty"`
+	RecordedPackets            int64   `json:"recorded_packets,omitempty"`
+	RecordedBytes              int64   `json:"recorded_webm_bytes,omitempty"`
+	RecordedKbpsPerConsult     float64 `json:"recorded_kbit_per_second_per_consult,omitempty"`
+	RecordedGaps               int64   `json:"recorded_sequence_gaps,omitempty"`
+	RecordingsEnded            int64   `json:"recordings_ended,omitempty"`
+	BaselineCPUSeconds         float64 `json:"baseline_cpu_seconds,omitempty"`
+	RecordCPUPercentPerConsult float64 `json:"record_cpu_percent_of_a_core_per_consult,omitempty"`
+	RecordKiBPerConsult        float64 `json:"record_memory_per_consult_kib,omitempty"`
 }
 
 // repeated collects a repeatable string flag.
@@ -178,6 +199,7 @@ func parseFlags(args []string, stderr io.Writer) (options, bool, error) {
 	fs.Var(&extra, "signal-arg", "one more argument for the signal command line; repeatable")
 	fs.BoolVar(&o.direct, "direct", false, "join an in-process media node directly, without signaling, to measure the SFU core alone")
 	fs.StringVar(&o.udpListen, "udp-listen", "", "with -direct, the one UDP `address` every participant sends media to, as cmd/sfu runs (such as 127.0.0.1:0); empty for a port per participant")
+	fs.BoolVar(&o.record, "record", false, "with -direct, record every consult through the node's recorder into a sink that assembles WebM-sized frames and discards them; measures the node before and after the recordings start")
 	fs.StringVar(&o.scenario, "scenario", "rooms", "rooms: N consults of 3 publishing members; grandrounds: 1 publisher to N receive-only subscribers")
 	fs.IntVar(&o.rooms, "rooms", 5, "consults of three for -scenario rooms")
 	fs.IntVar(&o.subscribers, "subscribers", 20, "subscribers for -scenario grandrounds")
@@ -215,6 +237,8 @@ func parseFlags(args []string, stderr io.Writer) (options, bool, error) {
 		return o, false, errors.New("20 <= -video-kbps <= 20000")
 	case o.duration < time.Second || o.duration > 10*time.Minute || o.warmup < 0:
 		return o, false, errors.New("1s <= -duration <= 10m, -warmup >= 0")
+	case o.record && !o.direct:
+		return o, false, errors.New("-record needs -direct: signal records only consults whose members consented")
 	}
 	return o, *jsonOut, nil
 }
@@ -264,6 +288,12 @@ func printTable(w io.Writer, r Result, o options) {
 			}
 		}
 		fmt.Fprintf(w, "Forwarded video packets by layer: %s.\n", strings.Join(parts, ", "))
+	}
+	if o.record {
+		fmt.Fprintf(w, "Recording: %d consults, %d tracks; in the window %d packets, %.1f MB of WebM-sized frames (%.0f kbit/s per consult), %d sequence gaps.\n",
+			r.Recordings, r.RecordedTracks, r.RecordedPackets, float64(r.RecordedBytes)/1e6, r.RecordedKbpsPerConsult, r.RecordedGaps)
+		fmt.Fprintf(w, "Recording cost the node %.2f %% of a core and %.0f KiB per consult (CPU %.2f s without recordings, %.2f s with, over %s).\n",
+			r.RecordCPUPercentPerConsult, r.RecordKiBPerConsult, r.BaselineCPUSeconds, r.CPUSeconds, o.duration)
 	}
 	if r.IncompleteSubscriptions > 0 {
 		fmt.Fprintf(w, "%d subscriptions lacked audio or video during the measurement.\n", r.IncompleteSubscriptions)

@@ -26,7 +26,7 @@ import (
 // events the other.
 
 type nodeRequest struct {
-	Op        string `json:"op"` // join, offer, answer, view; goroutines for the node's count
+	Op        string `json:"op"` // join, offer, answer, view; goroutines for the node's count; record, recstats
 	Room      string `json:"room,omitempty"`
 	Member    string `json:"member"`
 	SDP       string `json:"sdp,omitempty"`
@@ -36,11 +36,12 @@ type nodeRequest struct {
 }
 
 type nodeEvent struct {
-	Member string `json:"member"`
-	Event  string `json:"event"` // joined, answer, offer, speaker, closed, error, goroutines
-	SDP    string `json:"sdp,omitempty"`
-	Text   string `json:"text,omitempty"` // the speaker, or the error
-	Count  int    `json:"count,omitempty"`
+	Member string     `json:"member"`
+	Event  string     `json:"event"` // joined, answer, offer, speaker, closed, error, goroutines, recording, recstats
+	SDP    string     `json:"sdp,omitempty"`
+	Text   string     `json:"text,omitempty"` // the speaker, or the error
+	Count  int        `json:"count,omitempty"`
+	Rec    *recTotals `json:"rec,omitempty"`
 }
 
 // nodeConfig is the media node of -direct: on loopback, with one UDP port
@@ -71,6 +72,7 @@ func serveNode(args []string, in io.Reader, out io.Writer) error {
 		defer outMu.Unlock()
 		_ = enc.Encode(e)
 	}
+	var recs recCounters
 	emit(nodeEvent{Event: "ready"}) // the memory baseline starts here
 	queues := map[string]chan nodeRequest{}
 	var wg sync.WaitGroup
@@ -87,8 +89,20 @@ func serveNode(args []string, in io.Reader, out io.Writer) error {
 		if err := json.Unmarshal(sc.Bytes(), &req); err != nil {
 			return fmt.Errorf("request: %w", err)
 		}
-		if req.Op == "goroutines" {
+		switch req.Op {
+		case "goroutines":
 			emit(nodeEvent{Event: "goroutines", Count: runtime.NumGoroutine()})
+			continue
+		case "record":
+			e := nodeEvent{Event: "recording"}
+			if err := startRecording(context.Background(), node, req.Room, &recs); err != nil {
+				e.Text = err.Error()
+			}
+			emit(e)
+			continue
+		case "recstats":
+			t := recs.totals()
+			emit(nodeEvent{Event: "recstats", Rec: &t})
 			continue
 		}
 		q, ok := queues[req.Member]
@@ -153,9 +167,11 @@ type nodeProc struct {
 	cmd   *exec.Cmd
 	in    io.WriteCloser
 	inMu  sync.Mutex
-	done  chan struct{} // the event reader ended
-	ready chan struct{} // the child's node exists
-	count chan int      // answers to goroutines requests
+	done  chan struct{}  // the event reader ended
+	ready chan struct{}  // the child's node exists
+	count chan int       // answers to goroutines requests
+	reply chan nodeEvent // answers to record and recstats requests
+	ask   sync.Mutex     // one record or recstats request at a time
 
 	mu      sync.Mutex
 	members map[string]*peer
@@ -167,7 +183,7 @@ func startNodeProc(udpListen string) (*nodeProc, error) {
 	if err != nil {
 		return nil, fmt.Errorf("media node process: %w", err)
 	}
-	n := &nodeProc{cmd: exec.Command(self, "-serve-node", "-udp-listen", udpListen), done: make(chan struct{}), ready: make(chan struct{}), count: make(chan int, 1), members: map[string]*peer{}, joined: map[string]chan error{}}
+	n := &nodeProc{cmd: exec.Command(self, "-serve-node", "-udp-listen", udpListen), done: make(chan struct{}), ready: make(chan struct{}), count: make(chan int, 1), reply: make(chan nodeEvent, 1), members: map[string]*peer{}, joined: map[string]chan error{}}
 	n.cmd.Stderr = os.Stderr
 	if n.in, err = n.cmd.StdinPipe(); err != nil {
 		return nil, err
@@ -232,6 +248,12 @@ func (n *nodeProc) readEvents(out io.Reader) {
 		case "goroutines":
 			select {
 			case n.count <- e.Count:
+			default: // nobody asked
+			}
+			continue
+		case "recording", "recstats":
+			select {
+			case n.reply <- e:
 			default: // nobody asked
 			}
 			continue
@@ -323,4 +345,40 @@ func (s childSession) Answer(sdp string) error {
 
 func (s childSession) View(publisher string, w, h int) error {
 	return s.n.send(nodeRequest{Op: "view", Member: s.member, Publisher: publisher, Width: w, Height: h})
+}
+
+// request sends the child a record or recstats request and waits for its
+// answer.
+func (n *nodeProc) request(req nodeRequest) (nodeEvent, error) {
+	n.ask.Lock()
+	defer n.ask.Unlock()
+	if err := n.send(req); err != nil {
+		return nodeEvent{}, fmt.Errorf("media node process: %w", err)
+	}
+	select {
+	case e := <-n.reply:
+		if e.Text != "" {
+			return e, errors.New(e.Text)
+		}
+		return e, nil
+	case <-n.done:
+		return nodeEvent{}, errors.New("media node process ended")
+	case <-time.After(10 * time.Second):
+		return nodeEvent{}, fmt.Errorf("media node process did not answer %s within 10s", req.Op)
+	}
+}
+
+// record starts recording room on the child's node.
+func (n *nodeProc) record(_ context.Context, room string) error {
+	_, err := n.request(nodeRequest{Op: "record", Room: room})
+	return err
+}
+
+// recStats returns the child's recording figures.
+func (n *nodeProc) recStats() (recTotals, error) {
+	e, err := n.request(nodeRequest{Op: "recstats"})
+	if err != nil || e.Rec == nil {
+		return recTotals{}, fmt.Errorf("recording figures: %v", err)
+	}
+	return *e.Rec, nil
 }

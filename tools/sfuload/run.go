@@ -128,6 +128,12 @@ func measure(ctx context.Context, o options, env runEnv, rooms [][]*member, join
 		}
 	}
 	waitFirstFrames(ctx, all, o.joinTimeout)
+	var rb recBaseline
+	if o.record {
+		if rb, err = startRecordings(ctx, o, env, rooms); err != nil {
+			return r, err
+		}
+	}
 	select {
 	case <-ctx.Done():
 		return r, ctx.Err()
@@ -140,6 +146,12 @@ func measure(ctx context.Context, o options, env runEnv, rooms [][]*member, join
 	u1, err := env.usage()
 	if err != nil {
 		return r, err
+	}
+	var rec1 recTotals
+	if o.record {
+		if rec1, err = env.recStats(); err != nil {
+			return r, err
+		}
 	}
 	g1, err := env.countGoroutines()
 	if err != nil {
@@ -166,6 +178,13 @@ func measure(ctx context.Context, o options, env runEnv, rooms [][]*member, join
 	u2, err := env.usage()
 	if err != nil {
 		return r, err
+	}
+	if o.record {
+		rec2, err := env.recStats()
+		if err != nil {
+			return r, err
+		}
+		rb.result(&r, rec1, rec2, u1, u2, o.duration)
 	}
 
 	self2, err := procstat.Read(os.Getpid())
@@ -228,6 +247,12 @@ type runEnv struct {
 	cpuProcess string // what the CPU figure covers, for the output
 	// goroutines counts the node's goroutines; nil where it cannot.
 	goroutines func() (int, error)
+	// record starts recording a room, and recStats sums up what the
+	// recordings received; nil where the node cannot be asked (-record
+	// needs -direct).
+	record   func(ctx context.Context, room string) error
+	recStats func() (recTotals, error)
+	roomName func(room int) string
 }
 
 func (e runEnv) countGoroutines() (int, error) {

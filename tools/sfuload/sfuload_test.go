@@ -265,7 +265,24 @@ func TestDirectRoomForwardsAndMeasures(t *testing.T) {
 	}
 }
 
-func directRoom(t *testing.T, extra []string) {
+// TestDirectRoomRecorded runs one consult of three against an in-process
+// node that records it: the recording takes each member's audio and
+// video, and its figures come out of what the sink received.
+func TestDirectRoomRecorded(t *testing.T) {
+	r := directRoom(t, []string{"-record"})
+	if r.Recordings != 1 || r.RecordedTracks != 6 || r.RecordingsEnded != 0 {
+		t.Fatalf("%d recordings of %d tracks, %d ended; want 1 of 6 (three members' audio and video), running", r.Recordings, r.RecordedTracks, r.RecordingsEnded)
+	}
+	// Two seconds of three members' audio alone are 300 packets.
+	if r.RecordedPackets < 300 || r.RecordedBytes <= r.RecordedPackets || r.RecordedKbpsPerConsult <= 0 {
+		t.Fatalf("recorded %d packets, %d bytes, %.0f kbit/s", r.RecordedPackets, r.RecordedBytes, r.RecordedKbpsPerConsult)
+	}
+	if r.BaselineCPUSeconds <= 0 {
+		t.Fatalf("no CPU measured before the recordings: %v", r.BaselineCPUSeconds)
+	}
+}
+
+func directRoom(t *testing.T, extra []string) Result {
 	o, _, err := parseFlags(append([]string{"-direct", "-rooms", "1", "-duration", "2s", "-warmup", "500ms", "-join-timeout", "20s"}, extra...), t.Output())
 	if err != nil {
 		t.Fatal(err)
@@ -302,6 +319,7 @@ func directRoom(t *testing.T, extra []string) {
 	if r.Participants != 3 || r.GoroutinesPerParticipant < 1 {
 		t.Fatalf("%d participants, %.1f goroutines each", r.Participants, r.GoroutinesPerParticipant)
 	}
+	return r
 }
 
 // TestSignalPathConsult runs one consult of three through a real signal

@@ -80,6 +80,7 @@ type Result struct {
 func main() {
 	var o options
 	turnd := flag.String("turnd", "", "path of a turnd binary to start and measure")
+	before := flag.String("turnd-before", "", "path of an earlier turnd build to measure first with the same load, for a before/after comparison in one run")
 	coturn := flag.String("coturn", "", "path of coturn's turnserver to start and measure with the same load (skipped when absent)")
 	jsonOut := flag.Bool("json", false, "print JSON instead of a table")
 	flag.IntVar(&o.allocations, "allocations", 100, "concurrent allocations")
@@ -98,9 +99,19 @@ func main() {
 		os.Exit(2)
 	}
 	var results []Result
-	r, err := measure("turnd", []string{*turnd, "-listen", "127.0.0.1:34781", "-tls-listen", "off", "-metrics", "off",
-		"-relay-ports", "40000-49999", "-allow-peer", "127.0.0.1", "-user-quota", "100000", "-total-quota", "100000", "-allocation-rate", "0", "-connections-per-address", "0", "-log-level", "error"},
-		[]string{"TURND_AUTH_SECRET=" + o.secret}, "127.0.0.1:34781", o)
+	turndArgs := func(path string) []string {
+		return []string{path, "-listen", "127.0.0.1:34781", "-tls-listen", "off", "-metrics", "off",
+			"-relay-ports", "40000-49999", "-allow-peer", "127.0.0.1", "-user-quota", "100000", "-total-quota", "100000", "-allocation-rate", "0", "-connections-per-address", "0", "-log-level", "error"}
+	}
+	if *before != "" {
+		r, err := measure("before", turndArgs(*before), []string{"TURND_AUTH_SECRET=" + o.secret}, "127.0.0.1:34781", o)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "turnload: turnd -turnd-before:", err)
+			os.Exit(1)
+		}
+		results = append(results, r)
+	}
+	r, err := measure("turnd", turndArgs(*turnd), []string{"TURND_AUTH_SECRET=" + o.secret}, "127.0.0.1:34781", o)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "turnload: turnd:", err)
 		os.Exit(1)
@@ -143,8 +154,13 @@ func printTable(w io.Writer, rs []Result, o options) {
 		}
 		fmt.Fprintf(w, " %10.2f %14.2f\n", r.CPUSeconds, r.CPUPerMillion)
 	}
-	if len(rs) == 2 && rs[1].CPUPerMillion > 0 {
-		fmt.Fprintf(w, "\nturnd/coturn CPU per packet: %.2f (below 1 means turnd needs less CPU)\n", rs[0].CPUPerMillion/rs[1].CPUPerMillion)
+	last := rs[len(rs)-1]
+	if last.Server != "coturn" || last.CPUPerMillion <= 0 {
+		return
+	}
+	fmt.Fprintln(w)
+	for _, r := range rs[:len(rs)-1] {
+		fmt.Fprintf(w, "%s/coturn CPU per packet: %.2f (below 1 means turnd needs less CPU)\n", r.Server, r.CPUPerMillion/last.CPUPerMillion)
 	}
 }
 

@@ -2,6 +2,8 @@
 // page that loads this module: the count per consult on the dashboard, the
 // tab title "(1) waiting", a short sound and a desktop notification. The
 // server sends counts only (GET /api/waiting, server-sent events).
+import { t } from "./i18n.js";
+
 const baseTitle = document.title;
 const askedKey = "openconsult.alerts-asked";
 let lastTotal = 0;
@@ -25,8 +27,8 @@ function chime() {
 
 function notify(total) {
   if (!("Notification" in window) || Notification.permission !== "granted") return;
-  const n = new Notification(total === 1 ? "A patient is waiting" : `${total} people are waiting`, {
-    body: "Open the consult to let them in.",
+  const n = new Notification(t("js.alerts.notify", { count: total }), {
+    body: t("js.alerts.notify.body"),
     tag: "openconsult-waiting",
   });
   n.addEventListener("click", () => { window.focus(); n.close(); });
@@ -35,13 +37,13 @@ function notify(total) {
 function show(ev) {
   for (const el of document.querySelectorAll("[data-waiting]")) {
     const n = ev.consults[el.dataset.waiting] || 0;
-    el.textContent = n ? `${n} waiting` : "";
+    el.textContent = n ? t("js.alerts.tag", { count: n }) : "";
     el.hidden = n === 0;
   }
-  document.title = ev.total ? `(${ev.total}) waiting · ${baseTitle}` : baseTitle;
+  document.title = ev.total ? t("js.alerts.title", { count: ev.total, title: baseTitle }) : baseTitle;
   const summary = document.getElementById("waiting-summary");
   if (summary) {
-    summary.textContent = ev.total === 0 ? "" : ev.total === 1 ? "1 person is waiting." : `${ev.total} people are waiting.`;
+    summary.textContent = ev.total === 0 ? "" : t("js.alerts.summary", { count: ev.total });
   }
   if (ev.total > lastTotal) {
     chime();

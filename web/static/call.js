@@ -2,9 +2,12 @@
 // server, one RTCPeerConnection per other member (perfect negotiation, so
 // glare and renegotiation such as screen sharing just work) or, once the
 // consult is on the media server, one to the server (sfu.js); the lobby for
-// the host, chat, device controls and a connection indicator.
+// the host, chat, device controls and a connection indicator; recording
+// consent and its indicator (recording.js).
 import { connectionStats } from "./stats.js";
 import { MediaServerLink, firstFrame } from "./sfu.js";
+import { Recording, lobbyNote } from "./recording.js";
+import { t, tNodes, formatNumber, formatSize, formatTime } from "./i18n.js";
 
 const root = document.getElementById("call");
 const consultId = root.dataset.consult;
@@ -50,6 +53,8 @@ function send(msg) {
   }
 }
 
+const recording = new Recording({ root, send, isHost, status: setStatus });
+
 // ---- local media ----
 
 async function startMedia() {
@@ -59,13 +64,13 @@ async function startMedia() {
   } catch (err) {
     try {
       state.local = await navigator.mediaDevices.getUserMedia({ audio: true });
-      setStatus("Camera unavailable: continuing with sound only.");
+      setStatus(t("js.call.camera.unavailable"));
     } catch {
       state.local = new MediaStream();
-      setStatus("Camera and microphone unavailable: you can see and hear the others, and chat.");
+      setStatus(t("js.call.media.unavailable"));
     }
   }
-  tile(state.me || "me", "You", state.local, true);
+  tile(state.me || "me", t("js.call.you"), state.local, true);
   $("lobby-self").srcObject = state.local;
   $("lobby-self").hidden = state.local.getVideoTracks().length === 0;
   await fillDeviceLists();
@@ -77,7 +82,7 @@ async function fillDeviceLists() {
     select.replaceChildren();
     const current = state.local.getTracks().find((t) => t.kind === (kind === "videoinput" ? "video" : "audio"));
     for (const d of devices.filter((d) => d.kind === kind)) {
-      const opt = new Option(d.label || (kind === "videoinput" ? "Camera" : "Microphone"), d.deviceId);
+      const opt = new Option(d.label || (kind === "videoinput" ? t("js.call.camera") : t("js.call.microphone")), d.deviceId);
       if (current && current.getSettings().deviceId === d.deviceId) opt.selected = true;
       select.add(opt);
     }
@@ -144,7 +149,7 @@ $("mute").addEventListener("click", (e) => {
   const tracks = state.local.getAudioTracks();
   const muted = tracks.length > 0 && tracks[0].enabled;
   tracks.forEach((t) => { t.enabled = !muted; });
-  setControl("mute", muted, muted ? "Unmute" : "Mute");
+  setControl("mute", muted, muted ? t("js.call.unmute") : t("js.call.mute"));
   sendMediaState();
 });
 
@@ -152,7 +157,7 @@ $("camera").addEventListener("click", () => {
   const tracks = state.local.getVideoTracks();
   const off = tracks.length > 0 && tracks[0].enabled;
   tracks.forEach((t) => { t.enabled = !off; });
-  setControl("camera", off, off ? "Start video" : "Stop video");
+  setControl("camera", off, off ? t("js.call.video.start") : t("js.call.video.stop"));
   sendMediaState();
 });
 
@@ -167,7 +172,7 @@ $("share").addEventListener("click", async () => {
   state.screen.addEventListener("ended", stopSharing);
   for (const p of state.peers.values()) replaceOrAdd(p, "video", state.screen);
   state.sfu?.replaceTrack("video", state.screen, true);
-  setControl("share", true, "Stop sharing");
+  setControl("share", true, t("js.call.share.stop"));
   sendMediaState();
 });
 
@@ -181,7 +186,7 @@ function stopSharing() {
     if (sender) sender.replaceTrack(cam);
   }
   state.sfu?.replaceTrack("video", cam);
-  setControl("share", false, "Share screen");
+  setControl("share", false, t("js.call.share"));
   sendMediaState();
 }
 
@@ -189,10 +194,10 @@ $("camera-select").addEventListener("change", (e) => switchDevice("video", e.tar
 $("mic-select").addEventListener("change", (e) => switchDevice("audio", e.target.value));
 $("leave")?.addEventListener("click", () => {
   send({ type: "leave" });
-  finish("You left the consultation. You can close this page.");
+  finish(t("js.call.left"));
 });
 $("end-form")?.addEventListener("submit", (e) => {
-  if (!confirm("End the consult for everyone?")) e.preventDefault();
+  if (!confirm(t("js.call.end.confirm"))) e.preventDefault();
 });
 
 // ---- tiles ----
@@ -258,8 +263,8 @@ function pictureChanged(fig) {
 function markTile(fig, m) {
   fig.dataset.video = m.video === false ? "off" : "on";
   const marks = [];
-  if (m.audio === false) marks.push("muted");
-  if (m.video === false) marks.push("camera off");
+  if (m.audio === false) marks.push(t("js.call.marks.muted"));
+  if (m.video === false) marks.push(t("js.call.marks.camera.off"));
   fig.querySelector(".marks").textContent = marks.length ? `· ${marks.join(", ")}` : "";
   pictureChanged(fig);
 }
@@ -277,7 +282,7 @@ function selfView(fig) {
   const mover = document.createElement("button");
   mover.type = "button";
   mover.className = "move-self";
-  mover.setAttribute("aria-label", "Move your video to another corner");
+  mover.setAttribute("aria-label", t("js.call.move.self"));
   mover.textContent = "⤡";
   mover.addEventListener("click", (e) => { e.stopPropagation(); next(); });
   mover.addEventListener("pointerdown", (e) => e.stopPropagation());
@@ -513,9 +518,9 @@ function renderRoster(members) {
   list.replaceChildren();
   for (const m of members) {
     const li = document.createElement("li");
-    li.textContent = `${m.name}${m.id === state.me ? " (you)" : ""}${m.host ? " · clinician" : ""}${m.audio === false ? " · muted" : ""}`;
+    li.textContent = `${m.name}${m.id === state.me ? " " + t("js.call.roster.you") : ""}${m.host ? " · " + t("js.call.roster.clinician") : ""}${m.audio === false ? " · " + t("js.call.marks.muted") : ""}`;
     if (isHost && m.id !== state.me) {
-      li.append(" ", button("Remove", () => send({ type: "remove", member: m.id }), "small secondary"));
+      li.append(" ", button(t("js.call.remove"), () => send({ type: "remove", member: m.id }), "small secondary"));
     }
     list.append(li);
     if (m.id !== state.me) {
@@ -536,10 +541,10 @@ function renderRoster(members) {
 
 // What the lobby says of a guest's connectivity check.
 const checkNotes = {
-  direct: "(connection check passed)",
-  relay: "(connection check passed through the relay)",
-  failed: "(connection check failed: their network may block the call; suggest mobile data or another network)",
-  unknown: "(connection check could not run)",
+  direct: t("js.call.check.direct"),
+  relay: t("js.call.check.relay"),
+  failed: t("js.call.check.failed"),
+  unknown: t("js.call.check.unknown"),
 };
 
 function renderLobby(waiting) {
@@ -549,10 +554,10 @@ function renderLobby(waiting) {
   if (waiting.length === 0) {
     const li = document.createElement("li");
     li.className = "help";
-    li.textContent = "Nobody is waiting.";
+    li.textContent = t("js.call.lobby.empty");
     list.append(li);
     $("waiting-badge").hidden = true;
-    if (state.admitted) setStatus("You are in the consult.");
+    if (state.admitted) setStatus(t("js.call.in.host"));
     return;
   }
   for (const w of waiting) {
@@ -568,15 +573,16 @@ function renderLobby(waiting) {
       note.textContent = checkNotes[w.check];
       li.append(note, " ");
     }
-    li.append(button("Admit", () => send({ type: "admit", member: w.id }), "small admit"), " ",
-      button("Deny", () => send({ type: "deny", member: w.id }), "small secondary"));
+    if (lobbyNote(w)) li.append(lobbyNote(w), " ");
+    li.append(button(t("js.call.admit"), () => send({ type: "admit", member: w.id }), "small admit"), " ",
+      button(t("js.call.deny"), () => send({ type: "deny", member: w.id }), "small secondary"));
     list.append(li);
   }
-  setStatus(`${waiting.length} waiting to be admitted.`);
+  setStatus(t("js.call.waiting.count", { count: waiting.length }));
   const badge = $("waiting-badge");
   badge.textContent = String(waiting.length);
   badge.hidden = false;
-  $("open-people").setAttribute("aria-label", `People, ${waiting.length} waiting`);
+  $("open-people").setAttribute("aria-label", t("js.call.people.waiting", { count: waiting.length }));
 }
 
 function button(label, onClick, cls) {
@@ -593,17 +599,17 @@ function addChat(m) {
   const li = document.createElement("li");
   li.dataset.seq = m.seq;
   const who = document.createElement("strong");
-  who.textContent = m.from === state.me ? "You" : m.name;
+  who.textContent = m.from === state.me ? t("js.call.you") : m.name;
   const time = document.createElement("time");
   time.dateTime = m.at;
-  time.textContent = new Date(m.at).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+  time.textContent = formatTime(new Date(m.at), "time");
   const text = document.createElement("p");
   if (m.file) {
     const a = document.createElement("a");
     a.href = `/consults/${encodeURIComponent(consultId)}/files/${encodeURIComponent(m.file.id)}`;
     a.textContent = `${m.file.name} (${formatSize(m.file.size)})`;
     a.className = "file-link";
-    text.append("Shared ", a);
+    text.append(...tNodes("js.call.shared", { file: a }));
   } else {
     text.textContent = m.text;
   }
@@ -615,7 +621,7 @@ function addChat(m) {
     const badge = $("unread");
     badge.textContent = String(state.unread);
     badge.hidden = false;
-    $("open-chat").setAttribute("aria-label", `Chat, ${state.unread} unread`);
+    $("open-chat").setAttribute("aria-label", t("js.call.chat.unread", { count: state.unread }));
   }
 }
 
@@ -665,23 +671,19 @@ document.addEventListener("keydown", (e) => {
 });
 wide.addEventListener("change", () => { if (wide.matches) { delete root.dataset.sheet; clearUnread(); } });
 
-function formatSize(bytes) {
-  return bytes >= 1 << 20 ? `${(bytes / (1 << 20)).toFixed(1)} MB` : `${Math.max(1, Math.round(bytes / 1024))} kB`;
-}
-
 $("chat-file").addEventListener("change", async (e) => {
   const file = e.target.files[0];
   if (!file) return;
   const status = $("file-status");
-  status.textContent = `Sending ${file.name}…`;
+  status.textContent = t("js.call.file.sending", { name: file.name });
   const body = new FormData();
   body.append("file", file);
   try {
     const res = await fetch(`/consults/${encodeURIComponent(consultId)}/files`, { method: "POST", body, credentials: "same-origin" });
     const reply = await res.json().catch(() => ({}));
-    status.textContent = res.ok ? "" : reply.error || "The document could not be shared.";
+    status.textContent = res.ok ? "" : reply.message || t("js.call.file.failed");
   } catch {
-    status.textContent = "The document could not be sent. Check the connection and try again.";
+    status.textContent = t("js.call.file.network");
   }
   e.target.value = "";
 });
@@ -707,29 +709,29 @@ function qualityLevel(s) {
   return 1;
 }
 
-const qualityWords = ["checking", "poor", "weak", "good", "very good"];
+const qualityWords = [0, 1, 2, 3, 4].map((l) => t(`js.call.quality.${l}`));
 
 setInterval(async () => {
   const parts = [];
   let level = 0;
   const note = (label, s) => {
-    const rtt = s.rttMs !== null ? ` · ${s.rttMs} ms` : "";
-    parts.push(`${label}: ${s.path}${rtt} · loss ${(s.loss * 100).toFixed(1)}%`);
+    const loss = formatNumber(s.loss * 100, { minimumFractionDigits: 1, maximumFractionDigits: 1 });
+    parts.push(s.rttMs !== null ? t("js.call.path.rtt", { name: label, path: s.path, rtt: s.rttMs, loss }) : t("js.call.path", { name: label, path: s.path, loss }));
     const l = qualityLevel(s);
     level = level === 0 ? l : Math.min(level, l);
   };
   for (const p of state.peers.values()) {
-    const name = state.roster.get(p.id)?.name || "peer";
+    const name = state.roster.get(p.id)?.name || t("js.call.peer");
     const s = await connectionStats(p.pc, name).catch(() => null);
     if (s) note(name, s);
   }
   if (state.sfu) {
-    const s = await connectionStats(state.sfu.pc, "the media server").catch(() => null);
-    if (s) note("Media server", s);
+    const s = await connectionStats(state.sfu.pc, t("js.call.server.other")).catch(() => null);
+    if (s) note(t("js.call.server"), s);
   }
   $("path").textContent = parts.join(" — ");
   $("quality").dataset.level = String(level);
-  $("quality-label").textContent = `Connection: ${qualityWords[level]}`;
+  $("quality-label").textContent = t("js.call.quality", { level: qualityWords[level] });
   const down = [...state.peers.values()].some((p) => p.pc.iceConnectionState === "disconnected" || p.pc.iceConnectionState === "failed");
   showReconnecting(down || !!state.wsDown);
 }, 2000);
@@ -753,10 +755,11 @@ const handlers = {
     showReconnecting(false);
     const self = document.querySelector("figure.self");
     if (self) self.dataset.member = m.member;
+    recording.welcome(m);
     if (m.state === "lobby") {
       $("lobby-wait").hidden = false;
       root.classList.remove("in-call");
-      setStatus("Waiting to be admitted.");
+      setStatus(t("js.call.status.lobby"));
     }
   },
   admitted(m) {
@@ -768,13 +771,14 @@ const handlers = {
     for (const id of ["stage", "controls", "side"]) $(id).hidden = false;
     root.classList.add("in-call");
     $("lobby-self").srcObject = null;
-    setStatus(isHost ? "You are in the consult." : "You are in the consultation.");
+    setStatus(isHost ? t("js.call.in.host") : t("js.call.in.guest"));
     m.chat.forEach(addChat);
     if (m.route === "sfu") state.route = "sfu";
     renderRoster(m.roster);
     // A reconnected tab keeps a working media server connection.
     if (state.route === "sfu" && (!state.sfu || state.sfu.failed())) toMediaServer();
     sendMediaState(); // others see whether we are muted or camera-off
+    recording.enter();
   },
   route(m) {
     if (!state.admitted) return;
@@ -794,8 +798,8 @@ const handlers = {
   waiting(m) {
     // "Told" only while a clinician is actually connected.
     $("lobby-text").textContent = m.clinician
-      ? "Your clinician has been told you are here and will let you in shortly. Keep this page open."
-      : "Your clinician will see that you are here when they open the consultation. Keep this page open.";
+      ? t("js.call.lobby.told")
+      : t("js.call.lobby.later");
     $("lobby-wait").dataset.clinician = String(!!m.clinician);
   },
   roster(m) { if (state.admitted) renderRoster(m.members); },
@@ -812,20 +816,22 @@ const handlers = {
   chat(m) { addChat(m); },
   error(m) {
     if (m.code === "media-unavailable") return backToPeers();
-    setStatus(`The server refused a message (${m.code}).`);
+    if (recording.error(m)) return;
+    setStatus(t("js.call.refused", { code: m.code }));
   },
-  denied() { finish("The clinician could not let you in. You can close this page."); },
-  removed() { finish("You were removed from the consultation."); },
-  ended() { finish("The consultation has ended. You can close this page."); },
+  denied() { finish(t("js.call.denied")); },
+  removed() { finish(t("js.call.removed")); },
+  ended() { finish(t("js.call.ended")); },
   // The account was disabled or signed out, or the guest's link withdrawn.
   revoked() {
-    finish(isHost ? "You were signed out. Sign in again to continue." : "Your access to this consultation was withdrawn. Ask your clinic for a new link.");
+    finish(isHost ? t("js.call.revoked.host") : t("js.call.revoked.guest"));
   },
   expired() {
-    finish(isHost ? "Your session has ended. Sign in again to continue." : "Your access to this consultation has ended. Open your link again to rejoin.");
+    finish(isHost ? t("js.call.expired.host") : t("js.call.expired.guest"));
   },
   ack() {},
   pong() {},
+  ...recording.handlers,
 };
 
 // checkQuery carries the join page's connectivity check result, so that
@@ -850,7 +856,7 @@ function connect() {
     if (state.over) return;
     // Media keeps flowing peer to peer; the server keeps our place for a
     // grace period while we reconnect.
-    setStatus("Connection to the server lost. Reconnecting…");
+    setStatus(t("js.call.ws.lost"));
     state.wsDown = true;
     showReconnecting(true);
     const delay = Math.min(10000, 1000 * 2 ** state.retry++);
@@ -860,6 +866,7 @@ function connect() {
 
 function finish(text) {
   state.over = true;
+  recording.finish();
   setStatus(text);
   for (const id of [...state.peers.keys()]) dropPeer(id);
   state.sfu?.close();

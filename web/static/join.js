@@ -1,6 +1,7 @@
 // The patient's device check: camera preview, microphone level, a test
 // sound and a connectivity check, with plain-language messages when a
 // device is missing or blocked.
+import { t } from "./i18n.js";
 
 const preview = document.getElementById("preview");
 const cameraStatus = document.getElementById("camera-status");
@@ -14,21 +15,20 @@ async function checkDevices() {
   let stream = null;
   try {
     stream = await navigator.mediaDevices.getUserMedia({ audio: true, video: true });
-    cameraStatus.textContent = "Camera and microphone work. You should see yourself above.";
+    cameraStatus.textContent = t("js.join.ok");
   } catch (err) {
     if (err.name === "NotAllowedError") {
-      cameraStatus.textContent =
-        "The browser blocked the camera and microphone. Allow them in the address bar or the browser settings, then reload this page. You can also join with sound only.";
+      cameraStatus.textContent = t("js.join.blocked");
     } else if (err.name === "NotFoundError" || err.name === "OverconstrainedError") {
-      cameraStatus.textContent = "No camera was found. You can join with sound only.";
+      cameraStatus.textContent = t("js.join.nocamera");
     } else {
-      cameraStatus.textContent = "The camera could not be started. You can join with sound only.";
+      cameraStatus.textContent = t("js.join.camera.failed");
     }
     audioOnly.checked = true;
     try {
       stream = await navigator.mediaDevices.getUserMedia({ audio: true });
     } catch {
-      cameraStatus.textContent += " The microphone could not be started either; the clinician will not hear you.";
+      cameraStatus.textContent += " " + t("js.join.mic.failed");
       return;
     }
   }
@@ -81,12 +81,10 @@ const checkSettle = 2500;
 const checkGiveUp = 8000;
 
 const verdicts = {
-  direct: (relays) =>
-    "Your connection is ready: the call can go directly" + (relays.length ? `, or through the relay (${relays.join(", ")}).` : "."),
-  relay: (relays) => `Your connection is ready: the call will go through the relay (${relays.join(", ")}).`,
-  failed: () =>
-    "Your network seems to block video calls. Try another network: mobile data (turn Wi-Fi off), or another Wi-Fi. You can still join: your clinician will see that the check failed.",
-  unknown: () => "The connection check could not run. You can still join.",
+  direct: (relays) => (relays.length ? t("js.join.direct.relay", { relays: relays.join(", ") }) : t("js.join.direct")),
+  relay: (relays) => t("js.join.relay", { relays: relays.join(", ") }),
+  failed: () => t("js.join.failed"),
+  unknown: () => t("js.join.unknown"),
 };
 
 function showVerdict(result, relays) {

@@ -1,5 +1,7 @@
 // Copy buttons for consult links: copies the link next to the button and
 // says so to screen readers.
+import { t } from "./i18n.js";
+
 for (const button of document.querySelectorAll("button.copy")) {
   button.addEventListener("click", async () => {
     const input = document.getElementById(button.dataset.copy);
@@ -10,7 +12,7 @@ for (const button of document.querySelectorAll("button.copy")) {
       return;
     }
     const before = button.textContent;
-    button.textContent = "Copied";
+    button.textContent = t("js.links.copied");
     setTimeout(() => { button.textContent = before; }, 2000);
   });
 }

@@ -3,6 +3,7 @@
 // base64url; this module turns them into ArrayBuffers for the browser's
 // credential API and the answers back into base64url JSON. The challenge
 // only ever comes from the server, which keeps the ceremony's state.
+import { t } from "./i18n.js";
 
 const fromB64url = (s) => {
   const b64 = s.replace(/-/g, "+").replace(/_/g, "/").padEnd(Math.ceil(s.length / 4) * 4, "=");
@@ -18,15 +19,9 @@ const toB64url = (buf) => {
 
 const descriptors = (list) => (list || []).map((c) => ({ ...c, id: fromB64url(c.id) }));
 
-const messages = {
-  refused: "The passkey was not accepted. Try again, or use your code.",
-  name: "Give the passkey a name of 1 to 64 characters.",
-  locked: "Too many failed attempts. Wait 15 minutes and try again.",
-  forbidden: "This step is not available now. Reload the page.",
-  off: "Sign-in with a passkey alone is not available here.",
-  cancelled: "The passkey request was cancelled or timed out.",
-  unsupported: "This browser cannot use passkeys. Use your code instead.",
-};
+const messages = Object.fromEntries(
+  ["refused", "name", "locked", "forbidden", "off", "cancelled", "unsupported"].map((code) => [code, t(`js.passkeys.${code}`)]),
+);
 
 const status = document.getElementById("passkey-status");
 const say = (text, isError) => {
@@ -53,7 +48,7 @@ async function post(url, body) {
 
 const failure = (err) => {
   if (err && (err.name === "NotAllowedError" || err.name === "AbortError")) return messages.cancelled;
-  return messages[err && err.message] || "Something went wrong. Please try again.";
+  return messages[err && err.message] || t("js.passkeys.failed");
 };
 
 async function register(name) {
@@ -108,7 +103,7 @@ if (form) {
     if (!supported()) return say(messages.unsupported, true);
     const button = form.querySelector("button");
     button.disabled = true;
-    say("Follow your browser's prompt to create the passkey…");
+    say(t("js.passkeys.create.prompt"));
     try {
       const { next } = await register(form.elements.name.value);
       location.assign(next);
@@ -127,7 +122,7 @@ for (const [buttonId, path] of [["passkey-signin", "/signin/passkey"], ["passkey
   button.addEventListener("click", async () => {
     if (!supported()) return say(messages.unsupported, true);
     button.disabled = true;
-    say("Follow your browser's prompt to use your passkey…");
+    say(t("js.passkeys.use.prompt"));
     try {
       const { next } = await signIn(path);
       location.assign(next);

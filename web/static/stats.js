@@ -1,12 +1,13 @@
 // Reading which path media takes, and how well, from RTCPeerConnection
 // statistics.
+import { t } from "./i18n.js";
 
 // describeCandidate names how one candidate reaches the network: through
 // the relay over UDP, TCP or TLS, or directly over UDP or TCP.
 export function describeCandidate(c) {
   if (!c) return "";
-  if (c.candidateType === "relay") return `relay ${(c.relayProtocol || c.protocol || "udp").toUpperCase()}`;
-  return `direct ${(c.protocol || "udp").toUpperCase()}`;
+  if (c.candidateType === "relay") return t("js.stats.relay", { protocol: (c.relayProtocol || c.protocol || "udp").toUpperCase() });
+  return t("js.stats.direct", { protocol: (c.protocol || "udp").toUpperCase() });
 }
 
 // describePair names the selected candidate pair from both ends: whether
@@ -18,10 +19,9 @@ export function describePair(local, remote, other) {
   const mine = local.candidateType === "relay";
   const theirs = remote && remote.candidateType === "relay";
   if (!mine && !theirs) return describeCandidate(local);
-  const parts = [];
-  if (mine) parts.push(`${describeCandidate(local)} on your side`);
-  if (theirs) parts.push(`relay on ${other}'s side`);
-  return parts.join(" and ");
+  const ours = mine ? t("js.stats.mine", { path: describeCandidate(local) }) : "";
+  const others = theirs ? t("js.stats.theirs", { name: other }) : "";
+  return ours && others ? t("js.stats.both", { mine: ours, theirs: others }) : ours || others;
 }
 
 // connectionStats returns {path, rttMs, loss, localType, remoteType,
@@ -52,7 +52,7 @@ export async function connectionStats(pc, other) {
   const local = report.get(pair.localCandidateId);
   const remote = report.get(pair.remoteCandidateId);
   return {
-    path: describePair(local, remote, other || "the other"),
+    path: describePair(local, remote, other || t("js.stats.other")),
     localType: local ? local.candidateType : "",
     remoteType: remote ? remote.candidateType : "",
     relayProtocol: local ? local.relayProtocol || "" : "",

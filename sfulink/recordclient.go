@@ -1,0 +1,348 @@
+package sfulink
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/pion/rtp"
+
+	"github.com/openconsult/openconsult/media"
+)
+
+// recQueue is how many recorded packets may wait for one recording's
+// sink on the signal side; a sink that falls further behind loses
+// packets rather than hold up the link's reader.
+const recQueue = 1024
+
+// A node announces a track, and ends it, once per published track: a
+// recording with more tracks live than maxRecordedTracks, or more control
+// messages waiting than maxRecordEvents, is a node gone wrong, and the
+// recording ends (with what was announced until then) rather than grow
+// without bound.
+const (
+	maxRecordedTracks = 256
+	maxRecordEvents   = 4 * recQueue
+)
+
+var errRecordFlood = errors.New("the node announced more of a recording than it can have")
+
+// Record implements media.Recorder: the node records roomID and streams
+// the media over the link. A lost link ends the recording with an error
+// wrapping media.ErrUnavailable.
+func (c *Client) Record(ctx context.Context, roomID string, sink media.RecordSink) (media.Recording, error) {
+	if sink == nil {
+		return nil, errors.New("record: no sink")
+	}
+	l, err := c.current(ctx)
+	if err != nil {
+		return nil, err
+	}
+	rr, err := l.newRecording(sink)
+	if err != nil {
+		return nil, err
+	}
+	_, err = l.call(ctx, message{Type: typeRecord, Rec: rr.id, Room: roomID, V: recordVersion}, rr.markStarted)
+	if err != nil {
+		rr.discard()
+		if ctx.Err() != nil {
+			// The node may have started it after all.
+			l.ep.send(message{Type: typeStopRecord, Rec: rr.id})
+		}
+		return nil, fmt.Errorf("record room %s: %w", roomID, err)
+	}
+	return rr, nil
+}
+
+func (l *clientLink) newRecording(sink media.RecordSink) (*remoteRecording, error) {
+	rr := &remoteRecording{link: l, id: l.nextRec.Add(1), sink: sink, wake: make(chan struct{}, 1), live: map[uint32]struct{}{}}
+	l.mu.Lock()
+	if l.ended != nil {
+		l.mu.Unlock()
+		return nil, l.ended
+	}
+	l.recs[rr.id] = rr
+	l.c.events.Add(1)
+	l.mu.Unlock()
+	go rr.deliver()
+	return rr, nil
+}
+
+func (l *clientLink) recording(id uint32) *remoteRecording {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.recs[id]
+}
+
+func (l *clientLink) takeRecording(id uint32) *remoteRecording {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	rr := l.recs[id]
+	delete(l.recs, id)
+	return rr
+}
+
+// handleRecording dispatches a recording's control message from the read
+// loop.
+func (l *clientLink) handleRecording(m message) {
+	if m.Type == typeRecordEnd {
+		if rr := l.takeRecording(m.Rec); rr != nil {
+			var err error
+			if m.Code != "" {
+				err = fmt.Errorf("sfulink: node %s ended the recording: %w", l.c.url, remoteError(m))
+			}
+			rr.finish(err)
+		}
+		return
+	}
+	rr := l.recording(m.Rec)
+	if rr == nil || m.Num == 0 {
+		return // a recording that ended or was discarded
+	}
+	if m.Type == typeTrackEnd {
+		rr.push(recEvent{kind: evEnd, num: m.Num})
+		return
+	}
+	if m.Track == nil {
+		l.c.log.Warn("sfulink track message without a track", "node", l.c.url)
+		return
+	}
+	t, err := m.Track.recordedTrack()
+	if err != nil {
+		// Its packets, of a number never announced, are dropped.
+		l.c.log.Warn("sfulink bad recorded track from node", "node", l.c.url, "err", err)
+		return
+	}
+	rr.push(recEvent{kind: evTrack, num: m.Num, track: t})
+}
+
+// handleMedia hands the packets of a media message to their recordings,
+// from the read loop.
+func (l *clientLink) handleMedia(data []byte) {
+	var rr *remoteRecording
+	var id uint32
+	err := decodeFrame(data, func(rec, num uint32, pkt []byte) {
+		if rec != id {
+			rr, id = l.recording(rec), rec
+		}
+		if rr != nil {
+			rr.pushRTP(num, pkt)
+		}
+	})
+	if err != nil {
+		l.c.log.Warn("sfulink malformed media from node", "node", l.c.url, "err", err)
+	}
+}
+
+// remoteRecording is a recording on the remote node. What the node sends
+// of it is delivered to the sink in order, on a goroutine of its own, so
+// that a slow sink holds up neither the link nor other recordings.
+type remoteRecording struct {
+	link *clientLink
+	id   uint32
+	sink media.RecordSink
+	wake chan struct{}
+
+	mu        sync.Mutex
+	queue     []recEvent
+	queuedRTP int
+	live      map[uint32]struct{} // tracks announced and not ended, as the node sent them
+	dropped   int64
+	started   bool // the node confirmed the recording
+	stopped   bool // Stop was called
+	finished  bool // nothing more comes from the node
+	final     error
+}
+
+type recEvent struct {
+	kind  byte
+	num   uint32
+	track media.RecordedTrack
+	pkt   []byte // aliases the link message it came in
+}
+
+const (
+	evTrack = iota + 1
+	evRTP
+	evEnd
+)
+
+func (rr *remoteRecording) markStarted() {
+	rr.mu.Lock()
+	rr.started = true
+	rr.mu.Unlock()
+}
+
+func (rr *remoteRecording) push(e recEvent) {
+	flood := false
+	rr.mu.Lock()
+	if !rr.finished {
+		_, known := rr.live[e.num]
+		switch {
+		case len(rr.queue)-rr.queuedRTP >= maxRecordEvents || e.kind == evTrack && !known && len(rr.live) >= maxRecordedTracks:
+			flood = true
+			rr.finished, rr.final = true, fmt.Errorf("sfulink: node %s: %w", rr.link.c.url, errRecordFlood)
+		case e.kind == evTrack && known, e.kind == evEnd && !known:
+			// a repeated announcement, or the end of a track never announced
+		default:
+			if e.kind == evTrack {
+				rr.live[e.num] = struct{}{}
+			} else {
+				delete(rr.live, e.num)
+			}
+			rr.queue = append(rr.queue, e)
+		}
+	}
+	rr.mu.Unlock()
+	rr.signal()
+	if flood {
+		rr.link.takeRecording(rr.id)
+		rr.link.ep.send(message{Type: typeStopRecord, Rec: rr.id})
+	}
+}
+
+func (rr *remoteRecording) pushRTP(num uint32, pkt []byte) {
+	rr.mu.Lock()
+	switch {
+	case rr.finished:
+	case rr.queuedRTP >= recQueue:
+		rr.dropped++
+	default:
+		rr.queue = append(rr.queue, recEvent{kind: evRTP, num: num, pkt: pkt})
+		rr.queuedRTP++
+	}
+	rr.mu.Unlock()
+	rr.signal()
+}
+
+// droppedCount is how many packets the sink fell behind by.
+func (rr *remoteRecording) droppedCount() int64 {
+	rr.mu.Lock()
+	defer rr.mu.Unlock()
+	return rr.dropped
+}
+
+func (rr *remoteRecording) signal() {
+	select {
+	case rr.wake <- struct{}{}:
+	default:
+	}
+}
+
+// finish ends the recording after what is queued: its tracks End, then
+// the sink hears Ended(reason), unless the recording never started (Record
+// returned an error instead).
+func (rr *remoteRecording) finish(reason error) {
+	rr.mu.Lock()
+	if !rr.finished {
+		rr.finished, rr.final = true, reason
+	}
+	rr.mu.Unlock()
+	rr.signal()
+}
+
+// discard ends a recording that did not start, dropping what is queued.
+func (rr *remoteRecording) discard() {
+	rr.link.takeRecording(rr.id)
+	rr.mu.Lock()
+	rr.finished, rr.started, rr.queue = true, false, nil
+	rr.mu.Unlock()
+	rr.signal()
+}
+
+func (rr *remoteRecording) deliver() {
+	defer rr.link.c.events.Done()
+	tracks := map[uint32]media.TrackSink{} // announced and not ended; nil if the sink ignores it
+	var pkt rtp.Packet
+	var spare []recEvent
+	for {
+		rr.mu.Lock()
+		if len(rr.queue) == 0 {
+			finished, started, final, dropped := rr.finished, rr.started, rr.final, rr.dropped
+			rr.mu.Unlock()
+			if !finished {
+				<-rr.wake
+				continue
+			}
+			for _, ts := range tracks {
+				if ts != nil {
+					ts.End()
+				}
+			}
+			if started {
+				if dropped > 0 {
+					rr.link.c.log.Warn("sfulink recording sink fell behind", "node", rr.link.c.url, "dropped", dropped)
+				}
+				rr.sink.Ended(final)
+			}
+			return
+		}
+		batch := rr.queue
+		rr.queue, rr.queuedRTP = spare[:0], 0
+		rr.mu.Unlock()
+		for i := range batch {
+			rr.apply(&batch[i], tracks, &pkt)
+			batch[i] = recEvent{}
+		}
+		spare = batch
+	}
+}
+
+// apply hands one event to the sink, on the delivery goroutine.
+func (rr *remoteRecording) apply(e *recEvent, tracks map[uint32]media.TrackSink, pkt *rtp.Packet) {
+	switch e.kind {
+	case evTrack:
+		if _, dup := tracks[e.num]; !dup {
+			tracks[e.num] = rr.sink.Track(e.track)
+		}
+	case evRTP:
+		ts := tracks[e.num]
+		if ts == nil {
+			return
+		}
+		if err := pkt.Unmarshal(e.pkt); err != nil {
+			return
+		}
+		ts.WriteRTP(pkt)
+		pkt.Payload = nil
+	case evEnd:
+		ts, ok := tracks[e.num]
+		if !ok {
+			return
+		}
+		delete(tracks, e.num)
+		if ts != nil {
+			ts.End()
+		}
+	}
+}
+
+// Keyframe implements media.Recording.
+func (rr *remoteRecording) Keyframe(trackID string) {
+	rr.mu.Lock()
+	over := rr.finished || rr.stopped
+	rr.mu.Unlock()
+	if !over {
+		rr.link.ep.send(message{Type: typeKeyframe, Rec: rr.id, TrackID: trackID})
+	}
+}
+
+// Stop implements media.Recording: the node ends the recording, and its
+// tracks' ends and the recording's end come back over the link.
+func (rr *remoteRecording) Stop() {
+	rr.mu.Lock()
+	over := rr.finished || rr.stopped
+	rr.stopped = true
+	rr.mu.Unlock()
+	if over {
+		return
+	}
+	if !rr.link.ep.send(message{Type: typeStopRecord, Rec: rr.id}) {
+		// The link is closing or congested: end here; whatever the node
+		// still sends of the recording is dropped.
+		if rr.link.takeRecording(rr.id) == rr {
+			rr.finish(fmt.Errorf("sfulink: stopping a recording on %s: link closing or congested: %w", rr.link.c.url, media.ErrUnavailable))
+		}
+	}
+}

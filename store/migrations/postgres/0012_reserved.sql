@@ -1,3 +1,0 @@
--- Reserved: the number is taken by a change merged separately. It changes
--- nothing.
-SELECT 1;
