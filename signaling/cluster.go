@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+
+	"github.com/openconsult/openconsult/media"
 )
 
 // Several replicas of the signal server share the live consults: each live
@@ -106,8 +108,13 @@ func NewCluster(deps RoomDeps, cfg ClusterConfig) *Cluster {
 	if deps.Records != nil {
 		deps.Records = fencedRecords{deps.Records, c}
 	}
-	if deps.Media != nil {
+	if rec, ok := deps.Media.(media.Recorder); ok {
+		deps.Media = fencedRecorderNode{fencedMedia{deps.Media, c}, rec}
+	} else if deps.Media != nil {
 		deps.Media = fencedMedia{deps.Media, c}
+	}
+	if deps.Recordings != nil {
+		deps.Recordings = fencedRecordings{deps.Recordings, c}
 	}
 	deps.Admissions = clusterAdmissions{c}
 	c.hub = NewHub(deps)

@@ -9,6 +9,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/openconsult/openconsult/media"
+	"github.com/openconsult/openconsult/recording"
 )
 
 // leaseMargin is taken off a lease's life on the owner's clock, for the
@@ -324,8 +325,33 @@ type (
 		MediaNode
 		c *Cluster
 	}
+	// fencedRecorderNode is a fenced media node that also records.
+	fencedRecorderNode struct {
+		fencedMedia
+		rec media.Recorder
+	}
+	fencedRecordings struct {
+		Recordings
+		c *Cluster
+	}
 	clusterAdmissions struct{ c *Cluster }
 )
+
+// Record records a consult's room only on the consult's owner.
+func (f fencedRecorderNode) Record(ctx context.Context, roomID string, sink media.RecordSink) (media.Recording, error) {
+	if _, err := f.c.owns(roomID); err != nil {
+		return nil, err
+	}
+	return f.rec.Record(ctx, roomID, sink)
+}
+
+// Start starts a consult's recording only on its owner.
+func (f fencedRecordings) Start(ctx context.Context, req recording.StartRequest) (recording.Active, error) {
+	if _, err := f.c.owns(req.ConsultID); err != nil {
+		return nil, err
+	}
+	return f.Recordings.Start(ctx, req)
+}
 
 func (f fencedChat) AppendChat(ctx context.Context, consultID string, m ChatMessage) (ChatMessage, error) {
 	if _, err := f.c.owns(consultID); err != nil {

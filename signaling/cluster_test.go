@@ -2,6 +2,7 @@ package signaling
 
 import (
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"slices"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/openconsult/openconsult/internal/eventually"
+	"github.com/openconsult/openconsult/media"
 	"github.com/openconsult/openconsult/signaling/redisbus"
 	"github.com/openconsult/openconsult/site/redislimit/redistest"
 	"github.com/openconsult/openconsult/store"
@@ -200,4 +202,39 @@ func TestLobbyCountsAndClosedAccountsReachEveryReplica(t *testing.T) {
 		b.CloseAccount("u_doc")
 		return hostTab.last(CloseRevoked) != nil && hostTab.closed
 	})
+}
+
+// A replica's fenced media node still records when the node does, so that
+// consults on several replicas can be recorded.
+func TestFencedMediaNodeKeepsRecording(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		node MediaNode
+		want bool
+	}{{"recording node", recordingNode{}, true}, {"plain node", plainNode{}, false}} {
+		c := NewCluster(RoomDeps{Chat: &memChat{}, Audit: &auditLog{}, Media: tt.node, Log: slog.New(slog.DiscardHandler)},
+			ClusterConfig{Replica: "a", Log: slog.New(slog.DiscardHandler)})
+		_, ok := c.hub.deps.Media.(media.Recorder)
+		if ok != tt.want {
+			t.Errorf("%s: fenced node records = %v, want %v", tt.name, ok, tt.want)
+		}
+		if ok {
+			if _, err := c.hub.deps.Media.(media.Recorder).Record(context.Background(), "c_1", nil); err == nil {
+				t.Errorf("%s: a replica that does not own the consult recorded it", tt.name)
+			}
+		}
+	}
+}
+
+// plainNode and recordingNode are test doubles of media nodes.
+type plainNode struct{}
+
+func (plainNode) Join(context.Context, string, string, media.Events) (media.Participant, error) {
+	return nil, errors.New("test double")
+}
+
+type recordingNode struct{ plainNode }
+
+func (recordingNode) Record(context.Context, string, media.RecordSink) (media.Recording, error) {
+	return nil, nil
 }
