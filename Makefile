@@ -2,7 +2,7 @@
 GO ?= go
 export CGO_ENABLED ?= 1
 
-.PHONY: run test build image vet fmt-check staticcheck unit clean bench-turn bench-sfu bench-signin bench-ws
+.PHONY: run test build image vet fmt-check staticcheck unit clean bench-turn bench-sfu bench-signin bench-ws bench-replicas
 
 ## run: build and start the all-in-one development deployment on https://localhost:8443
 run:
@@ -69,6 +69,10 @@ bench-sfu: build
 ## bench-ws: open 2,000 idle guest WebSockets on signal -dev and print the server's memory and goroutines per socket
 bench-ws: build
 	$(GO) run ./tools/wsload -signal ./bin/signal -sockets 2000
+
+## bench-replicas: 10,000 WebSockets on two signal replicas (PostgreSQL and Redis on loopback), every consult split over both; print chat fan-out latency
+bench-replicas: build
+	$(GO) run ./tools/replicaload -signal ./bin/signal -sockets 10000
 
 clean:
 	rm -rf bin

@@ -3,6 +3,7 @@ package deploy
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -134,7 +135,11 @@ func settingsIn(t *testing.T, file string, doc map[string]any) []setting {
 		out = append(out, argSettings(where, bin, c["args"])...)
 		env, _ := c["env"].([]any)
 		for _, e := range env {
-			out = append(out, envSetting(t, where, bin, e.(map[string]any)["name"].(string)))
+			e := e.(map[string]any)
+			if dig(e, "valueFrom", "fieldRef") != nil {
+				continue // the pod's own fields, for $(NAME) in the arguments
+			}
+			out = append(out, envSetting(t, where, bin, e["name"].(string)))
 		}
 	}
 	return out
@@ -185,26 +190,59 @@ func envSetting(t *testing.T, where, bin, name string) setting {
 	return setting{where, bin, strings.ReplaceAll(strings.ToLower(rest), "_", "-")}
 }
 
-// TestDeploymentFilesRunOneSignalReplica keeps the files from starting
-// several signal replicas, which this release does not support: a consult
-// whose members reach different replicas breaks.
-func TestDeploymentFilesRunOneSignalReplica(t *testing.T) {
+// TestDeploymentFilesRunSeveralSignalReplicas checks that the files run
+// two or more signal replicas the way they must: on PostgreSQL and Redis,
+// every replica behind the load balancer, each with checkpoints of its own.
+func TestDeploymentFilesRunSeveralSignalReplicas(t *testing.T) {
 	for _, doc := range documents(t, "kubernetes/signal.yaml") {
 		if doc["kind"] != "Deployment" {
 			continue
 		}
-		if r := dig(doc, "spec", "replicas"); r != 1 {
-			t.Errorf("signal Deployment has replicas %v", r)
+		if r, _ := dig(doc, "spec", "replicas").(int); r < 2 {
+			t.Errorf("signal Deployment has replicas %v, want 2 or more", dig(doc, "spec", "replicas"))
 		}
-		if s := dig(doc, "spec", "strategy", "type"); s != "Recreate" {
-			t.Errorf("signal Deployment strategy %v: a rolling update runs two replicas at once", s)
+		if s := dig(doc, "spec", "strategy", "type"); s != "RollingUpdate" {
+			t.Errorf("signal Deployment strategy %v: replicas hand their consults over, so updates need not stop them all", s)
 		}
 	}
 	compose := documents(t, "compose.yaml")[0]
-	for name, v := range compose["services"].(map[string]any) {
+	services := compose["services"].(map[string]any)
+	var replicas []string
+	checkpoints := map[string]bool{}
+	for name, v := range services {
 		svc := v.(map[string]any)
-		if program(svc["image"]) == "signal" && name != "signal-1" && svc["profiles"] == nil {
-			t.Errorf("compose.yaml starts a second signal replica %s by default", name)
+		if program(svc["image"]) != "signal" {
+			continue
+		}
+		if svc["profiles"] != nil {
+			t.Errorf("compose.yaml keeps signal replica %s under a profile", name)
+		}
+		replicas = append(replicas, name)
+		for _, vol := range svc["volumes"].([]any) {
+			if src, dst, _ := strings.Cut(vol.(string), ":"); strings.HasPrefix(dst, "/var/lib/openconsult-audit") {
+				if checkpoints[src] {
+					t.Errorf("compose.yaml: two replicas write their audit checkpoints to the volume %s", src)
+				}
+				checkpoints[src] = true
+			}
+		}
+		if deps := fmt.Sprint(svc["depends_on"]); !strings.Contains(deps, "redis") || !strings.Contains(deps, "postgres") {
+			t.Errorf("compose.yaml: %s does not wait for PostgreSQL and Redis: %s", name, deps)
+		}
+	}
+	if len(replicas) < 2 {
+		t.Errorf("compose.yaml starts signal replicas %v, want two or more", replicas)
+	}
+	if r, ok := services["redis"].(map[string]any); !ok || r["profiles"] != nil {
+		t.Error("compose.yaml does not start Redis")
+	}
+	nginx, err := os.ReadFile("compose/nginx.conf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range replicas {
+		if !strings.Contains(string(nginx), "server "+name+":8443;") {
+			t.Errorf("compose/nginx.conf does not send requests to %s", name)
 		}
 	}
 }

@@ -83,6 +83,18 @@ func (h *Hub) serveConn(ctx context.Context, r *Room, m *Member, c *wsConn, s Se
 // error, so the tab keeps its connection; beyond it the socket closes
 // with status 1009 rather than buffer an unbounded message.
 func (c *wsConn) read(r *Room, m *Member) {
+	c.readEach(func(typ int, data []byte) {
+		if typ != websocket.TextMessage {
+			r.refuse(m, ErrMalformed)
+			return
+		}
+		r.Handle(m, data)
+	})
+}
+
+// readEach passes each message of the tab to handle until the connection
+// fails or closes.
+func (c *wsConn) readEach(handle func(typ int, data []byte)) {
 	ws := c.ws
 	ws.SetReadLimit(hardReadLimit)
 	_ = ws.SetReadDeadline(time.Now().Add(deadAfter))
@@ -96,11 +108,7 @@ func (c *wsConn) read(r *Room, m *Member) {
 			return
 		}
 		_ = ws.SetReadDeadline(time.Now().Add(deadAfter))
-		if typ != websocket.TextMessage {
-			r.refuse(m, ErrMalformed)
-			continue
-		}
-		r.Handle(m, data)
+		handle(typ, data)
 	}
 }
 

@@ -3,8 +3,10 @@ package signaling
 import (
 	"bytes"
 	"context"
+	"log/slog"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/openconsult/openconsult/media"
 )
@@ -212,6 +214,25 @@ func FuzzHandle(f *testing.F) {
 				continue
 			}
 			fr.send(t, int(line[0]&0x7f)%3, line[0]&0x80 != 0, line[1:])
+		}
+	})
+}
+
+// FuzzBusMessage feeds arbitrary bytes to a replica as messages from the
+// bus: nothing panics, and a message that is not for a known tab or
+// consult changes nothing.
+func FuzzBusMessage(f *testing.F) {
+	f.Add([]byte(`{"k":"frame","f":"b","c":"x"}` + "\n" + `{"type":"chat","text":"hi"}`))
+	f.Add([]byte(`{"k":"join","f":"b","c":"x","r":"c_1"}` + "\n" + `{"id":""}`))
+	f.Add([]byte(`{"k":"out","f":"b","c":"x"}`))
+	f.Add([]byte("\n"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		c := NewCluster(RoomDeps{Chat: &memChat{msgs: map[string][]ChatMessage{}, now: time.Now}, Audit: &auditLog{},
+			Log: slog.New(slog.DiscardHandler)}, ClusterConfig{Replica: "a", Log: slog.New(slog.DiscardHandler)})
+		c.deliver(b)
+		c.work.Wait()
+		if len(c.hub.rooms) != 0 {
+			t.Fatalf("a bus message made a room: %q", b)
 		}
 	})
 }

@@ -150,14 +150,15 @@ func (h *Hub) Join(consultID string, p Participant, c Conn) (*Room, *Member, err
 	m := &Member{ID: p.ID, Name: p.Name, Kind: p.Kind, Host: p.Host, Link: p.Link, check: CheckResult(p.Check), conn: c,
 		// Bursts of ICE candidates are normal; a sustained flood is not.
 		limiter: rate.NewLimiter(50, 200)}
+	readmit := !p.Host && r.admittedBefore(m.ID)
 	if !p.Host {
-		if err := r.audit(EventRequest, m.ID, "waiting in the lobby", nil); err != nil {
+		if err := r.auditJoin(m.ID, readmit); err != nil {
 			return nil, nil, err
 		}
 	}
 	r.members[m.ID] = m
 	r.welcome(m)
-	if p.Host {
+	if p.Host || readmit {
 		r.admitLocked(m)
 	} else {
 		h.deps.Log.Info("member waiting", "consult", consultID, "member", m.ID)
@@ -242,6 +243,7 @@ func (h *Hub) sweep() {
 				}
 				m.dropMediaLocked()
 				delete(r.members, id)
+				r.forgetAdmission(id)
 				h.deps.Log.Info("member timed out", "consult", r.ID, "member", id)
 				r.broadcastRoster()
 				r.broadcastLobby()

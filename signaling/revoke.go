@@ -104,6 +104,7 @@ func (r *Room) dropLocked(p *Member, kind string) {
 	}
 	p.dropMediaLocked()
 	delete(r.members, p.ID)
+	r.forgetAdmission(p.ID)
 	r.broadcastRoster()
 	r.broadcastLobby()
 	r.recordingMemberLeftLocked()
@@ -153,7 +154,16 @@ func (h *Hub) watchSession(r *Room, m *Member, c Conn, s Session) (stop func()) 
 	if s == nil {
 		return func() {}
 	}
-	w := &sessionWatch{h: h, r: r, m: m, c: c, s: s}
+	return h.watchSessionFunc(r.ID, m.ID, s, func() { h.sessionEnded(r, m, c) })
+}
+
+// watchSessionFunc checks session s of a tab of memberID as watchSession
+// does, and calls ended when the session ends.
+func (h *Hub) watchSessionFunc(consultID, memberID string, s Session, ended func()) (stop func()) {
+	if s == nil {
+		return func() {}
+	}
+	w := &sessionWatch{h: h, consult: consultID, member: memberID, ended: ended, s: s}
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.timer = time.AfterFunc(0, w.check)
@@ -162,11 +172,11 @@ func (h *Hub) watchSession(r *Room, m *Member, c Conn, s Session) (stop func()) 
 
 // sessionWatch is the state of one tab's session checks.
 type sessionWatch struct {
-	h *Hub
-	r *Room
-	m *Member
-	c Conn
-	s Session
+	h       *Hub
+	consult string
+	member  string
+	ended   func() // takes the tab out once its session ended
+	s       Session
 
 	mu      sync.Mutex
 	timer   *time.Timer // the next check
@@ -191,7 +201,7 @@ func (w *sessionWatch) check() {
 		return
 	}
 	if !end.IsZero() && !time.Now().Before(end) {
-		w.h.sessionEnded(w.r, w.m, w.c)
+		w.ended()
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), w.h.deps.IOTimeout)
@@ -199,10 +209,10 @@ func (w *sessionWatch) check() {
 	cancel()
 	switch {
 	case errors.Is(err, ErrSessionEnded), err == nil && !time.Now().Before(next):
-		w.h.sessionEnded(w.r, w.m, w.c)
+		w.ended()
 		return
 	case err != nil:
-		w.h.deps.Log.Warn("session check failed", "consult", w.r.ID, "member", w.m.ID, "err", err)
+		w.h.deps.Log.Warn("session check failed", "consult", w.consult, "member", w.member, "err", err)
 	default:
 		end = next
 	}

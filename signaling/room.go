@@ -134,6 +134,10 @@ type RoomDeps struct {
 	// RecordingPolicy is what the consent question says of a recording.
 	RecordingPolicy RecordingPolicy
 
+	// Admissions keeps admissions where a replica that takes the consult
+	// over finds them; nil keeps them in the room only.
+	Admissions Admissions
+
 	links *sync.WaitGroup // the hub's media link goroutines, waited for at shutdown
 }
 
@@ -416,6 +420,7 @@ func (r *Room) admitLocked(p *Member) {
 		p.rights = hostRights
 	}
 	r.deps.Log.Info("member admitted", "consult", r.ID, "member", p.ID)
+	r.rememberAdmission(p)
 	r.moveToNodeLocked()
 	r.sendAdmitted(p)
 	r.broadcastRoster()
@@ -504,6 +509,7 @@ func (r *Room) leave(m *Member, _ json.RawMessage) error {
 	}
 	m.dropMediaLocked()
 	delete(r.members, m.ID)
+	r.forgetAdmission(m.ID)
 	r.broadcastRoster()
 	r.broadcastLobby()
 	r.recordingMemberLeftLocked()

@@ -21,6 +21,8 @@ func TestPostgresConcurrency(t *testing.T) { storetest.RunConcurrency(t, storete
 func TestSQLiteConcurrency(t *testing.T)   { storetest.RunConcurrency(t, openSQLite) }
 func TestPostgresRetention(t *testing.T)   { storetest.RunRetention(t, storetest.OpenPostgres) }
 func TestPostgresRecordings(t *testing.T)  { storetest.RunRecordings(t, storetest.OpenPostgres) }
+func TestPostgresLeases(t *testing.T)      { storetest.RunLeases(t, storetest.OpenPostgres) }
+func TestSQLiteLeases(t *testing.T)        { storetest.RunLeases(t, openSQLite) }
 
 // TestDialectsHaveTheSameMigrations fails when a migration is added to one
 // dialect without its twin in the other.

@@ -49,8 +49,8 @@ func openStore(ctx context.Context, s *settings) (*store.DB, error) {
 }
 
 func auditCommand(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	if len(args) == 0 || (args[0] != "verify" && args[0] != "export") {
-		return errors.New("usage: signal audit verify [-checkpoint FILE] [-file export.json -pubkey KEY] | signal audit export [-since T] [-until T] [-user ID] [-format json|csv] [-out FILE]")
+	if len(args) == 0 || (args[0] != "verify" && args[0] != "export" && args[0] != "keygen") {
+		return errors.New("usage: signal audit verify [-checkpoint FILE] [-file export.json -pubkey KEY] | signal audit export [-since T] [-until T] [-user ID] [-format json|csv] [-out FILE] | signal audit keygen -audit-key-file FILE")
 	}
 	s, fs := toolFlags("signal audit "+args[0], stderr)
 	file := fs.String("file", "", "verify this export offline instead of the database")
@@ -65,6 +65,9 @@ func auditCommand(ctx context.Context, args []string, getenv func(string) string
 	s.tool = true
 	if err := s.load(args[1:], getenv); err != nil {
 		return err
+	}
+	if args[0] == "keygen" {
+		return auditKeygen(s, stdout)
 	}
 	if args[0] == "verify" && *file != "" {
 		if *pubkey == "" {

@@ -196,7 +196,7 @@ func newSettings(stderr io.Writer) *settings {
 	fs.StringVar(&s.keyFile, "key-file", "", "passphrase-protected master key `file` (create with: signal keys init); alternative to -master-key")
 	fs.StringVar(&s.keyPassphrase, "key-passphrase", "", "passphrase of -key-file (prefer SIGNAL_KEY_PASSPHRASE or -key-passphrase-file to the command line)")
 	fs.StringVar(&s.keyPassphraseFile, "key-passphrase-file", "", "`file` holding the passphrase of -key-file")
-	fs.StringVar(&s.auditKeyFile, "audit-key-file", "", "Ed25519 signing key `file` of audit checkpoints (default <data-dir>/audit-signing.key, created at first start)")
+	fs.StringVar(&s.auditKeyFile, "audit-key-file", "", "Ed25519 signing key `file` of audit checkpoints (default <data-dir>/audit-signing.key; created at first start on SQLite, by signal audit keygen on PostgreSQL)")
 	fs.DurationVar(&s.auditCheckpointEach, "audit-checkpoint-interval", 5*time.Minute, "how often a signed audit checkpoint is issued when the log grew (1m to 24h)")
 	fs.StringVar(&s.auditCheckpointDir, "audit-checkpoint-dir", "", "`directory` of the append-only file of signed audit checkpoints kept outside the database (created mode 0700; default <data-dir>/audit-checkpoints): place it on other storage than the database")
 	fs.StringVar(&s.auditSyslog, "audit-syslog", "", "also send each signed audit checkpoint to syslog: local, or udp:, tcp: or unixgram: and an `address` (default off)")

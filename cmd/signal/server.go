@@ -15,7 +15,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/openconsult/openconsult/audit"
 	"github.com/openconsult/openconsult/auth"
 	"github.com/openconsult/openconsult/consult"
 	"github.com/openconsult/openconsult/internal/obs"
@@ -103,7 +102,7 @@ func start(ctx context.Context, s *settings, stdout, stderr io.Writer) (_ *serve
 	if err != nil {
 		return nil, fmt.Errorf("keyring: %w", err)
 	}
-	signer, err := audit.LoadOrCreateSigner(s.auditKeyFile, public.Hostname()+"/audit")
+	signer, err := auditSigner(s, db, public.Hostname()+"/audit")
 	if err != nil {
 		return nil, err
 	}
@@ -226,7 +225,10 @@ func start(ctx context.Context, s *settings, stdout, stderr io.Writer) (_ *serve
 	if s.roomHook != nil {
 		s.roomHook(&roomDeps)
 	}
-	hub := signaling.NewHub(roomDeps)
+	hub, closeLive, err := newLiveConsults(s, db, roomDeps, log)
+	if err != nil {
+		return nil, err
+	}
 
 	accounts, err := auth.NewService(auth.Deps{Store: db, Sealer: keys, Audit: recorder, Mail: mail, Live: hub, Log: log, PublicURL: public,
 		Issuer: s.institution, Hash: auth.DefaultHashParams, Hashing: hashing, Policy: policy, Now: time.Now, SSO: db})
@@ -268,6 +270,9 @@ func start(ctx context.Context, s *settings, stdout, stderr io.Writer) (_ *serve
 	}
 	if closeLimiter != nil {
 		srv.closers = append(srv.closers, closeLimiter)
+	}
+	if closeLive != nil {
+		srv.closers = append(srv.closers, closeLive)
 	}
 	if embedded != nil {
 		srv.closers = append(srv.closers, embedded.Close)
