@@ -50,7 +50,6 @@ func (t *tab) send(v any) error {
 // latencies collects the fan-out times measured after the warm-up.
 type latencies struct {
 	mu        sync.Mutex
-	measuring bool
 	d         []time.Duration
 	delivered int
 }
