@@ -124,3 +124,7 @@ func TestSetupWithTwoLiveTokensCreatesOneAccount(t *testing.T) {
 		})
 	}
 }
+
+func TestPostgresSAMLAssertions(t *testing.T) {
+	storetest.RunSAMLAssertions(t, storetest.OpenPostgres)
+}

@@ -13,7 +13,7 @@ func FuzzOpen(f *testing.F) {
 		f.Fatal(err)
 	}
 	flows := &Flows{sealer: sealer}
-	good, err := flows.seal(flowState{Provider: "keycloak", State: "s", Nonce: "n", Verifier: "v", Expires: 1})
+	good, err := flows.seal(flowState{Provider: "keycloak", State: "s", Nonce: "n", Verifier: "v", Expires: 1}, sealAAD)
 	if err != nil {
 		f.Fatal(err)
 	}
@@ -22,7 +22,7 @@ func FuzzOpen(f *testing.F) {
 	f.Add("AAAA")
 	f.Add(good[:len(good)-1] + "A")
 	f.Fuzz(func(t *testing.T, s string) {
-		st, err := flows.open(s)
+		st, err := flows.open(s, sealAAD)
 		if err == nil && s != good {
 			// Only a sealed value opens; GCM makes any other one fail.
 			if st.Provider != "keycloak" {

@@ -1,0 +1,226 @@
+package sso_test
+
+import (
+	"context"
+	"net/url"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/crewjam/saml"
+
+	"github.com/openconsult/openconsult/auth/sso"
+	"github.com/openconsult/openconsult/internal/samltest"
+	"github.com/openconsult/openconsult/store"
+)
+
+// samlFlows runs the flows with one SAML provider, the identity provider
+// idp, registered there from the metadata the flows publish. Assertions
+// are remembered in a real database.
+func samlFlows(t *testing.T, idp *samltest.IdP) *sso.Flows {
+	t.Helper()
+	ctx := context.Background()
+	db, err := store.OpenSQLite(ctx, filepath.Join(t.TempDir(), "db.sqlite"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	if _, err := db.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	public, _ := url.Parse(site)
+	f, err := sso.New(sso.Options{
+		SAML: []sso.SAMLProvider{{Name: "adfs", Label: "Hospital account (AD FS)", MetadataURL: idp.MetadataURL,
+			UsernameAttribute: "uid", GroupsAttribute: "eduPersonAffiliation",
+			Roles: map[string]string{"consult-admins": "admin", "clinicians": "clinician"}}},
+		Ledger: db, PublicURL: public, Sealer: testSealer(t),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	md, err := f.SAMLMetadata("adfs")
+	if err != nil {
+		t.Fatal(err)
+	}
+	idp.Register(t, "openconsult", md)
+	return f
+}
+
+// flow is one sign-in started at the site: what the browser carries to
+// the identity provider and back.
+type flow struct {
+	authURL, sealed, relay string
+}
+
+func begin(t *testing.T, f *sso.Flows) flow {
+	t.Helper()
+	authURL, sealed, err := f.Begin(context.Background(), "adfs")
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, _ := url.Parse(authURL)
+	if u.Query().Get("SAMLRequest") == "" || u.Query().Get("RelayState") == "" {
+		t.Fatalf("not an HTTP-Redirect AuthnRequest: %s", authURL)
+	}
+	return flow{authURL, sealed, u.Query().Get("RelayState")}
+}
+
+func TestSAMLSignInMapsGroupsToRoles(t *testing.T) {
+	idp := samltest.Start(t)
+	f := samlFlows(t, idp)
+	if b := f.Buttons(); len(b) != 1 || b[0] != (sso.Button{Name: "adfs", Label: "Hospital account (AD FS)"}) || !f.IsSAML("adfs") {
+		t.Fatalf("buttons %+v", b)
+	}
+	cases := []struct {
+		name   string
+		groups []string
+		role   string
+	}{
+		{"administrator group wins", []string{"clinicians", "consult-admins"}, "admin"},
+		{"clinician group", []string{"staff", "clinicians"}, "clinician"},
+		{"no mapped group", []string{"staff"}, ""},
+		{"no groups at all", nil, ""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			idp.SetUser(t, "jdoe", "pw-"+tc.name, "jane.doe@example-hospital.org", tc.groups...)
+			fl := begin(t, f)
+			post := idp.SignIn(t, fl.authURL, "jdoe", "pw-"+tc.name)
+			if post.Action != site+"/signin/sso/adfs/acs" {
+				t.Fatalf("the provider posts to %s", post.Action)
+			}
+			id, err := f.FinishSAML(context.Background(), "adfs", post.Form(), fl.sealed)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := sso.Identity{Provider: "adfs", Subject: "jane.doe@example-hospital.org", Username: "jdoe", Groups: tc.groups, Role: tc.role}
+			if id.Provider != want.Provider || id.Subject != want.Subject || id.Username != want.Username || id.Role != want.Role || !slices.Equal(id.Groups, want.Groups) {
+				t.Fatalf("identity %+v, want %+v", id, want)
+			}
+		})
+	}
+}
+
+// TestSAMLRefusals proves each check of the assertion consumer service
+// with an answer the real identity provider made (and signed, unless the
+// case strips the signature).
+func TestSAMLRefusals(t *testing.T) {
+	idp := samltest.Start(t)
+	f := samlFlows(t, idp)
+	idp.SetUser(t, "jdoe", "pw", "jane.doe@example-hospital.org", "clinicians")
+	past := func(a *saml.Assertion) {
+		then := time.Now().Add(-20 * time.Minute)
+		a.IssueInstant = then
+		a.Conditions.NotBefore, a.Conditions.NotOnOrAfter = then, then.Add(5*time.Minute)
+		for i := range a.Subject.SubjectConfirmations {
+			a.Subject.SubjectConfirmations[i].SubjectConfirmationData.NotOnOrAfter = then.Add(5 * time.Minute)
+		}
+	}
+	cases := []struct {
+		name   string
+		alter  func(*saml.Assertion)                          // before the provider signs
+		post   func(t *testing.T, p *samltest.Post, fl *flow) // what the browser (or an attacker) posts
+		reason string
+	}{
+		{name: "unsigned response and assertion", reason: "assertion unsigned",
+			post: func(t *testing.T, p *samltest.Post, _ *flow) { p.SAMLResponse = samltest.Unsigned(t, p.SAMLResponse) }},
+		{name: "wrong audience", reason: "assertion audience",
+			alter: func(a *saml.Assertion) {
+				a.Conditions.AudienceRestrictions[0].Audience.Value = "https://another-service.example.org/saml"
+			}},
+		{name: "expired assertion", alter: past, reason: "assertion expired"},
+		{name: "assertion for another request", reason: "request mismatch",
+			post: func(t *testing.T, p *samltest.Post, fl *flow) {
+				// The same browser started a second sign-in; the answer to
+				// the first, with the second's RelayState, is refused.
+				other := begin(t, f)
+				*fl, p.RelayState = other, other.relay
+			}},
+		{name: "RelayState of another flow", reason: "state mismatch",
+			post: func(t *testing.T, p *samltest.Post, fl *flow) { *fl = begin(t, f) }},
+		{name: "no flow in this browser", reason: "sign-in expired or not started here",
+			post: func(t *testing.T, p *samltest.Post, fl *flow) { fl.sealed = "" }},
+		{name: "flow cookie altered", reason: "sign-in expired or not started here",
+			post: func(t *testing.T, p *samltest.Post, fl *flow) { fl.sealed = fl.sealed[:len(fl.sealed)-2] + "AA" }},
+		{name: "no response", reason: "no response",
+			post: func(t *testing.T, p *samltest.Post, _ *flow) { p.SAMLResponse = "" }},
+		{name: "response not base64", reason: "response unreadable",
+			post: func(t *testing.T, p *samltest.Post, _ *flow) { p.SAMLResponse = "<Response/>" }},
+		{name: "response too large", reason: "response too large",
+			post: func(t *testing.T, p *samltest.Post, _ *flow) { p.SAMLResponse = strings.Repeat("A", 1<<20) }},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			idp.Alter(tc.alter)
+			defer idp.Alter(nil)
+			fl := begin(t, f)
+			post := idp.SignIn(t, fl.authURL, "jdoe", "pw")
+			if tc.post != nil {
+				tc.post(t, &post, &fl)
+			}
+			_, err := f.FinishSAML(context.Background(), "adfs", post.Form(), fl.sealed)
+			if reason(err) != tc.reason {
+				t.Fatalf("refused with %q (%v), want %q", reason(err), err, tc.reason)
+			}
+		})
+	}
+}
+
+func TestSAMLReplayedAssertionIsRefused(t *testing.T) {
+	idp := samltest.Start(t)
+	f := samlFlows(t, idp)
+	idp.SetUser(t, "jdoe", "pw", "jane.doe@example-hospital.org", "clinicians")
+	fl := begin(t, f)
+	post := idp.SignIn(t, fl.authURL, "jdoe", "pw")
+	if _, err := f.FinishSAML(context.Background(), "adfs", post.Form(), fl.sealed); err != nil {
+		t.Fatal(err)
+	}
+	// Whoever captured the post and the browser's flow cookie posts both
+	// again, within the assertion's validity.
+	_, err := f.FinishSAML(context.Background(), "adfs", post.Form(), fl.sealed)
+	if reason(err) != "assertion replayed" {
+		t.Fatalf("replay refused with %q (%v)", reason(err), err)
+	}
+}
+
+func TestSAMLAssertionSignedByAnotherKeyIsRefused(t *testing.T) {
+	idp := samltest.Start(t)
+	f := samlFlows(t, idp)
+	idp.SetUser(t, "jdoe", "pw", "jane.doe@example-hospital.org", "consult-admins")
+	fl := begin(t, f)
+	idp.SignWithForeignKey(true)
+	post := idp.SignIn(t, fl.authURL, "jdoe", "pw")
+	_, err := f.FinishSAML(context.Background(), "adfs", post.Form(), fl.sealed)
+	if reason(err) != "assertion signature" {
+		t.Fatalf("refused with %q (%v)", reason(err), err)
+	}
+}
+
+func TestSAMLMetadataNamesTheAssertionConsumerService(t *testing.T) {
+	idp := samltest.Start(t)
+	f := samlFlows(t, idp)
+	md, err := f.SAMLMetadata("adfs")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`entityID="` + site + `/signin/sso/adfs/metadata"`, `Location="` + site + `/signin/sso/adfs/acs"`,
+		`Binding="urn:oasis:names:tc:SAML:2.0:bindings:HTTP-POST"`} {
+		if !strings.Contains(string(md), want) {
+			t.Fatalf("metadata lacks %s:\n%s", want, md)
+		}
+	}
+	if strings.Contains(string(md), "HTTP-Artifact") {
+		t.Fatal("metadata offers the artifact binding")
+	}
+}
+
+func TestSAMLProviderDownCannotStart(t *testing.T) {
+	idp := samltest.Start(t)
+	f := samlFlows(t, idp)
+	idp.Close()
+	if _, _, err := f.Begin(context.Background(), "adfs"); reason(err) != "metadata unavailable" {
+		t.Fatalf("begin with the provider down: %q (%v)", reason(err), err)
+	}
+}
