@@ -2,6 +2,7 @@ package sso_test
 
 import (
 	"context"
+	"encoding/base64"
 	"net/url"
 	"path/filepath"
 	"slices"
@@ -126,6 +127,15 @@ func TestSAMLRefusals(t *testing.T) {
 	}{
 		{name: "unsigned response and assertion", reason: "assertion unsigned",
 			post: func(t *testing.T, p *samltest.Post, _ *flow) { p.SAMLResponse = samltest.Unsigned(t, p.SAMLResponse) }},
+		{name: "groups rewritten after signing", reason: "assertion signature",
+			post: func(t *testing.T, p *samltest.Post, _ *flow) {
+				raw, _ := base64.StdEncoding.DecodeString(p.SAMLResponse)
+				forged := strings.Replace(string(raw), ">clinicians<", ">consult-admins<", 1)
+				if forged == string(raw) {
+					t.Fatal("no group to rewrite")
+				}
+				p.SAMLResponse = base64.StdEncoding.EncodeToString([]byte(forged))
+			}},
 		{name: "wrong audience", reason: "assertion audience",
 			alter: func(a *saml.Assertion) {
 				a.Conditions.AudienceRestrictions[0].Audience.Value = "https://another-service.example.org/saml"
