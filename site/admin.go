@@ -56,6 +56,7 @@ var adminActions = map[string]auth.AdminAction{
 	"force-password":    auth.ActionForcePassword,
 	"revoke-sessions":   auth.ActionRevokeSessions,
 	"resend-activation": auth.ActionResendActivation,
+	"enable":            auth.ActionEnable,
 }
 
 var actionDone = map[auth.AdminAction]string{
@@ -64,6 +65,7 @@ var actionDone = map[auth.AdminAction]string{
 	auth.ActionForcePassword:    "The user must choose a new password at the next sign-in.",
 	auth.ActionRevokeSessions:   "Every session of the user has ended.",
 	auth.ActionResendActivation: "A new activation link is on its way; the previous one no longer works.",
+	auth.ActionEnable:           "The account is enabled. Its identity provider's groups decide again at its next sign-in.",
 }
 
 func (s *Site) userAction(w http.ResponseWriter, r *http.Request, id auth.Identity) {

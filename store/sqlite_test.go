@@ -75,3 +75,5 @@ func TestNewerSchemaIsRefused(t *testing.T) {
 }
 
 func TestSQLiteSAMLAssertions(t *testing.T) { storetest.RunSAMLAssertions(t, openSQLite) }
+
+func TestSQLiteSSOAccounts(t *testing.T) { storetest.RunSSOAccounts(t, openSQLite) }

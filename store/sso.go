@@ -69,3 +69,26 @@ func (db *DB) SetUserRole(ctx context.Context, userID, role string) error {
 	}
 	return nil
 }
+
+// EnableSSOUser enables again an account of an identity provider that was
+// disabled, and reports whether it was disabled. ErrNotFound when the
+// account is not linked to a provider: a local account is not enabled this
+// way.
+func (db *DB) EnableSSOUser(ctx context.Context, userID string) (bool, error) {
+	res, err := db.sql.ExecContext(ctx, db.rebind(`UPDATE users SET disabled_at = NULL
+		WHERE id = ? AND disabled_at IS NOT NULL AND EXISTS (SELECT 1 FROM sso_links WHERE user_id = users.id)`), userID)
+	if err != nil {
+		return false, fmt.Errorf("enable user: %w", err)
+	}
+	if n, _ := res.RowsAffected(); n == 1 {
+		return true, nil
+	}
+	linked, err := db.IsSSOAccount(ctx, userID)
+	if err != nil {
+		return false, err
+	}
+	if !linked {
+		return false, ErrNotFound
+	}
+	return false, nil
+}

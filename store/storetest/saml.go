@@ -2,6 +2,7 @@ package storetest
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"testing"
 	"time"
@@ -73,5 +74,44 @@ func samlConcurrent(t *testing.T, db *store.DB) {
 	}
 	if accepted != 1 {
 		t.Fatalf("%d servers accepted the same assertion", accepted)
+	}
+}
+
+// RunSSOAccounts runs the suite of accounts linked to identity providers.
+func RunSSOAccounts(t *testing.T, open Opener) {
+	run(t, open, true, []suiteCase{
+		{"EnableOnlyDisabledLinkedAccounts", ssoEnable},
+	})
+}
+
+func ssoEnable(t *testing.T, db *store.DB) {
+	ctx := context.Background()
+	sso := store.User{ID: "u_sso", Username: "jane.doe", Role: "clinician", PasswordHash: store.NoPassword, CreatedAt: samlTime, ActivatedAt: samlTime}
+	if err := db.CreateSSOUser(ctx, sso, "adfs", "subject-1"); err != nil {
+		t.Fatal(err)
+	}
+	local := store.User{ID: "u_local", Username: "local.admin", Role: "admin", PasswordHash: "$argon2id$x", CreatedAt: samlTime}
+	if err := db.CreateUser(ctx, local, []byte("activation hash"), samlTime.Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if changed, err := db.EnableSSOUser(ctx, sso.ID); changed || err != nil {
+		t.Fatalf("enabling an enabled account = %v, %v", changed, err)
+	}
+	for _, id := range []string{sso.ID, local.ID} {
+		if err := db.SetUserFlags(ctx, id, true, false, samlTime); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if changed, err := db.EnableSSOUser(ctx, local.ID); changed || !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("enabling a local account = %v, %v", changed, err)
+	}
+	if changed, err := db.EnableSSOUser(ctx, sso.ID); !changed || err != nil {
+		t.Fatalf("enabling the disabled SSO account = %v, %v", changed, err)
+	}
+	for id, disabled := range map[string]bool{sso.ID: false, local.ID: true} {
+		u, err := db.UserByID(ctx, id)
+		if err != nil || u.DisabledAt.IsZero() == disabled {
+			t.Fatalf("%s: disabled at %v (%v), want disabled %v", id, u.DisabledAt, err, disabled)
+		}
 	}
 }
