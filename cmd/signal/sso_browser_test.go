@@ -38,3 +38,34 @@ func TestBrowserSignsInWithOIDC(t *testing.T) {
 		t.Fatalf("ended at %s: %v", url, err)
 	}
 }
+
+// TestBrowserSignsInWithSAML drives Chromium from the sign-in page's button
+// through the identity provider's sign-in form (another site) and its
+// self-submitting form back to the assertion consumer service. That POST
+// is cross-site: it proves the SameSite=None flow cookie comes back on it,
+// the cross-origin protection lets that one route through, and the Strict
+// session cookie set in its answer is sent once the page moves on.
+func TestBrowserSignsInWithSAML(t *testing.T) {
+	d, idp := startWithSAML(t)
+	idp.SetUser(t, "jdoe", "idp password", "jane.doe@example-hospital.org", "clinicians")
+	if !strings.HasPrefix(d.public, "https://localhost:") || !strings.HasPrefix(idp.URL, "http://127.0.0.1:") {
+		t.Fatalf("public URL %s, provider %s: the provider must be on another site", d.public, idp.URL)
+	}
+	ctx, cancel := context.WithTimeout(browsertest.New(t), 30*time.Second)
+	defer cancel()
+	err := chromedp.Do(ctx,
+		chromedp.Navigate(d.public+"/signin"),
+		chromedp.Click(chromedp.CSS(`a[href="/signin/sso/adfs"]`)),
+		chromedp.SendKeys(chromedp.CSS(`input[name="user"]`), "jdoe"),
+		chromedp.SendKeys(chromedp.CSS(`input[name="password"]`), "idp password"),
+		chromedp.Click(chromedp.CSS(`input[type="submit"]`)),
+		chromedp.WaitVisible(chromedp.CSS(`form[action="/consults"]`)),
+	)
+	if err != nil {
+		t.Fatalf("sign in through the identity provider: %v", err)
+	}
+	url, err := chromedp.Run(ctx, chromedp.Location())
+	if err != nil || url != d.public+"/consults" {
+		t.Fatalf("ended at %s: %v", url, err)
+	}
+}
