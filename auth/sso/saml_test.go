@@ -22,6 +22,11 @@ import (
 // are remembered in a real database.
 func samlFlows(t *testing.T, idp *samltest.IdP) *sso.Flows {
 	t.Helper()
+	return samlReplica(t, idp, openDB(t), testSealer(t))
+}
+
+func openDB(t *testing.T) *store.DB {
+	t.Helper()
 	ctx := context.Background()
 	db, err := store.OpenSQLite(ctx, filepath.Join(t.TempDir(), "db.sqlite"))
 	if err != nil {
@@ -31,12 +36,19 @@ func samlFlows(t *testing.T, idp *samltest.IdP) *sso.Flows {
 	if _, err := db.Migrate(ctx); err != nil {
 		t.Fatal(err)
 	}
+	return db
+}
+
+// samlReplica is one server's flows over the database and the keyring
+// (sealer) every server of the site shares.
+func samlReplica(t *testing.T, idp *samltest.IdP, db *store.DB, sealer sso.Sealer) *sso.Flows {
+	t.Helper()
 	public, _ := url.Parse(site)
 	f, err := sso.New(sso.Options{
 		SAML: []sso.SAMLProvider{{Name: "adfs", Label: "Hospital account (AD FS)", MetadataURL: idp.MetadataURL,
 			UsernameAttribute: "uid", GroupsAttribute: "eduPersonAffiliation",
 			Roles: map[string]string{"consult-admins": "admin", "clinicians": "clinician"}}},
-		Ledger: db, PublicURL: public, Sealer: testSealer(t),
+		Ledger: db, PublicURL: public, Sealer: sealer,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -195,6 +207,24 @@ func TestSAMLReplayedAssertionIsRefused(t *testing.T) {
 	}
 }
 
+func TestSAMLAssertionReplayedToAnotherServerIsRefused(t *testing.T) {
+	idp := samltest.Start(t)
+	db, sealer := openDB(t), testSealer(t)
+	one, two := samlReplica(t, idp, db, sealer), samlReplica(t, idp, db, sealer)
+	idp.SetUser(t, "jdoe", "pw", "jane.doe@example-hospital.org", "clinicians")
+	fl := begin(t, one)
+	post := idp.SignIn(t, fl.authURL, "jdoe", "pw")
+	if _, err := one.FinishSAML(context.Background(), "adfs", post.Form(), fl.sealed); err != nil {
+		t.Fatal(err)
+	}
+	// The other server opens the flow (same keyring) but remembers the
+	// assertion (same database).
+	_, err := two.FinishSAML(context.Background(), "adfs", post.Form(), fl.sealed)
+	if reason(err) != "assertion replayed" {
+		t.Fatalf("replay to another server refused with %q (%v)", reason(err), err)
+	}
+}
+
 func TestSAMLAssertionSignedByAnotherKeyIsRefused(t *testing.T) {
 	idp := samltest.Start(t)
 	f := samlFlows(t, idp)
@@ -232,5 +262,44 @@ func TestSAMLProviderDownCannotStart(t *testing.T) {
 	idp.Close()
 	if _, _, err := f.Begin(context.Background(), "adfs"); reason(err) != "metadata unavailable" {
 		t.Fatalf("begin with the provider down: %q (%v)", reason(err), err)
+	}
+}
+
+// forgetfulLedger is a test double of the assertion ledger that remembers
+// nothing, so a benchmark can verify one answer many times.
+type forgetfulLedger struct{}
+
+func (forgetfulLedger) ConsumeSAMLAssertion(context.Context, string, string, time.Time, time.Time) (bool, error) {
+	return true, nil
+}
+
+// BenchmarkFinishSAML measures what the assertion consumer service spends
+// on one answer: decoding, XML parsing, the two RSA-SHA256 signatures
+// (Response and assertion) and the checks; the ledger is left out.
+func BenchmarkFinishSAML(b *testing.B) {
+	idp := samltest.Start(b)
+	public, _ := url.Parse(site)
+	sealer, err := sso.KeySealer([]byte("0123456789abcdef0123456789abcdef"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	f, err := sso.New(sso.Options{SAML: []sso.SAMLProvider{{Name: "adfs", MetadataURL: idp.MetadataURL, GroupsAttribute: "eduPersonAffiliation",
+		Roles: map[string]string{"clinicians": "clinician"}}}, Ledger: forgetfulLedger{}, PublicURL: public, Sealer: sealer})
+	if err != nil {
+		b.Fatal(err)
+	}
+	md, _ := f.SAMLMetadata("adfs")
+	idp.Register(b, "openconsult", md)
+	idp.SetUser(b, "jdoe", "pw", "jane.doe@example-hospital.org", "clinicians")
+	authURL, sealed, err := f.Begin(context.Background(), "adfs")
+	if err != nil {
+		b.Fatal(err)
+	}
+	form := idp.SignIn(b, authURL, "jdoe", "pw").Form()
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := f.FinishSAML(context.Background(), "adfs", form, sealed); err != nil {
+			b.Fatal(err)
+		}
 	}
 }
