@@ -16,6 +16,7 @@ type SSOStore interface {
 	CreateSSOUser(ctx context.Context, u store.User, provider, subject string) error
 	SetUserRole(ctx context.Context, userID, role string) error
 	EnableSSOUser(ctx context.Context, userID string) (bool, error)
+	SSOLinkProvider(ctx context.Context, userID string) (string, error)
 }
 
 // Audit event types of single sign-on.
@@ -154,6 +155,26 @@ func (s *Service) enableExternal(ctx context.Context, userID string) error {
 		return &PolicyError{"The account is not disabled."}
 	}
 	return nil
+}
+
+// ExternalProvider names the identity provider the session token's account
+// signs in with; "" for a local account or no session.
+func (s *Service) ExternalProvider(ctx context.Context, token string) (string, error) {
+	if s.sso == nil || token == "" {
+		return "", nil
+	}
+	id, err := s.Session(ctx, token)
+	if errors.Is(err, ErrNoSession) {
+		return "", nil
+	}
+	if err != nil {
+		return "", err
+	}
+	provider, err := s.sso.SSOLinkProvider(ctx, id.User.ID)
+	if errors.Is(err, store.ErrNotFound) {
+		return "", nil
+	}
+	return provider, err
 }
 
 // FailExternal audits a refused single sign-on and returns ErrSSORefused.

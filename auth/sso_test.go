@@ -287,3 +287,18 @@ func TestEnableIsOnlyForSSOAccounts(t *testing.T) {
 	}
 	wantEvents(t, f.audit.since(mark))
 }
+
+func TestExternalProviderNamesTheSessionsProvider(t *testing.T) {
+	f := newFixture(t)
+	svc := ssoService(t, f, DefaultPolicy)
+	ctx := context.Background()
+	token, _, err := svc.SignInExternal(ctx, jane("clinician"), testClient)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for tok, want := range map[string]string{token: "entra", f.token: "", "no-such-session": "", "": ""} {
+		if got, err := svc.ExternalProvider(ctx, tok); got != want || err != nil {
+			t.Fatalf("ExternalProvider = %q, %v; want %q", got, err, want)
+		}
+	}
+}

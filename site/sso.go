@@ -20,12 +20,18 @@ type SSOFlows interface {
 	IsSAML(name string) bool
 	FinishSAML(ctx context.Context, name string, form url.Values, sealed string) (sso.Identity, error)
 	SAMLMetadata(name string) ([]byte, error)
+	// LogoutURL is where a browser that signed out goes to end the
+	// provider's session too; "" when nowhere.
+	LogoutURL(ctx context.Context, name string) (string, error)
 }
 
 // SSOAccounts opens sessions for identities a provider vouched for.
 type SSOAccounts interface {
 	SignInExternal(ctx context.Context, ext auth.External, c auth.Client) (token, stage string, err error)
 	FailExternal(ctx context.Context, provider, reason, userID string, c auth.Client) error
+	// ExternalProvider names the provider a session's account signs in
+	// with; "" for a local account.
+	ExternalProvider(ctx context.Context, token string) (string, error)
 }
 
 // ssoCookie carries the sealed flow state (state, nonce, PKCE verifier)
@@ -203,6 +209,43 @@ func (s *Site) samlMetadata(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/samlmetadata+xml")
 	w.Header().Set("Cache-Control", "public, max-age=3600")
 	_, _ = w.Write(md)
+}
+
+// providerLogout returns where to send the browser of the session token
+// after it signed out here, so that its identity provider ends its session
+// too; "" for a local account or when the provider keeps its session. A
+// provider that cannot be asked never stops the sign-out here.
+func (s *Site) providerLogout(r *http.Request, token string) string {
+	if s.opt.SSO == nil || s.opt.SSOAccounts == nil {
+		return ""
+	}
+	provider, err := s.opt.SSOAccounts.ExternalProvider(r.Context(), token)
+	if err != nil || provider == "" {
+		if err != nil {
+			s.opt.Log.Warn("provider of the session unknown; signing out here only", "err", err)
+		}
+		return ""
+	}
+	target, err := s.opt.SSO.LogoutURL(r.Context(), provider)
+	if err != nil {
+		s.opt.Log.Warn("provider logout unavailable; signing out here only", "provider", provider, "err", err)
+		return ""
+	}
+	return target
+}
+
+// signedOutTo ends a sign-out at target: the provider's end-session
+// address or /signin. The provider is reached with a Refresh, not a
+// redirect: the sign-out is a form's POST, and the content policy's
+// form-action 'self' would stop a redirect to another site.
+func (s *Site) signedOutTo(w http.ResponseWriter, r *http.Request, target string) {
+	if target == "" {
+		http.Redirect(w, r, "/signin", http.StatusSeeOther)
+		return
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("Refresh", "0; url="+target)
+	s.render(w, r, http.StatusOK, "error", errorPage{"Signed out", "You are signed out here. Your institution's sign-in service now ends its session too."})
 }
 
 func (s *Site) ssoRefused(w http.ResponseWriter, r *http.Request) {

@@ -21,6 +21,20 @@ func (db *DB) SSOLinkOwner(ctx context.Context, provider, subject string) (strin
 	return id, nil
 }
 
+// SSOLinkProvider returns the identity provider an account is linked to,
+// or ErrNotFound for a local account.
+func (db *DB) SSOLinkProvider(ctx context.Context, userID string) (string, error) {
+	var provider string
+	err := db.sql.QueryRowContext(ctx, db.rebind(`SELECT provider FROM sso_links WHERE user_id = ?`), userID).Scan(&provider)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", ErrNotFound
+	}
+	if err != nil {
+		return "", fmt.Errorf("read sso link: %w", err)
+	}
+	return provider, nil
+}
+
 // IsSSOAccount reports whether the account is linked to an identity
 // provider (and so has no local password).
 func (db *DB) IsSSOAccount(ctx context.Context, userID string) (bool, error) {

@@ -33,6 +33,11 @@ type Provider struct {
 	Roles map[string]string `toml:"roles"`
 	// Scopes beyond openid (default profile and email).
 	Scopes []string `toml:"scopes"`
+	// KeepProviderSession leaves the person signed in at the provider when
+	// they sign out here. By default signing out also ends the provider's
+	// session (RP-initiated logout), so that the next person at a shared
+	// workstation does not sign in as them with one click.
+	KeepProviderSession bool `toml:"keep_provider_session"`
 }
 
 // String never shows the client secret.

@@ -86,9 +86,10 @@ type Flows struct {
 type provider struct {
 	cfg Provider
 
-	mu    sync.Mutex
-	op    *oidc.Provider // discovered at first use, then kept
-	oauth *oauth2.Config
+	mu         sync.Mutex
+	op         *oidc.Provider // discovered at first use, then kept
+	oauth      *oauth2.Config
+	endSession string // the discovery document's end_session_endpoint, if usable
 }
 
 // New checks the providers and returns the flows. Discovery happens at the
@@ -184,6 +185,12 @@ func (f *Flows) setup(ctx context.Context, name string) (*provider, *oauth2.Conf
 		}
 		redirect := *f.public
 		redirect.Path, redirect.RawQuery = "/signin/sso/"+name+"/callback", ""
+		var extra struct {
+			EndSession string `json:"end_session_endpoint"`
+		}
+		if op.Claims(&extra) == nil && usableURL(extra.EndSession) {
+			p.endSession = extra.EndSession
+		}
 		p.op = op
 		p.oauth = &oauth2.Config{ClientID: p.cfg.ClientID, ClientSecret: p.cfg.ClientSecret, Endpoint: op.Endpoint(),
 			RedirectURL: redirect.String(), Scopes: p.cfg.scopes()}

@@ -63,6 +63,10 @@ func newSAMLProvider(cfg SAMLProvider, public *url.URL) (*samlProvider, error) {
 		AssertionConsumerServiceBindings: []string{saml.HTTPPostBinding},
 		RejectSHA1Signatures:             true,
 	}}
+	if cfg.ForceAuthn {
+		force := true
+		p.base.ForceAuthn = &force
+	}
 	if cfg.MetadataFile != "" {
 		b, err := os.ReadFile(cfg.MetadataFile)
 		if err != nil {

@@ -39,6 +39,11 @@ type SAMLProvider struct {
 	// Roles maps a group, as the provider sends it, to "admin" or
 	// "clinician"; a user in no mapped group cannot sign in.
 	Roles map[string]string `toml:"roles"`
+	// ForceAuthn asks the provider to authenticate the person at every
+	// sign-in, even when it still has a session for them. Signing out
+	// here does not end the provider's session (no single logout), so set
+	// it where staff share workstations.
+	ForceAuthn bool `toml:"force_authn"`
 }
 
 func (p SAMLProvider) String() string { return fmt.Sprintf("saml provider %s", p.Name) }

@@ -1,8 +1,11 @@
 package sso_test
 
 import (
+	"bytes"
+	"compress/flate"
 	"context"
 	"encoding/base64"
+	"io"
 	"net/url"
 	"path/filepath"
 	"slices"
@@ -235,6 +238,37 @@ func TestSAMLAssertionSignedByAnotherKeyIsRefused(t *testing.T) {
 	_, err := f.FinishSAML(context.Background(), "adfs", post.Form(), fl.sealed)
 	if reason(err) != "assertion signature" {
 		t.Fatalf("refused with %q (%v)", reason(err), err)
+	}
+}
+
+// authnRequest decodes the HTTP-Redirect binding's SAMLRequest.
+func authnRequest(t *testing.T, authURL string) string {
+	t.Helper()
+	u, _ := url.Parse(authURL)
+	deflated, err := base64.StdEncoding.DecodeString(u.Query().Get("SAMLRequest"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	xml, err := io.ReadAll(flate.NewReader(bytes.NewReader(deflated)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(xml)
+}
+
+func TestSAMLForceAuthnIsAsked(t *testing.T) {
+	idp := samltest.Start(t)
+	public, _ := url.Parse(site)
+	for _, force := range []bool{false, true} {
+		f, err := sso.New(sso.Options{SAML: []sso.SAMLProvider{{Name: "adfs", MetadataURL: idp.MetadataURL, ForceAuthn: force,
+			Roles: map[string]string{"clinicians": "clinician"}}}, Ledger: forgetfulLedger{}, PublicURL: public, Sealer: testSealer(t)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		req := authnRequest(t, begin(t, f).authURL)
+		if strings.Contains(req, `ForceAuthn="true"`) != force || !strings.Contains(req, `AssertionConsumerServiceURL="`+site+`/signin/sso/adfs/acs"`) {
+			t.Fatalf("force_authn %v: request %s", force, req)
+		}
 	}
 }
 

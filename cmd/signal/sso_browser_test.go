@@ -13,7 +13,7 @@ import (
 
 // TestBrowserSignsInWithOIDC drives Chromium from the sign-in page's button
 // through the provider's page (another site: 127.0.0.1 against localhost)
-// and back. The return starts on the provider's site, so it proves the Lax
+// and back, then signs out through the provider's end-session endpoint. The return starts on the provider's site, so it proves the Lax
 // flow cookie comes back on it and the Strict session cookie is sent once
 // the page moves on.
 func TestBrowserSignsInWithOIDC(t *testing.T) {
@@ -36,6 +36,24 @@ func TestBrowserSignsInWithOIDC(t *testing.T) {
 	url, err := chromedp.Run(ctx, chromedp.Location())
 	if err != nil || url != d.public+"/consults" {
 		t.Fatalf("ended at %s: %v", url, err)
+	}
+
+	// Signing out ends the provider's session too, and the browser comes
+	// back to the sign-in page: the content policy's form-action does not
+	// stop the way out through the provider.
+	err = chromedp.Do(ctx,
+		chromedp.Navigate(d.public+"/account"),
+		chromedp.Click(chromedp.CSS(`form[action="/signout"] button`)),
+		chromedp.WaitVisible(chromedp.CSS(`a[href="/signin/sso/keycloak"]`)),
+	)
+	if err != nil {
+		t.Fatalf("sign out: %v", err)
+	}
+	if url, err := chromedp.Run(ctx, chromedp.Location()); err != nil || url != d.public+"/signin" {
+		t.Fatalf("signed out to %s: %v", url, err)
+	}
+	if got := op.Logouts(); len(got) != 1 || got[0] != d.public+"/signin" {
+		t.Fatalf("provider logouts %q", got)
 	}
 }
 
