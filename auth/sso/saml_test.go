@@ -337,3 +337,21 @@ func BenchmarkFinishSAML(b *testing.B) {
 		}
 	}
 }
+
+func TestSAMLMetadataInHandIsKeptWhenARefreshFails(t *testing.T) {
+	idp := samltest.Start(t)
+	public, _ := url.Parse(site)
+	now := time.Now()
+	f, err := sso.New(sso.Options{SAML: []sso.SAMLProvider{{Name: "adfs", MetadataURL: idp.MetadataURL, Roles: map[string]string{"clinicians": "clinician"}}},
+		Ledger: forgetfulLedger{}, PublicURL: public, Sealer: testSealer(t), Now: func() time.Time { return now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	begin(t, f) // reads the metadata
+	idp.Close()
+	now = now.Add(sso.MetadataRefresh + time.Minute)
+	// The refresh fails; sign-ins go on with the metadata in hand.
+	if fl := begin(t, f); !strings.HasPrefix(fl.authURL, idp.URL+"/sso?") {
+		t.Fatalf("begin after a failed refresh: %s", fl.authURL)
+	}
+}
