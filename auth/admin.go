@@ -19,6 +19,7 @@ var Roles = []string{"admin", "clinician"}
 type UserSummary struct {
 	ID, Username, Role                 string
 	Active, Disabled, TOTP, MustChange bool
+	SSO                                bool // an account of an identity provider, without a password
 }
 
 // Users lists accounts for an administrator.
@@ -33,7 +34,8 @@ func (s *Service) Users(ctx context.Context, admin Identity) ([]UserSummary, err
 	out := make([]UserSummary, len(users))
 	for i, u := range users {
 		out[i] = UserSummary{ID: u.ID, Username: u.Username, Role: u.Role, Active: !u.ActivatedAt.IsZero(),
-			Disabled: !u.DisabledAt.IsZero(), TOTP: !u.TOTPEnabledAt.IsZero(), MustChange: u.MustChangePassword}
+			Disabled: !u.DisabledAt.IsZero(), TOTP: !u.TOTPEnabledAt.IsZero(), MustChange: u.MustChangePassword,
+			SSO: u.PasswordHash == store.NoPassword}
 	}
 	return out, nil
 }
@@ -122,6 +124,8 @@ const (
 	ActionForcePassword    AdminAction = "force-password"
 	ActionRevokeSessions   AdminAction = "revoke-sessions"
 	ActionResendActivation AdminAction = "resend-activation"
+	// ActionEnable enables an account of an identity provider again.
+	ActionEnable AdminAction = "enable"
 )
 
 // Apply carries out an administrator's action on userID.
@@ -161,6 +165,11 @@ func (s *Service) Apply(ctx context.Context, admin Identity, userID string, acti
 		}
 		s.closeLive(userID)
 		ev = Event{Type: EventSessionsRevoked, Message: "all sessions revoked by an administrator"}
+	case ActionEnable:
+		if err := s.enableExternal(ctx, userID); err != nil {
+			return err
+		}
+		ev = Event{Type: EventUserEnabled, Message: "account enabled; the identity provider's groups decide at its next sign-in"}
 	case ActionResendActivation:
 		if err := s.sendActivation(ctx, userID, c.Lang); err != nil {
 			return err

@@ -15,12 +15,15 @@ type SSOStore interface {
 	SSOLinkOwner(ctx context.Context, provider, subject string) (string, error)
 	CreateSSOUser(ctx context.Context, u store.User, provider, subject string) error
 	SetUserRole(ctx context.Context, userID, role string) error
+	EnableSSOUser(ctx context.Context, userID string) (bool, error)
+	SSOLinkProvider(ctx context.Context, userID string) (string, error)
 }
 
 // Audit event types of single sign-on.
 const (
 	EventSSOSignIn   = "auth.sso.signin"
 	EventRoleChanged = "user.role.changed"
+	EventUserEnabled = "user.enabled"
 )
 
 // ErrSSORefused is returned when an identity provider's answer does not
@@ -133,6 +136,45 @@ func (s *Service) disableExternal(ctx context.Context, ext External, u store.Use
 		return err
 	}
 	return s.FailExternal(ctx, ext.Provider, "no mapped group", u.ID, c)
+}
+
+// enableExternal enables again an account of an identity provider, as an
+// administrator decided (after its groups were restored, say). The
+// provider's groups decide again at its next sign-in.
+func (s *Service) enableExternal(ctx context.Context, userID string) error {
+	if s.sso == nil {
+		return policyError("policy.enable.not.sso", "Only accounts of an identity provider can be enabled.")
+	}
+	changed, err := s.sso.EnableSSOUser(ctx, userID)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return policyError("policy.enable.not.sso", "Only accounts of an identity provider can be enabled.")
+	case err != nil:
+		return err
+	case !changed:
+		return policyError("policy.enable.not.disabled", "The account is not disabled.")
+	}
+	return nil
+}
+
+// ExternalProvider names the identity provider the session token's account
+// signs in with; "" for a local account or no session.
+func (s *Service) ExternalProvider(ctx context.Context, token string) (string, error) {
+	if s.sso == nil || token == "" {
+		return "", nil
+	}
+	id, err := s.Session(ctx, token)
+	if errors.Is(err, ErrNoSession) {
+		return "", nil
+	}
+	if err != nil {
+		return "", err
+	}
+	provider, err := s.sso.SSOLinkProvider(ctx, id.User.ID)
+	if errors.Is(err, store.ErrNotFound) {
+		return "", nil
+	}
+	return provider, err
 }
 
 // FailExternal audits a refused single sign-on and returns ErrSSORefused.

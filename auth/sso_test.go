@@ -213,3 +213,92 @@ func TestPasswordSignInOffExceptBreakGlass(t *testing.T) {
 		t.Fatalf("break-glass sign-in = %s, %v", stage, err)
 	}
 }
+
+func TestAdministratorEnablesAnSSOAccountDisabledByGroupLoss(t *testing.T) {
+	f := newFixture(t)
+	svc := ssoService(t, f, DefaultPolicy)
+	ctx := context.Background()
+	first, _, err := svc.SignInExternal(ctx, jane("clinician"), testClient)
+	if err != nil {
+		t.Fatal(err)
+	}
+	userID := f.session(t, first).User.ID
+	if _, _, err := svc.SignInExternal(ctx, jane(""), testClient); !errors.Is(err, ErrSSORefused) {
+		t.Fatalf("unmapped sign-in: %v", err)
+	}
+	users, err := svc.Users(ctx, f.admin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, u := range users {
+		if u.SSO != (u.ID == userID) || (u.ID == userID && !u.Disabled) {
+			t.Fatalf("user list %+v", u)
+		}
+	}
+	var pe *PolicyError
+	clinician := Identity{User: store.User{ID: userID, Role: "clinician"}}
+	if err := svc.Apply(ctx, clinician, userID, ActionEnable, testClient); !errors.Is(err, ErrForbidden) {
+		t.Fatalf("a clinician enabled an account: %v", err)
+	}
+	mark := f.audit.len()
+	if err := svc.Apply(ctx, f.admin, userID, ActionEnable, testClient); err != nil {
+		t.Fatal(err)
+	}
+	wantEvents(t, f.audit.since(mark), "user.enabled+")
+	if ev := f.audit.since(mark)[0]; ev.Requester != f.admin.User.ID || ev.Fields["user"] != userID || ev.Fields["action"] != "enable" {
+		t.Fatalf("event %+v", ev)
+	}
+	if err := svc.Apply(ctx, f.admin, userID, ActionEnable, testClient); !errors.As(err, &pe) {
+		t.Fatalf("enabling an enabled account: %v", err)
+	}
+	// Back in a mapped group, the next sign-in opens a session; the earlier
+	// session stays closed.
+	if _, _, err := svc.SignInExternal(ctx, jane("clinician"), testClient); err != nil {
+		t.Fatalf("sign-in after enabling: %v", err)
+	}
+	if _, err := svc.Session(ctx, first); !errors.Is(err, ErrNoSession) {
+		t.Fatalf("the session of before the disabling came back: %v", err)
+	}
+	// Still out of the groups at the next sign-in: disabled again.
+	if _, _, err := svc.SignInExternal(ctx, jane(""), testClient); !errors.Is(err, ErrSSORefused) {
+		t.Fatalf("unmapped sign-in: %v", err)
+	}
+}
+
+func TestEnableIsOnlyForSSOAccounts(t *testing.T) {
+	f := newFixture(t)
+	svc := ssoService(t, f, DefaultPolicy)
+	ctx := context.Background()
+	f.createUser(t, "local.clinician", "clinician passphrase 1")
+	local, err := f.db.UserByUsername(ctx, "local.clinician")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := svc.Apply(ctx, f.admin, local.ID, ActionDisable, testClient); err != nil {
+		t.Fatal(err)
+	}
+	mark := f.audit.len()
+	var pe *PolicyError
+	if err := svc.Apply(ctx, f.admin, local.ID, ActionEnable, testClient); !errors.As(err, &pe) {
+		t.Fatalf("a local account was enabled: %v", err)
+	}
+	if got, _ := f.db.UserByID(ctx, local.ID); got.DisabledAt.IsZero() {
+		t.Fatal("the local account is enabled")
+	}
+	wantEvents(t, f.audit.since(mark))
+}
+
+func TestExternalProviderNamesTheSessionsProvider(t *testing.T) {
+	f := newFixture(t)
+	svc := ssoService(t, f, DefaultPolicy)
+	ctx := context.Background()
+	token, _, err := svc.SignInExternal(ctx, jane("clinician"), testClient)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for tok, want := range map[string]string{token: "entra", f.token: "", "no-such-session": "", "": ""} {
+		if got, err := svc.ExternalProvider(ctx, tok); got != want || err != nil {
+			t.Fatalf("ExternalProvider = %q, %v; want %q", got, err, want)
+		}
+	}
+}

@@ -153,6 +153,7 @@ func TestAdminPagesAreOnlyForAdministrators(t *testing.T) {
 		{"GET", "/admin/users", nil, nil},
 		{"POST", "/admin/users", url.Values{"username": {"new.user"}, "role": {"clinician"}}, []string{"create new.user"}},
 		{"POST", "/admin/users/u-alice/disable", nil, []string{fmt.Sprintf("apply %v to u-alice", auth.ActionDisable)}},
+		{"POST", "/admin/users/u-alice/enable", nil, []string{fmt.Sprintf("apply %v to u-alice", auth.ActionEnable)}},
 		{"GET", "/admin/audit", nil, nil},
 		{"POST", "/admin/audit/export", url.Values{"format": {"json"}}, nil},
 	}
@@ -420,6 +421,7 @@ func TestCrossSiteRequestsChangeNothing(t *testing.T) {
 		{"POST", "/consults/c-live/end", sessAlice, nil, "/consults", []string{"c-live by u-alice"}},
 		{"POST", "/consults/c-live/links", sessAlice, url.Values{"label": {"Patient"}}, "/consults/c-live", []string{"add link to c-live"}},
 		{"POST", "/admin/users/u-alice/disable", sessAdmin, nil, "", []string{fmt.Sprintf("apply %v to u-alice", auth.ActionDisable)}},
+		{"POST", "/admin/users/u-alice/enable", sessAdmin, nil, "", []string{fmt.Sprintf("apply %v to u-alice", auth.ActionEnable)}},
 		{"POST", "/signout/everywhere", sessAlice, nil, "/signin", []string{"signout everywhere u-alice"}},
 	} {
 		allowed := http.StatusSeeOther

@@ -56,6 +56,7 @@ var adminActions = map[string]auth.AdminAction{
 	"force-password":    auth.ActionForcePassword,
 	"revoke-sessions":   auth.ActionRevokeSessions,
 	"resend-activation": auth.ActionResendActivation,
+	"enable":            auth.ActionEnable,
 }
 
 // actionDone names the message that confirms each action.
@@ -65,6 +66,7 @@ var actionDone = map[auth.AdminAction]string{
 	auth.ActionForcePassword:    "users.done.force.password",
 	auth.ActionRevokeSessions:   "users.done.revoke",
 	auth.ActionResendActivation: "users.done.resend",
+	auth.ActionEnable:           "users.done.enable",
 }
 
 func (s *Site) userAction(w http.ResponseWriter, r *http.Request, id auth.Identity) {

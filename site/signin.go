@@ -202,21 +202,23 @@ func (s *Site) account(w http.ResponseWriter, r *http.Request, id auth.Identity)
 }
 
 func (s *Site) signout(w http.ResponseWriter, r *http.Request) {
+	target := s.providerLogout(r, sessionToken(r))
 	if err := s.opt.Accounts.SignOut(r.Context(), sessionToken(r)); err != nil {
 		s.internalError(w, r, "sign out", err)
 		return
 	}
 	clearSession(w)
-	http.Redirect(w, r, "/signin", http.StatusSeeOther)
+	s.signedOutTo(w, r, target)
 }
 
 func (s *Site) signoutEverywhere(w http.ResponseWriter, r *http.Request, id auth.Identity) {
+	target := s.providerLogout(r, sessionToken(r))
 	if err := s.opt.Accounts.SignOutEverywhere(r.Context(), id, client(r)); err != nil {
 		s.internalError(w, r, "sign out everywhere", err)
 		return
 	}
 	clearSession(w)
-	http.Redirect(w, r, "/signin", http.StatusSeeOther)
+	s.signedOutTo(w, r, target)
 }
 
 // home sends a signed-in user to where their work is.

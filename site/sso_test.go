@@ -50,6 +50,19 @@ func (a *ssoAccounts) Session(context.Context, string) (auth.Identity, error) {
 	return auth.Identity{}, auth.ErrNoSession
 }
 
+// ExternalProvider: the session SignInExternal opened belongs to the
+// provider of the last sign-in.
+func (a *ssoAccounts) ExternalProvider(_ context.Context, token string) (string, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if token != "sso-session" || len(a.signedIn) == 0 {
+		return "", nil
+	}
+	return a.signedIn[len(a.signedIn)-1].Provider, nil
+}
+
+func (a *ssoAccounts) SignOut(context.Context, string) error { return nil }
+
 // ssoSite runs the site with one real OpenID provider on loopback.
 func ssoSite(t *testing.T) (*httptest.Server, *oidctest.Provider, *ssoAccounts) {
 	t.Helper()
@@ -220,5 +233,44 @@ func TestSSOProviderDownIsAuditedAndAnswered502(t *testing.T) {
 	}
 	if len(accounts.refused) != 1 || accounts.refused[0] != "keycloak: discovery failed" {
 		t.Fatalf("refusals %q", accounts.refused)
+	}
+}
+
+func TestSSOSignOutEndsTheProviderSession(t *testing.T) {
+	srv, op, _ := ssoSite(t)
+	op.SetUser(oidctest.User{Subject: "kc-1", Username: "jane.doe", Groups: []string{"clinicians"}})
+	c := browser(t, srv)
+	callback := signInAtProvider(t, srv, c)
+	if resp, _ := get(t, c, callback); resp.StatusCode != http.StatusOK {
+		t.Fatalf("callback = %d", resp.StatusCode)
+	}
+	req, _ := http.NewRequest(http.MethodPost, srv.URL+"/signout", nil)
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	want := op.URL + "/logout?client_id=openconsult&post_logout_redirect_uri=" + url.QueryEscape(srv.URL+"/signin")
+	if resp.StatusCode != http.StatusOK || resp.Header.Get("Refresh") != "0; url="+want {
+		t.Fatalf("signout = %d, Refresh %q", resp.StatusCode, resp.Header.Get("Refresh"))
+	}
+	if s := cookieNamed(resp, sessionCookie); s == nil || s.MaxAge >= 0 {
+		t.Fatal("session cookie not cleared")
+	}
+	resp, _ = get(t, c, want)
+	if resp.StatusCode != http.StatusFound || resp.Header.Get("Location") != srv.URL+"/signin" || len(op.Logouts()) != 1 {
+		t.Fatalf("provider logout = %d -> %s", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	// A session of a local account signs out here only.
+	local := browser(t, srv)
+	u, _ := url.Parse(srv.URL)
+	local.Jar.SetCookies(u, []*http.Cookie{{Name: sessionCookie, Value: "local-session"}})
+	resp, err = local.Post(srv.URL+"/signout", "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/signin" {
+		t.Fatalf("local signout = %d -> %s", resp.StatusCode, resp.Header.Get("Location"))
 	}
 }

@@ -127,3 +127,9 @@ func TestSetupWithTwoLiveTokensCreatesOneAccount(t *testing.T) {
 		})
 	}
 }
+
+func TestPostgresSAMLAssertions(t *testing.T) {
+	storetest.RunSAMLAssertions(t, storetest.OpenPostgres)
+}
+
+func TestPostgresSSOAccounts(t *testing.T) { storetest.RunSSOAccounts(t, storetest.OpenPostgres) }

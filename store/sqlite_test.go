@@ -73,3 +73,7 @@ func TestNewerSchemaIsRefused(t *testing.T) {
 		t.Fatalf("Migrate on a newer schema = %v", err)
 	}
 }
+
+func TestSQLiteSAMLAssertions(t *testing.T) { storetest.RunSAMLAssertions(t, openSQLite) }
+
+func TestSQLiteSSOAccounts(t *testing.T) { storetest.RunSSOAccounts(t, openSQLite) }

@@ -21,6 +21,20 @@ func (db *DB) SSOLinkOwner(ctx context.Context, provider, subject string) (strin
 	return id, nil
 }
 
+// SSOLinkProvider returns the identity provider an account is linked to,
+// or ErrNotFound for a local account.
+func (db *DB) SSOLinkProvider(ctx context.Context, userID string) (string, error) {
+	var provider string
+	err := db.sql.QueryRowContext(ctx, db.rebind(`SELECT provider FROM sso_links WHERE user_id = ?`), userID).Scan(&provider)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", ErrNotFound
+	}
+	if err != nil {
+		return "", fmt.Errorf("read sso link: %w", err)
+	}
+	return provider, nil
+}
+
 // IsSSOAccount reports whether the account is linked to an identity
 // provider (and so has no local password).
 func (db *DB) IsSSOAccount(ctx context.Context, userID string) (bool, error) {
@@ -68,4 +82,27 @@ func (db *DB) SetUserRole(ctx context.Context, userID, role string) error {
 		return ErrNotFound
 	}
 	return nil
+}
+
+// EnableSSOUser enables again an account of an identity provider that was
+// disabled, and reports whether it was disabled. ErrNotFound when the
+// account is not linked to a provider: a local account is not enabled this
+// way.
+func (db *DB) EnableSSOUser(ctx context.Context, userID string) (bool, error) {
+	res, err := db.sql.ExecContext(ctx, db.rebind(`UPDATE users SET disabled_at = NULL
+		WHERE id = ? AND disabled_at IS NOT NULL AND EXISTS (SELECT 1 FROM sso_links WHERE user_id = users.id)`), userID)
+	if err != nil {
+		return false, fmt.Errorf("enable user: %w", err)
+	}
+	if n, _ := res.RowsAffected(); n == 1 {
+		return true, nil
+	}
+	linked, err := db.IsSSOAccount(ctx, userID)
+	if err != nil {
+		return false, err
+	}
+	if !linked {
+		return false, ErrNotFound
+	}
+	return false, nil
 }

@@ -33,6 +33,11 @@ type Provider struct {
 	Roles map[string]string `toml:"roles"`
 	// Scopes beyond openid (default profile and email).
 	Scopes []string `toml:"scopes"`
+	// KeepProviderSession leaves the person signed in at the provider when
+	// they sign out here. By default signing out also ends the provider's
+	// session (RP-initiated logout), so that the next person at a shared
+	// workstation does not sign in as them with one click.
+	KeepProviderSession bool `toml:"keep_provider_session"`
 }
 
 // String never shows the client secret.
@@ -42,11 +47,10 @@ var namePattern = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,31}$`)
 
 // Check reports the first setting that cannot work.
 func (p Provider) Check() error {
-	if !namePattern.MatchString(p.Name) {
-		return fmt.Errorf("provider name %q: use 1 to 32 of a-z, 0-9 and -", p.Name)
+	if err := checkName(p.Name); err != nil {
+		return err
 	}
-	u, err := url.Parse(p.Issuer)
-	if err != nil || u.Host == "" || (u.Scheme != "https" && !isLoopback(u.Hostname())) {
+	if !usableURL(p.Issuer) {
 		return fmt.Errorf("provider %s: issuer must be an https URL", p.Name)
 	}
 	if p.ClientID == "" {
@@ -55,15 +59,34 @@ func (p Provider) Check() error {
 	if p.ClientSecret == "" {
 		return fmt.Errorf("provider %s: a client secret is required (client_secret_file or client_secret_env)", p.Name)
 	}
-	if len(p.Roles) == 0 {
-		return fmt.Errorf("provider %s: map at least one group to a role", p.Name)
+	return checkRoles(p.Name, p.Roles)
+}
+
+// checkRoles reports a role mapping that maps nothing or to an unknown role.
+func checkRoles(name string, m map[string]string) error {
+	if len(m) == 0 {
+		return fmt.Errorf("provider %s: map at least one group to a role", name)
 	}
-	for g, r := range p.Roles {
+	for g, r := range m {
 		if g == "" || !slices.Contains(roles, r) {
-			return fmt.Errorf("provider %s: group %q maps to %q; use admin or clinician", p.Name, g, r)
+			return fmt.Errorf("provider %s: group %q maps to %q; use admin or clinician", name, g, r)
 		}
 	}
 	return nil
+}
+
+func checkName(name string) error {
+	if !namePattern.MatchString(name) {
+		return fmt.Errorf("provider name %q: use 1 to 32 of a-z, 0-9 and -", name)
+	}
+	return nil
+}
+
+// usableURL reports whether raw is an https URL, or an http one on
+// loopback (a provider a test or a developer runs on this machine).
+func usableURL(raw string) bool {
+	u, err := url.Parse(raw)
+	return err == nil && u.Host != "" && (u.Scheme == "https" || (u.Scheme == "http" && isLoopback(u.Hostname())))
 }
 
 func isLoopback(host string) bool {
@@ -72,10 +95,13 @@ func isLoopback(host string) bool {
 
 // Role is the role groups map to: administrator when any mapped group says
 // so, else clinician when any does, else "".
-func (p Provider) Role(groups []string) string {
+func (p Provider) Role(groups []string) string { return roleOf(p.Roles, groups) }
+
+// roleOf maps groups to a role by m, for providers of every kind.
+func roleOf(m map[string]string, groups []string) string {
 	best := ""
 	for _, g := range groups {
-		switch p.Roles[g] {
+		switch m[g] {
 		case "admin":
 			return "admin"
 		case "clinician":

@@ -55,6 +55,10 @@ type Identity struct {
 // Options configure the flows.
 type Options struct {
 	Providers []Provider
+	// SAML providers; their assertions are remembered in Ledger, which
+	// they need.
+	SAML   []SAMLProvider
+	Ledger AssertionLedger
 	// PublicURL is the site's address; callbacks are
 	// <PublicURL>/signin/sso/<name>/callback.
 	PublicURL *url.URL
@@ -69,7 +73,10 @@ type Options struct {
 // Flows runs sign-ins with the configured providers.
 type Flows struct {
 	providers map[string]*provider
+	saml      map[string]*samlProvider
+	labels    map[string]string
 	order     []string
+	ledger    AssertionLedger
 	public    *url.URL
 	sealer    Sealer
 	client    *http.Client
@@ -79,9 +86,10 @@ type Flows struct {
 type provider struct {
 	cfg Provider
 
-	mu    sync.Mutex
-	op    *oidc.Provider // discovered at first use, then kept
-	oauth *oauth2.Config
+	mu         sync.Mutex
+	op         *oidc.Provider // discovered at first use, then kept
+	oauth      *oauth2.Config
+	endSession string // the discovery document's end_session_endpoint, if usable
 }
 
 // New checks the providers and returns the flows. Discovery happens at the
@@ -97,18 +105,44 @@ func New(o Options) (*Flows, error) {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	f := &Flows{providers: map[string]*provider{}, public: o.PublicURL, sealer: o.Sealer, client: o.HTTPClient, now: o.Now}
+	if len(o.SAML) > 0 && o.Ledger == nil {
+		return nil, errors.New("sso: SAML providers need an assertion ledger")
+	}
+	f := &Flows{providers: map[string]*provider{}, saml: map[string]*samlProvider{}, labels: map[string]string{},
+		public: o.PublicURL, sealer: o.Sealer, client: o.HTTPClient, now: o.Now, ledger: o.Ledger}
 	for _, p := range o.Providers {
-		if err := p.Check(); err != nil {
+		if err := f.add(p.Name, p.Label, p.Check); err != nil {
 			return nil, err
 		}
-		if _, dup := f.providers[p.Name]; dup {
-			return nil, fmt.Errorf("provider %s: %w", p.Name, errDuplicate)
-		}
 		f.providers[p.Name] = &provider{cfg: p}
-		f.order = append(f.order, p.Name)
+	}
+	for _, p := range o.SAML {
+		if err := f.add(p.Name, p.Label, p.Check); err != nil {
+			return nil, err
+		}
+		sp, err := newSAMLProvider(p, f.public)
+		if err != nil {
+			return nil, err
+		}
+		f.saml[p.Name] = sp
 	}
 	return f, nil
+}
+
+// add checks a provider of either kind and takes its place on the page.
+func (f *Flows) add(name, label string, check func() error) error {
+	if err := check(); err != nil {
+		return err
+	}
+	if f.Known(name) {
+		return fmt.Errorf("provider %s: %w", name, errDuplicate)
+	}
+	if label == "" {
+		label = name
+	}
+	f.labels[name] = label
+	f.order = append(f.order, name)
+	return nil
 }
 
 // Button is one provider on the sign-in page.
@@ -118,18 +152,18 @@ type Button struct{ Name, Label string }
 func (f *Flows) Buttons() []Button {
 	out := make([]Button, 0, len(f.order))
 	for _, n := range f.order {
-		p := f.providers[n].cfg
-		label := p.Label
-		if label == "" {
-			label = p.Name
-		}
-		out = append(out, Button{Name: n, Label: label})
+		out = append(out, Button{Name: n, Label: f.labels[n]})
 	}
 	return out
 }
 
 // Known reports whether name is a configured provider.
-func (f *Flows) Known(name string) bool { _, ok := f.providers[name]; return ok }
+func (f *Flows) Known(name string) bool { return f.providers[name] != nil || f.saml[name] != nil }
+
+// IsSAML reports whether name is a configured SAML provider, which returns
+// by a cross-site POST to its assertion consumer service rather than a
+// redirect to the callback.
+func (f *Flows) IsSAML(name string) bool { return f.saml[name] != nil }
 
 func (f *Flows) ctx(ctx context.Context) context.Context {
 	return oidc.ClientContext(ctx, f.client)
@@ -151,6 +185,12 @@ func (f *Flows) setup(ctx context.Context, name string) (*provider, *oauth2.Conf
 		}
 		redirect := *f.public
 		redirect.Path, redirect.RawQuery = "/signin/sso/"+name+"/callback", ""
+		var extra struct {
+			EndSession string `json:"end_session_endpoint"`
+		}
+		if op.Claims(&extra) == nil && usableURL(extra.EndSession) {
+			p.endSession = extra.EndSession
+		}
 		p.op = op
 		p.oauth = &oauth2.Config{ClientID: p.cfg.ClientID, ClientSecret: p.cfg.ClientSecret, Endpoint: op.Endpoint(),
 			RedirectURL: redirect.String(), Scopes: p.cfg.scopes()}
@@ -163,7 +203,8 @@ type flowState struct {
 	Provider string `json:"p"`
 	State    string `json:"s"`
 	Nonce    string `json:"n"`
-	Verifier string `json:"v"`
+	Verifier string `json:"v,omitempty"`
+	Request  string `json:"r,omitempty"` // SAML AuthnRequest ID
 	Expires  int64  `json:"e"`
 }
 
@@ -171,12 +212,15 @@ type flowState struct {
 // authorization URL to redirect to and the sealed flow state the caller
 // keeps (in an HttpOnly cookie) until the return.
 func (f *Flows) Begin(ctx context.Context, name string) (authURL, sealed string, err error) {
+	if p, ok := f.saml[name]; ok {
+		return f.beginSAML(ctx, p)
+	}
 	_, oc, err := f.setup(ctx, name)
 	if err != nil {
 		return "", "", err
 	}
 	st := flowState{Provider: name, State: random(), Nonce: random(), Verifier: oauth2.GenerateVerifier(), Expires: f.now().Add(FlowTTL).Unix()}
-	sealed, err = f.seal(st)
+	sealed, err = f.seal(st, sealAAD)
 	if err != nil {
 		return "", "", err
 	}
@@ -192,7 +236,7 @@ func (f *Flows) Finish(ctx context.Context, name string, query url.Values, seale
 	if err != nil {
 		return Identity{}, err
 	}
-	st, err := f.open(sealed)
+	st, err := f.open(sealed, sealAAD)
 	if err != nil || st.Provider != name || f.now().Unix() > st.Expires {
 		return Identity{}, fail("sign-in expired or not started here", err)
 	}
@@ -322,12 +366,12 @@ func (g gcmSealer) Unseal(b, aad []byte) ([]byte, error) {
 	return g.aead.Open(nil, b[:n], b[n:], aad)
 }
 
-func (f *Flows) seal(st flowState) (string, error) {
+func (f *Flows) seal(st flowState, aad []byte) (string, error) {
 	plain, err := json.Marshal(st)
 	if err != nil {
 		return "", fmt.Errorf("seal flow: %w", err)
 	}
-	sealed, err := f.sealer.Seal(plain, sealAAD)
+	sealed, err := f.sealer.Seal(plain, aad)
 	if err != nil {
 		return "", fmt.Errorf("seal flow: %w", err)
 	}
@@ -337,7 +381,7 @@ func (f *Flows) seal(st flowState) (string, error) {
 // maxSealed bounds what open decodes.
 const maxSealed = 1024
 
-func (f *Flows) open(sealed string) (flowState, error) {
+func (f *Flows) open(sealed string, aad []byte) (flowState, error) {
 	var st flowState
 	if len(sealed) > maxSealed {
 		return st, errors.New("flow state too long")
@@ -346,7 +390,7 @@ func (f *Flows) open(sealed string) (flowState, error) {
 	if err != nil {
 		return st, errors.New("flow state unreadable")
 	}
-	plain, err := f.sealer.Unseal(b, sealAAD)
+	plain, err := f.sealer.Unseal(b, aad)
 	if err != nil {
 		return st, errors.New("flow state not sealed by this site")
 	}

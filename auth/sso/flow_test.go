@@ -212,3 +212,31 @@ func testSealer(t *testing.T) sso.Sealer {
 	}
 	return s
 }
+
+func TestLogoutURLEndsTheProviderSession(t *testing.T) {
+	op := oidctest.Start(t, "openconsult", "s3cret-"+rand.Text())
+	public, _ := url.Parse(site)
+	keep := sso.Provider{Name: "kept", Issuer: op.URL, ClientID: op.ClientID, ClientSecret: op.ClientSecret,
+		Roles: map[string]string{"clinicians": "clinician"}, KeepProviderSession: true}
+	ends := keep
+	ends.Name, ends.KeepProviderSession = "keycloak", false
+	f, err := sso.New(sso.Options{Providers: []sso.Provider{ends, keep}, PublicURL: public, Sealer: testSealer(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := f.LogoutURL(context.Background(), "keycloak")
+	want := op.URL + "/logout?client_id=openconsult&post_logout_redirect_uri=" + url.QueryEscape(site+"/signin")
+	if err != nil || got != want {
+		t.Fatalf("LogoutURL = %q, %v; want %q", got, err, want)
+	}
+	for _, name := range []string{"kept", "unknown"} {
+		if got, err := f.LogoutURL(context.Background(), name); got != "" || err != nil {
+			t.Fatalf("LogoutURL(%s) = %q, %v", name, got, err)
+		}
+	}
+	op.Close()
+	fresh, _ := sso.New(sso.Options{Providers: []sso.Provider{ends}, PublicURL: public, Sealer: testSealer(t)})
+	if _, err := fresh.LogoutURL(context.Background(), "keycloak"); reason(err) != "discovery failed" {
+		t.Fatalf("LogoutURL with the provider down: %v", err)
+	}
+}

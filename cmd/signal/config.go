@@ -181,7 +181,7 @@ func newSettings(stderr io.Writer) *settings {
 	fs.DurationVar(&s.hashWait, "password-hash-wait", auth.DefaultHashWait, "how long a sign-in or password change waits for a hashing slot before the answer is 503 with Retry-After (0 to 30s)")
 	fs.Var(&s.trustedProxies, "trusted-proxy", "`CIDR` (or address) of a reverse proxy whose -client-address-header names the client, for rate limits and the audit log; repeatable; other peers' headers are ignored")
 	fs.StringVar(&s.redis, "redis", "", "redis://[:PASSWORD@]HOST:PORT/DB (or rediss://) where every signal server keeps the per-address rate limits, so replicas share them; password in the URL or SIGNAL_REDIS_PASSWORD; empty keeps them in memory")
-	fs.StringVar(&s.oidcProviders, "oidc-providers", "", "TOML `file` of OpenID Connect identity providers for staff single sign-on (see docs/operations.md); default none")
+	fs.StringVar(&s.oidcProviders, "oidc-providers", "", "TOML `file` of identity providers (OpenID Connect, and SAML 2.0 with kind = \"saml\") for staff single sign-on (see docs/operations.md); default none")
 	fs.BoolVar(&s.passwordSignIn, "password-signin", true, "allow local password sign-in; false leaves single sign-on as the only way in except for -break-glass accounts")
 	fs.Var(&s.breakGlass, "break-glass", "`username` that may still sign in with a password when -password-signin=false; repeatable")
 	fs.Var(&s.clientHeader, "client-address-header", "`header` the -trusted-proxy proxies append the client's address to: x-forwarded-for or forwarded (RFC 7239); the right-most address that is not a trusted proxy is the client")

@@ -241,7 +241,7 @@ func start(ctx context.Context, s *settings, stdout, stderr io.Writer) (_ *serve
 		return nil, err
 	}
 
-	flows, err := ssoFlows(s, public, keys, log)
+	flows, err := ssoFlows(s, public, keys, db, log)
 	if err != nil {
 		return nil, err
 	}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"log/slog"
 	"net/url"
 
@@ -9,23 +10,27 @@ import (
 	"github.com/openconsult/openconsult/site"
 )
 
-// ssoFlows loads the -oidc-providers file; nil when none is set. The flow
-// state is sealed by the keyring, so any replica can finish a flow another
-// began.
-func ssoFlows(s *settings, public *url.URL, keys sso.Sealer, log *slog.Logger) (site.SSOFlows, error) {
+// ssoFlows loads the -oidc-providers file (OpenID Connect and SAML
+// providers); nil when none is set. The flow state is sealed by the
+// keyring, so any replica can finish a flow another began, and SAML
+// assertions are remembered in the database that every replica shares.
+func ssoFlows(s *settings, public *url.URL, keys sso.Sealer, ledger sso.AssertionLedger, log *slog.Logger) (site.SSOFlows, error) {
 	if s.oidcProviders == "" {
 		return nil, nil
 	}
-	providers, err := sso.LoadFile(s.oidcProviders, s.getenv)
+	c, err := sso.LoadFile(s.oidcProviders, s.getenv)
 	if err != nil {
 		return nil, err
 	}
-	flows, err := sso.New(sso.Options{Providers: providers, PublicURL: public, Sealer: keys})
+	flows, err := sso.New(sso.Options{Providers: c.OIDC, SAML: c.SAML, Ledger: ledger, PublicURL: public, Sealer: keys})
 	if err != nil {
 		return nil, err
 	}
-	for _, p := range providers {
-		log.Info("single sign-on provider configured", "provider", p.Name, "issuer", p.Issuer)
+	for _, p := range c.OIDC {
+		log.Info("single sign-on provider configured", "provider", p.Name, "kind", sso.KindOIDC, "issuer", p.Issuer)
+	}
+	for _, p := range c.SAML {
+		log.Info("single sign-on provider configured", "provider", p.Name, "kind", sso.KindSAML, "metadata", cmp.Or(p.MetadataURL, p.MetadataFile))
 	}
 	return flows, nil
 }

@@ -60,6 +60,7 @@ type Provider struct {
 	pending     map[string]string // login id -> return URL
 	// Exchanges counts successful code exchanges.
 	exchanges int
+	logouts   []string
 }
 
 type grant struct {
@@ -79,6 +80,7 @@ func Start(t testing.TB, clientID, clientSecret string) *Provider {
 	mux.HandleFunc("GET /authorize", p.authorize)
 	mux.HandleFunc("POST /token", p.token)
 	mux.HandleFunc("GET /login/{id}", p.login)
+	mux.HandleFunc("GET /logout", p.logout)
 	p.srv = httptest.NewServer(mux)
 	p.URL = p.srv.URL
 	t.Cleanup(p.srv.Close)
@@ -121,7 +123,30 @@ func (p *Provider) discovery(w http.ResponseWriter, _ *http.Request) {
 		"id_token_signing_alg_values_supported": []string{"RS256"},
 		"code_challenge_methods_supported":      []string{"S256"},
 		"token_endpoint_auth_methods_supported": []string{"client_secret_basic", "client_secret_post"},
+		"end_session_endpoint":                  p.URL + "/logout",
 	})
+}
+
+// logout is the end-session endpoint (RP-initiated logout): it ends the
+// person's session here and returns to the client's post-logout address.
+func (p *Provider) logout(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	back := q.Get("post_logout_redirect_uri")
+	if q.Get("client_id") != p.ClientID || back == "" {
+		http.Error(w, "invalid_request", http.StatusBadRequest)
+		return
+	}
+	p.mu.Lock()
+	p.logouts = append(p.logouts, back)
+	p.mu.Unlock()
+	http.Redirect(w, r, back, http.StatusFound)
+}
+
+// Logouts lists the post-logout addresses of the logouts so far.
+func (p *Provider) Logouts() []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]string(nil), p.logouts...)
 }
 
 func (p *Provider) jwks(w http.ResponseWriter, _ *http.Request) {
