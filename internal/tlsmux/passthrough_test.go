@@ -166,4 +166,3 @@ func TestPassthroughCloseEndsPassedConnections(t *testing.T) {
 		t.Fatalf("read after Close: %v; want the connection ended", err)
 	}
 }
-
