@@ -94,7 +94,7 @@ func newSettings(stderr io.Writer) *settings {
 	fs.Var(&s.denyPeers, "deny-peer", "`CIDR` the relay must never reach, on top of the built-in internal ranges; repeatable")
 	fs.IntVar(&s.userQuota, "user-quota", 10, "allocations per username (a participant needs 1 to 3)")
 	fs.IntVar(&s.totalQuota, "total-quota", 2000, "allocations in all")
-	fs.Int64Var(&s.maxBPS, "max-bps", 0, "bandwidth cap per allocation and direction in bits per second; 0 for none")
+	fs.Int64Var(&s.maxBPS, "max-bps", 0, "bandwidth cap per allocation and direction in bits per second (datagrams over it are dropped; a TCP allocation's connections wait); 0 for none")
 	fs.Int64Var(&s.maxTotalBPS, "max-total-bps", 0, "bandwidth cap of all allocations together, per direction, in bits per second; 0 for none")
 	def := relay.DefaultConfig()
 	fs.Float64Var(&s.allocationRate, "allocation-rate", def.AllocationRate, "new allocations a second one client address may make after -allocation-burst (an IPv6 client counts by its /64); 0 for no limit")
