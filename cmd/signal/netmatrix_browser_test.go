@@ -239,7 +239,6 @@ func checkFailsWithoutRelay(t *testing.T, d *devServer, clinician, patient matri
 	return matrixRow{network: unreachableRelay.name, consult: "two, join check only", check: check}
 }
 
-
 // startMatrixConsult starts a consult from the clinician's dashboard and returns
 // its patient link, and an interpreter's link when asked.
 func startMatrixConsult(t *testing.T, d *devServer, doc context.Context, relayOnly, second bool) []string {
