@@ -99,7 +99,7 @@ func newSettings(stderr io.Writer) *settings {
 	def := relay.DefaultConfig()
 	fs.Float64Var(&s.allocationRate, "allocation-rate", def.AllocationRate, "new allocations a second one client address may make after -allocation-burst (an IPv6 client counts by its /64); 0 for no limit")
 	fs.IntVar(&s.allocationBurst, "allocation-burst", def.AllocationBurst, "allocations one client address may make at once before -allocation-rate applies")
-	fs.IntVar(&s.connsPerAddress, "connections-per-address", def.StreamsPerAddress, "TCP and TLS connections one client address may hold at once; 0 for no limit")
+	fs.IntVar(&s.connsPerAddress, "connections-per-address", def.StreamsPerAddress, "TCP and TLS connections one client address may hold at once, and as many passed to -https-backend; 0 for no limit")
 	fs.Var(&s.metrics, "metrics", "plain HTTP `address` of /metrics, /healthz and /readyz; keep it private; off to disable")
 	fs.BoolVar(&s.check, "check", false, "validate the configuration, print a summary and exit")
 	fs.StringVar(&s.cpuProfile, "cpuprofile", "", "write a Go CPU profile of the relay to this `file` until shutdown (for performance work)")
@@ -243,7 +243,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	var shared *tlsmux.Passthrough
 	if s.httpsBackend != "" && !s.check {
-		if shared, err = sharePort(cfg.TLSListen, cfg.TLS, src.GetCertificate, s.httpsBackend, log); err != nil {
+		if shared, err = sharePort(cfg.TLSListen, cfg.TLS, src.GetCertificate, s.httpsBackend, s.connsPerAddress, log); err != nil {
 			return err
 		}
 		defer shared.Close()

@@ -16,8 +16,9 @@ import (
 // terminated: the relay completes the handshakes of TURN clients with its
 // own certificate, and every other connection goes to the backend still
 // encrypted, so the site keeps its own certificate and key (see
-// tlsmux.ByHello for the rule).
-func sharePort(addr string, turnTLS *tls.Config, getCert func(*tls.ClientHelloInfo) (*tls.Certificate, error), backend string, log *slog.Logger) (*tlsmux.Passthrough, error) {
+// tlsmux.ByHello for the rule). perAddress bounds one client address's
+// connections at the backend, which sees them all at turnd's address.
+func sharePort(addr string, turnTLS *tls.Config, getCert func(*tls.ClientHelloInfo) (*tls.Certificate, error), backend string, perAddress int, log *slog.Logger) (*tlsmux.Passthrough, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("turnd: TLS listener shared with %s: %w", backend, err)
@@ -35,7 +36,7 @@ func sharePort(addr string, turnTLS *tls.Config, getCert func(*tls.ClientHelloIn
 		}
 		return leaf.VerifyHostname(name) == nil
 	}
-	p, err := tlsmux.NewPassthrough(ln, tlsmux.PassConfig{TLS: turnTLS, Backend: backend, IsTURNName: isTURN, Log: log})
+	p, err := tlsmux.NewPassthrough(ln, tlsmux.PassConfig{TLS: turnTLS, Backend: backend, IsTURNName: isTURN, PerAddress: perAddress, Log: log})
 	if err != nil {
 		ln.Close()
 		return nil, err

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"sync"
 	"time"
 )
@@ -26,6 +27,11 @@ type PassConfig struct {
 	// Timeout bounds the ClientHello, the TURN handshake and the dial to
 	// Backend; zero means DefaultTimeout.
 	Timeout time.Duration
+	// PerAddress is the most connections one client address (an IPv6 one
+	// by its /64) may have passed to the backend at once; more are closed.
+	// The backend sees every client at the Passthrough's address, so its
+	// own per-address limits cannot tell them apart. 0 means no limit.
+	PerAddress int
 	// Log receives accept and backend errors; never a client address. Nil
 	// discards.
 	Log *slog.Logger
@@ -48,6 +54,9 @@ type Passthrough struct {
 	wg     sync.WaitGroup
 	once   sync.Once
 	err    error
+
+	mu     sync.Mutex
+	passed map[netip.Addr]int // connections at the backend, by client key
 }
 
 // NewPassthrough starts routing base's connections. Close stops it, and
@@ -70,7 +79,7 @@ func NewPassthrough(base net.Listener, cfg PassConfig) (*Passthrough, error) {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	p := &Passthrough{base: base, cfg: cfg, ctx: ctx, cancel: cancel, dialer: net.Dialer{Timeout: cfg.Timeout}}
+	p := &Passthrough{base: base, cfg: cfg, ctx: ctx, cancel: cancel, dialer: net.Dialer{Timeout: cfg.Timeout}, passed: map[netip.Addr]int{}}
 	p.turn = newChild(base.Addr(), func() { p.cancel(); _ = p.base.Close() })
 	p.wg.Go(p.acceptLoop)
 	return p, nil
@@ -147,6 +156,14 @@ func (p *Passthrough) route(raw net.Conn) {
 		p.turn.deliver(tc)
 		return
 	}
+	key, ok := p.take(raw.RemoteAddr())
+	if !ok {
+		stop()
+		_ = raw.Close()
+		p.cfg.Log.Debug("shared TLS port: connection over the per-address limit closed")
+		return
+	}
+	defer p.release(key)
 	backend, err := p.dialer.DialContext(ctx, "tcp", p.cfg.Backend)
 	if err == nil {
 		err = clearDeadline(raw, stop)
@@ -161,6 +178,33 @@ func (p *Passthrough) route(raw net.Conn) {
 		return
 	}
 	p.pipe(replay, backend)
+}
+
+// take counts a connection from addr passed to the backend, or reports
+// that its address is at the limit.
+func (p *Passthrough) take(addr net.Addr) (netip.Addr, bool) {
+	var key netip.Addr
+	if ta, ok := addr.(*net.TCPAddr); ok {
+		key = ta.AddrPort().Addr().Unmap()
+		if key.Is6() {
+			key = netip.PrefixFrom(key, 64).Masked().Addr()
+		}
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cfg.PerAddress > 0 && p.passed[key] >= p.cfg.PerAddress {
+		return key, false
+	}
+	p.passed[key]++
+	return key, true
+}
+
+func (p *Passthrough) release(key netip.Addr) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.passed[key]--; p.passed[key] <= 0 {
+		delete(p.passed, key)
+	}
 }
 
 // pipe copies both ways until both directions end, or Close.

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/openconsult/openconsult/internal/eventually"
 	"github.com/openconsult/openconsult/internal/testpki"
 	"github.com/openconsult/openconsult/internal/tlsmux"
 )
@@ -23,7 +24,7 @@ type passthroughPort struct {
 	roots *x509.CertPool
 }
 
-func startPassthrough(t *testing.T) *passthroughPort {
+func startPassthrough(t *testing.T, perAddress int) *passthroughPort {
 	t.Helper()
 	ca := testpki.NewCA(t, "names")
 	pem, err := os.ReadFile(ca.File)
@@ -53,7 +54,7 @@ func startPassthrough(t *testing.T) *passthroughPort {
 		t.Fatal(err)
 	}
 	pt, err := tlsmux.NewPassthrough(base, tlsmux.PassConfig{TLS: &tls.Config{Certificates: []tls.Certificate{turnCert}},
-		Backend: site.Listener.Addr().String(), IsTURNName: func(n string) bool { return turnCert.Leaf.VerifyHostname(n) == nil }, Timeout: 2 * time.Second})
+		Backend: site.Listener.Addr().String(), PerAddress: perAddress, IsTURNName: func(n string) bool { return turnCert.Leaf.VerifyHostname(n) == nil }, Timeout: 2 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -72,7 +73,7 @@ func startPassthrough(t *testing.T) *passthroughPort {
 }
 
 func TestPassthroughRoutesOnTheClientHello(t *testing.T) {
-	p := startPassthrough(t)
+	p := startPassthrough(t, 0)
 	tests := []struct {
 		name     string
 		sni      string
@@ -122,7 +123,7 @@ func TestPassthroughRoutesOnTheClientHello(t *testing.T) {
 }
 
 func TestPassthroughServesHTTP2FromTheBackend(t *testing.T) {
-	p := startPassthrough(t)
+	p := startPassthrough(t, 0)
 	tr := &http.Transport{TLSClientConfig: &tls.Config{ServerName: "site.test", RootCAs: p.roots}, ForceAttemptHTTP2: true}
 	defer tr.CloseIdleConnections()
 	resp, err := (&http.Client{Transport: tr, Timeout: 5 * time.Second}).Get("https://" + p.pt.Addr().String() + "/")
@@ -137,7 +138,7 @@ func TestPassthroughServesHTTP2FromTheBackend(t *testing.T) {
 }
 
 func TestPassthroughDropsWhatIsNotTLS(t *testing.T) {
-	p := startPassthrough(t)
+	p := startPassthrough(t, 0)
 	c, err := net.Dial("tcp", p.pt.Addr().String())
 	if err != nil {
 		t.Fatal(err)
@@ -152,7 +153,7 @@ func TestPassthroughDropsWhatIsNotTLS(t *testing.T) {
 
 // Close ends the connections being passed to the backend.
 func TestPassthroughCloseEndsPassedConnections(t *testing.T) {
-	p := startPassthrough(t)
+	p := startPassthrough(t, 0)
 	c, err := tls.Dial("tcp", p.pt.Addr().String(), &tls.Config{ServerName: "site.test", NextProtos: []string{"http/1.1"}, RootCAs: p.roots})
 	if err != nil {
 		t.Fatal(err)
@@ -164,5 +165,44 @@ func TestPassthroughCloseEndsPassedConnections(t *testing.T) {
 	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
 	if _, err := c.Read(make([]byte, 1)); err == nil || os.IsTimeout(err) {
 		t.Fatalf("read after Close: %v; want the connection ended", err)
+	}
+}
+
+// One client address may have only PerAddress connections at the backend:
+// the backend sees them all at the Passthrough's address.
+func TestPassthroughLimitsConnectionsPerAddress(t *testing.T) {
+	p := startPassthrough(t, 2)
+	dial := func() (*tls.Conn, error) {
+		return tls.Dial("tcp", p.pt.Addr().String(), &tls.Config{ServerName: "site.test", NextProtos: []string{"http/1.1"}, RootCAs: p.roots})
+	}
+	var open []*tls.Conn
+	for range 2 {
+		c, err := dial()
+		if err != nil {
+			t.Fatal(err)
+		}
+		open = append(open, c)
+	}
+	if c, err := dial(); err == nil {
+		c.Close()
+		t.Fatal("a third connection from one address reached the backend")
+	}
+	open[0].Close()
+	// The slot frees once the Passthrough sees the connection end.
+	eventually.True(t, 5*time.Second, "a connection after one closed", func() bool {
+		c, err := dial()
+		if err == nil {
+			c.Close()
+		}
+		return err == nil
+	})
+	open[1].Close()
+	// TURN connections are the relay's to limit, not counted here.
+	for range 3 {
+		c, err := tls.Dial("tcp", p.pt.Addr().String(), &tls.Config{ServerName: "turn.test", RootCAs: p.roots})
+		if err != nil {
+			t.Fatalf("TURN connection: %v", err)
+		}
+		defer c.Close()
 	}
 }
