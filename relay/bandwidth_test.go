@@ -178,7 +178,7 @@ func TestRelayPathAllocatesNothing(t *testing.T) {
 func benchRelayConn(tb testing.TB) (*relayConn, *net.UDPAddr) {
 	peer := &net.UDPAddr{IP: net.IPv4(198, 51, 100, 7), Port: 5004}
 	r := &relaySockets{policy: &PeerPolicy{}, metrics: newMetrics(), maxBPS: 1 << 50, now: time.Now,
-		refused: func(string) {}, byAddr: map[net.Addr]*relayConn{}}
+		refused: func(string) {}, byAddr: map[net.Addr]*relayConn{}, streams: map[netip.AddrPort]*streamCap{}}
 	c := &relayConn{PacketConn: loopConn{from: peer}, owner: r, policy: r.policy, m: r.metrics, refused: r.refused,
 		in: newBucket(r.maxBPS, time.Now), out: newBucket(r.maxBPS, time.Now)}
 	c.permitted.Store(&[]netip.Addr{})

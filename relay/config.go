@@ -91,11 +91,14 @@ type Config struct {
 
 	// MaxBPS caps each allocation's relayed traffic, in bits per second and
 	// in each direction, with a one-second burst; datagrams over the cap
-	// are dropped. 0 means no cap.
+	// are dropped, and a TCP allocation's connections with peers (RFC 6062)
+	// wait until the cap has room, so that TCP slows the sender down
+	// without losing data. 0 means no cap.
 	MaxBPS int64
 	// MaxTotalBPS caps the relayed traffic of all allocations together, in
 	// bits per second and in each direction, with a one-second burst;
-	// datagrams over it are dropped. 0 means no cap.
+	// datagrams over it are dropped and TCP allocations' connections wait,
+	// as for MaxBPS. 0 means no cap.
 	MaxTotalBPS int64
 
 	// Log receives what an operator needs: start, refusals (by reason or

@@ -21,6 +21,7 @@ type metrics struct {
 	drops           *prometheus.CounterVec // direction
 	totalDrops      *prometheus.CounterVec // direction
 	lifetimeBounded prometheus.Counter
+	streamPaced     prometheus.Counter
 
 	// Resolved once, so the relay path adds to a counter without a lookup.
 	toPeerBytes, toPeerPackets, toPeerDrops       prometheus.Counter
@@ -52,6 +53,8 @@ func newMetrics() *metrics {
 			Name: "turn_bandwidth_drops_total", Help: "Packets dropped by the per-allocation bandwidth cap, by direction."}, []string{"direction"}),
 		lifetimeBounded: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "turn_lifetime_bounded_total", Help: "Allocate and Refresh requests whose LIFETIME was raised to the default or lowered to the maximum."}),
+		streamPaced: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "turn_tcp_paced_seconds_total", Help: "Time TCP allocations' connections with peers waited for the per-allocation or the relay-wide bandwidth cap, summed over connections."}),
 		totalDrops: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "turn_total_bandwidth_drops_total", Help: "Packets dropped by the relay-wide bandwidth cap, by direction."}, []string{"direction"}),
 	}
@@ -63,7 +66,7 @@ func newMetrics() *metrics {
 }
 
 func (m *metrics) collectors() []prometheus.Collector {
-	return []prometheus.Collector{m.allocations, m.authFailures, m.peerRefusals, m.quotaRefusals, m.drainRefusals, m.streamCloses, m.bytes, m.packets, m.drops, m.totalDrops, m.lifetimeBounded}
+	return []prometheus.Collector{m.allocations, m.authFailures, m.peerRefusals, m.quotaRefusals, m.drainRefusals, m.streamCloses, m.bytes, m.packets, m.drops, m.totalDrops, m.lifetimeBounded, m.streamPaced}
 }
 
 // register adds the collectors to reg, all or none, so that a failed New

@@ -49,6 +49,9 @@ type relaySockets struct {
 	// permission events: the very value AllocatePacketConn returned.
 	mu     sync.Mutex
 	byAddr map[net.Addr]*relayConn
+	// streams are the per-allocation caps of TCP allocations, by relayed
+	// address, which the connections a client asks for share.
+	streams map[netip.AddrPort]*streamCap
 }
 
 // relayFamily is where one address family's relay sockets bind and the
@@ -166,8 +169,8 @@ func (r *relaySockets) AllocateListener(conf turn.AllocateListenerConfig) (net.L
 	if err != nil {
 		return nil, nil, fmt.Errorf("relay: %s relay listener: %w", conf.Network, err)
 	}
-	port := ln.Addr().(*net.TCPAddr).Port
-	return &peerListener{Listener: ln, s: r}, &net.TCPAddr{IP: net.IP(fam.public.AsSlice()), Port: port}, nil
+	key := netip.AddrPortFrom(fam.public, uint16(ln.Addr().(*net.TCPAddr).Port))
+	return &peerListener{Listener: ln, s: r, cap: r.newStreamCap(key), key: key}, net.TCPAddrFromAddrPort(key), nil
 }
 
 // AllocateConn connects a TCP allocation to a peer, for a Connect request,
@@ -194,7 +197,7 @@ func (r *relaySockets) AllocateConn(conf turn.AllocateConnConfig) (net.Conn, err
 	if err != nil {
 		return nil, fmt.Errorf("relay: connect to peer: %w", err)
 	}
-	return &peerConn{Conn: c, s: r}, nil
+	return newPeerConn(c, r, r.streamCapOf(netip.AddrPortFrom(local.AddrPort().Addr().Unmap(), uint16(local.Port)))), nil
 }
 
 // permission applies pion's OnPermissionCreated and OnPermissionDeleted.
@@ -390,6 +393,23 @@ func newBucket(bitsPerSecond int64, now func() time.Time) *bucket {
 
 // allow takes n bytes' worth of tokens, or reports that the datagram is
 // over the cap.
+// reserve takes n bytes' worth of tokens, running into debt if need be,
+// and returns how long until the debt is paid: a stream's wait.
+func (b *bucket) reserve(n int) time.Duration {
+	now := b.now()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if d := now.Sub(b.last); d > 0 {
+		b.tokens = min(b.burst, b.tokens+d.Seconds()*b.rate)
+		b.last = now
+	}
+	b.tokens -= float64(n)
+	if b.tokens >= 0 {
+		return 0
+	}
+	return time.Duration(-b.tokens / b.rate * float64(time.Second))
+}
+
 func (b *bucket) allow(n int) bool {
 	now := b.now()
 	b.mu.Lock()

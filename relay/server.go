@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"strconv"
 	"strings"
 	"sync"
@@ -286,6 +287,7 @@ func (s *Server) newSockets() *relaySockets {
 		dialTimeout: peerDialTimeout,
 		refused:     func(class string) { s.peerRefused(class, false) },
 		byAddr:      map[net.Addr]*relayConn{},
+		streams:     map[netip.AddrPort]*streamCap{},
 	}
 	s.sockets = append(s.sockets, r)
 	return r

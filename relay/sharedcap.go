@@ -55,3 +55,19 @@ func (b *sharedBucket) allow(d direction, n int) bool {
 		}
 	}
 }
+
+// reserve takes n bytes' worth of tokens in direction d however far ahead
+// that runs, and returns how long until the bucket is back within its
+// burst: a stream's wait. Datagrams meanwhile find it over the cap.
+func (b *sharedBucket) reserve(d direction, n int) time.Duration {
+	cost := int64(float64(n) * b.nsPerByte)
+	now := b.now().UnixNano()
+	f := &b.full[d]
+	for {
+		at := f.Load()
+		next := max(at, now) + cost
+		if f.CompareAndSwap(at, next) {
+			return time.Duration(max(0, next-now-b.window))
+		}
+	}
+}

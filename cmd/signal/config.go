@@ -93,9 +93,13 @@ type settings struct {
 
 	guestDenialLimit int
 
-	relayListen    config.Addr
-	relayTLSListen config.Addr
-	relayOnHTTPS   bool
+	relayListen      listenList
+	relayTLSListen   config.Addr
+	relayOnHTTPS     bool
+	relayIP6         string
+	relayPublicIP6   string
+	relayMaxBPS      int64
+	relayMaxTotalBPS int64
 
 	sfuEmbedded        bool
 	sfuMinParticipants int
@@ -139,7 +143,6 @@ func newSettings(stderr io.Writer) *settings {
 		listen:      config.Addr{Value: ":443"},
 		httpListen:  config.Addr{Value: ":80"},
 		adminListen: config.Addr{Value: "127.0.0.1:9090"},
-		relayListen: config.Addr{},
 		logLevel:    config.Enum{Value: "info", Allowed: obs.LogLevels},
 		logFormat:   config.Enum{Value: "json", Allowed: obs.LogFormats},
 		objectStore: config.Enum{Value: "filesystem", Allowed: []string{"filesystem", "azure"}},
@@ -210,7 +213,11 @@ func newSettings(stderr io.Writer) *settings {
 	fs.Var(&s.turnURLs, "turn-url", "TURN server `URL` given to browsers with per-participant credentials, such as turn:turn.example-hospital.org:3478?transport=udp or turns:turn.example-hospital.org:443?transport=tcp; repeatable")
 	fs.StringVar(&s.turnSecret, "turn-secret", "", "shared secret of the TURN relay's REST credentials (turnd -auth-secret, coturn static-auth-secret); prefer SIGNAL_TURN_SECRET")
 	fs.DurationVar(&s.turnTTL, "turn-credential-ttl", 12*time.Hour, "lifetime of the TURN credentials given at admission (10m to 48h)")
-	fs.Var(&s.relayListen, "relay-listen", "UDP and TCP `address` of a TURN relay embedded in this process, for small sites and development; browsers are pointed at it unless -turn-url is set (default off; dev: "+devRelay+")")
+	fs.Var(&s.relayListen, "relay-listen", "UDP and TCP `address` of a TURN relay embedded in this process, for small sites and development; browsers are pointed at it unless -turn-url is set; repeat (or separate with commas) for several, the first IPv4 one being the address IPv4 relay sockets bind to (default off; dev: "+devRelay+")")
+	fs.StringVar(&s.relayIP6, "relay-ip6", "", "local IPv6 `address` the embedded relay's sockets of IPv6 allocations bind to (RFC 6156); empty: IPv4 relaying only (turnd -relay-ip6)")
+	fs.StringVar(&s.relayPublicIP6, "relay-public-ip6", "", "IPv6 relayed `address` told to browsers when it differs from -relay-ip6 (turnd -public-ip6)")
+	fs.Int64Var(&s.relayMaxBPS, "relay-max-bps", 0, "the embedded relay's bandwidth cap per allocation and direction in bits per second (0: none; turnd -max-bps)")
+	fs.Int64Var(&s.relayMaxTotalBPS, "relay-max-total-bps", 0, "the embedded relay's bandwidth cap of all allocations together, per direction, in bits per second (0: none; turnd -max-total-bps)")
 	fs.Var(&s.relayTLSListen, "relay-tls-listen", "TURN over TLS `address` of the embedded relay, with the site's certificate (default off; dev: "+devRelayTLS+")")
 	fs.BoolVar(&s.relayOnHTTPS, "relay-on-https-port", false, "also serve the embedded relay's TURN over TLS on the HTTPS -listen address and port, told apart after the TLS handshake, for patients whose networks allow only TCP 443; browsers get turns: with -public-url's host and port (instead of -relay-tls-listen)")
 	fs.BoolVar(&s.sfuEmbedded, "sfu-embedded", false, "run a media node (SFU) inside this process for consults of three or more, for small sites and development (default off; dev: on)")
@@ -256,7 +263,6 @@ func (s *settings) load(args []string, getenv func(string) string) error {
 			{"listen", &s.listen, devListen},
 			{"http-listen", &s.httpListen, devHTTPListen},
 			{"admin-listen", &s.adminListen, devAdminListen},
-			{"relay-listen", &s.relayListen, devRelay},
 			{"relay-tls-listen", &s.relayTLSListen, devRelayTLS},
 		} {
 			if d.name == "relay-tls-listen" && s.relayOnHTTPS {
@@ -265,6 +271,9 @@ func (s *settings) load(args []string, getenv func(string) string) error {
 			if !s.set.IsSet(d.name) {
 				d.addr.Value = d.value
 			}
+		}
+		if !s.set.IsSet("relay-listen") {
+			s.relayListen.Values = []string{devRelay}
 		}
 		if !s.set.IsSet("sfu-embedded") && len(s.sfuNodes.Values) == 0 {
 			s.sfuEmbedded = true
@@ -355,6 +364,7 @@ func (s *settings) validate() error {
 		}
 	}
 	errs = append(errs, s.validateRelayURLs()...)
+	errs = append(errs, s.validateRelay()...)
 	if s.sfuMinParticipants < 2 || s.sfuMinParticipants > 50 {
 		bad("sfu-min-participants", "%d is outside 2 to 50", s.sfuMinParticipants)
 	}

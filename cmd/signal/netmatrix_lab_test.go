@@ -80,8 +80,9 @@ func browserIn(ns *netlab.NS) chromedp.ExecAllocatorOption {
 // https://192.0.2.10 (port 443) with a certificate for that address, the
 // embedded relay's TURN over TLS on the same port, and the embedded media
 // node's UDP and ICE-TCP on port 3479, and its metrics on the namespace's
-// loopback. The test's HTTP client reaches it from inside ns.
-func startSignalIn(t *testing.T, ns *netlab.NS, dataDir string) *devServer {
+// loopback. The test's HTTP client reaches it from inside ns. relay, when
+// given, replaces the relay's flags after -relay-listen.
+func startSignalIn(t *testing.T, ns *netlab.NS, dataDir string, relay ...string) *devServer {
 	t.Helper()
 	ca := testpki.NewCA(t, "matrix")
 	cert, key := ca.IssueServer(t, serverAddr, net.ParseIP(serverAddr))
@@ -92,8 +93,11 @@ func startSignalIn(t *testing.T, ns *netlab.NS, dataDir string) *devServer {
 	cmd := ns.Command(exe, "-dev", "-data-dir", dataDir,
 		"-listen", serverAddr+":443", "-http-listen", "off", "-admin-listen", "127.0.0.1:9090",
 		"-public-url", "https://"+serverAddr, "-tls-cert", cert, "-tls-key", key,
-		"-relay-listen", serverAddr+":3478", "-relay-on-https-port",
-		"-sfu-udp-listen", serverAddr+":3479", "-sfu-tcp-listen", serverAddr+":3479")
+		"-sfu-udp-listen", serverAddr+":3479", "-sfu-tcp-listen", serverAddr+":3479", "-relay-listen", serverAddr+":3478")
+	if len(relay) == 0 {
+		relay = []string{"-relay-on-https-port"}
+	}
+	cmd.Args = append(cmd.Args, relay...)
 	cmd.Env = append(os.Environ(), envRunSignal+"=1")
 	d := &devServer{public: "https://" + serverAddr, admin: "http://127.0.0.1:9090", stdout: &syncbuf.Buffer{}, stderr: &syncbuf.Buffer{}}
 	cmd.Stdout, cmd.Stderr = d.stdout, d.stderr

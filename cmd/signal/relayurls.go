@@ -17,13 +17,15 @@ import (
 // configuration whose URLs would lead browsers somewhere else than a relay.
 
 // relayURLs returns the STUN and TURN URLs of the embedded relay: UDP and
-// TCP at the address it is bound to; TURN over TLS at -public-url's host
+// TCP at each address its listeners are bound to, in -relay-listen's order; TURN over TLS at -public-url's host
 // with the TLS listener's port (validateRelayURLs made sure that host leads
 // there), or with the site's own port when the relay shares it.
-func relayURLs(public *url.URL, udpTCP, tlsAddr net.Addr, shared bool) (stun, turn []string) {
-	addr := udpTCP.String()
-	stun = []string{"stun:" + addr}
-	turn = []string{"turn:" + addr + "?transport=udp", "turn:" + addr + "?transport=tcp"}
+func relayURLs(public *url.URL, udpTCP []net.Addr, tlsAddr net.Addr, shared bool) (stun, turn []string) {
+	for _, a := range udpTCP {
+		addr := a.String()
+		stun = append(stun, "stun:"+addr)
+		turn = append(turn, "turn:"+addr+"?transport=udp", "turn:"+addr+"?transport=tcp")
+	}
 	switch {
 	case shared:
 		turn = append(turn, "turns:"+net.JoinHostPort(public.Hostname(), publicPort(public))+"?transport=tcp")
@@ -52,14 +54,14 @@ func (s *settings) validateRelayURLs() []error {
 	bad := func(name, format string, args ...any) { errs = append(errs, s.set.Invalid(name, format, args...)) }
 	listenHost, listenPort, _ := net.SplitHostPort(s.listen.Value)
 	if s.relayOnHTTPS {
-		if s.relayListen.Value == "" {
+		if !s.relayListen.on() {
 			bad("relay-on-https-port", "needs the embedded relay: set -relay-listen")
 		}
 		if s.relayTLSListen.Value != "" {
 			bad("relay-on-https-port", "choose either -relay-tls-listen or -relay-on-https-port, not both")
 		}
 	}
-	if s.relayListen.Value != "" && s.relayTLSListen.Value != "" && len(s.turnURLs.Values) == 0 {
+	if s.relayListen.on() && s.relayTLSListen.Value != "" && len(s.turnURLs.Values) == 0 {
 		if host, port, err := net.SplitHostPort(s.relayTLSListen.Value); err == nil {
 			switch {
 			case port == listenPort && port != "0" && overlaps(host, listenHost):
@@ -157,8 +159,8 @@ func checkConfig(s *settings, stdout io.Writer) error {
 	switch {
 	case len(s.turnURLs.Values) > 0:
 		turn = strings.Join(s.turnURLs.Values, " ")
-	case s.relayListen.Value != "":
-		turn = "embedded relay: turn: at " + s.relayListen.Value + " (udp, tcp)"
+	case s.relayListen.on():
+		turn = "embedded relay: " + s.relaySummary()
 		if s.relayOnHTTPS {
 			turn += ", turns: at the -public-url host and port, shared with HTTPS"
 		} else if s.relayTLSListen.Value != "" {

@@ -42,7 +42,7 @@ func TestRelayURLsComeFromTheListeners(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			u, _ := url.Parse(tt.public)
-			stun, turn := relayURLs(u, udp, tt.tls, tt.shared)
+			stun, turn := relayURLs(u, []net.Addr{udp}, tt.tls, tt.shared)
 			if !slices.Equal(stun, []string{"stun:198.51.100.7:3478"}) {
 				t.Errorf("stun %v", stun)
 			}

@@ -150,7 +150,7 @@ func start(ctx context.Context, s *settings, stdout, stderr io.Writer) (_ *serve
 		httpsSrv.Listener, httpsSrv.Handshaken = mux.HTTP(), true
 	}
 	var embedded *relay.Server
-	if s.relayListen.Value != "" {
+	if s.relayListen.on() {
 		var shared net.Listener
 		if mux != nil {
 			shared = mux.TURN()

@@ -10,13 +10,14 @@ import (
 
 	"errors"
 	"fmt"
-	"github.com/pion/webrtc/v4"
-	"github.com/prometheus/client_golang/prometheus"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/pion/webrtc/v4"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/openconsult/openconsult/audit"
 	"github.com/openconsult/openconsult/auth"
@@ -123,14 +124,16 @@ func startRelay(s *settings, site *tls.Config, public *url.URL, shared net.Liste
 			return nil, nil, nil, nil, err
 		}
 	}
-	host, _, _ := net.SplitHostPort(s.relayListen.Value)
-	bind, err := netip.ParseAddr(host)
-	if err != nil || bind.IsUnspecified() {
-		return nil, nil, nil, nil, s.set.Invalid("relay-listen", "give the relay's own IP address, such as 127.0.0.1:3478 or 198.51.100.7:3478")
+	bind, err := s.relayBind()
+	if err != nil {
+		return nil, nil, nil, nil, err
 	}
+	bind6, public6 := s.relay6()
 	def := relay.DefaultConfig() // turnd's per-address limits too
-	cfg := relay.Config{Realm: public.Hostname(), Listen: s.relayListen.Value, RelayBindIP: bind, PortMin: 49152, PortMax: 65535,
+	cfg := relay.Config{Realm: public.Hostname(), Listen: s.relayListen.Values[0], MoreListen: s.relayListen.Values[1:],
+		RelayBindIP: bind, RelayBindIP6: bind6, PublicIP6: public6, PortMin: 49152, PortMax: 65535,
 		Secrets: [][]byte{secret}, UserQuota: 10, TotalQuota: 1000, Log: log, Metrics: reg,
+		MaxBPS: s.relayMaxBPS, MaxTotalBPS: s.relayMaxTotalBPS,
 		AllocationRate: def.AllocationRate, AllocationBurst: def.AllocationBurst, StreamsPerAddress: def.StreamsPerAddress}
 	if s.dev {
 		for _, p := range []string{"127.0.0.0/8", "::1/128", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7"} {
@@ -151,7 +154,7 @@ func startRelay(s *settings, site *tls.Config, public *url.URL, shared net.Liste
 	if len(s.turnURLs.Values) > 0 {
 		return r, s.stunURLs.Values, s.turnURLs.Values, []byte(s.turnSecret), nil
 	}
-	stun, turn = relayURLs(public, r.Addr(), r.TLSAddr(), shared != nil)
+	stun, turn = relayURLs(public, r.Addrs(), r.TLSAddr(), shared != nil)
 	log.Info("relay URLs given to browsers", "urls", strings.Join(append(append([]string{}, stun...), turn...), " "))
 	return r, stun, turn, secret, nil
 }

@@ -25,6 +25,7 @@ import (
 	"github.com/openconsult/openconsult/internal/obs"
 	"github.com/openconsult/openconsult/internal/serve"
 	"github.com/openconsult/openconsult/internal/tlsconf"
+	"github.com/openconsult/openconsult/internal/tlsmux"
 	"github.com/openconsult/openconsult/relay"
 )
 
@@ -36,6 +37,7 @@ type settings struct {
 	tlsListen       config.Addr
 	tlsCert         string
 	tlsKey          string
+	httpsBackend    string
 	realm           string
 	authSecrets     config.StringList
 	usersFile       string
@@ -79,6 +81,7 @@ func newSettings(stderr io.Writer) *settings {
 	fs.Var(&s.tlsListen, "tls-listen", "TURN over TLS `address` (443 gets through most hospital and hotel firewalls); off to disable")
 	fs.StringVar(&s.tlsCert, "tls-cert", "", "PEM certificate chain `file` for -tls-listen (re-read when it changes)")
 	fs.StringVar(&s.tlsKey, "tls-key", "", "PEM private key `file` of -tls-cert")
+	fs.StringVar(&s.httpsBackend, "https-backend", "", "`host:port` of an HTTPS server (such as signal on a private address) that shares -tls-listen, for instance port 443: connections offering HTTP's ALPN, or naming another server than -tls-cert's, are passed to it still encrypted, and it answers with its own certificate; TURN clients (no ALPN and -tls-cert's name or none, or ALPN stun.turn) stay here (default off)")
 	fs.StringVar(&s.realm, "realm", "openconsult", "TURN realm")
 	fs.Var(&s.authSecrets, "auth-secret", "shared secret of REST credentials (signal -turn-secret, coturn static-auth-secret); repeat to rotate: the first is current, the others stay accepted; prefer TURND_AUTH_SECRET")
 	fs.StringVar(&s.usersFile, "users-file", "", "`file` of static long-term users, one username:password per line (# comments)")
@@ -91,12 +94,12 @@ func newSettings(stderr io.Writer) *settings {
 	fs.Var(&s.denyPeers, "deny-peer", "`CIDR` the relay must never reach, on top of the built-in internal ranges; repeatable")
 	fs.IntVar(&s.userQuota, "user-quota", 10, "allocations per username (a participant needs 1 to 3)")
 	fs.IntVar(&s.totalQuota, "total-quota", 2000, "allocations in all")
-	fs.Int64Var(&s.maxBPS, "max-bps", 0, "bandwidth cap per allocation and direction in bits per second; 0 for none")
+	fs.Int64Var(&s.maxBPS, "max-bps", 0, "bandwidth cap per allocation and direction in bits per second (datagrams over it are dropped; a TCP allocation's connections wait); 0 for none")
 	fs.Int64Var(&s.maxTotalBPS, "max-total-bps", 0, "bandwidth cap of all allocations together, per direction, in bits per second; 0 for none")
 	def := relay.DefaultConfig()
 	fs.Float64Var(&s.allocationRate, "allocation-rate", def.AllocationRate, "new allocations a second one client address may make after -allocation-burst (an IPv6 client counts by its /64); 0 for no limit")
 	fs.IntVar(&s.allocationBurst, "allocation-burst", def.AllocationBurst, "allocations one client address may make at once before -allocation-rate applies")
-	fs.IntVar(&s.connsPerAddress, "connections-per-address", def.StreamsPerAddress, "TCP and TLS connections one client address may hold at once; 0 for no limit")
+	fs.IntVar(&s.connsPerAddress, "connections-per-address", def.StreamsPerAddress, "TCP and TLS connections one client address may hold at once, and as many passed to -https-backend; 0 for no limit")
 	fs.Var(&s.metrics, "metrics", "plain HTTP `address` of /metrics, /healthz and /readyz; keep it private; off to disable")
 	fs.BoolVar(&s.check, "check", false, "validate the configuration, print a summary and exit")
 	fs.StringVar(&s.cpuProfile, "cpuprofile", "", "write a Go CPU profile of the relay to this `file` until shutdown (for performance work)")
@@ -125,6 +128,16 @@ func (s *settings) load(args []string, getenv func(string) string) error {
 	}
 	if s.tlsListen.Value != "" && (s.tlsCert == "" || s.tlsKey == "") {
 		bad("tls-cert", "-tls-listen needs -tls-cert and -tls-key (or -tls-listen off)")
+	}
+	if s.httpsBackend != "" {
+		if s.tlsListen.Value == "" {
+			bad("https-backend", "shares the TLS port: set -tls-listen")
+		}
+		if host, port, err := net.SplitHostPort(s.httpsBackend); err != nil || host == "" || port == "" || port == "0" {
+			bad("https-backend", "%q is not host:port", s.httpsBackend)
+		} else if s.tlsListen.Value != "" && sameAddress(s.httpsBackend, s.tlsListen.Value) {
+			bad("https-backend", "%s is -tls-listen itself: connections would loop", s.httpsBackend)
+		}
 	}
 	lo, hi, ok := strings.Cut(s.relayPorts, "-")
 	a, errA := strconv.ParseUint(lo, 10, 16)
@@ -219,20 +232,33 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		UserQuota: s.userQuota, TotalQuota: s.totalQuota, MaxBPS: s.maxBPS, Log: log,
 		AllocationRate: s.allocationRate, AllocationBurst: s.allocationBurst, StreamsPerAddress: s.connsPerAddress}
 	cfg.Secrets = s.secrets()
+	var src *tlsconf.FileSource
 	if s.tlsListen.Value != "" {
-		src, err := tlsconf.NewFileSource(s.tlsCert, s.tlsKey)
+		src, err = tlsconf.NewFileSource(s.tlsCert, s.tlsKey)
 		if err != nil {
 			return s.set.Invalid("tls-cert", "%v", err)
 		}
 		cfg.TLSListen, cfg.TLS = s.tlsListen.Value, tlsconf.Server(src.GetCertificate)
 		cfg.TLS.NextProtos = nil // TURN, not HTTP
 	}
+	var shared *tlsmux.Passthrough
+	if s.httpsBackend != "" && !s.check {
+		if shared, err = sharePort(cfg.TLSListen, cfg.TLS, src.GetCertificate, s.httpsBackend, s.connsPerAddress, log); err != nil {
+			return err
+		}
+		defer shared.Close()
+		cfg.TLSListen, cfg.TLSListener, cfg.TLS = "", shared.TURN(), nil
+	}
 	if err := cfg.Validate(); err != nil {
 		return fmt.Errorf("turnd: %w", err)
 	}
 	if s.check {
+		tlsDesc := orOff(s.tlsListen.Value)
+		if s.httpsBackend != "" {
+			tlsDesc += " shared with the HTTPS server at " + s.httpsBackend
+		}
 		fmt.Fprintf(stdout, "configuration valid: listen %s, tls %s, relay %s (public %s), IPv6 relay %s, ports %d-%d, %d secrets, %d static users, allow %v, deny %v\n",
-			s.listen.String(), orOff(s.tlsListen.Value), s.bind, s.public, ipv6Relay(s.bind6, s.public6), s.portMin, s.portMax, len(cfg.Secrets), len(users), s.allowPeers.String(), s.denyPeers.String())
+			s.listen.String(), tlsDesc, s.bind, s.public, ipv6Relay(s.bind6, s.public6), s.portMin, s.portMax, len(cfg.Secrets), len(users), s.allowPeers.String(), s.denyPeers.String())
 		return nil
 	}
 	if s.cpuProfile != "" {

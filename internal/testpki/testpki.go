@@ -74,6 +74,13 @@ func (ca *CA) IssueServer(t testing.TB, cn string, ips ...net.IP) (certFile, key
 	return ca.issue(t, cn, true, ips, nil)
 }
 
+// IssueNamed makes a server certificate for the given DNS names (the
+// first is also its file name), such as two names sharing one address.
+func (ca *CA) IssueNamed(t testing.TB, names ...string) (certFile, keyFile string) {
+	t.Helper()
+	return ca.issue(t, names[0], true, nil, names)
+}
+
 func (ca *CA) issue(t testing.TB, cn string, server bool, ips []net.IP, names []string) (certFile, keyFile string) {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)

@@ -4,6 +4,11 @@
 // "stun.turn" (RFC 7443) or first bytes that are a STUN message go to the
 // TURN listener, everything else to the HTTP listener. Browsers offer no
 // ALPN on TURN connections, so the first bytes decide for them.
+//
+// Passthrough shares a port with an HTTPS server that terminates its own
+// TLS instead (turnd -https-backend): it decides on the ClientHello
+// (ByHello) and passes the site's connections on still encrypted, so that
+// each name keeps its own certificate.
 package tlsmux
 
 import "encoding/binary"

@@ -64,7 +64,7 @@ func New(base net.Listener, cfg Config) (*Mux, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	m := &Mux{base: base, tls: t, timeout: cfg.Timeout, log: cfg.Log, ctx: ctx, cancel: cancel}
-	m.http, m.turn = newChild(m), newChild(m)
+	m.http, m.turn = newChild(base.Addr(), m.childClosed), newChild(base.Addr(), m.childClosed)
 	m.wg.Go(m.acceptLoop)
 	return m, nil
 }
@@ -185,16 +185,35 @@ func (c *Conn) Read(p []byte) (int, error) {
 	return c.Conn.Read(p)
 }
 
-// child is the listener of one kind of connection.
-type child struct {
-	m      *Mux
-	conns  chan net.Conn
-	closed chan struct{}
-	once   sync.Once
+// childClosed closes the Mux once both its listeners are closed. It does
+// not wait for the Mux's goroutines, which may be delivering to the other
+// listener: Mux.Close does.
+func (m *Mux) childClosed() {
+	select {
+	case <-m.http.closed:
+	default:
+		return
+	}
+	select {
+	case <-m.turn.closed:
+	default:
+		return
+	}
+	m.cancel()
+	_ = m.base.Close()
 }
 
-func newChild(m *Mux) *child {
-	return &child{m: m, conns: make(chan net.Conn), closed: make(chan struct{})}
+// child is the listener of one kind of connection.
+type child struct {
+	addr    net.Addr
+	onClose func()
+	conns   chan net.Conn
+	closed  chan struct{}
+	once    sync.Once
+}
+
+func newChild(addr net.Addr, onClose func()) *child {
+	return &child{addr: addr, onClose: onClose, conns: make(chan net.Conn), closed: make(chan struct{})}
 }
 
 func (c *child) deliver(conn net.Conn) {
@@ -216,24 +235,11 @@ func (c *child) Accept() (net.Conn, error) {
 
 func (c *child) close() { c.once.Do(func() { close(c.closed) }) }
 
-// Close stops this listener; once both are closed the Mux closes. It does
-// not wait for the Mux's goroutines, which may be delivering to the other
-// listener: Mux.Close does.
+// Close stops this listener and tells its owner.
 func (c *child) Close() error {
 	c.close()
-	select {
-	case <-c.m.http.closed:
-	default:
-		return nil
-	}
-	select {
-	case <-c.m.turn.closed:
-	default:
-		return nil
-	}
-	c.m.cancel()
-	_ = c.m.base.Close()
+	c.onClose()
 	return nil
 }
 
-func (c *child) Addr() net.Addr { return c.m.base.Addr() }
+func (c *child) Addr() net.Addr { return c.addr }
