@@ -25,6 +25,7 @@ const (
 	TypePasswordChanged     Type = "password.changed"
 	TypePasswordReset       Type = "password.reset"
 	TypeUserCreated         Type = "user.created"
+	TypeUserActivated       Type = "user.activated" // the account's first password, set through its activation link
 	TypeUserDisabled        Type = "user.disabled"
 	TypeSessionsRevoked     Type = "sessions.revoked"
 	TypeSessionRequest      Type = "session.request"

@@ -96,6 +96,7 @@ const (
 	EventPasswordChanged = "password.changed"
 	EventPasswordReset   = "password.reset"
 	EventUserCreated     = "user.created"
+	EventUserActivated   = "user.activated"
 	EventUserDisabled    = "user.disabled"
 	EventSessionsRevoked = "sessions.revoked"
 )

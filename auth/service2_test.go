@@ -171,3 +171,27 @@ func TestStagesGateWhatASessionMayDo(t *testing.T) {
 		t.Fatalf("users list: %v", err)
 	}
 }
+
+// TestActivationIsAuditedAsSuch: the first password set through an
+// activation link is an activation in the log, a later reset a reset.
+func TestActivationIsAuditedAsSuch(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	f.createUser(t, "dr.new", "the first passphrase")
+	if err := f.svc.RequestReset(ctx, "dr.new", testClient); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.svc.SetPasswordWithLink(ctx, f.lastLink(t, "/reset/"), PurposeReset, "the second passphrase", testClient); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, ev := range f.audit.list {
+		if ev.Type == EventUserActivated || ev.Type == EventPasswordReset {
+			got = append(got, ev.Type+": "+ev.Message)
+		}
+	}
+	want := "user.activated: account activated|password.reset: reset link sent|password.reset: password reset with a mailed link"
+	if strings.Join(got, "|") != want {
+		t.Fatalf("audit %q, want %q", strings.Join(got, "|"), want)
+	}
+}

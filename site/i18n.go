@@ -35,6 +35,7 @@ type layoutData struct {
 	Langs  []*i18n.Lang
 	Here   string      // the request's path and query, where the chooser comes back
 	Script template.JS // the messages of the page's scripts (keys js.*)
+	Nav    []navLink   // the staff header's links; none outside a session
 }
 
 // buildPages parses the templates once per language of the catalog.

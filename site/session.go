@@ -59,6 +59,9 @@ func (s *Site) identity(r *http.Request) (auth.Identity, bool, error) {
 	return id, err == nil, err
 }
 
+// identityKey holds the Identity requireStage found, for the page header.
+type identityKey struct{}
+
 // stagePath is where a session at each stage belongs.
 var stagePath = map[string]string{
 	auth.StageSecondFactor: "/signin/code",
@@ -84,7 +87,7 @@ func (s *Site) requireStage(h func(http.ResponseWriter, *http.Request, auth.Iden
 		}
 		for _, st := range stages {
 			if id.Stage == st {
-				h(w, r, id)
+				h(w, r.WithContext(context.WithValue(r.Context(), identityKey{}, id)), id)
 				return
 			}
 		}

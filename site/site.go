@@ -130,6 +130,7 @@ func (s *Site) Handler() http.Handler {
 	mux.HandleFunc("GET /readyz", s.opt.Health.Ready)
 	mux.HandleFunc("POST /language", s.chooseLanguage(mux))
 	mux.Handle("GET /static/", http.StripPrefix("/static/", staticHandler(s.static)))
+	mux.HandleFunc("GET /favicon.ico", s.favicon)
 	mux.HandleFunc("GET /setup/{token}", s.setupForm)
 	mux.HandleFunc("POST /setup/{token}", s.setupSubmit)
 
@@ -245,6 +246,19 @@ func (f filesOnly) Open(name string) (fs.File, error) {
 	return file, nil
 }
 
+// favicon answers browsers that ask for /favicon.ico without reading the
+// page's icon link: the same SVG icon.
+func (s *Site) favicon(w http.ResponseWriter, r *http.Request) {
+	icon, err := fs.ReadFile(s.static, "favicon.svg")
+	if err != nil {
+		s.notFound(w, r)
+		return
+	}
+	w.Header().Set("Content-Type", "image/svg+xml")
+	w.Header().Set("Cache-Control", "public, max-age=86400")
+	_, _ = w.Write(icon)
+}
+
 func (s *Site) index(w http.ResponseWriter, r *http.Request) {
 	s.render(w, r, http.StatusOK, "index", nil)
 }
@@ -266,7 +280,8 @@ type errorPage struct{ Title, Message string }
 func (s *Site) render(w http.ResponseWriter, r *http.Request, code int, page string, data any) {
 	l := s.lang(r)
 	lp := s.pages[l.Tag]
-	ld := layoutData{Page: data, Lang: l, Langs: s.catalog.Langs(), Here: chooserBack(r), Script: lp.script}
+	ld := layoutData{Page: data, Lang: l, Langs: s.catalog.Langs(), Here: chooserBack(r), Script: lp.script,
+		Nav: staffNav(r, page)}
 	var buf bytes.Buffer
 	if err := lp.pages[page].ExecuteTemplate(&buf, "layout", ld); err != nil {
 		s.opt.Log.Error("render page", "page", page, "err", err)

@@ -184,10 +184,19 @@ func TestBrowserCallLayoutAndAccessibility(t *testing.T) {
 	do(t, patient, "sign-in page", chromedp.Navigate(d.public+"/signin"), chromedp.WaitVisible(chromedp.CSS("#username")))
 	axe.Check(t, patient, "sign-in")
 	adminSession(t, patient, d, admin)
-	for _, page := range []string{"/admin/users", "/admin/audit", "/account"} {
-		do(t, patient, page, chromedp.Navigate(d.public+page), chromedp.WaitVisible(chromedp.CSS("h1")))
-		axe.Check(t, patient, page)
+	// Each staff page has the header navigation with the current page
+	// marked and sign-out, and fits a phone (the users table stacks).
+	for _, size := range [][2]int64{desktop, phone} {
+		setViewport(t, patient, size)
+		for _, page := range []string{"/admin/users", "/admin/audit", "/account"} {
+			do(t, patient, page, chromedp.Navigate(d.public+page), chromedp.WaitVisible(chromedp.CSS("h1")))
+			waitTrue(t, patient, page+" header", `document.querySelector("header nav a[aria-current=page]").getAttribute("href") === "`+page+
+				`" && document.querySelectorAll("header nav a").length === 3 && document.querySelector("header nav form[action='/signout'] button").checkVisibility()`, 5*time.Second)
+			checkLayout(t, patient, page, size)
+			axe.Check(t, patient, page)
+		}
 	}
+	setViewport(t, patient, desktop)
 	do(t, patient, "forget the administrator", chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
 		_, err := cdp.Call(ctx, tg, network.ClearBrowserCookies, cdp.Empty{})
 		return err
