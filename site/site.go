@@ -83,6 +83,10 @@ type Options struct {
 	// roles that may watch any consult's recordings besides its clinician.
 	Recordings     Recordings
 	RecordingRoles []string
+
+	// Institution names the site's owner on every page; an empty name
+	// shows the platform's.
+	Institution Institution
 }
 
 // Site is the HTTPS site.
@@ -131,6 +135,7 @@ func (s *Site) Handler() http.Handler {
 	mux.HandleFunc("POST /language", s.chooseLanguage(mux))
 	mux.Handle("GET /static/", http.StripPrefix("/static/", staticHandler(s.static)))
 	mux.HandleFunc("GET /favicon.ico", s.favicon)
+	mux.HandleFunc("GET "+logoPath, s.logo)
 	mux.HandleFunc("GET /setup/{token}", s.setupForm)
 	mux.HandleFunc("POST /setup/{token}", s.setupSubmit)
 
@@ -281,7 +286,7 @@ func (s *Site) render(w http.ResponseWriter, r *http.Request, code int, page str
 	l := s.lang(r)
 	lp := s.pages[l.Tag]
 	ld := layoutData{Page: data, Lang: l, Langs: s.catalog.Langs(), Here: chooserBack(r), Script: lp.script,
-		Nav: staffNav(r, page)}
+		Nav: staffNav(r, page), Institution: s.opt.Institution.Name, Logo: len(s.opt.Institution.Logo.Data) > 0}
 	var buf bytes.Buffer
 	if err := lp.pages[page].ExecuteTemplate(&buf, "layout", ld); err != nil {
 		s.opt.Log.Error("render page", "page", page, "err", err)
