@@ -89,7 +89,8 @@ func auditRows(entries []audit.Entry, names map[string]string) []auditRow {
 	return rows
 }
 
-// usernames maps the accounts' ids to their usernames, for an administrator.
+// usernames maps the accounts' ids to their names, "Ana Ruiz (ana.ruiz)"
+// or the username alone, and usernames to ids, for an administrator.
 func (s *Site) usernames(ctx context.Context, id auth.Identity) (byID, byName map[string]string, err error) {
 	users, err := s.opt.Accounts.Users(ctx, id)
 	if err != nil {
@@ -98,6 +99,9 @@ func (s *Site) usernames(ctx context.Context, id auth.Identity) (byID, byName ma
 	byID, byName = map[string]string{}, map[string]string{}
 	for _, u := range users {
 		byID[u.ID], byName[u.Username] = u.Username, u.ID
+		if u.DisplayName != "" {
+			byID[u.ID] = u.DisplayName + " (" + u.Username + ")"
+		}
 	}
 	return byID, byName, nil
 }

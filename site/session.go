@@ -273,6 +273,7 @@ type Accounts interface {
 	LinkUsable(ctx context.Context, token, purpose string) (bool, error)
 	SetPasswordWithLink(ctx context.Context, token, purpose, password string, c auth.Client) error
 	Users(ctx context.Context, admin auth.Identity) ([]auth.UserSummary, error)
+	SetDisplayName(ctx context.Context, actor auth.Identity, userID, name string, c auth.Client) error
 	CreateUser(ctx context.Context, admin auth.Identity, username, role, email string, c auth.Client) (store.User, error)
 	Apply(ctx context.Context, admin auth.Identity, userID string, action auth.AdminAction, c auth.Client) error
 	Policy() auth.Policy

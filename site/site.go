@@ -84,6 +84,9 @@ type Options struct {
 	Recordings     Recordings
 	RecordingRoles []string
 
+	// Hosts names a consult's clinician to its patients; nil shows no name.
+	Hosts HostNames
+
 	// Institution names the site's owner on every page; an empty name
 	// shows the platform's.
 	Institution Institution
@@ -149,6 +152,7 @@ func (s *Site) Handler() http.Handler {
 	mux.HandleFunc("POST /signout/everywhere", s.requireStage(s.signoutEverywhere, auth.StageFull))
 	mux.HandleFunc("GET /home", s.requireStage(s.home, auth.StageFull))
 	mux.HandleFunc("GET /account", s.requireStage(s.account, auth.StageFull))
+	mux.HandleFunc("POST /account/profile", s.requireStage(s.profileSubmit, auth.StageFull))
 	mux.HandleFunc("GET /account/totp", s.requireStage(s.enrollForm, auth.StageEnroll, auth.StageFull))
 	mux.HandleFunc("POST /account/totp", s.requireStage(s.enrollSubmit, auth.StageEnroll, auth.StageFull))
 	mux.HandleFunc("GET /account/password", s.requireStage(s.passwordForm, auth.StageChange, auth.StageFull))
@@ -162,6 +166,7 @@ func (s *Site) Handler() http.Handler {
 	mux.HandleFunc("GET /admin/users", s.requireAdmin(s.usersList))
 	mux.HandleFunc("POST /admin/users", s.requireAdmin(s.userCreate))
 	mux.HandleFunc("POST /admin/users/{id}/{action}", s.requireAdmin(s.userAction))
+	mux.HandleFunc("POST /admin/users/{id}/display-name", s.requireAdmin(s.userDisplayName))
 	s.passkeyRoutes(mux)
 	mux.HandleFunc("GET /admin/audit", s.requireAdmin(s.auditList))
 	mux.HandleFunc("POST /admin/audit/export", s.requireAdmin(s.auditExport))

@@ -208,6 +208,13 @@ func TestBrowserCallLayoutAndAccessibility(t *testing.T) {
 	setViewport(t, doc, desktop)
 	watchNotifications(t, doc, d)
 	browserSignIn(t, doc, d, "dr.layout", "a long clinician passphrase")
+	// The name patients see, set on the account page.
+	do(t, doc, "account page", chromedp.WaitVisible(chromedp.CSS("#new-consult-button")),
+		chromedp.Navigate(d.public+"/account"), chromedp.WaitVisible(chromedp.CSS("#display-name")),
+		chromedp.SendKeys(chromedp.CSS("#display-name"), "Dr. Ana Layout"),
+		chromedp.Click(chromedp.CSS("form[action='/account/profile'] button")))
+	waitTrue(t, doc, "display name saved", `location.search === "?changed=profile" && document.getElementById("display-name").value === "Dr. Ana Layout"`, 10*time.Second)
+	do(t, doc, "dashboard", chromedp.Navigate(d.public+"/consults"))
 	do(t, doc, "start consult",
 		chromedp.WaitVisible(chromedp.CSS("#new-consult-button")),
 		chromedp.Click(chromedp.CSS("#new-consult-button")),
@@ -228,6 +235,7 @@ func TestBrowserCallLayoutAndAccessibility(t *testing.T) {
 	// Join page and waiting room, on both sizes.
 	do(t, patient, "join page", chromedp.Navigate(link), chromedp.WaitVisible(chromedp.CSS("#name")))
 	waitTrue(t, patient, "camera preview", `document.getElementById("preview").videoWidth > 0`, 10*time.Second)
+	waitTrue(t, patient, "join page names the clinician", `document.getElementById("host").textContent.includes("Dr. Ana Layout")`, 5*time.Second)
 	checkLayout(t, patient, "join", phone)
 	axe.Check(t, patient, "join")
 	setViewport(t, patient, desktop)
@@ -258,6 +266,7 @@ func TestBrowserCallLayoutAndAccessibility(t *testing.T) {
 	axe.Check(t, doc, "dashboard with a patient waiting")
 	do(t, doc, "open the call", chromedp.Navigate(callURL), chromedp.WaitVisible(chromedp.CSS("#links-title")))
 	waitTrue(t, patient, "waiting room says the clinician has been told", `document.getElementById("lobby-wait").dataset.clinician === "true" && document.getElementById("lobby-text").textContent.includes("has been told")`, 10*time.Second)
+	waitTrue(t, patient, "waiting room names the clinician", `document.getElementById("lobby-host").textContent.includes("Dr. Ana Layout")`, 5*time.Second)
 	waitTrue(t, patient, "self-view while waiting", `document.getElementById("lobby-self").videoWidth > 0 && document.getElementById("lobby-self").checkVisibility()`, 10*time.Second)
 	checkLayout(t, patient, "waiting room", phone)
 	axe.Check(t, patient, "waiting room")
