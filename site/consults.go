@@ -405,7 +405,7 @@ func (s *Site) participant(r *http.Request, consultID string) (signaling.Partici
 		g, err := s.opt.Consults.GuestSession(r.Context(), c.Value)
 		if err == nil && g.ConsultID == consultID {
 			check := signaling.CheckResult(r.URL.Query().Get("check"))
-			return signaling.Participant{ID: g.ID, Name: g.Name, Kind: "guest", Link: g.LinkID, Check: check,
+			return signaling.Participant{ID: g.ID, Name: g.Name, Kind: "guest", Link: g.LinkID, Check: check, NoMic: r.URL.Query().Get("mic") == "none",
 				Session: guestSession{consults: s.opt.Consults, token: c.Value, guestID: g.ID}}, true, nil
 		}
 		if err != nil && !errors.Is(err, consult.ErrLinkInvalid) && !errors.Is(err, consult.ErrEnded) {

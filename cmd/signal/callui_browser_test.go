@@ -151,6 +151,23 @@ func watchNotifications(t *testing.T, ctx context.Context, d *devServer) {
 	}))
 }
 
+// joinButtonInView is true when the join page's Join button shows without scrolling.
+const joinButtonInView = `(() => {
+  const r = document.getElementById("join-button").getBoundingClientRect();
+  return window.scrollY === 0 && r.top >= 0 && r.bottom <= window.innerHeight && r.right <= document.documentElement.clientWidth;
+})()`
+
+// setMediaPermission allows or blocks the camera or microphone for the
+// site in the browser of ctx, as the patient would in its settings.
+func setMediaPermission(t *testing.T, ctx context.Context, d *devServer, name string, setting browser.PermissionSetting) {
+	t.Helper()
+	params := browser.SetPermissionParams{Permission: &browser.PermissionDescriptor{Name: name}, Setting: setting, Origin: d.public}
+	do(t, ctx, name+" "+string(setting), chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+		_, err := cdp.Call(ctx, tg, browser.SetPermission, params)
+		return err
+	}))
+}
+
 // joinAsPatient opens the link on the phone and joins under name.
 func joinAsPatient(t *testing.T, ctx context.Context, link, name string) {
 	t.Helper()
@@ -179,7 +196,12 @@ func TestBrowserCallLayoutAndAccessibility(t *testing.T) {
 	createClinician(t, d, dir, admin, "dr.layout", "a long clinician passphrase")
 
 	// The administrator's pages, in the browser that is the patient's later.
-	patient := browsertest.New(t)
+	// The patient's browser asks for the camera and microphone as a real
+	// one does, by the site's permissions (no automatic yes): both are
+	// allowed here, and the microphone blocked later.
+	patient := browsertest.New(t, chromedp.Flag("use-fake-ui-for-media-stream", false))
+	setMediaPermission(t, patient, d, "camera", browser.PermissionSettingGranted)
+	setMediaPermission(t, patient, d, "microphone", browser.PermissionSettingGranted)
 	setViewport(t, patient, desktop)
 	do(t, patient, "sign-in page", chromedp.Navigate(d.public+"/signin"), chromedp.WaitVisible(chromedp.CSS("#username")))
 	axe.Check(t, patient, "sign-in")
@@ -236,11 +258,35 @@ func TestBrowserCallLayoutAndAccessibility(t *testing.T) {
 	do(t, patient, "join page", chromedp.Navigate(link), chromedp.WaitVisible(chromedp.CSS("#name")))
 	waitTrue(t, patient, "camera preview", `document.getElementById("preview").videoWidth > 0`, 10*time.Second)
 	waitTrue(t, patient, "join page names the clinician", `document.getElementById("host").textContent.includes("Dr. Ana Layout")`, 5*time.Second)
+	// The verdict in plain words; the path and transports behind "details".
+	waitTrue(t, patient, "connection verdict without network words", `!!document.getElementById("network-status").dataset.result &&
+  !/\b(UDP|TCP|TLS|STUN|TURN|[Rr]elay)\b/.test(document.getElementById("network-status").textContent) &&
+  document.querySelector("details#network-details").checkVisibility() && !document.getElementById("network-detail-list").checkVisibility() &&
+  /STUN|TURN/.test(document.getElementById("network-detail-list").textContent)`, 15*time.Second)
 	checkLayout(t, patient, "join", phone)
+	waitTrue(t, patient, "Join visible without scrolling on the phone", joinButtonInView, 5*time.Second)
 	axe.Check(t, patient, "join")
 	setViewport(t, patient, desktop)
 	checkLayout(t, patient, "join", desktop)
+	waitTrue(t, patient, "Join visible without scrolling on the desktop", joinButtonInView, 5*time.Second)
 	setViewport(t, patient, phone)
+
+	// The microphone blocked: one message, this browser's explanation and
+	// a retry, which works once the microphone is allowed.
+	setMediaPermission(t, patient, d, "microphone", browser.PermissionSettingDenied)
+	do(t, patient, "join page, microphone blocked", chromedp.Navigate(link), chromedp.WaitVisible(chromedp.CSS("#name")))
+	waitTrue(t, patient, "microphone blocked explained", `(() => {
+  const s = document.getElementById("camera-status"), help = document.getElementById("device-help");
+  return s.dataset.devices === "camera nomic" && s.textContent.includes("blocked the microphone") && !s.textContent.includes("work") &&
+    help.checkVisibility() && help.textContent.startsWith("In Chrome or Edge") && document.getElementById("device-retry").checkVisibility();
+})()`, 10*time.Second)
+	checkLayout(t, patient, "join, microphone blocked", phone)
+	axe.Check(t, patient, "join, microphone blocked")
+	setMediaPermission(t, patient, d, "microphone", browser.PermissionSettingGranted)
+	do(t, patient, "retry", chromedp.Click(chromedp.CSS("#device-retry")))
+	waitTrue(t, patient, "retry finds the microphone", `document.getElementById("camera-status").dataset.devices === "camera mic" && !document.getElementById("device-help").checkVisibility() && !document.getElementById("device-retry").checkVisibility()`, 10*time.Second)
+	// The first patient goes on without a microphone.
+	setMediaPermission(t, patient, d, "microphone", browser.PermissionSettingDenied)
 
 	admitted := func(name string) {
 		t.Helper()
@@ -273,9 +319,11 @@ func TestBrowserCallLayoutAndAccessibility(t *testing.T) {
 	setViewport(t, patient, desktop)
 	checkLayout(t, patient, "waiting room", desktop)
 	setViewport(t, patient, phone)
-	waitTrue(t, doc, "clinician sees the waiting patient", `document.querySelector("#lobby li.waiting") !== null`, 15*time.Second)
+	waitTrue(t, doc, "clinician sees the waiting patient has no microphone", `[...document.querySelectorAll("#lobby li.waiting")].some(li => li.textContent.includes("Pat Denied") && li.textContent.includes("no microphone"))`, 15*time.Second)
+	waitTrue(t, patient, "waiting room warns of the missing microphone", `document.getElementById("lobby-nomic").checkVisibility()`, 5*time.Second)
 	do(t, doc, "deny", chromedp.Click(chromedp.CSS(`#lobby li.waiting button:not(.admit)`)))
 	expel("denied", "could not let you in")
+	setMediaPermission(t, patient, d, "microphone", browser.PermissionSettingGranted)
 
 	joinAsPatient(t, patient, link, "Pat Example")
 	admitted("Pat Example")
