@@ -425,6 +425,10 @@ func (s *Site) participant(r *http.Request, consultID string) (signaling.Partici
 	if _, err := s.opt.Consults.Active(r.Context(), consultID); err != nil {
 		return signaling.Participant{}, false, nil
 	}
-	return signaling.Participant{ID: id.User.ID, Name: id.User.Username, Kind: "clinician", Host: true,
+	name := id.User.DisplayName // what patients see of the clinician
+	if name == "" {
+		name = id.User.Username
+	}
+	return signaling.Participant{ID: id.User.ID, Name: name, Kind: "clinician", Host: true,
 		Session: staffSession{accounts: s.opt.Accounts, token: sessionToken(r), userID: id.User.ID}}, true, nil
 }

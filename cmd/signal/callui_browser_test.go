@@ -329,6 +329,7 @@ func TestBrowserCallLayoutAndAccessibility(t *testing.T) {
 	admitted("Pat Example")
 	waitTrue(t, doc, "clinician decodes the patient's video", remoteVideoDecoding, 90*time.Second)
 	waitTrue(t, patient, "patient decodes the clinician's video", remoteVideoDecoding, 90*time.Second)
+	waitTrue(t, patient, "the call names the clinician by display name", `document.querySelector("figure.tile:not(.self) figcaption").textContent.includes("Dr. Ana Layout")`, 5*time.Second)
 
 	for _, size := range [][2]int64{phone, desktop} {
 		setViewport(t, patient, size)
@@ -369,7 +370,7 @@ func TestBrowserCallLayoutAndAccessibility(t *testing.T) {
 	waitTrue(t, patient, "name card with marks", `(() => {
   const fig = document.querySelector("figure.tile:not(.self)");
   const card = fig.querySelector(".name-card");
-  return fig.classList.contains("no-video") && card.checkVisibility() && card.textContent === "D" &&
+  return fig.classList.contains("no-video") && card.checkVisibility() && card.textContent === "DA" &&
     /muted, camera off/.test(fig.querySelector("figcaption").textContent);
 })()`, 10*time.Second)
 	screenshot(t, patient, "name-card-390x844")
