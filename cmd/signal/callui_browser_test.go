@@ -214,6 +214,12 @@ func TestBrowserCallLayoutAndAccessibility(t *testing.T) {
 			do(t, patient, page, chromedp.Navigate(d.public+page), chromedp.WaitVisible(chromedp.CSS("h1")))
 			waitTrue(t, patient, page+" header", `document.querySelector("header nav a[aria-current=page]").getAttribute("href") === "`+page+
 				`" && document.querySelectorAll("header nav a").length === 3 && document.querySelector("header nav form[action='/signout'] button").checkVisibility()`, 5*time.Second)
+			if page == "/admin/audit" {
+				waitTrue(t, patient, "each audit filter's label sits above its field", `document.querySelectorAll(".filters .field").length === 6 && [...document.querySelectorAll(".filters .field")].every(f => {
+  const l = f.querySelector("label").getBoundingClientRect(), i = f.querySelector("input").getBoundingClientRect();
+  return Math.abs(l.left - i.left) < 1 && l.bottom <= i.top + 1;
+})`, 5*time.Second)
+			}
 			checkLayout(t, patient, page, size)
 			axe.Check(t, patient, page)
 		}
