@@ -1,11 +1,17 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"image"
+	"image/color"
+	"image/draw"
+	"image/png"
 	"net/http"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -151,6 +157,22 @@ func watchNotifications(t *testing.T, ctx context.Context, d *devServer) {
 	}))
 }
 
+// writeLogo writes a 64×32 PNG logo under dir and returns its path.
+func writeLogo(t *testing.T, dir string) string {
+	t.Helper()
+	img := image.NewRGBA(image.Rect(0, 0, 64, 32))
+	draw.Draw(img, img.Bounds(), &image.Uniform{color.RGBA{0x0d, 0x3b, 0x66, 0xff}}, image.Point{}, draw.Src)
+	var buf bytes.Buffer
+	if err := png.Encode(&buf, img); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "logo.png")
+	if err := os.WriteFile(path, buf.Bytes(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
 // joinButtonInView is true when the join page's Join button shows without scrolling.
 const joinButtonInView = `(() => {
   const r = document.getElementById("join-button").getBoundingClientRect();
@@ -189,7 +211,7 @@ func joinAsPatient(t *testing.T, ctx context.Context, link, name string) {
 func TestBrowserCallLayoutAndAccessibility(t *testing.T) {
 	axe := browsertest.LoadAxe(t)
 	dir := t.TempDir()
-	d := startDev(t, dir)
+	d := startDev(t, dir, "-institution", "Clinique du Lac", "-institution-logo", writeLogo(t, dir))
 	defer d.stop()
 	createFirstAdmin(t, d, "chief.admin", "a long admin passphrase")
 	admin := signInHTTP(t, d, "chief.admin", "a long admin passphrase")
@@ -263,6 +285,7 @@ func TestBrowserCallLayoutAndAccessibility(t *testing.T) {
 	// Join page and waiting room, on both sizes.
 	do(t, patient, "join page", chromedp.Navigate(link), chromedp.WaitVisible(chromedp.CSS("#name")))
 	waitTrue(t, patient, "camera preview", `document.getElementById("preview").videoWidth > 0`, 10*time.Second)
+	waitTrue(t, patient, "join page shows the institution", `document.getElementById("institution").textContent === "Clinique du Lac" && document.querySelector("header img.logo").naturalWidth === 64`, 5*time.Second)
 	waitTrue(t, patient, "join page names the clinician", `document.getElementById("host").textContent.includes("Dr. Ana Layout")`, 5*time.Second)
 	// The verdict in plain words; the path and transports behind "details".
 	waitTrue(t, patient, "connection verdict without network words", `!!document.getElementById("network-status").dataset.result &&
