@@ -109,7 +109,7 @@ func screenshot(t *testing.T, ctx context.Context, name string) {
 	if err != nil {
 		t.Fatalf("screenshot %s: %v", name, err)
 	}
-	if err := os.WriteFile(dir+"/"+strings.ReplaceAll(name, " ", "-")+".png", png, 0o644); err != nil {
+	if err := os.WriteFile(dir+"/"+strings.NewReplacer(" ", "-", "/", "_").Replace(name)+".png", png, 0o644); err != nil {
 		t.Fatal(err)
 	}
 }
