@@ -25,7 +25,9 @@ const (
 	TypePasswordChanged     Type = "password.changed"
 	TypePasswordReset       Type = "password.reset"
 	TypeUserCreated         Type = "user.created"
+	TypeUserActivated       Type = "user.activated" // the account's first password, set through its activation link
 	TypeUserDisabled        Type = "user.disabled"
+	TypeProfileChanged      Type = "user.profile.changed" // display name
 	TypeSessionsRevoked     Type = "sessions.revoked"
 	TypeSessionRequest      Type = "session.request"
 	TypeSessionAccepted     Type = "session.accepted"

@@ -17,7 +17,7 @@ var Roles = []string{"admin", "clinician"}
 // UserSummary is a row of the administrators' user list; it carries no
 // sealed field.
 type UserSummary struct {
-	ID, Username, Role                 string
+	ID, Username, Role, DisplayName    string
 	Active, Disabled, TOTP, MustChange bool
 	SSO                                bool // an account of an identity provider, without a password
 }
@@ -33,7 +33,7 @@ func (s *Service) Users(ctx context.Context, admin Identity) ([]UserSummary, err
 	}
 	out := make([]UserSummary, len(users))
 	for i, u := range users {
-		out[i] = UserSummary{ID: u.ID, Username: u.Username, Role: u.Role, Active: !u.ActivatedAt.IsZero(),
+		out[i] = UserSummary{ID: u.ID, Username: u.Username, Role: u.Role, DisplayName: u.DisplayName, Active: !u.ActivatedAt.IsZero(),
 			Disabled: !u.DisabledAt.IsZero(), TOTP: !u.TOTPEnabledAt.IsZero(), MustChange: u.MustChangePassword,
 			SSO: u.PasswordHash == store.NoPassword}
 	}

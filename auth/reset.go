@@ -106,10 +106,10 @@ func (s *Service) SetPasswordWithLink(ctx context.Context, token, purpose, passw
 		return err
 	}
 	s.closeLive(userID)
-	msg := "password reset with a mailed link"
+	ev := Event{Type: EventPasswordReset, Success: true, Requester: userID, Message: "password reset with a mailed link", Client: c,
+		Fields: map[string]string{"purpose": purpose}}
 	if purpose == PurposeActivate {
-		msg = "account activated"
+		ev.Type, ev.Message = EventUserActivated, "account activated"
 	}
-	return s.record(ctx, Event{Type: EventPasswordReset, Success: true, Requester: userID, Message: msg, Client: c,
-		Fields: map[string]string{"purpose": purpose}})
+	return s.record(ctx, ev)
 }

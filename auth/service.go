@@ -30,6 +30,7 @@ type AccountStore interface {
 	UseRecoveryCode(ctx context.Context, userID string, codeHash []byte, now time.Time) error
 	RecoveryCodesLeft(ctx context.Context, userID string) (int, error)
 	ResetTOTP(ctx context.Context, userID string) error
+	SetDisplayName(ctx context.Context, userID, name string) error
 	SessionStore
 	SigninLockedUntil(ctx context.Context, username string) (time.Time, error)
 	RecordSigninFailure(ctx context.Context, username string, now time.Time, max int, lockFor time.Duration) (bool, error)
@@ -96,6 +97,7 @@ const (
 	EventPasswordChanged = "password.changed"
 	EventPasswordReset   = "password.reset"
 	EventUserCreated     = "user.created"
+	EventUserActivated   = "user.activated"
 	EventUserDisabled    = "user.disabled"
 	EventSessionsRevoked = "sessions.revoked"
 )

@@ -171,3 +171,86 @@ func TestStagesGateWhatASessionMayDo(t *testing.T) {
 		t.Fatalf("users list: %v", err)
 	}
 }
+
+// TestActivationIsAuditedAsSuch: the first password set through an
+// activation link is an activation in the log, a later reset a reset.
+func TestActivationIsAuditedAsSuch(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	f.createUser(t, "dr.new", "the first passphrase")
+	if err := f.svc.RequestReset(ctx, "dr.new", testClient); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.svc.SetPasswordWithLink(ctx, f.lastLink(t, "/reset/"), PurposeReset, "the second passphrase", testClient); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, ev := range f.audit.list {
+		if ev.Type == EventUserActivated || ev.Type == EventPasswordReset {
+			got = append(got, ev.Type+": "+ev.Message)
+		}
+	}
+	want := "user.activated: account activated|password.reset: reset link sent|password.reset: password reset with a mailed link"
+	if strings.Join(got, "|") != want {
+		t.Fatalf("audit %q, want %q", strings.Join(got, "|"), want)
+	}
+}
+
+// TestDisplayNameByOwnerOrAdmin: the owner and an administrator may set an
+// account's display name, another clinician may not; each change is
+// audited, and a name with invisible characters is refused.
+func TestDisplayNameByOwnerOrAdmin(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	f.createUser(t, "dr.one", "the first passphrase")
+	f.createUser(t, "dr.two", "the other passphrase")
+	one, err := f.db.UserByUsername(ctx, "dr.one")
+	if err != nil {
+		t.Fatal(err)
+	}
+	two, err := f.db.UserByUsername(ctx, "dr.two")
+	if err != nil {
+		t.Fatal(err)
+	}
+	asOne, asTwo := Identity{User: one, Stage: StageFull}, Identity{User: two, Stage: StageFull}
+	cases := []struct {
+		name   string
+		actor  Identity
+		value  string
+		want   error // nil, ErrForbidden, or any policy error (errPolicy)
+		stored string
+	}{
+		{"owner", asOne, "  Dr. Ana Ruiz ", nil, "Dr. Ana Ruiz"},
+		{"another clinician", asTwo, "Mallory", ErrForbidden, "Dr. Ana Ruiz"},
+		{"owner mid sign-in", Identity{User: one, Stage: StageSecondFactor}, "X", ErrForbidden, "Dr. Ana Ruiz"},
+		{"invisible characters", asOne, "Dr.\u202eAna", errPolicy, "Dr. Ana Ruiz"},
+		{"too long", asOne, strings.Repeat("a", MaxDisplayName+1), errPolicy, "Dr. Ana Ruiz"},
+		{"administrator", f.admin, "Dr. A. Ruiz", nil, "Dr. A. Ruiz"},
+		{"owner clears it", asOne, "", nil, ""},
+	}
+	for _, c := range cases {
+		err := f.svc.SetDisplayName(ctx, c.actor, one.ID, c.value, testClient)
+		var pe *PolicyError
+		switch {
+		case c.want == errPolicy && !errors.As(err, &pe),
+			c.want != errPolicy && !errors.Is(err, c.want):
+			t.Fatalf("%s: %v, want %v", c.name, err, c.want)
+		}
+		u, _ := f.db.UserByID(ctx, one.ID)
+		if u.DisplayName != c.stored {
+			t.Fatalf("%s: stored %q, want %q", c.name, u.DisplayName, c.stored)
+		}
+	}
+	var changes []string
+	for _, ev := range f.audit.list {
+		if ev.Type == EventProfileChanged {
+			changes = append(changes, ev.Requester+">"+ev.Fields["user"])
+		}
+	}
+	want := one.ID + ">" + one.ID + " " + f.admin.User.ID + ">" + one.ID + " " + one.ID + ">" + one.ID
+	if strings.Join(changes, " ") != want {
+		t.Fatalf("audited %v, want %s", changes, want)
+	}
+}
+
+var errPolicy = errors.New("a policy error")

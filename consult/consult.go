@@ -27,6 +27,7 @@ type Store interface {
 	CreateConsult(ctx context.Context, c store.Consult, l store.ConsultLink) error
 	AddConsultLink(ctx context.Context, l store.ConsultLink) error
 	ConsultByID(ctx context.Context, id string) (store.Consult, error)
+	ConsultHostName(ctx context.Context, consultID string) (string, error)
 	ConsultsOf(ctx context.Context, ownerID string, since time.Time) ([]store.Consult, error)
 	EndConsult(ctx context.Context, id string, now time.Time) error
 	RevokeConsultLink(ctx context.Context, consultID, linkID string, now time.Time) error

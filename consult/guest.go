@@ -47,6 +47,21 @@ func (s *Service) CheckLink(ctx context.Context, token string) error {
 	return err
 }
 
+// LinkHostName is the name the clinician of the consult a usable link
+// opens shows to patients: their display name, else their username.
+func (s *Service) LinkHostName(ctx context.Context, token string) (string, error) {
+	l, err := s.link(ctx, token)
+	if err != nil {
+		return "", err
+	}
+	return s.Store.ConsultHostName(ctx, l.ConsultID)
+}
+
+// HostName is the name the clinician of a consult shows to patients.
+func (s *Service) HostName(ctx context.Context, consultID string) (string, error) {
+	return s.Store.ConsultHostName(ctx, consultID)
+}
+
 // CleanName validates a display name typed by a guest.
 func CleanName(name string) (string, error) {
 	name = strings.TrimSpace(name)

@@ -60,3 +60,23 @@ func TestResumeKeepsOrUpdatesTheCheck(t *testing.T) {
 		}
 	}
 }
+
+// TestLobbySaysWhenAGuestHasNoMicrophone: the flag reaches the hosts'
+// lobby entry, and a tab that comes back with a microphone clears it.
+func TestLobbySaysWhenAGuestHasNoMicrophone(t *testing.T) {
+	f := newFixture()
+	_, _, host := f.join(t, "u_doc", true)
+	for _, noMic := range []bool{true, false} {
+		if _, _, err := f.hub.Join("c_1", Participant{ID: "g_pat", Name: "Pat", Kind: "guest", NoMic: noMic}, &tab{}); err != nil {
+			t.Fatal(err)
+		}
+		w := host.last("lobby")
+		if w == nil {
+			t.Fatal("host saw no lobby")
+		}
+		entry := w["waiting"].([]any)[0].(map[string]any)
+		if got, _ := entry["noMic"].(bool); got != noMic {
+			t.Fatalf("joined with noMic=%v: lobby entry %v", noMic, entry)
+		}
+	}
+}

@@ -24,6 +24,9 @@ type Participant struct {
 	// Check is the result of the guest's connectivity check on the join
 	// page, as CheckResult normalizes it; the hosts' lobby shows it.
 	Check string
+	// NoMic says the guest's browser gave no microphone: the hosts' lobby
+	// warns that the clinician will not hear them.
+	NoMic bool
 }
 
 // Results of the join page's connectivity check.
@@ -140,6 +143,12 @@ func (h *Hub) Join(consultID string, p Participant, c Conn) (*Room, *Member, err
 		if c := CheckResult(p.Check); c != "" {
 			m.check = c
 		}
+		if m.noMic != p.NoMic {
+			m.noMic = p.NoMic
+			if !m.admitted {
+				r.broadcastLobby() // the hosts' lobby entry follows the microphone
+			}
+		}
 		h.deps.Log.Info("member resumed", "consult", consultID, "member", m.ID)
 		r.welcome(m)
 		if !m.admitted {
@@ -147,7 +156,7 @@ func (h *Hub) Join(consultID string, p Participant, c Conn) (*Room, *Member, err
 		}
 		return r, m, nil
 	}
-	m := &Member{ID: p.ID, Name: p.Name, Kind: p.Kind, Host: p.Host, Link: p.Link, check: CheckResult(p.Check), conn: c,
+	m := &Member{ID: p.ID, Name: p.Name, Kind: p.Kind, Host: p.Host, Link: p.Link, check: CheckResult(p.Check), noMic: p.NoMic, conn: c,
 		// Bursts of ICE candidates are normal; a sustained flood is not.
 		limiter: rate.NewLimiter(50, 200)}
 	readmit := !p.Host && r.admittedBefore(m.ID)

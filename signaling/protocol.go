@@ -75,6 +75,8 @@ type MemberInfo struct {
 	// Check is a guest's connectivity check result (direct, relay,
 	// failed, unknown); empty when the join page sent none.
 	Check string `json:"check,omitempty"`
+	// NoMic: the guest joined without a microphone.
+	NoMic bool `json:"noMic,omitempty"`
 	// Recording is, in the hosts' lobby list while members are recorded,
 	// the guest's answer: "asked", "agreed" or "declined".
 	Recording string `json:"recording,omitempty"`

@@ -67,6 +67,7 @@ type Member struct {
 	Link string // the link a guest joined with
 
 	check     string // the guest's connectivity check result, or ""
+	noMic     bool   // the guest joined without a microphone
 	rights    Right
 	admitted  bool
 	audio     bool
@@ -82,7 +83,7 @@ type Member struct {
 }
 
 func (m *Member) info() MemberInfo {
-	return MemberInfo{ID: m.ID, Name: m.Name, Kind: m.Kind, Host: m.Host, Audio: m.audio, Video: m.video, Check: m.check}
+	return MemberInfo{ID: m.ID, Name: m.Name, Kind: m.Kind, Host: m.Host, Audio: m.audio, Video: m.video, Check: m.check, NoMic: m.noMic}
 }
 
 func (m *Member) send(b []byte) {

@@ -88,3 +88,22 @@ func (s *Site) userAction(w http.ResponseWriter, r *http.Request, id auth.Identi
 		s.renderUsers(w, r, id, http.StatusOK, formPage{Notice: s.text(r, actionDone[action])})
 	}
 }
+
+// userDisplayName changes the name an account shows to patients.
+func (s *Site) userDisplayName(w http.ResponseWriter, r *http.Request, id auth.Identity) {
+	if !s.readForm(w, r) {
+		return
+	}
+	err := s.opt.Accounts.SetDisplayName(r.Context(), id, r.PathValue("id"), r.PostForm.Get("display_name"), client(r))
+	var policy *auth.PolicyError
+	switch {
+	case errors.As(err, &policy):
+		s.renderUsers(w, r, id, http.StatusUnprocessableEntity, formPage{Error: s.policyText(r, policy)})
+	case errors.Is(err, store.ErrNotFound):
+		s.notFound(w, r)
+	case err != nil:
+		s.internalError(w, r, "set display name", err)
+	default:
+		s.renderUsers(w, r, id, http.StatusOK, formPage{Notice: s.text(r, "users.done.display")})
+	}
+}

@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
+	"slices"
 	"time"
 
 	"github.com/openconsult/openconsult/audit"
@@ -48,7 +50,7 @@ func auditFilter(get func(string) string) (audit.Filter, string) {
 }
 
 type auditPage struct {
-	Entries          []audit.Entry
+	Entries          []auditRow
 	Since, Until     string
 	User, Type, Room string
 	Report           audit.Report
@@ -57,9 +59,64 @@ type auditPage struct {
 	Limit            int
 }
 
-func (s *Site) auditList(w http.ResponseWriter, r *http.Request, _ auth.Identity) {
+// auditRow is an entry as the page shows it: accounts by username, the id
+// kept in the title for the exported log's readers.
+type auditRow struct {
+	audit.Entry
+	Requester auditName
+	Fields    []auditField
+}
+
+type auditName struct{ Name, ID string } // Name is "" when no account has the id
+
+type auditField struct {
+	Key   string
+	Value auditName
+}
+
+// auditRows names the accounts the entries mention: the requester and
+// every field whose value is an account's id.
+func auditRows(entries []audit.Entry, names map[string]string) []auditRow {
+	name := func(id string) auditName { return auditName{Name: names[id], ID: id} }
+	rows := make([]auditRow, len(entries))
+	for i, e := range entries {
+		rows[i] = auditRow{Entry: e, Requester: name(e.Requester)}
+		keys := slices.Sorted(maps.Keys(e.Fields))
+		for _, k := range keys {
+			rows[i].Fields = append(rows[i].Fields, auditField{Key: k, Value: name(e.Fields[k])})
+		}
+	}
+	return rows
+}
+
+// usernames maps the accounts' ids to their names, "Ana Ruiz (ana.ruiz)"
+// or the username alone, and usernames to ids, for an administrator.
+func (s *Site) usernames(ctx context.Context, id auth.Identity) (byID, byName map[string]string, err error) {
+	users, err := s.opt.Accounts.Users(ctx, id)
+	if err != nil {
+		return nil, nil, err
+	}
+	byID, byName = map[string]string{}, map[string]string{}
+	for _, u := range users {
+		byID[u.ID], byName[u.Username] = u.Username, u.ID
+		if u.DisplayName != "" {
+			byID[u.ID] = u.DisplayName + " (" + u.Username + ")"
+		}
+	}
+	return byID, byName, nil
+}
+
+func (s *Site) auditList(w http.ResponseWriter, r *http.Request, id auth.Identity) {
 	q := r.URL.Query()
 	f, problem := auditFilter(q.Get)
+	byID, byName, err := s.usernames(r.Context(), id)
+	if err != nil {
+		s.internalError(w, r, "list users", err)
+		return
+	}
+	if userID, ok := byName[f.User]; ok {
+		f.User = userID // the filter takes a username as well as an id
+	}
 	entries, err := s.opt.Audit.Entries(r.Context(), f, auditPageLimit)
 	if err != nil {
 		s.internalError(w, r, "audit entries", err)
@@ -73,8 +130,8 @@ func (s *Site) auditList(w http.ResponseWriter, r *http.Request, _ auth.Identity
 	if problem != "" {
 		problem = s.text(r, problem)
 	}
-	s.render(w, r, http.StatusOK, "audit", formPage{Error: problem, Data: auditPage{Entries: entries, Since: q.Get("since"), Until: q.Get("until"),
-		User: f.User, Type: f.Type, Room: f.Room, Report: rep, ReportText: reportText(s.lang(r), rep), Key: s.opt.Audit.VerifierKey(), Limit: auditPageLimit}})
+	s.render(w, r, http.StatusOK, "audit", formPage{Error: problem, Data: auditPage{Entries: auditRows(entries, byID), Since: q.Get("since"), Until: q.Get("until"),
+		User: q.Get("user"), Type: f.Type, Room: f.Room, Report: rep, ReportText: reportText(s.lang(r), rep), Key: s.opt.Audit.VerifierKey(), Limit: auditPageLimit}})
 }
 
 // reportText says what the verification of the log found, in l.

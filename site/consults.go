@@ -163,7 +163,40 @@ func (s *Site) consultError(w http.ResponseWriter, r *http.Request, err error) {
 	}
 }
 
+// HostNames names a consult's clinician to its patients: the display name,
+// else the username.
+type HostNames interface {
+	LinkHostName(ctx context.Context, token string) (string, error)
+	HostName(ctx context.Context, consultID string) (string, error)
+}
+
+// hostName is the clinician's name for the patient's pages, "" when none
+// can be told; a failure only loses the name, never the page.
+func (s *Site) hostName(r *http.Request, lookup func(HostNames) (string, error)) string {
+	if s.opt.Hosts == nil {
+		return ""
+	}
+	name, err := lookup(s.opt.Hosts)
+	if err != nil {
+		s.opt.Log.Warn("clinician name for the patient", "err", err)
+		return ""
+	}
+	return name
+}
+
+// joinData is what the join page shows.
+type joinData struct {
+	Action string
+	Host   string // the clinician's name, "" when unknown
+}
+
+func (s *Site) joinData(r *http.Request) joinData {
+	token := r.PathValue("token")
+	return joinData{Action: "/j/" + token, Host: s.hostName(r, func(h HostNames) (string, error) { return h.LinkHostName(r.Context(), token) })}
+}
+
 type callPage struct {
+	HostName  string // for a guest: the clinician's name
 	ConsultID string
 	Host      bool
 	Card      consultCard
@@ -267,7 +300,7 @@ func (s *Site) joinPage(w http.ResponseWriter, r *http.Request) {
 		s.internalError(w, r, "check link", err)
 		return
 	}
-	s.render(w, r, http.StatusOK, "join", formPage{Data: struct{ Action string }{"/j/" + r.PathValue("token")}})
+	s.render(w, r, http.StatusOK, "join", formPage{Data: s.joinData(r)})
 }
 
 // connectivity gives the join page short-lived relay credentials for its
@@ -311,7 +344,7 @@ func (s *Site) joinSubmit(w http.ResponseWriter, r *http.Request) {
 		if inv := (*consult.InvisibleError)(nil); errors.As(err, &inv) {
 			msg = s.text(r, "join.error.invisible")
 		}
-		s.render(w, r, http.StatusUnprocessableEntity, "join", formPage{Error: msg, Data: struct{ Action string }{"/j/" + r.PathValue("token")}})
+		s.render(w, r, http.StatusUnprocessableEntity, "join", formPage{Error: msg, Data: s.joinData(r)})
 	case err != nil:
 		s.internalError(w, r, "join", err)
 	default:
@@ -340,7 +373,8 @@ func (s *Site) guestCall(w http.ResponseWriter, r *http.Request) {
 		s.internalError(w, r, "guest session", err)
 		return
 	}
-	s.render(w, r, http.StatusOK, "call", formPage{Data: callPage{ConsultID: g.ConsultID}})
+	host := s.hostName(r, func(h HostNames) (string, error) { return h.HostName(r.Context(), g.ConsultID) })
+	s.render(w, r, http.StatusOK, "call", formPage{Data: callPage{ConsultID: g.ConsultID, HostName: host}})
 }
 
 // websocket upgrades a tab of the consult's owner (as host) or of a guest
@@ -371,7 +405,7 @@ func (s *Site) participant(r *http.Request, consultID string) (signaling.Partici
 		g, err := s.opt.Consults.GuestSession(r.Context(), c.Value)
 		if err == nil && g.ConsultID == consultID {
 			check := signaling.CheckResult(r.URL.Query().Get("check"))
-			return signaling.Participant{ID: g.ID, Name: g.Name, Kind: "guest", Link: g.LinkID, Check: check,
+			return signaling.Participant{ID: g.ID, Name: g.Name, Kind: "guest", Link: g.LinkID, Check: check, NoMic: r.URL.Query().Get("mic") == "none",
 				Session: guestSession{consults: s.opt.Consults, token: c.Value, guestID: g.ID}}, true, nil
 		}
 		if err != nil && !errors.Is(err, consult.ErrLinkInvalid) && !errors.Is(err, consult.ErrEnded) {
@@ -391,6 +425,10 @@ func (s *Site) participant(r *http.Request, consultID string) (signaling.Partici
 	if _, err := s.opt.Consults.Active(r.Context(), consultID); err != nil {
 		return signaling.Participant{}, false, nil
 	}
-	return signaling.Participant{ID: id.User.ID, Name: id.User.Username, Kind: "clinician", Host: true,
+	name := id.User.DisplayName // what patients see of the clinician
+	if name == "" {
+		name = id.User.Username
+	}
+	return signaling.Participant{ID: id.User.ID, Name: name, Kind: "clinician", Host: true,
 		Session: staffSession{accounts: s.opt.Accounts, token: sessionToken(r), userID: id.User.ID}}, true, nil
 }

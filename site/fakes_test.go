@@ -141,6 +141,17 @@ func (a *fakeAccounts) Apply(_ context.Context, id auth.Identity, userID string,
 	return nil
 }
 
+func (a *fakeAccounts) SetDisplayName(_ context.Context, actor auth.Identity, userID, name string, _ auth.Client) error {
+	if !actor.Full() || actor.User.ID != userID && !actor.IsAdmin() {
+		return auth.ErrForbidden
+	}
+	if _, err := auth.CleanDisplayName(name); err != nil {
+		return err
+	}
+	a.record("display-name " + userID + " " + name)
+	return nil
+}
+
 func (a *fakeAccounts) Policy() auth.Policy { return auth.DefaultPolicy }
 
 // Password links: each token works for one purpose only.

@@ -35,6 +35,11 @@ type layoutData struct {
 	Langs  []*i18n.Lang
 	Here   string      // the request's path and query, where the chooser comes back
 	Script template.JS // the messages of the page's scripts (keys js.*)
+	Nav    []navLink   // the staff header's links; none outside a session
+	// Institution and Logo head the page: the institution's name ("" for
+	// the platform's) and whether it has a logo.
+	Institution string
+	Logo        bool
 }
 
 // buildPages parses the templates once per language of the catalog.

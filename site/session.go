@@ -59,6 +59,9 @@ func (s *Site) identity(r *http.Request) (auth.Identity, bool, error) {
 	return id, err == nil, err
 }
 
+// identityKey holds the Identity requireStage found, for the page header.
+type identityKey struct{}
+
 // stagePath is where a session at each stage belongs.
 var stagePath = map[string]string{
 	auth.StageSecondFactor: "/signin/code",
@@ -84,7 +87,7 @@ func (s *Site) requireStage(h func(http.ResponseWriter, *http.Request, auth.Iden
 		}
 		for _, st := range stages {
 			if id.Stage == st {
-				h(w, r, id)
+				h(w, r.WithContext(context.WithValue(r.Context(), identityKey{}, id)), id)
 				return
 			}
 		}
@@ -270,6 +273,7 @@ type Accounts interface {
 	LinkUsable(ctx context.Context, token, purpose string) (bool, error)
 	SetPasswordWithLink(ctx context.Context, token, purpose, password string, c auth.Client) error
 	Users(ctx context.Context, admin auth.Identity) ([]auth.UserSummary, error)
+	SetDisplayName(ctx context.Context, actor auth.Identity, userID, name string, c auth.Client) error
 	CreateUser(ctx context.Context, admin auth.Identity, username, role, email string, c auth.Client) (store.User, error)
 	Apply(ctx context.Context, admin auth.Identity, userID string, action auth.AdminAction, c auth.Client) error
 	Policy() auth.Policy

@@ -191,14 +191,45 @@ func (s *Site) account(w http.ResponseWriter, r *http.Request, id auth.Identity)
 		return
 	}
 	notice := ""
-	if r.URL.Query().Get("changed") == "password" {
+	switch r.URL.Query().Get("changed") {
+	case "password":
 		notice = s.text(r, "account.password.changed")
+	case "profile":
+		notice = s.text(r, "account.display.name.saved")
 	}
-	s.render(w, r, http.StatusOK, "account", formPage{Notice: notice, Data: struct {
-		Username, Role                   string
+	s.renderAccount(w, r, id, http.StatusOK, formPage{Notice: notice}, id.User.DisplayName, left)
+}
+
+func (s *Site) renderAccount(w http.ResponseWriter, r *http.Request, id auth.Identity, code int, page formPage, displayName string, codesLeft int) {
+	page.Data = struct {
+		Username, Role, DisplayName      string
 		TOTP, Admin, Clinician, Passkeys bool
 		CodesLeft                        int
-	}{id.User.Username, id.User.Role, !id.User.TOTPEnabledAt.IsZero(), id.IsAdmin(), id.User.Role == "clinician", s.opt.Passkeys != nil, left}})
+	}{id.User.Username, id.User.Role, displayName, !id.User.TOTPEnabledAt.IsZero(), id.IsAdmin(), id.User.Role == "clinician", s.opt.Passkeys != nil, codesLeft}
+	s.render(w, r, code, "account", page)
+}
+
+// profileSubmit changes the name the account shows to patients.
+func (s *Site) profileSubmit(w http.ResponseWriter, r *http.Request, id auth.Identity) {
+	if !s.readForm(w, r) {
+		return
+	}
+	name := r.PostForm.Get("display_name")
+	err := s.opt.Accounts.SetDisplayName(r.Context(), id, id.User.ID, name, client(r))
+	var policy *auth.PolicyError
+	switch {
+	case errors.As(err, &policy):
+		left, lerr := s.opt.Accounts.RecoveryCodesLeft(r.Context(), id)
+		if lerr != nil {
+			s.internalError(w, r, "recovery codes", lerr)
+			return
+		}
+		s.renderAccount(w, r, id, http.StatusUnprocessableEntity, formPage{Error: s.policyText(r, policy)}, name, left)
+	case err != nil:
+		s.internalError(w, r, "set display name", err)
+	default:
+		http.Redirect(w, r, "/account?changed=profile", http.StatusSeeOther)
+	}
 }
 
 func (s *Site) signout(w http.ResponseWriter, r *http.Request) {

@@ -83,6 +83,13 @@ type Options struct {
 	// roles that may watch any consult's recordings besides its clinician.
 	Recordings     Recordings
 	RecordingRoles []string
+
+	// Hosts names a consult's clinician to its patients; nil shows no name.
+	Hosts HostNames
+
+	// Institution names the site's owner on every page; an empty name
+	// shows the platform's.
+	Institution Institution
 }
 
 // Site is the HTTPS site.
@@ -130,6 +137,8 @@ func (s *Site) Handler() http.Handler {
 	mux.HandleFunc("GET /readyz", s.opt.Health.Ready)
 	mux.HandleFunc("POST /language", s.chooseLanguage(mux))
 	mux.Handle("GET /static/", http.StripPrefix("/static/", staticHandler(s.static)))
+	mux.HandleFunc("GET /favicon.ico", s.favicon)
+	mux.HandleFunc("GET "+logoPath, s.logo)
 	mux.HandleFunc("GET /setup/{token}", s.setupForm)
 	mux.HandleFunc("POST /setup/{token}", s.setupSubmit)
 
@@ -145,6 +154,7 @@ func (s *Site) Handler() http.Handler {
 	mux.HandleFunc("POST /signout/everywhere", s.requireStage(s.signoutEverywhere, auth.StageFull))
 	mux.HandleFunc("GET /home", s.requireStage(s.home, auth.StageFull))
 	mux.HandleFunc("GET /account", s.requireStage(s.account, auth.StageFull))
+	mux.HandleFunc("POST /account/profile", s.requireStage(s.profileSubmit, auth.StageFull))
 	mux.HandleFunc("GET /account/totp", s.requireStage(s.enrollForm, auth.StageEnroll, auth.StageFull))
 	mux.HandleFunc("POST /account/totp", s.requireStage(s.enrollSubmit, auth.StageEnroll, auth.StageFull))
 	mux.HandleFunc("GET /account/password", s.requireStage(s.passwordForm, auth.StageChange, auth.StageFull))
@@ -158,6 +168,7 @@ func (s *Site) Handler() http.Handler {
 	mux.HandleFunc("GET /admin/users", s.requireAdmin(s.usersList))
 	mux.HandleFunc("POST /admin/users", s.requireAdmin(s.userCreate))
 	mux.HandleFunc("POST /admin/users/{id}/{action}", s.requireAdmin(s.userAction))
+	mux.HandleFunc("POST /admin/users/{id}/display-name", s.requireAdmin(s.userDisplayName))
 	s.passkeyRoutes(mux)
 	mux.HandleFunc("GET /admin/audit", s.requireAdmin(s.auditList))
 	mux.HandleFunc("POST /admin/audit/export", s.requireAdmin(s.auditExport))
@@ -250,6 +261,19 @@ func (f filesOnly) Open(name string) (fs.File, error) {
 	return file, nil
 }
 
+// favicon answers browsers that ask for /favicon.ico without reading the
+// page's icon link: the same SVG icon.
+func (s *Site) favicon(w http.ResponseWriter, r *http.Request) {
+	icon, err := fs.ReadFile(s.static, "favicon.svg")
+	if err != nil {
+		s.notFound(w, r)
+		return
+	}
+	w.Header().Set("Content-Type", "image/svg+xml")
+	w.Header().Set("Cache-Control", "public, max-age=86400")
+	_, _ = w.Write(icon)
+}
+
 func (s *Site) index(w http.ResponseWriter, r *http.Request) {
 	s.render(w, r, http.StatusOK, "index", nil)
 }
@@ -271,7 +295,8 @@ type errorPage struct{ Title, Message string }
 func (s *Site) render(w http.ResponseWriter, r *http.Request, code int, page string, data any) {
 	l := s.lang(r)
 	lp := s.pages[l.Tag]
-	ld := layoutData{Page: data, Lang: l, Langs: s.catalog.Langs(), Here: chooserBack(r), Script: lp.script}
+	ld := layoutData{Page: data, Lang: l, Langs: s.catalog.Langs(), Here: chooserBack(r), Script: lp.script,
+		Nav: staffNav(r, page), Institution: s.opt.Institution.Name, Logo: len(s.opt.Institution.Logo.Data) > 0}
 	var buf bytes.Buffer
 	if err := lp.pages[page].ExecuteTemplate(&buf, "layout", ld); err != nil {
 		s.opt.Log.Error("render page", "page", page, "err", err)

@@ -13,6 +13,7 @@ import (
 type User struct {
 	ID                 string
 	Username           string
+	DisplayName        string // shown to patients; "" shows Username
 	Role               string
 	PasswordHash       string
 	CreatedAt          time.Time
@@ -51,7 +52,7 @@ func (db *DB) UserByID(ctx context.Context, id string) (User, error) {
 }
 
 const userColumns = `id, username, role, password_hash, created_at, disabled_at, activated_at,
-	password_changed_at, must_change_password, email_enc, totp_secret_enc, totp_enabled_at, totp_last_step`
+	password_changed_at, must_change_password, email_enc, totp_secret_enc, totp_enabled_at, totp_last_step, display_name`
 
 func (db *DB) userWhere(ctx context.Context, where string, arg any) (User, error) {
 	row := db.sql.QueryRowContext(ctx, db.rebind(`SELECT `+userColumns+` FROM users WHERE `+where), arg)
@@ -89,7 +90,7 @@ func scanUser(row interface{ Scan(...any) error }) (User, error) {
 	var disabled, activated, changed, totpOn sql.NullInt64
 	var mustChange int
 	err := row.Scan(&u.ID, &u.Username, &u.Role, &u.PasswordHash, &created, &disabled, &activated,
-		&changed, &mustChange, &u.EmailEnc, &u.TOTPSecretEnc, &totpOn, &u.TOTPLastStep)
+		&changed, &mustChange, &u.EmailEnc, &u.TOTPSecretEnc, &totpOn, &u.TOTPLastStep, &u.DisplayName)
 	if err != nil {
 		return User{}, err
 	}
@@ -114,6 +115,36 @@ func nullMillis(t time.Time) any {
 		return nil
 	}
 	return t.UnixMilli()
+}
+
+// SetDisplayName changes the name an account shows to patients.
+func (db *DB) SetDisplayName(ctx context.Context, userID, name string) error {
+	res, err := db.sql.ExecContext(ctx, db.rebind(`UPDATE users SET display_name = ? WHERE id = ?`), name, userID)
+	if err != nil {
+		return fmt.Errorf("set display name: %w", err)
+	}
+	if n, err := res.RowsAffected(); err != nil || n != 1 {
+		return ErrNotFound
+	}
+	return nil
+}
+
+// ConsultHostName is the name the clinician who owns a consult shows to
+// patients: the display name, else the username.
+func (db *DB) ConsultHostName(ctx context.Context, consultID string) (string, error) {
+	var name, username string
+	err := db.sql.QueryRowContext(ctx, db.rebind(`SELECT u.display_name, u.username FROM consults c JOIN users u ON u.id = c.owner_id WHERE c.id = ?`),
+		consultID).Scan(&name, &username)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", ErrNotFound
+	}
+	if err != nil {
+		return "", fmt.Errorf("read consult host: %w", err)
+	}
+	if name == "" {
+		name = username
+	}
+	return name, nil
 }
 
 // ReplaceSetupToken forgets every unused setup token and stores the hash of
@@ -170,10 +201,10 @@ func (db *DB) CompleteSetup(ctx context.Context, hash []byte, now time.Time, u U
 
 func insertUser(ctx context.Context, db *DB, tx *sql.Tx, u User) error {
 	_, err := tx.ExecContext(ctx, db.rebind(`INSERT INTO users
-		(id, username, role, password_hash, created_at, activated_at, password_changed_at, must_change_password, email_enc)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+		(id, username, role, password_hash, created_at, activated_at, password_changed_at, must_change_password, email_enc, display_name)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
 		u.ID, u.Username, u.Role, u.PasswordHash, u.CreatedAt.UnixMilli(), nullMillis(u.ActivatedAt),
-		nullMillis(u.PasswordChangedAt), boolInt(u.MustChangePassword), u.EmailEnc)
+		nullMillis(u.PasswordChangedAt), boolInt(u.MustChangePassword), u.EmailEnc, u.DisplayName)
 	if err != nil {
 		if isUniqueViolation(err) {
 			return fmt.Errorf("user %s: %w", u.ID, ErrConflict)

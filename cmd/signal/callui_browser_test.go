@@ -1,11 +1,17 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"image"
+	"image/color"
+	"image/draw"
+	"image/png"
 	"net/http"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -103,7 +109,7 @@ func screenshot(t *testing.T, ctx context.Context, name string) {
 	if err != nil {
 		t.Fatalf("screenshot %s: %v", name, err)
 	}
-	if err := os.WriteFile(dir+"/"+strings.ReplaceAll(name, " ", "-")+".png", png, 0o644); err != nil {
+	if err := os.WriteFile(dir+"/"+strings.NewReplacer(" ", "-", "/", "_").Replace(name)+".png", png, 0o644); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -151,6 +157,39 @@ func watchNotifications(t *testing.T, ctx context.Context, d *devServer) {
 	}))
 }
 
+// writeLogo writes a 64×32 PNG logo under dir and returns its path.
+func writeLogo(t *testing.T, dir string) string {
+	t.Helper()
+	img := image.NewRGBA(image.Rect(0, 0, 64, 32))
+	draw.Draw(img, img.Bounds(), &image.Uniform{color.RGBA{0x0d, 0x3b, 0x66, 0xff}}, image.Point{}, draw.Src)
+	var buf bytes.Buffer
+	if err := png.Encode(&buf, img); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "logo.png")
+	if err := os.WriteFile(path, buf.Bytes(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// joinButtonInView is true when the join page's Join button shows without scrolling.
+const joinButtonInView = `(() => {
+  const r = document.getElementById("join-button").getBoundingClientRect();
+  return window.scrollY === 0 && r.top >= 0 && r.bottom <= window.innerHeight && r.right <= document.documentElement.clientWidth;
+})()`
+
+// setMediaPermission allows or blocks the camera or microphone for the
+// site in the browser of ctx, as the patient would in its settings.
+func setMediaPermission(t *testing.T, ctx context.Context, d *devServer, name string, setting browser.PermissionSetting) {
+	t.Helper()
+	params := browser.SetPermissionParams{Permission: &browser.PermissionDescriptor{Name: name}, Setting: setting, Origin: d.public}
+	do(t, ctx, name+" "+string(setting), chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+		_, err := cdp.Call(ctx, tg, browser.SetPermission, params)
+		return err
+	}))
+}
+
 // joinAsPatient opens the link on the phone and joins under name.
 func joinAsPatient(t *testing.T, ctx context.Context, link, name string) {
 	t.Helper()
@@ -172,22 +211,42 @@ func joinAsPatient(t *testing.T, ctx context.Context, link, name string) {
 func TestBrowserCallLayoutAndAccessibility(t *testing.T) {
 	axe := browsertest.LoadAxe(t)
 	dir := t.TempDir()
-	d := startDev(t, dir)
+	d := startDev(t, dir, "-institution", "Clinique du Lac", "-institution-logo", writeLogo(t, dir))
 	defer d.stop()
 	createFirstAdmin(t, d, "chief.admin", "a long admin passphrase")
 	admin := signInHTTP(t, d, "chief.admin", "a long admin passphrase")
 	createClinician(t, d, dir, admin, "dr.layout", "a long clinician passphrase")
 
 	// The administrator's pages, in the browser that is the patient's later.
-	patient := browsertest.New(t)
+	// The patient's browser asks for the camera and microphone as a real
+	// one does, by the site's permissions (no automatic yes): both are
+	// allowed here, and the microphone blocked later.
+	patient := browsertest.New(t, chromedp.Flag("use-fake-ui-for-media-stream", false))
+	setMediaPermission(t, patient, d, "camera", browser.PermissionSettingGranted)
+	setMediaPermission(t, patient, d, "microphone", browser.PermissionSettingGranted)
 	setViewport(t, patient, desktop)
 	do(t, patient, "sign-in page", chromedp.Navigate(d.public+"/signin"), chromedp.WaitVisible(chromedp.CSS("#username")))
 	axe.Check(t, patient, "sign-in")
 	adminSession(t, patient, d, admin)
-	for _, page := range []string{"/admin/users", "/admin/audit", "/account"} {
-		do(t, patient, page, chromedp.Navigate(d.public+page), chromedp.WaitVisible(chromedp.CSS("h1")))
-		axe.Check(t, patient, page)
+	// Each staff page has the header navigation with the current page
+	// marked and sign-out, and fits a phone (the users table stacks).
+	for _, size := range [][2]int64{desktop, phone} {
+		setViewport(t, patient, size)
+		for _, page := range []string{"/admin/users", "/admin/audit", "/account"} {
+			do(t, patient, page, chromedp.Navigate(d.public+page), chromedp.WaitVisible(chromedp.CSS("h1")))
+			waitTrue(t, patient, page+" header", `document.querySelector("header nav a[aria-current=page]").getAttribute("href") === "`+page+
+				`" && document.querySelectorAll("header nav a").length === 3 && document.querySelector("header nav form[action='/signout'] button").checkVisibility()`, 5*time.Second)
+			if page == "/admin/audit" {
+				waitTrue(t, patient, "each audit filter's label sits above its field", `document.querySelectorAll(".filters .field").length === 6 && [...document.querySelectorAll(".filters .field")].every(f => {
+  const l = f.querySelector("label").getBoundingClientRect(), i = f.querySelector("input").getBoundingClientRect();
+  return Math.abs(l.left - i.left) < 1 && l.bottom <= i.top + 1;
+})`, 5*time.Second)
+			}
+			checkLayout(t, patient, page, size)
+			axe.Check(t, patient, page)
+		}
 	}
+	setViewport(t, patient, desktop)
 	do(t, patient, "forget the administrator", chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
 		_, err := cdp.Call(ctx, tg, network.ClearBrowserCookies, cdp.Empty{})
 		return err
@@ -199,6 +258,13 @@ func TestBrowserCallLayoutAndAccessibility(t *testing.T) {
 	setViewport(t, doc, desktop)
 	watchNotifications(t, doc, d)
 	browserSignIn(t, doc, d, "dr.layout", "a long clinician passphrase")
+	// The name patients see, set on the account page.
+	do(t, doc, "account page", chromedp.WaitVisible(chromedp.CSS("#new-consult-button")),
+		chromedp.Navigate(d.public+"/account"), chromedp.WaitVisible(chromedp.CSS("#display-name")),
+		chromedp.SendKeys(chromedp.CSS("#display-name"), "Dr. Ana Layout"),
+		chromedp.Click(chromedp.CSS("form[action='/account/profile'] button")))
+	waitTrue(t, doc, "display name saved", `location.search === "?changed=profile" && document.getElementById("display-name").value === "Dr. Ana Layout"`, 10*time.Second)
+	do(t, doc, "dashboard", chromedp.Navigate(d.public+"/consults"))
 	do(t, doc, "start consult",
 		chromedp.WaitVisible(chromedp.CSS("#new-consult-button")),
 		chromedp.Click(chromedp.CSS("#new-consult-button")),
@@ -219,11 +285,37 @@ func TestBrowserCallLayoutAndAccessibility(t *testing.T) {
 	// Join page and waiting room, on both sizes.
 	do(t, patient, "join page", chromedp.Navigate(link), chromedp.WaitVisible(chromedp.CSS("#name")))
 	waitTrue(t, patient, "camera preview", `document.getElementById("preview").videoWidth > 0`, 10*time.Second)
+	waitTrue(t, patient, "join page shows the institution", `document.getElementById("institution").textContent === "Clinique du Lac" && document.querySelector("header img.logo").naturalWidth === 64`, 5*time.Second)
+	waitTrue(t, patient, "join page names the clinician", `document.getElementById("host").textContent.includes("Dr. Ana Layout")`, 5*time.Second)
+	// The verdict in plain words; the path and transports behind "details".
+	waitTrue(t, patient, "connection verdict without network words", `!!document.getElementById("network-status").dataset.result &&
+  !/\b(UDP|TCP|TLS|STUN|TURN|[Rr]elay)\b/.test(document.getElementById("network-status").textContent) &&
+  document.querySelector("details#network-details").checkVisibility() && !document.getElementById("network-detail-list").checkVisibility() &&
+  /STUN|TURN/.test(document.getElementById("network-detail-list").textContent)`, 15*time.Second)
 	checkLayout(t, patient, "join", phone)
+	waitTrue(t, patient, "Join visible without scrolling on the phone", joinButtonInView, 5*time.Second)
 	axe.Check(t, patient, "join")
 	setViewport(t, patient, desktop)
 	checkLayout(t, patient, "join", desktop)
+	waitTrue(t, patient, "Join visible without scrolling on the desktop", joinButtonInView, 5*time.Second)
 	setViewport(t, patient, phone)
+
+	// The microphone blocked: one message, this browser's explanation and
+	// a retry, which works once the microphone is allowed.
+	setMediaPermission(t, patient, d, "microphone", browser.PermissionSettingDenied)
+	do(t, patient, "join page, microphone blocked", chromedp.Navigate(link), chromedp.WaitVisible(chromedp.CSS("#name")))
+	waitTrue(t, patient, "microphone blocked explained", `(() => {
+  const s = document.getElementById("camera-status"), help = document.getElementById("device-help");
+  return s.dataset.devices === "camera nomic" && s.textContent.includes("blocked the microphone") && !s.textContent.includes("work") &&
+    help.checkVisibility() && help.textContent.startsWith("In Chrome or Edge") && document.getElementById("device-retry").checkVisibility();
+})()`, 10*time.Second)
+	checkLayout(t, patient, "join, microphone blocked", phone)
+	axe.Check(t, patient, "join, microphone blocked")
+	setMediaPermission(t, patient, d, "microphone", browser.PermissionSettingGranted)
+	do(t, patient, "retry", chromedp.Click(chromedp.CSS("#device-retry")))
+	waitTrue(t, patient, "retry finds the microphone", `document.getElementById("camera-status").dataset.devices === "camera mic" && !document.getElementById("device-help").checkVisibility() && !document.getElementById("device-retry").checkVisibility()`, 10*time.Second)
+	// The first patient goes on without a microphone.
+	setMediaPermission(t, patient, d, "microphone", browser.PermissionSettingDenied)
 
 	admitted := func(name string) {
 		t.Helper()
@@ -249,20 +341,24 @@ func TestBrowserCallLayoutAndAccessibility(t *testing.T) {
 	axe.Check(t, doc, "dashboard with a patient waiting")
 	do(t, doc, "open the call", chromedp.Navigate(callURL), chromedp.WaitVisible(chromedp.CSS("#links-title")))
 	waitTrue(t, patient, "waiting room says the clinician has been told", `document.getElementById("lobby-wait").dataset.clinician === "true" && document.getElementById("lobby-text").textContent.includes("has been told")`, 10*time.Second)
+	waitTrue(t, patient, "waiting room names the clinician", `document.getElementById("lobby-host").textContent.includes("Dr. Ana Layout")`, 5*time.Second)
 	waitTrue(t, patient, "self-view while waiting", `document.getElementById("lobby-self").videoWidth > 0 && document.getElementById("lobby-self").checkVisibility()`, 10*time.Second)
 	checkLayout(t, patient, "waiting room", phone)
 	axe.Check(t, patient, "waiting room")
 	setViewport(t, patient, desktop)
 	checkLayout(t, patient, "waiting room", desktop)
 	setViewport(t, patient, phone)
-	waitTrue(t, doc, "clinician sees the waiting patient", `document.querySelector("#lobby li.waiting") !== null`, 15*time.Second)
+	waitTrue(t, doc, "clinician sees the waiting patient has no microphone", `[...document.querySelectorAll("#lobby li.waiting")].some(li => li.textContent.includes("Pat Denied") && li.textContent.includes("no microphone"))`, 15*time.Second)
+	waitTrue(t, patient, "waiting room warns of the missing microphone", `document.getElementById("lobby-nomic").checkVisibility()`, 5*time.Second)
 	do(t, doc, "deny", chromedp.Click(chromedp.CSS(`#lobby li.waiting button:not(.admit)`)))
 	expel("denied", "could not let you in")
+	setMediaPermission(t, patient, d, "microphone", browser.PermissionSettingGranted)
 
 	joinAsPatient(t, patient, link, "Pat Example")
 	admitted("Pat Example")
 	waitTrue(t, doc, "clinician decodes the patient's video", remoteVideoDecoding, 90*time.Second)
 	waitTrue(t, patient, "patient decodes the clinician's video", remoteVideoDecoding, 90*time.Second)
+	waitTrue(t, patient, "the call names the clinician by display name", `document.querySelector("figure.tile:not(.self) figcaption").textContent.includes("Dr. Ana Layout")`, 5*time.Second)
 
 	for _, size := range [][2]int64{phone, desktop} {
 		setViewport(t, patient, size)
@@ -303,7 +399,7 @@ func TestBrowserCallLayoutAndAccessibility(t *testing.T) {
 	waitTrue(t, patient, "name card with marks", `(() => {
   const fig = document.querySelector("figure.tile:not(.self)");
   const card = fig.querySelector(".name-card");
-  return fig.classList.contains("no-video") && card.checkVisibility() && card.textContent === "D" &&
+  return fig.classList.contains("no-video") && card.checkVisibility() && card.textContent === "DA" &&
     /muted, camera off/.test(fig.querySelector("figcaption").textContent);
 })()`, 10*time.Second)
 	screenshot(t, patient, "name-card-390x844")

@@ -47,6 +47,8 @@ type settings struct {
 	logFormat       config.Enum
 
 	institution       string
+	institutionLogo   string
+	logo              site.Logo // read from institutionLogo by validate
 	requireTOTP       bool
 	passkeys          passkeySettings
 	passwordMinLength int
@@ -169,7 +171,8 @@ func newSettings(stderr io.Writer) *settings {
 	fs.Var(&s.logLevel, "log-level", "log `level`: debug, info, warn or error")
 	fs.Var(&s.logFormat, "log-format", "log `format`: json or text")
 
-	fs.StringVar(&s.institution, "institution", "OpenConsult", "`name` shown in authenticator apps and e-mail")
+	fs.StringVar(&s.institution, "institution", "OpenConsult", "`name` shown in authenticator apps, e-mail and at the top of every page (patients see it on the join page and in the waiting room)")
+	fs.StringVar(&s.institutionLogo, "institution-logo", "", "logo `file` shown next to -institution on every page: PNG, JPEG, WebP or GIF up to 256 KiB (SVG is refused); served at /institution-logo")
 	fs.BoolVar(&s.requireTOTP, "require-totp", true, "require a second factor (TOTP) for every account; false lets users choose")
 	s.passkeys.register(fs)
 	fs.IntVar(&s.passwordMinLength, "password-min-length", 12, "minimum password length in characters (8 to 64)")
@@ -323,6 +326,13 @@ func (s *settings) validate() error {
 	}
 	if s.hstsMaxAge < 0 {
 		bad("hsts-max-age", "must not be negative")
+	}
+	if s.institutionLogo != "" {
+		logo, err := site.LoadLogo(s.institutionLogo)
+		if err != nil {
+			bad("institution-logo", "%v", err)
+		}
+		s.logo = logo
 	}
 	if _, err := redislimit.Options(s.redis, ""); s.redis != "" && err != nil {
 		bad("redis", "%v", err)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -25,14 +26,15 @@ func TestBrowserJoinCheckReportsWhatWasProven(t *testing.T) {
 		flags   func(t *testing.T) []string
 		results string // the data-result values accepted
 		text    string // in the verdict
+		details string // in the details behind the toggle
 		lobby   string // in the clinician's lobby entry
 	}{
-		{"relay reachable", func(*testing.T) []string { return nil }, "direct relay", "Your connection is ready", "connection check passed"},
+		{"relay reachable", func(*testing.T) []string { return nil }, "direct relay", "Your connection is ready", "TURN relay reachable over: UDP", "connection check passed"},
 		{"nothing answers", func(*testing.T) []string {
 			return []string{"-stun-url", "stun:127.0.0.1:9", "-turn-url", "turn:127.0.0.1:9?transport=udp",
 				"-turn-url", "turn:127.0.0.1:9?transport=tcp", "-turn-secret", "secret of a relay that is not there"}
-		}, "failed", "mobile data", "connection check failed"},
-		{"UDP dropped, TLS on the HTTPS port", udpDroppedFlags, "relay", "through the relay (TLS)", "connection check passed through the relay"},
+		}, "failed", "mobile data", "TURN relay: not reachable", "connection check failed"},
+		{"UDP dropped, TLS on the HTTPS port", udpDroppedFlags, "relay", "Your connection is ready", "TURN relay reachable over: TLS", "connection check passed through the relay"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -47,12 +49,18 @@ func TestBrowserJoinCheckReportsWhatWasProven(t *testing.T) {
 			start := time.Now()
 			waitTrue(t, patient, "check finished", `!!document.getElementById("network-status").dataset.result`, 15*time.Second)
 			t.Logf("check finished after about %s", time.Since(start).Round(100*time.Millisecond))
-			verdict, err := chromedp.Run(patient, chromedp.Evaluate[[]string](`(() => { const s = document.getElementById("network-status"); return [s.dataset.result, s.textContent, sessionStorage.getItem("openconsult.check")]; })()`))
+			verdict, err := chromedp.Run(patient, chromedp.Evaluate[[]string](`(() => { const s = document.getElementById("network-status"); return [s.dataset.result, s.textContent, sessionStorage.getItem("openconsult.check"), document.getElementById("network-detail-list").textContent]; })()`))
 			if err != nil {
 				t.Fatal(err)
 			}
 			if !strings.Contains(" "+tt.results+" ", " "+verdict[0]+" ") || !strings.Contains(verdict[1], tt.text) || verdict[2] != verdict[0] {
 				t.Fatalf("check result %q, verdict %q, kept %q; want one of %q saying %q", verdict[0], verdict[1], verdict[2], tt.results, tt.text)
+			}
+			if !strings.Contains(verdict[3], tt.details) {
+				t.Fatalf("details %q, want %q", verdict[3], tt.details)
+			}
+			if jargon := regexp.MustCompile(`\b(UDP|TCP|TLS|STUN|TURN|(?i:relay))\b`).FindString(verdict[1]); jargon != "" {
+				t.Fatalf("the patient's verdict says %q: %q", jargon, verdict[1])
 			}
 			if verdict[0] == "failed" && strings.Contains(verdict[1], "ready") {
 				t.Fatalf("a failed check says %q", verdict[1])

@@ -324,6 +324,13 @@ func TestBadConfigurationNamesTheSetting(t *testing.T) {
 	if err := os.WriteFile(file, []byte("log-level = \"chatty\"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	svgLogo, bigLogo := filepath.Join(dir, "logo.svg"), filepath.Join(dir, "logo.png")
+	if err := os.WriteFile(svgLogo, []byte(`<svg xmlns="http://www.w3.org/2000/svg"><script>alert(1)</script></svg>`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(bigLogo, append([]byte("\x89PNG\r\n\x1a\n"), make([]byte, 300<<10)...), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	tests := []struct {
 		name string
 		args []string
@@ -350,6 +357,9 @@ func TestBadConfigurationNamesTheSetting(t *testing.T) {
 		{"unknown object store", append([]string{"-dev", "-object-store", "s3"}, ephemeralListeners()...), nil, []string{"-object-store", "filesystem, azure"}},
 		{"document quota of none", append([]string{"-dev", "-document-max-files", "0"}, ephemeralListeners()...), nil, []string{"-document-max-files", "1 to 10000"}},
 		{"sfu threshold of one", []string{"-dev", "-sfu-min-participants", "1"}, nil, []string{"-sfu-min-participants", "2 to 50"}},
+		{"svg logo", []string{"-dev", "-institution-logo", svgLogo}, nil, []string{"-institution-logo", "SVG is not accepted"}},
+		{"logo too large", []string{"-dev", "-institution-logo", bigLogo}, nil, []string{"-institution-logo", "larger than 256 KiB"}},
+		{"logo missing", []string{"-dev", "-institution-logo", filepath.Join(dir, "none.png")}, nil, []string{"-institution-logo", "open logo"}},
 		{"negative return to peers", []string{"-dev", "-sfu-return-after", "-1s"}, nil, []string{"-sfu-return-after", "0 to 1h"}},
 		{"missing cert file", []string{"-tls-cert", filepath.Join(dir, "none.pem"), "-tls-key", filepath.Join(dir, "none.key"), "-public-url", "https://c.example.org", "-data-dir", dir, "-master-key", "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="}, nil, []string{"certificate file"}},
 	}

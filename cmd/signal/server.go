@@ -256,6 +256,7 @@ func start(ctx context.Context, s *settings, stdout, stderr io.Writer) (_ *serve
 		HSTSMaxAge: s.hstsMaxAge, Resets: resets, Passkeys: passkeys, TrustedProxies: proxies, ClientHeader: s.clientAddressHeader(),
 		SSO: flows, SSOAccounts: accounts, Limiter: limiter, LegalHolds: db,
 		Recordings: recordings, RecordingRoles: s.recordingViewers.Values,
+		Institution: site.Institution{Name: s.institution, Logo: s.logo}, Hosts: consults,
 	})
 	if err != nil {
 		return nil, err

@@ -26,6 +26,33 @@ func Run(t *testing.T, open Opener) {
 		{"NewSetupTokenReplacesUnusedOne", setupTokenReplaced},
 		{"ConcurrentSetupCompletionsLetOneWin", setupConcurrent},
 	})
+	run(t, open, true, []suiteCase{{"DisplayNameShowsToPatients", displayName}})
+}
+
+// displayName: a consult's host shows by username until the account has a
+// display name, then by it.
+func displayName(t *testing.T, db *store.DB) {
+	ctx := context.Background()
+	consultID := newConsult(t, db)
+	for _, want := range []string{"u_doc", "Dr. Ana Ruiz"} {
+		if want != "u_doc" {
+			if err := db.SetDisplayName(ctx, "u_doc", want); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if got, err := db.ConsultHostName(ctx, consultID); err != nil || got != want {
+			t.Fatalf("ConsultHostName = %q, %v; want %q", got, err, want)
+		}
+	}
+	if u, err := db.UserByID(ctx, "u_doc"); err != nil || u.DisplayName != "Dr. Ana Ruiz" {
+		t.Fatalf("UserByID display name %q, %v", u.DisplayName, err)
+	}
+	if err := db.SetDisplayName(ctx, "u_nobody", "X"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("unknown account: %v", err)
+	}
+	if _, err := db.ConsultHostName(ctx, "c_nothing"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("unknown consult: %v", err)
+	}
 }
 
 // suiteCase is one test of a suite, given a fresh database.

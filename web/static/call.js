@@ -64,12 +64,20 @@ async function startMedia() {
   } catch (err) {
     try {
       state.local = await navigator.mediaDevices.getUserMedia({ audio: true });
-      setStatus(t("js.call.camera.unavailable"));
+      if (wantVideo) setStatus(t("js.call.camera.unavailable"));
     } catch {
-      state.local = new MediaStream();
-      setStatus(t("js.call.media.unavailable"));
+      // No microphone: the camera alone still lets the clinician see them.
+      try {
+        state.local = wantVideo ? await navigator.mediaDevices.getUserMedia({ video: true }) : new MediaStream();
+      } catch {
+        state.local = new MediaStream();
+      }
+      if (state.local.getVideoTracks().length === 0) setStatus(t("js.call.media.unavailable"));
     }
   }
+  // Without a microphone the waiting room says so, and the clinician's
+  // lobby entry too (see connect).
+  $("lobby-nomic").hidden = state.local.getAudioTracks().length > 0;
   tile(state.me || "me", t("js.call.you"), state.local, true);
   $("lobby-self").srcObject = state.local;
   $("lobby-self").hidden = state.local.getVideoTracks().length === 0;
@@ -573,6 +581,12 @@ function renderLobby(waiting) {
       note.textContent = checkNotes[w.check];
       li.append(note, " ");
     }
+    if (w.noMic) {
+      const note = document.createElement("span");
+      note.className = "check check-nomic";
+      note.textContent = t("js.call.check.nomic");
+      li.append(note, " ");
+    }
     if (lobbyNote(w)) li.append(lobbyNote(w), " ");
     li.append(button(t("js.call.admit"), () => send({ type: "admit", member: w.id }), "small admit"), " ",
       button(t("js.call.deny"), () => send({ type: "deny", member: w.id }), "small secondary"));
@@ -839,7 +853,10 @@ const handlers = {
 function checkQuery() {
   let result = null;
   try { result = sessionStorage.getItem("openconsult.check"); } catch { /* storage disabled */ }
-  return result ? `?check=${encodeURIComponent(result)}` : "";
+  const q = new URLSearchParams();
+  if (result) q.set("check", result);
+  if (!isHost && state.local && state.local.getAudioTracks().length === 0) q.set("mic", "none");
+  return q.size ? `?${q}` : "";
 }
 
 function connect() {

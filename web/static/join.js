@@ -5,49 +5,97 @@ import { t } from "./i18n.js";
 
 const preview = document.getElementById("preview");
 const cameraStatus = document.getElementById("camera-status");
+const deviceHelp = document.getElementById("device-help");
+const deviceActions = document.getElementById("device-actions");
 const meter = document.getElementById("mic-level");
 const networkStatus = document.getElementById("network-status");
+const networkDetails = document.getElementById("network-details");
 const audioOnly = document.getElementById("audio-only");
 
 let audioContext = null;
+let current = null; // the stream shown, stopped before a retry
 
-async function checkDevices() {
-  let stream = null;
-  try {
-    stream = await navigator.mediaDevices.getUserMedia({ audio: true, video: true });
-    cameraStatus.textContent = t("js.join.ok");
-  } catch (err) {
-    if (err.name === "NotAllowedError") {
-      cameraStatus.textContent = t("js.join.blocked");
-    } else if (err.name === "NotFoundError" || err.name === "OverconstrainedError") {
-      cameraStatus.textContent = t("js.join.nocamera");
-    } else {
-      cameraStatus.textContent = t("js.join.camera.failed");
-    }
-    audioOnly.checked = true;
-    try {
-      stream = await navigator.mediaDevices.getUserMedia({ audio: true });
-    } catch {
-      cameraStatus.textContent += " " + t("js.join.mic.failed");
-      return;
-    }
-  }
-  if (stream.getVideoTracks().length > 0) {
-    preview.srcObject = stream;
-  } else {
-    preview.hidden = true;
-  }
-  showLevel(stream);
+// browserHelp is the paragraph that tells this browser's users how to
+// allow the camera and microphone. Samsung Internet and Edge carry
+// "Chrome" in their user agent, and every browser on iOS is Safari inside.
+function browserHelp(ua, touchMac) {
+  if (/SamsungBrowser\//.test(ua)) return t("js.join.help.samsung");
+  if (/iPhone|iPad|iPod/.test(ua) || (touchMac && /Macintosh/.test(ua))) return t("js.join.help.ios");
+  if (/Firefox\/|FxiOS\//.test(ua)) return t("js.join.help.firefox");
+  if (/Chrome\/|Chromium\/|Edg\//.test(ua)) return t("js.join.help.chrome");
+  return t("js.join.help.other");
 }
 
+// getMedia asks for constraints and returns the stream, or the error's name.
+async function getMedia(constraints) {
+  try {
+    return { stream: await navigator.mediaDevices.getUserMedia(constraints) };
+  } catch (err) {
+    return { error: err.name || "Error" };
+  }
+}
+
+// The one message for each outcome: what works decides, so that no two
+// messages contradict each other.
+function deviceMessage(video, audio, videoErr, audioErr) {
+  const blocked = (e) => e === "NotAllowedError" || e === "SecurityError";
+  const missing = (e) => e === "NotFoundError" || e === "OverconstrainedError";
+  if (video && audio) return { text: t("js.join.ok") };
+  if (audio) {
+    if (blocked(videoErr)) return { text: t("js.join.camera.blocked"), help: true };
+    return { text: missing(videoErr) ? t("js.join.nocamera") : t("js.join.camera.failed"), retry: true };
+  }
+  if (video) {
+    if (blocked(audioErr)) return { text: t("js.join.mic.blocked"), help: true };
+    return { text: t("js.join.nomic"), retry: true };
+  }
+  if (blocked(videoErr) || blocked(audioErr)) return { text: t("js.join.blocked"), help: true };
+  return { text: t("js.join.nodevices"), retry: true };
+}
+
+async function checkDevices() {
+  if (current) for (const track of current.getTracks()) track.stop();
+  cameraStatus.textContent = t("js.join.asking");
+  let both = await getMedia({ audio: true, video: true });
+  let videoErr = "", audioErr = "";
+  let stream = both.stream;
+  if (!stream) {
+    // Ask for each device alone, to tell which one is missing.
+    const a = await getMedia({ audio: true });
+    const v = await getMedia({ video: true });
+    audioErr = a.error || "";
+    videoErr = v.error || "";
+    stream = new MediaStream([...(a.stream?.getTracks() || []), ...(v.stream?.getTracks() || [])]);
+  }
+  current = stream;
+  const video = stream.getVideoTracks().length > 0, audio = stream.getAudioTracks().length > 0;
+  const msg = deviceMessage(video, audio, videoErr, audioErr);
+  cameraStatus.textContent = msg.text;
+  cameraStatus.dataset.devices = (video ? "camera" : "nocamera") + " " + (audio ? "mic" : "nomic");
+  deviceHelp.hidden = !msg.help;
+  deviceHelp.textContent = msg.help ? browserHelp(navigator.userAgent, navigator.maxTouchPoints > 1) : "";
+  deviceActions.hidden = !(msg.help || msg.retry);
+  audioOnly.checked = !video;
+  preview.hidden = !video;
+  preview.srcObject = video ? stream : null;
+  if (audio) showLevel(stream);
+}
+
+document.getElementById("device-retry").addEventListener("click", checkDevices);
+
+let levelRun = 0; // the meter loop of the latest stream; older ones stop
+
 function showLevel(stream) {
+  if (audioContext) audioContext.close();
   audioContext = new AudioContext();
   const source = audioContext.createMediaStreamSource(stream);
   const analyser = audioContext.createAnalyser();
   analyser.fftSize = 512;
   source.connect(analyser);
   const samples = new Float32Array(analyser.fftSize);
+  const run = ++levelRun;
   const tick = () => {
+    if (run !== levelRun) return;
     analyser.getFloatTimeDomainData(samples);
     let sum = 0;
     for (const v of samples) sum += v * v;
@@ -80,16 +128,29 @@ document.getElementById("speaker-test").addEventListener("click", async () => {
 const checkSettle = 2500;
 const checkGiveUp = 8000;
 
+// The patient reads one sentence without network words; the details (the
+// path and the relay's transports) are behind a toggle for whoever helps them.
 const verdicts = {
-  direct: (relays) => (relays.length ? t("js.join.direct.relay", { relays: relays.join(", ") }) : t("js.join.direct")),
-  relay: (relays) => t("js.join.relay", { relays: relays.join(", ") }),
+  direct: () => t("js.join.ready"),
+  relay: () => t("js.join.ready"),
   failed: () => t("js.join.failed"),
   unknown: () => t("js.join.unknown"),
 };
 
 function showVerdict(result, relays) {
-  networkStatus.textContent = verdicts[result](relays);
+  networkStatus.textContent = verdicts[result]();
   networkStatus.dataset.result = result;
+  const details = result === "unknown"
+    ? [t("js.join.detail.unknown")]
+    : [result === "direct" ? t("js.join.detail.direct") : t("js.join.detail.nodirect"),
+      relays.length ? t("js.join.detail.relays", { relays: relays.join(", ") }) : t("js.join.detail.norelay")];
+  const list = document.getElementById("network-detail-list");
+  list.replaceChildren(...details.map((text) => {
+    const li = document.createElement("li");
+    li.textContent = text;
+    return li;
+  }));
+  networkDetails.hidden = false;
   try {
     sessionStorage.setItem("openconsult.check", result);
   } catch {
