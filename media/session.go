@@ -20,6 +20,7 @@ type Session struct {
 	pc     *webrtc.PeerConnection
 	out    Events
 	bwe    cc.BandwidthEstimator // nil if the interceptor made none
+	rtx    *retransmitter        // nil if the interceptor made none
 
 	// estimateOverride replaces the bandwidth estimate in tests that
 	// simulate a bandwidth drop.
