@@ -6,10 +6,7 @@ import (
 	"sync"
 
 	"github.com/pion/interceptor"
-	"github.com/pion/interceptor/pkg/cc"
-	"github.com/pion/interceptor/pkg/gcc"
 	"github.com/pion/interceptor/pkg/nack"
-	"github.com/pion/interceptor/pkg/twcc"
 	"github.com/pion/rtp"
 	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v4"
@@ -31,17 +28,17 @@ const initialEstimate = 2_500_000
 //     publishers for what the SFU itself lost on the uplink.
 //   - RTCP sender and receiver reports: subscribers need sender reports to
 //     synchronise audio with video; publishers use receiver reports.
-//   - Transport-wide congestion control: the header extension on what the
-//     SFU sends, and pion's GCC estimator reading subscribers' feedback,
-//     which the simulcast allocator reads; and TWCC feedback toward
-//     publishers, which browsers use to size their uplink.
+//   - Transport-wide congestion control: toward subscribers, the SFU's own
+//     lean estimator (bwe.go), which numbers what the SFU sends and reads
+//     each feedback report once, for the simulcast allocator; toward
+//     publishers, pion's TWCC feedback, which browsers use to size their
+//     uplink.
 //   - The MID/RID/repaired-RID header extensions simulcast needs, and the
 //     RFC 6464 audio level extension the active speaker is computed from.
 //
 // Retransmissions go out on the subscriber's RTX stream where it has one
-// (the retransmitter, at the bottom of the chain: GCC's pacer only knows
-// the media SSRCs and would refuse packets on the RTX SSRC), else on the
-// media SSRC with their first sequence number.
+// (the retransmitter, at the bottom of the chain), else on the media SSRC
+// with their first sequence number.
 func newAPI(settings webrtc.SettingEngine, estimators, rtx *sync.Map, m *metrics) (*webrtc.API, error) {
 	me := &webrtc.MediaEngine{}
 	if err := me.RegisterDefaultCodecs(); err != nil {
@@ -56,18 +53,9 @@ func newAPI(settings webrtc.SettingEngine, estimators, rtx *sync.Map, m *metrics
 	me.RegisterFeedback(webrtc.RTCPFeedback{Type: "nack"}, webrtc.RTPCodecTypeVideo)
 	me.RegisterFeedback(webrtc.RTCPFeedback{Type: "nack", Parameter: "pli"}, webrtc.RTPCodecTypeVideo)
 	reg.Add(retransmitters{m: m, byConn: rtx})
-	ccf, err := cc.NewInterceptor(func() (cc.BandwidthEstimator, error) {
-		// The SFU's own queues pace; GCC's leaky bucket would add a second
-		// queue and a goroutine per subscriber.
-		return gcc.NewSendSideBWE(gcc.SendSideBWEInitialBitrate(initialEstimate), gcc.SendSideBWEPacer(gcc.NewNoOpPacer()))
-	})
-	if err != nil {
-		return nil, fmt.Errorf("congestion control: %w", err)
-	}
 	// Called inside NewPeerConnection; Join picks the estimator up by the
 	// connection's id right after.
-	ccf.OnNewPeerConnection(func(id string, e cc.BandwidthEstimator) { estimators.Store(id, e) })
-	reg.Add(ccf)
+	reg.Add(leanBWEs{byConn: estimators})
 
 	reg.Add(gen)
 
@@ -79,11 +67,6 @@ func newAPI(settings webrtc.SettingEngine, estimators, rtx *sync.Map, m *metrics
 	if err := webrtc.ConfigureTWCCSender(me, reg); err != nil {
 		return nil, fmt.Errorf("twcc feedback: %w", err)
 	}
-	ext, err := twcc.NewHeaderExtensionInterceptor()
-	if err != nil {
-		return nil, fmt.Errorf("twcc extension: %w", err)
-	}
-	reg.Add(ext)
 	if err := webrtc.ConfigureSimulcastExtensionHeaders(me); err != nil {
 		return nil, fmt.Errorf("simulcast extensions: %w", err)
 	}

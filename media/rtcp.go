@@ -5,8 +5,8 @@ import (
 )
 
 // readRTCP reads what the subscriber sends about this track until the
-// sender stops. Reading is what runs the interceptors' RTCP side: GCC
-// takes in transport-wide feedback while this loop reads. NACKs are
+// sender stops. Reading is what runs the interceptors' RTCP side: the
+// lean estimator takes in transport-wide feedback while this loop reads. NACKs are
 // answered here from the track's sent log (nackcache.go). Keyframe requests (PLI, and FIR from
 // older clients) go on to the publisher as a PLI for the layer this
 // subscriber is on, throttled per layer by requestKeyframe.

@@ -6,9 +6,10 @@
 // What it does with the media, file by file:
 //
 //   - engine.go: the pion API with each interceptor chosen on purpose —
-//     NACK generator, RTCP reports, transport-wide
-//     congestion control with pion's GCC estimator, simulcast and audio
-//     level header extensions.
+//     NACK generator, RTCP reports, TWCC feedback toward publishers,
+//     simulcast and audio level header extensions.
+//   - bwe.go: the congestion controller toward subscribers, run once per
+//     transport-wide feedback report.
 //   - publish.go: a published track and its simulcast layers, read on the
 //     goroutine pion starts for each, and throttled keyframe requests.
 //   - forward.go: a track as one subscriber receives it, with a bounded
@@ -46,7 +47,6 @@ import (
 	"time"
 
 	"github.com/pion/dtls/v3"
-	"github.com/pion/interceptor/pkg/cc"
 	"github.com/pion/logging"
 	"github.com/pion/webrtc/v4"
 	"github.com/prometheus/client_golang/prometheus"
@@ -220,7 +220,7 @@ func (s *SFU) Join(ctx context.Context, roomID, memberID string, out Events) (Pa
 	sess := &Session{sfu: s, room: r, member: memberID, pc: pc, out: out,
 		downs: map[string]*downTrack{}, poke: make(chan struct{}, 1), done: make(chan struct{})}
 	if e, ok := s.estimators.LoadAndDelete(pc.ID()); ok {
-		sess.bwe = e.(cc.BandwidthEstimator)
+		sess.bwe = e.(*leanBWE)
 	}
 	if r, ok := s.retransmitters.LoadAndDelete(pc.ID()); ok {
 		sess.rtx = r.(*retransmitter)

@@ -238,3 +238,17 @@ func TestSRTPPrefersAES128GCM(t *testing.T) {
 		}
 	}
 }
+
+// TestEstimatorReadsSubscriberFeedback: the node numbers what it sends a
+// subscriber, reads the subscriber's transport-wide feedback, and keeps an
+// estimate on a clean loopback path at or above where it started.
+func TestEstimatorReadsSubscriberFeedback(t *testing.T) {
+	sfu := newSFU(t, media.Config{Settings: nodetest.LoopbackSettings()})
+	r := nodetest.NewRoom(t)
+	r.Join(sfu, "pub", nodetest.Publish{Video: true})
+	sub := r.Join(sfu, "sub", nodetest.Publish{})
+	eventually.True(t, 20*time.Second, "ten feedback reports", func() bool { return media.FeedbackReports(sub.Session) >= 10 })
+	if got := media.Estimate(sub.Session); got < 2_500_000 {
+		t.Errorf("estimate %d bit/s on loopback, want at least the initial 2500000", got)
+	}
+}
