@@ -60,10 +60,11 @@ bench-signin: build
 ## bench-sfu: load the SFU with consults of three and with grand rounds, through signal -dev and directly, and recording, and print the figures
 bench-sfu: build
 	$(GO) run ./tools/sfuload -signal ./bin/signal -scenario rooms -rooms 10 -video-kbps 600 -duration 15s -warmup 3s
+	$(GO) run ./tools/sfuload -direct -turnd ./bin/turnd -scenario rooms -rooms 10 -video-kbps 600 -simulcast=false -duration 15s -warmup 3s
 	$(GO) run ./tools/sfuload -direct -scenario rooms -rooms 10 -video-kbps 600 -duration 15s -warmup 3s
 	$(GO) run ./tools/sfuload -direct -scenario rooms -rooms 10 -video-kbps 600 -duration 15s -warmup 3s -udp-listen 127.0.0.1:0
 	$(GO) run ./tools/sfuload -signal ./bin/signal -scenario grandrounds -subscribers 40 -video-kbps 600 -duration 15s -warmup 3s
-	$(GO) run ./tools/sfuload -direct -scenario grandrounds -subscribers 40 -video-kbps 600 -duration 15s -warmup 3s
+	$(GO) run ./tools/sfuload -direct -turnd ./bin/turnd -scenario grandrounds -subscribers 40 -video-kbps 600 -duration 15s -warmup 3s
 	$(GO) run ./tools/sfuload -direct -record -scenario rooms -rooms 10 -video-kbps 600 -duration 15s -warmup 3s
 
 ## bench-ws: open 2,000 idle guest WebSockets on signal -dev and print the server's memory and goroutines per socket

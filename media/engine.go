@@ -1,14 +1,12 @@
 package media
 
 import (
+	"encoding/binary"
 	"fmt"
 	"sync"
 
 	"github.com/pion/interceptor"
-	"github.com/pion/interceptor/pkg/cc"
-	"github.com/pion/interceptor/pkg/gcc"
 	"github.com/pion/interceptor/pkg/nack"
-	"github.com/pion/interceptor/pkg/twcc"
 	"github.com/pion/rtp"
 	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v4"
@@ -23,24 +21,25 @@ const initialEstimate = 2_500_000
 // with each interceptor registered on purpose (pion's defaults are not
 // applied implicitly):
 //
-//   - NACK responder: a per-stream send cache that retransmits what a
-//     subscriber reports lost, so loss on one subscriber's path is repaired
-//     on that path only; and the NACK generator, which asks publishers for
-//     what the SFU itself lost on the uplink.
+//   - NACK feedback: subscribers' NACKs are answered by the SFU itself from
+//     the packets the publication already holds (nackcache.go), so loss
+//     on one subscriber's path is repaired on that path only, without a
+//     copy of every packet per subscriber; and pion's NACK generator asks
+//     publishers for what the SFU itself lost on the uplink.
 //   - RTCP sender and receiver reports: subscribers need sender reports to
 //     synchronise audio with video; publishers use receiver reports.
-//   - Transport-wide congestion control: the header extension on what the
-//     SFU sends, and pion's GCC estimator reading subscribers' feedback,
-//     which the simulcast allocator reads; and TWCC feedback toward
-//     publishers, which browsers use to size their uplink.
+//   - Transport-wide congestion control: toward subscribers, the SFU's own
+//     lean estimator (bwe.go), which numbers what the SFU sends and reads
+//     each feedback report once, for the simulcast allocator; toward
+//     publishers, pion's TWCC feedback, which browsers use to size their
+//     uplink.
 //   - The MID/RID/repaired-RID header extensions simulcast needs, and the
 //     RFC 6464 audio level extension the active speaker is computed from.
 //
-// Interceptors run in the reverse order of registration on the way out.
-// The NACK responder is registered before (so runs after) the congestion
-// controller: GCC's pacer only knows the media SSRCs and would refuse the
-// retransmissions the responder sends on the RTX SSRC.
-func newAPI(settings webrtc.SettingEngine, estimators *sync.Map, m *metrics) (*webrtc.API, error) {
+// Retransmissions go out on the subscriber's RTX stream where it has one
+// (the retransmitter, at the bottom of the chain), else on the media SSRC
+// with their first sequence number.
+func newAPI(settings webrtc.SettingEngine, estimators, rtx *sync.Map, m *metrics) (*webrtc.API, error) {
 	me := &webrtc.MediaEngine{}
 	if err := me.RegisterDefaultCodecs(); err != nil {
 		return nil, fmt.Errorf("codecs: %w", err)
@@ -51,26 +50,12 @@ func newAPI(settings webrtc.SettingEngine, estimators *sync.Map, m *metrics) (*w
 	if err != nil {
 		return nil, fmt.Errorf("nack generator: %w", err)
 	}
-	resp, err := nack.NewResponderInterceptor()
-	if err != nil {
-		return nil, fmt.Errorf("nack responder: %w", err)
-	}
 	me.RegisterFeedback(webrtc.RTCPFeedback{Type: "nack"}, webrtc.RTPCodecTypeVideo)
 	me.RegisterFeedback(webrtc.RTCPFeedback{Type: "nack", Parameter: "pli"}, webrtc.RTPCodecTypeVideo)
-	reg.Add(retransmitCounter{m})
-	reg.Add(resp)
-	ccf, err := cc.NewInterceptor(func() (cc.BandwidthEstimator, error) {
-		// The SFU's own queues pace; GCC's leaky bucket would add a second
-		// queue and a goroutine per subscriber.
-		return gcc.NewSendSideBWE(gcc.SendSideBWEInitialBitrate(initialEstimate), gcc.SendSideBWEPacer(gcc.NewNoOpPacer()))
-	})
-	if err != nil {
-		return nil, fmt.Errorf("congestion control: %w", err)
-	}
+	reg.Add(retransmitters{m: m, byConn: rtx})
 	// Called inside NewPeerConnection; Join picks the estimator up by the
 	// connection's id right after.
-	ccf.OnNewPeerConnection(func(id string, e cc.BandwidthEstimator) { estimators.Store(id, e) })
-	reg.Add(ccf)
+	reg.Add(leanBWEs{byConn: estimators})
 
 	reg.Add(gen)
 
@@ -82,11 +67,6 @@ func newAPI(settings webrtc.SettingEngine, estimators *sync.Map, m *metrics) (*w
 	if err := webrtc.ConfigureTWCCSender(me, reg); err != nil {
 		return nil, fmt.Errorf("twcc feedback: %w", err)
 	}
-	ext, err := twcc.NewHeaderExtensionInterceptor()
-	if err != nil {
-		return nil, fmt.Errorf("twcc extension: %w", err)
-	}
-	reg.Add(ext)
 	if err := webrtc.ConfigureSimulcastExtensionHeaders(me); err != nil {
 		return nil, fmt.Errorf("simulcast extensions: %w", err)
 	}
@@ -96,25 +76,49 @@ func newAPI(settings webrtc.SettingEngine, estimators *sync.Map, m *metrics) (*w
 	return webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithInterceptorRegistry(reg), webrtc.WithSettingEngine(settings)), nil
 }
 
-// retransmitCounter sits just below the NACK responder and counts the
-// packets it resends: a packet older than the newest one already sent on
-// its stream, or one on the stream's RTX SSRC, can only be a
-// retransmission from the cache.
-type retransmitCounter struct{ m *metrics }
-
-func (r retransmitCounter) NewInterceptor(string) (interceptor.Interceptor, error) { return r, nil }
-
-func (retransmitCounter) BindRTCPReader(rd interceptor.RTCPReader) interceptor.RTCPReader { return rd }
-func (retransmitCounter) BindRTCPWriter(w interceptor.RTCPWriter) interceptor.RTCPWriter  { return w }
-func (retransmitCounter) UnbindLocalStream(*interceptor.StreamInfo)                       {}
-func (retransmitCounter) BindRemoteStream(_ *interceptor.StreamInfo, rd interceptor.RTPReader) interceptor.RTPReader {
-	return rd
+// retransmitters makes one retransmitter per peer connection, handed to
+// Join by the connection's id, like the estimators.
+type retransmitters struct {
+	m      *metrics
+	byConn *sync.Map
 }
-func (retransmitCounter) UnbindRemoteStream(*interceptor.StreamInfo) {}
-func (retransmitCounter) Close() error                               { return nil }
 
-func (r retransmitCounter) BindLocalStream(info *interceptor.StreamInfo, w interceptor.RTPWriter) interceptor.RTPWriter {
-	var mu sync.Mutex // retransmissions come from the responder's goroutine
+func (f retransmitters) NewInterceptor(id string) (interceptor.Interceptor, error) {
+	r := &retransmitter{m: f.m, streams: map[uint32]*rtxStream{}}
+	f.byConn.Store(id, r)
+	return r, nil
+}
+
+// retransmitter sits at the bottom of a connection's chain. It counts the
+// packets resent: a packet older than the newest one already sent on its
+// stream, or one on the stream's RTX SSRC, can only be a retransmission.
+// And it sends retransmissions on the RTX stream of a track whose
+// subscriber negotiated one (RFC 4588), straight to SRTP: the congestion
+// controller's pacer above it only knows the media SSRCs.
+type retransmitter struct {
+	interceptor.NoOp
+	m       *metrics
+	mu      sync.Mutex
+	streams map[uint32]*rtxStream // by media SSRC
+}
+
+type rtxStream struct {
+	mu   sync.Mutex
+	w    interceptor.RTPWriter
+	ssrc uint32
+	pt   uint8
+	seq  uint16
+	hdr  rtp.Header
+	buf  []byte
+}
+
+func (r *retransmitter) BindLocalStream(info *interceptor.StreamInfo, w interceptor.RTPWriter) interceptor.RTPWriter {
+	if info.SSRCRetransmission != 0 && info.PayloadTypeRetransmission != 0 {
+		r.mu.Lock()
+		r.streams[info.SSRC] = &rtxStream{w: w, ssrc: info.SSRCRetransmission, pt: info.PayloadTypeRetransmission}
+		r.mu.Unlock()
+	}
+	var mu sync.Mutex // retransmissions come from the track's RTCP reader
 	var newest uint16
 	started := false
 	return interceptor.RTPWriterFunc(func(h *rtp.Header, payload []byte, a interceptor.Attributes) (int, error) {
@@ -132,4 +136,31 @@ func (r retransmitCounter) BindLocalStream(info *interceptor.StreamInfo, w inter
 		mu.Unlock()
 		return w.Write(h, payload, a)
 	})
+}
+
+func (r *retransmitter) UnbindLocalStream(info *interceptor.StreamInfo) {
+	r.mu.Lock()
+	delete(r.streams, info.SSRC)
+	r.mu.Unlock()
+}
+
+// resend sends h and payload again on the RTX stream of h's SSRC: the
+// original sequence number first in the payload, then the payload. It
+// reports false, sending nothing, when that track has no RTX stream.
+func (r *retransmitter) resend(h *rtp.Header, payload []byte) bool {
+	r.mu.Lock()
+	s := r.streams[h.SSRC]
+	r.mu.Unlock()
+	if s == nil {
+		return false
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.buf = binary.BigEndian.AppendUint16(s.buf[:0], h.SequenceNumber)
+	s.buf = append(s.buf, payload...)
+	s.hdr = rtp.Header{Version: 2, Marker: h.Marker, PayloadType: s.pt, SequenceNumber: s.seq, Timestamp: h.Timestamp, SSRC: s.ssrc}
+	s.seq++
+	r.m.nackRetransmits.Inc()
+	_, _ = s.w.Write(&s.hdr, s.buf, nil)
+	return true
 }

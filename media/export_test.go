@@ -8,3 +8,16 @@ package media
 func SetEstimate(p Participant, f func() int) {
 	p.(*Session).estimateOverride.Store(&f)
 }
+
+// FeedbackReports counts the transport-wide feedback reports a session's
+// estimator has read.
+func FeedbackReports(p Participant) int64 {
+	s := p.(*Session)
+	if s.bwe == nil {
+		return 0
+	}
+	return s.bwe.reports.Load()
+}
+
+// Estimate is a session's bandwidth estimate.
+func Estimate(p Participant) int { return p.(*Session).estimate() }

@@ -56,6 +56,8 @@ type downTrack struct {
 	rw  rewriter     // writer-owned
 	vp8 *vp8Rewriter // writer-owned; VP8 simulcast only
 	hdr rtp.Header   // writer-owned, reused for every packet
+
+	sent *sentLog // what a subscriber may ask for again; nil for audio and recordings
 }
 
 // queued is a packet on a subscriber's queue. resume marks the keyframe
@@ -89,6 +91,9 @@ func newDownTrack(pub *publication, sub *Session) *downTrack {
 		d.vp8 = &vp8Rewriter{}
 	}
 	d.rw.needKeyframe = d.kind == kindVideo && pub.keyframe != nil
+	if sub != nil && d.kind == kindVideo {
+		d.sent = &sentLog{}
+	}
 	d.rw.lastKeyRequest = math.MinInt64 / 2
 	return d
 }
@@ -211,6 +216,9 @@ func (d *downTrack) run() {
 				case q := <-d.queue:
 					d.sfu.pool.release(q.p)
 				default:
+					if d.sent != nil {
+						d.sent.clear(d.sfu.pool)
+					}
 					return
 				}
 			}
@@ -305,6 +313,13 @@ func (d *downTrack) write(p *packet, resume bool) {
 	}
 	if p.keyframe {
 		rw.needKeyframe = false
+	}
+	if d.sent != nil {
+		e := sentEntry{seq: seq, ts: ts}
+		if d.vp8 != nil {
+			e.vp8, e.picOff, e.tl0Off = true, d.vp8.picOffset, d.vp8.tl0Offset
+		}
+		d.sent.add(d.sfu.pool, p, e)
 	}
 	d.sfu.metrics.forwardedPackets[d.kind].Inc()
 	d.sfu.metrics.forwardedBytes[d.kind].Add(float64(12 + len(payload)))

@@ -7,7 +7,6 @@ import (
 	"sync"
 	"sync/atomic"
 
-	"github.com/pion/interceptor/pkg/cc"
 	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v4"
 )
@@ -19,7 +18,8 @@ type Session struct {
 	member string
 	pc     *webrtc.PeerConnection
 	out    Events
-	bwe    cc.BandwidthEstimator // nil if the interceptor made none
+	bwe    *leanBWE       // nil if the interceptor made none
+	rtx    *retransmitter // nil if the interceptor made none
 
 	// estimateOverride replaces the bandwidth estimate in tests that
 	// simulate a bandwidth drop.

@@ -6,9 +6,10 @@
 // What it does with the media, file by file:
 //
 //   - engine.go: the pion API with each interceptor chosen on purpose —
-//     NACK responder and generator, RTCP reports, transport-wide
-//     congestion control with pion's GCC estimator, simulcast and audio
-//     level header extensions.
+//     NACK generator, RTCP reports, TWCC feedback toward publishers,
+//     simulcast and audio level header extensions.
+//   - bwe.go: the congestion controller toward subscribers, run once per
+//     transport-wide feedback report.
 //   - publish.go: a published track and its simulcast layers, read on the
 //     goroutine pion starts for each, and throttled keyframe requests.
 //   - forward.go: a track as one subscriber receives it, with a bounded
@@ -22,6 +23,8 @@
 //     names rank in the order their first packets arrive.
 //   - speaker.go: the active speaker of each room, from RFC 6464 levels.
 //   - rtcp.go: subscribers' keyframe requests passed to publishers.
+//   - nackcache.go: subscribers' NACKs answered from the publication's own
+//     reference-counted packets, with each subscriber's rewritten numbers.
 //   - recorder.go: the Recorder, one more subscriber in a room that takes
 //     every member's audio and best video layer, through the same
 //     downTrack queues and rewriting, and hands them to a RecordSink.
@@ -43,7 +46,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/pion/interceptor/pkg/cc"
+	"github.com/pion/dtls/v3"
 	"github.com/pion/logging"
 	"github.com/pion/webrtc/v4"
 	"github.com/prometheus/client_golang/prometheus"
@@ -89,6 +92,9 @@ type SFU struct {
 	// estimators hands each connection's bandwidth estimator from the
 	// interceptor that makes it to Join, by peer connection id.
 	estimators sync.Map
+	// retransmitters hands each connection's RTX sender to Join the same
+	// way.
+	retransmitters sync.Map
 
 	mu           sync.Mutex
 	rooms        map[string]*room
@@ -112,6 +118,15 @@ func New(cfg Config) (*SFU, error) {
 		// pion's own logging names addresses; the SFU logs through slog.
 		cfg.Settings.LoggerFactory = quietLogger{}
 	}
+	// AES-128-GCM first: as safe as AES-256-GCM for SRTP's short-lived
+	// keys and cheaper, and both far cheaper than AES-CM with HMAC-SHA1,
+	// kept last for older clients. pion's default, and browsers', put
+	// AES-256-GCM first; the DTLS server's order decides, so the node
+	// answers as the server (a=setup:passive, RFC 8842 section 5.1).
+	cfg.Settings.SetSRTPProtectionProfiles(dtls.SRTP_AEAD_AES_128_GCM, dtls.SRTP_AEAD_AES_256_GCM, dtls.SRTP_AES128_CM_HMAC_SHA1_80)
+	if err := cfg.Settings.SetAnsweringDTLSRole(webrtc.DTLSRoleServer); err != nil {
+		return nil, fmt.Errorf("dtls role: %w", err)
+	}
 	s := &SFU{cfg: cfg, log: cfg.Log, pool: newPacketPool(), epoch: time.Now(), rooms: map[string]*room{}}
 	m, err := newMetrics(cfg.Metrics, s.Load)
 	if err != nil {
@@ -121,7 +136,7 @@ func New(cfg Config) (*SFU, error) {
 	if s.closers, err = listen(&s.cfg); err != nil {
 		return nil, err
 	}
-	if s.api, err = newAPI(s.cfg.Settings, &s.estimators, m); err != nil {
+	if s.api, err = newAPI(s.cfg.Settings, &s.estimators, &s.retransmitters, m); err != nil {
 		s.closeListeners()
 		return nil, err
 	}
@@ -205,7 +220,10 @@ func (s *SFU) Join(ctx context.Context, roomID, memberID string, out Events) (Pa
 	sess := &Session{sfu: s, room: r, member: memberID, pc: pc, out: out,
 		downs: map[string]*downTrack{}, poke: make(chan struct{}, 1), done: make(chan struct{})}
 	if e, ok := s.estimators.LoadAndDelete(pc.ID()); ok {
-		sess.bwe = e.(cc.BandwidthEstimator)
+		sess.bwe = e.(*leanBWE)
+	}
+	if r, ok := s.retransmitters.LoadAndDelete(pc.ID()); ok {
+		sess.rtx = r.(*retransmitter)
 	}
 	r.sessions[memberID] = sess
 	s.participants++

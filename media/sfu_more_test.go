@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pion/webrtc/v4"
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
@@ -214,4 +215,40 @@ func TestMetricsCountRepairsAndSwitches(t *testing.T) {
 		}
 		return got["sfu_nack_retransmits_total"] >= 2 && got["sfu_layer_switches_total"] >= 1
 	})
+}
+
+// TestSRTPPrefersAES128GCM: a client offering pion's default order
+// (AES-256-GCM first) gets AES-128-GCM, the node's first choice, in both
+// directions of the call.
+func TestSRTPPrefersAES128GCM(t *testing.T) {
+	sfu := newSFU(t, media.Config{Settings: nodetest.LoopbackSettings()})
+	r := nodetest.NewRoom(t)
+	pub := r.Join(sfu, "pub", nodetest.Publish{Video: true})
+	sub := r.Join(sfu, "sub", nodetest.Publish{})
+	eventually.True(t, 20*time.Second, "media", func() bool { return sub.From("pub/pub") > 0 })
+	for _, p := range []*nodetest.Participant{pub, sub} {
+		var ciphers []string
+		for _, st := range p.PeerConnection().GetStats() {
+			if ts, ok := st.(webrtc.TransportStats); ok {
+				ciphers = append(ciphers, ts.SRTPCipher)
+			}
+		}
+		if len(ciphers) != 1 || ciphers[0] != "SRTP_AEAD_AES_128_GCM" {
+			t.Errorf("%s: SRTP profiles %q, want SRTP_AEAD_AES_128_GCM", p.Name, ciphers)
+		}
+	}
+}
+
+// TestEstimatorReadsSubscriberFeedback: the node numbers what it sends a
+// subscriber, reads the subscriber's transport-wide feedback, and keeps an
+// estimate on a clean loopback path at or above where it started.
+func TestEstimatorReadsSubscriberFeedback(t *testing.T) {
+	sfu := newSFU(t, media.Config{Settings: nodetest.LoopbackSettings()})
+	r := nodetest.NewRoom(t)
+	r.Join(sfu, "pub", nodetest.Publish{Video: true})
+	sub := r.Join(sfu, "sub", nodetest.Publish{})
+	eventually.True(t, 20*time.Second, "ten feedback reports", func() bool { return media.FeedbackReports(sub.Session) >= 10 })
+	if got := media.Estimate(sub.Session); got < 2_500_000 {
+		t.Errorf("estimate %d bit/s on loopback, want at least the initial 2500000", got)
+	}
 }

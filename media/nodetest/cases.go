@@ -80,6 +80,66 @@ func nackAnswered(t *testing.T, newNode nodeMaker) {
 	})
 }
 
+// nackAnsweredToAskerOnly: a packet one subscriber lost and asks for
+// again is resent to it, with the sequence number and timestamp it was
+// first sent with, and not to the other subscriber of the same track.
+func nackAnsweredToAskerOnly(t *testing.T, newNode nodeMaker) {
+	node := newNode(t, 0)
+	r := NewRoom(t)
+	asker := r.Join(node, "asker", Publish{})
+	other := r.Join(node, "other", Publish{})
+	var n atomic.Int64
+	lost := atomic.Int64{}
+	lost.Store(-1)
+	asker.Drop(func(seq uint16) bool {
+		if n.Add(1) == 50 {
+			lost.Store(int64(seq))
+			return true
+		}
+		return false
+	})
+	r.Join(node, "pub", Publish{Video: true})
+	eventually.True(t, 20*time.Second, "50 packets", func() bool { return lost.Load() >= 0 })
+	seq := uint16(lost.Load())
+	eventually.True(t, 5*time.Second, "the lost packet at the other subscriber", func() bool {
+		return count(other.Log("pub/pub"), seq) == 1
+	})
+	if err := asker.Nack("pub/pub", seq); err != nil {
+		t.Fatal(err)
+	}
+	eventually.True(t, 5*time.Second, fmt.Sprintf("retransmission of %d", seq), func() bool { return count(asker.Log("pub/pub"), seq) == 1 })
+	// The node resends on the reading goroutine of the asker's track; by
+	// the time the other subscriber has 30 more packets, a copy sent to it
+	// by mistake would have arrived too.
+	after := other.From("pub/pub")
+	eventually.True(t, 5*time.Second, "30 more packets at the other subscriber", func() bool { return other.From("pub/pub") >= after+30 })
+	if c := count(other.Log("pub/pub"), seq); c != 1 {
+		t.Errorf("the other subscriber received packet %d %d times, want once", seq, c)
+	}
+	resent, first := find(asker.Log("pub/pub"), seq), find(other.Log("pub/pub"), seq)
+	if resent.TS != first.TS || resent.Keyframe != first.Keyframe {
+		t.Errorf("retransmission %+v, first sent as %+v", resent, first)
+	}
+}
+
+func count(log []Packet, seq uint16) int {
+	n := 0
+	for _, p := range log {
+		if p.Seq == seq {
+			n++
+		}
+	}
+	return n
+}
+
+func find(log []Packet, seq uint16) Packet {
+	i := slices.IndexFunc(log, func(p Packet) bool { return p.Seq == seq })
+	if i < 0 {
+		return Packet{}
+	}
+	return log[i]
+}
+
 // keyframeRequestsThrottled: many subscribers asking for keyframes at
 // once make the node ask the publisher about twice a second, not each time.
 func keyframeRequestsThrottled(t *testing.T, newNode nodeMaker) {

@@ -108,6 +108,7 @@ func runCases(t *testing.T, newNode nodeMaker) {
 		{"FullNodeRefuses", fullNodeRefuses},
 		{"JoinAgainReplacesTheSession", joinAgainReplaces},
 		{"NackAnsweredFromCache", nackAnswered},
+		{"NackAnsweredToAskerOnly", nackAnsweredToAskerOnly},
 		{"KeyframeRequestsThrottled", keyframeRequestsThrottled},
 		{"NewSubscriberGetsKeyframe", newSubscriberGetsKeyframe},
 		{"DeadSubscriberDoesNotSlowOthers", deadSubscriber},

@@ -58,6 +58,7 @@ type options struct {
 	duration    time.Duration
 	warmup      time.Duration
 	joinTimeout time.Duration
+	turnd       string // turnd binary measured after the node, or empty
 	view        [2]int // display size sent for each publisher; 0x0 sends none
 	direct      bool
 	udpListen   string // -direct: the node's one UDP port for everyone; empty for a port each
@@ -137,6 +138,13 @@ type Result struct {
 	BaselineCPUSeconds         float64 `json:"baseline_cpu_seconds,omitempty"`
 	RecordCPUPercentPerConsult float64 `json:"record_cpu_percent_of_a_core_per_consult,omitempty"`
 	RecordKiBPerConsult        float64 `json:"record_memory_per_consult_kib,omitempty"`
+
+	// With -turnd: turnd measured right after the node on a video-like
+	// relay load, and the node's CPU per forwarded packet divided by
+	// turnd's CPU per relayed packet.
+	TurndPacketsPerSec float64 `json:"turnd_packets_per_second,omitempty"`
+	TurndCPUPerMillion float64 `json:"turnd_cpu_seconds_per_million_packets,omitempty"`
+	CPURatioVsTurnd    float64 `json:"cpu_per_packet_ratio_vs_turnd,omitempty"`
 }
 
 // repeated collects a repeatable string flag.
@@ -172,6 +180,14 @@ func main() {
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "sfuload:", err)
 		os.Exit(1)
+	}
+	if o.turnd != "" {
+		t, err := measureTurnd(ctx, o.turnd, r.PacketsPerSec, o.duration)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "sfuload: -turnd:", err)
+			os.Exit(1)
+		}
+		addTurnRef(&r, t)
 	}
 	if jsonOut {
 		enc := json.NewEncoder(os.Stdout)
@@ -209,6 +225,7 @@ func parseFlags(args []string, stderr io.Writer) (options, bool, error) {
 	view := fs.String("view", "640x360", "display size, in CSS pixels, each subscriber reports for each publisher's camera (the node picks the layer that fits); off sends none")
 	fs.DurationVar(&o.duration, "duration", 15*time.Second, "measured time")
 	fs.DurationVar(&o.warmup, "warmup", 3*time.Second, "time after every subscriber receives video and before measuring")
+	fs.StringVar(&o.turnd, "turnd", "", "path of a turnd binary to measure with tools/turnload right after the node, for the node's CPU per forwarded packet divided by turnd's per relayed packet; empty for none")
 	fs.DurationVar(&o.joinTimeout, "join-timeout", 30*time.Second, "longest wait for every subscriber's first frames before measuring anyway")
 	if err := fs.Parse(args); err != nil {
 		return o, false, err
@@ -280,6 +297,10 @@ func printTable(w io.Writer, r Result, o options) {
 		fmt.Fprintf(w, " and %.1f goroutines", r.GoroutinesPerParticipant)
 	}
 	fmt.Fprintf(w, " per participant (%d participants); %d layer switches, not counted as loss.\n", r.Participants, r.LayerSwitches)
+	if r.CPURatioVsTurnd > 0 {
+		fmt.Fprintf(w, "Side by side: the node needs %.2f CPU s per million forwarded packets, turnd %.2f per million relayed (%.0f packets/s) in the same run: %.2f× turnd per packet.\n",
+			r.CPUPerMillion, r.TurndCPUPerMillion, r.TurndPacketsPerSec, r.CPURatioVsTurnd)
+	}
 	if len(r.VideoPacketsByLayer) > 0 {
 		var parts []string
 		for _, l := range o.layers {

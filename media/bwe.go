@@ -1,0 +1,270 @@
+package media
+
+import (
+	"encoding/binary"
+	"math"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/pion/interceptor"
+	"github.com/pion/rtcp"
+	"github.com/pion/rtp"
+	"github.com/pion/sdp/v3"
+)
+
+// Bounds and steps of the lean estimator, in bits per second and per
+// second of feedback.
+const (
+	minEstimate    = 50_000
+	maxEstimate    = 20_000_000
+	increasePerSec = 0.08 // multiplicative, while nothing is lost or queued
+	overuseQueue   = 40 * time.Millisecond
+	sendLogSize    = 1 << 12 // transport-wide sequence numbers remembered
+)
+
+// leanBWEs makes one leanBWE per peer connection, handed to Join by the
+// connection's id.
+type leanBWEs struct{ byConn *sync.Map }
+
+func (f leanBWEs) NewInterceptor(id string) (interceptor.Interceptor, error) {
+	e := newLeanBWE(initialEstimate, time.Now())
+	f.byConn.Store(id, e)
+	return e, nil
+}
+
+// leanBWE is the congestion controller toward a subscriber. On the way
+// out it numbers every packet with the transport-wide sequence number
+// extension and notes when it left and its size: an array store, no
+// allocation. Once per transport-wide feedback report (every 50 to 100
+// ms) it updates the estimate the layer allocator reads, from three
+// signals: the share of packets lost, the queue building up on the path
+// (one-way delay above the lowest seen), and the rate that arrived:
+//
+//   - more than 10 % of the last 100 reported packets lost: down by half
+//     the loss, once per 100 packets;
+//   - a queue over 40 ms: down to 85 % of the rate that arrived;
+//   - under 2 % lost and under half that queue: up 8 % a second, to at
+//     most 1.5 times the rate that arrived (or where it already was).
+//
+// Publishers keep pion's TWCC feedback (ConfigureTWCCSender), which their
+// own estimators, browsers', read.
+type leanBWE struct {
+	interceptor.NoOp
+	epoch   time.Time
+	seq     atomic.Uint32 // next transport-wide sequence number
+	target  atomic.Int64
+	reports atomic.Int64 // feedback reports read
+
+	mu       sync.Mutex
+	sent     [sendLogSize]sendRecord
+	minOWD   int64 // lowest arrival minus send time seen, ns; clocks differ, so only its changes mean anything
+	minAt    int64 // when it was last lowered or aged
+	lastFeed int64
+	rate     float64 // arrived bits per second, smoothed over reports
+	// Loss is judged over lossWindow packets, not per report: a report
+	// covers a few packets, and one of five late is not 20 % loss.
+	accTotal, accLost int
+	loss              float64 // of the last full window
+}
+
+// lossWindow is how many reported packets the loss share is taken over.
+const lossWindow = 100
+
+type sendRecord struct {
+	seq  uint16
+	at   int64 // ns since epoch
+	size int
+	ok   bool
+}
+
+func newLeanBWE(initial int, now time.Time) *leanBWE {
+	e := &leanBWE{epoch: now, minOWD: math.MaxInt64}
+	e.target.Store(int64(initial))
+	return e
+}
+
+// GetTargetBitrate is what the layer allocator reads.
+func (e *leanBWE) GetTargetBitrate() int { return int(e.target.Load()) }
+
+func (e *leanBWE) BindLocalStream(info *interceptor.StreamInfo, w interceptor.RTPWriter) interceptor.RTPWriter {
+	var id uint8
+	for _, x := range info.RTPHeaderExtensions {
+		if x.URI == sdp.TransportCCURI {
+			id = uint8(x.ID)
+		}
+	}
+	if id == 0 {
+		return w
+	}
+	var mu sync.Mutex // the extension's bytes live until the write returns
+	var ext [2]byte
+	return interceptor.RTPWriterFunc(func(h *rtp.Header, payload []byte, a interceptor.Attributes) (int, error) {
+		seq := uint16(e.seq.Add(1) - 1)
+		mu.Lock()
+		defer mu.Unlock()
+		binary.BigEndian.PutUint16(ext[:], seq)
+		if err := h.SetExtension(id, ext[:]); err != nil {
+			return 0, err
+		}
+		e.noteSent(seq, int64(time.Since(e.epoch)), h.MarshalSize()+len(payload))
+		return w.Write(h, payload, a)
+	})
+}
+
+func (e *leanBWE) noteSent(seq uint16, at int64, size int) {
+	e.mu.Lock()
+	e.sent[seq%sendLogSize] = sendRecord{seq: seq, at: at, size: size, ok: true}
+	e.mu.Unlock()
+}
+
+func (e *leanBWE) BindRTCPReader(r interceptor.RTCPReader) interceptor.RTCPReader {
+	return interceptor.RTCPReaderFunc(func(b []byte, a interceptor.Attributes) (int, interceptor.Attributes, error) {
+		n, a, err := r.Read(b, a)
+		if err != nil {
+			return n, a, err
+		}
+		if a == nil {
+			a = interceptor.Attributes{}
+		}
+		pkts, err := a.GetRTCPPackets(b[:n])
+		if err != nil {
+			return n, a, nil //nolint:nilerr // not ours to refuse; the reader above reports it
+		}
+		for _, p := range pkts {
+			if fb, ok := p.(*rtcp.TransportLayerCC); ok {
+				e.onFeedback(fb, int64(time.Since(e.epoch)))
+			}
+		}
+		return n, a, nil
+	})
+}
+
+// feedbackSums is what one report says about the packets it covers.
+type feedbackSums struct {
+	total, lost  int
+	bytes        int
+	firstSend    int64
+	lastSend     int64
+	firstArr     int64
+	lastArr      int64
+	lastOWD      int64
+	haveArrivals bool
+}
+
+// onFeedback updates the estimate from one report, at now.
+func (e *leanBWE) onFeedback(fb *rtcp.TransportLayerCC, now int64) {
+	e.reports.Add(1)
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	s := e.sum(fb)
+	if s.total == 0 {
+		return
+	}
+	dt := float64(now-e.lastFeed) / 1e9
+	if e.lastFeed == 0 || dt > 0.5 {
+		dt = 0.5
+	}
+	e.lastFeed = now
+	if s.haveArrivals {
+		// The lowest one-way delay ages by 1 ms a second, so a route
+		// that got longer for good stops counting as a queue.
+		if s.lastOWD < e.minOWD {
+			e.minOWD, e.minAt = s.lastOWD, now
+		} else if now-e.minAt > int64(time.Second) {
+			e.minOWD += int64(time.Millisecond)
+			e.minAt = now
+		}
+	}
+	span := s.lastArr - s.firstArr
+	if s.haveArrivals && span >= int64(20*time.Millisecond) {
+		r := float64(s.bytes) * 8 / (float64(span) / 1e9)
+		if e.rate == 0 {
+			e.rate = r
+		}
+		e.rate += (r - e.rate) / 5
+	}
+	queue := time.Duration(s.lastOWD - e.minOWD)
+	e.accTotal += s.total
+	e.accLost += s.lost
+	judged := e.accTotal >= lossWindow
+	if judged {
+		e.loss = float64(e.accLost) / float64(e.accTotal)
+		e.accTotal, e.accLost = 0, 0
+	}
+	loss := e.loss
+	target := float64(e.target.Load())
+	switch {
+	case loss > 0.10:
+		if judged {
+			target *= 1 - loss/2
+		}
+	case s.haveArrivals && queue > overuseQueue:
+		if e.rate > 0 {
+			target = min(target, 0.85*e.rate)
+		} else {
+			target *= 0.85
+		}
+	case loss < 0.02 && queue < overuseQueue/2:
+		target *= 1 + increasePerSec*dt
+		if e.rate > 0 {
+			// Like GCC, never far above what actually arrives: the
+			// allocator reads the estimate against what it sends.
+			target = min(target, max(float64(e.target.Load()), 1.5*e.rate))
+		}
+	}
+	e.target.Store(int64(max(minEstimate, min(maxEstimate, target))))
+}
+
+// sum walks the report's status chunks and arrival deltas.
+func (e *leanBWE) sum(fb *rtcp.TransportLayerCC) feedbackSums {
+	var s feedbackSums
+	arrival := int64(fb.ReferenceTime) * 64 * int64(time.Millisecond)
+	seq := fb.BaseSequenceNumber
+	deltas := fb.RecvDeltas
+	status := func(sym uint16) {
+		rec := e.sent[seq%sendLogSize]
+		known := rec.ok && rec.seq == seq
+		seq++
+		received := sym == rtcp.TypeTCCPacketReceivedSmallDelta || sym == rtcp.TypeTCCPacketReceivedLargeDelta
+		if received && len(deltas) > 0 {
+			arrival += deltas[0].Delta * int64(time.Microsecond)
+			deltas = deltas[1:]
+		}
+		if !known {
+			return
+		}
+		s.total++
+		if sym == rtcp.TypeTCCPacketNotReceived {
+			s.lost++
+			return
+		}
+		if !received {
+			return // received, without its time
+		}
+		if !s.haveArrivals {
+			s.haveArrivals, s.firstSend, s.firstArr = true, rec.at, arrival
+		}
+		s.lastSend, s.lastArr, s.lastOWD = rec.at, arrival, arrival-rec.at
+		s.bytes += rec.size
+	}
+	left := int(fb.PacketStatusCount)
+	for _, c := range fb.PacketChunks {
+		switch c := c.(type) {
+		case *rtcp.RunLengthChunk:
+			for i := 0; i < int(c.RunLength) && left > 0; i++ {
+				status(c.PacketStatusSymbol)
+				left--
+			}
+		case *rtcp.StatusVectorChunk:
+			for _, sym := range c.SymbolList {
+				if left == 0 {
+					break
+				}
+				status(sym)
+				left--
+			}
+		}
+	}
+	return s
+}

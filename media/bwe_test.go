@@ -1,0 +1,73 @@
+package media
+
+import (
+	"testing"
+	"time"
+
+	"github.com/pion/rtcp"
+)
+
+// twccReport builds the feedback for n packets from seq on, each sent at
+// sent(i) and, unless lost(i), arriving at arrived(i) by the receiver's
+// clock (which runs 3 s off the sender's).
+func twccReport(seq uint16, n int, lost func(int) bool, arrived func(int) time.Duration) *rtcp.TransportLayerCC {
+	fb := &rtcp.TransportLayerCC{BaseSequenceNumber: seq, PacketStatusCount: uint16(n)}
+	prev := time.Duration(0)
+	for i := range n {
+		sym := rtcp.TypeTCCPacketReceivedSmallDelta
+		if lost(i) {
+			sym = rtcp.TypeTCCPacketNotReceived
+		}
+		fb.PacketChunks = append(fb.PacketChunks, &rtcp.RunLengthChunk{PacketStatusSymbol: sym, RunLength: 1})
+		if !lost(i) {
+			at := arrived(i) + 3*time.Second
+			fb.RecvDeltas = append(fb.RecvDeltas, &rtcp.RecvDelta{Type: sym, Delta: (at - prev).Microseconds()})
+			prev = at
+		}
+	}
+	return fb
+}
+
+// TestLeanBWE feeds ten reports of 20 packets of 1,200 bytes sent 5 ms
+// apart (about 1.9 Mbit/s) and checks where the estimate, from 2.5
+// Mbit/s, ends.
+func TestLeanBWE(t *testing.T) {
+	const perReport, gap = 20, 5 * time.Millisecond
+	tests := []struct {
+		name     string
+		lost     func(seq int) bool
+		delay    func(seq int) time.Duration // one-way, by the packet's number
+		unknown  bool                        // reports about packets never sent
+		min, max int
+	}{
+		{"clean path: up, under 1.5 times what arrives", func(int) bool { return false }, func(int) time.Duration { return 10 * time.Millisecond },
+			false, 2_600_000, 3_000_000},
+		{"30 % lost: down", func(s int) bool { return s%10 < 3 }, func(int) time.Duration { return 10 * time.Millisecond },
+			false, minEstimate, 2_000_000},
+		{"queue building (arrivals 6 ms apart): down to what arrives", func(int) bool { return false }, func(s int) time.Duration { return time.Duration(s) * time.Millisecond },
+			false, 1_000_000, 1_700_000},
+		{"5 % lost: not lowered, and held once a window of it is seen", func(s int) bool { return s%20 == 0 }, func(int) time.Duration { return 10 * time.Millisecond },
+			false, 2_500_000, 2_700_000},
+		{"packets never sent: unchanged", func(int) bool { return true }, func(int) time.Duration { return 0 },
+			true, 2_500_000, 2_500_000},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newLeanBWE(2_500_000, time.Now())
+			for k := range 10 {
+				base := k * perReport
+				for i := range perReport {
+					if !tt.unknown {
+						e.noteSent(uint16(base+i), int64(time.Duration(base+i)*gap), 1200)
+					}
+				}
+				fb := twccReport(uint16(base), perReport, func(i int) bool { return tt.lost(base + i) },
+					func(i int) time.Duration { return time.Duration(base+i)*gap + tt.delay(base+i) })
+				e.onFeedback(fb, int64(time.Duration(base+perReport)*gap+50*time.Millisecond))
+			}
+			if got := e.GetTargetBitrate(); got < tt.min || got > tt.max {
+				t.Errorf("estimate %d bit/s, want %d to %d", got, tt.min, tt.max)
+			}
+		})
+	}
+}
