@@ -50,6 +50,9 @@ type downTrack struct {
 	// After an overflow, video is dropped up to the next keyframe: the
 	// decoder cannot use anything in between.
 	dropping atomic.Bool
+	// keyRetry is when the subscriber last asked for the keyframe that
+	// ends dropping (the SFU's clock).
+	keyRetry atomic.Int64
 	// paused video is not sent at all: the subscriber shows it nowhere.
 	paused atomic.Bool
 
@@ -168,6 +171,7 @@ func (d *downTrack) offer(p *packet) {
 	if d.dropping.Load() {
 		if !p.keyframe {
 			d.sfu.metrics.dropped[d.kind][dropAwaitKeyframe].Inc()
+			d.retryKeyframe(p.arrival)
 			return
 		}
 		resume = true
@@ -184,6 +188,7 @@ func (d *downTrack) offer(p *packet) {
 	p.refs.Add(-1) // the reader still holds its own reference
 	d.sfu.metrics.dropped[d.kind][dropQueueFull].Inc()
 	if d.kind == kindVideo && d.pub.keyframe != nil && !d.dropping.Swap(true) {
+		d.keyRetry.Store(p.arrival)
 		d.pub.requestKeyframe(int(p.layer))
 	}
 	// Audio, and video of a codec whose keyframes the SFU cannot see, lose
@@ -198,7 +203,21 @@ func (d *downTrack) setPaused(paused bool) {
 		return
 	}
 	if d.pub.keyframe != nil {
+		d.keyRetry.Store(d.sfu.now())
 		d.dropping.Store(true)
+	}
+	d.pub.requestKeyframe(int(d.target.Load()))
+}
+
+// retryKeyframe asks again, every keyframeRetry, for the keyframe that
+// ends dropping: the first request may have been lost, or throttled just
+// after the keyframe another subscriber's request brought had gone by,
+// and a browser sends no keyframe unasked. Publisher readers of several
+// layers may call it at once.
+func (d *downTrack) retryKeyframe(now int64) {
+	last := d.keyRetry.Load()
+	if now-last < keyframeRetry || !d.keyRetry.CompareAndSwap(last, now) {
+		return
 	}
 	d.pub.requestKeyframe(int(d.target.Load()))
 }

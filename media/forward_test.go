@@ -5,6 +5,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/pion/rtp"
@@ -276,4 +277,34 @@ func BenchmarkForwardPacket(b *testing.B) {
 		l.account(p)
 		h.forwardAndWrite(p, subs)
 	}
+}
+
+// TestResumedVideoAsksAgainForItsKeyframe: a video shown again waits for
+// a keyframe. When its request is throttled because another subscriber
+// asked just before (and that keyframe has gone by), or is lost, the
+// subscriber asks again while it waits, rather than stay dark until the
+// publisher happens to send one.
+func TestResumedVideoAsksAgainForItsKeyframe(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, kindVideo)
+		d := h.subscribe(t, &recorder{}, false)
+		d.setPaused(true)
+		h.pub.requestKeyframe(0) // another subscriber's request
+		d.setPaused(false)       // throttled: within keyframeInterval
+		if got := h.plis.Load(); got != 1 {
+			t.Fatalf("%d keyframe requests before waiting, want 1 (the second throttled)", got)
+		}
+		for range 50 { // one second of frames without a keyframe
+			time.Sleep(20 * time.Millisecond)
+			p := h.packet()
+			p.keyframe = false
+			h.forward(p)
+		}
+		if got := h.plis.Load(); got < 2 {
+			t.Errorf("%d keyframe requests after a second of waiting, want the subscriber to ask again", got)
+		}
+		if got := h.plis.Load(); got > 3 {
+			t.Errorf("%d keyframe requests in a second, want at most one per %v", got, time.Duration(keyframeRetry))
+		}
+	})
 }
