@@ -162,7 +162,7 @@ func New(cfg Config) (*Server, error) {
 		addrs = append(addrs, a.String())
 	}
 	s.log.Info("relay listening", "udp_tcp", strings.Join(addrs, " "), "tls", tlsAddr, "relay_ip", cfg.RelayBindIP.String(),
-		"public_ip", cfg.PublicIP.String(), "relay_ip6", cfg.RelayBindIP6.String(), "public_ip6", cfg.PublicIP6.String(),
+		"public_ip", cfg.PublicIP.String(), "relay_ip6", addrOrOff(cfg.RelayBindIP6), "public_ip6", addrOrOff(cfg.PublicIP6),
 		"ports", fmt.Sprintf("%d-%d", cfg.PortMin, cfg.PortMax), "max_bps", cfg.MaxBPS, "max_total_bps", cfg.MaxTotalBPS,
 		"secrets", len(cfg.Secrets), "static_users", len(cfg.StaticUsers),
 		"allocation_rate", cfg.AllocationRate, "allocation_burst", cfg.AllocationBurst, "streams_per_address", cfg.StreamsPerAddress)
@@ -494,4 +494,13 @@ type quietLoggers struct{}
 
 func (quietLoggers) NewLogger(string) logging.LeveledLogger {
 	return logging.NewDefaultLeveledLoggerForScope("", logging.LogLevelDisabled, nil)
+}
+
+// addrOrOff writes an optional address for the start-up log: "off" when
+// it is not set (IPv6 relaying is optional).
+func addrOrOff(a netip.Addr) string {
+	if !a.IsValid() {
+		return "off"
+	}
+	return a.String()
 }
