@@ -147,6 +147,16 @@ func startSignalIn(t *testing.T, ns *netlab.NS, dataDir string, relay ...string)
 		},
 		Timeout: 30 * time.Second,
 	}
+	// The first request of a test is a POST, which the client never sends
+	// again: wait until the site answers on its shared TLS port.
+	eventually.True(t, 30*time.Second, "the site to answer", func() bool {
+		resp, err := d.client.Get(d.public + "/readyz")
+		if err != nil {
+			return false
+		}
+		_ = resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
 	return d
 }
 
