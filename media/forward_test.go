@@ -259,6 +259,12 @@ func BenchmarkForwardPacket(b *testing.B) {
 	for range 3 {
 		subs = append(subs, h.subscribe(b, discard{}, false))
 	}
+	h.benchForward(b, subs)
+}
+
+// benchForward offers b.N packets, each one parsed as the reader would,
+// to subs and runs their writers on the caller's goroutine.
+func (h *harness) benchForward(b *testing.B, subs []*downTrack) {
 	l := h.pub.layers[0].Load()
 	tmpl := h.packet()
 	raw := append([]byte(nil), tmpl.buf[:tmpl.n]...)

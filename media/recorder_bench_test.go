@@ -1,7 +1,6 @@
 package media
 
 import (
-	"encoding/binary"
 	"testing"
 
 	"github.com/pion/rtp"
@@ -22,24 +21,7 @@ func BenchmarkRecordPacket(b *testing.B) {
 	sink := &countTrack{}
 	rec := h.subscribe(b, &recWriter{ts: sink}, false)
 	subs := []*downTrack{rec}
-	l := h.pub.layers[0].Load()
-	tmpl := h.packet()
-	raw := append([]byte(nil), tmpl.buf[:tmpl.n]...)
-	h.sfu.pool.release(tmpl)
-	b.ReportAllocs()
-	b.ResetTimer()
-	for i := range b.N {
-		p := h.sfu.pool.get()
-		p.n = copy(p.buf[:], raw)
-		binary.BigEndian.PutUint16(p.buf[2:], uint16(i))
-		if !p.parse() {
-			b.Fatal("parse")
-		}
-		p.arrival = h.sfu.now()
-		p.keyframe = h.pub.keyframe(p.payload())
-		l.account(p)
-		h.forwardAndWrite(p, subs)
-	}
+	h.benchForward(b, subs)
 	if sink.bytes == 0 {
 		b.Fatal("nothing recorded")
 	}
