@@ -52,9 +52,11 @@ type Bus interface {
 	// their order.
 	Publish(ctx context.Context, to []string, data [][]byte) error
 	// Receive passes each message for replica, or for every replica, to
-	// deliver until ctx ends. After a break in the subscription, during
-	// which messages may have been lost, it calls resubscribed.
-	Receive(ctx context.Context, replica string, deliver func([]byte), resubscribed func()) error
+	// deliver with the name of the replica that sent it, until ctx ends.
+	// It delivers only messages a replica sent, each once: the bus
+	// authenticates them. After a break in the subscription, during which
+	// messages may have been lost, it calls resubscribed.
+	Receive(ctx context.Context, replica string, deliver func(from string, data []byte), resubscribed func()) error
 	// Heartbeat says replica lives for ttl; ttl 0 says it stopped.
 	Heartbeat(ctx context.Context, replica string, ttl time.Duration) error
 	// Alive reports which of the replicas sent a heartbeat within its ttl.

@@ -83,10 +83,14 @@ func (c *Cluster) receive(ctx context.Context) {
 	}
 }
 
-func (c *Cluster) deliver(b []byte) {
+func (c *Cluster) deliver(from string, b []byte) {
 	w, body, err := decodeWire(b)
 	if err != nil {
-		c.log.Warn("unreadable bus message", "err", err)
+		c.log.Warn("unreadable bus message", "from", from, "err", err)
+		return
+	}
+	if w.From != from {
+		c.log.Warn("bus message refused: its header names another sender", "from", from)
 		return
 	}
 	if w.From == c.cfg.Replica {

@@ -1,6 +1,7 @@
 package signaling
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -10,6 +11,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/openconsult/openconsult/internal/eventually"
 	"github.com/openconsult/openconsult/media"
@@ -34,8 +37,11 @@ func (s storeLeases) LeaseOf(ctx context.Context, id string) (Lease, error) {
 
 // clusterFixture is replicas of one PostgreSQL database and one Redis.
 type clusterFixture struct {
+	t       testing.TB
 	db      *store.DB
-	bus     *redisbus.Bus
+	redis   *redis.Client
+	prefix  string
+	busKey  []byte
 	consult string
 }
 
@@ -57,15 +63,19 @@ func newClusterFixture(t *testing.T) *clusterFixture {
 	if err := db.CreateConsult(ctx, c, l); err != nil {
 		t.Fatal(err)
 	}
-	return &clusterFixture{db: db, bus: redisbus.New(client, prefix), consult: c.ID}
+	return &clusterFixture{t: t, db: db, redis: client, prefix: prefix, busKey: bytes.Repeat([]byte{7}, 32), consult: c.ID}
 }
 
 // replica returns a replica with in-memory chat, audit and records (test
 // doubles of room_test.go) and the fixture's leases and bus. Its Run is
 // not started: the test drives it.
 func (f *clusterFixture) replica(name string, ttl time.Duration, chat *memChat, audit *auditLog) *Cluster {
+	bus, err := redisbus.New(f.redis, redisbus.Config{Prefix: f.prefix, Replica: name, Key: f.busKey})
+	if err != nil {
+		f.t.Fatal(err)
+	}
 	return NewCluster(RoomDeps{Chat: chat, Audit: audit, Records: &memRecords{}, Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
-		Grace: time.Minute}, ClusterConfig{Replica: name, Leases: storeLeases{f.db}, Bus: f.bus, LeaseTTL: ttl,
+		Grace: time.Minute}, ClusterConfig{Replica: name, Leases: storeLeases{f.db}, Bus: bus, LeaseTTL: ttl,
 		Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
 }
 
@@ -237,4 +247,50 @@ type recordingNode struct{ plainNode }
 
 func (recordingNode) Record(context.Context, string, media.RecordSink) (media.Recording, error) {
 	return nil, nil
+}
+
+// Messages a client of the Redis publishes without the bus key (end the
+// consult, take an account out, relay a tab's frame) change nothing on
+// the replica that owns the consult, while a genuine one from another
+// replica, published after them, acts.
+func TestForgedBusMessagesHaveNoEffect(t *testing.T) {
+	f := newClusterFixture(t)
+	chat := &memChat{msgs: map[string][]ChatMessage{}, now: time.Now}
+	a := f.replica("a", time.Minute, chat, &auditLog{})
+	b := f.replica("b", time.Minute, chat, &auditLog{})
+	ctx, stop := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	for _, c := range []*Cluster{a, b} {
+		wg.Go(func() { c.Run(ctx) })
+	}
+	defer wg.Wait()
+	defer stop()
+	r, _, hostTab := join(t, a, f.consult, Participant{ID: "u_doc", Name: "Dr", Kind: "clinician", Host: true})
+	_, _, otherTab := join(t, a, f.consult, Participant{ID: "u_other", Name: "Dr Two", Kind: "clinician"})
+	all, toA := f.prefix+"bus:all", f.prefix+"bus:a"
+	eventually.True(t, 10*time.Second, "a to subscribe", func() bool {
+		n, err := f.redis.PubSubNumSub(context.Background(), all, toA).Result()
+		return err == nil && n[all] >= 1 && n[toA] >= 1
+	})
+	intruder, err := redisbus.New(f.redis, redisbus.Config{Prefix: f.prefix, Replica: "b", Key: bytes.Repeat([]byte{8}, 32)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range []struct{ channel, msg string }{
+		{all, `{"k":"account","f":"b","t":"u_doc"}` + "\n"},
+		{toA, `{"k":"end","f":"b","r":"` + f.consult + `","q":"x","t":"u_doc"}` + "\n"},
+		{toA, `{"k":"closelink","f":"b","r":"` + f.consult + `","t":"l_1"}` + "\n"},
+	} {
+		if err := f.redis.Publish(context.Background(), m.channel, m.msg).Err(); err != nil {
+			t.Fatal(err)
+		}
+		if err := intruder.Publish(context.Background(), []string{strings.TrimPrefix(m.channel, f.prefix+"bus:")}, [][]byte{[]byte(m.msg)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b.CloseAccount("u_other")
+	eventually.True(t, 10*time.Second, "the genuine message to act", func() bool { return otherTab.isClosed() })
+	if hostTab.isClosed() || a.hub.existing(f.consult) != r {
+		t.Fatal("a forged bus message acted on the consult")
+	}
 }

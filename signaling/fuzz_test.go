@@ -229,7 +229,7 @@ func FuzzBusMessage(f *testing.F) {
 	f.Fuzz(func(t *testing.T, b []byte) {
 		c := NewCluster(RoomDeps{Chat: &memChat{msgs: map[string][]ChatMessage{}, now: time.Now}, Audit: &auditLog{},
 			Log: slog.New(slog.DiscardHandler)}, ClusterConfig{Replica: "a", Log: slog.New(slog.DiscardHandler)})
-		c.deliver(b)
+		c.deliver("b", b)
 		c.work.Wait()
 		if len(c.hub.rooms) != 0 {
 			t.Fatalf("a bus message made a room: %q", b)

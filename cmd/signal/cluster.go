@@ -11,10 +11,12 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/openconsult/openconsult/audit"
 	"github.com/openconsult/openconsult/auth"
+	"github.com/openconsult/openconsult/keyring"
 	"github.com/openconsult/openconsult/signaling"
 	"github.com/openconsult/openconsult/signaling/redisbus"
 	"github.com/openconsult/openconsult/site"
@@ -24,6 +26,10 @@ import (
 
 // redisBusPrefix starts every key and channel of the replicas' bus.
 const redisBusPrefix = "openconsult:live:"
+
+// busKeyPurpose derives the key that seals the replicas' messages on
+// Redis from the master key (keyring.MasterKey.DeriveKey).
+const busKeyPurpose = "redis bus v1"
 
 // liveConsults is what the server needs from the live rooms: a Hub on one
 // server, a Cluster when several replicas share PostgreSQL and Redis.
@@ -36,8 +42,10 @@ type liveConsults interface {
 }
 
 // newLiveConsults returns the rooms of a single server, or, on PostgreSQL
-// with -redis, this replica's share of the rooms of every replica.
-func newLiveConsults(s *settings, db *store.DB, deps signaling.RoomDeps, log *slog.Logger) (liveConsults, func() error, error) {
+// with -redis, this replica's share of the rooms of every replica. Their
+// messages on Redis are sealed with a key derived from the master key,
+// which every replica shares.
+func newLiveConsults(s *settings, db *store.DB, deps signaling.RoomDeps, master keyring.MasterKey, reg prometheus.Registerer, log *slog.Logger) (liveConsults, func() error, error) {
 	if s.redis == "" || db.Dialect() != "postgres" {
 		if s.redis != "" {
 			log.Info("live consults stay in this process: several replicas need PostgreSQL as well as -redis")
@@ -48,11 +56,21 @@ func newLiveConsults(s *settings, db *store.DB, deps signaling.RoomDeps, log *sl
 	if err != nil {
 		return nil, nil, fmt.Errorf("-redis: %w", err)
 	}
-	client := redis.NewClient(opt)
+	busKey, err := master.DeriveKey(busKeyPurpose, nil)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer clear(busKey[:])
 	host, _ := os.Hostname()
 	replica := strings.ToLower(host + "-" + rand.Text()[:8])
+	client := redis.NewClient(opt)
+	bus, err := redisbus.New(client, redisbus.Config{Prefix: redisBusPrefix, Replica: replica, Key: busKey[:], Log: log, Metrics: reg})
+	if err != nil {
+		client.Close()
+		return nil, nil, err
+	}
 	c := signaling.NewCluster(deps, signaling.ClusterConfig{Replica: replica, Leases: leaseStore{db},
-		Bus: redisbus.New(client, redisBusPrefix), Log: log})
+		Bus: bus, Log: log})
 	log.Info("live consults shared with the other replicas", "replica", replica)
 	return c, client.Close, nil
 }

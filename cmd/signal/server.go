@@ -225,7 +225,7 @@ func start(ctx context.Context, s *settings, stdout, stderr io.Writer) (_ *serve
 	if s.roomHook != nil {
 		s.roomHook(&roomDeps)
 	}
-	hub, closeLive, err := newLiveConsults(s, db, roomDeps, log)
+	hub, closeLive, err := newLiveConsults(s, db, roomDeps, master, reg, log)
 	if err != nil {
 		return nil, err
 	}

@@ -1,6 +1,11 @@
 // Package redisbus carries the messages between signal replicas over Redis
 // publish/subscribe, and their heartbeats as keys that expire.
 //
+// Every message is sealed (envelope.go): a client of the Redis without the
+// bus key can neither read what the replicas exchange nor have a replica
+// act on a message of its own, a replayed one or one moved to another
+// channel. Refused messages are counted and logged without their content.
+//
 // Publish/subscribe delivers at most once: a subscriber that loses its
 // connection misses what was published meanwhile. Receive reports such a
 // break, so that the replica restarts the tabs it relays rather than run
@@ -9,22 +14,80 @@ package redisbus
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"log/slog"
+	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 )
 
-// Bus is the replicas' bus (signaling.Bus) on one Redis; every key and channel starts with
-// the prefix.
-type Bus struct {
-	client *redis.Client
-	prefix string
+// Config configures one replica's bus.
+type Config struct {
+	// Prefix starts every key and channel.
+	Prefix string
+	// Replica is the name this replica seals its messages under.
+	Replica string
+	// Key is the bus key, 32 bytes, the same on every replica: derive it
+	// from the master key for this purpose only, never use the master key.
+	Key []byte
+	// Log receives the refusals (reason, channel and, when the message
+	// opened, its sender; never its content). Nil discards them.
+	Log *slog.Logger
+	// Metrics, when set, receives the count of refused messages.
+	Metrics prometheus.Registerer
+	// Now is the clock the envelopes are dated and checked with (time.Now
+	// when nil).
+	Now func() time.Time
 }
 
-// New returns the bus.
-func New(client *redis.Client, prefix string) *Bus {
-	return &Bus{client: client, prefix: prefix}
+// Bus is the replicas' bus (signaling.Bus) on one Redis.
+type Bus struct {
+	client  *redis.Client
+	prefix  string
+	sealer  *sealer
+	opener  *opener
+	now     func() time.Time
+	log     *slog.Logger
+	refused *prometheus.CounterVec
+
+	logMu    sync.Mutex
+	loggedAt time.Time
+	unlogged int
+}
+
+// New returns the bus of cfg.Replica.
+func New(client *redis.Client, cfg Config) (*Bus, error) {
+	key, err := newEnvelopeKey(cfg.Key)
+	if err != nil {
+		return nil, err
+	}
+	s, err := newSealer(key, cfg.Replica)
+	if err != nil {
+		return nil, err
+	}
+	b := &Bus{client: client, prefix: cfg.Prefix, sealer: s, opener: newOpener(key), now: cfg.Now, log: cfg.Log,
+		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "signal_bus_refused_total",
+			Help: "Messages between replicas refused, by reason: malformed, other_key, forged, too_old, future, replayed.",
+		}, []string{"reason"})}
+	if b.now == nil {
+		b.now = time.Now
+	}
+	if b.log == nil {
+		b.log = slog.New(slog.DiscardHandler)
+	}
+	for _, r := range refusalReasons {
+		b.refused.WithLabelValues(r)
+	}
+	if cfg.Metrics != nil {
+		if err := cfg.Metrics.Register(b.refused); err != nil {
+			return nil, fmt.Errorf("bus metrics: %w", err)
+		}
+	}
+	return b, nil
 }
 
 func (b *Bus) channel(replica string) string {
@@ -36,12 +99,14 @@ func (b *Bus) channel(replica string) string {
 
 func (b *Bus) aliveKey(replica string) string { return b.prefix + "alive:" + replica }
 
-// Publish sends data[i] to replica to[i] ("" for every replica), in order,
-// in one pipeline on one connection.
+// Publish seals data[i] for replica to[i] ("" for every replica) and
+// sends them in order, in one pipeline on one connection.
 func (b *Bus) Publish(ctx context.Context, to []string, data [][]byte) error {
 	pipe := b.client.Pipeline()
+	now := b.now()
 	for i := range data {
-		pipe.Publish(ctx, b.channel(to[i]), data[i])
+		ch := b.channel(to[i])
+		pipe.Publish(ctx, ch, b.sealer.seal(ch, now, data[i]))
 	}
 	if _, err := pipe.Exec(ctx); err != nil {
 		return fmt.Errorf("publish %d messages: %w", len(data), err)
@@ -50,8 +115,9 @@ func (b *Bus) Publish(ctx context.Context, to []string, data [][]byte) error {
 }
 
 // Receive subscribes to the replica's channel and to the channel of every
-// replica and delivers their messages until ctx ends.
-func (b *Bus) Receive(ctx context.Context, replica string, deliver func([]byte), resubscribed func()) error {
+// replica and delivers the messages that open, with the name of the
+// replica that sealed them, until ctx ends.
+func (b *Bus) Receive(ctx context.Context, replica string, deliver func(from string, data []byte), resubscribed func()) error {
 	sub := b.client.Subscribe(ctx, b.channel(replica), b.channel(""))
 	defer sub.Close()
 	stop := context.AfterFunc(ctx, func() { sub.Close() })
@@ -82,9 +148,39 @@ func (b *Bus) Receive(ctx context.Context, replica string, deliver func([]byte),
 				}
 			}
 		case *redis.Message:
-			deliver([]byte(m.Payload))
+			from, data, err := b.opener.open(m.Channel, b.now(), []byte(m.Payload))
+			if err != nil {
+				b.refuse(m.Channel, err)
+				continue
+			}
+			deliver(from, data)
 		}
 	}
+}
+
+// refuse counts a refused message and logs it, at most once a second with
+// the number refused since.
+func (b *Bus) refuse(channel string, err error) {
+	var r *refusal
+	if !errors.As(err, &r) {
+		r = &refusal{reason: reasonMalformed}
+	}
+	b.refused.WithLabelValues(r.reason).Inc()
+	b.logMu.Lock()
+	now := time.Now()
+	if now.Sub(b.loggedAt) < time.Second {
+		b.unlogged++
+		b.logMu.Unlock()
+		return
+	}
+	earlier := b.unlogged
+	b.loggedAt, b.unlogged = now, 0
+	b.logMu.Unlock()
+	args := []any{"reason", r.reason, "channel", channel, "unlogged_before", earlier}
+	if r.sender != "" {
+		args = append(args, "sender", r.sender)
+	}
+	b.log.Warn("bus message refused; check that every replica has the same master key and that only they reach Redis", args...)
 }
 
 // Heartbeat says the replica lives for ttl; ttl 0 withdraws it.

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/openconsult/openconsult/internal/eventually"
+	"github.com/openconsult/openconsult/site/redislimit"
 	"github.com/openconsult/openconsult/site/redislimit/redistest"
 )
 
@@ -15,15 +16,19 @@ import (
 // every replica reach every replica, and nothing reaches another replica.
 func TestMessagesArriveInOrderAtTheirReplica(t *testing.T) {
 	_, client, prefix := redistest.Open(t)
-	bus := New(client, prefix)
+	bus := newBus(t, client, Config{Prefix: prefix, Replica: "c"})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var mu sync.Mutex
 	got := map[string][]string{}
 	var wg sync.WaitGroup
 	for _, r := range []string{"a", "b"} {
+		rb := newBus(t, client, Config{Prefix: prefix, Replica: r})
 		wg.Go(func() {
-			_ = bus.Receive(ctx, r, func(b []byte) {
+			_ = rb.Receive(ctx, r, func(from string, b []byte) {
+				if from != "c" {
+					t.Errorf("%s received a message from %q, want c", r, from)
+				}
 				mu.Lock()
 				defer mu.Unlock()
 				if string(b) == "hello" {
@@ -72,7 +77,7 @@ func TestMessagesArriveInOrderAtTheirReplica(t *testing.T) {
 
 func TestHeartbeatsExpireAndAreWithdrawn(t *testing.T) {
 	_, client, prefix := redistest.Open(t)
-	bus := New(client, prefix)
+	bus := newBus(t, client, Config{Prefix: prefix, Replica: "a"})
 	ctx := context.Background()
 	if err := bus.Heartbeat(ctx, "a", time.Minute); err != nil {
 		t.Fatal(err)
@@ -89,5 +94,23 @@ func TestHeartbeatsExpireAndAreWithdrawn(t *testing.T) {
 	}
 	if alive, err := bus.Alive(ctx, []string{"a"}); err != nil || alive["a"] {
 		t.Fatalf("a withdrawn: alive %v, %v", alive, err)
+	}
+}
+
+// A rediss:// URL, as docs/operations.md gives for a Redis on another
+// machine, connects over TLS that checks the server's name.
+func TestRedissURLUsesTLS(t *testing.T) {
+	opt, err := redislimit.Options("rediss://:secret@redis.example-hospital.org:6380/2", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if opt.TLSConfig == nil || opt.TLSConfig.ServerName != "redis.example-hospital.org" || opt.TLSConfig.InsecureSkipVerify {
+		t.Fatalf("TLS config %+v", opt.TLSConfig)
+	}
+	if opt.Addr != "redis.example-hospital.org:6380" || opt.DB != 2 || opt.Password != "secret" {
+		t.Fatalf("options %s db %d", opt.Addr, opt.DB)
+	}
+	if opt, err := redislimit.Options("redis://127.0.0.1:6379/0", ""); err != nil || opt.TLSConfig != nil {
+		t.Fatalf("redis:// gave TLS %v, %v", opt.TLSConfig, err)
 	}
 }
