@@ -58,9 +58,10 @@ type Storage interface {
 	// AuditAppend calls build with the stored row of the highest Seq (the
 	// zero Row when there is none) inside one write transaction that
 	// excludes every other AuditAppend, also from other processes, stores
-	// the row build returns, and returns once it is durably committed. An
-	// error from build rolls back and is returned.
-	AuditAppend(ctx context.Context, build func(last Row) (Row, error)) error
+	// the rows build returns (numbered on from last, in order), and returns
+	// once they are durably committed. An error from build rolls back and
+	// is returned.
+	AuditAppend(ctx context.Context, build func(last Row) ([]Row, error)) error
 	// AddAuditCheckpoint stores a signed checkpoint; one already stored for
 	// the same size is kept.
 	AddAuditCheckpoint(ctx context.Context, c StoredCheckpoint) error
@@ -80,9 +81,11 @@ type Log struct {
 	now     func() time.Time
 	logger  *slog.Logger
 
-	// appendMu queues this process's appends before the storage's write
-	// lock, which serialises them across processes.
-	appendMu sync.Mutex
+	// batchMu guards the appends waiting in this process (batch.go); the
+	// storage's write lock serialises the batches across processes.
+	batchMu sync.Mutex
+	queue   []*appendReq
+	leading bool // a caller is storing a batch
 
 	// treeMu guards the running tree of the entries read so far, which
 	// checkpoints extend with the rows stored since (by any process).
@@ -138,50 +141,6 @@ func New(storage Storage, signer *Signer, now func() time.Time, opts ...Option) 
 		o(l)
 	}
 	return l
-}
-
-// Append completes e with its sequence number, its time (now, but never
-// earlier than the previous entry's, so a clock stepping back keeps the
-// order) and its link to the previous entry, stores it durably and
-// returns it as stored. Text that is not valid UTF-8 is stored with
-// U+FFFD in place of the invalid bytes rather than lost.
-func (l *Log) Append(ctx context.Context, e Entry) (Entry, error) {
-	if e.Type == "" {
-		return Entry{}, errors.New("audit append: entry has no type")
-	}
-	if e.Outcome != Success && e.Outcome != Failure {
-		return Entry{}, fmt.Errorf("audit append %s: outcome %q, want %q or %q", e.Type, e.Outcome, Success, Failure)
-	}
-	e = sanitize(e)
-	l.appendMu.Lock()
-	defer l.appendMu.Unlock()
-	var out Entry
-	err := l.storage.AuditAppend(ctx, func(last Row) (Row, error) {
-		e.Seq = last.Seq + 1
-		e.Time = l.now().UTC()
-		e.Prev = ""
-		if last.Seq > 0 {
-			// Chain to the stored hash. An unreadable previous entry does
-			// not stop the recording of new actions (that would let one
-			// edited row halt sign-ins); Verify reports it.
-			e.Prev = hex.EncodeToString(last.LeafHash)
-			if prev, err := ParseEntry(last.Canonical); err == nil && prev.Time.After(e.Time) {
-				e.Time = prev.Time
-			} else if err != nil {
-				l.logger.Error("audit: previous entry unreadable, appending anyway; run audit verify", "seq", last.Seq)
-			}
-		}
-		c, err := e.Canonical()
-		if err != nil {
-			return Row{}, err
-		}
-		out = e
-		return Row{Seq: e.Seq, Canonical: c, LeafHash: LeafHash(c)}, nil
-	})
-	if err != nil {
-		return Entry{}, fmt.Errorf("audit append %s: %w", e.Type, err)
-	}
-	return out, nil
 }
 
 // Checkpoint signs and stores a checkpoint of the whole log as it is now.

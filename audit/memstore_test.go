@@ -19,18 +19,18 @@ type memStore struct {
 	cps  []audit.StoredCheckpoint
 }
 
-func (m *memStore) AuditAppend(ctx context.Context, build func(last audit.Row) (audit.Row, error)) error {
+func (m *memStore) AuditAppend(ctx context.Context, build func(last audit.Row) ([]audit.Row, error)) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	var last audit.Row
 	if len(m.rows) > 0 {
 		last = m.rows[len(m.rows)-1]
 	}
-	r, err := build(last)
+	rows, err := build(last)
 	if err != nil {
 		return err
 	}
-	m.rows = append(m.rows, r)
+	m.rows = append(m.rows, rows...)
 	return ctx.Err()
 }
 

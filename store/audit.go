@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/openconsult/openconsult/audit"
@@ -28,13 +29,14 @@ var _ audit.Storage = (*DB)(nil)
 // the caller works.
 const auditBatch = 1000
 
-// AuditAppend stores the row build makes from the last stored row, in one
+// AuditAppend stores the rows build makes from the last stored row, in one
 // write transaction (audit.Storage). SQLite transactions here take the
 // write lock at BEGIN; on PostgreSQL the transaction first locks the table
 // against other writers (readers go on). Either way appends from several
-// processes queue and each sees the row the previous one committed, so the
-// hash chain and the Merkle tree stay one log.
-func (db *DB) AuditAppend(ctx context.Context, build func(last audit.Row) (audit.Row, error)) error {
+// processes queue and each sees the rows the previous one committed, so
+// the hash chain and the Merkle tree stay one log. The rows go in one
+// statement per auditInsertRows, to keep the lock briefly.
+func (db *DB) AuditAppend(ctx context.Context, build func(last audit.Row) ([]audit.Row, error)) error {
 	return db.tx(ctx, func(tx *sql.Tx) error {
 		if err := db.lockForWrite(ctx, tx, "audit_entries"); err != nil {
 			return err
@@ -45,16 +47,40 @@ func (db *DB) AuditAppend(ctx context.Context, build func(last audit.Row) (audit
 		if err != nil && !errors.Is(err, sql.ErrNoRows) {
 			return fmt.Errorf("read last audit entry: %w", err)
 		}
-		row, err := build(last)
+		rows, err := build(last)
 		if err != nil {
 			return err
 		}
-		if _, err := tx.ExecContext(ctx, db.rebind(`INSERT INTO audit_entries (seq, canonical, leaf_hash) VALUES (?, ?, ?)`),
-			row.Seq, row.Canonical, row.LeafHash); err != nil {
-			return fmt.Errorf("insert audit entry %d: %w", row.Seq, err)
+		for len(rows) > 0 {
+			n := min(len(rows), auditInsertRows)
+			if err := db.insertAuditRows(ctx, tx, rows[:n]); err != nil {
+				return err
+			}
+			rows = rows[n:]
 		}
 		return nil
 	})
+}
+
+// auditInsertRows is how many rows one INSERT stores (3 parameters each,
+// well under either dialect's limit).
+const auditInsertRows = 256
+
+func (db *DB) insertAuditRows(ctx context.Context, tx *sql.Tx, rows []audit.Row) error {
+	var q strings.Builder
+	q.WriteString(`INSERT INTO audit_entries (seq, canonical, leaf_hash) VALUES `)
+	args := make([]any, 0, 3*len(rows))
+	for i, r := range rows {
+		if i > 0 {
+			q.WriteString(", ")
+		}
+		q.WriteString("(?, ?, ?)")
+		args = append(args, r.Seq, r.Canonical, r.LeafHash)
+	}
+	if _, err := tx.ExecContext(ctx, db.rebind(q.String()), args...); err != nil {
+		return fmt.Errorf("insert audit entries %d to %d: %w", rows[0].Seq, rows[len(rows)-1].Seq, err)
+	}
+	return nil
 }
 
 // AuditRows calls fn for every entry from seq on, in order (audit.Source).

@@ -107,7 +107,7 @@ func auditConcurrentAppends(t *testing.T, db *store.DB) {
 func auditBuildFails(t *testing.T, db *store.DB) {
 	ctx := context.Background()
 	boom := errors.New("boom")
-	err := db.AuditAppend(ctx, func(audit.Row) (audit.Row, error) { return audit.Row{}, boom })
+	err := db.AuditAppend(ctx, func(audit.Row) ([]audit.Row, error) { return nil, boom })
 	if !errors.Is(err, boom) {
 		t.Fatalf("AuditAppend = %v, want the build error", err)
 	}
@@ -115,11 +115,11 @@ func auditBuildFails(t *testing.T, db *store.DB) {
 		t.Fatalf("%d rows stored by a failed append", len(rows))
 	}
 	// The next append starts from nothing.
-	if err := db.AuditAppend(ctx, func(last audit.Row) (audit.Row, error) {
+	if err := db.AuditAppend(ctx, func(last audit.Row) ([]audit.Row, error) {
 		if last.Seq != 0 || last.Canonical != nil {
 			t.Errorf("last row of an empty log: %+v", last)
 		}
-		return audit.Row{Seq: 1, Canonical: []byte("{}"), LeafHash: audit.LeafHash([]byte("{}"))}, nil
+		return []audit.Row{{Seq: 1, Canonical: []byte("{}"), LeafHash: audit.LeafHash([]byte("{}"))}}, nil
 	}); err != nil {
 		t.Fatal(err)
 	}
@@ -128,10 +128,10 @@ func auditBuildFails(t *testing.T, db *store.DB) {
 func auditDuplicateSeq(t *testing.T, db *store.DB) {
 	ctx := context.Background()
 	row := audit.Row{Seq: 1, Canonical: []byte("a"), LeafHash: audit.LeafHash([]byte("a"))}
-	if err := db.AuditAppend(ctx, func(audit.Row) (audit.Row, error) { return row, nil }); err != nil {
+	if err := db.AuditAppend(ctx, func(audit.Row) ([]audit.Row, error) { return []audit.Row{row}, nil }); err != nil {
 		t.Fatal(err)
 	}
-	if err := db.AuditAppend(ctx, func(audit.Row) (audit.Row, error) { return row, nil }); err == nil {
+	if err := db.AuditAppend(ctx, func(audit.Row) ([]audit.Row, error) { return []audit.Row{row}, nil }); err == nil {
 		t.Fatal("a second row numbered 1 was stored")
 	}
 	if rows := readRows(t, db, 0); len(rows) != 1 || string(rows[0].Canonical) != "a" {
@@ -147,15 +147,28 @@ func auditRowsInOrder(t *testing.T, db *store.DB) {
 	want := make([][]byte, n)
 	for i := range n {
 		want[i] = []byte(fmt.Sprintf("{\"n\":%d,\"x\":\"é\x00\xff\"}", i+1))
-		err := db.AuditAppend(ctx, func(last audit.Row) (audit.Row, error) {
-			if last.Seq != uint64(i) {
-				return audit.Row{}, fmt.Errorf("last row %d, want %d", last.Seq, i)
+	}
+	// Batches of one row, of more rows than one INSERT takes, and others.
+	done := 0
+	for _, size := range []int{1, 300, 2, 707} {
+		err := db.AuditAppend(ctx, func(last audit.Row) ([]audit.Row, error) {
+			if last.Seq != uint64(done) {
+				return nil, fmt.Errorf("last row %d, want %d", last.Seq, done)
 			}
-			return audit.Row{Seq: uint64(i + 1), Canonical: want[i], LeafHash: audit.LeafHash(want[i])}, nil
+			rows := make([]audit.Row, size)
+			for j := range rows {
+				c := want[done+j]
+				rows[j] = audit.Row{Seq: uint64(done + j + 1), Canonical: c, LeafHash: audit.LeafHash(c)}
+			}
+			return rows, nil
 		})
 		if err != nil {
 			t.Fatal(err)
 		}
+		done += size
+	}
+	if done != n {
+		t.Fatalf("appended %d rows, want %d", done, n)
 	}
 	for _, from := range []uint64{0, 1, 999, 1000, 1001, n, n + 1} {
 		rows := readRows(t, db, from)
