@@ -70,12 +70,15 @@ func TestForgedMessagesAreRefused(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	a := newBus(t, client, Config{Prefix: prefix, Replica: "a", Metrics: reg,
 		Now: func() time.Time { return time.Now().Add(time.Duration(skew.Load())) }})
-	b := newBus(t, client, Config{Prefix: prefix, Replica: "b"})
+	var lag atomic.Int64 // b's clock, behind the others
+	b := newBus(t, client, Config{Prefix: prefix, Replica: "b",
+		Now: func() time.Time { return time.Now().Add(-time.Duration(lag.Load())) }})
 	rcv := &receiver{}
+	var restarts atomic.Int32
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	defer cancel()
-	wg.Go(func() { _ = a.Receive(ctx, "a", rcv.deliver, func() {}) })
+	wg.Go(func() { _ = a.Receive(ctx, "a", rcv.deliver, func() { restarts.Add(1) }) })
 
 	// An eavesdropper reads every envelope on a's channel.
 	spy := client.Subscribe(ctx, a.channel("a"))
@@ -135,6 +138,17 @@ func TestForgedMessagesAreRefused(t *testing.T) {
 		})
 	}
 	skew.Store(0)
+	if n := restarts.Load(); n != 0 {
+		t.Fatalf("forged messages restarted a's relayed tabs %d times", n)
+	}
+	// A genuine message that arrives too late is refused too, and a
+	// restarts the tabs it relays rather than run with a gap.
+	lag.Store(int64(maxAge + time.Second))
+	if err := b.Publish(ctx, []string{"a"}, [][]byte{[]byte("late")}); err != nil {
+		t.Fatal(err)
+	}
+	eventually.True(t, 10*time.Second, "a to restart its relayed tabs", func() bool { return restarts.Load() == 1 })
+	lag.Store(0)
 	if err := b.Publish(ctx, []string{"a"}, [][]byte{[]byte("after")}); err != nil {
 		t.Fatal(err)
 	}

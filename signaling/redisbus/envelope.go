@@ -73,6 +73,10 @@ var refusalReasons = []string{reasonMalformed, reasonOtherKey, reasonForged, rea
 type refusal struct {
 	reason string
 	sender string
+	// lost is set for a genuine message that arrived too late and was never
+	// delivered: the receiver has a gap, as after a break in its
+	// subscription.
+	lost bool
 }
 
 func (r *refusal) Error() string { return "bus message refused: " + r.reason }
@@ -224,14 +228,41 @@ func (o *opener) open(channel string, now time.Time, env []byte) (string, []byte
 	age := now.Sub(time.UnixMilli(h.millis))
 	switch {
 	case age > maxAge:
-		return "", nil, &refusal{reason: reasonOld, sender: h.sender}
+		return "", nil, &refusal{reason: reasonOld, sender: h.sender, lost: o.unseen(streamID(env, h), h.seq)}
 	case age < -maxSkew:
 		return "", nil, &refusal{reason: reasonFuture, sender: h.sender}
 	}
-	if !o.accept(string(env[1+keyIDLen:h.size-8-8]), h.seq, h.millis, now) {
+	if !o.accept(streamID(env, h), h.seq, h.millis, now) {
 		return "", nil, &refusal{reason: reasonReplayed, sender: h.sender}
 	}
 	return h.sender, msg, nil
+}
+
+// streamID names the sender's incarnation: the sender's name with its
+// length, and the incarnation.
+func streamID(env []byte, h header) string { return string(env[1+keyIDLen : h.size-8-8]) }
+
+// unseen reports whether seq of a stream the receiver remembers is one it
+// never accepted. A replay of a forgotten stream is not reported: its
+// messages were all old when it was forgotten.
+func (o *opener) unseen(id string, seq uint64) bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	s := o.streams[id]
+	return s != nil && s.unseen(seq)
+}
+
+// unseen reports whether mark(seq) would accept seq.
+func (s *stream) unseen(seq uint64) bool {
+	switch {
+	case seq == 0:
+		return false
+	case seq > s.top:
+		return true
+	case s.top-seq >= replayWindow:
+		return false
+	}
+	return s.seen[seq%replayWindow/64]&(1<<(seq%64)) == 0
 }
 
 // accept records seq of stream id and reports whether it is new.

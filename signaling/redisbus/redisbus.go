@@ -150,7 +150,12 @@ func (b *Bus) Receive(ctx context.Context, replica string, deliver func(from str
 		case *redis.Message:
 			from, data, err := b.opener.open(m.Channel, b.now(), []byte(m.Payload))
 			if err != nil {
-				b.refuse(m.Channel, err)
+				if b.refuse(m.Channel, err) {
+					// A replica's message came too late to be trusted:
+					// the tabs it may carry restart rather than run with
+					// a gap.
+					resubscribed()
+				}
 				continue
 			}
 			deliver(from, data)
@@ -159,8 +164,8 @@ func (b *Bus) Receive(ctx context.Context, replica string, deliver func(from str
 }
 
 // refuse counts a refused message and logs it, at most once a second with
-// the number refused since.
-func (b *Bus) refuse(channel string, err error) {
+// the number refused since. It reports whether a genuine message was lost.
+func (b *Bus) refuse(channel string, err error) bool {
 	var r *refusal
 	if !errors.As(err, &r) {
 		r = &refusal{reason: reasonMalformed}
@@ -171,7 +176,7 @@ func (b *Bus) refuse(channel string, err error) {
 	if now.Sub(b.loggedAt) < time.Second {
 		b.unlogged++
 		b.logMu.Unlock()
-		return
+		return r.lost
 	}
 	earlier := b.unlogged
 	b.loggedAt, b.unlogged = now, 0
@@ -181,6 +186,7 @@ func (b *Bus) refuse(channel string, err error) {
 		args = append(args, "sender", r.sender)
 	}
 	b.log.Warn("bus message refused; check that every replica has the same master key and that only they reach Redis", args...)
+	return r.lost
 }
 
 // Heartbeat says the replica lives for ttl; ttl 0 withdraws it.
