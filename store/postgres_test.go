@@ -17,6 +17,7 @@ import (
 func TestPostgres(t *testing.T)            { storetest.Run(t, storetest.OpenPostgres) }
 func TestPostgresKeys(t *testing.T)        { storetest.RunKeys(t, storetest.OpenPostgres) }
 func TestPostgresAudit(t *testing.T)       { storetest.RunAudit(t, storetest.OpenPostgres) }
+func TestPostgresDocuments(t *testing.T)   { storetest.RunDocuments(t, storetest.OpenPostgres) }
 func TestPostgresConcurrency(t *testing.T) { storetest.RunConcurrency(t, storetest.OpenPostgres) }
 func TestSQLiteConcurrency(t *testing.T)   { storetest.RunConcurrency(t, openSQLite) }
 func TestPostgresRetention(t *testing.T)   { storetest.RunRetention(t, storetest.OpenPostgres) }
