@@ -99,28 +99,34 @@ func main() {
 		os.Exit(2)
 	}
 	var results []Result
-	turndArgs := func(path string) []string {
-		return []string{path, "-listen", "127.0.0.1:34781", "-tls-listen", "off", "-metrics", "off",
+	// Each relay listens on a port picked free now, so that runs beside
+	// other relays on the same machine do not collide.
+	turndArgs := func(path, addr string) []string {
+		return []string{path, "-listen", addr, "-tls-listen", "off", "-metrics", "off",
 			"-relay-ports", "40000-49999", "-allow-peer", "127.0.0.1", "-user-quota", "100000", "-total-quota", "100000", "-allocation-rate", "0", "-connections-per-address", "0", "-log-level", "error"}
 	}
 	if *before != "" {
-		r, err := measure("before", turndArgs(*before), []string{"TURND_AUTH_SECRET=" + o.secret}, "127.0.0.1:34781", o)
+		addr := freeAddr()
+		r, err := measure("before", turndArgs(*before, addr), []string{"TURND_AUTH_SECRET=" + o.secret}, addr, o)
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "turnload: turnd -turnd-before:", err)
 			os.Exit(1)
 		}
 		results = append(results, r)
 	}
-	r, err := measure("turnd", turndArgs(*turnd), []string{"TURND_AUTH_SECRET=" + o.secret}, "127.0.0.1:34781", o)
+	addr := freeAddr()
+	r, err := measure("turnd", turndArgs(*turnd, addr), []string{"TURND_AUTH_SECRET=" + o.secret}, addr, o)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "turnload: turnd:", err)
 		os.Exit(1)
 	}
 	results = append(results, r)
 	if path, err := exec.LookPath(*coturn); *coturn != "" && err == nil {
-		r, err := measure("coturn", []string{path, "-n", "-L", "127.0.0.1", "-E", "127.0.0.1", "-p", "34782", "--min-port", "50000", "--max-port", "59999",
+		addr := freeAddr()
+		_, port, _ := net.SplitHostPort(addr)
+		r, err := measure("coturn", []string{path, "-n", "-L", "127.0.0.1", "-E", "127.0.0.1", "-p", port, "--min-port", "50000", "--max-port", "59999",
 			"--use-auth-secret", "--static-auth-secret", o.secret, "--realm", "turnload", "--allow-loopback-peers", "--no-cli", "--no-tls", "--no-dtls",
-			"--log-file", "stdout", "--simple-log", "--no-stun-backward-compatibility"}, nil, "127.0.0.1:34782", o)
+			"--log-file", "stdout", "--simple-log", "--no-stun-backward-compatibility"}, nil, addr, o)
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "turnload: coturn:", err)
 		} else {
@@ -199,6 +205,26 @@ func measure(name string, argv, env []string, addr string, o options) (Result, e
 	r, err := load(addr, o, func() (float64, error) { return cpuSeconds(cmd.Process.Pid) })
 	r.Server = name
 	return r, err
+}
+
+// freeAddr returns a loopback address whose port is free over UDP and TCP
+// now (the relay started next takes both), or the address the relays
+// used before, which portFree then reports if it is taken.
+func freeAddr() string {
+	for range 20 {
+		u, err := net.ListenPacket("udp4", "127.0.0.1:0")
+		if err != nil {
+			break
+		}
+		addr := u.LocalAddr().String()
+		t, err := net.Listen("tcp4", addr)
+		u.Close()
+		if err == nil {
+			t.Close()
+			return addr
+		}
+	}
+	return "127.0.0.1:34781"
 }
 
 // portFree reports an error when something listens on addr already, over
