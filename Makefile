@@ -47,11 +47,11 @@ staticcheck:
 unit:
 	$(GO) test -race -count=1 -p 1 -timeout 30m ./...
 
-## bench-turn: load turnd (and coturn's turnserver when installed; an earlier turnd build first with TURND_BEFORE=path) with the same traffic and print the figures
+## bench-turn: load turnd (and coturn's turnserver when installed; an earlier turnd build first with TURND_BEFORE=path) with the same traffic and print the figures; TURN_RUNS=3 measures each load three times and prints the spread
 bench-turn: build
-	$(GO) run ./tools/turnload $(if $(TURND_BEFORE),-turnd-before $(TURND_BEFORE)) -turnd ./bin/turnd -coturn turnserver -allocations 200 -rate 50 -size 200 -duration 15s
-	$(GO) run ./tools/turnload $(if $(TURND_BEFORE),-turnd-before $(TURND_BEFORE)) -turnd ./bin/turnd -coturn turnserver -allocations 60 -rate 100 -size 1100 -duration 15s
-	$(GO) run ./tools/turnload $(if $(TURND_BEFORE),-turnd-before $(TURND_BEFORE)) -turnd ./bin/turnd -coturn turnserver -allocations 200 -rate 100 -size 600 -duration 15s -echo
+	$(GO) run ./tools/turnload $(if $(TURND_BEFORE),-turnd-before $(TURND_BEFORE)) $(if $(TURN_RUNS),-runs $(TURN_RUNS)) -turnd ./bin/turnd -coturn turnserver -allocations 200 -rate 50 -size 200 -duration 15s
+	$(GO) run ./tools/turnload $(if $(TURND_BEFORE),-turnd-before $(TURND_BEFORE)) $(if $(TURN_RUNS),-runs $(TURN_RUNS)) -turnd ./bin/turnd -coturn turnserver -allocations 60 -rate 100 -size 1100 -duration 15s
+	$(GO) run ./tools/turnload $(if $(TURND_BEFORE),-turnd-before $(TURND_BEFORE)) $(if $(TURN_RUNS),-runs $(TURN_RUNS)) -turnd ./bin/turnd -coturn turnserver -allocations 200 -rate 100 -size 600 -duration 15s -echo
 
 ## bench-signin: send 200 sign-ins at once from 20 addresses to signal -dev and print its peak memory and the 503 count
 bench-signin: build

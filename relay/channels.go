@@ -71,6 +71,11 @@ func newChannels(sock udpWriter) *channels {
 func (t *channels) bind(rc *relayConn, client, peer netip.AddrPort, number uint16, bound bool) {
 	key := channelKey{unmapped(client), number}
 	peer = unmapped(peer)
+	if allowed, _ := rc.policy.Check(peer.Addr()); bound && !allowed {
+		// pion binds no channel to a peer the policy refuses; if it ever
+		// did, its own path would refuse each datagram.
+		return
+	}
 	t.mu.Lock()
 	if bound {
 		t.route[key] = channelRoute{relay: rc, peer: peer}
@@ -111,8 +116,9 @@ func (t *channels) forward(b []byte, client netip.AddrPort) bool {
 	if !ok {
 		return false
 	}
-	// A refused or failed send is lost like any UDP datagram, as in pion.
-	_, _ = r.relay.send(b[channelHeader:channelHeader+length], r.peer, nil)
+	// The peer passed the policy when the channel was bound. A failed send
+	// is lost like any UDP datagram, as in pion.
+	_, _ = r.relay.sendAllowed(b[channelHeader:channelHeader+length], r.peer, nil)
 	return true
 }
 

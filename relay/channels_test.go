@@ -164,6 +164,17 @@ func TestChannelFastPathKeepsPolicyAndCap(t *testing.T) {
 	if sent != 1 || drops != 3 {
 		t.Fatalf("under a 1600-byte cap: %v sent and %v dropped, want 1 and 3", sent, drops)
 	}
+	// The fast path checks the policy when a channel is bound, not per
+	// datagram: a channel to a refused peer never enters it.
+	table := newChannels(&fakeSocket{})
+	client := netip.MustParseAddrPort("127.0.0.1:40000")
+	table.bind(c, client, refused, 0x4002, true)
+	if table.forward(udpChannelData(0x4002, []byte("x")), client) {
+		t.Fatalf("ChannelData to %s took the fast path", refused)
+	}
+	if sent := testutil.ToFloat64(c.m.toPeerPackets); sent != 1 {
+		t.Fatalf("%v datagrams sent, want still 1", sent)
+	}
 }
 
 // Neither direction of the fast path allocates per datagram.

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/pion/stun/v3"
 )
 
 // serverGoroutines returns the stacks of goroutines running the relay's
@@ -18,7 +20,7 @@ func serverGoroutines() []string {
 	buf = buf[:runtime.Stack(buf, true)]
 	var found []string
 	for _, g := range strings.Split(string(buf), "\n\n") {
-		for _, frame := range []string{"turn/v4.(*Server)", "turn/v4.NewServer", "internal/allocation.", "internal/server.",
+		for _, frame := range []string{"turn/v5.(*Server)", "turn/v5.NewServer", "internal/allocation.", "internal/server.",
 			"relay.(*gatedConn)", "relay.(*gatedListener)", "relay.(*gatedPacketConn)", "relay.(*relayConn)"} {
 			if strings.Contains(g, frame) {
 				found = append(found, g)
@@ -37,14 +39,17 @@ func TestCloseEndsConnectionsAllocationsAndGoroutines(t *testing.T) {
 		clients[network] = dial(t, tr, network, user, pass)
 		exchange(t, clients[network].allocate(t), newPeer(t), []byte("before close"), []byte("relayed before close"))
 	}
+	// A TCP allocation (RFC 6062) with a peer relayed through a data
+	// connection, and a second peer waiting for its ConnectionBind.
+	peers := tcpAllocationWithPeers(t, tr, user, pass)
 	// A connection that never says anything is closed too.
 	idle, err := net.Dial("tcp", tr.Addr().String())
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer idle.Close()
-	if tr.Allocations() != 3 {
-		t.Fatalf("%d allocations, want 3", tr.Allocations())
+	if tr.Allocations() != 4 {
+		t.Fatalf("%d allocations, want 4", tr.Allocations())
 	}
 
 	if err := tr.Close(); err != nil {
@@ -59,9 +64,11 @@ func TestCloseEndsConnectionsAllocationsAndGoroutines(t *testing.T) {
 	if g := serverGoroutines(); len(g) > 0 {
 		t.Fatalf("%d relay goroutines after Close:\n%s", len(g), strings.Join(g, "\n\n"))
 	}
-	_ = idle.SetReadDeadline(time.Now().Add(5 * time.Second))
-	if _, err := idle.Read(make([]byte, 1)); !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) && !isReset(err) {
-		t.Fatalf("idle connection after Close: %v, want it closed", err)
+	for name, c := range map[string]net.Conn{"idle connection": idle, "relayed peer": peers[0], "waiting peer": peers[1]} {
+		_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if _, err := c.Read(make([]byte, 1)); !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) && !isReset(err) {
+			t.Fatalf("%s after Close: %v, want it closed", name, err)
+		}
 	}
 	if mfs, err := tr.reg.Gather(); err != nil || len(mfs) != 0 {
 		t.Fatalf("%d metric families still registered after Close (%v)", len(mfs), err)
@@ -70,6 +77,37 @@ func TestCloseEndsConnectionsAllocationsAndGoroutines(t *testing.T) {
 	// The same registry takes a new relay.
 	again := startRelay(t, func(c *Config) { c.Metrics = tr.reg })
 	dial(t, again, "udp", user, pass).allocate(t)
+}
+
+// tcpAllocationWithPeers opens a TCP allocation over TCP with one peer
+// bound to a data connection and relaying, and another whose connection
+// waits for the client's ConnectionBind.
+// It returns the two peers' connections.
+func tcpAllocationWithPeers(t *testing.T, tr *testRelay, user, pass string) []net.Conn {
+	t.Helper()
+	ctrl, _ := rawTCP(t, tr, user, pass)
+	var relayed stun.XORMappedAddress
+	if err := relayed.GetFromAs(ctrl.request(stun.MethodAllocate, requestedTCP), stun.AttrXORRelayedAddress); err != nil {
+		t.Fatalf("TCP allocation: %v", err)
+	}
+	if code := errorCode(ctrl.request(stun.MethodCreatePermission, xorPeer{ip: loopback.Addr(), port: 1})); code != 0 {
+		t.Fatalf("CreatePermission: error %d", code)
+	}
+	to := (&net.TCPAddr{IP: relayed.IP, Port: relayed.Port}).String()
+	peer, err := net.Dial("tcp4", to)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { peer.Close() })
+	data := bindData(t, tr, user, pass, connectionID(t, readIndication(t, ctrl, stun.MethodConnectionAttempt)))
+	pipe(t, data, peer)
+	waiting, err := net.Dial("tcp4", to)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { waiting.Close() })
+	readIndication(t, ctrl, stun.MethodConnectionAttempt)
+	return []net.Conn{peer, waiting}
 }
 
 func isReset(err error) bool {

@@ -294,6 +294,13 @@ func (c *relayConn) send(p []byte, peer netip.AddrPort, addr net.Addr) (int, err
 		c.refused(class)
 		return 0, errPeerRefused
 	}
+	return c.sendAllowed(p, peer, addr)
+}
+
+// sendAllowed is send to a peer the policy was asked about already: the
+// peer of a channel, checked once when the channel was bound (the policy
+// does not change while the relay runs).
+func (c *relayConn) sendAllowed(p []byte, peer netip.AddrPort, addr net.Addr) (int, error) {
 	if c.out != nil && !c.out.allow(len(p)) {
 		c.m.toPeerDrops.Inc()
 		return len(p), nil // lost, as on a congested link

@@ -6,6 +6,10 @@
 // runs coturn's turnserver with the same load, and prints the ratios.
 // With -echo the peer returns every packet through the relay, so the relay
 // carries both directions of a call, and the clients measure round trips.
+// With -runs N every relay is measured N times, in alternating order, and
+// the spread of the ratios is printed; a run in which fewer packets arrived
+// than 95 % of the offered rate (the load generator, on the same machine,
+// fell behind) is marked and left out of the spread.
 //
 //	go run ./tools/turnload -turnd ./bin/turnd -coturn turnserver -allocations 200 -rate 50 -size 200 -duration 20s
 //	go run ./tools/turnload -turnd ./bin/turnd -coturn turnserver -allocations 200 -rate 100 -size 600 -duration 15s -echo
@@ -18,7 +22,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -62,6 +65,7 @@ func sentAt(p []byte) (time.Time, bool) {
 // (client to peer) and the round trip is measured at the clients.
 type Result struct {
 	Server          string  `json:"server"`
+	Run             int     `json:"run"`
 	Allocations     int     `json:"allocations"`
 	Echo            bool    `json:"echo"`
 	PacketsSent     int64   `json:"packets_sent"`
@@ -75,6 +79,11 @@ type Result struct {
 	RoundTripP99ms  float64 `json:"round_trip_p99_ms"`
 	CPUSeconds      float64 `json:"relay_cpu_seconds"`
 	CPUPerMillion   float64 `json:"relay_cpu_seconds_per_million_packets"`
+	// Starved is set when fewer packets reached their destination than 95 %
+	// of the offered rate: the load generator, on the same machine, did
+	// not keep up (or the relay lost them), and the run's figures are not
+	// comparable with a run at the offered rate.
+	Starved bool `json:"starved"`
 }
 
 func main() {
@@ -83,6 +92,7 @@ func main() {
 	before := flag.String("turnd-before", "", "path of an earlier turnd build to measure first with the same load, for a before/after comparison in one run")
 	coturn := flag.String("coturn", "", "path of coturn's turnserver to start and measure with the same load (skipped when absent)")
 	jsonOut := flag.Bool("json", false, "print JSON instead of a table")
+	repeat := flag.Int("runs", 1, "measure every relay this many times, alternating their order, and print each run and the spread")
 	flag.IntVar(&o.allocations, "allocations", 100, "concurrent allocations")
 	flag.IntVar(&o.rate, "rate", 50, "packets per second per allocation (audio is 50)")
 	flag.IntVar(&o.size, "size", 200, "payload bytes per packet")
@@ -94,74 +104,98 @@ func main() {
 		fmt.Fprintln(os.Stderr, "turnload: -turnd is required")
 		os.Exit(2)
 	}
-	if o.size < 16 || o.allocations < 1 || o.rate < 1 || o.duration < time.Second || o.duration > 10*time.Minute {
-		fmt.Fprintln(os.Stderr, "turnload: -size >= 16, -allocations >= 1, -rate >= 1, 1s <= -duration <= 10m")
+	if o.size < 16 || o.allocations < 1 || o.rate < 1 || o.duration < time.Second || o.duration > 10*time.Minute || *repeat < 1 || *repeat > 20 {
+		fmt.Fprintln(os.Stderr, "turnload: -size >= 16, -allocations >= 1, -rate >= 1, 1s <= -duration <= 10m, 1 <= -runs <= 20")
 		os.Exit(2)
 	}
-	var results []Result
-	turndArgs := func(path string) []string {
-		return []string{path, "-listen", "127.0.0.1:34781", "-tls-listen", "off", "-metrics", "off",
-			"-relay-ports", "40000-49999", "-allow-peer", "127.0.0.1", "-user-quota", "100000", "-total-quota", "100000", "-allocation-rate", "0", "-connections-per-address", "0", "-log-level", "error"}
+	// Each relay listens on a port picked free when it starts, so that
+	// runs beside other relays on the same machine do not collide.
+	turndArgs := func(path string) func(addr string) []string {
+		return func(addr string) []string {
+			return []string{path, "-listen", addr, "-tls-listen", "off", "-metrics", "off",
+				"-relay-ports", "40000-49999", "-allow-peer", "127.0.0.1", "-user-quota", "100000", "-total-quota", "100000", "-allocation-rate", "0", "-connections-per-address", "0", "-log-level", "error"}
+		}
 	}
+	turndEnv := []string{"TURND_AUTH_SECRET=" + o.secret}
+	var servers []server
 	if *before != "" {
-		r, err := measure("before", turndArgs(*before), []string{"TURND_AUTH_SECRET=" + o.secret}, "127.0.0.1:34781", o)
+		servers = append(servers, server{name: "before", argv: turndArgs(*before), env: turndEnv, required: true})
+	}
+	servers = append(servers, server{name: "turnd", argv: turndArgs(*turnd), env: turndEnv, required: true})
+	if path, err := exec.LookPath(*coturn); *coturn != "" && err == nil {
+		servers = append(servers, server{name: "coturn", argv: func(addr string) []string {
+			_, port, _ := net.SplitHostPort(addr)
+			return []string{path, "-n", "-L", "127.0.0.1", "-E", "127.0.0.1", "-p", port, "--min-port", "50000", "--max-port", "59999",
+				"--use-auth-secret", "--static-auth-secret", o.secret, "--realm", "turnload", "--allow-loopback-peers", "--no-cli", "--no-tls", "--no-dtls",
+				"--log-file", "stdout", "--simple-log", "--no-stun-backward-compatibility"}
+		}})
+	}
+	var runs [][]Result
+	for run := 1; run <= *repeat; run++ {
+		rs, err := measureAll(servers, run, o)
 		if err != nil {
-			fmt.Fprintln(os.Stderr, "turnload: turnd -turnd-before:", err)
+			fmt.Fprintln(os.Stderr, "turnload:", err)
 			os.Exit(1)
 		}
-		results = append(results, r)
-	}
-	r, err := measure("turnd", turndArgs(*turnd), []string{"TURND_AUTH_SECRET=" + o.secret}, "127.0.0.1:34781", o)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "turnload: turnd:", err)
-		os.Exit(1)
-	}
-	results = append(results, r)
-	if path, err := exec.LookPath(*coturn); *coturn != "" && err == nil {
-		r, err := measure("coturn", []string{path, "-n", "-L", "127.0.0.1", "-E", "127.0.0.1", "-p", "34782", "--min-port", "50000", "--max-port", "59999",
-			"--use-auth-secret", "--static-auth-secret", o.secret, "--realm", "turnload", "--allow-loopback-peers", "--no-cli", "--no-tls", "--no-dtls",
-			"--log-file", "stdout", "--simple-log", "--no-stun-backward-compatibility"}, nil, "127.0.0.1:34782", o)
-		if err != nil {
-			fmt.Fprintln(os.Stderr, "turnload: coturn:", err)
-		} else {
-			results = append(results, r)
-		}
+		runs = append(runs, rs)
 	}
 	if *jsonOut {
 		enc := json.NewEncoder(os.Stdout)
 		enc.SetIndent("", "  ")
-		_ = enc.Encode(results)
+		_ = enc.Encode(slices.Concat(runs...))
 		return
 	}
-	printTable(os.Stdout, results, o)
+	for i, rs := range runs {
+		if len(runs) > 1 {
+			fmt.Printf("run %d of %d\n", i+1, len(runs))
+		}
+		printTable(os.Stdout, rs, o)
+		fmt.Println()
+	}
+	if len(runs) > 1 {
+		printSummary(os.Stdout, runs)
+	}
 }
 
-func printTable(w io.Writer, rs []Result, o options) {
-	ways := ""
-	if o.echo {
-		ways = ", both ways (the peer echoes through the relay; rates and loss count both directions, p50/p99 one way)"
+// server is a relay to start and measure; argv gives its command line
+// for a listen address.
+type server struct {
+	name     string
+	argv     func(addr string) []string
+	env      []string
+	required bool // its failure ends the command; coturn's is reported and skipped
+}
+
+// measureAll measures every server once, in the given order on odd runs
+// and in reverse on even ones, so that a machine growing busier or
+// quieter during a series does not always favour the same server. It
+// returns the results in the given order.
+func measureAll(servers []server, run int, o options) ([]Result, error) {
+	order := slices.Clone(servers)
+	if run%2 == 0 {
+		slices.Reverse(order)
 	}
-	fmt.Fprintf(w, "load: %d allocations x %d packets/s x %d bytes for %s%s\n\n", o.allocations, o.rate, o.size, o.duration, ways)
-	fmt.Fprintf(w, "%-8s %12s %10s %8s %9s %9s", "server", "packets/s", "Mbit/s", "loss %", "p50 ms", "p99 ms")
-	if o.echo {
-		fmt.Fprintf(w, " %11s %11s", "rtt p50 ms", "rtt p99 ms")
-	}
-	fmt.Fprintf(w, " %10s %14s\n", "CPU s", "CPU s/Mpkt")
-	for _, r := range rs {
-		fmt.Fprintf(w, "%-8s %12.0f %10.2f %8.3f %9.3f %9.3f", r.Server, r.PacketsPerSec, r.Mbps, r.LossPercent, r.P50ms, r.P99ms)
-		if o.echo {
-			fmt.Fprintf(w, " %11.3f %11.3f", r.RoundTripP50ms, r.RoundTripP99ms)
+	byName := map[string]Result{}
+	for _, sv := range order {
+		addr := freeAddr()
+		r, err := measure(sv.name, sv.argv(addr), sv.env, addr, o)
+		if err != nil {
+			if sv.required {
+				return nil, fmt.Errorf("%s: %w", sv.name, err)
+			}
+			fmt.Fprintf(os.Stderr, "turnload: %s: %v\n", sv.name, err)
+			continue
 		}
-		fmt.Fprintf(w, " %10.2f %14.2f\n", r.CPUSeconds, r.CPUPerMillion)
+		r.Run = run
+		byName[sv.name] = r
 	}
-	last := rs[len(rs)-1]
-	if last.Server != "coturn" || last.CPUPerMillion <= 0 {
-		return
+	var rs []Result
+	for _, sv := range servers {
+		if r, ok := byName[sv.name]; ok {
+			rs = append(rs, r)
+		}
 	}
-	fmt.Fprintln(w)
-	for _, r := range rs[:len(rs)-1] {
-		fmt.Fprintf(w, "%s/coturn CPU per packet: %.2f (below 1 means turnd needs less CPU)\n", r.Server, r.CPUPerMillion/last.CPUPerMillion)
-	}
+	return rs, nil
 }
 
 // measure starts a relay process, loads it and reads its CPU time.
@@ -199,6 +233,26 @@ func measure(name string, argv, env []string, addr string, o options) (Result, e
 	r, err := load(addr, o, func() (float64, error) { return cpuSeconds(cmd.Process.Pid) })
 	r.Server = name
 	return r, err
+}
+
+// freeAddr returns a loopback address whose port is free over UDP and TCP
+// now (the relay started next takes both), or the address the relays
+// used before, which portFree then reports if it is taken.
+func freeAddr() string {
+	for range 20 {
+		u, err := net.ListenPacket("udp4", "127.0.0.1:0")
+		if err != nil {
+			break
+		}
+		addr := u.LocalAddr().String()
+		t, err := net.Listen("tcp4", addr)
+		u.Close()
+		if err == nil {
+			t.Close()
+			return addr
+		}
+	}
+	return "127.0.0.1:34781"
 }
 
 // portFree reports an error when something listens on addr already, over
@@ -412,6 +466,11 @@ func load(addr string, o options, cpu func() (float64, error)) (Result, error) {
 		r.RoundTripP50ms, r.RoundTripP99ms = percentiles(rtts)
 	}
 	r.PacketsPerSec = float64(r.PacketsReceived) / elapsed.Seconds()
+	offered := float64(o.allocations * o.rate)
+	if o.echo {
+		offered *= 2
+	}
+	r.Starved = r.PacketsPerSec < 0.95*offered
 	r.Mbps = r.PacketsPerSec * float64(o.size) * 8 / 1e6
 	if r.PacketsSent > 0 {
 		r.LossPercent = 100 * float64(r.PacketsSent-r.PacketsReceived) / float64(r.PacketsSent)
@@ -447,15 +506,4 @@ func readEchoes(ctx context.Context, rc net.PacketConn, size int, rtts *[]time.D
 func stopped(ctx context.Context, err error) bool {
 	var ne net.Error
 	return ctx.Err() != nil || !errors.As(err, &ne) || !ne.Timeout()
-}
-
-// percentiles sorts d in place and returns its 50th and 99th percentiles
-// in milliseconds.
-func percentiles(d []time.Duration) (p50, p99 float64) {
-	if len(d) == 0 {
-		return 0, 0
-	}
-	slices.Sort(d)
-	at := func(p float64) float64 { return float64(d[int(p*float64(len(d)-1))].Microseconds()) / 1000 }
-	return at(0.50), at(0.99)
 }
