@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -175,7 +176,7 @@ func (l *Listener) deliver(c net.Conn) {
 // returns the header with the bytes read past it (ErrNoHeader: every byte
 // read). It never reads more than MaxV2 bytes, nor, on a header, much past
 // it; bound how long it may wait with a deadline on r.
-func ReadHeader(r interface{ Read([]byte) (int, error) }) (Header, []byte, error) {
+func ReadHeader(r io.Reader) (Header, []byte, error) {
 	buf := make([]byte, 0, 64)
 	for {
 		if len(buf) == cap(buf) {
