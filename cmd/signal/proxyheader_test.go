@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"encoding/csv"
 	"encoding/json"
+	"io"
 	"net"
 	"net/http"
 	"net/netip"
@@ -188,5 +189,29 @@ func TestSiteBehindTurndSeesTheClientAddress(t *testing.T) {
 	}
 	if got := signInsFrom(t, dir); len(got) != len(from) {
 		t.Fatalf("refused connections reached the site: %d sign-ins, then %d", len(from), len(got))
+	}
+}
+
+func TestProxyProtocolSettings(t *testing.T) {
+	base := []string{"-check", "-dev", "-data-dir", t.TempDir()}
+	for _, tc := range []struct {
+		args []string
+		want string // in the error, or in -check's summary when ok
+		ok   bool
+	}{
+		{[]string{"-proxy-protocol-from", "10.0.0.4,10.1.0.0/24"}, "PROXY protocol from 10.0.0.4/32,10.1.0.0/24, required", true},
+		{[]string{"-proxy-protocol-from", "10.0.0.4", "-proxy-protocol-required=false"}, "optional", true},
+		{[]string{"-proxy-protocol-from", "turnd.internal"}, "-proxy-protocol-from", false},
+		{[]string{"-proxy-protocol-from", "10.1.0.1/24"}, "host bits", false},
+		{[]string{"-proxy-protocol-required=false"}, "needs -proxy-protocol-from", false},
+	} {
+		var out strings.Builder
+		err := run(context.Background(), append(slices.Clone(base), tc.args...), func(string) string { return "" }, &out, io.Discard)
+		switch {
+		case tc.ok && (err != nil || !strings.Contains(out.String(), tc.want)):
+			t.Errorf("%v: %v, printed %q, want %q", tc.args, err, out.String(), tc.want)
+		case !tc.ok && (err == nil || !strings.Contains(err.Error(), tc.want)):
+			t.Errorf("%v: %v, want an error mentioning %q", tc.args, err, tc.want)
+		}
 	}
 }
