@@ -69,12 +69,12 @@ func TestRelaySettingsAreValidated(t *testing.T) {
 
 func TestCheckSummarisesTheRelaySettings(t *testing.T) {
 	args := []string{"-check", "-dev", "-data-dir", t.TempDir(), "-relay-listen", "127.0.0.1:3478,[::1]:3478",
-		"-relay-ip6", "::1", "-relay-max-bps", "2000000", "-relay-max-total-bps", "50000000"}
+		"-relay-ip6", "::1", "-relay-max-bps", "2000000", "-relay-max-total-bps", "50000000", "-relay-public-ip", "203.0.113.7"}
 	var out strings.Builder
 	if err := run(context.Background(), args, func(string) string { return "" }, &out, io.Discard); err != nil {
 		t.Fatal(err)
 	}
-	for _, w := range []string{"127.0.0.1:3478 and [::1]:3478", "IPv6 relaying from ::1", "2000000 bit/s per allocation", "50000000 bit/s in all"} {
+	for _, w := range []string{"127.0.0.1:3478 and [::1]:3478", "told to browsers as 203.0.113.7", "IPv6 relaying from ::1", "2000000 bit/s per allocation", "50000000 bit/s in all"} {
 		if !strings.Contains(out.String(), w) {
 			t.Errorf("-check printed %q, without %q", out.String(), w)
 		}
