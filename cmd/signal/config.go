@@ -62,6 +62,7 @@ type settings struct {
 	hashConcurrency   int
 	hashWait          time.Duration
 	trustedProxies    config.StringList
+	proxyProto        proxyProtocol
 	clientHeader      config.Enum
 	redis             string
 	oidcProviders     string
@@ -98,6 +99,7 @@ type settings struct {
 	relayListen      listenList
 	relayTLSListen   config.Addr
 	relayOnHTTPS     bool
+	relayPublicIP    string
 	relayIP6         string
 	relayPublicIP6   string
 	relayMaxBPS      int64
@@ -186,6 +188,7 @@ func newSettings(stderr io.Writer) *settings {
 	fs.IntVar(&s.hashConcurrency, "password-hash-concurrency", 0, "password hashes (argon2id, 64 MiB each) computed at once; the process's memory for hashing is bounded by this times 64 MiB (0: the number of CPUs; at most 256)")
 	fs.DurationVar(&s.hashWait, "password-hash-wait", auth.DefaultHashWait, "how long a sign-in or password change waits for a hashing slot before the answer is 503 with Retry-After (0 to 30s)")
 	fs.Var(&s.trustedProxies, "trusted-proxy", "`CIDR` (or address) of a reverse proxy whose -client-address-header names the client, for rate limits and the audit log; repeatable; other peers' headers are ignored")
+	s.proxyProto.register(fs)
 	fs.StringVar(&s.redis, "redis", "", "redis://[:PASSWORD@]HOST:PORT/DB (or rediss://) where every signal server keeps the per-address rate limits, so replicas share them; password in the URL or SIGNAL_REDIS_PASSWORD; empty keeps them in memory")
 	fs.StringVar(&s.oidcProviders, "oidc-providers", "", "TOML `file` of identity providers (OpenID Connect, and SAML 2.0 with kind = \"saml\") for staff single sign-on (see docs/operations.md); default none")
 	fs.BoolVar(&s.passwordSignIn, "password-signin", true, "allow local password sign-in; false leaves single sign-on as the only way in except for -break-glass accounts")
@@ -217,6 +220,7 @@ func newSettings(stderr io.Writer) *settings {
 	fs.StringVar(&s.turnSecret, "turn-secret", "", "shared secret of the TURN relay's REST credentials (turnd -auth-secret, coturn static-auth-secret); prefer SIGNAL_TURN_SECRET")
 	fs.DurationVar(&s.turnTTL, "turn-credential-ttl", 12*time.Hour, "lifetime of the TURN credentials given at admission (10m to 48h)")
 	fs.Var(&s.relayListen, "relay-listen", "UDP and TCP `address` of a TURN relay embedded in this process, for small sites and development; browsers are pointed at it unless -turn-url is set; repeat (or separate with commas) for several, the first IPv4 one being the address IPv4 relay sockets bind to (default off; dev: "+devRelay+")")
+	fs.StringVar(&s.relayPublicIP, "relay-public-ip", "", "IPv4 `address` of the embedded relay told to browsers behind 1:1 NAT, in its relayed addresses and in the stun: and turn: URLs of the listeners on -relay-listen's IPv4 address, which the relay still binds to (turnd -public-ip)")
 	fs.StringVar(&s.relayIP6, "relay-ip6", "", "local IPv6 `address` the embedded relay's sockets of IPv6 allocations bind to (RFC 6156); empty: IPv4 relaying only (turnd -relay-ip6)")
 	fs.StringVar(&s.relayPublicIP6, "relay-public-ip6", "", "IPv6 relayed `address` told to browsers when it differs from -relay-ip6 (turnd -public-ip6)")
 	fs.Int64Var(&s.relayMaxBPS, "relay-max-bps", 0, "the embedded relay's bandwidth cap per allocation and direction in bits per second (0: none; turnd -max-bps)")
@@ -374,6 +378,7 @@ func (s *settings) validate() error {
 		}
 	}
 	errs = append(errs, s.validateRelayURLs()...)
+	errs = append(errs, s.validateProxyProtocol()...)
 	errs = append(errs, s.validateRelay()...)
 	if s.sfuMinParticipants < 2 || s.sfuMinParticipants > 50 {
 		bad("sfu-min-participants", "%d is outside 2 to 50", s.sfuMinParticipants)

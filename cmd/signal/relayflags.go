@@ -9,7 +9,8 @@ import (
 
 // The embedded relay's settings beyond its listeners, named after turnd's
 // with the relay- prefix: -relay-listen (repeatable like turnd -listen),
-// -relay-ip6 and -relay-public-ip6 (turnd -relay-ip6, -public-ip6),
+// -relay-public-ip (turnd -public-ip), -relay-ip6 and -relay-public-ip6
+// (turnd -relay-ip6, -public-ip6),
 // -relay-max-bps and -relay-max-total-bps (turnd -max-bps, -max-total-bps).
 
 // listenList is -relay-listen: "host:port" addresses, each with a UDP and
@@ -82,7 +83,7 @@ func (s *settings) validateRelay() []error {
 			errs = append(errs, err)
 		}
 	} else {
-		for _, name := range []string{"relay-ip6", "relay-public-ip6", "relay-max-bps", "relay-max-total-bps"} {
+		for _, name := range []string{"relay-public-ip", "relay-ip6", "relay-public-ip6", "relay-max-bps", "relay-max-total-bps"} {
 			if s.set.IsSet(name) {
 				bad(name, "needs the embedded relay: set -relay-listen")
 			}
@@ -96,6 +97,11 @@ func (s *settings) validateRelay() []error {
 	}
 	if s.relayMaxBPS > 0 && s.relayMaxTotalBPS > 0 && s.relayMaxTotalBPS < s.relayMaxBPS {
 		bad("relay-max-total-bps", "%d is below -relay-max-bps %d: one allocation could never reach its own cap", s.relayMaxTotalBPS, s.relayMaxBPS)
+	}
+	if s.relayPublicIP != "" {
+		if a, err := netip.ParseAddr(s.relayPublicIP); err != nil || !a.Is4() || a.IsUnspecified() {
+			bad("relay-public-ip", "%q is not an IPv4 address", s.relayPublicIP)
+		}
 	}
 	if s.relayIP6 != "" {
 		if a, err := netip.ParseAddr(s.relayIP6); err != nil || !a.Is6() || a.Is4In6() {
@@ -126,10 +132,37 @@ func (s *settings) relay6() (bind, public netip.Addr) {
 	return bind, public
 }
 
+// relayPublic returns -relay-public-ip, or the zero address (validated on
+// load): the relay then tells browsers its bind address.
+func (s *settings) relayPublic() netip.Addr {
+	if s.relayPublicIP == "" {
+		return netip.Addr{}
+	}
+	return netip.MustParseAddr(s.relayPublicIP)
+}
+
+// advertised returns the listeners' addresses as browsers reach them:
+// those on a bind address behind 1:1 NAT at its public address.
+func advertised(addrs []net.Addr, nat map[netip.Addr]netip.Addr) []net.Addr {
+	out := make([]net.Addr, 0, len(addrs))
+	for _, a := range addrs {
+		if ua, ok := a.(*net.UDPAddr); ok {
+			if pub, ok := nat[ua.AddrPort().Addr().Unmap()]; ok && pub.IsValid() {
+				a = net.UDPAddrFromAddrPort(netip.AddrPortFrom(pub, ua.AddrPort().Port()))
+			}
+		}
+		out = append(out, a)
+	}
+	return out
+}
+
 // relaySummary describes the relay's listeners, IPv6 relaying and caps for
 // -check.
 func (s *settings) relaySummary() string {
 	out := "turn: at " + strings.Join(s.relayListen.Values, " and ") + " (udp, tcp)"
+	if public := s.relayPublic(); public.IsValid() {
+		out += ", told to browsers as " + public.String() + " behind 1:1 NAT"
+	}
 	if bind, public := s.relay6(); bind.IsValid() {
 		out += ", IPv6 relaying from " + bind.String()
 		if public.IsValid() {

@@ -40,6 +40,10 @@ func TestRelaySettingsAreValidated(t *testing.T) {
 		{"relay-wide cap below the allocation's", []string{"-relay-listen", "198.51.100.7:3478", "-relay-max-bps", "4000000", "-relay-max-total-bps", "1000000"}, nil, []string{"-relay-max-total-bps", "below"}},
 		{"cap without the relay", []string{"-relay-max-total-bps", "1000000"}, nil, []string{"-relay-max-total-bps", "-relay-listen"}},
 		{"IPv6 relaying without the relay", []string{"-relay-ip6", "2001:db8::7"}, nil, []string{"-relay-ip6", "-relay-listen"}},
+		{"public address behind 1:1 NAT", []string{"-relay-listen", "10.50.0.7:3478", "-relay-public-ip", "198.51.100.7"}, nil, nil},
+		{"IPv6 public address as -relay-public-ip", []string{"-relay-listen", "10.50.0.7:3478", "-relay-public-ip", "2001:db8::70"}, nil, []string{"-relay-public-ip", "not an IPv4 address"}},
+		{"unspecified public address", []string{"-relay-listen", "10.50.0.7:3478", "-relay-public-ip", "0.0.0.0"}, nil, []string{"-relay-public-ip", "not an IPv4 address"}},
+		{"public address without the relay", []string{"-relay-public-ip", "198.51.100.7"}, nil, []string{"-relay-public-ip", "-relay-listen"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -65,12 +69,12 @@ func TestRelaySettingsAreValidated(t *testing.T) {
 
 func TestCheckSummarisesTheRelaySettings(t *testing.T) {
 	args := []string{"-check", "-dev", "-data-dir", t.TempDir(), "-relay-listen", "127.0.0.1:3478,[::1]:3478",
-		"-relay-ip6", "::1", "-relay-max-bps", "2000000", "-relay-max-total-bps", "50000000"}
+		"-relay-ip6", "::1", "-relay-max-bps", "2000000", "-relay-max-total-bps", "50000000", "-relay-public-ip", "203.0.113.7"}
 	var out strings.Builder
 	if err := run(context.Background(), args, func(string) string { return "" }, &out, io.Discard); err != nil {
 		t.Fatal(err)
 	}
-	for _, w := range []string{"127.0.0.1:3478 and [::1]:3478", "IPv6 relaying from ::1", "2000000 bit/s per allocation", "50000000 bit/s in all"} {
+	for _, w := range []string{"127.0.0.1:3478 and [::1]:3478", "told to browsers as 203.0.113.7", "IPv6 relaying from ::1", "2000000 bit/s per allocation", "50000000 bit/s in all"} {
 		if !strings.Contains(out.String(), w) {
 			t.Errorf("-check printed %q, without %q", out.String(), w)
 		}
@@ -127,6 +131,73 @@ func TestEmbeddedRelayServesEveryListenAddress(t *testing.T) {
 	defer relayed.Close()
 	if got := relayed.LocalAddr().(*net.UDPAddr); got.IP.To4() != nil || !got.IP.IsLoopback() {
 		t.Errorf("IPv6 allocation relayed at %s, want ::1 (-relay-ip6)", got)
+	}
+}
+
+// Behind 1:1 NAT (-relay-public-ip) the embedded relay binds its relay
+// sockets to -relay-listen's own address but tells browsers the public
+// one: in XOR-RELAYED-ADDRESS and in the stun: and turn: URLs.
+func TestEmbeddedRelayAdvertisesItsPublicAddress(t *testing.T) {
+	const publicIP = "203.0.113.7"
+	s := newSettings(io.Discard)
+	if err := s.load([]string{"-dev", "-data-dir", t.TempDir(), "-relay-listen", "127.0.0.1:0", "-relay-tls-listen", "off",
+		"-relay-public-ip", publicIP}, func(string) string { return "" }); err != nil {
+		t.Fatal(err)
+	}
+	public, _ := url.Parse("https://localhost:8443")
+	r, stun, turnURLs, secret, err := startRelay(s, nil, public, nil, nil, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	_, port, _ := net.SplitHostPort(r.Addr().String())
+	want := net.JoinHostPort(publicIP, port)
+	if !slices.Equal(stun, []string{"stun:" + want}) || !slices.Equal(turnURLs, []string{"turn:" + want + "?transport=udp", "turn:" + want + "?transport=tcp"}) {
+		t.Fatalf("browsers get stun %v, turn %v; want them at %s", stun, turnURLs, want)
+	}
+	servers := iceServers(stun, turnURLs, secret, time.Hour)("patient", 0)
+	c, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	// The test reaches the relay at its private address, as the NAT would.
+	cl, err := turn.NewClient(&turn.ClientConfig{TURNServerAddr: r.Addr().String(), Conn: c,
+		Username: servers[1].Username, Password: servers[1].Credential, Realm: "localhost"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	if err := cl.Listen(); err != nil {
+		t.Fatal(err)
+	}
+	relayed, err := cl.Allocate()
+	if err != nil {
+		t.Fatalf("Allocate: %v", err)
+	}
+	defer relayed.Close()
+	got := relayed.LocalAddr().(*net.UDPAddr)
+	if got.IP.String() != publicIP {
+		t.Fatalf("XOR-RELAYED-ADDRESS %s, want %s (-relay-public-ip)", got, publicIP)
+	}
+	// The relay socket itself is bound to the private address, on the
+	// port it advertised: a peer hears from 127.0.0.1 on that port.
+	peer, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer peer.Close()
+	if _, err := relayed.WriteTo([]byte("through the relay"), peer.LocalAddr()); err != nil {
+		t.Fatal(err)
+	}
+	_ = peer.SetReadDeadline(time.Now().Add(10 * time.Second))
+	buf := make([]byte, 64)
+	n, from, err := peer.ReadFrom(buf)
+	if err != nil || string(buf[:n]) != "through the relay" {
+		t.Fatalf("peer read %q, %v", buf[:n], err)
+	}
+	if ua := from.(*net.UDPAddr); ua.IP.String() != "127.0.0.1" || ua.Port != got.Port {
+		t.Fatalf("the relay sent from %s, want 127.0.0.1:%d", from, got.Port)
 	}
 }
 

@@ -168,6 +168,6 @@ func checkConfig(s *settings, stdout io.Writer) error {
 			turn += ", turns: at the -public-url host and port " + port
 		}
 	}
-	fmt.Fprintf(stdout, "configuration valid: listen %s, public %s, TURN URLs for browsers: %s\n", s.listen.Value, s.siteHost(), turn)
+	fmt.Fprintf(stdout, "configuration valid: listen %s%s, public %s, TURN URLs for browsers: %s\n", s.listen.Value, s.proxyProto.summary(), s.siteHost(), turn)
 	return nil
 }

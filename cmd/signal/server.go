@@ -88,6 +88,10 @@ func start(ctx context.Context, s *settings, stdout, stderr io.Writer) (_ *serve
 	if err != nil {
 		return nil, err
 	}
+	if s.proxyProto.on() {
+		httpsLn = withProxyProtocol(s, httpsLn, log)
+		listeners = append(listeners, httpsLn)
+	}
 	public := publicURL(s, httpsLn.Addr())
 
 	reg := obs.NewRegistry()

@@ -131,7 +131,7 @@ func startRelay(s *settings, site *tls.Config, public *url.URL, shared net.Liste
 	bind6, public6 := s.relay6()
 	def := relay.DefaultConfig() // turnd's per-address limits too
 	cfg := relay.Config{Realm: public.Hostname(), Listen: s.relayListen.Values[0], MoreListen: s.relayListen.Values[1:],
-		RelayBindIP: bind, RelayBindIP6: bind6, PublicIP6: public6, PortMin: 49152, PortMax: 65535,
+		RelayBindIP: bind, PublicIP: s.relayPublic(), RelayBindIP6: bind6, PublicIP6: public6, PortMin: 49152, PortMax: 65535,
 		Secrets: [][]byte{secret}, UserQuota: 10, TotalQuota: 1000, Log: log, Metrics: reg,
 		MaxBPS: s.relayMaxBPS, MaxTotalBPS: s.relayMaxTotalBPS,
 		AllocationRate: def.AllocationRate, AllocationBurst: def.AllocationBurst, StreamsPerAddress: def.StreamsPerAddress}
@@ -154,7 +154,8 @@ func startRelay(s *settings, site *tls.Config, public *url.URL, shared net.Liste
 	if len(s.turnURLs.Values) > 0 {
 		return r, s.stunURLs.Values, s.turnURLs.Values, []byte(s.turnSecret), nil
 	}
-	stun, turn = relayURLs(public, r.Addrs(), r.TLSAddr(), shared != nil)
+	nat := map[netip.Addr]netip.Addr{bind: s.relayPublic(), bind6: public6}
+	stun, turn = relayURLs(public, advertised(r.Addrs(), nat), r.TLSAddr(), shared != nil)
 	log.Info("relay URLs given to browsers", "urls", strings.Join(append(append([]string{}, stun...), turn...), " "))
 	return r, stun, turn, secret, nil
 }

@@ -38,6 +38,7 @@ type settings struct {
 	tlsCert         string
 	tlsKey          string
 	httpsBackend    string
+	backendProxy    bool
 	realm           string
 	authSecrets     config.StringList
 	usersFile       string
@@ -82,6 +83,7 @@ func newSettings(stderr io.Writer) *settings {
 	fs.StringVar(&s.tlsCert, "tls-cert", "", "PEM certificate chain `file` for -tls-listen (re-read when it changes)")
 	fs.StringVar(&s.tlsKey, "tls-key", "", "PEM private key `file` of -tls-cert")
 	fs.StringVar(&s.httpsBackend, "https-backend", "", "`host:port` of an HTTPS server (such as signal on a private address) that shares -tls-listen, for instance port 443: connections offering HTTP's ALPN, or naming another server than -tls-cert's, are passed to it still encrypted, and it answers with its own certificate; TURN clients (no ALPN and -tls-cert's name or none, or ALPN stun.turn) stay here (default off)")
+	fs.BoolVar(&s.backendProxy, "https-backend-proxy-protocol", false, "start each connection passed to -https-backend with a PROXY protocol version 2 header naming the client's address, so that the site's rate limits and audit log see each client rather than turnd (signal -proxy-protocol-from turnd's address); without it the site sees every such client at turnd's address")
 	fs.StringVar(&s.realm, "realm", "openconsult", "TURN realm")
 	fs.Var(&s.authSecrets, "auth-secret", "shared secret of REST credentials (signal -turn-secret, coturn static-auth-secret); repeat to rotate: the first is current, the others stay accepted; prefer TURND_AUTH_SECRET")
 	fs.StringVar(&s.usersFile, "users-file", "", "`file` of static long-term users, one username:password per line (# comments)")
@@ -128,6 +130,9 @@ func (s *settings) load(args []string, getenv func(string) string) error {
 	}
 	if s.tlsListen.Value != "" && (s.tlsCert == "" || s.tlsKey == "") {
 		bad("tls-cert", "-tls-listen needs -tls-cert and -tls-key (or -tls-listen off)")
+	}
+	if s.backendProxy && s.httpsBackend == "" {
+		bad("https-backend-proxy-protocol", "needs -https-backend")
 	}
 	if s.httpsBackend != "" {
 		if s.tlsListen.Value == "" {
@@ -243,7 +248,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	var shared *tlsmux.Passthrough
 	if s.httpsBackend != "" && !s.check {
-		if shared, err = sharePort(cfg.TLSListen, cfg.TLS, src.GetCertificate, s.httpsBackend, s.connsPerAddress, log); err != nil {
+		if shared, err = sharePort(cfg.TLSListen, cfg.TLS, src.GetCertificate, backend{addr: s.httpsBackend, proxyHeader: s.backendProxy}, s.connsPerAddress, log); err != nil {
 			return err
 		}
 		defer shared.Close()
@@ -256,6 +261,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		tlsDesc := orOff(s.tlsListen.Value)
 		if s.httpsBackend != "" {
 			tlsDesc += " shared with the HTTPS server at " + s.httpsBackend
+			if s.backendProxy {
+				tlsDesc += " (PROXY protocol v2)"
+			}
 		}
 		fmt.Fprintf(stdout, "configuration valid: listen %s, tls %s, relay %s (public %s), IPv6 relay %s, ports %d-%d, %d secrets, %d static users, allow %v, deny %v\n",
 			s.listen.String(), tlsDesc, s.bind, s.public, ipv6Relay(s.bind6, s.public6), s.portMin, s.portMax, len(cfg.Secrets), len(users), s.allowPeers.String(), s.denyPeers.String())

@@ -17,11 +17,12 @@ import (
 // own certificate, and every other connection goes to the backend still
 // encrypted, so the site keeps its own certificate and key (see
 // tlsmux.ByHello for the rule). perAddress bounds one client address's
-// connections at the backend, which sees them all at turnd's address.
-func sharePort(addr string, turnTLS *tls.Config, getCert func(*tls.ClientHelloInfo) (*tls.Certificate, error), backend string, perAddress int, log *slog.Logger) (*tlsmux.Passthrough, error) {
+// connections at the backend, which sees them all at turnd's address
+// unless it reads the PROXY header turnd sends.
+func sharePort(addr string, turnTLS *tls.Config, getCert func(*tls.ClientHelloInfo) (*tls.Certificate, error), be backend, perAddress int, log *slog.Logger) (*tlsmux.Passthrough, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
-		return nil, fmt.Errorf("turnd: TLS listener shared with %s: %w", backend, err)
+		return nil, fmt.Errorf("turnd: TLS listener shared with %s: %w", be.addr, err)
 	}
 	isTURN := func(name string) bool {
 		cert, err := getCert(&tls.ClientHelloInfo{ServerName: name})
@@ -36,13 +37,21 @@ func sharePort(addr string, turnTLS *tls.Config, getCert func(*tls.ClientHelloIn
 		}
 		return leaf.VerifyHostname(name) == nil
 	}
-	p, err := tlsmux.NewPassthrough(ln, tlsmux.PassConfig{TLS: turnTLS, Backend: backend, IsTURNName: isTURN, PerAddress: perAddress, Log: log})
+	p, err := tlsmux.NewPassthrough(ln, tlsmux.PassConfig{TLS: turnTLS, Backend: be.addr, IsTURNName: isTURN, PerAddress: perAddress,
+		ProxyHeader: be.proxyHeader, Log: log})
 	if err != nil {
 		ln.Close()
 		return nil, err
 	}
-	log.Info("TLS port shared with an HTTPS server", "addr", ln.Addr().String(), "https_backend", backend)
+	log.Info("TLS port shared with an HTTPS server", "addr", ln.Addr().String(), "https_backend", be.addr, "proxy_protocol", be.proxyHeader)
 	return p, nil
+}
+
+// backend is the HTTPS server behind the shared port (-https-backend) and
+// whether it gets a PROXY header (-https-backend-proxy-protocol).
+type backend struct {
+	addr        string
+	proxyHeader bool
 }
 
 // sameAddress reports whether two "host:port" addresses are certainly one

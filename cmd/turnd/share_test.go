@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"os"
 	"os/exec"
 	"strings"
@@ -18,6 +19,7 @@ import (
 	"github.com/pion/turn/v4"
 
 	"github.com/openconsult/openconsult/internal/eventually"
+	"github.com/openconsult/openconsult/internal/proxyproto"
 	"github.com/openconsult/openconsult/internal/syncbuf"
 	"github.com/openconsult/openconsult/internal/testpki"
 	"github.com/openconsult/openconsult/relay"
@@ -137,6 +139,7 @@ func TestHTTPSBackendSettings(t *testing.T) {
 		{[]string{"-tls-listen", "off", "-https-backend", "10.0.0.5:8443"}, "-tls-listen"},
 		{[]string{"-tls-listen", ":443", "-tls-cert", "c", "-tls-key", "k", "-https-backend", "10.0.0.5"}, "not host:port"},
 		{[]string{"-tls-listen", ":443", "-tls-cert", "c", "-tls-key", "k", "-https-backend", "127.0.0.1:443"}, "loop"},
+		{[]string{"-tls-listen", ":443", "-tls-cert", "c", "-tls-key", "k", "-https-backend-proxy-protocol"}, "needs -https-backend"},
 	}
 	for _, tt := range tests {
 		s := newSettings(io.Discard)
@@ -148,5 +151,63 @@ func TestHTTPSBackendSettings(t *testing.T) {
 	s := newSettings(io.Discard)
 	if err := s.load([]string{"-tls-listen", ":443", "-tls-cert", "c", "-tls-key", "k", "-https-backend", "10.0.0.5:8443", "-relay-ip", "192.0.2.10"}, func(k string) string { return env[k] }); err != nil {
 		t.Errorf("a backend on another address: %v", err)
+	}
+}
+
+// With -https-backend-proxy-protocol the site behind turnd, trusting
+// turnd's address for PROXY headers, sees each client's own address.
+func TestHTTPSBackendLearnsTheClientAddress(t *testing.T) {
+	ca := testpki.NewCA(t, "names")
+	pem, _ := os.ReadFile(ca.File)
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(pem)
+	siteCert, siteKey := ca.IssueNamed(t, "consult.test")
+	turnCert, turnKey := ca.IssueNamed(t, "turn.test")
+	pair, err := tls.LoadX509KeyPair(siteCert, siteKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	site := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, r.RemoteAddr)
+	}))
+	site.Listener = proxyproto.NewListener(site.Listener, proxyproto.Config{Trusted: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}, Required: true})
+	site.TLS = &tls.Config{Certificates: []tls.Certificate{pair}}
+	site.StartTLS()
+	defer site.Close()
+
+	ctx, cancel := context.WithCancel(context.Background())
+	logs := &syncbuf.Buffer{}
+	done := make(chan error, 1)
+	args := []string{"-listen", "127.0.0.1:0", "-tls-listen", "127.0.0.1:0", "-tls-cert", turnCert, "-tls-key", turnKey,
+		"-https-backend", site.Listener.Addr().String(), "-https-backend-proxy-protocol", "-metrics", "off", "-relay-ports", "40400-40500", "-log-format", "json"}
+	env := map[string]string{"TURND_AUTH_SECRET": testSecret}
+	go func() { done <- run(ctx, args, func(k string) string { return env[k] }, io.Discard, logs) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("stop: %v", err)
+		}
+	}()
+	var shared string
+	eventually.True(t, 10*time.Second, "the relay listening line", func() bool {
+		for line := range strings.Lines(logs.String()) {
+			var m map[string]any
+			if json.Unmarshal([]byte(line), &m) == nil && m["msg"] == "relay listening" {
+				shared, _ = m["tls"].(string)
+			}
+		}
+		return shared != ""
+	})
+	tr := &http.Transport{TLSClientConfig: &tls.Config{ServerName: "consult.test", RootCAs: roots},
+		DialContext: (&net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2)}}).DialContext}
+	defer tr.CloseIdleConnections()
+	resp, err := (&http.Client{Transport: tr, Timeout: 10 * time.Second}).Get("https://" + shared + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if host, _, _ := net.SplitHostPort(string(body)); host != "127.0.0.2" {
+		t.Fatalf("the site saw the client at %q, want 127.0.0.2 (turnd dials from 127.0.0.1)", body)
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -178,7 +179,8 @@ func (n *NS) Nftables(rules string) {
 }
 
 // Command prepares name with args to run inside n. The process is killed
-// if the test's process dies.
+// if the test's process dies (Pdeathsig, which Linux sends when the thread
+// that started the process ends: see Do).
 func (n *NS) Command(name string, args ...string) *exec.Cmd {
 	cmd := exec.Command(n.lab.ip, append([]string{"netns", "exec", n.Name, name}, args...)...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
@@ -186,7 +188,8 @@ func (n *NS) Command(name string, args ...string) *exec.Cmd {
 }
 
 // WrapCommand turns cmd, not yet started, into the same command run inside
-// n, for code that builds its own exec.Cmd such as a browser launcher.
+// n, for code that builds its own exec.Cmd such as a browser launcher. Like
+// Command's, the process is killed if the test's process dies.
 func (n *NS) WrapCommand(cmd *exec.Cmd) {
 	cmd.Args = append([]string{n.lab.ip, "netns", "exec", n.Name}, cmd.Args...)
 	cmd.Path = n.lab.ip
@@ -210,25 +213,43 @@ func (n *NS) DialContext(ctx context.Context, network, addr string) (net.Conn, e
 }
 
 // Do runs f on an operating system thread that has entered n, and returns
-// its error. Sockets f opens stay in n. The thread is discarded afterwards,
-// so no other goroutine ever runs in n.
+// its error. Sockets f opens stay in n. The thread then goes back to its
+// own namespace and to the runtime: it never ends, because Command's
+// processes are killed when the thread that started them ends
+// (Pdeathsig), and any thread may have started one. Only a thread that
+// cannot go back is discarded.
 func (n *NS) Do(f func() error) error {
 	done := make(chan error, 1)
 	go func() {
-		// Never unlocked: the thread exits with the goroutine.
 		runtime.LockOSThread()
+		home, err := unix.Open("/proc/thread-self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			runtime.UnlockOSThread()
+			done <- fmt.Errorf("open this thread's namespace: %w", err)
+			return
+		}
+		defer unix.Close(home)
 		fd, err := unix.Open(filepath.Join(netnsDir, n.Name), unix.O_RDONLY|unix.O_CLOEXEC, 0)
 		if err != nil {
+			runtime.UnlockOSThread()
 			done <- fmt.Errorf("open namespace %s: %w", n.Name, err)
 			return
 		}
 		err = unix.Setns(fd, unix.CLONE_NEWNET)
 		unix.Close(fd)
 		if err != nil {
+			runtime.UnlockOSThread()
 			done <- fmt.Errorf("enter namespace %s: %w", n.Name, err)
 			return
 		}
-		done <- f()
+		ferr := f()
+		if err := unix.Setns(home, unix.CLONE_NEWNET); err != nil {
+			// Still in n: the thread ends with this goroutine.
+			done <- errors.Join(ferr, fmt.Errorf("leave namespace %s: %w", n.Name, err))
+			return
+		}
+		runtime.UnlockOSThread()
+		done <- ferr
 	}()
 	return <-done
 }

@@ -111,3 +111,47 @@ func TestRouterForwardsFiltersAndTranslates(t *testing.T) {
 		}
 	}
 }
+
+// A process started with Command lives until the test stops it, whatever
+// the test does with Do meanwhile. Command asks Linux to kill the process
+// when the thread that started it ends (Pdeathsig); Do enters a namespace
+// on a thread of its own, which must go back to the runtime afterwards,
+// not end: here the process is even started on Do's thread.
+func TestDoNeverKillsProcessesStartedEarlier(t *testing.T) {
+	lab := New(t)
+	host := lab.Namespace("host")
+	cmd := host.Command("sh", "-c", "read line; echo alive")
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := host.Do(cmd.Start); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+	// Connections from inside the namespace, as a test's HTTP client
+	// makes them: each one a Do.
+	listenIn(t, host, "127.0.0.1:8080")
+	for range 20 {
+		if _, err := peerSeen(host, "127.0.0.1:8080"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := io.WriteString(stdin, "are you there?\n"); err != nil {
+		t.Fatalf("the process is gone: %v", err)
+	}
+	got := make(chan string, 1)
+	go func() { b, _ := io.ReadAll(stdout); got <- string(b) }()
+	select {
+	case s := <-got:
+		if s != "alive\n" {
+			t.Fatalf("the process answered %q, want alive: it was killed (%v)", s, cmd.Wait())
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the process did not answer")
+	}
+}

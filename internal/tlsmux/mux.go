@@ -46,8 +46,8 @@ type Mux struct {
 	err    error
 }
 
-// New starts splitting base's connections. Close stops it; closing both
-// the HTTP and the TURN listener closes it too.
+// New starts splitting base's connections. Close stops it. Closing the
+// HTTP listener stops it accepting; closing both listeners closes it.
 func New(base net.Listener, cfg Config) (*Mux, error) {
 	if cfg.TLS == nil || (len(cfg.TLS.Certificates) == 0 && cfg.TLS.GetCertificate == nil && cfg.TLS.GetConfigForClient == nil) {
 		return nil, errors.New("tlsmux: no certificate")
@@ -185,22 +185,25 @@ func (c *Conn) Read(p []byte) (int, error) {
 	return c.Conn.Read(p)
 }
 
-// childClosed closes the Mux once both its listeners are closed. It does
-// not wait for the Mux's goroutines, which may be delivering to the other
-// listener: Mux.Close does.
+// childClosed stops the shared port from accepting once the HTTP listener
+// is closed (the site is shutting down): a new client is then refused
+// rather than reset after its handshake, and connections already being
+// classified still reach the TURN listener. Once both listeners are
+// closed it ends those too. It does not wait for the Mux's goroutines,
+// which may be delivering to the other listener: Mux.Close does.
 func (m *Mux) childClosed() {
 	select {
 	case <-m.http.closed:
 	default:
 		return
 	}
+	_ = m.base.Close()
 	select {
 	case <-m.turn.closed:
 	default:
 		return
 	}
 	m.cancel()
-	_ = m.base.Close()
 }
 
 // child is the listener of one kind of connection.

@@ -256,3 +256,18 @@ func TestMuxCloseEndsPendingConnections(t *testing.T) {
 		t.Fatal("the shared port still accepts after Close")
 	}
 }
+
+// Once the site's server closes the HTTP listener (a graceful shutdown),
+// the shared port refuses new clients instead of completing their
+// handshakes and resetting their requests.
+func TestClosingTheHTTPListenerStopsAccepting(t *testing.T) {
+	p := startSharedPort(t, 0)
+	if err := p.mux.HTTP().Close(); err != nil {
+		t.Fatal(err)
+	}
+	c, err := net.Dial("tcp", p.mux.Addr().String())
+	if err == nil {
+		c.Close()
+		t.Fatal("the shared port still accepts with the HTTP listener closed")
+	}
+}

@@ -4,12 +4,15 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/netip"
 	"sync"
 	"time"
+
+	"github.com/openconsult/openconsult/internal/proxyproto"
 )
 
 // PassConfig configures a Passthrough.
@@ -29,9 +32,14 @@ type PassConfig struct {
 	Timeout time.Duration
 	// PerAddress is the most connections one client address (an IPv6 one
 	// by its /64) may have passed to the backend at once; more are closed.
-	// The backend sees every client at the Passthrough's address, so its
-	// own per-address limits cannot tell them apart. 0 means no limit.
+	// Without ProxyHeader the backend sees every client at the
+	// Passthrough's address, so its own per-address limits cannot tell
+	// them apart. 0 means no limit.
 	PerAddress int
+	// ProxyHeader sends each connection passed to the backend a PROXY
+	// protocol version 2 header first, naming the client's address and
+	// the address it reached, for a backend that trusts this one's.
+	ProxyHeader bool
 	// Log receives accept and backend errors; never a client address. Nil
 	// discards.
 	Log *slog.Logger
@@ -43,7 +51,7 @@ type PassConfig struct {
 // certificate and hands them to its TURN listener, and passes every other
 // connection, untouched, to the backend. Each name keeps its own
 // certificate and private key; the backend sees the Passthrough's address
-// as the client's.
+// as the client's, unless it reads the PROXY header (ProxyHeader).
 type Passthrough struct {
 	base   net.Listener
 	cfg    PassConfig
@@ -165,6 +173,9 @@ func (p *Passthrough) route(raw net.Conn) {
 	}
 	defer p.release(key)
 	backend, err := p.dialer.DialContext(ctx, "tcp", p.cfg.Backend)
+	if err == nil && p.cfg.ProxyHeader {
+		err = sendProxyHeader(ctx, backend, raw)
+	}
 	if err == nil {
 		err = clearDeadline(raw, stop)
 	}
@@ -178,6 +189,31 @@ func (p *Passthrough) route(raw net.Conn) {
 		return
 	}
 	p.pipe(replay, backend)
+}
+
+// sendProxyHeader writes the PROXY protocol header of client to backend
+// within ctx's deadline.
+func sendProxyHeader(ctx context.Context, backend, client net.Conn) error {
+	src, ok1 := tcpAddrPort(client.RemoteAddr())
+	dst, ok2 := tcpAddrPort(client.LocalAddr())
+	if !ok1 || !ok2 {
+		return errors.New("PROXY header: not a TCP connection")
+	}
+	if dl, ok := ctx.Deadline(); ok {
+		_ = backend.SetWriteDeadline(dl)
+	}
+	if _, err := backend.Write(proxyproto.AppendV2(nil, src, dst)); err != nil {
+		return fmt.Errorf("PROXY header: %w", err)
+	}
+	return backend.SetWriteDeadline(time.Time{})
+}
+
+func tcpAddrPort(a net.Addr) (netip.AddrPort, bool) {
+	ta, ok := a.(*net.TCPAddr)
+	if !ok {
+		return netip.AddrPort{}, false
+	}
+	return ta.AddrPort(), true
 }
 
 // take counts a connection from addr passed to the backend, or reports
