@@ -46,10 +46,32 @@ type Session struct {
 func (s *Session) wire() {
 	s.pc.OnTrack(s.onTrack)
 	s.pc.OnConnectionStateChange(func(st webrtc.PeerConnectionState) {
-		if st == webrtc.PeerConnectionStateFailed {
+		switch st {
+		case webrtc.PeerConnectionStateConnected:
+			s.requestKeyframes()
+		case webrtc.PeerConnectionStateFailed:
 			s.end(errTransportFailed)
 		}
 	})
+}
+
+// requestKeyframes asks for a keyframe of every video the session
+// receives, once its transport is up: a keyframe its tracks asked for when
+// they were bound, during the first offer, came before SRTP was set up and
+// was not sent, and without this the subscriber would wait for its
+// track's next retry (keyframeRetry) before its first frame.
+func (s *Session) requestKeyframes() {
+	s.sfu.mu.Lock()
+	var video []*downTrack
+	for _, d := range s.downs {
+		if d.kind == kindVideo && !d.paused.Load() {
+			video = append(video, d)
+		}
+	}
+	s.sfu.mu.Unlock()
+	for _, d := range video {
+		d.pub.requestKeyframe(int(d.target.Load()))
+	}
 }
 
 // Offer implements Participant. An offer that would publish more tracks
