@@ -35,8 +35,11 @@ type Session struct {
 	// transceiver of its own (see subscribeLocked).
 	subscribed bool
 
-	poke chan struct{} // wakes the allocator
-	done chan struct{} // closed when the session ends
+	// The node's allocator goroutine owns alloc; woken is set while the
+	// session waits in its queue (wake).
+	alloc allocState
+	woken atomic.Bool
+	done  chan struct{} // closed when the session ends
 
 	negMu   sync.Mutex  // one negotiation at a time
 	pending atomic.Bool // tracks changed while a negotiation was under way
