@@ -428,7 +428,6 @@ func (s *Session) end(reason error) {
 	}
 	if len(r.sessions) == 0 && sfu.rooms[r.id] == r {
 		delete(sfu.rooms, r.id)
-		close(r.stop)
 		for rec := range r.recs {
 			rec.finishLocked(ErrRoomClosed)
 		}

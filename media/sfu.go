@@ -105,7 +105,7 @@ type SFU struct {
 	recordings   int
 
 	// The layer allocator of every session (allocLoop): sessions to run
-	// now, and the end of the loop.
+	// now; allocStop ends it and the speaker loop.
 	allocWake chan *Session
 	allocStop chan struct{}
 
@@ -149,6 +149,7 @@ func New(cfg Config) (*SFU, error) {
 		return nil, err
 	}
 	s.goOwned(s.allocLoop)
+	s.goOwned(s.speakerLoop)
 	return s, nil
 }
 
@@ -189,7 +190,7 @@ type room struct {
 	sessions map[string]*Session
 	pubs     map[string]*publication // by publisher member id + "/" + track id
 	speaker  string
-	stop     chan struct{} // ends the speaker loop
+	det      *speakerDetector // owned by the node's speaker loop
 	recs     map[*recording]struct{}
 }
 
@@ -217,10 +218,9 @@ func (s *SFU) Join(ctx context.Context, roomID, memberID string, out Events) (Pa
 	}
 	r, ok := s.rooms[roomID]
 	if !ok {
-		r = &room{id: roomID, sessions: map[string]*Session{}, pubs: map[string]*publication{}, stop: make(chan struct{}),
+		r = &room{id: roomID, sessions: map[string]*Session{}, pubs: map[string]*publication{}, det: newSpeakerDetector(),
 			recs: map[*recording]struct{}{}}
 		s.rooms[roomID] = r
-		s.goOwned(func() { s.speakerLoop(r) })
 	}
 	var old *Session
 	if o, ok := r.sessions[memberID]; ok {
