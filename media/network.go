@@ -101,7 +101,7 @@ func (n batchNet) ListenUDP(network string, addr *net.UDPAddr) (transport.UDPCon
 	if !ok {
 		return c, nil
 	}
-	if b, ok := newBatchConn(u).(*batchConn); ok {
+	if b, ok := newBatchConn(u).(transport.UDPConn); ok {
 		return b, nil
 	}
 	return c, nil
