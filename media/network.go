@@ -7,6 +7,8 @@ import (
 	"net"
 
 	"github.com/pion/ice/v4"
+	"github.com/pion/transport/v5"
+	"github.com/pion/transport/v5/stdnet"
 	"github.com/pion/webrtc/v4"
 )
 
@@ -34,7 +36,11 @@ func listen(cfg *Config) ([]io.Closer, error) {
 		if addr.IP == nil || addr.IP.IsUnspecified() {
 			// One socket per local address, so that each host candidate
 			// names an address the packets really arrive on.
-			m, err := ice.NewMultiUDPMuxFromPort(addr.Port, ice.UDPMuxFromPortWithLogger(logger),
+			n, err := stdnet.NewNet()
+			if err != nil {
+				return fail(fmt.Errorf("udp listen %q: %w", cfg.UDPListen, err))
+			}
+			m, err := ice.NewMultiUDPMuxFromPort(addr.Port, ice.UDPMuxFromPortWithLogger(logger), ice.UDPMuxFromPortWithNet(batchNet{n}),
 				ice.UDPMuxFromPortWithReadBufferSize(socketBuffer), ice.UDPMuxFromPortWithWriteBufferSize(socketBuffer))
 			if err != nil {
 				return fail(fmt.Errorf("udp listen %q: %w", cfg.UDPListen, err))
@@ -48,7 +54,7 @@ func listen(cfg *Config) ([]io.Closer, error) {
 			// Best effort: the kernel caps it at net.core.rmem_max.
 			_ = conn.SetReadBuffer(socketBuffer)
 			_ = conn.SetWriteBuffer(socketBuffer)
-			mux = webrtc.NewICEUDPMux(logger, conn)
+			mux = ice.NewUDPMuxDefault(ice.UDPMuxParams{Logger: logger, UDPConn: newBatchConn(conn)})
 		}
 		closers = append(closers, mux)
 		cfg.Settings.SetICEUDPMux(mux)
@@ -80,6 +86,25 @@ func listen(cfg *Config) ([]io.Closer, error) {
 		}
 	}
 	return closers, nil
+}
+
+// batchNet is the host's network, with the shared UDP sockets read and
+// written in batches (udpbatch_linux.go).
+type batchNet struct{ transport.Net }
+
+func (n batchNet) ListenUDP(network string, addr *net.UDPAddr) (transport.UDPConn, error) {
+	c, err := n.Net.ListenUDP(network, addr)
+	if err != nil {
+		return nil, err
+	}
+	u, ok := c.(*net.UDPConn)
+	if !ok {
+		return c, nil
+	}
+	if b, ok := newBatchConn(u).(transport.UDPConn); ok {
+		return b, nil
+	}
+	return c, nil
 }
 
 // withTCP is the node's network types with an ICE-TCP port: UDP over

@@ -140,3 +140,38 @@ func TestListenersClosed(t *testing.T) {
 		t.Errorf("Join after Close: %v, want ErrUnavailable", err)
 	}
 }
+
+// TestEveryAddressPortCarriesMedia: a node listening on every address
+// (":7882", as cmd/sfu does by default) has a batching socket per
+// address, and media flows through them.
+func TestEveryAddressPortCarriesMedia(t *testing.T) {
+	anyInterface := func() webrtc.SettingEngine {
+		var se webrtc.SettingEngine
+		se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
+		se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
+		return se
+	}
+	sfu := newSFU(t, media.Config{Settings: anyInterface(), UDPListen: ":0"})
+	ports := map[int]bool{}
+	for _, a := range sfu.Addrs() {
+		if u, ok := a.(*net.UDPAddr); ok && u.IP.To4() != nil {
+			ports[u.Port] = true
+		}
+	}
+	if len(ports) == 0 {
+		t.Skipf("no IPv4 address but loopback to listen on: %v", sfu.Addrs())
+	}
+	r := nodetest.NewRoom(t)
+	a := r.JoinWith(sfu, "a", nodetest.Publish{Video: true}, anyInterface())
+	b := r.JoinWith(sfu, "b", nodetest.Publish{Video: true}, anyInterface())
+	nodetest.WaitAllReceive(t, []*nodetest.Participant{a, b}, 20, 20*time.Second)
+	for _, p := range []*nodetest.Participant{a, b} {
+		pair, err := p.PeerConnection().SCTP().Transport().ICETransport().GetSelectedCandidatePair()
+		if err != nil || pair == nil {
+			t.Fatalf("%s: no selected pair: %v", p.Name, err)
+		}
+		if !ports[int(pair.Remote.Port)] {
+			t.Errorf("%s reaches the node on port %d, not one of its shared ports %v", p.Name, pair.Remote.Port, ports)
+		}
+	}
+}

@@ -16,8 +16,12 @@ const maxLayers = 3
 // keyframeInterval is the shortest time between two keyframe requests the
 // SFU sends for one layer of a publisher, whoever asks: a keyframe costs
 // several times an ordinary frame, and ten subscribers joining or losing
-// packets at once need one keyframe, not ten.
-const keyframeInterval = int64(500 * time.Millisecond)
+// packets at once need one keyframe, not ten. A request within it is not
+// lost: unless a keyframe comes first, it goes out when the interval
+// ends (see layer.pendingPLI). A quarter of a second keeps a subscriber
+// that joins just after another's keyframe went by from waiting for
+// half a second more before its first frame.
+const keyframeInterval = int64(250 * time.Millisecond)
 
 // publication is one track a participant publishes, with its simulcast
 // layers when it has them, and the subscribers it is forwarded to.
@@ -49,8 +53,12 @@ type layer struct {
 	rid     string
 	ssrc    uint32
 	lastPLI atomic.Int64
-	rate    atomic.Int64 // bits per second over the last second
-	last    atomic.Int64 // arrival of the newest packet
+	// pendingPLI is a request that came within keyframeInterval of the
+	// last one sent: the layer's reader sends it once the interval has
+	// passed, unless a keyframe arrives first, which serves it.
+	pendingPLI atomic.Bool
+	rate       atomic.Int64 // bits per second over the last second
+	last       atomic.Int64 // arrival of the newest packet
 
 	// reader-owned
 	winStart, winBytes int64
@@ -150,9 +158,11 @@ func (pub *publication) requestKeyframe(i int) {
 	now := pub.sfu.now()
 	last := l.lastPLI.Load()
 	if now-last < keyframeInterval || !l.lastPLI.CompareAndSwap(last, now) {
+		l.pendingPLI.Store(true)
 		pub.sfu.metrics.plisThrottled.Inc()
 		return
 	}
+	l.pendingPLI.Store(false)
 	if err := pub.sendPLI(l.ssrc); err == nil {
 		pub.sfu.metrics.plisForwarded.Inc()
 	}
@@ -178,6 +188,7 @@ func (pub *publication) read(remote *webrtc.TrackRemote, idx int, l *layer) {
 		p.arrival = pub.sfu.now()
 		p.keyframe = pub.keyframe != nil && pub.keyframe(p.payload())
 		l.account(p)
+		pub.servePending(l, idx, p)
 		if pub.audioLevelID != 0 {
 			pub.level.add(p.extension(pub.audioLevelID))
 		}
@@ -185,5 +196,20 @@ func (pub *publication) read(remote *webrtc.TrackRemote, idx int, l *layer) {
 			d.offer(p)
 		}
 		pool.release(p)
+	}
+}
+
+// servePending sends the keyframe request that waited for the end of
+// keyframeInterval, or drops it when p is the keyframe it asked for.
+func (pub *publication) servePending(l *layer, idx int, p *packet) {
+	if !l.pendingPLI.Load() {
+		return
+	}
+	if p.keyframe {
+		l.pendingPLI.Store(false)
+		return
+	}
+	if p.arrival-l.lastPLI.Load() >= keyframeInterval && l.pendingPLI.Swap(false) {
+		pub.requestKeyframe(idx)
 	}
 }

@@ -35,8 +35,11 @@ type Session struct {
 	// transceiver of its own (see subscribeLocked).
 	subscribed bool
 
-	poke chan struct{} // wakes the allocator
-	done chan struct{} // closed when the session ends
+	// The node's allocator goroutine owns alloc; woken is set while the
+	// session waits in its queue (wake).
+	alloc allocState
+	woken atomic.Bool
+	done  chan struct{} // closed when the session ends
 
 	negMu   sync.Mutex  // one negotiation at a time
 	pending atomic.Bool // tracks changed while a negotiation was under way
@@ -46,10 +49,32 @@ type Session struct {
 func (s *Session) wire() {
 	s.pc.OnTrack(s.onTrack)
 	s.pc.OnConnectionStateChange(func(st webrtc.PeerConnectionState) {
-		if st == webrtc.PeerConnectionStateFailed {
+		switch st {
+		case webrtc.PeerConnectionStateConnected:
+			s.requestKeyframes()
+		case webrtc.PeerConnectionStateFailed:
 			s.end(errTransportFailed)
 		}
 	})
+}
+
+// requestKeyframes asks for a keyframe of every video the session
+// receives, once its transport is up: a keyframe its tracks asked for when
+// they were bound, during the first offer, came before SRTP was set up and
+// was not sent, and without this the subscriber would wait for its
+// track's next retry (keyframeRetry) before its first frame.
+func (s *Session) requestKeyframes() {
+	s.sfu.mu.Lock()
+	var video []*downTrack
+	for _, d := range s.downs {
+		if d.kind == kindVideo && !d.paused.Load() {
+			video = append(video, d)
+		}
+	}
+	s.sfu.mu.Unlock()
+	for _, d := range video {
+		d.pub.requestKeyframe(int(d.target.Load()))
+	}
 }
 
 // Offer implements Participant. An offer that would publish more tracks
@@ -403,7 +428,6 @@ func (s *Session) end(reason error) {
 	}
 	if len(r.sessions) == 0 && sfu.rooms[r.id] == r {
 		delete(sfu.rooms, r.id)
-		close(r.stop)
 		for rec := range r.recs {
 			rec.finishLocked(ErrRoomClosed)
 		}

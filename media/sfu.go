@@ -29,6 +29,8 @@
 //     every member's audio and best video layer, through the same
 //     downTrack queues and rewriting, and hands them to a RecordSink.
 //   - network.go: one UDP port, one ICE-TCP port, 1:1 NAT addresses.
+//   - udpbatch_linux.go: the shared UDP port read with recvmmsg and
+//     written with sendmmsg.
 //   - metrics.go: Prometheus series, without room or member ids.
 //
 // The SFU speaks SDP and ICE candidates through the Events each session is
@@ -102,6 +104,11 @@ type SFU struct {
 	tracks       int // published tracks declared in offers
 	recordings   int
 
+	// The layer allocator of every session (allocLoop): sessions to run
+	// now; allocStop ends it and the speaker loop.
+	allocWake chan *Session
+	allocStop chan struct{}
+
 	// Goroutines the SFU starts; Close waits for them.
 	gmu     sync.Mutex
 	closing bool
@@ -127,7 +134,8 @@ func New(cfg Config) (*SFU, error) {
 	if err := cfg.Settings.SetAnsweringDTLSRole(webrtc.DTLSRoleServer); err != nil {
 		return nil, fmt.Errorf("dtls role: %w", err)
 	}
-	s := &SFU{cfg: cfg, log: cfg.Log, pool: newPacketPool(), epoch: time.Now(), rooms: map[string]*room{}}
+	s := &SFU{cfg: cfg, log: cfg.Log, pool: newPacketPool(), epoch: time.Now(), rooms: map[string]*room{},
+		allocWake: make(chan *Session, 256), allocStop: make(chan struct{})}
 	m, err := newMetrics(cfg.Metrics, s.Load)
 	if err != nil {
 		return nil, err
@@ -140,6 +148,8 @@ func New(cfg Config) (*SFU, error) {
 		s.closeListeners()
 		return nil, err
 	}
+	s.goOwned(s.allocLoop)
+	s.goOwned(s.speakerLoop)
 	return s, nil
 }
 
@@ -180,7 +190,7 @@ type room struct {
 	sessions map[string]*Session
 	pubs     map[string]*publication // by publisher member id + "/" + track id
 	speaker  string
-	stop     chan struct{} // ends the speaker loop
+	det      *speakerDetector // owned by the node's speaker loop
 	recs     map[*recording]struct{}
 }
 
@@ -208,17 +218,16 @@ func (s *SFU) Join(ctx context.Context, roomID, memberID string, out Events) (Pa
 	}
 	r, ok := s.rooms[roomID]
 	if !ok {
-		r = &room{id: roomID, sessions: map[string]*Session{}, pubs: map[string]*publication{}, stop: make(chan struct{}),
+		r = &room{id: roomID, sessions: map[string]*Session{}, pubs: map[string]*publication{}, det: newSpeakerDetector(),
 			recs: map[*recording]struct{}{}}
 		s.rooms[roomID] = r
-		s.goOwned(func() { s.speakerLoop(r) })
 	}
 	var old *Session
 	if o, ok := r.sessions[memberID]; ok {
 		old = o // a reconnecting member replaces its old session
 	}
 	sess := &Session{sfu: s, room: r, member: memberID, pc: pc, out: out,
-		downs: map[string]*downTrack{}, poke: make(chan struct{}, 1), done: make(chan struct{})}
+		downs: map[string]*downTrack{}, alloc: allocState{cap: map[*downTrack]int{}}, done: make(chan struct{})}
 	if e, ok := s.estimators.LoadAndDelete(pc.ID()); ok {
 		sess.bwe = e.(*leanBWE)
 	}
@@ -230,7 +239,6 @@ func (s *SFU) Join(ctx context.Context, roomID, memberID string, out Events) (Pa
 	sess.wire()
 	// The room's tracks go to the newcomer with its first offer.
 	speaker := r.speaker
-	s.goOwned(sess.allocLoop)
 	s.mu.Unlock()
 	if old != nil {
 		s.goOwned(func() { old.end(nil) })
@@ -277,6 +285,7 @@ func (s *SFU) Close() {
 	for _, sess := range all {
 		sess.end(ErrShutdown)
 	}
+	close(s.allocStop)
 	s.wg.Wait()
 	s.closeListeners()
 }

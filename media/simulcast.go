@@ -46,35 +46,58 @@ func layerForView(w, h int) int {
 	return maxLayers - 1
 }
 
-// allocState is the allocator's memory between ticks; it belongs to the
-// allocator goroutine of one session.
+// allocState is a session's allocator memory between ticks; it belongs to
+// the node's allocator goroutine.
 type allocState struct {
 	cap      map[*downTrack]int // highest layer bandwidth allows
 	lastDown time.Time
 	lastUp   time.Time
 }
 
-// allocLoop runs for the life of a session.
-func (s *Session) allocLoop() {
+// allocLoop allocates the layers of every session of the node, each
+// every allocTick and at once when woken: one goroutine for the node, not
+// one per participant. It runs until the node closes.
+func (s *SFU) allocLoop() {
 	t := time.NewTicker(allocTick)
 	defer t.Stop()
-	st := &allocState{cap: map[*downTrack]int{}}
+	var all []*Session
 	for {
 		select {
-		case <-s.done:
+		case <-s.allocStop:
 			return
+		case sess := <-s.allocWake:
+			sess.woken.Store(false)
+			sess.allocate(&sess.alloc, time.Now())
+			continue
 		case <-t.C:
-		case <-s.poke:
 		}
-		s.allocate(st, time.Now())
+		all = all[:0]
+		s.mu.Lock()
+		for _, r := range s.rooms {
+			for _, sess := range r.sessions {
+				all = append(all, sess)
+			}
+		}
+		s.mu.Unlock()
+		now := time.Now()
+		for _, sess := range all {
+			sess.allocate(&sess.alloc, now)
+		}
+		clear(all) // no session kept alive until the next tick
 	}
 }
 
-// wake asks the allocator to run now, after a view change or a new layer.
+// wake asks the allocator to run for this session now, after a view
+// change or a new layer; the next tick does if the node's queue of
+// sessions to wake is full.
 func (s *Session) wake() {
+	if !s.woken.CompareAndSwap(false, true) {
+		return // already queued
+	}
 	select {
-	case s.poke <- struct{}{}:
+	case s.sfu.allocWake <- s:
 	default:
+		s.woken.Store(false)
 	}
 }
 

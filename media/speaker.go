@@ -115,44 +115,63 @@ func (d *speakerDetector) tick(loudness map[string]float64) (string, bool) {
 	return d.current, d.current != prev
 }
 
-// speakerLoop runs for the life of a room and announces its speaker.
-func (s *SFU) speakerLoop(r *room) {
+// speakerLoop finds the active speaker of every room of the node, every
+// speakerTick, and tells the room's members when it changes: one
+// goroutine for the node, not one per room. Events implementations only
+// queue what they are given, so a slow member delays no other room. It
+// runs until the node closes.
+func (s *SFU) speakerLoop() {
 	t := time.NewTicker(speakerTick)
 	defer t.Stop()
-	det := newSpeakerDetector()
+	var rooms []*room
 	loud := map[string]float64{}
 	for {
 		select {
-		case <-r.stop:
+		case <-s.allocStop:
 			return
 		case <-t.C:
 		}
-		clear(loud)
+		rooms = rooms[:0]
 		s.mu.Lock()
-		for _, pub := range r.pubs {
-			if pub.kind == kindAudio && pub.audioLevelID != 0 {
-				if l := pub.level.take(); l > loud[pub.owner.member] {
-					loud[pub.owner.member] = l
-				} else if _, ok := loud[pub.owner.member]; !ok {
-					loud[pub.owner.member] = l
-				}
+		for _, r := range s.rooms {
+			rooms = append(rooms, r)
+		}
+		s.mu.Unlock()
+		for _, r := range rooms {
+			s.speakerTick(r, loud)
+		}
+		clear(rooms) // no room kept alive until the next tick
+	}
+}
+
+// speakerTick takes one tick of r's levels; loud is the caller's scratch
+// map.
+func (s *SFU) speakerTick(r *room, loud map[string]float64) {
+	clear(loud)
+	s.mu.Lock()
+	for _, pub := range r.pubs {
+		if pub.kind == kindAudio && pub.audioLevelID != 0 {
+			if l := pub.level.take(); l > loud[pub.owner.member] {
+				loud[pub.owner.member] = l
+			} else if _, ok := loud[pub.owner.member]; !ok {
+				loud[pub.owner.member] = l
 			}
 		}
-		s.mu.Unlock()
-		speaker, changed := det.tick(loud)
-		if !changed {
-			continue
-		}
-		s.metrics.speakerChanges.Inc()
-		s.mu.Lock()
-		r.speaker = speaker
-		outs := make([]Events, 0, len(r.sessions))
-		for _, sess := range r.sessions {
-			outs = append(outs, sess.out)
-		}
-		s.mu.Unlock()
-		for _, out := range outs {
-			out.Speaker(speaker)
-		}
+	}
+	s.mu.Unlock()
+	speaker, changed := r.det.tick(loud)
+	if !changed {
+		return
+	}
+	s.metrics.speakerChanges.Inc()
+	s.mu.Lock()
+	r.speaker = speaker
+	outs := make([]Events, 0, len(r.sessions))
+	for _, sess := range r.sessions {
+		outs = append(outs, sess.out)
+	}
+	s.mu.Unlock()
+	for _, out := range outs {
+		out.Speaker(speaker)
 	}
 }

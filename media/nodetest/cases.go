@@ -141,7 +141,8 @@ func find(log []Packet, seq uint16) Packet {
 }
 
 // keyframeRequestsThrottled: many subscribers asking for keyframes at
-// once make the node ask the publisher about twice a second, not each time.
+// once make the node ask the publisher about four times a second, not
+// each time.
 func keyframeRequestsThrottled(t *testing.T, newNode nodeMaker) {
 	node := newNode(t, 0)
 	r := NewRoom(t)
@@ -167,8 +168,8 @@ func keyframeRequestsThrottled(t *testing.T, newNode nodeMaker) {
 	}
 	time.Sleep(100 * time.Millisecond)
 	got := pub.PLIs() - before
-	// 300 requests in 2 s; one per 500 ms, plus one at each edge.
-	if limit := int64(time.Since(start)/(500*time.Millisecond)) + 2; got < 1 || got > limit {
+	// 300 requests in 2 s; one per 250 ms, plus one at each edge.
+	if limit := int64(time.Since(start)/(250*time.Millisecond)) + 2; got < 1 || got > limit {
 		t.Fatalf("publisher got %d keyframe requests for 300 asked in %v, want 1..%d", got, time.Since(start).Round(time.Millisecond), limit)
 	}
 }

@@ -114,6 +114,7 @@ type Result struct {
 	SteadyKiBPerParticipant  float64 `json:"steady_memory_per_participant_kib"`
 	GoroutinesPerParticipant float64 `json:"goroutines_per_participant,omitempty"`
 	JoinP50ms                float64 `json:"join_to_first_frame_p50_ms"`
+	JoinP95ms                float64 `json:"join_to_first_frame_p95_ms"`
 	JoinMaxms                float64 `json:"join_to_first_frame_max_ms"`
 	FirstFrameMissing        int     `json:"subscribers_without_first_frame"`
 	// IncompleteSubscriptions lacked audio or video in the window.
@@ -285,10 +286,10 @@ func printTable(w io.Writer, r Result, o options) {
 	}
 	fmt.Fprintf(w, "load: %s, %d rooms, %d publishers, %d subscribers, %d subscriptions; audio 50 packets/s; %s; %s measured after %s warm-up; mode %s\n\n",
 		r.Scenario, r.Rooms, r.Publishers, r.Subscribers, r.Subscriptions, video, o.duration, o.warmup, r.Mode)
-	fmt.Fprintf(w, "%12s %9s %8s %8s %8s %8s %8s %11s %9s %12s %12s\n",
-		"packets/s", "Mbit/s", "loss %", "p50 ms", "p95 ms", "p99 ms", "CPU s", "CPU s/Mpkt", "KiB/sub", "join p50 ms", "join max ms")
-	fmt.Fprintf(w, "%12.0f %9.2f %8.3f %8.3f %8.3f %8.3f %8.2f %11.2f %9.0f %12.0f %12.0f\n",
-		r.PacketsPerSec, r.Mbps, r.LossPercent, r.P50ms, r.P95ms, r.P99ms, r.CPUSeconds, r.CPUPerMillion, r.KiBPerSubscriber, r.JoinP50ms, r.JoinMaxms)
+	fmt.Fprintf(w, "%12s %9s %8s %8s %8s %8s %8s %11s %9s %12s %12s %12s\n",
+		"packets/s", "Mbit/s", "loss %", "p50 ms", "p95 ms", "p99 ms", "CPU s", "CPU s/Mpkt", "KiB/sub", "join p50 ms", "join p95 ms", "join max ms")
+	fmt.Fprintf(w, "%12.0f %9.2f %8.3f %8.3f %8.3f %8.3f %8.2f %11.2f %9.0f %12.0f %12.0f %12.0f\n",
+		r.PacketsPerSec, r.Mbps, r.LossPercent, r.P50ms, r.P95ms, r.P99ms, r.CPUSeconds, r.CPUPerMillion, r.KiBPerSubscriber, r.JoinP50ms, r.JoinP95ms, r.JoinMaxms)
 	fmt.Fprintf(w, "\nCPU and memory are those of %s.\n", r.CPUProcess)
 	fmt.Fprintf(w, "The machine's %d cores were %.0f %% busy; the load generator used %.2f CPU s, other processes %.2f CPU s.\n",
 		runtime.NumCPU(), r.MachineBusyPercent, r.LoadCPUSeconds, r.OtherCPUSeconds)

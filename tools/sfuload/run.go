@@ -235,7 +235,7 @@ func measure(ctx context.Context, o options, env runEnv, rooms [][]*member, join
 	r.IncompleteSubscriptions, r.VideoPacketsByLayer = coverage(all, o)
 	joins, missing := joinTimes(all)
 	r.FirstFrameMissing = missing
-	r.JoinP50ms, r.JoinMaxms = ms(percentile(joins, 0.5)), ms(percentile(joins, 1))
+	r.JoinP50ms, r.JoinP95ms, r.JoinMaxms = ms(percentile(joins, 0.5)), ms(percentile(joins, 0.95)), ms(percentile(joins, 1))
 	return r, nil
 }
 

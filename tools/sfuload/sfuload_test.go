@@ -309,8 +309,8 @@ func directRoom(t *testing.T, extra []string) Result {
 	if r.P50ms <= 0 || r.P50ms > r.P95ms || r.P95ms > r.P99ms {
 		t.Fatalf("latencies p50 %v p95 %v p99 %v not computed", r.P50ms, r.P95ms, r.P99ms)
 	}
-	if r.JoinP50ms <= 0 || r.JoinMaxms < r.JoinP50ms {
-		t.Fatalf("join to first frame p50 %v max %v", r.JoinP50ms, r.JoinMaxms)
+	if r.JoinP50ms <= 0 || r.JoinP95ms < r.JoinP50ms || r.JoinMaxms < r.JoinP95ms {
+		t.Fatalf("join to first frame p50 %v p95 %v max %v", r.JoinP50ms, r.JoinP95ms, r.JoinMaxms)
 	}
 	if r.Failures != 0 {
 		t.Fatalf("%d failures, last %s", r.Failures, r.LastError)
