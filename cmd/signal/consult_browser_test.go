@@ -119,7 +119,7 @@ func do(t *testing.T, ctx context.Context, what string, actions ...chromedp.Acti
 	c, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	if err := chromedp.Do(c, actions...); err != nil {
-		status, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`location.pathname + ": " + (document.querySelector("#status, .error, h1")?.textContent || "")`))
+		status, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`location.pathname + ": " + (document.getElementById("status")?.textContent || document.querySelector(".error, h1")?.textContent || "")`))
 		t.Fatalf("%s: %v (page: %q)", what, err, status)
 	}
 }

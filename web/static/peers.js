@@ -32,7 +32,7 @@ function newPeer(id) {
   const p = {
     id, pc, polite: state.me < id, makingOffer: false, ignoreOffer: false,
     lost: false, // a message to the member was lost: renegotiate
-    offeredAt: 0, downSince: 0, restartedAt: 0, restarts: 0,
+    offeredAt: 0, negotiatedAt: Date.now(), downSince: 0, restartedAt: 0, restarts: 0,
   };
   state.peers.set(id, p);
   for (const t of state.local.getTracks()) pc.addTrack(t.kind === "video" && state.screen ? state.screen : t, state.local);
@@ -43,7 +43,7 @@ function newPeer(id) {
     try {
       p.makingOffer = true;
       await pc.setLocalDescription();
-      p.offeredAt = Date.now();
+      p.offeredAt = p.negotiatedAt = Date.now();
       signal(p, { type: "offer", to: id, sdp: pc.localDescription.sdp });
     } catch (err) {
       console.warn("negotiation", err);
@@ -143,6 +143,7 @@ export async function onDescription(from, description) {
   }
   if (description.type === "offer") {
     await p.pc.setLocalDescription();
+    p.negotiatedAt = Date.now();
     signal(p, { type: "answer", to: from, sdp: p.pc.localDescription.sdp });
   }
 }
@@ -184,8 +185,9 @@ export function resync(p) {
 }
 
 // tend restarts pairs whose offer went unanswered, whose path stayed down
-// or failed, or to whose member a message was lost. While the socket is
-// down nothing could be sent: the reconnection resyncs.
+// or failed or never came up after a negotiation (candidates lost), or to
+// whose member a message was lost. While the socket is down nothing could
+// be sent: the reconnection resyncs.
 export function tend() {
   if (!state.admitted || state.wsDown || state.over) return;
   const now = Date.now();
@@ -194,8 +196,9 @@ export function tend() {
     const unanswered = pc.signalingState === "have-local-offer" && !p.makingOffer && now - p.offeredAt > stallMs;
     const down = p.downSince && now - p.downSince > stallMs;
     const failed = pc.connectionState === "failed" || pc.iceConnectionState === "failed";
+    const stuck = (pc.connectionState === "new" || pc.connectionState === "connecting") && !!pc.remoteDescription && now - p.negotiatedAt > 3 * stallMs;
     if (!state.roster.has(p.id)) continue; // not back in the room yet
-    if (unanswered || down || failed || p.lost) restart(p);
+    if (unanswered || down || failed || stuck || p.lost) restart(p);
   }
 }
 

@@ -34,7 +34,7 @@ export class MediaServerLink {
     this.makingOffer = false;
     this.closed = false;
     this.lost = false; // a message could not be sent: renegotiate
-    this.refs = new Set(); // ids of the messages sent to the server
+    this.refs = new Set(); // ids of the negotiation messages sent to the server
     this.openedAt = Date.now();
     this.offeredAt = 0;
     this.downSince = 0;
@@ -103,7 +103,8 @@ export class MediaServerLink {
     if (this.refs.size > 500) this.refs.delete(this.refs.values().next().value);
   }
 
-  // sent reports whether the message with id ref was this connection's.
+  // sent reports whether the message with id ref was one of this
+  // connection's negotiation messages.
   sent(ref) {
     return !!ref && this.refs.has(ref);
   }
@@ -183,10 +184,9 @@ export class MediaServerLink {
     const h = Math.round(height / 16) * 16;
     const key = `${w}x${h}`;
     if (this.sizes.get(member) === key || !this.streams.has(member)) return;
-    const ref = this.sendMsg({ type: "view", member, width: w, height: h });
-    if (!ref) return; // sent again with the next size
-    this.refs.add(ref);
-    this.sizes.set(member, key);
+    // A view of a member not in the room is refused as no-member too,
+    // which says nothing of this connection: its id is not kept.
+    if (this.sendMsg({ type: "view", member, width: w, height: h })) this.sizes.set(member, key);
   }
 
   // receiving reports whether member's media arrives through the server.
