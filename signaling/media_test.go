@@ -115,8 +115,8 @@ func thirdAdmissionMoves(t *testing.T, f *fixture, _ *media.SFU) {
 			t.Errorf("%s was not moved: %v", name, m)
 		}
 	}
-	if a := itab.last("admitted"); a == nil || a["route"] != RouteSFU {
-		t.Fatalf("the third member was not admitted onto the node: %v", a)
+	if a := itab.last("admitted"); a == nil || a["route"] != RouteSFU || a["node"] != nil {
+		t.Fatalf("the third member was not admitted onto the node, without a node session yet: %v", a)
 	}
 
 	// A member leaving does not move the consult back.
@@ -423,6 +423,14 @@ func exchangeAndReconnect(t *testing.T, f *fixture, sfu *media.SFU) {
 	eventually.True(t, 20*time.Second, "media again after the reconnection", func() bool {
 		return tabs["g_pat"].from("g_int") > before+20 && tabs["g_int"].from("u_doc") > 20
 	})
+
+	// A tab that reconnects is told its node session is up, so that it
+	// keeps its connection to the node.
+	quiet.Store(true)
+	_, _, again := f.join(t, "u_doc", true)
+	if a := again.last("admitted"); a == nil || a["node"] != true {
+		t.Fatalf("admitted after a reconnection with a node session = %v, want node true", a)
+	}
 
 	// Leaving ends the member's node session.
 	quiet.Store(true)

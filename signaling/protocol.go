@@ -119,6 +119,10 @@ type (
 		Roster     []MemberInfo  `json:"roster"`
 		Chat       []ChatMessage `json:"chat"`
 		Route      string        `json:"route"` // RouteP2P or RouteSFU
+		// Node says the member's session on the media node is up: a tab
+		// that reconnected keeps its connection to the node, and joins
+		// again without it.
+		Node bool `json:"node,omitempty"`
 	}
 	routeMsg struct {
 		Type    string `json:"type"` // "route"

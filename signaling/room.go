@@ -448,7 +448,7 @@ func (r *Room) sendAdmitted(p *Member) {
 	if history == nil {
 		history = []ChatMessage{}
 	}
-	p.send(encode(admittedMsg{Type: "admitted", ICEServers: ice, Policy: policy, Roster: r.rosterLocked(), Chat: history, Route: r.route}))
+	p.send(encode(admittedMsg{Type: "admitted", ICEServers: ice, Policy: policy, Roster: r.rosterLocked(), Chat: history, Route: r.route, Node: p.media != nil && p.onNode}))
 	if r.rec != nil {
 		p.send(r.recordingStateMsg(""))
 	}

@@ -50,6 +50,9 @@ func newLiveConsults(s *settings, db *store.DB, deps signaling.RoomDeps, master 
 		if s.redis != "" {
 			log.Info("live consults stay in this process: several replicas need PostgreSQL as well as -redis")
 		}
+		// Admissions outlive the process, so that members come back
+		// without the lobby after a restart.
+		deps.Admissions = serverAdmissions{db}
 		return signaling.NewHub(deps), nil, nil
 	}
 	opt, err := redislimit.Options(s.redis, s.getenv("SIGNAL_REDIS_PASSWORD"))
@@ -90,6 +93,21 @@ func (s leaseStore) AcquireLease(ctx context.Context, consultID, replica string,
 func (s leaseStore) LeaseOf(ctx context.Context, consultID string) (signaling.Lease, error) {
 	l, err := s.DB.LeaseOf(ctx, consultID)
 	return lease(l), err
+}
+
+// serverAdmissions keeps a single server's admissions in its database.
+type serverAdmissions struct{ db *store.DB }
+
+func (a serverAdmissions) Remember(ctx context.Context, consultID, memberID string) error {
+	return a.db.RememberAdmission(ctx, consultID, memberID)
+}
+
+func (a serverAdmissions) Forget(ctx context.Context, consultID, memberID string) error {
+	return a.db.ForgetAdmission(ctx, consultID, memberID)
+}
+
+func (a serverAdmissions) Admitted(ctx context.Context, consultID, memberID string) (bool, error) {
+	return a.db.MemberAdmitted(ctx, consultID, memberID)
 }
 
 // auditSigner loads the audit signing key. SQLite serves one machine, so

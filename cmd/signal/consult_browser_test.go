@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/cookiejar"
@@ -16,6 +17,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/openconsult/openconsult/internal/browsertest"
+	"github.com/openconsult/openconsult/internal/eventually"
 )
 
 // staffClient is a cookie-keeping HTTP client for the development server.
@@ -117,7 +119,7 @@ func do(t *testing.T, ctx context.Context, what string, actions ...chromedp.Acti
 	c, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	if err := chromedp.Do(c, actions...); err != nil {
-		status, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`location.pathname + ": " + (document.querySelector("#status, .error, h1")?.textContent || "")`))
+		status, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`location.pathname + ": " + (document.getElementById("status")?.textContent || document.querySelector(".error, h1")?.textContent || "")`))
 		t.Fatalf("%s: %v (page: %q)", what, err, status)
 	}
 }
@@ -158,6 +160,43 @@ const remoteVideoDecoding = `(async () => {
   }
   return false;
 })()`
+
+// videoStillDecodingJS is true when n remote tiles show a picture and the
+// page's connections, direct or to the media server, decode at least 10
+// more video frames of each of n streams over a second: video flows now,
+// not only earlier.
+const videoStillDecodingJS = `((n) => (async () => {
+  const frames = async () => {
+    const out = new Map();
+    const pcs = [...window.openConsult.peers()];
+    if (window.openConsult.mediaServer()) pcs.push(window.openConsult.mediaServer());
+    for (const pc of pcs) {
+      const stats = await pc.getStats().catch(() => new Map());
+      for (const s of stats.values()) if (s.type === "inbound-rtp" && s.kind === "video") out.set(pc, { ...out.get(pc), [s.id]: s.framesDecoded || 0 });
+    }
+    return out;
+  };
+  const shown = () => [...document.querySelectorAll("figure.tile:not(.self) video")].filter(v => v.videoWidth > 0).length >= n;
+  if (!shown()) return false;
+  const before = await frames();
+  await new Promise(resolve => setTimeout(resolve, 1000));
+  const after = await frames();
+  let flowing = 0;
+  for (const [pc, streams] of after) {
+    for (const [id, frames] of Object.entries(streams)) if (before.get(pc)?.[id] !== undefined && frames - before.get(pc)[id] >= 10) flowing++;
+  }
+  return flowing >= n && shown();
+})())`
+
+// videoKeepsDecoding waits until the page decodes video from n others now.
+func videoKeepsDecoding(t *testing.T, page context.Context, what string, n int, within time.Duration) {
+	t.Helper()
+	js := fmt.Sprintf("%s(%d)", videoStillDecodingJS, n)
+	eventually.True(t, within, what, func() bool {
+		ok, err := chromedp.Run(page, chromedp.Evaluate[bool](js, chromedp.EvalAwaitPromise))
+		return err == nil && ok
+	})
+}
 
 // selectedPairIsRelay is true when every peer connection's selected
 // candidate pair uses a relayed local candidate.

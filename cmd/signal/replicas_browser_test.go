@@ -12,9 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/chromedp/chromedp"
-
-	"github.com/openconsult/openconsult/internal/browsertest"
 	"github.com/openconsult/openconsult/internal/eventually"
 	"github.com/openconsult/openconsult/site/redislimit/redistest"
 	"github.com/openconsult/openconsult/store/storetest"
@@ -98,8 +95,8 @@ func httpsAddr(t *testing.T, r *replica) string {
 // admission, video decoded both ways and chat both ways cross replicas.
 // The clinician's replica, which owns the consult, is killed: both pages
 // reconnect through the load balancer to the survivor, the patient is in
-// the call again without the lobby and chat still goes both ways. The
-// audit log verifies afterwards.
+// the call again without the lobby, video is decoded again both ways and
+// chat still goes both ways. The audit log verifies afterwards.
 func TestBrowserReplicasKeepAConsultThroughItsOwnersDeath(t *testing.T) {
 	pg := storetest.NewPostgresSchema(t)
 	redisURL, _, _ := redistest.Open(t)
@@ -122,60 +119,25 @@ func TestBrowserReplicasKeepAConsultThroughItsOwnersDeath(t *testing.T) {
 	createClinician(t, site, dir, admin, "dr.replica", "a long clinician passphrase")
 	b, addrB := start("b")
 
-	// The clinician's pages reach a, which takes the consult.
-	doc := browsertest.New(t)
-	browserSignIn(t, doc, site, "dr.replica", "a long clinician passphrase")
-	do(t, doc, "start consult",
-		chromedp.WaitVisible(chromedp.CSS("#new-consult-button")),
-		chromedp.Click(chromedp.CSS("#new-consult-button")),
-		chromedp.WaitVisible(chromedp.CSS("#links-title")),
-	)
-	waitTrue(t, doc, "the clinician's call connected", `!!window.openConsult.state.me`, 30*time.Second)
-	link, err := chromedp.Run(doc, chromedp.Evaluate[string](`document.querySelector(".link-url").value`))
-	if u, perr := url.Parse(link); err != nil || perr != nil || "https://"+u.Host != public {
-		t.Fatalf("patient link %q: %v", link, err)
-	}
-
-	// The patient's pages reach b.
-	lb.prefer(addrB, addrA)
-	patient := browsertest.New(t)
-	do(t, patient, "patient joins",
-		chromedp.Navigate(link),
-		chromedp.WaitVisible(chromedp.CSS("#name")),
-		chromedp.SendKeys(chromedp.CSS("#name"), "Pat Example"),
-		chromedp.Click(chromedp.CSS("#join-button")),
-		chromedp.WaitVisible(chromedp.CSS("#lobby-wait")),
-	)
-	eventually.True(t, 30*time.Second, "b to relay the patient's tab to a", func() bool {
-		return strings.Contains(b.stderr.String(), "tab relayed to the consult's owner")
+	// The clinician's pages reach a, which takes the consult; the
+	// patient's reach b.
+	doc, patient := browserCall(t, site, "dr.replica", "a long clinician passphrase", func(_ context.Context, link string) {
+		if u, err := url.Parse(link); err != nil || "https://"+u.Host != public {
+			t.Fatalf("patient link %q: %v", link, err)
+		}
+		lb.prefer(addrB, addrA)
 	})
-	waitTrue(t, doc, "clinician sees the waiting patient", `[...document.querySelectorAll("#lobby li.waiting")].some(li => li.textContent.includes("Pat Example"))`, 30*time.Second)
-	do(t, doc, "admit", chromedp.Click(chromedp.CSS("#lobby li.waiting button.admit")))
-	waitTrue(t, patient, "patient admitted", `!document.getElementById("stage").hidden`, 30*time.Second)
-	waitTrue(t, doc, "clinician decodes the patient's video", remoteVideoDecoding, 90*time.Second)
-	waitTrue(t, patient, "patient decodes the clinician's video", remoteVideoDecoding, 90*time.Second)
-	say := func(ctx context.Context, text string) {
-		t.Helper()
-		do(t, ctx, "chat", chromedp.SendKeys(chromedp.CSS("#chat-text"), text), chromedp.Click(chromedp.CSS("#chat-form button")))
+	if !strings.Contains(b.stderr.String(), "tab relayed to the consult's owner") {
+		t.Fatal("b did not relay the patient's tab to a")
 	}
-	say(patient, "Hello from the patient's replica")
-	waitTrue(t, doc, "clinician reads the patient's chat", `document.getElementById("chat-log").textContent.includes("patient's replica")`, 20*time.Second)
-	say(doc, "Hello from the clinician's replica")
-	waitTrue(t, patient, "patient reads the clinician's chat", `document.getElementById("chat-log").textContent.includes("clinician's replica")`, 20*time.Second)
+	chatBothWays(t, doc, patient, "across the replicas")
 
 	// The owner dies mid-call; the load balancer skips it from now on.
 	a.kill()
-	for name, page := range map[string]context.Context{"clinician": doc, "patient": patient} {
-		waitTrue(t, page, name+"'s page notices the server went away", `window.openConsult.state.wsDown === true`, 30*time.Second)
-	}
-	for name, page := range map[string]context.Context{"clinician": doc, "patient": patient} {
-		waitTrue(t, page, name+"'s page back in the call", `window.openConsult.state.wsDown === false && window.openConsult.state.admitted && !document.getElementById("stage").hidden && document.getElementById("lobby-wait").hidden`, 60*time.Second)
-	}
-	waitTrue(t, doc, "nobody waits in the clinician's lobby", `document.querySelectorAll("#lobby li.waiting").length === 0`, 5*time.Second)
-	say(patient, "Still with you after the move")
-	waitTrue(t, doc, "clinician reads chat after the move", `document.getElementById("chat-log").textContent.includes("after the move")`, 20*time.Second)
-	say(doc, "Me too")
-	waitTrue(t, patient, "patient reads chat after the move", `document.getElementById("chat-log").textContent.includes("Me too")`, 20*time.Second)
+	pages := map[string]context.Context{"clinician": doc, "patient": patient}
+	noticedServerGone(t, pages)
+	backInTheCall(t, doc, pages)
+	chatBothWays(t, doc, patient, "after the move")
 
 	if err := b.stop(); err != nil {
 		t.Errorf("stop b: %v", err)

@@ -19,6 +19,7 @@ func RunLeases(t *testing.T, open Opener) {
 		{"ReleasedLeaseKeepsItsEpoch", leaseRelease},
 		{"StaleOwnerCannotWriteAdmissions", leaseFencesAdmissions},
 		{"WaitingCountsOfLiveLeasesOnly", leaseWaiting},
+		{"SingleServerAdmissionsNeedNoLease", admissionsWithoutLease},
 	})
 }
 
@@ -171,5 +172,27 @@ func leaseWaiting(t *testing.T, db *store.DB) {
 	}
 	if w, err := db.LeaseWaiting(ctx); err != nil || len(w) != 0 {
 		t.Fatalf("LeaseWaiting after release = %v, %v", w, err)
+	}
+}
+
+func admissionsWithoutLease(t *testing.T, db *store.DB) {
+	ctx := context.Background()
+	id := newConsult(t, db)
+	for range 2 { // a second admission of the same member is harmless
+		if err := db.RememberAdmission(ctx, id, "g_1"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if ok, err := db.MemberAdmitted(ctx, id, "g_1"); !ok || err != nil {
+		t.Fatalf("MemberAdmitted after RememberAdmission = %v, %v", ok, err)
+	}
+	if ok, _ := db.MemberAdmitted(ctx, id, "g_2"); ok {
+		t.Fatal("a member never admitted is admitted")
+	}
+	if err := db.ForgetAdmission(ctx, id, "g_1"); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := db.MemberAdmitted(ctx, id, "g_1"); ok || err != nil {
+		t.Fatalf("MemberAdmitted after ForgetAdmission = %v, %v", ok, err)
 	}
 }

@@ -2,7 +2,14 @@
 // uses: one RTCPeerConnection that publishes this tab's microphone and
 // camera and receives every other member's media. The server renegotiates
 // when members come and go; this side yields on glare. The server names
-// each stream it forwards "{member id}/{stream id}".
+// each stream it forwards "{member id}/{stream id}". Like the direct
+// connections, it outlives a signaling reconnection: what could not be
+// sent meanwhile, an unanswered offer and a path down for a while are
+// mended by an ICE restart.
+
+// stallMs is how long an offer may go unanswered, or the path stay
+// disconnected, before an ICE restart.
+const stallMs = 5000;
 
 // Send the camera in three layers so the server can forward to each
 // member the one that fits its screen and bandwidth.
@@ -26,6 +33,12 @@ export class MediaServerLink {
     this.senders = new Map(); // kind -> RTCRtpSender
     this.makingOffer = false;
     this.closed = false;
+    this.lost = false; // a message could not be sent: renegotiate
+    this.refs = new Set(); // ids of the negotiation messages sent to the server
+    this.openedAt = Date.now();
+    this.offeredAt = 0;
+    this.downSince = 0;
+    this.restartedAt = 0;
     const pc = this.pc;
 
     for (const t of local.getTracks()) {
@@ -42,7 +55,8 @@ export class MediaServerLink {
       try {
         this.makingOffer = true;
         await pc.setLocalDescription();
-        send({ type: "offer", to: "sfu", sdp: pc.localDescription.sdp });
+        this.offeredAt = Date.now();
+        this.signal({ type: "offer", to: "sfu", sdp: pc.localDescription.sdp });
       } catch (err) {
         console.warn("media server negotiation", err);
       } finally {
@@ -50,7 +64,7 @@ export class MediaServerLink {
       }
     };
     pc.onicecandidate = ({ candidate }) => {
-      if (candidate && candidate.candidate) send({ type: "candidate", to: "sfu", candidate: candidate.toJSON() });
+      if (candidate && candidate.candidate) this.signal({ type: "candidate", to: "sfu", candidate: candidate.toJSON() });
     };
     pc.ontrack = ({ track, streams }) => {
       const stream = streams[0];
@@ -68,21 +82,81 @@ export class MediaServerLink {
       });
     };
     pc.oniceconnectionstatechange = () => {
-      if (pc.iceConnectionState === "failed") pc.restartIce();
+      const s = pc.iceConnectionState;
+      if (s === "connected" || s === "completed") this.downSince = 0;
+      else if (s === "disconnected") this.downSince ||= Date.now();
+      else if (s === "failed") this.restart();
     };
     // Sent before the offer that onnegotiationneeded produces.
-    send({ type: "sfu-join" });
+    this.signal({ type: "sfu-join" });
+  }
+
+  // signal sends a message to the server, noting one that could not be
+  // sent, and the ids of those that were.
+  signal(msg) {
+    const ref = this.sendMsg(msg);
+    if (!ref) {
+      this.lost = true;
+      return;
+    }
+    this.refs.add(ref);
+    if (this.refs.size > 500) this.refs.delete(this.refs.values().next().value);
+  }
+
+  // sent reports whether the message with id ref was one of this
+  // connection's negotiation messages.
+  sent(ref) {
+    return !!ref && this.refs.has(ref);
+  }
+
+  // age is how long ago the connection opened, in milliseconds.
+  age() {
+    return Date.now() - this.openedAt;
+  }
+
+  // restart renegotiates with an ICE restart, taking back an offer of
+  // ours that went unanswered; at most once every few seconds.
+  async restart() {
+    const pc = this.pc;
+    if (this.closed || this.makingOffer || Date.now() - this.restartedAt < stallMs) return;
+    this.restartedAt = Date.now();
+    this.lost = false;
+    if (pc.signalingState === "have-local-offer") {
+      await pc.setLocalDescription({ type: "rollback" }).catch((err) => console.warn("rollback", err));
+    }
+    pc.restartIce();
+  }
+
+  // resync renegotiates after the signaling socket came back, unless the
+  // connection is up with nothing lost or in flight.
+  resync() {
+    const pc = this.pc;
+    if (!this.lost && pc.signalingState === "stable" && pc.connectionState === "connected") return;
+    this.restartedAt = 0;
+    this.restart();
+  }
+
+  // tend restarts a connection whose offer went unanswered, whose path
+  // stayed down or failed, or that lost a message; the caller runs it
+  // every few seconds while the signaling socket is up.
+  tend() {
+    const pc = this.pc;
+    const now = Date.now();
+    const unanswered = pc.signalingState === "have-local-offer" && !this.makingOffer && this.offeredAt && now - this.offeredAt > stallMs;
+    const down = this.downSince && now - this.downSince > stallMs;
+    if (unanswered || down || pc.connectionState === "failed" || this.lost) this.restart();
   }
 
   // description applies an offer or answer from the server; the server's
   // offer wins over one of ours in flight (the browser rolls ours back).
   async description(d) {
     if (this.closed) return;
+    if (d.type === "answer" && this.pc.signalingState !== "have-local-offer") return; // an offer taken back
     try {
       await this.pc.setRemoteDescription(d);
       if (d.type === "offer") {
         await this.pc.setLocalDescription();
-        this.sendMsg({ type: "answer", to: "sfu", sdp: this.pc.localDescription.sdp });
+        this.signal({ type: "answer", to: "sfu", sdp: this.pc.localDescription.sdp });
       }
     } catch (err) {
       console.warn("media server description", err);
@@ -110,8 +184,9 @@ export class MediaServerLink {
     const h = Math.round(height / 16) * 16;
     const key = `${w}x${h}`;
     if (this.sizes.get(member) === key || !this.streams.has(member)) return;
-    this.sizes.set(member, key);
-    this.sendMsg({ type: "view", member, width: w, height: h });
+    // A view of a member not in the room is refused as no-member too,
+    // which says nothing of this connection: its id is not kept.
+    if (this.sendMsg({ type: "view", member, width: w, height: h })) this.sizes.set(member, key);
   }
 
   // receiving reports whether member's media arrives through the server.

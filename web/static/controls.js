@@ -1,0 +1,149 @@
+// The tab's own camera and microphone, and the call's controls: mute,
+// camera, screen sharing, device choice, leave and end.
+import { $, state, audioOnly, send, setStatus } from "./callstate.js";
+import { t } from "./i18n.js";
+import { tile, markSelf } from "./tiles.js";
+
+export async function startMedia() {
+  const wantVideo = !audioOnly;
+  try {
+    state.local = await navigator.mediaDevices.getUserMedia({ audio: true, video: wantVideo });
+  } catch {
+    try {
+      state.local = await navigator.mediaDevices.getUserMedia({ audio: true });
+      if (wantVideo) setStatus(t("js.call.camera.unavailable"));
+    } catch {
+      // No microphone: the camera alone still lets the clinician see them.
+      try {
+        state.local = wantVideo ? await navigator.mediaDevices.getUserMedia({ video: true }) : new MediaStream();
+      } catch {
+        state.local = new MediaStream();
+      }
+      if (state.local.getVideoTracks().length === 0) setStatus(t("js.call.media.unavailable"));
+    }
+  }
+  // Without a microphone the waiting room says so, and the clinician's
+  // lobby entry too (see connect).
+  $("lobby-nomic").hidden = state.local.getAudioTracks().length > 0;
+  tile(state.me || "me", t("js.call.you"), state.local, true);
+  $("lobby-self").srcObject = state.local;
+  $("lobby-self").hidden = state.local.getVideoTracks().length === 0;
+  await fillDeviceLists();
+}
+
+async function fillDeviceLists() {
+  const devices = await navigator.mediaDevices.enumerateDevices();
+  for (const [kind, select] of [["videoinput", $("camera-select")], ["audioinput", $("mic-select")]]) {
+    select.replaceChildren();
+    const current = state.local.getTracks().find((t) => t.kind === (kind === "videoinput" ? "video" : "audio"));
+    for (const d of devices.filter((d) => d.kind === kind)) {
+      const opt = new Option(d.label || (kind === "videoinput" ? t("js.call.camera") : t("js.call.microphone")), d.deviceId);
+      if (current && current.getSettings().deviceId === d.deviceId) opt.selected = true;
+      select.add(opt);
+    }
+  }
+  // Phones have a front and a back camera; desktops pick from the list.
+  const cameras = devices.filter((d) => d.kind === "videoinput").length;
+  $("flip").hidden = !(cameras > 1 && matchMedia("(pointer: coarse)").matches);
+}
+
+// Screen sharing only where the browser offers it (not on phones).
+$("share").hidden = !navigator.mediaDevices?.getDisplayMedia;
+
+$("flip").addEventListener("click", () => {
+  const select = $("camera-select");
+  if (select.options.length < 2) return;
+  select.selectedIndex = (select.selectedIndex + 1) % select.options.length;
+  switchDevice("video", select.value);
+});
+
+async function switchDevice(kind, deviceId) {
+  const constraints = kind === "video" ? { video: { deviceId: { exact: deviceId } } } : { audio: { deviceId: { exact: deviceId } } };
+  const fresh = await navigator.mediaDevices.getUserMedia(constraints);
+  const track = fresh.getTracks()[0];
+  const old = state.local.getTracks().find((t) => t.kind === kind);
+  if (old) {
+    track.enabled = old.enabled;
+    state.local.removeTrack(old);
+    old.stop();
+  }
+  state.local.addTrack(track);
+  const outgoing = kind === "video" && state.screen ? state.screen : track;
+  for (const p of state.peers.values()) replaceOrAdd(p, kind, outgoing);
+  state.sfu?.replaceTrack(kind, outgoing, kind === "video" && !!state.screen);
+}
+
+function replaceOrAdd(peer, kind, track) {
+  const sender = peer.pc.getSenders().find((s) => s.track && s.track.kind === kind) ||
+    peer.pc.getTransceivers().find((t) => t.receiver.track.kind === kind && !t.sender.track)?.sender;
+  if (sender) {
+    sender.replaceTrack(track);
+    const tr = peer.pc.getTransceivers().find((t) => t.sender === sender);
+    if (tr && tr.direction === "recvonly") tr.direction = "sendrecv"; // renegotiates
+  } else {
+    peer.pc.addTrack(track, state.local);
+  }
+}
+
+// sendMediaState tells the others whether this tab is muted or camera-off.
+export function sendMediaState() {
+  const a = state.local.getAudioTracks()[0];
+  const v = state.local.getVideoTracks()[0];
+  const video = (!!v && v.enabled) || !!state.screen;
+  send({ type: "media-state", audio: !!a && a.enabled, video });
+  markSelf({ audio: !!a && a.enabled, video });
+}
+
+function setControl(id, pressed, label) {
+  const b = $(id);
+  b.setAttribute("aria-pressed", String(pressed));
+  b.querySelector(".ctl-label").textContent = label;
+}
+
+$("mute").addEventListener("click", () => {
+  const tracks = state.local.getAudioTracks();
+  const muted = tracks.length > 0 && tracks[0].enabled;
+  tracks.forEach((t) => { t.enabled = !muted; });
+  setControl("mute", muted, muted ? t("js.call.unmute") : t("js.call.mute"));
+  sendMediaState();
+});
+
+$("camera").addEventListener("click", () => {
+  const tracks = state.local.getVideoTracks();
+  const off = tracks.length > 0 && tracks[0].enabled;
+  tracks.forEach((t) => { t.enabled = !off; });
+  setControl("camera", off, off ? t("js.call.video.start") : t("js.call.video.stop"));
+  sendMediaState();
+});
+
+$("share").addEventListener("click", async () => {
+  if (state.screen) return stopSharing();
+  try {
+    const display = await navigator.mediaDevices.getDisplayMedia({ video: true });
+    state.screen = display.getVideoTracks()[0];
+  } catch {
+    return; // the user cancelled the picker
+  }
+  state.screen.addEventListener("ended", stopSharing);
+  for (const p of state.peers.values()) replaceOrAdd(p, "video", state.screen);
+  state.sfu?.replaceTrack("video", state.screen, true);
+  setControl("share", true, t("js.call.share.stop"));
+  sendMediaState();
+});
+
+function stopSharing() {
+  if (!state.screen) return;
+  state.screen.stop();
+  state.screen = null;
+  const cam = state.local.getVideoTracks()[0] || null;
+  for (const p of state.peers.values()) {
+    const sender = p.pc.getSenders().find((s) => s.track && s.track.kind === "video");
+    if (sender) sender.replaceTrack(cam);
+  }
+  state.sfu?.replaceTrack("video", cam);
+  setControl("share", false, t("js.call.share"));
+  sendMediaState();
+}
+
+$("camera-select").addEventListener("change", (e) => switchDevice("video", e.target.value));
+$("mic-select").addEventListener("change", (e) => switchDevice("audio", e.target.value));
