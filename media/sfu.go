@@ -127,6 +127,11 @@ func New(cfg Config) (*SFU, error) {
 	if err := cfg.Settings.SetAnsweringDTLSRole(webrtc.DTLSRoleServer); err != nil {
 		return nil, fmt.Errorf("dtls role: %w", err)
 	}
+	if cfg.Settings.BufferFactory == nil {
+		// Received SRTP and SRTCP queue in buffers the node shares
+		// (srtpbuf.go), not in one that only grows per stream.
+		cfg.Settings.BufferFactory = newSRTPBuffers().new
+	}
 	s := &SFU{cfg: cfg, log: cfg.Log, pool: newPacketPool(), epoch: time.Now(), rooms: map[string]*room{}}
 	m, err := newMetrics(cfg.Metrics, s.Load)
 	if err != nil {

@@ -1,0 +1,88 @@
+package media
+
+import (
+	"errors"
+	"io"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/pion/transport/v5/packetio"
+)
+
+// TestPacketQueue: packets come out whole and in order, a full queue
+// refuses with packetio.ErrFull (SRTP then drops the packet), a short
+// buffer with io.ErrShortBuffer, a deadline ends a blocked read, and
+// after Close what is left is read before io.EOF.
+func TestPacketQueue(t *testing.T) {
+	b := newSRTPBuffers().new(packetio.RTCPBufferPacket, 1).(*packetQueue)
+	big := make([]byte, 1200)
+	n := 0
+	for ; ; n++ {
+		big[0] = byte(n)
+		if _, err := b.Write(big); err != nil {
+			if !errors.Is(err, packetio.ErrFull) {
+				t.Fatalf("write %d: %v, want packetio.ErrFull", n, err)
+			}
+			break
+		}
+	}
+	if n != srtcpQueueLimit/1200 {
+		t.Fatalf("%d packets of 1,200 bytes queued, want %d", n, srtcpQueueLimit/1200)
+	}
+	if _, err := b.Read(make([]byte, 100)); !errors.Is(err, io.ErrShortBuffer) {
+		t.Fatalf("short read: %v, want io.ErrShortBuffer", err)
+	}
+	out := make([]byte, maxPacket)
+	for i := range n {
+		m, err := b.Read(out)
+		if err != nil || m != 1200 || out[0] != byte(i) {
+			t.Fatalf("read %d: %d bytes, first %d, %v", i, m, out[0], err)
+		}
+	}
+	if b.q != nil || b.size != 0 {
+		t.Fatalf("a drained queue keeps an index of %d and %d bytes", cap(b.q), b.size)
+	}
+	_ = b.SetReadDeadline(time.Now().Add(20 * time.Millisecond))
+	if _, err := b.Read(out); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("read past the deadline: %v", err)
+	}
+	_ = b.SetReadDeadline(time.Time{})
+	if _, err := b.Write([]byte{1, 2, 3}); err != nil {
+		t.Fatal(err)
+	}
+	_ = b.Close()
+	if m, err := b.Read(out); m != 3 || err != nil {
+		t.Fatalf("read after close: %d, %v; want the 3 bytes left", m, err)
+	}
+	if _, err := b.Read(out); !errors.Is(err, io.EOF) {
+		t.Fatalf("read of a closed, empty queue: %v, want io.EOF", err)
+	}
+	if _, err := b.Write([]byte{1}); !errors.Is(err, io.ErrClosedPipe) {
+		t.Fatalf("write after close: %v, want io.ErrClosedPipe", err)
+	}
+}
+
+// TestPacketQueueWakesABlockedReader: a read waiting on an empty queue
+// returns the next packet written, and Close ends it.
+func TestPacketQueueWakesABlockedReader(t *testing.T) {
+	b := newSRTPBuffers().new(packetio.RTPBufferPacket, 1)
+	got := make(chan error, 2)
+	go func() {
+		out := make([]byte, maxPacket)
+		_, err := b.Read(out)
+		got <- err
+		_, err = b.Read(out)
+		got <- err
+	}()
+	if _, err := b.Write([]byte{0x80, 1}); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-got; err != nil {
+		t.Fatalf("blocked read: %v", err)
+	}
+	_ = b.Close()
+	if err := <-got; !errors.Is(err, io.EOF) {
+		t.Fatalf("read blocked at Close: %v, want io.EOF", err)
+	}
+}
