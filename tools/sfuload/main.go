@@ -27,7 +27,10 @@
 // through its recorder, into a sink that assembles WebM-sized frames and
 // discards them: sfuload measures the node for one window without
 // recordings, starts them, and prints what they add per consult (CPU,
-// memory) and what they received (packets, bytes, sequence gaps).
+// memory) and what they received (packets, bytes, sequence gaps). In
+// -direct the node's process also counts its heap allocations per
+// forwarded packet, and -node-profile writes its CPU profile of the
+// measured window and heap profiles of the window's start and end.
 //
 //	go run ./tools/sfuload -signal ./bin/signal -scenario rooms -rooms 10 -duration 20s
 //	go run ./tools/sfuload -signal ./bin/signal -scenario grandrounds -subscribers 40
