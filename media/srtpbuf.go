@@ -10,23 +10,29 @@ import (
 	"github.com/pion/transport/v5/packetio"
 )
 
-// Byte limits of one stream's read queue, as pion's own buffers have:
-// what a stream whose reader falls behind may hold before it drops.
+// Limits of one stream's read queue, in bytes of buffers held: what a
+// stream whose reader falls behind, or that nobody reads, may hold
+// before it drops; pion's own buffers allow as many bytes of packets.
 const (
 	srtpQueueLimit  = 1_000_000
 	srtcpQueueLimit = 100_000
+	smallPacket     = 256 // audio and most RTCP fit
 )
 
 // srtpBuffers is the node's SettingEngine.BufferFactory: every SRTP and
 // SRTCP stream a peer connection receives queues its decrypted packets in
-// buffers taken from one pool the whole node shares, and gives each back
+// buffers taken from pools the whole node shares, and gives each back
 // once read. pion's default, a packetio.Buffer per stream, grows to hold
 // its longest backlog and never shrinks: after a few bursts on a busy
-// machine, pion's buffers were half of the node's heap, most of it empty.
-type srtpBuffers struct{ pool *sync.Pool }
+// machine, pion's buffers were a quarter of the node's heap, most of it
+// empty.
+type srtpBuffers struct{ small, big *sync.Pool }
 
 func newSRTPBuffers() srtpBuffers {
-	return srtpBuffers{pool: &sync.Pool{New: func() any { return new(queuedPacket) }}}
+	return srtpBuffers{
+		small: &sync.Pool{New: func() any { return new([smallPacket]byte) }},
+		big:   &sync.Pool{New: func() any { return new([maxPacket]byte) }},
+	}
 }
 
 func (f srtpBuffers) new(kind packetio.BufferPacketType, _ uint32) io.ReadWriteCloser {
@@ -34,21 +40,64 @@ func (f srtpBuffers) new(kind packetio.BufferPacketType, _ uint32) io.ReadWriteC
 	if kind == packetio.RTCPBufferPacket {
 		limit = srtcpQueueLimit
 	}
-	return &packetQueue{pool: f.pool, limit: limit, notify: make(chan struct{}, 1), deadline: deadline.New()}
+	return &packetQueue{pools: f, limit: limit, notify: make(chan struct{}, 1), deadline: deadline.New()}
 }
 
-// queuedPacket is one packet waiting in a queue.
+// queuedPacket is one packet waiting in a queue, in one of the pools'
+// buffers or, longer than both, a slice of its own.
 type queuedPacket struct {
-	buf [maxPacket]byte
-	n   int
-	big []byte // a packet longer than buf, rare
+	small *[smallPacket]byte
+	big   *[maxPacket]byte
+	huge  []byte
+	n     int
 }
 
-func (q *queuedPacket) bytes() []byte {
-	if q.big != nil {
-		return q.big
+func (f srtpBuffers) get(p []byte) queuedPacket {
+	q := queuedPacket{n: len(p)}
+	switch {
+	case len(p) <= smallPacket:
+		q.small = f.small.Get().(*[smallPacket]byte)
+		copy(q.small[:], p)
+	case len(p) <= maxPacket:
+		q.big = f.big.Get().(*[maxPacket]byte)
+		copy(q.big[:], p)
+	default:
+		q.huge = append([]byte(nil), p...)
 	}
-	return q.buf[:q.n]
+	return q
+}
+
+func (f srtpBuffers) put(q queuedPacket) {
+	switch {
+	case q.small != nil:
+		f.small.Put(q.small)
+	case q.big != nil:
+		f.big.Put(q.big)
+	}
+}
+
+func (q queuedPacket) bytes() []byte {
+	switch {
+	case q.small != nil:
+		return q.small[:q.n]
+	case q.big != nil:
+		return q.big[:q.n]
+	}
+	return q.huge
+}
+
+// held is the memory the packet takes, counted against the limit.
+func (q queuedPacket) held() int { return heldFor(q.n) }
+
+// heldFor is the memory a packet of n bytes takes in a queue.
+func heldFor(n int) int {
+	switch {
+	case n <= smallPacket:
+		return smallPacket
+	case n <= maxPacket:
+		return maxPacket
+	}
+	return n
 }
 
 // packetQueue is one stream's queue: writes from the SRTP session's
@@ -57,15 +106,15 @@ func (q *queuedPacket) bytes() []byte {
 // into too short a buffer with io.ErrShortBuffer, and a read after Close
 // returns what is left and then io.EOF.
 type packetQueue struct {
-	pool     *sync.Pool
+	pools    srtpBuffers
 	limit    int
 	notify   chan struct{}
 	deadline *deadline.Deadline
 
 	mu     sync.Mutex
-	q      []*queuedPacket
+	q      []queuedPacket
 	head   int
-	size   int // bytes queued
+	size   int // bytes of buffers held
 	closed bool
 }
 
@@ -75,18 +124,13 @@ func (b *packetQueue) Write(p []byte) (int, error) {
 		b.mu.Unlock()
 		return 0, io.ErrClosedPipe
 	}
-	if b.size+len(p) > b.limit {
+	if b.size+heldFor(len(p)) > b.limit {
 		b.mu.Unlock()
 		return 0, packetio.ErrFull
 	}
-	qp := b.pool.Get().(*queuedPacket)
-	if len(p) > len(qp.buf) {
-		qp.big = append([]byte(nil), p...)
-	} else {
-		qp.n = copy(qp.buf[:], p)
-	}
+	qp := b.pools.get(p)
 	b.q = append(b.q, qp)
-	b.size += len(p)
+	b.size += qp.held()
 	b.mu.Unlock()
 	select {
 	case b.notify <- struct{}{}:
@@ -106,15 +150,14 @@ func (b *packetQueue) Read(p []byte) (int, error) {
 				return 0, io.ErrShortBuffer
 			}
 			n := copy(p, data)
-			b.q[b.head] = nil
+			b.q[b.head] = queuedPacket{}
 			b.head++
-			b.size -= n
+			b.size -= qp.held()
 			if b.head == len(b.q) {
 				b.drained()
 			}
 			b.mu.Unlock()
-			qp.big, qp.n = nil, 0
-			b.pool.Put(qp)
+			b.pools.put(qp)
 			return n, nil
 		}
 		closed := b.closed

@@ -27,8 +27,8 @@ func TestPacketQueue(t *testing.T) {
 			break
 		}
 	}
-	if n != srtcpQueueLimit/1200 {
-		t.Fatalf("%d packets of 1,200 bytes queued, want %d", n, srtcpQueueLimit/1200)
+	if n != srtcpQueueLimit/maxPacket {
+		t.Fatalf("%d packets of 1,200 bytes queued, want %d: the limit counts the buffers held", n, srtcpQueueLimit/maxPacket)
 	}
 	if _, err := b.Read(make([]byte, 100)); !errors.Is(err, io.ErrShortBuffer) {
 		t.Fatalf("short read: %v, want io.ErrShortBuffer", err)
@@ -40,8 +40,8 @@ func TestPacketQueue(t *testing.T) {
 			t.Fatalf("read %d: %d bytes, first %d, %v", i, m, out[0], err)
 		}
 	}
-	if b.q != nil || b.size != 0 {
-		t.Fatalf("a drained queue keeps an index of %d and %d bytes", cap(b.q), b.size)
+	if len(b.q) != 0 || b.head != 0 || b.size != 0 {
+		t.Fatalf("a drained queue keeps %d entries from %d and %d bytes", len(b.q), b.head, b.size)
 	}
 	_ = b.SetReadDeadline(time.Now().Add(20 * time.Millisecond))
 	if _, err := b.Read(out); !errors.Is(err, os.ErrDeadlineExceeded) {
