@@ -9,7 +9,11 @@
 //     NACK generator, RTCP reports, TWCC feedback toward publishers,
 //     simulcast and audio level header extensions.
 //   - bwe.go: the congestion controller toward subscribers, run once per
-//     transport-wide feedback report.
+//     transport-wide feedback report, which twcc.go reads in place.
+//   - rtpattrs.go: one parsed RTP header per received packet for all of
+//     pion's interceptors, and no RTCP parsing where none is needed.
+//   - srtpbuf.go: received SRTP and SRTCP queued in buffers the node
+//     shares.
 //   - publish.go: a published track and its simulcast layers, read on the
 //     goroutine pion starts for each, and throttled keyframe requests.
 //   - forward.go: a track as one subscriber receives it, with a bounded
