@@ -12,10 +12,15 @@ import (
 
 // Limits of one stream's read queue, in bytes of buffers held: what a
 // stream whose reader falls behind, or that nobody reads, may hold
-// before it drops; pion's own buffers allow as many bytes of packets.
+// before it drops. RTP gets pion's own limit (1 MB of packets). RTCP
+// gets 32 KiB, 128 small packets, seconds of a subscriber's feedback,
+// where pion allows 100 kB: the RTCP of publishers' tracks is not read
+// (the node acts on subscribers' RTCP only), so each such stream fills
+// its queue to the limit, and at 100 kB those were 2.8 MB of the heap
+// in a run of ten consults.
 const (
 	srtpQueueLimit  = 1_000_000
-	srtcpQueueLimit = 100_000
+	srtcpQueueLimit = 32 << 10
 	smallPacket     = 256 // audio and most RTCP fit
 )
 
