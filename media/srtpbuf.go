@@ -11,17 +11,21 @@ import (
 )
 
 // Limits of one stream's read queue, in bytes of buffers held: what a
-// stream whose reader falls behind, or that nobody reads, may hold
-// before it drops. RTP gets pion's own limit (1 MB of packets). RTCP
-// gets 32 KiB, 128 small packets, seconds of a subscriber's feedback,
-// where pion allows 100 kB: the RTCP of publishers' tracks is not read
-// (the node acts on subscribers' RTCP only), so each such stream fills
-// its queue to the limit, and at 100 kB those were 2.8 MB of the heap
-// in a run of ten consults.
+// stream whose reader falls behind may hold before it drops. RTP gets
+// pion's own limit (1 MB of packets), RTCP 32 KiB (128 small packets,
+// seconds of a subscriber's feedback; pion allows 100 kB).
+//
+// An RTCP stream nobody has read yet holds 4 KiB at most: the node reads
+// subscribers' RTCP, from before their tracks are negotiated, but not
+// the RTCP of publishers' tracks, and pion hands a publisher's compound
+// report to the stream of every SSRC it names. Those streams filled their
+// queues to the limit: 3 MB of the heap in a run of ten consults at
+// 32 KiB, more at pion's 100 kB.
 const (
-	srtpQueueLimit  = 1_000_000
-	srtcpQueueLimit = 32 << 10
-	smallPacket     = 256 // audio and most RTCP fit
+	srtpQueueLimit        = 1_000_000
+	srtcpQueueLimit       = 32 << 10
+	srtcpUnreadQueueLimit = 4 << 10
+	smallPacket           = 256 // audio and most RTCP fit
 )
 
 // srtpBuffers is the node's SettingEngine.BufferFactory: every SRTP and
@@ -41,11 +45,11 @@ func newSRTPBuffers() srtpBuffers {
 }
 
 func (f srtpBuffers) new(kind packetio.BufferPacketType, _ uint32) io.ReadWriteCloser {
-	limit := srtpQueueLimit
+	b := &packetQueue{pools: f, limit: srtpQueueLimit, unreadLimit: srtpQueueLimit, notify: make(chan struct{}, 1), deadline: deadline.New()}
 	if kind == packetio.RTCPBufferPacket {
-		limit = srtcpQueueLimit
+		b.limit, b.unreadLimit = srtcpQueueLimit, srtcpUnreadQueueLimit
 	}
-	return &packetQueue{pools: f, limit: limit, notify: make(chan struct{}, 1), deadline: deadline.New()}
+	return b
 }
 
 // queuedPacket is one packet waiting in a queue, in one of the pools'
@@ -111,16 +115,18 @@ func heldFor(n int) int {
 // into too short a buffer with io.ErrShortBuffer, and a read after Close
 // returns what is left and then io.EOF.
 type packetQueue struct {
-	pools    srtpBuffers
-	limit    int
-	notify   chan struct{}
-	deadline *deadline.Deadline
+	pools       srtpBuffers
+	limit       int
+	unreadLimit int // until the first Read
+	notify      chan struct{}
+	deadline    *deadline.Deadline
 
 	mu     sync.Mutex
 	q      []queuedPacket
 	head   int
 	size   int // bytes of buffers held
 	closed bool
+	read   bool // Read was called
 }
 
 func (b *packetQueue) Write(p []byte) (int, error) {
@@ -129,7 +135,11 @@ func (b *packetQueue) Write(p []byte) (int, error) {
 		b.mu.Unlock()
 		return 0, io.ErrClosedPipe
 	}
-	if b.size+heldFor(len(p)) > b.limit {
+	limit := b.limit
+	if !b.read {
+		limit = b.unreadLimit
+	}
+	if b.size+heldFor(len(p)) > limit {
 		b.mu.Unlock()
 		return 0, packetio.ErrFull
 	}
@@ -147,6 +157,7 @@ func (b *packetQueue) Write(p []byte) (int, error) {
 func (b *packetQueue) Read(p []byte) (int, error) {
 	for {
 		b.mu.Lock()
+		b.read = true
 		if b.head < len(b.q) {
 			qp := b.q[b.head]
 			data := qp.bytes()

@@ -16,6 +16,11 @@ import (
 // after Close what is left is read before io.EOF.
 func TestPacketQueue(t *testing.T) {
 	b := newSRTPBuffers().new(packetio.RTCPBufferPacket, 1).(*packetQueue)
+	_ = b.SetReadDeadline(time.Now())
+	if _, err := b.Read(make([]byte, 100)); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("read of an empty queue past its deadline: %v", err)
+	}
+	_ = b.SetReadDeadline(time.Time{})
 	big := make([]byte, 1200)
 	n := 0
 	for ; ; n++ {
@@ -84,5 +89,27 @@ func TestPacketQueueWakesABlockedReader(t *testing.T) {
 	_ = b.Close()
 	if err := <-got; !errors.Is(err, io.EOF) {
 		t.Fatalf("read blocked at Close: %v, want io.EOF", err)
+	}
+}
+
+// TestUnreadRTCPQueueStaysSmall: an RTCP stream nobody reads (a
+// publisher's track's) keeps a few packets, not a reader's allowance.
+func TestUnreadRTCPQueueStaysSmall(t *testing.T) {
+	b := newSRTPBuffers().new(packetio.RTCPBufferPacket, 1).(*packetQueue)
+	report := make([]byte, 100)
+	for range 1000 {
+		_, _ = b.Write(report)
+	}
+	if b.size > srtcpUnreadQueueLimit {
+		t.Fatalf("an unread RTCP queue holds %d bytes, want at most %d", b.size, srtcpUnreadQueueLimit)
+	}
+	if b.size < srtcpUnreadQueueLimit-smallPacket {
+		t.Fatalf("an unread RTCP queue holds only %d bytes", b.size)
+	}
+	rtp := newSRTPBuffers().new(packetio.RTPBufferPacket, 1).(*packetQueue)
+	for range 100 {
+		if _, err := rtp.Write(make([]byte, 1200)); err != nil {
+			t.Fatalf("RTP before the first read: %v; the first packets must wait for the track's reader", err)
+		}
 	}
 }
