@@ -10,22 +10,32 @@ import (
 // twccReport builds the feedback for n packets from seq on, each sent at
 // sent(i) and, unless lost(i), arriving at arrived(i) by the receiver's
 // clock (which runs 3 s off the sender's).
-func twccReport(seq uint16, n int, lost func(int) bool, arrived func(int) time.Duration) *rtcp.TransportLayerCC {
+func twccReport(t *testing.T, seq uint16, n int, lost func(int) bool, arrived func(int) time.Duration) twccFeedback {
+	t.Helper()
 	fb := &rtcp.TransportLayerCC{BaseSequenceNumber: seq, PacketStatusCount: uint16(n)}
-	prev := time.Duration(0)
+	ref := (arrived(0) + 3*time.Second) / (64 * time.Millisecond)
+	fb.ReferenceTime = uint32(ref)
+	prev := ref * 64 * time.Millisecond
 	for i := range n {
-		sym := rtcp.TypeTCCPacketReceivedSmallDelta
 		if lost(i) {
-			sym = rtcp.TypeTCCPacketNotReceived
+			fb.PacketChunks = append(fb.PacketChunks, &rtcp.RunLengthChunk{PacketStatusSymbol: rtcp.TypeTCCPacketNotReceived, RunLength: 1})
+			continue
+		}
+		at := arrived(i) + 3*time.Second
+		sym := rtcp.TypeTCCPacketReceivedSmallDelta
+		if d := at - prev; d < 0 || d >= 64*time.Millisecond {
+			sym = rtcp.TypeTCCPacketReceivedLargeDelta
 		}
 		fb.PacketChunks = append(fb.PacketChunks, &rtcp.RunLengthChunk{PacketStatusSymbol: sym, RunLength: 1})
-		if !lost(i) {
-			at := arrived(i) + 3*time.Second
-			fb.RecvDeltas = append(fb.RecvDeltas, &rtcp.RecvDelta{Type: sym, Delta: (at - prev).Microseconds()})
-			prev = at
-		}
+		fb.RecvDeltas = append(fb.RecvDeltas, &rtcp.RecvDelta{Type: sym, Delta: (at - prev).Microseconds()})
+		prev = at
 	}
-	return fb
+	b := marshalTWCC(t, fb)
+	f, ok := parseTWCC(b)
+	if !ok {
+		t.Fatalf("feedback %x not read", b)
+	}
+	return f
 }
 
 // TestLeanBWE feeds ten reports of 20 packets of 1,200 bytes sent 5 ms
@@ -61,7 +71,7 @@ func TestLeanBWE(t *testing.T) {
 						e.noteSent(uint16(base+i), int64(time.Duration(base+i)*gap), 1200)
 					}
 				}
-				fb := twccReport(uint16(base), perReport, func(i int) bool { return tt.lost(base + i) },
+				fb := twccReport(t, uint16(base), perReport, func(i int) bool { return tt.lost(base + i) },
 					func(i int) time.Duration { return time.Duration(base+i)*gap + tt.delay(base+i) })
 				e.onFeedback(fb, int64(time.Duration(base+perReport)*gap+50*time.Millisecond))
 			}

@@ -45,6 +45,13 @@ func newAPI(settings webrtc.SettingEngine, estimators, rtx *sync.Map, m *metrics
 		return nil, fmt.Errorf("codecs: %w", err)
 	}
 	reg := &interceptor.Registry{}
+	// First, so innermost on every received stream: one parsed header
+	// per packet for all the interceptors above (rtpattrs.go).
+	hc, err := newHeaderCaches()
+	if err != nil {
+		return nil, fmt.Errorf("header cache: %w", err)
+	}
+	reg.Add(hc)
 
 	gen, err := nack.NewGeneratorInterceptor()
 	if err != nil {

@@ -75,7 +75,7 @@ func (h *harness) packet() *packet {
 			payload[1] = 0x00
 		}
 	}
-	p.n = hl + 600
+	p.setLen(hl + 600)
 	p.parse()
 	p.arrival = h.sfu.now()
 	p.keyframe = vp8Keyframe(p.payload())
@@ -273,7 +273,7 @@ func (h *harness) benchForward(b *testing.B, subs []*downTrack) {
 	b.ResetTimer()
 	for i := range b.N {
 		p := h.sfu.pool.get()
-		p.n = copy(p.buf[:], raw)
+		p.setLen(copy(p.buf[:], raw))
 		binary.BigEndian.PutUint16(p.buf[2:], uint16(i))
 		if !p.parse() {
 			b.Fatal("parse")

@@ -2,15 +2,24 @@ package media
 
 import (
 	"sync"
+	"time"
 
 	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
 )
 
 // sentHistory is how many of the packets last sent to a subscriber on a
-// video track can be sent again when it reports them lost: 256 packets
-// are one to four seconds of a camera layer, several round trips.
-const sentHistory = 256
+// video track can be sent again when it reports them lost, and sentMaxAge
+// how long: whichever comes first. 256 packets are one second of a
+// 2.5 Mbit/s layer; one second is several round trips, as long as a
+// browser keeps what it sent for retransmission (libwebrtc's packet
+// history keeps at least a second, and three round trips). Without the
+// age bound a 300 kbit/s layer's log held seven seconds of packets, most
+// of the node's heap.
+const (
+	sentHistory = 256
+	sentMaxAge  = int64(time.Second)
+)
 
 // sentLog answers a subscriber's NACKs. It keeps no copy of what was sent:
 // each entry holds one more reference to the publisher's packet, the
@@ -22,8 +31,10 @@ const sentHistory = 256
 // The writer goroutine adds; the RTCP reader looks up. A retransmission
 // goes to the subscriber that asked and to nobody else.
 type sentLog struct {
-	mu sync.Mutex
-	e  [sentHistory]sentEntry
+	mu      sync.Mutex
+	e       [sentHistory]sentEntry
+	started bool
+	oldest  uint16 // outgoing sequence number of the oldest entry that may be held
 }
 
 type sentEntry struct {
@@ -40,12 +51,36 @@ func (l *sentLog) add(pool *packetPool, p *packet, e sentEntry) {
 	p.refs.Add(1)
 	e.p = p
 	l.mu.Lock()
+	defer l.mu.Unlock()
 	slot := &l.e[e.seq%sentHistory]
-	old := slot.p
+	if slot.p != nil {
+		pool.release(slot.p)
+	}
 	*slot = e
-	l.mu.Unlock()
-	if old != nil {
-		pool.release(old)
+	l.expire(pool, e.seq, p.arrival)
+}
+
+// expire releases the entries sent sentMaxAge before the packet sent as
+// newest, which arrived at now; the caller holds mu.
+func (l *sentLog) expire(pool *packetPool, newest uint16, now int64) {
+	if d := int(int16(newest - l.oldest)); !l.started || d >= sentHistory {
+		l.started = true
+		l.oldest = newest - sentHistory + 1 // older slots were overwritten
+	} else if d < 0 {
+		return // a retransmitted or reordered sequence number
+	}
+	for l.oldest != newest {
+		o := &l.e[l.oldest%sentHistory]
+		if o.p != nil {
+			// Within the window a slot holds oldest itself; anything else
+			// is from before it, left by a gap in what was sent.
+			if o.seq == l.oldest && now-o.p.arrival < sentMaxAge {
+				return
+			}
+			pool.release(o.p)
+			*o = sentEntry{}
+		}
+		l.oldest++
 	}
 }
 

@@ -2,6 +2,7 @@ package media
 
 import (
 	"testing"
+	"unsafe"
 
 	"github.com/pion/rtp"
 )
@@ -13,7 +14,7 @@ func marshal(t testing.TB, p *rtp.Packet) *packet {
 		t.Fatal(err)
 	}
 	out := &packet{}
-	out.n = copy(out.buf[:], b)
+	out.setLen(copy(out.buf[:], b))
 	return out
 }
 
@@ -53,7 +54,7 @@ func TestPacketParse(t *testing.T) {
 	}
 	for _, bad := range [][]byte{nil, {0x80}, make([]byte, 12), {0x90, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xbe, 0xde, 0, 9}, {0xa0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 40}} {
 		p := &packet{}
-		p.n = copy(p.buf[:], bad)
+		p.setLen(copy(p.buf[:], bad))
 		if len(bad) == 12 {
 			p.buf[0] = 0 // version 0
 		}
@@ -73,7 +74,7 @@ func FuzzPacket(f *testing.F) {
 			return
 		}
 		p := &packet{}
-		p.n = copy(p.buf[:], b)
+		p.setLen(copy(p.buf[:], b))
 		if !p.parse() {
 			return
 		}
@@ -152,5 +153,14 @@ func TestLayerForView(t *testing.T) {
 		if got := layerForView(tt.w, tt.h); got != tt.want {
 			t.Errorf("layerForView(%d, %d) = %d, want %d", tt.w, tt.h, got, tt.want)
 		}
+	}
+}
+
+// TestPacketFitsItsSizeClass: the received packets subscribers' NACK logs
+// hold are most of the node's heap; a field more must not push a packet
+// into the allocator's next size class (1,792 bytes).
+func TestPacketFitsItsSizeClass(t *testing.T) {
+	if n := unsafe.Sizeof(packet{}); n > 1536 {
+		t.Fatalf("a packet is %d bytes, want at most 1536", n)
 	}
 }

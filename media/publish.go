@@ -179,7 +179,7 @@ func (pub *publication) read(remote *webrtc.TrackRemote, idx int, l *layer) {
 			pool.release(p)
 			return
 		}
-		p.n = n
+		p.setLen(n)
 		if !p.parse() {
 			pool.release(p)
 			continue

@@ -9,7 +9,11 @@
 //     NACK generator, RTCP reports, TWCC feedback toward publishers,
 //     simulcast and audio level header extensions.
 //   - bwe.go: the congestion controller toward subscribers, run once per
-//     transport-wide feedback report.
+//     transport-wide feedback report, which twcc.go reads in place.
+//   - rtpattrs.go: one parsed RTP header per received packet for all of
+//     pion's interceptors, and no RTCP parsing where none is needed.
+//   - srtpbuf.go: received SRTP and SRTCP queued in buffers the node
+//     shares.
 //   - publish.go: a published track and its simulcast layers, read on the
 //     goroutine pion starts for each, and throttled keyframe requests.
 //   - forward.go: a track as one subscriber receives it, with a bounded
@@ -133,6 +137,11 @@ func New(cfg Config) (*SFU, error) {
 	cfg.Settings.SetSRTPProtectionProfiles(dtls.SRTP_AEAD_AES_128_GCM, dtls.SRTP_AEAD_AES_256_GCM, dtls.SRTP_AES128_CM_HMAC_SHA1_80)
 	if err := cfg.Settings.SetAnsweringDTLSRole(webrtc.DTLSRoleServer); err != nil {
 		return nil, fmt.Errorf("dtls role: %w", err)
+	}
+	if cfg.Settings.BufferFactory == nil {
+		// Received SRTP and SRTCP queue in buffers the node shares
+		// (srtpbuf.go), not in one that only grows per stream.
+		cfg.Settings.BufferFactory = newSRTPBuffers().new
 	}
 	s := &SFU{cfg: cfg, log: cfg.Log, pool: newPacketPool(), epoch: time.Now(), rooms: map[string]*room{},
 		allocWake: make(chan *Session, 256), allocStop: make(chan struct{})}

@@ -24,7 +24,7 @@ func simPacket(h *harness, l int, n uint16, key bool) *packet {
 		}
 	}
 	pl[5] = byte(l)
-	p.n = hl + 200
+	p.setLen(hl + 200)
 	p.parse()
 	p.layer = int8(l)
 	p.arrival = h.sfu.now()

@@ -42,7 +42,7 @@ func runDirect(ctx context.Context, o options) (Result, error) {
 		env.usage = func() (procstat.Usage, error) { return procstat.Read(os.Getpid()) }
 		env.goroutines = func() (int, error) { return runtime.NumGoroutine(), nil }
 	} else {
-		child, err := startNodeProc(o.udpListen)
+		child, err := startNodeProc(o.udpListen, o.nodeProfile != "")
 		if err != nil {
 			return Result{}, err
 		}
@@ -52,6 +52,8 @@ func runDirect(ctx context.Context, o options) (Result, error) {
 		env.cpuProcess = "the media node alone (sfuload -serve-node child process)"
 		env.usage = func() (procstat.Usage, error) { return procstat.Read(child.pid()) }
 		env.goroutines = child.goroutines
+		env.profile = child.profile
+		env.mallocs = child.mallocs
 	}
 	rooms := plan(o)
 	env.roomName = func(room int) string { return fmt.Sprintf("room%d", room) }

@@ -27,7 +27,10 @@
 // through its recorder, into a sink that assembles WebM-sized frames and
 // discards them: sfuload measures the node for one window without
 // recordings, starts them, and prints what they add per consult (CPU,
-// memory) and what they received (packets, bytes, sequence gaps).
+// memory) and what they received (packets, bytes, sequence gaps). In
+// -direct the node's process also counts its heap allocations per
+// forwarded packet, and -node-profile writes its CPU profile of the
+// measured window and heap profiles of the window's start and end.
 //
 //	go run ./tools/sfuload -signal ./bin/signal -scenario rooms -rooms 10 -duration 20s
 //	go run ./tools/sfuload -signal ./bin/signal -scenario grandrounds -subscribers 40
@@ -64,6 +67,7 @@ type options struct {
 	udpListen   string // -direct: the node's one UDP port for everyone; empty for a port each
 	inProcess   bool   // -direct with the node in this process, for tests
 	record      bool   // -direct: the node records every consult
+	nodeProfile string // -direct: path prefix of the node's CPU and heap profiles of the window
 	signal      string
 	signalArgs  []string
 }
@@ -93,6 +97,10 @@ type Result struct {
 	CPUProcess    string  `json:"cpu_process"`
 	CPUSeconds    float64 `json:"sfu_cpu_seconds"`
 	CPUPerMillion float64 `json:"sfu_cpu_seconds_per_million_packets"`
+	// AllocsPerPacket are the heap allocations of the node's process over
+	// the window per forwarded packet (-direct, the node in its own
+	// process): pion's receive and send paths and the node's own.
+	AllocsPerPacket float64 `json:"sfu_allocations_per_forwarded_packet,omitempty"`
 	// LoadCPUSeconds is this program's own CPU time over the window (in
 	// -direct with the node in process, the node's too): with the SFU it
 	// shows how close the machine was to saturation.
@@ -217,6 +225,7 @@ func parseFlags(args []string, stderr io.Writer) (options, bool, error) {
 	fs.BoolVar(&o.direct, "direct", false, "join an in-process media node directly, without signaling, to measure the SFU core alone")
 	fs.StringVar(&o.udpListen, "udp-listen", "", "with -direct, the one UDP `address` every participant sends media to, as cmd/sfu runs (such as 127.0.0.1:0); empty for a port per participant")
 	fs.BoolVar(&o.record, "record", false, "with -direct, record every consult through the node's recorder into a sink that assembles WebM-sized frames and discards them; measures the node before and after the recordings start")
+	fs.StringVar(&o.nodeProfile, "node-profile", "", "with -direct, profile the node's process over the measured window: CPU into `prefix`.cpu, and the heap at the window's end into prefix.heap (go tool pprof)")
 	fs.StringVar(&o.scenario, "scenario", "rooms", "rooms: N consults of 3 publishing members; grandrounds: 1 publisher to N receive-only subscribers")
 	fs.IntVar(&o.rooms, "rooms", 5, "consults of three for -scenario rooms")
 	fs.IntVar(&o.subscribers, "subscribers", 20, "subscribers for -scenario grandrounds")
@@ -255,6 +264,8 @@ func parseFlags(args []string, stderr io.Writer) (options, bool, error) {
 		return o, false, errors.New("20 <= -video-kbps <= 20000")
 	case o.duration < time.Second || o.duration > 10*time.Minute || o.warmup < 0:
 		return o, false, errors.New("1s <= -duration <= 10m, -warmup >= 0")
+	case o.nodeProfile != "" && !o.direct:
+		return o, false, errors.New("-node-profile needs -direct")
 	case o.record && !o.direct:
 		return o, false, errors.New("-record needs -direct: signal records only consults whose members consented")
 	}
@@ -298,6 +309,9 @@ func printTable(w io.Writer, r Result, o options) {
 		fmt.Fprintf(w, " and %.1f goroutines", r.GoroutinesPerParticipant)
 	}
 	fmt.Fprintf(w, " per participant (%d participants); %d layer switches, not counted as loss.\n", r.Participants, r.LayerSwitches)
+	if r.AllocsPerPacket > 0 {
+		fmt.Fprintf(w, "The node's process made %.2f heap allocations per forwarded packet.\n", r.AllocsPerPacket)
+	}
 	if r.CPURatioVsTurnd > 0 {
 		fmt.Fprintf(w, "Side by side: the node needs %.2f CPU s per million forwarded packets, turnd %.2f per million relayed (%.0f packets/s) in the same run: %.2f× turnd per packet.\n",
 			r.CPUPerMillion, r.TurndCPUPerMillion, r.TurndPacketsPerSec, r.CPURatioVsTurnd)

@@ -26,22 +26,26 @@ import (
 // events the other.
 
 type nodeRequest struct {
-	Op        string `json:"op"` // join, offer, answer, view; goroutines for the node's count; record, recstats
+	Op        string `json:"op"` // join, offer, answer, view; goroutines for the node's count; record, recstats; profile-start, profile-stop; mallocs
 	Room      string `json:"room,omitempty"`
 	Member    string `json:"member"`
 	SDP       string `json:"sdp,omitempty"`
 	Publisher string `json:"publisher,omitempty"`
 	Width     int    `json:"width,omitempty"`
 	Height    int    `json:"height,omitempty"`
+	Path      string `json:"path,omitempty"` // profile-start, profile-stop: where the profiles go, without extension
 }
 
 type nodeEvent struct {
 	Member string     `json:"member"`
-	Event  string     `json:"event"` // joined, answer, offer, speaker, closed, error, goroutines, recording, recstats
+	Event  string     `json:"event"` // joined, answer, offer, speaker, closed, error, goroutines, recording, recstats, profile, mallocs
 	SDP    string     `json:"sdp,omitempty"`
 	Text   string     `json:"text,omitempty"` // the speaker, or the error
 	Count  int        `json:"count,omitempty"`
 	Rec    *recTotals `json:"rec,omitempty"`
+	// Mallocs answers a mallocs request: the heap allocations the node's
+	// process has made since it started.
+	Mallocs uint64 `json:"mallocs,omitempty"`
 }
 
 // nodeConfig is the media node of -direct: on loopback, with one UDP port
@@ -57,8 +61,12 @@ func nodeConfig(udpListen string) media.Config {
 func serveNode(args []string, in io.Reader, out io.Writer) error {
 	fs := flag.NewFlagSet("sfuload -serve-node", flag.ContinueOnError)
 	udpListen := fs.String("udp-listen", "", "the node's shared UDP address")
+	memRate := fs.Int("mem-profile-rate", 0, "runtime.MemProfileRate, for -node-profile; 0 leaves the default")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *memRate > 0 {
+		runtime.MemProfileRate = *memRate
 	}
 	node, err := media.New(nodeConfig(*udpListen))
 	if err != nil {
@@ -73,6 +81,7 @@ func serveNode(args []string, in io.Reader, out io.Writer) error {
 		_ = enc.Encode(e)
 	}
 	var recs recCounters
+	var prof profiler
 	emit(nodeEvent{Event: "ready"}) // the memory baseline starts here
 	queues := map[string]chan nodeRequest{}
 	var wg sync.WaitGroup
@@ -103,6 +112,18 @@ func serveNode(args []string, in io.Reader, out io.Writer) error {
 		case "recstats":
 			t := recs.totals()
 			emit(nodeEvent{Event: "recstats", Rec: &t})
+			continue
+		case "mallocs":
+			var m runtime.MemStats
+			runtime.ReadMemStats(&m)
+			emit(nodeEvent{Event: "mallocs", Mallocs: m.Mallocs})
+			continue
+		case "profile-start", "profile-stop":
+			e := nodeEvent{Event: "profile"}
+			if err := prof.do(req.Op, req.Path); err != nil {
+				e.Text = err.Error()
+			}
+			emit(e)
 			continue
 		}
 		q, ok := queues[req.Member]
@@ -178,12 +199,16 @@ type nodeProc struct {
 	joined  map[string]chan error
 }
 
-func startNodeProc(udpListen string) (*nodeProc, error) {
+func startNodeProc(udpListen string, profile bool) (*nodeProc, error) {
 	self, err := os.Executable()
 	if err != nil {
 		return nil, fmt.Errorf("media node process: %w", err)
 	}
-	n := &nodeProc{cmd: exec.Command(self, "-serve-node", "-udp-listen", udpListen), done: make(chan struct{}), ready: make(chan struct{}), count: make(chan int, 1), reply: make(chan nodeEvent, 1), members: map[string]*peer{}, joined: map[string]chan error{}}
+	args := []string{"-serve-node", "-udp-listen", udpListen}
+	if profile {
+		args = append(args, "-mem-profile-rate", "4096") // a sample every 4 KiB, enough to tell pion's buffers apart
+	}
+	n := &nodeProc{cmd: exec.Command(self, args...), done: make(chan struct{}), ready: make(chan struct{}), count: make(chan int, 1), reply: make(chan nodeEvent, 1), members: map[string]*peer{}, joined: map[string]chan error{}}
 	n.cmd.Stderr = os.Stderr
 	if n.in, err = n.cmd.StdinPipe(); err != nil {
 		return nil, err
@@ -251,7 +276,7 @@ func (n *nodeProc) readEvents(out io.Reader) {
 			default: // nobody asked
 			}
 			continue
-		case "recording", "recstats":
+		case "recording", "recstats", "profile", "mallocs":
 			select {
 			case n.reply <- e:
 			default: // nobody asked
@@ -381,4 +406,17 @@ func (n *nodeProc) recStats() (recTotals, error) {
 		return recTotals{}, fmt.Errorf("recording figures: %v", err)
 	}
 	return *e.Rec, nil
+}
+
+// profile starts the child's CPU profile into path.cpu, or stops it and
+// writes the heap in use into path.heap.
+func (n *nodeProc) profile(op, path string) error {
+	_, err := n.request(nodeRequest{Op: op, Path: path})
+	return err
+}
+
+// mallocs asks the child how many heap allocations its process has made.
+func (n *nodeProc) mallocs() (uint64, error) {
+	e, err := n.request(nodeRequest{Op: "mallocs"})
+	return e.Mallocs, err
 }

@@ -162,6 +162,17 @@ func measure(ctx context.Context, o options, env runEnv, rooms [][]*member, join
 	if env.goroutines != nil {
 		r.GoroutinesPerParticipant = float64(g1-g0) / float64(len(all))
 	}
+	if o.nodeProfile != "" && env.profile != nil {
+		if err := env.profile("profile-start", o.nodeProfile); err != nil {
+			return r, err
+		}
+	}
+	var m1 uint64
+	if env.mallocs != nil {
+		if m1, err = env.mallocs(); err != nil {
+			return r, err
+		}
+	}
 	self1, err := procstat.Read(os.Getpid())
 	if err != nil {
 		return r, err
@@ -178,6 +189,17 @@ func measure(ctx context.Context, o options, env runEnv, rooms [][]*member, join
 	u2, err := env.usage()
 	if err != nil {
 		return r, err
+	}
+	var m2 uint64
+	if env.mallocs != nil {
+		if m2, err = env.mallocs(); err != nil {
+			return r, err
+		}
+	}
+	if o.nodeProfile != "" && env.profile != nil {
+		if err := env.profile("profile-stop", o.nodeProfile); err != nil {
+			return r, err
+		}
 	}
 	if o.record {
 		rec2, err := env.recStats()
@@ -226,6 +248,9 @@ func measure(ctx context.Context, o options, env runEnv, rooms [][]*member, join
 	r.CPUSeconds = u2.CPUSeconds - u1.CPUSeconds
 	if t.packets > 0 {
 		r.CPUPerMillion = r.CPUSeconds / float64(t.packets) * 1e6
+		if env.mallocs != nil {
+			r.AllocsPerPacket = float64(m2-m1) / float64(t.packets)
+		}
 	}
 	r.RSSBeforeMiB, r.RSSAfterMiB = float64(u0.RSSBytes)/(1<<20), float64(u2.RSSBytes)/(1<<20)
 	r.RSSDeltaMiB = r.RSSAfterMiB - r.RSSBeforeMiB
@@ -253,6 +278,12 @@ type runEnv struct {
 	record   func(ctx context.Context, room string) error
 	recStats func() (recTotals, error)
 	roomName func(room int) string
+	// profile starts ("profile-start") or stops ("profile-stop") the
+	// node's CPU and heap profiles; nil where the node cannot be asked.
+	profile func(op, path string) error
+	// mallocs counts the heap allocations of the node's process; nil
+	// where the node shares its process with the participants.
+	mallocs func() (uint64, error)
 }
 
 func (e runEnv) countGoroutines() (int, error) {

@@ -1,0 +1,219 @@
+package media
+
+import (
+	"io"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/pion/transport/v5/deadline"
+	"github.com/pion/transport/v5/packetio"
+)
+
+// Limits of one stream's read queue, in bytes of buffers held: what a
+// stream whose reader falls behind may hold before it drops. RTP gets
+// pion's own limit (1 MB of packets), RTCP 32 KiB (128 small packets,
+// seconds of a subscriber's feedback; pion allows 100 kB).
+//
+// An RTCP stream nobody has read yet holds 4 KiB at most: the node reads
+// subscribers' RTCP, from before their tracks are negotiated, but not
+// the RTCP of publishers' tracks, and pion hands a publisher's compound
+// report to the stream of every SSRC it names. Those streams filled their
+// queues to the limit: 3 MB of the heap in a run of ten consults at
+// 32 KiB, more at pion's 100 kB.
+const (
+	srtpQueueLimit        = 1_000_000
+	srtcpQueueLimit       = 32 << 10
+	srtcpUnreadQueueLimit = 4 << 10
+	smallPacket           = 256 // audio and most RTCP fit
+)
+
+// srtpBuffers is the node's SettingEngine.BufferFactory: every SRTP and
+// SRTCP stream a peer connection receives queues its decrypted packets in
+// buffers taken from pools the whole node shares, and gives each back
+// once read. pion's default, a packetio.Buffer per stream, grows to hold
+// its longest backlog and never shrinks: after a few bursts on a busy
+// machine, pion's buffers were a quarter of the node's heap, most of it
+// empty.
+type srtpBuffers struct{ small, big *sync.Pool }
+
+func newSRTPBuffers() srtpBuffers {
+	return srtpBuffers{
+		small: &sync.Pool{New: func() any { return new([smallPacket]byte) }},
+		big:   &sync.Pool{New: func() any { return new([maxPacket]byte) }},
+	}
+}
+
+func (f srtpBuffers) new(kind packetio.BufferPacketType, _ uint32) io.ReadWriteCloser {
+	b := &packetQueue{pools: f, limit: srtpQueueLimit, unreadLimit: srtpQueueLimit, notify: make(chan struct{}, 1), deadline: deadline.New()}
+	if kind == packetio.RTCPBufferPacket {
+		b.limit, b.unreadLimit = srtcpQueueLimit, srtcpUnreadQueueLimit
+	}
+	return b
+}
+
+// queuedPacket is one packet waiting in a queue, in one of the pools'
+// buffers or, longer than both, a slice of its own.
+type queuedPacket struct {
+	small *[smallPacket]byte
+	big   *[maxPacket]byte
+	huge  []byte
+	n     int
+}
+
+func (f srtpBuffers) get(p []byte) queuedPacket {
+	q := queuedPacket{n: len(p)}
+	switch {
+	case len(p) <= smallPacket:
+		q.small = f.small.Get().(*[smallPacket]byte)
+		copy(q.small[:], p)
+	case len(p) <= maxPacket:
+		q.big = f.big.Get().(*[maxPacket]byte)
+		copy(q.big[:], p)
+	default:
+		q.huge = append([]byte(nil), p...)
+	}
+	return q
+}
+
+func (f srtpBuffers) put(q queuedPacket) {
+	switch {
+	case q.small != nil:
+		f.small.Put(q.small)
+	case q.big != nil:
+		f.big.Put(q.big)
+	}
+}
+
+func (q queuedPacket) bytes() []byte {
+	switch {
+	case q.small != nil:
+		return q.small[:q.n]
+	case q.big != nil:
+		return q.big[:q.n]
+	}
+	return q.huge
+}
+
+// held is the memory the packet takes, counted against the limit.
+func (q queuedPacket) held() int { return heldFor(q.n) }
+
+// heldFor is the memory a packet of n bytes takes in a queue.
+func heldFor(n int) int {
+	switch {
+	case n <= smallPacket:
+		return smallPacket
+	case n <= maxPacket:
+		return maxPacket
+	}
+	return n
+}
+
+// packetQueue is one stream's queue: writes from the SRTP session's
+// reader, reads from the stream's. Like packetio.Buffer, a write to a
+// full queue fails with packetio.ErrFull (SRTP drops the packet), a read
+// into too short a buffer with io.ErrShortBuffer, and a read after Close
+// returns what is left and then io.EOF.
+type packetQueue struct {
+	pools       srtpBuffers
+	limit       int
+	unreadLimit int // until the first Read
+	notify      chan struct{}
+	deadline    *deadline.Deadline
+
+	mu     sync.Mutex
+	q      []queuedPacket
+	head   int
+	size   int // bytes of buffers held
+	closed bool
+	read   bool // Read was called
+}
+
+func (b *packetQueue) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		return 0, io.ErrClosedPipe
+	}
+	limit := b.limit
+	if !b.read {
+		limit = b.unreadLimit
+	}
+	if b.size+heldFor(len(p)) > limit {
+		b.mu.Unlock()
+		return 0, packetio.ErrFull
+	}
+	qp := b.pools.get(p)
+	b.q = append(b.q, qp)
+	b.size += qp.held()
+	b.mu.Unlock()
+	select {
+	case b.notify <- struct{}{}:
+	default:
+	}
+	return len(p), nil
+}
+
+func (b *packetQueue) Read(p []byte) (int, error) {
+	for {
+		b.mu.Lock()
+		b.read = true
+		if b.head < len(b.q) {
+			qp := b.q[b.head]
+			data := qp.bytes()
+			if len(data) > len(p) {
+				b.mu.Unlock()
+				return 0, io.ErrShortBuffer
+			}
+			n := copy(p, data)
+			b.q[b.head] = queuedPacket{}
+			b.head++
+			b.size -= qp.held()
+			if b.head == len(b.q) {
+				b.drained()
+			}
+			b.mu.Unlock()
+			b.pools.put(qp)
+			return n, nil
+		}
+		closed := b.closed
+		b.mu.Unlock()
+		if closed {
+			return 0, io.EOF
+		}
+		select {
+		case <-b.notify:
+		case <-b.deadline.Done():
+			return 0, os.ErrDeadlineExceeded
+		}
+	}
+}
+
+// drained empties the queue's index; the caller holds mu. An index a
+// burst grew large is let go, like the packets.
+func (b *packetQueue) drained() {
+	b.head = 0
+	if cap(b.q) > 64 {
+		b.q = nil
+	} else {
+		b.q = b.q[:0]
+	}
+}
+
+// Close ends the queue: reads return what is left, then io.EOF.
+func (b *packetQueue) Close() error {
+	b.mu.Lock()
+	b.closed = true
+	b.mu.Unlock()
+	select {
+	case b.notify <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+// SetReadDeadline bounds blocked and later reads, as on a net.Conn.
+func (b *packetQueue) SetReadDeadline(t time.Time) error {
+	b.deadline.Set(t)
+	return nil
+}
