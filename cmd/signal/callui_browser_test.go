@@ -265,11 +265,7 @@ func TestBrowserCallLayoutAndAccessibility(t *testing.T) {
 		chromedp.Click(chromedp.CSS("form[action='/account/profile'] button")))
 	waitTrue(t, doc, "display name saved", `location.search === "?changed=profile" && document.getElementById("display-name").value === "Dr. Ana Layout"`, 10*time.Second)
 	do(t, doc, "dashboard", chromedp.Navigate(d.public+"/consults"))
-	do(t, doc, "start consult",
-		chromedp.WaitVisible(chromedp.CSS("#new-consult-button")),
-		chromedp.Click(chromedp.CSS("#new-consult-button")),
-		chromedp.WaitVisible(chromedp.CSS("#links-title")),
-	)
+	startConsultFromDashboard(t, doc)
 	link, err := chromedp.Run(doc, chromedp.Evaluate[string](`document.querySelector(".link-url").value`))
 	if err != nil || !strings.Contains(link, "/j/") {
 		t.Fatalf("patient link %q: %v", link, err)

@@ -112,6 +112,19 @@ func browserSignIn(t *testing.T, ctx context.Context, d *devServer, username, pa
 	}
 }
 
+// startConsultFromDashboard starts a consult from the clinician's
+// dashboard. It clicks only once the dashboard is the loaded page: a click
+// on a node of the page still being replaced fails in the browser ("could
+// not find node"), which is no fault of the site.
+func startConsultFromDashboard(t *testing.T, doc context.Context) {
+	t.Helper()
+	waitTrue(t, doc, "the dashboard", `document.readyState === "complete" && !!document.getElementById("new-consult-button")`, 30*time.Second)
+	do(t, doc, "start consult",
+		chromedp.Evaluate[chromedp.Void](`document.getElementById("new-consult-button").click()`),
+		chromedp.WaitVisible(chromedp.CSS("#links-title")),
+	)
+}
+
 // do runs browser actions with a deadline, so a page that never shows an
 // element fails the test instead of hanging it.
 func do(t *testing.T, ctx context.Context, what string, actions ...chromedp.Action[chromedp.Void]) {
@@ -251,11 +264,7 @@ func startConsultIn(t *testing.T, dir, clinician string, relayOnly bool, adjust 
 		do(t, doc, "relay option", chromedp.WaitVisible(chromedp.CSS(`input[name="relay_only"]`)), chromedp.Click(chromedp.CSS(`input[name="relay_only"]`)))
 		waitTrue(t, doc, "relay option ticked", `document.querySelector('input[name="relay_only"]').checked`, 5*time.Second)
 	}
-	do(t, doc, "start consult",
-		chromedp.WaitVisible(chromedp.CSS("#new-consult-button")),
-		chromedp.Click(chromedp.CSS("#new-consult-button")),
-		chromedp.WaitVisible(chromedp.CSS("#links-title")),
-	)
+	startConsultFromDashboard(t, doc)
 	return d, doc
 }
 

@@ -150,11 +150,7 @@ func TestBrowserPatientFlowInEveryLanguage(t *testing.T) {
 	doc := browsertest.New(t)
 	setViewport(t, doc, desktop)
 	browserSignIn(t, doc, d, "dr.lang", "a long clinician passphrase")
-	do(t, doc, "start consult",
-		chromedp.WaitVisible(chromedp.CSS("#new-consult-button")),
-		chromedp.Click(chromedp.CSS("#new-consult-button")),
-		chromedp.WaitVisible(chromedp.CSS("#links-title")),
-	)
+	startConsultFromDashboard(t, doc)
 	link, err := chromedp.Run(doc, chromedp.Evaluate[string](`document.querySelector(".link-url").value`))
 	if err != nil || !strings.Contains(link, "/j/") {
 		t.Fatalf("patient link %q: %v", link, err)
@@ -237,11 +233,7 @@ func TestBrowserStaffPagesInEveryLanguage(t *testing.T) {
 	doc := browsertest.New(t)
 	setViewport(t, doc, desktop)
 	browserSignIn(t, doc, d, "dr.staff", "a long clinician passphrase")
-	do(t, doc, "start consult",
-		chromedp.WaitVisible(chromedp.CSS("#new-consult-button")),
-		chromedp.Click(chromedp.CSS("#new-consult-button")),
-		chromedp.WaitVisible(chromedp.CSS("#links-title")),
-	)
+	startConsultFromDashboard(t, doc)
 	callURL, err := chromedp.Run(doc, chromedp.Evaluate[string](`location.href`))
 	if err != nil {
 		t.Fatal(err)

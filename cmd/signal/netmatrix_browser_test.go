@@ -251,7 +251,7 @@ func startMatrixConsult(t *testing.T, d *devServer, doc context.Context, relayOn
 		do(t, doc, "relay option", chromedp.Click(chromedp.CSS(`input[name="relay_only"]`)))
 		waitTrue(t, doc, "relay option ticked", `document.querySelector('input[name="relay_only"]').checked`, 5*time.Second)
 	}
-	do(t, doc, "start consult", chromedp.Click(chromedp.CSS("#new-consult-button")), chromedp.WaitVisible(chromedp.CSS("#links-title")))
+	startConsultFromDashboard(t, doc)
 	if second {
 		do(t, doc, "interpreter link",
 			chromedp.SetValue(chromedp.CSS("#label"), "interpreter"),

@@ -20,11 +20,7 @@ func browserCall(t *testing.T, site *devServer, clinician, password string, befo
 	t.Helper()
 	doc = browsertest.New(t)
 	browserSignIn(t, doc, site, clinician, password)
-	do(t, doc, "start consult",
-		chromedp.WaitVisible(chromedp.CSS("#new-consult-button")),
-		chromedp.Click(chromedp.CSS("#new-consult-button")),
-		chromedp.WaitVisible(chromedp.CSS("#links-title")),
-	)
+	startConsultFromDashboard(t, doc)
 	waitTrue(t, doc, "the clinician's call connected", `!!window.openConsult.state.me`, 30*time.Second)
 	link, err := chromedp.Run(doc, chromedp.Evaluate[string](`document.querySelector(".link-url").value`))
 	if err != nil || !strings.Contains(link, "/j/") {

@@ -57,11 +57,7 @@ func TestBrowserRecordPagePlaysAndSeeksARecording(t *testing.T) {
 	createClinician(t, d, dir, admin, "dr.replay", "a long clinician passphrase")
 	doc := browsertest.New(t)
 	browserSignIn(t, doc, d, "dr.replay", "a long clinician passphrase")
-	do(t, doc, "start consult",
-		chromedp.WaitVisible(chromedp.CSS("#new-consult-button")),
-		chromedp.Click(chromedp.CSS("#new-consult-button")),
-		chromedp.WaitVisible(chromedp.CSS("#links-title")),
-	)
+	startConsultFromDashboard(t, doc)
 	path, err := chromedp.Run(doc, chromedp.Evaluate[string](`location.pathname`))
 	if err != nil {
 		t.Fatal(err)
