@@ -122,9 +122,9 @@ func TestHubStopClosesSocketsGoingAway(t *testing.T) {
 		t.Fatalf("closed with %v, want going away", err)
 	}
 	<-done
-	if wsOf(f, "c_ws", "u_doc") != nil {
-		t.Fatal("the member is still connected after the hub stopped")
-	}
+	// A tab whose join raced the stop is disconnected by its own handler,
+	// which may finish just after close returns.
+	eventually.True(t, 5*time.Second, "the member to be disconnected after the hub stopped", func() bool { return wsOf(f, "c_ws", "u_doc") == nil })
 	// A tab that connects afterwards is turned away at once.
 	late := dial("u_doc", true)
 	late.SetReadDeadline(time.Now().Add(5 * time.Second))
