@@ -4,7 +4,10 @@
 // Every message is sealed (envelope.go): a client of the Redis without the
 // bus key can neither read what the replicas exchange nor have a replica
 // act on a message of its own, a replayed one or one moved to another
-// channel. Refused messages are counted and logged without their content.
+// channel. Heartbeats are authenticated as well (heartbeat.go), so that a
+// forged one never keeps a dead replica looking alive. During a rotation of
+// the master key a bus given the previous key too understands replicas on
+// either key. Refused messages are counted and logged without their content.
 //
 // Publish/subscribe delivers at most once: a subscriber that loses its
 // connection misses what was published meanwhile. Receive reports such a
