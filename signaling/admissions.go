@@ -1,15 +1,35 @@
 package signaling
 
-import "context"
+import (
+	"context"
+	"time"
+)
+
+// AdmissionAbsence bounds how long a member may have been disconnected
+// and still come back without the lobby after the consult moved to another
+// replica or the server restarted: enough for a failover or a restart, not
+// for a guest returning much later, who waits in the lobby again.
+const AdmissionAbsence = 2 * time.Minute
+
+// admissionRedate is how often the owner stores again the admissions of
+// its connected members, which dates them: a member disconnected for
+// AdmissionAbsence has an admission dated at least that long ago. A third
+// of the bound leaves a connected member's admission valid through a
+// takeover (the lease's ttl) with time to spare.
+const admissionRedate = AdmissionAbsence / 3
 
 // Admissions stores who was admitted to a live consult, so that when the
 // consult moves to another replica (its owner died) its members come back
 // without the lobby. A member's admission goes when it leaves, is removed
-// or times out.
+// or times out, and lapses when it has not been stored again for
+// AdmissionAbsence.
 type Admissions interface {
+	// Remember stores an admission, or dates it anew.
 	Remember(ctx context.Context, consultID, memberID string) error
 	Forget(ctx context.Context, consultID, memberID string) error
-	Admitted(ctx context.Context, consultID, memberID string) (bool, error)
+	// Admitted reports whether an admission is stored and dated within
+	// maxAbsence.
+	Admitted(ctx context.Context, consultID, memberID string, maxAbsence time.Duration) (bool, error)
 }
 
 // rememberAdmission stores p's admission. A failure is logged: the member
@@ -23,6 +43,21 @@ func (r *Room) rememberAdmission(p *Member) {
 	defer cancel()
 	if err := r.deps.Admissions.Remember(ctx, r.ID, p.ID); err != nil {
 		r.deps.Log.Error("store admission", "consult", r.ID, "member", p.ID, "err", err)
+	}
+}
+
+// redateAdmissionsLocked stores again, every admissionRedate, the
+// admissions of the members connected and admitted, so that a stored
+// admission says when its member was last seen. It runs under mu.
+func (r *Room) redateAdmissionsLocked(now time.Time) {
+	if r.deps.Admissions == nil || now.Sub(r.admissionsDated) < admissionRedate {
+		return
+	}
+	r.admissionsDated = now
+	for _, m := range r.members {
+		if m.admitted && m.conn != nil {
+			r.rememberAdmission(m)
+		}
 	}
 }
 
@@ -48,7 +83,7 @@ func (r *Room) admittedBefore(memberID string) bool {
 	}
 	ctx, cancel := r.ioContext()
 	defer cancel()
-	ok, err := r.deps.Admissions.Admitted(ctx, r.ID, memberID)
+	ok, err := r.deps.Admissions.Admitted(ctx, r.ID, memberID, AdmissionAbsence)
 	if err != nil {
 		r.deps.Log.Error("read admission; the member waits in the lobby", "consult", r.ID, "member", memberID, "err", err)
 		return false

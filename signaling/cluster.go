@@ -43,7 +43,7 @@ type LeaseStore interface {
 	LeaseWaiting(ctx context.Context) (map[string]int, error)
 	AdmitMember(ctx context.Context, consultID, memberID, replica string, epoch int64) error
 	ForgetMember(ctx context.Context, consultID, memberID, replica string, epoch int64) error
-	MemberAdmitted(ctx context.Context, consultID, memberID string) (bool, error)
+	MemberAdmitted(ctx context.Context, consultID, memberID string, maxAbsence time.Duration) (bool, error)
 }
 
 // Bus carries messages between replicas and tells which replicas live.
@@ -250,7 +250,7 @@ func (c *Cluster) Admitted(consultID, memberID string) bool {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), c.hub.deps.IOTimeout)
 	defer cancel()
-	ok, err := c.cfg.Leases.MemberAdmitted(ctx, consultID, memberID)
+	ok, err := c.cfg.Leases.MemberAdmitted(ctx, consultID, memberID, AdmissionAbsence)
 	if err != nil {
 		c.log.Error("read admission", "consult", consultID, "err", err)
 	}

@@ -407,6 +407,6 @@ func (a clusterAdmissions) Forget(ctx context.Context, consultID, memberID strin
 	return a.c.cfg.Leases.ForgetMember(ctx, consultID, memberID, a.c.cfg.Replica, e)
 }
 
-func (a clusterAdmissions) Admitted(ctx context.Context, consultID, memberID string) (bool, error) {
-	return a.c.cfg.Leases.MemberAdmitted(ctx, consultID, memberID)
+func (a clusterAdmissions) Admitted(ctx context.Context, consultID, memberID string, maxAbsence time.Duration) (bool, error) {
+	return a.c.cfg.Leases.MemberAdmitted(ctx, consultID, memberID, maxAbsence)
 }

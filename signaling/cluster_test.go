@@ -109,7 +109,7 @@ func TestStaleOwnerStopsWritingAndAdmissionsSurviveTakeover(t *testing.T) {
 	rA, host, hostTab := join(t, a, f.consult, Participant{ID: "u_doc", Name: "Dr", Kind: "clinician", Host: true})
 	_, guest, guestTab := join(t, a, f.consult, Participant{ID: "g_1", Name: "Pat", Kind: "guest"})
 	rA.Handle(host, msg("admit", "member", guest.ID))
-	if ok, err := f.db.MemberAdmitted(context.Background(), f.consult, "g_1"); !ok || err != nil {
+	if ok, err := f.db.MemberAdmitted(context.Background(), f.consult, "g_1", time.Hour); !ok || err != nil {
 		t.Fatalf("admission not stored: %v, %v", ok, err)
 	}
 	rA.Handle(host, msg("chat", "text", "before"))

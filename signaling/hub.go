@@ -261,6 +261,7 @@ func (h *Hub) sweep() {
 		}
 		r.sweepRecordingLocked(now)
 		r.returnToPeersLocked(now)
+		r.redateAdmissionsLocked(now)
 		r.mu.Unlock()
 	}
 	h.mu.Lock()

@@ -158,7 +158,10 @@ type Room struct {
 	rec       *recState // the recording requested or running, if any
 	ended     bool
 	discarded bool // removed from the hub; a Join that raced must look again
-	relayOnly bool // read once at creation; true when it could not be read
+	// admissionsDated is when the admissions of the connected members were
+	// last stored again (redateAdmissionsLocked).
+	admissionsDated time.Time
+	relayOnly       bool // read once at creation; true when it could not be read
 	// barred are guests denied or removed: they cannot come back into
 	// this room, whatever their session says.
 	barred map[string]bool

@@ -144,11 +144,12 @@ func (db *DB) LeaseWaiting(ctx context.Context) (map[string]int, error) {
 
 // AdmitMember stores that memberID is admitted to the consult, in the same
 // statement that checks replica still owns the consult at epoch: a replica
-// that lost the lease gets ErrLeaseLost and stores nothing.
+// that lost the lease gets ErrLeaseLost and stores nothing. Storing it
+// again dates it anew (RememberAdmission).
 func (db *DB) AdmitMember(ctx context.Context, consultID, memberID, replica string, epoch int64) error {
 	res, err := db.sql.ExecContext(ctx, db.rebind(`INSERT INTO consult_admissions (consult_id, member_id, admitted_at)
 		SELECT consult_id, ?, `+db.nowMillis()+` FROM consult_leases WHERE consult_id = ? AND owner = ? AND epoch = ?
-		ON CONFLICT (consult_id, member_id) DO NOTHING`), memberID, consultID, replica, epoch)
+		ON CONFLICT (consult_id, member_id) DO UPDATE SET admitted_at = excluded.admitted_at`), memberID, consultID, replica, epoch)
 	if err != nil {
 		return fmt.Errorf("store admission to consult %s: %w", consultID, err)
 	}
@@ -186,11 +187,13 @@ func (db *DB) holds(ctx context.Context, consultID, replica string, epoch int64)
 }
 
 // MemberAdmitted reports whether an admission of memberID to the consult
-// is stored.
-func (db *DB) MemberAdmitted(ctx context.Context, consultID, memberID string) (bool, error) {
+// is stored and was last dated (stored or stored again while the member was
+// connected) no more than maxAbsence ago by the database's clock.
+func (db *DB) MemberAdmitted(ctx context.Context, consultID, memberID string, maxAbsence time.Duration) (bool, error) {
 	var n int
-	err := db.sql.QueryRowContext(ctx, db.rebind(`SELECT COUNT(*) FROM consult_admissions WHERE consult_id = ? AND member_id = ?`),
-		consultID, memberID).Scan(&n)
+	err := db.sql.QueryRowContext(ctx, db.rebind(`SELECT COUNT(*) FROM consult_admissions WHERE consult_id = ? AND member_id = ?
+		AND admitted_at >= `+db.nowMillis()+` - ?`),
+		consultID, memberID, maxAbsence.Milliseconds()).Scan(&n)
 	if err != nil {
 		return false, fmt.Errorf("read admission to consult %s: %w", consultID, err)
 	}

@@ -64,10 +64,26 @@ func newLiveConsults(s *settings, db *store.DB, deps signaling.RoomDeps, master 
 		return nil, nil, err
 	}
 	defer clear(busKey[:])
+	cfg := redisbus.Config{Prefix: redisBusPrefix, Key: busKey[:], Log: log, Metrics: reg}
+	if prev, ok, err := s.previous.load(); err != nil {
+		return nil, nil, err
+	} else if ok {
+		if prev.Fingerprint() == master.Fingerprint() {
+			return nil, nil, errors.New("the previous master key is the current one: drop -previous-key-file or -previous-master-key")
+		}
+		prevKey, err := prev.DeriveKey(busKeyPurpose, nil)
+		if err != nil {
+			return nil, nil, err
+		}
+		defer clear(prevKey[:])
+		cfg.PreviousKey = prevKey[:]
+		log.Info("master key rotation: messages between replicas are sealed under the previous master key as well", "previous", prev.Fingerprint())
+	}
 	host, _ := os.Hostname()
 	replica := strings.ToLower(host + "-" + rand.Text()[:8])
 	client := redis.NewClient(opt)
-	bus, err := redisbus.New(client, redisbus.Config{Prefix: redisBusPrefix, Replica: replica, Key: busKey[:], Log: log, Metrics: reg})
+	cfg.Replica = replica
+	bus, err := redisbus.New(client, cfg)
 	if err != nil {
 		client.Close()
 		return nil, nil, err
@@ -106,8 +122,8 @@ func (a serverAdmissions) Forget(ctx context.Context, consultID, memberID string
 	return a.db.ForgetAdmission(ctx, consultID, memberID)
 }
 
-func (a serverAdmissions) Admitted(ctx context.Context, consultID, memberID string) (bool, error) {
-	return a.db.MemberAdmitted(ctx, consultID, memberID)
+func (a serverAdmissions) Admitted(ctx context.Context, consultID, memberID string, maxAbsence time.Duration) (bool, error) {
+	return a.db.MemberAdmitted(ctx, consultID, memberID, maxAbsence)
 }
 
 // auditSigner loads the audit signing key. SQLite serves one machine, so

@@ -76,10 +76,13 @@ type settings struct {
 	smtpPassword string
 	outboxDir    string
 
-	masterKey           string
-	keyFile             string
-	keyPassphrase       string
-	keyPassphraseFile   string
+	masterKey         string
+	keyFile           string
+	keyPassphrase     string
+	keyPassphraseFile string
+	// previous is the master key before a rotation, which the replicas'
+	// bus accepts as well until every replica runs the new one.
+	previous            previousMasterKey
 	auditKeyFile        string
 	auditCheckpointEach time.Duration
 	auditCheckpointDir  string
@@ -205,6 +208,10 @@ func newSettings(stderr io.Writer) *settings {
 	fs.StringVar(&s.keyFile, "key-file", "", "passphrase-protected master key `file` (create with: signal keys init); alternative to -master-key")
 	fs.StringVar(&s.keyPassphrase, "key-passphrase", "", "passphrase of -key-file (prefer SIGNAL_KEY_PASSPHRASE or -key-passphrase-file to the command line)")
 	fs.StringVar(&s.keyPassphraseFile, "key-passphrase-file", "", "`file` holding the passphrase of -key-file")
+	fs.StringVar(&s.previous.masterKey, "previous-master-key", "", "during a rotation of the master key, the base64 previous master key (prefer SIGNAL_PREVIOUS_MASTER_KEY): replicas on it and on the new key keep understanding each other on Redis")
+	fs.StringVar(&s.previous.keyFile, "previous-key-file", "", "during a rotation of the master key, the previous master key `file`, as -previous-master-key")
+	fs.StringVar(&s.previous.passphrase, "previous-key-passphrase", "", "passphrase of -previous-key-file (prefer SIGNAL_PREVIOUS_KEY_PASSPHRASE or -previous-key-passphrase-file)")
+	fs.StringVar(&s.previous.passphraseFile, "previous-key-passphrase-file", "", "`file` holding the passphrase of -previous-key-file")
 	fs.StringVar(&s.auditKeyFile, "audit-key-file", "", "Ed25519 signing key `file` of audit checkpoints (default <data-dir>/audit-signing.key; created at first start on SQLite, by signal audit keygen on PostgreSQL)")
 	fs.DurationVar(&s.auditCheckpointEach, "audit-checkpoint-interval", 5*time.Minute, "how often a signed audit checkpoint is issued when the log grew (1m to 24h)")
 	fs.StringVar(&s.auditCheckpointDir, "audit-checkpoint-dir", "", "`directory` of the append-only file of signed audit checkpoints kept outside the database (created mode 0700; default <data-dir>/audit-checkpoints): place it on other storage than the database")
@@ -471,6 +478,12 @@ func (s *settings) validate() error {
 	}
 	if s.masterKey != "" && s.keyFile != "" {
 		bad("key-file", "choose either -master-key or -key-file, not both")
+	}
+	if s.previous.masterKey != "" && s.previous.keyFile != "" {
+		bad("previous-key-file", "choose either -previous-master-key or -previous-key-file, not both")
+	}
+	if s.previous.keyFile != "" && s.previous.passphrase == "" && s.previous.passphraseFile == "" {
+		bad("previous-key-passphrase", "-previous-key-file needs its passphrase: SIGNAL_PREVIOUS_KEY_PASSPHRASE or -previous-key-passphrase-file")
 	}
 	if !s.dev && !s.tool && s.masterKey == "" && s.keyFile == "" {
 		bad("key-file", "production needs a master key: -key-file (created with: signal keys init) or SIGNAL_MASTER_KEY; -dev keeps one under -data-dir")

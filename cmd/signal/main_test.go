@@ -360,6 +360,8 @@ func TestBadConfigurationNamesTheSetting(t *testing.T) {
 		{"svg logo", []string{"-dev", "-institution-logo", svgLogo}, nil, []string{"-institution-logo", "SVG is not accepted"}},
 		{"logo too large", []string{"-dev", "-institution-logo", bigLogo}, nil, []string{"-institution-logo", "larger than 256 KiB"}},
 		{"logo missing", []string{"-dev", "-institution-logo", filepath.Join(dir, "none.png")}, nil, []string{"-institution-logo", "open logo"}},
+		{"previous key file without its passphrase", []string{"-dev", "-previous-key-file", filepath.Join(dir, "old.key")}, nil, []string{"-previous-key-passphrase", "SIGNAL_PREVIOUS_KEY_PASSPHRASE"}},
+		{"two previous keys", []string{"-dev", "-previous-key-file", filepath.Join(dir, "old.key"), "-previous-key-passphrase-file", "p"}, map[string]string{"SIGNAL_PREVIOUS_MASTER_KEY": "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="}, []string{"-previous-key-file", "not both"}},
 		{"negative return to peers", []string{"-dev", "-sfu-return-after", "-1s"}, nil, []string{"-sfu-return-after", "0 to 1h"}},
 		{"missing cert file", []string{"-tls-cert", filepath.Join(dir, "none.pem"), "-tls-key", filepath.Join(dir, "none.key"), "-public-url", "https://c.example.org", "-data-dir", dir, "-master-key", "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="}, nil, []string{"certificate file"}},
 	}

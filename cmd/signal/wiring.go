@@ -37,15 +37,7 @@ func masterKey(s *settings, log *slog.Logger) (keyring.MasterKey, error) {
 	case s.masterKey != "":
 		return keyring.MasterKeyFromBase64(s.masterKey)
 	case s.keyFile != "":
-		pass := s.keyPassphrase
-		if s.keyPassphraseFile != "" {
-			b, err := os.ReadFile(s.keyPassphraseFile)
-			if err != nil {
-				return keyring.MasterKey{}, fmt.Errorf("key passphrase file: %w", err)
-			}
-			pass = strings.TrimRight(string(b), "\r\n")
-		}
-		return keyring.ReadKeyFile(s.keyFile, pass)
+		return readKeyFile(s.keyFile, s.keyPassphrase, s.keyPassphraseFile)
 	default: // -dev only; validate refuses the rest
 		path := filepath.Join(s.dataDir, "dev-master.key")
 		b, err := os.ReadFile(path)
@@ -64,6 +56,43 @@ func masterKey(s *settings, log *slog.Logger) (keyring.MasterKey, error) {
 		log.Warn("development master key kept beside the database; never use -dev for patient data", "path", path)
 		return keyring.MasterKeyFromBase64(string(b))
 	}
+}
+
+// readKeyFile opens a master key file with its passphrase, given or in
+// passFile.
+func readKeyFile(path, pass, passFile string) (keyring.MasterKey, error) {
+	if passFile != "" {
+		b, err := os.ReadFile(passFile)
+		if err != nil {
+			return keyring.MasterKey{}, fmt.Errorf("key passphrase file: %w", err)
+		}
+		pass = strings.TrimRight(string(b), "\r\n")
+	}
+	return keyring.ReadKeyFile(path, pass)
+}
+
+// previousMasterKey is the master key before a rotation, given as base64
+// or as a key file.
+type previousMasterKey struct {
+	masterKey, keyFile, passphrase, passphraseFile string
+}
+
+// load returns the previous master key, or false when none is given.
+func (p previousMasterKey) load() (keyring.MasterKey, bool, error) {
+	var m keyring.MasterKey
+	var err error
+	switch {
+	case p.masterKey != "":
+		m, err = keyring.MasterKeyFromBase64(p.masterKey)
+	case p.keyFile != "":
+		m, err = readKeyFile(p.keyFile, p.passphrase, p.passphraseFile)
+	default:
+		return m, false, nil
+	}
+	if err != nil {
+		return m, false, fmt.Errorf("previous master key: %w", err)
+	}
+	return m, true, nil
 }
 
 // auditRecorder adapts the audit log to what auth and signaling record.

@@ -34,6 +34,11 @@ import (
 // the future by its own clock, or whose incarnation and sequence number it
 // accepted already (a window of replayWindow sequence numbers per
 // incarnation, kept while the incarnation's messages can still be fresh).
+// During a rotation of the master key a replica given the previous key as
+// well seals each message twice, under the previous key then the current
+// one, with one sequence number: a receiver delivers the first it opens
+// and drops the other (the same sequence number under another key, or
+// under a key it lacks once it accepted that number) without counting it.
 // Sealing rather than only a MAC keeps the patient data the tabs exchange
 // (chat, names, documents) from whoever reads the Redis.
 
@@ -65,9 +70,10 @@ const (
 	reasonOld       = "too_old"
 	reasonFuture    = "future"
 	reasonReplayed  = "replayed"
+	reasonHeartbeat = "forged_heartbeat"
 )
 
-var refusalReasons = []string{reasonMalformed, reasonOtherKey, reasonForged, reasonOld, reasonFuture, reasonReplayed}
+var refusalReasons = []string{reasonMalformed, reasonOtherKey, reasonForged, reasonOld, reasonFuture, reasonReplayed, reasonHeartbeat}
 
 // refusal is why an envelope was refused, and, when it opened, who sealed it.
 type refusal struct {
@@ -113,41 +119,59 @@ func allZero(b []byte) bool {
 	return true
 }
 
-// sealer seals one replica's messages.
+// sealer seals one replica's messages: under the current key, and during a
+// rotation of the master key under the previous one as well.
 type sealer struct {
-	key         envelopeKey
+	keys        []envelopeKey // the current key first
 	sender      string
 	incarnation [incarnationLen]byte
 	seq         atomic.Uint64
 }
 
-func newSealer(key envelopeKey, sender string) (*sealer, error) {
+func newSealer(key envelopeKey, sender string, previous ...envelopeKey) (*sealer, error) {
 	if sender == "" || len(sender) > maxSenderLen {
 		return nil, fmt.Errorf("bus: replica name of %d bytes, want 1 to %d", len(sender), maxSenderLen)
 	}
-	s := &sealer{key: key, sender: sender}
+	s := &sealer{keys: append([]envelopeKey{key}, previous...), sender: sender}
 	if _, err := rand.Read(s.incarnation[:]); err != nil {
 		return nil, fmt.Errorf("bus incarnation: %w", err)
 	}
 	return s, nil
 }
 
-// seal returns the envelope of msg for channel, sealed at now.
+// seal returns the envelope of msg for channel, sealed at now under the
+// current key.
 func (s *sealer) seal(channel string, now time.Time, msg []byte) []byte {
+	return s.sealWith(s.keys[0], s.seq.Add(1), channel, now, msg)
+}
+
+// sealTwins returns the envelopes of msg for channel, one per key, the
+// previous key's first, all with one sequence number: a receiver delivers
+// the first it can open and drops its twins without counting them.
+func (s *sealer) sealTwins(channel string, now time.Time, msg []byte) [][]byte {
+	seq := s.seq.Add(1)
+	out := make([][]byte, len(s.keys))
+	for i, k := range s.keys {
+		out[len(s.keys)-1-i] = s.sealWith(k, seq, channel, now, msg)
+	}
+	return out
+}
+
+func (s *sealer) sealWith(key envelopeKey, seq uint64, channel string, now time.Time, msg []byte) []byte {
 	n := len(s.sender)
 	hdr := fixedHeader + n
-	out := make([]byte, hdr, hdr+len(msg)+s.key.aead.Overhead())
+	out := make([]byte, hdr, hdr+len(msg)+key.aead.Overhead())
 	out[0] = envelopeVersion
-	copy(out[1:], s.key.id[:])
+	copy(out[1:], key.id[:])
 	out[1+keyIDLen] = byte(n)
 	p := 2 + keyIDLen
 	p += copy(out[p:], s.sender)
 	var nonce [chacha20poly1305.NonceSizeX]byte
 	copy(nonce[:], s.incarnation[:])
-	binary.BigEndian.PutUint64(nonce[incarnationLen:], s.seq.Add(1))
+	binary.BigEndian.PutUint64(nonce[incarnationLen:], seq)
 	p += copy(out[p:], nonce[:])
 	binary.BigEndian.PutUint64(out[p:], uint64(now.UnixMilli()))
-	return s.key.aead.Seal(out, nonce[:], msg, additionalData(out, channel))
+	return key.aead.Seal(out, nonce[:], msg, additionalData(out, channel))
 }
 
 // additionalData is what the tag covers besides the message: the header
@@ -190,7 +214,7 @@ func parseHeader(b []byte) (header, bool) {
 // opener opens the envelopes a replica receives and remembers, for each
 // sender's incarnation, which sequence numbers it accepted.
 type opener struct {
-	key envelopeKey
+	keys []envelopeKey // the current key, and the previous one during a rotation
 
 	mu      sync.Mutex
 	streams map[string]*stream // sender + incarnation
@@ -202,10 +226,27 @@ type stream struct {
 	top    uint64 // highest sequence number accepted
 	seen   [replayWindow / 64]uint64
 	newest int64 // latest sealing time accepted, Unix ms
+	// key is the id of the key of the first envelope accepted: an envelope
+	// with an accepted sequence number under another key is its twin.
+	key [keyIDLen]byte
 }
 
-func newOpener(key envelopeKey) *opener {
-	return &opener{key: key, streams: map[string]*stream{}}
+func newOpener(keys ...envelopeKey) *opener {
+	return &opener{keys: keys, streams: map[string]*stream{}}
+}
+
+// errTwin drops, uncounted, the twin of an envelope already delivered: the
+// same message sealed under the other key of a rotation.
+var errTwin = &refusal{reason: "twin"}
+
+// key returns the key whose id is id.
+func (o *opener) key(id []byte) (envelopeKey, bool) {
+	for _, k := range o.keys {
+		if string(id) == string(k.id[:]) {
+			return k, true
+		}
+	}
+	return envelopeKey{}, false
 }
 
 // open returns the sender and message of env received on channel at now,
@@ -215,13 +256,17 @@ func (o *opener) open(channel string, now time.Time, env []byte) (string, []byte
 	if !ok {
 		return "", nil, &refusal{reason: reasonMalformed}
 	}
-	if string(h.keyID) != string(o.key.id[:]) {
+	key, ok := o.key(h.keyID)
+	if !ok {
+		if o.accepted(streamID(env, h), h.seq) {
+			return "", nil, errTwin
+		}
 		return "", nil, &refusal{reason: reasonOtherKey}
 	}
-	if len(env) < h.size+o.key.aead.Overhead() {
+	if len(env) < h.size+key.aead.Overhead() {
 		return "", nil, &refusal{reason: reasonMalformed}
 	}
-	msg, err := o.key.aead.Open(nil, h.nonce, env[h.size:], additionalData(env[:h.size], channel))
+	msg, err := key.aead.Open(nil, h.nonce, env[h.size:], additionalData(env[:h.size], channel))
 	if err != nil {
 		return "", nil, &refusal{reason: reasonForged}
 	}
@@ -232,7 +277,10 @@ func (o *opener) open(channel string, now time.Time, env []byte) (string, []byte
 	case age < -maxSkew:
 		return "", nil, &refusal{reason: reasonFuture, sender: h.sender}
 	}
-	if !o.accept(streamID(env, h), h.seq, h.millis, now) {
+	if twin, ok := o.accept(streamID(env, h), h.keyID, h.seq, h.millis, now); !ok {
+		if twin {
+			return "", nil, errTwin
+		}
 		return "", nil, &refusal{reason: reasonReplayed, sender: h.sender}
 	}
 	return h.sender, msg, nil
@@ -252,6 +300,15 @@ func (o *opener) unseen(id string, seq uint64) bool {
 	return s != nil && s.unseen(seq)
 }
 
+// accepted reports whether seq of stream id was accepted: an envelope under
+// a key the receiver lacks with that sequence number is a twin.
+func (o *opener) accepted(id string, seq uint64) bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	s := o.streams[id]
+	return s != nil && seq != 0 && seq <= s.top && s.top-seq < replayWindow && !s.unseen(seq)
+}
+
 // unseen reports whether mark(seq) would accept seq.
 func (s *stream) unseen(seq uint64) bool {
 	switch {
@@ -265,21 +322,24 @@ func (s *stream) unseen(seq uint64) bool {
 	return s.seen[seq%replayWindow/64]&(1<<(seq%64)) == 0
 }
 
-// accept records seq of stream id and reports whether it is new.
-func (o *opener) accept(id string, seq uint64, millis int64, now time.Time) bool {
+// accept records seq of stream id, sealed under key id keyID, and reports
+// whether it is new, and when it is not whether it is the twin of the
+// envelope accepted under another key.
+func (o *opener) accept(id string, keyID []byte, seq uint64, millis int64, now time.Time) (twin, ok bool) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	o.sweep(now)
 	s := o.streams[id]
 	if s == nil {
 		s = &stream{}
+		copy(s.key[:], keyID)
 		o.streams[id] = s
 	}
 	if !s.mark(seq) {
-		return false
+		return string(keyID) != string(s.key[:]), false
 	}
 	s.newest = max(s.newest, millis)
-	return true
+	return false, true
 }
 
 // mark records seq and reports whether it was not recorded before.

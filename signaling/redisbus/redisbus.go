@@ -4,7 +4,10 @@
 // Every message is sealed (envelope.go): a client of the Redis without the
 // bus key can neither read what the replicas exchange nor have a replica
 // act on a message of its own, a replayed one or one moved to another
-// channel. Refused messages are counted and logged without their content.
+// channel. Heartbeats are authenticated as well (heartbeat.go), so that a
+// forged one never keeps a dead replica looking alive. During a rotation of
+// the master key a bus given the previous key too understands replicas on
+// either key. Refused messages are counted and logged without their content.
 //
 // Publish/subscribe delivers at most once: a subscriber that loses its
 // connection misses what was published meanwhile. Receive reports such a
@@ -33,6 +36,12 @@ type Config struct {
 	// Key is the bus key, 32 bytes, the same on every replica: derive it
 	// from the master key for this purpose only, never use the master key.
 	Key []byte
+	// PreviousKey, during a rotation of the master key, is the bus key
+	// derived from the previous master key, or nil. The replica then seals
+	// each message under both keys and accepts either, so that replicas
+	// still on the previous key and those already on the new one
+	// understand each other; its heartbeats carry a tag under each.
+	PreviousKey []byte
 	// Log receives the refusals (reason, channel and, when the message
 	// opened, its sender; never its content). Nil discards them.
 	Log *slog.Logger
@@ -49,6 +58,7 @@ type Bus struct {
 	prefix  string
 	sealer  *sealer
 	opener  *opener
+	beats   heartbeatKeys
 	now     func() time.Time
 	log     *slog.Logger
 	refused *prometheus.CounterVec
@@ -64,14 +74,25 @@ func New(client *redis.Client, cfg Config) (*Bus, error) {
 	if err != nil {
 		return nil, err
 	}
-	s, err := newSealer(key, cfg.Replica)
+	keys, beats := []envelopeKey{key}, heartbeatKeys{newHeartbeatKey(cfg.Key)}
+	if cfg.PreviousKey != nil {
+		prev, err := newEnvelopeKey(cfg.PreviousKey)
+		if err != nil {
+			return nil, fmt.Errorf("previous %w", err)
+		}
+		if prev.id == key.id {
+			return nil, errors.New("bus: the previous key is the current one")
+		}
+		keys, beats = append(keys, prev), append(beats, newHeartbeatKey(cfg.PreviousKey))
+	}
+	s, err := newSealer(key, cfg.Replica, keys[1:]...)
 	if err != nil {
 		return nil, err
 	}
-	b := &Bus{client: client, prefix: cfg.Prefix, sealer: s, opener: newOpener(key), now: cfg.Now, log: cfg.Log,
+	b := &Bus{client: client, prefix: cfg.Prefix, sealer: s, opener: newOpener(keys...), beats: beats, now: cfg.Now, log: cfg.Log,
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "signal_bus_refused_total",
-			Help: "Messages between replicas refused, by reason: malformed, other_key, forged, too_old, future, replayed.",
+			Help: "Messages between replicas refused, by reason: malformed, other_key, forged, too_old, future, replayed; and heartbeats refused: forged_heartbeat.",
 		}, []string{"reason"})}
 	if b.now == nil {
 		b.now = time.Now
@@ -106,7 +127,9 @@ func (b *Bus) Publish(ctx context.Context, to []string, data [][]byte) error {
 	now := b.now()
 	for i := range data {
 		ch := b.channel(to[i])
-		pipe.Publish(ctx, ch, b.sealer.seal(ch, now, data[i]))
+		for _, env := range b.sealer.sealTwins(ch, now, data[i]) {
+			pipe.Publish(ctx, ch, env)
+		}
 	}
 	if _, err := pipe.Exec(ctx); err != nil {
 		return fmt.Errorf("publish %d messages: %w", len(data), err)
@@ -149,6 +172,9 @@ func (b *Bus) Receive(ctx context.Context, replica string, deliver func(from str
 			}
 		case *redis.Message:
 			from, data, err := b.opener.open(m.Channel, b.now(), []byte(m.Payload))
+			if err == errTwin {
+				continue
+			}
 			if err != nil {
 				if b.refuse(m.Channel, err) {
 					// A replica's message came too late to be trusted:
@@ -189,15 +215,20 @@ func (b *Bus) refuse(channel string, err error) bool {
 	return r.lost
 }
 
-// Heartbeat says the replica lives for ttl; ttl 0 withdraws it.
+// Heartbeat says the replica lives for ttl; ttl 0 withdraws it. The value
+// is authenticated (heartbeat.go).
 func (b *Bus) Heartbeat(ctx context.Context, replica string, ttl time.Duration) error {
 	if ttl <= 0 {
 		return b.client.Del(ctx, b.aliveKey(replica)).Err()
 	}
-	return b.client.Set(ctx, b.aliveKey(replica), "1", ttl).Err()
+	key := b.aliveKey(replica)
+	return b.client.Set(ctx, key, b.beats.value(key, b.now().Add(ttl)), ttl).Err()
 }
 
-// Alive reports which replicas have a heartbeat that has not expired.
+// Alive reports which replicas have a heartbeat that has not expired. A
+// heartbeat that does not verify, or that says it expired, is counted as
+// forged_heartbeat and taken as absent: a forgery can make a live replica
+// look dead (as deleting its key can), never a dead one look alive.
 func (b *Bus) Alive(ctx context.Context, replicas []string) (map[string]bool, error) {
 	keys := make([]string, len(replicas))
 	for i, r := range replicas {
@@ -208,8 +239,18 @@ func (b *Bus) Alive(ctx context.Context, replicas []string) (map[string]bool, er
 		return nil, fmt.Errorf("replica heartbeats: %w", err)
 	}
 	out := make(map[string]bool, len(replicas))
+	now := b.now()
 	for i, v := range vals {
-		out[replicas[i]] = v != nil
+		if v == nil {
+			out[replicas[i]] = false
+			continue
+		}
+		str, _ := v.(string)
+		ok := b.beats.verify(keys[i], str, now)
+		if !ok {
+			b.refuse(keys[i], &refusal{reason: reasonHeartbeat})
+		}
+		out[replicas[i]] = ok
 	}
 	return out, nil
 }

@@ -125,7 +125,7 @@ func leaseFencesAdmissions(t *testing.T, db *store.DB) {
 	if err := db.AdmitMember(ctx, id, "g_1", "a", 1); err != nil {
 		t.Fatalf("admitting twice: %v", err)
 	}
-	if ok, err := db.MemberAdmitted(ctx, id, "g_1"); !ok || err != nil {
+	if ok, err := db.MemberAdmitted(ctx, id, "g_1", time.Hour); !ok || err != nil {
 		t.Fatalf("MemberAdmitted = %v, %v", ok, err)
 	}
 	if err := db.ReleaseLease(ctx, id, "a", 1); err != nil {
@@ -140,16 +140,16 @@ func leaseFencesAdmissions(t *testing.T, db *store.DB) {
 			t.Errorf("%s by the stale owner = %v, want ErrLeaseLost", name, err)
 		}
 	}
-	if ok, _ := db.MemberAdmitted(ctx, id, "g_1"); !ok {
+	if ok, _ := db.MemberAdmitted(ctx, id, "g_1", time.Hour); !ok {
 		t.Fatal("the stale owner's forget took effect")
 	}
-	if ok, _ := db.MemberAdmitted(ctx, id, "g_2"); ok {
+	if ok, _ := db.MemberAdmitted(ctx, id, "g_2", time.Hour); ok {
 		t.Fatal("the stale owner's admission took effect")
 	}
 	if err := db.ForgetMember(ctx, id, "g_1", "b", 2); err != nil {
 		t.Fatal(err)
 	}
-	if ok, _ := db.MemberAdmitted(ctx, id, "g_1"); ok {
+	if ok, _ := db.MemberAdmitted(ctx, id, "g_1", time.Hour); ok {
 		t.Fatal("forgotten admission still stored")
 	}
 }
@@ -183,16 +183,16 @@ func admissionsWithoutLease(t *testing.T, db *store.DB) {
 			t.Fatal(err)
 		}
 	}
-	if ok, err := db.MemberAdmitted(ctx, id, "g_1"); !ok || err != nil {
+	if ok, err := db.MemberAdmitted(ctx, id, "g_1", time.Hour); !ok || err != nil {
 		t.Fatalf("MemberAdmitted after RememberAdmission = %v, %v", ok, err)
 	}
-	if ok, _ := db.MemberAdmitted(ctx, id, "g_2"); ok {
+	if ok, _ := db.MemberAdmitted(ctx, id, "g_2", time.Hour); ok {
 		t.Fatal("a member never admitted is admitted")
 	}
 	if err := db.ForgetAdmission(ctx, id, "g_1"); err != nil {
 		t.Fatal(err)
 	}
-	if ok, err := db.MemberAdmitted(ctx, id, "g_1"); ok || err != nil {
+	if ok, err := db.MemberAdmitted(ctx, id, "g_1", time.Hour); ok || err != nil {
 		t.Fatalf("MemberAdmitted after ForgetAdmission = %v, %v", ok, err)
 	}
 }
