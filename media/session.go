@@ -297,6 +297,7 @@ func (s *Session) onTrack(remote *webrtc.TrackRemote, receiver *webrtc.RTPReceiv
 	s.sfu.log.Info("sfu track published", "room", s.room.id, "member", s.member,
 		"kind", remote.Kind().String(), "rid", remote.RID(), "codec", remote.Codec().MimeType)
 
+	s.sfu.goOwned(func() { readPublisherRTCP(receiver, remote.RID()) })
 	pub.read(remote, idx, l)
 
 	s.sfu.mu.Lock()
