@@ -26,9 +26,10 @@ const (
 // stream across layer switches and dropped runs.
 //
 // The publisher's reader goroutines only offer packets to its queue, never
-// blocking; the downTrack's own writer goroutine writes them to the
-// subscriber's transport. A subscriber whose transport stalls fills its own
-// queue and loses its own packets, and nobody else's.
+// blocking; the writer of the subscriber's connection (connwriter.go), or
+// a recording track's own, writes them to the subscriber's transport. A
+// subscriber whose transport stalls fills its own queues and loses its own
+// packets, and nobody else's.
 type downTrack struct {
 	sfu  *SFU
 	pub  *publication
