@@ -26,9 +26,10 @@ const (
 // stream across layer switches and dropped runs.
 //
 // The publisher's reader goroutines only offer packets to its queue, never
-// blocking; the downTrack's own writer goroutine writes them to the
-// subscriber's transport. A subscriber whose transport stalls fills its own
-// queue and loses its own packets, and nobody else's.
+// blocking; the writer of the subscriber's connection (connwriter.go), or
+// a recording track's own, writes them to the subscriber's transport. A
+// subscriber whose transport stalls fills its own queues and loses its own
+// packets, and nobody else's.
 type downTrack struct {
 	sfu  *SFU
 	pub  *publication
@@ -37,10 +38,13 @@ type downTrack struct {
 	kind int
 
 	sender *webrtc.RTPSender // set once AddTrack returned, before the writer starts
-	bound  atomic.Pointer[binding]
-	queue  chan queued
-	done   chan struct{}
-	once   sync.Once
+	// w is the subscriber connection's writer, which writes the queue; nil
+	// for a track that runs a writer of its own (run), as a recording's do.
+	w     *connWriter
+	bound atomic.Pointer[binding]
+	queue chan queued
+	done  chan struct{}
+	once  sync.Once
 
 	// Layer choice: target is set by the subscriber's allocator, current
 	// only by the writer. Readers use both to skip other layers early.
@@ -182,6 +186,9 @@ func (d *downTrack) offer(p *packet) {
 		if resume {
 			d.dropping.Store(false)
 		}
+		if d.w != nil {
+			d.w.signal()
+		}
 		return
 	default:
 	}
@@ -222,7 +229,8 @@ func (d *downTrack) retryKeyframe(now int64) {
 	d.pub.requestKeyframe(int(d.target.Load()))
 }
 
-// run is the writer goroutine; it ends when stop is called.
+// run is the writer goroutine of a track without a connection writer; it
+// ends when stop is called.
 func (d *downTrack) run() {
 	for {
 		select {
@@ -230,24 +238,38 @@ func (d *downTrack) run() {
 			d.write(q.p, q.resume)
 			d.sfu.pool.release(q.p)
 		case <-d.done:
-			for {
-				select {
-				case q := <-d.queue:
-					d.sfu.pool.release(q.p)
-				default:
-					if d.sent != nil {
-						d.sent.clear(d.sfu.pool)
-					}
-					return
-				}
-			}
+			d.release()
+			return
 		}
 	}
 }
 
-// stop ends the writer. Packets offered afterwards stay in the queue and
-// are collected with it.
-func (d *downTrack) stop() { d.once.Do(func() { close(d.done) }) }
+// release lets go of the packets queued and sent, once the track's writer
+// is done with it.
+func (d *downTrack) release() {
+	for {
+		select {
+		case q := <-d.queue:
+			d.sfu.pool.release(q.p)
+		default:
+			if d.sent != nil {
+				d.sent.clear(d.sfu.pool)
+			}
+			return
+		}
+	}
+}
+
+// stop ends the writing of the track. Packets offered afterwards stay in
+// the queue and are collected with it.
+func (d *downTrack) stop() {
+	d.once.Do(func() {
+		close(d.done)
+		if d.w != nil {
+			d.w.signal()
+		}
+	})
+}
 
 // write rewrites p for this subscriber and writes it to its transport.
 func (d *downTrack) write(p *packet, resume bool) {

@@ -42,18 +42,22 @@ func newHarness(t testing.TB, kind int) *harness {
 	return h
 }
 
-// subscribe adds a subscriber writing to w, with its writer goroutine
-// running until the test ends.
+// subscribe adds a subscriber writing to w, with the writer of its
+// connection running until the test ends.
 func (h *harness) subscribe(t testing.TB, w webrtc.TrackLocalWriter, run bool) *downTrack {
 	d := newDownTrack(h.pub, nil)
 	d.bound.Store(&binding{ssrc: 4242, pt: 96, ws: w})
+	if run {
+		cw := newConnWriter(h.sfu)
+		d.w = cw
+		cw.add(d)
+		done := make(chan struct{})
+		var wg sync.WaitGroup
+		wg.Go(func() { cw.run(done) })
+		t.Cleanup(func() { d.stop(); close(done); wg.Wait() })
+	}
 	subs := append(append([]*downTrack(nil), *h.pub.subs.Load()...), d)
 	h.pub.subs.Store(&subs)
-	if run {
-		var wg sync.WaitGroup
-		wg.Go(d.run)
-		t.Cleanup(func() { d.stop(); wg.Wait() })
-	}
 	return d
 }
 

@@ -2,6 +2,7 @@ package media
 
 import (
 	"github.com/pion/rtcp"
+	"github.com/pion/webrtc/v4"
 )
 
 // RTCP packet types and formats the node acts on (RFC 4585).
@@ -71,4 +72,21 @@ func wantsAnswer(b []byte) bool {
 		b = rest
 	}
 	return false
+}
+
+// readPublisherRTCP reads what a publisher sends about one layer of a
+// track (rid "" for a track without simulcast) until the track ends. The
+// node acts on none of it itself, but reading is what runs the
+// interceptors' RTCP side: the receiver-report interceptor notes each
+// sender report, so the receiver reports the node sends back carry the
+// last one and the delay since it, from which the publisher computes its
+// round-trip time; and the stream's queue is drained instead of holding
+// reports nobody reads.
+func readPublisherRTCP(receiver *webrtc.RTPReceiver, rid string) {
+	buf := make([]byte, maxPacket)
+	for {
+		if _, _, err := receiver.ReadSimulcast(buf, rid); err != nil {
+			return
+		}
+	}
 }

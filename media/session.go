@@ -18,6 +18,7 @@ type Session struct {
 	member string
 	pc     *webrtc.PeerConnection
 	out    Events
+	writer *connWriter    // writes every track forwarded to the participant
 	bwe    *leanBWE       // nil if the interceptor made none
 	rtx    *retransmitter // nil if the interceptor made none
 
@@ -297,6 +298,7 @@ func (s *Session) onTrack(remote *webrtc.TrackRemote, receiver *webrtc.RTPReceiv
 	s.sfu.log.Info("sfu track published", "room", s.room.id, "member", s.member,
 		"kind", remote.Kind().String(), "rid", remote.RID(), "codec", remote.Codec().MimeType)
 
+	s.sfu.goOwned(func() { readPublisherRTCP(receiver, remote.RID()) })
 	pub.read(remote, idx, l)
 
 	s.sfu.mu.Lock()
@@ -321,7 +323,15 @@ func (s *Session) subscribeLocked(pub *publication) bool {
 	if s.closed {
 		return false
 	}
+	if s.writer == nil {
+		w := newConnWriter(s.sfu)
+		if !s.sfu.goOwned(func() { w.run(s.done) }) {
+			return false
+		}
+		s.writer = w
+	}
 	d := newDownTrack(pub, s)
+	d.w = s.writer
 	if v, ok := s.views[pub.owner.member]; ok && d.kind == kindVideo && (v[0] == 0 || v[1] == 0) {
 		d.paused.Store(true) // a screen share of a member whose video is hidden
 	}
@@ -341,9 +351,9 @@ func (s *Session) subscribeLocked(pub *publication) bool {
 		old.stop()
 	}
 	s.downs[pub.key] = d
+	s.writer.add(d)
 	subs := append(append([]*downTrack(nil), *pub.subs.Load()...), d)
 	pub.subs.Store(&subs)
-	s.sfu.goOwned(d.run)
 	s.sfu.goOwned(d.readRTCP)
 	s.pending.Store(true)
 	return true

@@ -17,16 +17,19 @@
 //   - publish.go: a published track and its simulcast layers, read on the
 //     goroutine pion starts for each, and throttled keyframe requests.
 //   - forward.go: a track as one subscriber receives it, with a bounded
-//     queue and a writer goroutine of its own, so a slow subscriber only
-//     ever loses its own packets; sequence numbers and timestamps are
-//     rewritten into one continuous stream.
+//     queue of its own, so a slow subscriber only ever loses its own
+//     packets; sequence numbers and timestamps are rewritten into one
+//     continuous stream.
+//   - connwriter.go: one writer goroutine per subscriber connection, which
+//     writes the queues of all its tracks.
 //   - simulcast.go: which layer each subscriber gets, from the size it
 //     shows the video at and its bandwidth estimate. Browsers name their
 //     layers by rid: "q", "h", "f" (quarter, half, full resolution; what
 //     the web app sets in sendEncodings) or "low", "mid", "high"; other
 //     names rank in the order their first packets arrive.
 //   - speaker.go: the active speaker of each room, from RFC 6464 levels.
-//   - rtcp.go: subscribers' keyframe requests passed to publishers.
+//   - rtcp.go: subscribers' keyframe requests passed to publishers, and
+//     publishers' RTCP read so their sender reports are answered.
 //   - nackcache.go: subscribers' NACKs answered from the publication's own
 //     reference-counted packets, with each subscriber's rewritten numbers.
 //   - recorder.go: the Recorder, one more subscriber in a room that takes

@@ -15,12 +15,14 @@ import (
 // pion's own limit (1 MB of packets), RTCP 32 KiB (128 small packets,
 // seconds of a subscriber's feedback; pion allows 100 kB).
 //
-// An RTCP stream nobody has read yet holds 4 KiB at most: the node reads
-// subscribers' RTCP, from before their tracks are negotiated, but not
-// the RTCP of publishers' tracks, and pion hands a publisher's compound
-// report to the stream of every SSRC it names. Those streams filled their
-// queues to the limit: 3 MB of the heap in a run of ten consults at
-// 32 KiB, more at pion's 100 kB.
+// An RTCP stream nobody has read yet holds 4 KiB at most: pion hands a
+// compound report to the stream of every SSRC it names, and opens a
+// stream for each, read or not; the node reads subscribers' RTCP from
+// before their tracks are negotiated, and each publisher layer's once
+// the layer arrives (readPublisherRTCP), but a stream no track claims is
+// never read. When publishers' RTCP was not read, their streams filled
+// their queues to the limit: 3 MB of the heap in a run of ten consults
+// at 32 KiB, more at pion's 100 kB.
 const (
 	srtpQueueLimit        = 1_000_000
 	srtcpQueueLimit       = 32 << 10

@@ -337,6 +337,18 @@ func senderReports(t *testing.T, newNode nodeMaker) {
 	eventually.True(t, 20*time.Second, "sender reports", func() bool { return sub.SenderReports() >= 2 })
 }
 
+// publisherRoundTrip: the node's receiver reports to a publisher answer
+// the publisher's sender reports (last SR and the delay since), so the
+// publisher knows its round-trip time, which its congestion control and
+// its statistics use.
+func publisherRoundTrip(t *testing.T, newNode nodeMaker) {
+	node := newNode(t, 0)
+	r := NewRoom(t)
+	pub := r.Join(node, "pub", Publish{Video: true, Audio: true})
+	r.Join(node, "sub", Publish{})
+	eventually.True(t, 20*time.Second, "receiver reports answering sender reports", func() bool { return pub.RoundTripReports() >= 2 })
+}
+
 // nodeNacksPublisher: a packet lost between the publisher and the node is
 // asked for again by the node.
 func nodeNacksPublisher(t *testing.T, newNode nodeMaker) {

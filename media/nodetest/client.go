@@ -54,6 +54,7 @@ type Participant struct {
 	plis   atomic.Int64                      // keyframe requests received
 	sent   atomic.Int64                      // video packets sent (top layer when simulcast)
 	srs    atomic.Int64                      // RTCP sender reports received
+	rtts   atomic.Int64                      // reception reports of the camera that answer its sender reports
 	remote sync.Map                          // stream id -> *webrtc.TrackRemote (video)
 	drop   atomic.Pointer[func(uint16) bool] // received video packets to discard on purpose
 
@@ -364,6 +365,10 @@ func (p *Participant) SetLevel(level int) { p.level.Store(int32(level)) }
 
 // PLIs returns how many keyframe requests the node sent p.
 func (p *Participant) PLIs() int64 { return p.plis.Load() }
+
+// RoundTripReports returns how many reception reports of p's camera the
+// node sent that name p's last sender report and the delay since it.
+func (p *Participant) RoundTripReports() int64 { return p.rtts.Load() }
 
 // SenderReports returns how many RTCP sender reports p received.
 func (p *Participant) SenderReports() int64 { return p.srs.Load() }

@@ -116,6 +116,7 @@ func runCases(t *testing.T, newNode nodeMaker) {
 		{"HiddenVideoPaused", hiddenVideoPaused},
 		{"ActiveSpeaker", activeSpeaker},
 		{"SenderReportsReachSubscribers", senderReports},
+		{"PublisherLearnsItsRoundTrip", publisherRoundTrip},
 		{"NodeAsksPublisherForLostPackets", nodeNacksPublisher},
 		{"ScreenShareBesideSimulcast", screenShare},
 		{"RecordConsult", recordConsult},

@@ -50,6 +50,10 @@ func (p *Participant) readRTCP(read func() ([]rtcp.Packet, error), layer int) {
 			case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
 				p.plis.Add(1)
 				p.wantKF[layer].Store(true)
+			case *rtcp.ReceiverReport:
+				p.noteReports(pk.Reports)
+			case *rtcp.SenderReport:
+				p.noteReports(pk.Reports)
 			case *rtcp.TransportLayerNack:
 				p.mu.Lock()
 				for _, pair := range pk.Nacks {
@@ -59,6 +63,16 @@ func (p *Participant) readRTCP(read func() ([]rtcp.Packet, error), layer int) {
 				}
 				p.mu.Unlock()
 			}
+		}
+	}
+}
+
+// noteReports counts the node's reception reports that answer one of p's
+// sender reports: with them a sender computes its round-trip time.
+func (p *Participant) noteReports(rs []rtcp.ReceptionReport) {
+	for _, r := range rs {
+		if r.LastSenderReport != 0 && r.Delay != 0 {
+			p.rtts.Add(1)
 		}
 	}
 }
