@@ -10,6 +10,8 @@ import (
 	"net/netip"
 	"sync"
 	"time"
+
+	"github.com/openconsult/openconsult/internal/acceptloop"
 )
 
 // DefaultTimeout bounds the wait for a trusted source's header.
@@ -91,30 +93,14 @@ func (l *Listener) Close() error {
 }
 
 func (l *Listener) acceptLoop() {
-	delay := 5 * time.Millisecond
-	for {
-		c, err := l.base.Accept()
-		if err != nil {
-			if errors.Is(err, net.ErrClosed) || l.ctx.Err() != nil {
-				l.cancel()
-				return
-			}
-			l.cfg.Log.Warn("PROXY protocol listener: accept", "err", err)
-			select {
-			case <-time.After(delay): // such as EMFILE: wait, then go on
-				delay = min(2*delay, time.Second)
-				continue
-			case <-l.ctx.Done():
-				return
-			}
-		}
-		delay = 5 * time.Millisecond
+	acceptloop.Run(l.ctx, l.base, l.cfg.Log, "PROXY protocol listener", func(c net.Conn) {
 		if !l.trusted(c.RemoteAddr()) {
 			l.deliver(&untrustedConn{Conn: c})
-			continue
+			return
 		}
 		l.wg.Go(func() { l.readHeader(c) })
-	}
+	})
+	l.cancel()
 }
 
 func (l *Listener) trusted(a net.Addr) bool {

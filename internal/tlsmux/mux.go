@@ -9,6 +9,8 @@ import (
 	"slices"
 	"sync"
 	"time"
+
+	"github.com/openconsult/openconsult/internal/acceptloop"
 )
 
 // DefaultTimeout bounds the TLS handshake and the wait for the first bytes
@@ -96,25 +98,9 @@ func (m *Mux) Close() error {
 }
 
 func (m *Mux) acceptLoop() {
-	delay := 5 * time.Millisecond
-	for {
-		c, err := m.base.Accept()
-		if err != nil {
-			if errors.Is(err, net.ErrClosed) || m.ctx.Err() != nil {
-				return
-			}
-			m.log.Warn("shared TLS port: accept", "err", err)
-			select {
-			case <-time.After(delay): // such as EMFILE: wait, then go on
-				delay = min(2*delay, time.Second)
-				continue
-			case <-m.ctx.Done():
-				return
-			}
-		}
-		delay = 5 * time.Millisecond
+	acceptloop.Run(m.ctx, m.base, m.log, "shared TLS port", func(c net.Conn) {
 		m.wg.Go(func() { m.route(c) })
-	}
+	})
 }
 
 // route completes c's handshake, classifies it and hands it over, or

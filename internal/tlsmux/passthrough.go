@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/openconsult/openconsult/internal/acceptloop"
 	"github.com/openconsult/openconsult/internal/proxyproto"
 )
 
@@ -114,25 +115,9 @@ func (p *Passthrough) Close() error {
 }
 
 func (p *Passthrough) acceptLoop() {
-	delay := 5 * time.Millisecond
-	for {
-		c, err := p.base.Accept()
-		if err != nil {
-			if errors.Is(err, net.ErrClosed) || p.ctx.Err() != nil {
-				return
-			}
-			p.cfg.Log.Warn("shared TLS port: accept", "err", err)
-			select {
-			case <-time.After(delay):
-				delay = min(2*delay, time.Second)
-				continue
-			case <-p.ctx.Done():
-				return
-			}
-		}
-		delay = 5 * time.Millisecond
+	acceptloop.Run(p.ctx, p.base, p.cfg.Log, "shared TLS port", func(c net.Conn) {
 		p.wg.Go(func() { p.route(c) })
-	}
+	})
 }
 
 // route reads c's ClientHello and hands c to the relay or the backend.
