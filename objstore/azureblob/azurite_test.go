@@ -54,8 +54,13 @@ func startAzurite(t *testing.T) *azurite {
 	port := ln.Addr().(*net.TCPAddr).Port
 	ln.Close()
 	a := &azurite{path: path, dir: t.TempDir(), port: port}
+	t.Cleanup(a.stop) // before start, so an emulator that is slow to listen is stopped too
+	t.Cleanup(func() {
+		if t.Failed() && a.out != nil {
+			t.Logf("azurite's output:\n%s", a.out.String())
+		}
+	})
 	a.start(t)
-	t.Cleanup(a.stop)
 	return a
 }
 
@@ -69,7 +74,9 @@ func (a *azurite) start(t *testing.T) {
 	if err := a.cmd.Start(); err != nil {
 		t.Fatalf("start azurite: %v", err)
 	}
-	eventually.True(t, 30*time.Second, "azurite listens", func() bool {
+	// Node.js's first start on a fresh machine, with a cold disk cache, has
+	// taken more than 30 s.
+	eventually.True(t, 2*time.Minute, "azurite listens", func() bool {
 		c, err := net.DialTimeout("tcp", a.addr(), 200*time.Millisecond)
 		if err == nil {
 			c.Close()
