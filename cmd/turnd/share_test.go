@@ -34,16 +34,7 @@ func TestTLSPortSharedWithAnHTTPSBackend(t *testing.T) {
 	if err != nil && os.Getenv("CI") != "" {
 		t.Fatal("turnutils_uclient not found; install Debian's coturn package")
 	}
-	ca := testpki.NewCA(t, "names")
-	pem, _ := os.ReadFile(ca.File)
-	roots := x509.NewCertPool()
-	roots.AppendCertsFromPEM(pem)
-	siteCert, siteKey := ca.IssueNamed(t, "consult.test")
-	turnCert, turnKey := ca.IssueNamed(t, "turn.test")
-	pair, err := tls.LoadX509KeyPair(siteCert, siteKey)
-	if err != nil {
-		t.Fatal(err)
-	}
+	roots, pair, turnCert, turnKey := sharePKI(t)
 	site := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		io.WriteString(w, "the site over "+r.Proto)
 	}))
@@ -52,32 +43,7 @@ func TestTLSPortSharedWithAnHTTPSBackend(t *testing.T) {
 	site.StartTLS()
 	defer site.Close()
 
-	ctx, cancel := context.WithCancel(context.Background())
-	logs := &syncbuf.Buffer{}
-	done := make(chan error, 1)
-	args := []string{"-listen", "127.0.0.1:0", "-tls-listen", "127.0.0.1:0", "-tls-cert", turnCert, "-tls-key", turnKey,
-		"-https-backend", site.Listener.Addr().String(), "-metrics", "off", "-relay-ports", "40400-40500", "-allow-peer", "127.0.0.1", "-log-format", "json"}
-	env := map[string]string{"TURND_AUTH_SECRET": testSecret}
-	go func() { done <- run(ctx, args, func(k string) string { return env[k] }, io.Discard, logs) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("stop: %v", err)
-		}
-		if t.Failed() {
-			t.Logf("turnd's log:\n%s", logs.String())
-		}
-	}()
-	var shared string
-	eventually.True(t, 10*time.Second, "the relay listening line", func() bool {
-		for line := range strings.Lines(logs.String()) {
-			var m map[string]any
-			if json.Unmarshal([]byte(line), &m) == nil && m["msg"] == "relay listening" {
-				shared, _ = m["tls"].(string)
-			}
-		}
-		return shared != ""
-	})
+	shared := startSharing(t, turnCert, turnKey, site.Listener.Addr().String(), "-allow-peer", "127.0.0.1")
 
 	t.Run("HTTPS client gets the site and its certificate", func(t *testing.T) {
 		tr := &http.Transport{TLSClientConfig: &tls.Config{ServerName: "consult.test", RootCAs: roots}, ForceAttemptHTTP2: true}
@@ -157,16 +123,7 @@ func TestHTTPSBackendSettings(t *testing.T) {
 // With -https-backend-proxy-protocol the site behind turnd, trusting
 // turnd's address for PROXY headers, sees each client's own address.
 func TestHTTPSBackendLearnsTheClientAddress(t *testing.T) {
-	ca := testpki.NewCA(t, "names")
-	pem, _ := os.ReadFile(ca.File)
-	roots := x509.NewCertPool()
-	roots.AppendCertsFromPEM(pem)
-	siteCert, siteKey := ca.IssueNamed(t, "consult.test")
-	turnCert, turnKey := ca.IssueNamed(t, "turn.test")
-	pair, err := tls.LoadX509KeyPair(siteCert, siteKey)
-	if err != nil {
-		t.Fatal(err)
-	}
+	roots, pair, turnCert, turnKey := sharePKI(t)
 	site := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		io.WriteString(w, r.RemoteAddr)
 	}))
@@ -175,29 +132,7 @@ func TestHTTPSBackendLearnsTheClientAddress(t *testing.T) {
 	site.StartTLS()
 	defer site.Close()
 
-	ctx, cancel := context.WithCancel(context.Background())
-	logs := &syncbuf.Buffer{}
-	done := make(chan error, 1)
-	args := []string{"-listen", "127.0.0.1:0", "-tls-listen", "127.0.0.1:0", "-tls-cert", turnCert, "-tls-key", turnKey,
-		"-https-backend", site.Listener.Addr().String(), "-https-backend-proxy-protocol", "-metrics", "off", "-relay-ports", "40400-40500", "-log-format", "json"}
-	env := map[string]string{"TURND_AUTH_SECRET": testSecret}
-	go func() { done <- run(ctx, args, func(k string) string { return env[k] }, io.Discard, logs) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("stop: %v", err)
-		}
-	}()
-	var shared string
-	eventually.True(t, 10*time.Second, "the relay listening line", func() bool {
-		for line := range strings.Lines(logs.String()) {
-			var m map[string]any
-			if json.Unmarshal([]byte(line), &m) == nil && m["msg"] == "relay listening" {
-				shared, _ = m["tls"].(string)
-			}
-		}
-		return shared != ""
-	})
+	shared := startSharing(t, turnCert, turnKey, site.Listener.Addr().String(), "-https-backend-proxy-protocol")
 	tr := &http.Transport{TLSClientConfig: &tls.Config{ServerName: "consult.test", RootCAs: roots},
 		DialContext: (&net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2)}}).DialContext}
 	defer tr.CloseIdleConnections()
@@ -210,4 +145,55 @@ func TestHTTPSBackendLearnsTheClientAddress(t *testing.T) {
 	if host, _, _ := net.SplitHostPort(string(body)); host != "127.0.0.2" {
 		t.Fatalf("the site saw the client at %q, want 127.0.0.2 (turnd dials from 127.0.0.1)", body)
 	}
+}
+
+// sharePKI issues the site's certificate (consult.test) and the relay's
+// (turn.test) from one test CA, and returns the CA's pool.
+func sharePKI(t *testing.T) (roots *x509.CertPool, site tls.Certificate, turnCert, turnKey string) {
+	t.Helper()
+	ca := testpki.NewCA(t, "names")
+	pem, _ := os.ReadFile(ca.File)
+	roots = x509.NewCertPool()
+	roots.AppendCertsFromPEM(pem)
+	siteCert, siteKey := ca.IssueNamed(t, "consult.test")
+	turnCert, turnKey = ca.IssueNamed(t, "turn.test")
+	site, err := tls.LoadX509KeyPair(siteCert, siteKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return roots, site, turnCert, turnKey
+}
+
+// startSharing runs turnd with TURN over TLS on a port it shares with the
+// HTTPS site at backend, plus the extra flags, until the test ends, and
+// returns the shared address.
+func startSharing(t *testing.T, turnCert, turnKey, backend string, extra ...string) string {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	logs := &syncbuf.Buffer{}
+	done := make(chan error, 1)
+	args := append([]string{"-listen", "127.0.0.1:0", "-tls-listen", "127.0.0.1:0", "-tls-cert", turnCert, "-tls-key", turnKey,
+		"-https-backend", backend, "-metrics", "off", "-relay-ports", "40400-40500", "-log-format", "json"}, extra...)
+	env := map[string]string{"TURND_AUTH_SECRET": testSecret}
+	go func() { done <- run(ctx, args, func(k string) string { return env[k] }, io.Discard, logs) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("stop: %v", err)
+		}
+		if t.Failed() {
+			t.Logf("turnd's log:\n%s", logs.String())
+		}
+	})
+	var shared string
+	eventually.True(t, 10*time.Second, "the relay listening line", func() bool {
+		for line := range strings.Lines(logs.String()) {
+			var m map[string]any
+			if json.Unmarshal([]byte(line), &m) == nil && m["msg"] == "relay listening" {
+				shared, _ = m["tls"].(string)
+			}
+		}
+		return shared != ""
+	})
+	return shared
 }
