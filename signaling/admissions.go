@@ -26,6 +26,9 @@ const admissionRedate = AdmissionAbsence / 3
 type Admissions interface {
 	// Remember stores an admission, or dates it anew.
 	Remember(ctx context.Context, consultID, memberID string) error
+	// RememberAll stores or dates anew the admissions of several members
+	// of one consult in one write.
+	RememberAll(ctx context.Context, consultID string, memberIDs []string) error
 	Forget(ctx context.Context, consultID, memberID string) error
 	// Admitted reports whether an admission is stored and dated within
 	// maxAbsence.
@@ -46,17 +49,44 @@ func (r *Room) rememberAdmission(p *Member) {
 	}
 }
 
-// redateAdmissionsLocked stores again, every admissionRedate, the
-// admissions of the members connected and admitted, so that a stored
-// admission says when its member was last seen. It runs under mu.
-func (r *Room) redateAdmissionsLocked(now time.Time) {
+// admissionsToRedateLocked returns, every admissionRedate, the members
+// connected and admitted, whose admissions redateAdmissions stores again so
+// that a stored admission says when its member was last seen; nil the
+// rest of the time. It runs under mu.
+func (r *Room) admissionsToRedateLocked(now time.Time) []string {
 	if r.deps.Admissions == nil || now.Sub(r.admissionsDated) < admissionRedate {
-		return
+		return nil
 	}
 	r.admissionsDated = now
+	var ids []string
 	for _, m := range r.members {
 		if m.admitted && m.conn != nil {
-			r.rememberAdmission(m)
+			ids = append(ids, m.ID)
+		}
+	}
+	return ids
+}
+
+// redateAdmissions stores again the admissions of members in one write,
+// without mu: the room's members do not wait on the database. A member
+// that left or was removed while the write ran had its admission
+// forgotten, which the write may have stored again: it is forgotten once
+// more. A failure is logged, as in rememberAdmission.
+func (r *Room) redateAdmissions(members []string) {
+	if len(members) == 0 {
+		return
+	}
+	ctx, cancel := r.ioContext()
+	err := r.deps.Admissions.RememberAll(ctx, r.ID, members)
+	cancel()
+	if err != nil {
+		r.deps.Log.Error("store admissions again", "consult", r.ID, "members", len(members), "err", err)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, id := range members {
+		if m := r.members[id]; m == nil || !m.admitted {
+			r.forgetAdmission(id)
 		}
 	}
 }

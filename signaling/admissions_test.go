@@ -2,6 +2,7 @@ package signaling
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"sync"
 	"testing"
@@ -14,12 +15,29 @@ type memAdmissions struct {
 	mu    sync.Mutex
 	now   func() time.Time
 	dated map[string]time.Time
+	// writes lists the members of each write, one write a call.
+	writes [][]string
+	// during, when set, runs in RememberAll before it stores, without mu.
+	during func()
 }
 
 func (a *memAdmissions) Remember(_ context.Context, _, memberID string) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.dated[memberID] = a.now()
+	return nil
+}
+
+func (a *memAdmissions) RememberAll(_ context.Context, _ string, memberIDs []string) error {
+	if a.during != nil {
+		a.during()
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.writes = append(a.writes, slices.Sorted(slices.Values(memberIDs)))
+	for _, id := range memberIDs {
+		a.dated[id] = a.now()
+	}
 	return nil
 }
 
@@ -85,5 +103,75 @@ func TestStoredAdmissionLapsesAfterAnAbsence(t *testing.T) {
 	f.clock = f.clock.Add(AdmissionAbsence + time.Second)
 	if m, c := rejoin(restart()); m.admitted || slices.Contains(c.types(), "admitted") {
 		t.Fatalf("the guest skipped the lobby %s after it was last seen: %v", AdmissionAbsence+time.Second, c.types())
+	}
+}
+
+// A room's connected and admitted members have their admissions dated
+// anew in one write per admissionRedate, whatever their number, made
+// without the room's lock; a member that leaves while the write runs does
+// not keep its admission.
+func TestRoomRedatesItsAdmissionsInOneWrite(t *testing.T) {
+	for _, guests := range []int{1, 4, 12} {
+		t.Run(fmt.Sprintf("%d guests", guests), func(t *testing.T) {
+			f := newFixture()
+			adm := &memAdmissions{now: func() time.Time { return f.clock }, dated: map[string]time.Time{}}
+			f.hub.deps.Admissions = adm
+			r, host, _ := f.join(t, "u_doc", true)
+			want := []string{"u_doc"}
+			for i := range guests {
+				_, g, _ := f.join(t, fmt.Sprintf("g_%02d", i), false)
+				r.Handle(host, msg("admit", "member", g.ID))
+				want = append(want, g.ID)
+			}
+			// Neither a guest in the lobby nor a disconnected one is seen.
+			f.join(t, "g_lobby", false)
+			_, gone, gc := f.join(t, "g_gone", false)
+			r.Handle(host, msg("admit", "member", gone.ID))
+			f.hub.Disconnected(r, gone, gc)
+			slices.Sort(want)
+
+			adm.mu.Lock()
+			adm.writes = nil
+			adm.mu.Unlock()
+			var leaver *Member
+			adm.during = func() {
+				if !r.mu.TryLock() {
+					t.Error("admissions written under the room's lock")
+					return
+				}
+				r.mu.Unlock()
+				if leaver != nil {
+					r.Handle(leaver, msg("leave"))
+				}
+			}
+			// Three periods: a write each, on the first sweep and every
+			// admissionRedate after.
+			for range 3 * admissionRedate / time.Second {
+				f.advance(r, time.Second)
+			}
+			adm.mu.Lock()
+			writes := adm.writes
+			adm.mu.Unlock()
+			if len(writes) != 3 {
+				t.Fatalf("%d writes in 3 periods, want 3: %v", len(writes), writes)
+			}
+			for _, w := range writes {
+				if !slices.Equal(w, want) {
+					t.Fatalf("a write stored %v, want %v", w, want)
+				}
+			}
+
+			// A guest leaves while the write runs: its admission goes.
+			leaver = r.members["g_00"]
+			for range admissionRedate / time.Second {
+				f.advance(r, time.Second)
+			}
+			if ok, _ := adm.Admitted(context.Background(), r.ID, "g_00", AdmissionAbsence); ok {
+				t.Fatal("a guest that left while its admission was written again keeps it")
+			}
+			if ok, _ := adm.Admitted(context.Background(), r.ID, "u_doc", AdmissionAbsence); !ok {
+				t.Fatal("the host's admission went with the guest's")
+			}
+		})
 	}
 }

@@ -42,6 +42,7 @@ type LeaseStore interface {
 	SetLeaseWaiting(ctx context.Context, consultID, replica string, epoch int64, waiting int) error
 	LeaseWaiting(ctx context.Context) (map[string]int, error)
 	AdmitMember(ctx context.Context, consultID, memberID, replica string, epoch int64) error
+	AdmitMembers(ctx context.Context, consultID string, memberIDs []string, replica string, epoch int64) error
 	ForgetMember(ctx context.Context, consultID, memberID, replica string, epoch int64) error
 	MemberAdmitted(ctx context.Context, consultID, memberID string, maxAbsence time.Duration) (bool, error)
 }

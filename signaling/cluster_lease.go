@@ -399,6 +399,15 @@ func (a clusterAdmissions) Remember(ctx context.Context, consultID, memberID str
 	return a.c.cfg.Leases.AdmitMember(ctx, consultID, memberID, a.c.cfg.Replica, e)
 }
 
+// RememberAll stores admissions in the statement that checks the epoch.
+func (a clusterAdmissions) RememberAll(ctx context.Context, consultID string, memberIDs []string) error {
+	e, err := a.c.owns(consultID)
+	if err != nil {
+		return err
+	}
+	return a.c.cfg.Leases.AdmitMembers(ctx, consultID, memberIDs, a.c.cfg.Replica, e)
+}
+
 func (a clusterAdmissions) Forget(ctx context.Context, consultID, memberID string) error {
 	e, err := a.c.owns(consultID)
 	if err != nil {

@@ -243,26 +243,7 @@ func (h *Hub) sweep() {
 	h.mu.Unlock()
 	now := h.deps.Now()
 	for _, r := range rooms {
-		r.mu.Lock()
-		for id, m := range r.members {
-			if m.conn == nil && !m.goneSince.IsZero() && now.Sub(m.goneSince) >= h.deps.Grace {
-				if err := r.audit(EventAborted, id, "connection lost", map[string]string{"reason": "timed out"}); err != nil {
-					h.deps.Log.Error("audit", "consult", r.ID, "err", err)
-					continue // keep the member until the record can be written
-				}
-				m.dropMediaLocked()
-				delete(r.members, id)
-				r.forgetAdmission(id)
-				h.deps.Log.Info("member timed out", "consult", r.ID, "member", id)
-				r.broadcastRoster()
-				r.broadcastLobby()
-				r.recordingMemberLeftLocked()
-			}
-		}
-		r.sweepRecordingLocked(now)
-		r.returnToPeersLocked(now)
-		r.redateAdmissionsLocked(now)
-		r.mu.Unlock()
+		h.sweepRoom(r, now)
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -276,6 +257,33 @@ func (h *Hub) sweep() {
 		}
 		r.mu.Unlock()
 	}
+}
+
+// sweepRoom expires a room's members gone past the grace period and runs
+// its timers under its lock, then stores again its connected members'
+// admissions when due, after the lock.
+func (h *Hub) sweepRoom(r *Room, now time.Time) {
+	r.mu.Lock()
+	for id, m := range r.members {
+		if m.conn == nil && !m.goneSince.IsZero() && now.Sub(m.goneSince) >= h.deps.Grace {
+			if err := r.audit(EventAborted, id, "connection lost", map[string]string{"reason": "timed out"}); err != nil {
+				h.deps.Log.Error("audit", "consult", r.ID, "err", err)
+				continue // keep the member until the record can be written
+			}
+			m.dropMediaLocked()
+			delete(r.members, id)
+			r.forgetAdmission(id)
+			h.deps.Log.Info("member timed out", "consult", r.ID, "member", id)
+			r.broadcastRoster()
+			r.broadcastLobby()
+			r.recordingMemberLeftLocked()
+		}
+	}
+	r.sweepRecordingLocked(now)
+	r.returnToPeersLocked(now)
+	redate := r.admissionsToRedateLocked(now)
+	r.mu.Unlock()
+	r.redateAdmissions(redate)
 }
 
 // existing returns the room of a consult if it is live.

@@ -159,7 +159,7 @@ type Room struct {
 	ended     bool
 	discarded bool // removed from the hub; a Join that raced must look again
 	// admissionsDated is when the admissions of the connected members were
-	// last stored again (redateAdmissionsLocked).
+	// last stored again (admissionsToRedateLocked).
 	admissionsDated time.Time
 	relayOnly       bool // read once at creation; true when it could not be read
 	// barred are guests denied or removed: they cannot come back into

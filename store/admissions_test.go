@@ -2,6 +2,7 @@ package store_test
 
 import (
 	"context"
+	"slices"
 	"testing"
 	"time"
 
@@ -12,7 +13,8 @@ import (
 // A stored admission holds for a member seen within the bound, and not for
 // one whose admission was last dated longer ago (its row aged in the time
 // column); storing it again, as the owner does while the member stays
-// connected, dates it anew, with or without a lease.
+// connected, dates it anew, with or without a lease, one member at a time
+// or a room's members in one statement.
 func TestStoredAdmissionsLapseAfterAnAbsence(t *testing.T) {
 	for name, open := range map[string]func(*testing.T) *store.DB{"sqlite": openSQLite, "postgres": storetest.OpenPostgres} {
 		t.Run(name, func(t *testing.T) {
@@ -47,27 +49,60 @@ func TestStoredAdmissionsLapseAfterAnAbsence(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			if err := db.RememberAdmission(ctx, "c_1", "g_1"); err != nil {
-				t.Fatal(err)
+			// One member stored alone, as when it is admitted, and a room's
+			// connected members dated anew together, in one statement
+			// each: single server (g_s*) and replica (g_r*).
+			single := []string{"g_s1", "g_s2", "g_s3", "g_s4", "g_s5"}
+			replica := []string{"g_r1", "g_r2", "g_r3", "g_r4", "g_r5"}
+			store1 := func() {
+				t.Helper()
+				if err := db.RememberAdmission(ctx, "c_1", single[0]); err != nil {
+					t.Fatal(err)
+				}
+				if err := db.AdmitMember(ctx, "c_1", replica[0], "a", 1); err != nil {
+					t.Fatal(err)
+				}
 			}
-			if err := db.AdmitMember(ctx, "c_1", "g_2", "a", 1); err != nil {
-				t.Fatal(err)
+			storeAll := func() {
+				t.Helper()
+				if err := db.RememberAdmissions(ctx, "c_1", single); err != nil {
+					t.Fatal(err)
+				}
+				if err := db.AdmitMembers(ctx, "c_1", replica, "a", 1); err != nil {
+					t.Fatal(err)
+				}
 			}
-			if !admitted("g_1") || !admitted("g_2") {
-				t.Fatal("fresh admissions do not hold")
+			all := append(slices.Clone(single), replica...)
+			heldBy := func(members []string) []string {
+				t.Helper()
+				var held []string
+				for _, m := range members {
+					if admitted(m) {
+						held = append(held, m)
+					}
+				}
+				return held
+			}
+			store1()
+			if got, want := heldBy(all), []string{single[0], replica[0]}; !slices.Equal(got, want) {
+				t.Fatalf("admissions held after storing one of each: %v, want %v", got, want)
+			}
+			storeAll()
+			if got := heldBy(all); !slices.Equal(got, all) {
+				t.Fatalf("admissions held after storing them all: %v, want %v", got, all)
 			}
 			age()
-			if admitted("g_1") || admitted("g_2") {
-				t.Fatal("admissions last dated 2m10s ago hold with a 2m bound")
+			if got := heldBy(all); len(got) != 0 {
+				t.Fatalf("admissions last dated 2m10s ago hold with a 2m bound: %v", got)
 			}
-			if err := db.RememberAdmission(ctx, "c_1", "g_1"); err != nil {
-				t.Fatal(err)
+			store1()
+			if got, want := heldBy(all), []string{single[0], replica[0]}; !slices.Equal(got, want) {
+				t.Fatalf("admissions held after one of each was stored again: %v, want %v", got, want)
 			}
-			if err := db.AdmitMember(ctx, "c_1", "g_2", "a", 1); err != nil {
-				t.Fatal(err)
-			}
-			if !admitted("g_1") || !admitted("g_2") {
-				t.Fatal("admissions stored again are not dated anew")
+			age()
+			storeAll()
+			if got := heldBy(all); !slices.Equal(got, all) {
+				t.Fatalf("admissions stored again together are not all dated anew: held %v", got)
 			}
 		})
 	}

@@ -147,13 +147,31 @@ func (db *DB) LeaseWaiting(ctx context.Context) (map[string]int, error) {
 // that lost the lease gets ErrLeaseLost and stores nothing. Storing it
 // again dates it anew (RememberAdmission).
 func (db *DB) AdmitMember(ctx context.Context, consultID, memberID, replica string, epoch int64) error {
-	res, err := db.sql.ExecContext(ctx, db.rebind(`INSERT INTO consult_admissions (consult_id, member_id, admitted_at)
-		SELECT consult_id, ?, `+db.nowMillis()+` FROM consult_leases WHERE consult_id = ? AND owner = ? AND epoch = ?
-		ON CONFLICT (consult_id, member_id) DO UPDATE SET admitted_at = excluded.admitted_at`), memberID, consultID, replica, epoch)
-	if err != nil {
-		return fmt.Errorf("store admission to consult %s: %w", consultID, err)
+	return db.AdmitMembers(ctx, consultID, []string{memberID}, replica, epoch)
+}
+
+// AdmitMembers is AdmitMember for several members of one consult in one
+// statement: the owner dates anew the admissions of all its connected
+// members at once.
+func (db *DB) AdmitMembers(ctx context.Context, consultID string, memberIDs []string, replica string, epoch int64) error {
+	ids := distinct(memberIDs)
+	if len(ids) == 0 {
+		return nil
 	}
-	if n, _ := res.RowsAffected(); n == 1 {
+	args := make([]any, 0, len(ids)+3)
+	for _, id := range ids {
+		args = append(args, id)
+	}
+	args = append(args, consultID, replica, epoch)
+	// column1 names a VALUES list's column in SQLite and PostgreSQL alike.
+	res, err := db.sql.ExecContext(ctx, db.rebind(`INSERT INTO consult_admissions (consult_id, member_id, admitted_at)
+		SELECT l.consult_id, m.column1, `+db.nowMillis()+` FROM consult_leases l, (VALUES `+placeholders(len(ids), "(?)")+`) AS m
+		WHERE l.consult_id = ? AND l.owner = ? AND l.epoch = ?
+		ON CONFLICT (consult_id, member_id) DO UPDATE SET admitted_at = excluded.admitted_at`), args...)
+	if err != nil {
+		return fmt.Errorf("store admissions to consult %s: %w", consultID, err)
+	}
+	if n, _ := res.RowsAffected(); n > 0 {
 		return nil
 	}
 	return db.holds(ctx, consultID, replica, epoch)

@@ -118,6 +118,10 @@ func (a serverAdmissions) Remember(ctx context.Context, consultID, memberID stri
 	return a.db.RememberAdmission(ctx, consultID, memberID)
 }
 
+func (a serverAdmissions) RememberAll(ctx context.Context, consultID string, memberIDs []string) error {
+	return a.db.RememberAdmissions(ctx, consultID, memberIDs)
+}
+
 func (a serverAdmissions) Forget(ctx context.Context, consultID, memberID string) error {
 	return a.db.ForgetAdmission(ctx, consultID, memberID)
 }

@@ -133,8 +133,9 @@ func leaseFencesAdmissions(t *testing.T, db *store.DB) {
 	}
 	acquire(t, db, id, "b", time.Minute)
 	for name, err := range map[string]error{
-		"admit":  db.AdmitMember(ctx, id, "g_2", "a", 1),
-		"forget": db.ForgetMember(ctx, id, "g_1", "a", 1),
+		"admit":      db.AdmitMember(ctx, id, "g_2", "a", 1),
+		"admit many": db.AdmitMembers(ctx, id, []string{"g_2", "g_3"}, "a", 1),
+		"forget":     db.ForgetMember(ctx, id, "g_1", "a", 1),
 	} {
 		if !errors.Is(err, store.ErrLeaseLost) {
 			t.Errorf("%s by the stale owner = %v, want ErrLeaseLost", name, err)
@@ -143,8 +144,21 @@ func leaseFencesAdmissions(t *testing.T, db *store.DB) {
 	if ok, _ := db.MemberAdmitted(ctx, id, "g_1", time.Hour); !ok {
 		t.Fatal("the stale owner's forget took effect")
 	}
-	if ok, _ := db.MemberAdmitted(ctx, id, "g_2", time.Hour); ok {
-		t.Fatal("the stale owner's admission took effect")
+	for _, m := range []string{"g_2", "g_3"} {
+		if ok, _ := db.MemberAdmitted(ctx, id, m, time.Hour); ok {
+			t.Fatalf("the stale owner's admission of %s took effect", m)
+		}
+	}
+	// The owner's: a member twice in one statement is harmless (PostgreSQL
+	// refuses an upsert that touches a row twice), none is a no-op.
+	if err := db.AdmitMembers(ctx, id, []string{"g_3", "g_1", "g_3"}, "b", 2); err != nil {
+		t.Fatalf("AdmitMembers with a repeat = %v", err)
+	}
+	if err := db.AdmitMembers(ctx, id, nil, "b", 2); err != nil {
+		t.Fatalf("AdmitMembers of nobody = %v", err)
+	}
+	if ok, _ := db.MemberAdmitted(ctx, id, "g_3", time.Hour); !ok {
+		t.Fatal("the owner's admission of g_3 did not take effect")
 	}
 	if err := db.ForgetMember(ctx, id, "g_1", "b", 2); err != nil {
 		t.Fatal(err)
@@ -182,6 +196,15 @@ func admissionsWithoutLease(t *testing.T, db *store.DB) {
 		if err := db.RememberAdmission(ctx, id, "g_1"); err != nil {
 			t.Fatal(err)
 		}
+	}
+	if err := db.RememberAdmissions(ctx, id, []string{"g_3", "g_1", "g_3"}); err != nil {
+		t.Fatalf("RememberAdmissions with a repeat = %v", err)
+	}
+	if err := db.RememberAdmissions(ctx, id, nil); err != nil {
+		t.Fatalf("RememberAdmissions of nobody = %v", err)
+	}
+	if ok, err := db.MemberAdmitted(ctx, id, "g_3", time.Hour); !ok || err != nil {
+		t.Fatalf("MemberAdmitted after RememberAdmissions = %v, %v", ok, err)
 	}
 	if ok, err := db.MemberAdmitted(ctx, id, "g_1", time.Hour); !ok || err != nil {
 		t.Fatalf("MemberAdmitted after RememberAdmission = %v, %v", ok, err)
