@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
-	"sync"
 	"time"
 
 	"github.com/openconsult/openconsult/internal/acceptloop"
@@ -44,11 +43,7 @@ type Listener struct {
 	cfg   Config
 	conns chan net.Conn
 
-	ctx    context.Context // cancelled by Close
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
-	once   sync.Once
-	err    error
+	loop *acceptloop.Group // its context ends with the accept loop
 }
 
 // NewListener starts accepting base's connections. Close stops it.
@@ -59,9 +54,8 @@ func NewListener(base net.Listener, cfg Config) *Listener {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	l := &Listener{base: base, cfg: cfg, conns: make(chan net.Conn), ctx: ctx, cancel: cancel}
-	l.wg.Go(l.acceptLoop)
+	l := &Listener{base: base, cfg: cfg, conns: make(chan net.Conn), loop: acceptloop.NewGroup(base)}
+	l.loop.Go(l.acceptLoop)
 	return l
 }
 
@@ -71,7 +65,7 @@ func (l *Listener) Accept() (net.Conn, error) {
 	select {
 	case c := <-l.conns:
 		return c, nil
-	case <-l.ctx.Done():
+	case <-l.loop.Context().Done():
 		return nil, net.ErrClosed
 	}
 }
@@ -81,26 +75,17 @@ func (l *Listener) Addr() net.Addr { return l.base.Addr() }
 
 // Close stops accepting, ends the connections not yet handed out and
 // waits for the Listener's goroutines.
-func (l *Listener) Close() error {
-	l.once.Do(func() {
-		l.cancel()
-		if err := l.base.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
-			l.err = err
-		}
-	})
-	l.wg.Wait()
-	return l.err
-}
+func (l *Listener) Close() error { return l.loop.Close() }
 
 func (l *Listener) acceptLoop() {
-	acceptloop.Run(l.ctx, l.base, l.cfg.Log, "PROXY protocol listener", func(c net.Conn) {
+	acceptloop.Run(l.loop.Context(), l.base, l.cfg.Log, "PROXY protocol listener", func(c net.Conn) {
 		if !l.trusted(c.RemoteAddr()) {
 			l.deliver(&untrustedConn{Conn: c})
 			return
 		}
-		l.wg.Go(func() { l.readHeader(c) })
+		l.loop.Go(func() { l.readHeader(c) })
 	})
-	l.cancel()
+	l.loop.Cancel()
 }
 
 func (l *Listener) trusted(a net.Addr) bool {
@@ -119,7 +104,7 @@ func (l *Listener) trusted(a net.Addr) bool {
 // readHeader reads a trusted proxy's header within the timeout and hands
 // the connection out, or closes it.
 func (l *Listener) readHeader(c net.Conn) {
-	ctx, cancel := context.WithTimeout(l.ctx, l.cfg.Timeout)
+	ctx, cancel := context.WithTimeout(l.loop.Context(), l.cfg.Timeout)
 	defer cancel()
 	_ = c.SetReadDeadline(time.Now().Add(l.cfg.Timeout))
 	stop := context.AfterFunc(ctx, func() { _ = c.SetReadDeadline(time.Now()) })
@@ -153,7 +138,7 @@ func (l *Listener) readHeader(c net.Conn) {
 func (l *Listener) deliver(c net.Conn) {
 	select {
 	case l.conns <- c:
-	case <-l.ctx.Done():
+	case <-l.loop.Context().Done():
 		_ = c.Close()
 	}
 }

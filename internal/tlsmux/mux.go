@@ -41,11 +41,8 @@ type Mux struct {
 
 	http, turn *child
 
-	ctx    context.Context // cancelled by Close
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
-	once   sync.Once
-	err    error
+	// loop's context ends with Close, or once both listeners are closed.
+	loop *acceptloop.Group
 }
 
 // New starts splitting base's connections. Close stops it. Closing the
@@ -64,10 +61,9 @@ func New(base net.Listener, cfg Config) (*Mux, error) {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	m := &Mux{base: base, tls: t, timeout: cfg.Timeout, log: cfg.Log, ctx: ctx, cancel: cancel}
+	m := &Mux{base: base, tls: t, timeout: cfg.Timeout, log: cfg.Log, loop: acceptloop.NewGroup(base)}
 	m.http, m.turn = newChild(base.Addr(), m.childClosed), newChild(base.Addr(), m.childClosed)
-	m.wg.Go(m.acceptLoop)
+	m.loop.Go(m.acceptLoop)
 	return m, nil
 }
 
@@ -85,21 +81,16 @@ func (m *Mux) Addr() net.Addr { return m.base.Addr() }
 // Close closes the shared listener, ends the connections not yet handed
 // over and waits for the Mux's goroutines.
 func (m *Mux) Close() error {
-	m.once.Do(func() {
-		m.cancel()
-		if err := m.base.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
-			m.err = err
-		}
-		m.http.close()
-		m.turn.close()
-	})
-	m.wg.Wait()
-	return m.err
+	err := m.loop.Stop()
+	m.http.close()
+	m.turn.close()
+	m.loop.Wait()
+	return err
 }
 
 func (m *Mux) acceptLoop() {
-	acceptloop.Run(m.ctx, m.base, m.log, "shared TLS port", func(c net.Conn) {
-		m.wg.Go(func() { m.route(c) })
+	acceptloop.Run(m.loop.Context(), m.base, m.log, "shared TLS port", func(c net.Conn) {
+		m.loop.Go(func() { m.route(c) })
 	})
 }
 
@@ -122,7 +113,7 @@ func (m *Mux) route(raw net.Conn) {
 // open runs the handshake and reads the first bytes, both within the
 // timeout and cut short by Close.
 func (m *Mux) open(raw net.Conn) (net.Conn, Kind, error) {
-	ctx, cancel := context.WithTimeout(m.ctx, m.timeout)
+	ctx, cancel := context.WithTimeout(m.loop.Context(), m.timeout)
 	defer cancel()
 	_ = raw.SetDeadline(time.Now().Add(m.timeout))
 	stop := context.AfterFunc(ctx, func() { _ = raw.SetDeadline(time.Now()) })
@@ -189,7 +180,7 @@ func (m *Mux) childClosed() {
 	default:
 		return
 	}
-	m.cancel()
+	m.loop.Cancel()
 }
 
 // child is the listener of one kind of connection.

@@ -58,11 +58,8 @@ type Passthrough struct {
 	cfg    PassConfig
 	turn   *child
 	dialer net.Dialer
-	ctx    context.Context // cancelled by Close
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
-	once   sync.Once
-	err    error
+	// loop's context ends with Close, or when the TURN listener is closed.
+	loop *acceptloop.Group
 
 	mu     sync.Mutex
 	passed map[netip.Addr]int // connections at the backend, by client key
@@ -87,10 +84,9 @@ func NewPassthrough(base net.Listener, cfg PassConfig) (*Passthrough, error) {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	p := &Passthrough{base: base, cfg: cfg, ctx: ctx, cancel: cancel, dialer: net.Dialer{Timeout: cfg.Timeout}, passed: map[netip.Addr]int{}}
-	p.turn = newChild(base.Addr(), func() { p.cancel(); _ = p.base.Close() })
-	p.wg.Go(p.acceptLoop)
+	p := &Passthrough{base: base, cfg: cfg, loop: acceptloop.NewGroup(base), dialer: net.Dialer{Timeout: cfg.Timeout}, passed: map[netip.Addr]int{}}
+	p.turn = newChild(base.Addr(), func() { p.loop.Cancel(); _ = p.base.Close() })
+	p.loop.Go(p.acceptLoop)
 	return p, nil
 }
 
@@ -103,26 +99,21 @@ func (p *Passthrough) Addr() net.Addr { return p.base.Addr() }
 // Close closes the shared listener, ends every connection not handed to
 // the relay and waits for the Passthrough's goroutines.
 func (p *Passthrough) Close() error {
-	p.once.Do(func() {
-		p.cancel()
-		if err := p.base.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
-			p.err = err
-		}
-		p.turn.close()
-	})
-	p.wg.Wait()
-	return p.err
+	err := p.loop.Stop()
+	p.turn.close()
+	p.loop.Wait()
+	return err
 }
 
 func (p *Passthrough) acceptLoop() {
-	acceptloop.Run(p.ctx, p.base, p.cfg.Log, "shared TLS port", func(c net.Conn) {
-		p.wg.Go(func() { p.route(c) })
+	acceptloop.Run(p.loop.Context(), p.base, p.cfg.Log, "shared TLS port", func(c net.Conn) {
+		p.loop.Go(func() { p.route(c) })
 	})
 }
 
 // route reads c's ClientHello and hands c to the relay or the backend.
 func (p *Passthrough) route(raw net.Conn) {
-	ctx, cancel := context.WithTimeout(p.ctx, p.cfg.Timeout)
+	ctx, cancel := context.WithTimeout(p.loop.Context(), p.cfg.Timeout)
 	defer cancel()
 	_ = raw.SetDeadline(time.Now().Add(p.cfg.Timeout))
 	stop := context.AfterFunc(ctx, func() { _ = raw.SetDeadline(time.Now()) })
@@ -230,7 +221,7 @@ func (p *Passthrough) release(key netip.Addr) {
 
 // pipe copies both ways until both directions end, or Close.
 func (p *Passthrough) pipe(client, backend net.Conn) {
-	stop := context.AfterFunc(p.ctx, func() {
+	stop := context.AfterFunc(p.loop.Context(), func() {
 		_ = client.Close()
 		_ = backend.Close()
 	})
