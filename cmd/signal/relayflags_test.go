@@ -3,22 +3,17 @@ package main
 import (
 	"context"
 	"io"
-	"log/slog"
 	"net"
-	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/pion/turn/v5"
 )
 
 func TestRelaySettingsAreValidated(t *testing.T) {
-	prod := []string{"-public-url", "https://consult.example-hospital.org", "-tls-cert", "c.pem", "-tls-key", "k.pem",
-		"-master-key", "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=", "-listen", "198.51.100.7:443"}
 	tests := []struct {
 		name string
 		args []string
@@ -46,24 +41,7 @@ func TestRelaySettingsAreValidated(t *testing.T) {
 		{"public address without the relay", []string{"-relay-public-ip", "198.51.100.7"}, nil, []string{"-relay-public-ip", "-relay-listen"}},
 	}
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			s := newSettings(io.Discard)
-			err := s.load(append(slices.Clone(prod), tt.args...), func(k string) string { return tt.env[k] })
-			if len(tt.want) == 0 {
-				if err != nil {
-					t.Fatalf("refused: %v", err)
-				}
-				return
-			}
-			if err == nil {
-				t.Fatal("accepted")
-			}
-			for _, w := range tt.want {
-				if !strings.Contains(err.Error(), w) {
-					t.Errorf("error %q does not mention %q", err, w)
-				}
-			}
-		})
+		t.Run(tt.name, func(t *testing.T) { loadProd(t, tt.args, tt.env, tt.want) })
 	}
 }
 
@@ -90,45 +68,18 @@ func TestEmbeddedRelayServesEveryListenAddress(t *testing.T) {
 	} else {
 		c.Close()
 	}
-	s := newSettings(io.Discard)
-	if err := s.load([]string{"-dev", "-data-dir", t.TempDir(), "-relay-listen", "127.0.0.1:0", "-relay-listen", "[::1]:0",
-		"-relay-tls-listen", "off", "-relay-ip6", "::1", "-relay-max-total-bps", "50000000"}, func(string) string { return "" }); err != nil {
-		t.Fatal(err)
-	}
-	public, _ := url.Parse("https://localhost:8443")
-	r, stun, turnURLs, secret, err := startRelay(s, nil, public, nil, nil, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
+	r := startEmbeddedRelay(t, "-relay-listen", "127.0.0.1:0", "-relay-listen", "[::1]:0",
+		"-relay-ip6", "::1", "-relay-max-total-bps", "50000000")
 	addrs := r.Addrs()
-	if len(addrs) != 2 || len(stun) != 2 || len(turnURLs) != 4 {
-		t.Fatalf("listeners %v, stun %v, turn %v", addrs, stun, turnURLs)
+	if len(addrs) != 2 || len(r.stun) != 2 || len(r.turn) != 4 {
+		t.Fatalf("listeners %v, stun %v, turn %v", addrs, r.stun, r.turn)
 	}
-	if !strings.HasPrefix(turnURLs[2], "turn:[::1]:") {
-		t.Fatalf("turn URLs %v: the IPv6 listener's come second", turnURLs)
+	if !strings.HasPrefix(r.turn[2], "turn:[::1]:") {
+		t.Fatalf("turn URLs %v: the IPv6 listener's come second", r.turn)
 	}
-	servers := iceServers(stun, turnURLs, secret, time.Hour)("patient", 0)
-	user, pass := servers[1].Username, servers[1].Credential
-	c, err := net.ListenPacket("udp6", "[::1]:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	cl, err := turn.NewClient(&turn.ClientConfig{TURNServerAddr: addrs[1].String(), Conn: c, Username: user, Password: pass, Realm: "localhost",
+	user, pass := r.credential("patient")
+	relayed := allocate(t, turn.ClientConfig{TURNServerAddr: addrs[1].String(), Conn: udpConn(t, "udp6", "[::1]"), Username: user, Password: pass,
 		RequestedAddressFamily: turn.RequestedAddressFamilyIPv6})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	if err := cl.Listen(); err != nil {
-		t.Fatal(err)
-	}
-	relayed, err := cl.Allocate()
-	if err != nil {
-		t.Fatalf("Allocate through %s: %v", addrs[1], err)
-	}
-	defer relayed.Close()
 	if got := relayed.LocalAddr().(*net.UDPAddr); got.IP.To4() != nil || !got.IP.IsLoopback() {
 		t.Errorf("IPv6 allocation relayed at %s, want ::1 (-relay-ip6)", got)
 	}
@@ -139,63 +90,22 @@ func TestEmbeddedRelayServesEveryListenAddress(t *testing.T) {
 // one: in XOR-RELAYED-ADDRESS and in the stun: and turn: URLs.
 func TestEmbeddedRelayAdvertisesItsPublicAddress(t *testing.T) {
 	const publicIP = "203.0.113.7"
-	s := newSettings(io.Discard)
-	if err := s.load([]string{"-dev", "-data-dir", t.TempDir(), "-relay-listen", "127.0.0.1:0", "-relay-tls-listen", "off",
-		"-relay-public-ip", publicIP}, func(string) string { return "" }); err != nil {
-		t.Fatal(err)
-	}
-	public, _ := url.Parse("https://localhost:8443")
-	r, stun, turnURLs, secret, err := startRelay(s, nil, public, nil, nil, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
+	r := startEmbeddedRelay(t, "-relay-listen", "127.0.0.1:0", "-relay-public-ip", publicIP)
 	_, port, _ := net.SplitHostPort(r.Addr().String())
 	want := net.JoinHostPort(publicIP, port)
-	if !slices.Equal(stun, []string{"stun:" + want}) || !slices.Equal(turnURLs, []string{"turn:" + want + "?transport=udp", "turn:" + want + "?transport=tcp"}) {
-		t.Fatalf("browsers get stun %v, turn %v; want them at %s", stun, turnURLs, want)
+	if !slices.Equal(r.stun, []string{"stun:" + want}) || !slices.Equal(r.turn, []string{"turn:" + want + "?transport=udp", "turn:" + want + "?transport=tcp"}) {
+		t.Fatalf("browsers get stun %v, turn %v; want them at %s", r.stun, r.turn, want)
 	}
-	servers := iceServers(stun, turnURLs, secret, time.Hour)("patient", 0)
-	c, err := net.ListenPacket("udp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	user, pass := r.credential("patient")
 	// The test reaches the relay at its private address, as the NAT would.
-	cl, err := turn.NewClient(&turn.ClientConfig{TURNServerAddr: r.Addr().String(), Conn: c,
-		Username: servers[1].Username, Password: servers[1].Credential, Realm: "localhost"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	if err := cl.Listen(); err != nil {
-		t.Fatal(err)
-	}
-	relayed, err := cl.Allocate()
-	if err != nil {
-		t.Fatalf("Allocate: %v", err)
-	}
-	defer relayed.Close()
+	relayed := allocate(t, turn.ClientConfig{TURNServerAddr: r.Addr().String(), Conn: udpConn(t, "udp4", "127.0.0.1"), Username: user, Password: pass})
 	got := relayed.LocalAddr().(*net.UDPAddr)
 	if got.IP.String() != publicIP {
 		t.Fatalf("XOR-RELAYED-ADDRESS %s, want %s (-relay-public-ip)", got, publicIP)
 	}
 	// The relay socket itself is bound to the private address, on the
 	// port it advertised: a peer hears from 127.0.0.1 on that port.
-	peer, err := net.ListenPacket("udp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer peer.Close()
-	if _, err := relayed.WriteTo([]byte("through the relay"), peer.LocalAddr()); err != nil {
-		t.Fatal(err)
-	}
-	_ = peer.SetReadDeadline(time.Now().Add(10 * time.Second))
-	buf := make([]byte, 64)
-	n, from, err := peer.ReadFrom(buf)
-	if err != nil || string(buf[:n]) != "through the relay" {
-		t.Fatalf("peer read %q, %v", buf[:n], err)
-	}
+	from := sendToPeer(t, relayed, "through the relay")
 	if ua := from.(*net.UDPAddr); ua.IP.String() != "127.0.0.1" || ua.Port != got.Port {
 		t.Fatalf("the relay sent from %s, want 127.0.0.1:%d", from, got.Port)
 	}

@@ -18,10 +18,9 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
-	"github.com/pion/turn/v4"
+	"github.com/pion/turn/v5"
 
 	"github.com/openconsult/openconsult/internal/browsertest"
-	"github.com/openconsult/openconsult/internal/testpki"
 	"github.com/openconsult/openconsult/relay"
 )
 
@@ -58,8 +57,6 @@ func TestRelayURLsComeFromTheListeners(t *testing.T) {
 }
 
 func TestRelayURLsThatCannotReachTheRelayAreRefused(t *testing.T) {
-	prod := []string{"-public-url", "https://consult.example-hospital.org", "-tls-cert", "c.pem", "-tls-key", "k.pem",
-		"-master-key", "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=", "-listen", "198.51.100.7:443"}
 	tests := []struct {
 		name string
 		args []string
@@ -81,24 +78,7 @@ func TestRelayURLsThatCannotReachTheRelayAreRefused(t *testing.T) {
 		{"hand-written turns: URL at the relay's name", []string{"-turn-url", "turns:turn.example-hospital.org:443?transport=tcp", "-turn-secret", "x"}, nil},
 	}
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			s := newSettings(io.Discard)
-			err := s.load(append(slices.Clone(prod), tt.args...), func(string) string { return "" })
-			if len(tt.want) == 0 {
-				if err != nil {
-					t.Fatalf("refused: %v", err)
-				}
-				return
-			}
-			if err == nil {
-				t.Fatal("accepted")
-			}
-			for _, w := range tt.want {
-				if !strings.Contains(err.Error(), w) {
-					t.Errorf("error %q does not mention %q", err, w)
-				}
-			}
-		})
+		t.Run(tt.name, func(t *testing.T) { loadProd(t, tt.args, nil, tt.want) })
 	}
 }
 
@@ -155,34 +135,10 @@ func TestSharedHTTPSPortServesSiteAndRelay(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
+	t.Cleanup(func() { c.Close() }) // after the client's
 	user, pass := relay.MintCredential([]byte(sharedSecret), "patient-1", time.Hour, time.Now())
-	cl, err := turn.NewClient(&turn.ClientConfig{TURNServerAddr: c.RemoteAddr().String(), Conn: turn.NewSTUNConn(c), Username: user, Password: pass, Realm: "localhost"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	if err := cl.Listen(); err != nil {
-		t.Fatal(err)
-	}
-	relayed, err := cl.Allocate()
-	if err != nil {
-		t.Fatalf("Allocate on the HTTPS port: %v", err)
-	}
-	defer relayed.Close()
-	peer, err := net.ListenPacket("udp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer peer.Close()
-	if _, err := relayed.WriteTo([]byte("media"), peer.LocalAddr()); err != nil {
-		t.Fatal(err)
-	}
-	buf := make([]byte, 100)
-	_ = peer.SetReadDeadline(time.Now().Add(5 * time.Second))
-	if n, _, err := peer.ReadFrom(buf); err != nil || string(buf[:n]) != "media" {
-		t.Fatalf("peer read %q, %v", buf[:n], err)
-	}
+	relayed := allocate(t, turn.ClientConfig{TURNServerAddr: c.RemoteAddr().String(), Conn: turn.NewSTUNConn(c), Username: user, Password: pass})
+	sendToPeer(t, relayed, "media")
 	if err := d.stop(); err != nil {
 		t.Fatalf("graceful stop: %v", err)
 	}
@@ -229,8 +185,7 @@ func quoteJS(s string) string {
 }
 
 func TestCheckValidatesWithoutStarting(t *testing.T) {
-	ca := testpki.NewCA(t, "site")
-	cert, key := ca.Issue(t, "localhost", true)
+	cert, key := localhostCert(t)
 	base := []string{"-check", "-public-url", "https://consult.example-hospital.org", "-master-key", "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=",
 		"-data-dir", t.TempDir(), "-listen", "198.51.100.7:443"}
 	tests := []struct {
@@ -268,8 +223,7 @@ func TestCheckValidatesWithoutStarting(t *testing.T) {
 // A TURN client that sends no server name (one given an address) gets the
 // certificate of the site's host name, the name in the turns: URL.
 func TestSharedPortAnswersClientsWithoutSNIForTheSiteName(t *testing.T) {
-	certFile, keyFile := testpki.NewCA(t, "site").Issue(t, "localhost", true)
-	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	cert, err := tls.LoadX509KeyPair(localhostCert(t))
 	if err != nil {
 		t.Fatal(err)
 	}
