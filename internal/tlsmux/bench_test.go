@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"crypto/tls"
 	"io"
-	"net"
 	"net/http"
 	"testing"
 	"time"
@@ -60,10 +59,7 @@ func startBenchServer(b *testing.B, shared bool, protos []string) *benchServer {
 	if shared {
 		return &benchServer{addr: p.mux.Addr().String(), client: p.tlsConfig(protos...)}
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
+	ln := listenLoopback(b)
 	go srv.ServeTLS(ln, "", "")
 	b.Cleanup(func() { srv.Close() })
 	return &benchServer{addr: ln.Addr().String(), client: p.tlsConfig(protos...)}

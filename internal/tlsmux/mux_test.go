@@ -9,15 +9,11 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
-	"os"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/pion/turn/v4"
-
 	"github.com/openconsult/openconsult/internal/eventually"
-	"github.com/openconsult/openconsult/internal/testpki"
 	"github.com/openconsult/openconsult/internal/tlsmux"
 	"github.com/openconsult/openconsult/relay"
 )
@@ -34,22 +30,9 @@ type sharedPort struct {
 
 func startSharedPort(t testing.TB, timeout time.Duration) *sharedPort {
 	t.Helper()
-	ca := testpki.NewCA(t, "site")
-	certFile, keyFile := ca.Issue(t, "localhost", true)
-	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pem, err := os.ReadFile(ca.File)
-	if err != nil {
-		t.Fatal(err)
-	}
-	roots := x509.NewCertPool()
-	roots.AppendCertsFromPEM(pem)
-	base, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
+	names := newTestNames(t, "site")
+	cert := names.cert(t, "localhost")
+	base := listenLoopback(t)
 	serverTLS := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12, NextProtos: []string{"h2", "http/1.1"}}
 	m, err := tlsmux.New(base, tlsmux.Config{Timeout: timeout, TLS: serverTLS})
 	if err != nil {
@@ -75,7 +58,7 @@ func startSharedPort(t testing.TB, timeout time.Duration) *sharedPort {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { r.Close() })
-	return &sharedPort{mux: m, roots: roots, relay: r, serverTLS: serverTLS}
+	return &sharedPort{mux: m, roots: names.roots, relay: r, serverTLS: serverTLS}
 }
 
 func (p *sharedPort) tlsConfig(protos ...string) *tls.Config {
@@ -86,26 +69,12 @@ func (p *sharedPort) tlsConfig(protos ...string) *tls.Config {
 // relays one datagram each way between the allocation and a peer.
 func (p *sharedPort) allocateAndRelay(t *testing.T, protos ...string) {
 	t.Helper()
-	c, err := tls.Dial("tcp", p.mux.Addr().String(), p.tlsConfig(protos...))
+	c, err := allocateOverTLS(p.mux.Addr().String(), p.tlsConfig(protos...), "patient")
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("TURN over the shared port: %v", err)
 	}
 	defer c.Close()
-	user, pass := relay.MintCredential(secret, "patient", time.Hour, time.Now())
-	cl, err := turn.NewClient(&turn.ClientConfig{TURNServerAddr: p.mux.Addr().String(), Conn: turn.NewSTUNConn(c),
-		Username: user, Password: pass, Realm: "localhost"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	if err := cl.Listen(); err != nil {
-		t.Fatal(err)
-	}
-	relayed, err := cl.Allocate()
-	if err != nil {
-		t.Fatalf("Allocate over the shared port: %v", err)
-	}
-	defer relayed.Close()
+	relayed := c.relayed
 	peer, err := net.ListenPacket("udp4", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -2,41 +2,23 @@ package tlsmux_test
 
 import (
 	"crypto/tls"
-	"crypto/x509"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
-	"os"
 	"testing"
 	"time"
 
 	"github.com/openconsult/openconsult/internal/proxyproto"
-	"github.com/openconsult/openconsult/internal/testpki"
 	"github.com/openconsult/openconsult/internal/tlsmux"
 )
 
 // With ProxyHeader, a backend that trusts the Passthrough's address sees
 // each client's own address, HTTP/1.1 and HTTP/2 alike.
 func TestPassthroughNamesTheClientToTheBackend(t *testing.T) {
-	ca := testpki.NewCA(t, "names")
-	pem, err := os.ReadFile(ca.File)
-	if err != nil {
-		t.Fatal(err)
-	}
-	roots := x509.NewCertPool()
-	roots.AppendCertsFromPEM(pem)
-	c, k := ca.IssueNamed(t, "site.test")
-	siteCert, err := tls.LoadX509KeyPair(c, k)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, k = ca.IssueNamed(t, "turn.test")
-	turnCert, err := tls.LoadX509KeyPair(c, k)
-	if err != nil {
-		t.Fatal(err)
-	}
+	names := newTestNames(t, "names")
+	roots := names.roots
 	site := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		io.WriteString(w, r.RemoteAddr)
 	}))
@@ -44,14 +26,10 @@ func TestPassthroughNamesTheClientToTheBackend(t *testing.T) {
 	// dials it from 127.0.0.1; clients come from 127.0.0.2.
 	site.Listener = proxyproto.NewListener(site.Listener, proxyproto.Config{Trusted: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}, Required: true})
 	site.EnableHTTP2 = true
-	site.TLS = &tls.Config{Certificates: []tls.Certificate{siteCert}}
+	site.TLS = &tls.Config{Certificates: []tls.Certificate{names.cert(t, "site.test")}}
 	site.StartTLS()
 	t.Cleanup(site.Close)
-	base, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	pt, err := tlsmux.NewPassthrough(base, tlsmux.PassConfig{TLS: &tls.Config{Certificates: []tls.Certificate{turnCert}},
+	pt, err := tlsmux.NewPassthrough(listenLoopback(t), tlsmux.PassConfig{TLS: &tls.Config{Certificates: []tls.Certificate{names.cert(t, "turn.test")}},
 		Backend: site.Listener.Addr().String(), ProxyHeader: true, Timeout: 5 * time.Second})
 	if err != nil {
 		t.Fatal(err)

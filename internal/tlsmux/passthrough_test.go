@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/openconsult/openconsult/internal/eventually"
-	"github.com/openconsult/openconsult/internal/testpki"
 	"github.com/openconsult/openconsult/internal/tlsmux"
 )
 
@@ -26,34 +25,16 @@ type passthroughPort struct {
 
 func startPassthrough(t *testing.T, perAddress int) *passthroughPort {
 	t.Helper()
-	ca := testpki.NewCA(t, "names")
-	pem, err := os.ReadFile(ca.File)
-	if err != nil {
-		t.Fatal(err)
-	}
-	roots := x509.NewCertPool()
-	roots.AppendCertsFromPEM(pem)
-	load := func(name string) tls.Certificate {
-		c, k := ca.IssueNamed(t, name)
-		cert, err := tls.LoadX509KeyPair(c, k)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return cert
-	}
+	names := newTestNames(t, "names")
 	site := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		io.WriteString(w, "site answered "+r.Proto)
 	}))
 	site.EnableHTTP2 = true
-	site.TLS = &tls.Config{Certificates: []tls.Certificate{load("site.test")}}
+	site.TLS = &tls.Config{Certificates: []tls.Certificate{names.cert(t, "site.test")}}
 	site.StartTLS()
 	t.Cleanup(site.Close)
-	turnCert := load("turn.test")
-	base, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	pt, err := tlsmux.NewPassthrough(base, tlsmux.PassConfig{TLS: &tls.Config{Certificates: []tls.Certificate{turnCert}},
+	turnCert := names.cert(t, "turn.test")
+	pt, err := tlsmux.NewPassthrough(listenLoopback(t), tlsmux.PassConfig{TLS: &tls.Config{Certificates: []tls.Certificate{turnCert}},
 		Backend: site.Listener.Addr().String(), PerAddress: perAddress, IsTURNName: func(n string) bool { return turnCert.Leaf.VerifyHostname(n) == nil }, Timeout: 2 * time.Second})
 	if err != nil {
 		t.Fatal(err)
@@ -69,7 +50,7 @@ func startPassthrough(t *testing.T, perAddress int) *passthroughPort {
 			go func() { defer c.Close(); io.Copy(c, c) }()
 		}
 	}()
-	return &passthroughPort{pt: pt, roots: roots}
+	return &passthroughPort{pt: pt, roots: names.roots}
 }
 
 func TestPassthroughRoutesOnTheClientHello(t *testing.T) {

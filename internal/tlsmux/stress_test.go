@@ -10,10 +10,6 @@ import (
 	"sync"
 	"testing"
 	"time"
-
-	"github.com/pion/turn/v4"
-
-	"github.com/openconsult/openconsult/relay"
 )
 
 // Many HTTPS requests and TURN allocations arrive on the shared port at
@@ -81,24 +77,9 @@ func postOnce(addr string, cfg *tls.Config, i int) error {
 
 // allocateOnce makes one TURN allocation over TLS without ALPN.
 func allocateOnce(addr string, cfg *tls.Config, i int) error {
-	c, err := tls.Dial("tcp", addr, cfg)
-	if err != nil {
-		return fmt.Errorf("turn %d: dial: %w", i, err)
-	}
-	defer c.Close()
-	user, pass := relay.MintCredential(secret, fmt.Sprintf("patient-%d", i), time.Hour, time.Now())
-	cl, err := turn.NewClient(&turn.ClientConfig{TURNServerAddr: addr, Conn: turn.NewSTUNConn(c),
-		Username: user, Password: pass, Realm: "localhost", RTO: 2 * time.Second})
+	c, err := allocateOverTLS(addr, cfg, fmt.Sprintf("patient-%d", i))
 	if err != nil {
 		return fmt.Errorf("turn %d: %w", i, err)
 	}
-	defer cl.Close()
-	if err := cl.Listen(); err != nil {
-		return fmt.Errorf("turn %d: %w", i, err)
-	}
-	relayed, err := cl.Allocate()
-	if err != nil {
-		return fmt.Errorf("turn %d: allocate: %w", i, err)
-	}
-	return relayed.Close()
+	return c.Close()
 }
