@@ -294,3 +294,59 @@ func TestForgedBusMessagesHaveNoEffect(t *testing.T) {
 		t.Fatal("a forged bus message acted on the consult")
 	}
 }
+
+// The owner dates anew its connected members' admissions through the
+// statement that checks its lease: all of them at once while it owns the
+// consult, none once its lease lapsed.
+func TestOwnerRedatesAdmissionsUnderItsLease(t *testing.T) {
+	f := newClusterFixture(t)
+	ctx := context.Background()
+	a := f.replica("a", 1500*time.Millisecond, &memChat{msgs: map[string][]ChatMessage{}, now: time.Now}, &auditLog{})
+	r, host, _ := join(t, a, f.consult, Participant{ID: "u_doc", Name: "Dr", Kind: "clinician", Host: true})
+	members := []string{"u_doc", "g_1", "g_2", "g_3"}
+	for _, id := range members[1:] {
+		_, g, _ := join(t, a, f.consult, Participant{ID: id, Name: "Pat", Kind: "guest"})
+		r.Handle(host, msg("admit", "member", g.ID))
+	}
+	epoch, err := a.owns(f.consult)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stored := func() []string {
+		t.Helper()
+		var got []string
+		for _, id := range members {
+			ok, err := f.db.MemberAdmitted(ctx, f.consult, id, time.Hour)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if ok {
+				got = append(got, id)
+			}
+		}
+		return got
+	}
+	forgetAll := func() {
+		t.Helper()
+		for _, id := range members {
+			if err := f.db.ForgetMember(ctx, f.consult, id, "a", epoch); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	forgetAll()
+	a.hub.sweep()
+	if got := stored(); !slices.Equal(got, members) {
+		t.Fatalf("admissions stored again by the owner: %v, want %v", got, members)
+	}
+
+	forgetAll()
+	eventually.True(t, 10*time.Second, "a's lease to lapse", func() bool { _, err := a.owns(f.consult); return err != nil })
+	r.mu.Lock()
+	r.admissionsDated = time.Time{} // due again
+	r.mu.Unlock()
+	a.hub.sweep()
+	if got := stored(); len(got) != 0 {
+		t.Fatalf("a stale owner stored admissions again: %v", got)
+	}
+}

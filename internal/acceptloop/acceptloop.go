@@ -1,5 +1,7 @@
 // Package acceptloop accepts a listener's connections until it closes,
-// waiting out failures such as EMFILE rather than spinning or giving up.
+// waiting out failures such as EMFILE rather than spinning or giving up
+// (Run), and keeps what a listener built on it owns: its context and
+// goroutines, ended together by one Close (Group).
 package acceptloop
 
 import (
