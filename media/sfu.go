@@ -112,7 +112,7 @@ type SFU struct {
 	recordings   int
 
 	// The layer allocator of every session (allocLoop): sessions to run
-	// now; allocStop ends it and the speaker loop.
+	// now; allocStop ends it, the speaker loop and the RTCP scheduler.
 	allocWake chan *Session
 	allocStop chan struct{}
 
@@ -156,12 +156,14 @@ func New(cfg Config) (*SFU, error) {
 	if s.closers, err = listen(&s.cfg); err != nil {
 		return nil, err
 	}
-	if s.api, err = newAPI(s.cfg.Settings, &s.estimators, &s.retransmitters, m); err != nil {
+	rtcpSched := newRTCPScheduler(s.epoch)
+	if s.api, err = newAPI(s.cfg.Settings, &s.estimators, &s.retransmitters, m, rtcpSched); err != nil {
 		s.closeListeners()
 		return nil, err
 	}
 	s.goOwned(s.allocLoop)
 	s.goOwned(s.speakerLoop)
+	s.goOwned(func() { rtcpSched.run(s.allocStop) })
 	return s, nil
 }
 
