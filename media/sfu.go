@@ -6,8 +6,10 @@
 // What it does with the media, file by file:
 //
 //   - engine.go: the pion API with each interceptor chosen on purpose —
-//     NACK generator, RTCP reports, TWCC feedback toward publishers,
-//     simulcast and audio level header extensions.
+//     the node's RTCP, simulcast and audio level header extensions.
+//   - rtcpsched.go, rtcpstreams.go, twccsend.go: NACKs, receiver reports
+//     and TWCC feedback toward publishers and sender reports toward
+//     subscribers, written by one goroutine of the node.
 //   - bwe.go: the congestion controller toward subscribers, run once per
 //     transport-wide feedback report, which twcc.go reads in place.
 //   - rtpattrs.go: one parsed RTP header per received packet for all of
