@@ -93,11 +93,7 @@ func (s *rtcpScheduler) run(stop <-chan struct{}) {
 // for a slow connection, on one of its own.
 func (s *rtcpScheduler) flush(c *rtcpConn, reports bool) {
 	if !c.slow.Load() {
-		start := time.Now()
 		c.flush(int64(time.Since(s.epoch)), time.Now(), reports)
-		if time.Since(start) > rtcpSlowWrite {
-			c.slow.Store(true)
-		}
 		return
 	}
 	if !c.busy.CompareAndSwap(false, true) {
@@ -410,7 +406,11 @@ func (c *rtcpConn) write(b []byte) {
 		}
 		c.raw = rawRTCP(b[:n])
 		c.pkts[0] = &c.raw
+		start := time.Now()
 		_, _ = c.w.Write(c.pkts[:], nil) // fails until the transport is up, and once it is closed
+		if time.Since(start) > rtcpSlowWrite {
+			c.slow.Store(true) // from the next tick on, written on a goroutine of its own
+		}
 		b = b[n:]
 	}
 }

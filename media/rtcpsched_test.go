@@ -3,6 +3,7 @@ package media
 import (
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -17,12 +18,14 @@ import (
 // with pion's parser, one slice per write.
 type rtcpSink struct {
 	t      *testing.T
+	delay  atomic.Int64 // how long each write takes, ns
 	mu     sync.Mutex
 	writes [][]rtcp.Packet
 	at     map[rtcp.Packet]time.Time // when each packet was written
 }
 
 func (s *rtcpSink) Write(pkts []rtcp.Packet, _ interceptor.Attributes) (int, error) {
+	time.Sleep(time.Duration(s.delay.Load()))
 	raw, err := rtcp.Marshal(pkts)
 	if err != nil {
 		s.t.Errorf("marshal: %v", err)
@@ -323,6 +326,40 @@ func TestClosedConnectionIsLetGo(t *testing.T) {
 		time.Sleep(rtcpReportsAt * rtcpTick)
 		if got := h.sink.take(); len(got) != 0 || n != 0 {
 			t.Errorf("%d packets written and %d connections held after Close", len(got), n)
+		}
+	})
+}
+
+// TestSlowConnectionDoesNotHoldUpOthers: a connection whose write took
+// long is written on a goroutine of its own from then on, so while its
+// writes block, the others' RTCP goes out on every tick.
+func TestSlowConnectionDoesNotHoldUpOthers(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		slow := newRTCPHarness(t)
+		defer slow.close()
+		ic, err := slow.sched.NewInterceptor("")
+		if err != nil {
+			t.Fatal(err)
+		}
+		fast := &rtcpHarness{t: t, conn: ic.(*rtcpConn), sink: &rtcpSink{t: t, at: map[rtcp.Packet]time.Time{}}, buf: make([]byte, 1500)}
+		fast.conn.BindRTCPWriter(fast.sink)
+		defer fast.conn.Close()
+		slowVideo, fastVideo := slow.remote(&videoInfo), fast.remote(&videoInfo)
+		slow.sink.delay.Store(int64(2 * rtcpSlowWrite))
+		for i := range 12 {
+			slowVideo(uint16(i), 0, nil)
+			fastVideo(uint16(i), 0, nil)
+			time.Sleep(rtcpTick)
+			if i == 0 {
+				if !slow.conn.slow.Load() {
+					t.Fatal("a write of twice rtcpSlowWrite did not mark the connection slow")
+				}
+				slow.sink.delay.Store(int64(time.Second)) // now it blocks
+				fast.sink.take()
+			}
+		}
+		if n := len(fast.sink.take()); n < 11 {
+			t.Errorf("%d packets for the other connection in 11 ticks", n)
 		}
 	})
 }
