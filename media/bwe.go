@@ -50,8 +50,8 @@ func (f leanBWEs) NewInterceptor(id string) (interceptor.Interceptor, error) {
 //   - under 2 % lost and under half that queue: up 8 % a second, to at
 //     most 1.5 times the rate that arrived (or where it already was).
 //
-// Publishers keep pion's TWCC feedback (ConfigureTWCCSender), which their
-// own estimators, browsers', read.
+// Publishers get the node's TWCC feedback (twccsend.go), which their own
+// estimators, browsers', read.
 type leanBWE struct {
 	interceptor.NoOp
 	epoch   time.Time

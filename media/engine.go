@@ -6,7 +6,6 @@ import (
 	"sync"
 
 	"github.com/pion/interceptor"
-	"github.com/pion/interceptor/pkg/nack"
 	"github.com/pion/rtp"
 	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v4"
@@ -24,22 +23,24 @@ const initialEstimate = 2_500_000
 //   - NACK feedback: subscribers' NACKs are answered by the SFU itself from
 //     the packets the publication already holds (nackcache.go), so loss
 //     on one subscriber's path is repaired on that path only, without a
-//     copy of every packet per subscriber; and pion's NACK generator asks
-//     publishers for what the SFU itself lost on the uplink.
+//     copy of every packet per subscriber; and the node asks publishers
+//     for what it lost on the uplink (rtcpsched.go).
 //   - RTCP sender and receiver reports: subscribers need sender reports to
-//     synchronise audio with video; publishers use receiver reports.
+//     synchronise audio with video; publishers use receiver reports. The
+//     node's own (rtcpsched.go), written by one goroutine of the node, not
+//     by pion's ticker goroutines per connection.
 //   - Transport-wide congestion control: toward subscribers, the SFU's own
 //     lean estimator (bwe.go), which numbers what the SFU sends and reads
 //     each feedback report once, for the simulcast allocator; toward
-//     publishers, pion's TWCC feedback, which browsers use to size their
-//     uplink.
+//     publishers, the node's TWCC feedback (twccsend.go), which browsers
+//     use to size their uplink.
 //   - The MID/RID/repaired-RID header extensions simulcast needs, and the
 //     RFC 6464 audio level extension the active speaker is computed from.
 //
 // Retransmissions go out on the subscriber's RTX stream where it has one
 // (the retransmitter, at the bottom of the chain), else on the media SSRC
 // with their first sequence number.
-func newAPI(settings webrtc.SettingEngine, estimators, rtx *sync.Map, m *metrics) (*webrtc.API, error) {
+func newAPI(settings webrtc.SettingEngine, estimators, rtx *sync.Map, m *metrics, sched *rtcpScheduler) (*webrtc.API, error) {
 	me := &webrtc.MediaEngine{}
 	if err := me.RegisterDefaultCodecs(); err != nil {
 		return nil, fmt.Errorf("codecs: %w", err)
@@ -53,26 +54,20 @@ func newAPI(settings webrtc.SettingEngine, estimators, rtx *sync.Map, m *metrics
 	}
 	reg.Add(hc)
 
-	gen, err := nack.NewGeneratorInterceptor()
-	if err != nil {
-		return nil, fmt.Errorf("nack generator: %w", err)
-	}
 	me.RegisterFeedback(webrtc.RTCPFeedback{Type: "nack"}, webrtc.RTPCodecTypeVideo)
 	me.RegisterFeedback(webrtc.RTCPFeedback{Type: "nack", Parameter: "pli"}, webrtc.RTPCodecTypeVideo)
 	reg.Add(retransmitters{m: m, byConn: rtx})
 	// Called inside NewPeerConnection; Join picks the estimator up by the
 	// connection's id right after.
 	reg.Add(leanBWEs{byConn: estimators})
-
-	reg.Add(gen)
-
-	if err := webrtc.ConfigureRTCPReports(reg); err != nil {
-		return nil, fmt.Errorf("rtcp reports: %w", err)
-	}
-	// Feedback toward publishers, and the transport-cc extension for both
-	// directions.
-	if err := webrtc.ConfigureTWCCSender(me, reg); err != nil {
-		return nil, fmt.Errorf("twcc feedback: %w", err)
+	// Reports, NACKs and feedback toward publishers (rtcpsched.go).
+	reg.Add(sched)
+	// The transport-cc extension and feedback, both directions.
+	for _, kind := range []webrtc.RTPCodecType{webrtc.RTPCodecTypeVideo, webrtc.RTPCodecTypeAudio} {
+		me.RegisterFeedback(webrtc.RTCPFeedback{Type: webrtc.TypeRTCPFBTransportCC}, kind)
+		if err := me.RegisterHeaderExtension(webrtc.RTPHeaderExtensionCapability{URI: sdp.TransportCCURI}, kind); err != nil {
+			return nil, fmt.Errorf("transport-cc extension: %w", err)
+		}
 	}
 	if err := webrtc.ConfigureSimulcastExtensionHeaders(me); err != nil {
 		return nil, fmt.Errorf("simulcast extensions: %w", err)

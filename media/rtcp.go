@@ -77,11 +77,11 @@ func wantsAnswer(b []byte) bool {
 // readPublisherRTCP reads what a publisher sends about one layer of a
 // track (rid "" for a track without simulcast) until the track ends. The
 // node acts on none of it itself, but reading is what runs the
-// interceptors' RTCP side: the receiver-report interceptor notes each
-// sender report, so the receiver reports the node sends back carry the
-// last one and the delay since it, from which the publisher computes its
-// round-trip time; and the stream's queue is drained instead of holding
-// reports nobody reads.
+// interceptors' RTCP side: the node's RTCP interceptor (rtcpsched.go)
+// notes each sender report, so the receiver reports the node sends back
+// carry the last one and the delay since it, from which the publisher
+// computes its round-trip time; and the stream's queue is drained instead
+// of holding reports nobody reads.
 func readPublisherRTCP(receiver *webrtc.RTPReceiver, rid string) {
 	buf := make([]byte, maxPacket)
 	for {

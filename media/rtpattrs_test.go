@@ -4,7 +4,6 @@ import (
 	"testing"
 
 	"github.com/pion/interceptor"
-	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
 )
 
@@ -47,51 +46,5 @@ func TestHeaderCacheParsesOnceWithoutAllocating(t *testing.T) {
 	}
 	if allocs != 0 {
 		t.Fatalf("%v allocations per packet read, want 0", allocs)
-	}
-}
-
-// TestHeaderCacheLeavesSenderReportsToTheReportsInterceptor: RTCP without
-// a sender report reads as parsed and empty, without allocating; a
-// compound with one is parsed as pion would.
-func TestHeaderCacheLeavesSenderReportsToTheReportsInterceptor(t *testing.T) {
-	f, err := newHeaderCaches()
-	if err != nil {
-		t.Fatal(err)
-	}
-	hc, _ := f.NewInterceptor("")
-	var in []byte
-	r := hc.BindRTCPReader(interceptor.RTCPReaderFunc(func(b []byte, a interceptor.Attributes) (int, interceptor.Attributes, error) {
-		return copy(b, in), a, nil
-	}))
-	buf := make([]byte, 1500)
-	rr, _ := rtcp.Marshal([]rtcp.Packet{&rtcp.ReceiverReport{SSRC: 1}})
-	in = append(rr, twccSeeds(t)[0]...)
-	allocs := testing.AllocsPerRun(100, func() {
-		n, a, err := r.Read(buf, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		pkts, err := a.GetRTCPPackets(buf[:n])
-		if err != nil || len(pkts) != 0 {
-			t.Fatalf("%d packets, %v; want none", len(pkts), err)
-		}
-	})
-	if allocs != 0 {
-		t.Fatalf("%v allocations per feedback read, want 0", allocs)
-	}
-	in, _ = rtcp.Marshal([]rtcp.Packet{&rtcp.ReceiverReport{SSRC: 1}, &rtcp.SenderReport{SSRC: 5, NTPTime: 42}})
-	n, a, err := r.Read(buf, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if a == nil {
-		a = interceptor.Attributes{}
-	}
-	pkts, err := a.GetRTCPPackets(buf[:n])
-	if err != nil || len(pkts) != 2 {
-		t.Fatalf("%d packets, %v; want the receiver and the sender report", len(pkts), err)
-	}
-	if sr, ok := pkts[1].(*rtcp.SenderReport); !ok || sr.NTPTime != 42 {
-		t.Fatalf("second packet %#v, want the sender report", pkts[1])
 	}
 }

@@ -6,8 +6,10 @@
 // What it does with the media, file by file:
 //
 //   - engine.go: the pion API with each interceptor chosen on purpose —
-//     NACK generator, RTCP reports, TWCC feedback toward publishers,
-//     simulcast and audio level header extensions.
+//     the node's RTCP, simulcast and audio level header extensions.
+//   - rtcpsched.go, rtcpstreams.go, twccsend.go: NACKs, receiver reports
+//     and TWCC feedback toward publishers and sender reports toward
+//     subscribers, written by one goroutine of the node.
 //   - bwe.go: the congestion controller toward subscribers, run once per
 //     transport-wide feedback report, which twcc.go reads in place.
 //   - rtpattrs.go: one parsed RTP header per received packet for all of
@@ -112,7 +114,7 @@ type SFU struct {
 	recordings   int
 
 	// The layer allocator of every session (allocLoop): sessions to run
-	// now; allocStop ends it and the speaker loop.
+	// now; allocStop ends it, the speaker loop and the RTCP scheduler.
 	allocWake chan *Session
 	allocStop chan struct{}
 
@@ -156,12 +158,14 @@ func New(cfg Config) (*SFU, error) {
 	if s.closers, err = listen(&s.cfg); err != nil {
 		return nil, err
 	}
-	if s.api, err = newAPI(s.cfg.Settings, &s.estimators, &s.retransmitters, m); err != nil {
+	rtcpSched := newRTCPScheduler(s.epoch)
+	if s.api, err = newAPI(s.cfg.Settings, &s.estimators, &s.retransmitters, m, rtcpSched); err != nil {
 		s.closeListeners()
 		return nil, err
 	}
 	s.goOwned(s.allocLoop)
 	s.goOwned(s.speakerLoop)
+	s.goOwned(func() { rtcpSched.run(s.allocStop) })
 	return s, nil
 }
 
