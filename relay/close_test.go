@@ -152,3 +152,39 @@ func TestSilentConnectionsAreClosed(t *testing.T) {
 	time.Sleep(400 * time.Millisecond)
 	exchange(t, relayed, newPeer(t), []byte("still here"), []byte("still relayed"))
 }
+
+// pion/turn's allocation manager stops closing its allocations at the
+// first whose Close fails; Close still ends every allocation, at once.
+func TestCloseEndsAllocationsWhoseCloseFails(t *testing.T) {
+	for _, path := range []struct {
+		name        string
+		socketReads bool
+	}{{"event loops", false}, {"pion's reads", true}} {
+		t.Run(path.name, func(t *testing.T) {
+			tr := startRelay(t, func(c *Config) { c.socketReads, c.relayCloseFails = path.socketReads, true })
+			user, pass := mint(testSecret, "g_close_fails")
+			for range 3 {
+				dial(t, tr, "udp", user, pass).allocate(t)
+			}
+			for range 2 {
+				ctrl, _ := rawTCP(t, tr, user, pass)
+				if code := errorCode(ctrl.request(stun.MethodAllocate, requestedTCP)); code != 0 {
+					t.Fatalf("TCP allocation: error %d", code)
+				}
+			}
+			if n := tr.Allocations(); n != 5 {
+				t.Fatalf("%d allocations, want 5", n)
+			}
+			start := time.Now()
+			if err := tr.Close(); err != nil {
+				t.Fatalf("Close after %v: %v", time.Since(start), err)
+			}
+			if n := tr.Allocations(); n != 0 {
+				t.Fatalf("%d allocations after Close", n)
+			}
+			if g := serverGoroutines(); len(g) > 0 {
+				t.Fatalf("%d relay goroutines after Close:\n%s", len(g), strings.Join(g, "\n\n"))
+			}
+		})
+	}
+}

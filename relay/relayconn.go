@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net"
 	"net/netip"
@@ -44,6 +45,7 @@ type relaySockets struct {
 	total       *sharedBucket // the server-wide cap; nil without one
 	now         func() time.Time
 	dialTimeout time.Duration
+	closeFails  bool // Config.relayCloseFails
 
 	// byAddr finds a socket from the relayed address pion reports in its
 	// permission events: the very value AllocatePacketConn returned.
@@ -52,6 +54,8 @@ type relaySockets struct {
 	// streams are the per-allocation caps of TCP allocations, by relayed
 	// address, which the connections a client asks for share.
 	streams map[netip.AddrPort]*streamCap
+	// listeners are the open listeners of TCP allocations.
+	listeners map[*peerListener]struct{}
 }
 
 // relayFamily is where one address family's relay sockets bind and the
@@ -170,7 +174,11 @@ func (r *relaySockets) AllocateListener(conf turn.AllocateListenerConfig) (net.L
 		return nil, nil, fmt.Errorf("relay: %s relay listener: %w", conf.Network, err)
 	}
 	key := netip.AddrPortFrom(fam.public, uint16(ln.Addr().(*net.TCPAddr).Port))
-	return &peerListener{Listener: ln, s: r, cap: r.newStreamCap(key), key: key}, net.TCPAddrFromAddrPort(key), nil
+	pl := &peerListener{Listener: ln, s: r, cap: r.newStreamCap(key), key: key}
+	r.mu.Lock()
+	r.listeners[pl] = struct{}{}
+	r.mu.Unlock()
+	return pl, net.TCPAddrFromAddrPort(key), nil
 }
 
 // AllocateConn connects a TCP allocation to a peer, for a Connect request,
@@ -220,6 +228,25 @@ func (r *relaySockets) channel(t *channels, relayAddr net.Addr, client, peer net
 	r.mu.Unlock()
 	if c != nil && c.sock != nil {
 		t.bind(c, client, peer, number, bound)
+	}
+}
+
+// closeAll closes every relay socket and TCP allocation listener still
+// open. pion/turn's allocation manager stops closing its allocations at
+// the first whose Close fails, and the rest would stay open, their
+// goroutines waiting on their sockets; Server.Close closes them here.
+func (r *relaySockets) closeAll() {
+	r.mu.Lock()
+	open := make([]io.Closer, 0, len(r.byAddr)+len(r.listeners))
+	for _, c := range r.byAddr {
+		open = append(open, c)
+	}
+	for l := range r.listeners {
+		open = append(open, l)
+	}
+	r.mu.Unlock()
+	for _, c := range open {
+		_ = c.Close()
 	}
 }
 
@@ -371,10 +398,22 @@ func (c *relayConn) admit(ip netip.Addr, n int) bool {
 	return true
 }
 
+// Close closes the socket once; a later call (pion's and Server.Close's
+// may meet) returns nil, so that pion does not take it for a failure.
 func (c *relayConn) Close() error {
-	c.closeOnce.Do(func() { c.owner.forget(c) })
-	return c.PacketConn.Close()
+	var err error
+	c.closeOnce.Do(func() {
+		c.owner.forget(c)
+		err = c.PacketConn.Close()
+		if err == nil && c.owner.closeFails {
+			err = errCloseFailed
+		}
+	})
+	return err
 }
+
+// errCloseFailed is the failure Config.relayCloseFails makes Close report.
+var errCloseFailed = errors.New("relay: relay socket close failed (test)")
 
 // minBurst lets a full-size datagram through however low the cap.
 const minBurst = 1600
