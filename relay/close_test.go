@@ -156,10 +156,7 @@ func TestSilentConnectionsAreClosed(t *testing.T) {
 // pion/turn's allocation manager stops closing its allocations at the
 // first whose Close fails; Close still ends every allocation, at once.
 func TestCloseEndsAllocationsWhoseCloseFails(t *testing.T) {
-	for _, path := range []struct {
-		name        string
-		socketReads bool
-	}{{"event loops", false}, {"pion's reads", true}} {
+	for _, path := range readPaths {
 		t.Run(path.name, func(t *testing.T) {
 			tr := startRelay(t, func(c *Config) { c.socketReads, c.relayCloseFails = path.socketReads, true })
 			user, pass := mint(testSecret, "g_close_fails")

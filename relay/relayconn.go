@@ -257,6 +257,7 @@ func (r *relaySockets) forget(c *relayConn) {
 	for _, ch := range *c.channels.Load() {
 		ch.via.forget(c)
 	}
+	c.closeDirect()
 }
 
 // relayConn is one allocation's relay socket. The per-packet path takes no
@@ -282,6 +283,7 @@ type relayConn struct {
 	// permitted and channels are copied on write: they change every few
 	// minutes, datagrams arrive thousands of times a second.
 	permMu    sync.Mutex
+	closing   bool // under permMu: no new connected sockets
 	permitted atomic.Pointer[[]netip.Addr]
 	channels  atomic.Pointer[[]peerChannel]
 	closeOnce sync.Once
@@ -328,6 +330,12 @@ func (c *relayConn) send(p []byte, peer netip.AddrPort, addr net.Addr) (int, err
 // peer of a channel, checked once when the channel was bound (the policy
 // does not change while the relay runs).
 func (c *relayConn) sendAllowed(p []byte, peer netip.AddrPort, addr net.Addr) (int, error) {
+	return c.sendVia(c.sock, p, peer, addr)
+}
+
+// sendVia is sendAllowed on w, the relay socket or a channel's socket
+// connected to peer.
+func (c *relayConn) sendVia(w udpWriter, p []byte, peer netip.AddrPort, addr net.Addr) (int, error) {
 	if c.out != nil && !c.out.allow(len(p)) {
 		c.m.toPeerDrops.Inc()
 		return len(p), nil // lost, as on a congested link
@@ -338,8 +346,8 @@ func (c *relayConn) sendAllowed(p []byte, peer netip.AddrPort, addr net.Addr) (i
 	}
 	var n int
 	var err error
-	if c.sock != nil {
-		n, err = c.sock.WriteToUDPAddrPort(p, peer)
+	if w != nil {
+		n, err = w.WriteToUDPAddrPort(p, peer)
 	} else {
 		n, err = c.PacketConn.WriteTo(p, addr)
 	}
