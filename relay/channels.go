@@ -47,6 +47,7 @@ type channelKey struct {
 type channelRoute struct {
 	relay *relayConn
 	peer  netip.AddrPort
+	out   udpWriter // the channel's connected socket, or the relay socket
 }
 
 // channels is the table of bound channels of the clients of one UDP
@@ -76,14 +77,21 @@ func (t *channels) bind(rc *relayConn, client, peer netip.AddrPort, number uint1
 		// did, its own path would refuse each datagram.
 		return
 	}
+	ch := peerChannel{peer: peer, number: number, client: key.client, via: t}
+	out := rc.sock
+	if bound {
+		if ch.direct = rc.connected(peer, number); ch.direct != nil {
+			out = ch.direct
+		}
+	}
 	t.mu.Lock()
 	if bound {
-		t.route[key] = channelRoute{relay: rc, peer: peer}
+		t.route[key] = channelRoute{relay: rc, peer: peer, out: out}
 	} else if r, ok := t.route[key]; ok && r.relay == rc {
 		delete(t.route, key)
 	}
 	t.mu.Unlock()
-	rc.setChannel(peerChannel{peer: peer, number: number, client: key.client, via: t}, bound)
+	rc.setChannel(ch, bound)
 }
 
 // forget drops every channel of a relay socket that is closing, in case
@@ -118,7 +126,7 @@ func (t *channels) forward(b []byte, client netip.AddrPort) bool {
 	}
 	// The peer passed the policy when the channel was bound. A failed send
 	// is lost like any UDP datagram, as in pion.
-	_, _ = r.relay.sendAllowed(b[channelHeader:channelHeader+length], r.peer, nil)
+	_, _ = r.relay.sendVia(r.out, b[channelHeader:channelHeader+length], r.peer, nil)
 	return true
 }
 
@@ -129,6 +137,10 @@ type peerChannel struct {
 	number uint16
 	client netip.AddrPort
 	via    *channels
+	// direct is the relay socket's second socket, connected to peer, on
+	// which the fast path sends to peer and the kernel delivers peer's
+	// datagrams (udppoll.Socket.Connected); nil without an event loop.
+	direct *udppoll.Socket[datagramSink]
 }
 
 // send sends frame, a peer's datagram behind channelHeader free bytes, to
@@ -163,6 +175,48 @@ func (c *relayConn) setChannel(ch peerChannel, bound bool) {
 		next = append(next, ch)
 	}
 	c.channels.Store(&next)
+	for _, o := range cur {
+		if o.direct != nil && o.direct != ch.direct && !slices.ContainsFunc(next, func(n peerChannel) bool { return n.direct == o.direct }) {
+			_ = o.direct.Close()
+		}
+	}
+}
+
+// connected returns the socket connected to peer for the channel number
+// to peer: the one the channel has when pion binds it again, otherwise a
+// new one. nil without an event loop, or when the kernel refuses one: the
+// channel then sends on the relay socket.
+func (c *relayConn) connected(peer netip.AddrPort, number uint16) *udppoll.Socket[datagramSink] {
+	if c.polled == nil {
+		return nil
+	}
+	c.permMu.Lock()
+	defer c.permMu.Unlock()
+	if c.closing {
+		return nil
+	}
+	for _, o := range *c.channels.Load() {
+		if o.number == number && o.peer == peer && o.direct != nil {
+			return o.direct
+		}
+	}
+	direct, err := c.polled.sock.Connected(peer)
+	if err != nil {
+		return nil
+	}
+	return direct
+}
+
+// closeDirect closes the connected sockets of a relay socket's channels.
+func (c *relayConn) closeDirect() {
+	c.permMu.Lock()
+	defer c.permMu.Unlock()
+	c.closing = true
+	for _, ch := range *c.channels.Load() {
+		if ch.direct != nil {
+			_ = ch.direct.Close()
+		}
+	}
 }
 
 func (c *relayConn) channelFor(peer netip.AddrPort) *peerChannel {

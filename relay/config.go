@@ -124,6 +124,10 @@ type Config struct {
 	// socketReads makes pion/turn read each relay socket itself even where
 	// a udppoll.Set could, as on systems without one. Tests set it.
 	socketReads bool
+	// relayCloseFails makes every relay socket's Close report an error
+	// after it closed the socket, as a close that fails would. Tests set
+	// it.
+	relayCloseFails bool
 }
 
 // DefaultConfig returns a configuration with the defaults of turnd: the

@@ -101,6 +101,10 @@
 // per socket: one wake-up serves every socket that became readable, each
 // socket is read with one recvmmsg of up to 32 datagrams, and what peers
 // send back to clients leaves the TURN port with one sendmmsg per round.
+// A bound channel also gets a second socket on the relayed address,
+// connected to its peer: the fast path sends on it with the route the
+// kernel cached, and the peer's datagrams arrive on it, through the same
+// checks as the relay socket's (one more file descriptor per channel).
 // That is what brings turnd's CPU per relayed packet below coturn's
 // (docs/benchmarks.md). Elsewhere pion/turn reads each socket, with the
 // same fast path.

@@ -19,10 +19,21 @@ type peerListener struct {
 	once sync.Once
 }
 
-// Close closes the listener and forgets the allocation's cap.
+// Close closes the listener once and forgets the allocation's cap; a
+// later call returns nil, as relayConn's does.
 func (l *peerListener) Close() error {
-	l.once.Do(func() { l.s.forgetStream(l.key) })
-	return l.Listener.Close()
+	var err error
+	l.once.Do(func() {
+		l.s.forgetStream(l.key)
+		l.s.mu.Lock()
+		delete(l.s.listeners, l)
+		l.s.mu.Unlock()
+		err = l.Listener.Close()
+		if err == nil && l.s.closeFails {
+			err = errCloseFailed
+		}
+	})
+	return err
 }
 
 func (l *peerListener) Accept() (net.Conn, error) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net"
 	"net/netip"
@@ -44,6 +45,7 @@ type relaySockets struct {
 	total       *sharedBucket // the server-wide cap; nil without one
 	now         func() time.Time
 	dialTimeout time.Duration
+	closeFails  bool // Config.relayCloseFails
 
 	// byAddr finds a socket from the relayed address pion reports in its
 	// permission events: the very value AllocatePacketConn returned.
@@ -52,6 +54,8 @@ type relaySockets struct {
 	// streams are the per-allocation caps of TCP allocations, by relayed
 	// address, which the connections a client asks for share.
 	streams map[netip.AddrPort]*streamCap
+	// listeners are the open listeners of TCP allocations.
+	listeners map[*peerListener]struct{}
 }
 
 // relayFamily is where one address family's relay sockets bind and the
@@ -170,7 +174,11 @@ func (r *relaySockets) AllocateListener(conf turn.AllocateListenerConfig) (net.L
 		return nil, nil, fmt.Errorf("relay: %s relay listener: %w", conf.Network, err)
 	}
 	key := netip.AddrPortFrom(fam.public, uint16(ln.Addr().(*net.TCPAddr).Port))
-	return &peerListener{Listener: ln, s: r, cap: r.newStreamCap(key), key: key}, net.TCPAddrFromAddrPort(key), nil
+	pl := &peerListener{Listener: ln, s: r, cap: r.newStreamCap(key), key: key}
+	r.mu.Lock()
+	r.listeners[pl] = struct{}{}
+	r.mu.Unlock()
+	return pl, net.TCPAddrFromAddrPort(key), nil
 }
 
 // AllocateConn connects a TCP allocation to a peer, for a Connect request,
@@ -223,6 +231,25 @@ func (r *relaySockets) channel(t *channels, relayAddr net.Addr, client, peer net
 	}
 }
 
+// closeAll closes every relay socket and TCP allocation listener still
+// open. pion/turn's allocation manager stops closing its allocations at
+// the first whose Close fails, and the rest would stay open, their
+// goroutines waiting on their sockets; Server.Close closes them here.
+func (r *relaySockets) closeAll() {
+	r.mu.Lock()
+	open := make([]io.Closer, 0, len(r.byAddr)+len(r.listeners))
+	for _, c := range r.byAddr {
+		open = append(open, c)
+	}
+	for l := range r.listeners {
+		open = append(open, l)
+	}
+	r.mu.Unlock()
+	for _, c := range open {
+		_ = c.Close()
+	}
+}
+
 func (r *relaySockets) forget(c *relayConn) {
 	r.mu.Lock()
 	delete(r.byAddr, c.addr)
@@ -230,6 +257,7 @@ func (r *relaySockets) forget(c *relayConn) {
 	for _, ch := range *c.channels.Load() {
 		ch.via.forget(c)
 	}
+	c.closeDirect()
 }
 
 // relayConn is one allocation's relay socket. The per-packet path takes no
@@ -255,6 +283,7 @@ type relayConn struct {
 	// permitted and channels are copied on write: they change every few
 	// minutes, datagrams arrive thousands of times a second.
 	permMu    sync.Mutex
+	closing   bool // under permMu: no new connected sockets
 	permitted atomic.Pointer[[]netip.Addr]
 	channels  atomic.Pointer[[]peerChannel]
 	closeOnce sync.Once
@@ -301,6 +330,12 @@ func (c *relayConn) send(p []byte, peer netip.AddrPort, addr net.Addr) (int, err
 // peer of a channel, checked once when the channel was bound (the policy
 // does not change while the relay runs).
 func (c *relayConn) sendAllowed(p []byte, peer netip.AddrPort, addr net.Addr) (int, error) {
+	return c.sendVia(c.sock, p, peer, addr)
+}
+
+// sendVia is sendAllowed on w, the relay socket or a channel's socket
+// connected to peer.
+func (c *relayConn) sendVia(w udpWriter, p []byte, peer netip.AddrPort, addr net.Addr) (int, error) {
 	if c.out != nil && !c.out.allow(len(p)) {
 		c.m.toPeerDrops.Inc()
 		return len(p), nil // lost, as on a congested link
@@ -311,8 +346,8 @@ func (c *relayConn) sendAllowed(p []byte, peer netip.AddrPort, addr net.Addr) (i
 	}
 	var n int
 	var err error
-	if c.sock != nil {
-		n, err = c.sock.WriteToUDPAddrPort(p, peer)
+	if w != nil {
+		n, err = w.WriteToUDPAddrPort(p, peer)
 	} else {
 		n, err = c.PacketConn.WriteTo(p, addr)
 	}
@@ -371,10 +406,22 @@ func (c *relayConn) admit(ip netip.Addr, n int) bool {
 	return true
 }
 
+// Close closes the socket once; a later call (pion's and Server.Close's
+// may meet) returns nil, so that pion does not take it for a failure.
 func (c *relayConn) Close() error {
-	c.closeOnce.Do(func() { c.owner.forget(c) })
-	return c.PacketConn.Close()
+	var err error
+	c.closeOnce.Do(func() {
+		c.owner.forget(c)
+		err = c.PacketConn.Close()
+		if err == nil && c.owner.closeFails {
+			err = errCloseFailed
+		}
+	})
+	return err
 }
+
+// errCloseFailed is the failure Config.relayCloseFails makes Close report.
+var errCloseFailed = errors.New("relay: relay socket close failed (test)")
 
 // minBurst lets a full-size datagram through however low the cap.
 const minBurst = 1600

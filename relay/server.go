@@ -288,6 +288,8 @@ func (s *Server) newSockets() *relaySockets {
 		refused:     func(class string) { s.peerRefused(class, false) },
 		byAddr:      map[net.Addr]*relayConn{},
 		streams:     map[netip.AddrPort]*streamCap{},
+		listeners:   map[*peerListener]struct{}{},
+		closeFails:  s.cfg.relayCloseFails,
 	}
 	s.sockets = append(s.sockets, r)
 	return r
@@ -356,10 +358,15 @@ func (s *Server) close() error {
 	go func() { s.loops.Wait(); close(loops) }()
 	select {
 	case <-loops:
-		// Every read loop has returned, so pion has closed its allocation
+		// Every read loop has returned, so pion closes its allocation
 		// managers; the allocations' own goroutines end as their sockets
-		// close. Timers pion armed for EVEN-PORT reservations may still fire
-		// and touch only pion's own table.
+		// close. A manager stops at the first allocation whose Close
+		// fails, so the relay closes the sockets left open itself. Timers
+		// pion armed for EVEN-PORT reservations may still fire and touch
+		// only pion's own table.
+		for _, r := range s.sockets {
+			r.closeAll()
+		}
 		select {
 		case <-s.ledger.drain():
 		case <-deadline.C:

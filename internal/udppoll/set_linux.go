@@ -151,24 +151,34 @@ func (s *Set[T]) Listen(addr netip.AddrPort, v T) (*Socket[T], error) {
 		return nil, fmt.Errorf("udppoll: %w", os.NewSyscallError("socket", err))
 	}
 	sock := &Socket[T]{fd: fd, v: v, family: family}
-	if err := sock.bind(netip.AddrPortFrom(ip, addr.Port())); err != nil {
+	at := netip.AddrPortFrom(ip, addr.Port())
+	if err := sock.bind(at, !at.Addr().IsUnspecified()); err != nil {
 		_ = unix.Close(fd)
 		return nil, fmt.Errorf("udppoll: listen %s: %w", addr, err)
 	}
 	l := s.loops[int(s.next.Add(1))%len(s.loops)]
 	sock.loop = l
+	if err := l.add(sock); err != nil {
+		return nil, fmt.Errorf("udppoll: listen %s: %w", addr, err)
+	}
+	return sock, nil
+}
+
+// add registers sock, open and bound, with the loop; on failure it
+// closes the descriptor.
+func (l *loop[T]) add(sock *Socket[T]) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.closed {
-		_ = unix.Close(fd)
-		return nil, fmt.Errorf("udppoll: listen %s: %w", addr, net.ErrClosed)
+		_ = unix.Close(sock.fd)
+		return net.ErrClosed
 	}
-	if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, fd, &unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(fd)}); err != nil {
-		_ = unix.Close(fd)
-		return nil, fmt.Errorf("udppoll: listen %s: %w", addr, os.NewSyscallError("epoll_ctl", err))
+	if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, sock.fd, &unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(sock.fd)}); err != nil {
+		_ = unix.Close(sock.fd)
+		return os.NewSyscallError("epoll_ctl", err)
 	}
-	l.sockets[int32(fd)] = sock
-	return sock, nil
+	l.sockets[int32(sock.fd)] = sock
+	return nil
 }
 
 // Close stops the loops and closes the sockets still open. Handlers are
@@ -208,6 +218,10 @@ type Socket[T any] struct {
 	v      T
 	family int
 	local  netip.AddrPort
+	v6only bool
+	// remote is the address of a socket opened by Connected, in unmapped
+	// form; zero for others.
+	remote netip.AddrPort
 
 	// Writers hold mu shared, so that Close releases the descriptor only
 	// when no write is inside the kernel with it: a socket opened
@@ -217,11 +231,14 @@ type Socket[T any] struct {
 	once   sync.Once
 }
 
-func (s *Socket[T]) bind(at netip.AddrPort) error {
+// bind binds the socket to at; an IPv6 socket takes only IPv6 with
+// v6only, IPv4 too without.
+func (s *Socket[T]) bind(at netip.AddrPort, v6only bool) error {
 	if s.family == unix.AF_INET6 {
-		if err := unix.SetsockoptInt(s.fd, unix.IPPROTO_IPV6, unix.IPV6_V6ONLY, boolInt(!at.Addr().IsUnspecified())); err != nil {
+		if err := unix.SetsockoptInt(s.fd, unix.IPPROTO_IPV6, unix.IPV6_V6ONLY, boolInt(v6only)); err != nil {
 			return os.NewSyscallError("setsockopt", err)
 		}
+		s.v6only = v6only
 	}
 	var sa unix.Sockaddr
 	if s.family == unix.AF_INET6 {
@@ -323,12 +340,18 @@ func (s *Socket[T]) recv(b *batch) int {
 }
 
 // WriteToUDPAddrPort sends b to addr without waiting: a datagram the full
-// send buffer cannot take is dropped with an error.
+// send buffer cannot take is dropped with an error. A socket opened by
+// Connected sends to its remote address without naming it, on the route
+// it cached.
 func (s *Socket[T]) WriteToUDPAddrPort(b []byte, addr netip.AddrPort) (int, error) {
 	var rsa unix.RawSockaddrInet6
-	sa, saLen, ok := toRaw(s.family, addr, &rsa)
-	if !ok {
-		return 0, fmt.Errorf("udppoll: %s is not reachable from an IPv4 socket", addr)
+	var sa unsafe.Pointer
+	var saLen uint32
+	if !s.remote.IsValid() || addr.Port() != s.remote.Port() || addr.Addr().Unmap() != s.remote.Addr() {
+		var ok bool
+		if sa, saLen, ok = toRaw(s.family, addr, &rsa); !ok {
+			return 0, fmt.Errorf("udppoll: %s is not reachable from an IPv4 socket", addr)
+		}
 	}
 	var p unsafe.Pointer
 	if len(b) > 0 {
@@ -339,6 +362,7 @@ func (s *Socket[T]) WriteToUDPAddrPort(b []byte, addr netip.AddrPort) (int, erro
 	if s.closed {
 		return 0, net.ErrClosed
 	}
+	retried := false
 	for {
 		_, _, errno := unix.RawSyscall6(unix.SYS_SENDTO, uintptr(s.fd), uintptr(p), uintptr(len(b)), 0, uintptr(sa), uintptr(saLen))
 		switch errno {
@@ -348,6 +372,14 @@ func (s *Socket[T]) WriteToUDPAddrPort(b []byte, addr netip.AddrPort) (int, erro
 			continue
 		case unix.EAGAIN:
 			return 0, errWouldBlock
+		case unix.ECONNREFUSED:
+			// A connected socket reports an ICMP error about an
+			// earlier datagram on its next send, which the kernel then
+			// did not make; the report is cleared, so send again.
+			if s.remote.IsValid() && !retried {
+				retried = true
+				continue
+			}
 		}
 		return 0, os.NewSyscallError("sendto", errno)
 	}

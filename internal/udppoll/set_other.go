@@ -25,6 +25,12 @@ func (*Socket[T]) LocalAddr() netip.AddrPort { return netip.AddrPort{} }
 // WriteToUDPAddrPort returns ErrUnsupported.
 func (*Socket[T]) WriteToUDPAddrPort([]byte, netip.AddrPort) (int, error) { return 0, ErrUnsupported }
 
+// Connected returns ErrUnsupported.
+func (*Socket[T]) Connected(netip.AddrPort) (*Socket[T], error) { return nil, ErrUnsupported }
+
+// RemoteAddr returns the zero address.
+func (*Socket[T]) RemoteAddr() netip.AddrPort { return netip.AddrPort{} }
+
 // SetBuffers returns ErrUnsupported.
 func (*Socket[T]) SetBuffers(int, int) error { return ErrUnsupported }
 

@@ -13,6 +13,11 @@
 // goroutine parked in Go's poller instead of blocked in epoll_wait, which
 // would tie up a thread and keep the runtime's monitor awake.
 //
+// [Socket.Connected] adds to a socket a second one on its address,
+// connected to one remote address: sends to it skip the route lookup,
+// and its datagrams arrive there, while everyone else's still arrive on
+// the first.
+//
 // Sets exist on Linux; elsewhere [New] returns [ErrUnsupported] and callers
 // keep their per-socket sockets.
 package udppoll
