@@ -74,7 +74,7 @@ func (s *Session) requestKeyframes() {
 	}
 	s.sfu.mu.Unlock()
 	for _, d := range video {
-		d.pub.requestKeyframe(int(d.target.Load()))
+		d.pub.requestFirstKeyframe(int(d.target.Load()))
 	}
 }
 
@@ -269,6 +269,7 @@ func (s *Session) onTrack(remote *webrtc.TrackRemote, receiver *webrtc.RTPReceiv
 	l := &layer{rid: remote.RID(), ssrc: uint32(remote.SSRC()), winStart: s.sfu.now()}
 	l.last.Store(l.winStart)
 	l.lastPLI.Store(l.winStart - keyframeInterval) // the first request goes out at once
+	l.lastKey.Store(l.winStart - keyframeInterval)
 	pub.layers[idx].Store(l)
 	pub.readers++
 	var changed []*Session
