@@ -44,7 +44,14 @@ type Session struct {
 
 	negMu   sync.Mutex  // one negotiation at a time
 	pending atomic.Bool // tracks changed while a negotiation was under way
-	early   []webrtc.ICECandidateInit
+	// pendingSince is when pending was last set (the SFU's clock);
+	// holding is set while a negotiation waits (negohold.go).
+	pendingSince atomic.Int64
+	holding      atomic.Bool
+	// youngUntil ends the time in which the tracks the participant's first
+	// offer declared are expected; guarded by sfu.mu.
+	youngUntil int64
+	early      []webrtc.ICECandidateInit
 }
 
 func (s *Session) wire() {
@@ -117,6 +124,7 @@ func (s *Session) subscribeRoom() {
 		return
 	}
 	s.subscribed = true
+	s.youngUntil = s.sfu.now() + int64(memberYoung)
 	for _, pub := range s.room.pubs {
 		if pub.owner.member != s.member {
 			s.subscribeLocked(pub)
@@ -228,6 +236,10 @@ func (s *Session) negotiate() {
 		return
 	}
 	if s.pc.SignalingState() != webrtc.SignalingStateStable {
+		return
+	}
+	if d := s.holdFor(); d > 0 {
+		s.negotiateAfter(d)
 		return
 	}
 	s.pending.Store(false)
@@ -356,7 +368,7 @@ func (s *Session) subscribeLocked(pub *publication) bool {
 	subs := append(append([]*downTrack(nil), *pub.subs.Load()...), d)
 	pub.subs.Store(&subs)
 	s.sfu.goOwned(d.readRTCP)
-	s.pending.Store(true)
+	s.markPending()
 	return true
 }
 
@@ -381,7 +393,7 @@ func (s *SFU) unpublishLocked(pub *publication) []*Session {
 		delete(o.downs, pub.key)
 		if !o.closed {
 			_ = o.pc.RemoveTrack(d.sender)
-			o.pending.Store(true)
+			o.markPending()
 			changed = append(changed, o)
 		}
 	}
