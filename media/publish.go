@@ -237,3 +237,11 @@ func (pub *publication) servePending(l *layer, idx int, p *packet) {
 		pub.requestKeyframe(idx)
 	}
 }
+
+// webrtcKind is the publication's kind as pion names it.
+func (pub *publication) webrtcKind() webrtc.RTPCodecType {
+	if pub.kind == kindAudio {
+		return webrtc.RTPCodecTypeAudio
+	}
+	return webrtc.RTPCodecTypeVideo
+}

@@ -3,6 +3,7 @@ package media
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -116,7 +117,10 @@ func (s *Session) Offer(offer string) error {
 // subscribeRoom gives the session everything already published in the
 // room, after its first offer: a transceiver added before it would be
 // matched to one of the participant's offered m-lines, so the node would
-// send on the participant's own (perhaps simulcast) sender's line.
+// send on the participant's own (perhaps simulcast) sender's line. A
+// section the participant offered to receive only (a member without
+// camera or microphone) carries a publication of its kind already in the
+// answer to this offer; the rest come with the node's next offer.
 func (s *Session) subscribeRoom() {
 	s.sfu.mu.Lock()
 	defer s.sfu.mu.Unlock()
@@ -125,11 +129,31 @@ func (s *Session) subscribeRoom() {
 	}
 	s.subscribed = true
 	s.youngUntil = s.sfu.now() + int64(memberYoung)
+	free := s.receiveOnlySections()
 	for _, pub := range s.room.pubs {
-		if pub.owner.member != s.member {
-			s.subscribeLocked(pub)
+		if pub.owner.member == s.member {
+			continue
+		}
+		var tr *webrtc.RTPTransceiver
+		if i := slices.IndexFunc(free, func(t *webrtc.RTPTransceiver) bool { return t.Kind() == pub.webrtcKind() }); i >= 0 {
+			tr = free[i]
+			free = slices.Delete(free, i, i+1)
+		}
+		s.subscribeLocked(pub, tr)
+	}
+}
+
+// receiveOnlySections returns the transceivers of the sections the
+// remote offer only receives on and that send nothing yet: pion answers
+// them send-only.
+func (s *Session) receiveOnlySections() []*webrtc.RTPTransceiver {
+	var free []*webrtc.RTPTransceiver
+	for _, t := range s.pc.GetTransceivers() {
+		if t.Mid() != "" && t.Sender() == nil && t.Direction() == webrtc.RTPTransceiverDirectionSendonly {
+			free = append(free, t)
 		}
 	}
+	return free
 }
 
 // reserveTracks counts the tracks an offer publishes and holds them
@@ -297,7 +321,7 @@ func (s *Session) onTrack(remote *webrtc.TrackRemote, receiver *webrtc.RTPReceiv
 			continue
 		}
 		if fresh {
-			if o.subscribed && o.subscribeLocked(pub) {
+			if o.subscribed && o.subscribeLocked(pub, nil) {
 				changed = append(changed, o)
 			}
 		} else {
@@ -330,9 +354,11 @@ func (s *Session) onTrack(remote *webrtc.TrackRemote, receiver *webrtc.RTPReceiv
 	}
 }
 
-// subscribeLocked forwards pub to this session; the caller holds sfu.mu
+// subscribeLocked forwards pub to this session, on tr (a section the
+// participant's offer being answered receives on) or else on a
+// transceiver of its own for the next offer; the caller holds sfu.mu
 // and negotiates afterwards.
-func (s *Session) subscribeLocked(pub *publication) bool {
+func (s *Session) subscribeLocked(pub *publication, tr *webrtc.RTPTransceiver) bool {
 	if s.closed {
 		return false
 	}
@@ -348,13 +374,7 @@ func (s *Session) subscribeLocked(pub *publication) bool {
 	if v, ok := s.views[pub.owner.member]; ok && d.kind == kindVideo && (v[0] == 0 || v[1] == 0) {
 		d.paused.Store(true) // a screen share of a member whose video is hidden
 	}
-	// A send-only transceiver of its own, never one the participant
-	// publishes on.
-	tr, err := s.pc.AddTransceiverFromTrack(d, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly})
-	var sender *webrtc.RTPSender
-	if err == nil {
-		sender = tr.Sender()
-	}
+	sender, err := s.sendOn(d, tr)
 	if err != nil {
 		s.sfu.log.Warn("sfu subscribe", "member", s.member, "err", err)
 		return false
@@ -368,8 +388,30 @@ func (s *Session) subscribeLocked(pub *publication) bool {
 	subs := append(append([]*downTrack(nil), *pub.subs.Load()...), d)
 	pub.subs.Store(&subs)
 	s.sfu.goOwned(d.readRTCP)
-	s.markPending()
+	if tr == nil {
+		s.markPending()
+	}
 	return true
+}
+
+// sendOn sends d on tr, or on a send-only transceiver of its own, never
+// one the participant publishes on.
+func (s *Session) sendOn(d *downTrack, tr *webrtc.RTPTransceiver) (*webrtc.RTPSender, error) {
+	if tr == nil {
+		tr, err := s.pc.AddTransceiverFromTrack(d, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly})
+		if err != nil {
+			return nil, err
+		}
+		return tr.Sender(), nil
+	}
+	sender, err := s.sfu.api.NewRTPSender(d, s.pc.SCTP().Transport())
+	if err != nil {
+		return nil, err
+	}
+	if err := tr.SetSender(sender, d); err != nil {
+		return nil, err
+	}
+	return sender, nil
 }
 
 // unpublishLocked removes a publication that ended from its room and its
