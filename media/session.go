@@ -134,26 +134,37 @@ func (s *Session) subscribeRoom() {
 		if pub.owner.member == s.member {
 			continue
 		}
-		var tr *webrtc.RTPTransceiver
+		// pion's AddTrack takes the first of them of the track's kind.
+		onOffered := false
 		if i := slices.IndexFunc(free, func(t *webrtc.RTPTransceiver) bool { return t.Kind() == pub.webrtcKind() }); i >= 0 {
-			tr = free[i]
-			free = slices.Delete(free, i, i+1)
+			if _, ok := matchCodec(pub.codec, free[i].Receiver().GetParameters().Codecs); ok {
+				onOffered = true
+				free = slices.Delete(free, i, i+1)
+			}
 		}
-		s.subscribeLocked(pub, tr)
+		s.subscribeLocked(pub, onOffered)
 	}
 }
 
-// receiveOnlySections returns the transceivers of the sections the
-// remote offer only receives on and that send nothing yet: pion answers
-// them send-only.
+// receiveOnlySections returns, in the connection's order, the
+// transceivers of the sections the remote offer only receives on, which
+// pion answers send-only, of each kind for which pion's AddTrack would
+// take nothing else: no transceiver of that kind without a sender that
+// receives what the participant publishes.
 func (s *Session) receiveOnlySections() []*webrtc.RTPTransceiver {
 	var free []*webrtc.RTPTransceiver
+	unsafe := map[webrtc.RTPCodecType]bool{}
 	for _, t := range s.pc.GetTransceivers() {
-		if t.Mid() != "" && t.Sender() == nil && t.Direction() == webrtc.RTPTransceiverDirectionSendonly {
+		if t.Sender() != nil {
+			continue
+		}
+		if t.Mid() != "" && t.Direction() == webrtc.RTPTransceiverDirectionSendonly {
 			free = append(free, t)
+		} else {
+			unsafe[t.Kind()] = true
 		}
 	}
-	return free
+	return slices.DeleteFunc(free, func(t *webrtc.RTPTransceiver) bool { return unsafe[t.Kind()] })
 }
 
 // reserveTracks counts the tracks an offer publishes and holds them
@@ -321,7 +332,7 @@ func (s *Session) onTrack(remote *webrtc.TrackRemote, receiver *webrtc.RTPReceiv
 			continue
 		}
 		if fresh {
-			if o.subscribed && o.subscribeLocked(pub, nil) {
+			if o.subscribed && o.subscribeLocked(pub, false) {
 				changed = append(changed, o)
 			}
 		} else {
@@ -354,11 +365,11 @@ func (s *Session) onTrack(remote *webrtc.TrackRemote, receiver *webrtc.RTPReceiv
 	}
 }
 
-// subscribeLocked forwards pub to this session, on tr (a section the
-// participant's offer being answered receives on) or else on a
-// transceiver of its own for the next offer; the caller holds sfu.mu
-// and negotiates afterwards.
-func (s *Session) subscribeLocked(pub *publication, tr *webrtc.RTPTransceiver) bool {
+// subscribeLocked forwards pub to this session, on a section the
+// participant's offer being answered receives on (onOffered, see
+// subscribeRoom) or else on a transceiver of its own for the next offer;
+// the caller holds sfu.mu and negotiates afterwards.
+func (s *Session) subscribeLocked(pub *publication, onOffered bool) bool {
 	if s.closed {
 		return false
 	}
@@ -374,7 +385,7 @@ func (s *Session) subscribeLocked(pub *publication, tr *webrtc.RTPTransceiver) b
 	if v, ok := s.views[pub.owner.member]; ok && d.kind == kindVideo && (v[0] == 0 || v[1] == 0) {
 		d.paused.Store(true) // a screen share of a member whose video is hidden
 	}
-	sender, err := s.sendOn(d, tr)
+	sender, err := s.sendOn(d, onOffered)
 	if err != nil {
 		s.sfu.log.Warn("sfu subscribe", "member", s.member, "err", err)
 		return false
@@ -388,30 +399,24 @@ func (s *Session) subscribeLocked(pub *publication, tr *webrtc.RTPTransceiver) b
 	subs := append(append([]*downTrack(nil), *pub.subs.Load()...), d)
 	pub.subs.Store(&subs)
 	s.sfu.goOwned(d.readRTCP)
-	if tr == nil {
+	if !onOffered {
 		s.markPending()
 	}
 	return true
 }
 
-// sendOn sends d on tr, or on a send-only transceiver of its own, never
-// one the participant publishes on.
-func (s *Session) sendOn(d *downTrack, tr *webrtc.RTPTransceiver) (*webrtc.RTPSender, error) {
-	if tr == nil {
-		tr, err := s.pc.AddTransceiverFromTrack(d, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly})
-		if err != nil {
-			return nil, err
-		}
-		return tr.Sender(), nil
+// sendOn sends d on the first receive-only section of the offer being
+// answered that has no track yet (onOffered), or on a send-only
+// transceiver of its own, never one the participant publishes on.
+func (s *Session) sendOn(d *downTrack, onOffered bool) (*webrtc.RTPSender, error) {
+	if onOffered {
+		return s.pc.AddTrack(d)
 	}
-	sender, err := s.sfu.api.NewRTPSender(d, s.pc.SCTP().Transport())
+	tr, err := s.pc.AddTransceiverFromTrack(d, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly})
 	if err != nil {
 		return nil, err
 	}
-	if err := tr.SetSender(sender, d); err != nil {
-		return nil, err
-	}
-	return sender, nil
+	return tr.Sender(), nil
 }
 
 // unpublishLocked removes a publication that ended from its room and its
