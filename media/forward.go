@@ -128,7 +128,7 @@ func (d *downTrack) Bind(ctx webrtc.TrackLocalContext) (webrtc.RTPCodecParameter
 	}
 	d.bound.Store(&binding{ssrc: uint32(ctx.SSRC()), pt: uint8(codec.PayloadType), ws: ctx.WriteStream()})
 	if d.kind == kindVideo {
-		d.pub.requestKeyframe(int(d.target.Load()))
+		d.pub.requestFirstKeyframe(int(d.target.Load()))
 	}
 	return codec, nil
 }

@@ -53,6 +53,9 @@ type layer struct {
 	rid     string
 	ssrc    uint32
 	lastPLI atomic.Int64
+	// lastKey is the arrival of the newest keyframe; at or after lastPLI,
+	// no request is outstanding.
+	lastKey atomic.Int64
 	// pendingPLI is a request that came within keyframeInterval of the
 	// last one sent: the layer's reader sends it once the interval has
 	// passed, unless a keyframe arrives first, which serves it.
@@ -146,8 +149,25 @@ func (pub *publication) defaultLayer() int {
 }
 
 // requestKeyframe asks the publisher for a keyframe on layer i, at most
-// once per keyframeInterval per layer.
-func (pub *publication) requestKeyframe(i int) {
+// once per keyframeInterval per layer: for a subscriber that lost packets
+// or asks itself, which may ask again and again.
+func (pub *publication) requestKeyframe(i int) { pub.askKeyframe(i, false) }
+
+// requestFirstKeyframe asks for the keyframe a subscriber needs to show
+// anything at all: its track was just bound, its transport just came up,
+// or its first simulcast layer was chosen. The
+// request goes out at once unless one is outstanding (sent, and no
+// keyframe arrived since), whose keyframe will serve this subscriber too;
+// the interval alone would have it wait for up to keyframeInterval when
+// another subscriber's keyframe went by just before, as when members join
+// one after another. There is one such request per subscriber and
+// negotiation, and at most one outstanding per layer, so a burst of joins
+// costs at most one keyframe per round trip to the publisher. (Showing a
+// hidden video again, which a participant can repeat at will, stays
+// throttled.)
+func (pub *publication) requestFirstKeyframe(i int) { pub.askKeyframe(i, true) }
+
+func (pub *publication) askKeyframe(i int, first bool) {
 	if i < 0 || i >= maxLayers {
 		return
 	}
@@ -157,7 +177,8 @@ func (pub *publication) requestKeyframe(i int) {
 	}
 	now := pub.sfu.now()
 	last := l.lastPLI.Load()
-	if now-last < keyframeInterval || !l.lastPLI.CompareAndSwap(last, now) {
+	due := now-last >= keyframeInterval || first && l.lastKey.Load() >= last
+	if !due || !l.lastPLI.CompareAndSwap(last, now) {
 		l.pendingPLI.Store(true)
 		pub.sfu.metrics.plisThrottled.Inc()
 		return
@@ -187,6 +208,9 @@ func (pub *publication) read(remote *webrtc.TrackRemote, idx int, l *layer) {
 		p.layer = int8(idx)
 		p.arrival = pub.sfu.now()
 		p.keyframe = pub.keyframe != nil && pub.keyframe(p.payload())
+		if p.keyframe {
+			l.lastKey.Store(p.arrival)
+		}
 		l.account(p)
 		pub.servePending(l, idx, p)
 		if pub.audioLevelID != 0 {
@@ -212,4 +236,12 @@ func (pub *publication) servePending(l *layer, idx int, p *packet) {
 	if p.arrival-l.lastPLI.Load() >= keyframeInterval && l.pendingPLI.Swap(false) {
 		pub.requestKeyframe(idx)
 	}
+}
+
+// webrtcKind is the publication's kind as pion names it.
+func (pub *publication) webrtcKind() webrtc.RTPCodecType {
+	if pub.kind == kindAudio {
+		return webrtc.RTPCodecTypeAudio
+	}
+	return webrtc.RTPCodecTypeVideo
 }

@@ -3,6 +3,7 @@ package media
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -44,7 +45,14 @@ type Session struct {
 
 	negMu   sync.Mutex  // one negotiation at a time
 	pending atomic.Bool // tracks changed while a negotiation was under way
-	early   []webrtc.ICECandidateInit
+	// pendingSince is when pending was last set (the SFU's clock);
+	// holding is set while a negotiation waits (negohold.go).
+	pendingSince atomic.Int64
+	holding      atomic.Bool
+	// youngUntil ends the time in which the tracks the participant's first
+	// offer declared are expected; guarded by sfu.mu.
+	youngUntil int64
+	early      []webrtc.ICECandidateInit
 }
 
 func (s *Session) wire() {
@@ -74,7 +82,7 @@ func (s *Session) requestKeyframes() {
 	}
 	s.sfu.mu.Unlock()
 	for _, d := range video {
-		d.pub.requestKeyframe(int(d.target.Load()))
+		d.pub.requestFirstKeyframe(int(d.target.Load()))
 	}
 }
 
@@ -109,7 +117,10 @@ func (s *Session) Offer(offer string) error {
 // subscribeRoom gives the session everything already published in the
 // room, after its first offer: a transceiver added before it would be
 // matched to one of the participant's offered m-lines, so the node would
-// send on the participant's own (perhaps simulcast) sender's line.
+// send on the participant's own (perhaps simulcast) sender's line. A
+// section the participant offered to receive only (a member without
+// camera or microphone) carries a publication of its kind already in the
+// answer to this offer; the rest come with the node's next offer.
 func (s *Session) subscribeRoom() {
 	s.sfu.mu.Lock()
 	defer s.sfu.mu.Unlock()
@@ -117,11 +128,43 @@ func (s *Session) subscribeRoom() {
 		return
 	}
 	s.subscribed = true
+	s.youngUntil = s.sfu.now() + int64(memberYoung)
+	free := s.receiveOnlySections()
 	for _, pub := range s.room.pubs {
-		if pub.owner.member != s.member {
-			s.subscribeLocked(pub)
+		if pub.owner.member == s.member {
+			continue
+		}
+		// pion's AddTrack takes the first of them of the track's kind.
+		onOffered := false
+		if i := slices.IndexFunc(free, func(t *webrtc.RTPTransceiver) bool { return t.Kind() == pub.webrtcKind() }); i >= 0 {
+			if _, ok := matchCodec(pub.codec, free[i].Receiver().GetParameters().Codecs); ok {
+				onOffered = true
+				free = slices.Delete(free, i, i+1)
+			}
+		}
+		s.subscribeLocked(pub, onOffered)
+	}
+}
+
+// receiveOnlySections returns, in the connection's order, the
+// transceivers of the sections the remote offer only receives on, which
+// pion answers send-only, of each kind for which pion's AddTrack would
+// take nothing else: no transceiver of that kind without a sender that
+// receives what the participant publishes.
+func (s *Session) receiveOnlySections() []*webrtc.RTPTransceiver {
+	var free []*webrtc.RTPTransceiver
+	unsafe := map[webrtc.RTPCodecType]bool{}
+	for _, t := range s.pc.GetTransceivers() {
+		if t.Sender() != nil {
+			continue
+		}
+		if t.Mid() != "" && t.Direction() == webrtc.RTPTransceiverDirectionSendonly {
+			free = append(free, t)
+		} else {
+			unsafe[t.Kind()] = true
 		}
 	}
+	return slices.DeleteFunc(free, func(t *webrtc.RTPTransceiver) bool { return unsafe[t.Kind()] })
 }
 
 // reserveTracks counts the tracks an offer publishes and holds them
@@ -230,6 +273,10 @@ func (s *Session) negotiate() {
 	if s.pc.SignalingState() != webrtc.SignalingStateStable {
 		return
 	}
+	if d := s.holdFor(); d > 0 {
+		s.negotiateAfter(d)
+		return
+	}
 	s.pending.Store(false)
 	offer, err := s.pc.CreateOffer(nil)
 	if err != nil {
@@ -269,6 +316,7 @@ func (s *Session) onTrack(remote *webrtc.TrackRemote, receiver *webrtc.RTPReceiv
 	l := &layer{rid: remote.RID(), ssrc: uint32(remote.SSRC()), winStart: s.sfu.now()}
 	l.last.Store(l.winStart)
 	l.lastPLI.Store(l.winStart - keyframeInterval) // the first request goes out at once
+	l.lastKey.Store(l.winStart - keyframeInterval)
 	pub.layers[idx].Store(l)
 	pub.readers++
 	var changed []*Session
@@ -284,7 +332,7 @@ func (s *Session) onTrack(remote *webrtc.TrackRemote, receiver *webrtc.RTPReceiv
 			continue
 		}
 		if fresh {
-			if o.subscribed && o.subscribeLocked(pub) {
+			if o.subscribed && o.subscribeLocked(pub, false) {
 				changed = append(changed, o)
 			}
 		} else {
@@ -317,9 +365,11 @@ func (s *Session) onTrack(remote *webrtc.TrackRemote, receiver *webrtc.RTPReceiv
 	}
 }
 
-// subscribeLocked forwards pub to this session; the caller holds sfu.mu
-// and negotiates afterwards.
-func (s *Session) subscribeLocked(pub *publication) bool {
+// subscribeLocked forwards pub to this session, on a section the
+// participant's offer being answered receives on (onOffered, see
+// subscribeRoom) or else on a transceiver of its own for the next offer;
+// the caller holds sfu.mu and negotiates afterwards.
+func (s *Session) subscribeLocked(pub *publication, onOffered bool) bool {
 	if s.closed {
 		return false
 	}
@@ -335,13 +385,7 @@ func (s *Session) subscribeLocked(pub *publication) bool {
 	if v, ok := s.views[pub.owner.member]; ok && d.kind == kindVideo && (v[0] == 0 || v[1] == 0) {
 		d.paused.Store(true) // a screen share of a member whose video is hidden
 	}
-	// A send-only transceiver of its own, never one the participant
-	// publishes on.
-	tr, err := s.pc.AddTransceiverFromTrack(d, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly})
-	var sender *webrtc.RTPSender
-	if err == nil {
-		sender = tr.Sender()
-	}
+	sender, err := s.sendOn(d, onOffered)
 	if err != nil {
 		s.sfu.log.Warn("sfu subscribe", "member", s.member, "err", err)
 		return false
@@ -355,8 +399,24 @@ func (s *Session) subscribeLocked(pub *publication) bool {
 	subs := append(append([]*downTrack(nil), *pub.subs.Load()...), d)
 	pub.subs.Store(&subs)
 	s.sfu.goOwned(d.readRTCP)
-	s.pending.Store(true)
+	if !onOffered {
+		s.markPending()
+	}
 	return true
+}
+
+// sendOn sends d on the first receive-only section of the offer being
+// answered that has no track yet (onOffered), or on a send-only
+// transceiver of its own, never one the participant publishes on.
+func (s *Session) sendOn(d *downTrack, onOffered bool) (*webrtc.RTPSender, error) {
+	if onOffered {
+		return s.pc.AddTrack(d)
+	}
+	tr, err := s.pc.AddTransceiverFromTrack(d, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly})
+	if err != nil {
+		return nil, err
+	}
+	return tr.Sender(), nil
 }
 
 // unpublishLocked removes a publication that ended from its room and its
@@ -380,7 +440,7 @@ func (s *SFU) unpublishLocked(pub *publication) []*Session {
 		delete(o.downs, pub.key)
 		if !o.closed {
 			_ = o.pc.RemoveTrack(d.sender)
-			o.pending.Store(true)
+			o.markPending()
 			changed = append(changed, o)
 		}
 	}

@@ -143,6 +143,10 @@ func New(cfg Config) (*SFU, error) {
 	if err := cfg.Settings.SetAnsweringDTLSRole(webrtc.DTLSRoleServer); err != nil {
 		return nil, fmt.Errorf("dtls role: %w", err)
 	}
+	// No HelloVerifyRequest round trip before the handshake: ICE already
+	// keeps the DTLS server from answering an address it has not checked
+	// (docs/operations.md, "DTLS without the cookie exchange").
+	cfg.Settings.SetDTLSInsecureSkipHelloVerify(true)
 	if cfg.Settings.BufferFactory == nil {
 		// Received SRTP and SRTCP queue in buffers the node shares
 		// (srtpbuf.go), not in one that only grows per stream.

@@ -190,7 +190,10 @@ func (s *Session) allocate(st *allocState, now time.Time) {
 		if old := it.d.target.Swap(int32(target)); int(old) != target {
 			s.sfu.log.Debug("sfu layer target", "room", s.room.id, "member", s.member, "publisher", it.d.pub.owner.member,
 				"from", old, "to", target, "want", it.want, "estimate", est, "sending", sending)
-			if int32(target) != it.d.current.Load() {
+			switch cur := it.d.current.Load(); {
+			case cur < 0: // nothing shown yet
+				it.d.pub.requestFirstKeyframe(target)
+			case int32(target) != cur:
 				it.d.pub.requestKeyframe(target)
 			}
 		}
