@@ -2,6 +2,7 @@ package sfulink
 
 import (
 	"errors"
+	"fmt"
 	"testing"
 
 	"github.com/openconsult/openconsult/media/nodetest"
@@ -51,4 +52,60 @@ func FuzzNodeMessage(f *testing.F) {
 			t.Fatalf("sink contract breached: %v", br)
 		}
 	})
+}
+
+// TestSuccessAfterGivingUpStaysSilent: the read loop may take a request's
+// success just as the caller's context ends, and confirm the session or
+// recording only after the caller discarded it; the caller's error stands,
+// and the owner hears no end of what it never got.
+func TestSuccessAfterGivingUpStaysSilent(t *testing.T) {
+	tests := []struct {
+		name  string
+		start func(l *clientLink) (opening, func() error)
+	}{
+		{"recording", func(l *clientLink) (opening, func() error) {
+			sink := nodetest.NewRecordLog()
+			rr, err := l.newRecording(sink)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return rr, func() error {
+				select {
+				case err := <-sink.EndedCh():
+					return fmt.Errorf("Ended(%v)", err)
+				default:
+					return nil
+				}
+			}
+		}},
+		{"session", func(l *clientLink) (opening, func() error) {
+			events := newRecorder()
+			rp, err := l.newSession(events)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return rp, func() error {
+				select {
+				case err := <-events.closed:
+					return fmt.Errorf("Closed(%v)", err)
+				default:
+					return nil
+				}
+			}
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := &Client{url: "wss://node.test/", log: quietLog()}
+			l := newClientLink(c, &endpoint{out: make(chan outMsg, sendQueue+mediaQueue), done: make(chan struct{})})
+			x, heard := tt.start(l)
+			x.discard() // the caller gave up: its context ended
+			x.confirm() // the read loop then runs the success it took
+			l.end(errors.New("link over"))
+			c.events.Wait()
+			if err := heard(); err != nil {
+				t.Fatalf("the owner of a failed call heard %v", err)
+			}
+		})
+	}
 }

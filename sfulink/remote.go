@@ -30,9 +30,14 @@ func (q *inbox[E]) init(quiet bool) {
 }
 
 // confirm marks the node's success, on the read loop (see pendingCall).
+// It may come after the caller gave up and dropped the inbox (the read
+// loop took the result as the caller's context ended): the caller's
+// error stands, and the receiver hears no end.
 func (q *inbox[E]) confirm() {
 	q.mu.Lock()
-	q.confirmed = true
+	if !q.finished {
+		q.confirmed = true
+	}
 	q.mu.Unlock()
 }
 
