@@ -190,9 +190,7 @@ func (c *Client) dial(ctx context.Context) (*clientLink, error) {
 		c.mu.Unlock()
 		return nil, err
 	}
-	l := &clientLink{c: c, over: make(chan struct{}), pending: map[uint64]pendingCall{},
-		sessions: map[string]*remoteParticipant{}, recs: map[uint32]*remoteRecording{}}
-	l.ep = newEndpoint(ws, c.heartbeat, nil)
+	l := newClientLink(c, newEndpoint(ws, c.heartbeat, nil))
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.closed {
@@ -245,13 +243,8 @@ func (c *Client) Join(ctx context.Context, roomID, memberID string, events media
 	if err != nil {
 		return nil, err
 	}
-	_, err = l.call(ctx, message{Type: typeJoin, SID: rp.sid, Room: roomID, Member: memberID}, rp.markJoined)
+	err = l.open(ctx, message{Type: typeJoin, SID: rp.sid, Room: roomID, Member: memberID}, message{Type: typeClose, SID: rp.sid}, rp)
 	if err != nil {
-		rp.discard()
-		if ctx.Err() != nil {
-			// The node may have opened the session after all.
-			l.ep.send(message{Type: typeClose, SID: rp.sid})
-		}
 		return nil, fmt.Errorf("join room %s: %w", roomID, err)
 	}
 	return rp, nil

@@ -25,11 +25,18 @@ type clientLink struct {
 
 	over chan struct{} // closed by end, after the last message was handled
 
-	mu       sync.Mutex
-	ended    error                  // why the link ended; nil while up
-	pending  map[uint64]pendingCall // requests waiting for their result
-	sessions map[string]*remoteParticipant
-	recs     map[uint32]*remoteRecording
+	sessions *registry[string, *remoteParticipant]
+	recs     *registry[uint32, *remoteRecording]
+
+	mu      sync.Mutex
+	ended   error                  // why the link ended; nil while up
+	pending map[uint64]pendingCall // requests waiting for their result
+}
+
+func newClientLink(c *Client, ep *endpoint) *clientLink {
+	return &clientLink{c: c, ep: ep, over: make(chan struct{}), pending: map[uint64]pendingCall{},
+		sessions: newRegistry[string, *remoteParticipant](&c.events),
+		recs:     newRegistry[uint32, *remoteRecording](&c.events)}
 }
 
 // pendingCall is a request waiting for its result; ok, if set, runs on the
@@ -67,17 +74,17 @@ func (l *clientLink) handle(data []byte) {
 		}
 		pc.ch <- m // buffered: one result per request
 	case typeAnswer, typeOffer, typeSpeaker:
-		if rp := l.session(m.SID); rp != nil {
-			rp.push(m)
+		if rp := l.sessions.get(m.SID); rp != nil {
+			rp.enqueue(m)
 		}
 	case typeClosed:
-		if rp := l.take(m.SID); rp != nil {
+		if rp := l.sessions.take(m.SID); rp != nil {
 			rp.finish(fmt.Errorf("sfulink: node %s closed the session: %w", l.c.url, remoteError(m)))
 		}
 	case typeReplaced:
 		// The node has already closed the session: what is still queued
 		// for it is stale.
-		if rp := l.take(m.SID); rp != nil {
+		if rp := l.sessions.take(m.SID); rp != nil {
 			rp.discard()
 		}
 	case typeTrack, typeTrackEnd, typeRecordEnd:
@@ -87,13 +94,13 @@ func (l *clientLink) handle(data []byte) {
 	}
 }
 
-// end fails what waits on the link and reports reason to every session.
+// end fails what waits on the link and reports reason to every session
+// and recording.
 func (l *clientLink) end(reason error) {
 	l.mu.Lock()
-	l.ended = reason
-	sessions, recs := l.sessions, l.recs
-	l.sessions, l.pending, l.recs = nil, nil, nil
+	l.ended, l.pending = reason, nil
 	l.mu.Unlock()
+	sessions, recs := l.sessions.end(reason), l.recs.end(reason)
 	close(l.over)
 	for _, rp := range sessions {
 		rp.finish(reason)
@@ -103,30 +110,12 @@ func (l *clientLink) end(reason error) {
 	}
 }
 
-func (l *clientLink) session(sid string) *remoteParticipant {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.sessions[sid]
-}
-
-func (l *clientLink) take(sid string) *remoteParticipant {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	rp := l.sessions[sid]
-	delete(l.sessions, sid)
-	return rp
-}
-
 func (l *clientLink) newSession(events media.Events) (*remoteParticipant, error) {
-	rp := &remoteParticipant{link: l, sid: "s" + strconv.FormatUint(l.nextSID.Add(1), 10), events: events, wake: make(chan struct{}, 1)}
-	l.mu.Lock()
-	if l.ended != nil {
-		l.mu.Unlock()
-		return nil, l.ended
+	rp := &remoteParticipant{link: l, sid: "s" + strconv.FormatUint(l.nextSID.Add(1), 10), events: events}
+	rp.init(true)
+	if err := l.sessions.add(rp.sid, rp); err != nil {
+		return nil, err
 	}
-	l.sessions[rp.sid] = rp
-	l.c.events.Add(1)
-	l.mu.Unlock()
 	go rp.deliver()
 	return rp, nil
 }
@@ -172,95 +161,38 @@ func (l *clientLink) call(ctx context.Context, m message, ok func()) (message, e
 	return r, nil
 }
 
-// remoteParticipant is a session on the remote node. The node's events
-// for it are delivered in order on a goroutine of its own, so that a slow
-// callback holds up neither the link nor other sessions.
+// remoteParticipant is a session on the remote node; its events are
+// delivered to events through the inbox. A session whose join was not
+// confirmed ends without Closed: its Join call fails instead.
 type remoteParticipant struct {
+	inbox[message]
 	link   *clientLink
 	sid    string
 	events media.Events
-	wake   chan struct{}
-
-	mu       sync.Mutex
-	queue    []message
-	joined   bool  // the node confirmed the join
-	finished bool  // no more events: closed, replaced or lost
-	final    error // reported through Events.Closed after the queue
-}
-
-func (rp *remoteParticipant) markJoined() {
-	rp.mu.Lock()
-	rp.joined = true
-	rp.mu.Unlock()
-}
-
-func (rp *remoteParticipant) push(m message) {
-	rp.mu.Lock()
-	if !rp.finished {
-		rp.queue = append(rp.queue, m)
-	}
-	rp.mu.Unlock()
-	rp.signal()
-}
-
-func (rp *remoteParticipant) signal() {
-	select {
-	case rp.wake <- struct{}{}:
-	default:
-	}
-}
-
-// finish ends the session after the queued events; reason nil ends it
-// silently, and so does a session whose join was not confirmed: its Join
-// call fails instead.
-func (rp *remoteParticipant) finish(reason error) {
-	rp.mu.Lock()
-	if !rp.finished {
-		rp.finished, rp.final = true, reason
-		if !rp.joined {
-			rp.final = nil
-		}
-	}
-	rp.mu.Unlock()
-	rp.signal()
 }
 
 // discard ends a session silently and at once, dropping queued events.
 func (rp *remoteParticipant) discard() {
-	rp.link.take(rp.sid)
-	rp.mu.Lock()
-	rp.finished, rp.final, rp.queue = true, nil, nil
-	rp.mu.Unlock()
-	rp.signal()
+	rp.link.sessions.take(rp.sid)
+	rp.drop()
 }
 
 func (rp *remoteParticipant) deliver() {
 	defer rp.link.c.events.Done()
-	for {
-		rp.mu.Lock()
-		if len(rp.queue) == 0 {
-			finished, final := rp.finished, rp.final
-			rp.mu.Unlock()
-			if finished {
-				if final != nil {
-					rp.events.Closed(final)
-				}
-				return
-			}
-			<-rp.wake
-			continue
-		}
-		m := rp.queue[0]
-		rp.queue = rp.queue[1:]
-		rp.mu.Unlock()
-		switch m.Type {
-		case typeAnswer:
-			rp.events.Answer(m.SDP)
-		case typeOffer:
-			rp.events.Offer(m.SDP)
-		case typeSpeaker:
-			rp.events.Speaker(m.Member)
-		}
+	final, _ := rp.run(rp.apply, nil)
+	if final != nil {
+		rp.events.Closed(final)
+	}
+}
+
+func (rp *remoteParticipant) apply(m *message) {
+	switch m.Type {
+	case typeAnswer:
+		rp.events.Answer(m.SDP)
+	case typeOffer:
+		rp.events.Offer(m.SDP)
+	case typeSpeaker:
+		rp.events.Speaker(m.Member)
 	}
 }
 
@@ -305,14 +237,9 @@ func (rp *remoteParticipant) View(publisherID string, width, height int) error {
 // Close implements media.Participant: the node closes the session, and no
 // event of it is delivered any more.
 func (rp *remoteParticipant) Close() {
-	rp.mu.Lock()
-	already := rp.finished
-	rp.finished, rp.final, rp.queue = true, nil, nil
-	rp.mu.Unlock()
-	rp.signal()
-	if already {
+	if rp.drop() {
 		return
 	}
-	rp.link.take(rp.sid)
+	rp.link.sessions.take(rp.sid)
 	rp.link.ep.send(message{Type: typeClose, SID: rp.sid})
 }

@@ -238,14 +238,13 @@ func FuzzMediaFrame(f *testing.F) {
 // each ended, then Ended with the reason, and the node is told to stop.
 func TestRecordingFloodEnds(t *testing.T) {
 	c := &Client{url: "wss://node.test/", log: quietLog()}
-	l := &clientLink{c: c, recs: map[uint32]*remoteRecording{},
-		ep: &endpoint{out: make(chan outMsg, sendQueue+mediaQueue), done: make(chan struct{})}}
+	l := newClientLink(c, &endpoint{out: make(chan outMsg, sendQueue+mediaQueue), done: make(chan struct{})})
 	sink := nodetest.NewRecordLog()
 	rr, err := l.newRecording(sink)
 	if err != nil {
 		t.Fatal(err)
 	}
-	rr.markStarted()
+	rr.confirm()
 	track := &wireTrack{Member: "m", ID: "m/video", Kind: "video", MimeType: "video/VP8", ClockRate: 90000, PayloadType: 96}
 	for i := range maxRecordEvents + 10 {
 		l.handleRecording(message{Type: typeTrack, Rec: rr.id, Num: uint32(i + 1), Track: track})
@@ -264,7 +263,7 @@ func TestRecordingFloodEnds(t *testing.T) {
 	if br := sink.Breaches(); len(br) > 0 {
 		t.Fatalf("sink contract breached: %v", br)
 	}
-	if l.recording(rr.id) != nil {
+	if l.recs.get(rr.id) != nil {
 		t.Fatal("the flooded recording is still on the link")
 	}
 	var stop message

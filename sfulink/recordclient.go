@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
 
 	"github.com/pion/rtp"
 
@@ -43,51 +42,28 @@ func (c *Client) Record(ctx context.Context, roomID string, sink media.RecordSin
 	if err != nil {
 		return nil, err
 	}
-	_, err = l.call(ctx, message{Type: typeRecord, Rec: rr.id, Room: roomID, V: recordVersion}, rr.markStarted)
+	err = l.open(ctx, message{Type: typeRecord, Rec: rr.id, Room: roomID, V: recordVersion}, message{Type: typeStopRecord, Rec: rr.id}, rr)
 	if err != nil {
-		rr.discard()
-		if ctx.Err() != nil {
-			// The node may have started it after all.
-			l.ep.send(message{Type: typeStopRecord, Rec: rr.id})
-		}
 		return nil, fmt.Errorf("record room %s: %w", roomID, err)
 	}
 	return rr, nil
 }
 
 func (l *clientLink) newRecording(sink media.RecordSink) (*remoteRecording, error) {
-	rr := &remoteRecording{link: l, id: l.nextRec.Add(1), sink: sink, wake: make(chan struct{}, 1), live: map[uint32]struct{}{}}
-	l.mu.Lock()
-	if l.ended != nil {
-		l.mu.Unlock()
-		return nil, l.ended
+	rr := &remoteRecording{link: l, id: l.nextRec.Add(1), sink: sink, live: map[uint32]struct{}{}}
+	rr.init(false)
+	if err := l.recs.add(rr.id, rr); err != nil {
+		return nil, err
 	}
-	l.recs[rr.id] = rr
-	l.c.events.Add(1)
-	l.mu.Unlock()
 	go rr.deliver()
 	return rr, nil
-}
-
-func (l *clientLink) recording(id uint32) *remoteRecording {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.recs[id]
-}
-
-func (l *clientLink) takeRecording(id uint32) *remoteRecording {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	rr := l.recs[id]
-	delete(l.recs, id)
-	return rr
 }
 
 // handleRecording dispatches a recording's control message from the read
 // loop.
 func (l *clientLink) handleRecording(m message) {
 	if m.Type == typeRecordEnd {
-		if rr := l.takeRecording(m.Rec); rr != nil {
+		if rr := l.recs.take(m.Rec); rr != nil {
 			var err error
 			if m.Code != "" {
 				err = fmt.Errorf("sfulink: node %s ended the recording: %w", l.c.url, remoteError(m))
@@ -96,7 +72,7 @@ func (l *clientLink) handleRecording(m message) {
 		}
 		return
 	}
-	rr := l.recording(m.Rec)
+	rr := l.recs.get(m.Rec)
 	if rr == nil || m.Num == 0 {
 		return // a recording that ended or was discarded
 	}
@@ -124,7 +100,7 @@ func (l *clientLink) handleMedia(data []byte) {
 	var id uint32
 	err := decodeFrame(data, func(rec, num uint32, pkt []byte) {
 		if rec != id {
-			rr, id = l.recording(rec), rec
+			rr, id = l.recs.get(rec), rec
 		}
 		if rr != nil {
 			rr.pushRTP(num, pkt)
@@ -135,24 +111,20 @@ func (l *clientLink) handleMedia(data []byte) {
 	}
 }
 
-// remoteRecording is a recording on the remote node. What the node sends
-// of it is delivered to the sink in order, on a goroutine of its own, so
-// that a slow sink holds up neither the link nor other recordings.
+// remoteRecording is a recording on the remote node; what the node sends
+// of it is delivered to the sink through the inbox. The sink hears Ended
+// only of a recording the node confirmed: Record fails otherwise.
 type remoteRecording struct {
+	inbox[recEvent]
 	link *clientLink
 	id   uint32
 	sink media.RecordSink
-	wake chan struct{}
 
-	mu        sync.Mutex
-	queue     []recEvent
+	// under mu
 	queuedRTP int
 	live      map[uint32]struct{} // tracks announced and not ended, as the node sent them
 	dropped   int64
-	started   bool // the node confirmed the recording
 	stopped   bool // Stop was called
-	finished  bool // nothing more comes from the node
-	final     error
 }
 
 type recEvent struct {
@@ -167,12 +139,6 @@ const (
 	evRTP
 	evEnd
 )
-
-func (rr *remoteRecording) markStarted() {
-	rr.mu.Lock()
-	rr.started = true
-	rr.mu.Unlock()
-}
 
 func (rr *remoteRecording) push(e recEvent) {
 	flood := false
@@ -197,7 +163,7 @@ func (rr *remoteRecording) push(e recEvent) {
 	rr.mu.Unlock()
 	rr.signal()
 	if flood {
-		rr.link.takeRecording(rr.id)
+		rr.link.recs.take(rr.id)
 		rr.link.ep.send(message{Type: typeStopRecord, Rec: rr.id})
 	}
 }
@@ -223,69 +189,27 @@ func (rr *remoteRecording) droppedCount() int64 {
 	return rr.dropped
 }
 
-func (rr *remoteRecording) signal() {
-	select {
-	case rr.wake <- struct{}{}:
-	default:
-	}
-}
-
-// finish ends the recording after what is queued: its tracks End, then
-// the sink hears Ended(reason), unless the recording never started (Record
-// returned an error instead).
-func (rr *remoteRecording) finish(reason error) {
-	rr.mu.Lock()
-	if !rr.finished {
-		rr.finished, rr.final = true, reason
-	}
-	rr.mu.Unlock()
-	rr.signal()
-}
-
 // discard ends a recording that did not start, dropping what is queued.
 func (rr *remoteRecording) discard() {
-	rr.link.takeRecording(rr.id)
-	rr.mu.Lock()
-	rr.finished, rr.started, rr.queue = true, false, nil
-	rr.mu.Unlock()
-	rr.signal()
+	rr.link.recs.take(rr.id)
+	rr.drop()
 }
 
 func (rr *remoteRecording) deliver() {
 	defer rr.link.c.events.Done()
 	tracks := map[uint32]media.TrackSink{} // announced and not ended; nil if the sink ignores it
 	var pkt rtp.Packet
-	var spare []recEvent
-	for {
-		rr.mu.Lock()
-		if len(rr.queue) == 0 {
-			finished, started, final, dropped := rr.finished, rr.started, rr.final, rr.dropped
-			rr.mu.Unlock()
-			if !finished {
-				<-rr.wake
-				continue
-			}
-			for _, ts := range tracks {
-				if ts != nil {
-					ts.End()
-				}
-			}
-			if started {
-				if dropped > 0 {
-					rr.link.c.log.Warn("sfulink recording sink fell behind", "node", rr.link.c.url, "dropped", dropped)
-				}
-				rr.sink.Ended(final)
-			}
-			return
+	final, started := rr.run(func(e *recEvent) { rr.apply(e, tracks, &pkt) }, func() { rr.queuedRTP = 0 })
+	for _, ts := range tracks {
+		if ts != nil {
+			ts.End()
 		}
-		batch := rr.queue
-		rr.queue, rr.queuedRTP = spare[:0], 0
-		rr.mu.Unlock()
-		for i := range batch {
-			rr.apply(&batch[i], tracks, &pkt)
-			batch[i] = recEvent{}
+	}
+	if started {
+		if dropped := rr.droppedCount(); dropped > 0 {
+			rr.link.c.log.Warn("sfulink recording sink fell behind", "node", rr.link.c.url, "dropped", dropped)
 		}
-		spare = batch
+		rr.sink.Ended(final)
 	}
 }
 
@@ -341,7 +265,7 @@ func (rr *remoteRecording) Stop() {
 	if !rr.link.ep.send(message{Type: typeStopRecord, Rec: rr.id}) {
 		// The link is closing or congested: end here; whatever the node
 		// still sends of the recording is dropped.
-		if rr.link.takeRecording(rr.id) == rr {
+		if rr.link.recs.take(rr.id) == rr {
 			rr.finish(fmt.Errorf("sfulink: stopping a recording on %s: link closing or congested: %w", rr.link.c.url, media.ErrUnavailable))
 		}
 	}

@@ -1,0 +1,190 @@
+package sfulink
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+)
+
+// inbox is what the node sent for one remote session or recording, queued
+// to be delivered in order on a goroutine of its own, so that a slow
+// receiver holds up neither the link's reader nor the link's other
+// sessions and recordings. Its owner embeds it and may keep fields of its
+// own under mu.
+type inbox[E any] struct {
+	wake chan struct{}
+	// quiet drops the reason of an end that came before the node
+	// confirmed: the call that opened it fails instead.
+	quiet   bool
+	cleared atomic.Bool // queued entries are dropped, even those being delivered
+
+	mu        sync.Mutex
+	queue     []E
+	confirmed bool  // the node confirmed the session or recording
+	finished  bool  // nothing more comes from the node
+	final     error // why it ended, reported after the queue
+}
+
+func (q *inbox[E]) init(quiet bool) {
+	q.wake, q.quiet = make(chan struct{}, 1), quiet
+}
+
+// confirm marks the node's success, on the read loop (see pendingCall).
+// It may come after the caller gave up and dropped the inbox (the read
+// loop took the result as the caller's context ended): the caller's
+// error stands, and the receiver hears no end.
+func (q *inbox[E]) confirm() {
+	q.mu.Lock()
+	if !q.finished {
+		q.confirmed = true
+	}
+	q.mu.Unlock()
+}
+
+// enqueue queues e unless the inbox is finished.
+func (q *inbox[E]) enqueue(e E) {
+	q.mu.Lock()
+	if !q.finished {
+		q.queue = append(q.queue, e)
+	}
+	q.mu.Unlock()
+	q.signal()
+}
+
+func (q *inbox[E]) signal() {
+	select {
+	case q.wake <- struct{}{}:
+	default:
+	}
+}
+
+// finish ends the inbox after what is queued, for reason.
+func (q *inbox[E]) finish(reason error) {
+	q.mu.Lock()
+	if !q.finished {
+		q.finished, q.final = true, reason
+		if q.quiet && !q.confirmed {
+			q.final = nil
+		}
+	}
+	q.mu.Unlock()
+	q.signal()
+}
+
+// drop ends the inbox silently and at once, dropping what is queued; it
+// reports whether the inbox had finished already.
+func (q *inbox[E]) drop() (already bool) {
+	q.mu.Lock()
+	already = q.finished
+	q.finished, q.confirmed, q.final, q.queue = true, false, nil, nil
+	q.cleared.Store(true)
+	q.mu.Unlock()
+	q.signal()
+	return already
+}
+
+// run hands each queued entry to apply, in order, until the inbox is
+// finished and delivered; taken, if set, runs under mu whenever the queue
+// is taken. It returns why the inbox ended and whether the node had
+// confirmed it.
+func (q *inbox[E]) run(apply func(*E), taken func()) (final error, confirmed bool) {
+	var spare []E
+	for {
+		q.mu.Lock()
+		if len(q.queue) == 0 {
+			finished, final, confirmed := q.finished, q.final, q.confirmed
+			q.mu.Unlock()
+			if finished {
+				return final, confirmed
+			}
+			<-q.wake
+			continue
+		}
+		batch := q.queue
+		q.queue = spare[:0]
+		if taken != nil {
+			taken()
+		}
+		q.mu.Unlock()
+		for i := range batch {
+			if q.cleared.Load() {
+				break
+			}
+			apply(&batch[i])
+		}
+		clear(batch)
+		spare = batch
+	}
+}
+
+// registry holds a link's sessions or recordings by their id on it until
+// the link ends; each one added counts in live until its delivery
+// goroutine ends.
+type registry[K comparable, V any] struct {
+	live *sync.WaitGroup
+
+	mu    sync.Mutex
+	ended error // why the link ended; nil while up
+	m     map[K]V
+}
+
+func newRegistry[K comparable, V any](live *sync.WaitGroup) *registry[K, V] {
+	return &registry[K, V]{live: live, m: map[K]V{}}
+}
+
+// add registers v, unless the link ended; the caller then starts v's
+// delivery goroutine.
+func (r *registry[K, V]) add(k K, v V) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.ended != nil {
+		return r.ended
+	}
+	r.m[k] = v
+	r.live.Add(1)
+	return nil
+}
+
+func (r *registry[K, V]) get(k K) V {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.m[k]
+}
+
+// take removes k and returns what it held.
+func (r *registry[K, V]) take(k K) V {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	v := r.m[k]
+	delete(r.m, k)
+	return v
+}
+
+// end refuses what is added from now on and returns what is registered.
+func (r *registry[K, V]) end(reason error) map[K]V {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	m := r.m
+	r.ended, r.m = reason, nil
+	return m
+}
+
+// opening is a session or recording that a request asks the node for.
+type opening interface {
+	confirm()
+	discard()
+}
+
+// open sends req, whose success confirms x on the read loop. A failure
+// discards x; a request that ctx abandoned is undone with undo, since the
+// node may have acted on it after all.
+func (l *clientLink) open(ctx context.Context, req, undo message, x opening) error {
+	if _, err := l.call(ctx, req, x.confirm); err != nil {
+		x.discard()
+		if ctx.Err() != nil {
+			l.ep.send(undo)
+		}
+		return err
+	}
+	return nil
+}
