@@ -73,15 +73,15 @@ func writeHeap(path string) error {
 }
 
 // writeMemStats writes where the process's memory is, in MiB: what the
-// heap profile shows (in use), what the collector has yet to reach or
+// heap profile shows (objects; the spans that hold them are in use), what the collector has yet to reach or
 // keeps for reuse, goroutine stacks, and what the process got from the
 // system.
 func writeMemStats(path string) error {
 	var m runtime.MemStats
 	runtime.ReadMemStats(&m)
 	mib := func(b uint64) float64 { return float64(b) / (1 << 20) }
-	text := fmt.Sprintf("heap in use %.1f\nheap idle %.1f (released %.1f)\nstacks %.1f\nother runtime %.1f\nsys %.1f\ngoroutines %d\nGC cycles %d\n",
-		mib(m.HeapInuse), mib(m.HeapIdle), mib(m.HeapReleased), mib(m.StackInuse),
+	text := fmt.Sprintf("heap objects %.1f\nheap in use %.1f\nheap idle %.1f (released %.1f)\nstacks %.1f\nother runtime %.1f\nsys %.1f\ngoroutines %d\nGC cycles %d\n",
+		mib(m.HeapAlloc), mib(m.HeapInuse), mib(m.HeapIdle), mib(m.HeapReleased), mib(m.StackInuse),
 		mib(m.MSpanInuse+m.MCacheInuse+m.BuckHashSys+m.GCSys+m.OtherSys), mib(m.Sys), runtime.NumGoroutine(), m.NumGC)
 	if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
 		return fmt.Errorf("profile: %w", err)
