@@ -141,10 +141,11 @@ func New(cfg Config) (*SFU, error) {
 	if err := cfg.Settings.SetAnsweringDTLSRole(webrtc.DTLSRoleServer); err != nil {
 		return nil, fmt.Errorf("dtls role: %w", err)
 	}
+	bufs := newSRTPBuffers()
 	if cfg.Settings.BufferFactory == nil {
 		// Received SRTP and SRTCP queue in buffers the node shares
 		// (srtpbuf.go), not in one that only grows per stream.
-		cfg.Settings.BufferFactory = newSRTPBuffers().new
+		cfg.Settings.BufferFactory = bufs.new
 	}
 	s := &SFU{cfg: cfg, log: cfg.Log, pool: newPacketPool(), epoch: time.Now(), rooms: map[string]*room{},
 		allocWake: make(chan *Session, 256), allocStop: make(chan struct{})}
@@ -153,7 +154,7 @@ func New(cfg Config) (*SFU, error) {
 		return nil, err
 	}
 	s.metrics = m
-	if s.closers, err = listen(&s.cfg); err != nil {
+	if s.closers, err = listen(&s.cfg, bufs); err != nil {
 		return nil, err
 	}
 	if s.api, err = newAPI(s.cfg.Settings, &s.estimators, &s.retransmitters, m); err != nil {
