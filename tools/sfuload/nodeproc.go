@@ -85,7 +85,7 @@ func serveNode(args []string, in io.Reader, out io.Writer) error {
 	var recs recCounters
 	var prof profiler
 	emit(nodeEvent{Event: "ready"}) // the memory baseline starts here
-	queues := map[string]chan nodeRequest{}
+	queues := map[string]chan *nodeRequest{}
 	var wg sync.WaitGroup
 	defer func() {
 		for _, q := range queues {
@@ -139,17 +139,19 @@ func serveNode(args []string, in io.Reader, out io.Writer) error {
 		}
 		q, ok := queues[req.Member]
 		if !ok {
-			q = make(chan nodeRequest, 64)
+			// Pointers: a queue of 64 requests by value took 7 KiB per
+			// member, which the node's memory figures counted.
+			q = make(chan *nodeRequest, 64)
 			queues[req.Member] = q
 			wg.Go(func() { memberWorker(node, q, emit) })
 		}
-		q <- req
+		q <- &req
 	}
 	return sc.Err()
 }
 
 // memberWorker applies one member's requests to its session.
-func memberWorker(node *media.SFU, q <-chan nodeRequest, emit func(nodeEvent)) {
+func memberWorker(node *media.SFU, q <-chan *nodeRequest, emit func(nodeEvent)) {
 	var sess media.Participant
 	for req := range q {
 		var err error

@@ -11,7 +11,8 @@ import (
 // profiler runs in the node's process, for -node-profile: start writes
 // the heap profile into path.heap0 and begins a CPU profile into
 // path.cpu; stop ends it and writes the heap profile into path.heap and
-// the runtime's memory figures into path.memstats. What was allocated in
+// the runtime's memory figures into path.memstats and the goroutines,
+// counted by stack, into path.goroutines. What was allocated in
 // the window is `go tool pprof -sample_index=alloc_objects -diff_base
 // path.heap0 path.heap`; in use at its end, -sample_index=inuse_space.
 type profiler struct{ cpu *os.File }
@@ -50,6 +51,9 @@ func (p *profiler) do(op, path string) error {
 		if err := writeHeap(path + ".heap"); err != nil {
 			return err
 		}
+		if err := writeGoroutines(path + ".goroutines"); err != nil {
+			return err
+		}
 		return writeMemStats(path + ".memstats")
 	}
 	return fmt.Errorf("profile: unknown operation %q", op)
@@ -63,6 +67,22 @@ func writeHeap(path string) error {
 		return fmt.Errorf("profile: %w", err)
 	}
 	if err := pprof.Lookup("heap").WriteTo(f, 0); err != nil {
+		f.Close()
+		return fmt.Errorf("profile: %w", err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("profile: %w", err)
+	}
+	return nil
+}
+
+// writeGoroutines writes the goroutines by stack, counted.
+func writeGoroutines(path string) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return fmt.Errorf("profile: %w", err)
+	}
+	if err := pprof.Lookup("goroutine").WriteTo(f, 1); err != nil {
 		f.Close()
 		return fmt.Errorf("profile: %w", err)
 	}
