@@ -114,10 +114,11 @@ type Result struct {
 	RSSAfterMiB        float64 `json:"rss_after_mib"`
 	RSSDeltaMiB        float64 `json:"rss_delta_mib"`
 	KiBPerSubscriber   float64 `json:"memory_per_subscriber_kib"`
-	// HeldKiBPerSubscriber is the growth of the node's resident memory
-	// from before the first join to the window's end, each read after a
-	// collection that returned the free pages to the system (heldMemory),
-	// per subscriber: the steady state, without the collector's headroom.
+	// HeldKiBPerSubscriber is the growth of the node's anonymous resident
+	// memory from before the first join to the window's end, each read
+	// after a collection that returned the free pages to the system
+	// (heldMemory), per subscriber: the steady state, without the
+	// collector's headroom or the program's code paged in.
 	// Heap and stacks are its two main parts, from the runtime.
 	HeldKiBPerSubscriber  float64 `json:"held_memory_per_subscriber_kib,omitempty"`
 	HeapKiBPerSubscriber  float64 `json:"heap_per_subscriber_kib,omitempty"`
