@@ -141,13 +141,14 @@ func New(cfg Config) (*SFU, error) {
 	if err := cfg.Settings.SetAnsweringDTLSRole(webrtc.DTLSRoleServer); err != nil {
 		return nil, fmt.Errorf("dtls role: %w", err)
 	}
-	bufs := newSRTPBuffers()
+	pool := newPacketPool()
+	bufs := newSRTPBuffers(pool)
 	if cfg.Settings.BufferFactory == nil {
 		// Received SRTP and SRTCP queue in buffers the node shares
 		// (srtpbuf.go), not in one that only grows per stream.
 		cfg.Settings.BufferFactory = bufs.new
 	}
-	s := &SFU{cfg: cfg, log: cfg.Log, pool: newPacketPool(), epoch: time.Now(), rooms: map[string]*room{},
+	s := &SFU{cfg: cfg, log: cfg.Log, pool: pool, epoch: time.Now(), rooms: map[string]*room{},
 		allocWake: make(chan *Session, 256), allocStop: make(chan struct{})}
 	m, err := newMetrics(cfg.Metrics, s.Load)
 	if err != nil {
