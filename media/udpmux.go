@@ -154,17 +154,25 @@ func (m *udpMux) read() {
 	for {
 		n, from, err := m.conn.ReadFromAddrPort(buf)
 		if err != nil {
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				continue
+			if errors.Is(err, net.ErrClosed) || m.isClosed() {
+				return
 			}
-			return // closed
+			// Anything else (a datagram's error queued by the kernel)
+			// leaves the socket usable.
+			time.Sleep(time.Millisecond)
+			continue
 		}
 		from = netip.AddrPortFrom(from.Addr().Unmap(), from.Port())
 		if c := m.route(buf[:n], from); c != nil {
 			c.deliver(buf[:n], from)
 		}
 	}
+}
+
+func (m *udpMux) isClosed() bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.closed
 }
 
 // route finds the connection a datagram from an address belongs to.
