@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/pion/ice/v4"
@@ -40,7 +41,7 @@ type udpMux struct {
 	local net.Addr
 	bufs  srtpBuffers
 
-	mu      sync.Mutex
+	mu      sync.RWMutex
 	byUfrag map[ufragKey]*muxConn
 	byAddr  map[netip.AddrPort]*muxConn
 	closed  bool
@@ -123,6 +124,7 @@ func (m *udpMux) forgetLocked(c *muxConn) {
 		}
 	}
 	c.addrs = nil
+	c.last.Store(nil)
 }
 
 // Close implements ice.UDPMux: every connection ends, and the socket.
@@ -170,16 +172,16 @@ func (m *udpMux) read() {
 }
 
 func (m *udpMux) isClosed() bool {
-	m.mu.Lock()
-	defer m.mu.Unlock()
+	m.mu.RLock()
+	defer m.mu.RUnlock()
 	return m.closed
 }
 
 // route finds the connection a datagram from an address belongs to.
 func (m *udpMux) route(p []byte, from netip.AddrPort) *muxConn {
-	m.mu.Lock()
+	m.mu.RLock()
 	c := m.byAddr[from]
-	m.mu.Unlock()
+	m.mu.RUnlock()
 	if c != nil || !stun.IsMessage(p) {
 		return c
 	}
@@ -187,8 +189,8 @@ func (m *udpMux) route(p []byte, from netip.AddrPort) *muxConn {
 	if !ok {
 		return nil
 	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
+	m.mu.RLock()
+	defer m.mu.RUnlock()
 	return m.byUfrag[ufragKey{ufrag, from.Addr().Is6()}]
 }
 
@@ -210,14 +212,25 @@ func stunUfrag(p []byte) (string, bool) {
 }
 
 // register routes datagrams from addr to c, taking addr from another
-// connection that had it.
+// connection that had it. Every write calls it: the address last
+// registered is checked without the mux's lock.
 func (m *udpMux) register(c *muxConn, addr netip.AddrPort) {
+	if last := c.last.Load(); last != nil && *last == addr {
+		return
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.closed || c.gone || m.byAddr[addr] == c {
+	if m.closed || c.gone {
+		return
+	}
+	c.last.Store(&addr)
+	if m.byAddr[addr] == c {
 		return
 	}
 	if old := m.byAddr[addr]; old != nil {
+		if l := old.last.Load(); l != nil && *l == addr {
+			old.last.Store(nil)
+		}
 		for i, a := range old.addrs {
 			if a == addr {
 				old.addrs = append(old.addrs[:i], old.addrs[i+1:]...)
@@ -253,6 +266,8 @@ type muxConn struct {
 	refs  int
 	addrs []netip.AddrPort
 	gone  bool
+	// last is the address this connection last wrote to.
+	last atomic.Pointer[netip.AddrPort]
 
 	notify   chan struct{}
 	closedCh chan struct{}

@@ -187,3 +187,38 @@ func TestUDPMuxClose(t *testing.T) {
 		t.Fatalf("GetConn after Close: %v", err)
 	}
 }
+
+// An address belongs to the connection that wrote to it last, and goes
+// back when the first writes to it again.
+func TestUDPMuxAddressGoesToTheLastWriter(t *testing.T) {
+	m, addr := newTestMux(t)
+	var hs []net.PacketConn
+	for _, u := range []string{"a", "b"} {
+		h, err := m.GetConn(u, addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer h.Close()
+		hs = append(hs, h)
+	}
+	peer, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer peer.Close()
+	for i, w := range []int{0, 1, 0, 0} {
+		if _, err := hs[w].WriteTo([]byte("out"), peer.LocalAddr()); err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := peer.ReadFrom(make([]byte, 16)); err != nil {
+			t.Fatal(err)
+		}
+		in := []byte{0x80, byte(i)}
+		if _, err := peer.WriteTo(in, addr); err != nil {
+			t.Fatal(err)
+		}
+		if got, _ := readWithin(t, hs[w]); !bytes.Equal(got, in) {
+			t.Fatalf("write %d: connection %d read % x, want % x", i, w, got, in)
+		}
+	}
+}
