@@ -12,6 +12,8 @@
 //     transport-wide feedback report, which twcc.go reads in place.
 //   - rtpattrs.go: one parsed RTP header per received packet for all of
 //     pion's interceptors, and no RTCP parsing where none is needed.
+//   - packet.go: a received RTP packet, shared by its subscribers, in a
+//     buffer of its size class.
 //   - srtpbuf.go: received SRTP and SRTCP queued in buffers the node
 //     shares.
 //   - publish.go: a published track and its simulcast layers, read on the
@@ -36,6 +38,8 @@
 //     every member's audio and best video layer, through the same
 //     downTrack queues and rewriting, and hands them to a RecordSink.
 //   - network.go: one UDP port, one ICE-TCP port, 1:1 NAT addresses.
+//   - udpmux.go: the shared UDP port's datagrams routed to each peer
+//     connection's ICE agent, queued in the packets' pooled buffers.
 //   - udpbatch_linux.go: the shared UDP port read with recvmmsg and
 //     written with sendmmsg.
 //   - metrics.go: Prometheus series, without room or member ids.
