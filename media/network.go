@@ -5,10 +5,9 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 
 	"github.com/pion/ice/v4"
-	"github.com/pion/transport/v5"
-	"github.com/pion/transport/v5/stdnet"
 	"github.com/pion/webrtc/v4"
 )
 
@@ -17,8 +16,8 @@ import (
 // (TCPListen), which is what a firewall or a Kubernetes service can
 // expose, and advertises PublicIPs instead of the host's own addresses
 // when the node sits behind a 1:1 NAT. It returns the listeners, which
-// SFU.Close closes.
-func listen(cfg *Config) ([]io.Closer, error) {
+// SFU.Close closes. Datagrams queue for their connections in bufs.
+func listen(cfg *Config, bufs srtpBuffers) ([]io.Closer, error) {
 	var closers []io.Closer
 	fail := func(err error) ([]io.Closer, error) {
 		for _, c := range closers {
@@ -32,29 +31,9 @@ func listen(cfg *Config) ([]io.Closer, error) {
 		if err != nil {
 			return fail(fmt.Errorf("udp listen %q: %w", cfg.UDPListen, err))
 		}
-		var mux ice.UDPMux
-		if addr.IP == nil || addr.IP.IsUnspecified() {
-			// One socket per local address, so that each host candidate
-			// names an address the packets really arrive on.
-			n, err := stdnet.NewNet()
-			if err != nil {
-				return fail(fmt.Errorf("udp listen %q: %w", cfg.UDPListen, err))
-			}
-			m, err := ice.NewMultiUDPMuxFromPort(addr.Port, ice.UDPMuxFromPortWithLogger(logger), ice.UDPMuxFromPortWithNet(batchNet{n}),
-				ice.UDPMuxFromPortWithReadBufferSize(socketBuffer), ice.UDPMuxFromPortWithWriteBufferSize(socketBuffer))
-			if err != nil {
-				return fail(fmt.Errorf("udp listen %q: %w", cfg.UDPListen, err))
-			}
-			mux = m
-		} else {
-			conn, err := net.ListenUDP("udp", addr)
-			if err != nil {
-				return fail(fmt.Errorf("udp listen %q: %w", cfg.UDPListen, err))
-			}
-			// Best effort: the kernel caps it at net.core.rmem_max.
-			_ = conn.SetReadBuffer(socketBuffer)
-			_ = conn.SetWriteBuffer(socketBuffer)
-			mux = ice.NewUDPMuxDefault(ice.UDPMuxParams{Logger: logger, UDPConn: newBatchConn(conn)})
+		mux, err := listenUDP(addr, bufs)
+		if err != nil {
+			return fail(fmt.Errorf("udp listen %q: %w", cfg.UDPListen, err))
 		}
 		closers = append(closers, mux)
 		cfg.Settings.SetICEUDPMux(mux)
@@ -88,23 +67,98 @@ func listen(cfg *Config) ([]io.Closer, error) {
 	return closers, nil
 }
 
-// batchNet is the host's network, with the shared UDP sockets read and
-// written in batches (udpbatch_linux.go).
-type batchNet struct{ transport.Net }
-
-func (n batchNet) ListenUDP(network string, addr *net.UDPAddr) (transport.UDPConn, error) {
-	c, err := n.Net.ListenUDP(network, addr)
+// listenUDP opens the shared UDP port: one socket on addr, or, when
+// addr's IP is unspecified, one per address of the host's interfaces, so
+// that each host candidate names an address the packets really arrive
+// on. Each socket is read and written in batches (udpbatch_linux.go).
+func listenUDP(addr *net.UDPAddr, bufs srtpBuffers) (ice.UDPMux, error) {
+	if addr.IP != nil && !addr.IP.IsUnspecified() {
+		return listenUDPMux(addr, bufs)
+	}
+	ips, err := hostAddrs()
 	if err != nil {
 		return nil, err
 	}
-	u, ok := c.(*net.UDPConn)
+	muxes := make([]ice.UDPMux, 0, len(ips))
+	for _, ip := range ips {
+		m, err := listenUDPMux(net.UDPAddrFromAddrPort(netip.AddrPortFrom(ip, uint16(addr.Port))), bufs)
+		if err != nil {
+			for _, m := range muxes {
+				_ = m.Close()
+			}
+			return nil, err
+		}
+		muxes = append(muxes, m)
+	}
+	return ice.NewMultiUDPMuxDefault(muxes...), nil
+}
+
+func listenUDPMux(addr *net.UDPAddr, bufs srtpBuffers) (*udpMux, error) {
+	conn, err := net.ListenUDP("udp", addr)
+	if err != nil {
+		return nil, err
+	}
+	// Best effort: the kernel caps it at net.core.rmem_max.
+	_ = conn.SetReadBuffer(socketBuffer)
+	_ = conn.SetWriteBuffer(socketBuffer)
+	c, ok := newBatchConn(conn).(addrPortConn)
 	if !ok {
-		return c, nil
+		c = plainConn{conn}
 	}
-	if b, ok := newBatchConn(u).(transport.UDPConn); ok {
-		return b, nil
+	return newUDPMux(c, bufs), nil
+}
+
+// plainConn is a UDP socket read and written one datagram at a time.
+type plainConn struct{ *net.UDPConn }
+
+func (c plainConn) ReadFromAddrPort(b []byte) (int, netip.AddrPort, error) {
+	return c.ReadFromUDPAddrPort(b)
+}
+
+func (c plainConn) WriteToAddrPort(b []byte, addr netip.AddrPort) (int, error) {
+	return c.WriteToUDPAddrPort(b, addr)
+}
+
+// hostAddrs are the addresses of the host's interfaces that are up,
+// without loopback, as pion's ICE gathers them: no IPv4-compatible or
+// site-local IPv6 addresses, link-local ones with their interface as zone.
+func hostAddrs() ([]netip.Addr, error) {
+	ifaces, err := net.Interfaces()
+	if err != nil {
+		return nil, fmt.Errorf("interfaces: %w", err)
 	}
-	return c, nil
+	var out []netip.Addr
+	for _, ifc := range ifaces {
+		if ifc.Flags&net.FlagUp == 0 || ifc.Flags&net.FlagLoopback != 0 {
+			continue
+		}
+		addrs, err := ifc.Addrs()
+		if err != nil {
+			continue
+		}
+		for _, a := range addrs {
+			ipn, ok := a.(*net.IPNet)
+			if !ok {
+				continue
+			}
+			ip, ok := netip.AddrFromSlice(ipn.IP)
+			if !ok || ip.IsLoopback() {
+				continue
+			}
+			ip = ip.Unmap()
+			if ip.Is6() {
+				b := ip.As16()
+				if [12]byte(b[:12]) == [12]byte{} || (b[0] == 0xfe && b[1]&0xc0 == 0xc0) {
+					continue
+				}
+				if ip.IsLinkLocalUnicast() {
+					ip = ip.WithZone(ifc.Name)
+				}
+			}
+			out = append(out, ip)
+		}
+	}
+	return out, nil
 }
 
 // withTCP is the node's network types with an ICE-TCP port: UDP over
@@ -140,7 +194,7 @@ func listenAddrs(closers []io.Closer) []net.Addr {
 	var addrs []net.Addr
 	for _, c := range closers {
 		switch m := c.(type) {
-		case *ice.UDPMuxDefault:
+		case *udpMux:
 			addrs = append(addrs, m.LocalAddr())
 		case *ice.MultiUDPMuxDefault:
 			addrs = append(addrs, m.GetListenAddresses()...)

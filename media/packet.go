@@ -16,11 +16,13 @@ const maxPacket = 1500
 // each queue one more; the last release returns it to the pool, so the
 // forwarding path allocates nothing once the pool is warm.
 //
-// Its fields are laid out to keep it within 1,536 bytes, the allocator's
-// size class above 1,500; with ints for the lengths it took 1,792. The
-// packets subscribers' NACK logs hold are most of the node's heap.
+// Its bytes are read into a buffer of maxPacket, then, when they fit a
+// smaller one, moved into it (setLen): the packets subscribers' NACK logs
+// hold for a second are most of the node's heap, and a 300 kbit/s layer's
+// are some 600 bytes, audio's about a hundred.
 type packet struct {
-	buf  [maxPacket]byte
+	buf  []byte // maxPacket long while read into, then the size class of n
+	pool *packetPool
 	refs atomic.Int32
 	n    uint16
 
@@ -35,31 +37,88 @@ type packet struct {
 	arrival  int64 // monotonic nanoseconds since the SFU started
 }
 
-// packetPool is per SFU (no package state), handed to every reader.
-type packetPool struct{ p sync.Pool }
+// Size classes of packet buffers below maxPacket: audio, and the
+// allocator's classes for a low layer's packets and a middle one's.
+const (
+	smallBuf  = 256
+	mediumBuf = 640
+	largeBuf  = 1024
+)
+
+// packetPool is per SFU (no package state), handed to every reader: the
+// packets, and their buffers by size class.
+type packetPool struct {
+	p                          sync.Pool // *packet
+	small, medium, large, full sync.Pool // *[smallBuf]byte ... *[maxPacket]byte
+}
 
 func newPacketPool() *packetPool {
 	pp := &packetPool{}
-	pp.p.New = func() any { return new(packet) }
+	pp.p.New = func() any { return &packet{pool: pp} }
+	pp.small.New = func() any { return new([smallBuf]byte) }
+	pp.medium.New = func() any { return new([mediumBuf]byte) }
+	pp.large.New = func() any { return new([largeBuf]byte) }
+	pp.full.New = func() any { return new([maxPacket]byte) }
 	return pp
 }
 
+// get returns a packet with a buffer of maxPacket to read into.
 func (pp *packetPool) get() *packet {
 	p := pp.p.Get().(*packet)
+	p.buf = pp.full.Get().(*[maxPacket]byte)[:]
 	p.refs.Store(1)
 	return p
 }
 
 func (pp *packetPool) release(p *packet) {
 	if p.refs.Add(-1) == 0 {
+		pp.putBuf(p.buf)
+		p.buf = nil
 		pp.p.Put(p)
+	}
+}
+
+// bufFor returns a buffer of the smallest class that holds n bytes.
+func (pp *packetPool) bufFor(n int) []byte {
+	switch {
+	case n <= smallBuf:
+		return pp.small.Get().(*[smallBuf]byte)[:]
+	case n <= mediumBuf:
+		return pp.medium.Get().(*[mediumBuf]byte)[:]
+	case n <= largeBuf:
+		return pp.large.Get().(*[largeBuf]byte)[:]
+	}
+	return pp.full.Get().(*[maxPacket]byte)[:]
+}
+
+func (pp *packetPool) putBuf(b []byte) {
+	switch len(b) {
+	case smallBuf:
+		pp.small.Put((*[smallBuf]byte)(b))
+	case mediumBuf:
+		pp.medium.Put((*[mediumBuf]byte)(b))
+	case largeBuf:
+		pp.large.Put((*[largeBuf]byte)(b))
+	case maxPacket:
+		pp.full.Put((*[maxPacket]byte)(b))
 	}
 }
 
 func (p *packet) payload() []byte { return p.buf[p.hdrLen : p.n-uint16(p.padLen)] }
 
-// setLen sets the packet's length, n bytes read into buf.
-func (p *packet) setLen(n int) { p.n = uint16(min(n, maxPacket)) }
+// setLen sets the packet's length, n bytes read into buf, and moves them
+// into a buffer of their size class when it is smaller.
+func (p *packet) setLen(n int) {
+	n = min(n, maxPacket)
+	p.n = uint16(n)
+	if n > largeBuf || p.pool == nil {
+		return
+	}
+	b := p.pool.bufFor(n)
+	copy(b, p.buf[:n])
+	p.pool.putBuf(p.buf)
+	p.buf = b
+}
 
 // parse reads the fixed RTP header fields the SFU needs without building an
 // rtp.Packet, which would allocate for extensions and CSRCs. It reports

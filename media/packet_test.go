@@ -13,8 +13,8 @@ func marshal(t testing.TB, p *rtp.Packet) *packet {
 	if err != nil {
 		t.Fatal(err)
 	}
-	out := &packet{}
-	out.setLen(copy(out.buf[:], b))
+	out := newPacketPool().get()
+	out.setLen(copy(out.buf, b))
 	return out
 }
 
@@ -53,8 +53,8 @@ func TestPacketParse(t *testing.T) {
 		t.Fatalf("padding not stripped: %v", padded.payload())
 	}
 	for _, bad := range [][]byte{nil, {0x80}, make([]byte, 12), {0x90, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xbe, 0xde, 0, 9}, {0xa0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 40}} {
-		p := &packet{}
-		p.setLen(copy(p.buf[:], bad))
+		p := newPacketPool().get()
+		p.setLen(copy(p.buf, bad))
 		if len(bad) == 12 {
 			p.buf[0] = 0 // version 0
 		}
@@ -73,8 +73,8 @@ func FuzzPacket(f *testing.F) {
 		if len(b) > maxPacket {
 			return
 		}
-		p := &packet{}
-		p.setLen(copy(p.buf[:], b))
+		p := newPacketPool().get()
+		p.setLen(copy(p.buf, b))
 		if !p.parse() {
 			return
 		}
@@ -156,11 +156,46 @@ func TestLayerForView(t *testing.T) {
 	}
 }
 
-// TestPacketFitsItsSizeClass: the received packets subscribers' NACK logs
-// hold are most of the node's heap; a field more must not push a packet
-// into the allocator's next size class (1,792 bytes).
-func TestPacketFitsItsSizeClass(t *testing.T) {
-	if n := unsafe.Sizeof(packet{}); n > 1536 {
-		t.Fatalf("a packet is %d bytes, want at most 1536", n)
+// TestPacketBufferFitsItsLength: the received packets subscribers' NACK
+// logs hold are most of the node's heap; each keeps a buffer of the
+// smallest class that holds it, with its bytes, and a packet's cycle
+// through the pool allocates nothing.
+func TestPacketBufferFitsItsLength(t *testing.T) {
+	tests := []struct{ n, buf int }{
+		{12, smallBuf}, {100, smallBuf}, {256, smallBuf}, {257, mediumBuf}, {640, mediumBuf},
+		{700, largeBuf}, {1024, largeBuf}, {1025, maxPacket}, {1500, maxPacket}, {2000, maxPacket},
+	}
+	pool := newPacketPool()
+	for _, tt := range tests {
+		p := pool.get()
+		for i := range p.buf {
+			p.buf[i] = byte(i * 7)
+		}
+		p.setLen(tt.n)
+		if len(p.buf) != tt.buf || int(p.n) != min(tt.n, maxPacket) {
+			t.Fatalf("%d bytes: buffer of %d, length %d; want a buffer of %d", tt.n, len(p.buf), p.n, tt.buf)
+		}
+		for i := range int(p.n) {
+			if p.buf[i] != byte(i*7) {
+				t.Fatalf("%d bytes: byte %d changed in the move", tt.n, i)
+			}
+		}
+		pool.release(p)
+	}
+	if n := unsafe.Sizeof(packet{}); n > 64 {
+		t.Fatalf("a packet's fields take %d bytes, want at most 64", n)
+	}
+	if raceEnabled {
+		return
+	}
+	allocs := testing.AllocsPerRun(100, func() {
+		for _, tt := range tests {
+			p := pool.get()
+			p.setLen(tt.n)
+			pool.release(p)
+		}
+	})
+	if allocs != 0 {
+		t.Fatalf("%.1f allocations per cycle through the pool, want 0", allocs)
 	}
 }

@@ -14,6 +14,8 @@
 //     transport-wide feedback report, which twcc.go reads in place.
 //   - rtpattrs.go: one parsed RTP header per received packet for all of
 //     pion's interceptors, and no RTCP parsing where none is needed.
+//   - packet.go: a received RTP packet, shared by its subscribers, in a
+//     buffer of its size class.
 //   - srtpbuf.go: received SRTP and SRTCP queued in buffers the node
 //     shares.
 //   - publish.go: a published track and its simulcast layers, read on the
@@ -38,6 +40,8 @@
 //     every member's audio and best video layer, through the same
 //     downTrack queues and rewriting, and hands them to a RecordSink.
 //   - network.go: one UDP port, one ICE-TCP port, 1:1 NAT addresses.
+//   - udpmux.go: the shared UDP port's datagrams routed to each peer
+//     connection's ICE agent, queued in the packets' pooled buffers.
 //   - udpbatch_linux.go: the shared UDP port read with recvmmsg and
 //     written with sendmmsg.
 //   - metrics.go: Prometheus series, without room or member ids.
@@ -147,19 +151,21 @@ func New(cfg Config) (*SFU, error) {
 	// keeps the DTLS server from answering an address it has not checked
 	// (docs/operations.md, "DTLS without the cookie exchange").
 	cfg.Settings.SetDTLSInsecureSkipHelloVerify(true)
+	pool := newPacketPool()
+	bufs := newSRTPBuffers(pool)
 	if cfg.Settings.BufferFactory == nil {
 		// Received SRTP and SRTCP queue in buffers the node shares
 		// (srtpbuf.go), not in one that only grows per stream.
-		cfg.Settings.BufferFactory = newSRTPBuffers().new
+		cfg.Settings.BufferFactory = bufs.new
 	}
-	s := &SFU{cfg: cfg, log: cfg.Log, pool: newPacketPool(), epoch: time.Now(), rooms: map[string]*room{},
+	s := &SFU{cfg: cfg, log: cfg.Log, pool: pool, epoch: time.Now(), rooms: map[string]*room{},
 		allocWake: make(chan *Session, 256), allocStop: make(chan struct{})}
 	m, err := newMetrics(cfg.Metrics, s.Load)
 	if err != nil {
 		return nil, err
 	}
 	s.metrics = m
-	if s.closers, err = listen(&s.cfg); err != nil {
+	if s.closers, err = listen(&s.cfg, bufs); err != nil {
 		return nil, err
 	}
 	rtcpSched := newRTCPScheduler(s.epoch)

@@ -27,24 +27,20 @@ const (
 	srtpQueueLimit        = 1_000_000
 	srtcpQueueLimit       = 32 << 10
 	srtcpUnreadQueueLimit = 4 << 10
-	smallPacket           = 256 // audio and most RTCP fit
 )
 
 // srtpBuffers is the node's SettingEngine.BufferFactory: every SRTP and
 // SRTCP stream a peer connection receives queues its decrypted packets in
-// buffers taken from pools the whole node shares, and gives each back
-// once read. pion's default, a packetio.Buffer per stream, grows to hold
-// its longest backlog and never shrinks: after a few bursts on a busy
-// machine, pion's buffers were a quarter of the node's heap, most of it
-// empty.
-type srtpBuffers struct{ small, big *sync.Pool }
+// buffers taken from the pools of the node's packets (packetPool: 256,
+// 640, 1,024 or 1,500 bytes, the smallest that holds the packet), and
+// gives each back once read. pion's default, a packetio.Buffer per
+// stream, grows to hold its longest backlog and never shrinks: after a
+// few bursts on a busy machine, pion's buffers were a quarter of the
+// node's heap, most of it empty. The shared UDP port's queues (udpmux.go)
+// take their buffers from the same pools.
+type srtpBuffers struct{ pool *packetPool }
 
-func newSRTPBuffers() srtpBuffers {
-	return srtpBuffers{
-		small: &sync.Pool{New: func() any { return new([smallPacket]byte) }},
-		big:   &sync.Pool{New: func() any { return new([maxPacket]byte) }},
-	}
-}
+func newSRTPBuffers(pool *packetPool) srtpBuffers { return srtpBuffers{pool: pool} }
 
 func (f srtpBuffers) new(kind packetio.BufferPacketType, _ uint32) io.ReadWriteCloser {
 	b := &packetQueue{pools: f, limit: srtpQueueLimit, unreadLimit: srtpQueueLimit, notify: make(chan struct{}, 1), deadline: deadline.New()}
@@ -54,57 +50,43 @@ func (f srtpBuffers) new(kind packetio.BufferPacketType, _ uint32) io.ReadWriteC
 	return b
 }
 
-// queuedPacket is one packet waiting in a queue, in one of the pools'
-// buffers or, longer than both, a slice of its own.
+// queuedPacket is one packet waiting in a queue, in a buffer of its size
+// class or, longer than maxPacket, a slice of its own.
 type queuedPacket struct {
-	small *[smallPacket]byte
-	big   *[maxPacket]byte
-	huge  []byte
-	n     int
+	buf  []byte
+	n    int
+	huge bool
 }
 
 func (f srtpBuffers) get(p []byte) queuedPacket {
-	q := queuedPacket{n: len(p)}
-	switch {
-	case len(p) <= smallPacket:
-		q.small = f.small.Get().(*[smallPacket]byte)
-		copy(q.small[:], p)
-	case len(p) <= maxPacket:
-		q.big = f.big.Get().(*[maxPacket]byte)
-		copy(q.big[:], p)
-	default:
-		q.huge = append([]byte(nil), p...)
+	if len(p) > maxPacket {
+		return queuedPacket{buf: append([]byte(nil), p...), n: len(p), huge: true}
 	}
-	return q
+	b := f.pool.bufFor(len(p))
+	copy(b, p)
+	return queuedPacket{buf: b, n: len(p)}
 }
 
 func (f srtpBuffers) put(q queuedPacket) {
-	switch {
-	case q.small != nil:
-		f.small.Put(q.small)
-	case q.big != nil:
-		f.big.Put(q.big)
+	if !q.huge && q.buf != nil {
+		f.pool.putBuf(q.buf)
 	}
 }
 
-func (q queuedPacket) bytes() []byte {
-	switch {
-	case q.small != nil:
-		return q.small[:q.n]
-	case q.big != nil:
-		return q.big[:q.n]
-	}
-	return q.huge
-}
+func (q queuedPacket) bytes() []byte { return q.buf[:q.n] }
 
 // held is the memory the packet takes, counted against the limit.
-func (q queuedPacket) held() int { return heldFor(q.n) }
+func (q queuedPacket) held() int { return len(q.buf) }
 
 // heldFor is the memory a packet of n bytes takes in a queue.
 func heldFor(n int) int {
 	switch {
-	case n <= smallPacket:
-		return smallPacket
+	case n <= smallBuf:
+		return smallBuf
+	case n <= mediumBuf:
+		return mediumBuf
+	case n <= largeBuf:
+		return largeBuf
 	case n <= maxPacket:
 		return maxPacket
 	}

@@ -15,7 +15,7 @@ import (
 // buffer with io.ErrShortBuffer, a deadline ends a blocked read, and
 // after Close what is left is read before io.EOF.
 func TestPacketQueue(t *testing.T) {
-	b := newSRTPBuffers().new(packetio.RTCPBufferPacket, 1).(*packetQueue)
+	b := newSRTPBuffers(newPacketPool()).new(packetio.RTCPBufferPacket, 1).(*packetQueue)
 	_ = b.SetReadDeadline(time.Now())
 	if _, err := b.Read(make([]byte, 100)); !errors.Is(err, os.ErrDeadlineExceeded) {
 		t.Fatalf("read of an empty queue past its deadline: %v", err)
@@ -71,7 +71,7 @@ func TestPacketQueue(t *testing.T) {
 // TestPacketQueueWakesABlockedReader: a read waiting on an empty queue
 // returns the next packet written, and Close ends it.
 func TestPacketQueueWakesABlockedReader(t *testing.T) {
-	b := newSRTPBuffers().new(packetio.RTPBufferPacket, 1)
+	b := newSRTPBuffers(newPacketPool()).new(packetio.RTPBufferPacket, 1)
 	got := make(chan error, 2)
 	go func() {
 		out := make([]byte, maxPacket)
@@ -95,7 +95,7 @@ func TestPacketQueueWakesABlockedReader(t *testing.T) {
 // TestUnreadRTCPQueueStaysSmall: an RTCP stream nobody reads (a
 // publisher's track's) keeps a few packets, not a reader's allowance.
 func TestUnreadRTCPQueueStaysSmall(t *testing.T) {
-	b := newSRTPBuffers().new(packetio.RTCPBufferPacket, 1).(*packetQueue)
+	b := newSRTPBuffers(newPacketPool()).new(packetio.RTCPBufferPacket, 1).(*packetQueue)
 	report := make([]byte, 100)
 	for range 1000 {
 		_, _ = b.Write(report)
@@ -103,10 +103,10 @@ func TestUnreadRTCPQueueStaysSmall(t *testing.T) {
 	if b.size > srtcpUnreadQueueLimit {
 		t.Fatalf("an unread RTCP queue holds %d bytes, want at most %d", b.size, srtcpUnreadQueueLimit)
 	}
-	if b.size < srtcpUnreadQueueLimit-smallPacket {
+	if b.size < srtcpUnreadQueueLimit-smallBuf {
 		t.Fatalf("an unread RTCP queue holds only %d bytes", b.size)
 	}
-	rtp := newSRTPBuffers().new(packetio.RTPBufferPacket, 1).(*packetQueue)
+	rtp := newSRTPBuffers(newPacketPool()).new(packetio.RTPBufferPacket, 1).(*packetQueue)
 	for range 100 {
 		if _, err := rtp.Write(make([]byte, 1200)); err != nil {
 			t.Fatalf("RTP before the first read: %v; the first packets must wait for the track's reader", err)

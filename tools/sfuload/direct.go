@@ -41,6 +41,7 @@ func runDirect(ctx context.Context, o options) (Result, error) {
 		env.cpuProcess = "sfuload itself (in-process SFU and participants)"
 		env.usage = func() (procstat.Usage, error) { return procstat.Read(os.Getpid()) }
 		env.goroutines = func() (int, error) { return runtime.NumGoroutine(), nil }
+		env.held = readHeldMemory
 	} else {
 		child, err := startNodeProc(o.udpListen, o.nodeProfile != "")
 		if err != nil {
@@ -54,6 +55,7 @@ func runDirect(ctx context.Context, o options) (Result, error) {
 		env.goroutines = child.goroutines
 		env.profile = child.profile
 		env.mallocs = child.mallocs
+		env.held = child.held
 	}
 	rooms := plan(o)
 	env.roomName = func(room int) string { return fmt.Sprintf("room%d", room) }

@@ -114,6 +114,15 @@ type Result struct {
 	RSSAfterMiB        float64 `json:"rss_after_mib"`
 	RSSDeltaMiB        float64 `json:"rss_delta_mib"`
 	KiBPerSubscriber   float64 `json:"memory_per_subscriber_kib"`
+	// HeldKiBPerSubscriber is the growth of the node's anonymous resident
+	// memory from before the first join to the window's end, each read
+	// after a collection that returned the free pages to the system
+	// (heldMemory), per subscriber: the steady state, without the
+	// collector's headroom or the program's code paged in.
+	// Heap and stacks are its two main parts, from the runtime.
+	HeldKiBPerSubscriber  float64 `json:"held_memory_per_subscriber_kib,omitempty"`
+	HeapKiBPerSubscriber  float64 `json:"heap_per_subscriber_kib,omitempty"`
+	StackKiBPerSubscriber float64 `json:"stacks_per_subscriber_kib,omitempty"`
 	// Participants are the members joined; the steady-state figures are
 	// the node's growth from before the first join to the start of the
 	// measured window (every member joined, media flowing, warm-up over),
@@ -309,6 +318,10 @@ func printTable(w io.Writer, r Result, o options) {
 		fmt.Fprintf(w, " and %.1f goroutines", r.GoroutinesPerParticipant)
 	}
 	fmt.Fprintf(w, " per participant (%d participants); %d layer switches, not counted as loss.\n", r.Participants, r.LayerSwitches)
+	if r.HeldKiBPerSubscriber != 0 {
+		fmt.Fprintf(w, "Held after a collection at the window's end: %.0f KiB per subscriber (heap %.0f, goroutine stacks %.0f); KiB/sub above is the resident size as sampled, the collector's headroom included.\n",
+			r.HeldKiBPerSubscriber, r.HeapKiBPerSubscriber, r.StackKiBPerSubscriber)
+	}
 	if r.AllocsPerPacket > 0 {
 		fmt.Fprintf(w, "The node's process made %.2f heap allocations per forwarded packet.\n", r.AllocsPerPacket)
 	}

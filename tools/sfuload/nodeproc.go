@@ -26,7 +26,7 @@ import (
 // events the other.
 
 type nodeRequest struct {
-	Op        string `json:"op"` // join, offer, answer, view; goroutines for the node's count; record, recstats; profile-start, profile-stop; mallocs
+	Op        string `json:"op"` // join, offer, answer, view; goroutines for the node's count; record, recstats; profile-start, profile-stop; mallocs; held
 	Room      string `json:"room,omitempty"`
 	Member    string `json:"member"`
 	SDP       string `json:"sdp,omitempty"`
@@ -38,7 +38,7 @@ type nodeRequest struct {
 
 type nodeEvent struct {
 	Member string     `json:"member"`
-	Event  string     `json:"event"` // joined, answer, offer, speaker, closed, error, goroutines, recording, recstats, profile, mallocs
+	Event  string     `json:"event"` // joined, answer, offer, speaker, closed, error, goroutines, recording, recstats, profile, mallocs, held
 	SDP    string     `json:"sdp,omitempty"`
 	Text   string     `json:"text,omitempty"` // the speaker, or the error
 	Count  int        `json:"count,omitempty"`
@@ -46,6 +46,8 @@ type nodeEvent struct {
 	// Mallocs answers a mallocs request: the heap allocations the node's
 	// process has made since it started.
 	Mallocs uint64 `json:"mallocs,omitempty"`
+	// Held answers a held request: the process's memory after a collection.
+	Held *heldMemory `json:"held,omitempty"`
 }
 
 // nodeConfig is the media node of -direct: on loopback, with one UDP port
@@ -83,7 +85,7 @@ func serveNode(args []string, in io.Reader, out io.Writer) error {
 	var recs recCounters
 	var prof profiler
 	emit(nodeEvent{Event: "ready"}) // the memory baseline starts here
-	queues := map[string]chan nodeRequest{}
+	queues := map[string]chan *nodeRequest{}
 	var wg sync.WaitGroup
 	defer func() {
 		for _, q := range queues {
@@ -118,6 +120,15 @@ func serveNode(args []string, in io.Reader, out io.Writer) error {
 			runtime.ReadMemStats(&m)
 			emit(nodeEvent{Event: "mallocs", Mallocs: m.Mallocs})
 			continue
+		case "held":
+			e := nodeEvent{Event: "held"}
+			if h, err := readHeldMemory(); err != nil {
+				e.Text = err.Error()
+			} else {
+				e.Held = &h
+			}
+			emit(e)
+			continue
 		case "profile-start", "profile-stop":
 			e := nodeEvent{Event: "profile"}
 			if err := prof.do(req.Op, req.Path); err != nil {
@@ -128,17 +139,19 @@ func serveNode(args []string, in io.Reader, out io.Writer) error {
 		}
 		q, ok := queues[req.Member]
 		if !ok {
-			q = make(chan nodeRequest, 64)
+			// Pointers: a queue of 64 requests by value took 7 KiB per
+			// member, which the node's memory figures counted.
+			q = make(chan *nodeRequest, 64)
 			queues[req.Member] = q
 			wg.Go(func() { memberWorker(node, q, emit) })
 		}
-		q <- req
+		q <- &req
 	}
 	return sc.Err()
 }
 
 // memberWorker applies one member's requests to its session.
-func memberWorker(node *media.SFU, q <-chan nodeRequest, emit func(nodeEvent)) {
+func memberWorker(node *media.SFU, q <-chan *nodeRequest, emit func(nodeEvent)) {
 	var sess media.Participant
 	for req := range q {
 		var err error
@@ -276,7 +289,7 @@ func (n *nodeProc) readEvents(out io.Reader) {
 			default: // nobody asked
 			}
 			continue
-		case "recording", "recstats", "profile", "mallocs":
+		case "recording", "recstats", "profile", "mallocs", "held":
 			select {
 			case n.reply <- e:
 			default: // nobody asked
@@ -419,4 +432,13 @@ func (n *nodeProc) profile(op, path string) error {
 func (n *nodeProc) mallocs() (uint64, error) {
 	e, err := n.request(nodeRequest{Op: "mallocs"})
 	return e.Mallocs, err
+}
+
+// held asks the child for its memory after a collection.
+func (n *nodeProc) held() (heldMemory, error) {
+	e, err := n.request(nodeRequest{Op: "held"})
+	if err != nil || e.Held == nil {
+		return heldMemory{}, fmt.Errorf("held memory: %v", err)
+	}
+	return *e.Held, nil
 }

@@ -23,7 +23,7 @@ func TestProfilerWritesTheWindowsProfiles(t *testing.T) {
 	if err := p.do("profile-stop", path); err != nil {
 		t.Fatal(err)
 	}
-	for _, ext := range []string{".cpu", ".heap0", ".heap", ".memstats"} {
+	for _, ext := range []string{".cpu", ".heap0", ".heap", ".memstats", ".goroutines"} {
 		st, err := os.Stat(path + ext)
 		if err != nil {
 			t.Errorf("%s: %v", ext, err)
@@ -40,5 +40,26 @@ func TestProfilerWritesTheWindowsProfiles(t *testing.T) {
 	}
 	if _, _, err := parseFlags([]string{"-node-profile", path}, io.Discard); err == nil {
 		t.Error("-node-profile without -direct was accepted")
+	}
+}
+
+func TestParseRssAnon(t *testing.T) {
+	tests := []struct {
+		name   string
+		status string
+		want   int64
+		ok     bool
+	}{
+		{"linux", "VmRSS:\t    2004 kB\nRssAnon:\t     152 kB\nRssFile:\t    1852 kB\n", 152 << 10, true},
+		{"missing", "VmRSS:\t    2004 kB\n", 0, false},
+		{"no unit", "RssAnon:\t 152\n", 0, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := parseRssAnon(tt.status)
+			if (err == nil) != tt.ok || got != tt.want {
+				t.Fatalf("parseRssAnon = %d, %v; want %d, ok %v", got, err, tt.want, tt.ok)
+			}
+		})
 	}
 }

@@ -94,6 +94,12 @@ func measure(ctx context.Context, o options, env runEnv, rooms [][]*member, join
 	if err != nil {
 		return r, err
 	}
+	var h0 heldMemory
+	if env.held != nil {
+		if h0, err = env.held(); err != nil {
+			return r, err
+		}
+	}
 	var all []*member
 	defer func() {
 		var wg sync.WaitGroup
@@ -196,6 +202,13 @@ func measure(ctx context.Context, o options, env runEnv, rooms [][]*member, join
 			return r, err
 		}
 	}
+	if env.held != nil {
+		h2, err := env.held()
+		if err != nil {
+			return r, err
+		}
+		heldGrowth(&r, h0, h2)
+	}
 	if o.nodeProfile != "" && env.profile != nil {
 		if err := env.profile("profile-stop", o.nodeProfile); err != nil {
 			return r, err
@@ -284,6 +297,9 @@ type runEnv struct {
 	// mallocs counts the heap allocations of the node's process; nil
 	// where the node shares its process with the participants.
 	mallocs func() (uint64, error)
+	// held reads the node's process's memory after a collection; nil
+	// where the node cannot be asked.
+	held func() (heldMemory, error)
 }
 
 func (e runEnv) countGoroutines() (int, error) {
