@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -87,4 +88,19 @@ func TestBrowserViewerGetsTheRoomsVideoInTheServersFirstAnswer(t *testing.T) {
 			t.Errorf("%s shows %d videos (%v), want the one publisher's", name, n, err)
 		}
 	}
+	// The server's later offers find the viewer's sections in order: the
+	// patient leaves, and the clinician's video goes on.
+	do(t, patient, "patient leaves", chromedp.Click(chromedp.CSS("#leave")))
+	waitTrue(t, viewer, "the patient's tile goes", `document.querySelectorAll("figure.tile:not(.self)").length === 1`, 30*time.Second)
+	waitTrue(t, viewer, "viewer's server connection settled", `window.openConsult.mediaServer()?.signalingState === "stable"`, 30*time.Second)
+	frames := `(async () => {
+  let n = 0;
+  for (const s of (await window.openConsult.mediaServer().getStats()).values()) if (s.type === "inbound-rtp" && s.kind === "video") n += s.framesDecoded || 0;
+  return n;
+})()`
+	before, err := chromedp.Run(viewer, chromedp.Evaluate[int](frames, chromedp.EvalAwaitPromise))
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitTrue(t, viewer, "viewer still decodes the clinician", fmt.Sprintf(`%s.then((n) => n > %d + 30)`, frames, before), 30*time.Second)
 }
