@@ -20,9 +20,11 @@ const cameraLayers = [
 ];
 
 // spareMax bounds the receive-only sections offered for a kind the tab does
-// not send (see the constructor): each costs a few lines of SDP, and
-// publications beyond them come with the server's next offer.
-const spareMax = 8;
+// not send (see the constructor): each stays in every offer this side
+// makes (a video section is about 5 kB of SDP; the server takes messages
+// up to 64 kB), and publications beyond them come with the server's next
+// offer.
+const spareMax = 4;
 
 export class MediaServerLink {
   // config: RTCConfiguration; local: the tab's MediaStream; screen: the
