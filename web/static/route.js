@@ -16,6 +16,7 @@ export function toMediaServer() {
     local: state.local,
     screen: state.screen,
     send,
+    others: [...state.roster.keys()].filter((id) => id !== state.me).length,
     onMedia(member, stream) {
       const info = state.roster.get(member);
       if (!info || member === state.me || state.route !== "sfu") return;

@@ -19,12 +19,20 @@ const cameraLayers = [
   { rid: "f", maxBitrate: 1_200_000 },
 ];
 
+// spareMax bounds the receive-only sections offered for a kind the tab does
+// not send (see the constructor): each stays in every offer this side
+// makes (a video section is about 5 kB of SDP; the server takes messages
+// up to 64 kB), and publications beyond them come with the server's next
+// offer.
+const spareMax = 4;
+
 export class MediaServerLink {
   // config: RTCConfiguration; local: the tab's MediaStream; screen: the
   // shared screen track or null; send: sends a signaling message;
   // onMedia(member, stream): called once a member's media flows through
-  // the server, when the direct connection to it can close.
-  constructor({ config, local, screen, send, onMedia, simulcast = true }) {
+  // the server, when the direct connection to it can close; others: how
+  // many other members the consult has.
+  constructor({ config, local, screen, send, onMedia, simulcast = true, others = 1 }) {
     this.pc = new RTCPeerConnection(config);
     this.sendMsg = send;
     this.onMedia = onMedia;
@@ -49,7 +57,17 @@ export class MediaServerLink {
       }
       this.senders.set(t.kind, pc.addTransceiver(track, init).sender);
     }
-    if (local.getTracks().length === 0) pc.addTransceiver("audio", { direction: "recvonly" });
+    // A kind the tab does not send is offered receive-only, a section for
+    // each other member: the server answers this first offer with the
+    // room's publications of that kind on them, so they flow without its
+    // second offer and one more round trip. (A kind the tab sends comes
+    // with the server's offer, on sections of their own.) A section left
+    // over is answered with no track and stays unused.
+    const spare = Math.min(Math.max(others, 1), spareMax);
+    for (const kind of ["audio", "video"]) {
+      if (this.senders.has(kind)) continue;
+      for (let i = 0; i < spare; i++) pc.addTransceiver(kind, { direction: "recvonly" });
+    }
 
     pc.onnegotiationneeded = async () => {
       try {
@@ -68,7 +86,7 @@ export class MediaServerLink {
     };
     pc.ontrack = ({ track, streams }) => {
       const stream = streams[0];
-      if (!stream) return;
+      if (!stream || !stream.id.includes("/")) return; // a spare section (no member's stream)
       const member = stream.id.split("/")[0];
       // The tile switches to the server's stream once it has a frame to
       // show, so the move from the direct connection shows no black; a
