@@ -29,7 +29,16 @@ type ClientConfig struct {
 	// MinBackoff and MaxBackoff bound the wait between connection
 	// attempts, which doubles after each failure; 0 for 200ms and 10s.
 	MinBackoff, MaxBackoff time.Duration
+	// ReplyTimeout bounds, whatever the caller's context allows, the wait
+	// for the node's reply to a join or record request, and for the end
+	// of a recording once stopped; 0 for DefaultReplyTimeout.
+	ReplyTimeout time.Duration
 }
+
+// DefaultReplyTimeout is how long a node may take to answer a join or a
+// record request, or to end a stopped recording, before signal gives up
+// on it.
+const DefaultReplyTimeout = 15 * time.Second
 
 // Client is a media.Node backed by one remote node. It keeps one link to
 // the node, reconnecting with backoff; when the link drops, every session
@@ -42,6 +51,9 @@ type Client struct {
 	heartbeat  time.Duration
 	minBackoff time.Duration
 	maxBackoff time.Duration
+	// replyTimeout bounds the wait for a join's or a record's reply, and
+	// for a stopped recording's end.
+	replyTimeout time.Duration
 
 	cancel      context.CancelFunc
 	done        chan struct{} // the connection loop ended
@@ -70,11 +82,14 @@ func NewClient(ctx context.Context, cfg ClientConfig) (*Client, error) {
 	}
 	c := &Client{
 		url: cfg.URL, log: cfg.Log, heartbeat: cfg.Heartbeat,
-		minBackoff: cfg.MinBackoff, maxBackoff: cfg.MaxBackoff,
+		minBackoff: cfg.MinBackoff, maxBackoff: cfg.MaxBackoff, replyTimeout: cfg.ReplyTimeout,
 		done: make(chan struct{}), kick: make(chan struct{}, 1), settled: make(chan struct{}),
 	}
 	if c.log == nil {
 		c.log = slog.New(slog.DiscardHandler)
+	}
+	if c.replyTimeout <= 0 {
+		c.replyTimeout = DefaultReplyTimeout
 	}
 	if c.minBackoff <= 0 {
 		c.minBackoff = 200 * time.Millisecond
@@ -92,6 +107,14 @@ func NewClient(ctx context.Context, cfg ClientConfig) (*Client, error) {
 	context.AfterFunc(ctx, c.stopLink)
 	go c.run(ctx)
 	return c, nil
+}
+
+// replyWait is the bound on a reply (see ClientConfig.ReplyTimeout).
+func (c *Client) replyWait() time.Duration {
+	if c.replyTimeout <= 0 {
+		return DefaultReplyTimeout
+	}
+	return c.replyTimeout
 }
 
 // URL is the node's link URL.

@@ -75,7 +75,7 @@ func (l *clientLink) handle(data []byte) {
 		pc.ch <- m // buffered: one result per request
 	case typeAnswer, typeOffer, typeSpeaker:
 		if rp := l.sessions.get(m.SID); rp != nil {
-			rp.enqueue(m)
+			rp.push(m)
 		}
 	case typeClosed:
 		if rp := l.sessions.take(m.SID); rp != nil {
@@ -90,7 +90,7 @@ func (l *clientLink) handle(data []byte) {
 	case typeTrack, typeTrackEnd, typeRecordEnd:
 		l.handleRecording(m)
 	case typeError:
-		l.c.log.Warn("sfulink node refused a message", "node", l.c.url, "code", m.Code, "err", m.Error)
+		l.c.log.Warn("sfulink node refused a message", "node", l.c.url, "code", clip(m.Code), "err", clip(m.Error))
 	}
 }
 
@@ -169,6 +169,29 @@ type remoteParticipant struct {
 	link   *clientLink
 	sid    string
 	events media.Events
+}
+
+// maxSessionEvents is how many of a session's events may wait for its
+// receiver on the signal side, as many as a recording's control messages.
+// A node that sends more has gone wrong: the session ends rather than let
+// the queue grow without bound.
+const maxSessionEvents = maxRecordEvents
+
+var errSessionFlood = errors.New("the node sent more events of a session than signal holds")
+
+// push queues an event of the node for the session, from the read loop; a
+// flood ends the session with errSessionFlood and has the node close it.
+func (rp *remoteParticipant) push(m message) {
+	url := rp.link.c.url
+	flooded := rp.enqueue(m, maxSessionEvents, func(queued int) error {
+		return fmt.Errorf("sfulink: node %s: %d events of a session waiting: %w", url, queued, errSessionFlood)
+	})
+	if !flooded {
+		return
+	}
+	rp.link.c.log.Warn("sfulink node flooded a session, closing it", "node", url, "queued", maxSessionEvents)
+	rp.link.sessions.take(rp.sid)
+	rp.link.ep.send(message{Type: typeClose, SID: rp.sid})
 }
 
 // discard ends a session silently and at once, dropping queued events.

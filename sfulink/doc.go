@@ -72,10 +72,23 @@
 // crowds out the sessions' messages. On the signal side each recording is
 // delivered to its sink on a goroutine of its own, behind a bounded
 // queue. A lost link ends the recording with an error wrapping
-// media.ErrUnavailable, as it ends the sessions. Both ends ping every Heartbeat and
-// give up on a peer silent for three heartbeats, so a dead node or a dead
-// signal process is noticed within seconds; a node ends every session of a
-// link that is gone.
+// media.ErrUnavailable, as it ends the sessions; a stopped recording that
+// the node does not end within the client's ReplyTimeout ends there with
+// an error.
+//
+// # Liveness and bounds
+//
+// Both ends ping every Heartbeat and give up on a peer silent for three
+// heartbeats, so a dead node or a dead signal process is noticed within
+// seconds; a node ends every session of a link that is gone.
+//
+// A node may also be up and misbehave; the signal side bounds what that
+// costs it. Join and Record wait for the node's reply ReplyTimeout
+// (DefaultReplyTimeout) at most, whatever the caller's context allows,
+// then undo the request. A session's events wait for its receiver behind
+// a queue of maxSessionEvents: a node that sends more ends the session
+// with an error and is told to close it. A node's error text is cut to
+// maxErrorText bytes of valid UTF-8 before signal logs or returns it.
 package sfulink
 
 import (

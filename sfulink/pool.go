@@ -23,6 +23,9 @@ type PoolConfig struct {
 	Log *slog.Logger
 	// Heartbeat is the links' ping interval; 0 for DefaultHeartbeat.
 	Heartbeat time.Duration
+	// ReplyTimeout is each client's (see ClientConfig); 0 for
+	// DefaultReplyTimeout.
+	ReplyTimeout time.Duration
 }
 
 // Pool is a media.Node over several remote nodes. All participants of a
@@ -60,7 +63,7 @@ func NewPool(ctx context.Context, cfg PoolConfig) (*Pool, error) {
 	}
 	p := &Pool{log: log, rooms: map[string]*poolRoom{}}
 	for _, u := range cfg.Nodes {
-		c, err := NewClient(ctx, ClientConfig{URL: u, TLS: cfg.TLS, Log: log, Heartbeat: cfg.Heartbeat})
+		c, err := NewClient(ctx, ClientConfig{URL: u, TLS: cfg.TLS, Log: log, Heartbeat: cfg.Heartbeat, ReplyTimeout: cfg.ReplyTimeout})
 		if err != nil {
 			p.Close()
 			return nil, err

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/pion/rtp"
 
@@ -25,7 +26,10 @@ const (
 	maxRecordEvents   = 4 * recQueue
 )
 
-var errRecordFlood = errors.New("the node announced more of a recording than it can have")
+var (
+	errRecordFlood = errors.New("the node announced more of a recording than it can have")
+	errNoRecordEnd = errors.New("the node did not end a stopped recording")
+)
 
 // Record implements media.Recorder: the node records roomID and streams
 // the media over the link. A lost link ends the recording with an error
@@ -124,7 +128,8 @@ type remoteRecording struct {
 	queuedRTP int
 	live      map[uint32]struct{} // tracks announced and not ended, as the node sent them
 	dropped   int64
-	stopped   bool // Stop was called
+	stopped   bool        // Stop was called
+	overdue   *time.Timer // ends a stopped recording the node does not end
 }
 
 type recEvent struct {
@@ -200,6 +205,11 @@ func (rr *remoteRecording) deliver() {
 	tracks := map[uint32]media.TrackSink{} // announced and not ended; nil if the sink ignores it
 	var pkt rtp.Packet
 	final, started := rr.run(func(e *recEvent) { rr.apply(e, tracks, &pkt) }, func() { rr.queuedRTP = 0 })
+	rr.mu.Lock()
+	if rr.overdue != nil {
+		rr.overdue.Stop()
+	}
+	rr.mu.Unlock()
 	for _, ts := range tracks {
 		if ts != nil {
 			ts.End()
@@ -253,11 +263,16 @@ func (rr *remoteRecording) Keyframe(trackID string) {
 }
 
 // Stop implements media.Recording: the node ends the recording, and its
-// tracks' ends and the recording's end come back over the link.
+// tracks' ends and the recording's end come back over the link. A node
+// that has not ended it within the client's reply timeout has gone wrong:
+// the recording then ends here, with an error wrapping errNoRecordEnd.
 func (rr *remoteRecording) Stop() {
 	rr.mu.Lock()
 	over := rr.finished || rr.stopped
 	rr.stopped = true
+	if !over {
+		rr.overdue = time.AfterFunc(rr.link.c.replyWait(), rr.endOverdue)
+	}
 	rr.mu.Unlock()
 	if over {
 		return
@@ -269,4 +284,15 @@ func (rr *remoteRecording) Stop() {
 			rr.finish(fmt.Errorf("sfulink: stopping a recording on %s: link closing or congested: %w", rr.link.c.url, media.ErrUnavailable))
 		}
 	}
+}
+
+// endOverdue ends a stopped recording that the node did not end in time;
+// whatever the node still sends of it is dropped.
+func (rr *remoteRecording) endOverdue() {
+	if rr.link.recs.take(rr.id) != rr {
+		return // it ended meanwhile
+	}
+	url, wait := rr.link.c.url, rr.link.c.replyWait()
+	rr.link.c.log.Warn("sfulink node did not end a stopped recording", "node", url, "after", wait)
+	rr.finish(fmt.Errorf("sfulink: node %s, %s after stop: %w", url, wait, errNoRecordEnd))
 }

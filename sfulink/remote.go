@@ -2,6 +2,8 @@ package sfulink
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"sync"
 	"sync/atomic"
 )
@@ -41,14 +43,25 @@ func (q *inbox[E]) confirm() {
 	q.mu.Unlock()
 }
 
-// enqueue queues e unless the inbox is finished.
-func (q *inbox[E]) enqueue(e E) {
+// enqueue queues e unless the inbox is finished. With limit entries
+// waiting already it queues nothing and finishes the inbox instead, for
+// the reason flood returns (given how many wait); it then reports true.
+func (q *inbox[E]) enqueue(e E, limit int, flood func(queued int) error) (flooded bool) {
 	q.mu.Lock()
-	if !q.finished {
+	switch {
+	case q.finished:
+	case len(q.queue) >= limit:
+		flooded = true
+		q.finished, q.final = true, flood(len(q.queue))
+		if q.quiet && !q.confirmed {
+			q.final = nil
+		}
+	default:
 		q.queue = append(q.queue, e)
 	}
 	q.mu.Unlock()
 	q.signal()
+	return flooded
 }
 
 func (q *inbox[E]) signal() {
@@ -175,14 +188,24 @@ type opening interface {
 	discard()
 }
 
-// open sends req, whose success confirms x on the read loop. A failure
-// discards x; a request that ctx abandoned is undone with undo, since the
-// node may have acted on it after all.
+// errNoReply is a request the node took but did not answer in time.
+var errNoReply = errors.New("no reply from the node")
+
+// open sends req, whose success confirms x on the read loop; the reply is
+// awaited for the client's reply timeout at most, however long ctx lasts.
+// A failure discards x; a request abandoned before its reply is undone
+// with undo, since the node may have acted on it after all.
 func (l *clientLink) open(ctx context.Context, req, undo message, x opening) error {
-	if _, err := l.call(ctx, req, x.confirm); err != nil {
+	wait := l.c.replyWait()
+	rctx, cancel := context.WithTimeout(ctx, wait)
+	defer cancel()
+	if _, err := l.call(rctx, req, x.confirm); err != nil {
 		x.discard()
-		if ctx.Err() != nil {
+		if rctx.Err() != nil {
 			l.ep.send(undo)
+		}
+		if ctx.Err() == nil && rctx.Err() != nil {
+			err = fmt.Errorf("sfulink: node %s did not answer a %s within %s: %w (%w)", l.c.url, req.Type, wait, errNoReply, context.DeadlineExceeded)
 		}
 		return err
 	}

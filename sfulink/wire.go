@@ -3,7 +3,9 @@ package sfulink
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/pion/webrtc/v4"
 
@@ -143,5 +145,24 @@ func remoteError(m message) error {
 	if m.Code == "" {
 		return nil
 	}
-	return &Error{Code: m.Code, Msg: m.Error}
+	return &Error{Code: clip(m.Code), Msg: clip(m.Error)}
+}
+
+// maxErrorText is how much of a node's error text signal keeps: it goes
+// into signal's logs and errors, and a message may be far longer.
+const maxErrorText = 256
+
+// clip cuts s, text from a node, to at most maxErrorText bytes of valid
+// UTF-8, marking a cut with "…".
+func clip(s string) string {
+	s = strings.ToValidUTF8(s, "\uFFFD")
+	if len(s) <= maxErrorText {
+		return s
+	}
+	const mark = "…"
+	cut := maxErrorText - len(mark)
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + mark
 }
