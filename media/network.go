@@ -17,8 +17,8 @@ import (
 // (TCPListen), which is what a firewall or a Kubernetes service can
 // expose, and advertises PublicIPs instead of the host's own addresses
 // when the node sits behind a 1:1 NAT. It returns the listeners, which
-// SFU.Close closes.
-func listen(cfg *Config) ([]io.Closer, error) {
+// SFU.Close closes. The shared UDP sockets that hold bursts go to socks.
+func listen(cfg *Config, socks *udpSockets) ([]io.Closer, error) {
 	var closers []io.Closer
 	fail := func(err error) ([]io.Closer, error) {
 		for _, c := range closers {
@@ -40,7 +40,7 @@ func listen(cfg *Config) ([]io.Closer, error) {
 			if err != nil {
 				return fail(fmt.Errorf("udp listen %q: %w", cfg.UDPListen, err))
 			}
-			m, err := ice.NewMultiUDPMuxFromPort(addr.Port, ice.UDPMuxFromPortWithLogger(logger), ice.UDPMuxFromPortWithNet(batchNet{n}),
+			m, err := ice.NewMultiUDPMuxFromPort(addr.Port, ice.UDPMuxFromPortWithLogger(logger), ice.UDPMuxFromPortWithNet(batchNet{n, socks}),
 				ice.UDPMuxFromPortWithReadBufferSize(socketBuffer), ice.UDPMuxFromPortWithWriteBufferSize(socketBuffer))
 			if err != nil {
 				return fail(fmt.Errorf("udp listen %q: %w", cfg.UDPListen, err))
@@ -54,7 +54,7 @@ func listen(cfg *Config) ([]io.Closer, error) {
 			// Best effort: the kernel caps it at net.core.rmem_max.
 			_ = conn.SetReadBuffer(socketBuffer)
 			_ = conn.SetWriteBuffer(socketBuffer)
-			mux = ice.NewUDPMuxDefault(ice.UDPMuxParams{Logger: logger, UDPConn: newBatchConn(conn)})
+			mux = ice.NewUDPMuxDefault(ice.UDPMuxParams{Logger: logger, UDPConn: socks.add(newBatchConn(conn))})
 		}
 		closers = append(closers, mux)
 		cfg.Settings.SetICEUDPMux(mux)
@@ -90,7 +90,10 @@ func listen(cfg *Config) ([]io.Closer, error) {
 
 // batchNet is the host's network, with the shared UDP sockets read and
 // written in batches (udpbatch_linux.go).
-type batchNet struct{ transport.Net }
+type batchNet struct {
+	transport.Net
+	socks *udpSockets
+}
 
 func (n batchNet) ListenUDP(network string, addr *net.UDPAddr) (transport.UDPConn, error) {
 	c, err := n.Net.ListenUDP(network, addr)
@@ -101,7 +104,7 @@ func (n batchNet) ListenUDP(network string, addr *net.UDPAddr) (transport.UDPCon
 	if !ok {
 		return c, nil
 	}
-	if b, ok := newBatchConn(u).(transport.UDPConn); ok {
+	if b, ok := n.socks.add(newBatchConn(u)).(transport.UDPConn); ok {
 		return b, nil
 	}
 	return c, nil

@@ -99,6 +99,7 @@ type SFU struct {
 	pool    *packetPool
 	epoch   time.Time
 	closers []io.Closer
+	sockets udpSockets // the shared UDP sockets that hold bursts (burst.go)
 
 	// estimators hands each connection's bandwidth estimator from the
 	// interceptor that makes it to Join, by peer connection id.
@@ -155,7 +156,7 @@ func New(cfg Config) (*SFU, error) {
 		return nil, err
 	}
 	s.metrics = m
-	if s.closers, err = listen(&s.cfg); err != nil {
+	if s.closers, err = listen(&s.cfg, &s.sockets); err != nil {
 		return nil, err
 	}
 	rtcpSched := newRTCPScheduler(s.epoch)
