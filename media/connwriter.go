@@ -117,18 +117,25 @@ func (w *connWriter) run(done <-chan struct{}) {
 	}
 }
 
-// writeReady writes passes until every queue is empty, as one burst.
+// writeReady writes passes until every queue is empty.
 func (w *connWriter) writeReady(downs []*downTrack) []*downTrack {
-	w.hold()
-	defer w.release()
 	for {
 		w.mu.Lock()
 		downs = append(downs[:0], w.downs...)
 		w.mu.Unlock()
-		if !w.pass(downs) {
+		if !w.heldPass(downs) {
 			return downs
 		}
 	}
+}
+
+// heldPass writes one pass as one burst: what was ready when it began.
+// Holding across passes would keep the first packets back as long as new
+// ones arrive while the writer writes.
+func (w *connWriter) heldPass(downs []*downTrack) bool {
+	w.hold()
+	defer w.release()
+	return w.pass(downs)
 }
 
 // hold has the shared sockets keep what is written to the subscriber.
