@@ -69,9 +69,13 @@ func pairRemote(p *webrtc.ICECandidatePair) netip.AddrPort {
 }
 
 // follow reads the pair selected before the callback was set, unless the
-// callback has already told one.
+// callback has already told one. A pair is selected once the transport is
+// connected; before, pion's GetSelectedCandidatePair races with its Start.
 func (w *connWriter) follow() {
 	if w.ice == nil || w.remote.Load() != nil {
+		return
+	}
+	if st := w.ice.State(); st != webrtc.ICETransportStateConnected && st != webrtc.ICETransportStateCompleted {
 		return
 	}
 	p, err := w.ice.GetSelectedCandidatePair()
