@@ -23,7 +23,8 @@
 //     packets; sequence numbers and timestamps are rewritten into one
 //     continuous stream.
 //   - connwriter.go: one writer goroutine per subscriber connection, which
-//     writes the queues of all its tracks.
+//     writes the queues of all its tracks, each pass as one burst that
+//     leaves the shared UDP port in one sendmmsg (udpburst_linux.go).
 //   - simulcast.go: which layer each subscriber gets, from the size it
 //     shows the video at and its bandwidth estimate. Browsers name their
 //     layers by rid: "q", "h", "f" (quarter, half, full resolution; what
