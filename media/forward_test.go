@@ -48,7 +48,7 @@ func (h *harness) subscribe(t testing.TB, w webrtc.TrackLocalWriter, run bool) *
 	d := newDownTrack(h.pub, nil)
 	d.bound.Store(&binding{ssrc: 4242, pt: 96, ws: w})
 	if run {
-		cw := newConnWriter(h.sfu)
+		cw := newConnWriter(h.sfu, nil)
 		d.w = cw
 		cw.add(d)
 		done := make(chan struct{})

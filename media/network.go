@@ -16,8 +16,9 @@ import (
 // (TCPListen), which is what a firewall or a Kubernetes service can
 // expose, and advertises PublicIPs instead of the host's own addresses
 // when the node sits behind a 1:1 NAT. It returns the listeners, which
-// SFU.Close closes. Datagrams queue for their connections in bufs.
-func listen(cfg *Config, bufs srtpBuffers) ([]io.Closer, error) {
+// SFU.Close closes. Datagrams queue for their connections in bufs; the
+// shared UDP sockets that hold bursts go to socks.
+func listen(cfg *Config, bufs srtpBuffers, socks *udpSockets) ([]io.Closer, error) {
 	var closers []io.Closer
 	fail := func(err error) ([]io.Closer, error) {
 		for _, c := range closers {
@@ -31,7 +32,7 @@ func listen(cfg *Config, bufs srtpBuffers) ([]io.Closer, error) {
 		if err != nil {
 			return fail(fmt.Errorf("udp listen %q: %w", cfg.UDPListen, err))
 		}
-		mux, err := listenUDP(addr, bufs)
+		mux, err := listenUDP(addr, bufs, socks)
 		if err != nil {
 			return fail(fmt.Errorf("udp listen %q: %w", cfg.UDPListen, err))
 		}
@@ -71,9 +72,9 @@ func listen(cfg *Config, bufs srtpBuffers) ([]io.Closer, error) {
 // addr's IP is unspecified, one per address of the host's interfaces, so
 // that each host candidate names an address the packets really arrive
 // on. Each socket is read and written in batches (udpbatch_linux.go).
-func listenUDP(addr *net.UDPAddr, bufs srtpBuffers) (ice.UDPMux, error) {
+func listenUDP(addr *net.UDPAddr, bufs srtpBuffers, socks *udpSockets) (ice.UDPMux, error) {
 	if addr.IP != nil && !addr.IP.IsUnspecified() {
-		return listenUDPMux(addr, bufs)
+		return listenUDPMux(addr, bufs, socks)
 	}
 	ips, err := hostAddrs()
 	if err != nil {
@@ -81,7 +82,7 @@ func listenUDP(addr *net.UDPAddr, bufs srtpBuffers) (ice.UDPMux, error) {
 	}
 	muxes := make([]ice.UDPMux, 0, len(ips))
 	for _, ip := range ips {
-		m, err := listenUDPMux(net.UDPAddrFromAddrPort(netip.AddrPortFrom(ip, uint16(addr.Port))), bufs)
+		m, err := listenUDPMux(net.UDPAddrFromAddrPort(netip.AddrPortFrom(ip, uint16(addr.Port))), bufs, socks)
 		if err != nil {
 			for _, m := range muxes {
 				_ = m.Close()
@@ -93,7 +94,7 @@ func listenUDP(addr *net.UDPAddr, bufs srtpBuffers) (ice.UDPMux, error) {
 	return ice.NewMultiUDPMuxDefault(muxes...), nil
 }
 
-func listenUDPMux(addr *net.UDPAddr, bufs srtpBuffers) (*udpMux, error) {
+func listenUDPMux(addr *net.UDPAddr, bufs srtpBuffers, socks *udpSockets) (*udpMux, error) {
 	conn, err := net.ListenUDP("udp", addr)
 	if err != nil {
 		return nil, err
@@ -101,7 +102,7 @@ func listenUDPMux(addr *net.UDPAddr, bufs srtpBuffers) (*udpMux, error) {
 	// Best effort: the kernel caps it at net.core.rmem_max.
 	_ = conn.SetReadBuffer(socketBuffer)
 	_ = conn.SetWriteBuffer(socketBuffer)
-	c, ok := newBatchConn(conn).(addrPortConn)
+	c, ok := socks.add(newBatchConn(conn)).(addrPortConn)
 	if !ok {
 		c = plainConn{conn}
 	}

@@ -104,3 +104,22 @@ func udpDrops(t *testing.T, addr *net.UDPAddr) int64 {
 	t.Fatalf("no socket on %s (%s) in /proc/net/udp", addr, local)
 	return 0
 }
+
+// TestSubscriberBurstsLeaveTogether: on the shared port, what a
+// subscriber connection's writer writes at once leaves in sendmmsg calls,
+// so that most of the node's datagrams (media to subscribers, not the
+// ICE, DTLS and RTCP around it) go out that way.
+func TestSubscriberBurstsLeaveTogether(t *testing.T) {
+	sfu := newSFU(t, media.Config{Settings: nodetest.LoopbackSettings(), UDPListen: "127.0.0.1:0"})
+	r := nodetest.NewRoom(t)
+	var ps []*nodetest.Participant
+	for _, name := range []string{"a", "b", "c"} {
+		ps = append(ps, r.Join(sfu, name, nodetest.Publish{Audio: true, Video: true}))
+	}
+	nodetest.WaitAllReceive(t, ps, 100, 30*time.Second)
+	w := sfu.UDPWrites()
+	t.Logf("%d sendto, %d datagrams in %d sendmmsg", w.Single, w.Batched, w.Batches)
+	if w.Batched <= w.Single {
+		t.Errorf("%d datagrams in %d sendmmsg calls and %d sendto: the subscribers' bursts were not held", w.Batched, w.Batches, w.Single)
+	}
+}

@@ -374,7 +374,7 @@ func (s *Session) subscribeLocked(pub *publication, onOffered bool) bool {
 		return false
 	}
 	if s.writer == nil {
-		w := newConnWriter(s.sfu)
+		w := newConnWriter(s.sfu, s.pc)
 		if !s.sfu.goOwned(func() { w.run(s.done) }) {
 			return false
 		}

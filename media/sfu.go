@@ -25,7 +25,8 @@
 //     packets; sequence numbers and timestamps are rewritten into one
 //     continuous stream.
 //   - connwriter.go: one writer goroutine per subscriber connection, which
-//     writes the queues of all its tracks.
+//     writes the queues of all its tracks, each pass as one burst that
+//     leaves the shared UDP port in one sendmmsg (udpburst_linux.go).
 //   - simulcast.go: which layer each subscriber gets, from the size it
 //     shows the video at and its bandwidth estimate. Browsers name their
 //     layers by rid: "q", "h", "f" (quarter, half, full resolution; what
@@ -103,6 +104,7 @@ type SFU struct {
 	pool    *packetPool
 	epoch   time.Time
 	closers []io.Closer
+	sockets udpSockets // the shared UDP sockets that hold bursts (burst.go)
 
 	// estimators hands each connection's bandwidth estimator from the
 	// interceptor that makes it to Join, by peer connection id.
@@ -165,7 +167,7 @@ func New(cfg Config) (*SFU, error) {
 		return nil, err
 	}
 	s.metrics = m
-	if s.closers, err = listen(&s.cfg, bufs); err != nil {
+	if s.closers, err = listen(&s.cfg, bufs, &s.sockets); err != nil {
 		return nil, err
 	}
 	rtcpSched := newRTCPScheduler(s.epoch)

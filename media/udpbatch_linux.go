@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"unsafe"
 
@@ -18,8 +19,9 @@ import (
 // a longer one is read truncated, which SRTP then rejects, as it would
 // reject anything else that is not its own.
 const (
-	batchSize = 32   // datagrams per recvmmsg or sendmmsg
-	batchSlot = 2048 // bytes kept for each
+	batchSize = 32            // datagrams per recvmmsg, or queued for a sendmmsg
+	batchSlot = 2048          // bytes kept for each
+	sendMax   = 2 * batchSize // datagrams per sendmmsg: the queue and a burst (udpburst_linux.go)
 )
 
 // batchConn is the node's shared UDP socket, read and written in
@@ -61,15 +63,24 @@ type batchWriter struct {
 	busy  bool          // a writer is sending; others queue
 	queue []outDatagram // filled while busy, up to batchSize
 	spare []outDatagram // what the sending writer sends
+	// Bursts held for a connection's writer (udpburst_linux.go), by
+	// heldKey, and spare ones.
+	held map[netip.AddrPort]*burst
+	free []*burst
 	// Owned by the sending writer.
-	hdrs  [batchSize]unix.Mmsghdr
-	iovs  [batchSize]unix.Iovec
-	names [batchSize]unix.RawSockaddrInet6
-	msgs  []outDatagram
-	start int // the first of msgs not yet sent
-	sent  int
-	err   error
-	send  func(fd uintptr) bool // the RawConn.Write callback, made once
+	hdrs   [sendMax]unix.Mmsghdr
+	iovs   [sendMax]unix.Iovec
+	names  [sendMax]unix.RawSockaddrInet6
+	msgs   []outDatagram
+	merged []outDatagram // the queue and a burst, sent together
+	start  int           // the first of msgs not yet sent
+	sent   int
+	err    error
+	send   func(fd uintptr) bool // the RawConn.Write callback, made once
+
+	// System calls that wrote datagrams: sendto of one, and sendmmsg
+	// with the datagrams they sent.
+	singles, batches, batched atomic.Uint64
 }
 
 type outDatagram struct {
@@ -116,6 +127,8 @@ func newBatchConn(c *net.UDPConn) net.PacketConn {
 	}
 	b.w.send = b.sendBatch
 	b.w.room.L = &b.w.mu
+	b.w.held = map[netip.AddrPort]*burst{}
+	b.w.merged = make([]outDatagram, 0, sendMax)
 	return b
 }
 
@@ -179,6 +192,9 @@ func (c *batchConn) recvBatch(fd uintptr) bool {
 func (c *batchConn) WriteToAddrPort(p []byte, to netip.AddrPort) (int, error) {
 	w := &c.w
 	w.mu.Lock()
+	if len(w.held) > 0 && c.holdWrite(p, to) {
+		return len(p), nil
+	}
 	for w.busy {
 		if k := len(w.queue); k < batchSize && len(p) <= batchSlot {
 			w.queue = w.queue[:k+1]
@@ -195,6 +211,7 @@ func (c *batchConn) WriteToAddrPort(p []byte, to netip.AddrPort) (int, error) {
 	w.busy = true
 	w.mu.Unlock()
 	n, err := c.UDPConn.WriteToUDPAddrPort(p, to)
+	w.singles.Add(1)
 	c.drain()
 	return n, err
 }
@@ -265,6 +282,8 @@ func (c *batchConn) sendBatch(fd uintptr) bool {
 	switch errno {
 	case 0:
 		w.sent = int(n)
+		w.batches.Add(1)
+		w.batched.Add(uint64(n))
 		return true
 	case unix.EAGAIN:
 		return false

@@ -15,7 +15,7 @@ import (
 
 func newTestMux(t *testing.T) (*udpMux, *net.UDPAddr) {
 	t.Helper()
-	m, err := listenUDPMux(&net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)}, newSRTPBuffers(newPacketPool()))
+	m, err := listenUDPMux(&net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)}, newSRTPBuffers(newPacketPool()), &udpSockets{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -75,6 +75,10 @@ func serveNode(args []string, in io.Reader, out io.Writer) error {
 		return fmt.Errorf("media node: %w", err)
 	}
 	defer node.Close()
+	defer func() {
+		w := node.UDPWrites()
+		fmt.Fprintf(os.Stderr, "node: shared UDP port: %d sendto, %d datagrams in %d sendmmsg\n", w.Single, w.Batched, w.Batches)
+	}()
 	var outMu sync.Mutex
 	enc := json.NewEncoder(out)
 	emit := func(e nodeEvent) {
