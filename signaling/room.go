@@ -238,7 +238,7 @@ func (r *Room) Handle(m *Member, raw []byte) {
 // why not; bad is what made the message unreadable, if anything. It runs
 // under mu.
 func (r *Room) dispatchable(m *Member, env envelope, bad *ProtoError) (handler, bool) {
-	if !r.admitMessage(m, env.ID) {
+	if !r.admitMessage(m, env) {
 		return handler{}, false
 	}
 	if bad != nil {
