@@ -23,6 +23,19 @@ func readEnvelope(raw []byte) (envelope, *ProtoError) {
 	return env, nil
 }
 
+// sdpFits reports whether sdp takes at most MaxSDPBytes as JSON encodes
+// it on its way to a member or a media node: CR and LF take two bytes
+// there, '<', '>', '&', control characters and each byte of invalid
+// UTF-8 six, so a description dense in them cannot grow past the limit
+// of the link to a remote node.
+func sdpFits(sdp string) bool {
+	if len(sdp) > MaxSDPBytes {
+		return false
+	}
+	b, err := json.Marshal(sdp)
+	return err == nil && len(b) <= MaxSDPBytes
+}
+
 // messageCost is what a message of size bytes takes from the rate
 // budget: a token for each MaxMessageBytes it starts, so the bytes a
 // member may send in a burst or a second stay what they were when no

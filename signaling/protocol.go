@@ -18,17 +18,19 @@ const (
 	MaxSDPMessageBytes = MaxSDPBytes + MaxSDPBytes/8 + 1<<10
 	// MaxChatBytes bounds one chat message's text.
 	MaxChatBytes = 4 << 10
-	// MaxSDPBytes bounds an offer or answer: one sdpPublisherBytes for
-	// each of sdpMaxPublishers. Every publication a member receives is a
+	// MaxSDPBytes bounds an offer or answer, as JSON encodes it (sdpFits):
+	// one sdpPublisherBytes for each of sdpMaxPublishers. Every publication a member receives is a
 	// media section in every description of its connection to the media
 	// node, and Chromium's own later offers (an ICE restart, a screen
 	// shared) repeat its full codec list in each: some 4.5 kB a video
 	// section, 0.8 kB an audio one (docs/benchmarks.md, "Session
 	// description size").
 	MaxSDPBytes = sdpMaxPublishers * sdpPublisherBytes
-	// sdpMaxPublishers is the node's default participant limit, each
-	// publishing a camera and a microphone.
-	sdpMaxPublishers = 200
+	// sdpMaxPublishers is the publishers, each with a camera and a
+	// microphone, whose descriptions still cross the link to a remote
+	// media node (sfulink.MaxMessage, 512 KiB): the node takes up to 200
+	// participants, but a large room's are mostly viewers.
+	sdpMaxPublishers = 64
 	// sdpPublisherBytes is one video and one audio section of Chromium's
 	// offers, rounded up.
 	sdpPublisherBytes = 6 << 10

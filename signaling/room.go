@@ -300,7 +300,7 @@ func relaySDP(kind string) func(*Room, *Member, json.RawMessage) error {
 		if err := decode(raw, &in); err != nil {
 			return err
 		}
-		if in.SDP == "" || len(in.SDP) > MaxSDPBytes || !strings.Contains(in.SDP, "a=fingerprint:") || !strings.HasPrefix(in.SDP, "v=0") {
+		if in.SDP == "" || !sdpFits(in.SDP) || !strings.Contains(in.SDP, "a=fingerprint:") || !strings.HasPrefix(in.SDP, "v=0") {
 			return ErrBadSDP
 		}
 		if in.To == SFUPeer {
