@@ -3,6 +3,7 @@ package media
 import (
 	"encoding/binary"
 	"fmt"
+	"strings"
 	"sync"
 
 	"github.com/pion/interceptor"
@@ -42,8 +43,8 @@ const initialEstimate = 2_500_000
 // with their first sequence number.
 func newAPI(settings webrtc.SettingEngine, estimators, rtx *sync.Map, m *metrics, sched *rtcpScheduler) (*webrtc.API, error) {
 	me := &webrtc.MediaEngine{}
-	if err := me.RegisterDefaultCodecs(); err != nil {
-		return nil, fmt.Errorf("codecs: %w", err)
+	if err := registerCodecs(me); err != nil {
+		return nil, err
 	}
 	reg := &interceptor.Registry{}
 	// First, so innermost on every received stream: one parsed header
@@ -76,6 +77,51 @@ func newAPI(settings webrtc.SettingEngine, estimators, rtx *sync.Map, m *metrics
 		return nil, fmt.Errorf("audio level extension: %w", err)
 	}
 	return webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithInterceptorRegistry(reg), webrtc.WithSettingEngine(settings)), nil
+}
+
+// nodeCodecs are the codecs the node negotiates: Opus; VP8, which every
+// browser sends first and the only one the node forwards as simulcast; and
+// H.264 constrained baseline and baseline, packetization mode 1, which
+// Safari on iOS may prefer. All of them are recorded (recording/track.go).
+// Each video codec comes with its RTX format. Pion's default list (VP9,
+// AV1, H.265, more H.264 variants, G.722, G.711) is not used: every codec
+// offered is repeated in every media section of the node's offers, in
+// the browser's answers and in its later offers (an ICE restart), which
+// made a room of a dozen publishers exceed the signaling limits (see
+// docs/benchmarks.md, "Session description size").
+func nodeCodecs() []webrtc.RTPCodecParameters {
+	// pion's default feedback; newAPI adds transport-cc.
+	videoFeedback := []webrtc.RTCPFeedback{{Type: "goog-remb"}, {Type: "ccm", Parameter: "fir"}, {Type: "nack"}, {Type: "nack", Parameter: "pli"}}
+	h264 := func(pt uint8, profile string) webrtc.RTPCodecParameters {
+		return webrtc.RTPCodecParameters{PayloadType: webrtc.PayloadType(pt), RTPCodecCapability: webrtc.RTPCodecCapability{
+			MimeType: webrtc.MimeTypeH264, ClockRate: 90000, RTCPFeedback: videoFeedback,
+			SDPFmtpLine: "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=" + profile}}
+	}
+	rtx := func(pt, apt uint8) webrtc.RTPCodecParameters {
+		return webrtc.RTPCodecParameters{PayloadType: webrtc.PayloadType(pt), RTPCodecCapability: webrtc.RTPCodecCapability{
+			MimeType: webrtc.MimeTypeRTX, ClockRate: 90000, SDPFmtpLine: fmt.Sprintf("apt=%d", apt)}}
+	}
+	return []webrtc.RTPCodecParameters{
+		{PayloadType: 111, RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2, SDPFmtpLine: "minptime=10;useinbandfec=1"}},
+		{PayloadType: 96, RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000, RTCPFeedback: videoFeedback}},
+		rtx(97, 96),
+		h264(102, "42001f"), rtx(103, 102),
+		h264(106, "42e01f"), rtx(107, 106),
+	}
+}
+
+// registerCodecs registers nodeCodecs with me, with pion's payload types.
+func registerCodecs(me *webrtc.MediaEngine) error {
+	for _, c := range nodeCodecs() {
+		kind := webrtc.RTPCodecTypeVideo
+		if strings.HasPrefix(c.MimeType, "audio/") {
+			kind = webrtc.RTPCodecTypeAudio
+		}
+		if err := me.RegisterCodec(c, kind); err != nil {
+			return fmt.Errorf("codec %s: %w", c.MimeType, err)
+		}
+	}
+	return nil
 }
 
 // retransmitters makes one retransmitter per peer connection, handed to

@@ -21,7 +21,9 @@ const (
 	sendQueue  = 256 // messages queued per tab before it counts as stuck
 	closeGrace = time.Second
 
-	hardReadLimit = 1 << 20
+	// hardReadLimit is well past MaxSDPMessageBytes: messages between the
+	// two are read, refused and cost their rate budget.
+	hardReadLimit = 2 * MaxSDPMessageBytes
 	// readBufferSize is the read buffer a socket keeps for its whole life;
 	// longer messages are read through it in pieces. Write buffers come
 	// from a pool and are held only while a message is written.
@@ -113,15 +115,15 @@ func (c *wsConn) readEach(handle func(typ int, data []byte)) {
 }
 
 // readMessage reads the next message but keeps no more than one byte past
-// MaxMessageBytes of it, enough for the dispatcher to refuse it as too
+// MaxSDPMessageBytes of it, enough for the dispatcher to refuse it as too
 // large; the rest is read and discarded.
 func readMessage(ws *websocket.Conn) (int, []byte, error) {
 	typ, rd, err := ws.NextReader()
 	if err != nil {
 		return 0, nil, err
 	}
-	data, err := io.ReadAll(io.LimitReader(rd, MaxMessageBytes+1))
-	if err == nil && len(data) > MaxMessageBytes {
+	data, err := io.ReadAll(io.LimitReader(rd, MaxSDPMessageBytes+1))
+	if err == nil && len(data) > MaxSDPMessageBytes {
 		_, err = io.Copy(io.Discard, rd)
 	}
 	return typ, data, err

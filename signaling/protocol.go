@@ -8,13 +8,32 @@ import (
 
 // Limits on what a client may send.
 const (
-	// MaxMessageBytes bounds one inbound WebSocket message; an SDP offer with
-	// simulcast and several transceivers stays well under it.
+	// MaxMessageBytes bounds one inbound WebSocket message other than an
+	// offer or answer, and is the unit of the rate budget: a message costs
+	// one token per MaxMessageBytes it starts (budget.go).
 	MaxMessageBytes = 64 << 10
+	// MaxSDPMessageBytes bounds an offer or answer message: MaxSDPBytes
+	// with JSON's escaping of every line's CRLF (lines average some 40
+	// bytes) and the envelope.
+	MaxSDPMessageBytes = MaxSDPBytes + MaxSDPBytes/8 + 1<<10
 	// MaxChatBytes bounds one chat message's text.
 	MaxChatBytes = 4 << 10
-	// MaxSDPBytes bounds an offer or answer.
-	MaxSDPBytes = 48 << 10
+	// MaxSDPBytes bounds an offer or answer, as JSON encodes it (sdpFits):
+	// one sdpPublisherBytes for each of sdpMaxPublishers. Every publication a member receives is a
+	// media section in every description of its connection to the media
+	// node, and Chromium's own later offers (an ICE restart, a screen
+	// shared) repeat its full codec list in each: some 4.5 kB a video
+	// section, 0.8 kB an audio one (docs/benchmarks.md, "Session
+	// description size").
+	MaxSDPBytes = sdpMaxPublishers * sdpPublisherBytes
+	// sdpMaxPublishers is the publishers, each with a camera and a
+	// microphone, whose descriptions still cross the link to a remote
+	// media node (sfulink.MaxMessage, 512 KiB): the node takes up to 200
+	// participants, but a large room's are mostly viewers.
+	sdpMaxPublishers = 64
+	// sdpPublisherBytes is one video and one audio section of Chromium's
+	// offers, rounded up.
+	sdpPublisherBytes = 6 << 10
 	// MaxCandidateBytes bounds one ICE candidate line.
 	MaxCandidateBytes = 1 << 10
 	// MaxNameBytes bounds a display name.
@@ -25,6 +44,7 @@ const (
 type envelope struct {
 	Type string `json:"type"`
 	ID   string `json:"id,omitempty"`
+	size int    // the message's length in bytes
 }
 
 // ProtoError is an error a client can act on: a stable code and a message.

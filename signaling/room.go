@@ -238,7 +238,7 @@ func (r *Room) Handle(m *Member, raw []byte) {
 // why not; bad is what made the message unreadable, if anything. It runs
 // under mu.
 func (r *Room) dispatchable(m *Member, env envelope, bad *ProtoError) (handler, bool) {
-	if !r.admitMessage(m, env.ID) {
+	if !r.admitMessage(m, env) {
 		return handler{}, false
 	}
 	if bad != nil {
@@ -300,7 +300,7 @@ func relaySDP(kind string) func(*Room, *Member, json.RawMessage) error {
 		if err := decode(raw, &in); err != nil {
 			return err
 		}
-		if in.SDP == "" || len(in.SDP) > MaxSDPBytes || !strings.Contains(in.SDP, "a=fingerprint:") || !strings.HasPrefix(in.SDP, "v=0") {
+		if in.SDP == "" || !sdpFits(in.SDP) || !strings.Contains(in.SDP, "a=fingerprint:") || !strings.HasPrefix(in.SDP, "v=0") {
 			return ErrBadSDP
 		}
 		if in.To == SFUPeer {
