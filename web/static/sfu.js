@@ -21,9 +21,9 @@ const cameraLayers = [
 
 // spareMax bounds the receive-only sections offered for a kind the tab does
 // not send (see the constructor): each stays in every offer this side
-// makes (a video section is about 5 kB of SDP; the server takes messages
-// up to 64 kB), and publications beyond them come with the server's next
-// offer.
+// makes (Chromium writes about 5 kB of SDP per video section in its own
+// offers, and the server takes descriptions sized for 64 publishers), and
+// publications beyond them come with the server's next offer.
 const spareMax = 4;
 
 export class MediaServerLink {
