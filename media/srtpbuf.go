@@ -17,10 +17,10 @@ import (
 //
 // An RTCP stream nobody has read yet holds 4 KiB at most: pion hands a
 // compound report to the stream of every SSRC it names, and opens a
-// stream for each, read or not; the node reads subscribers' RTCP from
-// before their tracks are negotiated, and each publisher layer's once
-// the layer arrives (readPublisherRTCP), but a stream no track claims is
-// never read. When publishers' RTCP was not read, their streams filled
+// stream for each, read or not; the connection's RTCP hub (rtcphub.go)
+// reads a subscriber's stream once pion binds its track, and each
+// publisher layer's once the layer arrives, but a stream no track claims
+// is never read. When publishers' RTCP was not read, their streams filled
 // their queues to the limit: 3 MB of the heap in a run of ten consults
 // at 32 KiB, more at pion's 100 kB.
 const (
