@@ -20,9 +20,11 @@ const (
 	increasePerSec = 0.08 // multiplicative, while nothing is lost or queued
 	overuseQueue   = 40 * time.Millisecond
 	// sendLogSize is how many transport-wide sequence numbers are
-	// remembered: at 16 bytes each, 32 KiB per subscriber, and more than
-	// a second of a subscriber's packets at 20 Mbit/s, where feedback
-	// comes every 50 to 100 ms.
+	// remembered, a power of two so the log wraps with them. Feedback
+	// comes every 50 to 100 ms and one round trip after the packets it
+	// reports: 600 ms covers it with room for a slow path. At the
+	// estimate's ceiling, 20 Mbit/s in 1,200-byte packets, that is 1,250
+	// packets; the log holds 2,048, at 8 bytes each 16 KiB per subscriber.
 	sendLogSize = 1 << 11
 )
 
@@ -74,11 +76,21 @@ type leanBWE struct {
 // lossWindow is how many reported packets the loss share is taken over.
 const lossWindow = 100
 
+// sendRecord is one packet sent: 8 bytes. Its send time is kept in
+// microseconds since the estimator's epoch, modulo 2^32 (71 minutes), and
+// read back against the time the feedback is read, which is later by far
+// less than that.
 type sendRecord struct {
-	at   int64  // ns since epoch
-	size uint32 // bytes
-	seq  uint16
-	ok   bool
+	atUsec uint32
+	size   uint16 // bytes; 0 for a slot never written
+	seq    uint16
+}
+
+// sentAt is when r was sent, in ns since the epoch, read at now (ns since
+// the epoch, not before r was sent).
+func (r sendRecord) sentAt(now int64) int64 {
+	nowUsec := now / 1e3
+	return (nowUsec - int64(uint32(nowUsec)-r.atUsec)) * 1e3
 }
 
 func newLeanBWE(initial int, now time.Time) *leanBWE {
@@ -117,7 +129,7 @@ func (e *leanBWE) BindLocalStream(info *interceptor.StreamInfo, w interceptor.RT
 
 func (e *leanBWE) noteSent(seq uint16, at int64, size int) {
 	e.mu.Lock()
-	e.sent[seq%sendLogSize] = sendRecord{seq: seq, at: at, size: uint32(size), ok: true}
+	e.sent[seq%sendLogSize] = sendRecord{atUsec: uint32(at / 1e3), size: uint16(max(1, min(size, math.MaxUint16))), seq: seq}
 	e.mu.Unlock()
 }
 
@@ -162,7 +174,7 @@ func (e *leanBWE) onFeedback(fb twccFeedback, now int64) {
 	e.reports.Add(1)
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	s := e.sum(fb)
+	s := e.sum(fb, now)
 	if s.total == 0 {
 		return
 	}
@@ -221,14 +233,14 @@ func (e *leanBWE) onFeedback(fb twccFeedback, now int64) {
 	e.target.Store(int64(max(minEstimate, min(maxEstimate, target))))
 }
 
-// sum walks the report's statuses and arrival deltas.
-func (e *leanBWE) sum(fb twccFeedback) feedbackSums {
+// sum walks the report's statuses and arrival deltas, read at now.
+func (e *leanBWE) sum(fb twccFeedback, now int64) feedbackSums {
 	var s feedbackSums
 	arrival := int64(fb.refTime) * 64 * int64(time.Millisecond)
 	seq := fb.base
 	fb.walk(func(sym uint16, deltaUsec int64) {
 		rec := e.sent[seq%sendLogSize]
-		known := rec.ok && rec.seq == seq
+		known := rec.size != 0 && rec.seq == seq
 		seq++
 		received := sym == twccSmallDelta || sym == twccLargeDelta
 		if received {
@@ -245,10 +257,11 @@ func (e *leanBWE) sum(fb twccFeedback) feedbackSums {
 		if !received {
 			return // received, without its time
 		}
+		at := rec.sentAt(now)
 		if !s.haveArrivals {
-			s.haveArrivals, s.firstSend, s.firstArr = true, rec.at, arrival
+			s.haveArrivals, s.firstSend, s.firstArr = true, at, arrival
 		}
-		s.lastSend, s.lastArr, s.lastOWD = rec.at, arrival, arrival-rec.at
+		s.lastSend, s.lastArr, s.lastOWD = at, arrival, arrival-at
 		s.bytes += int(rec.size)
 	})
 	return s

@@ -81,3 +81,47 @@ func TestLeanBWE(t *testing.T) {
 		})
 	}
 }
+
+// TestSendLogCoversFlight sends packets at a steady rate and reads the
+// feedback for the oldest of them: still matched, with its send time,
+// while the log holds it.
+func TestSendLogCoversFlight(t *testing.T) {
+	const size = 1200
+	gap := time.Duration(size*8) * time.Second / 20_000_000 // 20 Mbit/s
+	inFlight := int(600 * time.Millisecond / gap)
+	tests := []struct {
+		name    string
+		first   uint16
+		start   time.Duration // of the first packet, since the epoch
+		n       int           // packets sent
+		matched bool
+	}{
+		{"600 ms at 20 Mbit/s", 0, 0, inFlight, true},
+		{"a full log", 100, time.Second, sendLogSize, true},
+		{"across the sequence numbers' wrap", 65_000, time.Second, inFlight, true},
+		{"80 minutes in, past the microsecond clock's wrap", 7, 80 * time.Minute, inFlight, true},
+		{"one more than the log holds: overwritten", 0, 0, sendLogSize + 1, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newLeanBWE(2_500_000, time.Now())
+			for i := range tt.n {
+				e.noteSent(tt.first+uint16(i), int64(tt.start+time.Duration(i)*gap), size)
+			}
+			const owd = 30 * time.Millisecond
+			fb := twccReport(t, tt.first, 1, func(int) bool { return false }, func(int) time.Duration { return tt.start + owd })
+			now := tt.start + time.Duration(tt.n)*gap + 2*owd
+			s := e.sum(fb, int64(now))
+			if got := s.total == 1; got != tt.matched {
+				t.Fatalf("matched %v, want %v (%d packets sent, log of %d)", got, tt.matched, tt.n, sendLogSize)
+			}
+			if !tt.matched {
+				return
+			}
+			// Arrivals are by the receiver's clock, 3 s off, in 250 µs steps.
+			if d := time.Duration(s.lastOWD) - (owd + 3*time.Second); d < -time.Millisecond || d > time.Millisecond {
+				t.Errorf("one-way delay %v, want %v", time.Duration(s.lastOWD), owd+3*time.Second)
+			}
+		})
+	}
+}

@@ -41,7 +41,7 @@ const initialEstimate = 2_500_000
 // Retransmissions go out on the subscriber's RTX stream where it has one
 // (the retransmitter, at the bottom of the chain), else on the media SSRC
 // with their first sequence number.
-func newAPI(settings webrtc.SettingEngine, estimators, rtx *sync.Map, m *metrics, sched *rtcpScheduler) (*webrtc.API, error) {
+func newAPI(settings webrtc.SettingEngine, estimators, rtx *sync.Map, m *metrics, sched *rtcpScheduler) (*connAPI, error) {
 	me := &webrtc.MediaEngine{}
 	if err := registerCodecs(me); err != nil {
 		return nil, err
@@ -76,7 +76,25 @@ func newAPI(settings webrtc.SettingEngine, estimators, rtx *sync.Map, m *metrics
 	if err := me.RegisterHeaderExtension(webrtc.RTPHeaderExtensionCapability{URI: sdp.AudioLevelURI}, webrtc.RTPCodecTypeAudio); err != nil {
 		return nil, fmt.Errorf("audio level extension: %w", err)
 	}
-	return webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithInterceptorRegistry(reg), webrtc.WithSettingEngine(settings)), nil
+	return &connAPI{me: me, reg: reg, settings: settings}, nil
+}
+
+// connAPI makes each peer connection from an API of its own, which
+// differs from the others only in its buffer factory: the connection's
+// RTCP hub (rtcphub.go), which learns of every RTCP packet the
+// connection receives. The media engine and the interceptors are shared;
+// pion copies the media engine per connection anyway.
+type connAPI struct {
+	me       *webrtc.MediaEngine
+	reg      *interceptor.Registry
+	settings webrtc.SettingEngine
+}
+
+func (a *connAPI) newPeerConnection(cfg webrtc.Configuration, hub *rtcpHub) (*webrtc.PeerConnection, error) {
+	settings := a.settings
+	settings.BufferFactory = hub.newBuffer
+	api := webrtc.NewAPI(webrtc.WithMediaEngine(a.me), webrtc.WithInterceptorRegistry(a.reg), webrtc.WithSettingEngine(settings))
+	return api.NewPeerConnection(cfg)
 }
 
 // nodeCodecs are the codecs the node negotiates: Opus; VP8, which every

@@ -38,6 +38,9 @@ type downTrack struct {
 	kind int
 
 	sender *webrtc.RTPSender // set once AddTrack returned, before the writer starts
+	// rtcp reads the subscriber's RTCP about the track, on the
+	// connection's hub, while pion has the track bound.
+	rtcp atomic.Pointer[rtcpReader]
 	// w is the subscriber connection's writer, which writes the queue; nil
 	// for a track that runs a writer of its own (run), as a recording's do.
 	w     *connWriter
@@ -127,6 +130,11 @@ func (d *downTrack) Bind(ctx webrtc.TrackLocalContext) (webrtc.RTPCodecParameter
 		return webrtc.RTPCodecParameters{}, webrtc.ErrUnsupportedCodec
 	}
 	d.bound.Store(&binding{ssrc: uint32(ctx.SSRC()), pt: uint8(codec.PayloadType), ws: ctx.WriteStream()})
+	if d.sub != nil {
+		r := d.rtcpReaderFor(ctx.RTCPReader())
+		d.rtcp.Store(r)
+		d.sub.rtcp.register(uint32(ctx.SSRC()), r)
+	}
 	if d.kind == kindVideo {
 		d.pub.requestFirstKeyframe(int(d.target.Load()))
 	}
@@ -134,8 +142,11 @@ func (d *downTrack) Bind(ctx webrtc.TrackLocalContext) (webrtc.RTPCodecParameter
 }
 
 // Unbind implements webrtc.TrackLocal.
-func (d *downTrack) Unbind(webrtc.TrackLocalContext) error {
+func (d *downTrack) Unbind(ctx webrtc.TrackLocalContext) error {
 	d.bound.Store(nil)
+	if r := d.rtcp.Swap(nil); r != nil {
+		d.sub.rtcp.unregister(uint32(ctx.SSRC()), r)
+	}
 	return nil
 }
 

@@ -1,6 +1,7 @@
 package media
 
 import (
+	"github.com/pion/interceptor"
 	"github.com/pion/rtcp"
 	"github.com/pion/webrtc/v4"
 )
@@ -14,46 +15,51 @@ const (
 	rtcpFmtFIR  = 4   // full intra request, in PSFB
 )
 
-// readRTCP reads what the subscriber sends about this track until the
-// sender stops. Reading is what runs the interceptors' RTCP side: the
-// lean estimator takes in transport-wide feedback while this loop reads.
-// NACKs are answered here from the track's sent log (nackcache.go).
-// Keyframe requests (PLI, and FIR from older clients) go on to the
-// publisher as a PLI for the layer this subscriber is on, throttled per
-// layer by requestKeyframe.
+// onRTCP acts on one RTCP packet the subscriber sent about this track,
+// read by the connection's RTCP hub (rtcphub.go); reading it ran the
+// interceptors' RTCP side: the lean estimator took in transport-wide
+// feedback. NACKs are answered here from the track's sent log
+// (nackcache.go). Keyframe requests (PLI, and FIR from older clients) go
+// on to the publisher as a PLI for the layer this subscriber is on,
+// throttled per layer by requestKeyframe.
 //
-// It reads into a buffer of its own and parses a compound packet only
-// when it carries one of those: most of what a subscriber sends is
-// transport-wide feedback and receiver reports, which pion's ReadRTCP
-// would parse again, allocating, after the estimator read them.
-func (d *downTrack) readRTCP() {
-	var rs resender
-	buf := make([]byte, maxPacket)
-	for {
-		n, _, err := d.sender.Read(buf)
-		if err != nil {
-			return
-		}
-		if !wantsAnswer(buf[:n]) {
-			continue
-		}
-		pkts, err := rtcp.Unmarshal(buf[:n])
-		if err != nil {
-			continue
-		}
-		for _, p := range pkts {
-			switch p := p.(type) {
-			case *rtcp.TransportLayerNack:
-				d.answerNack(p, &rs)
-			case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
-				l := d.current.Load()
-				if l < 0 {
-					l = d.target.Load()
-				}
-				d.pub.requestKeyframe(int(l))
+// A packet is parsed only when it carries one of those: most of what a
+// subscriber sends is transport-wide feedback and receiver reports, which
+// pion's ReadRTCP would parse again, allocating, after the estimator read
+// them.
+func (d *downTrack) onRTCP(b []byte, rs *resender) {
+	if !wantsAnswer(b) {
+		return
+	}
+	pkts, err := rtcp.Unmarshal(b)
+	if err != nil {
+		return
+	}
+	for _, p := range pkts {
+		switch p := p.(type) {
+		case *rtcp.TransportLayerNack:
+			d.answerNack(p, rs)
+		case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
+			l := d.current.Load()
+			if l < 0 {
+				l = d.target.Load()
 			}
+			d.pub.requestKeyframe(int(l))
 		}
 	}
+}
+
+// rtcpReaderFor reads the track's RTCP stream through pion's reader r,
+// which runs the interceptors.
+func (d *downTrack) rtcpReaderFor(r interceptor.RTCPReader) *rtcpReader {
+	return &rtcpReader{read: func(buf []byte, rs *resender) error {
+		n, _, err := r.Read(buf, nil)
+		if err != nil {
+			return err
+		}
+		d.onRTCP(buf[:n], rs)
+		return nil
+	}}
 }
 
 // wantsAnswer reports whether a compound RTCP packet holds a NACK, a PLI
@@ -74,19 +80,17 @@ func wantsAnswer(b []byte) bool {
 	return false
 }
 
-// readPublisherRTCP reads what a publisher sends about one layer of a
-// track (rid "" for a track without simulcast) until the track ends. The
-// node acts on none of it itself, but reading is what runs the
+// publisherRTCPReader reads what a publisher sends about one layer of a
+// track (rid "" for a track without simulcast), for the connection's RTCP
+// hub. The node acts on none of it itself, but reading is what runs the
 // interceptors' RTCP side: the node's RTCP interceptor (rtcpsched.go)
 // notes each sender report, so the receiver reports the node sends back
 // carry the last one and the delay since it, from which the publisher
 // computes its round-trip time; and the stream's queue is drained instead
 // of holding reports nobody reads.
-func readPublisherRTCP(receiver *webrtc.RTPReceiver, rid string) {
-	buf := make([]byte, maxPacket)
-	for {
-		if _, _, err := receiver.ReadSimulcast(buf, rid); err != nil {
-			return
-		}
-	}
+func publisherRTCPReader(receiver *webrtc.RTPReceiver, rid string) *rtcpReader {
+	return &rtcpReader{read: func(buf []byte, _ *resender) error {
+		_, _, err := receiver.ReadSimulcast(buf, rid)
+		return err
+	}}
 }

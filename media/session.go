@@ -18,6 +18,7 @@ type Session struct {
 	room   *room
 	member string
 	pc     *webrtc.PeerConnection
+	rtcp   *rtcpHub // reads the connection's RTCP
 	out    Events
 	writer *connWriter    // writes every track forwarded to the participant
 	bwe    *leanBWE       // nil if the interceptor made none
@@ -346,8 +347,10 @@ func (s *Session) onTrack(remote *webrtc.TrackRemote, receiver *webrtc.RTPReceiv
 	s.sfu.log.Info("sfu track published", "room", s.room.id, "member", s.member,
 		"kind", remote.Kind().String(), "rid", remote.RID(), "codec", remote.Codec().MimeType)
 
-	s.sfu.goOwned(func() { readPublisherRTCP(receiver, remote.RID()) })
+	rr := publisherRTCPReader(receiver, remote.RID())
+	s.rtcp.register(uint32(remote.SSRC()), rr)
 	pub.read(remote, idx, l)
+	s.rtcp.unregister(uint32(remote.SSRC()), rr)
 
 	s.sfu.mu.Lock()
 	if pub.layers[idx].Load() == l {
@@ -398,7 +401,6 @@ func (s *Session) subscribeLocked(pub *publication, onOffered bool) bool {
 	s.writer.add(d)
 	subs := append(append([]*downTrack(nil), *pub.subs.Load()...), d)
 	pub.subs.Store(&subs)
-	s.sfu.goOwned(d.readRTCP)
 	if !onOffered {
 		s.markPending()
 	}

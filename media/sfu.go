@@ -99,7 +99,8 @@ type Config struct {
 type SFU struct {
 	cfg     Config
 	log     *slog.Logger
-	api     *webrtc.API
+	api     *connAPI
+	bufs    srtpBuffers
 	metrics *metrics
 	pool    *packetPool
 	epoch   time.Time
@@ -155,12 +156,12 @@ func New(cfg Config) (*SFU, error) {
 	cfg.Settings.SetDTLSInsecureSkipHelloVerify(true)
 	pool := newPacketPool()
 	bufs := newSRTPBuffers(pool)
-	if cfg.Settings.BufferFactory == nil {
-		// Received SRTP and SRTCP queue in buffers the node shares
-		// (srtpbuf.go), not in one that only grows per stream.
-		cfg.Settings.BufferFactory = bufs.new
-	}
-	s := &SFU{cfg: cfg, log: cfg.Log, pool: pool, epoch: time.Now(), rooms: map[string]*room{},
+	// Received SRTP and SRTCP queue in buffers the node shares
+	// (srtpbuf.go), not in one that only grows per stream; each
+	// connection's come from its RTCP hub (rtcphub.go), which replaces
+	// any factory set here.
+	cfg.Settings.BufferFactory = bufs.new
+	s := &SFU{cfg: cfg, log: cfg.Log, pool: pool, bufs: bufs, epoch: time.Now(), rooms: map[string]*room{},
 		allocWake: make(chan *Session, 256), allocStop: make(chan struct{})}
 	m, err := newMetrics(cfg.Metrics, s.Load)
 	if err != nil {
@@ -239,7 +240,8 @@ func (s *SFU) Join(ctx context.Context, roomID, memberID string, out Events) (Pa
 		s.mu.Unlock()
 		return nil, fmt.Errorf("%d participants: %w", n, ErrFull)
 	}
-	pc, err := s.api.NewPeerConnection(webrtc.Configuration{ICEServers: s.cfg.ICEServers})
+	hub := newRTCPHub(s.bufs)
+	pc, err := s.api.newPeerConnection(webrtc.Configuration{ICEServers: s.cfg.ICEServers}, hub)
 	if err != nil {
 		s.mu.Unlock()
 		return nil, fmt.Errorf("peer connection: %w", err)
@@ -254,7 +256,7 @@ func (s *SFU) Join(ctx context.Context, roomID, memberID string, out Events) (Pa
 	if o, ok := r.sessions[memberID]; ok {
 		old = o // a reconnecting member replaces its old session
 	}
-	sess := &Session{sfu: s, room: r, member: memberID, pc: pc, out: out,
+	sess := &Session{sfu: s, room: r, member: memberID, pc: pc, rtcp: hub, out: out,
 		downs: map[string]*downTrack{}, alloc: allocState{cap: map[*downTrack]int{}}, done: make(chan struct{})}
 	if e, ok := s.estimators.LoadAndDelete(pc.ID()); ok {
 		sess.bwe = e.(*leanBWE)
@@ -264,6 +266,7 @@ func (s *SFU) Join(ctx context.Context, roomID, memberID string, out Events) (Pa
 	}
 	r.sessions[memberID] = sess
 	s.participants++
+	s.goOwned(func() { hub.run(sess.done) })
 	sess.wire()
 	// The room's tracks go to the newcomer with its first offer.
 	speaker := r.speaker

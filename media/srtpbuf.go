@@ -17,10 +17,10 @@ import (
 //
 // An RTCP stream nobody has read yet holds 4 KiB at most: pion hands a
 // compound report to the stream of every SSRC it names, and opens a
-// stream for each, read or not; the node reads subscribers' RTCP from
-// before their tracks are negotiated, and each publisher layer's once
-// the layer arrives (readPublisherRTCP), but a stream no track claims is
-// never read. When publishers' RTCP was not read, their streams filled
+// stream for each, read or not; the connection's RTCP hub (rtcphub.go)
+// reads a subscriber's stream once pion binds its track, and each
+// publisher layer's once the layer arrives, but a stream no track claims
+// is never read. When publishers' RTCP was not read, their streams filled
 // their queues to the limit: 3 MB of the heap in a run of ten consults
 // at 32 KiB, more at pion's 100 kB.
 const (
@@ -43,6 +43,10 @@ type srtpBuffers struct{ pool *packetPool }
 func newSRTPBuffers(pool *packetPool) srtpBuffers { return srtpBuffers{pool: pool} }
 
 func (f srtpBuffers) new(kind packetio.BufferPacketType, _ uint32) io.ReadWriteCloser {
+	return f.newQueue(kind)
+}
+
+func (f srtpBuffers) newQueue(kind packetio.BufferPacketType) *packetQueue {
 	b := &packetQueue{pools: f, limit: srtpQueueLimit, unreadLimit: srtpQueueLimit, notify: make(chan struct{}, 1), deadline: deadline.New()}
 	if kind == packetio.RTCPBufferPacket {
 		b.limit, b.unreadLimit = srtcpQueueLimit, srtcpUnreadQueueLimit
@@ -104,6 +108,7 @@ type packetQueue struct {
 	unreadLimit int // until the first Read
 	notify      chan struct{}
 	deadline    *deadline.Deadline
+	onWrite     func() // after each packet queued, if set (rtcphub.go)
 
 	mu     sync.Mutex
 	q      []queuedPacket
@@ -135,7 +140,17 @@ func (b *packetQueue) Write(p []byte) (int, error) {
 	case b.notify <- struct{}{}:
 	default:
 	}
+	if b.onWrite != nil {
+		b.onWrite()
+	}
 	return len(p), nil
+}
+
+// pending reports whether a packet is queued.
+func (b *packetQueue) pending() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.head < len(b.q)
 }
 
 func (b *packetQueue) Read(p []byte) (int, error) {
