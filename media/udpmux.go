@@ -223,7 +223,10 @@ func (m *udpMux) register(c *muxConn, addr netip.AddrPort) {
 	if m.closed || c.gone {
 		return
 	}
-	c.last.Store(&addr)
+	// A copy of its own, so that addr does not escape: the check above
+	// runs for every datagram written and must not allocate.
+	last := addr
+	c.last.Store(&last)
 	if m.byAddr[addr] == c {
 		return
 	}

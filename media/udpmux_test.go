@@ -222,3 +222,26 @@ func TestUDPMuxAddressGoesToTheLastWriter(t *testing.T) {
 		}
 	}
 }
+
+// Routing a connection's datagrams to the address it writes to costs
+// nothing once the address is known: register runs for every datagram
+// written, and an allocation there was one per forwarded packet.
+func TestUDPMuxRegisterKnownAddressDoesNotAllocate(t *testing.T) {
+	m, addr := newTestMux(t)
+	pc, err := m.GetConn("ufragA", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	c := pc.(*muxHandle).c
+	to := netip.MustParseAddrPort("127.0.0.1:40000")
+	m.register(c, to)
+	if allocs := testing.AllocsPerRun(100, func() { m.register(c, to) }); allocs != 0 {
+		t.Fatalf("register of a known address: %v allocations, want 0", allocs)
+	}
+	other := netip.MustParseAddrPort("127.0.0.1:40001")
+	m.register(c, other)
+	if got := *c.last.Load(); got != other {
+		t.Fatalf("last address %v, want %v", got, other)
+	}
+}
