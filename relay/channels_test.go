@@ -40,6 +40,36 @@ func expectNothing(t *testing.T, conn net.PacketConn, what string) {
 	}
 }
 
+// expectPermissionPerAddress checks that permissions are per IP address
+// (RFC 8656, 9): a datagram from other, another port of a permitted
+// address without a channel, reaches the client conn through pion in a
+// Data indication; one from an address without permission reaches nobody.
+func expectPermissionPerAddress(t *testing.T, conn, other net.PacketConn, relayed net.Addr) {
+	t.Helper()
+	stranger, err := net.ListenPacket("udp4", "127.0.0.2:0")
+	if err != nil {
+		t.Skipf("no second loopback address: %v", err)
+	}
+	defer stranger.Close()
+	if _, err := stranger.WriteTo([]byte("no permission"), relayed); err != nil {
+		t.Fatal(err)
+	}
+	expectNothing(t, conn, "datagram from an address without permission")
+	if _, err := other.WriteTo([]byte("data indication"), relayed); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 2048)
+	_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	n, _, err := conn.ReadFrom(buf)
+	ind := &stun.Message{Raw: append([]byte(nil), buf[:n]...)}
+	if err != nil || ind.Decode() != nil || ind.Type != stun.NewType(stun.MethodData, stun.ClassIndication) {
+		t.Fatalf("client got % x (%v); want a Data indication", buf[:n], err)
+	}
+	if data, err := ind.Get(stun.AttrData); err != nil || string(data) != "data indication" {
+		t.Fatalf("Data indication carries %q (%v)", data, err)
+	}
+}
+
 // A raw client binds a channel, and ChannelData then takes the fast path
 // both ways, byte for byte as pion would relay it; what the fast path does
 // not own still reaches pion.
@@ -109,30 +139,7 @@ func channelFastPath(t *testing.T, socketReads bool) {
 		t.Fatalf("after malformed ChannelData the peer got %q (%v)", buf[:n], err)
 	}
 
-	// Permissions are per IP address (RFC 8656, 9): another port of the
-	// peer's address has no channel and reaches the client through pion,
-	// in a Data indication; an address without permission reaches nobody.
-	stranger, err := net.ListenPacket("udp4", "127.0.0.2:0")
-	if err != nil {
-		t.Skipf("no second loopback address: %v", err)
-	}
-	defer stranger.Close()
-	if _, err := stranger.WriteTo([]byte("no permission"), relayedAddr); err != nil {
-		t.Fatal(err)
-	}
-	expectNothing(t, conn, "datagram from an address without permission")
-	if _, err := other.WriteTo([]byte("data indication"), relayedAddr); err != nil {
-		t.Fatal(err)
-	}
-	_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
-	n, _, err = conn.ReadFrom(buf)
-	ind := &stun.Message{Raw: append([]byte(nil), buf[:n]...)}
-	if err != nil || ind.Decode() != nil || ind.Type != stun.NewType(stun.MethodData, stun.ClassIndication) {
-		t.Fatalf("client got % x (%v); want a Data indication", buf[:n], err)
-	}
-	if data, err := ind.Get(stun.AttrData); err != nil || string(data) != "data indication" {
-		t.Fatalf("Data indication carries %q (%v)", data, err)
-	}
+	expectPermissionPerAddress(t, conn, other, relayedAddr)
 
 	// Releasing the allocation removes its channel from the fast path.
 	if code := errorCode(raw.request(stun.MethodRefresh, lifetime(0))); code != 0 {
