@@ -21,7 +21,7 @@ func nodePeer(t *testing.T) *webrtc.PeerConnection {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pc, err := api.newPeerConnection(webrtc.Configuration{}, newRTCPHub(newSRTPBuffers(newPacketPool())))
+	pc, err := api.newPeerConnection(webrtc.Configuration{}, newConnStreams(newSRTPBuffers(newPacketPool())))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -81,7 +81,7 @@ func newAPI(settings webrtc.SettingEngine, estimators, rtx *sync.Map, m *metrics
 
 // connAPI makes each peer connection from an API of its own, which
 // differs from the others only in its buffer factory: the connection's
-// RTCP hub (rtcphub.go), which learns of every RTCP packet the
+// streams (streams.go), which learn of every packet the
 // connection receives. The media engine and the interceptors are shared;
 // pion copies the media engine per connection anyway.
 type connAPI struct {
@@ -90,7 +90,7 @@ type connAPI struct {
 	settings webrtc.SettingEngine
 }
 
-func (a *connAPI) newPeerConnection(cfg webrtc.Configuration, hub *rtcpHub) (*webrtc.PeerConnection, error) {
+func (a *connAPI) newPeerConnection(cfg webrtc.Configuration, hub *connStreams) (*webrtc.PeerConnection, error) {
 	settings := a.settings
 	settings.BufferFactory = hub.newBuffer
 	api := webrtc.NewAPI(webrtc.WithMediaEngine(a.me), webrtc.WithInterceptorRegistry(a.reg), webrtc.WithSettingEngine(settings))

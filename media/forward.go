@@ -40,7 +40,7 @@ type downTrack struct {
 	sender *webrtc.RTPSender // set once AddTrack returned, before the writer starts
 	// rtcp reads the subscriber's RTCP about the track, on the
 	// connection's hub, while pion has the track bound.
-	rtcp atomic.Pointer[rtcpReader]
+	rtcp atomic.Pointer[streamReader]
 	// w is the subscriber connection's writer, which writes the queue; nil
 	// for a track that runs a writer of its own (run), as a recording's do.
 	w     *connWriter
@@ -131,9 +131,9 @@ func (d *downTrack) Bind(ctx webrtc.TrackLocalContext) (webrtc.RTPCodecParameter
 	}
 	d.bound.Store(&binding{ssrc: uint32(ctx.SSRC()), pt: uint8(codec.PayloadType), ws: ctx.WriteStream()})
 	if d.sub != nil {
-		r := d.rtcpReaderFor(ctx.RTCPReader())
+		r := d.rtcpReaderFor(uint32(ctx.SSRC()), ctx.RTCPReader())
 		d.rtcp.Store(r)
-		d.sub.rtcp.register(uint32(ctx.SSRC()), r)
+		d.sub.streams.attach(r)
 	}
 	if d.kind == kindVideo {
 		d.pub.requestFirstKeyframe(int(d.target.Load()))
@@ -145,7 +145,7 @@ func (d *downTrack) Bind(ctx webrtc.TrackLocalContext) (webrtc.RTPCodecParameter
 func (d *downTrack) Unbind(ctx webrtc.TrackLocalContext) error {
 	d.bound.Store(nil)
 	if r := d.rtcp.Swap(nil); r != nil {
-		d.sub.rtcp.unregister(uint32(ctx.SSRC()), r)
+		d.sub.streams.detach(r)
 	}
 	return nil
 }

@@ -28,7 +28,7 @@ const (
 // offsets). The publication's packets thus form one reference-counted
 // cache per track, and a subscriber costs only its entries.
 //
-// The writer goroutine adds; the connection's RTCP reader (rtcphub.go)
+// The writer goroutine adds; the connection's RTCP reader (streams.go)
 // looks up. A retransmission
 // goes to the subscriber that asked and to nobody else.
 type sentLog struct {

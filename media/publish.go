@@ -189,38 +189,36 @@ func (pub *publication) askKeyframe(i int, first bool) {
 	}
 }
 
-// read forwards one layer of the publication until the track ends; it runs
-// on the goroutine pion started for the track.
-func (pub *publication) read(remote *webrtc.TrackRemote, idx int, l *layer) {
+// readOne reads one packet of layer idx of the publication through pion's
+// reader for the track, and forwards it; an error ends the layer. Calls
+// for one layer are serialised (Session.read).
+func (pub *publication) readOne(remote *webrtc.TrackRemote, idx int, l *layer) error {
 	pool := pub.sfu.pool
-	for {
-		p := pool.get()
-		n, _, err := remote.Read(p.buf[:])
-		if err != nil {
-			pool.release(p)
-			return
-		}
-		p.setLen(n)
-		if !p.parse() {
-			pool.release(p)
-			continue
-		}
-		p.layer = int8(idx)
-		p.arrival = pub.sfu.now()
-		p.keyframe = pub.keyframe != nil && pub.keyframe(p.payload())
-		if p.keyframe {
-			l.lastKey.Store(p.arrival)
-		}
-		l.account(p)
-		pub.servePending(l, idx, p)
-		if pub.audioLevelID != 0 {
-			pub.level.add(p.extension(pub.audioLevelID))
-		}
-		for _, d := range *pub.subs.Load() {
-			d.offer(p)
-		}
-		pool.release(p)
+	p := pool.get()
+	defer pool.release(p)
+	n, _, err := remote.Read(p.buf[:])
+	if err != nil {
+		return err
 	}
+	p.setLen(n)
+	if !p.parse() {
+		return nil
+	}
+	p.layer = int8(idx)
+	p.arrival = pub.sfu.now()
+	p.keyframe = pub.keyframe != nil && pub.keyframe(p.payload())
+	if p.keyframe {
+		l.lastKey.Store(p.arrival)
+	}
+	l.account(p)
+	pub.servePending(l, idx, p)
+	if pub.audioLevelID != 0 {
+		pub.level.add(p.extension(pub.audioLevelID))
+	}
+	for _, d := range *pub.subs.Load() {
+		d.offer(p)
+	}
+	return nil
 }
 
 // servePending sends the keyframe request that waited for the end of

@@ -16,7 +16,7 @@ const (
 )
 
 // onRTCP acts on one RTCP packet the subscriber sent about this track,
-// read by the connection's RTCP hub (rtcphub.go); reading it ran the
+// read as it arrives (streams.go); reading it ran the
 // interceptors' RTCP side: the lean estimator took in transport-wide
 // feedback. NACKs are answered here from the track's sent log
 // (nackcache.go). Keyframe requests (PLI, and FIR from older clients) go
@@ -51,8 +51,8 @@ func (d *downTrack) onRTCP(b []byte, rs *resender) {
 
 // rtcpReaderFor reads the track's RTCP stream through pion's reader r,
 // which runs the interceptors.
-func (d *downTrack) rtcpReaderFor(r interceptor.RTCPReader) *rtcpReader {
-	return &rtcpReader{read: func(buf []byte, rs *resender) error {
+func (d *downTrack) rtcpReaderFor(ssrc uint32, r interceptor.RTCPReader) *streamReader {
+	return &streamReader{kind: rtcpStreams, ssrc: ssrc, read: func(buf []byte, rs *resender) error {
 		n, _, err := r.Read(buf, nil)
 		if err != nil {
 			return err
@@ -81,15 +81,15 @@ func wantsAnswer(b []byte) bool {
 }
 
 // publisherRTCPReader reads what a publisher sends about one layer of a
-// track (rid "" for a track without simulcast), for the connection's RTCP
-// hub. The node acts on none of it itself, but reading is what runs the
+// track (rid "" for a track without simulcast), as it arrives
+// (streams.go). The node acts on none of it itself, but reading is what runs the
 // interceptors' RTCP side: the node's RTCP interceptor (rtcpsched.go)
 // notes each sender report, so the receiver reports the node sends back
 // carry the last one and the delay since it, from which the publisher
 // computes its round-trip time; and the stream's queue is drained instead
 // of holding reports nobody reads.
-func publisherRTCPReader(receiver *webrtc.RTPReceiver, rid string) *rtcpReader {
-	return &rtcpReader{read: func(buf []byte, _ *resender) error {
+func publisherRTCPReader(receiver *webrtc.RTPReceiver, rid string, ssrc uint32) *streamReader {
+	return &streamReader{kind: rtcpStreams, ssrc: ssrc, read: func(buf []byte, _ *resender) error {
 		_, _, err := receiver.ReadSimulcast(buf, rid)
 		return err
 	}}

@@ -14,15 +14,15 @@ import (
 
 // Session is one participant's connection to the SFU.
 type Session struct {
-	sfu    *SFU
-	room   *room
-	member string
-	pc     *webrtc.PeerConnection
-	rtcp   *rtcpHub // reads the connection's RTCP
-	out    Events
-	writer *connWriter    // writes every track forwarded to the participant
-	bwe    *leanBWE       // nil if the interceptor made none
-	rtx    *retransmitter // nil if the interceptor made none
+	sfu     *SFU
+	room    *room
+	member  string
+	pc      *webrtc.PeerConnection
+	streams *connStreams // reads what the connection receives
+	out     Events
+	writer  *connWriter    // writes every track forwarded to the participant
+	bwe     *leanBWE       // nil if the interceptor made none
+	rtx     *retransmitter // nil if the interceptor made none
 
 	// estimateOverride replaces the bandwidth estimate in tests that
 	// simulate a bandwidth drop.
@@ -295,17 +295,26 @@ func (s *Session) negotiate() {
 
 // onTrack runs on the goroutine pion starts for each received track (each
 // simulcast layer is one): it publishes the track, or adds the layer to
-// it, and forwards it until it ends.
+// it, and forwards it (read).
 func (s *Session) onTrack(remote *webrtc.TrackRemote, receiver *webrtc.RTPReceiver) {
 	if !s.sfu.enter() {
 		return
 	}
-	defer s.sfu.wg.Done()
+	pub, idx, l, ok := s.publish(remote, receiver)
+	if !ok {
+		s.sfu.wg.Done()
+		return
+	}
+	s.read(pub, remote, receiver, idx, l)
+}
+
+// publish makes remote a publication of the room's, or a layer of one.
+func (s *Session) publish(remote *webrtc.TrackRemote, receiver *webrtc.RTPReceiver) (*publication, int, *layer, bool) {
 	key := s.member + "/" + remote.ID()
 	s.sfu.mu.Lock()
 	if s.closed {
 		s.sfu.mu.Unlock()
-		return
+		return nil, 0, nil, false
 	}
 	pub := s.room.pubs[key]
 	fresh := pub == nil || pub.owner != s
@@ -346,12 +355,50 @@ func (s *Session) onTrack(remote *webrtc.TrackRemote, receiver *webrtc.RTPReceiv
 	}
 	s.sfu.log.Info("sfu track published", "room", s.room.id, "member", s.member,
 		"kind", remote.Kind().String(), "rid", remote.RID(), "codec", remote.Codec().MimeType)
+	return pub, idx, l, true
+}
 
-	rr := publisherRTCPReader(receiver, remote.RID())
-	s.rtcp.register(uint32(remote.SSRC()), rr)
-	pub.read(remote, idx, l)
-	s.rtcp.unregister(uint32(remote.SSRC()), rr)
+// read forwards one layer of a publication until it ends, and then
+// takes it off the room; it holds the count of the node's wait group
+// onTrack took until then.
+//
+// What pion read while probing the layer, before onTrack, comes first,
+// read here through pion's reader for the layer, blocking; once a packet
+// comes from the layer's own queue, pion kept nothing more, and the
+// layer is read as its packets arrive (streams.go), on pion's SRTP
+// goroutine, and this one ends. A layer whose queue is unknown is read
+// here to its end.
+func (s *Session) read(pub *publication, remote *webrtc.TrackRemote, receiver *webrtc.RTPReceiver, idx int, l *layer) {
+	ssrc := uint32(remote.SSRC())
+	rr := publisherRTCPReader(receiver, remote.RID(), ssrc)
+	s.streams.attach(rr)
+	end := func(error) {
+		s.streams.detach(rr)
+		s.unpublishLayer(pub, idx, l)
+		s.sfu.wg.Done()
+	}
+	for {
+		q := s.streams.queue(rtpStreams, ssrc)
+		var before uint64
+		if q != nil {
+			before = q.readCount()
+		}
+		if err := pub.readOne(remote, idx, l); err != nil {
+			end(err)
+			return
+		}
+		if q != nil && q.readCount() != before {
+			break
+		}
+	}
+	s.streams.attachAndRead(&streamReader{kind: rtpStreams, ssrc: ssrc, ended: end,
+		read: func([]byte, *resender) error { return pub.readOne(remote, idx, l) }})
+}
 
+// unpublishLayer takes a layer that ended off its publication, and the
+// publication off the room once it has no layer left.
+func (s *Session) unpublishLayer(pub *publication, idx int, l *layer) {
+	var changed []*Session
 	s.sfu.mu.Lock()
 	if pub.layers[idx].Load() == l {
 		pub.layers[idx].Store(nil)
@@ -359,8 +406,6 @@ func (s *Session) onTrack(remote *webrtc.TrackRemote, receiver *webrtc.RTPReceiv
 	pub.readers--
 	if pub.readers == 0 {
 		changed = s.sfu.unpublishLocked(pub)
-	} else {
-		changed = nil
 	}
 	s.sfu.mu.Unlock()
 	for _, o := range changed {

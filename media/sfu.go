@@ -158,7 +158,7 @@ func New(cfg Config) (*SFU, error) {
 	bufs := newSRTPBuffers(pool)
 	// Received SRTP and SRTCP queue in buffers the node shares
 	// (srtpbuf.go), not in one that only grows per stream; each
-	// connection's come from its RTCP hub (rtcphub.go), which replaces
+	// connection's come from its streams (streams.go), which replace
 	// any factory set here.
 	cfg.Settings.BufferFactory = bufs.new
 	s := &SFU{cfg: cfg, log: cfg.Log, pool: pool, bufs: bufs, epoch: time.Now(), rooms: map[string]*room{},
@@ -240,7 +240,7 @@ func (s *SFU) Join(ctx context.Context, roomID, memberID string, out Events) (Pa
 		s.mu.Unlock()
 		return nil, fmt.Errorf("%d participants: %w", n, ErrFull)
 	}
-	hub := newRTCPHub(s.bufs)
+	hub := newConnStreams(s.bufs)
 	pc, err := s.api.newPeerConnection(webrtc.Configuration{ICEServers: s.cfg.ICEServers}, hub)
 	if err != nil {
 		s.mu.Unlock()
@@ -256,7 +256,7 @@ func (s *SFU) Join(ctx context.Context, roomID, memberID string, out Events) (Pa
 	if o, ok := r.sessions[memberID]; ok {
 		old = o // a reconnecting member replaces its old session
 	}
-	sess := &Session{sfu: s, room: r, member: memberID, pc: pc, rtcp: hub, out: out,
+	sess := &Session{sfu: s, room: r, member: memberID, pc: pc, streams: hub, out: out,
 		downs: map[string]*downTrack{}, alloc: allocState{cap: map[*downTrack]int{}}, done: make(chan struct{})}
 	if e, ok := s.estimators.LoadAndDelete(pc.ID()); ok {
 		sess.bwe = e.(*leanBWE)
@@ -266,7 +266,6 @@ func (s *SFU) Join(ctx context.Context, roomID, memberID string, out Events) (Pa
 	}
 	r.sessions[memberID] = sess
 	s.participants++
-	s.goOwned(func() { hub.run(sess.done) })
 	sess.wire()
 	// The room's tracks go to the newcomer with its first offer.
 	speaker := r.speaker

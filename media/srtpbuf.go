@@ -4,6 +4,7 @@ import (
 	"io"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/pion/transport/v5/deadline"
@@ -17,8 +18,8 @@ import (
 //
 // An RTCP stream nobody has read yet holds 4 KiB at most: pion hands a
 // compound report to the stream of every SSRC it names, and opens a
-// stream for each, read or not; the connection's RTCP hub (rtcphub.go)
-// reads a subscriber's stream once pion binds its track, and each
+// stream for each, read or not; the connection's streams (streams.go)
+// read a subscriber's stream once pion binds its track, and each
 // publisher layer's once the layer arrives, but a stream no track claims
 // is never read. When publishers' RTCP was not read, their streams filled
 // their queues to the limit: 3 MB of the heap in a run of ten consults
@@ -108,14 +109,17 @@ type packetQueue struct {
 	unreadLimit int // until the first Read
 	notify      chan struct{}
 	deadline    *deadline.Deadline
-	onWrite     func() // after each packet queued, if set (rtcphub.go)
+	onWrite     func()                       // after each packet queued, if set (streams.go)
+	onClose     func()                       // after Close, if set
+	reader      atomic.Pointer[streamReader] // the stream's reader (streams.go)
 
 	mu     sync.Mutex
 	q      []queuedPacket
 	head   int
 	size   int // bytes of buffers held
 	closed bool
-	read   bool // Read was called
+	read   bool   // Read was called
+	reads  uint64 // packets read
 }
 
 func (b *packetQueue) Write(p []byte) (int, error) {
@@ -167,6 +171,7 @@ func (b *packetQueue) Read(p []byte) (int, error) {
 			n := copy(p, data)
 			b.q[b.head] = queuedPacket{}
 			b.head++
+			b.reads++
 			b.size -= qp.held()
 			if b.head == len(b.q) {
 				b.drained()
@@ -199,14 +204,32 @@ func (b *packetQueue) drained() {
 	}
 }
 
+// isClosed reports whether Close was called.
+func (b *packetQueue) isClosed() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.closed
+}
+
+// readCount is the number of packets read so far.
+func (b *packetQueue) readCount() uint64 {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.reads
+}
+
 // Close ends the queue: reads return what is left, then io.EOF.
 func (b *packetQueue) Close() error {
 	b.mu.Lock()
+	was := b.closed
 	b.closed = true
 	b.mu.Unlock()
 	select {
 	case b.notify <- struct{}{}:
 	default:
+	}
+	if !was && b.onClose != nil {
+		b.onClose()
 	}
 	return nil
 }
