@@ -106,7 +106,7 @@ func (a *connAPI) newPeerConnection(cfg webrtc.Configuration, hub *connStreams) 
 // offered is repeated in every media section of the node's offers, in
 // the browser's answers and in its later offers (an ICE restart), which
 // made a room of a dozen publishers exceed the signaling limits (see
-// docs/benchmarks.md, "Session description size").
+// docs/benchmarks/sfu.md, "Session description size").
 func nodeCodecs() []webrtc.RTPCodecParameters {
 	// pion's default feedback; newAPI adds transport-cc.
 	videoFeedback := []webrtc.RTCPFeedback{{Type: "goog-remb"}, {Type: "ccm", Parameter: "fir"}, {Type: "nack"}, {Type: "nack", Parameter: "pli"}}

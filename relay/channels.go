@@ -22,7 +22,8 @@ import (
 //
 // Measured against pion's own path, this removes per packet a formatted
 // debug string, a map key built from the 5-tuple, two locks, and the
-// allocations of a net.UDPAddr and a ChannelData buffer (docs/benchmarks.md).
+// allocations of a net.UDPAddr and a ChannelData buffer
+// (docs/benchmarks/turnd.md).
 
 // channelHeader is the size of a ChannelData header: channel number and
 // length (RFC 8656, 12.4).

@@ -106,7 +106,7 @@
 // kernel cached, and the peer's datagrams arrive on it, through the same
 // checks as the relay socket's (one more file descriptor per channel).
 // That is what brings turnd's CPU per relayed packet below coturn's
-// (docs/benchmarks.md). Elsewhere pion/turn reads each socket, with the
+// (docs/benchmarks/turnd.md). Elsewhere pion/turn reads each socket, with the
 // same fast path.
 //
 // # Limits

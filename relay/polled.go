@@ -27,7 +27,7 @@ const polledInbox = 64
 // processors the Go runtime uses. A loop serves every socket that became
 // readable with one wake-up, so more loops than needed split the batches
 // and add wake-ups: on two cores one loop took a fifth less CPU per
-// packet than two (docs/benchmarks.md), and one loop forwards at least
+// packet than two (docs/benchmarks/turnd.md), and one loop forwards at least
 // 40,000 packets a second on a fifth of a core.
 func relayLoops() int { return (runtime.GOMAXPROCS(0) + 3) / 4 }
 

@@ -23,7 +23,7 @@ const (
 	// media section in every description of its connection to the media
 	// node, and Chromium's own later offers (an ICE restart, a screen
 	// shared) repeat its full codec list in each: some 4.5 kB a video
-	// section, 0.8 kB an audio one (docs/benchmarks.md, "Session
+	// section, 0.8 kB an audio one (docs/benchmarks/sfu.md, "Session
 	// description size").
 	MaxSDPBytes = sdpMaxPublishers * sdpPublisherBytes
 	// sdpMaxPublishers is the publishers, each with a camera and a

@@ -16,7 +16,7 @@ import (
 // largeOffer is an offer with a camera and a microphone section for each
 // of publishers, made by pion with its default codecs: each section lists
 // them all, as Chromium's later offers do (Chromium's are 1,065,944 bytes
-// for 199 publishers; see docs/benchmarks.md).
+// for 199 publishers; see docs/benchmarks/sfu.md).
 func largeOffer(t *testing.T, publishers int) string {
 	t.Helper()
 	me := &webrtc.MediaEngine{}

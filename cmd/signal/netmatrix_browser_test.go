@@ -494,7 +494,8 @@ func knows(text, addr string) bool {
 	return regexp.MustCompile(`(^|[^0-9.])` + regexp.QuoteMeta(addr) + `([^0-9]|$)`).MatchString(text)
 }
 
-// matrixTable formats the rows for the log and for docs/benchmarks.md.
+// matrixTable formats the rows for the log and for
+// docs/benchmarks/connectivity.md.
 func matrixTable(rows []matrixRow) string {
 	var b strings.Builder
 	w := tabwriter.NewWriter(&b, 0, 0, 1, ' ', tabwriter.Debug)

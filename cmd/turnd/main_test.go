@@ -56,22 +56,11 @@ func TestRelaysWithSignalCredentialsAndStopsCleanly(t *testing.T) {
 		return relayAddr != "" && metricsAddr != ""
 	})
 
-	user, pass := relay.MintCredential([]byte(testSecret), "g_1", time.Hour, time.Now())
-	conn, _ := net.ListenPacket("udp4", "127.0.0.1:0")
-	defer conn.Close()
-	cl, err := turn.NewClient(&turn.ClientConfig{TURNServerAddr: relayAddr, STUNServerAddr: relayAddr, Conn: conn, Username: user, Password: pass, Realm: "openconsult"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	if err := cl.Listen(); err != nil {
-		t.Fatal(err)
-	}
-	relayed, err := cl.Allocate()
+	relayed, err := allocate(t, relayAddr, testSecret)
 	if err != nil {
 		t.Fatalf("allocate with a signal credential: %v", err)
 	}
-	relayed.Close()
+	relayed.Close() // an open allocation would hold the stop for -shutdown-timeout
 
 	resp, err := http.Get("http://" + metricsAddr + "/metrics")
 	if err != nil {
@@ -82,7 +71,7 @@ func TestRelaysWithSignalCredentialsAndStopsCleanly(t *testing.T) {
 	if !strings.Contains(string(body), "turn_allocations") {
 		t.Fatal("metrics lack turn_allocations")
 	}
-	if strings.Contains(logs.String(), "g_1") || strings.Contains(logs.String(), testSecret) {
+	if strings.Contains(logs.String(), testMember) || strings.Contains(logs.String(), testSecret) {
 		t.Fatal("the log names a participant or the secret")
 	}
 	cancel()
@@ -148,11 +137,15 @@ func TestHelpAndExampleConfig(t *testing.T) {
 	}
 }
 
+// testMember is the participant the test credentials are minted for.
+const testMember = "g_2"
+
 // allocate opens one allocation on the relay with a REST credential signed by
-// secret and returns the client (closed at the end of the test) or the error.
-func allocate(t *testing.T, relayAddr, secret string) error {
+// secret and returns the relayed socket (closed at the end of the test) or
+// the error.
+func allocate(t *testing.T, relayAddr, secret string) (net.PacketConn, error) {
 	t.Helper()
-	user, pass := relay.MintCredential([]byte(secret), "g_2", time.Hour, time.Now())
+	user, pass := relay.MintCredential([]byte(secret), testMember, time.Hour, time.Now())
 	conn, err := net.ListenPacket("udp4", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -167,10 +160,11 @@ func allocate(t *testing.T, relayAddr, secret string) error {
 		t.Fatal(err)
 	}
 	relayed, err := cl.Allocate()
-	if err == nil {
-		t.Cleanup(func() { relayed.Close() })
+	if err != nil {
+		return nil, err
 	}
-	return err
+	t.Cleanup(func() { relayed.Close() })
+	return relayed, nil
 }
 
 func TestHangupReloadsCredentialsWithoutDroppingAllocations(t *testing.T) {
@@ -210,7 +204,7 @@ func TestHangupReloadsCredentialsWithoutDroppingAllocations(t *testing.T) {
 		return found
 	}
 	relayAddr := waitLog("relay listening", 1)["udp_tcp"].(string)
-	if err := allocate(t, relayAddr, oldSecret); err != nil {
+	if _, err := allocate(t, relayAddr, oldSecret); err != nil {
 		t.Fatalf("allocate with the configured secret: %v", err)
 	}
 
@@ -220,7 +214,7 @@ func TestHangupReloadsCredentialsWithoutDroppingAllocations(t *testing.T) {
 	}
 	waitLog("relay credentials replaced", 1)
 	for _, secret := range []string{newSecret, oldSecret} {
-		if err := allocate(t, relayAddr, secret); err != nil {
+		if _, err := allocate(t, relayAddr, secret); err != nil {
 			t.Fatalf("during the rotation a credential signed by %q was refused: %v", secret[:13], err)
 		}
 	}
@@ -228,14 +222,14 @@ func TestHangupReloadsCredentialsWithoutDroppingAllocations(t *testing.T) {
 	writeConfig(`auth-secret = "short"` + "\n")
 	syscall.Kill(os.Getpid(), syscall.SIGHUP)
 	waitLog("credential reload refused; the previous credentials stay in force", 1)
-	if err := allocate(t, relayAddr, oldSecret); err != nil {
+	if _, err := allocate(t, relayAddr, oldSecret); err != nil {
 		t.Fatalf("a refused reload changed the credentials: %v", err)
 	}
 
 	writeConfig(`auth-secret = "` + newSecret + `"` + "\n")
 	syscall.Kill(os.Getpid(), syscall.SIGHUP)
 	waitLog("relay credentials replaced", 2)
-	if err := allocate(t, relayAddr, oldSecret); err == nil {
+	if _, err := allocate(t, relayAddr, oldSecret); err == nil {
 		t.Fatal("a retired secret still opens allocations")
 	}
 	if strings.Contains(logs.String(), oldSecret) || strings.Contains(logs.String(), newSecret) {
