@@ -215,8 +215,6 @@ func turnCode(err error) int {
 	return 0
 }
 
-// waitFor polls cond, for conditions the relay reaches asynchronously.
-
 // fakeClock is an injected clock that moves only when told.
 type fakeClock struct {
 	mu  sync.Mutex
@@ -301,7 +299,7 @@ func (c *rawClient) request(method stun.Method, attrs ...stun.Setter) *stun.Mess
 	return c.roundTrip(stun.MustBuild(setters...))
 }
 
-// indication sends a Send indication carrying data to peer.
+// send sends a Send indication carrying data to peer.
 func (c *rawClient) send(peer stun.Setter, data []byte) {
 	c.t.Helper()
 	m := stun.MustBuild(stun.TransactionID, stun.NewType(stun.MethodSend, stun.ClassIndication), peer,

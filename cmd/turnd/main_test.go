@@ -167,6 +167,21 @@ func allocate(t *testing.T, relayAddr, secret string) (net.PacketConn, error) {
 	return relayed, nil
 }
 
+// relaysTo checks that the allocation relayed still carries a datagram
+// to peer.
+func relaysTo(t *testing.T, relayed, peer net.PacketConn) {
+	t.Helper()
+	if _, err := relayed.WriteTo([]byte("still relaying"), peer.LocalAddr()); err != nil {
+		t.Fatalf("the allocation made before the reloads: %v", err)
+	}
+	peer.SetReadDeadline(time.Now().Add(5 * time.Second))
+	buf := make([]byte, 64)
+	n, _, err := peer.ReadFrom(buf)
+	if err != nil || string(buf[:n]) != "still relaying" {
+		t.Fatalf("the allocation made before the reloads relays nothing: %q, %v", buf[:n], err)
+	}
+}
+
 func TestHangupReloadsCredentialsWithoutDroppingAllocations(t *testing.T) {
 	const oldSecret, newSecret = "the-old-shared-secret-0001", "the-new-shared-secret-0002"
 	file := filepath.Join(t.TempDir(), "turnd.toml")
@@ -180,7 +195,9 @@ func TestHangupReloadsCredentialsWithoutDroppingAllocations(t *testing.T) {
 	defer cancel()
 	logs := &syncbuf.Buffer{}
 	done := make(chan error, 1)
-	args := []string{"-config", file, "-listen", "127.0.0.1:0", "-tls-listen", "off", "-metrics", "off", "-relay-ports", "40200-40300"}
+	// The allocations are still open at the stop: no grace period for them.
+	args := []string{"-config", file, "-listen", "127.0.0.1:0", "-tls-listen", "off", "-metrics", "off", "-relay-ports", "40200-40300",
+		"-allow-peer", "127.0.0.1", "-shutdown-timeout", "0s"}
 	go func() { done <- run(ctx, args, func(string) string { return "" }, io.Discard, logs) }()
 	t.Cleanup(func() {
 		if t.Failed() {
@@ -204,15 +221,22 @@ func TestHangupReloadsCredentialsWithoutDroppingAllocations(t *testing.T) {
 		return found
 	}
 	relayAddr := waitLog("relay listening", 1)["udp_tcp"].(string)
-	if _, err := allocate(t, relayAddr, oldSecret); err != nil {
+	first, err := allocate(t, relayAddr, oldSecret)
+	if err != nil {
 		t.Fatalf("allocate with the configured secret: %v", err)
 	}
+	peer, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer peer.Close()
 
 	writeConfig(`auth-secret = ["` + newSecret + `", "` + oldSecret + `"]` + "\n")
 	if err := syscall.Kill(os.Getpid(), syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
 	waitLog("relay credentials replaced", 1)
+	relaysTo(t, first, peer) // its permission is asked with the old secret, still valid
 	for _, secret := range []string{newSecret, oldSecret} {
 		if _, err := allocate(t, relayAddr, secret); err != nil {
 			t.Fatalf("during the rotation a credential signed by %q was refused: %v", secret[:13], err)
@@ -232,6 +256,10 @@ func TestHangupReloadsCredentialsWithoutDroppingAllocations(t *testing.T) {
 	if _, err := allocate(t, relayAddr, oldSecret); err == nil {
 		t.Fatal("a retired secret still opens allocations")
 	}
+	// Its credential can ask nothing more of the relay now (operations.md:
+	// the old secret goes once no credential signed by it is in use), but
+	// what it opened still relays.
+	relaysTo(t, first, peer)
 	if strings.Contains(logs.String(), oldSecret) || strings.Contains(logs.String(), newSecret) {
 		t.Fatal("the log names a secret")
 	}
