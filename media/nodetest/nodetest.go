@@ -119,6 +119,7 @@ func runCases(t *testing.T, newNode nodeMaker) {
 		{"PublisherLearnsItsRoundTrip", publisherRoundTrip},
 		{"NodeAsksPublisherForLostPackets", nodeNacksPublisher},
 		{"ScreenShareBesideSimulcast", screenShare},
+		{"ScreenSharedMidSession", screenSharedMidSession},
 		{"RecordConsult", recordConsult},
 		{"RecordingEndsWithRoom", recordingEndsWithRoom},
 	}

@@ -78,11 +78,25 @@ function replaceOrAdd(peer, kind, track) {
     peer.pc.getTransceivers().find((t) => t.receiver.track.kind === kind && !t.sender.track)?.sender;
   if (sender) {
     sender.replaceTrack(track);
+    // A section that only received (no camera) now sends in the tab's
+    // stream, so the member's tile shows it with the sound.
+    sender.setStreams(state.local);
     const tr = peer.pc.getTransceivers().find((t) => t.sender === sender);
     if (tr && tr.direction === "recvonly") tr.direction = "sendrecv"; // renegotiates
   } else {
     peer.pc.addTrack(track, state.local);
   }
+}
+
+// stopSending sends the camera again instead of the screen; without a
+// camera, the section goes back to receiving only (a renegotiation), so
+// the member's picture leaves the others' tiles instead of freezing.
+function stopSending(peer, cam) {
+  const sender = peer.pc.getSenders().find((s) => s.track && s.track.kind === "video");
+  if (!sender) return;
+  sender.replaceTrack(cam);
+  const tr = peer.pc.getTransceivers().find((t) => t.sender === sender);
+  if (!cam && tr && tr.direction === "sendrecv") tr.direction = "recvonly";
 }
 
 // sendMediaState tells the others whether this tab is muted or camera-off.
@@ -126,7 +140,7 @@ $("share").addEventListener("click", async () => {
   }
   state.screen.addEventListener("ended", stopSharing);
   for (const p of state.peers.values()) replaceOrAdd(p, "video", state.screen);
-  state.sfu?.replaceTrack("video", state.screen, true);
+  state.sfu?.share(state.screen);
   setControl("share", true, t("js.call.share.stop"));
   sendMediaState();
 });
@@ -136,11 +150,8 @@ function stopSharing() {
   state.screen.stop();
   state.screen = null;
   const cam = state.local.getVideoTracks()[0] || null;
-  for (const p of state.peers.values()) {
-    const sender = p.pc.getSenders().find((s) => s.track && s.track.kind === "video");
-    if (sender) sender.replaceTrack(cam);
-  }
-  state.sfu?.replaceTrack("video", cam);
+  for (const p of state.peers.values()) stopSending(p, cam);
+  state.sfu?.unshare(cam);
   setControl("share", false, t("js.call.share"));
   sendMediaState();
 }

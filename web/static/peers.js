@@ -37,7 +37,11 @@ function newPeer(id) {
   state.peers.set(id, p);
   for (const t of state.local.getTracks()) pc.addTrack(t.kind === "video" && state.screen ? state.screen : t, state.local);
   if (state.local.getAudioTracks().length === 0) pc.addTransceiver("audio", { direction: "recvonly" });
-  if (state.local.getVideoTracks().length === 0) pc.addTransceiver("video", { direction: "recvonly" });
+  // Without a camera, a screen being shared goes in the video section.
+  if (state.local.getVideoTracks().length === 0) {
+    if (state.screen) pc.addTrack(state.screen, state.local);
+    else pc.addTransceiver("video", { direction: "recvonly" });
+  }
 
   pc.onnegotiationneeded = async () => {
     try {

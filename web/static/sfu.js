@@ -34,11 +34,13 @@ export class MediaServerLink {
   // many other members the consult has.
   constructor({ config, local, screen, send, onMedia, simulcast = true, others = 1 }) {
     this.pc = new RTCPeerConnection(config);
+    this.local = local;
     this.sendMsg = send;
     this.onMedia = onMedia;
     this.streams = new Map(); // member id -> MediaStream arriving from the server
     this.sizes = new Map(); // member id -> size last reported
     this.senders = new Map(); // kind -> RTCRtpSender
+    this.screen = null; // the screen's transceiver of a tab without camera
     this.makingOffer = false;
     this.closed = false;
     this.lost = false; // a message could not be sent: renegotiate
@@ -57,12 +59,14 @@ export class MediaServerLink {
       }
       this.senders.set(t.kind, pc.addTransceiver(track, init).sender);
     }
+    if (screen && !this.senders.has("video")) this.share(screen);
     // A kind the tab does not send is offered receive-only, a section for
     // each other member: the server answers this first offer with the
     // room's publications of that kind on them, so they flow without its
     // second offer and one more round trip. (A kind the tab sends comes
     // with the server's offer, on sections of their own.) A section left
-    // over is answered with no track and stays unused.
+    // over is answered with no track and stays unused. A screen shared
+    // without a camera has a section of its own (see share).
     const spare = Math.min(Math.max(others, 1), spareMax);
     for (const kind of ["audio", "video"]) {
       if (this.senders.has(kind)) continue;
@@ -192,6 +196,32 @@ export class MediaServerLink {
     if (kind !== "video" || !params.encodings || params.encodings.length < 2) return;
     params.encodings.forEach((e, i) => { e.active = !screen || i === params.encodings.length - 1; });
     await sender.setParameters(params).catch((err) => console.warn("layers", err));
+  }
+
+  // share sends the screen: instead of the camera, or without one on a
+  // section of its own, added (and, after the first share, taken up
+  // again) by a renegotiation; the server publishes it as a new track.
+  share(track) {
+    if (this.closed) return;
+    if (this.senders.has("video")) return this.replaceTrack("video", track, true);
+    if (!this.screen) {
+      this.screen = this.pc.addTransceiver(track, { direction: "sendonly", streams: [this.local] });
+      return;
+    }
+    this.screen.sender.replaceTrack(track);
+    this.screen.direction = "sendonly";
+  }
+
+  // unshare sends the camera again after a share. Without one, the screen's
+  // section goes back to receiving only: the server ends the publication
+  // and the others' tiles lose the picture rather than keep its last frame.
+  // (Not inactive: the server stops such a section for good.)
+  unshare(cam) {
+    if (this.closed) return;
+    if (this.senders.has("video")) return this.replaceTrack("video", cam);
+    if (!this.screen) return;
+    this.screen.sender.replaceTrack(null);
+    this.screen.direction = "recvonly";
   }
 
   // view reports the size at which member's video is shown, rounded so

@@ -29,7 +29,10 @@ export function tile(id, name, stream, self) {
   fig.querySelector(".name").textContent = name;
   fig.querySelector(".initials").textContent = initialsOf(name);
   const video = fig.querySelector("video");
-  if (stream && video.srcObject !== stream) video.srcObject = stream;
+  if (stream && video.srcObject !== stream) {
+    video.srcObject = stream;
+    if (!self) watchTracks(fig, stream);
+  }
   pictureChanged(fig);
   layoutTiles();
   return fig;
@@ -74,6 +77,19 @@ function pictureChanged(fig) {
   const hasTrack = !!stream && stream.getVideoTracks().some((t) => t.readyState === "live" && (!fig.classList.contains("self") || t.enabled));
   const off = fig.dataset.video === "off";
   fig.classList.toggle("no-video", off || !hasTrack || (!fig.classList.contains("self") && video.videoWidth === 0));
+}
+
+// watchTracks keeps a remote tile's name card in step with its stream: a
+// member who starts or stops sharing a screen without a camera adds or
+// removes the stream's video track.
+function watchTracks(fig, stream) {
+  const changed = () => {
+    if (fig.querySelector("video").srcObject === stream) pictureChanged(fig);
+  };
+  const watch = (track) => track.addEventListener("ended", changed);
+  stream.getTracks().forEach(watch);
+  stream.addEventListener("addtrack", ({ track }) => { watch(track); changed(); });
+  stream.addEventListener("removetrack", changed);
 }
 
 // markTile shows a member's microphone and camera state on the tile.

@@ -1,0 +1,110 @@
+package nodetest
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pion/rtcp"
+	"github.com/pion/webrtc/v4"
+
+	"github.com/openconsult/openconsult/internal/eventually"
+)
+
+// StartScreen has p share a screen mid-session on a section of its own,
+// added by a renegotiation from p's side, as a browser without a camera
+// does; the room sends its packets (stream id "screen") until the test
+// ends.
+func (p *Participant) StartScreen(r *Room) error {
+	if p.screen == nil {
+		tr, err := webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8}, "screen", "screen")
+		if err != nil {
+			return err
+		}
+		p.screen = tr
+		p.wantKF[3].Store(true)
+		r.wg.Go(func() { p.sendScreen(r.stop) })
+	}
+	t, err := p.pc.AddTransceiverFromTrack(p.screen, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendrecv})
+	if err != nil {
+		return fmt.Errorf("screen section: %w", err)
+	}
+	s := t.Sender()
+	p.ssend = s
+	go p.readRTCP(func() ([]rtcp.Packet, error) { pk, _, err := s.ReadRTCP(); return pk, err }, 3) // ends with the sender
+	return p.renegotiate()
+}
+
+// StopScreen stops the share: the section goes back to receiving only,
+// in a renegotiation from p's side, as a browser's does.
+func (p *Participant) StopScreen() error {
+	if err := p.pc.RemoveTrack(p.ssend); err != nil {
+		return fmt.Errorf("stop screen: %w", err)
+	}
+	return p.renegotiate()
+}
+
+// renegotiate sends the node a new offer of p's.
+func (p *Participant) renegotiate() error {
+	p.sdpMu.Lock()
+	offer, err := p.pc.CreateOffer(nil)
+	if err == nil {
+		err = p.pc.SetLocalDescription(offer)
+	}
+	p.sdpMu.Unlock()
+	if err != nil {
+		return fmt.Errorf("offer: %w", err)
+	}
+	return p.Session.Offer(p.pc.LocalDescription().SDP)
+}
+
+// offered reports whether the node's description last applied by p
+// carries stream.
+func (p *Participant) offered(stream string) bool {
+	p.sdpMu.Lock()
+	defer p.sdpMu.Unlock()
+	d := p.pc.CurrentRemoteDescription()
+	return d != nil && strings.Contains(d.SDP, "a=msid:"+stream+" ")
+}
+
+// screenSharedMidSession: a member who publishes only audio starts
+// sharing a screen; the node takes the new publication and forwards it to
+// the others, ends it when the section goes back to receiving only (the
+// others' offer no longer carries it), and takes it again on a new share.
+func screenSharedMidSession(t *testing.T, newNode nodeMaker) {
+	node := newNode(t, 0)
+	r := NewRoom(t)
+	pub := r.Join(node, "pub", Publish{Audio: true})
+	sub := r.Join(node, "sub", Publish{Video: true})
+	eventually.True(t, 20*time.Second, "the sharer's audio and the other's camera", func() bool {
+		return sub.AudioFrom("pub/pub") > 20 && pub.From("sub/sub") > 20
+	})
+	const stream = "pub/screen"
+	var before uint32 // the SSRC the first share arrived with
+	for share := 1; share <= 2; share++ {
+		if err := pub.StartScreen(r); err != nil {
+			t.Fatalf("share %d: %v", share, err)
+		}
+		eventually.True(t, 20*time.Second, fmt.Sprintf("share %d arrives", share), func() bool {
+			n := 0
+			for _, p := range sub.Log(stream) {
+				if p.SSRC != before {
+					n++
+				}
+			}
+			return sub.offered(stream) && n > 30
+		})
+		log := sub.Log(stream)
+		before = log[len(log)-1].SSRC
+		if err := pub.StopScreen(); err != nil {
+			t.Fatalf("share %d: %v", share, err)
+		}
+		eventually.True(t, 20*time.Second, fmt.Sprintf("share %d leaves the other's description", share), func() bool {
+			return !sub.offered(stream)
+		})
+	}
+	if pub.From("sub/sub") == 0 || sub.AudioFrom("pub/pub") == 0 {
+		t.Fatal("the camera and the audio stopped")
+	}
+}
