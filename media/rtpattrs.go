@@ -56,8 +56,9 @@ type headerCache struct {
 }
 
 // BindRemoteStream wraps the stream's SRTP reader. Reads of one stream
-// are serialised by pion (one reader per track), so the stream's header
-// and map need no lock.
+// are serialised (pion's probe of a new stream, then the goroutine pion
+// starts for the track, then the connection's reading lock, streams.go),
+// so the stream's header and map need no lock.
 func (c *headerCache) BindRemoteStream(_ *interceptor.StreamInfo, r interceptor.RTPReader) interceptor.RTPReader {
 	var hdr rtp.Header
 	attrs := interceptor.Attributes{}

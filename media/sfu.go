@@ -18,8 +18,11 @@
 //     buffer of its size class.
 //   - srtpbuf.go: received SRTP and SRTCP queued in buffers the node
 //     shares.
-//   - publish.go: a published track and its simulcast layers, read on the
-//     goroutine pion starts for each, and throttled keyframe requests.
+//   - publish.go: a published track and its simulcast layers, and
+//     throttled keyframe requests.
+//   - streams.go: what a connection receives, RTP and RTCP, read and acted
+//     upon on the goroutine of pion's that decrypted it, with no reader
+//     goroutine per stream.
 //   - forward.go: a track as one subscriber receives it, with a bounded
 //     queue of its own, so a slow subscriber only ever loses its own
 //     packets; sequence numbers and timestamps are rewritten into one
