@@ -329,6 +329,15 @@ func printTable(w io.Writer, r Result, o options) {
 		fmt.Fprintf(w, "Side by side: the node needs %.2f CPU s per million forwarded packets, turnd %.2f per million relayed (%.0f packets/s) in the same run: %.2f× turnd per packet.\n",
 			r.CPUPerMillion, r.TurndCPUPerMillion, r.TurndPacketsPerSec, r.CPURatioVsTurnd)
 	}
+	if r.CPUPerMillion > 0 {
+		// Per core-second depends on the machine; beside turnd's, it shows
+		// how fast this machine is.
+		fmt.Fprintf(w, "Per core-second: the node forwards %.0f packets", 1e6/r.CPUPerMillion)
+		if r.TurndCPUPerMillion > 0 {
+			fmt.Fprintf(w, ", turnd relays %.0f", 1e6/r.TurndCPUPerMillion)
+		}
+		fmt.Fprintln(w, ".")
+	}
 	if len(r.VideoPacketsByLayer) > 0 {
 		var parts []string
 		for _, l := range o.layers {
