@@ -2,6 +2,7 @@ package nodetest
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -106,5 +107,46 @@ func screenSharedMidSession(t *testing.T, newNode nodeMaker) {
 	}
 	if pub.From("sub/sub") == 0 || sub.AudioFrom("pub/pub") == 0 {
 		t.Fatal("the camera and the audio stopped")
+	}
+}
+
+// recordScreenShare: a screen a member without a camera shares while the
+// consult is recorded is recorded as a track of its own from a keyframe
+// on, ends in the recording when the share stops, and a second share is
+// recorded again as a new track; the member's audio goes on throughout.
+func recordScreenShare(t *testing.T, newNode nodeMaker) {
+	node := newNode(t, 0)
+	r := NewRoom(t)
+	pub := r.Join(node, "pub", Publish{Audio: true})
+	sub := r.Join(node, "sub", Publish{Video: true, Audio: true})
+	eventually.True(t, 20*time.Second, "the sharer's audio and the other's camera", func() bool {
+		return sub.AudioFrom("pub/pub") > 20 && pub.From("sub/sub") > 20
+	})
+	_, sink := startRecording(t, node)
+	audio := recordedFlows(t, sink, "pub/audio", webrtc.RTPCodecTypeAudio, webrtc.MimeTypeOpus, 25)
+	var shares []*RecordedTrack
+	for share := 1; share <= 2; share++ {
+		if err := pub.StartScreen(r); err != nil {
+			t.Fatalf("share %d: %v", share, err)
+		}
+		tr := recordedFlows(t, sink, "pub/screen", webrtc.RTPCodecTypeVideo, webrtc.MimeTypeVP8, 30)
+		if slices.Contains(shares, tr) {
+			t.Fatalf("share %d recorded on the track of the share before", share)
+		}
+		eventually.True(t, 10*time.Second, fmt.Sprintf("share %d recorded from a keyframe", share), func() bool { return tr.Keyframes() > 0 })
+		CheckContinuous(t, tr.Log())
+		shares = append(shares, tr)
+		if err := pub.StopScreen(); err != nil {
+			t.Fatalf("share %d: %v", share, err)
+		}
+		eventually.True(t, 20*time.Second, fmt.Sprintf("share %d ended in the recording", share), tr.Ended)
+	}
+	n := audio.Packets()
+	eventually.True(t, 10*time.Second, "the sharer's audio still recorded", func() bool { return audio.Packets() > n+25 })
+	if audio.Ended() {
+		t.Fatal("the sharer's audio ended with the share")
+	}
+	if br := sink.Breaches(); len(br) > 0 {
+		t.Fatalf("sink contract breached: %v", br)
 	}
 }

@@ -121,6 +121,7 @@ func runCases(t *testing.T, newNode nodeMaker) {
 		{"ScreenShareBesideSimulcast", screenShare},
 		{"ScreenSharedMidSession", screenSharedMidSession},
 		{"RecordConsult", recordConsult},
+		{"RecordScreenShare", recordScreenShare},
 		{"RecordingEndsWithRoom", recordingEndsWithRoom},
 	}
 	for _, tt := range tests {
