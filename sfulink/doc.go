@@ -47,7 +47,9 @@
 // goroutine so that a slow SDP exchange does not hold up other sessions.
 // A join's result precedes any closed or replaced message of its session;
 // a session whose join did not succeed ends without Closed (Join returns
-// the error instead). The node's events reach media.Events in order, on a
+// the error instead), and so does one that a misbehaving node ends before
+// its join's result: Join fails rather than return an ended session (and
+// Record likewise for a recording). The node's events reach media.Events in order, on a
 // goroutine per session, never on the link's reader.
 // Error codes are stable: "full" (errors.Is media.ErrFull on the client),
 // "unavailable" and "shutdown" (media.ErrUnavailable), "no_room"
