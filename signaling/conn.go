@@ -157,7 +157,7 @@ func (c *wsConn) readWithin(d time.Duration) {
 // message is handled) and is read into a buffer of largeMessageWeight
 // bytes, the rest of a longer one being dropped. A message must arrive
 // whole within deadAfter of its first frame, and a large one within
-// largeReadWait of taking the budget.
+// largeReadWait of taking the budget. A binary message is never kept.
 func (c *wsConn) next(ctx context.Context) (in inbound, held bool, err error) {
 	typ, rd, err := c.ws.NextReader()
 	if err != nil {
@@ -172,6 +172,13 @@ func (c *wsConn) next(ctx context.Context) (in inbound, held bool, err error) {
 	if err != nil || len(data) <= MaxMessageBytes {
 		return inbound{typ: typ, data: data, size: len(data)}, false, err
 	}
+	return c.readLarge(ctx, typ, rd, data)
+}
+
+// readLarge reads the rest of a message of which head, MaxMessageBytes+1
+// bytes, was read: into a share of the budget, or to nowhere when the
+// budget stays spent (the message is then busy).
+func (c *wsConn) readLarge(ctx context.Context, typ int, rd io.Reader, head []byte) (in inbound, held bool, err error) {
 	if err := c.large.acquire(ctx); err != nil {
 		if !errors.Is(err, errBudgetSpent) {
 			return inbound{}, false, err
@@ -179,11 +186,11 @@ func (c *wsConn) next(ctx context.Context) (in inbound, held bool, err error) {
 		c.log.Debug("large message refused: budget spent", "consult", c.consult, "member", c.member)
 		c.readWithin(c.large.readWait)
 		n, err := io.Copy(io.Discard, rd)
-		return inbound{typ: typ, size: len(data) + int(n), busy: true}, false, err
+		return inbound{typ: typ, size: len(head) + int(n), busy: true}, false, err
 	}
 	c.readWithin(c.large.readWait)
 	buf := make([]byte, largeMessageWeight)
-	n := copy(buf, data)
+	n := copy(buf, head)
 	m, err := io.ReadFull(rd, buf[n:])
 	switch {
 	case err == nil:
