@@ -89,7 +89,9 @@
 // (DefaultReplyTimeout) at most, whatever the caller's context allows,
 // then undo the request. A session's events wait for its receiver behind
 // a queue of maxSessionEvents: a node that sends more ends the session
-// with an error and is told to close it. A node's error text is cut to
+// with an error and is told to close it; a recording likewise. Such
+// floods, and messages over MaxMessage (which close the link), are logged
+// and counted by reason (Metrics). A node's error text is cut to
 // maxErrorText bytes of valid UTF-8 before signal logs or returns it.
 package sfulink
 

@@ -178,7 +178,7 @@ func start(ctx context.Context, s *settings, stdout, stderr io.Writer) (_ *serve
 		}
 		mediaNode, closeMedia = sfu, sfu.Close
 	case len(s.sfuNodes.Values) > 0:
-		pool, err := connectSFUNodes(ctx, s, log)
+		pool, err := connectSFUNodes(ctx, s, reg, log)
 		if err != nil {
 			return nil, err
 		}
