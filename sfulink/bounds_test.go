@@ -7,6 +7,7 @@ import (
 	"errors"
 	"log/slog"
 	"strings"
+	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -40,20 +41,21 @@ func sent(t *testing.T, l *clientLink) []message {
 	return ms
 }
 
-// stuckEvents holds its session's delivery in the first Answer until
-// released, as a receiver that cannot keep up does.
+// stuckEvents holds its session's delivery in the first Answer, which
+// it reports on stuck, until released, as a receiver that cannot keep up
+// does.
 type stuckEvents struct {
 	*recorder
+	once    sync.Once
 	stuck   chan struct{}
 	release chan struct{}
 }
 
 func (s *stuckEvents) Answer(string) {
-	select {
-	case s.stuck <- struct{}{}:
+	s.once.Do(func() {
+		s.stuck <- struct{}{}
 		<-s.release
-	default:
-	}
+	})
 }
 
 // TestSessionFloodEnds: a node that sends a session's events faster than

@@ -33,6 +33,8 @@ type ClientConfig struct {
 	// for the node's reply to a join or record request, and for the end
 	// of a recording once stopped; 0 for DefaultReplyTimeout.
 	ReplyTimeout time.Duration
+	// Metrics counts the node's floods (NewMetrics); nil counts nothing.
+	Metrics *Metrics
 }
 
 // DefaultReplyTimeout is how long a node may take to answer a join or a
@@ -54,6 +56,7 @@ type Client struct {
 	// replyTimeout bounds the wait for a join's or a record's reply, and
 	// for a stopped recording's end.
 	replyTimeout time.Duration
+	metrics      *Metrics
 
 	cancel      context.CancelFunc
 	done        chan struct{} // the connection loop ended
@@ -82,7 +85,7 @@ func NewClient(ctx context.Context, cfg ClientConfig) (*Client, error) {
 	}
 	c := &Client{
 		url: cfg.URL, log: cfg.Log, heartbeat: cfg.Heartbeat,
-		minBackoff: cfg.MinBackoff, maxBackoff: cfg.MaxBackoff, replyTimeout: cfg.ReplyTimeout,
+		minBackoff: cfg.MinBackoff, maxBackoff: cfg.MaxBackoff, replyTimeout: cfg.ReplyTimeout, metrics: cfg.Metrics,
 		done: make(chan struct{}), kick: make(chan struct{}, 1), settled: make(chan struct{}),
 	}
 	if c.log == nil {
@@ -173,6 +176,9 @@ func (c *Client) run(ctx context.Context) {
 			c.mu.Lock()
 			c.link, c.lastErr = nil, err
 			c.mu.Unlock()
+			if errors.Is(err, websocket.ErrReadLimit) {
+				c.metrics.flood(floodOversize)
+			}
 			if ctx.Err() == nil {
 				c.log.Warn("sfulink link lost", "node", c.url, "err", err)
 			}

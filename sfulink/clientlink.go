@@ -190,6 +190,7 @@ func (rp *remoteParticipant) push(m message) {
 		return
 	}
 	rp.link.c.log.Warn("sfulink node flooded a session, closing it", "node", url, "queued", maxSessionEvents)
+	rp.link.c.metrics.flood(floodSessionEvents)
 	rp.link.sessions.take(rp.sid)
 	rp.link.ep.send(message{Type: typeClose, SID: rp.sid})
 }

@@ -47,7 +47,9 @@
 // goroutine so that a slow SDP exchange does not hold up other sessions.
 // A join's result precedes any closed or replaced message of its session;
 // a session whose join did not succeed ends without Closed (Join returns
-// the error instead). The node's events reach media.Events in order, on a
+// the error instead), and so does one that a misbehaving node ends before
+// its join's result: Join fails rather than return an ended session (and
+// Record likewise for a recording). The node's events reach media.Events in order, on a
 // goroutine per session, never on the link's reader.
 // Error codes are stable: "full" (errors.Is media.ErrFull on the client),
 // "unavailable" and "shutdown" (media.ErrUnavailable), "no_room"
@@ -87,7 +89,9 @@
 // (DefaultReplyTimeout) at most, whatever the caller's context allows,
 // then undo the request. A session's events wait for its receiver behind
 // a queue of maxSessionEvents: a node that sends more ends the session
-// with an error and is told to close it. A node's error text is cut to
+// with an error and is told to close it; a recording likewise. Such
+// floods, and messages over MaxMessage (which close the link), are logged
+// and counted by reason (Metrics). A node's error text is cut to
 // maxErrorText bytes of valid UTF-8 before signal logs or returns it.
 package sfulink
 

@@ -26,6 +26,8 @@ type PoolConfig struct {
 	// ReplyTimeout is each client's (see ClientConfig); 0 for
 	// DefaultReplyTimeout.
 	ReplyTimeout time.Duration
+	// Metrics counts the nodes' floods (NewMetrics); nil counts nothing.
+	Metrics *Metrics
 }
 
 // Pool is a media.Node over several remote nodes. All participants of a
@@ -63,7 +65,7 @@ func NewPool(ctx context.Context, cfg PoolConfig) (*Pool, error) {
 	}
 	p := &Pool{log: log, rooms: map[string]*poolRoom{}}
 	for _, u := range cfg.Nodes {
-		c, err := NewClient(ctx, ClientConfig{URL: u, TLS: cfg.TLS, Log: log, Heartbeat: cfg.Heartbeat, ReplyTimeout: cfg.ReplyTimeout})
+		c, err := NewClient(ctx, ClientConfig{URL: u, TLS: cfg.TLS, Log: log, Heartbeat: cfg.Heartbeat, ReplyTimeout: cfg.ReplyTimeout, Metrics: cfg.Metrics})
 		if err != nil {
 			p.Close()
 			return nil, err

@@ -146,14 +146,15 @@ const (
 )
 
 func (rr *remoteRecording) push(e recEvent) {
-	flood := false
+	flood := ""
 	rr.mu.Lock()
 	if !rr.finished {
 		_, known := rr.live[e.num]
 		switch {
-		case len(rr.queue)-rr.queuedRTP >= maxRecordEvents || e.kind == evTrack && !known && len(rr.live) >= maxRecordedTracks:
-			flood = true
-			rr.finished, rr.final = true, fmt.Errorf("sfulink: node %s: %w", rr.link.c.url, errRecordFlood)
+		case len(rr.queue)-rr.queuedRTP >= maxRecordEvents:
+			flood = floodRecordingEvents
+		case e.kind == evTrack && !known && len(rr.live) >= maxRecordedTracks:
+			flood = floodRecordingTracks
 		case e.kind == evTrack && known, e.kind == evEnd && !known:
 			// a repeated announcement, or the end of a track never announced
 		default:
@@ -164,10 +165,14 @@ func (rr *remoteRecording) push(e recEvent) {
 			}
 			rr.queue = append(rr.queue, e)
 		}
+		if flood != "" {
+			rr.finished, rr.final = true, fmt.Errorf("sfulink: node %s: %w (%s)", rr.link.c.url, errRecordFlood, flood)
+		}
 	}
 	rr.mu.Unlock()
 	rr.signal()
-	if flood {
+	if flood != "" {
+		rr.link.c.metrics.flood(flood)
 		rr.link.recs.take(rr.id)
 		rr.link.ep.send(message{Type: typeStopRecord, Rec: rr.id})
 	}

@@ -182,11 +182,26 @@ func (r *registry[K, V]) end(reason error) map[K]V {
 	return m
 }
 
+// confirmedOpen reports whether the node confirmed the inbox and had not
+// ended it by then.
+func (q *inbox[E]) confirmedOpen() bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.confirmed
+}
+
 // opening is a session or recording that a request asks the node for.
 type opening interface {
 	confirm()
+	confirmedOpen() bool
 	discard()
 }
+
+// errEndedUnconfirmed is a join or record request whose session or
+// recording the node ended before its successful result, which the
+// protocol forbids: it is refused rather than handed back already ended,
+// since the receiver would never hear of its end.
+var errEndedUnconfirmed = errors.New("the node ended it before confirming it")
 
 // errNoReply is a request the node took but did not answer in time.
 var errNoReply = errors.New("no reply from the node")
@@ -208,6 +223,10 @@ func (l *clientLink) open(ctx context.Context, req, undo message, x opening) err
 			err = fmt.Errorf("sfulink: node %s did not answer a %s within %s: %w (%w)", l.c.url, req.Type, wait, errNoReply, context.DeadlineExceeded)
 		}
 		return err
+	}
+	if !x.confirmedOpen() {
+		x.discard()
+		return fmt.Errorf("sfulink: node %s answered a %s: %w", l.c.url, req.Type, errEndedUnconfirmed)
 	}
 	return nil
 }

@@ -62,12 +62,13 @@ func (r *Room) admitMessage(m *Member, env envelope) bool {
 	return true
 }
 
-// refuse answers a frame the dispatcher cannot read at all, such as a
-// binary one, with e; it counts against m's budget like any message.
-func (r *Room) refuse(m *Member, e *ProtoError) {
+// refuse answers a frame of size bytes that the dispatcher cannot read at
+// all, such as a binary one or a large one the process had no room for,
+// with e; it counts against m's budget like any message of its size.
+func (r *Room) refuse(m *Member, size int, e *ProtoError) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.admitMessage(m, envelope{}) {
+	if r.admitMessage(m, envelope{size: size}) {
 		m.sendError("", e)
 	}
 }

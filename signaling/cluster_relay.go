@@ -267,7 +267,7 @@ func (c *Cluster) onFrame(w wire, body []byte) {
 		switch {
 		case rc.r == nil:
 		case binary:
-			rc.r.refuse(rc.m, ErrMalformed)
+			rc.r.refuse(rc.m, 0, ErrMalformed)
 		default:
 			rc.r.Handle(rc.m, body)
 		}
@@ -385,7 +385,7 @@ func (c *Cluster) onClose(w wire, _ []byte) {
 // proxy relays a tab to the consult's owner until the tab goes away, the
 // owner closes it, or the owner dies; it runs on the tab's goroutine.
 func (c *Cluster) proxy(ctx context.Context, ws *websocket.Conn, consultID string, p Participant, owner string) {
-	px := &proxy{id: newConnID(), owner: owner, conn: newWSConn(ws, c.log, consultID, p.ID)}
+	px := &proxy{id: newConnID(), owner: owner, conn: newWSConn(ws, c.log, c.hub.deps.LargeMessages, consultID, p.ID)}
 	c.mu.Lock()
 	c.proxies[px.id] = px
 	c.mu.Unlock()
@@ -407,9 +407,14 @@ func (c *Cluster) proxy(ctx context.Context, ws *websocket.Conn, consultID strin
 		time.AfterFunc(joinTimeout, px.conn.Close)
 	})
 	px.conn.startHeartbeat()
-	px.conn.readEach(func(typ int, data []byte) {
-		kind := "frame"
-		if typ != websocket.TextMessage {
+	px.conn.readEach(ctx, func(in inbound) {
+		if in.busy {
+			// Refused here: the owner never sees the message.
+			px.conn.Send(encode(errorMsg{Type: "error", ProtoError: *ErrBusy}))
+			return
+		}
+		kind, data := "frame", in.data
+		if in.typ != websocket.TextMessage {
 			kind, data = "binary", nil
 		}
 		if !to(kind, data) {

@@ -2,6 +2,7 @@ package signaling
 
 import (
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"net/http"
@@ -49,7 +50,7 @@ func Upgrader(public *url.URL) *websocket.Upgrader {
 // records the disconnection so the member keeps its place for the grace
 // period.
 func (h *Hub) Serve(ws *websocket.Conn, consultID string, p Participant) {
-	c := newWSConn(ws, h.deps.Log, consultID, p.ID)
+	c := newWSConn(ws, h.deps.Log, h.deps.LargeMessages, consultID, p.ID)
 	r, m, err := h.Join(consultID, p, c)
 	if err != nil {
 		b := refusal(err)
@@ -72,7 +73,7 @@ func (h *Hub) serveConn(ctx context.Context, r *Room, m *Member, c *wsConn, s Se
 	stop := context.AfterFunc(ctx, func() { c.closeWith(websocket.CloseGoingAway, "server shutting down") })
 	unwatch := h.watchSession(r, m, c, s)
 	c.startHeartbeat()
-	c.read(r, m)
+	c.read(ctx, r, m)
 	unwatch()
 	stop()
 	c.Close()
@@ -83,50 +84,127 @@ func (h *Hub) serveConn(ctx context.Context, r *Room, m *Member, c *wsConn, s Se
 // read dispatches the tab's messages until the connection fails or closes.
 // Messages up to hardReadLimit are read and refused with a too-large
 // error, so the tab keeps its connection; beyond it the socket closes
-// with status 1009 rather than buffer an unbounded message.
-func (c *wsConn) read(r *Room, m *Member) {
-	c.readEach(func(typ int, data []byte) {
-		if typ != websocket.TextMessage {
-			r.refuse(m, ErrMalformed)
-			return
+// with status 1009 rather than buffer an unbounded message. A large one
+// that the process's budget could not take is refused with busy.
+func (c *wsConn) read(ctx context.Context, r *Room, m *Member) {
+	c.readEach(ctx, func(in inbound) {
+		switch {
+		case in.typ != websocket.TextMessage:
+			r.refuse(m, in.size, ErrMalformed)
+		case in.busy:
+			r.refuse(m, in.size, ErrBusy)
+		default:
+			r.Handle(m, in.data)
 		}
-		r.Handle(m, data)
 	})
 }
 
+// inbound is one message of a tab. A binary message, and a large one
+// that the budget could not take (busy), are dropped as they are read:
+// only their size is kept.
+type inbound struct {
+	typ  int
+	data []byte
+	size int
+	busy bool
+}
+
 // readEach passes each message of the tab to handle until the connection
-// fails or closes.
-func (c *wsConn) readEach(handle func(typ int, data []byte)) {
+// fails or closes; a large message's share of the budget is held until
+// handle returns.
+func (c *wsConn) readEach(ctx context.Context, handle func(inbound)) {
 	ws := c.ws
 	ws.SetReadLimit(hardReadLimit)
-	_ = ws.SetReadDeadline(time.Now().Add(deadAfter))
-	ws.SetPongHandler(func(string) error { return ws.SetReadDeadline(time.Now().Add(deadAfter)) })
+	_ = c.extendRead()
+	ws.SetPongHandler(func(string) error { return c.extendRead() })
 	for {
-		typ, data, err := readMessage(ws)
+		in, held, err := c.next(ctx)
 		if err != nil {
 			if websocket.IsUnexpectedCloseError(err, websocket.CloseGoingAway, websocket.CloseNormalClosure) {
 				c.log.Debug("connection closed", "consult", c.consult, "member", c.member, "err", err)
 			}
 			return
 		}
-		_ = ws.SetReadDeadline(time.Now().Add(deadAfter))
-		handle(typ, data)
+		c.readBy = time.Time{}
+		_ = c.extendRead()
+		handle(in)
+		if held {
+			c.large.release()
+		}
 	}
 }
 
-// readMessage reads the next message but keeps no more than one byte past
-// MaxSDPMessageBytes of it, enough for the dispatcher to refuse it as too
-// large; the rest is read and discarded.
-func readMessage(ws *websocket.Conn) (int, []byte, error) {
-	typ, rd, err := ws.NextReader()
+// extendRead moves the read deadline deadAfter ahead, for a message or a
+// heartbeat, but never past the end set for the message being read.
+func (c *wsConn) extendRead() error {
+	d := time.Now().Add(deadAfter)
+	if !c.readBy.IsZero() && c.readBy.Before(d) {
+		d = c.readBy
+	}
+	return c.ws.SetReadDeadline(d)
+}
+
+// readWithin gives the message being read d to arrive, whatever
+// heartbeats come meanwhile.
+func (c *wsConn) readWithin(d time.Duration) {
+	c.readBy = time.Now().Add(d)
+	_ = c.ws.SetReadDeadline(c.readBy)
+}
+
+// next reads the next message. It keeps up to MaxMessageBytes of it
+// without asking the budget; past that the message waits for its share of
+// the budget (then held reports true and the caller releases it once the
+// message is handled) and is read into a buffer of largeMessageWeight
+// bytes, the rest of a longer one being dropped. A message must arrive
+// whole within deadAfter of its first frame, and a large one within
+// largeReadWait of taking the budget. A binary message is never kept.
+func (c *wsConn) next(ctx context.Context) (in inbound, held bool, err error) {
+	typ, rd, err := c.ws.NextReader()
 	if err != nil {
-		return 0, nil, err
+		return inbound{}, false, err
 	}
-	data, err := io.ReadAll(io.LimitReader(rd, MaxSDPMessageBytes+1))
-	if err == nil && len(data) > MaxSDPMessageBytes {
+	c.readWithin(deadAfter)
+	if typ != websocket.TextMessage {
+		n, err := io.Copy(io.Discard, rd)
+		return inbound{typ: typ, size: int(n)}, false, err
+	}
+	data, err := io.ReadAll(io.LimitReader(rd, MaxMessageBytes+1))
+	if err != nil || len(data) <= MaxMessageBytes {
+		return inbound{typ: typ, data: data, size: len(data)}, false, err
+	}
+	return c.readLarge(ctx, typ, rd, data)
+}
+
+// readLarge reads the rest of a message of which head, MaxMessageBytes+1
+// bytes, was read: into a share of the budget, or to nowhere when the
+// budget stays spent (the message is then busy).
+func (c *wsConn) readLarge(ctx context.Context, typ int, rd io.Reader, head []byte) (in inbound, held bool, err error) {
+	if err := c.large.acquire(ctx); err != nil {
+		if !errors.Is(err, errBudgetSpent) {
+			return inbound{}, false, err
+		}
+		c.log.Debug("large message refused: budget spent", "consult", c.consult, "member", c.member)
+		c.readWithin(c.large.readWait)
+		n, err := io.Copy(io.Discard, rd)
+		return inbound{typ: typ, size: len(head) + int(n), busy: true}, false, err
+	}
+	c.readWithin(c.large.readWait)
+	buf := make([]byte, largeMessageWeight)
+	n := copy(buf, head)
+	m, err := io.ReadFull(rd, buf[n:])
+	switch {
+	case err == nil:
+		// Longer than any message taken: the rest is dropped, and the
+		// dispatcher refuses it as too large.
 		_, err = io.Copy(io.Discard, rd)
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+		err = nil
 	}
-	return typ, data, err
+	if err != nil {
+		c.large.release()
+		return inbound{}, false, err
+	}
+	return inbound{typ: typ, data: buf[:n+m], size: n + m}, true, nil
 }
 
 // wsConn is one tab's WebSocket as the room sees it. Send only queues. A
@@ -139,6 +217,10 @@ type wsConn struct {
 	log     *slog.Logger
 	consult string
 	member  string
+	large   *LargeMessages
+	// readBy is when the message being read must have arrived; zero
+	// between messages. Only the reader uses it.
+	readBy time.Time
 
 	mu      sync.Mutex
 	queue   [][]byte    // messages for the writer; nil when there are none
@@ -150,8 +232,8 @@ type wsConn struct {
 	writer  sync.WaitGroup
 }
 
-func newWSConn(ws *websocket.Conn, log *slog.Logger, consultID, memberID string) *wsConn {
-	return &wsConn{ws: ws, log: log, consult: consultID, member: memberID}
+func newWSConn(ws *websocket.Conn, log *slog.Logger, large *LargeMessages, consultID, memberID string) *wsConn {
+	return &wsConn{ws: ws, log: log, large: large, consult: consultID, member: memberID}
 }
 
 // Send queues b and never blocks; it reports false when the tab has more

@@ -106,7 +106,7 @@ func (fr *fuzzRoom) send(t *testing.T, who int, binary bool, raw []byte) {
 	before := fr.state()
 	live := before.inRoom[who] && !before.ended
 	if binary {
-		fr.r.refuse(fr.members[who], ErrMalformed)
+		fr.r.refuse(fr.members[who], len(raw), ErrMalformed)
 	} else {
 		fr.r.Handle(fr.members[who], raw)
 	}

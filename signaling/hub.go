@@ -73,6 +73,9 @@ func NewHub(deps RoomDeps) *Hub {
 	if h.deps.SessionCheck <= 0 {
 		h.deps.SessionCheck = time.Minute
 	}
+	if h.deps.LargeMessages == nil {
+		h.deps.LargeMessages, _ = NewLargeMessages(DefaultLargeMessageBudget, nil)
+	}
 	return h
 }
 

@@ -139,6 +139,11 @@ type RoomDeps struct {
 	// over finds them; nil keeps them in the room only.
 	Admissions Admissions
 
+	// LargeMessages is the process's budget for messages larger than
+	// MaxMessageBytes; nil gives the hub one of its own, of
+	// DefaultLargeMessageBudget.
+	LargeMessages *LargeMessages
+
 	links *sync.WaitGroup // the hub's media link goroutines, waited for at shutdown
 }
 

@@ -110,6 +110,7 @@ type settings struct {
 
 	sfuEmbedded        bool
 	sfuMinParticipants int
+	largeMessageMiB    int
 	sfuReturnAfter     time.Duration
 	sfuMaxParticipants int
 	sfuUDPListen       config.Addr
@@ -236,6 +237,7 @@ func newSettings(stderr io.Writer) *settings {
 	fs.BoolVar(&s.relayOnHTTPS, "relay-on-https-port", false, "also serve the embedded relay's TURN over TLS on the HTTPS -listen address and port, told apart after the TLS handshake, for patients whose networks allow only TCP 443; browsers get turns: with -public-url's host and port (instead of -relay-tls-listen)")
 	fs.BoolVar(&s.sfuEmbedded, "sfu-embedded", false, "run a media node (SFU) inside this process for consults of three or more, for small sites and development (default off; dev: on)")
 	fs.IntVar(&s.sfuMinParticipants, "sfu-min-participants", 3, "admitted members that move a consult from peer to peer onto the media node (2 to 50)")
+	fs.IntVar(&s.largeMessageMiB, "large-message-mib", signaling.DefaultLargeMessageBudget>>20, "MiB that signaling messages over 64 KiB (the offers and answers of large consults on the media node) may hold at once across every tab of this process while they are read and handled, 433 KiB each; one that finds no room within 2s is refused with busy (1 to 4096)")
 	fs.DurationVar(&s.sfuReturnAfter, "sfu-return-after", 10*time.Second, "how long a consult on the media node must have fewer than -sfu-min-participants members before it moves back to peer to peer, with media encrypted end to end again (0 keeps it on the node; at most 1h)")
 	fs.IntVar(&s.sfuMaxParticipants, "sfu-max-participants", 200, "participants the embedded media node takes before it refuses more")
 	fs.Var(&s.sfuUDPListen, "sfu-udp-listen", "UDP `address` browsers send media to on the embedded media node, one port for all (default off: a port per participant)")
@@ -389,6 +391,9 @@ func (s *settings) validate() error {
 	errs = append(errs, s.validateRelay()...)
 	if s.sfuMinParticipants < 2 || s.sfuMinParticipants > 50 {
 		bad("sfu-min-participants", "%d is outside 2 to 50", s.sfuMinParticipants)
+	}
+	if s.largeMessageMiB < 1 || s.largeMessageMiB > 4096 {
+		bad("large-message-mib", "%d is outside 1 to 4096", s.largeMessageMiB)
 	}
 	if s.sfuReturnAfter < 0 || s.sfuReturnAfter > time.Hour {
 		bad("sfu-return-after", "%s is outside 0 to 1h", s.sfuReturnAfter)

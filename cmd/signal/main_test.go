@@ -305,6 +305,8 @@ func TestMetricsByRouteWithoutSecrets(t *testing.T) {
 		`route="GET /setup/{token}"`,
 		`http_request_duration_seconds_bucket`,
 		`go_goroutines`,
+		"signal_large_messages_refused_total 0",
+		"signal_large_message_bytes 0",
 	} {
 		if !strings.Contains(body, want) {
 			t.Errorf("metrics lack %q", want)
@@ -357,6 +359,7 @@ func TestBadConfigurationNamesTheSetting(t *testing.T) {
 		{"unknown object store", append([]string{"-dev", "-object-store", "s3"}, ephemeralListeners()...), nil, []string{"-object-store", "filesystem, azure"}},
 		{"document quota of none", append([]string{"-dev", "-document-max-files", "0"}, ephemeralListeners()...), nil, []string{"-document-max-files", "1 to 10000"}},
 		{"sfu threshold of one", []string{"-dev", "-sfu-min-participants", "1"}, nil, []string{"-sfu-min-participants", "2 to 50"}},
+		{"no budget for large messages", []string{"-dev", "-large-message-mib", "0"}, nil, []string{"-large-message-mib", "1 to 4096"}},
 		{"svg logo", []string{"-dev", "-institution-logo", svgLogo}, nil, []string{"-institution-logo", "SVG is not accepted"}},
 		{"logo too large", []string{"-dev", "-institution-logo", bigLogo}, nil, []string{"-institution-logo", "larger than 256 KiB"}},
 		{"logo missing", []string{"-dev", "-institution-logo", filepath.Join(dir, "none.png")}, nil, []string{"-institution-logo", "open logo"}},

@@ -178,7 +178,7 @@ func start(ctx context.Context, s *settings, stdout, stderr io.Writer) (_ *serve
 		}
 		mediaNode, closeMedia = sfu, sfu.Close
 	case len(s.sfuNodes.Values) > 0:
-		pool, err := connectSFUNodes(ctx, s, log)
+		pool, err := connectSFUNodes(ctx, s, reg, log)
 		if err != nil {
 			return nil, err
 		}
@@ -209,6 +209,11 @@ func start(ctx context.Context, s *settings, stdout, stderr io.Writer) (_ *serve
 	// the site plays them back and retention deletes them.
 	recordings := &recording.Service{Store: db, Objects: objects, Sealer: keys, Audit: recorder, Log: log, Now: time.Now}
 	ice := iceServers(stun, turnURLs, turnSecret, s.turnTTL)
+	large, err := signaling.NewLargeMessages(int64(s.largeMessageMiB)<<20, reg)
+	if err != nil {
+		return nil, err
+	}
+	log.Info("large signaling messages bounded", "at_once", large.Messages(), "mib", s.largeMessageMiB)
 	roomDeps := signaling.RoomDeps{
 		Chat: consults, Audit: recorder, Records: consults, Log: log, Now: time.Now, Grace: s.resumeGrace,
 		ICE: func(_, member string) []signaling.ICEServer { return ice(member, 0) },
@@ -223,6 +228,7 @@ func start(ctx context.Context, s *settings, stdout, stderr io.Writer) (_ *serve
 		// timeout, so the call itself keeps the session alive.
 		SessionCheck: min(time.Minute, s.sessionIdle/2),
 		Media:        mediaNode, SFUMinParticipants: s.sfuMinParticipants, SFUReturnAfter: s.sfuReturnAfter,
+		LargeMessages: large,
 	}
 	roomDeps.Recordings = recordings
 	roomDeps.RecordingPolicy = signaling.RecordingPolicy{Viewers: s.recordingViewers.Values, Retention: s.recordingRetention}

@@ -224,12 +224,16 @@ func startSFU(s *settings, reg prometheus.Registerer, log *slog.Logger) (*media.
 }
 
 // connectSFUNodes starts the authenticated links to the remote media nodes.
-func connectSFUNodes(ctx context.Context, s *settings, log *slog.Logger) (*sfulink.Pool, error) {
+func connectSFUNodes(ctx context.Context, s *settings, reg prometheus.Registerer, log *slog.Logger) (*sfulink.Pool, error) {
 	tlsCfg, err := sfulink.ClientTLS(s.sfuLinkCert, s.sfuLinkKey, s.sfuLinkCA)
 	if err != nil {
 		return nil, s.set.Invalid("sfu-link-cert", "%v", err)
 	}
-	pool, err := sfulink.NewPool(ctx, sfulink.PoolConfig{Nodes: s.sfuNodes.Values, TLS: tlsCfg, Log: log})
+	metrics, err := sfulink.NewMetrics(reg)
+	if err != nil {
+		return nil, err
+	}
+	pool, err := sfulink.NewPool(ctx, sfulink.PoolConfig{Nodes: s.sfuNodes.Values, TLS: tlsCfg, Log: log, Metrics: metrics})
 	if err != nil {
 		return nil, s.set.Invalid("sfu-node", "%v", err)
 	}
