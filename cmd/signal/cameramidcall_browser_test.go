@@ -21,6 +21,14 @@ const pickCameraJS = `((none) => {
   return true;
 })`
 
+// selfViewJS is true when the tab's own tile shows its camera (on) or the
+// name card (off).
+const selfViewJS = `((on) => {
+  const fig = document.querySelector("figure.tile.self");
+  const v = fig && fig.querySelector("video");
+  return !!v && fig.classList.contains("no-video") === !on && (!on || v.videoWidth > 0);
+})`
+
 // cameraButtonJS is true when the camera button offers to stop the video
 // (on) or to start it (off).
 const cameraButtonJS = `((on) => document.getElementById("camera").getAttribute("aria-pressed") === String(!on))`
@@ -61,6 +69,7 @@ func runCameraSteps(t *testing.T, m latecomer) {
 		do(t, m.page, "the member "+s.what, chromedp.Evaluate[chromedp.Void](s.action))
 		on := s.shows == "camera" || strings.Contains(s.what, "during")
 		waitTrue(t, m.page, "the camera button after the member "+s.what, fmt.Sprintf("%s(%t)", cameraButtonJS, on), 15*time.Second)
+		waitTrue(t, m.page, "the self view after the member "+s.what, fmt.Sprintf("%s(%t)", selfViewJS, on), 15*time.Second)
 		for name, ctx := range m.viewers {
 			what := fmt.Sprintf("after the member %s, %s's tile shows the %s", s.what, name, s.shows)
 			switch s.shows {
@@ -127,5 +136,38 @@ func TestBrowserCameraTurnedOnMidCall(t *testing.T) {
 				t.Errorf("the clinician is only on the media server: %t (%v), want %t", onServer, err, tc.onServer)
 			}
 		})
+	}
+}
+
+// TestBrowserCameraTurnedOnMidCallMovesToTheMediaServer has a member who
+// joined without a camera turn one on in a consult of two, then a third
+// member join: the camera goes on through the media server, on a section
+// of its own, to both others, and turning it off there leaves the name
+// card in their tiles.
+func TestBrowserCameraTurnedOnMidCallMovesToTheMediaServer(t *testing.T) {
+	d, doc := startConsult(t, "dr.latecam", false)
+	defer d.stop()
+	second := extraLink(t, doc, "family")
+	first, err := chromedp.Run(doc, chromedp.Evaluate[string](`document.querySelector(".link-url").value`))
+	if err != nil || !strings.Contains(first, "/j/") {
+		t.Fatalf("patient link %q: %v", first, err)
+	}
+	nocam := joinWithoutCamera(t, d, first, "Nico Nocamera", true)
+	admit(t, doc, "Nico Nocamera")
+	waitTrue(t, nocam, "Nico decodes the clinician directly", remoteVideoDecoding, 90*time.Second)
+	nico := memberID(t, nocam, "Nico")
+	camera := fmt.Sprintf("%s(%s, false)", tileDecodesJS, nico)
+	do(t, nocam, "Nico turns his camera on", chromedp.Click(chromedp.CSS("#camera")))
+	waitTrue(t, doc, "the clinician decodes Nico's camera directly", camera, 60*time.Second)
+
+	patient := joinAsGuest(t, second, "Pat Example")
+	admit(t, doc, "Pat Example")
+	for name, ctx := range map[string]context.Context{"clinician": doc, "patient": patient} {
+		waitTrue(t, ctx, name+" is on the media server only", `window.openConsult.mediaServer() !== null && window.openConsult.peers().length === 0`, 90*time.Second)
+		waitTrue(t, ctx, name+" decodes Nico's camera through the media server", camera, 60*time.Second)
+	}
+	do(t, nocam, "Nico turns his camera off", chromedp.Click(chromedp.CSS("#camera")))
+	for name, ctx := range map[string]context.Context{"clinician": doc, "patient": patient} {
+		waitTrue(t, ctx, "Nico's picture leaves "+name+"'s tile", fmt.Sprintf("%s(%s)", tileWithoutPictureJS, nico), 30*time.Second)
 	}
 }
