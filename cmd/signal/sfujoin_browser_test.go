@@ -67,11 +67,12 @@ const refuseMicrophone = `(() => {
 
 // joinWithoutCamera opens link in a new browser whose pages watch their
 // media server connection, and joins audio only; without mic, the
-// browser refuses the microphone too, and the member sends nothing.
-func joinWithoutCamera(t *testing.T, d *devServer, link, name string, mic bool) context.Context {
+// browser refuses the microphone too, and the member sends nothing. Its
+// pages run the extra scripts too.
+func joinWithoutCamera(t *testing.T, d *devServer, link, name string, mic bool, extra ...string) context.Context {
 	t.Helper()
 	ctx := browsertest.New(t)
-	scripts := []string{watchServerConnection}
+	scripts := append([]string{watchServerConnection}, extra...)
 	if !mic {
 		scripts = append(scripts, refuseMicrophone)
 	}

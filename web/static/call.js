@@ -39,12 +39,15 @@ setInterval(() => {
 
 // The server refuses a message with a stable code. One that could not
 // reach its member or the media server (no-member, not-routed) is
-// renegotiated rather than lost.
+// renegotiated rather than lost; an offer to the media server that
+// crossed the server's own is settled by the media server link.
 function refused(m) {
   if (m.code === "media-unavailable") return backToPeers();
   if ((m.code === "no-member" || m.code === "not-routed") && (undelivered(m.ref) || onUndeliveredToServer(m.ref))) return;
+  const report = () => setStatus(t("js.call.refused", { code: m.code }));
+  if (state.sfu?.refused(m.ref, m.code, report)) return;
   if (recording.error(m)) return;
-  setStatus(t("js.call.refused", { code: m.code }));
+  report();
 }
 
 const handlers = {

@@ -20,6 +20,10 @@ export const state = {
   sfu: null, // MediaServerLink while on the media server
   local: null, // MediaStream
   screen: null, // MediaStreamTrack while sharing
+  // The camera was turned on during the call by a tab that joined without
+  // one: it goes on a video section of its own (see sfu.js sendVideo), and
+  // turning it off releases it and takes the picture off the others' tiles.
+  ownCamera: false,
   ws: null,
   wsDown: false,
   retry: 0,

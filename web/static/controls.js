@@ -28,6 +28,7 @@ export async function startMedia() {
   tile(state.me || "me", t("js.call.you"), state.local, true);
   $("lobby-self").srcObject = state.local;
   $("lobby-self").hidden = state.local.getVideoTracks().length === 0;
+  if (state.local.getVideoTracks().length === 0) setControl("camera", true, t("js.call.video.start"));
   await fillDeviceLists();
 }
 
@@ -36,6 +37,10 @@ async function fillDeviceLists() {
   for (const [kind, select] of [["videoinput", $("camera-select")], ["audioinput", $("mic-select")]]) {
     select.replaceChildren();
     const current = state.local.getTracks().find((t) => t.kind === (kind === "videoinput" ? "video" : "audio"));
+    // Without a camera, or with one turned on during the call, the list
+    // starts with "no camera": picking a camera turns it on, and this
+    // entry turns it off again.
+    if (kind === "videoinput" && (!current || state.ownCamera)) select.add(new Option(t("js.call.camera.none"), "none", !current, !current));
     for (const d of devices.filter((d) => d.kind === kind)) {
       const opt = new Option(d.label || (kind === "videoinput" ? t("js.call.camera") : t("js.call.microphone")), d.deviceId);
       if (current && current.getSettings().deviceId === d.deviceId) opt.selected = true;
@@ -52,12 +57,15 @@ $("share").hidden = !navigator.mediaDevices?.getDisplayMedia;
 
 $("flip").addEventListener("click", () => {
   const select = $("camera-select");
-  if (select.options.length < 2) return;
-  select.selectedIndex = (select.selectedIndex + 1) % select.options.length;
+  const cameras = [...select.options].filter((o) => o.value !== "none");
+  if (cameras.length < 2) return;
+  select.value = cameras[(cameras.findIndex((o) => o.selected) + 1) % cameras.length].value;
   switchDevice("video", select.value);
 });
 
 async function switchDevice(kind, deviceId) {
+  if (kind === "video" && deviceId === "none") return state.ownCamera ? cameraOff() : undefined;
+  if (kind === "video" && state.local.getVideoTracks().length === 0) return cameraOn(deviceId);
   const constraints = kind === "video" ? { video: { deviceId: { exact: deviceId } } } : { audio: { deviceId: { exact: deviceId } } };
   const fresh = await navigator.mediaDevices.getUserMedia(constraints);
   const track = fresh.getTracks()[0];
@@ -68,9 +76,64 @@ async function switchDevice(kind, deviceId) {
     old.stop();
   }
   state.local.addTrack(track);
-  const outgoing = kind === "video" && state.screen ? state.screen : track;
-  for (const p of state.peers.values()) replaceOrAdd(p, kind, outgoing);
-  state.sfu?.replaceTrack(kind, outgoing, kind === "video" && !!state.screen);
+  if (kind === "video") return sendVideo();
+  for (const p of state.peers.values()) replaceOrAdd(p, kind, track);
+  state.sfu?.replaceTrack(kind, track);
+}
+
+// cameraOn turns a camera on (deviceId, or the default one when empty: a
+// camera the page may not name yet, without permission) for a tab that
+// has none: it joined without one (audio only, the camera refused or
+// missing) or turned it off. Each connection sends it on a video section
+// of its own; while a screen is shared, the camera comes when the share
+// stops.
+async function cameraOn(deviceId) {
+  let track;
+  try {
+    const fresh = await navigator.mediaDevices.getUserMedia({ video: deviceId ? { deviceId: { exact: deviceId } } : true });
+    track = fresh.getVideoTracks()[0];
+  } catch {
+    setStatus(t("js.call.camera.failed"));
+    await fillDeviceLists();
+    return;
+  }
+  if (state.over || state.local.getVideoTracks().length > 0) {
+    track.stop(); // the call ended, or another click turned a camera on meanwhile
+    return;
+  }
+  state.ownCamera = true;
+  state.local.addTrack(track);
+  sendVideo();
+  setControl("camera", false, t("js.call.video.stop"));
+  sendMediaState();
+  await fillDeviceLists();
+}
+
+// cameraOff releases a camera turned on during the call (its light goes
+// off): the tab sends no video again, and the others' tiles go back to the
+// name card rather than keep a last frame.
+function cameraOff() {
+  for (const track of state.local.getVideoTracks()) {
+    state.local.removeTrack(track);
+    track.stop();
+  }
+  state.ownCamera = false;
+  sendVideo();
+  setControl("camera", true, t("js.call.video.start"));
+  sendMediaState();
+  fillDeviceLists();
+}
+
+// sendVideo sends the screen being shared, else the camera, else nothing,
+// on every connection.
+function sendVideo() {
+  const cam = state.local.getVideoTracks()[0] || null;
+  const outgoing = state.screen || cam;
+  for (const p of state.peers.values()) {
+    if (outgoing) replaceOrAdd(p, "video", outgoing);
+    else stopSending(p, null);
+  }
+  state.sfu?.sendVideo(outgoing, !!state.screen);
 }
 
 function replaceOrAdd(peer, kind, track) {
@@ -124,6 +187,8 @@ $("mute").addEventListener("click", () => {
 
 $("camera").addEventListener("click", () => {
   const tracks = state.local.getVideoTracks();
+  if (tracks.length === 0) return cameraOn($("camera-select").value.replace(/^none$/, ""));
+  if (state.ownCamera) return cameraOff();
   const off = tracks.length > 0 && tracks[0].enabled;
   tracks.forEach((t) => { t.enabled = !off; });
   setControl("camera", off, off ? t("js.call.video.start") : t("js.call.video.stop"));

@@ -15,6 +15,7 @@ export function toMediaServer() {
     config: peerConfig(),
     local: state.local,
     screen: state.screen,
+    ownCamera: state.ownCamera,
     send,
     others: [...state.roster.keys()].filter((id) => id !== state.me).length,
     onMedia(member, stream) {

@@ -1,7 +1,10 @@
 // The connection to the media server (SFU) a consult of three or more
 // uses: one RTCPeerConnection that publishes this tab's microphone and
 // camera and receives every other member's media. The server renegotiates
-// when members come and go; this side yields on glare. The server names
+// when members come and go; this side is the polite one: when the server's
+// offer crosses one of ours, ours is rolled back, the server's answered,
+// and ours made again (the server refuses the one that crossed with
+// bad-sdp, which is no news to the user). The server names
 // each stream it forwards "{member id}/{stream id}". Like the direct
 // connections, it outlives a signaling reconnection: what could not be
 // sent meanwhile, an unanswered offer and a path down for a while are
@@ -28,11 +31,13 @@ const spareMax = 4;
 
 export class MediaServerLink {
   // config: RTCConfiguration; local: the tab's MediaStream; screen: the
-  // shared screen track or null; send: sends a signaling message;
+  // shared screen track or null; ownCamera: the camera was turned on
+  // during the call and goes, like a screen without a camera, on a section
+  // of its own (see sendVideo); send: sends a signaling message;
   // onMedia(member, stream): called once a member's media flows through
   // the server, when the direct connection to it can close; others: how
   // many other members the consult has.
-  constructor({ config, local, screen, send, onMedia, simulcast = true, others = 1 }) {
+  constructor({ config, local, screen, ownCamera = false, send, onMedia, simulcast = true, others = 1 }) {
     this.pc = new RTCPeerConnection(config);
     this.local = local;
     this.sendMsg = send;
@@ -40,8 +45,11 @@ export class MediaServerLink {
     this.streams = new Map(); // member id -> MediaStream arriving from the server
     this.sizes = new Map(); // member id -> size last reported
     this.senders = new Map(); // kind -> RTCRtpSender
-    this.screen = null; // the screen's transceiver of a tab without camera
+    this.own = null; // the video section of its own of a tab that joined without camera
     this.makingOffer = false;
+    this.offers = new Set(); // ids of our offers not answered yet
+    this.crossed = new Set(); // ids of our offers that crossed one of the server's
+    this.restarting = false; // an ICE restart is wanted until an offer of ours is answered
     this.closed = false;
     this.lost = false; // a message could not be sent: renegotiate
     this.refs = new Set(); // ids of the negotiation messages sent to the server
@@ -52,6 +60,7 @@ export class MediaServerLink {
     const pc = this.pc;
 
     for (const t of local.getTracks()) {
+      if (t.kind === "video" && ownCamera) continue;
       const track = t.kind === "video" && screen ? screen : t;
       const init = { direction: "sendrecv", streams: [local] };
       if (t.kind === "video" && simulcast) {
@@ -59,14 +68,16 @@ export class MediaServerLink {
       }
       this.senders.set(t.kind, pc.addTransceiver(track, init).sender);
     }
-    if (screen && !this.senders.has("video")) this.share(screen);
+    const own = screen || (ownCamera && local.getVideoTracks()[0]);
+    if (own && !this.senders.has("video")) this.sendVideo(own);
     // A kind the tab does not send is offered receive-only, a section for
     // each other member: the server answers this first offer with the
     // room's publications of that kind on them, so they flow without its
     // second offer and one more round trip. (A kind the tab sends comes
     // with the server's offer, on sections of their own.) A section left
-    // over is answered with no track and stays unused. A screen shared
-    // without a camera has a section of its own (see share).
+    // over is answered with no track and stays unused. A screen shared or a
+    // camera turned on by a tab that joined without one has a section of
+    // its own (see sendVideo).
     const spare = Math.min(Math.max(others, 1), spareMax);
     for (const kind of ["audio", "video"]) {
       if (this.senders.has(kind)) continue;
@@ -77,8 +88,10 @@ export class MediaServerLink {
       try {
         this.makingOffer = true;
         await pc.setLocalDescription();
+        if (pc.signalingState !== "have-local-offer") return; // the server's offer came first
         this.offeredAt = Date.now();
-        this.signal({ type: "offer", to: "sfu", sdp: pc.localDescription.sdp });
+        const ref = this.signal({ type: "offer", to: "sfu", sdp: pc.localDescription.sdp });
+        if (ref) this.offers.add(ref);
       } catch (err) {
         console.warn("media server negotiation", err);
       } finally {
@@ -114,15 +127,40 @@ export class MediaServerLink {
   }
 
   // signal sends a message to the server, noting one that could not be
-  // sent, and the ids of those that were.
+  // sent, and the ids of those that were; it returns the message's id.
   signal(msg) {
     const ref = this.sendMsg(msg);
     if (!ref) {
       this.lost = true;
-      return;
+      return null;
     }
     this.refs.add(ref);
     if (this.refs.size > 500) this.refs.delete(this.refs.values().next().value);
+    return ref;
+  }
+
+  // takeBack notes that our unanswered offers were rolled back: the
+  // server's refusal of one of them says nothing to the user.
+  takeBack() {
+    for (const ref of this.offers) this.crossed.add(ref);
+    this.offers.clear();
+    while (this.crossed.size > 50) this.crossed.delete(this.crossed.values().next().value);
+  }
+
+  // refused handles the server's refusal (code) of message ref and reports
+  // whether it was one of this connection's offers, which the server
+  // refuses (bad-sdp) when it crossed the server's own offer. Such a
+  // refusal is silent: the crossing was or will be settled when the
+  // server's offer arrives (see description). Only a refused offer that
+  // no offer of the server crossed within a moment is reported (report);
+  // tend then renegotiates it.
+  refused(ref, code, report) {
+    if (this.crossed.delete(ref)) return true;
+    if (code !== "bad-sdp" || !this.offers.has(ref)) return false;
+    setTimeout(() => {
+      if (!this.crossed.delete(ref) && !this.closed) report();
+    }, stallMs / 2);
+    return true;
   }
 
   // sent reports whether the message with id ref was one of this
@@ -143,7 +181,9 @@ export class MediaServerLink {
     if (this.closed || this.makingOffer || Date.now() - this.restartedAt < stallMs) return;
     this.restartedAt = Date.now();
     this.lost = false;
+    this.restarting = true;
     if (pc.signalingState === "have-local-offer") {
+      this.takeBack();
       await pc.setLocalDescription({ type: "rollback" }).catch((err) => console.warn("rollback", err));
     }
     pc.restartIce();
@@ -169,17 +209,28 @@ export class MediaServerLink {
     if (unanswered || down || pc.connectionState === "failed" || this.lost) this.restart();
   }
 
-  // description applies an offer or answer from the server; the server's
-  // offer wins over one of ours in flight (the browser rolls ours back).
+  // description applies an offer or answer from the server. The server's
+  // offer wins over one of ours in flight: setting it rolls ours back (the
+  // server refuses ours, see refused); once the server's is answered, the
+  // browser offers again what ours carried (negotiationneeded fires again
+  // for a section or direction not negotiated yet; an ICE restart is asked
+  // again).
   async description(d) {
     if (this.closed) return;
-    if (d.type === "answer" && this.pc.signalingState !== "have-local-offer") return; // an offer taken back
+    const pc = this.pc;
+    if (d.type === "answer" && pc.signalingState !== "have-local-offer") return; // an offer taken back
+    const crossing = d.type === "offer" && (this.makingOffer || pc.signalingState !== "stable");
     try {
-      await this.pc.setRemoteDescription(d);
-      if (d.type === "offer") {
-        await this.pc.setLocalDescription();
-        this.signal({ type: "answer", to: "sfu", sdp: this.pc.localDescription.sdp });
+      await pc.setRemoteDescription(d);
+      if (d.type === "answer") {
+        this.offers.clear();
+        this.restarting = false;
+        return;
       }
+      if (crossing || this.offers.size > 0) this.takeBack();
+      await pc.setLocalDescription();
+      this.signal({ type: "answer", to: "sfu", sdp: pc.localDescription.sdp });
+      if (crossing && this.restarting) pc.restartIce();
     } catch (err) {
       console.warn("media server description", err);
     }
@@ -198,30 +249,34 @@ export class MediaServerLink {
     await sender.setParameters(params).catch((err) => console.warn("layers", err));
   }
 
-  // share sends the screen: instead of the camera, or without one on a
-  // section of its own, added (and, after the first share, taken up
-  // again) by a renegotiation; the server publishes it as a new track.
+  // share sends the screen instead of the camera (see sendVideo).
   share(track) {
-    if (this.closed) return;
-    if (this.senders.has("video")) return this.replaceTrack("video", track, true);
-    if (!this.screen) {
-      this.screen = this.pc.addTransceiver(track, { direction: "sendonly", streams: [this.local] });
-      return;
-    }
-    this.screen.sender.replaceTrack(track);
-    this.screen.direction = "sendonly";
+    return this.sendVideo(track, true);
   }
 
-  // unshare sends the camera again after a share. Without one, the screen's
-  // section goes back to receiving only: the server ends the publication
-  // and the others' tiles lose the picture rather than keep its last frame.
-  // (Not inactive: the server stops such a section for good.)
+  // unshare sends the camera again after a share, or nothing without one.
   unshare(cam) {
+    return this.sendVideo(cam);
+  }
+
+  // sendVideo sends track (the camera, the screen, or null for nothing) as
+  // the tab's video. A tab that joined with a camera has the camera's
+  // sender. One that joined without has a send-only section of its own,
+  // added (and later taken up again) by a renegotiation, which the server
+  // publishes as a new track; the screen or a camera turned on during the
+  // call go there. With nothing to send the section goes back to
+  // receiving only: the server ends the publication and the others' tiles
+  // lose the picture rather than keep its last frame. (Not inactive: the
+  // server stops such a section for good.)
+  sendVideo(track, screen = false) {
     if (this.closed) return;
-    if (this.senders.has("video")) return this.replaceTrack("video", cam);
-    if (!this.screen) return;
-    this.screen.sender.replaceTrack(null);
-    this.screen.direction = "recvonly";
+    if (this.senders.has("video")) return this.replaceTrack("video", track, screen);
+    if (!this.own) {
+      if (track) this.own = this.pc.addTransceiver(track, { direction: "sendonly", streams: [this.local] });
+      return;
+    }
+    this.own.sender.replaceTrack(track);
+    this.own.direction = track ? "sendonly" : "recvonly";
   }
 
   // view reports the size at which member's video is shown, rounded so
