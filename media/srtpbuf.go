@@ -204,11 +204,12 @@ func (b *packetQueue) drained() {
 	}
 }
 
-// isClosed reports whether Close was called.
-func (b *packetQueue) isClosed() bool {
+// readable reports whether a Read would return at once: a packet is
+// queued, or the queue is closed.
+func (b *packetQueue) readable() bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	return b.closed
+	return b.head < len(b.q) || b.closed
 }
 
 // readCount is the number of packets read so far.

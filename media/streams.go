@@ -180,7 +180,7 @@ func (h *connStreams) readAll(r *streamReader, q *packetQueue) error {
 	if r.kind == rtcpStreams {
 		buf, rs = h.buf, &h.rs
 	}
-	for !r.done && (q.pending() || q.isClosed()) {
+	for !r.done && q.readable() {
 		if err := r.read(buf, rs); err != nil {
 			r.done = true
 			return err
