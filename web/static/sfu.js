@@ -42,7 +42,6 @@ export class MediaServerLink {
     this.pc = new RTCPeerConnection(config);
     this.local = local;
     this.sendMsg = send;
-    this.simulcast = simulcast;
     this.onMedia = onMedia;
     this.streams = new Map(); // member id -> MediaStream arriving from the server
     this.sizes = new Map(); // member id -> size last reported
@@ -65,7 +64,9 @@ export class MediaServerLink {
       if (t.kind === "video" && ownCamera) continue;
       const track = t.kind === "video" && screen ? screen : t;
       const init = { direction: "sendrecv", streams: [local] };
-      if (t.kind === "video" && simulcast) init.sendEncodings = layers(!!screen);
+      if (t.kind === "video" && simulcast) {
+        init.sendEncodings = cameraLayers.map((l, i) => ({ ...l, active: !screen || i === cameraLayers.length - 1 }));
+      }
       this.senders.set(t.kind, pc.addTransceiver(track, init).sender);
     }
     const own = screen || (ownCamera && local.getVideoTracks()[0]);
@@ -253,9 +254,11 @@ export class MediaServerLink {
     const sender = this.senders.get(kind);
     if (!sender) return;
     await sender.replaceTrack(track);
-    if (kind === "video") await activate(sender, screen);
+    const params = sender.getParameters();
+    if (kind !== "video" || !params.encodings || params.encodings.length < 2) return;
+    params.encodings.forEach((e, i) => { e.active = !screen || i === params.encodings.length - 1; });
+    await sender.setParameters(params).catch((err) => console.warn("layers", err));
   }
-
 
   // sendAudio sends track as the tab's microphone. A tab that joined
   // without one turns it on during the call: like a camera turned on then
@@ -289,22 +292,16 @@ export class MediaServerLink {
   // call go there. With nothing to send the section goes back to
   // receiving only: the server ends the publication and the others' tiles
   // lose the picture rather than keep its last frame. (Not inactive: the
-  // server stops such a section for good.) The section sends the camera's
-  // layers, as a camera present at join does, and the screen in the top
-  // one only.
-  async sendVideo(track, screen = false) {
+  // server stops such a section for good.)
+  sendVideo(track, screen = false) {
     if (this.closed) return;
     if (this.senders.has("video")) return this.replaceTrack("video", track, screen);
     if (!this.own) {
-      if (!track) return;
-      const init = { direction: "sendonly", streams: [this.local] };
-      if (this.simulcast) init.sendEncodings = layers(screen);
-      this.own = this.pc.addTransceiver(track, init);
+      if (track) this.own = this.pc.addTransceiver(track, { direction: "sendonly", streams: [this.local] });
       return;
     }
+    this.own.sender.replaceTrack(track);
     this.own.direction = track ? "sendonly" : "recvonly";
-    await this.own.sender.replaceTrack(track);
-    if (track) await activate(this.own.sender, screen);
   }
 
   // view reports the size at which member's video is shown, rounded so
@@ -333,21 +330,6 @@ export class MediaServerLink {
     this.closed = true;
     this.pc.close();
   }
-}
-
-// layers returns the encodings of a camera's sender: the three layers of
-// a camera, or the top one only of a screen (its text must stay readable).
-function layers(screen) {
-  return cameraLayers.map((l, i) => ({ ...l, active: !screen || i === cameraLayers.length - 1 }));
-}
-
-// activate turns the layers of a video sender on for a camera, or the top
-// one only for a screen; a sender of one layer sends it whatever it is.
-async function activate(sender, screen) {
-  const params = sender.getParameters();
-  if (!params.encodings || params.encodings.length < 2) return;
-  params.encodings.forEach((e, i) => { e.active = !screen || i === params.encodings.length - 1; });
-  await sender.setParameters(params).catch((err) => console.warn("layers", err));
 }
 
 // firstFrame resolves once stream has a decoded video frame, or after a few
