@@ -56,11 +56,12 @@ const firstAnswerFromServer = `((n) => {
 })`
 
 // refuseMicrophone makes the page's requests for a microphone fail as a
-// refused permission does (the test browser's fake devices grant any).
+// refused permission does (the test browser's fake devices grant any),
+// until the page sets window.micAllowed (the user allows it).
 const refuseMicrophone = `(() => {
   const real = MediaDevices.prototype.getUserMedia;
   MediaDevices.prototype.getUserMedia = function (c) {
-    if (c && c.audio) return Promise.reject(new DOMException("refused", "NotAllowedError"));
+    if (c && c.audio && !window.micAllowed) return Promise.reject(new DOMException("refused", "NotAllowedError"));
     return real.call(this, c);
   };
 })()`

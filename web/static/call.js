@@ -16,6 +16,7 @@ import { renderRoster, renderLobby, sweepMissing } from "./roster.js";
 import { onDescription, onCandidate, undelivered, dropPeer, restartAll, tend } from "./peers.js";
 import { admittedRoute, onRoute, backToPeers, onUndeliveredToServer } from "./route.js";
 import { showReconnecting } from "./quality.js";
+import { busy, settled } from "./busy.js";
 
 const recording = new Recording({ root, send, isHost, status: setStatus });
 
@@ -40,8 +41,12 @@ setInterval(() => {
 // The server refuses a message with a stable code. One that could not
 // reach its member or the media server (no-member, not-routed) is
 // renegotiated rather than lost; an offer to the media server that
-// crossed the server's own is settled by the media server link.
+// crossed the server's own is settled by the media server link. An offer
+// or answer refused as busy (the server's budget for large messages was
+// full) is sent again after a moment (busy.js).
 function refused(m) {
+  if (m.code === "busy") return busy(() => setStatus(t("js.call.busy")));
+  settled(m.ref);
   if (m.code === "media-unavailable") return backToPeers();
   if ((m.code === "no-member" || m.code === "not-routed") && (undelivered(m.ref) || onUndeliveredToServer(m.ref))) return;
   const report = () => setStatus(t("js.call.refused", { code: m.code }));
@@ -118,7 +123,7 @@ const handlers = {
   expired() {
     finish(isHost ? t("js.call.expired.host") : t("js.call.expired.guest"));
   },
-  ack() {},
+  ack(m) { settled(m.ref); },
   pong() {},
   ...recording.handlers,
 };

@@ -1,5 +1,6 @@
 // What the call page's modules share: the page's elements, the call's
 // state and the signaling socket's send.
+import { track } from "./busy.js";
 
 export const root = document.getElementById("call");
 export const consultId = root.dataset.consult;
@@ -48,10 +49,14 @@ export function setStatus(text) {
 }
 
 // send sends a message on the signaling socket and returns its id, or null
-// when the socket is down and the message could not be sent.
-export function send(msg) {
+// when the socket is down and the message could not be sent. An offer or
+// answer comes with its again (see busy.js track): the server may refuse
+// it as busy.
+export function send(msg, again) {
   if (!state.ws || state.ws.readyState !== WebSocket.OPEN) return null;
   msg.id = String(++state.seq);
-  state.ws.send(JSON.stringify(msg));
+  const text = JSON.stringify(msg);
+  state.ws.send(text);
+  if (again) track(msg.id, text.length, again);
   return msg.id;
 }

@@ -29,6 +29,7 @@ export async function startMedia() {
   $("lobby-self").srcObject = state.local;
   $("lobby-self").hidden = state.local.getVideoTracks().length === 0;
   if (state.local.getVideoTracks().length === 0) setControl("camera", true, t("js.call.video.start"));
+  if (state.local.getAudioTracks().length === 0) setControl("mute", true, t("js.call.unmute"));
   await fillDeviceLists();
 }
 
@@ -41,6 +42,9 @@ async function fillDeviceLists() {
     // starts with "no camera": picking a camera turns it on, and this
     // entry turns it off again.
     if (kind === "videoinput" && (!current || state.ownCamera)) select.add(new Option(t("js.call.camera.none"), "none", !current, !current));
+    // Without a microphone the list starts with "no microphone", so that
+    // picking any microphone turns it on.
+    if (kind === "audioinput" && !current) select.add(new Option(t("js.call.microphone.none"), "none", true, true));
     for (const d of devices.filter((d) => d.kind === kind)) {
       const opt = new Option(d.label || (kind === "videoinput" ? t("js.call.camera") : t("js.call.microphone")), d.deviceId);
       if (current && current.getSettings().deviceId === d.deviceId) opt.selected = true;
@@ -66,6 +70,8 @@ $("flip").addEventListener("click", () => {
 async function switchDevice(kind, deviceId) {
   if (kind === "video" && deviceId === "none") return state.ownCamera ? cameraOff() : undefined;
   if (kind === "video" && state.local.getVideoTracks().length === 0) return cameraOn(deviceId);
+  if (kind === "audio" && deviceId === "none") return;
+  if (kind === "audio" && state.local.getAudioTracks().length === 0) return micOn(deviceId);
   const constraints = kind === "video" ? { video: { deviceId: { exact: deviceId } } } : { audio: { deviceId: { exact: deviceId } } };
   const fresh = await navigator.mediaDevices.getUserMedia(constraints);
   const track = fresh.getTracks()[0];
@@ -105,6 +111,35 @@ async function cameraOn(deviceId) {
   state.local.addTrack(track);
   sendVideo();
   setControl("camera", false, t("js.call.video.stop"));
+  sendMediaState();
+  await fillDeviceLists();
+}
+
+// micOn turns a microphone on (deviceId, or the default one when empty)
+// for a tab that joined without one (none found, or permission refused).
+// Each direct connection sends it on its audio section, which only
+// received until now; the media server's connection on a section of its
+// own (see sfu.js sendAudio). Muting it then works as for a microphone
+// present at join.
+async function micOn(deviceId) {
+  let track;
+  try {
+    const fresh = await navigator.mediaDevices.getUserMedia({ audio: deviceId ? { deviceId: { exact: deviceId } } : true });
+    track = fresh.getAudioTracks()[0];
+  } catch {
+    setStatus(t("js.call.microphone.failed"));
+    await fillDeviceLists();
+    return;
+  }
+  if (state.over || state.local.getAudioTracks().length > 0) {
+    track.stop(); // the call ended, or another click turned a microphone on meanwhile
+    return;
+  }
+  state.local.addTrack(track);
+  for (const p of state.peers.values()) replaceOrAdd(p, "audio", track);
+  state.sfu?.sendAudio(track);
+  $("lobby-nomic").hidden = true;
+  setControl("mute", false, t("js.call.mute"));
   sendMediaState();
   await fillDeviceLists();
 }
@@ -179,6 +214,7 @@ function setControl(id, pressed, label) {
 
 $("mute").addEventListener("click", () => {
   const tracks = state.local.getAudioTracks();
+  if (tracks.length === 0) return micOn($("mic-select").value.replace(/^none$/, ""));
   const muted = tracks.length > 0 && tracks[0].enabled;
   tracks.forEach((t) => { t.enabled = !muted; });
   setControl("mute", muted, muted ? t("js.call.unmute") : t("js.call.mute"));

@@ -78,9 +78,16 @@ function newPeer(id) {
 
 // signal sends a negotiation message to p's member. One that cannot be
 // sent (the signaling socket is down) is not silently lost: the pair is
-// renegotiated once the socket is back.
+// renegotiated once the socket is back. An offer or answer the server
+// refused as busy is sent again while it is still the pair's latest
+// description (see busy.js), or the pair renegotiates.
 function signal(p, msg) {
-  const ref = send(msg);
+  const again = msg.sdp && ((exhausted) => {
+    if (state.peers.get(p.id) !== p || p.pc.localDescription?.sdp !== msg.sdp) return;
+    if (exhausted) p.lost = true;
+    else signal(p, msg);
+  });
+  const ref = send(msg, again);
   if (!ref) {
     p.lost = true;
     return;

@@ -30,10 +30,11 @@ const cameraLayers = [
 const spareMax = 4;
 
 export class MediaServerLink {
-  // config: RTCConfiguration; local: the tab's MediaStream; screen: the
-  // shared screen track or null; ownCamera: the camera was turned on
-  // during the call and goes, like a screen without a camera, on a section
-  // of its own (see sendVideo); send: sends a signaling message;
+  // config: RTCConfiguration; local: the tab's MediaStream (a microphone
+  // turned on during the call is in it and goes as one present at join);
+  // screen: the shared screen track or null; ownCamera: the camera was
+  // turned on during the call and goes, like a screen without a camera, on
+  // a section of its own (see sendVideo); send: sends a signaling message;
   // onMedia(member, stream): called once a member's media flows through
   // the server, when the direct connection to it can close; others: how
   // many other members the consult has.
@@ -90,8 +91,7 @@ export class MediaServerLink {
         await pc.setLocalDescription();
         if (pc.signalingState !== "have-local-offer") return; // the server's offer came first
         this.offeredAt = Date.now();
-        const ref = this.signal({ type: "offer", to: "sfu", sdp: pc.localDescription.sdp });
-        if (ref) this.offers.add(ref);
+        this.signal({ type: "offer", to: "sfu", sdp: pc.localDescription.sdp });
       } catch (err) {
         console.warn("media server negotiation", err);
       } finally {
@@ -127,12 +127,23 @@ export class MediaServerLink {
   }
 
   // signal sends a message to the server, noting one that could not be
-  // sent, and the ids of those that were; it returns the message's id.
+  // sent, and the ids of those that were, and of our offers. An offer or
+  // answer the server refused as busy is sent again while it is still our
+  // latest description (see busy.js), or the connection renegotiates.
   signal(msg) {
-    const ref = this.sendMsg(msg);
+    const again = msg.sdp && ((exhausted) => {
+      if (this.closed || this.pc.localDescription?.sdp !== msg.sdp) return;
+      if (exhausted) this.lost = true;
+      else this.signal(msg);
+    });
+    const ref = this.sendMsg(msg, again);
     if (!ref) {
       this.lost = true;
       return null;
+    }
+    if (msg.type === "offer") {
+      this.offers.add(ref);
+      this.offeredAt = Date.now();
     }
     this.refs.add(ref);
     if (this.refs.size > 500) this.refs.delete(this.refs.values().next().value);
@@ -247,6 +258,20 @@ export class MediaServerLink {
     if (kind !== "video" || !params.encodings || params.encodings.length < 2) return;
     params.encodings.forEach((e, i) => { e.active = !screen || i === params.encodings.length - 1; });
     await sender.setParameters(params).catch((err) => console.warn("layers", err));
+  }
+
+  // sendAudio sends track as the tab's microphone. A tab that joined
+  // without one turns it on during the call: like a camera turned on then
+  // (see sendVideo), it goes on a send-only section of its own, added by a
+  // renegotiation, which the server publishes as a new track; a device
+  // change later replaces the track there. Muting only disables the
+  // track, as for a microphone present at join, so the section stays.
+  sendAudio(track) {
+    if (this.closed) return;
+    if (this.senders.has("audio")) return this.replaceTrack("audio", track);
+    if (!track) return;
+    const own = this.pc.addTransceiver(track, { direction: "sendonly", streams: [this.local] });
+    this.senders.set("audio", own.sender);
   }
 
   // share sends the screen instead of the camera (see sendVideo).
