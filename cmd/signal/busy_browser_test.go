@@ -65,10 +65,7 @@ func TestBrowserBusyDescriptionIsSentAgain(t *testing.T) {
 			}
 			d, doc := startConsult(t, "dr.busy", false, extra...)
 			defer d.stop()
-			first, err := chromedp.Run(doc, chromedp.Evaluate[string](`document.querySelector(".link-url").value`))
-			if err != nil || !strings.Contains(first, "/j/") {
-				t.Fatalf("patient link %q: %v", first, err)
-			}
+			first := patientLink(t, doc)
 			viewers := map[string]context.Context{"clinician": doc}
 			if tc.onServer {
 				second := extraLink(t, doc, "family")

@@ -266,10 +266,7 @@ func TestBrowserCallLayoutAndAccessibility(t *testing.T) {
 	waitTrue(t, doc, "display name saved", `location.search === "?changed=profile" && document.getElementById("display-name").value === "Dr. Ana Layout"`, 10*time.Second)
 	do(t, doc, "dashboard", chromedp.Navigate(d.public+"/consults"))
 	startConsultFromDashboard(t, doc)
-	link, err := chromedp.Run(doc, chromedp.Evaluate[string](`document.querySelector(".link-url").value`))
-	if err != nil || !strings.Contains(link, "/j/") {
-		t.Fatalf("patient link %q: %v", link, err)
-	}
+	link := patientLink(t, doc)
 	callURL, err := chromedp.Run(doc, chromedp.Evaluate[string](`location.href`))
 	if err != nil {
 		t.Fatal(err)

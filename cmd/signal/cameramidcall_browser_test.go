@@ -110,10 +110,7 @@ func TestBrowserCameraTurnedOnMidCall(t *testing.T) {
 			if tc.onServer {
 				second = extraLink(t, doc, "family")
 			}
-			first, err := chromedp.Run(doc, chromedp.Evaluate[string](`document.querySelector(".link-url").value`))
-			if err != nil || !strings.Contains(first, "/j/") {
-				t.Fatalf("patient link %q: %v", first, err)
-			}
+			first := patientLink(t, doc)
 			nocam := joinWithoutCamera(t, d, first, "Nico Nocamera", true)
 			admit(t, doc, "Nico Nocamera")
 			viewers := map[string]context.Context{"clinician": doc}
@@ -148,10 +145,7 @@ func TestBrowserCameraTurnedOnMidCallMovesToTheMediaServer(t *testing.T) {
 	d, doc := startConsult(t, "dr.latecam", false)
 	defer d.stop()
 	second := extraLink(t, doc, "family")
-	first, err := chromedp.Run(doc, chromedp.Evaluate[string](`document.querySelector(".link-url").value`))
-	if err != nil || !strings.Contains(first, "/j/") {
-		t.Fatalf("patient link %q: %v", first, err)
-	}
+	first := patientLink(t, doc)
 	nocam := joinWithoutCamera(t, d, first, "Nico Nocamera", true)
 	admit(t, doc, "Nico Nocamera")
 	waitTrue(t, nocam, "Nico decodes the clinician directly", remoteVideoDecoding, 90*time.Second)

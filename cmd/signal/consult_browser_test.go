@@ -271,13 +271,10 @@ func startConsultIn(t *testing.T, dir, clinician string, relayOnly bool, adjust 
 func browserConsult(t *testing.T, relayOnly bool) {
 	d, doc := startConsult(t, "dr.house", relayOnly)
 	defer d.stop()
-	link, err := chromedp.Run(doc, chromedp.Evaluate[string](`document.querySelector(".link-url").value`))
-	if err != nil || !strings.Contains(link, "/j/") {
-		t.Fatalf("patient link %q: %v", link, err)
-	}
+	link := patientLink(t, doc)
 
 	patient := browsertest.New(t)
-	err = chromedp.Do(patient,
+	err := chromedp.Do(patient,
 		chromedp.Navigate(link),
 		chromedp.WaitVisible(chromedp.CSS("#name")),
 		chromedp.SendKeys(chromedp.CSS("#name"), "Pat Example"),

@@ -40,10 +40,7 @@ func TestBrowserJoinCheckReportsWhatWasProven(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			d, doc := startConsult(t, "dr.check", false, tt.flags(t)...)
 			defer d.stop()
-			link, err := chromedp.Run(doc, chromedp.Evaluate[string](`document.querySelector(".link-url").value`))
-			if err != nil || !strings.Contains(link, "/j/") {
-				t.Fatalf("patient link %q: %v", link, err)
-			}
+			link := patientLink(t, doc)
 			patient := browsertest.New(t)
 			do(t, patient, "open the link", chromedp.Navigate(link), chromedp.WaitVisible(chromedp.CSS("#name")))
 			start := time.Now()
@@ -118,10 +115,7 @@ func TestBrowserConsultThroughTLSOnTheHTTPSPort(t *testing.T) {
 	d, doc := startConsult(t, "dr.tls", true, "-listen", fmt.Sprintf("127.0.0.1:%d", port), "-relay-tls-listen", "off", "-relay-on-https-port",
 		"-turn-secret", sharedSecret, "-turn-url", fmt.Sprintf("turns:localhost:%d?transport=tcp", port))
 	defer d.stop()
-	link, err := chromedp.Run(doc, chromedp.Evaluate[string](`document.querySelector(".link-url").value`))
-	if err != nil || !strings.Contains(link, "/j/") {
-		t.Fatalf("patient link %q: %v", link, err)
-	}
+	link := patientLink(t, doc)
 	patient := browsertest.New(t)
 	do(t, patient, "patient joins",
 		chromedp.Navigate(link),

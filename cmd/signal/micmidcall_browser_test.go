@@ -72,10 +72,7 @@ func TestBrowserMicrophoneTurnedOnMidCall(t *testing.T) {
 			if tc.onServer {
 				second = extraLink(t, doc, "family")
 			}
-			first, err := chromedp.Run(doc, chromedp.Evaluate[string](`document.querySelector(".link-url").value`))
-			if err != nil || first == "" {
-				t.Fatalf("patient link %q: %v", first, err)
-			}
+			first := patientLink(t, doc)
 			nomic := joinWithoutCamera(t, d, first, "Mia Nomic", false)
 			admit(t, doc, "Mia Nomic")
 			viewers := map[string]context.Context{"clinician": doc}

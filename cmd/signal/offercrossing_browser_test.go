@@ -127,10 +127,7 @@ func TestBrowserOfferCrossingTheMediaServersIsSettledQuietly(t *testing.T) {
 	d, doc := startConsult(t, "dr.glare", false, "-sfu-min-participants", "2")
 	defer d.stop()
 	second := extraLink(t, doc, "family")
-	first, err := chromedp.Run(doc, chromedp.Evaluate[string](`document.querySelector(".link-url").value`))
-	if err != nil || !strings.Contains(first, "/j/") {
-		t.Fatalf("patient link %q: %v", first, err)
-	}
+	first := patientLink(t, doc)
 	nico := joinWithoutCamera(t, d, first, "Nico Nocamera", true, crossOffers)
 	admit(t, doc, "Nico Nocamera")
 	nia := joinWithoutCamera(t, d, second, "Nia Nocamera", true, crossOffers)

@@ -22,10 +22,7 @@ func browserCall(t *testing.T, site *devServer, clinician, password string, befo
 	browserSignIn(t, doc, site, clinician, password)
 	startConsultFromDashboard(t, doc)
 	waitTrue(t, doc, "the clinician's call connected", `!!window.openConsult.state.me`, 30*time.Second)
-	link, err := chromedp.Run(doc, chromedp.Evaluate[string](`document.querySelector(".link-url").value`))
-	if err != nil || !strings.Contains(link, "/j/") {
-		t.Fatalf("patient link %q: %v", link, err)
-	}
+	link := patientLink(t, doc)
 	if beforePatient != nil {
 		beforePatient(doc, link)
 	}

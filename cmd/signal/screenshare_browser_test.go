@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"strings"
 	"testing"
 	"time"
 
@@ -91,10 +90,7 @@ func TestBrowserScreenShareThroughTheMediaServer(t *testing.T) {
 	d, doc := startConsult(t, "dr.screen", false, "-sfu-min-participants", "2")
 	defer d.stop()
 	second := extraLink(t, doc, "family")
-	first, err := chromedp.Run(doc, chromedp.Evaluate[string](`document.querySelector(".link-url").value`))
-	if err != nil || !strings.Contains(first, "/j/") {
-		t.Fatalf("patient link %q: %v", first, err)
-	}
+	first := patientLink(t, doc)
 	patient := joinAsGuest(t, first, "Pat Example")
 	admit(t, doc, "Pat Example")
 	nocam := joinWithoutCamera(t, d, second, "Nico Nocamera", true)
@@ -125,10 +121,7 @@ func TestBrowserScreenShareThroughTheMediaServer(t *testing.T) {
 func TestBrowserScreenSharePeerToPeer(t *testing.T) {
 	d, doc := startConsult(t, "dr.direct", false)
 	defer d.stop()
-	link, err := chromedp.Run(doc, chromedp.Evaluate[string](`document.querySelector(".link-url").value`))
-	if err != nil || !strings.Contains(link, "/j/") {
-		t.Fatalf("patient link %q: %v", link, err)
-	}
+	link := patientLink(t, doc)
 	patient := joinWithoutCamera(t, d, link, "Nico Nocamera", true)
 	admit(t, doc, "Nico Nocamera")
 	waitTrue(t, patient, "the patient decodes the clinician directly", remoteVideoDecoding, 90*time.Second)
@@ -154,10 +147,7 @@ func TestBrowserScreenShareMovesToTheMediaServer(t *testing.T) {
 	d, doc := startConsult(t, "dr.move", false)
 	defer d.stop()
 	second := extraLink(t, doc, "family")
-	first, err := chromedp.Run(doc, chromedp.Evaluate[string](`document.querySelector(".link-url").value`))
-	if err != nil || !strings.Contains(first, "/j/") {
-		t.Fatalf("patient link %q: %v", first, err)
-	}
+	first := patientLink(t, doc)
 	nocam := joinWithoutCamera(t, d, first, "Nico Nocamera", true)
 	admit(t, doc, "Nico Nocamera")
 	waitTrue(t, nocam, "Nico decodes the clinician directly", remoteVideoDecoding, 90*time.Second)

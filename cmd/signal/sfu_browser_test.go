@@ -107,10 +107,7 @@ func browserMoveToMediaServer(t *testing.T, relayOnly bool) {
 	defer d.stop()
 	// A second link, for the interpreter, before anyone joins.
 	second := extraLink(t, doc, "interpreter")
-	first, err := chromedp.Run(doc, chromedp.Evaluate[string](`document.querySelector(".link-url").value`))
-	if err != nil || !strings.Contains(first, "/j/") {
-		t.Fatalf("patient link %q: %v", first, err)
-	}
+	first := patientLink(t, doc)
 
 	patient := joinAsGuest(t, first, "Pat Example")
 	admit(t, doc, "Pat Example")
@@ -261,4 +258,14 @@ func browserMoveToMediaServer(t *testing.T, relayOnly bool) {
 	if relayOnly {
 		waitTrue(t, doc, "the direct connection goes through the relay", selectedPairIsRelay, 10*time.Second)
 	}
+}
+
+// patientLink is the patient link the clinician's consult page shows.
+func patientLink(t *testing.T, doc context.Context) string {
+	t.Helper()
+	link, err := chromedp.Run(doc, chromedp.Evaluate[string](`document.querySelector(".link-url").value`))
+	if err != nil || !strings.Contains(link, "/j/") {
+		t.Fatalf("patient link %q: %v", link, err)
+	}
+	return link
 }

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"strings"
 	"testing"
 	"time"
 
@@ -115,10 +114,7 @@ func TestBrowserViewerGetsTheRoomsVideoInTheServersFirstAnswer(t *testing.T) {
 	d, doc := startConsult(t, "dr.view", false, "-sfu-min-participants", "2")
 	defer d.stop()
 	links := map[string]string{"Vic Viewer": extraLink(t, doc, "family"), "Nia Nodevice": extraLink(t, doc, "guest")}
-	first, err := chromedp.Run(doc, chromedp.Evaluate[string](`document.querySelector(".link-url").value`))
-	if err != nil || !strings.Contains(first, "/j/") {
-		t.Fatalf("patient link %q: %v", first, err)
-	}
+	first := patientLink(t, doc)
 	patient := joinAsGuest(t, first, "Pat Example")
 	admit(t, doc, "Pat Example")
 	for name, ctx := range map[string]context.Context{"clinician": doc, "patient": patient} {
