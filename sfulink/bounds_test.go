@@ -64,21 +64,7 @@ func (s *stuckEvents) Answer(string) {
 // Closed with the reason and the node is told to close the session.
 func TestSessionFloodEnds(t *testing.T) {
 	c, l := offlineLink(0, quietLog())
-	events := &stuckEvents{recorder: newRecorder(), stuck: make(chan struct{}), release: make(chan struct{})}
-	rp, err := l.newSession(events)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rp.confirm()
-	answer, err := json.Marshal(message{Type: typeAnswer, SID: rp.sid, SDP: "v=0"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	l.handle(answer)
-	<-events.stuck // delivery is held from now on
-	for range maxSessionEvents + 10 {
-		l.handle(answer)
-	}
+	rp, events := floodStuckSession(t, l)
 	if l.sessions.get(rp.sid) != nil {
 		t.Fatal("the flooded session is still on the link")
 	}
@@ -249,4 +235,27 @@ func TestNodeErrorTextClipped(t *testing.T) {
 	if logged.Len() == 0 || logged.Len() > 4*maxErrorText {
 		t.Fatalf("logged %d bytes of a node's error", logged.Len())
 	}
+}
+
+// floodStuckSession opens a session on l whose receiver takes one event
+// and then holds delivery until its release is closed, and floods it with
+// more answers than the link queues for a session.
+func floodStuckSession(t *testing.T, l *clientLink) (*remoteParticipant, *stuckEvents) {
+	t.Helper()
+	events := &stuckEvents{recorder: newRecorder(), stuck: make(chan struct{}), release: make(chan struct{})}
+	rp, err := l.newSession(events)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rp.confirm()
+	answer, err := json.Marshal(message{Type: typeAnswer, SID: rp.sid, SDP: "v=0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.handle(answer)
+	<-events.stuck // delivery is held from now on
+	for range maxSessionEvents + 10 {
+		l.handle(answer)
+	}
+	return rp, events
 }

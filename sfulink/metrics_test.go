@@ -1,7 +1,6 @@
 package sfulink
 
 import (
-	"encoding/json"
 	"errors"
 	"log/slog"
 	"net"
@@ -39,22 +38,8 @@ func (s *stuckSink) Track(t media.RecordedTrack) media.TrackSink {
 
 // floodSession floods a session whose receiver is stuck with answers.
 func floodSession(t *testing.T, l *clientLink) {
-	events := &stuckEvents{recorder: newRecorder(), stuck: make(chan struct{}), release: make(chan struct{})}
-	defer close(events.release)
-	rp, err := l.newSession(events)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rp.confirm()
-	answer, err := json.Marshal(message{Type: typeAnswer, SID: rp.sid, SDP: "v=0"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	l.handle(answer)
-	<-events.stuck
-	for range maxSessionEvents + 10 {
-		l.handle(answer)
-	}
+	_, events := floodStuckSession(t, l)
+	close(events.release)
 }
 
 var floodTrack = &wireTrack{Member: "m", ID: "m/video", Kind: "video", MimeType: "video/VP8", ClockRate: 90000, PayloadType: 96}

@@ -106,22 +106,11 @@ func TestBrowserCameraTurnedOnMidCall(t *testing.T) {
 			}
 			d, doc := startConsult(t, "dr.camera", false, extra...)
 			defer d.stop()
-			var second string
+			var third string
 			if tc.onServer {
-				second = extraLink(t, doc, "family")
+				third = extraLink(t, doc, "family")
 			}
-			first := patientLink(t, doc)
-			nocam := joinWithoutCamera(t, d, first, "Nico Nocamera", true)
-			admit(t, doc, "Nico Nocamera")
-			viewers := map[string]context.Context{"clinician": doc}
-			if tc.onServer {
-				patient := joinAsGuest(t, second, "Pat Example")
-				admit(t, doc, "Pat Example")
-				viewers["patient"] = patient
-				waitTrue(t, nocam, "Nico decodes both others through the media server", decodingFromEveryoneViaServer+`(2)`, 90*time.Second)
-			} else {
-				waitTrue(t, nocam, "Nico decodes the clinician directly", remoteVideoDecoding, 90*time.Second)
-			}
+			nocam, viewers := joinWithoutDevices(t, d, doc, "Nico Nocamera", true, third)
 			waitTrue(t, nocam, "Nico's camera button offers to start the video", cameraButtonJS+`(false)`, 5*time.Second)
 			id, err := chromedp.Run(nocam, chromedp.Evaluate[string](`window.openConsult.state.me`))
 			if err != nil || id == "" {
@@ -145,10 +134,7 @@ func TestBrowserCameraTurnedOnMidCallMovesToTheMediaServer(t *testing.T) {
 	d, doc := startConsult(t, "dr.latecam", false)
 	defer d.stop()
 	second := extraLink(t, doc, "family")
-	first := patientLink(t, doc)
-	nocam := joinWithoutCamera(t, d, first, "Nico Nocamera", true)
-	admit(t, doc, "Nico Nocamera")
-	waitTrue(t, nocam, "Nico decodes the clinician directly", remoteVideoDecoding, 90*time.Second)
+	nocam, _ := joinWithoutDevices(t, d, doc, "Nico Nocamera", true, "")
 	nico := memberID(t, nocam, "Nico")
 	camera := fmt.Sprintf("%s(%s, false)", tileDecodesJS, nico)
 	do(t, nocam, "Nico turns his camera on", chromedp.Click(chromedp.CSS("#camera")))

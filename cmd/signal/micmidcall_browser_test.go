@@ -68,22 +68,11 @@ func TestBrowserMicrophoneTurnedOnMidCall(t *testing.T) {
 			}
 			d, doc := startConsult(t, "dr.mic", false, extra...)
 			defer d.stop()
-			var second string
+			var third string
 			if tc.onServer {
-				second = extraLink(t, doc, "family")
+				third = extraLink(t, doc, "family")
 			}
-			first := patientLink(t, doc)
-			nomic := joinWithoutCamera(t, d, first, "Mia Nomic", false)
-			admit(t, doc, "Mia Nomic")
-			viewers := map[string]context.Context{"clinician": doc}
-			if tc.onServer {
-				patient := joinAsGuest(t, second, "Pat Example")
-				admit(t, doc, "Pat Example")
-				viewers["patient"] = patient
-				waitTrue(t, nomic, "Mia decodes both others through the media server", decodingFromEveryoneViaServer+`(2)`, 90*time.Second)
-			} else {
-				waitTrue(t, nomic, "Mia decodes the clinician directly", remoteVideoDecoding, 90*time.Second)
-			}
+			nomic, viewers := joinWithoutDevices(t, d, doc, "Mia Nomic", false, third)
 			waitTrue(t, nomic, "Mia's mute button offers to turn the microphone on", muteButtonJS+`(false)`, 5*time.Second)
 			mia := memberID(t, nomic, "Mia")
 

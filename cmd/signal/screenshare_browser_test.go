@@ -147,10 +147,7 @@ func TestBrowserScreenShareMovesToTheMediaServer(t *testing.T) {
 	d, doc := startConsult(t, "dr.move", false)
 	defer d.stop()
 	second := extraLink(t, doc, "family")
-	first := patientLink(t, doc)
-	nocam := joinWithoutCamera(t, d, first, "Nico Nocamera", true)
-	admit(t, doc, "Nico Nocamera")
-	waitTrue(t, nocam, "Nico decodes the clinician directly", remoteVideoDecoding, 90*time.Second)
+	nocam, _ := joinWithoutDevices(t, d, doc, "Nico Nocamera", true, "")
 	id, err := chromedp.Run(nocam, chromedp.Evaluate[string](`window.openConsult.state.me`))
 	if err != nil || id == "" {
 		t.Fatalf("Nico's member id %q: %v", id, err)

@@ -174,3 +174,25 @@ func TestBrowserViewerGetsTheRoomsVideoInTheServersFirstAnswer(t *testing.T) {
 	}
 	waitTrue(t, last, "the viewer still decodes the clinician", fmt.Sprintf(`%s.then((n) => n > %d + 30)`, frames, before), 30*time.Second)
 }
+
+// joinWithoutDevices has name join doc's consult by its patient link
+// without a camera (mic: with a microphone, else without one either) and
+// be admitted. With third, a further link of the consult, the patient
+// Pat Example joins by it too and the member waits until it decodes both
+// others through the media server; else until it decodes the clinician
+// directly. It returns the member's page and the pages that watch it, by
+// role.
+func joinWithoutDevices(t *testing.T, d *devServer, doc context.Context, name string, mic bool, third string) (context.Context, map[string]context.Context) {
+	t.Helper()
+	member := joinWithoutCamera(t, d, patientLink(t, doc), name, mic)
+	admit(t, doc, name)
+	viewers := map[string]context.Context{"clinician": doc}
+	if third == "" {
+		waitTrue(t, member, name+" decodes the clinician directly", remoteVideoDecoding, 90*time.Second)
+		return member, viewers
+	}
+	viewers["patient"] = joinAsGuest(t, third, "Pat Example")
+	admit(t, doc, "Pat Example")
+	waitTrue(t, member, name+" decodes both others through the media server", decodingFromEveryoneViaServer+`(2)`, 90*time.Second)
+	return member, viewers
+}
