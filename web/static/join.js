@@ -190,7 +190,9 @@ async function checkNetwork() {
     pc.createOffer().then((o) => pc.setLocalDescription(o)).catch(resolve);
   });
   pc.close();
-  const relays = [...found.relay];
+  // In one order whatever answered first: UDP, the best path, then TCP, TLS.
+  const rank = (p) => ["UDP", "TCP", "TLS"].indexOf(p) >>> 0;
+  const relays = [...found.relay].sort((a, b) => rank(a) - rank(b));
   showVerdict(found.srflx ? "direct" : relays.length ? "relay" : "failed", relays);
 }
 
