@@ -46,8 +46,15 @@ func (p *Participant) StopScreen() error {
 	return p.renegotiate()
 }
 
-// renegotiate sends the node a new offer of p's.
+// renegotiate sends the node a new offer of p's once the node has
+// answered the last one, as a browser queues a negotiation it needs while
+// an offer of its own is outstanding.
 func (p *Participant) renegotiate() error {
+	eventually.True(p.t, 20*time.Second, p.Name+": the node's answer to the last offer", func() bool {
+		p.sdpMu.Lock()
+		defer p.sdpMu.Unlock()
+		return p.pc.SignalingState() == webrtc.SignalingStateStable
+	})
 	p.sdpMu.Lock()
 	offer, err := p.pc.CreateOffer(nil)
 	if err == nil {
