@@ -22,7 +22,8 @@ import (
 // that delivers every datagram, as the node's shared port does.
 type node struct {
 	conn   *Conn
-	sock   *net.UDPConn
+	sock   *net.UDPConn // nil on a shared Port
+	addr   *net.UDPAddr // where the peer sends
 	states chan State
 	wg     sync.WaitGroup
 
@@ -76,7 +77,7 @@ func newNode(t *testing.T, cert Certificate) *node {
 	if err != nil {
 		t.Fatal(err)
 	}
-	n := &node{sock: sock, states: make(chan State, 16)}
+	n := &node{sock: sock, addr: sock.LocalAddr().(*net.UDPAddr), states: make(chan State, 16)}
 	n.conn, err = New(Config{
 		Local:       Credentials{Ufrag: "nodeufrag", Pwd: "node-password-of-24-chars"},
 		Certificate: cert,
@@ -132,7 +133,7 @@ func (n *node) waitState(t *testing.T, s State) {
 func (n *node) answer(t *testing.T, offer string, fingerprint string) string {
 	t.Helper()
 	mid := attr(offer, "mid")
-	port := n.sock.LocalAddr().(*net.UDPAddr).Port
+	port := n.addr.Port
 	lines := []string{
 		"v=0", "o=- 1 1 IN IP4 0.0.0.0", "s=-", "t=0 0",
 		"a=group:BUNDLE " + mid, "a=ice-lite",
@@ -243,6 +244,25 @@ func (p *peer) sendAudio(stop <-chan struct{}) {
 	}
 }
 
+// sendAudio has the node's connection send its own track, SSRC 4242,
+// until stop closes.
+func (n *node) sendAudio(t *testing.T, stop <-chan struct{}) {
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for seq := uint16(100); ; seq++ {
+		select {
+		case <-stop:
+			return
+		case <-tick.C:
+		}
+		h := rtp.Header{Version: 2, PayloadType: 111, SequenceNumber: seq, Timestamp: uint32(seq) * 960, SSRC: 4242}
+		if err := n.conn.WriteRTP(&h, []byte{0xfc, 9, 9}); err != nil {
+			t.Errorf("WriteRTP: %v", err)
+			return
+		}
+	}
+}
+
 func testCertificate(t *testing.T) Certificate {
 	t.Helper()
 	cert, err := NewCertificate()
@@ -271,30 +291,24 @@ func TestConnCarriesMediaBothWaysWithPion(t *testing.T) {
 	defer wg.Wait()
 	defer close(stop)
 	wg.Go(func() { p.sendAudio(stop) })
-	wg.Go(func() { // the node's own track, and a receiver report for pion's
-		tick := time.NewTicker(20 * time.Millisecond)
+	want := uint32(p.sender.GetParameters().Encodings[0].SSRC)
+	wg.Go(func() { n.sendAudio(t, stop) })
+	wg.Go(func() { // a receiver report for pion's track every 200 ms
+		tick := time.NewTicker(200 * time.Millisecond)
 		defer tick.Stop()
-		for seq := uint16(100); ; seq++ {
+		rr, _ := (&rtcp.ReceiverReport{SSRC: 4242, Reports: []rtcp.ReceptionReport{{SSRC: want}}}).Marshal()
+		for {
 			select {
 			case <-stop:
 				return
 			case <-tick.C:
 			}
-			h := rtp.Header{Version: 2, PayloadType: 111, SequenceNumber: seq, Timestamp: uint32(seq) * 960, SSRC: 4242}
-			if err := n.conn.WriteRTP(&h, []byte{0xfc, 9, 9}); err != nil {
-				t.Errorf("WriteRTP: %v", err)
+			if err := n.conn.WriteRTCP(rr); err != nil {
+				t.Errorf("WriteRTCP: %v", err)
 				return
-			}
-			if seq%10 == 0 {
-				rr, _ := (&rtcp.ReceiverReport{SSRC: 4242, Reports: []rtcp.ReceptionReport{{SSRC: uint32(p.sender.GetParameters().Encodings[0].SSRC)}}}).Marshal()
-				if err := n.conn.WriteRTCP(rr); err != nil {
-					t.Errorf("WriteRTCP: %v", err)
-					return
-				}
 			}
 		}
 	})
-	want := uint32(p.sender.GetParameters().Encodings[0].SSRC)
 	eventually.True(t, 10*time.Second, "pion's audio at the node", func() bool {
 		k, ssrcs := n.received()
 		return k > 20 && ssrcs[want]
