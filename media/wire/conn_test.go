@@ -288,8 +288,8 @@ func TestConnCarriesMediaBothWaysWithPion(t *testing.T) {
 
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
-	defer wg.Wait()
-	defer close(stop)
+	stopped := sync.OnceFunc(func() { close(stop); wg.Wait() })
+	defer stopped()
 	wg.Go(func() { p.sendAudio(stop) })
 	want := uint32(p.sender.GetParameters().Encodings[0].SSRC)
 	wg.Go(func() { n.sendAudio(t, stop) })
@@ -317,6 +317,7 @@ func TestConnCarriesMediaBothWaysWithPion(t *testing.T) {
 	eventually.True(t, 10*time.Second, "the node's track at pion", func() bool { return p.got.Load() > 20 && p.gotSSRC.Load() == 4242 })
 	eventually.True(t, 10*time.Second, "the node's receiver reports at pion", func() bool { return p.rtcpSeen.Load() > 0 })
 
+	stopped()
 	if err := p.pc.Close(); err != nil {
 		t.Fatal(err)
 	}
