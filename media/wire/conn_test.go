@@ -24,6 +24,7 @@ type node struct {
 	conn   *Conn
 	sock   *net.UDPConn // nil on a shared Port
 	addr   *net.UDPAddr // where the peer sends
+	tcp    *net.TCPAddr // the ICE-TCP port, if any
 	states chan State
 	wg     sync.WaitGroup
 
@@ -144,8 +145,11 @@ func (n *node) answer(t *testing.T, offer string, fingerprint string) string {
 		"a=rtpmap:111 opus/48000/2", "a=fmtp:111 minptime=10;useinbandfec=1",
 		"a=msid:node audio", "a=ssrc:4242 cname:node",
 		fmt.Sprintf("a=candidate:1 1 udp 2130706431 127.0.0.1 %d typ host", port),
-		"a=end-of-candidates",
 	}
+	if n.tcp != nil {
+		lines = append(lines, fmt.Sprintf("a=candidate:2 1 tcp 1518280447 127.0.0.1 %d typ host tcptype passive", n.tcp.Port))
+	}
+	lines = append(lines, "a=end-of-candidates")
 	return strings.Join(lines, "\r\n") + "\r\n"
 }
 
@@ -172,7 +176,12 @@ type peer struct {
 
 func newPeer(t *testing.T) *peer {
 	t.Helper()
-	pc, err := webrtc.NewPeerConnection(webrtc.Configuration{})
+	return newPeerWith(t, webrtc.SettingEngine{})
+}
+
+func newPeerWith(t *testing.T, se webrtc.SettingEngine) *peer {
+	t.Helper()
+	pc, err := webrtc.NewAPI(webrtc.WithSettingEngine(se)).NewPeerConnection(webrtc.Configuration{})
 	if err != nil {
 		t.Fatal(err)
 	}

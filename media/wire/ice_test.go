@@ -1,6 +1,7 @@
 package wire
 
 import (
+	"bytes"
 	"net/netip"
 	"sync"
 	"testing"
@@ -259,6 +260,27 @@ func FuzzDeliver(f *testing.F) {
 		_ = c.Deliver(p, netip.MustParseAddrPort("192.0.2.7:50000"))
 		for _, m := range out.msgs {
 			checkResponse(t, m, netip.MustParseAddrPort("192.0.2.7:50000"))
+		}
+	})
+}
+
+// FuzzReadFrame: an ICE-TCP stream never makes the frame reader read
+// past its buffer or return more than it holds.
+func FuzzReadFrame(f *testing.F) {
+	f.Add([]byte{0, 3, 1, 2, 3})
+	f.Add([]byte{0xff, 0xff, 1})
+	f.Add([]byte{0})
+	f.Fuzz(func(t *testing.T, stream []byte) {
+		buf := make([]byte, maxDatagram)
+		r := bytes.NewReader(stream)
+		for {
+			n, err := readFrame(r, buf)
+			if err != nil {
+				return
+			}
+			if n > len(buf) {
+				t.Fatalf("a frame of %d bytes in a buffer of %d", n, len(buf))
+			}
 		}
 	})
 }

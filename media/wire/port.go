@@ -36,8 +36,14 @@ type Port struct {
 	byAddr  map[netip.AddrPort]*Conn
 	addrs   map[*Conn][]netip.AddrPort
 	closed  bool
+	// ICE-TCP (tcp.go): the accepted connections by remote address, and
+	// the listeners. A remote address names a TCP connection before a
+	// UDP one: only the same host could send from both.
+	tcp          map[netip.AddrPort]*tcpLink
+	tcpListeners []net.Listener
 
-	done chan struct{}
+	done chan struct{}  // the UDP reader ended
+	wg   sync.WaitGroup // the ICE-TCP goroutines
 }
 
 // maxDatagram is the longest datagram read whole; WebRTC media keeps
@@ -50,7 +56,7 @@ func NewPort(conn PacketConn, log *slog.Logger) *Port {
 		log = slog.New(slog.DiscardHandler)
 	}
 	p := &Port{conn: conn, log: log, byUfrag: map[string]*Conn{}, byAddr: map[netip.AddrPort]*Conn{},
-		addrs: map[*Conn][]netip.AddrPort{}, done: make(chan struct{})}
+		addrs: map[*Conn][]netip.AddrPort{}, tcp: map[netip.AddrPort]*tcpLink{}, done: make(chan struct{})}
 	go p.read() // ends when Close closes conn
 	return p
 }
@@ -58,8 +64,15 @@ func NewPort(conn PacketConn, log *slog.Logger) *Port {
 // LocalAddr is the port's address.
 func (p *Port) LocalAddr() net.Addr { return p.conn.LocalAddr() }
 
-// Send writes b to addr; it is what each connection's Config.Send is.
+// Send writes b to addr, over ICE-TCP if addr is a TCP connection's; it
+// is what each connection's Config.Send is.
 func (p *Port) Send(b []byte, to netip.AddrPort) error {
+	p.mu.RLock()
+	l := p.tcp[to]
+	p.mu.RUnlock()
+	if l != nil {
+		return l.write(b)
+	}
 	_, err := p.conn.WriteToUDPAddrPort(b, to)
 	return err
 }
@@ -105,9 +118,21 @@ func (p *Port) Close() error {
 		return nil
 	}
 	p.closed = true
+	lns := p.tcpListeners
+	links := make([]*tcpLink, 0, len(p.tcp))
+	for _, l := range p.tcp {
+		links = append(links, l)
+	}
 	p.mu.Unlock()
+	for _, ln := range lns {
+		_ = ln.Close()
+	}
+	for _, l := range links {
+		_ = l.c.Close()
+	}
 	err := p.conn.Close()
 	<-p.done
+	p.wg.Wait()
 	return err
 }
 

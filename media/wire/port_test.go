@@ -1,11 +1,15 @@
 package wire
 
 import (
+	"errors"
 	"fmt"
 	"net"
+	"os"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/pion/webrtc/v4"
 
 	"github.com/openconsult/openconsult/internal/eventually"
 )
@@ -71,5 +75,91 @@ func TestPortSharedByConnections(t *testing.T) {
 			return k > 20 && ssrcs[want] && len(ssrcs) == 1
 		})
 		eventually.True(t, 10*time.Second, fmt.Sprintf("connection %d's track at its peer", i), func() bool { return peers[i].got.Load() > 20 })
+	}
+}
+
+// TestPortOverICETCP: a pion peer that may use TCP alone reaches its
+// connection through the port's passive ICE-TCP candidate, and media
+// flows both ways in RFC 4571 frames.
+func TestPortOverICETCP(t *testing.T) {
+	sock, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := NewPort(sock, nil)
+	t.Cleanup(func() { _ = port.Close() })
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := port.ServeTCP(ln); err != nil {
+		t.Fatal(err)
+	}
+	n := onPort(t, port, testCertificate(t), 0)
+	n.tcp = ln.Addr().(*net.TCPAddr)
+	var se webrtc.SettingEngine
+	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeTCP4})
+	p := newPeerWith(t, se)
+	connect(t, n, p, nil)
+	n.waitState(t, StateConnected)
+	if remote, _ := n.conn.Remote(); !port.isTCP(remote) {
+		t.Fatalf("the selected pair %v is not the TCP connection", remote)
+	}
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer close(stop)
+	wg.Go(func() { p.sendAudio(stop) })
+	wg.Go(func() { n.sendAudio(t, stop) })
+	eventually.True(t, 10*time.Second, "the peer's audio over TCP", func() bool { k, _ := n.received(); return k > 20 })
+	eventually.True(t, 10*time.Second, "the node's track over TCP", func() bool { return p.got.Load() > 20 })
+}
+
+// TestPortClosesTCPThatIsNotACheck: an ICE-TCP connection whose first
+// frame is not a check that passes, or is longer than any datagram, is
+// closed, and nothing is answered on it.
+func TestPortClosesTCPThatIsNotACheck(t *testing.T) {
+	sock, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := NewPort(sock, nil)
+	t.Cleanup(func() { _ = port.Close() })
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := port.ServeTCP(ln); err != nil {
+		t.Fatal(err)
+	}
+	onPort(t, port, testCertificate(t), 0)
+	frame := func(b []byte) []byte { return append([]byte{byte(len(b) >> 8), byte(len(b))}, b...) }
+	tests := []struct {
+		name string
+		send []byte
+	}{
+		{"media before a check", frame([]byte{0x80, 111, 0, 1, 0, 0, 0, 1, 0, 0, 0, 1})},
+		{"a check for no connection", frame(bindingRequest(t, "nobody00:peer", testLocal.Pwd, true, true))},
+		{"a check with the wrong password", frame(bindingRequest(t, "conn0000:peer", "another-password-24-chars", true, true))},
+		{"a frame longer than a datagram", []byte{0xff, 0xff, 1, 2, 3}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := net.Dial("tcp4", ln.Addr().String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			if _, err := c.Write(tt.send); err != nil {
+				t.Fatal(err)
+			}
+			_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+			buf := make([]byte, 64)
+			if n, err := c.Read(buf); err == nil {
+				t.Fatalf("the port answered %d bytes instead of closing", n)
+			} else if errors.Is(err, os.ErrDeadlineExceeded) {
+				t.Fatal("the port kept the connection open")
+			}
+		})
 	}
 }
