@@ -48,6 +48,10 @@
 //     connection's ICE agent, queued in the packets' pooled buffers.
 //   - udpbatch_linux.go: the shared UDP port read with recvmmsg and
 //     written with sendmmsg.
+//   - wirestreams.go: the same interceptor chain run on the node's own
+//     transport (media/wire: ICE-lite, DTLS and SRTP on the shared port,
+//     no goroutine per stream or connection), with received packets read
+//     up the chain on the goroutine that decrypted them.
 //   - metrics.go: Prometheus series, without room or member ids.
 //
 // The SFU speaks SDP and ICE candidates through the Events each session is
