@@ -41,7 +41,7 @@ func feedbackOf(k Kind) []string {
 
 // nodeCodecs are the node's codecs of a kind in its order of preference,
 // with the payload types it offers them under: Opus; VP8, which every
-// browser sends first; H.264 constrained baseline and baseline,
+// browser sends first; H.264 baseline and constrained baseline,
 // packetization mode 1; each video codec with RTX at the next payload
 // type.
 func nodeCodecs(k Kind) []Codec {
@@ -55,8 +55,8 @@ func nodeCodecs(k Kind) []Codec {
 	}
 	return []Codec{
 		{PayloadType: 96, Name: "VP8", ClockRate: 90000, RTX: 97, Feedback: fb},
-		h264(106, "42e01f"),
 		h264(102, "42001f"),
+		h264(106, "42e01f"),
 	}
 }
 
