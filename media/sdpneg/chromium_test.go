@@ -68,6 +68,9 @@ func chromiumScenario(t *testing.T, m member) {
 	if s := u.Sections[4]; !s.NodeSends || s.Codecs[0].Name != "VP8" || s.Codecs[0].RTX == 0 {
 		t.Errorf("the node's new section %+v", s)
 	}
+	if cam := u.Sections[1]; !cam.MemberSends || len(cam.Member.RIDs) != 3 {
+		t.Errorf("the member's camera after the node's offer: %+v", cam)
+	}
 
 	u = must(n.ApplyOffer(m.offer(t, stepStop)))(t)
 	wantChanges(t, u, "3:section-stopped", "3:track-dropped")

@@ -33,18 +33,6 @@ func (d direction) String() string {
 	return [...]string{"inactive", "sendonly", "recvonly", "sendrecv"}[d&dirSendRecv]
 }
 
-// reverse is the direction as seen from the other side.
-func (d direction) reverse() direction {
-	var r direction
-	if d&dirSend != 0 {
-		r |= dirRecv
-	}
-	if d&dirRecv != 0 {
-		r |= dirSend
-	}
-	return r
-}
-
 // remoteSection is one m-section of a remote description.
 type remoteSection struct {
 	mid     string
@@ -126,44 +114,42 @@ func (d *remoteDesc) parseBundle(sd *sdp.SessionDescription) error {
 	return nil
 }
 
-// parseTransport reads the ICE and DTLS parameters: those of the first
-// section in use (the BUNDLE transport), else of the session.
+// parseTransport reads the ICE and DTLS parameters: each from the first
+// section in use that has it (the BUNDLE transport), else from the
+// session level.
 func (d *remoteDesc) parseTransport(sd *sdp.SessionDescription) error {
 	t := &d.transport
-	sessionAttr := func(key string) string { v, _ := sd.Attribute(key); return v }
-	t.Ufrag, t.Pwd, t.Setup = sessionAttr("ice-ufrag"), sessionAttr("ice-pwd"), Setup(sessionAttr("setup"))
-	for _, a := range sd.Attributes {
-		if err := t.addFingerprint(a); err != nil {
-			return err
-		}
-	}
-	first := true
 	for i, m := range sd.MediaDescriptions {
 		if d.sections[i].stopped {
 			continue
 		}
 		for _, a := range m.Attributes {
-			if err := t.addMediaAttr(a, first); err != nil {
+			if err := t.addMediaAttr(a); err != nil {
 				return fmt.Errorf("section %q: %w", d.sections[i].mid, err)
 			}
 		}
-		first = false
+	}
+	for _, a := range sd.Attributes {
+		if err := t.addMediaAttr(a); err != nil {
+			return err
+		}
 	}
 	return t.check()
 }
 
-func (t *Transport) addMediaAttr(a sdp.Attribute, first bool) error {
+func (t *Transport) addMediaAttr(a sdp.Attribute) error {
+	first := func(field *string) {
+		if *field == "" {
+			*field = a.Value
+		}
+	}
 	switch a.Key {
 	case "ice-ufrag":
-		if first {
-			t.Ufrag = a.Value
-		}
+		first(&t.Ufrag)
 	case "ice-pwd":
-		if first {
-			t.Pwd = a.Value
-		}
+		first(&t.Pwd)
 	case "setup":
-		if first {
+		if t.Setup == "" {
 			t.Setup = Setup(a.Value)
 		}
 	case "end-of-candidates":

@@ -244,11 +244,19 @@ func (p *sectionParser) parseSimulcast(v string) error {
 
 // finish puts the codecs and the sender together.
 func (p *sectionParser) finish() error {
+	if len(p.s.formats) > lastDynamicPT+1 {
+		return fmt.Errorf("%d formats: %w", len(p.s.formats), ErrTooLarge)
+	}
+	seen := map[uint8]bool{}
 	for _, f := range p.s.formats {
 		pt, err := payloadType(f)
 		if err != nil {
 			return fmt.Errorf("format %q: %w", f, err)
 		}
+		if seen[pt] {
+			return fmt.Errorf("format %d repeated: %w", pt, ErrMalformed)
+		}
+		seen[pt] = true
 		c, ok := p.rtpmap[pt]
 		if !ok || strings.EqualFold(c.Name, rtxName) {
 			continue
