@@ -43,7 +43,7 @@ func (n *Negotiator) CreateOffer() (string, error) {
 
 // place puts t on a free section of secs, a recycled one or a new one.
 func (n *Negotiator) place(secs []*section, t *Track) []*section {
-	if i := slices.IndexFunc(secs, func(s *section) bool { return s.free(t.Kind) }); i >= 0 {
+	if i := slices.IndexFunc(secs, func(s *section) bool { return s.free(t) }); i >= 0 {
 		secs[i].track = t
 		return secs
 	}

@@ -119,8 +119,8 @@ func (n *Negotiator) AddTrack(t Track) error {
 }
 
 // AddTrackOn adds t and places it on the section mid of the member's
-// offer being answered, which must be one the member receives on with no
-// track of the node's yet.
+// offer being answered, which must be one the member receives on, with
+// t's codec and no track of the node's yet.
 func (n *Negotiator) AddTrackOn(mid string, t Track) error {
 	if n.state != HaveRemoteOffer {
 		return fmt.Errorf("sdpneg: track %q on section %q in state %s: %w", t.ID, mid, n.state, ErrState)
@@ -130,7 +130,7 @@ func (n *Negotiator) AddTrackOn(mid string, t Track) error {
 		return fmt.Errorf("sdpneg: no section %q", mid)
 	}
 	s := n.next[i]
-	if s.stopped || s.kind != t.Kind || s.track != nil || s.memberDir&dirRecv == 0 || len(s.codecs) == 0 {
+	if !s.fits(&t) || s.memberDir&dirRecv == 0 {
 		return fmt.Errorf("sdpneg: section %q cannot carry %s track %q", mid, t.Kind, t.ID)
 	}
 	if err := n.AddTrack(t); err != nil {

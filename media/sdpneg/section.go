@@ -70,12 +70,35 @@ func views(secs []*section) []Section {
 	return out
 }
 
-// free reports whether the node may put a new track of kind k on the
-// section with its next offer: in use, of that kind, with codecs, and
-// neither side sending.
-func (s *section) free(k Kind) bool {
-	return !s.stopped && s.kind == k && len(s.codecs) > 0 && s.track == nil &&
-		s.memberDir&dirSend == 0
+// free reports whether the node may put t on the section with its next
+// offer: in use, of t's kind, with its codec, and neither side sending.
+func (s *section) free(t *Track) bool {
+	return s.fits(t) && s.memberDir&dirSend == 0
+}
+
+// fits reports whether the section, in use and without a track of the
+// node's, can carry t.
+func (s *section) fits(t *Track) bool {
+	if s.stopped || s.kind != t.Kind || s.track != nil || len(s.codecs) == 0 {
+		return false
+	}
+	return t.Codec.Name == "" || slices.ContainsFunc(s.codecs, func(c Codec) bool { return carries(t.Codec, c) })
+}
+
+// carries reports whether a negotiated codec carries a track in want,
+// which may leave the clock rate, channels or (for H.264) the profile
+// unsaid.
+func carries(want, c Codec) bool {
+	if want.ClockRate == 0 {
+		want.ClockRate = c.ClockRate
+	}
+	if want.Channels == 0 {
+		want.Channels = c.Channels
+	}
+	if want.Fmtp == "" {
+		want.Fmtp = c.Fmtp
+	}
+	return sameCodec(want, c)
 }
 
 // sameSender reports whether two senders are the same.

@@ -244,3 +244,39 @@ func TestAnswerDirections(t *testing.T) {
 		})
 	}
 }
+
+// A track in a codec goes only on a section that negotiated it.
+func TestTrackCodecPlacement(t *testing.T) {
+	h264 := sdpneg.Codec{Name: "H264", Fmtp: "packetization-mode=1;profile-level-id=42e01f"}
+	for _, c := range []struct {
+		name  string
+		codec sdpneg.Codec
+		mid   string // where the track goes with the node's offer
+	}{
+		{"any codec", sdpneg.Codec{}, "2"},
+		{"VP8", sdpneg.Codec{Name: "vp8"}, "2"},
+		{"H.264", h264, "3"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			n := negotiated(t) // its spare section 2 negotiated VP8 only
+			tr := track("bob", sdpneg.Video, 50)
+			tr.Codec = c.codec
+			must(n.ApplyOffer(first()))(t)
+			err := n.AddTrackOn("2", tr)
+			if (err == nil) != (c.mid == "2") {
+				t.Fatalf("track on the VP8 section: %v", err)
+			}
+			if err := n.Rollback(); err != nil {
+				t.Fatal(err)
+			}
+			if err := n.AddTrack(tr); err != nil && c.mid != "2" {
+				t.Fatal(err)
+			}
+			offer := must(n.CreateOffer())(t)
+			i := strings.Index(offer, "a=msid:alice/video bob")
+			if i < 0 || strings.LastIndex(offer[:i], "a=mid:") != strings.LastIndex(offer[:i], "a=mid:"+c.mid) {
+				t.Errorf("the track is not on section %s:\n%s", c.mid, offer)
+			}
+		})
+	}
+}

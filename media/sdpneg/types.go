@@ -115,6 +115,10 @@ type Track struct {
 	SSRC     uint32
 	RTXSSRC  uint32 // announced in an FID group where RTX is negotiated; 0 for none
 	CNAME    string
+	// Codec, when its Name is set, is the codec the track is in: it goes
+	// only on a section that negotiated it (for H.264, the profile in
+	// packetization mode 1, given by Fmtp's profile-level-id).
+	Codec Codec
 }
 
 // Section is one media section as negotiated.
