@@ -60,16 +60,16 @@ func nodeCodecs(k Kind) []Codec {
 	}
 }
 
-// fmtpParams splits an fmtp value into its parameters, keys lower-cased.
-func fmtpParams(fmtp string) map[string]string {
-	p := map[string]string{}
-	for _, kv := range strings.Split(fmtp, ";") {
+// fmtpParam is the value of one parameter of an fmtp line, key
+// case-insensitive.
+func fmtpParam(fmtp, key string) string {
+	for kv := range strings.SplitSeq(fmtp, ";") {
 		k, v, _ := strings.Cut(strings.TrimSpace(kv), "=")
-		if k != "" {
-			p[strings.ToLower(k)] = v
+		if strings.EqualFold(k, key) {
+			return v
 		}
 	}
-	return p
+	return ""
 }
 
 // sameCodec reports whether a codec offered is the node's c: same name,
@@ -85,11 +85,10 @@ func sameCodec(c, offered Codec) bool {
 	if !strings.EqualFold(c.Name, "H264") {
 		return true
 	}
-	want, got := fmtpParams(c.Fmtp), fmtpParams(offered.Fmtp)
-	if got["packetization-mode"] != "1" {
+	if fmtpParam(offered.Fmtp, "packetization-mode") != "1" {
 		return false
 	}
-	pw, pg := want["profile-level-id"], got["profile-level-id"]
+	pw, pg := fmtpParam(c.Fmtp, "profile-level-id"), fmtpParam(offered.Fmtp, "profile-level-id")
 	return len(pw) == 6 && len(pg) == 6 && strings.EqualFold(pw[:4], pg[:4])
 }
 

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"slices"
+	"strings"
 )
 
 // Defaults of the limits on remote descriptions: the signaling server
@@ -51,14 +52,8 @@ type Negotiator struct {
 
 // New returns a negotiator for one member.
 func New(cfg Config) (*Negotiator, error) {
-	if n := len(cfg.Ufrag); n < 4 || n > 256 {
-		return nil, fmt.Errorf("sdpneg: ICE ufrag of %d characters, want 4 to 256", n)
-	}
-	if n := len(cfg.Pwd); n < 22 || n > 256 {
-		return nil, fmt.Errorf("sdpneg: ICE pwd of %d characters, want 22 to 256", n)
-	}
-	if len(cfg.Fingerprints) == 0 {
-		return nil, fmt.Errorf("sdpneg: no DTLS fingerprint")
+	if err := cfg.check(); err != nil {
+		return nil, fmt.Errorf("sdpneg: %w", err)
 	}
 	lim := limits{maxBytes: cfg.MaxBytes, maxSections: cfg.MaxSections}
 	if lim.maxBytes <= 0 {
@@ -68,6 +63,43 @@ func New(cfg Config) (*Negotiator, error) {
 		lim.maxSections = DefaultMaxSections
 	}
 	return &Negotiator{cfg: cfg, lim: lim, usedMids: map[string]bool{}, sessionID: rand.Uint64() >> 2}, nil
+}
+
+// check refuses what would not make a valid description.
+func (c *Config) check() error {
+	if n := len(c.Ufrag); n < 4 || n > 256 || !iceChars(c.Ufrag) {
+		return fmt.Errorf("ICE ufrag %q: want 4 to 256 letters, digits, + or /", c.Ufrag)
+	}
+	if n := len(c.Pwd); n < 22 || n > 256 || !iceChars(c.Pwd) {
+		return fmt.Errorf("ICE pwd of %d characters: want 22 to 256 letters, digits, + or /", n)
+	}
+	if len(c.Fingerprints) == 0 {
+		return fmt.Errorf("no DTLS fingerprint")
+	}
+	for _, f := range c.Fingerprints {
+		if !visible(f.Algorithm, 32) || !visible(f.Value, 256) {
+			return fmt.Errorf("fingerprint %q %q", f.Algorithm, f.Value)
+		}
+	}
+	for _, cand := range c.Candidates {
+		if !strings.HasPrefix(strings.TrimPrefix(cand, "a="), "candidate:") || strings.ContainsAny(cand, "\r\n") {
+			return fmt.Errorf("candidate %q", cand)
+		}
+	}
+	return nil
+}
+
+// iceChars reports whether s has only RFC 8839 ice-chars.
+func iceChars(s string) bool {
+	return !strings.ContainsFunc(s, func(r rune) bool {
+		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '+' || r == '/')
+	})
+}
+
+// visible reports whether s is 1 to max visible ASCII characters: no
+// space or line break to end an SDP field early.
+func visible(s string, max int) bool {
+	return s != "" && len(s) <= max && !strings.ContainsFunc(s, func(r rune) bool { return r <= ' ' || r > '~' })
 }
 
 // State is the signaling state.
@@ -94,8 +126,8 @@ func (n *Negotiator) Remote() (Transport, bool) {
 func (n *Negotiator) SetCredentials(ufrag, pwd string) error {
 	c := n.cfg
 	c.Ufrag, c.Pwd = ufrag, pwd
-	if _, err := New(c); err != nil {
-		return err
+	if err := c.check(); err != nil {
+		return fmt.Errorf("sdpneg: %w", err)
 	}
 	n.cfg = c
 	return nil
@@ -108,8 +140,8 @@ func (n *Negotiator) AddTrack(t Track) error {
 	if t.Kind != Audio && t.Kind != Video {
 		return fmt.Errorf("sdpneg: track %q of kind %q", t.ID, t.Kind)
 	}
-	if t.ID == "" || t.SSRC == 0 {
-		return fmt.Errorf("sdpneg: track %q needs an id and an SSRC", t.ID)
+	if !visible(t.ID, 255) || !visible(t.StreamID, 255) || t.CNAME != "" && !visible(t.CNAME, 255) || t.SSRC == 0 {
+		return fmt.Errorf("sdpneg: track %q of stream %q (cname %q) needs an id, a stream id, an SSRC, and no space in either", t.ID, t.StreamID, t.CNAME)
 	}
 	if n.wantedIndex(t.ID) >= 0 {
 		return fmt.Errorf("sdpneg: track %q added twice", t.ID)

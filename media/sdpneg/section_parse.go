@@ -3,7 +3,6 @@ package sdpneg
 import (
 	"fmt"
 	"slices"
-	"strconv"
 	"strings"
 
 	"github.com/pion/sdp/v3"
@@ -247,7 +246,7 @@ func (p *sectionParser) finish() error {
 	if len(p.s.formats) > lastDynamicPT+1 {
 		return fmt.Errorf("%d formats: %w", len(p.s.formats), ErrTooLarge)
 	}
-	seen := map[uint8]bool{}
+	seen, rtx := map[uint8]bool{}, p.rtxByApt()
 	for _, f := range p.s.formats {
 		pt, err := payloadType(f)
 		if err != nil {
@@ -263,7 +262,7 @@ func (p *sectionParser) finish() error {
 		}
 		c.Fmtp = p.fmtp[pt]
 		c.Feedback = append(slices.Clone(p.wildFB), p.feedback[pt]...)
-		c.RTX = p.rtxFor(pt)
+		c.RTX = rtx[pt]
 		p.s.codecs = append(p.s.codecs, c)
 	}
 	if p.s.dir&dirSend == 0 || p.s.stopped {
@@ -272,19 +271,23 @@ func (p *sectionParser) finish() error {
 	return p.finishSender()
 }
 
-// rtxFor finds the RTX format whose apt is pt, among those of the m-line.
-func (p *sectionParser) rtxFor(pt uint8) uint8 {
+// rtxByApt maps each codec's payload type to that of its RTX format,
+// among those of the m-line.
+func (p *sectionParser) rtxByApt() map[uint8]uint8 {
+	out := map[uint8]uint8{}
 	for _, f := range p.s.formats {
 		rpt, err := payloadType(f)
 		c, ok := p.rtpmap[rpt]
 		if err != nil || !ok || !strings.EqualFold(c.Name, rtxName) {
 			continue
 		}
-		if fmtpParams(p.fmtp[rpt])["apt"] == strconv.Itoa(int(pt)) {
-			return rpt
+		if apt, err := payloadType(fmtpParam(p.fmtp[rpt], "apt")); err == nil {
+			if _, dup := out[apt]; !dup {
+				out[apt] = rpt
+			}
 		}
 	}
-	return 0
+	return out
 }
 
 func (p *sectionParser) finishSender() error {

@@ -54,6 +54,34 @@ func TestStateErrors(t *testing.T) {
 	}
 }
 
+func TestNewRefuses(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		edit func(*sdpneg.Config)
+	}{
+		{"short ufrag", func(c *sdpneg.Config) { c.Ufrag = "abc" }},
+		{"ufrag with a space", func(c *sdpneg.Config) { c.Ufrag = "ab cd" }},
+		{"short pwd", func(c *sdpneg.Config) { c.Pwd = "short" }},
+		{"pwd with a line break", func(c *sdpneg.Config) { c.Pwd = strings.Repeat("p", 22) + "\r\n" }},
+		{"no fingerprint", func(c *sdpneg.Config) { c.Fingerprints = nil }},
+		{"fingerprint with a space", func(c *sdpneg.Config) { c.Fingerprints[0].Value = "AB CD" }},
+		{"not a candidate", func(c *sdpneg.Config) { c.Candidates = []string{"1 1 udp 1 127.0.0.1 9 typ host"} }},
+		{"candidate with a line break", func(c *sdpneg.Config) { c.Candidates = []string{"candidate:1 1 udp 1 127.0.0.1 9 typ host\r\na=x"} }},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			cfg := nodeConfig()
+			c.edit(&cfg)
+			if _, err := sdpneg.New(cfg); err == nil {
+				t.Fatal("no error")
+			}
+		})
+	}
+	n := newNode(t)
+	if err := n.SetCredentials("abc", "x"); err == nil {
+		t.Error("short credentials taken")
+	}
+}
+
 func TestTrackErrors(t *testing.T) {
 	for _, c := range []struct {
 		name string
@@ -64,6 +92,12 @@ func TestTrackErrors(t *testing.T) {
 		{"added twice", func(n *sdpneg.Negotiator) error {
 			_ = n.AddTrack(track("a", sdpneg.Audio, 1))
 			return n.AddTrack(track("a", sdpneg.Audio, 2))
+		}},
+		{"line break in the id", func(n *sdpneg.Negotiator) error {
+			return n.AddTrack(sdpneg.Track{ID: "a\r\na=ssrc:1 cname:x", StreamID: "s", Kind: sdpneg.Audio, SSRC: 1})
+		}},
+		{"no stream", func(n *sdpneg.Negotiator) error {
+			return n.AddTrack(sdpneg.Track{ID: "a", Kind: sdpneg.Audio, SSRC: 1})
 		}},
 		{"removed unknown", func(n *sdpneg.Negotiator) error { return n.RemoveTrack("nope") }},
 		{"on an unknown section", func(n *sdpneg.Negotiator) error { return n.AddTrackOn("9", track("a", sdpneg.Video, 1)) }},
