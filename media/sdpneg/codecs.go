@@ -5,13 +5,18 @@ import (
 	"strings"
 )
 
-// The header extensions the node negotiates.
+// The header extensions the node negotiates: the MID, RID and repaired
+// RID that BUNDLE and simulcast need (RFC 8843, 8852), transport-wide
+// congestion control, and the audio level (RFC 6464).
 const (
-	URIMid            = "urn:ietf:params:rtp-hdrext:sdes:mid"
-	URIRID            = "urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id"
-	URIRepairedRID    = "urn:ietf:params:rtp-hdrext:sdes:repaired-rtp-stream-id"
-	URITransportCC    = "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01"
-	URIAudioLevel     = "urn:ietf:params:rtp-hdrext:ssrc-audio-level"
+	URIMid         = "urn:ietf:params:rtp-hdrext:sdes:mid"
+	URIRID         = "urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id"
+	URIRepairedRID = "urn:ietf:params:rtp-hdrext:sdes:repaired-rtp-stream-id"
+	URITransportCC = "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01"
+	URIAudioLevel  = "urn:ietf:params:rtp-hdrext:ssrc-audio-level"
+)
+
+const (
 	maxExtensionID    = 255 // two-byte headers (RFC 8285)
 	maxOneByteExtID   = 14
 	firstDynamicPT    = 96

@@ -78,12 +78,6 @@ type Codec struct {
 	RTX uint8
 }
 
-// Extension is a negotiated RTP header extension.
-type Extension struct {
-	ID  int
-	URI string
-}
-
 // SSRC is a stream the member sends, with its retransmission stream (the
 // second SSRC of its FID group), 0 without one.
 type SSRC struct {
@@ -203,7 +197,9 @@ type Change struct {
 type Update struct {
 	Sections  []Section
 	Transport Transport
-	// ICERestart is set when the member's ufrag or pwd changed.
+	// ICERestart is set when the member's ufrag or pwd changed; the
+	// node's answer then takes new credentials of its own
+	// (SetCredentials).
 	ICERestart bool
 	Changes    []Change
 }
