@@ -372,3 +372,25 @@ func TestPionGlareRollback(t *testing.T) {
 		t.Errorf("after the rollback, the node's offer gave %+v", u.Sections)
 	}
 }
+
+func TestPionICERestart(t *testing.T) {
+	pc, n, _ := joined(t)
+	before, _ := n.Remote()
+	offer := must(pc.CreateOffer(&webrtc.OfferOptions{ICERestart: true}))(t)
+	if err := pc.SetLocalDescription(offer); err != nil {
+		t.Fatal(err)
+	}
+	u := must(n.ApplyOffer(offer.SDP))(t)
+	if !u.ICERestart || u.Transport.Ufrag == before.Ufrag || len(u.Changes) != 0 {
+		t.Fatalf("restart %v, ufrag %q (was %q), changes %v", u.ICERestart, u.Transport.Ufrag, before.Ufrag, changes(u))
+	}
+	if err := n.SetCredentials("nodeufrag2", "nodepassword0123456789efgh"); err != nil {
+		t.Fatal(err)
+	}
+	if answer := nodeAnswers(t, pc, n); !strings.Contains(answer, "a=ice-ufrag:nodeufrag2") {
+		t.Errorf("answer without the new ufrag:\n%s", answer)
+	}
+	if after, _ := n.Remote(); after.Ufrag != u.Transport.Ufrag {
+		t.Errorf("remote ufrag %q after the answer", after.Ufrag)
+	}
+}

@@ -314,3 +314,32 @@ func TestTrackCodecPlacement(t *testing.T) {
 		})
 	}
 }
+
+// The node's DTLS role in its answer to the member's first offer.
+func TestDTLSRole(t *testing.T) {
+	for _, c := range []struct {
+		member string
+		want   sdpneg.Setup
+	}{
+		{"actpass", sdpneg.Passive},
+		{"active", sdpneg.Passive},
+		{"passive", sdpneg.Active},
+	} {
+		t.Run(c.member, func(t *testing.T) {
+			n := newNode(t)
+			u := must(n.ApplyOffer(strings.ReplaceAll(first(), "a=setup:actpass", "a=setup:"+c.member)))(t)
+			if string(u.Transport.Setup) != c.member {
+				t.Errorf("member's setup read as %s", u.Transport.Setup)
+			}
+			answer := must(n.CreateAnswer())(t)
+			if n.Role() != c.want || strings.Count(answer, "a=setup:"+string(c.want)+"\r\n") != 3 {
+				t.Errorf("role %s, want %s:\n%s", n.Role(), c.want, answer)
+			}
+			// Later offers leave the role to the node, which keeps it.
+			must(n.ApplyOffer(first()))(t)
+			if answer := must(n.CreateAnswer())(t); !strings.Contains(answer, "a=setup:"+string(c.want)) {
+				t.Errorf("the role changed in a later answer:\n%s", answer)
+			}
+		})
+	}
+}
