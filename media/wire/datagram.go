@@ -99,15 +99,25 @@ func (c *Conn) checked(from netip.AddrPort) bool {
 	return slices.Contains(c.valid, from)
 }
 
-func (c *Conn) deliverSRTP(p []byte) error {
+// lockRx takes the receive side, once the SRTP keys are set; the caller
+// unlocks it.
+func (c *Conn) lockRx() bool {
 	if !c.ready.Load() {
-		return ErrNotConnected
+		return false
 	}
 	c.rx.Lock()
-	defer c.rx.Unlock()
 	if c.rx.ctx == nil {
+		c.rx.Unlock()
+		return false
+	}
+	return true
+}
+
+func (c *Conn) deliverSRTP(p []byte) error {
+	if !c.lockRx() {
 		return ErrNotConnected
 	}
+	defer c.rx.Unlock()
 	out, err := c.rx.ctx.DecryptRTP(p[:0], p, &c.rx.rtp)
 	if err != nil {
 		return fmt.Errorf("wire: srtp: %w", err)
@@ -117,14 +127,10 @@ func (c *Conn) deliverSRTP(p []byte) error {
 }
 
 func (c *Conn) deliverSRTCP(p []byte) error {
-	if !c.ready.Load() {
+	if !c.lockRx() {
 		return ErrNotConnected
 	}
-	c.rx.Lock()
 	defer c.rx.Unlock()
-	if c.rx.ctx == nil {
-		return ErrNotConnected
-	}
 	out, err := c.rx.ctx.DecryptRTCP(p[:0], p, &c.rx.rtcp)
 	if err != nil {
 		return fmt.Errorf("wire: srtcp: %w", err)

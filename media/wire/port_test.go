@@ -40,16 +40,34 @@ func onPort(t *testing.T, port *Port, cert Certificate, i int) *node {
 	return n
 }
 
-// TestPortSharedByConnections: several pion peers on one shared UDP
-// port each reach their own connection, by ufrag first and by address
-// after, and media flows both ways on every one.
-func TestPortSharedByConnections(t *testing.T) {
+// newTestPort is a Port on a loopback UDP socket, with an ICE-TCP
+// listener if tcp is set; the test's end closes it.
+func newTestPort(t *testing.T, tcp bool) (*Port, net.Listener) {
+	t.Helper()
 	sock, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	port := NewPort(sock, nil)
 	t.Cleanup(func() { _ = port.Close() })
+	if !tcp {
+		return port, nil
+	}
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := port.ServeTCP(ln); err != nil {
+		t.Fatal(err)
+	}
+	return port, ln
+}
+
+// TestPortSharedByConnections: several pion peers on one shared UDP
+// port each reach their own connection, by ufrag first and by address
+// after, and media flows both ways on every one.
+func TestPortSharedByConnections(t *testing.T) {
+	port, _ := newTestPort(t, false)
 	cert := testCertificate(t)
 	const conns = 4
 	nodes, peers := make([]*node, conns), make([]*peer, conns)
@@ -82,19 +100,7 @@ func TestPortSharedByConnections(t *testing.T) {
 // connection through the port's passive ICE-TCP candidate, and media
 // flows both ways in RFC 4571 frames.
 func TestPortOverICETCP(t *testing.T) {
-	sock, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := NewPort(sock, nil)
-	t.Cleanup(func() { _ = port.Close() })
-	ln, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := port.ServeTCP(ln); err != nil {
-		t.Fatal(err)
-	}
+	port, ln := newTestPort(t, true)
 	n := onPort(t, port, testCertificate(t), 0)
 	n.tcp = ln.Addr().(*net.TCPAddr)
 	var se webrtc.SettingEngine
@@ -119,19 +125,7 @@ func TestPortOverICETCP(t *testing.T) {
 // frame is not a check that passes, or is longer than any datagram, is
 // closed, and nothing is answered on it.
 func TestPortClosesTCPThatIsNotACheck(t *testing.T) {
-	sock, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := NewPort(sock, nil)
-	t.Cleanup(func() { _ = port.Close() })
-	ln, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := port.ServeTCP(ln); err != nil {
-		t.Fatal(err)
-	}
+	port, ln := newTestPort(t, true)
 	onPort(t, port, testCertificate(t), 0)
 	frame := func(b []byte) []byte { return append([]byte{byte(len(b) >> 8), byte(len(b))}, b...) }
 	tests := []struct {
