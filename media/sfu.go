@@ -52,6 +52,9 @@
 //     transport (media/wire: ICE-lite, DTLS and SRTP on the shared port,
 //     no goroutine per stream or connection), with received packets read
 //     up the chain on the goroutine that decrypted them.
+//   - wireconn.go: a participant's connection on that transport, with the
+//     node's own offer/answer (media/sdpneg): what pion's PeerConnection
+//     does for a session, without its goroutines.
 //   - metrics.go: Prometheus series, without room or member ids.
 //
 // The SFU speaks SDP and ICE candidates through the Events each session is

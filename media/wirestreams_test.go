@@ -33,6 +33,7 @@ type wirePeer struct {
 	seen   map[string]int  // RTCP packets from the node, by type
 	nacked map[uint16]bool // sequence numbers the node asked for again
 	got    atomic.Int64    // packets of the node's track
+	stream atomic.Value    // the stream id of the node's track
 }
 
 func (p *wirePeer) note(pkts []rtcp.Packet) {
@@ -95,6 +96,7 @@ func newWirePeer(t *testing.T) *wirePeer {
 		}
 	}()
 	pc.OnTrack(func(remote *webrtc.TrackRemote, recv *webrtc.RTPReceiver) {
+		p.stream.Store(remote.StreamID())
 		go func() { // ends with the track
 			for {
 				pkts, _, err := recv.ReadRTCP()
@@ -195,7 +197,11 @@ func negotiatedVP8(t *testing.T, offer string, ssrc uint32) *interceptor.StreamI
 // the peer never sent is asked for, the node's track reaches the peer
 // with sender reports, and the peer's transport-wide feedback reaches
 // the node's estimator.
-func TestWireStreamsRunTheNodesRTCP(t *testing.T) {
+// newTestChain is the node's interceptor chain for a connection id, with
+// the node's RTCP scheduler running until the test ends, and the map of
+// estimators by connection.
+func newTestChain(t *testing.T, id string) (interceptor.Interceptor, *sync.Map) {
+	t.Helper()
 	var estimators, rtx sync.Map
 	m, err := newMetrics(nil, nil)
 	if err != nil {
@@ -205,29 +211,43 @@ func TestWireStreamsRunTheNodesRTCP(t *testing.T) {
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Go(func() { sched.run(stop) })
-	defer wg.Wait()
-	defer close(stop)
+	t.Cleanup(func() { close(stop); wg.Wait() })
 	api, err := newAPI(webrtc.SettingEngine{}, &estimators, &rtx, m, sched)
 	if err != nil {
 		t.Fatal(err)
 	}
-	chain, err := api.reg.Build("conn")
+	chain, err := api.reg.Build(id)
 	if err != nil {
 		t.Fatal(err)
 	}
-	streams := newWireStreams(chain)
-	defer streams.close()
+	return chain, &estimators
+}
 
+// newTestPort is a shared port on loopback, with the node's certificate.
+func newTestPort(t *testing.T) (*wire.Port, *net.UDPConn, wire.Certificate) {
+	t.Helper()
 	sock, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	port := wire.NewPort(sock, nil)
-	defer port.Close()
+	t.Cleanup(func() { _ = port.Close() })
 	cert, err := wire.NewCertificate()
 	if err != nil {
 		t.Fatal(err)
 	}
+	return port, sock, cert
+}
+
+func TestWireStreamsRunTheNodesRTCP(t *testing.T) {
+	chain, estimators := newTestChain(t, "conn")
+	streams := newWireStreams(chain)
+	defer streams.close()
+	port, sock, cert := newTestPort(t)
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer close(stop)
 	local := wire.Credentials{Ufrag: "wirenode", Pwd: "node-password-of-24-chars"}
 	connected := make(chan struct{})
 	conn, err := wire.New(wire.Config{Local: local, Certificate: cert, LocalAddr: port.LocalAddr(), Send: port.Send, Handler: streams,

@@ -1,0 +1,313 @@
+package media
+
+import (
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+
+	"github.com/pion/interceptor"
+	"github.com/pion/rtp"
+	"github.com/pion/webrtc/v4"
+
+	"github.com/openconsult/openconsult/media/sdpneg"
+	"github.com/openconsult/openconsult/media/wire"
+)
+
+// wireConn is one participant's connection on the node's own transport:
+// the offer/answer (sdpneg), the transport on the shared port
+// (wire.Conn), the received streams placed in their sections and layers
+// (wire.Inbound) and read up the node's interceptor chain (wireStreams),
+// and the tracks the node sends it. It does for a session what pion's
+// PeerConnection does, with no goroutine of its own.
+type wireConn struct {
+	cfg     wireConnConfig
+	conn    *wire.Conn
+	streams *wireStreams
+	inbound *wire.Inbound
+
+	negMu   sync.Mutex // one negotiation step at a time
+	neg     *sdpneg.Negotiator
+	local   wire.Credentials
+	started bool
+
+	secMu    sync.RWMutex
+	sections map[string]sdpneg.Section // by mid, as last negotiated
+}
+
+// wireConnConfig is what a wireConn is made with.
+type wireConnConfig struct {
+	Port        *wire.Port
+	Certificate wire.Certificate
+	Candidates  []string // the node's, as in a=candidate without "a="
+	Chain       interceptor.Interceptor
+	// OnStream learns of each stream the participant starts sending, on
+	// the goroutine that received its first packet, and returns where its
+	// packets go once read up the chain.
+	OnStream func(s inStream) func(p []byte, a interceptor.Attributes)
+	OnState  func(wire.State)
+}
+
+// inStream is a received stream: where it belongs and its codec.
+type inStream struct {
+	wire.Route
+	SSRC    uint32
+	Section sdpneg.Section
+	Codec   sdpneg.Codec // the media codec, also for an RTX stream
+}
+
+func newWireConn(cfg wireConnConfig) (*wireConn, error) {
+	local := newCredentials()
+	alg, value, _ := strings.Cut(cfg.Certificate.Fingerprint, " ")
+	neg, err := sdpneg.New(sdpneg.Config{Ufrag: local.Ufrag, Pwd: local.Pwd,
+		Fingerprints: []sdpneg.Fingerprint{{Algorithm: alg, Value: value}}, Candidates: cfg.Candidates})
+	if err != nil {
+		return nil, err
+	}
+	w := &wireConn{cfg: cfg, streams: newWireStreams(cfg.Chain), inbound: wire.NewInbound(), neg: neg, local: local,
+		sections: map[string]sdpneg.Section{}}
+	w.streams.onUnknown = w.newStream
+	w.conn, err = wire.New(wire.Config{Local: local, Certificate: cfg.Certificate, LocalAddr: cfg.Port.LocalAddr(),
+		Send: cfg.Port.Send, Handler: w.streams, OnState: cfg.OnState})
+	if err != nil {
+		return nil, err
+	}
+	w.streams.attach(w.conn)
+	if err := cfg.Port.Route(local.Ufrag, w.conn); err != nil {
+		_ = w.conn.Close()
+		return nil, err
+	}
+	return w, nil
+}
+
+// newCredentials are fresh ICE credentials: 8 and 24 characters of
+// [a-z0-9], 41 and 124 bits.
+func newCredentials() wire.Credentials {
+	return wire.Credentials{Ufrag: randomToken(8), Pwd: randomToken(24)}
+}
+
+func randomToken(n int) string {
+	const chars = "abcdefghijklmnopqrstuvwxyz0123456789"
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	for i := range b {
+		b[i] = chars[int(b[i])%len(chars)]
+	}
+	return string(b)
+}
+
+// applyOffer applies the participant's offer and returns the node's
+// answer; the first starts the transport.
+func (w *wireConn) applyOffer(offer string) (string, error) {
+	w.negMu.Lock()
+	defer w.negMu.Unlock()
+	upd, err := w.neg.ApplyOffer(offer)
+	if err != nil {
+		return "", err
+	}
+	if upd.ICERestart && w.started {
+		w.local = newCredentials()
+		if err := w.neg.SetCredentials(w.local.Ufrag, w.local.Pwd); err != nil {
+			return "", err
+		}
+	}
+	answer, err := w.neg.CreateAnswer()
+	if err != nil {
+		return "", err
+	}
+	return answer, w.applied(upd)
+}
+
+// applyAnswer applies the participant's answer to the node's offer.
+func (w *wireConn) applyAnswer(answer string) error {
+	w.negMu.Lock()
+	defer w.negMu.Unlock()
+	upd, err := w.neg.ApplyAnswer(answer)
+	if err != nil {
+		return err
+	}
+	return w.applied(upd)
+}
+
+// applied takes a completed negotiation: the sections, where received
+// SSRCs go, and the transport's remote side. The caller holds negMu.
+func (w *wireConn) applied(upd *sdpneg.Update) error {
+	w.describe(upd.Sections)
+	remote := wire.Credentials{Ufrag: upd.Transport.Ufrag, Pwd: upd.Transport.Pwd}
+	if w.started {
+		if upd.ICERestart {
+			if err := w.cfg.Port.Route(w.local.Ufrag, w.conn); err != nil {
+				return err
+			}
+			return w.conn.Restart(w.local, remote)
+		}
+		return nil
+	}
+	fps := make([]string, 0, len(upd.Transport.Fingerprints))
+	for _, f := range upd.Transport.Fingerprints {
+		fps = append(fps, f.Algorithm+" "+f.Value)
+	}
+	w.started = true
+	return w.conn.Start(remote, fps, w.neg.Role() == sdpneg.Active)
+}
+
+// describe notes the negotiated sections and tells the router which
+// sections the participant sends on and which SSRCs it declared.
+func (w *wireConn) describe(secs []sdpneg.Section) {
+	var ids wire.ExtensionIDs
+	var sending []string
+	declared := map[uint32]wire.Route{}
+	byMid := make(map[string]sdpneg.Section, len(secs))
+	for _, s := range secs {
+		byMid[s.Mid] = s
+		if ids.MID == 0 {
+			ids = wire.ExtensionIDs{MID: uint8(s.Extensions[wire.MIDURI]), RID: uint8(s.Extensions[wire.RIDURI]),
+				RepairedRID: uint8(s.Extensions[wire.RepairedRIDURI])}
+		}
+		if !s.MemberSends || s.Stopped {
+			continue
+		}
+		sending = append(sending, s.Mid)
+		if len(s.Member.RIDs) > 0 {
+			continue // layers are told apart by their RIDs
+		}
+		for _, ss := range s.Member.SSRCs {
+			declared[ss.SSRC] = wire.Route{Mid: s.Mid}
+			if ss.RTX != 0 {
+				declared[ss.RTX] = wire.Route{Mid: s.Mid, RTX: true}
+			}
+		}
+	}
+	w.secMu.Lock()
+	w.sections = byMid
+	w.secMu.Unlock()
+	w.inbound.Describe(ids, sending, declared)
+}
+
+// newStream binds a stream on its first packet, and delivers that
+// packet. It runs on the delivering goroutine.
+func (w *wireConn) newStream(p []byte, h *rtp.Header) {
+	route, err := w.inbound.Route(h)
+	if err != nil {
+		return
+	}
+	w.secMu.RLock()
+	sec, ok := w.sections[route.Mid]
+	w.secMu.RUnlock()
+	if !ok {
+		return
+	}
+	codec, rtx, ok := codecOf(sec, h.PayloadType)
+	if !ok {
+		return
+	}
+	route.RTX = rtx // the payload type says, whatever the SSRC was declared as
+	s := inStream{Route: route, SSRC: h.SSRC, Section: sec, Codec: codec}
+	onRTP := w.cfg.OnStream(s)
+	if onRTP == nil {
+		return
+	}
+	w.streams.bindRemote(streamInfo(h.SSRC, 0, sec, codec, rtx), onRTP)
+	w.streams.RTP(p, h)
+}
+
+// codecOf finds the section's codec of payload type pt, and whether pt
+// is that codec's RTX format.
+func codecOf(sec sdpneg.Section, pt uint8) (sdpneg.Codec, bool, bool) {
+	for _, c := range sec.Codecs {
+		switch {
+		case c.PayloadType == pt:
+			return c, false, true
+		case c.RTX != 0 && c.RTX == pt:
+			return c, true, true
+		}
+	}
+	return sdpneg.Codec{}, false, false
+}
+
+// streamInfo is what the interceptors learn of a stream of codec c in
+// sec: for an RTX stream (rtx), the RTX format's.
+func streamInfo(ssrc, rtxSSRC uint32, sec sdpneg.Section, c sdpneg.Codec, rtx bool) *interceptor.StreamInfo {
+	info := &interceptor.StreamInfo{SSRC: ssrc, PayloadType: c.PayloadType, MimeType: string(sec.Kind) + "/" + c.Name,
+		ClockRate: c.ClockRate, Channels: c.Channels, SDPFmtpLine: c.Fmtp}
+	if rtx {
+		info.PayloadType, info.MimeType, info.SDPFmtpLine = c.RTX, webrtc.MimeTypeRTX, fmt.Sprintf("apt=%d", c.PayloadType)
+	} else if rtxSSRC != 0 && c.RTX != 0 {
+		info.SSRCRetransmission, info.PayloadTypeRetransmission = rtxSSRC, c.RTX
+	}
+	for uri, id := range sec.Extensions {
+		info.RTPHeaderExtensions = append(info.RTPHeaderExtensions, interceptor.RTPHeaderExtension{URI: uri, ID: id})
+	}
+	for _, fb := range c.Feedback {
+		typ, param, _ := strings.Cut(fb, " ")
+		info.RTCPFeedback = append(info.RTCPFeedback, interceptor.RTCPFeedback{Type: typ, Parameter: param})
+	}
+	return info
+}
+
+// addTrack asks for t to be sent to the participant: in the node's next
+// offer (createOffer), or on a section of the participant's current
+// offer (mid, before the answer).
+func (w *wireConn) addTrack(t sdpneg.Track, mid string) error {
+	w.negMu.Lock()
+	defer w.negMu.Unlock()
+	if mid != "" {
+		return w.neg.AddTrackOn(mid, t)
+	}
+	return w.neg.AddTrack(t)
+}
+
+// removeTrack stops sending the track id; the next offer says so.
+func (w *wireConn) removeTrack(id string, ssrc uint32) error {
+	w.streams.unbindLocal(ssrc)
+	w.negMu.Lock()
+	defer w.negMu.Unlock()
+	return w.neg.RemoveTrack(id)
+}
+
+// createOffer is the node's offer, if the tracks changed since the last
+// negotiation; "" if nothing needs one.
+func (w *wireConn) createOffer() (string, error) {
+	w.negMu.Lock()
+	defer w.negMu.Unlock()
+	if !w.neg.NeedsOffer() || w.neg.State() != sdpneg.Stable {
+		return "", nil
+	}
+	return w.neg.CreateOffer()
+}
+
+// bindTrack returns the writer of a track the node sends on a
+// negotiated section, and its payload type there.
+func (w *wireConn) bindTrack(id string) (interceptor.RTPWriter, uint8, error) {
+	w.secMu.RLock()
+	var sec sdpneg.Section
+	found := false
+	for _, s := range w.sections {
+		if s.NodeSends && s.Track != nil && s.Track.ID == id {
+			sec, found = s, true
+			break
+		}
+	}
+	w.secMu.RUnlock()
+	if !found || len(sec.Codecs) == 0 {
+		return nil, 0, errors.New("the track is on no negotiated section")
+	}
+	c := sec.Codecs[0]
+	if sec.Track.Codec.Name != "" {
+		for _, o := range sec.Codecs {
+			if strings.EqualFold(o.Name, sec.Track.Codec.Name) {
+				c = o
+				break
+			}
+		}
+	}
+	return w.streams.bindLocal(streamInfo(sec.Track.SSRC, sec.Track.RTXSSRC, sec, c, false)), c.PayloadType, nil
+}
+
+// close ends the connection.
+func (w *wireConn) close() error {
+	w.cfg.Port.Forget(w.conn)
+	err := w.conn.Close()
+	return errors.Join(err, w.streams.close())
+}
