@@ -290,7 +290,23 @@ func (s *Session) negotiate() {
 		return
 	}
 	<-gathered
-	s.out.Offer(s.pc.LocalDescription().SDP)
+	s.out.Offer(s.offerToSend())
+}
+
+// offerToSend is the node's offer just set, without the sections the
+// participant stopped (see omitStopped); the caller holds negMu.
+func (s *Session) offerToSend() string {
+	offer := s.pc.LocalDescription().SDP
+	remote := s.pc.CurrentRemoteDescription()
+	if remote == nil {
+		return offer
+	}
+	sent, err := omitStopped(offer, remote.SDP)
+	if err != nil {
+		s.sfu.log.Warn("sfu offer", "member", s.member, "err", err)
+		return offer
+	}
+	return sent
 }
 
 // onTrack runs on the goroutine pion starts for each received track (each

@@ -42,6 +42,7 @@ export class MediaServerLink {
     this.pc = new RTCPeerConnection(config);
     this.local = local;
     this.sendMsg = send;
+    this.simulcast = simulcast;
     this.onMedia = onMedia;
     this.streams = new Map(); // member id -> MediaStream arriving from the server
     this.sizes = new Map(); // member id -> size last reported
@@ -64,13 +65,11 @@ export class MediaServerLink {
       if (t.kind === "video" && ownCamera) continue;
       const track = t.kind === "video" && screen ? screen : t;
       const init = { direction: "sendrecv", streams: [local] };
-      if (t.kind === "video" && simulcast) {
-        init.sendEncodings = cameraLayers.map((l, i) => ({ ...l, active: !screen || i === cameraLayers.length - 1 }));
-      }
+      if (t.kind === "video" && simulcast) init.sendEncodings = layers(!!screen);
       this.senders.set(t.kind, pc.addTransceiver(track, init).sender);
     }
     const own = screen || (ownCamera && local.getVideoTracks()[0]);
-    if (own && !this.senders.has("video")) this.sendVideo(own);
+    if (own && !this.senders.has("video")) this.sendVideo(own, own === screen);
     // A kind the tab does not send is offered receive-only, a section for
     // each other member: the server answers this first offer with the
     // room's publications of that kind on them, so they flow without its
@@ -254,10 +253,7 @@ export class MediaServerLink {
     const sender = this.senders.get(kind);
     if (!sender) return;
     await sender.replaceTrack(track);
-    const params = sender.getParameters();
-    if (kind !== "video" || !params.encodings || params.encodings.length < 2) return;
-    params.encodings.forEach((e, i) => { e.active = !screen || i === params.encodings.length - 1; });
-    await sender.setParameters(params).catch((err) => console.warn("layers", err));
+    if (kind === "video") await activate(sender, screen);
   }
 
   // sendAudio sends track as the tab's microphone. A tab that joined
@@ -286,22 +282,32 @@ export class MediaServerLink {
 
   // sendVideo sends track (the camera, the screen, or null for nothing) as
   // the tab's video. A tab that joined with a camera has the camera's
-  // sender. One that joined without has a send-only section of its own,
-  // added (and later taken up again) by a renegotiation, which the server
-  // publishes as a new track; the screen or a camera turned on during the
-  // call go there. With nothing to send the section goes back to
-  // receiving only: the server ends the publication and the others' tiles
-  // lose the picture rather than keep its last frame. (Not inactive: the
-  // server stops such a section for good.)
-  sendVideo(track, screen = false) {
+  // sender. One that joined without has a send-only section of its own
+  // while it sends video, which the server publishes as a new track; the
+  // screen or a camera turned on during the call go there, the camera in
+  // its layers as at join, the screen in the top one. With nothing to
+  // send the section is stopped: the server ends the publication and the
+  // others' tiles lose the picture rather than keep its last frame. The
+  // next camera or share gets a new section (the browser puts it in the
+  // stopped one's place): one taken up again would resume its layers on
+  // the streams the server already reported on, without the section and
+  // layer ids the server tells layers apart by.
+  async sendVideo(track, screen = false) {
     if (this.closed) return;
     if (this.senders.has("video")) return this.replaceTrack("video", track, screen);
-    if (!this.own) {
-      if (track) this.own = this.pc.addTransceiver(track, { direction: "sendonly", streams: [this.local] });
-      return;
+    const own = this.own;
+    if (own && track) {
+      await own.sender.replaceTrack(track);
+      return activate(own.sender, screen);
     }
-    this.own.sender.replaceTrack(track);
-    this.own.direction = track ? "sendonly" : "recvonly";
+    if (own) {
+      own.stop();
+      this.own = null;
+    }
+    if (!track) return;
+    const init = { direction: "sendonly", streams: [this.local] };
+    if (this.simulcast) init.sendEncodings = layers(screen);
+    this.own = this.pc.addTransceiver(track, init);
   }
 
   // view reports the size at which member's video is shown, rounded so
@@ -330,6 +336,21 @@ export class MediaServerLink {
     this.closed = true;
     this.pc.close();
   }
+}
+
+// layers returns the encodings of a camera's sender: the three layers of
+// a camera, or the top one only of a screen (its text must stay readable).
+function layers(screen) {
+  return cameraLayers.map((l, i) => ({ ...l, active: !screen || i === cameraLayers.length - 1 }));
+}
+
+// activate turns the layers of a video sender on for a camera, or the top
+// one only for a screen; a sender of one layer sends it whatever it is.
+async function activate(sender, screen) {
+  const params = sender.getParameters();
+  if (!params.encodings || params.encodings.length < 2) return;
+  params.encodings.forEach((e, i) => { e.active = !screen || i === params.encodings.length - 1; });
+  await sender.setParameters(params).catch((err) => console.warn("layers", err));
 }
 
 // firstFrame resolves once stream has a decoded video frame, or after a few
