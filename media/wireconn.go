@@ -8,6 +8,7 @@ import (
 	"sync"
 
 	"github.com/pion/interceptor"
+	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
 
@@ -34,6 +35,7 @@ type wireConn struct {
 
 	secMu    sync.RWMutex
 	sections map[string]sdpneg.Section // by mid, as last negotiated
+	bound    map[uint32]string         // received streams bound, by SSRC: their mid
 }
 
 // wireConnConfig is what a wireConn is made with.
@@ -46,7 +48,10 @@ type wireConnConfig struct {
 	// the goroutine that received its first packet, and returns where its
 	// packets go once read up the chain.
 	OnStream func(s inStream) func(p []byte, a interceptor.Attributes)
-	OnState  func(wire.State)
+	// OnStreamEnded learns of each stream whose section the participant
+	// no longer sends on, once a negotiation said so.
+	OnStreamEnded func(ssrc uint32)
+	OnState       func(wire.State)
 }
 
 // inStream is a received stream: where it belongs and its codec.
@@ -66,7 +71,7 @@ func newWireConn(cfg wireConnConfig) (*wireConn, error) {
 		return nil, err
 	}
 	w := &wireConn{cfg: cfg, streams: newWireStreams(cfg.Chain), inbound: wire.NewInbound(), neg: neg, local: local,
-		sections: map[string]sdpneg.Section{}}
+		sections: map[string]sdpneg.Section{}, bound: map[uint32]string{}}
 	w.streams.onUnknown = w.newStream
 	w.conn, err = wire.New(wire.Config{Local: local, Certificate: cfg.Certificate, LocalAddr: cfg.Port.LocalAddr(),
 		Send: cfg.Port.Send, Handler: w.streams, OnState: cfg.OnState})
@@ -181,8 +186,21 @@ func (w *wireConn) describe(secs []sdpneg.Section) {
 	}
 	w.secMu.Lock()
 	w.sections = byMid
+	var ended []uint32
+	for ssrc, mid := range w.bound {
+		if s, ok := byMid[mid]; !ok || !s.MemberSends || s.Stopped {
+			ended = append(ended, ssrc)
+			delete(w.bound, ssrc)
+		}
+	}
 	w.secMu.Unlock()
 	w.inbound.Describe(ids, sending, declared)
+	for _, ssrc := range ended { // the participant stopped sending them
+		w.streams.unbindRemote(ssrc)
+		if w.cfg.OnStreamEnded != nil {
+			w.cfg.OnStreamEnded(ssrc)
+		}
+	}
 }
 
 // newStream binds a stream on its first packet, and delivers that
@@ -208,6 +226,9 @@ func (w *wireConn) newStream(p []byte, h *rtp.Header) {
 	if onRTP == nil {
 		return
 	}
+	w.secMu.Lock()
+	w.bound[h.SSRC] = route.Mid
+	w.secMu.Unlock()
 	w.streams.bindRemote(streamInfo(h.SSRC, 0, sec, codec, rtx), onRTP)
 	w.streams.RTP(p, h)
 }
@@ -303,6 +324,20 @@ func (w *wireConn) bindTrack(id string) (interceptor.RTPWriter, uint8, error) {
 		}
 	}
 	return w.streams.bindLocal(streamInfo(sec.Track.SSRC, sec.Track.RTXSSRC, sec, c, false)), c.PayloadType, nil
+}
+
+// requestKeyframe asks the participant for a keyframe of the stream
+// ssrc (a picture loss indication).
+func (w *wireConn) requestKeyframe(ssrc uint32) error {
+	return w.streams.writeRTCP([]rtcp.Packet{&rtcp.PictureLossIndication{MediaSSRC: ssrc}})
+}
+
+// receiving reports whether the received stream ssrc is bound.
+func (w *wireConn) receiving(ssrc uint32) bool {
+	w.secMu.RLock()
+	defer w.secMu.RUnlock()
+	_, ok := w.bound[ssrc]
+	return ok
 }
 
 // close ends the connection.

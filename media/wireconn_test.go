@@ -3,12 +3,14 @@ package media
 import (
 	"fmt"
 	"net"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/pion/interceptor"
+	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
 
@@ -28,6 +30,7 @@ func TestWireConnPublishesAndSubscribes(t *testing.T) {
 	var (
 		mu       sync.Mutex
 		streams  []inStream
+		ended    []uint32
 		received atomic.Int64
 	)
 	connected := make(chan struct{})
@@ -40,6 +43,11 @@ func TestWireConnPublishesAndSubscribes(t *testing.T) {
 			streams = append(streams, s)
 			mu.Unlock()
 			return func([]byte, interceptor.Attributes) { received.Add(1) }
+		},
+		OnStreamEnded: func(ssrc uint32) {
+			mu.Lock()
+			ended = append(ended, ssrc)
+			mu.Unlock()
 		},
 		OnState: func(s wire.State) {
 			if s == wire.StateConnected {
@@ -103,23 +111,11 @@ func TestWireConnPublishesAndSubscribes(t *testing.T) {
 	if err := w.addTrack(track, ""); err != nil {
 		t.Fatal(err)
 	}
-	nodeOffer, err := w.createOffer()
-	if err != nil || nodeOffer == "" {
-		t.Fatalf("the node's offer: %q, %v", nodeOffer, err)
-	}
-	if err := p.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: nodeOffer}); err != nil {
-		t.Fatalf("pion refused the node's offer: %v\n%s", err, nodeOffer)
-	}
-	memberAnswer, err := p.pc.CreateAnswer(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := p.pc.SetLocalDescription(memberAnswer); err != nil {
-		t.Fatal(err)
-	}
-	if err := w.applyAnswer(memberAnswer.SDP); err != nil {
-		t.Fatalf("the node refused pion's answer: %v", err)
-	}
+	renegotiate(t, w, p, func(offer string) {
+		if !strings.Contains(offer, "msid:"+track.StreamID+" "+track.ID) {
+			t.Fatalf("the node's offer does not carry its track:\n%s", offer)
+		}
+	})
 	out, pt, err := w.bindTrack("camera")
 	if err != nil {
 		t.Fatal(err)
@@ -140,5 +136,72 @@ func TestWireConnPublishesAndSubscribes(t *testing.T) {
 	eventually.True(t, 10*time.Second, "the node's track at the member", func() bool { return p.got.Load() > 30 })
 	if s, _ := p.stream.Load().(string); s != track.StreamID {
 		t.Fatalf("the member got the node's track in stream %q, want %q", s, track.StreamID)
+	}
+
+	pubSSRC := uint32(p.sender.GetParameters().Encodings[0].SSRC)
+	if err := w.requestKeyframe(pubSSRC); err != nil {
+		t.Fatal(err)
+	}
+	eventually.True(t, 10*time.Second, "the node's keyframe request at the member", func() bool { return p.count(&rtcp.PictureLossIndication{}) > 0 })
+
+	// The node stops its track: its next offer no longer carries it.
+	if err := w.removeTrack(track.ID, track.SSRC); err != nil {
+		t.Fatal(err)
+	}
+	renegotiate(t, w, p, func(offer string) {
+		if strings.Contains(offer, fmt.Sprint(track.SSRC)) {
+			t.Fatalf("the node's offer still sends the removed track:\n%s", offer)
+		}
+	})
+
+	// The member stops sending: its stream is unbound, and the node told.
+	if err := p.pc.RemoveTrack(p.sender); err != nil {
+		t.Fatal(err)
+	}
+	memberOffer, err := p.pc.CreateOffer(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.pc.SetLocalDescription(memberOffer); err != nil {
+		t.Fatal(err)
+	}
+	nodeAnswer, err := w.applyOffer(memberOffer.SDP)
+	if err != nil {
+		t.Fatalf("the node refused the member's offer: %v", err)
+	}
+	if err := p.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: nodeAnswer}); err != nil {
+		t.Fatal(err)
+	}
+	if w.receiving(pubSSRC) {
+		t.Fatal("the member's stream is still bound after it stopped sending")
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(ended) != 1 || ended[0] != pubSSRC {
+		t.Fatalf("streams ended: %v, want [%d]", ended, pubSSRC)
+	}
+}
+
+// renegotiate has the node offer, check the offer, and the member
+// answer.
+func renegotiate(t *testing.T, w *wireConn, p *wirePeer, check func(offer string)) {
+	t.Helper()
+	offer, err := w.createOffer()
+	if err != nil || offer == "" {
+		t.Fatalf("the node's offer: %q, %v", offer, err)
+	}
+	check(offer)
+	if err := p.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: offer}); err != nil {
+		t.Fatalf("pion refused the node's offer: %v\n%s", err, offer)
+	}
+	answer, err := p.pc.CreateAnswer(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.pc.SetLocalDescription(answer); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.applyAnswer(answer.SDP); err != nil {
+		t.Fatalf("the node refused pion's answer: %v", err)
 	}
 }
