@@ -86,20 +86,10 @@ func newWireConn(cfg wireConnConfig) (*wireConn, error) {
 	return w, nil
 }
 
-// newCredentials are fresh ICE credentials: 8 and 24 characters of
-// [a-z0-9], 41 and 124 bits.
+// newCredentials are fresh ICE credentials in base32, which ice-chars
+// allow: a ufrag of 8 characters (40 bits) and a password of 26 (128).
 func newCredentials() wire.Credentials {
-	return wire.Credentials{Ufrag: randomToken(8), Pwd: randomToken(24)}
-}
-
-func randomToken(n int) string {
-	const chars = "abcdefghijklmnopqrstuvwxyz0123456789"
-	b := make([]byte, n)
-	_, _ = rand.Read(b)
-	for i := range b {
-		b[i] = chars[int(b[i])%len(chars)]
-	}
-	return string(b)
+	return wire.Credentials{Ufrag: rand.Text()[:8], Pwd: rand.Text()}
 }
 
 // applyOffer applies the participant's offer and returns the node's
