@@ -93,13 +93,23 @@ func newCredentials() wire.Credentials {
 }
 
 // applyOffer applies the participant's offer and returns the node's
-// answer; the first starts the transport.
-func (w *wireConn) applyOffer(offer string) (string, error) {
+// answer; the first starts the transport. place, if set, is given the
+// offered sections before the answer is made, and returns tracks to
+// send at once on sections the participant only receives on, by mid.
+func (w *wireConn) applyOffer(offer string, place func([]sdpneg.Section) map[string]sdpneg.Track) (string, error) {
 	w.negMu.Lock()
 	defer w.negMu.Unlock()
 	upd, err := w.neg.ApplyOffer(offer)
 	if err != nil {
 		return "", err
+	}
+	if place != nil {
+		for mid, t := range place(upd.Sections) {
+			if err := w.neg.AddTrackOn(mid, t); err != nil {
+				_ = w.neg.Rollback()
+				return "", err
+			}
+		}
 	}
 	if upd.ICERestart && w.started {
 		w.local = newCredentials()
@@ -125,10 +135,11 @@ func (w *wireConn) applyAnswer(answer string) error {
 	return w.applied(upd)
 }
 
-// applied takes a completed negotiation: the sections, where received
-// SSRCs go, and the transport's remote side. The caller holds negMu.
+// applied takes a completed negotiation: the sections (with the node's
+// tracks on them), where received SSRCs go, and the transport's remote
+// side. The caller holds negMu.
 func (w *wireConn) applied(upd *sdpneg.Update) error {
-	w.describe(upd.Sections)
+	w.describe(w.neg.Sections())
 	remote := wire.Credentials{Ufrag: upd.Transport.Ufrag, Pwd: upd.Transport.Pwd}
 	if w.started {
 		if upd.ICERestart {

@@ -19,25 +19,42 @@ import (
 	"github.com/openconsult/openconsult/media/wire"
 )
 
+// newTestWireConn is a connection on a port of its own, with cfg's
+// callbacks; connected closes once it is connected.
+func newTestWireConn(t *testing.T, cfg wireConnConfig) (*wireConn, <-chan struct{}) {
+	t.Helper()
+	chain, _ := newTestChain(t, t.Name())
+	port, sock, cert := newTestPort(t)
+	connected := make(chan struct{})
+	var once sync.Once
+	cfg.Port, cfg.Certificate, cfg.Chain = port, cert, chain
+	cfg.Candidates = []string{fmt.Sprintf("candidate:1 1 udp 2130706431 127.0.0.1 %d typ host", sock.LocalAddr().(*net.UDPAddr).Port)}
+	cfg.OnState = func(s wire.State) {
+		if s == wire.StateConnected {
+			once.Do(func() { close(connected) })
+		}
+	}
+	w, err := newWireConn(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = w.close() })
+	return w, connected
+}
+
 // TestWireConnPublishesAndSubscribes: a pion member publishing VP8 joins
 // a connection on the node's own transport with its offer; the node's
 // answer brings the transport up, the member's stream is found in its
 // section with its codec and read up the chain; then the node offers a
 // track of its own, the member answers, and the member receives it.
 func TestWireConnPublishesAndSubscribes(t *testing.T) {
-	chain, _ := newTestChain(t, "member")
-	port, sock, cert := newTestPort(t)
 	var (
 		mu       sync.Mutex
 		streams  []inStream
 		ended    []uint32
 		received atomic.Int64
 	)
-	connected := make(chan struct{})
-	var once sync.Once
-	w, err := newWireConn(wireConnConfig{
-		Port: port, Certificate: cert, Chain: chain,
-		Candidates: []string{fmt.Sprintf("candidate:1 1 udp 2130706431 127.0.0.1 %d typ host", sock.LocalAddr().(*net.UDPAddr).Port)},
+	w, connected := newTestWireConn(t, wireConnConfig{
 		OnStream: func(s inStream) func([]byte, interceptor.Attributes) {
 			mu.Lock()
 			streams = append(streams, s)
@@ -49,16 +66,7 @@ func TestWireConnPublishesAndSubscribes(t *testing.T) {
 			ended = append(ended, ssrc)
 			mu.Unlock()
 		},
-		OnState: func(s wire.State) {
-			if s == wire.StateConnected {
-				once.Do(func() { close(connected) })
-			}
-		},
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer w.close()
 
 	p := newWirePeer(t)
 	offer, err := p.pc.CreateOffer(nil)
@@ -68,7 +76,7 @@ func TestWireConnPublishesAndSubscribes(t *testing.T) {
 	if err := p.pc.SetLocalDescription(offer); err != nil {
 		t.Fatal(err)
 	}
-	answer, err := w.applyOffer(offer.SDP)
+	answer, err := w.applyOffer(offer.SDP, nil)
 	if err != nil {
 		t.Fatalf("the node refused pion's offer: %v", err)
 	}
@@ -165,7 +173,7 @@ func TestWireConnPublishesAndSubscribes(t *testing.T) {
 	if err := p.pc.SetLocalDescription(memberOffer); err != nil {
 		t.Fatal(err)
 	}
-	nodeAnswer, err := w.applyOffer(memberOffer.SDP)
+	nodeAnswer, err := w.applyOffer(memberOffer.SDP, nil)
 	if err != nil {
 		t.Fatalf("the node refused the member's offer: %v", err)
 	}
@@ -203,5 +211,70 @@ func renegotiate(t *testing.T, w *wireConn, p *wirePeer, check func(offer string
 	}
 	if err := w.applyAnswer(answer.SDP); err != nil {
 		t.Fatalf("the node refused pion's answer: %v", err)
+	}
+}
+
+// TestWireConnAnswersWithTracksOnReceiveOnlySections: a viewer without a
+// camera offers a section to receive video on; the node puts a track on
+// it in its answer, without an offer of its own, and the viewer
+// receives it.
+func TestWireConnAnswersWithTracksOnReceiveOnlySections(t *testing.T) {
+	w, connected := newTestWireConn(t, wireConnConfig{OnStream: func(inStream) func([]byte, interceptor.Attributes) { return nil }})
+	p := newWirePeerWith(t, false)
+	offer, err := p.pc.CreateOffer(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.pc.SetLocalDescription(offer); err != nil {
+		t.Fatal(err)
+	}
+	track := sdpneg.Track{ID: "camera", StreamID: "other/cam", Kind: sdpneg.Video, SSRC: 7777, CNAME: "node"}
+	answer, err := w.applyOffer(offer.SDP, func(secs []sdpneg.Section) map[string]sdpneg.Track {
+		for _, s := range secs {
+			if s.Kind == sdpneg.Video && !s.MemberSends {
+				return map[string]sdpneg.Track{s.Mid: track}
+			}
+		}
+		t.Error("no section to receive video on in the viewer's offer")
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: answer}); err != nil {
+		t.Fatalf("pion refused the node's answer: %v\n%s", err, answer)
+	}
+	out, pt, err := w.bindTrack(track.ID)
+	if err != nil {
+		t.Fatalf("the track is not on the answered section: %v", err)
+	}
+	select {
+	case <-connected:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the connection never connected")
+	}
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer close(stop)
+	wg.Go(func() {
+		tick := time.NewTicker(10 * time.Millisecond)
+		defer tick.Stop()
+		for seq := uint16(1); ; seq++ {
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+			}
+			h := rtp.Header{Version: 2, PayloadType: pt, SequenceNumber: seq, Timestamp: uint32(seq) * 3000, SSRC: track.SSRC}
+			_, _ = out.Write(&h, []byte{0x10, 0, 0x9d, 0x01, 0x2a, 1, 2, 3}, nil)
+		}
+	})
+	eventually.True(t, 10*time.Second, "the node's track at the viewer, from the first answer", func() bool { return p.got.Load() > 30 })
+	if s, _ := p.stream.Load().(string); s != track.StreamID {
+		t.Fatalf("the viewer got the track in stream %q, want %q", s, track.StreamID)
+	}
+	if offer, err := w.createOffer(); err != nil || offer != "" {
+		t.Fatalf("the node wants an offer after placing its track in the answer: %q, %v", offer, err)
 	}
 }

@@ -59,6 +59,14 @@ func (p *wirePeer) count(kind any) int {
 
 func newWirePeer(t *testing.T) *wirePeer {
 	t.Helper()
+	return newWirePeerWith(t, true)
+}
+
+// newWirePeerWith is a member that publishes VP8 if publish is set, and
+// otherwise offers one section to receive video on, as a viewer without
+// a camera does.
+func newWirePeerWith(t *testing.T, publish bool) *wirePeer {
+	t.Helper()
 	// As a browser: pion's default interceptors, and every packet sent
 	// numbered for transport-wide feedback.
 	me := &webrtc.MediaEngine{}
@@ -77,15 +85,29 @@ func newWirePeer(t *testing.T) *wirePeer {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = pc.Close() })
+	p := &wirePeer{pc: pc, seen: map[string]int{}, nacked: map[uint16]bool{}}
+	if !publish {
+		if _, err := pc.AddTransceiverFromKind(webrtc.RTPCodecTypeVideo, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionRecvonly}); err != nil {
+			t.Fatal(err)
+		}
+	} else if err := p.publish(); err != nil {
+		t.Fatal(err)
+	}
+	pc.OnTrack(p.onTrack)
+	return p
+}
+
+// publish adds the member's VP8 track, and reads the node's RTCP about it.
+func (p *wirePeer) publish() error {
 	track, err := webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8}, "video", "peer")
 	if err != nil {
-		t.Fatal(err)
+		return err
 	}
-	sender, err := pc.AddTrack(track)
+	sender, err := p.pc.AddTrack(track)
 	if err != nil {
-		t.Fatal(err)
+		return err
 	}
-	p := &wirePeer{pc: pc, track: track, sender: sender, seen: map[string]int{}, nacked: map[uint16]bool{}}
+	p.track, p.sender = track, sender
 	go func() { // ends when pc closes
 		for {
 			pkts, _, err := sender.ReadRTCP()
@@ -95,25 +117,27 @@ func newWirePeer(t *testing.T) *wirePeer {
 			p.note(pkts)
 		}
 	}()
-	pc.OnTrack(func(remote *webrtc.TrackRemote, recv *webrtc.RTPReceiver) {
-		p.stream.Store(remote.StreamID())
-		go func() { // ends with the track
-			for {
-				pkts, _, err := recv.ReadRTCP()
-				if err != nil {
-					return
-				}
-				p.note(pkts)
-			}
-		}()
+	return nil
+}
+
+// onTrack counts what the node sends, and reads the node's RTCP about it.
+func (p *wirePeer) onTrack(remote *webrtc.TrackRemote, recv *webrtc.RTPReceiver) {
+	p.stream.Store(remote.StreamID())
+	go func() { // ends with the track
 		for {
-			if _, _, err := remote.ReadRTP(); err != nil {
+			pkts, _, err := recv.ReadRTCP()
+			if err != nil {
 				return
 			}
-			p.got.Add(1)
+			p.note(pkts)
 		}
-	})
-	return p
+	}()
+	for {
+		if _, _, err := remote.ReadRTP(); err != nil {
+			return
+		}
+		p.got.Add(1)
+	}
 }
 
 // nodeAnswer is the node's answer to offer: what a pion answerer with a
