@@ -51,7 +51,11 @@ type wireConnConfig struct {
 	// OnStreamEnded learns of each stream whose section the participant
 	// no longer sends on, once a negotiation said so.
 	OnStreamEnded func(ssrc uint32)
-	OnState       func(wire.State)
+	// OnFeedback gets each NACK, PLI and FIR the participant sends, with
+	// the SSRC of the node's stream it is about, on the delivering
+	// goroutine; pkt is valid until it returns.
+	OnFeedback func(ssrc uint32, pkt []byte)
+	OnState    func(wire.State)
 }
 
 // inStream is a received stream: where it belongs and its codec.
@@ -73,6 +77,9 @@ func newWireConn(cfg wireConnConfig) (*wireConn, error) {
 	w := &wireConn{cfg: cfg, streams: newWireStreams(cfg.Chain), inbound: wire.NewInbound(), neg: neg, local: local,
 		sections: map[string]sdpneg.Section{}, bound: map[uint32]string{}}
 	w.streams.onUnknown = w.newStream
+	if cfg.OnFeedback != nil {
+		w.streams.onRTCP = func(p []byte) { forEachFeedback(p, cfg.OnFeedback) }
+	}
 	w.conn, err = wire.New(wire.Config{Local: local, Certificate: cfg.Certificate, LocalAddr: cfg.Port.LocalAddr(),
 		Send: cfg.Port.Send, Handler: w.streams, OnState: cfg.OnState})
 	if err != nil {

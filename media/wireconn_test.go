@@ -52,6 +52,7 @@ func TestWireConnPublishesAndSubscribes(t *testing.T) {
 		mu       sync.Mutex
 		streams  []inStream
 		ended    []uint32
+		nacked   = map[uint32]bool{} // the node's streams the member asked packets of
 		received atomic.Int64
 	)
 	w, connected := newTestWireConn(t, wireConnConfig{
@@ -60,6 +61,13 @@ func TestWireConnPublishesAndSubscribes(t *testing.T) {
 			streams = append(streams, s)
 			mu.Unlock()
 			return func([]byte, interceptor.Attributes) { received.Add(1) }
+		},
+		OnFeedback: func(ssrc uint32, pkt []byte) {
+			if pkt[0]&0x1f == 1 && pkt[1] == 205 {
+				mu.Lock()
+				nacked[ssrc] = true
+				mu.Unlock()
+			}
 		},
 		OnStreamEnded: func(ssrc uint32) {
 			mu.Lock()
@@ -137,11 +145,19 @@ func TestWireConnPublishesAndSubscribes(t *testing.T) {
 				return
 			case <-tick.C:
 			}
+			if seq == 20 {
+				continue // lost: the member asks for it
+			}
 			h := rtp.Header{Version: 2, PayloadType: pt, SequenceNumber: seq, Timestamp: uint32(seq) * 3000, SSRC: track.SSRC}
 			_, _ = out.Write(&h, vp8, nil)
 		}
 	})
 	eventually.True(t, 10*time.Second, "the node's track at the member", func() bool { return p.got.Load() > 30 })
+	eventually.True(t, 10*time.Second, "the member's NACK for the node's track", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return nacked[track.SSRC]
+	})
 	if s, _ := p.stream.Load().(string); s != track.StreamID {
 		t.Fatalf("the member got the node's track in stream %q, want %q", s, track.StreamID)
 	}

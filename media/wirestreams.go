@@ -1,6 +1,7 @@
 package media
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"sync"
@@ -176,6 +177,31 @@ func (w *wireStreams) RTCP(p []byte) {
 		return
 	}
 	w.onRTCP(w.rbuf[:n])
+}
+
+// forEachFeedback calls fn for each NACK, PLI and FIR in compound RTCP
+// packet b, with the SSRC of the media stream it is about (a FIR's
+// entries each name one), up to the first malformed packet.
+// Transport-wide feedback and REMB are about the connection, not a
+// stream, and the chain reads them.
+func forEachFeedback(b []byte, fn func(ssrc uint32, pkt []byte)) {
+	for len(b) > 0 {
+		pt, format, pkt, rest, ok := nextRTCP(b)
+		if !ok {
+			return
+		}
+		b = rest
+		switch {
+		case pt == rtcpRTPFB && format == rtcpFmtNack, pt == rtcpPSFB && format == rtcpFmtPLI:
+			if len(pkt) >= 12 {
+				fn(binary.BigEndian.Uint32(pkt[8:]), pkt)
+			}
+		case pt == rtcpPSFB && format == rtcpFmtFIR:
+			for fci := pkt[min(12, len(pkt)):]; len(fci) >= 8; fci = fci[8:] {
+				fn(binary.BigEndian.Uint32(fci), pkt)
+			}
+		}
+	}
 }
 
 // close ends the chain: the RTCP scheduler stops writing for the

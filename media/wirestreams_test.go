@@ -362,3 +362,58 @@ func attrOf(desc, name string) string {
 	}
 	return ""
 }
+
+// TestForEachFeedback: each NACK, PLI and FIR entry of a compound packet
+// is handed over with the stream it is about; reports, transport-wide
+// feedback and REMB are not, and a malformed packet ends the walk.
+func TestForEachFeedback(t *testing.T) {
+	compound, err := rtcp.Marshal([]rtcp.Packet{
+		&rtcp.ReceiverReport{SSRC: 1},
+		&rtcp.TransportLayerNack{SenderSSRC: 1, MediaSSRC: 5, Nacks: []rtcp.NackPair{{PacketID: 9}}},
+		&rtcp.PictureLossIndication{SenderSSRC: 1, MediaSSRC: 6},
+		&rtcp.FullIntraRequest{SenderSSRC: 1, FIR: []rtcp.FIREntry{{SSRC: 7}, {SSRC: 8}}},
+		&rtcp.TransportLayerCC{SenderSSRC: 1, MediaSSRC: 9, PacketChunks: []rtcp.PacketStatusChunk{&rtcp.RunLengthChunk{PacketStatusSymbol: rtcp.TypeTCCPacketNotReceived, RunLength: 1}}, PacketStatusCount: 1},
+		&rtcp.ReceiverEstimatedMaximumBitrate{SenderSSRC: 1, Bitrate: 1e6, SSRCs: []uint32{10}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	head, _ := rtcp.Marshal([]rtcp.Packet{&rtcp.ReceiverReport{SSRC: 1}, &rtcp.TransportLayerNack{SenderSSRC: 1, MediaSSRC: 5, Nacks: []rtcp.NackPair{{PacketID: 9}}}})
+	tests := []struct {
+		name string
+		b    []byte
+		want []uint32
+	}{
+		{"compound", compound, []uint32{5, 6, 7, 8}},
+		{"cut in the middle of the PLI", compound[:len(head)+6], []uint32{5}},
+		{"empty", nil, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var got []uint32
+			forEachFeedback(tt.b, func(ssrc uint32, pkt []byte) {
+				if _, err := rtcp.Unmarshal(pkt); err != nil {
+					t.Errorf("handed over a packet that does not parse: %v", err)
+				}
+				got = append(got, ssrc)
+			})
+			if fmt.Sprint(got) != fmt.Sprint(tt.want) {
+				t.Fatalf("got %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
+
+// FuzzForEachFeedback: no compound packet makes the walk panic or hand
+// over bytes outside it.
+func FuzzForEachFeedback(f *testing.F) {
+	b, _ := rtcp.Marshal([]rtcp.Packet{&rtcp.PictureLossIndication{MediaSSRC: 6}, &rtcp.FullIntraRequest{FIR: []rtcp.FIREntry{{SSRC: 7}}}})
+	f.Add(b)
+	f.Fuzz(func(t *testing.T, b []byte) {
+		forEachFeedback(b, func(_ uint32, pkt []byte) {
+			if len(pkt) > len(b) {
+				t.Fatalf("a packet of %d bytes from %d", len(pkt), len(b))
+			}
+		})
+	})
+}
