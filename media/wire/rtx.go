@@ -38,7 +38,6 @@ func UnwrapRTX(p []byte, h *rtp.Header, ssrc uint32, pt uint8) ([]byte, error) {
 	binary.BigEndian.PutUint16(out[2:], osn)
 	binary.BigEndian.PutUint32(out[8:], ssrc)
 	h.Padding, h.PaddingSize = false, 0
-	h.PayloadOffset = n
 	h.PayloadType, h.SequenceNumber, h.SSRC = pt, osn, ssrc
 	return out, nil
 }

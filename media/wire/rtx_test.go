@@ -75,7 +75,7 @@ func TestUnwrapRTX(t *testing.T) {
 			if err := back.Unmarshal(got); err != nil {
 				t.Fatal(err)
 			}
-			if h.SequenceNumber != 4242 || h.SSRC != 1111 || h.PayloadType != 96 || h.PayloadOffset != len(got)-len(orig.Payload) {
+			if h.SequenceNumber != 4242 || h.SSRC != 1111 || h.PayloadType != 96 || h.Padding || !bytes.Equal(back.Payload, orig.Payload) {
 				t.Fatalf("header after: %+v", h)
 			}
 		})
