@@ -243,7 +243,7 @@ func (c *Conn) Remote() (addr netip.AddrPort, ok bool) {
 }
 
 // CheckConsent updates the state from the time of the last consent
-// check: the node calls it for every connection every second or so.
+// check: the Port a connection is routed on calls it every second.
 func (c *Conn) CheckConsent() State {
 	_, last, ok := c.ice.pair()
 	st := c.State()

@@ -43,8 +43,13 @@ type Port struct {
 	tcpListeners []net.Listener
 
 	done chan struct{}  // the UDP reader ended
-	wg   sync.WaitGroup // the ICE-TCP goroutines
+	stop chan struct{}  // closed by Close: the consent checker ends
+	wg   sync.WaitGroup // the ICE-TCP goroutines and the consent checker
 }
+
+// consentEvery is how often the port has its connections check the
+// remote side's consent (Conn.CheckConsent).
+const consentEvery = time.Second
 
 // maxDatagram is the longest datagram read whole; WebRTC media keeps
 // under 1,280 bytes.
@@ -56,9 +61,36 @@ func NewPort(conn PacketConn, log *slog.Logger) *Port {
 		log = slog.New(slog.DiscardHandler)
 	}
 	p := &Port{conn: conn, log: log, byUfrag: map[string]*Conn{}, byAddr: map[netip.AddrPort]*Conn{},
-		addrs: map[*Conn][]netip.AddrPort{}, tcp: map[netip.AddrPort]*tcpLink{}, done: make(chan struct{})}
+		addrs: map[*Conn][]netip.AddrPort{}, tcp: map[netip.AddrPort]*tcpLink{}, done: make(chan struct{}), stop: make(chan struct{})}
 	go p.read() // ends when Close closes conn
+	p.wg.Go(p.checkConsent)
 	return p
+}
+
+// checkConsent has every routed connection check consent each
+// consentEvery, until the port closes: a connection whose remote side
+// went away without a word is disconnected, then fails.
+func (p *Port) checkConsent() {
+	t := time.NewTicker(consentEvery)
+	defer t.Stop()
+	var conns []*Conn
+	for {
+		select {
+		case <-p.stop:
+			return
+		case <-t.C:
+		}
+		conns = conns[:0]
+		p.mu.RLock()
+		for _, c := range p.byUfrag {
+			conns = append(conns, c)
+		}
+		p.mu.RUnlock()
+		for i, c := range conns {
+			c.CheckConsent()
+			conns[i] = nil
+		}
+	}
 }
 
 // LocalAddr is the port's address.
@@ -118,6 +150,7 @@ func (p *Port) Close() error {
 		return nil
 	}
 	p.closed = true
+	close(p.stop)
 	lns := p.tcpListeners
 	links := make([]*tcpLink, 0, len(p.tcp))
 	for _, l := range p.tcp {

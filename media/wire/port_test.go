@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"sync"
 	"testing"
@@ -156,4 +157,26 @@ func TestPortClosesTCPThatIsNotACheck(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestPortChecksConsent: a connected connection whose remote side stops
+// checking is failed by the port's own consent check, with no call from
+// its owner.
+func TestPortChecksConsent(t *testing.T) {
+	port, _ := newTestPort(t, false)
+	clk := &clock{t: time.Unix(1_800_000_000, 0)}
+	var out sent
+	c := newTestConn(t, &out, clk)
+	defer c.Close()
+	if err := port.Route(testLocal.Ufrag, c); err != nil {
+		t.Fatal(err)
+	}
+	from := netip.MustParseAddrPort("192.0.2.7:50000")
+	if err := c.Deliver(bindingRequest(t, "nodeufrag:peer", testLocal.Pwd, true, true), from); err != nil {
+		t.Fatal(err)
+	}
+	c.ready.Store(true) // as a finished handshake leaves it
+	c.setState(StateConnected)
+	clk.advance(FailedAfter)
+	eventually.True(t, 5*time.Second, "the port's consent check failing the connection", func() bool { return c.State() == StateFailed })
 }
