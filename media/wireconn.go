@@ -46,7 +46,8 @@ type wireConnConfig struct {
 	Chain       interceptor.Interceptor
 	// OnStream learns of each stream the participant starts sending, on
 	// the goroutine that received its first packet, and returns where its
-	// packets go once read up the chain.
+	// packets go once read up the chain. An RTX stream's packets come to
+	// its handler as the packets they repair (wire.UnwrapRTX).
 	OnStream func(s inStream) func(p []byte, a interceptor.Attributes)
 	// OnStreamEnded learns of each stream whose section the participant
 	// no longer sends on, once a negotiation said so.
@@ -234,11 +235,46 @@ func (w *wireConn) newStream(p []byte, h *rtp.Header) {
 	if onRTP == nil {
 		return
 	}
+	if rtx {
+		media, ok := w.inbound.MediaSSRC(route, h.SSRC, fidOf(sec))
+		if !ok {
+			return // a repair before any packet of its stream
+		}
+		onRTP = unwrapping(media, codec.PayloadType, onRTP)
+	}
 	w.secMu.Lock()
 	w.bound[h.SSRC] = route.Mid
 	w.secMu.Unlock()
 	w.streams.bindRemote(streamInfo(h.SSRC, 0, sec, codec, rtx), onRTP)
 	w.streams.RTP(p, h)
+}
+
+// fidOf is a section's declared RTX SSRCs and the SSRCs they repair.
+func fidOf(sec sdpneg.Section) map[uint32]uint32 {
+	fid := map[uint32]uint32{}
+	for _, s := range sec.Member.SSRCs {
+		if s.RTX != 0 {
+			fid[s.RTX] = s.SSRC
+		}
+	}
+	return fid
+}
+
+// unwrapping hands onRTP the packets an RTX stream repairs, as they were
+// first sent on stream ssrc with payload type pt, without the chain's
+// attributes, which describe the RTX packet. It runs on the delivering
+// goroutine, which the connection serialises, so one header serves
+// every call.
+func unwrapping(ssrc uint32, pt uint8, onRTP func([]byte, interceptor.Attributes)) func([]byte, interceptor.Attributes) {
+	var h rtp.Header
+	return func(p []byte, _ interceptor.Attributes) {
+		if _, err := h.Unmarshal(p); err != nil {
+			return
+		}
+		if orig, err := wire.UnwrapRTX(p, &h, ssrc, pt); err == nil {
+			onRTP(orig, nil)
+		}
+	}
 }
 
 // codecOf finds the section's codec of payload type pt, and whether pt

@@ -1,8 +1,10 @@
 package media
 
 import (
+	"encoding/binary"
 	"fmt"
 	"net"
+	"net/netip"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -292,5 +294,119 @@ func TestWireConnAnswersWithTracksOnReceiveOnlySections(t *testing.T) {
 	}
 	if offer, err := w.createOffer(); err != nil || offer != "" {
 		t.Fatalf("the node wants an offer after placing its track in the answer: %q, %v", offer, err)
+	}
+}
+
+// dropOnce is the node's socket losing one SRTP packet on the way in:
+// the first of SSRC ssrc (once set) with sequence number seq.
+type dropOnce struct {
+	*net.UDPConn
+	ssrc    atomic.Uint32
+	seq     uint16
+	dropped atomic.Bool
+}
+
+func (d *dropOnce) ReadFromUDPAddrPort(b []byte) (int, netip.AddrPort, error) {
+	for {
+		n, from, err := d.UDPConn.ReadFromUDPAddrPort(b)
+		if err != nil || n < 12 || wire.Classify(b[:n]) != wire.KindSRTP || d.dropped.Load() {
+			return n, from, err
+		}
+		if binary.BigEndian.Uint32(b[8:]) == d.ssrc.Load() && binary.BigEndian.Uint16(b[2:]) == d.seq {
+			d.dropped.Store(true)
+			continue
+		}
+		return n, from, err
+	}
+}
+
+// TestWireConnRepairsFromRTX: a packet of the member's lost on the way
+// in is asked for by the node's RTCP, comes again on the member's RTX
+// stream, and reaches the node as the packet it repairs.
+func TestWireConnRepairsFromRTX(t *testing.T) {
+	sock, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lossy := &dropOnce{UDPConn: sock, seq: 30}
+	port := wire.NewPort(lossy, nil)
+	t.Cleanup(func() { _ = port.Close() })
+	cert, err := wire.NewCertificate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	chain, _ := newTestChain(t, t.Name())
+	var mu sync.Mutex
+	repaired := map[uint16]uint32{} // sequence numbers that came on the RTX stream: their SSRC
+	rtxStreams := 0
+	w, err := newWireConn(wireConnConfig{Port: port, Certificate: cert, Chain: chain,
+		Candidates: []string{fmt.Sprintf("candidate:1 1 udp 2130706431 127.0.0.1 %d typ host", sock.LocalAddr().(*net.UDPAddr).Port)},
+		OnStream: func(s inStream) func([]byte, interceptor.Attributes) {
+			if !s.RTX {
+				return func([]byte, interceptor.Attributes) {}
+			}
+			mu.Lock()
+			rtxStreams++
+			mu.Unlock()
+			return func(p []byte, _ interceptor.Attributes) {
+				var h rtp.Header
+				if _, err := h.Unmarshal(p); err != nil {
+					t.Errorf("an unwrapped repair does not parse: %v", err)
+					return
+				}
+				mu.Lock()
+				repaired[h.SequenceNumber] = h.SSRC
+				mu.Unlock()
+			}
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.close()
+	p := newWirePeer(t)
+	pubSSRC := uint32(p.sender.GetParameters().Encodings[0].SSRC)
+	lossy.ssrc.Store(pubSSRC)
+	offer, err := p.pc.CreateOffer(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.pc.SetLocalDescription(offer); err != nil {
+		t.Fatal(err)
+	}
+	answer, err := w.applyOffer(offer.SDP, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: answer}); err != nil {
+		t.Fatal(err)
+	}
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer close(stop)
+	wg.Go(func() {
+		tick := time.NewTicker(10 * time.Millisecond)
+		defer tick.Stop()
+		for seq := uint16(1); ; seq++ {
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+			}
+			_ = p.track.WriteRTP(&rtp.Packet{Header: rtp.Header{Version: 2, SequenceNumber: seq, Timestamp: uint32(seq) * 3000}, Payload: []byte{0x10, 0, 1, 2}})
+		}
+	})
+	eventually.True(t, 15*time.Second, "the lost packet repaired from the RTX stream", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return repaired[30] == pubSSRC
+	})
+	if !lossy.dropped.Load() {
+		t.Fatal("nothing was lost")
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if rtxStreams != 1 {
+		t.Fatalf("%d RTX streams bound, want 1", rtxStreams)
 	}
 }

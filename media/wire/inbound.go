@@ -111,6 +111,26 @@ func (in *Inbound) Route(h *rtp.Header) (Route, error) {
 	return r, nil
 }
 
+// MediaSSRC is the SSRC of the media stream that an RTX stream of route
+// r repairs: declared with it (an FID group) or learned for the same
+// section and layer. ok is false while none is known.
+func (in *Inbound) MediaSSRC(r Route, rtxSSRC uint32, fid map[uint32]uint32) (uint32, bool) {
+	if ssrc, ok := fid[rtxSSRC]; ok {
+		return ssrc, true
+	}
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	want := Route{Mid: r.Mid, RID: r.RID}
+	for _, m := range []map[uint32]Route{in.learned, in.declared} {
+		for ssrc, got := range m {
+			if got == want {
+				return ssrc, true
+			}
+		}
+	}
+	return 0, false
+}
+
 func (in *Inbound) sending(r Route) (Route, error) {
 	if !in.sections[r.Mid] {
 		return Route{}, ErrUnknownSSRC
