@@ -84,30 +84,49 @@ func (l *layer) active(now int64) bool {
 	return l != nil && now-l.last.Load() < int64(time.Second)
 }
 
-func newPublication(s *Session, remote *webrtc.TrackRemote, receiver *webrtc.RTPReceiver) *publication {
-	codec := remote.Codec()
-	pub := &publication{
-		sfu:       s.sfu,
-		key:       s.member + "/" + remote.ID(),
-		owner:     s,
-		trackID:   remote.ID(),
-		streamID:  s.member + "/" + remote.StreamID(),
-		kind:      kindVideo,
-		codec:     codec,
-		clockRate: codec.ClockRate,
-		keyframe:  keyframeFunc(codec.MimeType),
-		simulcast: remote.RID() != "",
+// trackDesc is what the node needs of a received track to publish it,
+// whichever transport received it.
+type trackDesc struct {
+	id, streamID string // the publisher's msid
+	rid          string // the first layer's; "" without simulcast
+	kind         int
+	codec        webrtc.RTPCodecParameters
+	audioLevelID uint8 // the RFC 6464 extension's id; 0 for none
+	// sendPLI writes a keyframe request for a layer to the publisher.
+	sendPLI func(ssrc uint32) error
+}
+
+// pionTrack describes a track pion received on s's connection.
+func pionTrack(s *Session, remote *webrtc.TrackRemote, receiver *webrtc.RTPReceiver) trackDesc {
+	d := trackDesc{id: remote.ID(), streamID: remote.StreamID(), rid: remote.RID(), kind: kindVideo, codec: remote.Codec(),
 		sendPLI: func(ssrc uint32) error {
 			return s.pc.WriteRTCP([]rtcp.Packet{&rtcp.PictureLossIndication{MediaSSRC: ssrc}})
-		},
-	}
+		}}
 	if remote.Kind() == webrtc.RTPCodecTypeAudio {
-		pub.kind = kindAudio
+		d.kind = kindAudio
 		for _, e := range receiver.GetParameters().HeaderExtensions {
 			if e.URI == sdp.AudioLevelURI {
-				pub.audioLevelID = uint8(e.ID)
+				d.audioLevelID = uint8(e.ID)
 			}
 		}
+	}
+	return d
+}
+
+func newPublication(s *Session, d trackDesc) *publication {
+	pub := &publication{
+		sfu:          s.sfu,
+		key:          s.member + "/" + d.id,
+		owner:        s,
+		trackID:      d.id,
+		streamID:     s.member + "/" + d.streamID,
+		kind:         d.kind,
+		codec:        d.codec,
+		clockRate:    d.codec.ClockRate,
+		keyframe:     keyframeFunc(d.codec.MimeType),
+		simulcast:    d.rid != "",
+		sendPLI:      d.sendPLI,
+		audioLevelID: d.audioLevelID,
 	}
 	if pub.clockRate == 0 {
 		pub.clockRate = 90000
@@ -201,8 +220,16 @@ func (pub *publication) readOne(remote *webrtc.TrackRemote, idx int, l *layer) e
 		return err
 	}
 	p.setLen(n)
+	pub.forward(p, idx, l)
+	return nil
+}
+
+// forward takes p, a packet of layer idx received whole, and offers it
+// to every subscriber; the caller releases p. Calls for one layer are
+// serialised.
+func (pub *publication) forward(p *packet, idx int, l *layer) {
 	if !p.parse() {
-		return nil
+		return
 	}
 	p.layer = int8(idx)
 	p.arrival = pub.sfu.now()
@@ -218,7 +245,6 @@ func (pub *publication) readOne(remote *webrtc.TrackRemote, idx int, l *layer) e
 	for _, d := range *pub.subs.Load() {
 		d.offer(p)
 	}
-	return nil
 }
 
 // servePending sends the keyframe request that waited for the end of

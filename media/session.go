@@ -335,7 +335,7 @@ func (s *Session) publish(remote *webrtc.TrackRemote, receiver *webrtc.RTPReceiv
 	pub := s.room.pubs[key]
 	fresh := pub == nil || pub.owner != s
 	if fresh {
-		pub = newPublication(s, remote, receiver)
+		pub = newPublication(s, pionTrack(s, remote, receiver))
 		s.room.pubs[key] = pub
 	}
 	idx := pub.layerIndex(remote.RID())
