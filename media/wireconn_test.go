@@ -79,25 +79,8 @@ func TestWireConnPublishesAndSubscribes(t *testing.T) {
 	})
 
 	p := newWirePeer(t)
-	offer, err := p.pc.CreateOffer(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := p.pc.SetLocalDescription(offer); err != nil {
-		t.Fatal(err)
-	}
-	answer, err := w.applyOffer(offer.SDP, nil)
-	if err != nil {
-		t.Fatalf("the node refused pion's offer: %v", err)
-	}
-	if err := p.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: answer}); err != nil {
-		t.Fatalf("pion refused the node's answer: %v\n%s", err, answer)
-	}
-	select {
-	case <-connected:
-	case <-time.After(20 * time.Second):
-		t.Fatal("the connection never connected")
-	}
+	memberOffers(t, w, p, nil)
+	waitConnected(t, connected)
 
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
@@ -105,16 +88,9 @@ func TestWireConnPublishesAndSubscribes(t *testing.T) {
 	defer close(stop)
 	vp8 := []byte{0x10, 0, 0x9d, 0x01, 0x2a, 1, 2, 3}
 	wg.Go(func() {
-		tick := time.NewTicker(10 * time.Millisecond)
-		defer tick.Stop()
-		for seq := uint16(1); ; seq++ {
-			select {
-			case <-stop:
-				return
-			case <-tick.C:
-			}
+		everyTick(stop, func(seq uint16) {
 			_ = p.track.WriteRTP(&rtp.Packet{Header: rtp.Header{Version: 2, SequenceNumber: seq, Timestamp: uint32(seq) * 3000}, Payload: vp8})
-		}
+		})
 	})
 	eventually.True(t, 10*time.Second, "the member's video read up the chain", func() bool { return received.Load() > 30 })
 	mu.Lock()
@@ -139,20 +115,13 @@ func TestWireConnPublishesAndSubscribes(t *testing.T) {
 		t.Fatal(err)
 	}
 	wg.Go(func() {
-		tick := time.NewTicker(10 * time.Millisecond)
-		defer tick.Stop()
-		for seq := uint16(1); ; seq++ {
-			select {
-			case <-stop:
-				return
-			case <-tick.C:
-			}
+		everyTick(stop, func(seq uint16) {
 			if seq == 20 {
-				continue // lost: the member asks for it
+				return // lost: the member asks for it
 			}
 			h := rtp.Header{Version: 2, PayloadType: pt, SequenceNumber: seq, Timestamp: uint32(seq) * 3000, SSRC: track.SSRC}
 			_, _ = out.Write(&h, vp8, nil)
-		}
+		})
 	})
 	eventually.True(t, 10*time.Second, "the node's track at the member", func() bool { return p.got.Load() > 30 })
 	eventually.True(t, 10*time.Second, "the member's NACK for the node's track", func() bool {
@@ -184,20 +153,7 @@ func TestWireConnPublishesAndSubscribes(t *testing.T) {
 	if err := p.pc.RemoveTrack(p.sender); err != nil {
 		t.Fatal(err)
 	}
-	memberOffer, err := p.pc.CreateOffer(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := p.pc.SetLocalDescription(memberOffer); err != nil {
-		t.Fatal(err)
-	}
-	nodeAnswer, err := w.applyOffer(memberOffer.SDP, nil)
-	if err != nil {
-		t.Fatalf("the node refused the member's offer: %v", err)
-	}
-	if err := p.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: nodeAnswer}); err != nil {
-		t.Fatal(err)
-	}
+	memberOffers(t, w, p, nil)
 	if w.receiving(pubSSRC) {
 		t.Fatal("the member's stream is still bound after it stopped sending")
 	}
@@ -205,6 +161,50 @@ func TestWireConnPublishesAndSubscribes(t *testing.T) {
 	defer mu.Unlock()
 	if len(ended) != 1 || ended[0] != pubSSRC {
 		t.Fatalf("streams ended: %v, want [%d]", ended, pubSSRC)
+	}
+}
+
+// waitConnected waits for a connection's connected channel.
+func waitConnected(t *testing.T, connected <-chan struct{}) {
+	t.Helper()
+	select {
+	case <-connected:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the connection never connected")
+	}
+}
+
+// everyTick calls send every 10 ms with 1, 2, 3... until stop closes.
+func everyTick(stop <-chan struct{}, send func(seq uint16)) {
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for seq := uint16(1); ; seq++ {
+		select {
+		case <-stop:
+			return
+		case <-tick.C:
+		}
+		send(seq)
+	}
+}
+
+// memberOffers has the member offer and the node answer, with place
+// putting the node's tracks on sections in the answer.
+func memberOffers(t *testing.T, w *wireConn, p *wirePeer, place func([]sdpneg.Section) map[string]sdpneg.Track) {
+	t.Helper()
+	offer, err := p.pc.CreateOffer(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.pc.SetLocalDescription(offer); err != nil {
+		t.Fatal(err)
+	}
+	answer, err := w.applyOffer(offer.SDP, place)
+	if err != nil {
+		t.Fatalf("the node refused the member's offer: %v", err)
+	}
+	if err := p.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: answer}); err != nil {
+		t.Fatalf("the member refused the node's answer: %v\n%s", err, answer)
 	}
 }
 
@@ -239,15 +239,8 @@ func renegotiate(t *testing.T, w *wireConn, p *wirePeer, check func(offer string
 func TestWireConnAnswersWithTracksOnReceiveOnlySections(t *testing.T) {
 	w, connected := newTestWireConn(t, wireConnConfig{OnStream: func(inStream) func([]byte, interceptor.Attributes) { return nil }})
 	p := newWirePeerWith(t, false)
-	offer, err := p.pc.CreateOffer(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := p.pc.SetLocalDescription(offer); err != nil {
-		t.Fatal(err)
-	}
 	track := sdpneg.Track{ID: "camera", StreamID: "other/cam", Kind: sdpneg.Video, SSRC: 7777, CNAME: "node"}
-	answer, err := w.applyOffer(offer.SDP, func(secs []sdpneg.Section) map[string]sdpneg.Track {
+	memberOffers(t, w, p, func(secs []sdpneg.Section) map[string]sdpneg.Track {
 		for _, s := range secs {
 			if s.Kind == sdpneg.Video && !s.MemberSends {
 				return map[string]sdpneg.Track{s.Mid: track}
@@ -256,37 +249,20 @@ func TestWireConnAnswersWithTracksOnReceiveOnlySections(t *testing.T) {
 		t.Error("no section to receive video on in the viewer's offer")
 		return nil
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := p.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: answer}); err != nil {
-		t.Fatalf("pion refused the node's answer: %v\n%s", err, answer)
-	}
 	out, pt, err := w.bindTrack(track.ID)
 	if err != nil {
 		t.Fatalf("the track is not on the answered section: %v", err)
 	}
-	select {
-	case <-connected:
-	case <-time.After(20 * time.Second):
-		t.Fatal("the connection never connected")
-	}
+	waitConnected(t, connected)
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	defer close(stop)
 	wg.Go(func() {
-		tick := time.NewTicker(10 * time.Millisecond)
-		defer tick.Stop()
-		for seq := uint16(1); ; seq++ {
-			select {
-			case <-stop:
-				return
-			case <-tick.C:
-			}
+		everyTick(stop, func(seq uint16) {
 			h := rtp.Header{Version: 2, PayloadType: pt, SequenceNumber: seq, Timestamp: uint32(seq) * 3000, SSRC: track.SSRC}
 			_, _ = out.Write(&h, []byte{0x10, 0, 0x9d, 0x01, 0x2a, 1, 2, 3}, nil)
-		}
+		})
 	})
 	eventually.True(t, 10*time.Second, "the node's track at the viewer, from the first answer", func() bool { return p.got.Load() > 30 })
 	if s, _ := p.stream.Load().(string); s != track.StreamID {
@@ -366,35 +342,15 @@ func TestWireConnRepairsFromRTX(t *testing.T) {
 	p := newWirePeer(t)
 	pubSSRC := uint32(p.sender.GetParameters().Encodings[0].SSRC)
 	lossy.ssrc.Store(pubSSRC)
-	offer, err := p.pc.CreateOffer(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := p.pc.SetLocalDescription(offer); err != nil {
-		t.Fatal(err)
-	}
-	answer, err := w.applyOffer(offer.SDP, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := p.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: answer}); err != nil {
-		t.Fatal(err)
-	}
+	memberOffers(t, w, p, nil)
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	defer close(stop)
 	wg.Go(func() {
-		tick := time.NewTicker(10 * time.Millisecond)
-		defer tick.Stop()
-		for seq := uint16(1); ; seq++ {
-			select {
-			case <-stop:
-				return
-			case <-tick.C:
-			}
+		everyTick(stop, func(seq uint16) {
 			_ = p.track.WriteRTP(&rtp.Packet{Header: rtp.Header{Version: 2, SequenceNumber: seq, Timestamp: uint32(seq) * 3000}, Payload: []byte{0x10, 0, 1, 2}})
-		}
+		})
 	})
 	eventually.True(t, 15*time.Second, "the lost packet repaired from the RTX stream", func() bool {
 		mu.Lock()
