@@ -315,7 +315,14 @@ func TestWireConnRepairsFromRTX(t *testing.T) {
 	var mu sync.Mutex
 	repaired := map[uint16]uint32{} // sequence numbers that came on the RTX stream: their SSRC
 	rtxStreams := 0
+	connected := make(chan struct{})
+	var once sync.Once
 	w, err := newWireConn(wireConnConfig{Port: port, Certificate: cert, Chain: chain,
+		OnState: func(s wire.State) {
+			if s == wire.StateConnected {
+				once.Do(func() { close(connected) })
+			}
+		},
 		Candidates: []string{fmt.Sprintf("candidate:1 1 udp 2130706431 127.0.0.1 %d typ host", sock.LocalAddr().(*net.UDPAddr).Port)},
 		OnStream: func(s inStream) func([]byte, interceptor.Attributes) {
 			if !s.RTX {
@@ -343,6 +350,7 @@ func TestWireConnRepairsFromRTX(t *testing.T) {
 	pubSSRC := uint32(p.sender.GetParameters().Encodings[0].SSRC)
 	lossy.ssrc.Store(pubSSRC)
 	memberOffers(t, w, p, nil)
+	waitConnected(t, connected) // the member's packets from the first on reach the node
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	defer wg.Wait()
@@ -352,14 +360,12 @@ func TestWireConnRepairsFromRTX(t *testing.T) {
 			_ = p.track.WriteRTP(&rtp.Packet{Header: rtp.Header{Version: 2, SequenceNumber: seq, Timestamp: uint32(seq) * 3000}, Payload: []byte{0x10, 0, 1, 2}})
 		})
 	})
+	eventually.True(t, 10*time.Second, "the packet to lose on its way", lossy.dropped.Load)
 	eventually.True(t, 15*time.Second, "the lost packet repaired from the RTX stream", func() bool {
 		mu.Lock()
 		defer mu.Unlock()
 		return repaired[30] == pubSSRC
 	})
-	if !lossy.dropped.Load() {
-		t.Fatal("nothing was lost")
-	}
 	mu.Lock()
 	defer mu.Unlock()
 	if rtxStreams != 1 {
