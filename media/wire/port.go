@@ -40,6 +40,7 @@ type Port struct {
 	// the listeners. A remote address names a TCP connection before a
 	// UDP one: only the same host could send from both.
 	tcp          map[netip.AddrPort]*tcpLink
+	unchecked    map[netip.Addr]int // TCP connections not yet checked, by remote IP
 	tcpListeners []net.Listener
 
 	done chan struct{}  // the UDP reader ended
@@ -61,7 +62,7 @@ func NewPort(conn PacketConn, log *slog.Logger) *Port {
 		log = slog.New(slog.DiscardHandler)
 	}
 	p := &Port{conn: conn, log: log, byUfrag: map[string]*Conn{}, byAddr: map[netip.AddrPort]*Conn{},
-		addrs: map[*Conn][]netip.AddrPort{}, tcp: map[netip.AddrPort]*tcpLink{}, done: make(chan struct{}), stop: make(chan struct{})}
+		addrs: map[*Conn][]netip.AddrPort{}, tcp: map[netip.AddrPort]*tcpLink{}, unchecked: map[netip.Addr]int{}, done: make(chan struct{}), stop: make(chan struct{})}
 	go p.read() // ends when Close closes conn
 	p.wg.Go(p.checkConsent)
 	return p

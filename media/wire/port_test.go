@@ -180,3 +180,50 @@ func TestPortChecksConsent(t *testing.T) {
 	clk.advance(FailedAfter)
 	eventually.True(t, 5*time.Second, "the port's consent check failing the connection", func() bool { return c.State() == StateFailed })
 }
+
+// TestPortBoundsUncheckedTCPPerAddress: one address holds at most
+// maxUncheckedPerIP ICE-TCP connections that have not passed a check;
+// one more is closed at once, and once they go, it may connect again.
+func TestPortBoundsUncheckedTCPPerAddress(t *testing.T) {
+	port, ln := newTestPort(t, true)
+	dial := func() net.Conn {
+		c, err := net.Dial("tcp4", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	// open reports whether the port kept c open for 300 ms.
+	open := func(c net.Conn) bool {
+		_ = c.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+		_, err := c.Read(make([]byte, 1))
+		return errors.Is(err, os.ErrDeadlineExceeded)
+	}
+	var idle []net.Conn
+	for range maxUncheckedPerIP {
+		idle = append(idle, dial())
+	}
+	eventually.True(t, 5*time.Second, "the idle connections held", func() bool {
+		port.mu.RLock()
+		defer port.mu.RUnlock()
+		return port.unchecked[netip.MustParseAddr("127.0.0.1")] == maxUncheckedPerIP
+	})
+	extra := dial()
+	defer extra.Close()
+	if open(extra) {
+		t.Fatal("one more unchecked connection from the same address was kept")
+	}
+	for _, c := range idle {
+		_ = c.Close()
+	}
+	eventually.True(t, 5*time.Second, "the closed connections forgotten", func() bool {
+		port.mu.RLock()
+		defer port.mu.RUnlock()
+		return port.unchecked[netip.MustParseAddr("127.0.0.1")] == 0
+	})
+	again := dial()
+	defer again.Close()
+	if !open(again) {
+		t.Fatal("a connection after the others went was refused")
+	}
+}

@@ -28,14 +28,19 @@ const (
 	// maxTCPConns bounds the TCP connections the port holds at once,
 	// checked or not.
 	maxTCPConns = 4096
+	// maxUncheckedPerIP bounds the TCP connections one address holds
+	// before their first check passed, so that one host cannot take the
+	// port's whole share for tcpFirstFrame at a time.
+	maxUncheckedPerIP = 16
 )
 
 // tcpLink is one accepted TCP connection.
 type tcpLink struct {
-	c    net.Conn
-	from netip.AddrPort
-	mu   sync.Mutex // one framed write at a time
-	out  []byte
+	c       net.Conn
+	from    netip.AddrPort
+	checked bool       // its first check passed; under the port's lock
+	mu      sync.Mutex // one framed write at a time
+	out     []byte
 }
 
 // write sends b as one frame, within tcpWriteTimeout.
@@ -95,24 +100,48 @@ func (p *Port) accept(ln net.Listener) {
 	}
 }
 
-// holdTCP registers l by its remote address, within maxTCPConns.
+// holdTCP registers l by its remote address, within maxTCPConns and
+// maxUncheckedPerIP.
 func (p *Port) holdTCP(l *tcpLink) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.closed || len(p.tcp) >= maxTCPConns {
+	ip := l.from.Addr()
+	if p.closed || len(p.tcp) >= maxTCPConns || p.unchecked[ip] >= maxUncheckedPerIP {
 		return false
 	}
 	if old := p.tcp[l.from]; old != nil {
 		_ = old.c.Close()
 	}
 	p.tcp[l.from] = l
+	p.unchecked[ip]++
 	return true
+}
+
+// passTCP marks l checked: it no longer counts against its address's
+// unchecked connections.
+func (p *Port) passTCP(l *tcpLink) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !l.checked {
+		l.checked = true
+		p.forgetUncheckedLocked(l.from.Addr())
+	}
+}
+
+func (p *Port) forgetUncheckedLocked(ip netip.Addr) {
+	if p.unchecked[ip]--; p.unchecked[ip] <= 0 {
+		delete(p.unchecked, ip)
+	}
 }
 
 func (p *Port) dropTCP(l *tcpLink) {
 	_ = l.c.Close()
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if !l.checked {
+		l.checked = true
+		p.forgetUncheckedLocked(l.from.Addr())
+	}
 	if p.tcp[l.from] == l {
 		delete(p.tcp, l.from)
 	}
@@ -137,6 +166,7 @@ func (p *Port) readTCP(l *tcpLink) {
 			if !p.deliverFirst(buf[:n], l.from) {
 				return
 			}
+			p.passTCP(l)
 			_ = l.c.SetReadDeadline(time.Time{})
 			first = false
 			continue
