@@ -63,8 +63,11 @@ bench-sfu: build
 	$(GO) run ./tools/sfuload -direct -turnd ./bin/turnd -scenario rooms -rooms 10 -video-kbps 600 -simulcast=false -duration 15s -warmup 3s
 	$(GO) run ./tools/sfuload -direct -scenario rooms -rooms 10 -video-kbps 600 -duration 15s -warmup 3s
 	$(GO) run ./tools/sfuload -direct -scenario rooms -rooms 10 -video-kbps 600 -duration 15s -warmup 3s -udp-listen 127.0.0.1:0
+	$(GO) run ./tools/sfuload -direct -turnd ./bin/turnd -scenario rooms -rooms 10 -video-kbps 600 -simulcast=false -duration 15s -warmup 3s -udp-listen 127.0.0.1:0 -own-transport
+	$(GO) run ./tools/sfuload -direct -scenario rooms -rooms 10 -video-kbps 600 -duration 15s -warmup 3s -udp-listen 127.0.0.1:0 -own-transport
 	$(GO) run ./tools/sfuload -signal ./bin/signal -scenario grandrounds -subscribers 40 -video-kbps 600 -duration 15s -warmup 3s
 	$(GO) run ./tools/sfuload -direct -turnd ./bin/turnd -scenario grandrounds -subscribers 40 -video-kbps 600 -duration 15s -warmup 3s
+	$(GO) run ./tools/sfuload -direct -turnd ./bin/turnd -scenario grandrounds -subscribers 40 -video-kbps 600 -duration 15s -warmup 3s -udp-listen 127.0.0.1:0 -own-transport
 	$(GO) run ./tools/sfuload -direct -record -scenario rooms -rooms 10 -video-kbps 600 -duration 15s -warmup 3s
 
 ## bench-ws: open 2,000 idle guest WebSockets on signal -dev and print the server's memory and goroutines per socket

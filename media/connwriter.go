@@ -6,6 +6,8 @@ import (
 	"sync/atomic"
 
 	"github.com/pion/webrtc/v4"
+
+	"github.com/openconsult/openconsult/media/wire"
 )
 
 // writeBurst is how many packets the connection writer takes from one
@@ -29,6 +31,9 @@ type connWriter struct {
 	wake chan struct{} // one pending wake-up at most
 
 	ice *webrtc.ICETransport // nil when there is no burst to hold
+	// own is the connection on the node's own transport, whose checked
+	// address the writer holds bursts for; nil on pion's.
+	own *wire.Conn
 	// remote is the selected candidate pair's remote address, kept
 	// current by pion's callback: nil before the first pair, invalid when
 	// the pair is not one of UDP to an IP address.
@@ -66,6 +71,14 @@ func pairRemote(p *webrtc.ICECandidatePair) netip.AddrPort {
 		return netip.AddrPort{}
 	}
 	return netip.AddrPortFrom(a, p.Remote.Port)
+}
+
+// follows has the writer hold bursts for the address c's checks
+// selected, when the node's sockets hold bursts.
+func (w *connWriter) follows(c *wire.Conn) {
+	if len(w.sfu.sockets.list) > 0 {
+		w.own = c
+	}
 }
 
 // follow reads the pair selected before the callback was set, unless the
@@ -144,20 +157,33 @@ func (w *connWriter) heldPass(downs []*downTrack) bool {
 
 // hold has the shared sockets keep what is written to the subscriber.
 func (w *connWriter) hold() {
-	if w.ice == nil {
+	to, ok := w.holdAddr()
+	if !ok {
 		return
 	}
-	w.follow()
-	to := w.remote.Load()
-	if to == nil || !to.IsValid() {
-		return
-	}
-	w.heldTo = *to
+	w.heldTo = to
 	for _, h := range w.sfu.sockets.list {
 		if h.hold(w.heldTo) {
 			w.heldOn = append(w.heldOn, h)
 		}
 	}
+}
+
+// holdAddr is the subscriber's address, if it is one of UDP the node
+// writes its datagrams to.
+func (w *connWriter) holdAddr() (netip.AddrPort, bool) {
+	if w.own != nil {
+		return w.own.Remote()
+	}
+	if w.ice == nil {
+		return netip.AddrPort{}, false
+	}
+	w.follow()
+	to := w.remote.Load()
+	if to == nil || !to.IsValid() {
+		return netip.AddrPort{}, false
+	}
+	return *to, true
 }
 
 // release sends what the sockets kept, each in one system call.

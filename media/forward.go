@@ -9,6 +9,8 @@ import (
 
 	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
+
+	"github.com/openconsult/openconsult/media/sdpneg"
 )
 
 // Queue lengths per forwarded track and subscriber. A keyframe of a 720p
@@ -38,6 +40,9 @@ type downTrack struct {
 	kind int
 
 	sender *webrtc.RTPSender // set once AddTrack returned, before the writer starts
+	// desc is the track as the node's own transport negotiates it; set
+	// when it is made, for a subscriber on that transport only.
+	desc sdpneg.Track
 	// rtcp reads the subscriber's RTCP about the track, on the
 	// connection's hub, while pion has the track bound.
 	rtcp atomic.Pointer[streamReader]

@@ -27,7 +27,8 @@ func listen(cfg *Config, bufs srtpBuffers, socks *udpSockets) ([]io.Closer, erro
 		return nil, err
 	}
 	logger := cfg.Settings.LoggerFactory.NewLogger("ice")
-	if cfg.UDPListen != "" {
+	// With OwnTransport the node's own transport listens (wirenet.go).
+	if cfg.UDPListen != "" && !cfg.OwnTransport {
 		addr, err := net.ResolveUDPAddr("udp", cfg.UDPListen)
 		if err != nil {
 			return fail(fmt.Errorf("udp listen %q: %w", cfg.UDPListen, err))
@@ -39,7 +40,7 @@ func listen(cfg *Config, bufs srtpBuffers, socks *udpSockets) ([]io.Closer, erro
 		closers = append(closers, mux)
 		cfg.Settings.SetICEUDPMux(mux)
 	}
-	if cfg.TCPListen != "" {
+	if cfg.TCPListen != "" && !cfg.OwnTransport {
 		ln, err := net.Listen("tcp", cfg.TCPListen)
 		if err != nil {
 			return fail(fmt.Errorf("tcp listen %q: %w", cfg.TCPListen, err))
@@ -201,6 +202,11 @@ func listenAddrs(closers []io.Closer) []net.Addr {
 			addrs = append(addrs, m.GetListenAddresses()...)
 		case *ice.TCPMuxDefault:
 			addrs = append(addrs, m.LocalAddr())
+		case *wireNet:
+			addrs = append(addrs, m.udp)
+			if m.tcp != nil {
+				addrs = append(addrs, m.tcp)
+			}
 		}
 	}
 	return addrs

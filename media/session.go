@@ -17,8 +17,9 @@ type Session struct {
 	sfu     *SFU
 	room    *room
 	member  string
-	pc      *webrtc.PeerConnection
-	streams *connStreams // reads what the connection receives
+	pc      *webrtc.PeerConnection // nil on the node's own transport
+	streams *connStreams           // reads what pion's connection receives
+	wc      *wireSession           // the node's own transport (OwnTransport), or nil
 	out     Events
 	writer  *connWriter    // writes every track forwarded to the participant
 	bwe     *leanBWE       // nil if the interceptor made none
@@ -56,7 +57,8 @@ type Session struct {
 	early      []webrtc.ICECandidateInit
 }
 
-func (s *Session) wire() {
+// watchPion follows pion's connection: its tracks and its state.
+func (s *Session) watchPion() {
 	s.pc.OnTrack(s.onTrack)
 	s.pc.OnConnectionStateChange(func(st webrtc.PeerConnectionState) {
 		switch st {
@@ -93,6 +95,9 @@ func (s *Session) requestKeyframes() {
 func (s *Session) Offer(offer string) error {
 	if err := s.reserveTracks(offer); err != nil {
 		return err
+	}
+	if s.wc != nil {
+		return s.offerWire(offer)
 	}
 	s.negMu.Lock()
 	defer s.negMu.Unlock()
@@ -236,6 +241,9 @@ func (s *Session) applyEarlyCandidates() {
 
 // Answer implements Participant.
 func (s *Session) Answer(answer string) error {
+	if s.wc != nil {
+		return s.answerWire(answer)
+	}
 	s.negMu.Lock()
 	err := s.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: answer})
 	s.negMu.Unlock()
@@ -247,8 +255,13 @@ func (s *Session) Answer(answer string) error {
 }
 
 // Candidate implements Participant; a candidate that arrives before the
-// offer it belongs to is kept until then.
+// offer it belongs to is kept until then. The node's own transport, an
+// ICE-lite agent, learns the participant's addresses from its checks
+// and needs none.
 func (s *Session) Candidate(c webrtc.ICECandidateInit) error {
+	if s.wc != nil {
+		return nil
+	}
 	s.negMu.Lock()
 	defer s.negMu.Unlock()
 	if s.pc.RemoteDescription() == nil {
@@ -268,7 +281,14 @@ func (s *Session) Candidate(c webrtc.ICECandidateInit) error {
 func (s *Session) negotiate() {
 	s.negMu.Lock()
 	defer s.negMu.Unlock()
-	if !s.pending.Load() || s.pc.RemoteDescription() == nil {
+	if !s.pending.Load() {
+		return
+	}
+	if s.wc != nil {
+		s.negotiateWire()
+		return
+	}
+	if s.pc.RemoteDescription() == nil {
 		return
 	}
 	if s.pc.SignalingState() != webrtc.SignalingStateStable {
@@ -316,7 +336,7 @@ func (s *Session) onTrack(remote *webrtc.TrackRemote, receiver *webrtc.RTPReceiv
 	if !s.sfu.enter() {
 		return
 	}
-	pub, idx, l, ok := s.publish(remote, receiver)
+	pub, idx, l, ok := s.publish(pionTrack(s, remote, receiver), uint32(remote.SSRC()))
 	if !ok {
 		s.sfu.wg.Done()
 		return
@@ -324,9 +344,10 @@ func (s *Session) onTrack(remote *webrtc.TrackRemote, receiver *webrtc.RTPReceiv
 	s.read(pub, remote, receiver, idx, l)
 }
 
-// publish makes remote a publication of the room's, or a layer of one.
-func (s *Session) publish(remote *webrtc.TrackRemote, receiver *webrtc.RTPReceiver) (*publication, int, *layer, bool) {
-	key := s.member + "/" + remote.ID()
+// publish makes a received track, or one layer of it (desc.rid), whose
+// packets come on ssrc, a publication of the room's, or a layer of one.
+func (s *Session) publish(desc trackDesc, ssrc uint32) (*publication, int, *layer, bool) {
+	key := s.member + "/" + desc.id
 	s.sfu.mu.Lock()
 	if s.closed {
 		s.sfu.mu.Unlock()
@@ -335,11 +356,11 @@ func (s *Session) publish(remote *webrtc.TrackRemote, receiver *webrtc.RTPReceiv
 	pub := s.room.pubs[key]
 	fresh := pub == nil || pub.owner != s
 	if fresh {
-		pub = newPublication(s, pionTrack(s, remote, receiver))
+		pub = newPublication(s, desc)
 		s.room.pubs[key] = pub
 	}
-	idx := pub.layerIndex(remote.RID())
-	l := &layer{rid: remote.RID(), ssrc: uint32(remote.SSRC()), winStart: s.sfu.now()}
+	idx := pub.layerIndex(desc.rid)
+	l := &layer{rid: desc.rid, ssrc: ssrc, winStart: s.sfu.now()}
 	l.last.Store(l.winStart)
 	l.lastPLI.Store(l.winStart - keyframeInterval) // the first request goes out at once
 	l.lastKey.Store(l.winStart - keyframeInterval)
@@ -370,7 +391,7 @@ func (s *Session) publish(remote *webrtc.TrackRemote, receiver *webrtc.RTPReceiv
 		s.sfu.goOwned(o.negotiate)
 	}
 	s.sfu.log.Info("sfu track published", "room", s.room.id, "member", s.member,
-		"kind", remote.Kind().String(), "rid", remote.RID(), "codec", remote.Codec().MimeType)
+		"kind", pub.webrtcKind().String(), "rid", desc.rid, "codec", desc.codec.MimeType)
 	return pub, idx, l, true
 }
 
@@ -439,6 +460,9 @@ func (s *Session) subscribeLocked(pub *publication, onOffered bool) bool {
 	}
 	if s.writer == nil {
 		w := newConnWriter(s.sfu, s.pc)
+		if s.wc != nil {
+			w.follows(s.wc.conn.conn)
+		}
 		if !s.sfu.goOwned(func() { w.run(s.done) }) {
 			return false
 		}
@@ -449,12 +473,16 @@ func (s *Session) subscribeLocked(pub *publication, onOffered bool) bool {
 	if v, ok := s.views[pub.owner.member]; ok && d.kind == kindVideo && (v[0] == 0 || v[1] == 0) {
 		d.paused.Store(true) // a screen share of a member whose video is hidden
 	}
-	sender, err := s.sendOn(d, onOffered)
-	if err != nil {
-		s.sfu.log.Warn("sfu subscribe", "member", s.member, "err", err)
-		return false
+	if s.wc != nil {
+		d.desc = s.wc.newTrack(pub) // offered or placed as it negotiates (wiresession.go)
+	} else {
+		sender, err := s.sendOn(d, onOffered)
+		if err != nil {
+			s.sfu.log.Warn("sfu subscribe", "member", s.member, "err", err)
+			return false
+		}
+		d.sender = sender
 	}
-	d.sender = sender
 	if old := s.downs[pub.key]; old != nil {
 		old.stop()
 	}
@@ -502,7 +530,9 @@ func (s *SFU) unpublishLocked(pub *publication) []*Session {
 		}
 		delete(o.downs, pub.key)
 		if !o.closed {
-			_ = o.pc.RemoveTrack(d.sender)
+			if o.pc != nil {
+				_ = o.pc.RemoveTrack(d.sender)
+			}
 			o.markPending()
 			changed = append(changed, o)
 		}
@@ -567,7 +597,11 @@ func (s *Session) end(reason error) {
 	}
 	close(s.done)
 	sfu.mu.Unlock()
-	_ = s.pc.Close() // ends the publishers' readers, which unpublish
+	if s.wc != nil {
+		s.closeWire()
+	} else {
+		_ = s.pc.Close() // ends the publishers' readers, which unpublish
+	}
 	sfu.log.Info("sfu session closed", "room", r.id, "member", s.member, "reason", reasonText(reason))
 	if reason != nil {
 		s.out.Closed(reason)

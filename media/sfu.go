@@ -55,6 +55,11 @@
 //   - wireconn.go: a participant's connection on that transport, with the
 //     node's own offer/answer (media/sdpneg): what pion's PeerConnection
 //     does for a session, without its goroutines.
+//   - wiresession.go, wirenet.go: sessions on that connection
+//     (Config.OwnTransport): received streams published and forwarded on
+//     the goroutine that decrypted them, subscriptions negotiated and
+//     bound, subscribers' feedback acted on; and the shared port, the
+//     certificate and the candidates every session uses.
 //   - metrics.go: Prometheus series, without room or member ids.
 //
 // The SFU speaks SDP and ICE candidates through the Events each session is
@@ -100,6 +105,12 @@ type Config struct {
 	// PublicIPs are advertised instead of the host's addresses, for a
 	// node behind a 1:1 NAT (a cloud VM with a public IP mapped to it).
 	PublicIPs []string
+	// OwnTransport runs every session on the node's own transport
+	// (media/wire: ICE-lite, DTLS and SRTP on the shared UDP port, and
+	// its own offer/answer) instead of pion's PeerConnection: a few
+	// goroutines per participant instead of some fifteen, and no hand-off
+	// between the socket and the node. It needs UDPListen.
+	OwnTransport bool
 
 	// Metrics, when set, receives the SFU's Prometheus collectors.
 	Metrics prometheus.Registerer
@@ -116,6 +127,7 @@ type SFU struct {
 	epoch   time.Time
 	closers []io.Closer
 	sockets udpSockets // the shared UDP sockets that hold bursts (burst.go)
+	wire    *wireNet   // the node's own transport; nil for pion's (OwnTransport)
 
 	// estimators hands each connection's bandwidth estimator from the
 	// interceptor that makes it to Join, by peer connection id.
@@ -180,6 +192,13 @@ func New(cfg Config) (*SFU, error) {
 	s.metrics = m
 	if s.closers, err = listen(&s.cfg, bufs, &s.sockets); err != nil {
 		return nil, err
+	}
+	if cfg.OwnTransport {
+		if s.wire, err = listenWire(&s.cfg, &s.sockets); err != nil {
+			s.closeListeners()
+			return nil, err
+		}
+		s.closers = append(s.closers, s.wire)
 	}
 	rtcpSched := newRTCPScheduler(s.epoch)
 	if s.api, err = newAPI(s.cfg.Settings, &s.estimators, &s.retransmitters, m, rtcpSched); err != nil {
@@ -250,11 +269,11 @@ func (s *SFU) Join(ctx context.Context, roomID, memberID string, out Events) (Pa
 		s.mu.Unlock()
 		return nil, fmt.Errorf("%d participants: %w", n, ErrFull)
 	}
-	hub := newConnStreams(s.bufs)
-	pc, err := s.api.newPeerConnection(webrtc.Configuration{ICEServers: s.cfg.ICEServers}, hub)
-	if err != nil {
+	sess := &Session{sfu: s, member: memberID, out: out,
+		downs: map[string]*downTrack{}, alloc: allocState{cap: map[*downTrack]int{}}, done: make(chan struct{})}
+	if err := s.connect(sess); err != nil {
 		s.mu.Unlock()
-		return nil, fmt.Errorf("peer connection: %w", err)
+		return nil, err
 	}
 	r, ok := s.rooms[roomID]
 	if !ok {
@@ -266,17 +285,9 @@ func (s *SFU) Join(ctx context.Context, roomID, memberID string, out Events) (Pa
 	if o, ok := r.sessions[memberID]; ok {
 		old = o // a reconnecting member replaces its old session
 	}
-	sess := &Session{sfu: s, room: r, member: memberID, pc: pc, streams: hub, out: out,
-		downs: map[string]*downTrack{}, alloc: allocState{cap: map[*downTrack]int{}}, done: make(chan struct{})}
-	if e, ok := s.estimators.LoadAndDelete(pc.ID()); ok {
-		sess.bwe = e.(*leanBWE)
-	}
-	if r, ok := s.retransmitters.LoadAndDelete(pc.ID()); ok {
-		sess.rtx = r.(*retransmitter)
-	}
+	sess.room = r
 	r.sessions[memberID] = sess
 	s.participants++
-	sess.wire()
 	// The room's tracks go to the newcomer with its first offer.
 	speaker := r.speaker
 	s.mu.Unlock()
@@ -288,6 +299,29 @@ func (s *SFU) Join(ctx context.Context, roomID, memberID string, out Events) (Pa
 	}
 	s.log.Info("sfu session opened", "room", roomID, "member", memberID)
 	return sess, nil
+}
+
+// connect makes the session's transport: a connection on the node's own
+// transport (OwnTransport), or pion's peer connection; the caller holds
+// s.mu.
+func (s *SFU) connect(sess *Session) error {
+	if s.wire != nil {
+		return sess.openWire()
+	}
+	hub := newConnStreams(s.bufs)
+	pc, err := s.api.newPeerConnection(webrtc.Configuration{ICEServers: s.cfg.ICEServers}, hub)
+	if err != nil {
+		return fmt.Errorf("peer connection: %w", err)
+	}
+	sess.pc, sess.streams = pc, hub
+	if e, ok := s.estimators.LoadAndDelete(pc.ID()); ok {
+		sess.bwe = e.(*leanBWE)
+	}
+	if r, ok := s.retransmitters.LoadAndDelete(pc.ID()); ok {
+		sess.rtx = r.(*retransmitter)
+	}
+	sess.watchPion()
+	return nil
 }
 
 // Load implements Node.

@@ -1,6 +1,7 @@
 package media
 
 import (
+	"cmp"
 	"crypto/rand"
 	"errors"
 	"fmt"
@@ -175,10 +176,11 @@ func (w *wireConn) describe(secs []sdpneg.Section) {
 	byMid := make(map[string]sdpneg.Section, len(secs))
 	for _, s := range secs {
 		byMid[s.Mid] = s
-		if ids.MID == 0 {
-			ids = wire.ExtensionIDs{MID: uint8(s.Extensions[wire.MIDURI]), RID: uint8(s.Extensions[wire.RIDURI]),
-				RepairedRID: uint8(s.Extensions[wire.RepairedRIDURI])}
-		}
+		// One id per extension across the BUNDLE group; audio sections
+		// negotiate no RID, so each is taken where it is.
+		ids.MID = cmp.Or(ids.MID, uint8(s.Extensions[wire.MIDURI]))
+		ids.RID = cmp.Or(ids.RID, uint8(s.Extensions[wire.RIDURI]))
+		ids.RepairedRID = cmp.Or(ids.RepairedRID, uint8(s.Extensions[wire.RepairedRIDURI]))
 		if !s.MemberSends || s.Stopped {
 			continue
 		}
@@ -331,6 +333,14 @@ func (w *wireConn) removeTrack(id string, ssrc uint32) error {
 	return w.neg.RemoveTrack(id)
 }
 
+// stable reports whether the node may offer: the first negotiation is
+// done and no offer is outstanding.
+func (w *wireConn) stable() bool {
+	w.negMu.Lock()
+	defer w.negMu.Unlock()
+	return w.started && w.neg.State() == sdpneg.Stable
+}
+
 // createOffer is the node's offer, if the tracks changed since the last
 // negotiation; "" if nothing needs one.
 func (w *wireConn) createOffer() (string, error) {
@@ -361,7 +371,7 @@ func (w *wireConn) bindTrack(id string) (interceptor.RTPWriter, uint8, error) {
 	c := sec.Codecs[0]
 	if sec.Track.Codec.Name != "" {
 		for _, o := range sec.Codecs {
-			if strings.EqualFold(o.Name, sec.Track.Codec.Name) {
+			if sdpneg.Carries(sec.Track.Codec, o) {
 				c = o
 				break
 			}

@@ -372,3 +372,37 @@ func TestWireConnRepairsFromRTX(t *testing.T) {
 		t.Fatalf("%d RTX streams bound, want 1", rtxStreams)
 	}
 }
+
+// TestWireConnFindsLayersAfterAnAudioSection: Chromium's offers put the
+// microphone's section first, which negotiates no RID extension; the
+// camera's layers after it are still told apart by their RIDs. (The
+// connection once took every extension id from the first section, and
+// published each layer of a camera as a track of its own.)
+func TestWireConnFindsLayersAfterAnAudioSection(t *testing.T) {
+	w, _ := newTestWireConn(t, wireConnConfig{OnStream: func(inStream) func([]byte, interceptor.Attributes) { return nil }})
+	w.describe([]sdpneg.Section{
+		{Mid: "0", Kind: sdpneg.Audio, MemberSends: true, Extensions: map[string]int{wire.MIDURI: 4}},
+		{Mid: "1", Kind: sdpneg.Video, MemberSends: true, Extensions: map[string]int{wire.MIDURI: 4, wire.RIDURI: 10, wire.RepairedRIDURI: 11},
+			Member: sdpneg.Sender{RIDs: []sdpneg.RID{{ID: "q"}, {ID: "h"}, {ID: "f"}}}},
+	})
+	for _, tt := range []struct {
+		ext  uint8
+		rid  string
+		want wire.Route
+	}{
+		{10, "h", wire.Route{Mid: "1", RID: "h"}},
+		{11, "q", wire.Route{Mid: "1", RID: "q", RTX: true}},
+	} {
+		h := &rtp.Header{Version: 2, SSRC: 1000 + uint32(tt.ext)}
+		if err := h.SetExtension(4, []byte("1")); err != nil {
+			t.Fatal(err)
+		}
+		if err := h.SetExtension(tt.ext, []byte(tt.rid)); err != nil {
+			t.Fatal(err)
+		}
+		got, err := w.inbound.Route(h)
+		if err != nil || got != tt.want {
+			t.Errorf("extension %d: route %+v (%v), want %+v", tt.ext, got, err, tt.want)
+		}
+	}
+}

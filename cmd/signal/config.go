@@ -114,6 +114,7 @@ type settings struct {
 	sfuReturnAfter     time.Duration
 	sfuMaxParticipants int
 	sfuUDPListen       config.Addr
+	sfuOwnTransport    bool
 	sfuTCPListen       config.Addr
 	sfuPublicIPs       config.StringList
 	sfuNodes           config.StringList
@@ -241,6 +242,7 @@ func newSettings(stderr io.Writer) *settings {
 	fs.DurationVar(&s.sfuReturnAfter, "sfu-return-after", 10*time.Second, "how long a consult on the media node must have fewer than -sfu-min-participants members before it moves back to peer to peer, with media encrypted end to end again (0 keeps it on the node; at most 1h)")
 	fs.IntVar(&s.sfuMaxParticipants, "sfu-max-participants", 200, "participants the embedded media node takes before it refuses more")
 	fs.Var(&s.sfuUDPListen, "sfu-udp-listen", "UDP `address` browsers send media to on the embedded media node, one port for all (default off: a port per participant)")
+	fs.BoolVar(&s.sfuOwnTransport, "sfu-own-transport", false, "run the embedded media node's sessions on its own transport (ICE-lite, DTLS and SRTP on the -sfu-udp-listen port) instead of pion's peer connections: far fewer goroutines and less CPU per participant; needs -sfu-udp-listen")
 	fs.Var(&s.sfuTCPListen, "sfu-tcp-listen", "passive ICE-TCP `address` of the embedded media node, for browsers whose networks block UDP (default off)")
 	fs.Var(&s.sfuPublicIPs, "sfu-public-ip", "`address` browsers reach the embedded media node at behind 1:1 NAT; repeatable")
 	fs.Var(&s.sfuNodes, "sfu-node", "link `URL` of a media node (sfu -link-listen), such as wss://sfu-1.example.internal:7443/; repeatable: each consult goes to the least-loaded node with room")
@@ -400,6 +402,9 @@ func (s *settings) validate() error {
 	}
 	if s.sfuMaxParticipants < 1 {
 		bad("sfu-max-participants", "must be at least 1")
+	}
+	if s.sfuOwnTransport && s.sfuUDPListen.Value == "" {
+		bad("sfu-own-transport", "the node's own transport runs on one shared UDP port: give -sfu-udp-listen")
 	}
 	for _, ip := range s.sfuPublicIPs.Values {
 		if _, err := netip.ParseAddr(ip); err != nil {

@@ -351,6 +351,7 @@ func TestBadConfigurationNamesTheSetting(t *testing.T) {
 		{"unknown database", []string{"-dev", "-data-dir", dir, "-database", "mysql://x"}, nil, []string{"unsupported database"}},
 		{"sfu node without link certificate", []string{"-dev", "-sfu-node", "wss://sfu-1.example.internal:7443/"}, nil, []string{"-sfu-link-cert", "authenticated"}},
 		{"sfu node not wss", []string{"-dev", "-sfu-node", "http://sfu-1.example.internal:7443/", "-sfu-link-cert", "c", "-sfu-link-key", "k", "-sfu-link-ca", "ca"}, nil, []string{"-sfu-node", "wss://"}},
+		{"own transport without a shared port", []string{"-dev", "-sfu-own-transport"}, nil, []string{"-sfu-own-transport", "-sfu-udp-listen"}},
 		{"embedded and remote sfu", []string{"-dev", "-sfu-embedded", "-sfu-node", "wss://sfu-1.example.internal:7443/", "-sfu-link-cert", "c", "-sfu-link-key", "k", "-sfu-link-ca", "ca"}, nil, []string{"-sfu-embedded", "not both"}},
 		// The link files are read after the listeners are bound.
 		{"sfu link files missing", append([]string{"-dev", "-data-dir", dir, "-sfu-node", "wss://sfu-1.example.internal:7443/", "-sfu-link-cert", filepath.Join(dir, "c.pem"), "-sfu-link-key", filepath.Join(dir, "k.pem"), "-sfu-link-ca", filepath.Join(dir, "ca.pem")}, ephemeralListeners()...), nil, []string{"-sfu-link-cert"}},

@@ -90,6 +90,13 @@ func TestBrowserThirdParticipantMovesTheConsultToTheMediaServer(t *testing.T) {
 // consult: browsers reach the media server through the TURN relay.
 func TestBrowserMediaServerThroughTheRelay(t *testing.T) { browserMoveToMediaServer(t, true) }
 
+// TestBrowserMediaServerOnItsOwnTransport does the same with the media
+// server's sessions on its own transport: ICE-lite, DTLS and SRTP on one
+// shared UDP port, and the node's own offers and answers.
+func TestBrowserMediaServerOnItsOwnTransport(t *testing.T) {
+	browserMoveToMediaServer(t, false, "-sfu-udp-listen", "127.0.0.1:0", "-sfu-own-transport")
+}
+
 // mediaServerPairIsRelay is true when the media server connection's
 // selected candidate pair uses a relayed local candidate.
 const mediaServerPairIsRelay = `(async () => {
@@ -102,8 +109,8 @@ const mediaServerPairIsRelay = `(async () => {
   return !!local && local.candidateType === "relay";
 })()`
 
-func browserMoveToMediaServer(t *testing.T, relayOnly bool) {
-	d, doc := startConsult(t, "dr.grey", relayOnly)
+func browserMoveToMediaServer(t *testing.T, relayOnly bool, flags ...string) {
+	d, doc := startConsult(t, "dr.grey", relayOnly, flags...)
 	defer d.stop()
 	// A second link, for the interpreter, before anyone joins.
 	second := extraLink(t, doc, "interpreter")

@@ -215,7 +215,7 @@ func startSFU(s *settings, reg prometheus.Registerer, log *slog.Logger) (*media.
 		se.SetIncludeLoopbackCandidate(true)
 	}
 	sfu, err := media.New(media.Config{Log: log, Settings: se, MaxParticipants: s.sfuMaxParticipants, Metrics: reg,
-		UDPListen: s.sfuUDPListen.Value, TCPListen: s.sfuTCPListen.Value, PublicIPs: s.sfuPublicIPs.Values})
+		UDPListen: s.sfuUDPListen.Value, TCPListen: s.sfuTCPListen.Value, PublicIPs: s.sfuPublicIPs.Values, OwnTransport: s.sfuOwnTransport})
 	if err != nil {
 		return nil, s.set.Invalid("sfu-udp-listen", "media node: %v", err)
 	}

@@ -38,12 +38,16 @@ type Config struct {
 	// cmd/sfu runs), such as "127.0.0.1:0"; empty for a port per
 	// participant (signal's embedded node by default).
 	UDPListen string
+	// OwnTransport runs the node's sessions on its own transport
+	// (media.Config.OwnTransport) on the shared port.
+	OwnTransport bool
 }
 
 // Apply sets c on a node's configuration.
 func (c Config) Apply(mc *media.Config) {
 	mc.MaxParticipants = c.MaxParticipants
 	mc.UDPListen = c.UDPListen
+	mc.OwnTransport = c.OwnTransport
 }
 
 // Factory starts a node as c says for one test and stops it when the
@@ -54,12 +58,17 @@ type Factory func(t *testing.T, c Config) media.Node
 // the port configuration under test.
 type nodeMaker func(t *testing.T, maxParticipants int) media.Node
 
-// portModes are the two ways a node takes participants' media: a UDP
-// port each, or one shared port, where every participant's packets go
-// through one socket and one demultiplexer.
-var portModes = []struct{ name, udpListen string }{
-	{"PortPerParticipant", ""},
-	{"OneUDPPort", "127.0.0.1:0"},
+// portModes are the ways a node takes participants' media: a UDP port
+// each, or one shared port, where every participant's packets go
+// through one socket and one demultiplexer, on pion's transport or on
+// the node's own.
+var portModes = []struct {
+	name, udpListen string
+	own             bool
+}{
+	{"PortPerParticipant", "", false},
+	{"OneUDPPort", "127.0.0.1:0", false},
+	{"OwnTransport", "127.0.0.1:0", true},
 }
 
 // Run runs the suite against the nodes newNode makes, every case once
@@ -71,7 +80,7 @@ func Run(t *testing.T, newNode Factory) {
 		t.Run(mode.name, func(t *testing.T) {
 			t.Parallel()
 			newNode := func(t *testing.T, maxParticipants int) media.Node {
-				return newNode(t, Config{MaxParticipants: maxParticipants, UDPListen: mode.udpListen})
+				return newNode(t, Config{MaxParticipants: maxParticipants, UDPListen: mode.udpListen, OwnTransport: mode.own})
 			}
 			t.Run("MediaOnTheConfiguredPorts", func(t *testing.T) { configuredPorts(t, newNode, mode.udpListen != "") })
 			runCases(t, newNode)

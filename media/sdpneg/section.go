@@ -43,7 +43,7 @@ func cloneSections(secs []*section) []*section {
 // view is the section as the package's callers see it.
 func (s *section) view() Section {
 	v := Section{Mid: s.mid, Kind: s.kind, Stopped: s.stopped, MemberSends: s.memberSends,
-		NodeSends: s.nodeSends, Extensions: maps.Clone(s.exts)}
+		MemberReceives: s.memberDir&dirRecv != 0, NodeSends: s.nodeSends, Extensions: maps.Clone(s.exts)}
 	if v.Extensions == nil {
 		v.Extensions = map[string]int{}
 	}
@@ -84,6 +84,10 @@ func (s *section) fits(t *Track) bool {
 	}
 	return t.Codec.Name == "" || slices.ContainsFunc(s.codecs, func(c Codec) bool { return carries(t.Codec, c) })
 }
+
+// Carries reports whether a section's codec c carries a track in want,
+// as AddTrackOn and the node's offers judge it.
+func Carries(want, c Codec) bool { return carries(want, c) }
 
 // carries reports whether a negotiated codec carries a track in want,
 // which may leave the clock rate, channels or (for H.264) the profile

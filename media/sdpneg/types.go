@@ -126,6 +126,9 @@ type Section struct {
 	// MemberSends is set when the member sends on the section, with what.
 	MemberSends bool
 	Member      Sender
+	// MemberReceives is set when the member takes media on the section:
+	// the node may put a track of its own there.
+	MemberReceives bool
 	// NodeSends is set when the node sends Track on the section.
 	NodeSends bool
 	Track     *Track

@@ -27,7 +27,7 @@ func runDirect(ctx context.Context, o options) (Result, error) {
 	env := runEnv{base: time.Now(), win: &window{}}
 	var join func(ctx context.Context, room, member string, p *peer) (directSession, error)
 	if o.inProcess {
-		node, err := media.New(nodeConfig(o.udpListen))
+		node, err := media.New(nodeConfig(o.udpListen, o.ownTransport))
 		if err != nil {
 			return Result{}, fmt.Errorf("media node: %w", err)
 		}
@@ -43,7 +43,7 @@ func runDirect(ctx context.Context, o options) (Result, error) {
 		env.goroutines = func() (int, error) { return runtime.NumGoroutine(), nil }
 		env.held = readHeldMemory
 	} else {
-		child, err := startNodeProc(o.udpListen, o.nodeProfile != "")
+		child, err := startNodeProc(o.udpListen, o.ownTransport, o.nodeProfile != "")
 		if err != nil {
 			return Result{}, err
 		}

@@ -65,11 +65,14 @@ type options struct {
 	view        [2]int // display size sent for each publisher; 0x0 sends none
 	direct      bool
 	udpListen   string // -direct: the node's one UDP port for everyone; empty for a port each
-	inProcess   bool   // -direct with the node in this process, for tests
-	record      bool   // -direct: the node records every consult
-	nodeProfile string // -direct: path prefix of the node's CPU and heap profiles of the window
-	signal      string
-	signalArgs  []string
+	// ownTransport runs the node of -direct on its own transport
+	// (media.Config.OwnTransport) on udpListen.
+	ownTransport bool
+	inProcess    bool   // -direct with the node in this process, for tests
+	record       bool   // -direct: the node records every consult
+	nodeProfile  string // -direct: path prefix of the node's CPU and heap profiles of the window
+	signal       string
+	signalArgs   []string
 }
 
 // Result is one run's figures.
@@ -232,6 +235,7 @@ func parseFlags(args []string, stderr io.Writer) (options, bool, error) {
 	var extra repeated
 	fs.Var(&extra, "signal-arg", "one more argument for the signal command line; repeatable")
 	fs.BoolVar(&o.direct, "direct", false, "join an in-process media node directly, without signaling, to measure the SFU core alone")
+	fs.BoolVar(&o.ownTransport, "own-transport", false, "with -direct and -udp-listen, run the node's sessions on its own transport (ICE-lite, DTLS and SRTP on the shared port) instead of pion's peer connections")
 	fs.StringVar(&o.udpListen, "udp-listen", "", "with -direct, the one UDP `address` every participant sends media to, as cmd/sfu runs (such as 127.0.0.1:0); empty for a port per participant")
 	fs.BoolVar(&o.record, "record", false, "with -direct, record every consult through the node's recorder into a sink that assembles WebM-sized frames and discards them; measures the node before and after the recordings start")
 	fs.StringVar(&o.nodeProfile, "node-profile", "", "with -direct, profile the node's process over the measured window: CPU into `prefix`.cpu, and the heap at the window's end into prefix.heap (go tool pprof)")
@@ -277,6 +281,8 @@ func parseFlags(args []string, stderr io.Writer) (options, bool, error) {
 		return o, false, errors.New("-node-profile needs -direct")
 	case o.record && !o.direct:
 		return o, false, errors.New("-record needs -direct: signal records only consults whose members consented")
+	case o.ownTransport && (!o.direct || o.udpListen == ""):
+		return o, false, errors.New("-own-transport needs -direct and -udp-listen: the node's own transport runs on one shared port")
 	}
 	return o, *jsonOut, nil
 }

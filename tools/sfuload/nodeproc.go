@@ -51,9 +51,10 @@ type nodeEvent struct {
 }
 
 // nodeConfig is the media node of -direct: on loopback, with one UDP port
-// for everyone when udpListen is set.
-func nodeConfig(udpListen string) media.Config {
-	return media.Config{Log: slog.New(slog.DiscardHandler), Settings: nodetest.LoopbackSettings(), UDPListen: udpListen}
+// for everyone when udpListen is set, on the node's own transport when
+// own is.
+func nodeConfig(udpListen string, own bool) media.Config {
+	return media.Config{Log: slog.New(slog.DiscardHandler), Settings: nodetest.LoopbackSettings(), UDPListen: udpListen, OwnTransport: own}
 }
 
 // serveNode runs an in-process node for a parent sfuload until its stdin
@@ -63,6 +64,7 @@ func nodeConfig(udpListen string) media.Config {
 func serveNode(args []string, in io.Reader, out io.Writer) error {
 	fs := flag.NewFlagSet("sfuload -serve-node", flag.ContinueOnError)
 	udpListen := fs.String("udp-listen", "", "the node's shared UDP address")
+	own := fs.Bool("own-transport", false, "run sessions on the node's own transport")
 	memRate := fs.Int("mem-profile-rate", 0, "runtime.MemProfileRate, for -node-profile; 0 leaves the default")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -70,7 +72,7 @@ func serveNode(args []string, in io.Reader, out io.Writer) error {
 	if *memRate > 0 {
 		runtime.MemProfileRate = *memRate
 	}
-	node, err := media.New(nodeConfig(*udpListen))
+	node, err := media.New(nodeConfig(*udpListen, *own))
 	if err != nil {
 		return fmt.Errorf("media node: %w", err)
 	}
@@ -216,12 +218,15 @@ type nodeProc struct {
 	joined  map[string]chan error
 }
 
-func startNodeProc(udpListen string, profile bool) (*nodeProc, error) {
+func startNodeProc(udpListen string, own, profile bool) (*nodeProc, error) {
 	self, err := os.Executable()
 	if err != nil {
 		return nil, fmt.Errorf("media node process: %w", err)
 	}
 	args := []string{"-serve-node", "-udp-listen", udpListen}
+	if own {
+		args = append(args, "-own-transport")
+	}
 	if profile {
 		args = append(args, "-mem-profile-rate", "4096") // a sample every 4 KiB, enough to tell pion's buffers apart
 	}

@@ -251,7 +251,8 @@ func TestPeerClosesBeforeNegotiation(t *testing.T) {
 // TestDirectRoomForwardsAndMeasures runs one consult of three against an
 // in-process node for two seconds: every member must receive from both
 // others, and the figures must come out of what was received; once with
-// a port per participant, once with one UDP port for all.
+// a port per participant, once with one UDP port for all, and once on
+// the node's own transport.
 func TestDirectRoomForwardsAndMeasures(t *testing.T) {
 	tests := []struct {
 		name string
@@ -259,6 +260,7 @@ func TestDirectRoomForwardsAndMeasures(t *testing.T) {
 	}{
 		{"port per participant", nil},
 		{"one port", []string{"-udp-listen", "127.0.0.1:0"}},
+		{"own transport", []string{"-udp-listen", "127.0.0.1:0", "-own-transport"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) { directRoom(t, tt.args) })

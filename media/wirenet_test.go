@@ -1,0 +1,65 @@
+package media
+
+import (
+	"net"
+	"slices"
+	"strings"
+	"testing"
+)
+
+func TestWireCandidates(t *testing.T) {
+	udp := &net.UDPAddr{IP: net.IPv4(192, 0, 2, 10), Port: 7882}
+	tcp := &net.TCPAddr{IP: net.IPv4(192, 0, 2, 10), Port: 7881}
+	tests := []struct {
+		name      string
+		publicIPs []string
+		tcp       net.Addr
+		want      []string
+		wantErr   string
+	}{
+		{"the listening address", nil, nil, []string{"candidate:1 1 udp 2130706431 192.0.2.10 7882 typ host"}, ""},
+		{"with ICE-TCP, ranked below UDP", nil, tcp, []string{
+			"candidate:1 1 udp 2130706431 192.0.2.10 7882 typ host",
+			"candidate:2 1 tcp 2122317823 192.0.2.10 7881 typ host tcptype passive"}, ""},
+		{"public addresses instead", []string{"203.0.113.5", "2001:db8::5"}, nil, []string{
+			"candidate:1 1 udp 2130706431 203.0.113.5 7882 typ host",
+			"candidate:2 1 udp 2130706175 2001:db8::5 7882 typ host"}, ""},
+		{"a public address that is none", []string{"the-nat"}, nil, nil, "not an IP address"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := wireCandidates(tt.publicIPs, udp, tt.tcp)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("err %v, want %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil || !slices.Equal(got, tt.want) {
+				t.Fatalf("candidates %q (%v), want %q", got, err, tt.want)
+			}
+		})
+	}
+}
+
+// An unspecified IPv4 address advertises the host's IPv4 addresses, none
+// of loopback and none with a zone.
+func TestWireCandidatesOfTheHost(t *testing.T) {
+	got, err := wireCandidates(nil, &net.UDPAddr{IP: net.IPv4zero, Port: 7882}, nil)
+	if err != nil {
+		t.Skipf("no address to advertise here: %v", err)
+	}
+	for _, c := range got {
+		f := strings.Fields(c)
+		ip := net.ParseIP(f[4])
+		if ip == nil || ip.To4() == nil || ip.IsLoopback() || f[5] != "7882" {
+			t.Errorf("candidate %q", c)
+		}
+	}
+}
+
+func TestOwnTransportNeedsASharedPort(t *testing.T) {
+	if _, err := New(Config{OwnTransport: true}); err == nil || !strings.Contains(err.Error(), "UDP listen address") {
+		t.Fatalf("err %v", err)
+	}
+}
