@@ -6,8 +6,6 @@ import (
 	"sync/atomic"
 
 	"github.com/pion/webrtc/v4"
-
-	"github.com/openconsult/openconsult/media/wire"
 )
 
 // writeBurst is how many packets the connection writer takes from one
@@ -31,9 +29,13 @@ type connWriter struct {
 	wake chan struct{} // one pending wake-up at most
 
 	ice *webrtc.ICETransport // nil when there is no burst to hold
-	// own is the connection on the node's own transport, whose checked
-	// address the writer holds bursts for; nil on pion's.
-	own *wire.Conn
+	// own is the UDP address of the connection on the node's own
+	// transport, if it has one: the writer holds bursts for it, and
+	// packets may be written to it directly (downTrack.writeDirect). Nil
+	// on pion's.
+	own func() (netip.AddrPort, bool)
+	// burst is set when the node's sockets hold bursts.
+	burst bool
 	// remote is the selected candidate pair's remote address, kept
 	// current by pion's callback: nil before the first pair, invalid when
 	// the pair is not one of UDP to an IP address.
@@ -73,12 +75,12 @@ func pairRemote(p *webrtc.ICECandidatePair) netip.AddrPort {
 	return netip.AddrPortFrom(a, p.Remote.Port)
 }
 
-// follows has the writer hold bursts for the address c's checks
-// selected, when the node's sockets hold bursts.
-func (w *connWriter) follows(c *wire.Conn) {
-	if len(w.sfu.sockets.list) > 0 {
-		w.own = c
-	}
+// follows has the writer write to the UDP address the participant's
+// checks selected, which remote returns, directly where it can and in
+// bursts where the node's sockets hold them.
+func (w *connWriter) follows(remote func() (netip.AddrPort, bool)) {
+	w.own = remote
+	w.burst = len(w.sfu.sockets.list) > 0
 }
 
 // follow reads the pair selected before the callback was set, unless the
@@ -173,7 +175,10 @@ func (w *connWriter) hold() {
 // writes its datagrams to.
 func (w *connWriter) holdAddr() (netip.AddrPort, bool) {
 	if w.own != nil {
-		return w.own.Remote()
+		if !w.burst {
+			return netip.AddrPort{}, false
+		}
+		return w.own()
 	}
 	if w.ice == nil {
 		return netip.AddrPort{}, false
@@ -213,7 +218,9 @@ func (w *connWriter) pass(downs []*downTrack) bool {
 		for range writeBurst {
 			select {
 			case q := <-d.queue:
+				d.wmu.Lock()
 				d.write(q.p, q.resume)
+				d.wmu.Unlock()
 				w.sfu.pool.release(q.p)
 				busy = true
 				continue

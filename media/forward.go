@@ -68,6 +68,10 @@ type downTrack struct {
 	// paused video is not sent at all: the subscriber shows it nowhere.
 	paused atomic.Bool
 
+	// wmu is held while a packet is written, by the connection's writer
+	// or by the goroutine that received it (writeDirect), which own the
+	// fields below in turn.
+	wmu sync.Mutex
 	rw  rewriter     // writer-owned
 	vp8 *vp8Rewriter // writer-owned; VP8 simulcast only
 	hdr rtp.Header   // writer-owned, reused for every packet
@@ -196,6 +200,12 @@ func (d *downTrack) offer(p *packet) {
 		}
 		resume = true
 	}
+	if d.w != nil && d.w.own != nil && d.writeDirect(p, resume) {
+		if resume {
+			d.dropping.Store(false)
+		}
+		return
+	}
 	p.refs.Add(1)
 	select {
 	case d.queue <- queued{p, resume}:
@@ -216,6 +226,33 @@ func (d *downTrack) offer(p *packet) {
 	}
 	// Audio, and video of a codec whose keyframes the SFU cannot see, lose
 	// just this packet: the receiver conceals the gap.
+}
+
+// writeDirect writes p at once, on the goroutine that received it, when
+// the subscriber is on the node's own transport and reached over UDP,
+// whose writes never wait on the subscriber, and nothing of the track is
+// queued before p: no hand-off to the connection's writer. The node's
+// own transport delivers a publication's packets one at a time, so no
+// other packet of the track is offered meanwhile. It reports false, and
+// the packet goes to the queue, otherwise.
+func (d *downTrack) writeDirect(p *packet, resume bool) bool {
+	if len(d.queue) > 0 {
+		return false
+	}
+	if _, ok := d.w.own(); !ok || !d.wmu.TryLock() {
+		return false
+	}
+	defer d.wmu.Unlock()
+	select {
+	case <-d.done:
+		return true // stopped: dropped, as the queue's writer would
+	default:
+	}
+	if len(d.queue) > 0 {
+		return false // the writer took the lock for a packet queued before
+	}
+	d.write(p, resume)
+	return true
 }
 
 // setPaused stops or resumes a video for a subscriber that hides or shows

@@ -461,7 +461,7 @@ func (s *Session) subscribeLocked(pub *publication, onOffered bool) bool {
 	if s.writer == nil {
 		w := newConnWriter(s.sfu, s.pc)
 		if s.wc != nil {
-			w.follows(s.wc.conn.conn)
+			w.follows(s.wc.conn.udpRemote)
 		}
 		if !s.sfu.goOwned(func() { w.run(s.done) }) {
 			return false

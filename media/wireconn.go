@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"net/netip"
 	"strings"
 	"sync"
 
@@ -392,6 +393,17 @@ func (w *wireConn) receiving(ssrc uint32) bool {
 	defer w.secMu.RUnlock()
 	_, ok := w.bound[ssrc]
 	return ok
+}
+
+// udpRemote is the participant's checked address, when it is one of
+// UDP: writes to it go out on the shared socket, never waiting on the
+// participant, as an ICE-TCP connection's may.
+func (w *wireConn) udpRemote() (netip.AddrPort, bool) {
+	a, ok := w.conn.Remote()
+	if !ok || w.cfg.Port.IsTCP(a) {
+		return netip.AddrPort{}, false
+	}
+	return a, true
 }
 
 // close ends the connection.

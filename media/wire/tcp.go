@@ -185,6 +185,10 @@ func (p *Port) deliverFirst(b []byte, from netip.AddrPort) bool {
 }
 
 // isTCP reports whether addr is an ICE-TCP connection's.
+// IsTCP reports whether addr is the remote address of an ICE-TCP
+// connection of the port's.
+func (p *Port) IsTCP(addr netip.AddrPort) bool { return p.isTCP(addr) }
+
 func (p *Port) isTCP(addr netip.AddrPort) bool {
 	p.mu.RLock()
 	defer p.mu.RUnlock()
