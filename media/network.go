@@ -203,7 +203,7 @@ func listenAddrs(closers []io.Closer) []net.Addr {
 		case *ice.TCPMuxDefault:
 			addrs = append(addrs, m.LocalAddr())
 		case *wireNet:
-			addrs = append(addrs, m.udp)
+			addrs = append(addrs, m.udp...)
 			if m.tcp != nil {
 				addrs = append(addrs, m.tcp)
 			}

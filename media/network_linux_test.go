@@ -123,3 +123,34 @@ func TestSubscriberBurstsLeaveTogether(t *testing.T) {
 		t.Errorf("%d datagrams in %d sendmmsg calls and %d sendto: the subscribers' bursts were not held", w.Batched, w.Batches, w.Single)
 	}
 }
+
+// TestOwnTransportOnEveryAddress: on the node's own transport, an
+// unspecified listening address is a socket on each of the host's
+// addresses, and participants reach the node on them, each reply leaving
+// from the address its check was sent to.
+func TestOwnTransportOnEveryAddress(t *testing.T) {
+	sfu, err := media.New(media.Config{Log: testLog(), Settings: nodetest.LoopbackSettings(), UDPListen: ":0", OwnTransport: true})
+	if err != nil {
+		t.Skipf("no host address to listen on: %v", err)
+	}
+	t.Cleanup(sfu.Close)
+	var v4 int
+	for _, a := range sfu.Addrs() {
+		u, ok := a.(*net.UDPAddr)
+		if !ok {
+			continue
+		}
+		if u.IP.IsUnspecified() || u.IP.IsLoopback() {
+			t.Fatalf("a socket on %v", u)
+		}
+		if u.IP.To4() != nil {
+			v4++
+		}
+	}
+	if v4 == 0 {
+		t.Skipf("no IPv4 address among %v", sfu.Addrs())
+	}
+	r := nodetest.NewRoom(t)
+	ps := []*nodetest.Participant{r.Join(sfu, "a", nodetest.Publish{Video: true}), r.Join(sfu, "b", nodetest.Publish{Video: true})}
+	nodetest.WaitAllReceive(t, ps, 20, 20*time.Second)
+}

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"strings"
 	"sync"
@@ -42,7 +43,7 @@ type wireConn struct {
 
 // wireConnConfig is what a wireConn is made with.
 type wireConnConfig struct {
-	Port        *wire.Port
+	Port        wirePort
 	Certificate wire.Certificate
 	Candidates  []string // the node's, as in a=candidate without "a="
 	Chain       interceptor.Interceptor
@@ -59,6 +60,16 @@ type wireConnConfig struct {
 	// goroutine; pkt is valid until it returns.
 	OnFeedback func(ssrc uint32, pkt []byte)
 	OnState    func(wire.State)
+}
+
+// wirePort is the shared port a connection is on: a wire.Port, or one
+// per address of the host's (portSet).
+type wirePort interface {
+	LocalAddr() net.Addr
+	Send(b []byte, to netip.AddrPort) error
+	Route(ufrag string, c *wire.Conn) error
+	Forget(c *wire.Conn)
+	IsTCP(addr netip.AddrPort) bool
 }
 
 // inStream is a received stream: where it belongs and its codec.

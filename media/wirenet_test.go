@@ -2,6 +2,7 @@ package media
 
 import (
 	"net"
+	"net/netip"
 	"slices"
 	"strings"
 	"testing"
@@ -28,7 +29,7 @@ func TestWireCandidates(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := wireCandidates(tt.publicIPs, udp, tt.tcp)
+			got, err := wireCandidates(tt.publicIPs, []net.Addr{udp}, tt.tcp)
 			if tt.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 					t.Fatalf("err %v, want %q", err, tt.wantErr)
@@ -45,7 +46,7 @@ func TestWireCandidates(t *testing.T) {
 // An unspecified IPv4 address advertises the host's IPv4 addresses, none
 // of loopback and none with a zone.
 func TestWireCandidatesOfTheHost(t *testing.T) {
-	got, err := wireCandidates(nil, &net.UDPAddr{IP: net.IPv4zero, Port: 7882}, nil)
+	got, err := wireCandidates(nil, []net.Addr{&net.UDPAddr{IP: net.IPv4zero, Port: 7882}}, nil)
 	if err != nil {
 		t.Skipf("no address to advertise here: %v", err)
 	}
@@ -61,5 +62,33 @@ func TestWireCandidatesOfTheHost(t *testing.T) {
 func TestOwnTransportNeedsASharedPort(t *testing.T) {
 	if _, err := New(Config{OwnTransport: true}); err == nil || !strings.Contains(err.Error(), "UDP listen address") {
 		t.Fatalf("err %v", err)
+	}
+}
+
+// An unspecified listening address opens a socket on each of the host's
+// addresses, each named by a candidate of its own, so that replies leave
+// from the address the browser sent to; a node behind 1:1 NAT keeps one.
+func TestWireSocketAddrs(t *testing.T) {
+	one, err := wireSocketAddrs("127.0.0.1:7882", false)
+	if err != nil || len(one) != 1 || one[0].String() != "127.0.0.1:7882" {
+		t.Fatalf("a specific address: %v (%v)", one, err)
+	}
+	nat, err := wireSocketAddrs(":7882", true)
+	if err != nil || len(nat) != 1 || nat[0].Port != 7882 {
+		t.Fatalf("behind NAT: %v (%v)", nat, err)
+	}
+	host, err := hostAddrs()
+	if err != nil || len(host) == 0 {
+		t.Skipf("no host address here: %v", err)
+	}
+	each, err := wireSocketAddrs(":7882", false)
+	if err != nil || len(each) == 0 {
+		t.Fatalf("every address: %v (%v)", each, err)
+	}
+	for _, a := range each {
+		ip, _ := netip.AddrFromSlice(a.IP)
+		if a.Port != 7882 || ip.IsUnspecified() || ip.IsLoopback() || ip.Zone() != "" || !slices.Contains(host, ip.Unmap()) {
+			t.Errorf("socket address %v", a)
+		}
 	}
 }

@@ -126,6 +126,14 @@ func (p *Port) Route(ufrag string, c *Conn) error {
 	return nil
 }
 
+// Routes reports whether datagrams from addr go to a connection: addr
+// passed a check on this port, or is an ICE-TCP connection's.
+func (p *Port) Routes(addr netip.AddrPort) bool {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	return p.byAddr[addr] != nil || p.tcp[addr] != nil
+}
+
 // Forget stops routing anything to c.
 func (p *Port) Forget(c *Conn) {
 	p.mu.Lock()
