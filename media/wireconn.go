@@ -114,35 +114,42 @@ func newCredentials() wire.Credentials {
 }
 
 // applyOffer applies the participant's offer and returns the node's
-// answer; the first starts the transport. place, if set, is given the
-// offered sections before the answer is made, and returns tracks to
-// send at once on sections the participant only receives on, by mid.
-func (w *wireConn) applyOffer(offer string, place func([]sdpneg.Section) map[string]sdpneg.Track) (string, error) {
+// answer, and the node's tracks whose sections the offer stopped; the
+// first starts the transport. place, if set, is given the offered
+// sections before the answer is made, and returns tracks to send at once
+// on sections the participant only receives on, by mid.
+func (w *wireConn) applyOffer(offer string, place func([]sdpneg.Section) map[string]sdpneg.Track) (string, []string, error) {
 	w.negMu.Lock()
 	defer w.negMu.Unlock()
 	upd, err := w.neg.ApplyOffer(offer)
 	if err != nil {
-		return "", err
+		return "", nil, err
+	}
+	var dropped []string
+	for _, c := range upd.Changes {
+		if c.Kind == sdpneg.TrackDropped {
+			dropped = append(dropped, c.TrackID)
+		}
 	}
 	if place != nil {
 		for mid, t := range place(upd.Sections) {
 			if err := w.neg.AddTrackOn(mid, t); err != nil {
 				_ = w.neg.Rollback()
-				return "", err
+				return "", nil, err
 			}
 		}
 	}
 	if upd.ICERestart && w.started {
 		w.local = newCredentials()
 		if err := w.neg.SetCredentials(w.local.Ufrag, w.local.Pwd); err != nil {
-			return "", err
+			return "", nil, err
 		}
 	}
 	answer, err := w.neg.CreateAnswer()
 	if err != nil {
-		return "", err
+		return "", nil, err
 	}
-	return answer, w.applied(upd)
+	return answer, dropped, w.applied(upd)
 }
 
 // applyAnswer applies the participant's answer to the node's offer.
@@ -367,29 +374,34 @@ func (w *wireConn) createOffer() (string, error) {
 // bindTrack returns the writer of a track the node sends on a
 // negotiated section, and its payload type there.
 func (w *wireConn) bindTrack(id string) (interceptor.RTPWriter, uint8, error) {
-	w.secMu.RLock()
-	var sec sdpneg.Section
-	found := false
-	for _, s := range w.sections {
-		if s.NodeSends && s.Track != nil && s.Track.ID == id {
-			sec, found = s, true
-			break
-		}
-	}
-	w.secMu.RUnlock()
-	if !found || len(sec.Codecs) == 0 {
+	sec, c, ok := w.sentOn(id)
+	if !ok {
 		return nil, 0, errors.New("the track is on no negotiated section")
 	}
-	c := sec.Codecs[0]
-	if sec.Track.Codec.Name != "" {
-		for _, o := range sec.Codecs {
-			if sdpneg.Carries(sec.Track.Codec, o) {
-				c = o
-				break
+	return w.streams.bindLocal(streamInfo(sec.Track.SSRC, sec.Track.RTXSSRC, sec, c, false)), c.PayloadType, nil
+}
+
+// sentOn finds the negotiated section the node sends track id on, and
+// the codec it is sent in there.
+func (w *wireConn) sentOn(id string) (sdpneg.Section, sdpneg.Codec, bool) {
+	w.secMu.RLock()
+	defer w.secMu.RUnlock()
+	for _, s := range w.sections {
+		if !s.NodeSends || s.Track == nil || s.Track.ID != id || len(s.Codecs) == 0 {
+			continue
+		}
+		c := s.Codecs[0]
+		if s.Track.Codec.Name != "" {
+			for _, o := range s.Codecs {
+				if sdpneg.Carries(s.Track.Codec, o) {
+					c = o
+					break
+				}
 			}
 		}
+		return s, c, true
 	}
-	return w.streams.bindLocal(streamInfo(sec.Track.SSRC, sec.Track.RTXSSRC, sec, c, false)), c.PayloadType, nil
+	return sdpneg.Section{}, sdpneg.Codec{}, false
 }
 
 // requestKeyframe asks the participant for a keyframe of the stream

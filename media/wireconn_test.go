@@ -199,7 +199,7 @@ func memberOffers(t *testing.T, w *wireConn, p *wirePeer, place func([]sdpneg.Se
 	if err := p.pc.SetLocalDescription(offer); err != nil {
 		t.Fatal(err)
 	}
-	answer, err := w.applyOffer(offer.SDP, place)
+	answer, _, err := w.applyOffer(offer.SDP, place)
 	if err != nil {
 		t.Fatalf("the node refused the member's offer: %v", err)
 	}

@@ -83,7 +83,7 @@ func (s *Session) offerWire(offer string) error {
 	s.negMu.Lock()
 	defer s.negMu.Unlock()
 	var placed []*downTrack
-	answer, err := s.wc.conn.applyOffer(offer, func(secs []sdpneg.Section) map[string]sdpneg.Track {
+	answer, dropped, err := s.wc.conn.applyOffer(offer, func(secs []sdpneg.Section) map[string]sdpneg.Track {
 		var tracks map[string]sdpneg.Track
 		tracks, placed = s.subscribeRoomWire(secs)
 		return tracks
@@ -97,6 +97,7 @@ func (s *Session) offerWire(offer string) error {
 	for _, d := range placed {
 		s.wc.offered[d.desc.ID] = d
 	}
+	s.renewDropped(dropped)
 	s.bindWire()
 	s.out.Answer(answer)
 	s.sfu.goOwned(s.negotiate) // tracks added before the first offer
@@ -189,12 +190,47 @@ func newSSRC() uint32 {
 	}
 }
 
+// renewDropped sends each track whose section the participant stopped
+// again, on a section of its own with the node's next offer, as a track
+// of new SSRCs: a receiver may still tie the old ones to the stopped
+// section. The caller holds negMu.
+func (s *Session) renewDropped(ids []string) {
+	ws := s.wc
+	for _, id := range ids {
+		d := ws.offered[id]
+		if d == nil {
+			continue
+		}
+		s.forgetWireTrack(d)
+		s.sfu.mu.Lock()
+		if s.downs[d.pub.key] == d {
+			d.desc = ws.newTrack(d.pub) // under negMu and sfu.mu, which its readers hold
+		}
+		s.sfu.mu.Unlock()
+		s.markPending()
+	}
+}
+
+// forgetWireTrack takes d's track out of the negotiation and stops
+// writing it; the caller holds negMu.
+func (s *Session) forgetWireTrack(d *downTrack) {
+	ws := s.wc
+	delete(ws.offered, d.desc.ID)
+	d.bound.Store(nil)
+	ws.mu.Lock()
+	delete(ws.out, d.desc.SSRC)
+	ws.mu.Unlock()
+	if err := ws.conn.removeTrack(d.desc.ID, d.desc.SSRC); err != nil {
+		s.sfu.log.Debug("sfu track removal", "member", s.member, "err", err)
+	}
+}
+
 // answerWire applies the participant's answer to the node's offer.
 func (s *Session) answerWire(answer string) error {
 	s.negMu.Lock()
 	err := s.wc.conn.applyAnswer(answer)
 	if err == nil {
-		s.bindWire()
+		s.bindWire() // a track the answer rejected is not offered again: it would be again
 	}
 	s.negMu.Unlock()
 	if err != nil {
@@ -239,16 +275,8 @@ func (s *Session) syncWireTracks() {
 	}
 	s.sfu.mu.Unlock()
 	for id, d := range ws.offered {
-		if want[id] == d {
-			continue
-		}
-		delete(ws.offered, id)
-		d.bound.Store(nil)
-		ws.mu.Lock()
-		delete(ws.out, d.desc.SSRC)
-		ws.mu.Unlock()
-		if err := ws.conn.removeTrack(id, d.desc.SSRC); err != nil {
-			s.sfu.log.Debug("sfu track removal", "member", s.member, "err", err)
+		if want[id] != d {
+			s.forgetWireTrack(d)
 		}
 	}
 	for id, d := range want {

@@ -88,7 +88,7 @@ func (p *Participant) Answer(sdp string) {
 	p.sdpMu.Lock()
 	defer p.sdpMu.Unlock()
 	if err := p.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: sdp}); err != nil && !p.quiet.Load() {
-		p.t.Errorf("%s: remote answer: %v", p.Name, err)
+		p.t.Errorf("%s: remote answer: %v\n%s", p.Name, err, sdp)
 	}
 }
 

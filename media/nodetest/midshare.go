@@ -46,10 +46,52 @@ func (p *Participant) StopScreen() error {
 	return p.renegotiate()
 }
 
+// StopReceiving stops the section on which p receives stream, and offers
+// the change as a browser does when its page stops a transceiver: the
+// section with port 0 (pion writes port 9 and a=inactive). The node may
+// send the stream again on another section.
+func (p *Participant) StopReceiving(stream string) error {
+	p.sdpMu.Lock()
+	var found *webrtc.RTPTransceiver
+	for _, tr := range p.pc.GetTransceivers() {
+		if r := tr.Receiver(); r != nil && r.Track() != nil && r.Track().StreamID() == stream {
+			found = tr
+		}
+	}
+	p.sdpMu.Unlock()
+	if found == nil {
+		return fmt.Errorf("stop receiving: no section receives %s", stream)
+	}
+	if err := found.Stop(); err != nil {
+		return fmt.Errorf("stop receiving: %w", err)
+	}
+	return p.renegotiateWith(func(offer string) string {
+		return stoppedPortZero(offer, found.Mid())
+	})
+}
+
+// stoppedPortZero writes port 0 on the m-line of section mid.
+func stoppedPortZero(offer, mid string) string {
+	sections := strings.Split(offer, "\r\nm=")
+	for i, s := range sections {
+		if i > 0 && strings.Contains(s, "\r\na=mid:"+mid+"\r\n") {
+			kind, rest, _ := strings.Cut(s, " ")
+			_, rest, _ = strings.Cut(rest, " ")
+			sections[i] = kind + " 0 " + rest
+		}
+	}
+	return strings.Join(sections, "\r\nm=")
+}
+
 // renegotiate sends the node a new offer of p's once the node has
 // answered the last one, as a browser queues a negotiation it needs while
 // an offer of its own is outstanding.
 func (p *Participant) renegotiate() error {
+	return p.renegotiateWith(func(offer string) string { return offer })
+}
+
+// renegotiateWith is renegotiate with the offer sent as edit makes it.
+func (p *Participant) renegotiateWith(edit func(string) string) error {
 	eventually.True(p.t, 20*time.Second, p.Name+": the node's answer to the last offer", func() bool {
 		p.sdpMu.Lock()
 		defer p.sdpMu.Unlock()
@@ -64,7 +106,7 @@ func (p *Participant) renegotiate() error {
 	if err != nil {
 		return fmt.Errorf("offer: %w", err)
 	}
-	return p.Session.Offer(p.pc.LocalDescription().SDP)
+	return p.Session.Offer(edit(p.pc.LocalDescription().SDP))
 }
 
 // offered reports whether the node's description last applied by p

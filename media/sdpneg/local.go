@@ -96,15 +96,21 @@ func offerCodecs(secs []*section, k Kind) []Codec {
 	return out
 }
 
-// codecInBundle finds c negotiated on a section in use.
+// codecInBundle finds c negotiated on a section in use, else on a
+// stopped one: out of the BUNDLE group, whose payload types are free
+// again, and which the member knows c by. (A member whose only video
+// section it stopped answered the node's next video section with its
+// first payload types, not the offer's fresh ones.)
 func codecInBundle(secs []*section, k Kind, c Codec) (Codec, bool) {
-	for _, s := range secs {
-		if s.stopped || s.kind != k {
-			continue
-		}
-		for _, o := range s.codecs {
-			if sameCodec(c, o) && (c.RTX == 0) == (o.RTX == 0) {
-				return o, true
+	for _, stopped := range []bool{false, true} {
+		for _, s := range secs {
+			if s.stopped != stopped || s.kind != k {
+				continue
+			}
+			for _, o := range s.codecs {
+				if sameCodec(c, o) && (c.RTX == 0) == (o.RTX == 0) {
+					return o, true
+				}
 			}
 		}
 	}

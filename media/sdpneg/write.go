@@ -48,7 +48,9 @@ func connection() *sdp.ConnectionInformation {
 	return &sdp.ConnectionInformation{NetworkType: "IN", AddressType: "IP4", Address: &sdp.Address{Address: "0.0.0.0"}}
 }
 
-// stoppedMedia is a stopped or rejected section: port 0, its mid.
+// stoppedMedia is a stopped or rejected section: port 0, its mid, and
+// the codecs it had where it had any, each with its rtpmap, which strict
+// parsers (pion's) look up for every format even of a rejected section.
 func stoppedMedia(s *section) *sdp.MediaDescription {
 	formats := s.formats
 	if len(formats) == 0 {
@@ -58,11 +60,28 @@ func stoppedMedia(s *section) *sdp.MediaDescription {
 	if proto == "" {
 		proto = "UDP/TLS/RTP/SAVPF"
 	}
-	return &sdp.MediaDescription{
+	m := &sdp.MediaDescription{
 		MediaName:             sdp.MediaName{Media: s.media, Port: sdp.RangedPort{Value: 0}, Protos: strings.Split(proto, "/"), Formats: formats},
 		ConnectionInformation: connection(),
 		Attributes:            []sdp.Attribute{sdp.NewAttribute("mid", s.mid), sdp.NewPropertyAttribute("inactive")},
 	}
+	if len(s.codecs) > 0 {
+		m.MediaName.Formats = nil
+		for _, c := range s.codecs {
+			m.MediaName.Formats = append(m.MediaName.Formats, strconv.Itoa(int(c.PayloadType)))
+			m.Attributes = append(m.Attributes, sdp.NewAttribute("rtpmap", rtpmap(c)))
+		}
+	}
+	return m
+}
+
+// rtpmap is a codec's a=rtpmap value.
+func rtpmap(c Codec) string {
+	enc := fmt.Sprintf("%d %s/%d", c.PayloadType, c.Name, c.ClockRate)
+	if c.Channels > 0 {
+		enc += "/" + strconv.Itoa(int(c.Channels))
+	}
+	return enc
 }
 
 // media is a section in use: transport, direction, extensions, codecs,
@@ -123,11 +142,7 @@ func nodeDirection(s *section, offer bool) direction {
 }
 
 func writeCodec(add func(k, v string), c Codec) {
-	enc := fmt.Sprintf("%d %s/%d", c.PayloadType, c.Name, c.ClockRate)
-	if c.Channels > 0 {
-		enc += "/" + strconv.Itoa(int(c.Channels))
-	}
-	add("rtpmap", enc)
+	add("rtpmap", rtpmap(c))
 	if c.Fmtp != "" {
 		add("fmtp", fmt.Sprintf("%d %s", c.PayloadType, c.Fmtp))
 	}
