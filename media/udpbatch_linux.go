@@ -294,10 +294,11 @@ func (c *batchConn) sendBatch(fd uintptr) bool {
 }
 
 // putSockaddr writes to as the socket's family takes it and returns its
-// length.
+// length. An IPv6 address on an IPv4 socket is written as it is, and the
+// kernel refuses that datagram alone.
 func (c *batchConn) putSockaddr(sa *unix.RawSockaddrInet6, to netip.AddrPort) uint32 {
 	port := to.Port()
-	if c.inet {
+	if c.inet && to.Addr().Unmap().Is4() {
 		s4 := (*unix.RawSockaddrInet4)(unsafe.Pointer(sa))
 		*s4 = unix.RawSockaddrInet4{Family: unix.AF_INET, Addr: to.Addr().Unmap().As4()}
 		p := (*[2]byte)(unsafe.Pointer(&s4.Port))

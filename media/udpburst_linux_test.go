@@ -200,3 +200,33 @@ func TestBatchConnReleaseAfterClose(t *testing.T) {
 		t.Fatalf("after the release: %d held, busy %v", len(b.w.held), b.w.busy)
 	}
 }
+
+// TestBatchConnRefusesAnotherFamilyQuietly: a held datagram to an IPv6
+// address on an IPv4 socket is refused by the kernel and dropped, the
+// rest of the burst sent; it once panicked, writing the address as IPv4.
+func TestBatchConnRefusesAnotherFamilyQuietly(t *testing.T) {
+	sock, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := newBatchConn(sock).(*batchConn)
+	defer b.Close()
+	peer, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer peer.Close()
+	v6 := netip.MustParseAddrPort("[2001:db8::7]:9")
+	to := peer.LocalAddr().(*net.UDPAddr).AddrPort()
+	if !b.hold(v6) {
+		t.Fatal("no hold")
+	}
+	if _, err := b.WriteToAddrPort(datagram(2, 0, 100), v6); err != nil {
+		t.Fatal(err)
+	}
+	b.release(v6)
+	if _, err := b.WriteToAddrPort(datagram(1, 0, 100), to); err != nil {
+		t.Fatal(err)
+	}
+	readN(t, peer, 1)
+}

@@ -136,15 +136,24 @@ type portSet []*wire.Port
 
 func (ps portSet) LocalAddr() net.Addr { return ps[0].LocalAddr() }
 
+// Send writes b from the socket to's checks arrived on; to an address
+// not routed (yet, or any more), from the first socket of its family.
 func (ps portSet) Send(b []byte, to netip.AddrPort) error {
-	if len(ps) > 1 {
-		for _, p := range ps {
-			if p.Routes(to) {
-				return p.Send(b, to)
-			}
+	if len(ps) == 1 {
+		return ps[0].Send(b, to)
+	}
+	for _, p := range ps {
+		if p.Routes(to) {
+			return p.Send(b, to)
 		}
 	}
-	return ps[0].Send(b, to)
+	v4 := to.Addr().Unmap().Is4()
+	for _, p := range ps {
+		if a, ok := p.LocalAddr().(*net.UDPAddr); ok && (a.IP.To4() != nil) == v4 {
+			return p.Send(b, to)
+		}
+	}
+	return fmt.Errorf("own transport: no socket of the family of %v", to)
 }
 
 func (ps portSet) Route(ufrag string, c *wire.Conn) error {

@@ -145,3 +145,32 @@ func TestApplyOfferReads(t *testing.T) {
 		})
 	}
 }
+
+// TestBundleOnlySectionIsInUse: Firefox's offers write every section
+// after the first of its kind as bundle-only, with port 0 (RFC 8843
+// section 6); such a section is in use, and a receive-only one can carry
+// a track of the node's in the answer. (It was once taken for a stopped
+// section and rejected.)
+func TestBundleOnlySectionIsInUse(t *testing.T) {
+	n := must(sdpneg.New(nodeConfig()))(t)
+	bundleOnly := strings.Replace(media("video", "2", "recvonly", "a=bundle-only"), "m=video 9 ", "m=video 0 ", 1)
+	offer := desc(media("audio", "0", "sendrecv", sending("mic", 1000)...), media("video", "1", "sendrecv", sending("cam", 2000)...), bundleOnly)
+	offer = strings.Replace(offer, "a=group:BUNDLE 0 1", "a=group:BUNDLE 0 1 2", 1)
+	upd, err := n.ApplyOffer(offer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(upd.Sections) != 3 || upd.Sections[2].Stopped || !upd.Sections[2].MemberReceives {
+		t.Fatalf("sections %+v: the bundle-only one should be in use and receive", upd.Sections)
+	}
+	if err := n.AddTrackOn("2", sdpneg.Track{ID: "t1", StreamID: "s", Kind: sdpneg.Video, SSRC: 42}); err != nil {
+		t.Fatal(err)
+	}
+	answer, err := n.CreateAnswer()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(answer, "a=mid:2\r\n") || strings.Contains(answer, "m=video 0 ") || !strings.Contains(answer, "a=msid:s t1") {
+		t.Fatalf("the answer does not send t1 on section 2:\n%s", answer)
+	}
+}

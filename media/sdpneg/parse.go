@@ -201,10 +201,14 @@ func (t *Transport) check() error {
 	return nil
 }
 
-// parseSection reads one m-section.
+// parseSection reads one m-section. Port 0 is a stopped or rejected
+// section, except with a=bundle-only (RFC 8843 section 6): a section that
+// only ever shares the BUNDLE transport, as Firefox writes every section
+// after the first of its kind in an offer.
 func parseSection(m *sdp.MediaDescription) (remoteSection, error) {
+	_, bundleOnly := m.Attribute("bundle-only")
 	s := remoteSection{media: m.MediaName.Media, proto: strings.Join(m.MediaName.Protos, "/"),
-		formats: m.MediaName.Formats, stopped: m.MediaName.Port.Value == 0, dir: dirSendRecv}
+		formats: m.MediaName.Formats, stopped: m.MediaName.Port.Value == 0 && !bundleOnly, dir: dirSendRecv}
 	mid, ok := m.Attribute("mid")
 	if !ok || !validToken(mid, true) {
 		return s, fmt.Errorf("mid %q: %w", mid, ErrMalformed)

@@ -49,9 +49,20 @@ func Classify(p []byte) Kind {
 // datagram was dropped: a check that failed, a packet that did not
 // decrypt, or nil for one taken or ignored on purpose. It never blocks.
 func (c *Conn) Deliver(p []byte, from netip.AddrPort) error {
+	return c.DeliverVia(p, from, nil)
+}
+
+// DeliverVia is Deliver with a binding request answered through reply,
+// when set, instead of Config.Send: from the socket the request arrived
+// on, which a remote agent requires, before anything routes from to the
+// connection.
+func (c *Conn) DeliverVia(p []byte, from netip.AddrPort, reply func([]byte, netip.AddrPort) error) error {
 	switch Classify(p) {
 	case KindSTUN:
-		return c.deliverSTUN(p, from)
+		if reply == nil {
+			reply = c.cfg.Send
+		}
+		return c.deliverSTUN(p, from, reply)
 	case KindDTLS:
 		if !c.checked(from) {
 			return fmt.Errorf("wire: DTLS from %v, which passed no ICE check", from)
@@ -66,13 +77,13 @@ func (c *Conn) Deliver(p []byte, from netip.AddrPort) error {
 	return errors.New("wire: a datagram that is neither STUN, DTLS nor SRTP")
 }
 
-func (c *Conn) deliverSTUN(p []byte, from netip.AddrPort) error {
+func (c *Conn) deliverSTUN(p []byte, from netip.AddrPort, reply func([]byte, netip.AddrPort) error) error {
 	res, err := c.ice.handle(p, from)
 	if err != nil || res.response == nil {
 		return err
 	}
 	c.noteChecked(from)
-	if err := c.cfg.Send(res.response, from); err != nil {
+	if err := reply(res.response, from); err != nil {
 		return fmt.Errorf("wire: binding response: %w", err)
 	}
 	if res.nominated && c.ready.Load() {

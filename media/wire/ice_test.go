@@ -191,6 +191,29 @@ func TestDTLSOnlyFromCheckedAddresses(t *testing.T) {
 	}
 }
 
+// TestCheckAnsweredWhereItArrived: a check delivered with a socket of its
+// own to answer through is answered there, not through the connection's
+// Send: on a host with several addresses the port of each has a socket,
+// and the remote agent drops an answer from another address. (The
+// answers to checks on a node's IPv6 address once left through its IPv4
+// socket, and failed.)
+func TestCheckAnsweredWhereItArrived(t *testing.T) {
+	var out, via sent
+	c := newTestConn(t, &out, nil)
+	defer c.Close()
+	from := netip.MustParseAddrPort("[2001:db8::7]:50000")
+	if err := c.DeliverVia(bindingRequest(t, "nodeufrag:peer", testLocal.Pwd, true, true), from, via.send); err != nil {
+		t.Fatal(err)
+	}
+	if len(via.msgs) != 1 || via.to[0] != from || len(out.msgs) != 0 {
+		t.Fatalf("%d answers through the arrival socket, %d through Send; want 1 and 0", len(via.msgs), len(out.msgs))
+	}
+	checkResponse(t, via.msgs[0], from)
+	if err := c.Deliver(bindingRequest(t, "nodeufrag:peer", testLocal.Pwd, true, true), from); err != nil || len(out.msgs) != 1 {
+		t.Fatalf("without a socket of its own, a check is answered through Send: %v, %d", err, len(out.msgs))
+	}
+}
+
 // TestConsentExpiry: a connected connection whose remote agent stops
 // checking is disconnected after DisconnectedAfter, connected again when
 // checks resume, and failed after FailedAfter for good.

@@ -211,7 +211,7 @@ func (p *Port) deliver(b []byte, from netip.AddrPort) {
 	c := p.byAddr[from]
 	p.mu.RUnlock()
 	if c != nil {
-		_ = c.Deliver(b, from) // the connection refuses what is not its own
+		_ = c.DeliverVia(b, from, p.Send) // the connection refuses what is not its own
 		return
 	}
 	if Classify(b) != KindSTUN {
@@ -224,7 +224,9 @@ func (p *Port) deliver(b []byte, from netip.AddrPort) {
 	p.mu.RLock()
 	c = p.byUfrag[ufrag]
 	p.mu.RUnlock()
-	if c == nil || c.Deliver(b, from) != nil || !c.checked(from) {
+	// The answer leaves from this socket: the connection may be routed on
+	// the host's other addresses too, where from is not yet known.
+	if c == nil || c.DeliverVia(b, from, p.Send) != nil || !c.checked(from) {
 		return
 	}
 	p.mu.Lock()
