@@ -12,7 +12,6 @@ import (
 
 	"github.com/openconsult/openconsult/internal/firefoxtest"
 	"github.com/openconsult/openconsult/media"
-	"github.com/openconsult/openconsult/media/nodetest"
 )
 
 // firefoxPage holds members without a camera, each a peer connection of
@@ -152,15 +151,26 @@ func (m *firefoxMember) join(ctx context.Context, node media.Node) {
 // Firefox's own stacks; each member decodes the other's canvas video,
 // encoded and decoded by Firefox.
 func TestBrowserFirefoxOnTheOwnTransport(t *testing.T) {
+	// Every address of the host's: Firefox does not check a loopback
+	// candidate.
+	firefoxConsult(t, media.Config{UDPListen: ":0", OwnTransport: true})
+}
+
+// TestBrowserFirefoxOnPion: the same consult on pion's transport, a port
+// per participant, as signal's embedded node runs by default.
+func TestBrowserFirefoxOnPion(t *testing.T) {
+	firefoxConsult(t, media.Config{})
+}
+
+func firefoxConsult(t *testing.T, cfg media.Config) {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
 		fmt.Fprint(w, firefoxPage)
 	}))
 	defer srv.Close()
 	ff := firefoxtest.New(t, srv.URL)
-	// Every address of the host's: Firefox does not check a loopback
-	// candidate.
-	sfu := newSFU(t, media.Config{Log: testLog(), Settings: nodetest.LoopbackSettings(), UDPListen: ":0", OwnTransport: true})
+	cfg.Log = testLog()
+	sfu := newSFU(t, cfg)
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
 	var members []*firefoxMember
