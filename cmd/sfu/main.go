@@ -65,7 +65,7 @@ func newSettings(stderr io.Writer) *settings {
 	fs.IntVar(&s.maxParticipants, "max-participants", 200, "participants the node takes at most before it answers full and signal picks another node (the embedded node's default too); 0 for no limit")
 	fs.IntVar(&s.maxTracks, "max-tracks", 0, "tracks (a simulcast camera counts once) the node forwards at most before it answers full; 0 for no limit")
 	fs.Var(&s.udpListen, "media-udp-listen", "UDP `address` every browser sends media to (one port for all participants); open it to the internet")
-	fs.BoolVar(&s.ownTransport, "media-own-transport", false, "run sessions on the node's own transport (ICE-lite, DTLS and SRTP on the -media-udp-listen port, ICE-TCP on -media-tcp-listen) instead of pion's peer connections: far fewer goroutines and less CPU per participant")
+	fs.BoolVar(&s.ownTransport, "media-own-transport", true, "run sessions on the node's own transport (ICE-lite, DTLS and SRTP on the -media-udp-listen port, ICE-TCP on -media-tcp-listen) instead of pion's peer connections: far fewer goroutines and less CPU per participant; false for pion's")
 	fs.Var(&s.tcpListen, "media-tcp-listen", "passive ICE-TCP `address` for browsers whose networks block UDP; off to disable")
 	fs.Var(&s.publicIPs, "public-ip", "`address` browsers reach the node at when it sits behind 1:1 NAT (advertised instead of the host's own); repeatable")
 	fs.DurationVar(&s.shutdownTimeout, "shutdown-timeout", 15*time.Second, "time in-flight work gets to finish on shutdown")
