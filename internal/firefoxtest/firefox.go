@@ -88,6 +88,7 @@ func New(t testing.TB, url string) *Firefox {
 		t.Fatal(err)
 	}
 	cmd := exec.Command(Find(t), "--headless", "--no-remote", "--profile", dir, "--remote-debugging-port=0", "about:blank")
+	cmd.SysProcAttr = procAttr()
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -97,7 +98,7 @@ func New(t testing.TB, url string) *Firefox {
 	}
 	stopped := make(chan struct{})
 	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
+		kill(cmd.Process)
 		<-stopped
 	})
 	found := make(chan string, 1)
