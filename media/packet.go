@@ -70,6 +70,18 @@ func (pp *packetPool) get() *packet {
 	return p
 }
 
+// copyOf returns a packet holding a copy of b, a packet received whole
+// (at most maxPacket bytes), in a buffer of its size class: one copy,
+// where get and setLen would make two.
+func (pp *packetPool) copyOf(b []byte) *packet {
+	p := pp.p.Get().(*packet)
+	b = b[:min(len(b), maxPacket)]
+	p.buf = pp.bufFor(len(b))
+	p.n = uint16(copy(p.buf, b))
+	p.refs.Store(1)
+	return p
+}
+
 func (pp *packetPool) release(p *packet) {
 	if p.refs.Add(-1) == 0 {
 		pp.putBuf(p.buf)

@@ -1,6 +1,7 @@
 package media
 
 import (
+	"bytes"
 	"testing"
 	"unsafe"
 
@@ -197,5 +198,23 @@ func TestPacketBufferFitsItsLength(t *testing.T) {
 	})
 	if allocs != 0 {
 		t.Fatalf("%.1f allocations per cycle through the pool, want 0", allocs)
+	}
+}
+
+// TestCopyOfTakesTheSizeClass: a packet received whole is copied once
+// into the buffer of its size class, as setLen would move it.
+func TestCopyOfTakesTheSizeClass(t *testing.T) {
+	pp := newPacketPool()
+	for _, tt := range []struct{ n, class int }{{100, smallBuf}, {600, mediumBuf}, {1000, largeBuf}, {1200, maxPacket}, {2000, maxPacket}} {
+		b := make([]byte, tt.n)
+		for i := range b {
+			b[i] = byte(i)
+		}
+		p := pp.copyOf(b)
+		want := min(tt.n, maxPacket)
+		if len(p.buf) != tt.class || int(p.n) != want || !bytes.Equal(p.buf[:p.n], b[:want]) || p.refs.Load() != 1 {
+			t.Errorf("%d bytes: buffer of %d, length %d, %d refs", tt.n, len(p.buf), p.n, p.refs.Load())
+		}
+		pp.release(p)
 	}
 }

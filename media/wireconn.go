@@ -390,18 +390,22 @@ func (w *wireConn) sentOn(id string) (sdpneg.Section, sdpneg.Codec, bool) {
 		if !s.NodeSends || s.Track == nil || s.Track.ID != id || len(s.Codecs) == 0 {
 			continue
 		}
-		c := s.Codecs[0]
-		if s.Track.Codec.Name != "" {
-			for _, o := range s.Codecs {
-				if sdpneg.Carries(s.Track.Codec, o) {
-					c = o
-					break
-				}
-			}
+		if c, ok := carrier(s, s.Track.Codec); ok {
+			return s, c, true
 		}
-		return s, c, true
+		return s, s.Codecs[0], true
 	}
 	return sdpneg.Section{}, sdpneg.Codec{}, false
+}
+
+// carrier is the section's codec that carries a track in want, if any.
+func carrier(sec sdpneg.Section, want sdpneg.Codec) (sdpneg.Codec, bool) {
+	for _, c := range sec.Codecs {
+		if sdpneg.Carries(want, c) {
+			return c, true
+		}
+	}
+	return sdpneg.Codec{}, false
 }
 
 // requestKeyframe asks the participant for a keyframe of the stream

@@ -130,7 +130,7 @@ func (s *Session) subscribeRoomWire(secs []sdpneg.Section) (map[string]sdpneg.Tr
 		kind, codec := wireKind(pub.kind), wireCodec(pub.codec)
 		i := -1
 		for j, sec := range free {
-			if sec.Kind == kind && carriesAny(sec, codec) {
+			if _, ok := carrier(sec, codec); ok && sec.Kind == kind {
 				i = j
 				break
 			}
@@ -145,15 +145,6 @@ func (s *Session) subscribeRoomWire(secs []sdpneg.Section) (map[string]sdpneg.Tr
 		}
 	}
 	return tracks, placed
-}
-
-func carriesAny(sec sdpneg.Section, c sdpneg.Codec) bool {
-	for _, o := range sec.Codecs {
-		if sdpneg.Carries(c, o) {
-			return true
-		}
-	}
-	return false
 }
 
 func wireKind(kind int) sdpneg.Kind {
@@ -338,8 +329,7 @@ func (s *Session) onWireStream(st inStream) func([]byte, interceptor.Attributes)
 		if len(b) > maxPacket {
 			return
 		}
-		p := pool.get()
-		p.setLen(copy(p.buf, b))
+		p := pool.copyOf(b)
 		pub.forward(p, idx, l)
 		pool.release(p)
 	}
