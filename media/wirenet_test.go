@@ -6,6 +6,9 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/openconsult/openconsult/media/wire"
 )
 
 func TestWireCandidates(t *testing.T) {
@@ -90,5 +93,37 @@ func TestWireSocketAddrs(t *testing.T) {
 		if a.Port != 7882 || ip.IsUnspecified() || ip.IsLoopback() || ip.Zone() != "" || !slices.Contains(host, ip.Unmap()) {
 			t.Errorf("socket address %v", a)
 		}
+	}
+}
+
+// TestPortSetSendsByFamily: to an address no socket routes (yet, or any
+// more: a DTLS close_notify after the connection was forgotten), the set
+// writes from a socket of the address's family. It once wrote from the
+// first socket whatever the family, which panicked the IPv4 batching
+// socket for an IPv6 address.
+func TestPortSetSendsByFamily(t *testing.T) {
+	var ps portSet
+	for _, ip := range []string{"127.0.0.1", "::1"} {
+		sock, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.ParseIP(ip)})
+		if err != nil {
+			t.Skipf("listen on %s: %v", ip, err)
+		}
+		p := wire.NewPort(sock, nil)
+		t.Cleanup(func() { _ = p.Close() })
+		ps = append(ps, p)
+	}
+	peer, err := net.ListenUDP("udp6", &net.UDPAddr{IP: net.IPv6loopback})
+	if err != nil {
+		t.Skipf("listen on ::1: %v", err)
+	}
+	defer peer.Close()
+	if err := ps.Send([]byte("hello"), peer.LocalAddr().(*net.UDPAddr).AddrPort()); err != nil {
+		t.Fatalf("send to an unrouted IPv6 address: %v", err)
+	}
+	_ = peer.SetReadDeadline(time.Now().Add(5 * time.Second))
+	buf := make([]byte, 64)
+	n, from, err := peer.ReadFromUDPAddrPort(buf)
+	if err != nil || string(buf[:n]) != "hello" || from.String() != ps[1].LocalAddr().String() {
+		t.Fatalf("received %q from %v (%v), want hello from %v", buf[:n], from, err, ps[1].LocalAddr())
 	}
 }

@@ -227,3 +227,58 @@ func TestPortBoundsUncheckedTCPPerAddress(t *testing.T) {
 		t.Fatal("a connection after the others went was refused")
 	}
 }
+
+// TestPortAnswersFromItsOwnSocket: a connection routed on two ports (the
+// node's sockets on two of the host's addresses) whose Send writes
+// through the first has a check that arrives on the second answered from
+// the second, the address the remote agent sent it to; an answer from the
+// first is dropped by the remote agent. (Checks on a node's IPv6 address
+// were once answered through its IPv4 socket.)
+func TestPortAnswersFromItsOwnSocket(t *testing.T) {
+	listen := func(ip string) (*Port, netip.AddrPort) {
+		sock, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.ParseIP(ip)})
+		if err != nil {
+			t.Skipf("listen on %s: %v", ip, err)
+		}
+		p := NewPort(sock, nil)
+		t.Cleanup(func() { _ = p.Close() })
+		return p, sock.LocalAddr().(*net.UDPAddr).AddrPort()
+	}
+	first, _ := listen("127.0.0.1")
+	second, secondAddr := listen("127.0.0.2")
+	cert, err := NewCertificate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := New(Config{Local: testLocal, Certificate: cert, Send: first.Send, Handler: discard{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for _, p := range []*Port{first, second} {
+		if err := p.Route(testLocal.Ufrag, c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	remote, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer remote.Close()
+	if _, err := remote.WriteToUDPAddrPort(bindingRequest(t, "nodeufrag:peer", testLocal.Pwd, true, true), secondAddr); err != nil {
+		t.Fatal(err)
+	}
+	_ = remote.SetReadDeadline(time.Now().Add(5 * time.Second))
+	buf := make([]byte, 1500)
+	n, from, err := remote.ReadFromUDPAddrPort(buf)
+	if err != nil {
+		t.Fatalf("no answer: %v", err)
+	}
+	if from != secondAddr {
+		t.Fatalf("answered from %v, want %v, where the check was sent", from, secondAddr)
+	}
+	checkResponse(t, buf[:n], remote.LocalAddr().(*net.UDPAddr).AddrPort())
+	if !second.Routes(remote.LocalAddr().(*net.UDPAddr).AddrPort()) {
+		t.Fatal("the checked address is not routed on the port the check came to")
+	}
+}
